@@ -1,0 +1,268 @@
+// Package edge is the mesh node's HTTP front: it maps the Host of each
+// request to an app of the catalogue, rewrites the request's forwarding
+// headers, and proxies it through the WireGuard tunnel to a live connector of
+// the app's group, retrying on another connector when the first provably
+// never got it. It answers failures with error pages and writes one access-log
+// line per request.
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/errpage"
+	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/tunnelhttp"
+)
+
+// Config configures a Handler.
+type Config struct {
+	// Catalog returns the current catalogue. Required.
+	Catalog func() *catalog.Catalog
+	// Pool holds the connectors. Required.
+	Pool *pool.Pool
+	// MaxAttempts bounds how many connectors one request may be tried on;
+	// zero means 3.
+	MaxAttempts int
+	// Logger receives the access log; nil discards.
+	Logger *slog.Logger
+	// Registerer receives request metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Handler is the edge proxy. It is safe for concurrent use.
+type Handler struct {
+	cfg     Config
+	logger  *slog.Logger
+	proxy   *httputil.ReverseProxy
+	metrics *metrics
+}
+
+// New returns a Handler.
+func New(cfg Config) *Handler {
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Handler{cfg: cfg, logger: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite:        rewrite,
+		Transport:      &tunnelTransport{pool: cfg.Pool, maxAttempts: cfg.MaxAttempts},
+		ModifyResponse: modifyResponse,
+		ErrorHandler:   h.proxyError,
+		BufferPool:     bufferPool{},
+		ErrorLog:       slog.NewLogLogger(h.logger.Handler(), slog.LevelDebug),
+	}
+	return h
+}
+
+// reqState travels with one request through the proxy.
+type reqState struct {
+	app       *catalog.App
+	rid       string
+	clientIP  string
+	scheme    string
+	connector string // id of the connector that answered
+	attempts  int
+	errReason string
+}
+
+type stateKey struct{}
+
+func stateOf(ctx context.Context) *reqState { return ctx.Value(stateKey{}).(*reqState) }
+
+var statePool = sync.Pool{New: func() any { return new(reqState) }}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.cfg.Now()
+	st := statePool.Get().(*reqState)
+	*st = reqState{rid: newRequestID(), clientIP: clientIP(r.RemoteAddr), scheme: "http"}
+	defer statePool.Put(st)
+	if r.TLS != nil {
+		st.scheme = "https"
+	}
+	rw := accesslog.Wrap(w)
+	defer rw.Release()
+	app, ok := h.cfg.Catalog().AppByHost(r.Host)
+	if !ok {
+		errpage.Write(rw, r, errpage.Page{Status: http.StatusNotFound, Title: "Unknown application",
+			Reason: "No application is published at this address.", RequestID: st.rid})
+		h.logAccess(r, rw, st, start)
+		return
+	}
+	st.app = app
+	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	h.logAccess(r, rw, st, start)
+}
+
+func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState, start time.Time) {
+	d := h.cfg.Now().Sub(start)
+	appID := "-"
+	if st.app != nil {
+		appID = st.app.ID
+	}
+	status := rw.Status()
+	if status == 0 {
+		status = 499 // the client went away before anything was sent
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", st.rid), slog.String("app", appID), slog.String("method", r.Method),
+		slog.String("host", r.Host), slog.String("path", r.URL.Path), slog.Int("status", status),
+		slog.Int64("bytes", rw.Bytes()), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.String("connector", st.connector), slog.Int("attempts", st.attempts), slog.String("client_ip", st.clientIP),
+	}
+	if st.errReason != "" {
+		attrs = append(attrs, slog.String("error", st.errReason))
+	}
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
+	h.metrics.observe(appID, status, d, rw.Bytes())
+}
+
+// rewrite builds the request sent through the tunnel. By the time it runs,
+// ReverseProxy has removed hop-by-hop and client-supplied X-Forwarded-*
+// headers from pr.Out.
+func rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In.Context())
+	out := pr.Out
+	h := out.Header
+	tunnelhttp.StripInternal(h)
+	for _, k := range untrustedHeaders {
+		delete(h, k)
+	}
+	out.URL.Scheme = "http"
+	out.URL.Host = "connector" // replaced per attempt by the transport
+	h.Set(tunnelhttp.HeaderTarget, st.app.InternalURL.String())
+	if st.app.TLSSkipVerify {
+		h.Set(tunnelhttp.HeaderTLSSkipVerify, "1")
+	}
+	h.Set(tunnelhttp.HeaderRequestID, st.rid)
+	h.Set("X-Forwarded-For", st.clientIP)
+	h.Set("X-Forwarded-Proto", st.scheme)
+	h.Set("X-Forwarded-Host", pr.In.Host)
+	h.Set("Forwarded", forwarded(st.clientIP, pr.In.Host, st.scheme))
+	if st.app.HostHeader == catalog.HostHeaderExternal {
+		out.Host = pr.In.Host
+	} else {
+		out.Host = st.app.InternalURL.Host
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = nil // do not let Go add its own
+	}
+}
+
+// untrustedHeaders are removed from every client request: the mesh sets its
+// own values, and a backend must never see a client's claim to them.
+var untrustedHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"X-Forwarded-Port", "X-Real-Ip", "X-Client-Ip", "X-Request-Id", "X-Original-Url", "X-Rewrite-Url"}
+
+func forwarded(ip, host, proto string) string {
+	forVal := ip
+	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() {
+		forVal = `"[` + ip + `]"`
+	}
+	return "for=" + forVal + ";host=" + quoteIfNeeded(host) + ";proto=" + proto
+}
+
+func quoteIfNeeded(s string) string {
+	if strings.ContainsAny(s, ":;,\" ") {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+func clientIP(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return remoteAddr
+	}
+	return host
+}
+
+// modifyResponse turns a connector's own error answer into an error the
+// ErrorHandler renders; the backend's responses pass untouched.
+func modifyResponse(resp *http.Response) error {
+	if code := resp.Header.Get(tunnelhttp.HeaderError); code != "" {
+		return &connectorError{code: code}
+	}
+	tunnelhttp.StripInternal(resp.Header)
+	return nil
+}
+
+func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r.Context())
+	st.errReason = err.Error()
+	if r.Context().Err() != nil {
+		return // the client went away; nothing to answer
+	}
+	p := errpage.Page{Status: http.StatusBadGateway, Title: "Bad gateway", RequestID: st.rid}
+	var ce *connectorError
+	switch {
+	case errors.Is(err, errNoConnector):
+		p.Status, p.Title = http.StatusServiceUnavailable, "No connector online"
+		p.Reason = fmt.Sprintf("No connector online for group %s, which serves %s.", st.app.ConnectorGroup, st.app.ID)
+	case errors.Is(err, errBackendTimeout):
+		p.Status, p.Title = http.StatusGatewayTimeout, "Backend timeout"
+		p.Reason = fmt.Sprintf("The application did not answer within %s.", st.app.BackendTimeout)
+	case errors.Is(err, pool.ErrConnectorLost):
+		p.Reason = "The connector was lost before the application answered."
+	case errors.As(err, &ce):
+		p.Title, p.Reason = connectorReason(ce.code)
+	default:
+		p.Reason = "The connector could not be reached through the tunnel."
+	}
+	errpage.Write(w, r, p)
+}
+
+func connectorReason(code string) (title, reason string) {
+	switch code {
+	case tunnelhttp.ErrBackendRefused:
+		return "Backend refused", "The application refused the connection from its connector."
+	case tunnelhttp.ErrBackendTLS:
+		return "Backend TLS failed", "The connector could not establish a trusted TLS connection to the application."
+	case tunnelhttp.ErrNotAllowed:
+		return "Destination not allowed", "The connector's allow-list does not include this application's internal address."
+	case tunnelhttp.ErrBackendTimeout:
+		return "Backend timeout", "The application did not answer in time."
+	default:
+		return "Bad gateway", "The application broke off the exchange."
+	}
+}
+
+var ridEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func newRequestID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return strings.ToLower(ridEncoding.EncodeToString(b[:]))
+}
+
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }

@@ -1,0 +1,16 @@
+package edge
+
+import "errors"
+
+var (
+	// errNoConnector means no live connector of the app's group is attached.
+	errNoConnector = errors.New("no connector online")
+	// errBackendTimeout means the backend sent no response headers within
+	// the app's backend timeout.
+	errBackendTimeout = errors.New("backend timeout")
+)
+
+// connectorError is an error a connector reported in its answer.
+type connectorError struct{ code string }
+
+func (e *connectorError) Error() string { return "connector reported " + e.code }

@@ -1,0 +1,44 @@
+package edge
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	bytes    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		return nil
+	}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postern_mesh_requests_total", Help: "Requests answered at the edge, by app and status code.",
+		}, []string{"app", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "postern_mesh_request_duration_seconds", Help: "Time from a request's arrival to the end of its response, by app and status code.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
+		}, []string{"app", "code"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postern_mesh_response_bytes_total", Help: "Response body bytes sent to clients, by app.",
+		}, []string{"app"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.bytes)
+	return m
+}
+
+func (m *metrics) observe(app string, status int, d time.Duration, bytes int64) {
+	if m == nil {
+		return
+	}
+	code := strconv.Itoa(status)
+	m.requests.WithLabelValues(app, code).Inc()
+	m.duration.WithLabelValues(app, code).Observe(d.Seconds())
+	m.bytes.WithLabelValues(app).Add(float64(bytes))
+}

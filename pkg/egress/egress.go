@@ -1,0 +1,309 @@
+// Package egress is the connector's side of the request path: it takes the
+// HTTP requests that a mesh node sends through the tunnel and forwards each to
+// the internal URL the mesh names, subject to the operator's allow-list, then
+// streams the backend's response back.
+//
+// It runs on the internal host, inside connectord, behind a listener on the
+// connector's tunnel address; it never listens on the host network.
+package egress
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/tunnelhttp"
+)
+
+// Config configures a Handler.
+type Config struct {
+	// AllowList restricts the internal destinations; the zero value allows
+	// every destination.
+	AllowList AllowList
+	// RootCAs verifies HTTPS internal apps; nil means the system roots.
+	RootCAs *x509.CertPool
+	// Resolver resolves internal names; nil means net.DefaultResolver.
+	Resolver *net.Resolver
+	// DialTimeout bounds one TCP connect to the internal app; zero means 10s.
+	DialTimeout time.Duration
+	// Logger receives one line per request; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the connector's request metrics; nil registers
+	// nothing.
+	Registerer prometheus.Registerer
+}
+
+// Handler forwards tunnel requests to internal apps. It is safe for
+// concurrent use.
+type Handler struct {
+	cfg     Config
+	logger  *slog.Logger
+	verify  *http.Transport
+	skip    *http.Transport
+	proxy   *httputil.ReverseProxy
+	metrics *metrics
+}
+
+type targetKey struct{}
+
+type target struct {
+	url  *url.URL
+	skip bool
+}
+
+// New returns a Handler.
+func New(cfg Config) *Handler {
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	h := &Handler{cfg: cfg, logger: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	d := &dialer{allow: cfg.AllowList, resolver: cfg.Resolver, d: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}
+	h.verify = newTransport(d, &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
+	h.skip = newTransport(d, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite:      rewrite,
+		Transport:    roundTripper{h},
+		ErrorHandler: h.proxyError,
+		BufferPool:   bufferPool{},
+		ErrorLog:     slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
+	}
+	return h
+}
+
+func newTransport(d *dialer, tc *tls.Config) *http.Transport {
+	return &http.Transport{
+		DialContext:           d.DialContext,
+		TLSClientConfig:       tc,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		WriteBufferSize:       64 << 10,
+		ReadBufferSize:        64 << 10,
+	}
+}
+
+// Close closes idle backend connections.
+func (h *Handler) Close() {
+	h.verify.CloseIdleConnections()
+	h.skip.CloseIdleConnections()
+}
+
+type roundTripper struct{ h *Handler }
+
+func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	t, _ := r.Context().Value(targetKey{}).(*target)
+	if t != nil && t.skip {
+		return rt.h.skip.RoundTrip(r)
+	}
+	return rt.h.verify.RoundTrip(r)
+}
+
+func rewrite(pr *httputil.ProxyRequest) {
+	t := pr.In.Context().Value(targetKey{}).(*target)
+	host := pr.In.Host
+	pr.SetURL(t.url)
+	pr.Out.Host = host // the mesh chose the Host header (internal or external)
+	// The mesh already set the forwarding headers; keep them as they are.
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+		if v, ok := pr.In.Header[k]; ok {
+			pr.Out.Header[k] = v
+		}
+	}
+	tunnelhttp.StripInternal(pr.Out.Header)
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
+	rw := accesslog.Wrap(w)
+	defer rw.Release()
+	t, err := parseTarget(r.Header)
+	if err != nil {
+		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrBadTarget)
+		h.logger.Warn("bad_target", "request_id", rid, "error", err)
+		h.observe(rw, start)
+		return
+	}
+	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
+	h.observe(rw, start)
+	h.logger.Info("request", "request_id", rid, "method", r.Method, "target_host", t.url.Host,
+		"status", rw.Status(), "bytes", rw.Bytes(), "duration_ms", msSince(start))
+}
+
+func (h *Handler) observe(rw *accesslog.Writer, start time.Time) {
+	if h.metrics == nil {
+		return
+	}
+	code := strconv.Itoa(rw.Status())
+	h.metrics.requests.WithLabelValues(code).Inc()
+	h.metrics.duration.Observe(time.Since(start).Seconds())
+	h.metrics.bytes.Add(float64(rw.Bytes()))
+}
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
+
+func parseTarget(h http.Header) (*target, error) {
+	raw := h.Get(tunnelhttp.HeaderTarget)
+	if raw == "" {
+		return nil, errors.New("no target")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse target: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return nil, errors.New("target must be an http or https URL with a host")
+	}
+	return &target{url: u, skip: h.Get(tunnelhttp.HeaderTLSSkipVerify) == "1" && u.Scheme == "https"}, nil
+}
+
+func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
+	if r.Context().Err() != nil {
+		// The mesh gave up (client gone or backend timeout at the mesh).
+		h.logger.Info("request_cancelled", "request_id", rid, "error", err)
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	code := classify(err)
+	h.logger.Warn("backend_failed", "request_id", rid, "code", code, "error", err)
+	writeError(w, http.StatusBadGateway, code)
+}
+
+func classify(err error) string {
+	var (
+		opErr   *net.OpError
+		certErr *tls.CertificateVerificationError
+		recErr  tls.RecordHeaderError
+		alert   tls.AlertError
+		unkAuth x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+	)
+	switch {
+	case errors.Is(err, ErrNotAllowed):
+		return tunnelhttp.ErrNotAllowed
+	case errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &alert),
+		errors.As(err, &unkAuth), errors.As(err, &hostErr):
+		return tunnelhttp.ErrBackendTLS
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return tunnelhttp.ErrBackendRefused
+	default:
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) {
+			return tunnelhttp.ErrBackendRefused
+		}
+		return tunnelhttp.ErrBackendError
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code string) {
+	w.Header().Set(tunnelhttp.HeaderError, code)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	fmt.Fprintln(w, code)
+}
+
+type dialer struct {
+	allow    AllowList
+	resolver *net.Resolver
+	d        net.Dialer
+}
+
+// DialContext dials addr only where the allow-list permits: a literal IP must
+// match an IP rule; a name must match a name rule, or resolve to an address
+// that matches an IP rule, which is then the address dialled.
+func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("egress: dial %s: %w", addr, err)
+	}
+	port64, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("egress: dial %s: bad port", addr)
+	}
+	port := uint16(port64)
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if !d.allow.AllowsAddr(netip.AddrPortFrom(ip, port)) {
+			return nil, fmt.Errorf("egress: dial %s: %w", addr, ErrNotAllowed)
+		}
+		return d.d.DialContext(ctx, network, addr)
+	}
+	if d.allow.AllowsName(host, port) {
+		return d.d.DialContext(ctx, network, addr)
+	}
+	ips, err := d.resolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("egress: dial %s: %w", addr, err)
+	}
+	var lastErr error = fmt.Errorf("egress: dial %s: %w", addr, ErrNotAllowed)
+	for _, ip := range ips {
+		ap := netip.AddrPortFrom(ip.Unmap(), port)
+		if !d.allow.AllowsAddr(ap) {
+			continue
+		}
+		c, err := d.d.DialContext(ctx, network, ap.String())
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration prometheus.Histogram
+	bytes    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		return nil
+	}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postern_connector_requests_total", Help: "Requests forwarded to internal apps, by status code.",
+		}, []string{"code"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "postern_connector_request_duration_seconds", Help: "Time from a tunnel request's arrival to the end of its response.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "postern_connector_response_bytes_total", Help: "Response body bytes sent back through the tunnel.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.bytes)
+	return m
+}

@@ -1,0 +1,172 @@
+package egress
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/postern/postern/pkg/tunnelhttp"
+)
+
+func TestParseAllowList(t *testing.T) {
+	al, err := ParseAllowList([]string{"intranet.corp", "*.apps.corp:8443", "10.0.0.0/8", "192.0.2.7:80", "[fd00::/8]:443", "2001:db8::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []struct {
+		host string
+		port uint16
+		want bool
+	}{
+		{"intranet.corp", 80, true},
+		{"INTRANET.corp.", 1, true},
+		{"x.apps.corp", 8443, true},
+		{"x.apps.corp", 443, false},
+		{"apps.corp", 8443, false},
+		{"evilintranet.corp", 80, false},
+		{"other.corp", 80, false},
+	}
+	for _, c := range names {
+		if got := al.AllowsName(c.host, c.port); got != c.want {
+			t.Errorf("AllowsName(%s, %d): got %v, want %v", c.host, c.port, got, c.want)
+		}
+	}
+	addrs := []struct {
+		ap   string
+		want bool
+	}{
+		{"10.1.2.3:22", true},
+		{"11.1.2.3:80", false},
+		{"192.0.2.7:80", true},
+		{"192.0.2.7:81", false},
+		{"[fd12::1]:443", true},
+		{"[fd12::1]:80", false},
+		{"[2001:db8::1]:9", true},
+		{"[::ffff:10.0.0.1]:80", true},
+	}
+	for _, c := range addrs {
+		if got := al.AllowsAddr(netip.MustParseAddrPort(c.ap)); got != c.want {
+			t.Errorf("AllowsAddr(%s): got %v, want %v", c.ap, got, c.want)
+		}
+	}
+	for _, bad := range []string{"", "a b", "10.0.0.0/8:0", "host:99999", "[fd00::/8", "exa mple.com", "*.", "http://x"} {
+		if _, err := ParseAllowList([]string{bad}); err == nil {
+			t.Errorf("entry %q accepted", bad)
+		}
+	}
+	if !(AllowList{}).AllowsName("anything", 1) {
+		t.Error("empty list must allow everything")
+	}
+}
+
+func serveTunnel(t *testing.T, cfg Config, target string, mod func(*http.Request)) *http.Response {
+	t.Helper()
+	h := New(cfg)
+	t.Cleanup(h.Close)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	req, _ := http.NewRequest("GET", srv.URL+"/p?q=1", nil)
+	req.Host = "app.example.com"
+	if target != "" {
+		req.Header.Set(tunnelhttp.HeaderTarget, target)
+	}
+	req.Header.Set(tunnelhttp.HeaderRequestID, "rid-1")
+	if mod != nil {
+		mod(req)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestForwardsToTarget(t *testing.T) {
+	var got *http.Request
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r
+		io.WriteString(w, "backend says hi")
+	}))
+	defer backend.Close()
+	resp := serveTunnel(t, Config{}, backend.URL+"/base", func(r *http.Request) {
+		r.Header.Set("Postern-Sneaky", "x")
+		r.Header.Set("X-Forwarded-For", "203.0.113.9")
+	})
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "backend says hi" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if got.URL.Path != "/base/p" || got.URL.RawQuery != "q=1" {
+		t.Errorf("path: got %s?%s, want /base/p?q=1", got.URL.Path, got.URL.RawQuery)
+	}
+	if got.Host != "app.example.com" {
+		t.Errorf("host: got %s, want app.example.com", got.Host)
+	}
+	if got.Header.Get("X-Request-Id") != "rid-1" {
+		t.Errorf("request id not forwarded")
+	}
+	if got.Header.Get("X-Forwarded-For") != "203.0.113.9" {
+		t.Errorf("X-Forwarded-For: got %q, want the mesh's value", got.Header.Get("X-Forwarded-For"))
+	}
+	for k := range got.Header {
+		if strings.HasPrefix(strings.ToLower(k), "postern-") {
+			t.Errorf("internal header %s reached the backend", k)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := l.Addr().String()
+	l.Close()
+	tlsBackend := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls ok") }))
+	defer tlsBackend.Close()
+	onlyTen, _ := ParseAllowList([]string{"10.0.0.0/8"})
+	cases := []struct {
+		name       string
+		cfg        Config
+		target     string
+		skipVerify bool
+		wantStatus int
+		wantCode   string
+	}{
+		{"no target", Config{}, "", false, 400, tunnelhttp.ErrBadTarget},
+		{"ftp target", Config{}, "ftp://x", false, 400, tunnelhttp.ErrBadTarget},
+		{"refused", Config{}, "http://" + closedAddr, false, 502, tunnelhttp.ErrBackendRefused},
+		{"not allowed", Config{AllowList: onlyTen}, "http://" + closedAddr, false, 502, tunnelhttp.ErrNotAllowed},
+		{"not allowed by name", Config{AllowList: onlyTen}, "http://localhost:1", false, 502, tunnelhttp.ErrNotAllowed},
+		{"untrusted cert", Config{}, tlsBackend.URL, false, 502, tunnelhttp.ErrBackendTLS},
+		{"skip verify", Config{}, tlsBackend.URL, true, 200, ""},
+		{"skip verify ignored for http", Config{}, "http://" + closedAddr, true, 502, tunnelhttp.ErrBackendRefused},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp := serveTunnel(t, c.cfg, c.target, func(r *http.Request) {
+				if c.skipVerify {
+					r.Header.Set(tunnelhttp.HeaderTLSSkipVerify, "1")
+				}
+			})
+			if resp.StatusCode != c.wantStatus || resp.Header.Get(tunnelhttp.HeaderError) != c.wantCode {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get(tunnelhttp.HeaderError), c.wantStatus, c.wantCode)
+			}
+		})
+	}
+}
+
+func TestCustomRootCA(t *testing.T) {
+	tlsBackend := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls ok") }))
+	defer tlsBackend.Close()
+	pool := tlsBackend.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	resp := serveTunnel(t, Config{RootCAs: pool}, tlsBackend.URL, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("got %d, want 200 with the CA configured", resp.StatusCode)
+	}
+}

@@ -1,0 +1,54 @@
+// Package errpage renders the error pages a mesh node answers with at the
+// edge: a status, a one-line reason and the request id under which the full
+// detail is logged. Pages never carry stack traces, internal addresses or
+// secrets.
+package errpage
+
+import (
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+)
+
+// Page is one error answer.
+type Page struct {
+	Status    int
+	Title     string // short, e.g. "No connector online"
+	Reason    string // one line, safe to show to the user
+	RequestID string
+}
+
+var tmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>{{.Status}} {{.Title}} · Postern</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}code{background:#f3f3f3;padding:.1rem .3rem}.rid{color:#666;font-size:.9rem}</style></head>
+<body><h1>{{.Status}} · {{.Title}}</h1><p>{{.Reason}}</p>
+<p class="rid">Request id: <code>{{.RequestID}}</code> — quote it to your administrator.</p></body></html>
+`))
+
+// Write sends p as HTML to browsers and as plain text to everything else.
+func Write(w http.ResponseWriter, r *http.Request, p Page) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if p.RequestID != "" {
+		h.Set("X-Request-Id", p.RequestID)
+	}
+	if wantsHTML(r) {
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		w.WriteHeader(p.Status)
+		tmpl.Execute(w, p)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(p.Status)
+	fmt.Fprintf(w, "%d %s: %s (request id %s)\n", p.Status, p.Title, p.Reason, p.RequestID)
+}
+
+// wantsHTML reports whether the client is a browser asking for a page.
+func wantsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}

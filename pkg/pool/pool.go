@@ -1,0 +1,375 @@
+// Package pool tracks the connectors a mesh node can reach through its
+// WireGuard tunnel, whether each is alive, and how busy; it picks the
+// connector of a group that gets the next request (least outstanding
+// requests among the live ones).
+//
+// It sits between the mesh node's enrolment API, which adds connectors as
+// they attach, and the edge proxy, which picks one per request.
+package pool
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/postern/postern/pkg/tunnelhttp"
+	"github.com/postern/postern/pkg/wgkey"
+)
+
+// ErrConnectorLost is the cancellation cause of requests in flight on a
+// connector that was declared dead or that re-attached as a new instance.
+var ErrConnectorLost = errors.New("connector lost")
+
+// DialFunc dials TCP through the tunnel.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Pinger measures a round trip to a peer over the tunnel.
+type Pinger interface {
+	// Ping blocks until the peer answers or ctx ends.
+	Ping(ctx context.Context, peer wgkey.Public) (time.Duration, error)
+}
+
+// Config configures a Pool.
+type Config struct {
+	// Dial dials through the tunnel. Required.
+	Dial DialFunc
+	// Pinger probes connectors; nil disables probing (every connector
+	// stays alive until declared dead by a failed dial).
+	Pinger Pinger
+	// ProbeInterval is the time between probes of one connector; zero
+	// means 250ms.
+	ProbeInterval time.Duration
+	// ProbeTimeout bounds one probe; zero means 750ms.
+	ProbeTimeout time.Duration
+	// DeadAfter is the number of failed probes in a row that declares a
+	// connector dead; zero means 3.
+	DeadAfter int
+	// DialTimeout bounds one TCP connect to a connector through the
+	// tunnel; zero means 2s. A connect that times out proves the request
+	// never reached the connector, so it is retried elsewhere.
+	DialTimeout time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Connector is one attached connector instance.
+type Connector struct {
+	ID    string
+	Group string
+	Key   wgkey.Public
+	// Transport carries requests to this connector only.
+	Transport *http.Transport
+
+	hostPort    string
+	outstanding atomic.Int64
+	alive       atomic.Bool
+	rttNanos    atomic.Int64
+	lost        context.Context
+	markLost    context.CancelCauseFunc
+	failures    int // guarded by the prober's goroutine
+	attached    time.Time
+}
+
+// HostPort returns the "[tunnel address]:port" of the connector's proxy.
+func (c *Connector) HostPort() string { return c.hostPort }
+
+// Lost returns a context that ends when this connector instance is declared
+// dead or replaced; requests in flight on it should then be abandoned.
+func (c *Connector) Lost() context.Context { return c.lost }
+
+// Acquire counts a request as outstanding on c.
+func (c *Connector) Acquire() { c.outstanding.Add(1) }
+
+// Release ends a request counted by Acquire.
+func (c *Connector) Release() { c.outstanding.Add(-1) }
+
+// Alive reports whether c takes new requests.
+func (c *Connector) Alive() bool { return c.alive.Load() }
+
+// Status is a snapshot of one connector, for status pages and metrics.
+type Status struct {
+	ID          string        `json:"id"`
+	Group       string        `json:"group"`
+	PublicKey   string        `json:"public_key"`
+	TunnelAddr  netip.Addr    `json:"tunnel_addr"`
+	Alive       bool          `json:"alive"`
+	Outstanding int64         `json:"outstanding"`
+	RTT         time.Duration `json:"rtt_ns"`
+	Attached    time.Time     `json:"attached"`
+}
+
+// Pool is the set of connectors. Its methods are safe for concurrent use.
+type Pool struct {
+	cfg    Config
+	logger *slog.Logger
+
+	groups atomic.Pointer[map[string][]*Connector] // rebuilt on every change
+
+	mu    sync.Mutex // guards the following
+	byKey map[wgkey.Public]*Connector
+
+	closeOnce sync.Once
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// New returns an empty Pool. Call Run to start probing.
+func New(cfg Config) *Pool {
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = 250 * time.Millisecond
+	}
+	if cfg.ProbeTimeout == 0 {
+		cfg.ProbeTimeout = 750 * time.Millisecond
+	}
+	if cfg.DeadAfter == 0 {
+		cfg.DeadAfter = 3
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 2 * time.Second
+	}
+	p := &Pool{cfg: cfg, logger: cfg.Logger, byKey: make(map[wgkey.Public]*Connector)}
+	if p.logger == nil {
+		p.logger = slog.New(slog.DiscardHandler)
+	}
+	empty := map[string][]*Connector{}
+	p.groups.Store(&empty)
+	return p
+}
+
+// Upsert adds the connector with key, or replaces an earlier instance of it
+// (which is then lost: its requests in flight are abandoned, its idle
+// connections closed). The new instance is alive at once.
+func (p *Pool) Upsert(id, group string, key wgkey.Public) *Connector {
+	c := &Connector{ID: id, Group: group, Key: key, attached: time.Now(),
+		hostPort: netip.AddrPortFrom(key.Addr(), tunnelhttp.Port).String()}
+	c.lost, c.markLost = context.WithCancelCause(context.Background())
+	c.Transport = p.newTransport()
+	c.alive.Store(true)
+	p.mu.Lock()
+	old := p.byKey[key]
+	p.byKey[key] = c
+	p.rebuildLocked()
+	p.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	p.logger.Info("connector_attached", "connector", id, "group", group, "replaced", old != nil)
+	return c
+}
+
+// Remove drops the connector with key, abandoning its requests.
+func (p *Pool) Remove(key wgkey.Public) {
+	p.mu.Lock()
+	c := p.byKey[key]
+	delete(p.byKey, key)
+	p.rebuildLocked()
+	p.mu.Unlock()
+	if c != nil {
+		c.close()
+		p.logger.Info("connector_removed", "connector", c.ID, "group", c.Group)
+	}
+}
+
+func (c *Connector) close() {
+	c.alive.Store(false)
+	c.markLost(ErrConnectorLost)
+	c.Transport.CloseIdleConnections()
+}
+
+func (p *Pool) rebuildLocked() {
+	m := make(map[string][]*Connector)
+	for _, c := range p.byKey {
+		m[c.Group] = append(m[c.Group], c)
+	}
+	for _, cs := range m {
+		sort.Slice(cs, func(i, j int) bool { return cs[i].ID < cs[j].ID })
+	}
+	p.groups.Store(&m)
+}
+
+func (p *Pool) newTransport() *http.Transport {
+	dial := p.cfg.Dial
+	timeout := p.cfg.DialTimeout
+	return &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			return dial(ctx, network, addr)
+		},
+		MaxIdleConns:          512,
+		MaxIdleConnsPerHost:   512,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ExpectContinueTimeout: time.Second,
+		WriteBufferSize:       64 << 10,
+		ReadBufferSize:        64 << 10,
+	}
+}
+
+// Pick returns the live connector of group with the fewest outstanding
+// requests, skipping those in exclude; nil if there is none. Ties are broken
+// at random.
+func (p *Pool) Pick(group string, exclude []*Connector) *Connector {
+	cs := (*p.groups.Load())[group]
+	if len(cs) == 0 {
+		return nil
+	}
+	var best *Connector
+	var bestN int64
+	start := 0
+	if len(cs) > 1 {
+		start = rand.IntN(len(cs))
+	}
+	for i := range cs {
+		c := cs[(start+i)%len(cs)]
+		if !c.alive.Load() || contains(exclude, c) {
+			continue
+		}
+		if n := c.outstanding.Load(); best == nil || n < bestN {
+			best, bestN = c, n
+		}
+	}
+	return best
+}
+
+func contains(cs []*Connector, c *Connector) bool {
+	for _, x := range cs {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// MarkDead declares c dead: it gets no new requests and its requests in
+// flight are abandoned until a probe or a re-attach brings it back.
+func (p *Pool) MarkDead(c *Connector, reason string) {
+	if c.alive.CompareAndSwap(true, false) {
+		c.markLost(ErrConnectorLost)
+		c.Transport.CloseIdleConnections()
+		p.logger.Warn("connector_down", "connector", c.ID, "group", c.Group, "reason", reason)
+	}
+}
+
+func (p *Pool) markAlive(c *Connector) {
+	if c.alive.Load() {
+		return
+	}
+	p.mu.Lock()
+	current := p.byKey[c.Key] == c
+	p.mu.Unlock()
+	if !current {
+		return
+	}
+	// A lost instance's context cannot be revived: replace it.
+	p.Upsert(c.ID, c.Group, c.Key)
+	p.logger.Info("connector_up", "connector", c.ID, "group", c.Group)
+}
+
+// Statuses returns a snapshot of every connector, sorted by group and id.
+func (p *Pool) Statuses() []Status {
+	p.mu.Lock()
+	out := make([]Status, 0, len(p.byKey))
+	for _, c := range p.byKey {
+		out = append(out, Status{ID: c.ID, Group: c.Group, PublicKey: c.Key.String(), TunnelAddr: c.Key.Addr(),
+			Alive: c.alive.Load(), Outstanding: c.outstanding.Load(), RTT: time.Duration(c.rttNanos.Load()), Attached: c.attached})
+	}
+	p.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Group != out[j].Group {
+			return out[i].Group < out[j].Group
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Run probes every connector until ctx ends or Close is called.
+func (p *Pool) Run(ctx context.Context) {
+	if p.cfg.Pinger == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	p.mu.Lock()
+	p.stop = cancel
+	p.mu.Unlock()
+	p.wg.Add(1)
+	defer p.wg.Done()
+	t := time.NewTicker(p.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.probeAll(ctx)
+		}
+	}
+}
+
+func (p *Pool) probeAll(ctx context.Context) {
+	p.mu.Lock()
+	cs := make([]*Connector, 0, len(p.byKey))
+	for _, c := range p.byKey {
+		cs = append(cs, c)
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.probe(ctx, c)
+		}()
+	}
+	wg.Wait()
+}
+
+func (p *Pool) probe(ctx context.Context, c *Connector) {
+	pctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
+	defer cancel()
+	rtt, err := p.cfg.Pinger.Ping(pctx, c.Key)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		c.failures++
+		if c.failures >= p.cfg.DeadAfter {
+			p.MarkDead(c, "no answer to "+strconv.Itoa(c.failures)+" probes")
+		}
+		return
+	}
+	c.failures = 0
+	c.rttNanos.Store(int64(rtt))
+	p.markAlive(c)
+}
+
+// Close stops probing and closes every connector's idle connections. It is
+// idempotent.
+func (p *Pool) Close() {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		stop := p.stop
+		cs := make([]*Connector, 0, len(p.byKey))
+		for _, c := range p.byKey {
+			cs = append(cs, c)
+		}
+		p.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		p.wg.Wait()
+		for _, c := range cs {
+			c.Transport.CloseIdleConnections()
+		}
+	})
+}
