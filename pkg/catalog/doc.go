@@ -1,0 +1,16 @@
+// Package catalog reads, validates and serves the app catalogue: the one YAML
+// file that lists the published apps (external host, internal URL, connector
+// group, pre-authentication mode, timeouts) and the connector groups.
+//
+// It sits at the very start of the request path: a mesh node maps the Host
+// header of every incoming request to an [App] with [Catalog.AppByHost], and
+// the auth functions validate sign-in requests against the same file. The
+// package is pure (no network, no goroutines of its own): [Parse] turns bytes
+// into an immutable [Catalog], and a [Store] rebuilds a whole new catalogue on
+// change and swaps it in atomically, keeping the old one when the new file is
+// invalid.
+//
+// Validation is strict. Unknown keys, wrong YAML types and impossible values
+// are all reported together, in document order, each as an [*Error] carrying
+// the file name and the line of the offending key or value.
+package catalog

@@ -1,0 +1,476 @@
+package catalog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads and parses the catalogue file at path; path names the file in
+// error messages.
+func Load(path string) (*Catalog, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load catalog: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates data, the contents of a catalogue file, and builds a
+// [Catalog]. name is used in error messages. On failure the error joins one
+// [*Error] per problem, in document order.
+func Parse(name string, data []byte) (*Catalog, error) {
+	p := &parser{file: name}
+	root := p.document(data)
+	if root == nil {
+		return nil, p.err()
+	}
+	groups, apps := p.root(root)
+	p.crossCheck(groups, apps)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	gs := make([]*ConnectorGroup, len(groups))
+	for i, e := range groups {
+		gs[i] = e.group
+	}
+	as := make([]*App, len(apps))
+	for i, e := range apps {
+		as[i] = e.app
+	}
+	return newCatalog(data, gs, as), nil
+}
+
+// parser walks a yaml.Node tree, collecting every problem it finds.
+type parser struct {
+	file string
+	errs []*Error
+}
+
+// groupEntry is a decoded connector group with the line of its id.
+type groupEntry struct {
+	group  *ConnectorGroup
+	label  string
+	idLine int
+}
+
+// appEntry is a decoded app with the lines the cross-checks report at.
+type appEntry struct {
+	app                         *App
+	label                       string
+	idLine, hostLine, groupLine int
+}
+
+// field is one key of a mapping. decode receives the key's value, aliases
+// resolved; adding a key to the schema is adding a field.
+type field struct {
+	key      string
+	required bool
+	decode   func(v *yaml.Node)
+}
+
+func (p *parser) add(line int, class error, label, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if label != "" {
+		msg = label + ": " + msg
+	}
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: msg, Class: class})
+}
+
+// err returns the problems found so far, joined in line order.
+func (p *parser) err() error {
+	if len(p.errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(p.errs, func(a, b *Error) int { return a.Line - b.Line })
+	errs := make([]error, len(p.errs))
+	for i, e := range p.errs {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// document returns the root mapping of the single YAML document in data, or
+// nil after recording why there is none.
+func (p *parser) document(data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.add(0, ErrSyntax, "", "empty catalogue: want a mapping with connector_groups and apps")
+		} else {
+			p.syntax(err)
+		}
+		return nil
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		p.syntax(err)
+		return nil
+	default:
+		p.add(extra.Line, ErrSyntax, "", "several YAML documents: the catalogue must be a single document")
+		return nil
+	}
+	if len(doc.Content) == 0 {
+		p.add(0, ErrSyntax, "", "empty catalogue: want a mapping with connector_groups and apps")
+		return nil
+	}
+	root := resolve(doc.Content[0])
+	switch {
+	case isNull(root):
+		p.add(root.Line, ErrSyntax, "", "empty catalogue: want a mapping with connector_groups and apps")
+		return nil
+	case root.Kind != yaml.MappingNode:
+		p.add(root.Line, ErrSyntax, "", "the catalogue must be a mapping with connector_groups and apps, got %s", describe(root))
+		return nil
+	}
+	return root
+}
+
+// syntax records a YAML parser error, moving its "line N" into the location.
+func (p *parser) syntax(err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		num, text, _ := strings.Cut(rest, ": ")
+		if line, convErr := strconv.Atoi(num); convErr == nil {
+			p.add(line, ErrSyntax, "", "invalid YAML: %s", text)
+			return
+		}
+	}
+	p.add(0, ErrSyntax, "", "invalid YAML: %s", msg)
+}
+
+func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) {
+	p.mapping(root, "", []field{
+		{"connector_groups", true, func(v *yaml.Node) {
+			p.list(v, "connector_groups", "connector group", func(i int, item *yaml.Node) {
+				groups = append(groups, p.group(item, i))
+			})
+		}},
+		{"apps", true, func(v *yaml.Node) {
+			p.list(v, "apps", "app", func(i int, item *yaml.Node) {
+				apps = append(apps, p.app(item, i))
+			})
+		}},
+	})
+	return groups, apps
+}
+
+func (p *parser) group(n *yaml.Node, i int) *groupEntry {
+	e := &groupEntry{label: labelOf(n, "connector group", i), group: &ConnectorGroup{Line: n.Line}}
+	g, label := e.group, e.label
+	p.mapping(n, label, []field{
+		{"id", true, func(v *yaml.Node) { g.ID, e.idLine = p.id(v, label, "id"), v.Line }},
+		{"region", false, func(v *yaml.Node) { g.Region = p.id(v, label, "region") }},
+	})
+	return e
+}
+
+func (p *parser) app(n *yaml.Node, i int) *appEntry {
+	e := &appEntry{label: labelOf(n, "app", i), app: &App{
+		Line:           n.Line,
+		BackendTimeout: DefaultBackendTimeout,
+		HostHeader:     HostHeaderInternal,
+	}}
+	a, label := e.app, e.label
+	var skipLine int
+	p.mapping(n, label, []field{
+		{"id", true, func(v *yaml.Node) { a.ID, e.idLine = p.id(v, label, "id"), v.Line }},
+		{"host", true, func(v *yaml.Node) { a.Host, e.hostLine = p.host(v, label), v.Line }},
+		{"internal_url", true, func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
+		{"connector_group", true, func(v *yaml.Node) {
+			var ok bool
+			if a.ConnectorGroup, ok = p.str(v, label, "connector_group"); ok {
+				e.groupLine = v.Line // checked against the groups once all are known
+			}
+		}},
+		{"preauth", true, func(v *yaml.Node) { a.PreAuth = p.preAuth(v, label) }},
+		{"backend_timeout", false, func(v *yaml.Node) { a.BackendTimeout = p.timeout(v, label, "backend_timeout") }},
+		{"host_header", false, func(v *yaml.Node) { a.HostHeader = p.hostHeader(v, label) }},
+		{"tls_skip_verify", false, func(v *yaml.Node) {
+			a.TLSSkipVerify, _ = p.boolean(v, label, "tls_skip_verify")
+			skipLine = v.Line
+		}},
+	})
+	if a.TLSSkipVerify && a.InternalURL != nil && a.InternalURL.Scheme != "https" {
+		p.add(skipLine, ErrValue, label, "tls_skip_verify: only allowed with an https internal_url, got %s", a.InternalURL.Scheme)
+	}
+	return e
+}
+
+// crossCheck reports duplicate app ids and hosts, duplicate group ids and
+// apps whose connector group is not defined.
+func (p *parser) crossCheck(groups []*groupEntry, apps []*appEntry) {
+	groupLines := make(map[string]int, len(groups))
+	for _, e := range groups {
+		id := e.group.ID
+		if id == "" {
+			continue
+		}
+		if first, dup := groupLines[id]; dup {
+			p.add(e.idLine, ErrDuplicate, e.label, "id already used at line %d", first)
+			continue
+		}
+		groupLines[id] = e.idLine
+	}
+	ids := make(map[string]int, len(apps))
+	hosts := make(map[string]*appEntry, len(apps))
+	for _, e := range apps {
+		a := e.app
+		if a.ID != "" {
+			if first, dup := ids[a.ID]; dup {
+				p.add(e.idLine, ErrDuplicate, e.label, "id already used at line %d", first)
+			} else {
+				ids[a.ID] = e.idLine
+			}
+		}
+		if a.Host != "" {
+			if first, dup := hosts[a.Host]; dup {
+				p.add(e.hostLine, ErrDuplicate, e.label, "host %q already used by %s at line %d", a.Host, first.label, first.hostLine)
+			} else {
+				hosts[a.Host] = e
+			}
+		}
+		if _, ok := groupLines[a.ConnectorGroup]; !ok && e.groupLine > 0 {
+			p.add(e.groupLine, ErrUnknownGroup, e.label, "connector_group %q: %s", a.ConnectorGroup, knownGroups(groups))
+		}
+	}
+}
+
+func knownGroups(groups []*groupEntry) string {
+	ids := make([]string, 0, len(groups))
+	for _, e := range groups {
+		if e.group.ID != "" {
+			ids = append(ids, e.group.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return "no such connector group (none are defined)"
+	}
+	return "no such connector group (defined: " + strings.Join(ids, ", ") + ")"
+}
+
+// mapping decodes the mapping m field by field in document order, reporting
+// a non-mapping, unknown and repeated keys, and missing required keys.
+func (p *parser) mapping(m *yaml.Node, label string, fields []field) {
+	if m.Kind != yaml.MappingNode {
+		p.add(m.Line, ErrType, label, "got %s, want a mapping", describe(m))
+		return
+	}
+	seen := make(map[string]int, len(fields))
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := resolve(m.Content[i]), resolve(m.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.add(k.Line, ErrType, label, "key: got %s, want a string", describe(k))
+			continue
+		}
+		j := slices.IndexFunc(fields, func(f field) bool { return f.key == k.Value })
+		if j < 0 {
+			p.add(k.Line, ErrUnknownKey, label, "unknown key %q (known keys: %s)", k.Value, keyList(fields))
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			p.add(k.Line, ErrDuplicate, label, "key %q repeated (first at line %d)", k.Value, first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		fields[j].decode(v)
+	}
+	for _, f := range fields {
+		if _, ok := seen[f.key]; f.required && !ok {
+			p.add(m.Line, ErrMissing, label, "missing required key %q", f.key)
+		}
+	}
+}
+
+func keyList(fields []field) string {
+	keys := make([]string, len(fields))
+	for i, f := range fields {
+		keys[i] = f.key
+	}
+	return strings.Join(keys, ", ")
+}
+
+// list calls each for every item of the sequence v; a null value is an empty
+// list. Items must be mappings; kind names them in messages.
+func (p *parser) list(v *yaml.Node, key, kind string, each func(i int, item *yaml.Node)) {
+	if isNull(v) {
+		return
+	}
+	if v.Kind != yaml.SequenceNode {
+		p.add(v.Line, ErrType, "", "%s: got %s, want a list", key, describe(v))
+		return
+	}
+	for i, item := range v.Content {
+		item = resolve(item)
+		if item.Kind != yaml.MappingNode {
+			p.add(item.Line, ErrType, "", "%s #%d: got %s, want a mapping", kind, i+1, describe(item))
+			continue
+		}
+		each(i, item)
+	}
+}
+
+// str returns the scalar v as a string. Numbers are accepted as their
+// literal text (an id may be all digits); booleans and null are type errors.
+func (p *parser) str(v *yaml.Node, label, key string) (string, bool) {
+	if v.Kind == yaml.ScalarNode {
+		switch v.ShortTag() {
+		case "!!str", "!!int", "!!float":
+			return v.Value, true
+		}
+	}
+	p.add(v.Line, ErrType, label, "%s: got %s, want a string", key, describe(v))
+	return "", false
+}
+
+func (p *parser) boolean(v *yaml.Node, label, key string) (bool, bool) {
+	var b bool
+	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!bool" && v.Decode(&b) == nil {
+		return b, true
+	}
+	p.add(v.Line, ErrType, label, "%s: got %s, want true or false", key, describe(v))
+	return false, false
+}
+
+// id returns v if it is a valid id (a DNS label), else "" after reporting.
+func (p *parser) id(v *yaml.Node, label, key string) string {
+	s, ok := p.str(v, label, key)
+	if !ok {
+		return ""
+	}
+	if !validLabel(s) {
+		p.add(v.Line, ErrValue, label, "%s %q: must be 1 to 63 lower-case letters, digits or hyphens, starting and ending with a letter or digit", key, s)
+		return ""
+	}
+	return s
+}
+
+func (p *parser) host(v *yaml.Node, label string) string {
+	s, ok := p.str(v, label, "host")
+	if !ok {
+		return ""
+	}
+	h, reason := normalizeHost(s)
+	if reason != "" {
+		p.add(v.Line, ErrValue, label, "host %q: %s", s, reason)
+		return ""
+	}
+	return h
+}
+
+func (p *parser) internalURL(v *yaml.Node, label string) *url.URL {
+	s, ok := p.str(v, label, "internal_url")
+	if !ok {
+		return nil
+	}
+	u, reason := parseInternalURL(s)
+	if reason != "" {
+		p.add(v.Line, ErrValue, label, "internal_url %q: %s", redactURL(s, u), reason)
+		return nil
+	}
+	return u
+}
+
+func (p *parser) preAuth(v *yaml.Node, label string) PreAuth {
+	s, ok := p.str(v, label, "preauth")
+	if !ok {
+		return ""
+	}
+	m := PreAuth(s)
+	if msg, class := m.check(); class != nil {
+		p.add(v.Line, class, label, "%s", msg)
+		return ""
+	}
+	return m
+}
+
+func (p *parser) timeout(v *yaml.Node, label, key string) time.Duration {
+	s, ok := p.str(v, label, key)
+	if !ok {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		p.add(v.Line, ErrValue, label, "%s %q: not a duration: want a number with a unit, such as 85s or 2m", key, s)
+	case d <= 0:
+		p.add(v.Line, ErrValue, label, "%s %q: must be greater than zero", key, s)
+	}
+	return d
+}
+
+func (p *parser) hostHeader(v *yaml.Node, label string) HostHeader {
+	s, ok := p.str(v, label, "host_header")
+	if !ok {
+		return ""
+	}
+	switch h := HostHeader(s); h {
+	case HostHeaderInternal, HostHeaderExternal:
+		return h
+	}
+	p.add(v.Line, ErrValue, label, "host_header %q: must be %s or %s", s, HostHeaderInternal, HostHeaderExternal)
+	return ""
+}
+
+// labelOf names a list item in messages: `app "x"` when it has a string id,
+// else `app #3` (1-based).
+func labelOf(n *yaml.Node, kind string, i int) string {
+	if n != nil && n.Kind == yaml.MappingNode {
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			k, v := resolve(n.Content[j]), resolve(n.Content[j+1])
+			if k.Value == "id" && v.Kind == yaml.ScalarNode && v.Value != "" && !isNull(v) {
+				return fmt.Sprintf("%s %q", kind, v.Value)
+			}
+		}
+	}
+	return fmt.Sprintf("%s #%d", kind, i+1)
+}
+
+// resolve follows aliases to the node they name.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describe names a node's YAML type for messages: "a list", "a string"...
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!str":
+			return "a string"
+		case "!!int":
+			return "an integer"
+		case "!!float":
+			return "a number"
+		case "!!bool":
+			return "a boolean"
+		case "!!null":
+			return "null"
+		}
+		return "a value tagged " + n.ShortTag()
+	}
+	return "an unexpected YAML node"
+}
