@@ -1,0 +1,157 @@
+// Command connectord is the Postern connector: it runs on an internal host,
+// dials out to the mesh, and forwards the mesh's requests to internal apps.
+//
+//	connectord enroll --mesh https://mesh.example.com --token TOKEN
+//	connectord run
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/postern/postern/pkg/connector"
+	"github.com/postern/postern/pkg/egress"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := dispatch(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "connectord:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: connectord <command> [flags]
+
+commands:
+  enroll   exchange a one-time enrolment token for this connector's credential
+  run      attach to the mesh and serve its requests
+`
+
+func dispatch(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("no command given")
+	}
+	switch args[0] {
+	case "enroll":
+		return enrollCmd(ctx, args[1:])
+	case "run":
+		return runCmd(ctx, args[1:])
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func enrollCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("connectord enroll", flag.ContinueOnError)
+	mesh := fs.String("mesh", "", "HTTPS URL of any mesh node (required)")
+	token := fs.String("token", "", "one-time enrolment token (required; or POSTERN_ENROLL_TOKEN)")
+	name := fs.String("name", "", "connector name (default: host name)")
+	stateDir := fs.String("state-dir", "/var/lib/postern-connector", "where the key and credential are kept")
+	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *token == "" {
+		*token = os.Getenv("POSTERN_ENROLL_TOKEN")
+	}
+	hc, err := meshClient(*meshCA)
+	if err != nil {
+		return err
+	}
+	st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: *stateDir, MeshURL: *mesh, Token: *token, Name: *name, HTTPClient: hc})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("enrolled as %s in group %s; credential valid until %s\nstart it with: connectord run --state-dir %s\n",
+		st.ConnectorID, st.Group, st.CredentialExpires.Format(time.RFC3339), *stateDir)
+	return nil
+}
+
+func runCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("connectord run", flag.ContinueOnError)
+	stateDir := fs.String("state-dir", "/var/lib/postern-connector", "where enroll left the key and credential")
+	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate")
+	backendCA := fs.String("backend-ca", "", "extra CA file (PEM) for HTTPS internal apps (added to the system roots)")
+	allow := fs.String("allow", "", "comma-separated allow-list of internal destinations: host, *.domain, CIDR, each optionally :port (empty: any)")
+	health := fs.String("health-listen", "127.0.0.1:9101", "loopback address for /healthz and /metrics (empty: off)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	var entries []string
+	if *allow != "" {
+		entries = strings.Split(*allow, ",")
+	}
+	al, err := egress.ParseAllowList(entries)
+	if err != nil {
+		return err
+	}
+	hc, err := meshClient(*meshCA)
+	if err != nil {
+		return err
+	}
+	var roots *x509.CertPool
+	if *backendCA != "" {
+		if roots, err = loadPool(*backendCA, true); err != nil {
+			return err
+		}
+	}
+	c, err := connector.New(connector.Config{StateDir: *stateDir, HTTPClient: hc, AllowList: al, BackendRootCAs: roots,
+		HealthAddr: *health, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Run(ctx)
+}
+
+func meshClient(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return &http.Client{Timeout: 30 * time.Second}, nil
+	}
+	pool, err := loadPool(caFile, false)
+	if err != nil {
+		return nil, err
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t, Timeout: 30 * time.Second}, nil
+}
+
+func loadPool(path string, withSystem bool) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if withSystem {
+		if sys, err := x509.SystemCertPool(); err == nil {
+			pool = sys
+		}
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate found", path)
+	}
+	return pool, nil
+}

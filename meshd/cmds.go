@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/meshnode"
+)
+
+func runCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("meshd run", flag.ContinueOnError)
+	id := fs.String("id", "", "node id (default: host name)")
+	region := fs.String("region", "", "region label, e.g. eu-west")
+	listen := fs.String("listen", ":443", "public HTTPS listen address")
+	certFile := fs.String("tls-cert", "", "TLS certificate chain (PEM)")
+	keyFile := fs.String("tls-key", "", "TLS private key (PEM)")
+	plain := fs.Bool("insecure-plain-http", false, "serve plain HTTP instead of TLS (local use only)")
+	wgListen := fs.String("wg-listen", "0.0.0.0:51820", "WireGuard UDP listen address")
+	wgAdvertise := fs.String("wg-advertise", "", "WireGuard endpoint host:port told to connectors (default: the API host name and the listen port)")
+	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's WireGuard key and used enrolment tokens")
+	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
+	catalogPath := fs.String("catalog", "/etc/postern/catalog.yaml", "app catalogue file")
+	admin := fs.String("admin-listen", "127.0.0.1:9100", "loopback admin address for /healthz, /metrics and /status (empty: off)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	wgAddr, err := netip.ParseAddrPort(*wgListen)
+	if err != nil {
+		return fmt.Errorf("--wg-listen %q: %w", *wgListen, err)
+	}
+	if *authKey == "" {
+		return fmt.Errorf("--authority-key is required (create one with \"meshd authority init --out FILE\")")
+	}
+	key, err := authority.LoadKey(*authKey)
+	if err != nil {
+		return err
+	}
+	auth, err := authority.New(authority.Config{Key: key})
+	if err != nil {
+		return err
+	}
+	cfg := meshnode.Config{ID: *id, Region: *region, Listen: *listen, PlainHTTP: *plain, WGListen: wgAddr,
+		WGAdvertise: *wgAdvertise, StateDir: *stateDir, Authority: auth, CatalogPath: *catalogPath,
+		AdminListen: *admin, Logger: logger}
+	if cfg.ID == "" {
+		cfg.ID, _ = os.Hostname()
+	}
+	if !*plain {
+		if *certFile == "" || *keyFile == "" {
+			return fmt.Errorf("--tls-cert and --tls-key are required (or --insecure-plain-http for local use)")
+		}
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	}
+	node, err := meshnode.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	return node.Run(ctx)
+}
+
+func tokenCreateCmd(args []string) error {
+	fs := flag.NewFlagSet("meshd token create", flag.ContinueOnError)
+	group := fs.String("group", "", "connector group the token enrols into (required)")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token stays valid (at most 168h)")
+	authKey := fs.String("authority-key", "", "mesh authority key file (required)")
+	catalogPath := fs.String("catalog", "", "if set, refuse groups that this catalogue does not list")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *group == "" || *authKey == "" {
+		return fmt.Errorf("--group and --authority-key are required")
+	}
+	if *catalogPath != "" {
+		cat, err := catalog.Load(*catalogPath)
+		if err != nil {
+			return err
+		}
+		if _, ok := cat.Group(*group); !ok {
+			return fmt.Errorf("connector group %q is not in %s", *group, *catalogPath)
+		}
+	}
+	key, err := authority.LoadKey(*authKey)
+	if err != nil {
+		return err
+	}
+	auth, err := authority.New(authority.Config{Key: key})
+	if err != nil {
+		return err
+	}
+	tok, info, err := auth.MintEnrollToken(*group, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "enrolment token for group %s, single use, expires %s:\n", info.Group, info.Expires.Format(time.RFC3339))
+	fmt.Println(tok)
+	return nil
+}
+
+func authorityInitCmd(args []string) error {
+	fs := flag.NewFlagSet("meshd authority init", flag.ContinueOnError)
+	out := fs.String("out", "", "where to write the new key (0600; refuses to overwrite)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("--out is required")
+	}
+	if _, err := os.Stat(*out); err == nil {
+		return fmt.Errorf("%s exists; refusing to overwrite a mesh authority key", *out)
+	}
+	key, err := authority.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if err := authority.SaveKey(*out, key); err != nil {
+		return err
+	}
+	fmt.Printf("wrote mesh authority key %s (kid %s); copy it to every mesh node, mode 0600\n", *out, key.KeyID())
+	return nil
+}
+
+func statusCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("meshd status", flag.ContinueOnError)
+	admin := fs.String("admin", "127.0.0.1:9100", "the node's admin address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+*admin+"/status", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

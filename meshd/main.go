@@ -1,0 +1,60 @@
+// Command meshd is the Postern regional mesh node, with its admin
+// subcommands.
+//
+//	meshd run --config ...            serve (see meshd run -h)
+//	meshd token create --group G      mint a one-time connector enrolment token
+//	meshd authority init --out FILE   create the mesh authority key
+//	meshd status                      print a running node's status
+//	meshd demo                        run the whole system locally
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := dispatch(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "meshd:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: meshd <command> [flags]
+
+commands:
+  run               serve as a mesh node
+  token create      mint a one-time connector enrolment token for a group
+  authority init    create the mesh authority key (once per mesh)
+  status            print a running node's status from its admin address
+  demo              run the whole system on this machine (development only)
+`
+
+func dispatch(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("no command given")
+	}
+	switch {
+	case args[0] == "run":
+		return runCmd(ctx, args[1:])
+	case args[0] == "token" && len(args) > 1 && args[1] == "create":
+		return tokenCreateCmd(args[2:])
+	case args[0] == "authority" && len(args) > 1 && args[1] == "init":
+		return authorityInitCmd(args[2:])
+	case args[0] == "status":
+		return statusCmd(ctx, args[1:])
+	case args[0] == "demo":
+		return demoCmd(ctx, args[1:])
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
+		fmt.Print(usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}

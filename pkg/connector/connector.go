@@ -1,0 +1,450 @@
+// Package connector is the runtime of connectord, the daemon that runs on an
+// internal host next to the apps. It dials out to the mesh, attaches as a
+// WireGuard peer with its credential, keeps the attachment alive, renews the
+// credential through the tunnel, and serves the mesh's requests on its tunnel
+// address only, forwarding them through package egress.
+//
+// It never listens on the host network, except for an optional loopback
+// health and metrics endpoint.
+package connector
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/postern/postern/pkg/egress"
+	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/tunnelhttp"
+	"github.com/postern/postern/pkg/wgkey"
+	"github.com/postern/postern/pkg/wgnet"
+)
+
+// Config configures a Connector.
+type Config struct {
+	// StateDir holds the key and the state written by Enroll. Required.
+	StateDir string
+	// HTTPClient talks to the mesh nodes' HTTPS API; nil means
+	// http.DefaultClient (system roots).
+	HTTPClient *http.Client
+	// AllowList restricts the internal destinations; zero allows all.
+	AllowList egress.AllowList
+	// BackendRootCAs verifies HTTPS internal apps; nil means system roots.
+	BackendRootCAs *x509.CertPool
+	// Bind carries WireGuard; nil means a connected-socket bind that opens
+	// no listening socket.
+	Bind conn.Bind
+	// HealthAddr, if set, serves /healthz and /metrics there; it must be a
+	// loopback address.
+	HealthAddr string
+	// Keepalive is the WireGuard persistent keepalive; zero means 5s.
+	Keepalive time.Duration
+	// PingInterval is the time between liveness checks of each mesh node
+	// through the tunnel; zero means 1s. After PingFailures failures in a
+	// row (zero means 3) the connector attaches again.
+	PingInterval time.Duration
+	PingFailures int
+	// BackoffMin and BackoffMax bound the jittered retry delay; zero means
+	// 200ms and 30s.
+	BackoffMin, BackoffMax time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Registry receives metrics and is served on HealthAddr; nil means a
+	// new registry.
+	Registry *prometheus.Registry
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Connector is a running connector.
+type Connector struct {
+	cfg    Config
+	logger *slog.Logger
+	key    wgkey.Private
+	node   *wgnet.Node
+	egress *egress.Handler
+
+	mu    sync.Mutex // guards the following
+	state *State
+
+	attached  sync.Map // mesh URL -> *meshLink
+	nAttached atomic.Int32
+
+	closeOnce sync.Once
+}
+
+type meshLink struct {
+	url     string
+	nodeID  string
+	pub     wgkey.Public
+	tunAddr netip.Addr
+	carrier string
+}
+
+// New loads the key and state from cfg.StateDir and starts the WireGuard
+// node; Run attaches to the mesh.
+func New(cfg Config) (*Connector, error) {
+	if cfg.Keepalive == 0 {
+		cfg.Keepalive = 5 * time.Second
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = time.Second
+	}
+	if cfg.PingFailures == 0 {
+		cfg.PingFailures = 3
+	}
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin = 200 * time.Millisecond
+	}
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := checkLoopback(cfg.HealthAddr); err != nil {
+		return nil, err
+	}
+	state, err := LoadState(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	key, err := wgkey.Load(filepath.Join(cfg.StateDir, keyFile))
+	if err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
+	}
+	bind := cfg.Bind
+	if bind == nil {
+		bind = defaultBind()
+	}
+	node, err := wgnet.New(wgnet.Config{PrivateKey: key, Bind: bind, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
+	}
+	c := &Connector{cfg: cfg, logger: logger.With("connector", state.ConnectorID), key: key, node: node, state: state}
+	c.egress = egress.New(egress.Config{AllowList: cfg.AllowList, RootCAs: cfg.BackendRootCAs,
+		Logger: c.logger, Registerer: cfg.Registry})
+	c.registerMetrics()
+	return c, nil
+}
+
+func checkLoopback(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("connector: health address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || !a.IsLoopback() {
+		return fmt.Errorf("connector: health address %q must be a loopback address (127.0.0.1 or [::1]): the connector never listens on the host network", addr)
+	}
+	return nil
+}
+
+// ID returns the connector id.
+func (c *Connector) ID() string { return c.State().ConnectorID }
+
+// State returns a copy of the current state.
+func (c *Connector) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return *c.state
+}
+
+// Node returns the WireGuard node, for status and tests.
+func (c *Connector) Node() *wgnet.Node { return c.node }
+
+// Attached reports how many mesh nodes the connector is attached to.
+func (c *Connector) Attached() int { return int(c.nAttached.Load()) }
+
+// Run serves the tunnel, attaches to every mesh node and keeps the
+// attachments alive until ctx ends. It returns nil when ctx ends.
+func (c *Connector) Run(ctx context.Context) error {
+	l, err := c.node.Listen(tunnelhttp.Port)
+	if err != nil {
+		return fmt.Errorf("connector: %w", err)
+	}
+	srv := &http.Server{Handler: c.egress, ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelDebug)}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.Serve(l)
+	}()
+	var health *http.Server
+	if c.cfg.HealthAddr != "" {
+		hl, err := net.Listen("tcp", c.cfg.HealthAddr)
+		if err != nil {
+			srv.Close()
+			wg.Wait()
+			return fmt.Errorf("connector: health listener: %w", err)
+		}
+		health = &http.Server{Handler: c.healthHandler(), ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			health.Serve(hl)
+		}()
+	}
+	for _, u := range c.State().MeshURLs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.attachLoop(ctx, u)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.renewLoop(ctx)
+	}()
+	c.logger.Info("connector_started", "tunnel_addr", c.node.Addr(), "mesh_urls", c.State().MeshURLs)
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if health != nil {
+		health.Close()
+	}
+	wg.Wait()
+	c.egress.Close()
+	return nil
+}
+
+// Close stops the WireGuard node. Call it after Run returns.
+func (c *Connector) Close() error {
+	var err error
+	c.closeOnce.Do(func() { err = c.node.Close() })
+	return err
+}
+
+// attachLoop attaches to one mesh node, watches the attachment, and attaches
+// again, with jittered backoff, for as long as ctx lasts.
+func (c *Connector) attachLoop(ctx context.Context, meshURL string) {
+	cl := &enroll.Client{BaseURL: meshURL, HTTPClient: c.cfg.HTTPClient}
+	delay := c.cfg.BackoffMin
+	var prev *meshLink
+	for ctx.Err() == nil {
+		link, err := c.attach(ctx, cl, meshURL, prev)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.logger.Warn("attach_failed", "mesh_url", meshURL, "error", err, "retry_in_ms", delay.Milliseconds())
+			if !sleep(ctx, jitter(delay)) {
+				return
+			}
+			delay = min(delay*2, c.cfg.BackoffMax)
+			continue
+		}
+		delay = c.cfg.BackoffMin
+		prev = link
+		c.attached.Store(meshURL, link)
+		c.nAttached.Add(1)
+		c.logger.Info("attached", "mesh_url", meshURL, "mesh_node", link.nodeID, "carrier", link.carrier)
+		c.watch(ctx, link)
+		c.attached.Delete(meshURL)
+		c.nAttached.Add(-1)
+		if ctx.Err() == nil {
+			c.logger.Warn("mesh_unreachable", "mesh_url", meshURL, "mesh_node", link.nodeID)
+		}
+	}
+}
+
+func (c *Connector) attach(ctx context.Context, cl *enroll.Client, meshURL string, prev *meshLink) (*meshLink, error) {
+	actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	resp, err := cl.Attach(actx, c.State().Credential)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := resolveEndpoint(actx, resp.Endpoint, meshURL)
+	if err != nil {
+		return nil, fmt.Errorf("attach: mesh endpoint: %w", err)
+	}
+	if prev != nil && prev.pub != resp.PublicKey {
+		c.node.RemovePeer(prev.pub)
+	}
+	if err := c.node.AddPeer(wgnet.Peer{PublicKey: resp.PublicKey, Endpoint: ep, Keepalive: c.cfg.Keepalive}); err != nil {
+		return nil, err
+	}
+	return &meshLink{url: meshURL, nodeID: resp.NodeID, pub: resp.PublicKey, tunAddr: resp.PublicKey.Addr(), carrier: "udp"}, nil
+}
+
+// resolveEndpoint turns the mesh's advertised UDP endpoint into an address;
+// an empty or unspecified host means the host of the mesh URL.
+func resolveEndpoint(ctx context.Context, endpoint, meshURL string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("endpoint %q: %w", endpoint, err)
+	}
+	if a, err := netip.ParseAddr(host); host == "" || (err == nil && a.IsUnspecified()) {
+		u, err := url.Parse(meshURL)
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		host = u.Hostname()
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	p, err := net.LookupPort("udp", port)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(p)), nil
+}
+
+// watch pings the mesh node through the tunnel until PingFailures pings in
+// a row fail or ctx ends.
+func (c *Connector) watch(ctx context.Context, link *meshLink) {
+	t := time.NewTicker(c.cfg.PingInterval)
+	defer t.Stop()
+	failures := 0
+	for {
+		pctx, cancel := context.WithTimeout(ctx, c.cfg.PingInterval)
+		_, err := c.node.Ping(pctx, link.pub)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			failures = 0
+		} else if failures++; failures >= c.cfg.PingFailures {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// renewLoop renews the credential through the tunnel once two thirds of its
+// lifetime have passed.
+func (c *Connector) renewLoop(ctx context.Context) {
+	delay := c.cfg.BackoffMin
+	for {
+		s := c.State()
+		life := s.CredentialExpires.Sub(s.CredentialIssued)
+		due := s.CredentialIssued.Add(life * 2 / 3)
+		wait := due.Sub(c.cfg.Now())
+		if wait > 0 && !sleep(ctx, min(wait, time.Hour)) {
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if wait > time.Hour {
+			continue
+		}
+		if err := c.renew(ctx); err != nil {
+			c.logger.Warn("credential_renew_failed", "error", err, "expires", s.CredentialExpires, "retry_in_ms", delay.Milliseconds())
+			if !sleep(ctx, jitter(delay)) {
+				return
+			}
+			delay = min(delay*2, c.cfg.BackoffMax)
+			continue
+		}
+		delay = c.cfg.BackoffMin
+	}
+}
+
+func (c *Connector) renew(ctx context.Context) error {
+	var link *meshLink
+	c.attached.Range(func(_, v any) bool { link = v.(*meshLink); return false })
+	if link == nil {
+		return errors.New("renew: not attached to any mesh node")
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: c.node.DialContext}, Timeout: 15 * time.Second}
+	defer hc.CloseIdleConnections()
+	cl := &enroll.Client{BaseURL: "http://" + netip.AddrPortFrom(link.tunAddr, tunnelhttp.Port).String(), HTTPClient: hc}
+	resp, err := cl.Renew(ctx, c.State().Credential)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	next := *c.state
+	next.Credential, next.CredentialIssued, next.CredentialExpires = resp.Credential, c.cfg.Now(), resp.Expires
+	err = next.Save(c.cfg.StateDir)
+	if err == nil {
+		c.state = &next
+	}
+	c.mu.Unlock()
+	if err == nil {
+		c.logger.Info("credential_renewed", "expires", resp.Expires)
+	}
+	return err
+}
+
+func (c *Connector) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		type link struct {
+			MeshURL  string `json:"mesh_url"`
+			MeshNode string `json:"mesh_node"`
+			Carrier  string `json:"carrier"`
+		}
+		var links []link
+		c.attached.Range(func(_, v any) bool {
+			l := v.(*meshLink)
+			links = append(links, link{l.url, l.nodeID, l.carrier})
+			return true
+		})
+		status := http.StatusOK
+		if len(links) == 0 {
+			status = http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, map[string]any{"connector": c.ID(), "attached": links, "tunnel_addr": c.node.Addr()})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.cfg.Registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,42 @@
+package connector
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/postern/postern/pkg/wgnet"
+)
+
+func defaultBind() conn.Bind { return wgnet.NewDialBind() }
+
+func (c *Connector) registerMetrics() {
+	c.cfg.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_connector_attached_mesh_nodes",
+			Help: "Mesh nodes this connector is attached to."}, func() float64 { return float64(c.nAttached.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_connector_tunnel_peers",
+			Help: "WireGuard peers of this connector."}, func() float64 { return float64(len(c.node.Peers())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_connector_last_handshake_age_seconds",
+			Help: "Age of the most recent WireGuard handshake with any mesh node (-1 if none)."}, func() float64 {
+			var last time.Time
+			for _, p := range c.node.Peers() {
+				if p.LastHandshake.After(last) {
+					last = p.LastHandshake
+				}
+			}
+			if last.IsZero() {
+				return -1
+			}
+			return time.Since(last).Seconds()
+		}),
+	)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

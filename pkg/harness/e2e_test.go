@@ -1,0 +1,400 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/postern/postern/pkg/sampleapp"
+)
+
+func start(tb testing.TB, opts Options) *Harness {
+	tb.Helper()
+	before := runtime.NumGoroutine()
+	h, err := Start(tb.Context(), opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		h.Close()
+		checkGoroutines(tb, before)
+	})
+	return h
+}
+
+// checkGoroutines fails if goroutines started by the test are still running
+// a few seconds after cleanup.
+func checkGoroutines(tb testing.TB, before int) {
+	tb.Helper()
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= before+2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			tb.Errorf("goroutines leaked: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func get(tb testing.TB, c *http.Client, url string, hdr ...string) (*http.Response, []byte) {
+	tb.Helper()
+	req, err := http.NewRequestWithContext(tb.Context(), "GET", url, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp, b
+}
+
+type headersReply struct {
+	Host    string              `json:"host"`
+	Path    string              `json:"path"`
+	Headers map[string][]string `json:"headers"`
+}
+
+func TestHeadersAndHostMapping(t *testing.T) {
+	h := start(t, Options{})
+	c := h.MeshClient(0)
+	resp, body := get(t, c, h.AppURL(0, "/headers"),
+		"X-Forwarded-For", "6.6.6.6", "Forwarded", "for=6.6.6.6", "X-Real-Ip", "6.6.6.6",
+		"Postern-Target", "http://169.254.169.254/", "X-Request-Id", "client-chosen",
+		"Connection", "X-Hop", "X-Hop", "secret-hop")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status: got %d, want 200: %s", resp.StatusCode, body)
+	}
+	var got headersReply
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	hd := http.Header(got.Headers)
+	if want := strings.TrimPrefix(h.App, "http://"); got.Host != want {
+		t.Errorf("Host: got %q, want the internal host %q", got.Host, want)
+	}
+	if v := hd.Get("X-Forwarded-For"); v != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For: got %q, want 127.0.0.1", v)
+	}
+	if v := hd.Get("X-Forwarded-Proto"); v != "https" {
+		t.Errorf("X-Forwarded-Proto: got %q, want https", v)
+	}
+	if v := hd.Get("X-Forwarded-Host"); !strings.HasPrefix(v, h.AppHost) {
+		t.Errorf("X-Forwarded-Host: got %q", v)
+	}
+	if v := hd.Get("Forwarded"); !strings.HasPrefix(v, "for=127.0.0.1;host=") || !strings.HasSuffix(v, ";proto=https") {
+		t.Errorf("Forwarded: got %q", v)
+	}
+	if v := hd.Get("X-Real-Ip"); v != "" {
+		t.Errorf("client X-Real-Ip reached the backend: %q", v)
+	}
+	if v := hd.Get("X-Hop"); v != "" {
+		t.Errorf("hop-by-hop header reached the backend: %q", v)
+	}
+	rid := hd.Get("X-Request-Id")
+	if rid == "" || rid == "client-chosen" {
+		t.Errorf("X-Request-Id: got %q, want one minted by the mesh", rid)
+	}
+	for k := range hd {
+		if strings.HasPrefix(strings.ToLower(k), "postern-") {
+			t.Errorf("internal header %s reached the backend", k)
+		}
+	}
+}
+
+func TestErrorPages(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := l.Addr().String()
+	l.Close()
+	h := start(t, Options{})
+	// Rewrite the catalogue with the extra apps now that the app URL is
+	// known; the mesh picks it up live.
+	cat := fmt.Sprintf(`connector_groups:
+  - id: hq
+  - id: empty
+apps:
+  - id: smartmoney
+    host: %s
+    internal_url: %s
+    connector_group: hq
+    preauth: passthrough
+  - id: refused
+    host: refused.localhost
+    internal_url: http://%s
+    connector_group: hq
+    preauth: passthrough
+  - id: orphan
+    host: orphan.localhost
+    internal_url: http://127.0.0.1:9
+    connector_group: empty
+    preauth: passthrough
+  - id: slowapp
+    host: slow.localhost
+    internal_url: %s
+    connector_group: hq
+    preauth: passthrough
+    backend_timeout: 300ms
+    host_header: external
+`, h.AppHost, h.App, closed, h.App)
+	swapCatalog(t, h, cat)
+	c := h.MeshClient(0)
+	_, port, _ := net.SplitHostPort(h.Meshes()[0].Addr)
+	u := func(host, path string) string { return "https://" + host + ":" + port + path }
+	cases := []struct {
+		name   string
+		url    string
+		status int
+		reason string
+	}{
+		{"unknown host", u("nope.localhost", "/"), 404, "No application is published"},
+		{"backend refused", u("refused.localhost", "/"), 502, "refused the connection"},
+		{"no connector", u("orphan.localhost", "/"), 503, "No connector online for group empty"},
+		{"backend timeout", u("slow.localhost", "/slow?delay=3s"), 504, "did not answer within 300ms"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := get(t, c, tc.url, "Accept", "text/html")
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.reason) {
+				t.Fatalf("got %d %q, want %d with %q", resp.StatusCode, body, tc.status, tc.reason)
+			}
+			rid := resp.Header.Get("X-Request-Id")
+			if rid == "" || !strings.Contains(string(body), rid) {
+				t.Fatalf("request id %q not on the page", rid)
+			}
+			for _, leak := range []string{closed, "127.0.0.1:9", "goroutine", ".go:"} {
+				if strings.Contains(string(body), leak) {
+					t.Fatalf("page leaks %q: %s", leak, body)
+				}
+			}
+		})
+	}
+	t.Run("timeout bounds first byte only", func(t *testing.T) {
+		resp, body := get(t, c, u("slow.localhost", "/sse?n=4&interval=150ms"))
+		if resp.StatusCode != 200 || strings.Count(string(body), "data:") != 4 {
+			t.Fatalf("got %d %q, want 4 events after the 300ms timeout", resp.StatusCode, body)
+		}
+	})
+	t.Run("external host header", func(t *testing.T) {
+		_, body := get(t, c, u("slow.localhost", "/headers"))
+		var got headersReply
+		json.Unmarshal(body, &got)
+		if got.Host != "slow.localhost:"+port {
+			t.Fatalf("Host: got %q, want slow.localhost:%s", got.Host, port)
+		}
+	})
+}
+
+// swapCatalog writes a new catalogue and waits until the mesh serves it.
+func swapCatalog(tb testing.TB, h *Harness, yaml string) {
+	tb.Helper()
+	old := h.Meshes()[0].Node.Catalog().Current().Hash()
+	if err := os.WriteFile(h.CatalogPath+".new", []byte(yaml), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(h.CatalogPath+".new", h.CatalogPath); err != nil {
+		tb.Fatal(err)
+	}
+	err := WaitFor(tb.Context(), 10*time.Second, func() bool {
+		return h.Meshes()[0].Node.Catalog().Current().Hash() != old
+	})
+	if err != nil {
+		tb.Fatal("catalogue change not picked up")
+	}
+}
+
+func TestBadCatalogueKeepsOld(t *testing.T) {
+	h := start(t, Options{})
+	c := h.MeshClient(0)
+	before := h.Meshes()[0].Node.Catalog().Current().Hash()
+	if err := os.WriteFile(h.CatalogPath, []byte("apps:\n  - id: x\n    bogus: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.Meshes()[0].Node.Catalog().Reload()
+	if err == nil || !strings.Contains(err.Error(), "bogus") || !strings.Contains(err.Error(), ":3") {
+		t.Fatalf("got %v, want an error naming the key and line 3", err)
+	}
+	if got := h.Meshes()[0].Node.Catalog().Current().Hash(); got != before {
+		t.Fatal("bad catalogue replaced the good one")
+	}
+	if resp, _ := get(t, c, h.AppURL(0, "/hello")); resp.StatusCode != 200 {
+		t.Fatalf("app not served after a bad reload: %d", resp.StatusCode)
+	}
+}
+
+func TestStreamingBothWays64MiB(t *testing.T) {
+	h := start(t, Options{})
+	c := h.MeshClient(0)
+	const size = 64 << 20
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > peak.Load() {
+					peak.Store(m.HeapInuse)
+				}
+			}
+		}
+	}()
+	// Download.
+	want := sha256.New()
+	io.Copy(want, sampleapp.Stream(42, size))
+	resp, err := c.Get(h.AppURL(0, fmt.Sprintf("/download?bytes=%d&seed=42", size)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sha256.New()
+	n, err := io.Copy(got, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != size || hex.EncodeToString(got.Sum(nil)) != hex.EncodeToString(want.Sum(nil)) {
+		t.Fatalf("download: %d bytes, err %v, checksum match %v", n, err, string(got.Sum(nil)) == string(want.Sum(nil)))
+	}
+	// Upload.
+	req, _ := http.NewRequest("POST", h.AppURL(0, "/upload"), sampleapp.Stream(7, size))
+	req.ContentLength = -1 // chunked: the proxy must stream it
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up struct {
+		Bytes  int64  `json:"bytes"`
+		SHA256 string `json:"sha256"`
+	}
+	json.NewDecoder(resp.Body).Decode(&up)
+	resp.Body.Close()
+	sum := sha256.New()
+	io.Copy(sum, sampleapp.Stream(7, size))
+	if up.Bytes != size || up.SHA256 != hex.EncodeToString(sum.Sum(nil)) {
+		t.Fatalf("upload: got %d bytes %s", up.Bytes, up.SHA256)
+	}
+	close(stop)
+	wg.Wait()
+	// Nothing along the path may hold a whole body: the heap must stay far
+	// below the 64 MiB that were carried each way.
+	if grew := int64(peak.Load()) - int64(base); grew > 40<<20 {
+		t.Fatalf("heap grew by %d MiB while streaming 64 MiB", grew>>20)
+	}
+}
+
+func TestWebSocketAndSSE(t *testing.T) {
+	h := start(t, Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "wss://"+strings.TrimPrefix(h.AppURL(0, "/ws"), "https://"),
+		&websocket.DialOptions{HTTPClient: &http.Client{Transport: func() *http.Transport {
+			tr := h.MeshTransport(0)
+			tr.ForceAttemptHTTP2 = false
+			return tr
+		}()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		msg := fmt.Sprintf("ping %d", i)
+		if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := ws.Read(ctx)
+		if err != nil || string(got) != msg {
+			t.Fatalf("echo: got %q, %v; want %q", got, err, msg)
+		}
+	}
+	ws.Close(websocket.StatusNormalClosure, "")
+
+	// Server-sent events must arrive one by one, not at the end.
+	resp, err := h.MeshClient(0).Get(h.AppURL(0, "/sse?n=3&interval=400ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var firstAt time.Time
+	var lastSent int64
+	events := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "data:") {
+			continue
+		}
+		events++
+		var i, sent int64
+		fmt.Sscanf(strings.TrimPrefix(line, "data: "), "%d %d", &i, &sent)
+		if events == 1 {
+			firstAt = time.Now()
+		}
+		lastSent = sent
+	}
+	if events != 3 {
+		t.Fatalf("got %d events, want 3", events)
+	}
+	if firstAt.UnixNano() >= lastSent {
+		t.Fatalf("first event arrived at %d, after the last was sent at %d: events were buffered", firstAt.UnixNano(), lastSent)
+	}
+}
+
+func TestMetricsAndStatus(t *testing.T) {
+	h := start(t, Options{})
+	get(t, h.MeshClient(0), h.AppURL(0, "/hello"))
+	rec := httptest.NewRecorder()
+	h.Meshes()[0].Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`postern_mesh_requests_total{app="smartmoney",code="200"} 1`,
+		`postern_mesh_tunnel_peers 1`,
+		`postern_mesh_connectors_online{group="hq"} 1`,
+		`postern_mesh_peer_last_handshake_age_seconds{`,
+		`postern_mesh_request_duration_seconds_bucket{app="smartmoney",code="200"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	st := h.Meshes()[0].Node.Status()
+	if len(st.Connectors) != 1 || !st.Connectors[0].Alive {
+		t.Fatalf("status: got %+v", st.Connectors)
+	}
+}

@@ -1,0 +1,443 @@
+// Package harness starts a whole Postern system in one process on loopback:
+// mesh nodes with real WireGuard, connectors enrolled with real tokens over
+// HTTPS, and the sample internal app. End-to-end tests, bench and the local
+// demo all use it.
+package harness
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/connector"
+	"github.com/postern/postern/pkg/devcert"
+	"github.com/postern/postern/pkg/egress"
+	"github.com/postern/postern/pkg/meshnode"
+	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/sampleapp"
+)
+
+// Options configures Start.
+type Options struct {
+	// Dir holds all state; empty means a new temporary directory removed
+	// by Close.
+	Dir string
+	// Meshes is the number of mesh nodes; zero means 1.
+	Meshes int
+	// Connectors is the number of connectors in group "hq"; zero means 1,
+	// negative means none.
+	Connectors int
+	// AppHost is the external host of the sample app; empty means
+	// "smartmoney.localhost".
+	AppHost string
+	// PublicAddr is the first mesh node's public listener; empty means
+	// 127.0.0.1 on a random port. Further nodes use random ports.
+	PublicAddr string
+	// ExtraCatalog is appended to the apps list of the generated catalogue
+	// (YAML list items, indented by two spaces).
+	ExtraCatalog string
+	// AllowList restricts the connectors' destinations.
+	AllowList []string
+	// Pool tunes the mesh nodes' connector probing.
+	Pool pool.Config
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Harness is a running system.
+type Harness struct {
+	Dir         string
+	CatalogPath string
+	CA          *devcert.CA
+	Authority   *authority.Authority
+	AppHost     string
+	// App is the sample internal app's base URL ("http://127.0.0.1:port").
+	App string
+
+	opts     Options
+	tmp      bool
+	logger   *slog.Logger
+	cert     tls.Certificate
+	appSrv   *http.Server
+	appWG    sync.WaitGroup
+	mu       sync.Mutex // guards the following
+	meshes   []*Mesh
+	conns    []*Connector
+	closeErr error
+	closed   bool
+}
+
+// Mesh is one running mesh node.
+type Mesh struct {
+	Node   *meshnode.Node
+	Addr   string // public listener "127.0.0.1:port"
+	URL    string // "https://127.0.0.1:port"
+	dir    string
+	wgPort uint16
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Connector is one running connector.
+type Connector struct {
+	C      *connector.Connector
+	Dir    string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start starts the system and waits until every connector serves the app.
+func Start(ctx context.Context, opts Options) (*Harness, error) {
+	if opts.Meshes == 0 {
+		opts.Meshes = 1
+	}
+	if opts.Connectors == 0 {
+		opts.Connectors = 1
+	}
+	if opts.AppHost == "" {
+		opts.AppHost = "smartmoney.localhost"
+	}
+	h := &Harness{opts: opts, AppHost: opts.AppHost, logger: opts.Logger, Dir: opts.Dir}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	if h.Dir == "" {
+		d, err := os.MkdirTemp("", "postern-harness-")
+		if err != nil {
+			return nil, err
+		}
+		h.Dir, h.tmp = d, true
+	}
+	if err := h.start(ctx); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *Harness) start(ctx context.Context) error {
+	var err error
+	if h.CA, err = devcert.NewCA(); err != nil {
+		return err
+	}
+	if h.cert, err = h.CA.Issue("localhost", "*.localhost", h.AppHost, "127.0.0.1", "::1"); err != nil {
+		return err
+	}
+	key, err := authority.LoadOrCreateKey(filepath.Join(h.Dir, "authority.key"))
+	if err != nil {
+		return err
+	}
+	if h.Authority, err = authority.New(authority.Config{Key: key}); err != nil {
+		return err
+	}
+	if err := h.startApp(); err != nil {
+		return err
+	}
+	h.CatalogPath = filepath.Join(h.Dir, "catalog.yaml")
+	if err := os.WriteFile(h.CatalogPath, []byte(h.catalogYAML()), 0o644); err != nil {
+		return err
+	}
+	for i := 0; i < h.opts.Meshes; i++ {
+		addr := "127.0.0.1:0"
+		if i == 0 && h.opts.PublicAddr != "" {
+			addr = h.opts.PublicAddr
+		}
+		m, err := h.startMesh(filepath.Join(h.Dir, fmt.Sprintf("mesh%d", i)), addr, 0)
+		if err != nil {
+			return err
+		}
+		h.mu.Lock()
+		h.meshes = append(h.meshes, m)
+		h.mu.Unlock()
+	}
+	for i := 0; i < h.opts.Connectors; i++ {
+		if _, err := h.AddConnector(ctx, "hq"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Harness) startApp() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	h.App = "http://" + l.Addr().String()
+	h.appSrv = &http.Server{Handler: sampleapp.New(sampleapp.Config{Name: "SmartMoney", Logger: h.logger}).Handler(),
+		ReadHeaderTimeout: 10 * time.Second}
+	h.appWG.Add(1)
+	go func() {
+		defer h.appWG.Done()
+		h.appSrv.Serve(l)
+	}()
+	return nil
+}
+
+func (h *Harness) catalogYAML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\napps:\n")
+	fmt.Fprintf(&b, "  - id: smartmoney\n    host: %s\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n    backend_timeout: 5s\n",
+		h.AppHost, h.App)
+	b.WriteString(h.opts.ExtraCatalog)
+	return b.String()
+}
+
+// startMesh starts a mesh node with state in dir on the given public
+// address and WireGuard port (0 = random).
+func (h *Harness) startMesh(dir, addr string, wgPort uint16) (*Mesh, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	l, err := listenRetry(addr)
+	if err != nil {
+		return nil, err
+	}
+	id := filepath.Base(dir)
+	node, err := meshnode.New(meshnode.Config{
+		ID: id, Region: "local", Listener: l, TLS: devcert.ServerTLS(h.cert),
+		WGListen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), wgPort), StateDir: dir,
+		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
+		Pool: h.opts.Pool, Logger: h.logger.With("component", "meshd"),
+	})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Mesh{Node: node, Addr: l.Addr().String(), URL: "https://" + l.Addr().String(), dir: dir,
+		wgPort: node.WireGuard().ListenPort(), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		if err := node.Run(ctx); err != nil {
+			h.logger.Error("mesh_run_failed", "error", err)
+		}
+	}()
+	return m, nil
+}
+
+// listenRetry listens on addr, retrying briefly while a just-closed
+// listener's port is still being released.
+func listenRetry(addr string) (net.Listener, error) {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		l, err := net.Listen("tcp", addr)
+		if err == nil || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Meshes returns the running mesh nodes.
+func (h *Harness) Meshes() []*Mesh {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]*Mesh(nil), h.meshes...)
+}
+
+// Connectors returns the connectors.
+func (h *Harness) Connectors() []*Connector {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]*Connector(nil), h.conns...)
+}
+
+// MeshClient returns an HTTP client that trusts the dev CA and sends every
+// request, whatever its host, to mesh node i.
+func (h *Harness) MeshClient(i int) *http.Client {
+	return &http.Client{Transport: h.MeshTransport(i), CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+}
+
+// MeshTransport is the transport of MeshClient.
+func (h *Harness) MeshTransport(i int) *http.Transport {
+	addr := h.Meshes()[i].Addr
+	d := &net.Dialer{}
+	return &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+		TLSClientConfig:     &tls.Config{RootCAs: h.CA.Pool()},
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 256,
+		DisableCompression:  true,
+	}
+}
+
+// AppURL returns the external URL of path on the sample app, through mesh
+// node i.
+func (h *Harness) AppURL(i int, path string) string {
+	_, port, _ := net.SplitHostPort(h.Meshes()[i].Addr)
+	return "https://" + h.AppHost + ":" + port + path
+}
+
+// APIClient returns a client for the mesh nodes' HTTPS API.
+func (h *Harness) APIClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.CA.Pool()}}, Timeout: 20 * time.Second}
+}
+
+// AddConnector enrols a new connector in group with a fresh token through
+// the first mesh node, starts it, and waits until it is attached.
+func (h *Harness) AddConnector(ctx context.Context, group string) (*Connector, error) {
+	tok, _, err := h.Authority.MintEnrollToken(group, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	dir := filepath.Join(h.Dir, fmt.Sprintf("connector%d", len(h.conns)))
+	meshes := h.meshes
+	h.mu.Unlock()
+	st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: dir, MeshURL: meshes[0].URL, Token: tok,
+		Name: filepath.Base(dir), HTTPClient: h.APIClient()})
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range meshes[1:] {
+		st.MeshURLs = append(st.MeshURLs, m.URL)
+	}
+	if err := st.Save(dir); err != nil {
+		return nil, err
+	}
+	c, err := h.runConnector(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.conns = append(h.conns, c)
+	h.mu.Unlock()
+	return c, nil
+}
+
+func (h *Harness) runConnector(ctx context.Context, dir string) (*Connector, error) {
+	al, err := egress.ParseAllowList(h.opts.AllowList)
+	if err != nil {
+		return nil, err
+	}
+	c, err := connector.New(connector.Config{StateDir: dir, HTTPClient: h.APIClient(), AllowList: al,
+		Logger: h.logger.With("component", "connectord")})
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	hc := &Connector{C: c, Dir: dir, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(hc.done)
+		c.Run(rctx)
+	}()
+	if err := waitFor(ctx, 15*time.Second, func() bool { return c.Attached() == len(h.Meshes()) }); err != nil {
+		hc.stop()
+		return nil, fmt.Errorf("harness: connector %s did not attach: %w", c.ID(), err)
+	}
+	return hc, nil
+}
+
+func (c *Connector) stop() {
+	c.cancel()
+	<-c.done
+	c.C.Close()
+}
+
+// KillConnector stops connector i abruptly: its WireGuard node vanishes
+// without a goodbye, as when its host dies.
+func (h *Harness) KillConnector(i int) {
+	c := h.Connectors()[i]
+	c.C.Close() // the tunnel goes first: nothing more leaves the host
+	c.cancel()
+	<-c.done
+}
+
+// RestartConnector starts connector i again from its state directory.
+func (h *Harness) RestartConnector(ctx context.Context, i int) error {
+	old := h.Connectors()[i]
+	c, err := h.runConnector(ctx, old.Dir)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.conns[i] = c
+	h.mu.Unlock()
+	return nil
+}
+
+// StopMesh stops mesh node i.
+func (h *Harness) StopMesh(i int) {
+	m := h.Meshes()[i]
+	m.cancel()
+	<-m.done
+	m.Node.Close()
+}
+
+// StartMesh starts mesh node i again on the same addresses and state.
+func (h *Harness) StartMesh(i int) error {
+	old := h.Meshes()[i]
+	m, err := h.startMesh(old.dir, old.Addr, old.wgPort)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.meshes[i] = m
+	h.mu.Unlock()
+	return nil
+}
+
+// Close stops everything and removes a temporary directory. It is
+// idempotent.
+func (h *Harness) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return h.closeErr
+	}
+	h.closed = true
+	conns, meshes := h.conns, h.meshes
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.stop()
+	}
+	for _, m := range meshes {
+		m.cancel()
+		<-m.done
+		m.Node.Close()
+	}
+	if h.appSrv != nil {
+		h.appSrv.Close()
+		h.appWG.Wait()
+	}
+	if h.tmp {
+		h.closeErr = os.RemoveAll(h.Dir)
+	}
+	return h.closeErr
+}
+
+// WaitFor polls cond every 20ms until it holds, ctx ends or timeout passes.
+func WaitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	return waitFor(ctx, timeout, cond)
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return errors.New("condition not met in time")
+		case <-t.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,319 @@
+// Package meshnode is the runtime of meshd, the regional mesh node. It wires
+// the public HTTPS listener (edge proxy and enrolment API), the userspace
+// WireGuard node that connectors attach to, the connector pool with its
+// probes, the catalogue with live reload, and the loopback admin endpoint.
+package meshnode
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/edge"
+	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/tunnelhttp"
+	"github.com/postern/postern/pkg/wgkey"
+	"github.com/postern/postern/pkg/wgnet"
+)
+
+// Config configures a Node.
+type Config struct {
+	// ID names the node in logs, status and attach answers; empty means
+	// the host name.
+	ID string
+	// Region is the node's region label; empty means "local".
+	Region string
+	// Listen is the public listener: a TCP address such as ":443".
+	// Required unless Listener is set.
+	Listen string
+	// Listener, if set, is used instead of listening on Listen.
+	Listener net.Listener
+	// TLS serves the public listener with HTTP/1.1 and HTTP/2; nil means
+	// plain HTTP, which is allowed only with PlainHTTP set.
+	TLS *tls.Config
+	// PlainHTTP allows serving without TLS, for local use only.
+	PlainHTTP bool
+	// WGListen is the UDP address WireGuard binds; its zero value means
+	// all interfaces, random port.
+	WGListen netip.AddrPort
+	// WGBind, if set, replaces the UDP bind (simulated regions, tests).
+	WGBind conn.Bind
+	// WGAdvertise is the UDP endpoint ("host:port") connectors are told to
+	// send WireGuard to; empty means WGListen's port on the host name that
+	// connectors used to reach the API.
+	WGAdvertise string
+	// StateDir holds the node's WireGuard key and the used enrolment
+	// tokens. Required.
+	StateDir string
+	// Authority signs and verifies enrolment tokens and credentials.
+	// Required.
+	Authority *authority.Authority
+	// CatalogPath is the catalogue file. Required.
+	CatalogPath string
+	// CatalogPoll is the interval at which the catalogue file is checked
+	// for changes; zero means 2s, negative disables watching.
+	CatalogPoll time.Duration
+	// AdminListen, if set, serves /healthz, /metrics and /status there. It
+	// must be a loopback address.
+	AdminListen string
+	// Pool tunes connector probing and dialling; its Dial, Pinger and
+	// Logger are filled in by New.
+	Pool pool.Config
+	// CredentialTTL is the lifetime of issued credentials; zero means the
+	// enrolment server's default.
+	CredentialTTL time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Registry receives the metrics; nil means a new registry.
+	Registry *prometheus.Registry
+}
+
+// Node is a running mesh node.
+type Node struct {
+	cfg     Config
+	logger  *slog.Logger
+	catalog *catalog.Store
+	wg      *wgnet.Node
+	pool    *pool.Pool
+	edge    *edge.Handler
+	enroll  *enroll.Server
+	used    *authority.UsedTokens
+	public  net.Listener
+
+	closeOnce sync.Once
+}
+
+// New builds a Node: it loads the catalogue (an invalid one is an error),
+// the WireGuard key, and the used-token list, and binds the listeners.
+func New(cfg Config) (*Node, error) {
+	if cfg.TLS == nil && !cfg.PlainHTTP {
+		return nil, errors.New("meshnode: no TLS certificate configured (plain HTTP must be enabled explicitly, for local use only)")
+	}
+	if cfg.Authority == nil {
+		return nil, errors.New("meshnode: no mesh authority key")
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("meshnode: no state directory")
+	}
+	if err := checkLoopback(cfg.AdminListen); err != nil {
+		return nil, err
+	}
+	if cfg.Region == "" {
+		cfg.Region = "local"
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("node", cfg.ID)
+	store, err := catalog.NewStore(cfg.CatalogPath, logger)
+	if err != nil {
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	key, err := wgkey.LoadOrCreate(filepath.Join(cfg.StateDir, "wg.key"))
+	if err != nil {
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	used, err := authority.OpenUsedTokens(filepath.Join(cfg.StateDir, "used-tokens.json"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	wgn, err := wgnet.New(wgnet.Config{PrivateKey: key, Bind: cfg.WGBind, ListenAddr: cfg.WGListen, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	n := &Node{cfg: cfg, logger: logger, catalog: store, wg: wgn, used: used}
+	pc := cfg.Pool
+	pc.Dial, pc.Pinger, pc.Logger = wgn.DialContext, wgn, logger
+	n.pool = pool.New(pc)
+	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Logger: logger, Registerer: cfg.Registry})
+	n.enroll = enroll.NewServer(enroll.Config{Authority: cfg.Authority, Used: used, Attacher: n,
+		CredentialTTL: cfg.CredentialTTL, Logger: logger})
+	n.registerMetrics()
+	if cfg.Listener != nil {
+		n.public = cfg.Listener
+	} else {
+		l, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			wgn.Close()
+			return nil, fmt.Errorf("meshnode: public listener: %w", err)
+		}
+		n.public = l
+	}
+	return n, nil
+}
+
+func checkLoopback(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("meshnode: admin address %q: %w", addr, err)
+	}
+	if a, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !a.IsLoopback()) {
+		return fmt.Errorf("meshnode: admin address %q must be a loopback address", addr)
+	}
+	return nil
+}
+
+// Addr returns the public listener's address.
+func (n *Node) Addr() net.Addr { return n.public.Addr() }
+
+// WireGuard returns the node's WireGuard node.
+func (n *Node) WireGuard() *wgnet.Node { return n.wg }
+
+// Pool returns the connector pool.
+func (n *Node) Pool() *pool.Pool { return n.pool }
+
+// Catalog returns the catalogue store.
+func (n *Node) Catalog() *catalog.Store { return n.catalog }
+
+// Attach implements enroll.Attacher: it makes the credentialed connector a
+// WireGuard peer and a member of its group's pool.
+func (n *Node) Attach(ctx context.Context, c authority.Credential) (enroll.AttachResponse, error) {
+	if _, ok := n.catalog.Current().Group(c.Group); !ok {
+		return enroll.AttachResponse{}, fmt.Errorf("%w: connector group %q is not in the catalogue", enroll.ErrForbidden, c.Group)
+	}
+	if err := n.wg.AddPeer(wgnet.Peer{PublicKey: c.PublicKey}); err != nil {
+		return enroll.AttachResponse{}, fmt.Errorf("meshnode: attach %s: %w", c.ID, err)
+	}
+	n.pool.Upsert(c.ID, c.Group, c.PublicKey)
+	return enroll.AttachResponse{NodeID: n.cfg.ID, Region: n.cfg.Region, PublicKey: n.wg.PublicKey(),
+		Endpoint: n.advertise(), TunnelAddr: n.wg.Addr(), CredentialExpires: c.Expires}, nil
+}
+
+func (n *Node) advertise() string {
+	if n.cfg.WGAdvertise != "" {
+		return n.cfg.WGAdvertise
+	}
+	host := ""
+	if a := n.cfg.WGListen.Addr(); a.IsValid() && !a.IsUnspecified() {
+		host = a.String()
+	}
+	return net.JoinHostPort(host, fmt.Sprint(n.wg.ListenPort()))
+}
+
+// Handler returns the public handler: the reserved /.postern/v1/ API on
+// every host, and the edge proxy for everything else.
+func (n *Node) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/.postern/v1/") && r.URL.Path != enroll.RenewPath {
+			n.enroll.ServeHTTP(w, r)
+			return
+		}
+		n.edge.ServeHTTP(w, r)
+	})
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (n *Node) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errLog := slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)
+	pub := &http.Server{Handler: n.Handler(), TLSConfig: n.cfg.TLS, ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout: 120 * time.Second, ErrorLog: errLog}
+	tl, err := n.wg.Listen(tunnelhttp.Port)
+	if err != nil {
+		return fmt.Errorf("meshnode: %w", err)
+	}
+	tun := &http.Server{Handler: n.tunnelHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	servers := []*http.Server{pub, tun}
+	serve := func(s *http.Server, l net.Listener, tlsOn bool) {
+		defer wg.Done()
+		var err error
+		if tlsOn {
+			err = s.ServeTLS(l, "", "")
+		} else {
+			err = s.Serve(l)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("listener_failed", "addr", l.Addr().String(), "error", err)
+			cancel()
+		}
+	}
+	wg.Add(2)
+	go serve(pub, n.public, n.cfg.TLS != nil)
+	go serve(tun, tl, false)
+	if n.cfg.AdminListen != "" {
+		al, err := net.Listen("tcp", n.cfg.AdminListen)
+		if err != nil {
+			return fmt.Errorf("meshnode: admin listener: %w", err)
+		}
+		admin := &http.Server{Handler: n.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+		servers = append(servers, admin)
+		wg.Add(1)
+		go serve(admin, al, false)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.pool.Run(ctx)
+	}()
+	if n.cfg.CatalogPoll >= 0 {
+		poll := n.cfg.CatalogPoll
+		if poll == 0 {
+			poll = 2 * time.Second
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.catalog.Watch(ctx, poll)
+		}()
+	}
+	n.logger.Info("mesh_node_started", "region", n.cfg.Region, "public_addr", n.public.Addr().String(),
+		"wg_port", n.wg.ListenPort(), "tunnel_addr", n.wg.Addr(), "tls", n.cfg.TLS != nil)
+	<-ctx.Done()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	for _, s := range servers {
+		s.Shutdown(sctx)
+	}
+	n.pool.Close()
+	return nil
+}
+
+// tunnelHandler serves the API that connectors reach through the tunnel:
+// credential renewal, authenticated by the WireGuard source address.
+func (n *Node) tunnelHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(enroll.RenewPath, n.enroll)
+	return mux
+}
+
+// Close stops the WireGuard node. Call it after Run returns; it is
+// idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.pool.Close()
+		n.public.Close()
+		n.wg.Close()
+	})
+	return nil
+}
+
+func (n *Node) registerMetrics() {
+	n.cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&statusCollector{n: n})
+}
