@@ -1,0 +1,185 @@
+package authority
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/postern/postern/pkg/wgkey"
+)
+
+// UsedRetention is how long past its expiry a used token id is kept. It
+// exceeds MaxSkew, so no token can still verify once its id is pruned.
+const UsedRetention = 2 * MaxSkew
+
+// maxUsedEntries bounds the set, so that a flood of gossip cannot exhaust
+// memory; enrolment tokens live at most MaxEnrollTTL.
+const maxUsedEntries = 1 << 20
+
+// UsedToken is one burnt enrolment token id and when the token expires.
+type UsedToken struct {
+	// ID is the token's jti.
+	ID string `json:"jti"`
+	// Expires is the token's exp; the id is kept until Expires plus
+	// UsedRetention.
+	Expires time.Time `json:"exp"`
+}
+
+// usedFile is the on-disk form of a UsedTokens set.
+type usedFile struct {
+	Version int         `json:"version"`
+	Tokens  []UsedToken `json:"tokens"`
+}
+
+// UsedTokens is the set of enrolment token ids already used, persisted to a
+// file so that a restart does not allow reuse. It is safe for concurrent
+// use.
+type UsedTokens struct {
+	path string
+	now  func() time.Time
+
+	mu  sync.Mutex           // guards the following
+	ids map[string]time.Time // jti → exp
+}
+
+// OpenUsedTokens loads the set from path, or starts an empty one when the
+// file does not exist. A file that exists but cannot be read or parsed is an
+// error: starting empty would allow reuse. now is the clock; nil means
+// time.Now.
+func OpenUsedTokens(path string, now func() time.Time) (*UsedTokens, error) {
+	if path == "" {
+		return nil, fmt.Errorf("authority: open used tokens: empty path: %w", ErrInvalidArgument)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	u := &UsedTokens{path: path, now: now, ids: map[string]time.Time{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return u, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authority: open used tokens: %w", err)
+	}
+	var f usedFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("authority: open used tokens %s: corrupt file, refusing to start with an empty set: %w", path, err)
+	}
+	if f.Version != 1 {
+		return nil, fmt.Errorf("authority: open used tokens %s: version %d, want 1", path, f.Version)
+	}
+	for _, t := range f.Tokens {
+		u.ids[t.ID] = t.Expires
+	}
+	u.pruneLocked()
+	return u, nil
+}
+
+// MarkUsed burns jti, whose token expires at exp. It reports first = true
+// only to the one caller that burnt it, after the set is durably written;
+// on a write error the id is not burnt and first is false.
+func (u *UsedTokens) MarkUsed(jti string, exp time.Time) (first bool, err error) {
+	if jti == "" {
+		return false, fmt.Errorf("authority: mark token used: empty id: %w", ErrInvalidArgument)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.pruneLocked()
+	if _, ok := u.ids[jti]; ok {
+		return false, nil
+	}
+	if len(u.ids) >= maxUsedEntries {
+		return false, fmt.Errorf("authority: mark token used: %d ids held, the limit", len(u.ids))
+	}
+	u.ids[jti] = exp
+	if err := u.saveLocked(); err != nil {
+		delete(u.ids, jti)
+		return false, fmt.Errorf("authority: mark token used: %w", err)
+	}
+	return true, nil
+}
+
+// Has reports whether jti has been used.
+func (u *UsedTokens) Has(jti string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, ok := u.ids[jti]
+	return ok
+}
+
+// List returns the ids held, oldest expiry first, for gossip.
+func (u *UsedTokens) List() []UsedToken {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.pruneLocked()
+	out := make([]UsedToken, 0, len(u.ids))
+	for id, exp := range u.ids {
+		out = append(out, UsedToken{ID: id, Expires: exp})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Expires.Equal(out[j].Expires) {
+			return out[i].Expires.Before(out[j].Expires)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Merge adds ids learnt from other mesh nodes and persists the set when it
+// grew. Ids already expired past retention, empty ids and ids longer than 64
+// bytes are ignored. On a write error the set is left unchanged.
+func (u *UsedTokens) Merge(ids []UsedToken) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.pruneLocked()
+	cutoff := u.now().Add(-UsedRetention)
+	var added []string
+	for _, t := range ids {
+		if t.ID == "" || len(t.ID) > 64 || t.Expires.Before(cutoff) || len(u.ids) >= maxUsedEntries {
+			continue
+		}
+		if _, ok := u.ids[t.ID]; !ok {
+			u.ids[t.ID] = t.Expires
+			added = append(added, t.ID)
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	if err := u.saveLocked(); err != nil {
+		for _, id := range added {
+			delete(u.ids, id)
+		}
+		return fmt.Errorf("authority: merge used tokens: %w", err)
+	}
+	return nil
+}
+
+// pruneLocked drops ids whose tokens expired more than UsedRetention ago.
+// It does not write; the next write persists the pruning.
+func (u *UsedTokens) pruneLocked() {
+	cutoff := u.now().Add(-UsedRetention)
+	for id, exp := range u.ids {
+		if exp.Before(cutoff) {
+			delete(u.ids, id)
+		}
+	}
+}
+
+// saveLocked writes the whole set atomically, mode 0600.
+func (u *UsedTokens) saveLocked() error {
+	f := usedFile{Version: 1, Tokens: make([]UsedToken, 0, len(u.ids))}
+	for id, exp := range u.ids {
+		f.Tokens = append(f.Tokens, UsedToken{ID: id, Expires: exp})
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	return wgkey.WriteFileAtomic(u.path, b, 0o600)
+}

@@ -1,0 +1,145 @@
+package authority
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openUsed(tb testing.TB, path string, c *clock) *UsedTokens {
+	tb.Helper()
+	u, err := OpenUsedTokens(path, c.Now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
+}
+
+func TestUsedTokensPersist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "used.json")
+	c := &clock{t0}
+	u := openUsed(t, path, c)
+	exp := t0.Add(time.Hour)
+	if first, err := u.MarkUsed("a", exp); err != nil || !first {
+		t.Fatalf("first mark: got %v %v, want true <nil>", first, err)
+	}
+	if first, err := u.MarkUsed("a", exp); err != nil || first {
+		t.Fatalf("second mark: got %v %v, want false <nil>", first, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Fatalf("mode: got %v, want 0600", got)
+	}
+	u2 := openUsed(t, path, c)
+	if !u2.Has("a") {
+		t.Fatal("used id forgotten across reopen")
+	}
+	if first, _ := u2.MarkUsed("a", exp); first {
+		t.Fatal("used id reusable after reopen")
+	}
+	if u2.Has("b") {
+		t.Fatal("unknown id reported used")
+	}
+}
+
+func TestUsedTokensPrune(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "used.json")
+	c := &clock{t0}
+	u := openUsed(t, path, c)
+	if _, err := u.MarkUsed("old", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	c.t = t0.Add(time.Minute + UsedRetention - time.Second)
+	if !u.Has("old") {
+		t.Fatal("id pruned within retention")
+	}
+	c.t = t0.Add(time.Minute + UsedRetention + time.Second)
+	if _, err := u.MarkUsed("new", c.t.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if u.Has("old") {
+		t.Fatal("expired id kept")
+	}
+	if got := openUsed(t, path, c).List(); len(got) != 1 || got[0].ID != "new" {
+		t.Fatalf("got %v, want only new", got)
+	}
+}
+
+func TestUsedTokensConcurrent(t *testing.T) {
+	u := openUsed(t, filepath.Join(t.TempDir(), "used.json"), &clock{t0})
+	const n = 8
+	var wg sync.WaitGroup
+	wins := make(chan bool, n)
+	for range n {
+		wg.Go(func() {
+			first, err := u.MarkUsed("same", t0.Add(time.Hour))
+			if err != nil {
+				t.Error(err)
+			}
+			wins <- first
+		})
+	}
+	wg.Wait()
+	close(wins)
+	count := 0
+	for w := range wins {
+		if w {
+			count++
+		}
+	}
+	if count != 1 {
+		t.Fatalf("got %d winners, want 1", count)
+	}
+}
+
+func TestUsedTokensMerge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "used.json")
+	c := &clock{t0}
+	u := openUsed(t, path, c)
+	err := u.Merge([]UsedToken{
+		{ID: "x", Expires: t0.Add(time.Hour)},
+		{ID: "stale", Expires: t0.Add(-time.Hour)},
+		{ID: "", Expires: t0.Add(time.Hour)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2 := openUsed(t, path, c)
+	if !u2.Has("x") || u2.Has("stale") {
+		t.Fatalf("got %v, want only x", u2.List())
+	}
+	if first, _ := u2.MarkUsed("x", t0.Add(time.Hour)); first {
+		t.Fatal("merged id reusable")
+	}
+}
+
+func TestUsedTokensBadFile(t *testing.T) {
+	dir := t.TempDir()
+	corrupt := filepath.Join(dir, "corrupt.json")
+	if err := os.WriteFile(corrupt, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenUsedTokens(corrupt, nil); err == nil {
+		t.Fatal("corrupt file opened as an empty set")
+	}
+	if _, err := OpenUsedTokens("", nil); err == nil {
+		t.Fatal("empty path accepted")
+	}
+	// A write failure leaves the id unburnt.
+	blocked := filepath.Join(dir, "blocked")
+	u := openUsed(t, filepath.Join(blocked, "used.json"), &clock{t0})
+	if err := os.WriteFile(blocked, nil, 0o600); err != nil { // a file where the directory should be
+		t.Fatal(err)
+	}
+	if first, err := u.MarkUsed("a", t0.Add(time.Hour)); err == nil || first {
+		t.Fatalf("got %v %v, want false and an error", first, err)
+	}
+	if u.Has("a") {
+		t.Fatal("id burnt although the write failed")
+	}
+}

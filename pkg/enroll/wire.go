@@ -1,0 +1,103 @@
+// Package enroll is the HTTP API through which connectors join the mesh:
+// enrol once with a one-time token, attach to mesh nodes with the credential
+// they received, and renew that credential over the tunnel before it
+// expires. It holds the JSON wire types, the mesh node's handler (Server)
+// and the connector's client (Client).
+//
+// It sits before the request path, on the connector's way in: a mesh node
+// serves Server on its public HTTPS listener under PathPrefix (enrol,
+// attach) and on its tunnel listener (renew); connectord uses Client. The
+// signing and verification itself is pkg/authority's.
+package enroll
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/postern/postern/pkg/wgkey"
+)
+
+// Paths of the API, all under the reserved prefix PathPrefix.
+const (
+	// PathPrefix is the reserved path prefix of the Postern API on a mesh
+	// node; the edge must route it here and never to an app.
+	PathPrefix = "/.postern/v1/"
+	// EnrollPath exchanges an enrolment token and a public key for a
+	// credential.
+	EnrollPath = PathPrefix + "enroll"
+	// AttachPath adds a connector holding a credential as a WireGuard peer.
+	AttachPath = PathPrefix + "attach"
+	// RenewPath exchanges a credential, over the tunnel, for a fresh one.
+	RenewPath = PathPrefix + "renew"
+)
+
+// EnrollRequest is the body of POST EnrollPath.
+type EnrollRequest struct {
+	// Token is the one-time enrolment token.
+	Token string `json:"token"`
+	// PublicKey is the connector's WireGuard public key (base64); the
+	// private key never leaves the connector's host.
+	PublicKey wgkey.Public `json:"public_key"`
+	// Name is the operator's name for the connector (for example the host
+	// name); it becomes the readable part of the connector id.
+	Name string `json:"name,omitempty"`
+}
+
+// EnrollResponse is the answer to a successful EnrollRequest.
+type EnrollResponse struct {
+	// ConnectorID is the id the mesh knows the connector by.
+	ConnectorID string `json:"connector_id"`
+	// Group is the connector group the token named.
+	Group string `json:"group"`
+	// Credential is the signed connector credential; the connector stores
+	// it (0600) and presents it on attach and renew.
+	Credential string `json:"credential"`
+	// Expires is when the credential expires.
+	Expires time.Time `json:"expires"`
+}
+
+// AttachRequest is the body of POST AttachPath.
+type AttachRequest struct {
+	// Credential is the connector credential.
+	Credential string `json:"credential"`
+}
+
+// AttachResponse is the answer to a successful AttachRequest: what the
+// connector needs to add the mesh node as its WireGuard peer.
+type AttachResponse struct {
+	// NodeID is the mesh node's id.
+	NodeID string `json:"node_id"`
+	// Region is the mesh node's region.
+	Region string `json:"region"`
+	// PublicKey is the mesh node's WireGuard public key.
+	PublicKey wgkey.Public `json:"public_key"`
+	// Endpoint is the mesh node's WireGuard UDP endpoint, host:port.
+	Endpoint string `json:"endpoint"`
+	// TunnelAddr is the mesh node's tunnel address.
+	TunnelAddr netip.Addr `json:"tunnel_addr"`
+	// CredentialExpires is when the presented credential expires; the
+	// connector renews before then.
+	CredentialExpires time.Time `json:"credential_expires"`
+}
+
+// RenewRequest is the body of POST RenewPath, sent over the tunnel.
+type RenewRequest struct {
+	// Credential is the current, still valid credential.
+	Credential string `json:"credential"`
+}
+
+// RenewResponse is the answer to a successful RenewRequest.
+type RenewResponse struct {
+	// Credential is the fresh credential, same id, group and key.
+	Credential string `json:"credential"`
+	// Expires is when the fresh credential expires.
+	Expires time.Time `json:"expires"`
+}
+
+// ErrorResponse is the body of every non-2xx answer.
+type ErrorResponse struct {
+	// Error is a stable snake_case code (the Code* constants).
+	Error string `json:"error"`
+	// Message is one human sentence; it never holds a secret.
+	Message string `json:"message"`
+}
