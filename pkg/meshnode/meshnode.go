@@ -146,8 +146,12 @@ func New(cfg Config) (*Node, error) {
 	pc.Dial, pc.Pinger, pc.Logger = wgn.DialContext, wgn, logger
 	n.pool = pool.New(pc)
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Logger: logger, Registerer: cfg.Registry})
-	n.enroll = enroll.NewServer(enroll.Config{Authority: cfg.Authority, Used: used, Attacher: n,
+	n.enroll, err = enroll.NewServer(enroll.Config{Authority: cfg.Authority, Used: used, Attacher: n,
 		CredentialTTL: cfg.CredentialTTL, Logger: logger})
+	if err != nil {
+		wgn.Close()
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
 	n.registerMetrics()
 	if cfg.Listener != nil {
 		n.public = cfg.Listener
@@ -192,12 +196,12 @@ func (n *Node) Catalog() *catalog.Store { return n.catalog }
 // WireGuard peer and a member of its group's pool.
 func (n *Node) Attach(ctx context.Context, c authority.Credential) (enroll.AttachResponse, error) {
 	if _, ok := n.catalog.Current().Group(c.Group); !ok {
-		return enroll.AttachResponse{}, fmt.Errorf("%w: connector group %q is not in the catalogue", enroll.ErrForbidden, c.Group)
+		return enroll.AttachResponse{}, fmt.Errorf("%w: connector group %q is not in the catalogue", enroll.ErrAttachRefused, c.Group)
 	}
 	if err := n.wg.AddPeer(wgnet.Peer{PublicKey: c.PublicKey}); err != nil {
-		return enroll.AttachResponse{}, fmt.Errorf("meshnode: attach %s: %w", c.ID, err)
+		return enroll.AttachResponse{}, fmt.Errorf("meshnode: attach %s: %w", c.ConnectorID, err)
 	}
-	n.pool.Upsert(c.ID, c.Group, c.PublicKey)
+	n.pool.Upsert(c.ConnectorID, c.Group, c.PublicKey)
 	return enroll.AttachResponse{NodeID: n.cfg.ID, Region: n.cfg.Region, PublicKey: n.wg.PublicKey(),
 		Endpoint: n.advertise(), TunnelAddr: n.wg.Addr(), CredentialExpires: c.Expires}, nil
 }
