@@ -142,3 +142,28 @@ func TestMeshRestartConnectorsReattach(t *testing.T) {
 		t.Fatal("connector did not reattach to the restarted mesh node")
 	}
 }
+
+func TestCredentialRenewedThroughTunnel(t *testing.T) {
+	h := start(t, Options{CredentialTTL: 3 * time.Second})
+	c := h.Connectors()[0].C
+	first := c.State()
+	err := WaitFor(t.Context(), 10*time.Second, func() bool { return c.State().Credential != first.Credential })
+	if err != nil {
+		t.Fatal("credential not renewed before expiry")
+	}
+	if !c.State().CredentialExpires.After(first.CredentialExpires) {
+		t.Fatalf("renewed credential expires %v, not after %v", c.State().CredentialExpires, first.CredentialExpires)
+	}
+	saved, err := connectorState(h.Connectors()[0].Dir)
+	if err != nil || saved != c.State().Credential {
+		t.Fatalf("renewed credential not saved to disk: %v", err)
+	}
+	// Attach again with the renewed credential: the mesh accepts it.
+	h.KillConnector(0)
+	if err := h.RestartConnector(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(t, h.MeshClient(0), h.AppURL(0, "/hello")); resp.StatusCode != 200 {
+		t.Fatalf("status %d after reattaching with the renewed credential", resp.StatusCode)
+	}
+}

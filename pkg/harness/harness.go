@@ -51,6 +51,9 @@ type Options struct {
 	AllowList []string
 	// Pool tunes the mesh nodes' connector probing.
 	Pool pool.Config
+	// CredentialTTL is the lifetime of connector credentials; zero means
+	// the mesh default.
+	CredentialTTL time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -209,7 +212,7 @@ func (h *Harness) startMesh(dir, addr string, wgPort uint16) (*Mesh, error) {
 		ID: id, Region: "local", Listener: l, TLS: devcert.ServerTLS(h.cert),
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
-		Pool: h.opts.Pool, Logger: h.logger.With("component", "meshd"),
+		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, Logger: h.logger.With("component", "meshd"),
 	})
 	if err != nil {
 		l.Close()

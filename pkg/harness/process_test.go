@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/connector"
 )
 
 // TestConnectordOpensNoListeningSocket runs the real connectord binary
@@ -183,4 +185,12 @@ func TestParseProcAddr(t *testing.T) {
 			t.Errorf("parseProcAddr(%s): got %v %v, want %s", in, got, err, want)
 		}
 	}
+}
+
+func connectorState(dir string) (string, error) {
+	st, err := connector.LoadState(dir)
+	if err != nil {
+		return "", err
+	}
+	return st.Credential, nil
 }

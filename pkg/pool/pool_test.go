@@ -1,0 +1,137 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/pkg/wgkey"
+)
+
+func key(tb testing.TB) wgkey.Public {
+	tb.Helper()
+	k, err := wgkey.Generate()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k.Public()
+}
+
+func noDial(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no dial in this test") }
+
+func TestPickLeastOutstanding(t *testing.T) {
+	p := New(Config{Dial: noDial})
+	a := p.Upsert("a", "hq", key(t))
+	b := p.Upsert("b", "hq", key(t))
+	p.Upsert("z", "other", key(t))
+	a.Acquire()
+	a.Acquire()
+	b.Acquire()
+	for i := 0; i < 20; i++ {
+		if got := p.Pick("hq", nil); got != b {
+			t.Fatalf("got %s, want b (fewer outstanding)", got.ID)
+		}
+	}
+	if got := p.Pick("hq", []*Connector{b}); got != a {
+		t.Fatalf("with b excluded: got %v, want a", got)
+	}
+	if got := p.Pick("hq", []*Connector{a, b}); got != nil {
+		t.Fatalf("all excluded: got %s, want nil", got.ID)
+	}
+	if got := p.Pick("nogroup", nil); got != nil {
+		t.Fatalf("unknown group: got %s", got.ID)
+	}
+	p.MarkDead(b, "test")
+	if got := p.Pick("hq", nil); got != a {
+		t.Fatalf("after b died: got %v, want a", got)
+	}
+	if b.Lost().Err() == nil || !errors.Is(context.Cause(b.Lost()), ErrConnectorLost) {
+		t.Fatal("dead connector's requests were not abandoned")
+	}
+}
+
+func TestPickSpreadsTies(t *testing.T) {
+	p := New(Config{Dial: noDial})
+	a := p.Upsert("a", "hq", key(t))
+	b := p.Upsert("b", "hq", key(t))
+	seen := map[*Connector]int{}
+	for i := 0; i < 200; i++ {
+		seen[p.Pick("hq", nil)]++
+	}
+	if seen[a] == 0 || seen[b] == 0 {
+		t.Fatalf("ties not spread: a=%d b=%d", seen[a], seen[b])
+	}
+}
+
+func TestUpsertReplacesInstance(t *testing.T) {
+	p := New(Config{Dial: noDial})
+	k := key(t)
+	old := p.Upsert("a", "hq", k)
+	cur := p.Upsert("a", "hq", k)
+	if old.Lost().Err() == nil {
+		t.Fatal("old instance not lost")
+	}
+	if got := p.Pick("hq", nil); got != cur {
+		t.Fatal("new instance not picked")
+	}
+	if n := len(p.Statuses()); n != 1 {
+		t.Fatalf("got %d connectors, want 1", n)
+	}
+	p.Remove(k)
+	if p.Pick("hq", nil) != nil || cur.Lost().Err() == nil {
+		t.Fatal("removed connector still picked or not lost")
+	}
+}
+
+type fakePinger struct {
+	mu   sync.Mutex
+	down map[wgkey.Public]bool
+}
+
+func (f *fakePinger) Ping(ctx context.Context, peer wgkey.Public) (time.Duration, error) {
+	f.mu.Lock()
+	down := f.down[peer]
+	f.mu.Unlock()
+	if down {
+		return 0, errors.New("no answer")
+	}
+	return time.Millisecond, nil
+}
+
+func (f *fakePinger) set(k wgkey.Public, down bool) {
+	f.mu.Lock()
+	f.down[k] = down
+	f.mu.Unlock()
+}
+
+func TestProbesMarkDeadAndAlive(t *testing.T) {
+	fp := &fakePinger{down: map[wgkey.Public]bool{}}
+	p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: 5 * time.Millisecond, DeadAfter: 2})
+	k := key(t)
+	p.Upsert("a", "hq", k)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; p.Close() }()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("rtt recorded", func() bool { return p.Statuses()[0].RTT == time.Millisecond })
+	fp.set(k, true)
+	waitFor("connector down", func() bool { return p.Pick("hq", nil) == nil })
+	fp.set(k, false)
+	waitFor("connector up", func() bool { return p.Pick("hq", nil) != nil })
+	if !p.Statuses()[0].Alive {
+		t.Fatal("status not alive after recovery")
+	}
+}
