@@ -20,7 +20,9 @@ func key(tb testing.TB) wgkey.Public {
 	return k.Public()
 }
 
-func noDial(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no dial in this test") }
+func noDial(context.Context, string, string) (net.Conn, error) {
+	return nil, errors.New("no dial in this test")
+}
 
 func TestPickLeastOutstanding(t *testing.T) {
 	p := New(Config{Dial: noDial})
