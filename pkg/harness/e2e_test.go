@@ -408,3 +408,37 @@ func TestMetricsAndStatus(t *testing.T) {
 		t.Fatalf("status: got %+v", st.Connectors)
 	}
 }
+
+func TestReloadKeepsStreamsAndSpeaksHTTP2(t *testing.T) {
+	h := start(t, Options{})
+	c := h.MeshClient(0)
+	resp, err := c.Get(h.AppURL(0, "/sse?n=5&interval=150ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Proto != "HTTP/2.0" {
+		t.Errorf("protocol: got %s, want HTTP/2.0 over TLS", resp.Proto)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	events := 0
+	swapped := false
+	for sc.Scan() {
+		if !strings.HasPrefix(sc.Text(), "data:") {
+			continue
+		}
+		events++
+		if !swapped {
+			// Change the catalogue while the stream is open.
+			swapCatalog(t, h, fmt.Sprintf("connector_groups:\n  - id: hq\napps:\n  - id: smartmoney\n    host: %s\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n  - id: second\n    host: second.localhost\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n", h.AppHost, h.App, h.App))
+			swapped = true
+		}
+	}
+	if events != 5 {
+		t.Fatalf("stream cut by the reload: got %d events, want 5 (%v)", events, sc.Err())
+	}
+	_, port, _ := net.SplitHostPort(h.Meshes()[0].Addr)
+	if r, _ := get(t, c, "https://second.localhost:"+port+"/hello"); r.StatusCode != 200 {
+		t.Fatalf("new app not served after reload: %d", r.StatusCode)
+	}
+}
