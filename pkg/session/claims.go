@@ -1,0 +1,127 @@
+// Package session holds the signed tokens of Postern's stateless sign-in:
+// the global session on the auth host, the per-app token handed to a mesh
+// node through the browser-bound handoff (and kept as the app's host-only
+// cookie), and the encrypted, short-lived OIDC flow state. The auth
+// functions sign with Ed25519 keys (go-jose, with kid) and publish a JWKS;
+// mesh nodes only verify.
+//
+// It sits below both runtimes: pkg/authfn mints tokens, pkg/edge verifies
+// them on every request to a pre-authenticated app.
+package session
+
+// This file is the contract shared by the auth functions and the mesh
+// edge. Token types are distinguished by the JOSE "typ" header as well as
+// by audience, so one kind can never be used as another.
+
+// Token "typ" header values.
+const (
+	TypeSession = "postern-session+jwt" // global session, aud = the auth host
+	TypeApp     = "postern-app+jwt"     // app token, aud = the app's external host
+	TypeAssert  = "postern-assert+jwt"  // identity assertion from a mesh node to a backend
+)
+
+// Identity is who the user is, as established by the identity provider.
+// Users are identified by Subject, never by e-mail.
+type Identity struct {
+	// Subject is "<tid>/<oid>" for Entra ID, or "<issuer id>/<sub>" for
+	// another OIDC provider (issuer id: a short hash of the issuer URL).
+	Subject string `json:"sub"`
+	// TenantID and ObjectID are Entra's tid and oid; empty for other
+	// providers.
+	TenantID string `json:"tid,omitempty"`
+	ObjectID string `json:"oid,omitempty"`
+	// Name is the display name; Username is preferred_username (UPN for
+	// Entra); Email is informational only.
+	Name     string `json:"name,omitempty"`
+	Username string `json:"preferred_username,omitempty"`
+	Email    string `json:"email,omitempty"`
+	// Groups holds group object ids; Roles holds app role values. In an
+	// app token they are cut down to those the app's policy names; in the
+	// global session to those any policy of the catalogue names.
+	Groups []string `json:"groups,omitempty"`
+	Roles  []string `json:"roles,omitempty"`
+	// ACRs are the authentication contexts met (Entra "acrs").
+	ACRs []string `json:"acrs,omitempty"`
+	// AuthTime is when the user last authenticated at the provider (Unix
+	// seconds).
+	AuthTime int64 `json:"auth_time"`
+	// SessionID ties app tokens to the global session that minted them.
+	SessionID string `json:"sid"`
+}
+
+// AppClaims are the claims of an app token (typ [TypeApp]): minted by the
+// auth functions for one app, verified by a mesh node at the handoff and on
+// every request as the app's host-only cookie.
+type AppClaims struct {
+	Identity
+	// AppID is the catalogue id of the app.
+	AppID string `json:"app"`
+	// Audience is the app's external host, without port.
+	Audience string `json:"aud"`
+	// Binding is the base64url (no padding) SHA-256 of the bind cookie's
+	// nonce: the handoff only succeeds in the browser that started it.
+	Binding string `json:"bh"`
+	// ReturnPath is the validated path to return to after the handoff.
+	ReturnPath string `json:"rd"`
+	// IssuedAt, NotBefore and Expiry are Unix seconds; NotBefore 0 means
+	// "from IssuedAt".
+	IssuedAt  int64 `json:"iat"`
+	NotBefore int64 `json:"nbf,omitempty"`
+	Expiry    int64 `json:"exp"`
+	// Issuer is the auth functions' URL.
+	Issuer string `json:"iss"`
+}
+
+// SessionClaims are the claims of the global session (typ [TypeSession]),
+// kept as a cookie on the auth host only.
+type SessionClaims struct {
+	Identity
+	// Audience is the auth host, without port.
+	Audience string `json:"aud"`
+	// IssuedAt and Expiry are Unix seconds.
+	IssuedAt int64 `json:"iat"`
+	Expiry   int64 `json:"exp"`
+	// Issuer is the auth functions' URL.
+	Issuer string `json:"iss"`
+}
+
+// AssertionClaims are the claims of the identity assertion (typ
+// [TypeAssert]) that a mesh node sends to a backend, signed with the mesh's
+// own assertion key set.
+type AssertionClaims struct {
+	Identity
+	// Audience is the app's external host.
+	Audience string `json:"aud"`
+	// IssuedAt and Expiry are Unix seconds.
+	IssuedAt int64 `json:"iat"`
+	Expiry   int64 `json:"exp"`
+}
+
+// ForPolicy returns a copy of id that keeps only the groups and roles
+// named in groups and roles (in id's order), so that an app token carries
+// only what the app's policy can use and stays small. Other fields are
+// shared with id.
+func (id Identity) ForPolicy(groups, roles []string) Identity {
+	id.Groups = keepNamed(id.Groups, groups)
+	id.Roles = keepNamed(id.Roles, roles)
+	return id
+}
+
+// keepNamed returns the items of have that are in named, as a new slice
+// (nil when none is).
+func keepNamed(have, named []string) []string {
+	if len(have) == 0 || len(named) == 0 {
+		return nil
+	}
+	set := make(map[string]struct{}, len(named))
+	for _, n := range named {
+		set[n] = struct{}{}
+	}
+	var out []string
+	for _, h := range have {
+		if _, ok := set[h]; ok {
+			out = append(out, h)
+		}
+	}
+	return out
+}

@@ -1,0 +1,310 @@
+package session
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// DefaultSkew is the clock skew allowed on exp, nbf and iat.
+const DefaultSkew = 30 * time.Second
+
+// maxJWKSBytes bounds a fetched JWKS document.
+const maxJWKSBytes = 1 << 20
+
+// VerifierConfig configures a [Verifier]. Set Static, JWKSURL, or both
+// (Static keys are then always trusted and the URL adds to them).
+type VerifierConfig struct {
+	// JWKSURL is the auth functions' /.well-known/jwks.json; empty means
+	// static keys only.
+	JWKSURL string
+	// HTTPClient fetches JWKSURL; nil means a client with FetchTimeout.
+	HTTPClient *http.Client
+	// Static is a JWKS document (as from [Keyset.JWKS]) trusted without
+	// fetching; nil means none.
+	Static []byte
+	// Issuer is the iss that tokens must carry (the auth URL); empty means
+	// any non-empty iss. Identity assertions carry no iss and are exempt.
+	Issuer string
+	// Skew is the clock skew allowed on exp, nbf and iat; zero means
+	// [DefaultSkew].
+	Skew time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// FetchTimeout bounds one JWKS fetch; zero means 5s.
+	FetchTimeout time.Duration
+	// RefetchInterval is the least time between two fetches triggered by
+	// an unknown kid (or by a failed fetch); zero means 30s.
+	RefetchInterval time.Duration
+	// MaxAge is how long a fetched JWKS is used before it is refetched on
+	// the next verification; zero means 1h.
+	MaxAge time.Duration
+	// Logger receives fetch failures; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Verifier verifies tokens against a static or remote JWKS. It is safe for
+// concurrent use; a verification with a known kid takes no lock.
+type Verifier struct {
+	cfg    VerifierConfig
+	client *http.Client
+	log    *slog.Logger
+	static map[string]ed25519.PublicKey
+	remote atomic.Pointer[map[string]ed25519.PublicKey] // last good fetched set
+	goodAt atomic.Int64                                 // Unix nanoseconds of the last good fetch
+
+	mu        sync.Mutex // guards the following; held during a fetch
+	lastTry   time.Time  // start of the last fetch attempt
+	staticErr error      // why Static did not parse, reported on every verification
+}
+
+// NewVerifier returns a verifier for cfg. It does no network I/O: the
+// remote JWKS is fetched on first use (or by [Verifier.Refresh]). A Static
+// document that does not parse makes every verification fail with
+// [ErrBadKeyset].
+func NewVerifier(cfg VerifierConfig) *Verifier {
+	if cfg.Skew == 0 {
+		cfg.Skew = DefaultSkew
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.FetchTimeout == 0 {
+		cfg.FetchTimeout = 5 * time.Second
+	}
+	if cfg.RefetchInterval == 0 {
+		cfg.RefetchInterval = 30 * time.Second
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = time.Hour
+	}
+	v := &Verifier{cfg: cfg, client: cfg.HTTPClient, log: cfg.Logger}
+	if v.client == nil {
+		v.client = &http.Client{Timeout: cfg.FetchTimeout}
+	}
+	if v.log == nil {
+		v.log = slog.Default()
+	}
+	if cfg.Static != nil {
+		v.static, v.staticErr = parseJWKS(cfg.Static)
+	}
+	return v
+}
+
+// VerifyApp verifies an app token for the app at audience (its host,
+// without port) and returns its claims.
+func (v *Verifier) VerifyApp(ctx context.Context, token, audience string) (*AppClaims, error) {
+	var c AppClaims
+	if err := v.verify(ctx, token, TypeApp, &c); err != nil {
+		return nil, fmt.Errorf("verify app token: %w", err)
+	}
+	if err := v.checkClaims(c.Audience, audience, c.Issuer, true, c.IssuedAt, c.NotBefore, c.Expiry); err != nil {
+		return nil, fmt.Errorf("verify app token: %w", err)
+	}
+	if c.Subject == "" || c.AppID == "" {
+		return nil, fmt.Errorf("verify app token: %w: sub and app are required", ErrMalformed)
+	}
+	return &c, nil
+}
+
+// VerifySession verifies a global session token for the auth host
+// audience and returns its claims.
+func (v *Verifier) VerifySession(ctx context.Context, token, audience string) (*SessionClaims, error) {
+	var c SessionClaims
+	if err := v.verify(ctx, token, TypeSession, &c); err != nil {
+		return nil, fmt.Errorf("verify session token: %w", err)
+	}
+	if err := v.checkClaims(c.Audience, audience, c.Issuer, true, c.IssuedAt, 0, c.Expiry); err != nil {
+		return nil, fmt.Errorf("verify session token: %w", err)
+	}
+	if c.Subject == "" {
+		return nil, fmt.Errorf("verify session token: %w: sub is required", ErrMalformed)
+	}
+	return &c, nil
+}
+
+// VerifyAssertion verifies an identity assertion for the app at audience,
+// as a backend (or a test) would with the mesh's assertion JWKS.
+func (v *Verifier) VerifyAssertion(ctx context.Context, token, audience string) (*AssertionClaims, error) {
+	var c AssertionClaims
+	if err := v.verify(ctx, token, TypeAssert, &c); err != nil {
+		return nil, fmt.Errorf("verify assertion: %w", err)
+	}
+	if err := v.checkClaims(c.Audience, audience, "", false, c.IssuedAt, 0, c.Expiry); err != nil {
+		return nil, fmt.Errorf("verify assertion: %w", err)
+	}
+	return &c, nil
+}
+
+// verify checks the JWS (EdDSA only, one signature, typ, known kid,
+// signature) and decodes its payload into claims.
+func (v *Verifier) verify(ctx context.Context, token, typ string, claims any) error {
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil || len(jws.Signatures) != 1 {
+		return ErrMalformed
+	}
+	h := jws.Signatures[0].Protected
+	if h.Algorithm != string(jose.EdDSA) {
+		return ErrMalformed
+	}
+	if got, _ := h.ExtraHeaders[jose.HeaderType].(string); got != typ {
+		return fmt.Errorf("%w: want %s", ErrWrongType, typ)
+	}
+	if h.KeyID == "" {
+		return fmt.Errorf("%w: no kid", ErrUnknownKey)
+	}
+	pub, err := v.key(ctx, h.KeyID)
+	if err != nil {
+		return err
+	}
+	payload, err := jws.Verify(pub)
+	if err != nil {
+		return ErrBadSignature
+	}
+	if err := json.Unmarshal(payload, claims); err != nil {
+		return fmt.Errorf("%w: claims do not decode", ErrMalformed)
+	}
+	return nil
+}
+
+// checkClaims checks audience, issuer and times with the configured skew.
+func (v *Verifier) checkClaims(aud, wantAud, iss string, needIss bool, iat, nbf, exp int64) error {
+	now := v.cfg.Now()
+	skew := int64(v.cfg.Skew / time.Second)
+	switch {
+	case wantAud == "" || aud != wantAud:
+		return ErrWrongAudience
+	case needIss && iss == "":
+		return fmt.Errorf("%w: no iss", ErrWrongIssuer)
+	case needIss && v.cfg.Issuer != "" && iss != v.cfg.Issuer:
+		return ErrWrongIssuer
+	case exp <= 0 || iat <= 0:
+		return fmt.Errorf("%w: exp and iat are required", ErrMalformed)
+	case now.Unix() >= exp+skew:
+		return ErrExpired
+	case iat > now.Unix()+skew:
+		return fmt.Errorf("%w: issued in the future", ErrNotYetValid)
+	case nbf > now.Unix()+skew:
+		return ErrNotYetValid
+	}
+	return nil
+}
+
+// key returns the public key kid, fetching the remote JWKS when the kid is
+// unknown (at most once per RefetchInterval) or the fetched set is older
+// than MaxAge.
+func (v *Verifier) key(ctx context.Context, kid string) (ed25519.PublicKey, error) {
+	if v.staticErr != nil {
+		return nil, v.staticErr
+	}
+	if pub, ok := v.static[kid]; ok {
+		return pub, nil
+	}
+	if v.cfg.JWKSURL == "" {
+		return nil, ErrUnknownKey
+	}
+	if m := v.remote.Load(); m != nil {
+		if pub, ok := (*m)[kid]; ok && !v.stale() {
+			return pub, nil
+		}
+	}
+	v.refreshIfAllowed(ctx)
+	if m := v.remote.Load(); m != nil {
+		if pub, ok := (*m)[kid]; ok {
+			return pub, nil
+		}
+	}
+	return nil, ErrUnknownKey
+}
+
+func (v *Verifier) stale() bool {
+	return v.cfg.Now().Sub(time.Unix(0, v.goodAt.Load())) > v.cfg.MaxAge
+}
+
+// refreshIfAllowed fetches the JWKS unless a fetch was attempted within
+// RefetchInterval. Failures keep the last good set.
+func (v *Verifier) refreshIfAllowed(ctx context.Context) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.lastTry.IsZero() && v.cfg.Now().Sub(v.lastTry) < v.cfg.RefetchInterval {
+		return
+	}
+	if err := v.fetchLocked(ctx); err != nil {
+		v.log.Warn("jwks fetch failed, keeping the last good key set", "jwks_url", v.cfg.JWKSURL, "err", err)
+	}
+}
+
+// Refresh fetches the remote JWKS now, regardless of the refetch interval.
+// On failure the last good set stays in use.
+func (v *Verifier) Refresh(ctx context.Context) error {
+	if v.cfg.JWKSURL == "" {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.fetchLocked(ctx)
+}
+
+func (v *Verifier) fetchLocked(ctx context.Context) error {
+	v.lastTry = v.cfg.Now()
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.cfg.JWKSURL, nil)
+	if err != nil {
+		return fmt.Errorf("fetch jwks: %w: %w", ErrJWKSFetch, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch jwks: %w: %w", ErrJWKSFetch, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch jwks: %w: status %d", ErrJWKSFetch, resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return fmt.Errorf("fetch jwks: %w: %w", ErrJWKSFetch, err)
+	}
+	if len(data) > maxJWKSBytes {
+		return fmt.Errorf("fetch jwks: %w: document larger than %d bytes", ErrJWKSFetch, maxJWKSBytes)
+	}
+	keys, err := parseJWKS(data)
+	if err != nil {
+		return fmt.Errorf("fetch jwks: %w: %w", ErrJWKSFetch, err)
+	}
+	v.remote.Store(&keys)
+	v.goodAt.Store(v.cfg.Now().UnixNano())
+	return nil
+}
+
+// parseJWKS returns the Ed25519 signing keys of a JWKS document by kid.
+// Keys of other types, or for another use or algorithm, are skipped; a
+// document with no usable key is an error.
+func parseJWKS(data []byte) (map[string]ed25519.PublicKey, error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(data, &set); err != nil {
+		return nil, fmt.Errorf("parse jwks: %w: not a JWKS document", ErrBadKeyset)
+	}
+	keys := make(map[string]ed25519.PublicKey, len(set.Keys))
+	for _, k := range set.Keys {
+		pub, ok := k.Key.(ed25519.PublicKey)
+		if !ok || k.KeyID == "" || (k.Use != "" && k.Use != "sig") || (k.Algorithm != "" && k.Algorithm != string(jose.EdDSA)) {
+			continue
+		}
+		keys[k.KeyID] = pub
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("parse jwks: %w: no Ed25519 signing key with a kid", ErrBadKeyset)
+	}
+	return keys, nil
+}
