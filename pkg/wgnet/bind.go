@@ -1,22 +1,94 @@
 package wgnet
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.zx2c4.com/wireguard/conn"
 )
 
+// bindBatchSize is how many datagrams a bind reads or writes per system
+// call (recvmmsg/sendmmsg).
+const bindBatchSize = conn.IdealBatchSize
+
+// socketBufferSize is the send and receive buffer of every UDP socket.
+const socketBufferSize = 7 << 20
+
+// batchConn is what ipv4.PacketConn and ipv6.PacketConn share: datagram
+// batches through recvmmsg and sendmmsg.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// newBatchConn wraps c for batch I/O in its address family.
+func newBatchConn(c *net.UDPConn, v4 bool) batchConn {
+	if v4 {
+		return ipv4.NewPacketConn(c)
+	}
+	return ipv6.NewPacketConn(c)
+}
+
+// msgPool holds []ipv4.Message of bindBatchSize with one buffer slot each,
+// for concurrent Sends.
+var msgPool = sync.Pool{New: func() any { return newMessages(bindBatchSize) }}
+
+func newMessages(n int) *[]ipv4.Message {
+	ms := make([]ipv4.Message, n)
+	for i := range ms {
+		ms[i].Buffers = make([][]byte, 1)
+	}
+	return &ms
+}
+
+// writeAll sends every buffer in bufs to addr (nil on a connected socket),
+// in as few sendmmsg calls as the kernel allows.
+func writeAll(c batchConn, bufs [][]byte, addr net.Addr) error {
+	mp := msgPool.Get().(*[]ipv4.Message)
+	defer msgPool.Put(mp)
+	ms := *mp
+	for len(bufs) > 0 {
+		k := min(len(bufs), len(ms))
+		for i := range k {
+			ms[i].Buffers[0] = bufs[i]
+			ms[i].Addr = addr
+		}
+		sent := 0
+		for sent < k {
+			n, err := c.WriteBatch(ms[sent:k], 0)
+			if err != nil {
+				clearMessages(ms[:k])
+				return err
+			}
+			sent += n
+		}
+		bufs = bufs[k:]
+	}
+	clearMessages(ms)
+	return nil
+}
+
+func clearMessages(ms []ipv4.Message) {
+	for i := range ms {
+		ms[i].Buffers[0] = nil
+		ms[i].Addr = nil
+	}
+}
+
 // UDPBind is a conn.Bind on one UDP socket bound to a chosen local address,
-// unlike conn.StdNetBind, which always binds every interface.
+// unlike conn.StdNetBind, which always binds every interface. It moves
+// datagrams in batches with recvmmsg and sendmmsg. Its methods are safe for
+// concurrent use.
 type UDPBind struct {
 	addr netip.Addr
 
 	mu   sync.Mutex // guards the following
 	conn *net.UDPConn
+	bc   batchConn
 }
 
 var _ conn.Bind = (*UDPBind)(nil)
@@ -30,14 +102,25 @@ type Endpoint netip.AddrPort
 
 var _ conn.Endpoint = Endpoint{}
 
-func (e Endpoint) ClearSrc()           {}
+// ClearSrc implements conn.Endpoint; there is no source to clear.
+func (e Endpoint) ClearSrc() {}
+
+// SrcToString implements conn.Endpoint; there is no source address.
 func (e Endpoint) SrcToString() string { return "" }
+
+// DstToString implements conn.Endpoint.
 func (e Endpoint) DstToString() string { return netip.AddrPort(e).String() }
+
+// DstToBytes implements conn.Endpoint.
 func (e Endpoint) DstToBytes() []byte {
 	b, _ := netip.AddrPort(e).MarshalBinary()
 	return b
 }
+
+// DstIP implements conn.Endpoint.
 func (e Endpoint) DstIP() netip.Addr { return netip.AddrPort(e).Addr() }
+
+// SrcIP implements conn.Endpoint; there is no source address.
 func (e Endpoint) SrcIP() netip.Addr { return netip.Addr{} }
 
 // Open implements conn.Bind.
@@ -55,18 +138,42 @@ func (b *UDPBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("wgnet: udp bind: %w", err)
 	}
+	setSocketBuffers(c)
 	b.conn = c
+	b.bc = newBatchConn(c, b.addr.Is4())
 	actual := uint16(c.LocalAddr().(*net.UDPAddr).Port)
-	recv := func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		n, ap, err := c.ReadFromUDPAddrPort(packets[0])
+	return []conn.ReceiveFunc{b.receiver(b.bc)}, actual, nil
+}
+
+// receiver returns a ReceiveFunc that reads a batch straight into
+// WireGuard's buffers. WireGuard calls each ReceiveFunc from one goroutine.
+func (b *UDPBind) receiver(bc batchConn) conn.ReceiveFunc {
+	ms := *newMessages(bindBatchSize)
+	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		k := min(len(packets), len(ms))
+		for i := range k {
+			ms[i].Buffers[0] = packets[i]
+		}
+		n, err := bc.ReadBatch(ms[:k], 0)
 		if err != nil {
 			return 0, err
 		}
-		sizes[0] = n
-		eps[0] = Endpoint(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-		return 1, nil
+		for i := range n {
+			sizes[i] = ms[i].N
+			eps[i] = endpointOf(ms[i].Addr)
+		}
+		return n, nil
 	}
-	return []conn.ReceiveFunc{recv}, actual, nil
+}
+
+// endpointOf converts a datagram's source address to an Endpoint.
+func endpointOf(a net.Addr) conn.Endpoint {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		return Endpoint{}
+	}
+	ap := ua.AddrPort()
+	return Endpoint(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 }
 
 // Close implements conn.Bind.
@@ -77,7 +184,7 @@ func (b *UDPBind) Close() error {
 		return nil
 	}
 	err := b.conn.Close()
-	b.conn = nil
+	b.conn, b.bc = nil, nil
 	return err
 }
 
@@ -87,25 +194,28 @@ func (b *UDPBind) SetMark(uint32) error { return nil }
 // Send implements conn.Bind.
 func (b *UDPBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	b.mu.Lock()
-	c := b.conn
+	bc := b.bc
 	b.mu.Unlock()
-	if c == nil {
+	if bc == nil {
 		return net.ErrClosed
 	}
 	e, ok := ep.(Endpoint)
 	if !ok {
-		return errors.New("wgnet: udp bind: foreign endpoint")
+		return fmt.Errorf("wgnet: udp bind: send: %w", errForeignEndpoint)
 	}
-	for _, buf := range bufs {
-		if _, err := c.WriteToUDPAddrPort(buf, netip.AddrPort(e)); err != nil {
-			return err
-		}
+	ap := netip.AddrPort(e)
+	if !b.addr.Is4() && ap.Addr().Is4() {
+		ap = netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())
 	}
-	return nil
+	return writeAll(bc, bufs, net.UDPAddrFromAddrPort(ap))
 }
 
 // ParseEndpoint implements conn.Bind.
 func (b *UDPBind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	return parseEndpoint(s)
+}
+
+func parseEndpoint(s string) (conn.Endpoint, error) {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
 		return nil, err
@@ -114,4 +224,4 @@ func (b *UDPBind) ParseEndpoint(s string) (conn.Endpoint, error) {
 }
 
 // BatchSize implements conn.Bind.
-func (b *UDPBind) BatchSize() int { return 1 }
+func (b *UDPBind) BatchSize() int { return bindBatchSize }

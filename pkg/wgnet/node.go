@@ -22,7 +22,8 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/tun/netstack"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -36,7 +37,8 @@ type Config struct {
 	// PrivateKey is the node's WireGuard private key. Required.
 	PrivateKey wgkey.Private
 	// Bind carries WireGuard's UDP datagrams. Nil means a UDP bind on
-	// ListenAddr.
+	// ListenAddr (NewUDPBind). A connector, which must not listen on the
+	// host network, passes NewDialBind().
 	Bind conn.Bind
 	// ListenAddr is the local UDP address for the default bind. The zero
 	// value means all interfaces; its port 0 means a random port.
@@ -79,7 +81,8 @@ type Node struct {
 	pub    wgkey.Public
 	addr   netip.Addr
 	dev    *device.Device
-	net    *netstack.Net
+	link   *linkTUN
+	stack  *stack.Stack
 	bind   conn.Bind
 	logger *slog.Logger
 
@@ -119,28 +122,32 @@ func New(cfg Config) (*Node, error) {
 		done:   make(chan struct{}),
 		rtt:    make(map[wgkey.Public]time.Duration),
 	}
-	tdev, tnet, err := netstack.CreateNetTUN([]netip.Addr{n.addr}, nil, mtu)
+	if mtu < 1280 || mtu > 65535 {
+		return nil, fmt.Errorf("wgnet: new: mtu %d outside 1280..65535", mtu)
+	}
+	n.link = newLinkTUN(mtu)
+	s, err := newStack(n.link, n.addr)
 	if err != nil {
 		return nil, fmt.Errorf("wgnet: new: %w", err)
 	}
-	n.net = tnet
+	n.stack = s
 	bind := cfg.Bind
 	if bind == nil {
 		bind = NewUDPBind(cfg.ListenAddr.Addr())
 	}
 	n.bind = bind
-	n.dev = device.NewDevice(tdev, bind, wgLogger(logger))
+	n.dev = device.NewDevice(n.link.device(), bind, wgLogger(logger))
 	port := cfg.ListenAddr.Port()
 	if err := n.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", cfg.PrivateKey.Hex(), port)); err != nil {
-		n.dev.Close()
+		n.shutdown()
 		return nil, fmt.Errorf("wgnet: new: configure device: %w", err)
 	}
 	if err := n.dev.Up(); err != nil {
-		n.dev.Close()
+		n.shutdown()
 		return nil, fmt.Errorf("wgnet: new: bring device up: %w", err)
 	}
 	if err := n.startEcho(); err != nil {
-		n.dev.Close()
+		n.shutdown()
 		return nil, err
 	}
 	return n, nil
@@ -278,7 +285,8 @@ func (n *Node) DialContext(ctx context.Context, network, address string) (net.Co
 	if err != nil {
 		return nil, fmt.Errorf("wgnet: dial %s: %w", address, err)
 	}
-	c, err := n.net.DialContextTCPAddrPort(ctx, ap)
+	fa, proto := fullAddr(ap)
+	c, err := gonet.DialContextTCP(ctx, n.stack, fa, proto)
 	if err != nil {
 		return nil, fmt.Errorf("wgnet: dial %s: %w", address, err)
 	}
@@ -287,22 +295,33 @@ func (n *Node) DialContext(ctx context.Context, network, address string) (net.Co
 
 // Listen listens for TCP connections on port of the node's tunnel address.
 func (n *Node) Listen(port uint16) (net.Listener, error) {
-	l, err := n.net.ListenTCPAddrPort(netip.AddrPortFrom(n.addr, port))
+	fa, proto := fullAddr(netip.AddrPortFrom(n.addr, port))
+	l, err := gonet.ListenTCP(n.stack, fa, proto)
 	if err != nil {
 		return nil, fmt.Errorf("wgnet: listen on port %d: %w", port, err)
 	}
 	return l, nil
 }
 
-// Close shuts the device and its stack down. It is idempotent.
+// Close shuts the device and its stack down and waits for every goroutine
+// they started. It is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.done)
-		if n.echo != nil {
-			n.echo.Close()
-		}
-		n.dev.Close()
-		n.wg.Wait()
+		n.shutdown()
 	})
 	return n.closeErr
+}
+
+// shutdown stops the echo responder, the WireGuard device (which closes
+// the bind and the link) and the stack, in that order.
+func (n *Node) shutdown() {
+	if n.echo != nil {
+		n.echo.Close()
+	}
+	n.dev.Close()
+	n.link.shut()
+	n.stack.Close()
+	n.stack.Wait()
+	n.wg.Wait()
 }

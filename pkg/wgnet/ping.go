@@ -4,10 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -15,7 +16,8 @@ import (
 func hexDecode(s string) ([]byte, error) { return hex.DecodeString(s) }
 
 func (n *Node) startEcho() error {
-	pc, err := n.net.ListenUDPAddrPort(netip.AddrPortFrom(n.addr, EchoPort))
+	fa, proto := fullAddr(netip.AddrPortFrom(n.addr, EchoPort))
+	pc, err := gonet.DialUDP(n.stack, &fa, nil, proto)
 	if err != nil {
 		return fmt.Errorf("wgnet: start echo responder: %w", err)
 	}
@@ -38,7 +40,8 @@ func (n *Node) startEcho() error {
 // Ping measures one round trip over the tunnel to the node at peer's tunnel
 // address, and records it as that peer's RTT. It fails when ctx ends first.
 func (n *Node) Ping(ctx context.Context, peer wgkey.Public) (time.Duration, error) {
-	c, err := n.net.DialUDPAddrPort(netip.AddrPort{}, netip.AddrPortFrom(peer.Addr(), EchoPort))
+	fa, proto := fullAddr(netip.AddrPortFrom(peer.Addr(), EchoPort))
+	c, err := gonet.DialUDP(n.stack, nil, &fa, proto)
 	if err != nil {
 		return 0, fmt.Errorf("wgnet: ping %s: %w", peer.Short(), err)
 	}
@@ -73,5 +76,3 @@ func (n *Node) Ping(ctx context.Context, peer wgkey.Public) (time.Duration, erro
 	n.mu.Unlock()
 	return rtt, nil
 }
-
-var errClosed = errors.New("wgnet: closed")
