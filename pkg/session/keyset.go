@@ -32,7 +32,7 @@ type signingKey struct {
 
 // keysetFile is the JSON form of a Keyset.
 type keysetFile struct {
-	Active string             `json:"active"`
+	Active string            `json:"active"`
 	Keys   []jose.JSONWebKey `json:"keys"`
 }
 

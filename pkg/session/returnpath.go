@@ -20,9 +20,11 @@ const maxReturnPath = 2048
 //     LF, space, DEL, raw UTF-8), a backslash or a "#";
 //   - has an "@" in its path, an empty segment ("//") or a dot segment
 //     ("/./", "/../"), which browsers never send;
-//   - has any of the above once percent-decoded, up to three times
-//     ("/%2F%2Fevil.com", "/%252F%252Fevil.com", "/%5Cevil.com",
-//     "/%09/evil.com"), or an invalid percent escape.
+//   - once percent-decoded, up to three times, starts with "//" or "/\",
+//     or holds a control character, a backslash, an "@" in the path, an
+//     empty or a dot segment ("/%2F%2Fevil.com", "/%252F%252Fevil.com",
+//     "/%5Cevil.com", "/%09/evil.com", "/a/%2e%2e/b"); or has an invalid
+//     percent escape. Decoded spaces, UTF-8 and "#" are data and allowed.
 //
 // The query may hold "/", "@" and ":" (such as "?next=/x"), but not raw
 // controls, spaces or backslashes.
@@ -54,7 +56,7 @@ func returnPathProblem(rd string) string {
 	}
 	cur := rd
 	for round := 0; ; round++ {
-		if reason := rawPathProblem(cur); reason != "" {
+		if reason := rawPathProblem(cur, round > 0); reason != "" {
 			return reason
 		}
 		if !strings.Contains(cur, "%") {
@@ -71,8 +73,9 @@ func returnPathProblem(rd string) string {
 	}
 }
 
-// rawPathProblem checks one decoding round of a return path.
-func rawPathProblem(s string) string {
+// rawPathProblem checks one decoding round of a return path. Once decoded,
+// spaces, non-ASCII bytes and "#" are data, not syntax, and are allowed.
+func rawPathProblem(s string, decoded bool) string {
 	if !strings.HasPrefix(s, "/") {
 		return "must start with /"
 	}
@@ -81,11 +84,13 @@ func rawPathProblem(s string) string {
 	}
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
-		case c <= ' ' || c >= 0x7f:
-			return "contains a control, space or non-ASCII character"
+		case c < ' ' || c == 0x7f:
+			return "contains a control character"
+		case !decoded && (c == ' ' || c > 0x7f):
+			return "contains a space or non-ASCII character"
 		case c == '\\':
 			return "contains a backslash"
-		case c == '#':
+		case c == '#' && !decoded:
 			return "contains a fragment"
 		}
 	}
