@@ -1,0 +1,167 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/pkg/session"
+)
+
+// Decide reports whether the user id may have the request r. It checks,
+// in order: a signed-in user, the source address, the session age, the
+// app-wide allow list and authentication contexts, then the rule of the
+// longest matching path prefix. A path that does not normalise is denied.
+// A nil Policy denies everything.
+func (p *Policy) Decide(id *session.Identity, r Request) Decision {
+	if p == nil {
+		return deny("app", "the app has no policy")
+	}
+	if id == nil || id.Subject == "" {
+		return deny("app", "requires a signed-in user")
+	}
+	raw := r.RawPath
+	if raw == "" {
+		raw = r.Path
+	}
+	path, err := Normalize(raw, p.caseInsensitive)
+	if err != nil {
+		return deny("app", "the request path is not acceptable: "+strings.TrimPrefix(err.Error(), "normalize path: "))
+	}
+	if len(p.cidrs) > 0 && !p.sourceAllowed(r) {
+		return deny("app", fmt.Sprintf("requires a connection from %s; this one comes from %s", cidrList(p), addrText(r)))
+	}
+	if p.maxAge > 0 {
+		now := r.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if age := now.Sub(time.Unix(id.AuthTime, 0)); id.AuthTime <= 0 || age > p.maxAge {
+			return deny("app", fmt.Sprintf("requires a sign-in within the last %s; sign in again", p.maxAge))
+		}
+	}
+	if d, ok := check(id, p.allow, p.acrs, "app", "this app"); !ok {
+		return d
+	}
+	for i := range p.paths {
+		rl := &p.paths[i]
+		if !underPrefix(path, rl.prefix) {
+			continue
+		}
+		if d, ok := check(id, rl.allow, rl.acrs, rl.label, rl.name); !ok {
+			return d
+		}
+		return Decision{Allow: true, Rule: rl.label}
+	}
+	return Decision{Allow: true, Rule: "app"}
+}
+
+func deny(rule, reason string) Decision { return Decision{Rule: rule, Reason: reason} }
+
+// check applies one allow list and acrs list; scope names the part in
+// messages.
+func check(id *session.Identity, s set, acrs []string, ruleName, scope string) (Decision, bool) {
+	if !s.matches(id) {
+		return deny(ruleName, "requires "+s.describe()+" for "+scope), false
+	}
+	if missing := missingACRs(id.ACRs, acrs); len(missing) > 0 {
+		d := deny(ruleName, fmt.Sprintf("requires the authentication context %s for %s; sign in again to meet it", strings.Join(missing, " and "), scope))
+		d.MissingACRs = missing
+		return d, false
+	}
+	return Decision{}, true
+}
+
+func (s set) matches(id *session.Identity) bool {
+	if s.users == nil && s.groups == nil && s.roles == nil {
+		return true
+	}
+	if _, ok := s.users[id.Subject]; ok {
+		return true
+	}
+	for _, g := range id.Groups {
+		if _, ok := s.groups[g]; ok {
+			return true
+		}
+	}
+	for _, r := range id.Roles {
+		if _, ok := s.roles[r]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// describe names an allow list in a sentence: "the app role X",
+// "membership of one of the groups A, B or the app role X".
+func (s set) describe() string {
+	var parts []string
+	if n := len(s.src.Roles); n > 0 {
+		parts = append(parts, plural(n, "the app role ", "one of the app roles ")+strings.Join(s.src.Roles, ", "))
+	}
+	if n := len(s.src.Groups); n > 0 {
+		parts = append(parts, plural(n, "membership of the group ", "membership of one of the groups ")+strings.Join(s.src.Groups, ", "))
+	}
+	if n := len(s.src.Users); n > 0 {
+		parts = append(parts, plural(n, "the user ", "one of the users ")+strings.Join(s.src.Users, ", "))
+	}
+	return strings.Join(parts, " or ")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func missingACRs(have, want []string) []string {
+	var missing []string
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			missing = append(missing, w)
+		}
+	}
+	return missing
+}
+
+// underPrefix reports whether path is prefix or below it, by whole
+// segments.
+func underPrefix(path, prefix string) bool {
+	if prefix == "/" {
+		return true
+	}
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '/'
+}
+
+func (p *Policy) sourceAllowed(r Request) bool {
+	if !r.ClientIP.IsValid() {
+		return false
+	}
+	ip := r.ClientIP.Unmap()
+	for _, c := range p.cidrs {
+		if c.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func cidrList(p *Policy) string {
+	s := make([]string, len(p.cidrs))
+	for i, c := range p.cidrs {
+		s[i] = c.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+func addrText(r Request) string {
+	if !r.ClientIP.IsValid() {
+		return "an unknown address"
+	}
+	return r.ClientIP.Unmap().String()
+}
