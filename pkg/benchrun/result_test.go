@@ -1,0 +1,153 @@
+package benchrun
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeScenario runs GetOp against url with a plain transport.
+func fakeScenario(name, baseline, url string, bulk bool, conc ...int) Scenario {
+	return Scenario{Name: name, Concurrency: conc, Bulk: bulk, Baseline: baseline,
+		Open: func(_ System, p Params) (Op, func(), error) {
+			c := &http.Client{Transport: directTransport(p.Concurrency)}
+			return GetOp(c, url, -1), c.CloseIdleConnections, nil
+		}}
+}
+
+func TestResultsJSONSchema(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(strings.Repeat("x", 4096)))
+	}))
+	defer srv.Close()
+	scs := []Scenario{
+		fakeScenario("base", "", srv.URL, false, 1, 2),
+		fakeScenario("via", "base", srv.URL, false, 1, 2),
+		fakeScenario("bulk-base", "", srv.URL, true, 1),
+		fakeScenario("bulk-via", "bulk-base", srv.URL, true, 1),
+	}
+	var progress strings.Builder
+	cfg := Config{Duration: 100 * time.Millisecond, Warmup: 20 * time.Millisecond, Progress: &progress}
+	rep, err := RunOn(t.Context(), nil, scs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	if err := rep.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal(data, &rows); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"scenario", "concurrency", "requests", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"}
+	keys := func(extra ...string) []string { return append(slices.Clone(common), extra...) }
+	want := []struct {
+		scenario string
+		conc     float64
+		keys     []string
+	}{
+		{"base", 1, keys()},
+		{"base", 2, keys()},
+		{"via", 1, keys("added_p50_ms", "ratio_to_direct")},
+		{"via", 2, keys("added_p50_ms", "ratio_to_direct")},
+		{"bulk-base", 1, keys("mib_s")},
+		{"bulk-via", 1, keys("mib_s", "added_p50_ms", "ratio_to_direct")},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("rows: got %d, want %d:\n%s", len(rows), len(want), data)
+	}
+	for i, w := range want {
+		row := rows[i]
+		var got []string
+		for k := range row {
+			got = append(got, k)
+		}
+		slices.Sort(got)
+		slices.Sort(w.keys)
+		if d := cmp.Diff(w.keys, got); d != "" {
+			t.Errorf("row %d keys (-want +got):\n%s", i, d)
+		}
+		if row["scenario"] != w.scenario || row["concurrency"] != w.conc {
+			t.Errorf("row %d: got %v c=%v, want %s c=%v", i, row["scenario"], row["concurrency"], w.scenario, w.conc)
+		}
+		if n, _ := row["requests"].(float64); n <= 0 {
+			t.Errorf("row %d requests: got %v, want > 0", i, row["requests"])
+		}
+		if row["errors"] != 0.0 {
+			t.Errorf("row %d errors: got %v, want 0", i, row["errors"])
+		}
+	}
+	if mibs, _ := rows[4]["mib_s"].(float64); mibs <= 0 {
+		t.Errorf("bulk mib_s: got %v, want > 0", rows[4]["mib_s"])
+	}
+	if lines := strings.Count(progress.String(), "\n"); lines != len(want) {
+		t.Errorf("progress lines: got %d, want %d:\n%s", lines, len(want), progress.String())
+	}
+	for _, f := range []string{"machine.json", "results.md"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestAnnotate(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	rows := []Result{
+		{Scenario: "direct", Concurrency: 1, P50: 0.1},
+		{Scenario: "direct", Concurrency: 32, P50: 1},
+		{Scenario: "tunnel", Concurrency: 1, P50: 0.4, baseline: "direct"},
+		{Scenario: "tunnel", Concurrency: 32, P50: 3, baseline: "direct"},
+		{Scenario: "tunnel", Concurrency: 8, P50: 3, baseline: "direct"}, // no baseline row
+		{Scenario: "bulk-direct", Concurrency: 1, P50: 200, MiBs: f(1000)},
+		{Scenario: "bulk-tunnel", Concurrency: 1, P50: 2000, MiBs: f(250), baseline: "bulk-direct"},
+	}
+	annotate(rows)
+	cases := []struct {
+		row          int
+		added, ratio *float64
+	}{
+		{0, nil, nil},
+		{2, f(0.3), f(4)},
+		{3, f(2), f(3)},
+		{4, nil, nil},
+		{5, nil, nil},
+		{6, f(1800), f(0.25)},
+	}
+	for _, tc := range cases {
+		r := rows[tc.row]
+		t.Run(r.Scenario, func(t *testing.T) {
+			if d := cmp.Diff(tc.added, r.AddedP50); d != "" {
+				t.Errorf("added_p50_ms (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tc.ratio, r.RatioToDirect); d != "" {
+				t.Errorf("ratio_to_direct (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	mibs := 12.5
+	rep := Report{Machine: Machine{CPU: "Test CPU", Cores: 2, GoVersion: "go1.26", GOOS: "linux", GOARCH: "amd64"},
+		Warmup: time.Second, Duration: 5 * time.Second,
+		Rows: []Result{{Scenario: "direct", Concurrency: 1, Requests: 10, P50: 0.25}, {Scenario: "bulk-direct", Concurrency: 1, MiBs: &mibs}}}
+	md := rep.Markdown()
+	for _, want := range []string{"Test CPU (2 cores)", "go1.26 linux/amd64", "| direct | 1 | 10 | 0 | 0.0 | 0.250 |", "| 12.50 |  |  |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
