@@ -5,8 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/pkg/policy"
 )
 
 // DefaultBackendTimeout is an app's backend_timeout when the key is absent.
@@ -18,27 +21,25 @@ const maxHostLen = 253
 // PreAuth is how the mesh authenticates a user before a request reaches an app.
 type PreAuth string
 
-// Pre-authentication modes. Only [PreAuthPassthrough] is supported so far; the
-// others are recognised so that a catalogue written for a later build fails
-// with a clear message rather than "unknown value".
+// Pre-authentication modes.
 const (
 	// PreAuthPassthrough forwards requests without authenticating the user;
 	// the app does its own sign-in.
 	PreAuthPassthrough PreAuth = "passthrough"
-	// PreAuthEntra requires a Microsoft Entra ID sign-in (not supported yet).
+	// PreAuthEntra requires a Microsoft Entra ID sign-in through the auth
+	// functions; the mesh enforces the app's policy.
 	PreAuthEntra PreAuth = "entra"
-	// PreAuthOIDC requires a generic OpenID Connect sign-in (not supported yet).
+	// PreAuthOIDC requires a sign-in with another OpenID Connect provider
+	// through the auth functions; the mesh enforces the app's policy.
 	PreAuthOIDC PreAuth = "oidc"
 )
 
-// check returns nil for a supported mode, [ErrUnsupported] for a recognised
-// one whose support has not landed, and [ErrValue] otherwise.
+// check returns nil for a supported mode and [ErrValue] otherwise. A mode
+// that is recognised but not served yet would return [ErrUnsupported].
 func (m PreAuth) check() (msg string, class error) {
 	switch m {
-	case PreAuthPassthrough:
+	case PreAuthPassthrough, PreAuthEntra, PreAuthOIDC:
 		return "", nil
-	case PreAuthEntra, PreAuthOIDC: // move a mode to the case above once it is served
-		return fmt.Sprintf("pre-authentication mode %s is not supported yet", m), ErrUnsupported
 	}
 	return fmt.Sprintf("preauth %q: must be one of %s, %s, %s", string(m), PreAuthPassthrough, PreAuthEntra, PreAuthOIDC), ErrValue
 }
@@ -91,6 +92,22 @@ type App struct {
 	// TLSSkipVerify disables verification of the backend's certificate; it
 	// is only ever true with an https InternalURL.
 	TLSSkipVerify bool
+	// SessionLifetime is the lifetime of the app cookie (session_lifetime);
+	// zero for a passthrough app.
+	SessionLifetime time.Duration
+	// MaxSessionAge is the longest time since the user authenticated at the
+	// provider (max_session_age); zero means no limit.
+	MaxSessionAge time.Duration
+	// PathCase is how the app's paths are matched by the policy; empty for
+	// a passthrough app.
+	PathCase PathCase
+	// Policy decides access for a pre-authenticated app, built once when
+	// the catalogue loads; nil for a passthrough app. An app without a
+	// policy key gets a policy allowing any signed-in user.
+	Policy *policy.Policy
+	// IdentityHeaders names the headers sent to the backend; zero for a
+	// passthrough app.
+	IdentityHeaders IdentityHeaders
 	// Line is the line of the app's entry in the catalogue file.
 	Line int
 }
@@ -98,12 +115,13 @@ type App struct {
 // Catalog is a validated catalogue. It is immutable after [Parse] and safe
 // for concurrent use; all lookups are map lookups.
 type Catalog struct {
-	hash     string
-	apps     []*App
-	groups   []*ConnectorGroup
-	byID     map[string]*App
-	byHost   map[string]*App
-	groupsBy map[string]*ConnectorGroup
+	hash                string
+	apps                []*App
+	groups              []*ConnectorGroup
+	byID                map[string]*App
+	byHost              map[string]*App
+	groupsBy            map[string]*ConnectorGroup
+	polGroups, polRoles []string
 }
 
 func newCatalog(data []byte, groups []*ConnectorGroup, apps []*App) *Catalog {
@@ -122,6 +140,15 @@ func newCatalog(data []byte, groups []*ConnectorGroup, apps []*App) *Catalog {
 	for _, g := range groups {
 		c.groupsBy[g.ID] = g
 	}
+	for _, a := range apps {
+		if a.Policy != nil {
+			c.polGroups = append(c.polGroups, a.Policy.Groups()...)
+			c.polRoles = append(c.polRoles, a.Policy.Roles()...)
+		}
+	}
+	slices.Sort(c.polGroups)
+	slices.Sort(c.polRoles)
+	c.polGroups, c.polRoles = slices.Compact(c.polGroups), slices.Compact(c.polRoles)
 	return c
 }
 
@@ -142,6 +169,14 @@ func (c *Catalog) Apps() []*App { return append([]*App(nil), c.apps...) }
 func (c *Catalog) Groups() []*ConnectorGroup {
 	return append([]*ConnectorGroup(nil), c.groups...)
 }
+
+// PolicyGroups returns every group that any app's policy names, sorted: the
+// auth functions keep only these in the global session (and read only these
+// from Microsoft Graph on group overage).
+func (c *Catalog) PolicyGroups() []string { return slices.Clone(c.polGroups) }
+
+// PolicyRoles returns every app role that any app's policy names, sorted.
+func (c *Catalog) PolicyRoles() []string { return slices.Clone(c.polRoles) }
 
 // App returns the app with the given ID.
 func (c *Catalog) App(id string) (*App, bool) {

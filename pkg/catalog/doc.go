@@ -1,6 +1,10 @@
 // Package catalog reads, validates and serves the app catalogue: the one YAML
 // file that lists the published apps (external host, internal URL, connector
-// group, pre-authentication mode, timeouts) and the connector groups.
+// group, pre-authentication mode, timeouts, and for pre-authenticated apps
+// the session lifetime, access policy and identity headers) and the
+// connector groups. Each pre-authenticated app's policy is compiled once,
+// when the catalogue loads, into a [policy.Policy] on [App.Policy], so the
+// mesh does no parsing per request.
 //
 // It sits at the very start of the request path: a mesh node maps the Host
 // header of every incoming request to an [App] with [Catalog.AppByHost], and

@@ -185,7 +185,8 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 	}}
 	a, label := e.app, e.label
 	var skipLine int
-	p.mapping(n, label, []field{
+	auth := &authKeys{lines: map[string]int{}, headerLines: map[string]int{}}
+	p.mapping(n, label, append([]field{
 		{"id", true, func(v *yaml.Node) { a.ID, e.idLine = p.id(v, label, "id"), v.Line }},
 		{"host", true, func(v *yaml.Node) { a.Host, e.hostLine = p.host(v, label), v.Line }},
 		{"internal_url", true, func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
@@ -202,7 +203,8 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 			a.TLSSkipVerify, _ = p.boolean(v, label, "tls_skip_verify")
 			skipLine = v.Line
 		}},
-	})
+	}, p.authFields(a, auth, label)...))
+	p.finishAuth(a, auth, label)
 	if a.TLSSkipVerify && a.InternalURL != nil && a.InternalURL.Scheme != "https" {
 		p.add(skipLine, ErrValue, label, "tls_skip_verify: only allowed with an https internal_url, got %s", a.InternalURL.Scheme)
 	}

@@ -273,8 +273,6 @@ func TestParseErrors(t *testing.T) {
 		{"zero duration", appDoc(nil, "    backend_timeout: 0s"), []wantErr{{9, ErrValue, "must be greater than zero"}}},
 		{"negative duration", appDoc(nil, "    backend_timeout: -5s"), []wantErr{{9, ErrValue, "must be greater than zero"}}},
 		// enums and combinations
-		{"preauth entra", appDoc(map[string]string{"preauth": "entra"}), []wantErr{{8, ErrUnsupported, `app "a": pre-authentication mode entra is not supported yet`}}},
-		{"preauth oidc", appDoc(map[string]string{"preauth": "oidc"}), []wantErr{{8, ErrUnsupported, "pre-authentication mode oidc is not supported yet"}}},
 		{"preauth unknown", appDoc(map[string]string{"preauth": "saml"}), []wantErr{{8, ErrValue, `preauth "saml": must be one of passthrough, entra, oidc`}}},
 		{"host header", appDoc(nil, "    host_header: both"), []wantErr{{9, ErrValue, `host_header "both": must be internal or external`}}},
 		{"skip verify on http", appDoc(nil, "    tls_skip_verify: true"), []wantErr{{9, ErrValue, "tls_skip_verify: only allowed with an https internal_url"}}},
@@ -308,7 +306,7 @@ apps:
     host: smartmoney.apps.example.com
     internal_url: ftp://x
     connector_group: nowhere
-    preauth: entra
+    preauth: saml
   - id: smartmoney
     host: SMARTMONEY.apps.example.com
     internal_url: http://x
@@ -323,7 +321,7 @@ apps:
 		{3, ErrUnknownKey, `connector group "hq": unknown key "colour"`},
 		{7, ErrValue, `catalog.yaml:7: app "smartmoney": internal_url "ftp://x": scheme must be http or https`},
 		{8, ErrUnknownGroup, `connector_group "nowhere"`},
-		{9, ErrUnsupported, "pre-authentication mode entra is not supported yet"},
+		{9, ErrValue, `preauth "saml": must be one of passthrough, entra, oidc`},
 		{10, ErrDuplicate, "id already used at line 5"},
 		{11, ErrDuplicate, `host "smartmoney.apps.example.com" already used`},
 		{15, ErrValue, `backend_timeout "soon"`},
@@ -333,8 +331,8 @@ apps:
 		{17, ErrMissing, `missing required key "connector_group"`},
 		{17, ErrMissing, `missing required key "preauth"`},
 	})
-	if !errors.Is(err, ErrUnsupported) || !errors.Is(err, ErrInvalid) {
-		t.Errorf("got %v, want it to match ErrUnsupported and ErrInvalid", err)
+	if !errors.Is(err, ErrValue) || !errors.Is(err, ErrInvalid) {
+		t.Errorf("got %v, want it to match ErrValue and ErrInvalid", err)
 	}
 }
 
