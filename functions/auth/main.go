@@ -1,0 +1,86 @@
+// Command auth is Postern's auth function: it serves pkg/authfn on AWS
+// Lambda (function URLs and API Gateway HTTP APIs, payload v2) when
+// AWS_LAMBDA_RUNTIME_API is set, and as a plain HTTP server otherwise.
+// Configuration comes from environment variables; see functions/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+
+	"github.com/postern/postern/pkg/authfn"
+	"github.com/postern/postern/pkg/awssecrets"
+	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/session"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:8080", "address to serve plain HTTP on when not running on Lambda")
+	flag.Parse()
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if err := run(*listen, logger); err != nil {
+		logger.Error("auth_exit", "error", err.Error())
+		os.Exit(1)
+	}
+}
+
+func run(listen string, logger *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var sm session.SecretsGetter
+	for _, name := range []string{authfn.EnvKeys, authfn.EnvStateKey, authfn.EnvClientSecret} {
+		if strings.HasPrefix(os.Getenv(name), "secretsmanager:") && sm == nil {
+			c, err := awssecrets.New(ctx, awssecrets.Config{})
+			if err != nil {
+				return err
+			}
+			sm = c
+		}
+	}
+	cfg, err := authfn.ConfigFromEnv(ctx, os.Getenv, sm)
+	if err != nil {
+		return err
+	}
+	path := os.Getenv("POSTERN_CATALOG")
+	if path == "" {
+		return errors.New("config from environment: POSTERN_CATALOG: required (path of the catalogue file)")
+	}
+	store, err := catalog.NewStore(path, logger)
+	if err != nil {
+		return err
+	}
+	cfg.Catalog, cfg.Logger = store, logger
+	svc, err := authfn.New(cfg)
+	if err != nil {
+		return err
+	}
+	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+		lambda.StartWithOptions(httpadapter.NewV2(svc).ProxyWithContext, lambda.WithContext(ctx))
+		return nil
+	}
+	go store.Watch(ctx, 0)
+	srv := &http.Server{Addr: listen, Handler: svc, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	logger.Info("auth_listening", "addr", listen)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}

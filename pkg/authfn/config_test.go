@@ -1,0 +1,122 @@
+package authfn
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/postern/postern/pkg/session"
+)
+
+// TestConfigErrors checks that New refuses impossible configurations.
+func TestConfigErrors(t *testing.T) {
+	keys, err := session.GenerateKeyset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := func() Config {
+		return Config{AuthURL: "https://auth.example.com", Catalog: StaticCatalog(mustCatalog(t, testCatalog)), Keys: keys,
+			StateKey: bytes.Repeat([]byte{1}, 32), TenantID: tenantA, ClientID: "c"}
+	}
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+	}{
+		{"auth url http", func(c *Config) { c.AuthURL = "http://auth.example.com" }},
+		{"auth url with path", func(c *Config) { c.AuthURL = "https://auth.example.com/x" }},
+		{"auth url relative", func(c *Config) { c.AuthURL = "auth.example.com" }},
+		{"app port", func(c *Config) { c.AppPort = "8443" }},
+		{"no catalog", func(c *Config) { c.Catalog = nil }},
+		{"no keys", func(c *Config) { c.Keys = nil }},
+		{"short state key", func(c *Config) { c.StateKey = c.StateKey[:16] }},
+		{"no client id", func(c *Config) { c.ClientID = "" }},
+		{"bad mode", func(c *Config) { c.Mode = "saml" }},
+		{"no tenant", func(c *Config) { c.TenantID = "" }},
+		{"tenant common", func(c *Config) { c.TenantID = "common" }},
+		{"tenant and allow-list", func(c *Config) { c.AllowedTenants = []string{tenantB} }},
+		{"organizations in allow-list", func(c *Config) { c.TenantID, c.AllowedTenants = "", []string{"organizations"} }},
+		{"issuer not the tenant's", func(c *Config) { c.Issuer = "https://login.microsoftonline.com/" + tenantB + "/v2.0" }},
+		{"oidc without issuer", func(c *Config) { c.Mode, c.TenantID = ModeOIDC, "" }},
+		{"oidc with tenant", func(c *Config) { c.Mode, c.Issuer = ModeOIDC, "https://idp.example.com" }},
+		{"post-logout relative", func(c *Config) { c.PostLogoutURLs = []string{"/bye"} }},
+		{"negative lifetime", func(c *Config) { c.SessionLifetime = -1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base()
+			tt.mutate(&c)
+			if _, err := New(c); !errors.Is(err, ErrConfig) {
+				t.Errorf("got error %v, want ErrConfig", err)
+			}
+		})
+	}
+	if _, err := New(base()); err != nil {
+		t.Errorf("valid config: got %v, want nil", err)
+	}
+}
+
+// TestConfigFromEnv checks the environment loader, including secret
+// sources and the refusal of group-readable secret files.
+func TestConfigFromEnv(t *testing.T) {
+	keys, err := session.GenerateKeyset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := keys.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "keys.json")
+	if err := os.WriteFile(keyFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte("client-secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32))
+	env := map[string]string{
+		EnvAuthURL: "https://auth.example.com", EnvKeys: "file:" + keyFile, EnvStateKey: "env:STATE",
+		"STATE": state, EnvTenantID: tenantA, EnvClientID: "cid", EnvClientSecret: "env:SECRET", "SECRET": "sss",
+		EnvScopes: "profile, email", EnvSessionLifetime: "8h", EnvPostLogoutURLs: "https://a.example/,https://b.example/",
+		EnvEndSessionRedirect: "true", EnvAllowedTenants: "",
+	}
+	getenv := func(k string) string { return env[k] }
+	c, err := ConfigFromEnv(t.Context(), getenv, nil)
+	if err != nil {
+		t.Fatalf("ConfigFromEnv: %v", err)
+	}
+	if c.ClientSecret != "sss" || len(c.StateKey) != 32 || c.Keys.ActiveKID() != keys.ActiveKID() ||
+		c.SessionLifetime.Hours() != 8 || len(c.PostLogoutURLs) != 2 || !c.EndSessionRedirect || len(c.Scopes) != 2 {
+		t.Errorf("got config %+v, want the values from the environment", c)
+	}
+	bad := []struct{ key, value, want string }{
+		{EnvKeys, "", EnvKeys},
+		{EnvKeys, "file:" + secretFile, EnvKeys},
+		{EnvStateKey, "env:NOPE", EnvStateKey},
+		{"STATE", "c2hvcnQ=", EnvStateKey},
+		{EnvClientSecret, "file:" + secretFile, "chmod 600"},
+		{EnvClientSecret, "secretsmanager:arn:aws:secretsmanager:x", "Secrets Manager"},
+		{EnvSessionLifetime, "forever", EnvSessionLifetime},
+		{EnvEndSessionRedirect, "maybe", EnvEndSessionRedirect},
+	}
+	for _, b := range bad {
+		t.Run(b.key+"="+b.value, func(t *testing.T) {
+			old := env[b.key]
+			env[b.key] = b.value
+			defer func() { env[b.key] = old }()
+			_, err := ConfigFromEnv(t.Context(), getenv, nil)
+			if err == nil || !strings.Contains(err.Error(), b.want) {
+				t.Errorf("got error %v, want one mentioning %q", err, b.want)
+			}
+			if err != nil && (strings.Contains(err.Error(), state) || strings.Contains(err.Error(), "sss")) {
+				t.Errorf("error leaks a secret: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,186 @@
+package authfn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/pkg/session"
+)
+
+// Environment variables read by [ConfigFromEnv]; functions/README.md
+// documents each one.
+const (
+	EnvAuthURL            = "POSTERN_AUTH_URL"
+	EnvAppPort            = "POSTERN_APP_PORT"
+	EnvKeys               = "POSTERN_SESSION_KEYS"
+	EnvStateKey           = "POSTERN_STATE_KEY"
+	EnvMode               = "POSTERN_OIDC_MODE"
+	EnvIssuer             = "POSTERN_OIDC_ISSUER"
+	EnvEntraAuthority     = "POSTERN_ENTRA_AUTHORITY"
+	EnvTenantID           = "POSTERN_ENTRA_TENANT_ID"
+	EnvAllowedTenants     = "POSTERN_ENTRA_ALLOWED_TENANTS"
+	EnvClientID           = "POSTERN_OIDC_CLIENT_ID"
+	EnvClientSecret       = "POSTERN_OIDC_CLIENT_SECRET"
+	EnvScopes             = "POSTERN_OIDC_SCOPES"
+	EnvClaimUser          = "POSTERN_OIDC_CLAIM_USER"
+	EnvClaimName          = "POSTERN_OIDC_CLAIM_NAME"
+	EnvClaimGroups        = "POSTERN_OIDC_CLAIM_GROUPS"
+	EnvClaimRoles         = "POSTERN_OIDC_CLAIM_ROLES"
+	EnvGraphURL           = "POSTERN_GRAPH_URL"
+	EnvSessionLifetime    = "POSTERN_SESSION_LIFETIME"
+	EnvPostLogoutURLs     = "POSTERN_POST_LOGOUT_URLS"
+	EnvEndSessionRedirect = "POSTERN_END_SESSION_REDIRECT"
+	EnvCAFile             = "POSTERN_CA_FILE"
+)
+
+// ConfigFromEnv builds a Config from environment variables read through
+// getenv (os.Getenv in production). Secrets (session keys, state key, client
+// secret) are loaded from their sources: "env:NAME", "file:/path" (mode
+// 0600 or stricter) or "secretsmanager:<arn or name>" through sm (nil
+// refuses that kind). Catalog, HTTPClient (unless EnvCAFile is set), Logger
+// and Now are left for the caller. Errors name the variable, never a value.
+func ConfigFromEnv(ctx context.Context, getenv func(string) string, sm session.SecretsGetter) (Config, error) {
+	c := Config{
+		AuthURL:            getenv(EnvAuthURL),
+		AppPort:            getenv(EnvAppPort),
+		Mode:               getenv(EnvMode),
+		Issuer:             getenv(EnvIssuer),
+		EntraAuthorityBase: getenv(EnvEntraAuthority),
+		TenantID:           getenv(EnvTenantID),
+		AllowedTenants:     list(getenv(EnvAllowedTenants)),
+		ClientID:           getenv(EnvClientID),
+		ClaimMapping: ClaimMapping{
+			UserID: getenv(EnvClaimUser), Name: getenv(EnvClaimName),
+			Groups: getenv(EnvClaimGroups), Roles: getenv(EnvClaimRoles),
+		},
+		GraphURL:       getenv(EnvGraphURL),
+		PostLogoutURLs: list(getenv(EnvPostLogoutURLs)),
+	}
+	if v := getenv(EnvScopes); v != "" {
+		c.Scopes = list(v)
+	}
+	fail := func(name string, err error) (Config, error) {
+		return Config{}, fmt.Errorf("config from environment: %s: %w", name, err)
+	}
+	var err error
+	if v := getenv(EnvSessionLifetime); v != "" {
+		if c.SessionLifetime, err = time.ParseDuration(v); err != nil || c.SessionLifetime <= 0 {
+			return fail(EnvSessionLifetime, fmt.Errorf("%w: want a positive Go duration such as 12h", ErrConfig))
+		}
+	}
+	if v := getenv(EnvEndSessionRedirect); v != "" {
+		if c.EndSessionRedirect, err = strconv.ParseBool(v); err != nil {
+			return fail(EnvEndSessionRedirect, fmt.Errorf("%w: want true or false", ErrConfig))
+		}
+	}
+	src := getenv(EnvKeys)
+	if src == "" {
+		return fail(EnvKeys, fmt.Errorf("%w: required (env:NAME, file:/path or secretsmanager:<id>)", ErrConfig))
+	}
+	if c.Keys, err = session.LoadKeyset(ctx, src, sm); err != nil {
+		return fail(EnvKeys, err)
+	}
+	sk, err := loadSecret(ctx, getenv, getenv(EnvStateKey), sm)
+	if err != nil {
+		return fail(EnvStateKey, err)
+	}
+	if c.StateKey, err = decodeKey(sk); err != nil {
+		return fail(EnvStateKey, err)
+	}
+	if v := getenv(EnvClientSecret); v != "" {
+		if c.ClientSecret, err = loadSecret(ctx, getenv, v, sm); err != nil {
+			return fail(EnvClientSecret, err)
+		}
+	}
+	if v := getenv(EnvCAFile); v != "" {
+		if c.HTTPClient, err = clientWithCA(v); err != nil {
+			return fail(EnvCAFile, err)
+		}
+	}
+	return c, nil
+}
+
+// loadSecret reads a secret from source: env:NAME, file:/path (0600 or
+// stricter) or secretsmanager:<id>. Surrounding white space is trimmed.
+func loadSecret(ctx context.Context, getenv func(string) string, source string, sm session.SecretsGetter) (string, error) {
+	kind, ref, ok := strings.Cut(source, ":")
+	if !ok || ref == "" {
+		return "", fmt.Errorf("%w: want env:NAME, file:/path or secretsmanager:<id>", ErrConfig)
+	}
+	var v string
+	switch kind {
+	case "env":
+		v = getenv(ref)
+	case "file":
+		fi, err := os.Stat(ref)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return "", fmt.Errorf("%w: %s has mode %04o: must not be accessible by group or others (chmod 600)", ErrConfig, ref, perm)
+		}
+		b, err := os.ReadFile(ref)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		v = string(b)
+	case "secretsmanager":
+		if sm == nil {
+			return "", fmt.Errorf("%w: no Secrets Manager client configured", ErrConfig)
+		}
+		s, err := sm.GetSecretString(ctx, ref)
+		if err != nil {
+			return "", fmt.Errorf("secret %s: %w", ref, err)
+		}
+		v = s
+	default:
+		return "", fmt.Errorf("%w: source kind %q: want env, file or secretsmanager", ErrConfig, kind)
+	}
+	if v = strings.TrimSpace(v); v == "" {
+		return "", fmt.Errorf("%w: secret from %s is empty", ErrConfig, kind)
+	}
+	return v, nil
+}
+
+// decodeKey decodes a 32-byte key written in base64 (standard or URL
+// alphabet, padded or not).
+func decodeKey(s string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.RawURLEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.StdEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == 32 {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: want 32 random bytes in base64 (openssl rand -base64 32)", ErrConfig)
+}
+
+// clientWithCA returns an HTTP client that also trusts the PEM CA
+// certificates in path (the development provider's CA).
+func clientWithCA(path string) (*http.Client, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrConfig, path)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Timeout: 10 * time.Second, Transport: tr}, nil
+}
+
+// list splits a comma- or space-separated list.
+func list(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}

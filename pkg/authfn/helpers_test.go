@@ -1,0 +1,297 @@
+package authfn
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/session"
+)
+
+const (
+	tenantA  = "11111111-1111-4111-8111-111111111111"
+	tenantB  = "22222222-2222-4222-8222-222222222222"
+	tenantC  = "33333333-3333-4333-8333-333333333333"
+	clientID = "postern-test-client"
+	authURL  = "https://auth.localhost:8443"
+
+	groupMoney = "aaaaaaaa-0000-4000-8000-000000000001"
+	groupOther = "aaaaaaaa-0000-4000-8000-000000000002"
+	groupNone  = "aaaaaaaa-0000-4000-8000-000000000099" // named by no policy
+)
+
+// testCatalog has a group-gated app, an open pre-authenticated app, an app
+// requiring an authentication context and a maximum session age, and a
+// passthrough app.
+const testCatalog = `
+connector_groups:
+  - id: hq
+apps:
+  - id: smartmoney
+    host: smartmoney.localhost
+    internal_url: http://127.0.0.1:9
+    connector_group: hq
+    preauth: entra
+    session_lifetime: 1h
+    policy:
+      allow: { groups: ["` + groupMoney + `"], roles: ["SmartMoney.User"] }
+      paths:
+        - prefix: /admin
+          allow: { roles: ["SmartMoney.Admin"] }
+          require_acrs: ["c2"]
+  - id: wiki
+    host: wiki.localhost
+    internal_url: http://127.0.0.1:9
+    connector_group: hq
+    preauth: entra
+  - id: vault
+    host: vault.localhost
+    internal_url: http://127.0.0.1:9
+    connector_group: hq
+    preauth: entra
+    max_session_age: 1h
+    policy:
+      allow: { groups: ["` + groupOther + `"] }
+      require_acrs: ["c1"]
+  - id: open
+    host: open.localhost
+    internal_url: http://127.0.0.1:9
+    connector_group: hq
+    preauth: passthrough
+`
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testEnv is a Service wired to a fakeOP.
+type testEnv struct {
+	op    *fakeOP
+	svc   *Service
+	cfg   Config
+	keys  *session.Keyset
+	clock *clock
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func mustCatalog(t testing.TB, yaml string) *catalog.Catalog {
+	t.Helper()
+	c, err := catalog.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("parse catalog: %v", err)
+	}
+	return c
+}
+
+// newTestEnv builds a single-tenant Entra service against a fake provider;
+// mutate may change the config first.
+func newTestEnv(t testing.TB, mutate func(*Config)) *testEnv {
+	t.Helper()
+	op := newFakeOP(t)
+	keys, err := session.GenerateKeyset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Now().Truncate(time.Second)}
+	logs := &syncBuffer{}
+	cfg := Config{
+		AuthURL:            authURL,
+		AppPort:            ":8443",
+		Catalog:            StaticCatalog(mustCatalog(t, testCatalog)),
+		Keys:               keys,
+		StateKey:           bytes.Repeat([]byte{7}, 32),
+		EntraAuthorityBase: op.URL(),
+		TenantID:           tenantA,
+		ClientID:           clientID,
+		ClientSecret:       "s3cret-value",
+		GraphURL:           op.URL(),
+		PostLogoutURLs:     []string{"https://example.com/bye", "https://example.com/other"},
+		HTTPClient:         op.srv.Client(),
+		Logger:             slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:                clk.Now,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	svc, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &testEnv{op: op, svc: svc, cfg: cfg, keys: keys, clock: clk, logs: logs}
+}
+
+// get serves a GET of target with cookies.
+func (e *testEnv) get(target string, cookies ...*http.Cookie) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, authURL+target, nil)
+	r.Header.Set("Accept", "text/html")
+	for _, c := range cookies {
+		r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	}
+	w := httptest.NewRecorder()
+	e.svc.ServeHTTP(w, r)
+	return w
+}
+
+// newBinding returns a bind nonce's b parameter.
+func newBinding() string {
+	sum := sha256.Sum256([]byte(rand.Text()))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// started is a sign-in redirected to the provider.
+type started struct {
+	flow      *http.Cookie
+	state     string
+	nonce     string
+	challenge string
+	authURL   *url.URL
+	b         string
+}
+
+// start runs /authorize for app and rd and expects a redirect to the
+// provider.
+func (e *testEnv) start(t testing.TB, app, rd string, cookies ...*http.Cookie) *started {
+	t.Helper()
+	b := newBinding()
+	w := e.get("/authorize?"+url.Values{"app": {app}, "rd": {rd}, "b": {b}}.Encode(), cookies...)
+	if w.Code != http.StatusFound {
+		t.Fatalf("authorize: got status %d, want 302; body %s", w.Code, w.Body)
+	}
+	u, err := url.Parse(w.Header().Get("Location"))
+	if err != nil || !strings.HasPrefix(u.String(), e.op.URL()+"/oauth2/authorize?") {
+		t.Fatalf("authorize: got Location %q, want the provider's authorization endpoint", w.Header().Get("Location"))
+	}
+	flow := cookieNamed(w, FlowCookie)
+	if flow == nil || flow.Value == "" {
+		t.Fatalf("authorize: no flow cookie set")
+	}
+	q := u.Query()
+	return &started{flow: flow, state: q.Get("state"), nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), authURL: u, b: b}
+}
+
+// claims returns an Entra-shaped ID token for s, which mutate may change
+// (a nil value deletes a claim).
+func (e *testEnv) claims(s *started, mutate map[string]any) map[string]any {
+	now := e.clock.Now()
+	c := map[string]any{
+		"iss":                e.op.URL() + "/" + tenantA + "/v2.0",
+		"aud":                clientID,
+		"exp":                now.Add(time.Hour).Unix(),
+		"iat":                now.Unix(),
+		"nbf":                now.Unix(),
+		"nonce":              s.nonce,
+		"sub":                "pairwise-sub",
+		"tid":                tenantA,
+		"oid":                "0000aaaa-0000-4000-8000-00000000beef",
+		"name":               "Alice Example",
+		"preferred_username": "alice@example.com",
+		"email":              "alice@example.com",
+		"groups":             []string{groupMoney, groupNone},
+		"roles":              []string{"SmartMoney.User", "Unrelated.Role"},
+		"ver":                "2.0",
+	}
+	for k, v := range mutate {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+	}
+	return c
+}
+
+// finish redeems idToken through /callback for s.
+func (e *testEnv) finish(s *started, idToken string) *httptest.ResponseRecorder {
+	code := e.op.issue(s.challenge, idToken)
+	return e.get("/callback?"+url.Values{"code": {code}, "state": {s.state}}.Encode(), s.flow)
+}
+
+// signIn runs a whole sign-in for app with the default claims changed by
+// mutate.
+func (e *testEnv) signIn(t testing.TB, app string, mutate map[string]any) (*started, *httptest.ResponseRecorder) {
+	t.Helper()
+	s := e.start(t, app, "/x?y=1")
+	return s, e.finish(s, e.op.sign(t, e.claims(s, mutate), false))
+}
+
+// appToken checks that w redirects to app's callback and returns the
+// verified app token.
+func (e *testEnv) appToken(t testing.TB, w *httptest.ResponseRecorder, host string) *session.AppClaims {
+	t.Helper()
+	if w.Code != http.StatusFound {
+		t.Fatalf("got status %d, want 302; body %s", w.Code, w.Body)
+	}
+	loc, err := url.Parse(w.Header().Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "https://" + host + ":8443/.postern/callback"; loc.Scheme+"://"+loc.Host+loc.Path != want {
+		t.Fatalf("got redirect %q, want %s?token=…", loc, want)
+	}
+	v := session.NewVerifier(session.VerifierConfig{Static: e.keys.JWKS(), Now: e.clock.Now})
+	ac, err := v.VerifyApp(t.Context(), loc.Query().Get("token"), host)
+	if err != nil {
+		t.Fatalf("verify app token: %v", err)
+	}
+	return ac
+}
+
+func cookieNamed(w *httptest.ResponseRecorder, name string) *http.Cookie {
+	for _, c := range w.Result().Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// assertRefused checks that w is an error page with status and no cookie.
+func assertRefused(t testing.TB, w *httptest.ResponseRecorder, status int) {
+	t.Helper()
+	if w.Code != status {
+		t.Errorf("got status %d, want %d; body %s", w.Code, status, w.Body)
+	}
+	if sc := w.Header().Values("Set-Cookie"); len(sc) != 0 {
+		t.Errorf("got Set-Cookie %q on a refusal, want none", sc)
+	}
+	body := w.Body.String()
+	if !strings.Contains(body, "Request id") && !strings.Contains(body, "request id") {
+		t.Errorf("got body without a request id: %s", body)
+	}
+	for _, leak := range []string{"goroutine", "panic", "s3cret-value", "eyJ"} {
+		if strings.Contains(body, leak) {
+			t.Errorf("error page contains %q: %s", leak, body)
+		}
+	}
+}

@@ -1,0 +1,64 @@
+package authfn
+
+import (
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+)
+
+var signedOutPage = template.Must(template.New("out").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Signed out · Postern</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style></head>
+<body><h1>Signed out</h1><p>You are signed out of Postern{{if .}} and of {{.}}{{end}}. Close this window, or open an app again to sign in.</p></body></html>
+`))
+
+// handleLogout clears the global session and any flow in progress, then
+// either continues to the provider's end-session endpoint or shows a
+// "signed out" page. The post-logout redirect is only ever a registered URL.
+func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
+	rid := newRequestID()
+	s.clearCookie(w, SessionCookie)
+	s.clearCookie(w, FlowCookie)
+	app := printable(r.URL.Query().Get("app"), 64)
+	if s.cfg.EndSessionRedirect {
+		d, err := s.prov.get(r.Context())
+		if err != nil {
+			s.cfg.Logger.Warn("auth_logout_end_session_unavailable", "request_id", rid, "error", err.Error())
+		} else if d.endSession != "" {
+			if to, err := s.endSessionURL(d.endSession, r.URL.Query().Get("to")); err == nil {
+				s.cfg.Logger.Info("auth_logout", "request_id", rid, "app", app, "end_session", true)
+				redirect(w, to)
+				return
+			}
+		}
+	}
+	s.cfg.Logger.Info("auth_logout", "request_id", rid, "app", app, "end_session", false)
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	signedOutPage.Execute(w, "")
+}
+
+// endSessionURL builds the provider's end-session URL; the post-logout
+// redirect is to if it is registered exactly, else the first registered
+// URL, else none.
+func (s *Service) endSessionURL(endpoint, to string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set("client_id", s.cfg.ClientID)
+	if len(s.cfg.PostLogoutURLs) > 0 {
+		post := s.cfg.PostLogoutURLs[0]
+		if slices.Contains(s.cfg.PostLogoutURLs, to) {
+			post = to
+		}
+		q.Set("post_logout_redirect_uri", post)
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
