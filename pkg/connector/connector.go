@@ -293,7 +293,10 @@ func (c *Connector) attach(ctx context.Context, cl *enroll.Client, meshURL strin
 	if err != nil {
 		return nil, fmt.Errorf("attach: mesh endpoint: %w", err)
 	}
-	if prev != nil && prev.pub != resp.PublicKey {
+	if prev != nil {
+		// Re-attaching means the mesh node lost us (restart, or our
+		// packets stopped getting through): drop the old WireGuard session
+		// so the next packet starts a fresh handshake at once.
 		c.node.RemovePeer(prev.pub)
 	}
 	if err := c.node.AddPeer(wgnet.Peer{PublicKey: resp.PublicKey, Endpoint: ep, Keepalive: c.cfg.Keepalive}); err != nil {
