@@ -28,6 +28,7 @@ import (
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Auth enables pre-authenticated apps; nil means such apps are refused
+	// with 503 and only passthrough apps are served.
+	Auth *AuthConfig
 }
 
 // Handler is the edge proxy. It is safe for concurrent use.
@@ -54,6 +58,7 @@ type Handler struct {
 	logger  *slog.Logger
 	proxy   *httputil.ReverseProxy
 	metrics *metrics
+	auth    *auth
 }
 
 // New returns a Handler.
@@ -64,7 +69,7 @@ func New(cfg Config) *Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, logger: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	h := &Handler{cfg: cfg, logger: cfg.Logger, metrics: newMetrics(cfg.Registerer), auth: newAuth(cfg.Auth, cfg.Now)}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
@@ -88,6 +93,10 @@ type reqState struct {
 	connector string // id of the connector that answered
 	attempts  int
 	errReason string
+	user      string             // subject of the signed-in user, for the log
+	claims    *session.AppClaims // verified identity of a pre-authenticated request
+	token     string             // the app cookie that carried claims
+	auth      *auth
 }
 
 type stateKey struct{}
@@ -115,6 +124,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.app = app
+	if strings.HasPrefix(r.URL.Path, "/.postern/") {
+		h.servePostern(rw, r, app, st)
+		h.logAccess(r, rw, st, start)
+		return
+	}
+	if app.PreAuth != catalog.PreAuthPassthrough {
+		if st.claims = h.authenticate(rw, r, app, st); st.claims == nil {
+			h.logAccess(r, rw, st, start)
+			return
+		}
+		c, _ := r.Cookie(AppCookie)
+		st.token, st.auth = c.Value, h.auth
+	}
 	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	h.logAccess(r, rw, st, start)
 }
@@ -133,7 +155,7 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 		slog.String("request_id", st.rid), slog.String("app", appID), slog.String("method", r.Method),
 		slog.String("host", r.Host), slog.String("path", r.URL.Path), slog.Int("status", status),
 		slog.Int64("bytes", rw.Bytes()), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-		slog.String("connector", st.connector), slog.Int("attempts", st.attempts), slog.String("client_ip", st.clientIP),
+		slog.String("connector", st.connector), slog.String("user", st.user), slog.Int("attempts", st.attempts), slog.String("client_ip", st.clientIP),
 	}
 	if st.errReason != "" {
 		attrs = append(attrs, slog.String("error", st.errReason))
@@ -152,6 +174,11 @@ func rewrite(pr *httputil.ProxyRequest) {
 	tunnelhttp.StripInternal(h)
 	for _, k := range untrustedHeaders {
 		delete(h, k)
+	}
+	stripIdentityHeaders(h, st.app)
+	stripPosternCookies(h)
+	if st.claims != nil {
+		addIdentityHeaders(h, st)
 	}
 	out.URL.Scheme = "http"
 	out.URL.Host = "connector" // replaced per attempt by the transport

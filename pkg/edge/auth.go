@@ -1,0 +1,296 @@
+package edge
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/errpage"
+	"github.com/postern/postern/pkg/policy"
+	"github.com/postern/postern/pkg/session"
+)
+
+// Cookie names Postern sets on app hosts. Neither ever reaches a backend.
+const (
+	// AppCookie holds the app token: the verified identity for this host.
+	AppCookie = "__Host-postern"
+	// BindCookie holds the nonce that binds a sign-in handoff to the
+	// browser that started it.
+	BindCookie = "__Host-postern-bind"
+)
+
+// Reserved paths on every app host.
+const (
+	CallbackPath = "/.postern/callback"
+	LogoutPath   = "/.postern/logout"
+	JWKSPath     = "/.postern/jwks.json"
+)
+
+// AuthConfig enables pre-authenticated apps at the edge.
+type AuthConfig struct {
+	// AuthURL is the auth functions' base URL, e.g. https://auth.example.com.
+	// Required.
+	AuthURL string
+	// Verifier checks app tokens against the auth functions' JWKS. Required.
+	Verifier *session.Verifier
+	// Cache sits in front of Verifier for app cookies. Required.
+	Cache *session.Cache
+	// Assertions signs the identity assertion sent to backends; nil means
+	// no assertion header.
+	Assertions *session.Keyset
+	// AssertionTTL is the lifetime of an identity assertion; zero means 5m.
+	AssertionTTL time.Duration
+	// HandoffMaxAge bounds the age of an app token presented at the
+	// callback; zero means 2m.
+	HandoffMaxAge time.Duration
+	// BindTTL is the lifetime of the bind cookie; zero means 5m.
+	BindTTL time.Duration
+}
+
+type auth struct {
+	cfg AuthConfig
+	now func() time.Time
+
+	mu         sync.Mutex // guards the following
+	assertions map[string]assertion
+}
+
+type assertion struct {
+	jwt     string
+	expires time.Time
+}
+
+func newAuth(cfg *AuthConfig, now func() time.Time) *auth {
+	if cfg == nil {
+		return nil
+	}
+	c := *cfg
+	if c.AssertionTTL == 0 {
+		c.AssertionTTL = 5 * time.Minute
+	}
+	if c.HandoffMaxAge == 0 {
+		c.HandoffMaxAge = 2 * time.Minute
+	}
+	if c.BindTTL == 0 {
+		c.BindTTL = 5 * time.Minute
+	}
+	c.AuthURL = strings.TrimSuffix(c.AuthURL, "/")
+	return &auth{cfg: c, now: now, assertions: make(map[string]assertion)}
+}
+
+// servePostern answers the reserved /.postern/ paths on an app host.
+func (h *Handler) servePostern(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
+	switch {
+	case r.URL.Path == JWKSPath && h.auth != nil && h.auth.cfg.Assertions != nil:
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Write(h.auth.cfg.Assertions.JWKS())
+	case r.URL.Path == CallbackPath && h.auth != nil && app.PreAuth != catalog.PreAuthPassthrough:
+		h.callback(w, r, app, st)
+	case r.URL.Path == LogoutPath && h.auth != nil && app.PreAuth != catalog.PreAuthPassthrough:
+		http.SetCookie(w, &http.Cookie{Name: AppCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, h.auth.cfg.AuthURL+"/logout?app="+url.QueryEscape(app.ID), http.StatusFound)
+	default:
+		errpage.Write(w, r, errpage.Page{Status: http.StatusNotFound, Title: "Not found",
+			Reason: "This Postern path does not exist.", RequestID: st.rid})
+	}
+}
+
+// authenticate returns the identity of a request to a pre-authenticated
+// app, or answers the request itself (redirect to sign-in, 401, 403) and
+// returns nil.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) *session.AppClaims {
+	if h.auth == nil {
+		st.errReason = "pre-authentication not configured on this node"
+		errpage.Write(w, r, errpage.Page{Status: http.StatusServiceUnavailable, Title: "Sign-in unavailable",
+			Reason: "Sign-in is not configured on this mesh node.", RequestID: st.rid})
+		return nil
+	}
+	var claims *session.AppClaims
+	if c, err := r.Cookie(AppCookie); err == nil && c.Value != "" {
+		claims, err = h.auth.cfg.Cache.App(r.Context(), c.Value, app.Host)
+		if err != nil {
+			st.errReason = "app cookie refused: " + err.Error()
+			claims = nil
+		} else if claims.AppID != app.ID {
+			st.errReason = "app cookie is for another app"
+			claims = nil
+		}
+	}
+	if claims == nil {
+		h.signIn(w, r, app, st)
+		return nil
+	}
+	st.user = claims.Subject
+	if app.Policy == nil {
+		return claims
+	}
+	d := app.Policy.Decide(&claims.Identity, policy.Request{RawPath: r.RequestURI, Path: r.URL.EscapedPath(),
+		ClientIP: clientAddr(st.clientIP), Now: h.cfg.Now()})
+	if d.Allow {
+		return claims
+	}
+	st.errReason = "policy: " + d.Reason
+	if len(d.MissingACRs) > 0 && wantsBrowser(r) {
+		h.signIn(w, r, app, st) // step up: sign in again meeting the contexts
+		return nil
+	}
+	user := claims.Username
+	if user == "" {
+		user = claims.Subject
+	}
+	errpage.Write(w, r, errpage.Page{Status: http.StatusForbidden, Title: "Access denied",
+		Reason: fmt.Sprintf("%s may not use %s: %s.", user, app.ID, strings.TrimSuffix(d.Reason, ".")), RequestID: st.rid})
+	return nil
+}
+
+func clientAddr(ip string) netip.Addr {
+	a, _ := netip.ParseAddr(ip)
+	return a.Unmap()
+}
+
+// wantsBrowser reports whether r is a top-level browser navigation, which
+// may be redirected to sign in; anything else gets a 401.
+func wantsBrowser(r *http.Request) bool {
+	if !strings.Contains(r.Header.Get("Accept"), "text/html") || r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	mode := r.Header.Get("Sec-Fetch-Mode")
+	return mode == "" || mode == "navigate"
+}
+
+// signIn starts the handoff: a bind cookie for this browser and a redirect
+// to the auth functions, or a 401 for non-browser clients.
+func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !wantsBrowser(r) {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Postern realm=%q", app.ID))
+		errpage.Write(w, r, errpage.Page{Status: http.StatusUnauthorized, Title: "Sign-in required",
+			Reason: "This application requires signing in with a browser.", RequestID: st.rid})
+		return
+	}
+	nonce := ""
+	if c, err := r.Cookie(BindCookie); err == nil && validNonce(c.Value) {
+		nonce = c.Value // another tab is signing in already: share its binding
+	} else {
+		var b [32]byte
+		rand.Read(b[:])
+		nonce = base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	http.SetCookie(w, &http.Cookie{Name: BindCookie, Value: nonce, Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	rd, err := session.ValidReturnPath(r.URL.RequestURI())
+	if err != nil {
+		rd = "/"
+	}
+	q := url.Values{"app": {app.ID}, "rd": {rd}, "b": {bindHash(nonce)}}
+	http.Redirect(w, r, h.auth.cfg.AuthURL+"/authorize?"+q.Encode(), http.StatusFound)
+}
+
+func validNonce(s string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil && len(b) == 32
+}
+
+func bindHash(nonce string) string {
+	sum := sha256.Sum256([]byte(nonce))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+var (
+	errNoBind      = errors.New("this sign-in was started in another browser (no binding cookie)")
+	errBindingDiff = errors.New("this sign-in link belongs to another browser")
+	errStaleToken  = errors.New("the sign-in link is too old; open the application again")
+	errWrongApp    = errors.New("the sign-in link is for another application")
+)
+
+// callback completes the handoff: it accepts the app token only from the
+// browser that holds the matching bind cookie, then sets the app cookie.
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	claims, err := h.checkHandoff(r, app)
+	if err != nil {
+		st.errReason = "handoff refused: " + err.Error()
+		reason := "The sign-in could not be completed."
+		var pub publicError
+		if errors.As(err, &pub) {
+			reason = pub.Error()
+		}
+		errpage.Write(w, r, errpage.Page{Status: http.StatusBadRequest, Title: "Sign-in refused",
+			Reason: reason + " Open the application again to sign in.", RequestID: st.rid})
+		return
+	}
+	st.user = claims.Subject
+	http.SetCookie(w, &http.Cookie{Name: AppCookie, Value: r.URL.Query().Get("token"), Path: "/",
+		Expires: time.Unix(claims.Expiry, 0), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: BindCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	rd, err := session.ValidReturnPath(claims.ReturnPath)
+	if err != nil {
+		rd = "/"
+	}
+	http.Redirect(w, r, rd, http.StatusFound)
+}
+
+// publicError marks an error whose text may be shown to the user.
+type publicError struct{ error }
+
+func (h *Handler) checkHandoff(r *http.Request, app *catalog.App) (*session.AppClaims, error) {
+	tok := r.URL.Query().Get("token")
+	if tok == "" || len(r.URL.Query()["token"]) != 1 {
+		return nil, publicError{errors.New("the sign-in link carries no token")}
+	}
+	claims, err := h.auth.cfg.Verifier.VerifyApp(r.Context(), tok, app.Host)
+	if err != nil {
+		return nil, err
+	}
+	now := h.cfg.Now()
+	switch {
+	case claims.AppID != app.ID:
+		return nil, publicError{errWrongApp}
+	case now.Sub(time.Unix(claims.IssuedAt, 0)) > h.auth.cfg.HandoffMaxAge:
+		return nil, publicError{errStaleToken}
+	}
+	c, err := r.Cookie(BindCookie)
+	if err != nil || !validNonce(c.Value) {
+		return nil, publicError{errNoBind}
+	}
+	if subtle.ConstantTimeCompare([]byte(bindHash(c.Value)), []byte(claims.Binding)) != 1 {
+		return nil, publicError{errBindingDiff}
+	}
+	return claims, nil
+}
+
+// assertionFor returns a signed identity assertion for the app token tok,
+// reusing one while it has more than half its lifetime left.
+func (a *auth) assertionFor(tok string, claims *session.AppClaims) (string, error) {
+	now := a.now()
+	a.mu.Lock()
+	as, ok := a.assertions[tok]
+	a.mu.Unlock()
+	if ok && as.expires.Sub(now) > a.cfg.AssertionTTL/2 {
+		return as.jwt, nil
+	}
+	jwt, err := a.cfg.Assertions.SignAssertion(claims.Identity, claims.Audience, a.cfg.AssertionTTL)
+	if err != nil {
+		return "", err
+	}
+	a.mu.Lock()
+	if len(a.assertions) > 10000 {
+		clear(a.assertions)
+	}
+	a.assertions[tok] = assertion{jwt: jwt, expires: now.Add(a.cfg.AssertionTTL)}
+	a.mu.Unlock()
+	return jwt, nil
+}
