@@ -51,6 +51,10 @@ type Options struct {
 	AllowList []string
 	// Pool tunes the mesh nodes' connector probing.
 	Pool pool.Config
+	// Auth turns on sign-in: the development identity provider and the
+	// auth functions start too, and the sample app is pre-authenticated
+	// (Entra mode) with a policy.
+	Auth bool
 	// CredentialTTL is the lifetime of connector credentials; zero means
 	// the mesh default.
 	CredentialTTL time.Duration
@@ -79,6 +83,7 @@ type Harness struct {
 	conns    []*Connector
 	closeErr error
 	closed   bool
+	auth     *authSystem
 }
 
 // Mesh is one running mesh node.
@@ -147,6 +152,11 @@ func (h *Harness) start(ctx context.Context) error {
 	if err := h.startApp(); err != nil {
 		return err
 	}
+	if h.opts.Auth {
+		if err := h.startAuthListener(); err != nil {
+			return err
+		}
+	}
 	h.CatalogPath = filepath.Join(h.Dir, "catalog.yaml")
 	if err := os.WriteFile(h.CatalogPath, []byte(h.catalogYAML()), 0o644); err != nil {
 		return err
@@ -163,6 +173,12 @@ func (h *Harness) start(ctx context.Context) error {
 		h.mu.Lock()
 		h.meshes = append(h.meshes, m)
 		h.mu.Unlock()
+	}
+	if h.opts.Auth {
+		_, port, _ := net.SplitHostPort(h.meshes[0].Addr)
+		if err := h.startAuthService(port); err != nil {
+			return err
+		}
 	}
 	for i := 0; i < h.opts.Connectors; i++ {
 		if _, err := h.AddConnector(ctx, "hq"); err != nil {
@@ -191,8 +207,12 @@ func (h *Harness) startApp() error {
 func (h *Harness) catalogYAML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\napps:\n")
-	fmt.Fprintf(&b, "  - id: smartmoney\n    host: %s\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n    backend_timeout: 5s\n",
-		h.AppHost, h.App)
+	if h.opts.Auth {
+		b.WriteString(h.authCatalogApp())
+	} else {
+		fmt.Fprintf(&b, "  - id: smartmoney\n    host: %s\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n    backend_timeout: 5s\n",
+			h.AppHost, h.App)
+	}
 	b.WriteString(h.opts.ExtraCatalog)
 	return b.String()
 }
@@ -212,7 +232,7 @@ func (h *Harness) startMesh(dir, addr string, wgPort uint16) (*Mesh, error) {
 		ID: id, Region: "local", Listener: l, TLS: devcert.ServerTLS(h.cert),
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
-		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, Logger: h.logger.With("component", "meshd"),
+		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), Logger: h.logger.With("component", "meshd"),
 	})
 	if err != nil {
 		l.Close()
@@ -414,6 +434,9 @@ func (h *Harness) Close() error {
 		m.cancel()
 		<-m.done
 		m.Node.Close()
+	}
+	if h.auth != nil {
+		h.auth.close()
 	}
 	if h.appSrv != nil {
 		h.appSrv.Close()

@@ -78,6 +78,12 @@ type Config struct {
 	// CredentialTTL is the lifetime of issued credentials; zero means the
 	// enrolment server's default.
 	CredentialTTL time.Duration
+	// AuthURL is the auth functions' base URL (https://auth.example.com).
+	// It enables pre-authenticated apps; empty means such apps answer 503.
+	AuthURL string
+	// AuthHTTPClient fetches the auth functions' JWKS; nil means a client
+	// with system roots.
+	AuthHTTPClient *http.Client
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// Registry receives the metrics; nil means a new registry.
@@ -145,7 +151,12 @@ func New(cfg Config) (*Node, error) {
 	pc := cfg.Pool
 	pc.Dial, pc.Pinger, pc.Logger = wgn.DialContext, wgn, logger
 	n.pool = pool.New(pc)
-	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Logger: logger, Registerer: cfg.Registry})
+	authCfg, err := newAuthConfig(cfg, logger)
+	if err != nil {
+		wgn.Close()
+		return nil, err
+	}
+	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Logger: logger, Registerer: cfg.Registry, Auth: authCfg})
 	n.enroll, err = enroll.NewServer(enroll.Config{Authority: cfg.Authority, Used: used, Attacher: n,
 		CredentialTTL: cfg.CredentialTTL, Logger: logger})
 	if err != nil {

@@ -1,0 +1,115 @@
+package harness
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds Debian's Chromium; CI installs it, so a missing browser is
+// a failure, not a skip.
+func chromium(tb testing.TB) string {
+	tb.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	tb.Fatal("no Chromium found: install Debian's chromium package (.ci/run does)")
+	return ""
+}
+
+// TestBrowserSignIn drives a real headless Chromium: app URL → sign-in at
+// the development provider → the app shows the identity headers it got →
+// a path rule denies → logout → the sign-in page again.
+func TestBrowserSignIn(t *testing.T) {
+	h := start(t, Options{Auth: true})
+	spki := sha256.Sum256(h.cert.Leaf.RawSubjectPublicKeyInfo)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium(t)),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		// Trust exactly the harness's certificate, nothing else.
+		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
+	defer cancelA()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelT()
+
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+			t.Fatalf("%s: %v\npage: %s", name, err, body)
+		}
+	}
+	text := func() string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+		if err != nil {
+			t.Fatalf("read page: %v", err)
+		}
+		return s
+	}
+	location := func() string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil {
+			t.Fatalf("read location: %v", err)
+		}
+		return s
+	}
+	alice := chromedp.CSS(`button[data-user="alice"]`)
+	step("open the app", chromedp.Navigate(h.AppURL(0, "/")), chromedp.WaitVisible(alice))
+	step("sign in as alice", chromedp.Click(alice), chromedp.WaitVisible(chromedp.CSS("body")))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body.innerText.includes("X-Postern-User")`,
+		chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Fatalf("app page never showed the identity headers: %v\n%s", err, text())
+	}
+	page, loc := text(), location()
+	if !strings.HasPrefix(loc, h.AppURL(0, "/")) || !strings.Contains(page, "SmartMoney") || !strings.Contains(page, "Alice") {
+		t.Fatalf("after sign-in at %s the app page lacks the identity headers:\n%s", loc, page)
+	}
+	screenshot(t, ctx, "signed-in")
+	step("a path rule denies", chromedp.Navigate(h.AppURL(0, "/admin")), chromedp.WaitVisible(chromedp.CSS("body")))
+	if page = text(); !strings.Contains(page, "Access denied") || !strings.Contains(page, "SmartMoney.Admin") {
+		t.Fatalf("/admin: got\n%s", page)
+	}
+	screenshot(t, ctx, "denied")
+	step("log out", chromedp.Navigate(h.AppURL(0, "/.postern/logout")), chromedp.WaitVisible(chromedp.CSS("body")))
+	if loc = location(); !strings.HasPrefix(loc, h.AuthURL()) {
+		t.Fatalf("logout ended at %s, want the auth host", loc)
+	}
+	screenshot(t, ctx, "signed-out")
+	step("the app asks to sign in again", chromedp.Navigate(h.AppURL(0, "/")), chromedp.WaitVisible(alice))
+	if loc = location(); !strings.HasPrefix(loc, h.IdPURL()) {
+		t.Fatalf("after logout the app went to %s, want the sign-in page", loc)
+	}
+}
+
+// screenshot saves a PNG of the page when POSTERN_SCREENSHOTS names a
+// directory, for a person to look at.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	dir := os.Getenv("POSTERN_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+	}
+}
