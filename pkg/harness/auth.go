@@ -139,6 +139,17 @@ func (h *Harness) IdPURL() string {
 	return h.auth.IdPURL
 }
 
+// OpenAppHost is the external host of a passthrough copy of the sample app
+// that the catalogue holds when sign-in is on.
+const OpenAppHost = "open.localhost"
+
+// OpenAppURL returns the URL of path on the passthrough copy of the sample
+// app (Options.Auth only), through mesh node i.
+func (h *Harness) OpenAppURL(i int, path string) string {
+	_, port, _ := net.SplitHostPort(h.Meshes()[i].Addr)
+	return "https://" + OpenAppHost + ":" + port + path
+}
+
 // authCatalogApp is the catalogue entry of the sample app when sign-in is
 // on: Entra pre-authentication, the support group or the app's roles may
 // use it, and only admins may use /admin.
@@ -156,7 +167,13 @@ func (h *Harness) authCatalogApp() string {
       paths:
         - prefix: /admin
           allow: { roles: ["SmartMoney.Admin"] }
-`, h.AppHost, h.App, devidp.DemoSupportGroupID)
+  - id: open
+    host: %s
+    internal_url: %s
+    connector_group: hq
+    preauth: passthrough
+    backend_timeout: 5s
+`, h.AppHost, h.App, devidp.DemoSupportGroupID, OpenAppHost, h.App)
 }
 
 func (h *Harness) authClient() *http.Client {

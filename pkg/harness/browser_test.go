@@ -77,9 +77,20 @@ func TestBrowserSignIn(t *testing.T) {
 	alice := chromedp.CSS(`button[data-user="alice"]`)
 	step("open the app", chromedp.Navigate(h.AppURL(0, "/")), chromedp.WaitVisible(alice))
 	step("sign in as alice", chromedp.Click(alice), chromedp.WaitVisible(chromedp.CSS("body")))
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body.innerText.includes("X-Postern-User")`,
-		chromedp.WithPollingTimeout(20*time.Second))); err != nil {
-		t.Fatalf("app page never showed the identity headers: %v\n%s", err, text())
+	// The click sets off a chain of redirects; a poll that runs into one of
+	// them is cut off ("navigated", "cannot find context"), so poll again
+	// until the app page settles.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body.innerText.includes("X-Postern-User")`,
+			chromedp.WithPollingTimeout(5*time.Second)))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app page never showed the identity headers: %v\n%s", err, text())
+		}
+		time.Sleep(50 * time.Millisecond) // let the navigation finish before polling again
 	}
 	page, loc := text(), location()
 	if !strings.HasPrefix(loc, h.AppURL(0, "/")) || !strings.Contains(page, "SmartMoney") || !strings.Contains(page, "Alice") {

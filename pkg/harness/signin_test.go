@@ -2,77 +2,23 @@ package harness
 
 import (
 	"encoding/json"
-	"html"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/postern/postern/pkg/devidp"
 )
 
-// browserish is an HTTP client with a cookie jar that follows no redirects
-// by itself, so tests can watch (and tamper with) every hop.
-func browserish(tb testing.TB, h *Harness) *http.Client {
-	tb.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := localClient(h.CA)
-	c.Jar = jar
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return c
-}
+func browserish(tb testing.TB, h *Harness) *http.Client { return h.Browser() }
 
-var (
-	formAction = regexp.MustCompile(`<form method="post" action="([^"]+)">`)
-	formID     = regexp.MustCompile(`<input type="hidden" name="id" value="([^"]+)">`)
-)
-
-// navigate follows redirects like a browser (Accept: text/html), and signs
-// in at the development provider's login page as user. It returns the
-// final response and body; stopAt, when non-empty, stops at the first
-// redirect whose target contains it and returns that response instead.
 func navigate(tb testing.TB, c *http.Client, u, user, stopAt string) (*http.Response, string) {
 	tb.Helper()
-	method, form := "GET", url.Values(nil)
-	for hop := 0; hop < 20; hop++ {
-		var body io.Reader
-		if form != nil {
-			body = strings.NewReader(form.Encode())
-		}
-		req, _ := http.NewRequestWithContext(tb.Context(), method, u, body)
-		req.Header.Set("Accept", "text/html")
-		if form != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			tb.Fatalf("%s %s: %v", method, u, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		method, form = "GET", nil
-		if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 && loc != "" {
-			next, _ := resp.Request.URL.Parse(loc)
-			if stopAt != "" && strings.Contains(next.String(), stopAt) {
-				return resp, string(b)
-			}
-			u = next.String()
-			continue
-		}
-		if m := formAction.FindSubmatch(b); m != nil && user != "" {
-			id := formID.FindSubmatch(b)
-			next, _ := resp.Request.URL.Parse(html.UnescapeString(string(m[1])))
-			u, method = next.String(), "POST"
-			form = url.Values{"id": {html.UnescapeString(string(id[1]))}, "user": {user}}
-			continue
-		}
-		return resp, string(b)
+	resp, body, err := Navigate(tb.Context(), c, u, user, stopAt)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tb.Fatal("too many redirects")
-	return nil, ""
+	return resp, body
 }
 
 func TestSignInHandoffAndPolicy(t *testing.T) {
@@ -149,6 +95,24 @@ func TestHandoffRefusals(t *testing.T) {
 	r, body = navigate(t, alice, callback, "", "")
 	if r.StatusCode != 200 {
 		t.Fatalf("own handoff: got %d %s", r.StatusCode, body)
+	}
+	// The cookie the mesh set works for API clients too, and SignIn gets one.
+	ck, err := h.SignIn(t.Context(), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", h.AppURL(0, "/admin"), nil)
+	req.AddCookie(ck)
+	r3, err := localClient(h.CA).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3.Body.Close()
+	if r3.StatusCode == 401 || r3.StatusCode == 403 {
+		t.Fatalf("bob's cookie on /admin: got %d", r3.StatusCode)
+	}
+	if r, _ := navigate(t, browserish(t, h), h.OpenAppURL(0, "/hello"), "", ""); r.StatusCode != 200 {
+		t.Fatalf("passthrough app next to a pre-auth one: got %d", r.StatusCode)
 	}
 	// A forged app cookie is not accepted.
 	forged := browserish(t, h)
