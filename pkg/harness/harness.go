@@ -139,7 +139,7 @@ func (h *Harness) start(ctx context.Context) error {
 	if h.CA, err = devcert.NewCA(); err != nil {
 		return err
 	}
-	if h.cert, err = h.CA.Issue("localhost", "*.localhost", h.AppHost, "127.0.0.1", "::1"); err != nil {
+	if h.cert, err = h.CA.Issue("localhost", "*.localhost", h.AppHost, OpenAppHost, "auth.localhost", "idp.localhost", "127.0.0.1", "::1"); err != nil {
 		return err
 	}
 	key, err := authority.LoadOrCreateKey(filepath.Join(h.Dir, "authority.key"))
