@@ -3,6 +3,7 @@
 //
 //	connectord enroll --mesh https://mesh.example.com --token TOKEN
 //	connectord run
+//	connectord service install|uninstall|run [run flags]   (Windows service)
 package main
 
 import (
@@ -37,6 +38,7 @@ const usage = `usage: connectord <command> [flags]
 commands:
   enroll   exchange a one-time enrolment token for this connector's credential
   run      attach to the mesh and serve its requests
+  service  install|uninstall|run as a Windows service (run flags follow)
 `
 
 func dispatch(ctx context.Context, args []string) error {
@@ -49,6 +51,8 @@ func dispatch(ctx context.Context, args []string) error {
 		return enrollCmd(ctx, args[1:])
 	case "run":
 		return runCmd(ctx, args[1:])
+	case "service":
+		return serviceCmd(ctx, args[1:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return nil

@@ -6,6 +6,7 @@
 //	meshd authority init --out FILE   create the mesh authority key
 //	meshd status                      print a running node's status
 //	meshd demo                        run the whole system locally
+//	meshd service install|uninstall|run [run flags]   Windows service
 package main
 
 import (
@@ -33,6 +34,7 @@ commands:
   authority init    create the mesh authority key (once per mesh)
   status            print a running node's status from its admin address
   demo              run the whole system on this machine (development only)
+  service           install|uninstall|run as a Windows service (run flags follow)
 `
 
 func dispatch(ctx context.Context, args []string) error {
@@ -49,6 +51,8 @@ func dispatch(ctx context.Context, args []string) error {
 		return authorityInitCmd(args[2:])
 	case args[0] == "status":
 		return statusCmd(ctx, args[1:])
+	case args[0] == "service":
+		return serviceCmd(ctx, args[1:])
 	case args[0] == "demo":
 		return demoCmd(ctx, args[1:])
 	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
