@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -31,11 +32,17 @@ func runCmd(ctx context.Context, args []string) error {
 	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
 	catalogPath := fs.String("catalog", "/etc/postern/catalog.yaml", "app catalogue file")
 	admin := fs.String("admin-listen", "127.0.0.1:9100", "loopback admin address for /healthz, /metrics and /status (empty: off)")
+	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
+	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	logger, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	authClient, err := httpClientWithCA(*authCA)
 	if err != nil {
 		return err
 	}
@@ -56,7 +63,7 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	cfg := meshnode.Config{ID: *id, Region: *region, Listen: *listen, PlainHTTP: *plain, WGListen: wgAddr,
 		WGAdvertise: *wgAdvertise, StateDir: *stateDir, Authority: auth, CatalogPath: *catalogPath,
-		AdminListen: *admin, Logger: logger}
+		AdminListen: *admin, AuthURL: *authURL, AuthHTTPClient: authClient, Logger: logger}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}
@@ -161,4 +168,26 @@ func newLogger(level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level %q: %w", level, err)
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// httpClientWithCA returns a client that trusts the system roots plus the
+// certificates in caFile (none if empty).
+func httpClientWithCA(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return &http.Client{Timeout: 10 * time.Second}, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate found", caFile)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t, Timeout: 10 * time.Second}, nil
 }
