@@ -41,7 +41,8 @@ const (
 	memberlist = "github.com/hashicorp/memberlist"
 	goOIDC     = "github.com/coreos/go-oidc"
 	zitadel    = "github.com/zitadel/oidc"
-	session    = "github.com/postern/postern/pkg/session"
+	module     = "github.com/postern/postern"
+	session    = module + "/pkg/session"
 	gossip     = "github.com/postern/postern/pkg/gossip"
 )
 
@@ -54,8 +55,8 @@ func depRules() []depRule {
 			Pattern: "./functions/...",
 			Dir:     "functions",
 			GOOS:    []string{"linux"},
-			Deny:    []string{wireguard, gvisor, memberlist},
-			Why:     "the auth functions hold the session signing key and the OIDC client secret; they must not link the data plane or the gossip",
+			Deny:    []string{wireguard, gvisor, memberlist, module + "/pkg/authority", module + "/pkg/enroll", module + "/pkg/devidp"},
+			Why:     "the auth functions hold the session signing key and the OIDC client secret; they must not link the data plane, the gossip, the mesh authority or the development provider",
 		},
 		{
 			Name:    "connectord",
