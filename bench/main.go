@@ -1,29 +1,47 @@
 // Command bench is Postern's latency and throughput benchmark tool.
 //
-//	bench run --scenarios LIST --out DIR [--duration D] [--warmup W]
+//	bench run --scenarios LIST --out DIR [--duration D | --requests N] [--warmup W]
+//	          [--rate R] [--repeat N] [--concurrency LIST] [--bulk-bytes B]
+//	bench run --remote URL [--cookie NAME=VALUE] --out DIR [same load flags]
+//	bench compare [--threshold F] OLD.json NEW.json
 //
-// It starts the whole system in process, runs the named scenarios (see
-// pkg/benchrun) and writes DIR/results.json, DIR/results.md and
-// DIR/machine.json.
+// run starts the whole system in process (or, with --remote, measures an
+// already-deployed app), runs the named scenarios (see pkg/benchrun) and
+// writes DIR/results.json, DIR/results.md, DIR/machine.json and
+// DIR/charts/*.svg. compare prints the change of every figure between two
+// results.json files and exits with status 1 when one regressed.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/term"
 
 	"github.com/postern/postern/pkg/benchrun"
 )
 
+// errRegressed makes main exit with status 1 without another message.
+var errRegressed = errors.New("regressed")
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Libraries inside the in-process system (the development identity
+	// provider's) log through the default logger: keep only warnings.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err := dispatch(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
+		if !errors.Is(err, errRegressed) {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -31,7 +49,8 @@ func main() {
 const usage = `usage: bench <command> [flags]
 
 commands:
-  run    run benchmark scenarios in process and write the results (bench run -h)
+  run      run benchmark scenarios (in process, or --remote URL) and write the results (bench run -h)
+  compare  compare two results.json files; exit status 1 on a regression (bench compare -h)
 `
 
 func dispatch(ctx context.Context, args []string) error {
@@ -42,6 +61,8 @@ func dispatch(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "run":
 		return runCmd(ctx, args[1:])
+	case "compare":
+		return compareCmd(args[1:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return nil
@@ -51,17 +72,19 @@ func dispatch(ctx context.Context, args []string) error {
 }
 
 func runCmd(ctx context.Context, args []string) error {
-	def := benchrun.DefaultConfig()
-	var names []string
-	for _, s := range benchrun.Builtin() {
-		names = append(names, s.Name)
-	}
+	cfg := benchrun.DefaultConfig()
 	fs := flag.NewFlagSet("bench run", flag.ContinueOnError)
-	scenarios := fs.String("scenarios", "", "comma-separated scenarios: "+strings.Join(names, ", "))
-	out := fs.String("out", "", "directory for results.json, results.md and machine.json")
-	fs.DurationVar(&def.Duration, "duration", def.Duration, "recorded time per row")
-	fs.DurationVar(&def.Warmup, "warmup", def.Warmup, "unrecorded warm-up per row")
-	fs.Int64Var(&def.BulkBytes, "bulk-bytes", benchrun.DefaultBulkBytes, "size of one bulk download")
+	scenarios := fs.String("scenarios", "", "comma-separated scenarios: "+strings.Join(benchrun.StandardSuite(), ", "))
+	out := fs.String("out", "", "directory for results.json, results.md, machine.json and charts/")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "recorded time per row")
+	fs.Int64Var(&cfg.Requests, "requests", 0, "recorded requests per row instead of --duration (0: use --duration)")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unrecorded warm-up per row")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop at this many requests/s per row (0: closed loop)")
+	fs.IntVar(&cfg.Repeats, "repeat", 1, "run every row this many times and report the spread")
+	fs.Int64Var(&cfg.BulkBytes, "bulk-bytes", benchrun.DefaultBulkBytes, "size of one bulk download")
+	conc := fs.String("concurrency", "", "comma-separated concurrency levels replacing the scenarios' own (not bulk or failover)")
+	remote := fs.String("remote", "", "measure this deployed app URL instead of the in-process system")
+	cookie := fs.String("cookie", "", "with --remote: a NAME=VALUE cookie sent with every request")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,17 +94,90 @@ func runCmd(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("run: unexpected arguments %q", fs.Args())
 	}
-	cfg := def
-	cfg.Scenarios = splitList(*scenarios)
+	levels, err := parseInts(*conc)
+	if err != nil {
+		return fmt.Errorf("run: --concurrency: %w", err)
+	}
+	cfg.Concurrency = levels
+	if cfg.Requests > 0 && !flagSet(fs, "duration") {
+		cfg.Duration = 0 // bounded by the count alone
+	}
 	cfg.Progress = os.Stdout
-	rep, err := benchrun.Run(ctx, cfg)
+	if term.IsTerminal(int(os.Stdout.Fd())) {
+		cfg.Live = os.Stdout
+	}
+	var rep benchrun.Report
+	switch {
+	case *remote != "":
+		if *scenarios != "" {
+			return fmt.Errorf("run: --remote measures one URL; drop --scenarios")
+		}
+		t := benchrun.RemoteTarget{URL: *remote}
+		if *cookie != "" {
+			if t.Cookie, err = benchrun.ParseCookie(*cookie); err != nil {
+				return fmt.Errorf("run: --cookie: %w", err)
+			}
+		}
+		rep, err = benchrun.RunRemote(ctx, t, cfg)
+	case *cookie != "":
+		return fmt.Errorf("run: --cookie needs --remote")
+	default:
+		cfg.Scenarios = splitList(*scenarios)
+		rep, err = benchrun.Run(ctx, cfg)
+	}
 	if len(rep.Rows) > 0 {
 		if werr := rep.Write(*out); werr != nil {
 			return werr
 		}
-		fmt.Printf("wrote %s/results.json, results.md, machine.json\n", *out)
+		fmt.Printf("wrote %s/results.json, results.md, machine.json, charts/\n", *out)
 	}
 	return err
+}
+
+func compareCmd(args []string) error {
+	fs := flag.NewFlagSet("bench compare", flag.ContinueOnError)
+	threshold := fs.Float64("threshold", benchrun.DefaultThreshold, "relative change flagged when a figure has no recorded spread")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return fmt.Errorf("compare: want OLD.json NEW.json, got %d arguments", fs.NArg())
+	}
+	if *threshold <= 0 {
+		return fmt.Errorf("compare: --threshold %v is not positive", *threshold)
+	}
+	old, err := benchrun.ReadResults(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	cur, err := benchrun.ReadResults(fs.Arg(1))
+	if err != nil {
+		return err
+	}
+	c := benchrun.Compare(old, cur, *threshold)
+	c.Print(os.Stdout)
+	if c.Regressed() {
+		return errRegressed
+	}
+	return nil
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func splitList(s string) []string {

@@ -2,12 +2,16 @@ package benchrun
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -29,7 +33,7 @@ func TestRunLoadCountsErrors(t *testing.T) {
 			defer c.CloseIdleConnections()
 			// The count bound ends the run long before the duration does.
 			st, err := RunLoad(t.Context(), LoadConfig{Concurrency: conc, Duration: time.Minute, MaxRequests: 30},
-				GetOp(c, srv.URL, -1))
+				GetOp(c, srv.URL, -1, nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,6 +125,8 @@ func TestRunLoadBadConfig(t *testing.T) {
 		want string
 	}{
 		{"no duration", LoadConfig{}, "duration"},
+		{"negative rate", LoadConfig{Duration: time.Second, Rate: -1}, "rate"},
+		{"negative requests", LoadConfig{Requests: -1, Duration: time.Second}, "request count"},
 		{"negative warmup", LoadConfig{Duration: time.Second, Warmup: -1}, "warm-up"},
 		{"negative concurrency", LoadConfig{Duration: time.Second, Concurrency: -1}, "concurrency"},
 		{"negative max", LoadConfig{Duration: time.Second, MaxRequests: -1}, "max requests"},
@@ -132,5 +138,83 @@ func TestRunLoadBadConfig(t *testing.T) {
 				t.Fatalf("got %v, want an error about %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRunLoadOpenLoopNoCoordinatedOmission checks that in an open loop a
+// stalled request delays the ones scheduled behind it, and that their
+// latency counts from their scheduled send time.
+func TestRunLoadOpenLoopNoCoordinatedOmission(t *testing.T) {
+	var calls atomic.Int64
+	op := func(ctx context.Context, _ *atomic.Int64) error {
+		if calls.Add(1) == 1 {
+			time.Sleep(100 * time.Millisecond) // the stall; a worker's own time, not a wait for something
+		}
+		return nil
+	}
+	// One worker, 1,000 req/s: the 100 ms stall delays about 100 scheduled
+	// requests, which a closed loop would never have sent.
+	st, err := RunLoad(t.Context(), LoadConfig{Concurrency: 1, Rate: 1000, Duration: time.Minute, Requests: 200}, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Requests != 200 || st.Latency.TotalCount() != 200 {
+		t.Fatalf("requests: got %d (%d latencies), want 200", st.Requests, st.Latency.TotalCount())
+	}
+	// About 100 of the 200 queued behind the stall, waiting 100..0 ms.
+	if got := st.Latency.ValueAtQuantile(75); got < 25_000 {
+		t.Errorf("p75: got %dµs, want ≥ 25ms: requests queued behind the stall must count their wait", got)
+	}
+}
+
+func TestRunLoadRequestsBound(t *testing.T) {
+	var calls atomic.Int64
+	op := func(context.Context, *atomic.Int64) error {
+		if calls.Add(1)%4 == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		return nil
+	}
+	st, err := RunLoad(t.Context(), LoadConfig{Concurrency: 3, Requests: 40, Warmup: 10 * time.Millisecond}, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Requests != 40 {
+		t.Errorf("requests: got %d, want 40", st.Requests)
+	}
+	if st.Errors == 0 || st.ErrorsByKind["eof"] != st.Errors {
+		t.Errorf("errors by kind: got %v (errors %d), want all eof", st.ErrorsByKind, st.Errors)
+	}
+	if st.Elapsed <= 0 {
+		t.Errorf("elapsed: got %v, want > 0", st.Elapsed)
+	}
+}
+
+func TestErrorKind(t *testing.T) {
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("get: %w", statusError{503}), "status_503"},
+		{fmt.Errorf("get: %w", ErrShortBody), "short_body"},
+		{fmt.Errorf("get: %w", ErrProtocol), "protocol"},
+		{fmt.Errorf("ws: %w", ErrWebSocket), "websocket"},
+		{fmt.Errorf("get: %w", context.DeadlineExceeded), "timeout"},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "refused"},
+		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, "reset"},
+		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), "eof"},
+		{x509.UnknownAuthorityError{}, "tls"},
+		{context.Canceled, "canceled"},
+		{errors.New("mystery"), "other"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.want, func(t *testing.T) {
+			if got := ErrorKind(tc.err); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if !errors.Is(statusError{404}, ErrStatus) {
+		t.Errorf("got statusError not matching, want it to match %v", ErrStatus)
 	}
 }

@@ -2,25 +2,48 @@ package benchrun
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Result is one row of the results: one scenario at one concurrency.
+// Load models, the values of Result.Load.
+const (
+	// LoadClosed is a closed loop at fixed concurrency.
+	LoadClosed = "closed"
+	// LoadOpen is an open loop at a fixed rate.
+	LoadOpen = "open"
+)
+
+// Result is one row of the results: one scenario at one concurrency. The
+// JSON field names are the results.json schema documented in
+// bench/README.md.
 type Result struct {
 	// Scenario is the scenario's name.
 	Scenario string `json:"scenario"`
+	// Target is the URL measured; set on remote rows only.
+	Target string `json:"target,omitempty"`
 	// Concurrency is the number of workers (and connections).
 	Concurrency int `json:"concurrency"`
+	// Load is the load model, LoadClosed or LoadOpen.
+	Load string `json:"load"`
+	// TargetRPS is the open loop's scheduled rate; set on open-loop rows.
+	TargetRPS *float64 `json:"target_rps,omitempty"`
 	// Requests counts the requests measured (successful or not).
 	Requests int64 `json:"requests"`
 	// Errors counts the failed requests, in warm-up and measurement.
 	Errors int64 `json:"errors"`
+	// ErrorsByKind splits Errors by ErrorKind; omitted when Errors is 0.
+	ErrorsByKind map[string]int64 `json:"errors_by_kind,omitempty"`
 	// RPS is Requests per second of the measurement window.
 	RPS float64 `json:"rps"`
 	// P50 is the median latency of the successful requests, in ms.
@@ -42,15 +65,59 @@ type Result struct {
 	// MiBs over the baseline row's MiBs; set on rows with a baseline in the
 	// same run.
 	RatioToDirect *float64 `json:"ratio_to_direct,omitempty"`
+	// RatioToTunnel is RPS over the peer row's RPS at the same
+	// concurrency (tunnel-auth over tunnel); set where the peer ran.
+	RatioToTunnel *float64 `json:"ratio_to_tunnel,omitempty"`
+	// CPUPer1k is the process's CPU seconds (user and system, every
+	// in-process component and the load generator together) per 1,000
+	// measured requests; set when Requests > 0 and CPU time is readable.
+	CPUPer1k *float64 `json:"cpu_s_per_1k,omitempty"`
+	// PeakRSSMiB is the process's peak resident set size so far, in MiB;
+	// 0 where it cannot be read.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// Repeats is the number of runs merged into this row; set when above 1.
+	Repeats int `json:"repeats,omitempty"`
+	// P50Spread is the largest minus the smallest P50 across repeats, in
+	// ms; set when Repeats is set.
+	P50Spread *float64 `json:"p50_spread_ms,omitempty"`
+	// RPSSpread is the largest minus the smallest RPS across repeats; set
+	// when Repeats is set.
+	RPSSpread *float64 `json:"rps_spread,omitempty"`
+	// Failed counts the failover row's requests that failed at or after
+	// the kill; set on failover rows.
+	Failed *int64 `json:"failed,omitempty"`
+	// Stalled counts the failover row's requests that succeeded after the
+	// kill but took over ten times the pre-kill p99 (and at least 100 ms);
+	// set on failover rows.
+	Stalled *int64 `json:"stalled,omitempty"`
+	// RecoveryMS is the failover row's time from the kill to the end of
+	// the last failed or stalled request, in ms; 0 when there was none, -1
+	// when the load never came back; set on failover rows.
+	RecoveryMS *float64 `json:"recovery_ms,omitempty"`
 
-	// baseline is the scenario's Baseline, used by annotate.
+	// baseline, baseConc and peer are the scenario's comparison targets,
+	// used by annotate.
 	baseline string
+	baseConc int
+	peer     string
 	// firstErr is the first failure, shown by Summary.
 	firstErr error
+	// hist holds the latencies in µs, for the charts; nil for rows read
+	// back from JSON.
+	hist *hdrhistogram.Histogram
+	// cpu is the process CPU time over the measurement window.
+	cpu time.Duration
+	// bulk marks a bulk row.
+	bulk bool
 }
 
-func newResult(s Scenario, conc int, st Stats) Result {
-	r := Result{Scenario: s.Name, Concurrency: conc, Requests: st.Requests, Errors: st.Errors, baseline: s.Baseline}
+func newResult(s Scenario, conc int, rate float64, st Stats) Result {
+	r := Result{Scenario: s.Name, Concurrency: conc, Load: LoadClosed, Requests: st.Requests, Errors: st.Errors,
+		ErrorsByKind: st.ErrorsByKind, baseline: s.Baseline, baseConc: s.BaselineConcurrency, peer: s.Peer,
+		firstErr: st.FirstError, hist: st.Latency, cpu: st.CPU, bulk: s.Bulk}
+	if rate > 0 {
+		r.Load, r.TargetRPS = LoadOpen, ptr(rate)
+	}
 	if secs := st.Elapsed.Seconds(); secs > 0 {
 		r.RPS = round(float64(st.Requests)/secs, 1)
 		if s.Bulk {
@@ -59,24 +126,103 @@ func newResult(s Scenario, conc int, st Stats) Result {
 	} else if s.Bulk {
 		r.MiBs = ptr(0.0)
 	}
-	if h := st.Latency; h != nil && h.TotalCount() > 0 {
+	r.setQuantiles()
+	r.setResources()
+	return r
+}
+
+// setQuantiles sets P50..Max from hist.
+func (r *Result) setQuantiles() {
+	if h := r.hist; h != nil && h.TotalCount() > 0 {
 		ms := func(us int64) float64 { return round(float64(us)/1000, 3) }
 		r.P50, r.P90, r.P99 = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(90)), ms(h.ValueAtQuantile(99))
 		r.P999, r.Max = ms(h.ValueAtQuantile(99.9)), ms(h.Max())
 	}
+}
+
+// setResources sets CPUPer1k from cpu and PeakRSSMiB from the process now.
+func (r *Result) setResources() {
+	if r.Requests > 0 && r.cpu > 0 {
+		r.CPUPer1k = ptr(round(r.cpu.Seconds()/float64(r.Requests)*1000, 4))
+	}
+	r.PeakRSSMiB = round(float64(peakRSS())/(1<<20), 1)
+}
+
+// combine merges the repeats of one row into one: counts and latencies
+// pooled, RPS and MiB/s averaged, spreads from the repeats' P50 and RPS.
+func combine(reps []Result) Result {
+	if len(reps) == 1 {
+		return reps[0]
+	}
+	r := reps[0]
+	r.Requests, r.Errors, r.ErrorsByKind, r.cpu = 0, 0, nil, 0
+	r.hist = hdrhistogram.New(minLatency, maxLatency, sigFigs)
+	var rps, mibs float64
+	p50s, rpss := make([]float64, len(reps)), make([]float64, len(reps))
+	for i, x := range reps {
+		r.Requests += x.Requests
+		r.Errors += x.Errors
+		for k, n := range x.ErrorsByKind {
+			if r.ErrorsByKind == nil {
+				r.ErrorsByKind = make(map[string]int64)
+			}
+			r.ErrorsByKind[k] += n
+		}
+		if r.firstErr == nil {
+			r.firstErr = x.firstErr
+		}
+		if x.hist != nil {
+			r.hist.Merge(x.hist)
+		}
+		r.cpu += x.cpu
+		rps += x.RPS
+		if x.MiBs != nil {
+			mibs += *x.MiBs
+		}
+		p50s[i], rpss[i] = x.P50, x.RPS
+	}
+	if reps[0].Failed != nil {
+		var failed, stalled int64
+		worst := 0.0
+		for _, x := range reps {
+			failed += *x.Failed
+			stalled += *x.Stalled
+			if *x.RecoveryMS < 0 || worst < 0 {
+				worst = -1 // one repeat that never recovered makes the row so
+			} else {
+				worst = max(worst, *x.RecoveryMS)
+			}
+		}
+		r.Failed, r.Stalled, r.RecoveryMS = ptr(failed), ptr(stalled), ptr(worst)
+	}
+	n := float64(len(reps))
+	r.RPS = round(rps/n, 1)
+	if r.MiBs != nil {
+		r.MiBs = ptr(round(mibs/n, 2))
+	}
+	r.setQuantiles()
+	r.setResources()
+	r.Repeats = len(reps)
+	r.P50Spread = ptr(round(slices.Max(p50s)-slices.Min(p50s), 3))
+	r.RPSSpread = ptr(round(slices.Max(rpss)-slices.Min(rpss), 1))
 	return r
 }
 
-// annotate sets AddedP50 and RatioToDirect on every row whose baseline
-// scenario has a row of the same concurrency in rows.
+// annotate sets AddedP50, RatioToDirect and RatioToTunnel on every row
+// whose baseline or peer scenario has a row of the matching concurrency in
+// rows.
 func annotate(rows []Result) {
 	for i := range rows {
 		r := &rows[i]
-		if r.baseline == "" {
-			continue
-		}
 		for _, b := range rows {
-			if b.Scenario != r.baseline || b.Concurrency != r.Concurrency {
+			if r.peer != "" && b.Scenario == r.peer && b.Concurrency == r.Concurrency && b.RPS > 0 {
+				r.RatioToTunnel = ptr(round(r.RPS/b.RPS, 3))
+			}
+			conc := r.Concurrency
+			if r.baseConc != 0 {
+				conc = r.baseConc
+			}
+			if r.baseline == "" || b.Scenario != r.baseline || b.Concurrency != conc {
 				continue
 			}
 			r.AddedP50 = ptr(round(r.P50-b.P50, 3))
@@ -93,7 +239,7 @@ func annotate(rows []Result) {
 // Summary returns a one-line human summary of r.
 func (r Result) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-12s c=%-3d requests=%-8d errors=%-4d rps=%-9.1f p50=%.3fms p90=%.3fms p99=%.3fms p99.9=%.3fms max=%.3fms",
+	fmt.Fprintf(&b, "%-13s c=%-3d requests=%-8d errors=%-4d rps=%-9.1f p50=%.3fms p90=%.3fms p99=%.3fms p99.9=%.3fms max=%.3fms",
 		r.Scenario, r.Concurrency, r.Requests, r.Errors, r.RPS, r.P50, r.P90, r.P99, r.P999, r.Max)
 	if r.MiBs != nil {
 		fmt.Fprintf(&b, " MiB/s=%.2f", *r.MiBs)
@@ -103,6 +249,12 @@ func (r Result) Summary() string {
 	}
 	if r.RatioToDirect != nil {
 		fmt.Fprintf(&b, " ratio=%.3f", *r.RatioToDirect)
+	}
+	if r.RatioToTunnel != nil {
+		fmt.Fprintf(&b, " vs_tunnel=%.3f", *r.RatioToTunnel)
+	}
+	if r.Failed != nil {
+		fmt.Fprintf(&b, " failed=%d stalled=%d recovery=%.1fms", *r.Failed, *r.Stalled, *r.RecoveryMS)
 	}
 	if r.firstErr != nil {
 		fmt.Fprintf(&b, " first_error=%q", r.firstErr.Error())
@@ -116,16 +268,24 @@ type Report struct {
 	Machine Machine
 	// Warmup is the unrecorded time before each row.
 	Warmup time.Duration
-	// Duration is the recorded time of each row.
+	// Duration is the recorded time of each row; zero when rows were
+	// bounded by Requests.
 	Duration time.Duration
+	// Requests is the recorded request count of each row; zero when rows
+	// were bounded by Duration.
+	Requests int64
+	// Rate is the open loop's rate; zero for closed loops.
+	Rate float64
+	// Repeats is how many times each row ran.
+	Repeats int
 	// Rows are the results in run order.
 	Rows []Result
 }
 
-// Write creates dir if needed and writes results.json, results.md and
-// machine.json into it.
+// Write creates dir if needed and writes results.json, results.md,
+// machine.json and the charts (charts/*.svg) into it.
 func (rep Report) Write(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "charts"), 0o755); err != nil {
 		return fmt.Errorf("benchrun: write report: %w", err)
 	}
 	rows := rep.Rows
@@ -140,20 +300,41 @@ func (rep Report) Write(dir string) error {
 	if err != nil {
 		return fmt.Errorf("benchrun: write report: %w", err)
 	}
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{"results.json", append(js, '\n')},
-		{"machine.json", append(mj, '\n')},
-		{"results.md", []byte(rep.Markdown())},
+	files := map[string][]byte{
+		"results.json": append(js, '\n'),
+		"machine.json": append(mj, '\n'),
+		"results.md":   []byte(rep.Markdown()),
 	}
-	for _, f := range files {
-		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
+	for name, svg := range Charts(rows) {
+		files[filepath.Join("charts", name)] = svg
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if err := os.WriteFile(filepath.Join(dir, name), files[name], 0o644); err != nil {
 			return fmt.Errorf("benchrun: write report: %w", err)
 		}
 	}
 	return nil
+}
+
+// ReadResults reads a results.json file.
+func ReadResults(path string) ([]Result, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("benchrun: read results: %w", err)
+	}
+	var rows []Result
+	if err := json.Unmarshal(data, &rows); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &se) || errors.As(err, &te) {
+			return nil, fmt.Errorf("benchrun: read results %s: %w: %v", path, ErrBadResults, err)
+		}
+		return nil, fmt.Errorf("benchrun: read results %s: %w", path, err)
+	}
+	if rows == nil {
+		return nil, fmt.Errorf("benchrun: read results %s: %w", path, ErrBadResults)
+	}
+	return rows, nil
 }
 
 // Markdown renders the report: the machine, the settings and a table of
@@ -163,14 +344,45 @@ func (rep Report) Markdown() string {
 	m := rep.Machine
 	fmt.Fprintf(&b, "# Benchmark results\n\n")
 	fmt.Fprintf(&b, "- CPU: %s (%d cores)\n- Go: %s %s/%s\n", m.CPU, m.Cores, m.GoVersion, m.GOOS, m.GOARCH)
-	fmt.Fprintf(&b, "- Warm-up %v, duration %v per row; closed loop, one HTTP/1.1 keep-alive connection per worker\n\n",
-		rep.Warmup, rep.Duration)
-	b.WriteString("| scenario | concurrency | requests | errors | rps | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | MiB/s | added p50 ms | ratio to direct |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	window := fmt.Sprintf("duration %v", rep.Duration)
+	if rep.Requests > 0 {
+		window = fmt.Sprintf("%d requests", rep.Requests)
+	}
+	model := "closed loop"
+	if rep.Rate > 0 {
+		model = fmt.Sprintf("open loop at %g req/s (bulk and failover rows: closed loop)", rep.Rate)
+	}
+	fmt.Fprintf(&b, "- Warm-up %v, %s per row, %d repeat(s); %s, one HTTP/1.1 keep-alive connection per worker\n\n",
+		rep.Warmup, window, max(rep.Repeats, 1), model)
+	b.WriteString("| scenario | c | requests | errors | rps | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | MiB/s | added p50 ms | ratio to direct | ratio to tunnel | CPU s/1k req | p50 spread ms | rps spread |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.1f | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.1f | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Scenario, r.Concurrency, r.Requests, r.Errors, r.RPS, r.P50, r.P90, r.P99, r.P999, r.Max,
-			optional(r.MiBs, 2), optional(r.AddedP50, 3), optional(r.RatioToDirect, 3))
+			optional(r.MiBs, 2), optional(r.AddedP50, 3), optional(r.RatioToDirect, 3), optional(r.RatioToTunnel, 3),
+			optional(r.CPUPer1k, 3), optional(r.P50Spread, 3), optional(r.RPSSpread, 1))
+	}
+	var notes []string
+	var peak float64
+	for _, r := range rep.Rows {
+		peak = max(peak, r.PeakRSSMiB)
+		if r.Failed != nil {
+			notes = append(notes, fmt.Sprintf("- %s c=%d: after the kill %d requests failed and %d stalled; recovery %s ms",
+				r.Scenario, r.Concurrency, *r.Failed, *r.Stalled, strconv.FormatFloat(*r.RecoveryMS, 'f', 1, 64)))
+		}
+		if len(r.ErrorsByKind) > 0 {
+			var kinds []string
+			for _, k := range slices.Sorted(maps.Keys(r.ErrorsByKind)) {
+				kinds = append(kinds, fmt.Sprintf("%s %d", k, r.ErrorsByKind[k]))
+			}
+			notes = append(notes, fmt.Sprintf("- %s c=%d errors: %s", r.Scenario, r.Concurrency, strings.Join(kinds, ", ")))
+		}
+	}
+	if peak > 0 {
+		notes = append(notes, fmt.Sprintf("- Peak RSS of the process: %.1f MiB", peak))
+	}
+	if len(notes) > 0 {
+		b.WriteString("\n" + strings.Join(notes, "\n") + "\n")
 	}
 	return b.String()
 }

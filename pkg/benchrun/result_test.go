@@ -1,6 +1,7 @@
 package benchrun
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -17,9 +18,9 @@ import (
 // fakeScenario runs GetOp against url with a plain transport.
 func fakeScenario(name, baseline, url string, bulk bool, conc ...int) Scenario {
 	return Scenario{Name: name, Concurrency: conc, Bulk: bulk, Baseline: baseline,
-		Open: func(_ System, p Params) (Op, func(), error) {
+		Open: func(_ context.Context, _ System, p Params) (*Row, error) {
 			c := &http.Client{Transport: directTransport(p.Concurrency)}
-			return GetOp(c, url, -1), c.CloseIdleConnections, nil
+			return &Row{Op: GetOp(c, url, -1, nil), Close: c.CloseIdleConnections}, nil
 		}}
 }
 
@@ -31,11 +32,12 @@ func TestResultsJSONSchema(t *testing.T) {
 	scs := []Scenario{
 		fakeScenario("base", "", srv.URL, false, 1, 2),
 		fakeScenario("via", "base", srv.URL, false, 1, 2),
+		withPeer(fakeScenario("via-auth", "base", srv.URL, false, 1, 2), "via"),
 		fakeScenario("bulk-base", "", srv.URL, true, 1),
 		fakeScenario("bulk-via", "bulk-base", srv.URL, true, 1),
 	}
 	var progress strings.Builder
-	cfg := Config{Duration: 100 * time.Millisecond, Warmup: 20 * time.Millisecond, Progress: &progress}
+	cfg := Config{Duration: 100 * time.Millisecond, Warmup: 20 * time.Millisecond, Progress: &progress, Repeats: 2}
 	rep, err := RunOn(t.Context(), nil, scs, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +54,8 @@ func TestResultsJSONSchema(t *testing.T) {
 	if err := json.Unmarshal(data, &rows); err != nil {
 		t.Fatal(err)
 	}
-	common := []string{"scenario", "concurrency", "requests", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"}
+	common := []string{"scenario", "concurrency", "load", "requests", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
+		"cpu_s_per_1k", "peak_rss_mib", "repeats", "p50_spread_ms", "rps_spread"}
 	keys := func(extra ...string) []string { return append(slices.Clone(common), extra...) }
 	want := []struct {
 		scenario string
@@ -63,6 +66,8 @@ func TestResultsJSONSchema(t *testing.T) {
 		{"base", 2, keys()},
 		{"via", 1, keys("added_p50_ms", "ratio_to_direct")},
 		{"via", 2, keys("added_p50_ms", "ratio_to_direct")},
+		{"via-auth", 1, keys("added_p50_ms", "ratio_to_direct", "ratio_to_tunnel")},
+		{"via-auth", 2, keys("added_p50_ms", "ratio_to_direct", "ratio_to_tunnel")},
 		{"bulk-base", 1, keys("mib_s")},
 		{"bulk-via", 1, keys("mib_s", "added_p50_ms", "ratio_to_direct")},
 	}
@@ -90,17 +95,27 @@ func TestResultsJSONSchema(t *testing.T) {
 			t.Errorf("row %d errors: got %v, want 0", i, row["errors"])
 		}
 	}
-	if mibs, _ := rows[4]["mib_s"].(float64); mibs <= 0 {
-		t.Errorf("bulk mib_s: got %v, want > 0", rows[4]["mib_s"])
+	if mibs, _ := rows[6]["mib_s"].(float64); mibs <= 0 {
+		t.Errorf("bulk mib_s: got %v, want > 0", rows[6]["mib_s"])
 	}
-	if lines := strings.Count(progress.String(), "\n"); lines != len(want) {
+	for i, row := range rows {
+		if row["repeats"] != 2.0 || row["load"] != LoadClosed {
+			t.Errorf("row %d: got repeats %v load %v, want 2 and %s", i, row["repeats"], row["load"], LoadClosed)
+		}
+	}
+	if lines := strings.Count(progress.String(), "\n"); lines != 2*len(want) {
 		t.Errorf("progress lines: got %d, want %d:\n%s", lines, len(want), progress.String())
 	}
-	for _, f := range []string{"machine.json", "results.md"} {
+	for _, f := range []string{"machine.json", "results.md", "charts/p50.svg", "charts/mib_s.svg", "charts/cdf-base.svg", "charts/cdf-via-auth.svg"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
+}
+
+func withPeer(s Scenario, peer string) Scenario {
+	s.Peer = peer
+	return s
 }
 
 func TestAnnotate(t *testing.T) {
@@ -113,6 +128,7 @@ func TestAnnotate(t *testing.T) {
 		{Scenario: "tunnel", Concurrency: 8, P50: 3, baseline: "direct"}, // no baseline row
 		{Scenario: "bulk-direct", Concurrency: 1, P50: 200, MiBs: f(1000)},
 		{Scenario: "bulk-tunnel", Concurrency: 1, P50: 2000, MiBs: f(250), baseline: "bulk-direct"},
+		{Scenario: "bulk-tunnel-8", Concurrency: 8, P50: 3000, MiBs: f(500), baseline: "bulk-direct", baseConc: 1},
 	}
 	annotate(rows)
 	cases := []struct {
@@ -125,6 +141,7 @@ func TestAnnotate(t *testing.T) {
 		{4, nil, nil},
 		{5, nil, nil},
 		{6, f(1800), f(0.25)},
+		{7, f(2800), f(0.5)},
 	}
 	for _, tc := range cases {
 		r := rows[tc.row]
@@ -149,5 +166,38 @@ func TestMarkdown(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+func TestRatioToTunnel(t *testing.T) {
+	rows := []Result{
+		{Scenario: "tunnel", Concurrency: 32, RPS: 2000},
+		{Scenario: "tunnel-auth", Concurrency: 32, RPS: 1900, peer: "tunnel"},
+		{Scenario: "tunnel-auth", Concurrency: 1, RPS: 900, peer: "tunnel"},
+	}
+	annotate(rows)
+	if d := cmp.Diff(ptr(0.95), rows[1].RatioToTunnel); d != "" {
+		t.Errorf("c=32 ratio_to_tunnel (-want +got):\n%s", d)
+	}
+	if rows[2].RatioToTunnel != nil {
+		t.Errorf("c=1 ratio_to_tunnel: got %v, want none (no tunnel row at c=1)", *rows[2].RatioToTunnel)
+	}
+}
+
+func TestCombineRepeats(t *testing.T) {
+	mk := func(p50, rps float64, failed int64, rec float64) Result {
+		return Result{Scenario: "failover", Concurrency: 8, Requests: 10, RPS: rps, P50: p50, Failed: ptr(failed), Stalled: ptr(int64(1)), RecoveryMS: ptr(rec)}
+	}
+	got := combine([]Result{mk(1, 100, 2, 30), mk(1.5, 90, 0, 50), mk(1.2, 110, 1, 10)})
+	if got.Repeats != 3 || *got.P50Spread != 0.5 || *got.RPSSpread != 20 || got.RPS != 100 || got.Requests != 30 {
+		t.Errorf("got repeats %d p50 spread %v rps spread %v rps %v requests %d; want 3, 0.5, 20, 100, 30",
+			got.Repeats, *got.P50Spread, *got.RPSSpread, got.RPS, got.Requests)
+	}
+	if *got.Failed != 3 || *got.Stalled != 3 || *got.RecoveryMS != 50 {
+		t.Errorf("got failed %d stalled %d recovery %v; want 3, 3, 50 (the worst)", *got.Failed, *got.Stalled, *got.RecoveryMS)
+	}
+	never := combine([]Result{mk(1, 100, 0, 30), mk(1, 100, 5, -1)})
+	if *never.RecoveryMS != -1 {
+		t.Errorf("recovery with one repeat never recovering: got %v, want -1", *never.RecoveryMS)
 	}
 }

@@ -6,20 +6,41 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/postern/postern/pkg/harness"
 )
+
+// BenchUser is the development identity provider's user the tunnel-auth
+// scenario signs in as.
+const BenchUser = "alice"
 
 // Config configures a benchmark run.
 type Config struct {
 	// Scenarios names the built-in scenarios to run, in order; it must not
 	// be empty. RunOn ignores it.
 	Scenarios []string
+	// Concurrency, if not empty, replaces the concurrency levels of every
+	// scenario that is not FixedConcurrency.
+	Concurrency []int
+	// Rate, when positive, runs the rows of every scenario that is not
+	// ClosedOnly as an open loop at Rate requests per second; zero means
+	// closed loops.
+	Rate float64
 	// Warmup is the unrecorded time before each row; zero means none.
 	Warmup time.Duration
-	// Duration is the recorded time of each row; it must be positive.
+	// Duration is the recorded time of each row; it must be positive
+	// unless Requests is set.
 	Duration time.Duration
+	// Requests, when positive, bounds each row by a recorded request count
+	// instead (Duration, if also set, still caps it); zero means none.
+	Requests int64
+	// Repeats is how many times each row runs (all rows once, then all
+	// again, and so on), merged into one row with the run-to-run spread;
+	// zero means 1.
+	Repeats int
 	// BulkBytes is the size of one bulk download; zero means
 	// DefaultBulkBytes.
 	BulkBytes int64
@@ -29,14 +50,17 @@ type Config struct {
 	// Progress receives a one-line summary of each row as it completes;
 	// nil discards.
 	Progress io.Writer
+	// Live, if set, receives a progress line rewritten in place (carriage
+	// return) while each row runs: meant for a terminal. Nil means none.
+	Live io.Writer
 	// Logger receives the system's logs; nil discards.
 	Logger *slog.Logger
 }
 
 // DefaultConfig returns the settings of a standard run of the given
-// scenarios: 1s warm-up and 5s recorded per row.
+// scenarios: 1s warm-up and 2s recorded per row.
 func DefaultConfig(scenarios ...string) Config {
-	return Config{Scenarios: scenarios, Warmup: time.Second, Duration: 5 * time.Second}
+	return Config{Scenarios: scenarios, Warmup: time.Second, Duration: 2 * time.Second}
 }
 
 func (c Config) bulkBytes() int64 {
@@ -46,71 +70,194 @@ func (c Config) bulkBytes() int64 {
 	return c.BulkBytes
 }
 
-// Run starts one in-process Postern system (one mesh node, one connector,
-// the sample app), runs cfg.Scenarios on it and stops it. It returns the
-// rows completed so far with any error.
+func (c Config) validate() error {
+	if err := (LoadConfig{Warmup: c.Warmup, Duration: c.Duration, Requests: c.Requests, MaxRequests: c.MaxRequests,
+		Rate: c.Rate}).validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.BulkBytes < 0:
+		return fmt.Errorf("benchrun: bulk size %d is negative", c.BulkBytes)
+	case c.Repeats < 0:
+		return fmt.Errorf("benchrun: repeat count %d is negative", c.Repeats)
+	}
+	for _, n := range c.Concurrency {
+		if n < 1 {
+			return fmt.Errorf("benchrun: concurrency %d is not positive", n)
+		}
+	}
+	return nil
+}
+
+// Run starts one in-process Postern system with sign-in on (one mesh node,
+// one connector, the sample app both passthrough and pre-authenticated,
+// the development identity provider and the auth functions), signs
+// BenchUser in, runs cfg.Scenarios on it and stops it. The failover
+// scenario starts a second system of its own. It returns the rows
+// completed so far with any error.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	scs, err := Lookup(cfg.Scenarios)
 	if err != nil {
 		return Report{}, err
 	}
-	if err := (LoadConfig{Warmup: cfg.Warmup, Duration: cfg.Duration, MaxRequests: cfg.MaxRequests}).validate(); err != nil {
+	if err := cfg.validate(); err != nil {
 		return Report{}, err
 	}
-	if cfg.BulkBytes < 0 {
-		return Report{}, fmt.Errorf("benchrun: bulk size %d is negative", cfg.BulkBytes)
-	}
-	h, err := harness.Start(ctx, harness.Options{Connectors: 1, Logger: cfg.Logger})
+	h, err := harness.Start(ctx, harness.Options{Connectors: 1, Auth: true, Logger: cfg.Logger})
 	if err != nil {
 		return Report{}, fmt.Errorf("benchrun: start system: %w", err)
 	}
 	defer h.Close()
-	return RunOn(ctx, harnessSystem{h}, scs, cfg)
+	ck, err := h.SignIn(ctx, BenchUser)
+	if err != nil {
+		return Report{}, fmt.Errorf("benchrun: sign in: %w", err)
+	}
+	return RunOn(ctx, &harnessSystem{h: h, cookie: ck, logger: cfg.Logger}, scs, cfg)
 }
 
-// RunOn runs scenarios on sys, each at each of its concurrency levels, and
-// returns the rows with baseline comparisons filled in. It returns the rows
-// completed so far with any error.
+// RunOn runs scenarios on sys, each at each of its concurrency levels,
+// cfg.Repeats times, and returns the rows with comparisons filled in. It
+// returns the rows completed so far with any error.
 func RunOn(ctx context.Context, sys System, scenarios []Scenario, cfg Config) (Report, error) {
-	rep := Report{Machine: DescribeMachine(), Warmup: cfg.Warmup, Duration: cfg.Duration}
+	rep := Report{Machine: DescribeMachine(), Warmup: cfg.Warmup, Duration: cfg.Duration, Requests: cfg.Requests,
+		Rate: cfg.Rate, Repeats: max(cfg.Repeats, 1)}
+	if err := cfg.validate(); err != nil {
+		return rep, err
+	}
 	progress := cfg.Progress
 	if progress == nil {
 		progress = io.Discard
 	}
-	for _, s := range scenarios {
-		for _, c := range s.Concurrency {
-			r, err := runRow(ctx, sys, s, c, cfg)
-			if err != nil {
-				annotate(rep.Rows)
-				return rep, err
+	type key struct {
+		s    int
+		conc int
+	}
+	var order []key
+	runs := map[key][]Result{}
+	finish := func() {
+		rep.Rows = rep.Rows[:0]
+		for _, k := range order {
+			if len(runs[k]) > 0 {
+				rep.Rows = append(rep.Rows, combine(runs[k]))
 			}
-			rep.Rows = append(rep.Rows, r)
-			annotate(rep.Rows)
-			fmt.Fprintln(progress, rep.Rows[len(rep.Rows)-1].Summary())
+		}
+		annotate(rep.Rows)
+	}
+	for i := range rep.Repeats {
+		for si, s := range scenarios {
+			levels := s.Concurrency
+			if len(cfg.Concurrency) > 0 && !s.FixedConcurrency {
+				levels = cfg.Concurrency
+			}
+			for _, c := range levels {
+				k := key{si, c}
+				if i == 0 {
+					order = append(order, k)
+				}
+				r, err := runRow(ctx, sys, s, c, cfg)
+				if err != nil {
+					finish()
+					return rep, err
+				}
+				runs[k] = append(runs[k], r)
+				line := r.Summary()
+				if rep.Repeats > 1 {
+					line = fmt.Sprintf("[%d/%d] %s", i+1, rep.Repeats, line)
+				}
+				fmt.Fprintln(progress, line)
+			}
 		}
 	}
+	finish()
 	return rep, nil
 }
 
 func runRow(ctx context.Context, sys System, s Scenario, conc int, cfg Config) (Result, error) {
-	op, closeOp, err := s.Open(sys, Params{Concurrency: conc, BulkBytes: cfg.bulkBytes()})
+	row, err := s.Open(ctx, sys, Params{Concurrency: conc, BulkBytes: cfg.bulkBytes()})
 	if err != nil {
 		return Result{}, fmt.Errorf("benchrun: %s c=%d: %w", s.Name, conc, err)
 	}
-	defer closeOp()
-	st, err := RunLoad(ctx, LoadConfig{Concurrency: conc, Warmup: cfg.Warmup, Duration: cfg.Duration,
-		MaxRequests: cfg.MaxRequests, Prime: !s.Bulk}, op)
+	if row.Close != nil {
+		defer row.Close()
+	}
+	lc := LoadConfig{Concurrency: conc, Warmup: cfg.Warmup, Duration: cfg.Duration, Requests: cfg.Requests,
+		MaxRequests: cfg.MaxRequests, Prime: s.Prime, OnWindow: row.OnWindow, Done: new(atomic.Int64)}
+	if !s.ClosedOnly {
+		lc.Rate = cfg.Rate
+	}
+	if s.MinDuration > 0 && (lc.Requests > 0 || lc.Duration < s.MinDuration) {
+		lc.Requests, lc.Duration = 0, max(lc.Duration, s.MinDuration)
+	}
+	stop := live(cfg.Live, s.Name, conc, lc.Done)
+	st, err := RunLoad(ctx, lc, row.Op)
+	stop()
 	if err != nil {
 		return Result{}, fmt.Errorf("benchrun: %s c=%d: %w", s.Name, conc, err)
 	}
-	r := newResult(s, conc, st)
-	r.firstErr = st.FirstError
+	r := newResult(s, conc, lc.Rate, st)
+	if row.Finish != nil {
+		row.Finish(&r)
+	}
 	return r, nil
 }
 
-// harnessSystem adapts a running harness to System, through mesh node 0.
-type harnessSystem struct{ h *harness.Harness }
+// live rewrites a progress line on w every 200ms until the returned stop
+// is called, which erases it. A nil w shows nothing.
+func live(w io.Writer, name string, conc int, done *atomic.Int64) (stop func()) {
+	if w == nil {
+		return func() {}
+	}
+	start := time.Now()
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+				fmt.Fprintf(w, "\r\033[K%s c=%d  %.1fs  %d requests", name, conc, time.Since(start).Seconds(), done.Load())
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		wg.Wait()
+	}
+}
 
-func (s harnessSystem) DirectURL(path string) string     { return s.h.App + path }
-func (s harnessSystem) TunnelURL(path string) string     { return s.h.AppURL(0, path) }
-func (s harnessSystem) TunnelTransport() *http.Transport { return s.h.MeshTransport(0) }
+// harnessSystem adapts a running harness with sign-in to System, through
+// mesh node 0.
+type harnessSystem struct {
+	h      *harness.Harness
+	cookie *http.Cookie
+	logger *slog.Logger
+}
+
+func (s *harnessSystem) DirectURL(path string) string     { return s.h.App + path }
+func (s *harnessSystem) TunnelURL(path string) string     { return s.h.OpenAppURL(0, path) }
+func (s *harnessSystem) AuthURL(path string) string       { return s.h.AppURL(0, path) }
+func (s *harnessSystem) AuthCookie() *http.Cookie         { return s.cookie }
+func (s *harnessSystem) TunnelTransport() *http.Transport { return s.h.MeshTransport(0) }
+
+// Failover starts a harness without sign-in and with two connectors.
+func (s *harnessSystem) Failover(ctx context.Context) (FailoverSystem, error) {
+	h, err := harness.Start(ctx, harness.Options{Connectors: 2, Logger: s.logger})
+	if err != nil {
+		return nil, fmt.Errorf("benchrun: start failover system: %w", err)
+	}
+	return failoverHarness{h}, nil
+}
+
+// failoverHarness adapts a harness with two connectors to FailoverSystem.
+type failoverHarness struct{ h *harness.Harness }
+
+func (f failoverHarness) TunnelURL(path string) string     { return f.h.AppURL(0, path) }
+func (f failoverHarness) TunnelTransport() *http.Transport { return f.h.MeshTransport(0) }
+func (f failoverHarness) Kill()                            { f.h.KillConnector(0) }
+func (f failoverHarness) Close() error                     { return f.h.Close() }

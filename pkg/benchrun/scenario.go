@@ -1,6 +1,7 @@
 package benchrun
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -12,23 +13,50 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // DefaultBulkBytes is the size of one bulk download when Config.BulkBytes
 // is zero.
-const DefaultBulkBytes = 256 << 20
+const DefaultBulkBytes = 64 << 20
+
+// wsMessage is the size of one websocket scenario message.
+const wsMessage = 128
 
 // System is the running Postern system the built-in scenarios measure.
 type System interface {
 	// DirectURL returns the URL of path on the internal app itself, over
 	// plain HTTP on loopback.
 	DirectURL(path string) string
-	// TunnelURL returns the URL of path on the app's external host, served
-	// through a mesh node.
+	// TunnelURL returns the URL of path on a passthrough (not
+	// pre-authenticated) external host of the app, served through a mesh
+	// node.
 	TunnelURL(path string) string
+	// AuthURL returns the URL of path on a pre-authenticated external host
+	// of the same app through the same mesh node, or "" if there is none.
+	AuthURL(path string) string
+	// AuthCookie returns a valid session cookie for AuthURL, or nil.
+	AuthCookie() *http.Cookie
 	// TunnelTransport returns a new transport, owned by the caller, that
-	// reaches that mesh node for TunnelURL and trusts its certificate.
+	// reaches that mesh node for TunnelURL and AuthURL and trusts its
+	// certificate.
 	TunnelTransport() *http.Transport
+	// Failover starts a separate system with two connectors for the
+	// failover scenario; the caller closes it.
+	Failover(ctx context.Context) (FailoverSystem, error)
+}
+
+// FailoverSystem is a system whose app is served by two connectors.
+type FailoverSystem interface {
+	// TunnelURL and TunnelTransport are as in System.
+	TunnelURL(path string) string
+	// TunnelTransport is as in System.
+	TunnelTransport() *http.Transport
+	// Kill stops one of the connectors abruptly, as when its host dies.
+	Kill()
+	// Close stops the whole system.
+	Close() error
 }
 
 // Params is what a scenario's Open needs to know about one row.
@@ -39,30 +67,78 @@ type Params struct {
 	BulkBytes int64
 }
 
+// Row is one prepared row of a scenario.
+type Row struct {
+	// Op is the request the load issues.
+	Op Op
+	// Close releases what Op holds; nil means nothing to release.
+	Close func()
+	// OnWindow, if set, is called with the measurement window's start and
+	// end before the load starts.
+	OnWindow func(start, end time.Time)
+	// Finish, if set, adds scenario-specific figures to the row's result.
+	Finish func(r *Result)
+}
+
 // Scenario is one named workload, run once per concurrency level.
 type Scenario struct {
 	// Name identifies it on the command line and in the results.
 	Name string
 	// Concurrency lists the levels it runs at, one result row each.
 	Concurrency []int
+	// FixedConcurrency means Config.Concurrency does not override
+	// Concurrency.
+	FixedConcurrency bool
 	// Bulk means its rows report throughput (mib_s).
 	Bulk bool
+	// Prime makes every worker open its connection with an unrecorded
+	// request before the warm-up.
+	Prime bool
+	// ClosedOnly means the row always runs as a closed loop, even when
+	// Config.Rate asks for an open loop.
+	ClosedOnly bool
+	// MinDuration is the shortest measurement window the scenario needs;
+	// a shorter Config.Duration is raised to it and Config.Requests is
+	// ignored. Zero means no minimum.
+	MinDuration time.Duration
 	// Baseline names the scenario its rows are compared to (added_p50_ms,
 	// ratio_to_direct); empty means none.
 	Baseline string
-	// Open prepares the op for one row against sys. The returned close
-	// releases what the op holds, such as idle connections.
-	Open func(sys System, p Params) (op Op, close func(), err error)
+	// BaselineConcurrency is the concurrency of the baseline row compared
+	// to; zero means the row's own.
+	BaselineConcurrency int
+	// Peer names the scenario whose rps at the same concurrency its rows
+	// report a ratio to (ratio_to_tunnel); empty means none.
+	Peer string
+	// Open prepares one row against sys.
+	Open func(ctx context.Context, sys System, p Params) (*Row, error)
 }
 
 // Builtin returns the built-in scenarios in their canonical order.
 func Builtin() []Scenario {
 	return []Scenario{
-		{Name: "direct", Concurrency: []int{1, 32}, Open: openHello(direct)},
-		{Name: "tunnel", Concurrency: []int{1, 32}, Baseline: "direct", Open: openHello(tunnel)},
-		{Name: "bulk-direct", Concurrency: []int{1}, Bulk: true, Open: openDownload(direct)},
-		{Name: "bulk-tunnel", Concurrency: []int{1}, Bulk: true, Baseline: "bulk-direct", Open: openDownload(tunnel)},
+		{Name: "direct", Concurrency: []int{1, 32}, Prime: true, Open: openHello(direct)},
+		{Name: "tunnel", Concurrency: []int{1, 32}, Prime: true, Baseline: "direct", Open: openHello(tunnel)},
+		{Name: "tunnel-auth", Concurrency: []int{1, 32}, Prime: true, Baseline: "direct", Peer: "tunnel", Open: openHello(tunnelAuth)},
+		{Name: "bulk-direct", Concurrency: []int{1}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Open: openDownload(direct)},
+		{Name: "bulk-tunnel", Concurrency: []int{1}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Baseline: "bulk-direct", Open: openDownload(tunnel)},
+		{Name: "bulk-tunnel-8", Concurrency: []int{8}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Baseline: "bulk-direct",
+			BaselineConcurrency: 1, Open: openDownload(tunnel)},
+		{Name: "websocket", Concurrency: []int{1, 32}, Prime: true, Open: openWebSocket},
+		{Name: "cold", Concurrency: []int{1}, Baseline: "direct", Open: openCold},
+		{Name: "failover", Concurrency: []int{8}, FixedConcurrency: true, Prime: true, ClosedOnly: true,
+			MinDuration: 4 * time.Second, Open: openFailover},
 	}
+}
+
+// StandardSuite is the scenario list `task bench` runs: every built-in
+// scenario.
+func StandardSuite() []string {
+	var names []string
+	for _, s := range Builtin() {
+		names = append(names, s.Name)
+	}
+	return names
 }
 
 // Lookup returns the built-in scenarios with the given names, in the given
@@ -79,7 +155,7 @@ func Lookup(names []string) ([]Scenario, error) {
 	seen := make(map[string]bool)
 	var out []Scenario
 	for _, n := range names {
-		i := indexOf(known, n)
+		i := slices.Index(known, n)
 		if i < 0 {
 			return nil, fmt.Errorf("benchrun: %w %q; known: %s", ErrUnknownScenario, n, strings.Join(known, ", "))
 		}
@@ -92,53 +168,139 @@ func Lookup(names []string) ([]Scenario, error) {
 	return out, nil
 }
 
-func indexOf(list []string, s string) int {
-	for i, v := range list {
-		if v == s {
-			return i
-		}
-	}
-	return -1
-}
-
-// route picks the URL and transport of a scenario.
+// route picks the URL, transport and cookie of a scenario.
 type route int
 
 const (
 	direct route = iota
 	tunnel
+	tunnelAuth
 )
 
 func (r route) client(sys System, p Params) *http.Client {
 	if r == direct {
-		return &http.Client{Transport: directTransport(p.Concurrency)}
+		return noRedirect(&http.Client{Transport: directTransport(p.Concurrency)})
 	}
-	return &http.Client{Transport: http1(sys.TunnelTransport(), p.Concurrency)}
+	return noRedirect(&http.Client{Transport: http1(sys.TunnelTransport(), p.Concurrency)})
 }
 
-func (r route) url(sys System, path string) string {
-	if r == direct {
-		return sys.DirectURL(path)
+func (r route) url(sys System, path string) (string, *http.Cookie, error) {
+	switch r {
+	case direct:
+		return sys.DirectURL(path), nil, nil
+	case tunnel:
+		return sys.TunnelURL(path), nil, nil
 	}
-	return sys.TunnelURL(path)
+	u, ck := sys.AuthURL(path), sys.AuthCookie()
+	if u == "" || ck == nil {
+		return "", nil, fmt.Errorf("benchrun: %w", ErrNoAuth)
+	}
+	return u, ck, nil
 }
 
-func openHello(r route) func(System, Params) (Op, func(), error) {
-	return func(sys System, p Params) (Op, func(), error) {
-		c := r.client(sys, p)
-		return GetOp(c, r.url(sys, "/hello"), -1), c.CloseIdleConnections, nil
-	}
-}
-
-func openDownload(r route) func(System, Params) (Op, func(), error) {
-	return func(sys System, p Params) (Op, func(), error) {
-		if p.BulkBytes <= 0 {
-			return nil, nil, fmt.Errorf("benchrun: bulk size %d is not positive", p.BulkBytes)
+func openHello(r route) func(context.Context, System, Params) (*Row, error) {
+	return func(_ context.Context, sys System, p Params) (*Row, error) {
+		u, ck, err := r.url(sys, "/hello")
+		if err != nil {
+			return nil, err
 		}
 		c := r.client(sys, p)
-		u := r.url(sys, fmt.Sprintf("/download?bytes=%d&seed=1", p.BulkBytes))
-		return GetOp(c, u, p.BulkBytes), c.CloseIdleConnections, nil
+		return &Row{Op: GetOp(c, u, -1, ck), Close: c.CloseIdleConnections}, nil
 	}
+}
+
+func openDownload(r route) func(context.Context, System, Params) (*Row, error) {
+	return func(_ context.Context, sys System, p Params) (*Row, error) {
+		if p.BulkBytes <= 0 {
+			return nil, fmt.Errorf("benchrun: bulk size %d is not positive", p.BulkBytes)
+		}
+		u, ck, err := r.url(sys, fmt.Sprintf("/download?bytes=%d&seed=1", p.BulkBytes))
+		if err != nil {
+			return nil, err
+		}
+		c := r.client(sys, p)
+		return &Row{Op: GetOp(c, u, p.BulkBytes, ck), Close: c.CloseIdleConnections}, nil
+	}
+}
+
+// openCold GETs /hello through the tunnel on a new TCP and TLS connection
+// for every request.
+func openCold(_ context.Context, sys System, p Params) (*Row, error) {
+	tr := http1(sys.TunnelTransport(), p.Concurrency)
+	tr.DisableKeepAlives = true
+	c := noRedirect(&http.Client{Transport: tr})
+	return &Row{Op: GetOp(c, sys.TunnelURL("/hello"), -1, nil), Close: c.CloseIdleConnections}, nil
+}
+
+// openWebSocket opens one WebSocket per worker to /ws through the tunnel
+// (on its first op, which priming makes unrecorded) and then measures the
+// round trip of one message echoed by the app.
+func openWebSocket(_ context.Context, sys System, p Params) (*Row, error) {
+	tr := http1(sys.TunnelTransport(), p.Concurrency)
+	tr.MaxConnsPerHost = 0 // hijacked connections must not block a re-dial
+	c := &http.Client{Transport: tr}
+	u := strings.Replace(sys.TunnelURL("/ws"), "https://", "wss://", 1)
+	return webSocketRow(c, u, p.Concurrency), nil
+}
+
+// webSocketRow returns the row of a WebSocket echo load against u: each
+// worker takes a connection from a pool (dialling one if there is none),
+// sends a message, reads the echo and puts the connection back.
+func webSocketRow(c *http.Client, u string, conc int) *Row {
+	pool := make(chan *websocket.Conn, conc)
+	var mu sync.Mutex
+	var all []*websocket.Conn
+	msg := bytes.Repeat([]byte("p"), wsMessage)
+	op := func(ctx context.Context, read *atomic.Int64) error {
+		var conn *websocket.Conn
+		select {
+		case conn = <-pool:
+		default:
+			cn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: c})
+			if err != nil {
+				if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+					return fmt.Errorf("benchrun: websocket: %w", statusError{resp.StatusCode})
+				}
+				return fmt.Errorf("benchrun: websocket: dial: %w", err)
+			}
+			mu.Lock()
+			all = append(all, cn)
+			mu.Unlock()
+			conn = cn
+		}
+		err := echo(ctx, conn, msg, read)
+		if err != nil {
+			conn.CloseNow()
+			return err
+		}
+		pool <- conn
+		return nil
+	}
+	closeAll := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, cn := range all {
+			cn.CloseNow()
+		}
+		all = nil
+		c.CloseIdleConnections()
+	}
+	return &Row{Op: op, Close: closeAll}
+}
+
+func echo(ctx context.Context, conn *websocket.Conn, msg []byte, read *atomic.Int64) error {
+	if err := conn.Write(ctx, websocket.MessageBinary, msg); err != nil {
+		return fmt.Errorf("benchrun: websocket: write: %w", err)
+	}
+	_, got, err := conn.Read(ctx)
+	if err != nil {
+		return fmt.Errorf("benchrun: websocket: read: %w", err)
+	}
+	read.Add(int64(len(got)))
+	if !bytes.Equal(got, msg) {
+		return fmt.Errorf("benchrun: websocket: %w", ErrWebSocket)
+	}
+	return nil
 }
 
 // directTransport returns a plain HTTP/1.1 keep-alive transport with at most
@@ -171,15 +333,19 @@ func http1(tr *http.Transport, conns int) *http.Transport {
 	return tr
 }
 
-// GetOp returns an Op that GETs url with c and reads the body to the end.
-// It fails on a transport error, a non-2xx status, a response not over
-// HTTP/1.x, or, when want is not negative, a body of another length.
-func GetOp(c *http.Client, url string, want int64) Op {
+// GetOp returns an Op that GETs url with c, sending cookie if it is not
+// nil, and reads the body to the end. It fails on a transport error, a
+// non-2xx status, a response not over HTTP/1.x, or, when want is not
+// negative, a body of another length.
+func GetOp(c *http.Client, url string, want int64, cookie *http.Cookie) Op {
 	bufs := &sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 	return func(ctx context.Context, read *atomic.Int64) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return fmt.Errorf("benchrun: get: %w", err)
+		}
+		if cookie != nil {
+			req.AddCookie(cookie)
 		}
 		resp, err := c.Do(req)
 		if err != nil {
@@ -193,7 +359,7 @@ func GetOp(c *http.Client, url string, want int64) Op {
 		case err != nil:
 			return fmt.Errorf("benchrun: get: read body: %w", err)
 		case resp.StatusCode < 200 || resp.StatusCode > 299:
-			return fmt.Errorf("benchrun: get: %w: %d", ErrStatus, resp.StatusCode)
+			return fmt.Errorf("benchrun: get: %w", statusError{resp.StatusCode})
 		case resp.ProtoMajor != 1:
 			return fmt.Errorf("benchrun: get: %w: %s", ErrProtocol, resp.Proto)
 		case want >= 0 && n != want:

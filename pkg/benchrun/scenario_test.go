@@ -21,7 +21,7 @@ func TestLookup(t *testing.T) {
 		error string
 	}{
 		{"all in given order", []string{"tunnel", "direct", "bulk-tunnel", "bulk-direct"}, []string{"tunnel", "direct", "bulk-tunnel", "bulk-direct"}, ""},
-		{"unknown lists known", []string{"direct", "tunel"}, nil, `unknown scenario "tunel"; known: direct, tunnel, bulk-direct, bulk-tunnel`},
+		{"unknown lists known", []string{"direct", "tunel"}, nil, `unknown scenario "tunel"; known: direct, tunnel, tunnel-auth, bulk-direct, bulk-tunnel, bulk-tunnel-8, websocket, cold, failover`},
 		{"repeated", []string{"direct", "direct"}, nil, `"direct" given twice`},
 		{"empty", nil, nil, "no scenarios given; known: direct"},
 	}
@@ -76,7 +76,7 @@ func TestGetOpFailures(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var read atomic.Int64
-			err := GetOp(c, srv.URL+tc.path, tc.want)(t.Context(), &read)
+			err := GetOp(c, srv.URL+tc.path, tc.want, nil)(t.Context(), &read)
 			if !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
 				t.Fatalf("got %v, want %v", err, tc.err)
 			}
@@ -90,7 +90,7 @@ func TestGetOpFailures(t *testing.T) {
 		addr := l.Addr().String()
 		l.Close()
 		var read atomic.Int64
-		if err := GetOp(c, "http://"+addr+"/", -1)(t.Context(), &read); err == nil {
+		if err := GetOp(c, "http://"+addr+"/", -1, nil)(t.Context(), &read); err == nil {
 			t.Fatal("got nil, want a dial error")
 		}
 	})
@@ -125,7 +125,7 @@ func TestHTTP1OneConnectionPerWorker(t *testing.T) {
 	c := &http.Client{Transport: http1(tr, workers)}
 	defer c.CloseIdleConnections()
 	st, err := RunLoad(t.Context(), LoadConfig{Concurrency: workers, Duration: time.Minute, MaxRequests: 200},
-		GetOp(c, srv.URL, 2))
+		GetOp(c, srv.URL, 2, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

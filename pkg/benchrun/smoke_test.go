@@ -1,8 +1,8 @@
 package benchrun
 
 import (
-	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,11 +11,14 @@ import (
 	"time"
 )
 
-// TestSmokeRealSystem runs the latency scenarios briefly through the real
-// in-process system.
+// TestSmokeRealSystem runs the whole standard suite briefly through the
+// real in-process system: every row completes without errors, the
+// comparisons are filled in and the charts are written. No timing is
+// asserted.
 func TestSmokeRealSystem(t *testing.T) {
 	before := runtime.NumGoroutine()
-	cfg := Config{Scenarios: []string{"direct", "tunnel"}, Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond}
+	cfg := Config{Scenarios: StandardSuite(), Warmup: 50 * time.Millisecond, Duration: 200 * time.Millisecond,
+		BulkBytes: 256 << 10, Concurrency: []int{1, 4}}
 	rep, err := Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -24,26 +27,69 @@ func TestSmokeRealSystem(t *testing.T) {
 	if err := rep.Write(dir); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	rows, err := ReadResults(filepath.Join(dir, "results.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rows []Result
-	if err := json.Unmarshal(data, &rows); err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) != 4 {
-		t.Fatalf("rows: got %d, want 4:\n%s", len(rows), data)
-	}
+	want := []string{"direct c=1", "direct c=4", "tunnel c=1", "tunnel c=4", "tunnel-auth c=1", "tunnel-auth c=4",
+		"bulk-direct c=1", "bulk-tunnel c=1", "bulk-tunnel-8 c=8", "websocket c=1", "websocket c=4", "cold c=1", "cold c=4", "failover c=8"}
+	var got []string
 	for _, r := range rows {
-		if r.Requests <= 0 || r.Errors != 0 {
-			t.Errorf("%s c=%d: got %d requests, %d errors; want > 0 and 0", r.Scenario, r.Concurrency, r.Requests, r.Errors)
+		got = append(got, fmt.Sprintf("%s c=%d", r.Scenario, r.Concurrency))
+		if r.Errors != 0 {
+			t.Errorf("%s c=%d: got %d errors (%v), want 0", r.Scenario, r.Concurrency, r.Errors, r.ErrorsByKind)
 		}
-		if r.Scenario == "tunnel" && (r.AddedP50 == nil || r.RatioToDirect == nil) {
-			t.Errorf("tunnel c=%d: no comparison with direct", r.Concurrency)
+		if r.MiBs != nil { // a download may outlast a tiny window (as under -race): bytes count, not requests
+			if *r.MiBs <= 0 {
+				t.Errorf("%s c=%d: got mib_s %v, want > 0", r.Scenario, r.Concurrency, *r.MiBs)
+			}
+			if r.Scenario == "bulk-tunnel-8" && r.RatioToDirect == nil {
+				t.Errorf("bulk-tunnel-8: no ratio to bulk-direct")
+			}
+			continue
+		}
+		if r.Requests <= 0 || r.CPUPer1k == nil || r.PeakRSSMiB <= 0 {
+			t.Errorf("%s c=%d: got %d requests, cpu_s_per_1k %v, peak_rss_mib %v; want all set", r.Scenario, r.Concurrency, r.Requests, r.CPUPer1k, r.PeakRSSMiB)
+		}
+		switch r.Scenario {
+		case "tunnel", "tunnel-auth", "cold":
+			if r.AddedP50 == nil || r.RatioToDirect == nil {
+				t.Errorf("%s c=%d: no comparison with direct", r.Scenario, r.Concurrency)
+			}
+		case "failover":
+			if r.Failed == nil || r.Stalled == nil || r.RecoveryMS == nil {
+				t.Errorf("failover: got failed %v stalled %v recovery %v, want all set", r.Failed, r.Stalled, r.RecoveryMS)
+			}
+		}
+		if r.Scenario == "tunnel-auth" && r.RatioToTunnel == nil {
+			t.Errorf("tunnel-auth c=%d: no ratio_to_tunnel", r.Concurrency)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("rows: got %v, want %v", got, want)
+	}
+	for _, f := range []string{"results.md", "machine.json", "charts/p50.svg", "charts/mib_s.svg", "charts/cdf-tunnel-auth.svg", "charts/cdf-failover.svg"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s: %v", f, err)
 		}
 	}
 	checkGoroutines(t, before)
+}
+
+// TestSmokeOpenLoop runs one scenario through the real system as an open
+// loop bounded by a request count.
+func TestSmokeOpenLoop(t *testing.T) {
+	rep, err := Run(t.Context(), Config{Scenarios: []string{"tunnel-auth"}, Rate: 200, Requests: 20, Concurrency: []int{2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 1 {
+		t.Fatalf("rows: got %d, want 1", len(rep.Rows))
+	}
+	r := rep.Rows[0]
+	if r.Load != LoadOpen || r.TargetRPS == nil || *r.TargetRPS != 200 || r.Requests != 20 || r.Errors != 0 {
+		t.Errorf("got load %s target %v requests %d errors %d; want open, 200, 20, 0", r.Load, r.TargetRPS, r.Requests, r.Errors)
+	}
 }
 
 // checkGoroutines fails if goroutines started by the test are still
