@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -143,8 +144,8 @@ func cdfChart(scenario string, rows []Result) []byte {
 		}
 		col := palette[i%len(palette)]
 		fmt.Fprintf(&d.b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", col, strings.Join(pts, " "))
-		ly := top + ph - 20 - float64(len(rows)-1-i)*20
-		lx := left + pw - 250
+		ly := top + 22 + float64(i)*20 // top left: a CDF never goes there
+		lx := left + 14.0
 		d.line(lx, ly-4, lx+24, ly-4, col, 3)
 		d.text(lx+30, ly, "start", fmt.Sprintf("c=%d  p50 %s ms  p99 %s ms  (%d req)", r.Concurrency,
 			fmtMS(r.P50), fmtMS(r.P99), r.hist.TotalCount()), "")
@@ -175,12 +176,18 @@ func barChart(title, unit string, bars []bar) []byte {
 	for v := 0.0; v <= hi+step/2; v += step {
 		px := left + v/hi*pw
 		d.line(px, top-6, px, bottom, "#e0e0e0", 1)
-		d.text(px, bottom+18, "middle", fmtMS(v), "")
+		d.text(px, bottom+18, "middle", strconv.FormatFloat(round(v, 6), 'f', -1, 64), "")
 	}
 	d.text(left+pw/2, bottom+38, "middle", unit, "")
+	colours := map[string]string{} // one colour per scenario
 	for i, b := range bars {
 		yy := float64(top + rowH*i)
-		col := palette[i%len(palette)]
+		name, _, _ := strings.Cut(b.label, " ")
+		col, ok := colours[name]
+		if !ok {
+			col = palette[len(colours)%len(palette)]
+			colours[name] = col
+		}
 		fmt.Fprintf(&d.b, `<rect x="%d" y="%.1f" width="%.1f" height="%d" fill="%s"/>`+"\n", left, yy+4, b.value/hi*pw, rowH-8, col)
 		d.text(left-8, yy+rowH/2+4, "end", b.label, "")
 		d.text(left+b.value/hi*pw+6, yy+rowH/2+4, "start", fmtMS(b.value), "")

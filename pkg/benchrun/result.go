@@ -225,7 +225,9 @@ func annotate(rows []Result) {
 			if r.baseline == "" || b.Scenario != r.baseline || b.Concurrency != conc {
 				continue
 			}
-			r.AddedP50 = ptr(round(r.P50-b.P50, 3))
+			if r.P50 > 0 && b.P50 > 0 { // a bulk row may complete no download
+				r.AddedP50 = ptr(round(r.P50-b.P50, 3))
+			}
 			switch {
 			case r.MiBs != nil && b.MiBs != nil && *b.MiBs > 0:
 				r.RatioToDirect = ptr(round(*r.MiBs / *b.MiBs, 3))
