@@ -4,6 +4,10 @@
 //	connectord enroll --mesh https://mesh.example.com --token TOKEN
 //	connectord run
 //	connectord service install|uninstall|run [run flags]   (Windows service)
+//
+// Enrolment, attach and the stream carrier honour HTTPS_PROXY and NO_PROXY
+// (an HTTP CONNECT proxy; user:password in the proxy URL is sent as basic
+// authentication).
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/egress"
+	"github.com/postern/postern/pkg/streambind"
 )
 
 func main() {
@@ -95,8 +100,13 @@ func runCmd(ctx context.Context, args []string) error {
 	allow := fs.String("allow", "", "comma-separated allow-list of internal destinations: host, *.domain, CIDR, each optionally :port (empty: any)")
 	health := fs.String("health-listen", "127.0.0.1:9101", "loopback address for /healthz and /metrics (empty: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	carrierFlag := fs.String("carrier", "auto", "WireGuard carrier: auto (UDP, falling back to an HTTPS stream), udp or stream")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	carrier, err := streambind.ParseCarrier(*carrierFlag)
+	if err != nil {
+		return fmt.Errorf("--carrier: %w", err)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -122,7 +132,7 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 	}
 	c, err := connector.New(connector.Config{StateDir: *stateDir, HTTPClient: hc, AllowList: al, BackendRootCAs: roots,
-		HealthAddr: *health, Logger: logger})
+		HealthAddr: *health, Carrier: carrier, Logger: logger})
 	if err != nil {
 		return err
 	}

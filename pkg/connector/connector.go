@@ -30,6 +30,7 @@ import (
 
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
 	"github.com/postern/postern/pkg/wgnet"
@@ -40,15 +41,29 @@ type Config struct {
 	// StateDir holds the key and the state written by Enroll. Required.
 	StateDir string
 	// HTTPClient talks to the mesh nodes' HTTPS API; nil means
-	// http.DefaultClient (system roots).
+	// http.DefaultClient (system roots, and HTTPS_PROXY/NO_PROXY honoured).
+	// The stream carrier dials through a clone of its *http.Transport, so
+	// it uses the same roots and the same proxy.
 	HTTPClient *http.Client
 	// AllowList restricts the internal destinations; zero allows all.
 	AllowList egress.AllowList
 	// BackendRootCAs verifies HTTPS internal apps; nil means system roots.
 	BackendRootCAs *x509.CertPool
-	// Bind carries WireGuard; nil means a connected-socket bind that opens
-	// no listening socket.
+	// Bind carries WireGuard over UDP; nil means a connected-socket bind
+	// that opens no listening socket. The connector wraps it in a
+	// streambind.ClientBind, which adds the stream carrier.
 	Bind conn.Bind
+	// Carrier forces the carrier to every mesh node: CarrierUDP or
+	// CarrierStream. The zero value means CarrierAuto: UDP first, the
+	// stream when no handshake completes within UDPTimeout, and back to
+	// UDP when a probe every ProbeInterval finds that it works again.
+	Carrier streambind.Carrier
+	// UDPTimeout bounds the wait for a first handshake over UDP in auto
+	// mode; zero means 2s.
+	UDPTimeout time.Duration
+	// ProbeInterval is the time between UDP probes while on the stream in
+	// auto mode; zero means 30s.
+	ProbeInterval time.Duration
 	// HealthAddr, if set, serves /healthz and /metrics there; it must be a
 	// loopback address.
 	HealthAddr string
@@ -77,6 +92,7 @@ type Connector struct {
 	logger *slog.Logger
 	key    wgkey.Private
 	node   *wgnet.Node
+	bind   *streambind.ClientBind
 	egress *egress.Handler
 
 	mu    sync.Mutex // guards the following
@@ -93,7 +109,14 @@ type meshLink struct {
 	nodeID  string
 	pub     wgkey.Public
 	tunAddr netip.Addr
-	carrier string
+	ep      netip.AddrPort // the node's UDP endpoint: its route in the bind
+	auto    bool           // the carrier is chosen automatically: probe UDP
+	carrier atomic.Value   // streambind.Carrier now in use
+}
+
+func (l *meshLink) carrierNow() streambind.Carrier {
+	c, _ := l.carrier.Load().(streambind.Carrier)
+	return c
 }
 
 // New loads the key and state from cfg.StateDir and starts the WireGuard
@@ -117,6 +140,17 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.UDPTimeout == 0 {
+		cfg.UDPTimeout = 2 * time.Second
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = 30 * time.Second
+	}
+	carrier, err := streambind.ParseCarrier(string(cfg.Carrier))
+	if err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
+	}
+	cfg.Carrier = carrier
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
@@ -138,15 +172,18 @@ func New(cfg Config) (*Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
-	bind := cfg.Bind
-	if bind == nil {
-		bind = defaultBind()
+	udp := cfg.Bind
+	if udp == nil {
+		udp = defaultBind()
 	}
+	logger = logger.With("connector", state.ConnectorID)
+	bind := streambind.NewClientBind(streambind.ClientConfig{UDP: udp, BackoffMin: cfg.BackoffMin,
+		BackoffMax: cfg.BackoffMax, Logger: logger.With("component", "streambind")})
 	node, err := wgnet.New(wgnet.Config{PrivateKey: key, Bind: bind, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
-	c := &Connector{cfg: cfg, logger: logger.With("connector", state.ConnectorID), key: key, node: node, state: state}
+	c := &Connector{cfg: cfg, logger: logger, key: key, node: node, bind: bind, state: state}
 	c.egress = egress.New(egress.Config{AllowList: cfg.AllowList, RootCAs: cfg.BackendRootCAs,
 		Logger: c.logger, Registerer: cfg.Registry})
 	c.registerMetrics()
@@ -272,7 +309,7 @@ func (c *Connector) attachLoop(ctx context.Context, meshURL string) {
 		prev = link
 		c.attached.Store(meshURL, link)
 		c.nAttached.Add(1)
-		c.logger.Info("attached", "mesh_url", meshURL, "mesh_node", link.nodeID, "carrier", link.carrier)
+		c.logger.Info("attached", "mesh_url", meshURL, "mesh_node", link.nodeID, "carrier", link.carrierNow())
 		c.watch(ctx, link)
 		c.attached.Delete(meshURL)
 		c.nAttached.Add(-1)
@@ -283,26 +320,41 @@ func (c *Connector) attachLoop(ctx context.Context, meshURL string) {
 }
 
 func (c *Connector) attach(ctx context.Context, cl *enroll.Client, meshURL string, prev *meshLink) (*meshLink, error) {
-	actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	actx, cancel := context.WithTimeout(ctx, 15*time.Second+c.cfg.UDPTimeout)
 	defer cancel()
 	resp, err := cl.Attach(actx, c.State().Credential)
 	if err != nil {
 		return nil, err
 	}
+	mode := c.cfg.Carrier
 	ep, err := resolveEndpoint(actx, resp.Endpoint, meshURL)
 	if err != nil {
-		return nil, fmt.Errorf("attach: mesh endpoint: %w", err)
+		if mode == streambind.CarrierUDP {
+			return nil, fmt.Errorf("attach: mesh endpoint: %w", err)
+		}
+		// Behind a proxy the host may not resolve here at all; the
+		// stream needs no address of ours, only a route key.
+		c.logger.Info("udp_endpoint_unresolved", "mesh_url", meshURL, "error", err)
+		ep, mode = placeholderEndpoint(meshURL), streambind.CarrierStream
 	}
 	if prev != nil {
 		// Re-attaching means the mesh node lost us (restart, or our
 		// packets stopped getting through): drop the old WireGuard session
 		// so the next packet starts a fresh handshake at once.
 		c.node.RemovePeer(prev.pub)
+		if prev.ep != ep {
+			c.bind.RemoveTarget(prev.ep)
+		}
 	}
-	if err := c.node.AddPeer(wgnet.Peer{PublicKey: resp.PublicKey, Endpoint: ep, Keepalive: c.cfg.Keepalive}); err != nil {
+	c.bind.SetTarget(ep, streambind.Target{URL: meshURL, Credential: c.credential, Transport: c.cfg.HTTPClient.Transport})
+	link := &meshLink{url: meshURL, nodeID: resp.NodeID, pub: resp.PublicKey, tunAddr: resp.PublicKey.Addr(), ep: ep,
+		auto: mode == streambind.CarrierAuto}
+	carrier, err := c.connect(actx, link, mode)
+	if err != nil {
 		return nil, err
 	}
-	return &meshLink{url: meshURL, nodeID: resp.NodeID, pub: resp.PublicKey, tunAddr: resp.PublicKey.Addr(), carrier: "udp"}, nil
+	link.carrier.Store(carrier)
+	return link, nil
 }
 
 // resolveEndpoint turns the mesh's advertised UDP endpoint into an address;
@@ -331,12 +383,18 @@ func resolveEndpoint(ctx context.Context, endpoint, meshURL string) (netip.AddrP
 }
 
 // watch pings the mesh node through the tunnel until PingFailures pings in
-// a row fail or ctx ends.
+// a row fail or ctx ends. In auto mode, while on the stream, it probes UDP
+// every ProbeInterval and moves back to it when it works.
 func (c *Connector) watch(ctx context.Context, link *meshLink) {
 	t := time.NewTicker(c.cfg.PingInterval)
 	defer t.Stop()
 	failures := 0
+	nextProbe := time.Now().Add(c.cfg.ProbeInterval)
 	for {
+		if link.auto && link.carrierNow() == streambind.CarrierStream && time.Now().After(nextProbe) {
+			c.probeUDP(ctx, link)
+			nextProbe = time.Now().Add(c.cfg.ProbeInterval)
+		}
 		pctx, cancel := context.WithTimeout(ctx, c.cfg.PingInterval)
 		_, err := c.node.Ping(pctx, link.pub)
 		cancel()
@@ -424,7 +482,7 @@ func (c *Connector) healthHandler() http.Handler {
 		var links []link
 		c.attached.Range(func(_, v any) bool {
 			l := v.(*meshLink)
-			links = append(links, link{l.url, l.nodeID, l.carrier})
+			links = append(links, link{l.url, l.nodeID, string(l.carrierNow())})
 			return true
 		})
 		status := http.StatusOK

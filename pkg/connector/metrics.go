@@ -13,8 +13,25 @@ import (
 
 func defaultBind() conn.Bind { return wgnet.NewDialBind() }
 
+var descCarrier = prometheus.NewDesc("postern_connector_carrier",
+	"1 for the carrier (udp or stream) in use to each attached mesh node.", []string{"mesh_node", "carrier"}, nil)
+
+// carrierCollector reports the carrier of every attached mesh node at
+// scrape time.
+type carrierCollector struct{ c *Connector }
+
+func (cc carrierCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descCarrier }
+
+func (cc carrierCollector) Collect(ch chan<- prometheus.Metric) {
+	cc.c.attached.Range(func(_, v any) bool {
+		l := v.(*meshLink)
+		ch <- prometheus.MustNewConstMetric(descCarrier, prometheus.GaugeValue, 1, l.nodeID, string(l.carrierNow()))
+		return true
+	})
+}
+
 func (c *Connector) registerMetrics() {
-	c.cfg.Registry.MustRegister(
+	c.cfg.Registry.MustRegister(carrierCollector{c},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_connector_attached_mesh_nodes",
 			Help: "Mesh nodes this connector is attached to."}, func() float64 { return float64(c.nAttached.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_connector_tunnel_peers",

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,8 @@ import (
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/sampleapp"
+	"github.com/postern/postern/pkg/streambind"
+	"github.com/postern/postern/pkg/wgnet"
 )
 
 // Options configures Start.
@@ -58,6 +61,20 @@ type Options struct {
 	// CredentialTTL is the lifetime of connector credentials; zero means
 	// the mesh default.
 	CredentialTTL time.Duration
+	// Carrier forces the connectors' WireGuard carrier; the zero value
+	// means automatic choice (UDP first, then the stream).
+	Carrier streambind.Carrier
+	// UDPTimeout and ProbeInterval tune the connectors' automatic carrier
+	// choice; zero means the connector defaults (2s, 30s).
+	UDPTimeout, ProbeInterval time.Duration
+	// BlockUDP starts every connector with its UDP blocked in process
+	// (wgnet.BlockBind: every datagram dropped both ways), as behind a
+	// firewall that lets only TCP out. SetUDPBlocked changes it later.
+	BlockUDP bool
+	// Proxy, if set, is the HTTP CONNECT proxy (with its basic
+	// authentication in the URL) through which connectors enrol, attach
+	// and open the stream carrier.
+	Proxy *url.URL
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -99,8 +116,10 @@ type Mesh struct {
 
 // Connector is one running connector.
 type Connector struct {
-	C      *connector.Connector
-	Dir    string
+	C   *connector.Connector
+	Dir string
+	// UDP is the connector's UDP bind behind an in-process block switch.
+	UDP    *wgnet.BlockBind
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -308,9 +327,17 @@ func (h *Harness) AppURL(i int, path string) string {
 }
 
 // APIClient returns a client for the mesh nodes' HTTPS API.
+// With Options.Proxy set, it goes through that proxy.
 func (h *Harness) APIClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.CA.Pool()}}, Timeout: 20 * time.Second}
+	t := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.CA.Pool()}}
+	if h.opts.Proxy != nil {
+		t.Proxy = http.ProxyURL(h.opts.Proxy)
+	}
+	return &http.Client{Transport: t, Timeout: 20 * time.Second}
 }
+
+// SetUDPBlocked blocks or unblocks connector i's UDP in process.
+func (h *Harness) SetUDPBlocked(i int, on bool) { h.Connectors()[i].UDP.SetBlocked(on) }
 
 // AddConnector enrols a new connector in group with a fresh token through
 // the first mesh node, starts it, and waits until it is attached.
@@ -349,13 +376,16 @@ func (h *Harness) runConnector(ctx context.Context, dir string) (*Connector, err
 	if err != nil {
 		return nil, err
 	}
-	c, err := connector.New(connector.Config{StateDir: dir, HTTPClient: h.APIClient(), AllowList: al,
+	udp := wgnet.NewBlockBind(wgnet.NewDialBind())
+	udp.SetBlocked(h.opts.BlockUDP)
+	c, err := connector.New(connector.Config{StateDir: dir, HTTPClient: h.APIClient(), AllowList: al, Bind: udp,
+		Carrier: h.opts.Carrier, UDPTimeout: h.opts.UDPTimeout, ProbeInterval: h.opts.ProbeInterval,
 		Logger: h.logger.With("component", "connectord")})
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	hc := &Connector{C: c, Dir: dir, cancel: cancel, done: make(chan struct{})}
+	hc := &Connector{C: c, Dir: dir, UDP: udp, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(hc.done)
 		c.Run(rctx)

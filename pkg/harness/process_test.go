@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +56,7 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 			t.Fatalf("%s: %v mode %v, want 0600", f, err, fi.Mode().Perm())
 		}
 	}
-	var logs bytes.Buffer
+	var logs syncBuffer // connectord keeps logging while the test reads
 	run := exec.Command(bin, "run", "--state-dir", state, "--mesh-ca", ca, "--health-listen", "127.0.0.1:0")
 	run.Stderr = &logs
 	if err := run.Start(); err != nil {
@@ -193,4 +194,23 @@ func connectorState(dir string) (string, error) {
 		return "", err
 	}
 	return st.Credential, nil
+}
+
+// syncBuffer is a bytes.Buffer safe for a writing process and a reading
+// test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

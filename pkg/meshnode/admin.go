@@ -3,24 +3,69 @@ package meshnode
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/streambind"
 )
 
 // Status is what the admin endpoint's /status answers.
 type Status struct {
-	Node        string        `json:"node"`
-	Region      string        `json:"region"`
-	PublicKey   string        `json:"public_key"`
-	TunnelAddr  string        `json:"tunnel_addr"`
-	WGPort      uint16        `json:"wg_port"`
-	CatalogHash string        `json:"catalog_hash"`
-	Apps        int           `json:"apps"`
-	Connectors  []pool.Status `json:"connectors"`
+	Node        string            `json:"node"`
+	Region      string            `json:"region"`
+	PublicKey   string            `json:"public_key"`
+	TunnelAddr  string            `json:"tunnel_addr"`
+	WGPort      uint16            `json:"wg_port"`
+	CatalogHash string            `json:"catalog_hash"`
+	Apps        int               `json:"apps"`
+	Connectors  []ConnectorStatus `json:"connectors"`
+	// Streams is the number of open stream carriers.
+	Streams int `json:"streams"`
+}
+
+// ConnectorStatus is one connector in Status: its pool state and the
+// carrier its WireGuard packets use.
+type ConnectorStatus struct {
+	pool.Status
+	// Carrier is "udp" or "stream", as the connector's latest
+	// authenticated packet arrived; empty before the first one.
+	Carrier string `json:"carrier"`
+}
+
+// carriers maps tunnel addresses to the carrier each peer uses now.
+func (n *Node) carriers() map[netip.Addr]string {
+	m := make(map[netip.Addr]string)
+	for _, p := range n.wg.Peers() {
+		if c := carrierOf(p.Endpoint); c != "" {
+			m[p.Addr] = c
+		}
+	}
+	return m
+}
+
+// carrierOf names the carrier of a peer endpoint as WireGuard prints it.
+func carrierOf(endpoint string) string {
+	switch {
+	case streambind.IsStreamEndpoint(endpoint):
+		return string(streambind.CarrierStream)
+	case endpoint != "":
+		return string(streambind.CarrierUDP)
+	}
+	return ""
+}
+
+// connectorStatuses returns the pool's connectors with their carriers.
+func (n *Node) connectorStatuses() []ConnectorStatus {
+	carriers := n.carriers()
+	var out []ConnectorStatus
+	for _, s := range n.pool.Statuses() {
+		out = append(out, ConnectorStatus{Status: s, Carrier: carriers[s.TunnelAddr]})
+	}
+	return out
 }
 
 // Status returns the node's status.
@@ -28,7 +73,7 @@ func (n *Node) Status() Status {
 	cat := n.catalog.Current()
 	return Status{Node: n.cfg.ID, Region: n.cfg.Region, PublicKey: n.wg.PublicKey().String(),
 		TunnelAddr: n.wg.Addr().String(), WGPort: n.wg.ListenPort(), CatalogHash: cat.Hash(),
-		Apps: len(cat.Apps()), Connectors: n.pool.Statuses()}
+		Apps: len(cat.Apps()), Connectors: n.connectorStatuses(), Streams: n.stream.Stats().Streams}
 }
 
 // AdminHandler serves /healthz, /status and /metrics; meshd exposes it on
@@ -53,6 +98,10 @@ var (
 	descPeers     = prometheus.NewDesc("postern_mesh_tunnel_peers", "WireGuard peers of this mesh node.", nil, nil)
 	descOnline    = prometheus.NewDesc("postern_mesh_connectors_online", "Live connectors attached to this node, by group.", []string{"group"}, nil)
 	descHandshake = prometheus.NewDesc("postern_mesh_peer_last_handshake_age_seconds", "Age of the last WireGuard handshake with each connector.", []string{"connector", "group"}, nil)
+	descCarrier   = prometheus.NewDesc("postern_mesh_connector_carrier", "1 for the carrier (udp or stream) each connector's WireGuard packets use.", []string{"connector", "group", "carrier"}, nil)
+	descStreams   = prometheus.NewDesc("postern_mesh_stream_carriers", "Open stream carriers.", nil, nil)
+	descCut       = prometheus.NewDesc("postern_mesh_stream_carriers_cut_total", "Stream carriers cut off for breaking the protocol.", nil, nil)
+	descDropped   = prometheus.NewDesc("postern_mesh_stream_packets_dropped_total", "Packets dropped because a stream carrier's send queue was full.", nil, nil)
 )
 
 // statusCollector reports tunnel and pool state at scrape time.
@@ -62,6 +111,10 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPeers
 	ch <- descOnline
 	ch <- descHandshake
+	ch <- descCarrier
+	ch <- descStreams
+	ch <- descCut
+	ch <- descDropped
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -84,9 +137,19 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, p := range peers {
 		s, ok := byAddr[p.Addr.String()]
-		if !ok || p.LastHandshake.IsZero() {
+		if !ok {
+			continue
+		}
+		if carrier := carrierOf(p.Endpoint); carrier != "" {
+			ch <- prometheus.MustNewConstMetric(descCarrier, prometheus.GaugeValue, 1, s.ID, s.Group, carrier)
+		}
+		if p.LastHandshake.IsZero() {
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(descHandshake, prometheus.GaugeValue, time.Since(p.LastHandshake).Seconds(), s.ID, s.Group)
 	}
+	st := c.n.stream.Stats()
+	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(st.Streams))
+	ch <- prometheus.MustNewConstMetric(descCut, prometheus.CounterValue, float64(st.Cut))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
 	"github.com/postern/postern/pkg/wgnet"
@@ -53,6 +54,8 @@ type Config struct {
 	// all interfaces, random port.
 	WGListen netip.AddrPort
 	// WGBind, if set, replaces the UDP bind (simulated regions, tests).
+	// Either way the node also accepts the stream carrier on its public
+	// listener (streambind.Path), for connectors whose UDP is blocked.
 	WGBind conn.Bind
 	// WGAdvertise is the UDP endpoint ("host:port") connectors are told to
 	// send WireGuard to; empty means WGListen's port on the host name that
@@ -99,6 +102,7 @@ type Node struct {
 	pool    *pool.Pool
 	edge    *edge.Handler
 	enroll  *enroll.Server
+	stream  *streambind.Server
 	used    *authority.UsedTokens
 	public  net.Listener
 
@@ -143,11 +147,20 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
-	wgn, err := wgnet.New(wgnet.Config{PrivateKey: key, Bind: cfg.WGBind, ListenAddr: cfg.WGListen, Logger: logger})
+	n := &Node{cfg: cfg, logger: logger, catalog: store, used: used}
+	udp := cfg.WGBind
+	if udp == nil {
+		udp = wgnet.NewUDPBind(cfg.WGListen.Addr())
+	}
+	n.stream, err = streambind.NewServer(streambind.ServerConfig{UDP: udp, Authorizer: n, Logger: logger.With("component", "streambind")})
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
-	n := &Node{cfg: cfg, logger: logger, catalog: store, wg: wgn, used: used}
+	wgn, err := wgnet.New(wgnet.Config{PrivateKey: key, Bind: n.stream, ListenAddr: cfg.WGListen, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	n.wg = wgn
 	pc := cfg.Pool
 	pc.Dial, pc.Pinger, pc.Logger = wgn.DialContext, wgn, logger
 	n.pool = pool.New(pc)
@@ -217,6 +230,23 @@ func (n *Node) Attach(ctx context.Context, c authority.Credential) (enroll.Attac
 		Endpoint: n.advertise(), TunnelAddr: n.wg.Addr(), CredentialExpires: c.Expires}, nil
 }
 
+// AuthorizeStream implements streambind.Authorizer: a stream carrier is
+// open to a connector whose credential verifies and whose group is in the
+// catalogue, and it is bound to the credential's WireGuard key.
+func (n *Node) AuthorizeStream(_ context.Context, credential string) (streambind.Grant, error) {
+	c, err := n.cfg.Authority.VerifyCredential(credential)
+	if err != nil {
+		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream: %w", err)
+	}
+	if _, ok := n.catalog.Current().Group(c.Group); !ok {
+		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream of %s: connector group %q is not in the catalogue", c.ConnectorID, c.Group)
+	}
+	return streambind.Grant{PublicKey: c.PublicKey, ConnectorID: c.ConnectorID, Expires: c.Expires}, nil
+}
+
+// Streams returns the stream carrier's counters.
+func (n *Node) Streams() streambind.ServerStats { return n.stream.Stats() }
+
 func (n *Node) advertise() string {
 	if n.cfg.WGAdvertise != "" {
 		return n.cfg.WGAdvertise
@@ -232,6 +262,10 @@ func (n *Node) advertise() string {
 // every host, and the edge proxy for everything else.
 func (n *Node) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == streambind.Path {
+			n.stream.ServeHTTP(w, r)
+			return
+		}
 		if strings.HasPrefix(r.URL.Path, "/.postern/v1/") && r.URL.Path != enroll.RenewPath {
 			n.enroll.ServeHTTP(w, r)
 			return
