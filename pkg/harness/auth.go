@@ -159,7 +159,6 @@ func (h *Harness) authCatalogApp() string {
     internal_url: %s
     connector_group: hq
     preauth: entra
-    backend_timeout: 5s
     policy:
       allow:
         groups: ["%s"]
@@ -172,7 +171,6 @@ func (h *Harness) authCatalogApp() string {
     internal_url: %s
     connector_group: hq
     preauth: passthrough
-    backend_timeout: 5s
 `, h.AppHost, h.App, devidp.DemoSupportGroupID, OpenAppHost, h.App)
 }
 

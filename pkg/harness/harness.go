@@ -229,7 +229,7 @@ func (h *Harness) catalogYAML() string {
 	if h.opts.Auth {
 		b.WriteString(h.authCatalogApp())
 	} else {
-		fmt.Fprintf(&b, "  - id: smartmoney\n    host: %s\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n    backend_timeout: 5s\n",
+		fmt.Fprintf(&b, "  - id: smartmoney\n    host: %s\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n",
 			h.AppHost, h.App)
 	}
 	b.WriteString(h.opts.ExtraCatalog)
