@@ -1,0 +1,82 @@
+package infratest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// repoRoot returns the repository root (two levels above this package).
+func repoRoot(tb testing.TB) string {
+	tb.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		tb.Fatalf("repository root %s: %v", root, err)
+	}
+	return root
+}
+
+// tool returns the path of an external tool from PATH or $GOPATH/bin; it
+// fails the test when the tool is missing (.ci/run installs it).
+func tool(tb testing.TB, name string) string {
+	tb.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	gopath := strings.TrimSpace(string(run(tb, "", nil, "go", "env", "GOPATH")))
+	for _, dir := range filepath.SplitList(gopath) {
+		p := filepath.Join(dir, "bin", name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	tb.Fatalf("%s not found in PATH or GOPATH/bin: install it as .ci/run does (see infra/README.md, Tools)", name)
+	return ""
+}
+
+// run runs name with args in dir (the repository root if empty), with env
+// added to the environment, and returns its standard output; a failure or
+// a run over two minutes fails the test with the command's output.
+func run(tb testing.TB, dir string, env []string, name string, args ...string) []byte {
+	tb.Helper()
+	out, err := runErr(tb, dir, env, name, args...)
+	if err != nil {
+		tb.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// runErr is run without failing: it returns the combined output on error.
+func runErr(tb testing.TB, dir string, env []string, name string, args ...string) ([]byte, error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	if dir == "" {
+		dir = repoRoot(tb)
+	}
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return append(stdout.Bytes(), stderr.Bytes()...), err
+	}
+	return stdout.Bytes(), nil
+}
+
+// buildTool compiles one of infra/tools into dir and returns its path.
+func buildTool(tb testing.TB, dir, name string) string {
+	tb.Helper()
+	out := filepath.Join(dir, name)
+	run(tb, "", nil, "go", "build", "-o", out, "./infra/tools/"+name)
+	return out
+}

@@ -1,0 +1,41 @@
+# Variables of the two-region example, one line each. Copy this file, fill
+# in your values, and pass it with TFVARS=... to `task deploy`.
+
+# AWS regions of the two mesh regions and auth function copies.
+primary_region   = "eu-west-1"
+secondary_region = "us-east-1"
+
+# Your Entra tenant id (Entra admin center > Overview > Tenant ID).
+entra_tenant_id = "3f6c1a2e-8b4d-4c7e-9a15-0d2b7e6f4c81"
+
+# Route 53 hosted zone id of the domain below (Route 53 > Hosted zones).
+route53_zone_id = "Z0123456789EXAMPLE"
+
+# Domain of the deployment: auth.<domain> and mesh.<domain> are created.
+domain = "example.com"
+
+# Name of the app in Entra and My Apps.
+app_display_name = "SmartMoney"
+
+# Host name users open; must equal the app's host in the catalogue.
+app_host = "smartmoney.apps.example.com"
+
+# App catalogue read by the mesh nodes (and packed into the Lambda zip).
+catalog_file = "../../../catalog.yaml"
+
+# Zip built by `task build:lambda` (relative to this directory).
+lambda_zip_path = "../../../../dist/auth-arm64.zip"
+
+# Secrets directory: keys from `task keys:generate`, authority.key from
+# `meshd authority init`, tls.crt/tls.key for mesh.<domain> and the app host.
+secrets_dir = "../../../secrets"
+
+# Where the mesh nodes download postern-meshd (aarch64 .rpm from `task package`) and its SHA-256.
+meshd_package_url    = "https://downloads.example.com/postern/0.1.0/postern-meshd-0.1.0-1.aarch64.rpm"
+meshd_package_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+
+# Users whose department is this form the SmartMoney-Support group.
+support_department = "Customer Support"
+
+# Tags on every AWS resource.
+tags = { project = "postern", environment = "production" }

@@ -1,0 +1,123 @@
+# One app, published end to end in two AWS regions: its Entra
+# registration and access groups, the auth functions in both regions, and
+# a mesh region in both regions, each on the region's default VPC.
+
+locals {
+  auth_host = "auth.${var.domain}"
+  mesh_host = "mesh.${var.domain}"
+  secrets = {
+    session_keys  = file("${var.secrets_dir}/session-keys.json")
+    state_key     = trimspace(file("${var.secrets_dir}/state-key"))
+    authority_key = file("${var.secrets_dir}/authority.key")
+    tls_cert      = file("${var.secrets_dir}/tls.crt")
+    tls_key       = file("${var.secrets_dir}/tls.key")
+  }
+}
+
+module "entra_app" {
+  source = "../../modules/entra-app"
+
+  display_name  = var.app_display_name
+  redirect_uris = ["https://${local.auth_host}/callback"]
+  logout_url    = "https://${local.auth_host}/logout"
+
+  groups = {
+    "SmartMoney-Support" = {
+      description = "Customer Support staff: use SmartMoney."
+      rule        = "user.department -eq \"${var.support_department}\""
+      role        = ""
+    }
+  }
+}
+
+module "auth_primary" {
+  source    = "../../modules/auth-functions"
+  providers = { aws = aws.primary }
+
+  lambda_zip_path    = var.lambda_zip_path
+  domain_name        = local.auth_host
+  route53_zone_id    = var.route53_zone_id
+  entra_tenant_id    = module.entra_app.tenant_id
+  oidc_client_id     = module.entra_app.client_id
+  oidc_client_secret = module.entra_app.client_secret
+  session_keys_json  = local.secrets.session_keys
+  state_key_b64      = local.secrets.state_key
+  tags               = var.tags
+}
+
+module "auth_secondary" {
+  source    = "../../modules/auth-functions"
+  providers = { aws = aws.secondary }
+
+  lambda_zip_path    = var.lambda_zip_path
+  domain_name        = local.auth_host
+  route53_zone_id    = var.route53_zone_id
+  entra_tenant_id    = module.entra_app.tenant_id
+  oidc_client_id     = module.entra_app.client_id
+  oidc_client_secret = module.entra_app.client_secret
+  session_keys_json  = local.secrets.session_keys
+  state_key_b64      = local.secrets.state_key
+  tags               = var.tags
+}
+
+data "aws_vpc" "primary" {
+  provider = aws.primary
+  default  = true
+}
+
+data "aws_subnets" "primary" {
+  provider = aws.primary
+  filter {
+    name   = "vpc-id"
+    values = [data.aws_vpc.primary.id]
+  }
+}
+
+data "aws_vpc" "secondary" {
+  provider = aws.secondary
+  default  = true
+}
+
+data "aws_subnets" "secondary" {
+  provider = aws.secondary
+  filter {
+    name   = "vpc-id"
+    values = [data.aws_vpc.secondary.id]
+  }
+}
+
+module "mesh_primary" {
+  source    = "../../modules/mesh-region"
+  providers = { aws = aws.primary }
+
+  region_label         = var.primary_region
+  vpc_id               = data.aws_vpc.primary.id
+  subnet_ids           = data.aws_subnets.primary.ids
+  meshd_package_url    = var.meshd_package_url
+  meshd_package_sha256 = var.meshd_package_sha256
+  authority_key        = local.secrets.authority_key
+  tls_cert_pem         = local.secrets.tls_cert
+  tls_key_pem          = local.secrets.tls_key
+  catalog_yaml         = file(var.catalog_file)
+  route53_zone_id      = var.route53_zone_id
+  hostnames            = [local.mesh_host, var.app_host]
+  tags                 = var.tags
+}
+
+module "mesh_secondary" {
+  source    = "../../modules/mesh-region"
+  providers = { aws = aws.secondary }
+
+  region_label         = var.secondary_region
+  vpc_id               = data.aws_vpc.secondary.id
+  subnet_ids           = data.aws_subnets.secondary.ids
+  meshd_package_url    = var.meshd_package_url
+  meshd_package_sha256 = var.meshd_package_sha256
+  authority_key        = local.secrets.authority_key
+  tls_cert_pem         = local.secrets.tls_cert
+  tls_key_pem          = local.secrets.tls_key
+  catalog_yaml         = file(var.catalog_file)
+  route53_zone_id      = var.route53_zone_id
+  hostnames            = [local.mesh_host, var.app_host]
+  tags                 = var.tags
+}

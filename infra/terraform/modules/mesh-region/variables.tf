@@ -1,0 +1,128 @@
+variable "name" {
+  description = "Name prefix of this region's mesh resources (load balancer, group, role, secrets)."
+  type        = string
+  default     = "postern-mesh"
+}
+
+variable "region_label" {
+  description = "Region label meshd reports (--region) and the catalogue's connector groups refer to, such as eu-west-1."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "VPC of the mesh nodes and their load balancer."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Public subnets (at least two zones) for the nodes and the load balancer; nodes get public IPs for WireGuard."
+  type        = list(string)
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of a mesh node (arm64, since the AMI is Amazon Linux 2023 for arm64)."
+  type        = string
+  default     = "t4g.small"
+}
+
+variable "desired_nodes" {
+  description = "Number of mesh nodes the Auto Scaling group keeps running."
+  type        = number
+  default     = 2
+}
+
+variable "max_nodes" {
+  description = "Upper bound of the Auto Scaling group (room for instance refresh)."
+  type        = number
+  default     = 4
+}
+
+variable "ami_ssm_parameter" {
+  description = "SSM public parameter naming the node image; the default is the latest Amazon Linux 2023 for arm64."
+  type        = string
+  default     = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+}
+
+variable "meshd_package_url" {
+  description = "HTTPS URL of the postern-meshd .rpm (aarch64) that the nodes install (from `task package`)."
+  type        = string
+}
+
+variable "meshd_package_sha256" {
+  description = "SHA-256 of the package at meshd_package_url; a node refuses any other file."
+  type        = string
+}
+
+variable "authority_key" {
+  description = "Mesh authority key file content (from `meshd authority init`), stored in this region's Secrets Manager."
+  type        = string
+  sensitive   = true
+}
+
+variable "tls_cert_pem" {
+  description = "PEM certificate chain covering the mesh host and every app host, stored in Secrets Manager."
+  type        = string
+}
+
+variable "tls_key_pem" {
+  description = "PEM private key of tls_cert_pem, stored in Secrets Manager."
+  type        = string
+  sensitive   = true
+}
+
+variable "catalog_yaml" {
+  description = "App catalogue (YAML) written to /etc/postern/catalog.yaml on every node; a change rolls the nodes."
+  type        = string
+}
+
+variable "meshd_extra_args" {
+  description = "Further `meshd run` flags, one list element per word (for example [\"--log-level\", \"debug\"])."
+  type        = list(string)
+  default     = []
+}
+
+variable "wireguard_port" {
+  description = "UDP port of WireGuard on every node (--wg-listen); open to the connectors."
+  type        = number
+  default     = 51820
+}
+
+variable "https_ingress_cidrs" {
+  description = "IPv4 ranges allowed to reach HTTPS (443): the users and the connectors' enrolment and attach calls."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "wireguard_ingress_cidrs" {
+  description = "IPv4 ranges allowed to send WireGuard: the connectors' public (NAT) addresses, or everywhere."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "gossip_port" {
+  description = "TCP and UDP port of the gossip between mesh nodes (memberlist)."
+  type        = number
+  default     = 7946
+}
+
+variable "gossip_peer_cidrs" {
+  description = "Public ranges of the other regions' mesh nodes allowed to gossip; empty opens no gossip port."
+  type        = list(string)
+  default     = []
+}
+
+variable "route53_zone_id" {
+  description = "Route 53 hosted zone of the mesh and app host names."
+  type        = string
+}
+
+variable "hostnames" {
+  description = "Host names served by this mesh (the mesh API host and every app host); each gets a latency record for this region."
+  type        = list(string)
+}
+
+variable "tags" {
+  description = "Tags added to every resource that takes tags."
+  type        = map(string)
+  default     = {}
+}
