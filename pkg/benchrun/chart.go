@@ -92,8 +92,9 @@ func (d *svgDoc) bytes() []byte {
 
 // cdfChart draws the latency CDF of one scenario's rows.
 func cdfChart(scenario string, rows []Result) []byte {
-	const w, h, left, right, top, bottom = 760, 460, 70, 30, 50, 60
-	pw, ph := float64(w-left-right), float64(h-top-bottom)
+	const w, plotH, left, right, top, bottom = 760, 460, 70, 30, 50, 60
+	h := plotH + 20*len(rows) + 10 // the legend goes under the plot
+	pw, ph := float64(w-left-right), float64(plotH-top-bottom)
 	lo, hi := math.Inf(1), 0.0
 	for _, r := range rows {
 		lo = math.Min(lo, float64(r.hist.Min())/1000)
@@ -131,7 +132,7 @@ func cdfChart(scenario string, rows []Result) []byte {
 	}
 	d.line(left, top+ph, left+pw, top+ph, "#333333", 1)
 	d.line(left, top, left, top+ph, "#333333", 1)
-	d.text(left+pw/2, float64(h)-18, "middle", "latency, ms (logarithmic)", "")
+	d.text(left+pw/2, float64(plotH)-18, "middle", "latency, ms (logarithmic)", "")
 	d.text(18, top+ph/2, "middle", "requests at or below", ` transform="rotate(-90 18 `+fmt.Sprintf("%.1f", top+ph/2)+`)"`)
 	for i, r := range rows {
 		var pts []string
@@ -144,7 +145,7 @@ func cdfChart(scenario string, rows []Result) []byte {
 		}
 		col := palette[i%len(palette)]
 		fmt.Fprintf(&d.b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", col, strings.Join(pts, " "))
-		ly := top + 22 + float64(i)*20 // top left: a CDF never goes there
+		ly := float64(plotH) + 8 + float64(i)*20
 		lx := left + 14.0
 		d.line(lx, ly-4, lx+24, ly-4, col, 3)
 		d.text(lx+30, ly, "start", fmt.Sprintf("c=%d  p50 %s ms  p99 %s ms  (%d req)", r.Concurrency,
