@@ -101,12 +101,17 @@ func runCmd(ctx context.Context, args []string) error {
 	health := fs.String("health-listen", "127.0.0.1:9101", "loopback address for /healthz and /metrics (empty: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	carrierFlag := fs.String("carrier", "auto", "WireGuard carrier: auto (UDP, falling back to an HTTPS stream), udp or stream")
+	udpTimeout := fs.Duration("udp-timeout", 0, "auto carrier: wait this long for a WireGuard handshake over UDP before using the stream (0: 2s)")
+	probeInterval := fs.Duration("probe-interval", 0, "auto carrier: while on the stream, probe UDP this often and move back when it works (0: 30s)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	carrier, err := streambind.ParseCarrier(*carrierFlag)
 	if err != nil {
 		return fmt.Errorf("--carrier: %w", err)
+	}
+	if *udpTimeout < 0 || *probeInterval < 0 {
+		return fmt.Errorf("--udp-timeout and --probe-interval: must not be negative")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -132,7 +137,7 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 	}
 	c, err := connector.New(connector.Config{StateDir: *stateDir, HTTPClient: hc, AllowList: al, BackendRootCAs: roots,
-		HealthAddr: *health, Carrier: carrier, Logger: logger})
+		HealthAddr: *health, Carrier: carrier, UDPTimeout: *udpTimeout, ProbeInterval: *probeInterval, Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -44,8 +44,13 @@ type Options struct {
 	// AppHost is the external host of the sample app; empty means
 	// "smartmoney.localhost".
 	AppHost string
+	// Host is the IP address on which the mesh nodes' public listeners
+	// and WireGuard UDP binds listen, and which the certificate names as
+	// well as loopback; empty means 127.0.0.1. Tests that put connectors
+	// in another network namespace set it to a veth address.
+	Host string
 	// PublicAddr is the first mesh node's public listener; empty means
-	// 127.0.0.1 on a random port. Further nodes use random ports.
+	// Host on a random port. Further nodes use random ports.
 	PublicAddr string
 	// ExtraCatalog is appended to the apps list of the generated catalogue
 	// (YAML list items, indented by two spaces).
@@ -106,8 +111,8 @@ type Harness struct {
 // Mesh is one running mesh node.
 type Mesh struct {
 	Node   *meshnode.Node
-	Addr   string // public listener "127.0.0.1:port"
-	URL    string // "https://127.0.0.1:port"
+	Addr   string // public listener "host:port" (Options.Host)
+	URL    string // "https://host:port"
 	dir    string
 	wgPort uint16
 	cancel context.CancelFunc
@@ -135,6 +140,14 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 	if opts.AppHost == "" {
 		opts.AppHost = "smartmoney.localhost"
 	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	host, err := netip.ParseAddr(opts.Host)
+	if err != nil {
+		return nil, fmt.Errorf("harness: Options.Host: %w", err)
+	}
+	opts.Host = host.String()
 	h := &Harness{opts: opts, AppHost: opts.AppHost, logger: opts.Logger, Dir: opts.Dir}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
@@ -158,7 +171,11 @@ func (h *Harness) start(ctx context.Context) error {
 	if h.CA, err = devcert.NewCA(); err != nil {
 		return err
 	}
-	if h.cert, err = h.CA.Issue("localhost", "*.localhost", h.AppHost, OpenAppHost, "auth.localhost", "idp.localhost", "127.0.0.1", "::1"); err != nil {
+	names := []string{"localhost", "*.localhost", h.AppHost, OpenAppHost, "auth.localhost", "idp.localhost", "127.0.0.1", "::1"}
+	if h.opts.Host != "127.0.0.1" && h.opts.Host != "::1" {
+		names = append(names, h.opts.Host)
+	}
+	if h.cert, err = h.CA.Issue(names...); err != nil {
 		return err
 	}
 	key, err := authority.LoadOrCreateKey(filepath.Join(h.Dir, "authority.key"))
@@ -181,7 +198,7 @@ func (h *Harness) start(ctx context.Context) error {
 		return err
 	}
 	for i := 0; i < h.opts.Meshes; i++ {
-		addr := "127.0.0.1:0"
+		addr := net.JoinHostPort(h.opts.Host, "0")
 		if i == 0 && h.opts.PublicAddr != "" {
 			addr = h.opts.PublicAddr
 		}
@@ -249,7 +266,7 @@ func (h *Harness) startMesh(dir, addr string, wgPort uint16) (*Mesh, error) {
 	id := filepath.Base(dir)
 	node, err := meshnode.New(meshnode.Config{
 		ID: id, Region: "local", Listener: l, TLS: devcert.ServerTLS(h.cert),
-		WGListen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), wgPort), StateDir: dir,
+		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), Logger: h.logger.With("component", "meshd"),
 	})
