@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
 )
 
 func start(tb testing.TB, opts Options) *Harness {
