@@ -71,3 +71,20 @@ func TestConfigRestartDelay(t *testing.T) {
 		}
 	}
 }
+
+func TestCommand(t *testing.T) {
+	var got []string
+	run := func(ctx context.Context, args []string) error { got = args; return nil }
+	cfg := Config{Name: "postern-test"}
+	if err := Command(t.Context(), []string{"run", "--x", "1"}, cfg, run); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != "--x" || got[1] != "1" {
+		t.Fatalf("run flags: got %v, want [--x 1]", got)
+	}
+	for _, bad := range [][]string{nil, {"bogus"}} {
+		if err := Command(t.Context(), bad, cfg, run); err == nil {
+			t.Errorf("%v: got nil, want an error", bad)
+		}
+	}
+}
