@@ -72,6 +72,7 @@ type Connector struct {
 	hostPort    string
 	outstanding atomic.Int64
 	alive       atomic.Bool
+	draining    atomic.Bool
 	rttNanos    atomic.Int64
 	lost        context.Context
 	markLost    context.CancelCauseFunc
@@ -92,8 +93,24 @@ func (c *Connector) Acquire() { c.outstanding.Add(1) }
 // Release ends a request counted by Acquire.
 func (c *Connector) Release() { c.outstanding.Add(-1) }
 
-// Alive reports whether c takes new requests.
+// Alive reports whether c answers probes. A draining connector is alive
+// but takes no new requests.
 func (c *Connector) Alive() bool { return c.alive.Load() }
+
+// Draining reports whether c announced that it is shutting down: it takes
+// no new requests, and those in flight finish.
+func (c *Connector) Draining() bool { return c.draining.Load() }
+
+// Usable reports whether c takes new requests: alive and not draining.
+func (c *Connector) Usable() bool { return c.alive.Load() && !c.draining.Load() }
+
+// RTT returns the last probe's round-trip time through the tunnel; zero
+// before the first probe answered.
+func (c *Connector) RTT() time.Duration { return time.Duration(c.rttNanos.Load()) }
+
+// Outstanding returns the number of requests counted by Acquire and not yet
+// released.
+func (c *Connector) Outstanding() int64 { return c.outstanding.Load() }
 
 // Status is a snapshot of one connector, for status pages and metrics.
 type Status struct {
@@ -102,6 +119,7 @@ type Status struct {
 	PublicKey   string        `json:"public_key"`
 	TunnelAddr  netip.Addr    `json:"tunnel_addr"`
 	Alive       bool          `json:"alive"`
+	Draining    bool          `json:"draining"`
 	Outstanding int64         `json:"outstanding"`
 	RTT         time.Duration `json:"rtt_ns"`
 	Attached    time.Time     `json:"attached"`
@@ -164,6 +182,31 @@ func (p *Pool) Upsert(id, group string, key wgkey.Public) *Connector {
 	}
 	p.logger.Info("connector_attached", "connector", id, "group", group, "replaced", old != nil)
 	return c
+}
+
+// Get returns the current instance of the connector with key, or nil.
+func (p *Pool) Get(key wgkey.Public) *Connector {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.byKey[key]
+}
+
+// Group returns the connectors of group, sorted by id. The slice is shared:
+// callers must not modify it.
+func (p *Pool) Group(group string) []*Connector { return (*p.groups.Load())[group] }
+
+// SetDraining marks the connector with key as draining (no new requests;
+// those in flight finish) or takes it back. It reports whether the
+// connector is known.
+func (p *Pool) SetDraining(key wgkey.Public, draining bool) bool {
+	c := p.Get(key)
+	if c == nil {
+		return false
+	}
+	if c.draining.Swap(draining) != draining {
+		p.logger.Info("connector_draining", "connector", c.ID, "group", c.Group, "draining", draining)
+	}
+	return true
 }
 
 // Remove drops the connector with key, abandoning its requests.
@@ -231,7 +274,7 @@ func (p *Pool) Pick(group string, exclude []*Connector) *Connector {
 	}
 	for i := range cs {
 		c := cs[(start+i)%len(cs)]
-		if !c.alive.Load() || contains(exclude, c) {
+		if !c.Usable() || contains(exclude, c) {
 			continue
 		}
 		if n := c.outstanding.Load(); best == nil || n < bestN {
@@ -271,7 +314,7 @@ func (p *Pool) markAlive(c *Connector) {
 		return
 	}
 	// A lost instance's context cannot be revived: replace it.
-	p.Upsert(c.ID, c.Group, c.Key)
+	p.Upsert(c.ID, c.Group, c.Key).draining.Store(c.draining.Load())
 	p.logger.Info("connector_up", "connector", c.ID, "group", c.Group)
 }
 
@@ -281,7 +324,7 @@ func (p *Pool) Statuses() []Status {
 	out := make([]Status, 0, len(p.byKey))
 	for _, c := range p.byKey {
 		out = append(out, Status{ID: c.ID, Group: c.Group, PublicKey: c.Key.String(), TunnelAddr: c.Key.Addr(),
-			Alive: c.alive.Load(), Outstanding: c.outstanding.Load(), RTT: time.Duration(c.rttNanos.Load()), Attached: c.attached})
+			Alive: c.alive.Load(), Draining: c.draining.Load(), Outstanding: c.outstanding.Load(), RTT: time.Duration(c.rttNanos.Load()), Attached: c.attached})
 	}
 	p.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
