@@ -63,6 +63,14 @@ type ConnectorGroup struct {
 	// Region is an optional hint of where the group's connectors run; empty
 	// when not set.
 	Region string
+	// PinRegion restricts the group's traffic to mesh nodes of Region, as
+	// Entra's connector group region does: connectors attach only there and
+	// requests from other regions are relayed there. False means the mesh
+	// routes by latency alone.
+	PinRegion bool
+	// ExcludeRegions lists regions whose mesh nodes never carry the
+	// group's traffic; empty excludes none.
+	ExcludeRegions []string
 	// Line is the line of the group's entry in the catalogue file.
 	Line int
 }

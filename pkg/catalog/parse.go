@@ -170,10 +170,19 @@ func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) 
 func (p *parser) group(n *yaml.Node, i int) *groupEntry {
 	e := &groupEntry{label: labelOf(n, "connector group", i), group: &ConnectorGroup{Line: n.Line}}
 	g, label := e.group, e.label
+	pinLine := n.Line
 	p.mapping(n, label, []field{
 		{"id", true, func(v *yaml.Node) { g.ID, e.idLine = p.id(v, label, "id"), v.Line }},
 		{"region", false, func(v *yaml.Node) { g.Region = p.id(v, label, "region") }},
+		{"pin_region", false, func(v *yaml.Node) { g.PinRegion, _ = p.boolean(v, label, "pin_region"); pinLine = v.Line }},
+		{"exclude_regions", false, func(v *yaml.Node) { g.ExcludeRegions = p.names(v, label, "exclude_regions") }},
 	})
+	if g.PinRegion && g.Region == "" {
+		p.add(pinLine, ErrValue, label, "pin_region: needs the group's region to pin to")
+	}
+	if g.Region != "" && slices.Contains(g.ExcludeRegions, g.Region) {
+		p.add(pinLine, ErrValue, label, "exclude_regions: excludes the group's own region %s", g.Region)
+	}
 	return e
 }
 

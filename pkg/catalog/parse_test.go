@@ -342,3 +342,29 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("got %v, want a read error that is not ErrInvalid", err)
 	}
 }
+
+func TestGroupRegions(t *testing.T) {
+	const head = "connector_groups:\n  - id: hq\n"
+	const apps = "apps: []\n"
+	good, err := Parse("catalog.yaml", []byte(head + "    region: us-east-1\n    pin_region: true\n    exclude_regions: [ap-southeast-1]\n" + apps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := good.Group("hq")
+	if !g.PinRegion || g.Region != "us-east-1" || len(g.ExcludeRegions) != 1 || g.ExcludeRegions[0] != "ap-southeast-1" {
+		t.Errorf("got %+v", g)
+	}
+	for _, tt := range []struct{ name, body, want string }{
+		{"pin without region", "    pin_region: true\n", `catalog.yaml:3: connector group "hq": pin_region: needs the group's region`},
+		{"exclude own region", "    region: eu\n    exclude_regions: [eu]\n", "excludes the group's own region eu"},
+		{"exclude not a list", "    exclude_regions: eu\n", "exclude_regions: got"},
+		{"pin not a bool", "    region: eu\n    pin_region: yes please\n", "pin_region"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("catalog.yaml", []byte(head + tt.body + apps))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
