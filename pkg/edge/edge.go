@@ -36,8 +36,12 @@ import (
 type Config struct {
 	// Catalog returns the current catalogue. Required.
 	Catalog func() *catalog.Catalog
-	// Pool holds the connectors. Required.
+	// Pool holds the connectors attached to this node. Required.
 	Pool *pool.Pool
+	// Router chooses each request's path (local connector or relay
+	// through another mesh node); nil means Pool, which knows only local
+	// connectors.
+	Router Router
 	// MaxAttempts bounds how many connectors one request may be tried on;
 	// zero means 3.
 	MaxAttempts int
@@ -57,6 +61,7 @@ type Handler struct {
 	cfg     Config
 	logger  *slog.Logger
 	proxy   *httputil.ReverseProxy
+	relay   *httputil.ReverseProxy
 	metrics *metrics
 	auth    *auth
 }
@@ -73,14 +78,19 @@ func New(cfg Config) *Handler {
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Router == nil {
+		cfg.Router = cfg.Pool
+		h.cfg.Router = cfg.Pool
+	}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
-		Transport:      &tunnelTransport{pool: cfg.Pool, maxAttempts: cfg.MaxAttempts},
+		Transport:      &tunnelTransport{router: cfg.Router, maxAttempts: cfg.MaxAttempts},
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   h.proxyError,
 		BufferPool:     bufferPool{},
 		ErrorLog:       slog.NewLogLogger(h.logger.Handler(), slog.LevelDebug),
 	}
+	h.relay = h.newRelayProxy()
 	return h
 }
 
@@ -97,6 +107,7 @@ type reqState struct {
 	claims    *session.AppClaims // verified identity of a pre-authenticated request
 	token     string             // the app cookie that carried claims
 	auth      *auth
+	relayed   bool // served for another mesh node (RelayHandler)
 }
 
 type stateKey struct{}
@@ -155,7 +166,7 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 		slog.String("request_id", st.rid), slog.String("app", appID), slog.String("method", r.Method),
 		slog.String("host", r.Host), slog.String("path", r.URL.Path), slog.Int("status", status),
 		slog.Int64("bytes", rw.Bytes()), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-		slog.String("connector", st.connector), slog.String("user", st.user), slog.Int("attempts", st.attempts), slog.String("client_ip", st.clientIP),
+		slog.String("connector", st.connector), slog.Bool("relayed", st.relayed), slog.String("user", st.user), slog.Int("attempts", st.attempts), slog.String("client_ip", st.clientIP),
 	}
 	if st.errReason != "" {
 		attrs = append(attrs, slog.String("error", st.errReason))
@@ -183,6 +194,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Scheme = "http"
 	out.URL.Host = "connector" // replaced per attempt by the transport
 	h.Set(tunnelhttp.HeaderTarget, st.app.InternalURL.String())
+	h.Set(tunnelhttp.HeaderApp, st.app.ID)
 	if st.app.TLSSkipVerify {
 		h.Set(tunnelhttp.HeaderTLSSkipVerify, "1")
 	}
@@ -248,7 +260,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	p := errpage.Page{Status: http.StatusBadGateway, Title: "Bad gateway", RequestID: st.rid}
 	var ce *connectorError
 	switch {
-	case errors.Is(err, errNoConnector):
+	case errors.Is(err, errNoConnector), errors.Is(err, errRelayNoConnector):
 		p.Status, p.Title = http.StatusServiceUnavailable, "No connector online"
 		p.Reason = fmt.Sprintf("No connector online for group %s, which serves %s.", st.app.ConnectorGroup, st.app.ID)
 	case errors.Is(err, errBackendTimeout):
@@ -274,6 +286,8 @@ func connectorReason(code string) (title, reason string) {
 		return "Destination not allowed", "The connector's allow-list does not include this application's internal address."
 	case tunnelhttp.ErrBackendTimeout:
 		return "Backend timeout", "The application did not answer in time."
+	case tunnelhttp.ErrConnectorLost:
+		return "Bad gateway", "The connector was lost before the application answered."
 	default:
 		return "Bad gateway", "The application broke off the exchange."
 	}

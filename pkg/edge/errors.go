@@ -8,6 +8,12 @@ var (
 	// errBackendTimeout means the backend sent no response headers within
 	// the app's backend timeout.
 	errBackendTimeout = errors.New("backend timeout")
+	// errRelayNoConnector means a relay mesh node had no connector to send
+	// the request to; it never reached one.
+	errRelayNoConnector = errors.New("relay node has no usable connector")
+	// errNotSent wraps the last error of a request that reached no
+	// connector on any attempt.
+	errNotSent = errors.New("request reached no connector")
 )
 
 // connectorError is an error a connector reported in its answer.

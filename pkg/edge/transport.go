@@ -11,7 +11,24 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/tunnelhttp"
 )
+
+// Router chooses the path of each attempt of a request. *pool.Pool is the
+// Router of a lone mesh node; a mesh node in a cluster adds relay paths
+// through other nodes, as *pool.Connector entries whose tunnel address is
+// the relay node's.
+type Router interface {
+	// Pick returns the path for the next attempt of a request to group,
+	// skipping those in exclude; nil when there is none. It must be safe
+	// for concurrent use and must not block.
+	Pick(group string, exclude []*pool.Connector) *pool.Connector
+	// MarkDead reports that a connection to c through the tunnel could not
+	// be made.
+	MarkDead(c *pool.Connector, reason string)
+}
+
+var _ Router = (*pool.Pool)(nil)
 
 // tunnelTransport sends a request to a live connector of the app's group,
 // bounding the time to the response headers by the app's backend timeout.
@@ -22,7 +39,7 @@ import (
 // connector was lost before answering a request that is idempotent and has
 // no body.
 type tunnelTransport struct {
-	pool        *pool.Pool
+	router      Router
 	maxAttempts int
 }
 
@@ -36,8 +53,9 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var tried []*pool.Connector
 	lastErr := errNoConnector
+	anyReached := false
 	for len(tried) < t.maxAttempts {
-		c := t.pool.Pick(st.app.ConnectorGroup, tried)
+		c := t.router.Pick(st.app.ConnectorGroup, tried)
 		if c == nil {
 			break
 		}
@@ -58,8 +76,9 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("%w: %w", cause, err)
 		}
 		lastErr = err
-		if !reached {
-			t.pool.MarkDead(c, "connect through the tunnel failed")
+		anyReached = anyReached || reached
+		if !reached && !errors.Is(err, errRelayNoConnector) {
+			t.router.MarkDead(c, "connect through the tunnel failed")
 		}
 		if !retryable(req, body, reached, err) {
 			break
@@ -67,6 +86,9 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	timer.Stop()
 	cancel(nil)
+	if !anyReached && !errors.Is(lastErr, errNoConnector) {
+		lastErr = fmt.Errorf("%w: %w", errNotSent, lastErr)
+	}
 	return nil, lastErr
 }
 
@@ -86,6 +108,12 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 		out.Body = body
 	}
 	resp, err := c.Transport.RoundTrip(out)
+	if err == nil && resp.Header.Get(tunnelhttp.HeaderError) == tunnelhttp.ErrRelayNoConnector {
+		// The relay node sent the request to none of its connectors.
+		resp.Body.Close()
+		resp, err = nil, errRelayNoConnector
+		gotConn.Store(false)
+	}
 	if err == nil {
 		resp.Body = wrapBody(resp.Body, func() {
 			stop()

@@ -25,6 +25,10 @@ const (
 	// HeaderTLSSkipVerify, when "1", tells the connector not to verify the
 	// internal app's certificate; the catalogue allows it per app.
 	HeaderTLSSkipVerify = "Postern-Tls-Skip-Verify"
+	// HeaderApp names the app (catalogue id) of a request relayed from one
+	// mesh node to another, so the relay node can pick a connector of the
+	// app's group. Connectors ignore it.
+	HeaderApp = "Postern-App"
 	// HeaderError is set by a connector on a response it generated itself;
 	// its value is one of the Err codes below.
 	HeaderError = "Postern-Error"
@@ -42,6 +46,13 @@ const (
 	ErrBadTarget       = "bad_target"       // missing or malformed HeaderTarget
 	ErrBackendTLS      = "backend_tls"      // TLS handshake with the internal app failed
 	ErrConnectorClosed = "connector_closed" // the connector is shutting down
+	// ErrRelayNoConnector is set by a relay mesh node that sent the request
+	// to none of its connectors (none usable, or none reachable): the
+	// relaying node may try another path.
+	ErrRelayNoConnector = "relay_no_connector"
+	// ErrConnectorLost is set by a relay mesh node whose connector was lost
+	// after the request may have reached it.
+	ErrConnectorLost = "connector_lost"
 )
 
 // prefix is the canonical-case prefix of every Postern-internal header.
