@@ -29,7 +29,8 @@ type Client struct {
 
 // APIError is a non-2xx answer from the mesh node.
 type APIError struct {
-	// Op is the call that failed: "enroll", "attach" or "renew".
+	// Op is the call that failed: "enroll", "attach", "detach", "renew"
+	// or "ping".
 	Op string
 	// Status is the HTTP status code.
 	Status int
@@ -73,6 +74,44 @@ func (c *Client) Attach(ctx context.Context, cred string) (AttachResponse, error
 	return resp, err
 }
 
+// Detach asks the mesh node to drain the connector (drain true: no new
+// requests, those in flight finish) or to remove it (drain false). Both are
+// idempotent.
+func (c *Client) Detach(ctx context.Context, cred string, drain bool) error {
+	return c.do(ctx, "detach", DetachPath, DetachRequest{Credential: cred, Drain: drain}, nil)
+}
+
+// Ping sends one GET PingPath and reads its answer; it returns nil on 204.
+// Timing it measures the round trip to the node (once a first call has
+// opened the connection).
+func (c *Client) Ping(ctx context.Context) error {
+	url := strings.TrimRight(c.BaseURL, "/") + PingPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
+	if err != nil {
+		return fmt.Errorf("ping: read answer from %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusNoContent {
+		return apiError("ping", resp, data)
+	}
+	return nil
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTPClient == nil {
+		return http.DefaultClient
+	}
+	return c.HTTPClient
+}
+
 // Renew exchanges a valid credential for a fresh one. It must be sent
 // through the WireGuard tunnel (HTTPClient dialling through it), because
 // the node checks that it comes from the credential key's tunnel address.
@@ -82,7 +121,8 @@ func (c *Client) Renew(ctx context.Context, cred string) (RenewResponse, error) 
 	return resp, err
 }
 
-// do POSTs in as JSON to path and decodes a 2xx answer into out. Its errors
+// do POSTs in as JSON to path and decodes a 2xx answer into out (nil:
+// the answer is not read as JSON). Its errors
 // never contain the request body.
 func (c *Client) do(ctx context.Context, op, path string, in, out any) error {
 	body, err := json.Marshal(in)
@@ -96,11 +136,7 @@ func (c *Client) do(ctx context.Context, op, path string, in, out any) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -111,6 +147,9 @@ func (c *Client) do(ctx context.Context, op, path string, in, out any) error {
 	}
 	if resp.StatusCode/100 != 2 {
 		return apiError(op, resp, data)
+	}
+	if out == nil {
+		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%s: answer from %s is not the expected JSON: %w", op, url, err)

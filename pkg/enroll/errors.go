@@ -36,5 +36,6 @@ const (
 	CodeAttachRefused         = "attach_refused"
 	CodeAttachFailed          = "attach_failed"
 	CodeAttachUnavailable     = "attach_unavailable"
+	CodeDetachFailed          = "detach_failed"
 	CodeInternal              = "internal_error"
 )

@@ -36,19 +36,34 @@ const (
 	MaxBodySize = 16 << 10
 	// MaxNameLen caps EnrollRequest.Name in bytes.
 	MaxNameLen = 128
+	// DefaultPingRateLimit is the steady PingPath rate allowed per client:
+	// generous, so that measurements are not distorted by refusals.
+	DefaultPingRateLimit rate.Limit = 50
+	// DefaultPingRateBurst is the PingPath burst allowed per client.
+	DefaultPingRateBurst = 200
 )
 
-// Attacher adds a connector as a WireGuard peer of this mesh node. The mesh
-// node implements it.
+// Attacher adds a connector as a WireGuard peer of this mesh node and takes
+// it out again. The mesh node implements it.
 //
-// Attach is called with a credential the server has already verified, from
-// concurrent requests; it must be safe for concurrent use and return
-// promptly (ctx is the request's). It returns what the connector needs to
-// reach this node; the server fills in CredentialExpires. To refuse a valid
-// credential (unknown or disabled group, node draining) it returns an error
-// wrapping ErrAttachRefused (403); any other error answers 503.
+// Both methods are called with a credential the server has already
+// verified, from concurrent requests; they must be safe for concurrent use
+// and return promptly (ctx is the request's).
+//
+// Attach returns what the connector needs to reach this node, including
+// the nodes it may attach to (AttachResponse.Nodes); the server fills in
+// CredentialExpires. To refuse a valid credential (unknown or disabled
+// group, node draining) it returns an error wrapping ErrAttachRefused
+// (403); any other error answers 503.
+//
+// Detach with drain true stops sending new requests to the connector but
+// keeps it attached, so that requests in flight finish; with drain false it
+// removes the connector (WireGuard peer and pool entry). An unknown
+// connector is not an error (nil): detach is idempotent. An error answers
+// 503.
 type Attacher interface {
 	Attach(ctx context.Context, c authority.Credential) (AttachResponse, error)
+	Detach(ctx context.Context, c authority.Credential, drain bool) error
 }
 
 // Config configures a Server.
@@ -73,12 +88,19 @@ type Config struct {
 	// RateBurst is the burst allowed per client; zero means
 	// DefaultRateBurst (10).
 	RateBurst int
+	// PingRateLimit is the steady PingPath rate allowed per client
+	// address, counted apart from the other requests; zero means
+	// DefaultPingRateLimit (50/s); rate.Inf disables limiting.
+	PingRateLimit rate.Limit
+	// PingRateBurst is the PingPath burst allowed per client; zero means
+	// DefaultPingRateBurst (200).
+	PingRateBurst int
 	// Now is the clock for rate limiting and durations; nil means time.Now.
 	// Token times follow the Authority's own clock.
 	Now func() time.Time
 }
 
-// Server serves the enrol, attach and renew API. It is an http.Handler,
+// Server serves the enrol, attach, detach, renew and ping API. It is an http.Handler,
 // safe for concurrent use, and starts no goroutines.
 type Server struct {
 	auth     *authority.Authority
@@ -87,6 +109,7 @@ type Server struct {
 	ttl      time.Duration
 	logger   *slog.Logger
 	limiter  *ipLimiter
+	pings    *ipLimiter
 	now      func() time.Time
 }
 
@@ -100,7 +123,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.CredentialTTL < 0 || cfg.CredentialTTL > authority.MaxCredentialTTL {
 		return nil, fmt.Errorf("enroll: new server: credential ttl %v out of range [0, %v]", cfg.CredentialTTL, authority.MaxCredentialTTL)
 	}
-	if cfg.RateLimit < 0 || cfg.RateBurst < 0 {
+	if cfg.RateLimit < 0 || cfg.RateBurst < 0 || cfg.PingRateLimit < 0 || cfg.PingRateBurst < 0 {
 		return nil, errors.New("enroll: new server: negative rate limit or burst")
 	}
 	s := &Server{
@@ -118,6 +141,7 @@ func NewServer(cfg Config) (*Server, error) {
 		s.now = time.Now
 	}
 	s.limiter = newIPLimiter(cmp(cfg.RateLimit, DefaultRateLimit), cmp(cfg.RateBurst, DefaultRateBurst))
+	s.pings = newIPLimiter(cmp(cfg.PingRateLimit, DefaultPingRateLimit), cmp(cfg.PingRateBurst, DefaultPingRateBurst))
 	return s, nil
 }
 
@@ -138,8 +162,15 @@ type reqState struct {
 	group       string
 }
 
+// noContent is a route's answer when it has nothing to say: 204.
+type noContent struct{}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == PingPath {
+		s.ping(w, r)
+		return
+	}
 	start := s.now()
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
@@ -149,9 +180,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw.Header().Set("X-Request-Id", st.id)
 	resp, aerr := s.serve(r, rw, st, start)
-	if aerr != nil {
+	switch {
+	case aerr != nil:
 		writeError(rw, aerr)
-	} else {
+	case resp == noContent{}:
+		rw.Header().Set("Cache-Control", "no-store")
+		rw.WriteHeader(http.StatusNoContent)
+	default:
 		writeJSON(rw, http.StatusOK, resp)
 	}
 	s.logRequest(r, rw.Status(), aerr, st, start)
@@ -172,6 +207,8 @@ func (s *Server) serve(r *http.Request, w http.ResponseWriter, st *reqState, now
 		route = s.attach
 	case RenewPath:
 		route = s.renew
+	case DetachPath:
+		route = s.detach
 	default:
 		return nil, newAPIErr(http.StatusNotFound, CodeNotFound, "there is no such Postern API endpoint", nil)
 	}
@@ -255,9 +292,36 @@ func alreadyUsed() *apiErr {
 		`this enrolment token has already been used; mint a new one with "meshd token create"`, nil)
 }
 
+// ping answers PingPath: 204, no body, no authentication, and no log line
+// above debug, so that connectors can time it cheaply.
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	var remote netip.Addr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		remote = ap.Addr().Unmap().WithZone("")
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, newAPIErr(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "this endpoint accepts only GET and HEAD", nil))
+		return
+	}
+	if ok, wait := s.pings.allow(remote, s.now()); !ok {
+		e := newAPIErr(http.StatusTooManyRequests, CodeRateLimited, "too many pings from this address; retry later", nil)
+		e.retryAfter = wait
+		writeError(w, e)
+		s.logger.Debug("ping_limited", "remote_ip", remote.String())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // attach verifies the credential and hands it to the Attacher.
 func (s *Server) attach(r *http.Request, st *reqState) (any, *apiErr) {
-	c, e := s.verifyCredential(r, st)
+	var req AttachRequest
+	if e := decode(r, &req); e != nil {
+		return nil, e
+	}
+	c, e := s.verifyCredential(req.Credential, st)
 	if e != nil {
 		return nil, e
 	}
@@ -275,11 +339,35 @@ func (s *Server) attach(r *http.Request, st *reqState) (any, *apiErr) {
 	return resp, nil
 }
 
+// detach verifies the credential and asks the Attacher to drain or remove
+// the connector; it answers 204.
+func (s *Server) detach(r *http.Request, st *reqState) (any, *apiErr) {
+	var req DetachRequest
+	if e := decode(r, &req); e != nil {
+		return nil, e
+	}
+	c, e := s.verifyCredential(req.Credential, st)
+	if e != nil {
+		return nil, e
+	}
+	if s.attacher == nil {
+		return nil, newAPIErr(http.StatusServiceUnavailable, CodeAttachUnavailable, "this mesh node does not accept connectors; try another node", nil)
+	}
+	if err := s.attacher.Detach(r.Context(), c, req.Drain); err != nil {
+		return nil, newAPIErr(http.StatusServiceUnavailable, CodeDetachFailed, "this mesh node could not detach the connector; retry", err)
+	}
+	return noContent{}, nil
+}
+
 // renew checks that the request came through the tunnel from the
 // credential's own key, then issues a fresh credential for the same id,
 // group and key.
 func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
-	c, e := s.verifyCredential(r, st)
+	var req RenewRequest
+	if e := decode(r, &req); e != nil {
+		return nil, e
+	}
+	c, e := s.verifyCredential(req.Credential, st)
 	if e != nil {
 		return nil, e
 	}
@@ -295,14 +383,9 @@ func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
 	return RenewResponse{Credential: cred, Expires: fresh.Expires}, nil
 }
 
-// verifyCredential decodes an AttachRequest or RenewRequest (same shape)
-// and verifies its credential.
-func (s *Server) verifyCredential(r *http.Request, st *reqState) (authority.Credential, *apiErr) {
-	var req AttachRequest
-	if e := decode(r, &req); e != nil {
-		return authority.Credential{}, e
-	}
-	c, err := s.auth.VerifyCredential(req.Credential)
+// verifyCredential verifies a request's credential and notes whose it is.
+func (s *Server) verifyCredential(cred string, st *reqState) (authority.Credential, *apiErr) {
+	c, err := s.auth.VerifyCredential(cred)
 	if err != nil {
 		return authority.Credential{}, credentialError(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	gocmp "github.com/google/go-cmp/cmp"
 	"golang.org/x/time/rate"
 
 	"github.com/postern/postern/pkg/authority"
@@ -52,12 +54,29 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// fakeAttacher records attaches and answers with a fixed node description.
+// fakeAttacher records attaches and detaches and answers with a fixed node
+// description.
 type fakeAttacher struct {
-	mu   sync.Mutex
-	got  []authority.Credential
-	err  error
-	resp AttachResponse
+	mu       sync.Mutex
+	got      []authority.Credential
+	detached []detachCall
+	err      error
+	resp     AttachResponse
+}
+
+type detachCall struct {
+	id    string
+	drain bool
+}
+
+func (f *fakeAttacher) Detach(ctx context.Context, c authority.Credential, drain bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.detached = append(f.detached, detachCall{c.ConnectorID, drain})
+	return nil
 }
 
 func (f *fakeAttacher) Attach(ctx context.Context, c authority.Credential) (AttachResponse, error) {
@@ -170,7 +189,7 @@ func post(tb testing.TB, url string, body any) (int, ErrorResponse, http.Header)
 	}
 	defer resp.Body.Close()
 	var er ErrorResponse
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 			tb.Fatalf("error answer Content-Type %q, want application/json", ct)
 		}
@@ -679,5 +698,135 @@ func TestNewServerConfig(t *testing.T) {
 				t.Fatal("got nil error, want one")
 			}
 		})
+	}
+}
+
+func TestPing(t *testing.T) {
+	e := newEnv(t, nil)
+	tests := []struct {
+		method string
+		status int
+	}{
+		{http.MethodGet, http.StatusNoContent},
+		{http.MethodHead, http.StatusNoContent},
+		{http.MethodPost, http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), tt.method, e.ts.URL+PingPath, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("got %d, want %d", resp.StatusCode, tt.status)
+			}
+			if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+				t.Fatalf("Cache-Control got %q, want no-store", got)
+			}
+			if tt.status == http.StatusNoContent && len(body) != 0 {
+				t.Fatalf("body got %q, want none", body)
+			}
+		})
+	}
+	if err := e.client.Ping(t.Context()); err != nil {
+		t.Fatalf("client ping: got %v, want nil", err)
+	}
+	if strings.Contains(e.logs.String(), PingPath) {
+		t.Fatalf("ping logged: %s", e.logs)
+	}
+}
+
+func TestPingRateLimitSeparate(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.RateLimit, c.RateBurst = rate.Every(time.Hour), 1
+		c.PingRateLimit, c.PingRateBurst = rate.Every(time.Hour), 3
+	})
+	for i := range 3 {
+		if err := e.client.Ping(t.Context()); err != nil {
+			t.Fatalf("ping %d: got %v, want nil", i, err)
+		}
+	}
+	var ae *APIError
+	if err := e.client.Ping(t.Context()); !errors.As(err, &ae) || ae.Status != http.StatusTooManyRequests {
+		t.Fatalf("ping past burst: got %v, want 429", err)
+	}
+	// The pings did not use up the API's own budget.
+	if _, err := e.client.Attach(t.Context(), issued(newPub(t))(e)); err != nil {
+		t.Fatalf("attach after pings: got %v, want nil", err)
+	}
+}
+
+func TestDetach(t *testing.T) {
+	pub := newPub(t)
+	for _, drain := range []bool{true, false} {
+		t.Run(fmt.Sprintf("drain=%v", drain), func(t *testing.T) {
+			e := newEnv(t, nil)
+			if err := e.client.Detach(t.Context(), issued(pub)(e), drain); err != nil {
+				t.Fatalf("got %v, want nil", err)
+			}
+			want := []detachCall{{"c-1", drain}}
+			if len(e.attacher.detached) != 1 || e.attacher.detached[0] != want[0] {
+				t.Fatalf("got %v, want %v", e.attacher.detached, want)
+			}
+		})
+	}
+	t.Run("204", func(t *testing.T) {
+		e := newEnv(t, nil)
+		status, _, h := post(t, e.ts.URL+DetachPath, DetachRequest{Credential: issued(pub)(e), Drain: true})
+		if status != http.StatusNoContent || h.Get("Cache-Control") != "no-store" {
+			t.Fatalf("got %d %q, want 204 no-store", status, h.Get("Cache-Control"))
+		}
+	})
+}
+
+func TestDetachRefusals(t *testing.T) {
+	pub := newPub(t)
+	tests := []struct {
+		name   string
+		mod    func(*Config)
+		attErr error
+		body   func(e *env) any
+		status int
+		code   string
+	}{
+		{"unknown field", nil, nil, func(e *env) any { return map[string]any{"credential": issued(pub)(e), "force": true} }, http.StatusBadRequest, CodeBadRequest},
+		{"drain not a bool", nil, nil, func(e *env) any { return map[string]any{"credential": issued(pub)(e), "drain": "yes"} }, http.StatusBadRequest, CodeBadRequest},
+		{"token as credential", nil, nil, func(e *env) any { return DetachRequest{Credential: e.mint(t)} }, http.StatusUnauthorized, CodeCredentialWrongType},
+		{"garbage", nil, nil, func(e *env) any { return DetachRequest{Credential: "x.y.z", Drain: true} }, http.StatusUnauthorized, CodeCredentialMalformed},
+		{"node failure", nil, errors.New("pool busy"), func(e *env) any { return DetachRequest{Credential: issued(pub)(e)} }, http.StatusServiceUnavailable, CodeDetachFailed},
+		{"no attacher", func(c *Config) { c.Attacher = nil }, nil, func(e *env) any { return DetachRequest{Credential: issued(pub)(e)} }, http.StatusServiceUnavailable, CodeAttachUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.mod)
+			e.attacher.err = tt.attErr
+			status, er, _ := post(t, e.ts.URL+DetachPath, tt.body(e))
+			if status != tt.status || er.Error != tt.code {
+				t.Fatalf("got %d %s, want %d %s", status, er.Error, tt.status, tt.code)
+			}
+			if len(e.attacher.detached) != 0 {
+				t.Fatalf("attacher got %v, want no detach", e.attacher.detached)
+			}
+		})
+	}
+}
+
+func TestAttachNodes(t *testing.T) {
+	e := newEnv(t, nil)
+	nodes := []NodeInfo{{ID: "mesh-eu-1", Region: "eu-west-1", URL: "https://eu1.example.com"},
+		{ID: "mesh-us-1", Region: "us-east-1", URL: "https://us1.example.com"}}
+	e.attacher.resp.Nodes = nodes
+	resp, err := e.client.Attach(t.Context(), issued(newPub(t))(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := gocmp.Diff(nodes, resp.Nodes); diff != "" {
+		t.Fatalf("nodes (-want +got):\n%s", diff)
 	}
 }

@@ -6,8 +6,8 @@
 //
 // It sits before the request path, on the connector's way in: a mesh node
 // serves Server on its public HTTPS listener under PathPrefix (enrol,
-// attach) and on its tunnel listener (renew); connectord uses Client. The
-// signing and verification itself is pkg/authority's.
+// attach, detach, ping) and on its tunnel listener (renew); connectord uses
+// Client. The signing and verification itself is pkg/authority's.
 package enroll
 
 import (
@@ -29,7 +29,26 @@ const (
 	AttachPath = PathPrefix + "attach"
 	// RenewPath exchanges a credential, over the tunnel, for a fresh one.
 	RenewPath = PathPrefix + "renew"
+	// PingPath answers GET and HEAD with 204 No Content and no body,
+	// without authentication; connectors time it to measure their RTT to
+	// each mesh node.
+	PingPath = PathPrefix + "ping"
+	// DetachPath takes a connector out of service on this node: draining
+	// (no new requests) or detached (peer and pool entry removed). It
+	// answers 204 No Content.
+	DetachPath = PathPrefix + "detach"
 )
+
+// NodeInfo describes one mesh node a connector may attach to.
+type NodeInfo struct {
+	// ID is the mesh node's id.
+	ID string `json:"id"`
+	// Region is the mesh node's region.
+	Region string `json:"region"`
+	// URL is the mesh node's public HTTPS base URL, e.g.
+	// "https://mesh-eu-1.example.com".
+	URL string `json:"url"`
+}
 
 // EnrollRequest is the body of POST EnrollPath.
 type EnrollRequest struct {
@@ -78,6 +97,21 @@ type AttachResponse struct {
 	// CredentialExpires is when the presented credential expires; the
 	// connector renews before then.
 	CredentialExpires time.Time `json:"credential_expires"`
+	// Nodes are the mesh nodes this connector may attach to: all alive,
+	// non-draining cluster members eligible for its group, including this
+	// one. Empty means the node did not say (a single-node mesh, or an
+	// older node); the connector then keeps what it knew.
+	Nodes []NodeInfo `json:"nodes,omitempty"`
+}
+
+// DetachRequest is the body of POST DetachPath.
+type DetachRequest struct {
+	// Credential is the connector credential.
+	Credential string `json:"credential"`
+	// Drain true asks the node to send no new requests to the connector
+	// while keeping it attached, so that requests in flight finish; false
+	// removes the connector (WireGuard peer and pool entry).
+	Drain bool `json:"drain"`
 }
 
 // RenewRequest is the body of POST RenewPath, sent over the tunnel.
