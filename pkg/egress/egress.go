@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,8 @@ type Handler struct {
 	skip    *http.Transport
 	proxy   *httputil.ReverseProxy
 	metrics *metrics
+
+	inFlight atomic.Int64 // requests being served now
 }
 
 type targetKey struct{}
@@ -106,6 +109,10 @@ func newTransport(d *dialer, tc *tls.Config) *http.Transport {
 	}
 }
 
+// InFlight returns how many requests the handler is serving now, counting
+// a streaming response until its body ends (or the mesh goes away).
+func (h *Handler) InFlight() int64 { return h.inFlight.Load() }
+
 // Close closes idle backend connections.
 func (h *Handler) Close() {
 	h.verify.CloseIdleConnections()
@@ -138,6 +145,8 @@ func rewrite(pr *httputil.ProxyRequest) {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.inFlight.Add(1)
+	defer h.inFlight.Add(-1)
 	start := time.Now()
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
 	rw := accesslog.Wrap(w)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
@@ -168,5 +169,50 @@ func TestCustomRootCA(t *testing.T) {
 	resp := serveTunnel(t, Config{RootCAs: pool}, tlsBackend.URL, nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("got %d, want 200 with the CA configured", resp.StatusCode)
+	}
+}
+
+// TestInFlight counts a request while its streaming body is still open and
+// stops counting when it ends.
+func TestInFlight(t *testing.T) {
+	release := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "last")
+	}))
+	t.Cleanup(backend.Close)
+	h := New(Config{})
+	t.Cleanup(h.Close)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	if got := h.InFlight(); got != 0 {
+		t.Fatalf("before: got %d, want 0", got)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", srv.URL+"/", nil)
+	req.Header.Set(tunnelhttp.HeaderTarget, backend.URL)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.InFlight(); got != 1 {
+		t.Fatalf("while streaming: got %d, want 1", got)
+	}
+	close(release)
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.InFlight() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := h.InFlight(); got != 0 {
+		t.Fatalf("after: got %d, want 0", got)
 	}
 }
