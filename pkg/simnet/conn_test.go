@@ -1,0 +1,99 @@
+package simnet
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestDialerHTTP(t *testing.T) {
+	const rtt = 60 * time.Millisecond
+	n := NewNetwork(tinyMatrix(t, "60"), 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
+	t.Cleanup(srv.Close)
+	dst := netip.MustParseAddrPort(srv.Listener.Addr().String())
+	if err := n.Register(dst, "far"); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{DialContext: n.Dialer("near", nil)}}
+	t.Cleanup(client.CloseIdleConnections)
+
+	get := func() (time.Duration, error) {
+		start := time.Now()
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return 0, err
+		}
+		if string(body) != "hello" {
+			t.Errorf("body: got %q, want %q", body, "hello")
+		}
+		return time.Since(start), nil
+	}
+	took, err := get()
+	if err != nil {
+		t.Fatalf("first GET: %v", err)
+	}
+	if took < 2*rtt || took > 2*rtt+300*time.Millisecond {
+		t.Errorf("first GET (dial + exchange): got %v, want between %v and %v", took, 2*rtt, 2*rtt+300*time.Millisecond)
+	}
+	took, err = get()
+	if err != nil {
+		t.Fatalf("second GET: %v", err)
+	}
+	if took < rtt || took > rtt+300*time.Millisecond {
+		t.Errorf("second GET (kept-alive exchange): got %v, want between %v and %v", took, rtt, rtt+300*time.Millisecond)
+	}
+
+	client.CloseIdleConnections()
+	n.Partition([]string{"far"}, []string{"near"})
+	if _, err := get(); !errors.Is(err, ErrPartitioned) {
+		t.Errorf("GET across partition: got %v, want ErrPartitioned", err)
+	}
+}
+
+func TestDialerPassThroughAndCancel(t *testing.T) {
+	n := NewNetwork(tinyMatrix(t, "10000"), 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	dial := n.Dialer("near", nil)
+	c, err := dial(t.Context(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial unregistered: %v", err)
+	}
+	if _, wrapped := c.(*delayConn); wrapped {
+		t.Errorf("dial unregistered: got a delayed conn, want the plain one")
+	}
+	c.Close()
+
+	if err := n.Register(netip.MustParseAddrPort(ln.Addr().String()), "far"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := dial(ctx, "tcp", ln.Addr().String()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("dial with a 10s RTT and a 50ms context: got %v, want DeadlineExceeded", err)
+	}
+}
