@@ -74,6 +74,20 @@ type Config struct {
 	// row (zero means 3) the connector attaches again.
 	PingInterval time.Duration
 	PingFailures int
+	// Attach is how many mesh nodes, the nearest by measured RTT, the
+	// connector attaches to at once; zero means 2.
+	Attach int
+	// Reevaluate is the time between measurements of the RTT to every
+	// known mesh node (jittered by ±10%), after which the connector moves
+	// to a node that is clearly nearer (by more than 20% and 5 ms); zero
+	// means 5 minutes.
+	Reevaluate time.Duration
+	// MeasureCount is how many pings, after one warm-up request, measure
+	// one node's RTT (the fastest counts); zero means 3.
+	MeasureCount int
+	// DrainWait bounds the wait for requests in flight when the connector
+	// gives up a mesh node for a nearer one; zero means 30s.
+	DrainWait time.Duration
 	// BackoffMin and BackoffMax bound the jittered retry delay; zero means
 	// 200ms and 30s.
 	BackoffMin, BackoffMax time.Duration
@@ -100,6 +114,18 @@ type Connector struct {
 
 	attached  sync.Map // mesh URL -> *meshLink
 	nAttached atomic.Int32
+
+	tun   tunnel
+	kick  chan struct{} // wakes the manager; capacity 1
+	loops sync.WaitGroup
+
+	mmu        sync.Mutex // guards the following
+	runs       map[string]*run
+	rtts       map[string]time.Duration // by mesh URL, from the last measurement
+	measuredAt time.Time
+	down       map[string]bool   // mesh URLs lost or failing since the last reevaluation
+	alias      map[string]string // mesh URL -> the node id its attach answered
+	draining   bool
 
 	closeOnce sync.Once
 }
@@ -146,6 +172,21 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.ProbeInterval == 0 {
 		cfg.ProbeInterval = 30 * time.Second
 	}
+	if cfg.Attach == 0 {
+		cfg.Attach = 2
+	}
+	if cfg.Reevaluate == 0 {
+		cfg.Reevaluate = 5 * time.Minute
+	}
+	if cfg.MeasureCount == 0 {
+		cfg.MeasureCount = 3
+	}
+	if cfg.DrainWait == 0 {
+		cfg.DrainWait = 30 * time.Second
+	}
+	if cfg.Attach < 0 || cfg.Reevaluate < 0 || cfg.MeasureCount < 0 || cfg.DrainWait < 0 {
+		return nil, fmt.Errorf("connector: Attach, Reevaluate, MeasureCount and DrainWait must not be negative")
+	}
 	carrier, err := streambind.ParseCarrier(string(cfg.Carrier))
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
@@ -183,7 +224,9 @@ func New(cfg Config) (*Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
-	c := &Connector{cfg: cfg, logger: logger, key: key, node: node, bind: bind, state: state}
+	c := &Connector{cfg: cfg, logger: logger, key: key, node: node, bind: bind, state: state,
+		kick: make(chan struct{}, 1), runs: map[string]*run{}, down: map[string]bool{}, alias: map[string]string{}}
+	c.tun = wgTunnel{c}
 	c.egress = egress.New(egress.Config{AllowList: cfg.AllowList, RootCAs: cfg.BackendRootCAs,
 		Logger: c.logger, Registerer: cfg.Registry})
 	c.registerMetrics()
@@ -224,8 +267,9 @@ func (c *Connector) Node() *wgnet.Node { return c.node }
 // Attached reports how many mesh nodes the connector is attached to.
 func (c *Connector) Attached() int { return int(c.nAttached.Load()) }
 
-// Run serves the tunnel, attaches to every mesh node and keeps the
-// attachments alive until ctx ends. It returns nil when ctx ends.
+// Run serves the tunnel, attaches to the Attach nearest mesh nodes, keeps
+// the attachments alive and moves them as RTTs change, until ctx ends. It
+// returns nil when ctx ends.
 func (c *Connector) Run(ctx context.Context) error {
 	l, err := c.node.Listen(tunnelhttp.Port)
 	if err != nil {
@@ -254,19 +298,18 @@ func (c *Connector) Run(ctx context.Context) error {
 			health.Serve(hl)
 		}()
 	}
-	for _, u := range c.State().MeshURLs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.attachLoop(ctx, u)
-		}()
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.manage(ctx)
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		c.renewLoop(ctx)
 	}()
-	c.logger.Info("connector_started", "tunnel_addr", c.node.Addr(), "mesh_urls", c.State().MeshURLs)
+	c.logger.Info("connector_started", "tunnel_addr", c.node.Addr(), "mesh_urls", c.State().MeshURLs,
+		"mesh_nodes", len(c.State().Nodes), "attach_k", c.cfg.Attach)
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -275,6 +318,7 @@ func (c *Connector) Run(ctx context.Context) error {
 		health.Close()
 	}
 	wg.Wait()
+	c.loops.Wait()
 	c.egress.Close()
 	return nil
 }
@@ -286,48 +330,15 @@ func (c *Connector) Close() error {
 	return err
 }
 
-// attachLoop attaches to one mesh node, watches the attachment, and attaches
-// again, with jittered backoff, for as long as ctx lasts.
-func (c *Connector) attachLoop(ctx context.Context, meshURL string) {
-	cl := &enroll.Client{BaseURL: meshURL, HTTPClient: c.cfg.HTTPClient}
-	delay := c.cfg.BackoffMin
-	var prev *meshLink
-	for ctx.Err() == nil {
-		link, err := c.attach(ctx, cl, meshURL, prev)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			c.logger.Warn("attach_failed", "mesh_url", meshURL, "error", err, "retry_in_ms", delay.Milliseconds())
-			if !sleep(ctx, jitter(delay)) {
-				return
-			}
-			delay = min(delay*2, c.cfg.BackoffMax)
-			continue
-		}
-		delay = c.cfg.BackoffMin
-		prev = link
-		c.attached.Store(meshURL, link)
-		c.nAttached.Add(1)
-		c.logger.Info("attached", "mesh_url", meshURL, "mesh_node", link.nodeID, "carrier", link.carrierNow())
-		c.watch(ctx, link)
-		c.attached.Delete(meshURL)
-		c.nAttached.Add(-1)
-		if ctx.Err() == nil {
-			c.logger.Warn("mesh_unreachable", "mesh_url", meshURL, "mesh_node", link.nodeID)
-		}
-	}
-}
+// wgTunnel is the connector's real tunnel: WireGuard through the bind.
+type wgTunnel struct{ c *Connector }
 
-func (c *Connector) attach(ctx context.Context, cl *enroll.Client, meshURL string, prev *meshLink) (*meshLink, error) {
-	actx, cancel := context.WithTimeout(ctx, 15*time.Second+c.cfg.UDPTimeout)
-	defer cancel()
-	resp, err := cl.Attach(actx, c.State().Credential)
-	if err != nil {
-		return nil, err
-	}
+var _ tunnel = wgTunnel{}
+
+func (t wgTunnel) connect(ctx context.Context, meshURL string, resp enroll.AttachResponse, prev *meshLink) (*meshLink, error) {
+	c := t.c
 	mode := c.cfg.Carrier
-	ep, err := resolveEndpoint(actx, resp.Endpoint, meshURL)
+	ep, err := resolveEndpoint(ctx, resp.Endpoint, meshURL)
 	if err != nil {
 		if mode == streambind.CarrierUDP {
 			return nil, fmt.Errorf("attach: mesh endpoint: %w", err)
@@ -349,12 +360,19 @@ func (c *Connector) attach(ctx context.Context, cl *enroll.Client, meshURL strin
 	c.bind.SetTarget(ep, streambind.Target{URL: meshURL, Credential: c.credential, Transport: c.cfg.HTTPClient.Transport})
 	link := &meshLink{url: meshURL, nodeID: resp.NodeID, pub: resp.PublicKey, tunAddr: resp.PublicKey.Addr(), ep: ep,
 		auto: mode == streambind.CarrierAuto}
-	carrier, err := c.connect(actx, link, mode)
+	carrier, err := c.connect(ctx, link, mode)
 	if err != nil {
 		return nil, err
 	}
 	link.carrier.Store(carrier)
 	return link, nil
+}
+
+func (t wgTunnel) watch(ctx context.Context, link *meshLink) { t.c.watch(ctx, link) }
+
+func (t wgTunnel) unlink(link *meshLink) {
+	t.c.node.RemovePeer(link.pub)
+	t.c.bind.RemoveTarget(link.ep)
 }
 
 // resolveEndpoint turns the mesh's advertised UDP endpoint into an address;
@@ -475,14 +493,20 @@ func (c *Connector) healthHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		type link struct {
-			MeshURL  string `json:"mesh_url"`
-			MeshNode string `json:"mesh_node"`
-			Carrier  string `json:"carrier"`
+			MeshURL  string  `json:"mesh_url"`
+			MeshNode string  `json:"mesh_node"`
+			Carrier  string  `json:"carrier"`
+			RTTms    float64 `json:"rtt_ms"` // -1: not measured or unreachable
 		}
+		rtts := c.rttSnapshot()
 		var links []link
 		c.attached.Range(func(_, v any) bool {
 			l := v.(*meshLink)
-			links = append(links, link{l.url, l.nodeID, string(l.carrierNow())})
+			d, ok := rtts[l.url]
+			if !ok {
+				d = unreachable
+			}
+			links = append(links, link{l.url, l.nodeID, string(l.carrierNow()), rttMillis(d)})
 			return true
 		})
 		status := http.StatusOK

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"time"
 
@@ -30,8 +31,49 @@ func (cc carrierCollector) Collect(ch chan<- prometheus.Metric) {
 	})
 }
 
+var descRTT = prometheus.NewDesc("postern_connector_mesh_rtt_seconds",
+	"Measured round-trip time (fastest HTTPS ping) to each reachable mesh node.", []string{"node"}, nil)
+
+// rttCollector reports the last measured RTT of every reachable mesh node
+// at scrape time.
+type rttCollector struct{ c *Connector }
+
+func (rc rttCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descRTT }
+
+func (rc rttCollector) Collect(ch chan<- prometheus.Metric) {
+	names := rc.c.nodeNames()
+	for u, d := range rc.c.rttSnapshot() {
+		if d == unreachable {
+			continue
+		}
+		name := names[u]
+		if name == "" {
+			name = u
+		}
+		ch <- prometheus.MustNewConstMetric(descRTT, prometheus.GaugeValue, d.Seconds(), name)
+	}
+}
+
+// rttSnapshot returns a copy of the last measurement, by mesh URL.
+func (c *Connector) rttSnapshot() map[string]time.Duration {
+	c.mmu.Lock()
+	defer c.mmu.Unlock()
+	return maps.Clone(c.rtts)
+}
+
+// nodeNames maps mesh URLs to node ids, as far as they are known.
+func (c *Connector) nodeNames() map[string]string {
+	c.mmu.Lock()
+	names := maps.Clone(c.alias)
+	c.mmu.Unlock()
+	for _, n := range c.State().Nodes {
+		names[n.URL] = n.ID
+	}
+	return names
+}
+
 func (c *Connector) registerMetrics() {
-	c.cfg.Registry.MustRegister(carrierCollector{c},
+	c.cfg.Registry.MustRegister(carrierCollector{c}, rttCollector{c},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_connector_attached_mesh_nodes",
 			Help: "Mesh nodes this connector is attached to."}, func() float64 { return float64(c.nAttached.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_connector_tunnel_peers",

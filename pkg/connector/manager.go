@@ -1,0 +1,430 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/postern/postern/pkg/enroll"
+)
+
+// tunnel is the WireGuard side of an attachment. The connector's own is
+// wgTunnel; tests replace it. Its methods are called from the per-node
+// loops, concurrently for different links.
+type tunnel interface {
+	// connect makes the mesh node that answered resp for meshURL a
+	// WireGuard peer and returns the link; prev is the previous link of
+	// the same loop, or nil.
+	connect(ctx context.Context, meshURL string, resp enroll.AttachResponse, prev *meshLink) (*meshLink, error)
+	// watch blocks until the link is lost or ctx ends.
+	watch(ctx context.Context, link *meshLink)
+	// unlink removes the link's peer and its route in the bind.
+	unlink(link *meshLink)
+}
+
+// run is the loop that keeps one mesh node attached.
+type run struct {
+	url      string
+	cancel   context.CancelFunc
+	done     chan struct{}
+	retiring bool // guarded by Connector.mmu
+}
+
+// stop ends the loop and waits for it.
+func (r *run) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// manage keeps the connector attached to the Attach nearest mesh nodes
+// until ctx ends, then stops every per-node loop.
+func (c *Connector) manage(ctx context.Context) {
+	defer c.stopRuns()
+	if len(c.State().Nodes) == 0 {
+		c.startSeeds(ctx)
+	} else {
+		c.measure(ctx)
+		c.reconcile(ctx)
+	}
+	t := time.NewTimer(jitter10(c.cfg.Reevaluate))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.mmu.Lock()
+			clear(c.down) // lost nodes are candidates again
+			c.mmu.Unlock()
+			c.measure(ctx)
+			c.reconcile(ctx)
+			t.Reset(jitter10(c.cfg.Reevaluate))
+		case <-c.kick:
+			if c.needMeasure() {
+				c.measure(ctx)
+			}
+			c.reconcile(ctx)
+		}
+	}
+}
+
+// kickManager asks the manager to reconsider the attachments.
+func (c *Connector) kickManager() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Connector) startSeeds(ctx context.Context) {
+	c.mmu.Lock()
+	defer c.mmu.Unlock()
+	for _, u := range c.State().candidates(nil) {
+		c.startRunLocked(ctx, u)
+	}
+}
+
+// needMeasure reports whether the last measurement is older than half of
+// Reevaluate or misses a candidate.
+func (c *Connector) needMeasure() bool {
+	st := c.State()
+	c.mmu.Lock()
+	defer c.mmu.Unlock()
+	if time.Since(c.measuredAt) > c.cfg.Reevaluate/2 {
+		return true
+	}
+	for _, u := range st.candidates(c.alias) {
+		if _, ok := c.rtts[u]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// measure times every candidate and records the result.
+func (c *Connector) measure(ctx context.Context) {
+	st := c.State()
+	c.mmu.Lock()
+	urls := st.candidates(c.alias)
+	c.mmu.Unlock()
+	rtts := measureRTTs(ctx, c.cfg.HTTPClient, urls, c.cfg.MeasureCount)
+	if ctx.Err() != nil {
+		return
+	}
+	c.mmu.Lock()
+	c.rtts, c.measuredAt = rtts, time.Now()
+	c.mmu.Unlock()
+	attrs := make([]any, 0, 2*len(rtts))
+	for _, u := range urls {
+		attrs = append(attrs, u, rttMillis(rtts[u]))
+	}
+	c.logger.Debug("mesh_measured", slog.Group("rtt_ms", attrs...))
+}
+
+// reconcile starts loops to the mesh nodes it now wants and retires the
+// others, replacements first.
+func (c *Connector) reconcile(ctx context.Context) {
+	st := c.State()
+	c.mmu.Lock()
+	defer c.mmu.Unlock()
+	if c.draining || ctx.Err() != nil {
+		return
+	}
+	rtts := make(map[string]time.Duration, len(c.rtts))
+	for u, d := range c.rtts {
+		if r := c.runs[u]; !c.down[u] && (r == nil || !r.retiring) {
+			rtts[u] = d
+		}
+	}
+	var current []string
+	for u, r := range c.runs {
+		if !r.retiring {
+			current = append(current, u)
+		}
+	}
+	slices.Sort(current)
+	want := c.sameNodeLocked(st.Nodes, choose(current, rtts, c.cfg.Attach), current)
+	// Better a loop that retries than none; attached ones first.
+	slices.SortStableFunc(current, func(a, b string) int { return boolCmp(c.linkOf(b) != nil, c.linkOf(a) != nil) })
+	for _, u := range current {
+		if len(want) < c.cfg.Attach && !slices.Contains(want, u) {
+			want = append(want, u)
+		}
+	}
+	if len(want) == 0 {
+		want = st.candidates(c.alias)
+	}
+	for _, u := range want {
+		if c.runs[u] == nil {
+			c.startRunLocked(ctx, u)
+		}
+	}
+	for _, u := range current {
+		if !slices.Contains(want, u) {
+			c.retireLocked(ctx, c.runs[u])
+		}
+	}
+}
+
+// sameNodeLocked replaces each URL in want by the URL of a current loop
+// that reached the same mesh node under another URL (a seed spelled
+// differently), so that no node is attached twice.
+func (c *Connector) sameNodeLocked(nodes []enroll.NodeInfo, want, current []string) []string {
+	id := func(u string) string {
+		if i := slices.IndexFunc(nodes, func(n enroll.NodeInfo) bool { return n.URL == u }); i >= 0 {
+			return nodes[i].ID
+		}
+		return c.alias[u]
+	}
+	for i, w := range want {
+		for _, u := range current {
+			if u != w && id(u) != "" && id(u) == id(w) && !slices.Contains(want, u) {
+				want[i] = u
+			}
+		}
+	}
+	return want
+}
+
+func (c *Connector) startRunLocked(ctx context.Context, meshURL string) {
+	rctx, cancel := context.WithCancel(ctx)
+	r := &run{url: meshURL, cancel: cancel, done: make(chan struct{})}
+	c.runs[meshURL] = r
+	c.loops.Add(1)
+	go func() {
+		defer c.loops.Done()
+		defer close(r.done)
+		c.nodeLoop(rctx, meshURL)
+	}()
+}
+
+// retireLocked gives up r's mesh node: drain it (unless it is lost), wait
+// for the requests in flight, detach, and stop the loop.
+func (c *Connector) retireLocked(ctx context.Context, r *run) {
+	r.retiring = true
+	lost := c.down[r.url]
+	c.loops.Add(1)
+	go func() {
+		defer c.loops.Done()
+		link := c.linkOf(r.url)
+		if link != nil && !lost {
+			c.logger.Info("mesh_node_retiring", "mesh_url", r.url, "mesh_node", link.nodeID)
+			c.detachAll(ctx, []*meshLink{link}, true)
+			wctx, cancel := context.WithTimeout(ctx, c.cfg.DrainWait)
+			c.waitIdle(wctx)
+			cancel()
+			if ctx.Err() == nil {
+				c.detachAll(ctx, []*meshLink{link}, false)
+			}
+		}
+		r.stop()
+		c.mmu.Lock()
+		if c.runs[r.url] == r {
+			delete(c.runs, r.url)
+		}
+		c.mmu.Unlock()
+		c.logger.Info("mesh_node_retired", "mesh_url", r.url, "lost", lost)
+		c.kickManager()
+	}()
+}
+
+// stopRuns stops every per-node loop and waits for them.
+func (c *Connector) stopRuns() {
+	c.mmu.Lock()
+	runs := make([]*run, 0, len(c.runs))
+	for _, r := range c.runs {
+		runs = append(runs, r)
+	}
+	c.mmu.Unlock()
+	for _, r := range runs {
+		r.stop()
+	}
+}
+
+// nodeLoop attaches to one mesh node, watches the attachment, and attaches
+// again, with jittered backoff, until ctx ends or the connector drains. It
+// tells the manager about every failure and loss.
+func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
+	cl := &enroll.Client{BaseURL: meshURL, HTTPClient: c.cfg.HTTPClient}
+	delay := c.cfg.BackoffMin
+	var prev *meshLink
+	defer func() {
+		if prev != nil {
+			c.tun.unlink(prev)
+		}
+	}()
+	for ctx.Err() == nil && !c.isDraining() {
+		link, err := c.attach(ctx, cl, meshURL, prev)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.logger.Warn("attach_failed", "mesh_url", meshURL, "error", err, "retry_in_ms", delay.Milliseconds())
+			c.markDown(meshURL)
+			if !sleep(ctx, jitter(delay)) {
+				return
+			}
+			delay = min(delay*2, c.cfg.BackoffMax)
+			continue
+		}
+		delay = c.cfg.BackoffMin
+		prev = link
+		c.mmu.Lock()
+		delete(c.down, meshURL)
+		c.mmu.Unlock()
+		c.attached.Store(meshURL, link)
+		c.nAttached.Add(1)
+		c.logger.Info("attached", "mesh_url", meshURL, "mesh_node", link.nodeID, "carrier", link.carrierNow())
+		c.kickManager()
+		c.tun.watch(ctx, link)
+		c.attached.Delete(meshURL)
+		c.nAttached.Add(-1)
+		if ctx.Err() == nil && !c.isDraining() {
+			c.logger.Warn("mesh_unreachable", "mesh_url", meshURL, "mesh_node", link.nodeID)
+			c.markDown(meshURL)
+		}
+	}
+}
+
+// attach presents the credential to the mesh node at meshURL, learns the
+// nodes it names, and connects the tunnel.
+func (c *Connector) attach(ctx context.Context, cl *enroll.Client, meshURL string, prev *meshLink) (*meshLink, error) {
+	actx, cancel := context.WithTimeout(ctx, 15*time.Second+c.cfg.UDPTimeout)
+	defer cancel()
+	resp, err := cl.Attach(actx, c.State().Credential)
+	if err != nil {
+		return nil, err
+	}
+	c.learn(meshURL, resp)
+	return c.tun.connect(actx, meshURL, resp, prev)
+}
+
+// learn records the node id behind meshURL and merges the nodes resp
+// names into the state, saving it when it changed.
+func (c *Connector) learn(meshURL string, resp enroll.AttachResponse) {
+	c.mmu.Lock()
+	c.alias[meshURL] = resp.NodeID
+	c.mmu.Unlock()
+	c.mu.Lock()
+	merged, changed := mergeNodes(c.state.Nodes, resp.Nodes)
+	var err error
+	if changed {
+		next := *c.state
+		next.Nodes = merged
+		if err = next.Save(c.cfg.StateDir); err == nil {
+			c.state = &next
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.logger.Warn("state_save_failed", "error", err)
+	}
+	if changed {
+		c.logger.Info("mesh_nodes_learned", "mesh_nodes", len(merged), "from", resp.NodeID)
+		c.kickManager()
+	}
+}
+
+func (c *Connector) markDown(meshURL string) {
+	c.mmu.Lock()
+	c.down[meshURL] = true
+	c.mmu.Unlock()
+	c.kickManager()
+}
+
+func (c *Connector) isDraining() bool {
+	c.mmu.Lock()
+	defer c.mmu.Unlock()
+	return c.draining
+}
+
+func (c *Connector) linkOf(meshURL string) *meshLink {
+	v, ok := c.attached.Load(meshURL)
+	if !ok {
+		return nil
+	}
+	return v.(*meshLink)
+}
+
+// Drain takes the connector out of service: it tells every attached mesh
+// node to send no new requests, waits until no request is in flight here
+// (or ctx ends), then detaches from every node and stops re-attaching. Run
+// keeps going until its own ctx ends. Drain errors when a node could not
+// be told or when ctx ended with requests still in flight.
+func (c *Connector) Drain(ctx context.Context) error {
+	c.mmu.Lock()
+	c.draining = true
+	c.mmu.Unlock()
+	var links []*meshLink
+	c.attached.Range(func(_, v any) bool { links = append(links, v.(*meshLink)); return true })
+	c.logger.Info("drain_started", "mesh_nodes", len(links), "in_flight", c.egress.InFlight())
+	err := c.detachAll(ctx, links, true)
+	idle := c.waitIdle(ctx)
+	err = errors.Join(err, c.detachAll(context.WithoutCancel(ctx), links, false))
+	c.stopRuns()
+	left := c.egress.InFlight()
+	c.logger.Info("drain_done", "mesh_nodes", len(links), "in_flight", left, "complete", idle && err == nil)
+	if !idle {
+		err = errors.Join(err, fmt.Errorf("connector: drain: %d requests still in flight: %w", left, ctx.Err()))
+	}
+	return err
+}
+
+// detachAll sends Detach(drain) to the node of every link, concurrently,
+// each bounded by detachTimeout.
+func (c *Connector) detachAll(ctx context.Context, links []*meshLink, drain bool) error {
+	errs := make([]error, len(links))
+	var wg sync.WaitGroup
+	for i, l := range links {
+		wg.Go(func() {
+			dctx, cancel := context.WithTimeout(ctx, detachTimeout)
+			defer cancel()
+			cl := &enroll.Client{BaseURL: l.url, HTTPClient: c.cfg.HTTPClient}
+			if err := cl.Detach(dctx, c.State().Credential, drain); err != nil {
+				errs[i] = fmt.Errorf("connector: %s: %w", l.url, err)
+				c.logger.Warn("detach_failed", "mesh_url", l.url, "mesh_node", l.nodeID, "drain", drain, "error", err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// waitIdle waits until the egress serves no request; false if ctx ended
+// first.
+func (c *Connector) waitIdle(ctx context.Context) bool {
+	return poll(ctx, func() bool { return c.egress.InFlight() == 0 })
+}
+
+// detachTimeout bounds one detach request.
+const detachTimeout = 5 * time.Second
+
+// AttachedNodes returns the ids of the mesh nodes the connector is
+// attached to now, sorted.
+func (c *Connector) AttachedNodes() []string {
+	var ids []string
+	c.attached.Range(func(_, v any) bool { ids = append(ids, v.(*meshLink).nodeID); return true })
+	slices.Sort(ids)
+	return ids
+}
+
+// jitter10 spreads d by ±10%.
+func jitter10(d time.Duration) time.Duration {
+	return d - d/10 + rand.N(d/5+1)
+}
+
+// boolCmp orders false before true.
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
