@@ -103,6 +103,9 @@ func runCmd(ctx context.Context, args []string) error {
 	carrierFlag := fs.String("carrier", "auto", "WireGuard carrier: auto (UDP, falling back to an HTTPS stream), udp or stream")
 	udpTimeout := fs.Duration("udp-timeout", 0, "auto carrier: wait this long for a WireGuard handshake over UDP before using the stream (0: 2s)")
 	probeInterval := fs.Duration("probe-interval", 0, "auto carrier: while on the stream, probe UDP this often and move back when it works (0: 30s)")
+	attachK := fs.Int("attach-k", 2, "attach to this many mesh nodes at once, the nearest by measured round-trip time (2 or more for high availability)")
+	reevaluate := fs.Duration("reevaluate", 5*time.Minute, "measure the round-trip time to every known mesh node this often and move to one that is clearly nearer (by more than 20% and 5ms)")
+	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, stop taking new requests and wait up to this long for those in flight before detaching and exiting")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -112,6 +115,12 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	if *udpTimeout < 0 || *probeInterval < 0 {
 		return fmt.Errorf("--udp-timeout and --probe-interval: must not be negative")
+	}
+	if *attachK < 1 {
+		return fmt.Errorf("--attach-k: must be at least 1, got %d", *attachK)
+	}
+	if *reevaluate <= 0 || *drainTimeout < 0 {
+		return fmt.Errorf("--reevaluate must be positive and --drain-timeout must not be negative")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -137,12 +146,34 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 	}
 	c, err := connector.New(connector.Config{StateDir: *stateDir, HTTPClient: hc, AllowList: al, BackendRootCAs: roots,
-		HealthAddr: *health, Carrier: carrier, UDPTimeout: *udpTimeout, ProbeInterval: *probeInterval, Logger: logger})
+		HealthAddr: *health, Carrier: carrier, UDPTimeout: *udpTimeout, ProbeInterval: *probeInterval, Logger: logger,
+		Attach: *attachK, Reevaluate: *reevaluate})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return c.Run(ctx)
+	return runDraining(ctx, c, *drainTimeout, logger)
+}
+
+// runDraining runs c until ctx ends (the signal), then drains it for at
+// most timeout before stopping it.
+func runDraining(ctx context.Context, c *connector.Connector, timeout time.Duration, logger *slog.Logger) error {
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	dctx, cancel := context.WithTimeout(runCtx, timeout)
+	if err := c.Drain(dctx); err != nil {
+		logger.Warn("drain_incomplete", "error", err)
+	}
+	cancel()
+	stop()
+	return <-done
 }
 
 func meshClient(caFile string) (*http.Client, error) {
