@@ -1,0 +1,252 @@
+package gossip
+
+import (
+	"bytes"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/postern/postern/pkg/authority"
+)
+
+// testKey is the gossip key of the test clusters.
+var testKey = bytes.Repeat([]byte{7}, 32)
+
+// nodeOpts tweak a test node's configuration.
+type nodeOpts func(*Config)
+
+// newNode starts a cluster node on loopback with LocalTiming, runs it
+// until the test ends and closes it in cleanup.
+func newNode(tb testing.TB, id string, seeds []string, opts ...nodeOpts) *Cluster {
+	tb.Helper()
+	cfg := Config{
+		Meta:     Meta{ID: id, Region: "region-" + id, Boot: 100, PublicURL: "https://" + id + ".example:443"},
+		BindAddr: "127.0.0.1:0",
+		Keys:     [][]byte{testKey},
+		Seeds:    seeds,
+		Timing:   LocalTiming(),
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		tb.Fatalf("New(%s): %v", id, err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.Run(tb.Context()) }()
+	tb.Cleanup(func() {
+		c.Close()
+		wg.Wait()
+	})
+	if len(seeds) > 0 {
+		if _, err := c.Join(tb.Context()); err != nil {
+			tb.Fatalf("Join(%s): %v", id, err)
+		}
+	}
+	return c
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tb.Fatalf("timed out after %v waiting for %s", timeout, what)
+	return 0
+}
+
+// member returns c's view of id.
+func member(c *Cluster, id string) (Member, bool) {
+	for _, m := range c.Members() {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// stateOf returns c's view of id's state, "" when unknown.
+func stateOf(c *Cluster, id string) State {
+	m, _ := member(c, id)
+	return m.State
+}
+
+// aliveCount counts the alive members c sees.
+func aliveCount(c *Cluster) int {
+	n := 0
+	for _, m := range c.Members() {
+		if m.State == StateAlive {
+			n++
+		}
+	}
+	return n
+}
+
+// hasAttachment reports whether c sees connector through node.
+func hasAttachment(c *Cluster, node, connector string, match func(Attachment) bool) bool {
+	for _, a := range c.Attachments() {
+		if a.Node == node && a.Connector == connector {
+			return match == nil || match(a)
+		}
+	}
+	return false
+}
+
+// memTokens is an in-memory TokenStore.
+type memTokens struct {
+	mu  sync.Mutex
+	ids map[string]time.Time
+}
+
+func newMemTokens() *memTokens { return &memTokens{ids: map[string]time.Time{}} }
+
+func (m *memTokens) List() []authority.UsedToken {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []authority.UsedToken
+	for id, exp := range m.ids {
+		out = append(out, authority.UsedToken{ID: id, Expires: exp})
+	}
+	return out
+}
+
+func (m *memTokens) Merge(ts []authority.UsedToken) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range ts {
+		m.ids[t.ID] = t.Expires
+	}
+	return nil
+}
+
+func (m *memTokens) has(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.ids[id]
+	return ok
+}
+
+// blockTransport wraps a loopback NetTransport and drops everything in
+// and out while blocked, simulating a partition of one node.
+type blockTransport struct {
+	*memberlist.NetTransport
+	blocked atomic.Bool
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+	done    chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+}
+
+var _ memberlist.NodeAwareTransport = (*blockTransport)(nil)
+
+func newBlockTransport(tb testing.TB) *blockTransport {
+	tb.Helper()
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{"127.0.0.1"}, Logger: log.New(io.Discard, "", 0),
+	})
+	if err != nil {
+		tb.Fatalf("NewNetTransport: %v", err)
+	}
+	b := &blockTransport{NetTransport: nt, packets: make(chan *memberlist.Packet),
+		streams: make(chan net.Conn), done: make(chan struct{})}
+	b.wg.Add(2)
+	go b.forwardPackets()
+	go b.forwardStreams()
+	return b
+}
+
+func (b *blockTransport) forwardPackets() {
+	defer b.wg.Done()
+	for {
+		select {
+		case p := <-b.NetTransport.PacketCh():
+			if b.blocked.Load() {
+				continue
+			}
+			select {
+			case b.packets <- p:
+			case <-b.done:
+				return
+			}
+		case <-b.done:
+			return
+		}
+	}
+}
+
+func (b *blockTransport) forwardStreams() {
+	defer b.wg.Done()
+	for {
+		select {
+		case c := <-b.NetTransport.StreamCh():
+			if b.blocked.Load() {
+				c.Close()
+				continue
+			}
+			select {
+			case b.streams <- c:
+			case <-b.done:
+				c.Close()
+				return
+			}
+		case <-b.done:
+			return
+		}
+	}
+}
+
+func (b *blockTransport) PacketCh() <-chan *memberlist.Packet { return b.packets }
+func (b *blockTransport) StreamCh() <-chan net.Conn           { return b.streams }
+
+func (b *blockTransport) WriteTo(p []byte, addr string) (time.Time, error) {
+	if b.blocked.Load() {
+		return time.Now(), nil
+	}
+	return b.NetTransport.WriteTo(p, addr)
+}
+
+func (b *blockTransport) WriteToAddress(p []byte, a memberlist.Address) (time.Time, error) {
+	if b.blocked.Load() {
+		return time.Now(), nil
+	}
+	return b.NetTransport.WriteToAddress(p, a)
+}
+
+func (b *blockTransport) DialTimeout(addr string, d time.Duration) (net.Conn, error) {
+	if b.blocked.Load() {
+		return nil, net.ErrClosed
+	}
+	return b.NetTransport.DialTimeout(addr, d)
+}
+
+func (b *blockTransport) DialAddressTimeout(a memberlist.Address, d time.Duration) (net.Conn, error) {
+	if b.blocked.Load() {
+		return nil, net.ErrClosed
+	}
+	return b.NetTransport.DialAddressTimeout(a, d)
+}
+
+func (b *blockTransport) Shutdown() error {
+	var err error
+	b.once.Do(func() {
+		close(b.done)
+		err = b.NetTransport.Shutdown()
+		b.wg.Wait()
+	})
+	return err
+}
