@@ -311,7 +311,7 @@ func TestMetricsAndStatus(t *testing.T) {
 	body := rec.Body.String()
 	for _, want := range []string{
 		`postern_mesh_requests_total{app="smartmoney",code="200"} 1`,
-		`postern_mesh_tunnel_peers 1`,
+		`postern_mesh_tunnel_peers{kind="connector"} 1`,
 		`postern_mesh_connectors_online{group="hq"} 1`,
 		`postern_mesh_peer_last_handshake_age_seconds{`,
 		`postern_mesh_request_duration_seconds_bucket{app="smartmoney",code="200"`,

@@ -2,6 +2,7 @@ package meshnode
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/netip"
 	"time"
@@ -25,6 +26,8 @@ type Status struct {
 	Connectors  []ConnectorStatus `json:"connectors"`
 	// Streams is the number of open stream carriers.
 	Streams int `json:"streams"`
+	// Mesh is the cluster as this node sees it; nil for a lone node.
+	Mesh *MeshStatus `json:"mesh,omitempty"`
 }
 
 // ConnectorStatus is one connector in Status: its pool state and the
@@ -71,9 +74,13 @@ func (n *Node) connectorStatuses() []ConnectorStatus {
 // Status returns the node's status.
 func (n *Node) Status() Status {
 	cat := n.catalog.Current()
-	return Status{Node: n.cfg.ID, Region: n.cfg.Region, PublicKey: n.wg.PublicKey().String(),
+	st := Status{Node: n.cfg.ID, Region: n.cfg.Region, PublicKey: n.wg.PublicKey().String(),
 		TunnelAddr: n.wg.Addr().String(), WGPort: n.wg.ListenPort(), CatalogHash: cat.Hash(),
 		Apps: len(cat.Apps()), Connectors: n.connectorStatuses(), Streams: n.stream.Stats().Streams}
+	if n.mesh != nil {
+		st.Mesh = n.mesh.status()
+	}
+	return st
 }
 
 // AdminHandler serves /healthz, /status and /metrics; meshd exposes it on
@@ -90,12 +97,33 @@ func (n *Node) AdminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(n.Status())
 	})
+	mux.HandleFunc("GET /routes/explain", func(w http.ResponseWriter, r *http.Request) {
+		app := r.URL.Query().Get("app")
+		ex, err := n.Explain(app)
+		switch {
+		case errors.Is(err, ErrUnknownApp):
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		if r.URL.Query().Get("format") == "text" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			WriteExplain(w, ex)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(ex)
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{}))
 	return mux
 }
 
 var (
-	descPeers     = prometheus.NewDesc("postern_mesh_tunnel_peers", "WireGuard peers of this mesh node.", nil, nil)
+	descPeers     = prometheus.NewDesc("postern_mesh_tunnel_peers", "WireGuard peers of this mesh node, by kind (connector or mesh node).", []string{"kind"}, nil)
 	descOnline    = prometheus.NewDesc("postern_mesh_connectors_online", "Live connectors attached to this node, by group.", []string{"group"}, nil)
 	descHandshake = prometheus.NewDesc("postern_mesh_peer_last_handshake_age_seconds", "Age of the last WireGuard handshake with each connector.", []string{"connector", "group"}, nil)
 	descCarrier   = prometheus.NewDesc("postern_mesh_connector_carrier", "1 for the carrier (udp or stream) each connector's WireGuard packets use.", []string{"connector", "group", "carrier"}, nil)
@@ -119,7 +147,16 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	peers := c.n.wg.Peers()
-	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(peers)))
+	meshPeers := 0
+	if c.n.mesh != nil {
+		for _, p := range peers {
+			if _, ok := c.n.mesh.isMeshNode(p.Addr); ok {
+				meshPeers++
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(peers)-meshPeers), "connector")
+	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(meshPeers), "mesh")
 	online := map[string]int{}
 	for _, g := range c.n.catalog.Current().Groups() {
 		online[g.ID] = 0

@@ -14,8 +14,10 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +28,7 @@ import (
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/tunnelhttp"
@@ -87,6 +90,15 @@ type Config struct {
 	// AuthHTTPClient fetches the auth functions' JWKS; nil means a client
 	// with system roots.
 	AuthHTTPClient *http.Client
+	// Cluster, if set, joins the node to a mesh of nodes (gossip, relay,
+	// latency-aware routing); nil means a lone node that serves only the
+	// connectors attached to it.
+	Cluster *ClusterConfig
+	// DrainTimeout bounds the graceful shutdown: the node announces that
+	// it is draining, takes no new relayed requests, and waits this long
+	// at most for requests in flight before leaving the cluster; zero
+	// means 10s, negative skips draining.
+	DrainTimeout time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// Registry receives the metrics; nil means a new registry.
@@ -105,7 +117,10 @@ type Node struct {
 	stream  *streambind.Server
 	used    *authority.UsedTokens
 	public  net.Listener
+	mesh    *mesh // nil for a lone node
 
+	killed    atomic.Bool
+	draining  atomic.Bool
 	closeOnce sync.Once
 }
 
@@ -169,14 +184,6 @@ func New(cfg Config) (*Node, error) {
 		wgn.Close()
 		return nil, err
 	}
-	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Logger: logger, Registerer: cfg.Registry, Auth: authCfg})
-	n.enroll, err = enroll.NewServer(enroll.Config{Authority: cfg.Authority, Used: used, Attacher: n,
-		CredentialTTL: cfg.CredentialTTL, Logger: logger})
-	if err != nil {
-		wgn.Close()
-		return nil, fmt.Errorf("meshnode: %w", err)
-	}
-	n.registerMetrics()
 	if cfg.Listener != nil {
 		n.public = cfg.Listener
 	} else {
@@ -187,6 +194,23 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.public = l
 	}
+	var router edge.Router = n.pool
+	if cfg.Cluster != nil {
+		if n.mesh, err = newMesh(n, *cfg.Cluster); err != nil {
+			n.public.Close()
+			wgn.Close()
+			return nil, err
+		}
+		router = n.mesh.router
+	}
+	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry, Auth: authCfg})
+	n.enroll, err = enroll.NewServer(enroll.Config{Authority: cfg.Authority, Used: used, Attacher: n,
+		CredentialTTL: cfg.CredentialTTL, Logger: logger})
+	if err != nil {
+		n.closeEarly()
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	n.registerMetrics()
 	return n, nil
 }
 
@@ -217,17 +241,53 @@ func (n *Node) Pool() *pool.Pool { return n.pool }
 func (n *Node) Catalog() *catalog.Store { return n.catalog }
 
 // Attach implements enroll.Attacher: it makes the credentialed connector a
-// WireGuard peer and a member of its group's pool.
+// WireGuard peer and a member of its group's pool, and tells it the other
+// mesh nodes it may attach to.
 func (n *Node) Attach(ctx context.Context, c authority.Credential) (enroll.AttachResponse, error) {
-	if _, ok := n.catalog.Current().Group(c.Group); !ok {
+	g, ok := n.catalog.Current().Group(c.Group)
+	if !ok {
 		return enroll.AttachResponse{}, fmt.Errorf("%w: connector group %q is not in the catalogue", enroll.ErrAttachRefused, c.Group)
+	}
+	if g.PinRegion && g.Region != n.cfg.Region {
+		return enroll.AttachResponse{}, fmt.Errorf("%w: connector group %q is pinned to region %s and this node is in %s", enroll.ErrAttachRefused, c.Group, g.Region, n.cfg.Region)
+	}
+	if slices.Contains(g.ExcludeRegions, n.cfg.Region) {
+		return enroll.AttachResponse{}, fmt.Errorf("%w: connector group %q excludes region %s", enroll.ErrAttachRefused, c.Group, n.cfg.Region)
+	}
+	if n.draining.Load() {
+		return enroll.AttachResponse{}, fmt.Errorf("%w: this mesh node is draining", enroll.ErrAttachRefused)
 	}
 	if err := n.wg.AddPeer(wgnet.Peer{PublicKey: c.PublicKey}); err != nil {
 		return enroll.AttachResponse{}, fmt.Errorf("meshnode: attach %s: %w", c.ConnectorID, err)
 	}
 	n.pool.Upsert(c.ConnectorID, c.Group, c.PublicKey)
-	return enroll.AttachResponse{NodeID: n.cfg.ID, Region: n.cfg.Region, PublicKey: n.wg.PublicKey(),
-		Endpoint: n.advertise(), TunnelAddr: n.wg.Addr(), CredentialExpires: c.Expires}, nil
+	resp := enroll.AttachResponse{NodeID: n.cfg.ID, Region: n.cfg.Region, PublicKey: n.wg.PublicKey(),
+		Endpoint: n.advertise(), TunnelAddr: n.wg.Addr(), CredentialExpires: c.Expires}
+	if n.mesh != nil {
+		resp.Nodes = n.mesh.nodesFor(g)
+		n.mesh.poke()
+	} else {
+		resp.Nodes = []enroll.NodeInfo{{ID: n.cfg.ID, Region: n.cfg.Region}}
+	}
+	return resp, nil
+}
+
+// Detach implements enroll.Attacher: drain stops new requests to the
+// connector and lets those in flight finish; otherwise the connector is
+// removed as a peer and from the pool.
+func (n *Node) Detach(ctx context.Context, c authority.Credential, drain bool) error {
+	if drain {
+		n.pool.SetDraining(c.PublicKey, true)
+	} else {
+		if cur := n.pool.Get(c.PublicKey); cur != nil {
+			n.pool.Remove(c.PublicKey)
+			n.wg.RemovePeer(c.PublicKey)
+		}
+	}
+	if n.mesh != nil {
+		n.mesh.poke()
+	}
+	return nil
 }
 
 // AuthorizeStream implements streambind.Authorizer: a stream carrier is
@@ -331,9 +391,22 @@ func (n *Node) Run(ctx context.Context) error {
 			n.catalog.Watch(ctx, poll)
 		}()
 	}
+	meshCtx, meshCancel := context.WithCancel(context.Background())
+	defer meshCancel()
+	if n.mesh != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.mesh.run(meshCtx)
+		}()
+	}
 	n.logger.Info("mesh_node_started", "region", n.cfg.Region, "public_addr", n.public.Addr().String(),
-		"wg_port", n.wg.ListenPort(), "tunnel_addr", n.wg.Addr(), "tls", n.cfg.TLS != nil)
+		"wg_port", n.wg.ListenPort(), "tunnel_addr", n.wg.Addr(), "tls", n.cfg.TLS != nil, "cluster", n.mesh != nil)
 	<-ctx.Done()
+	if !n.killed.Load() {
+		n.drain()
+	}
+	meshCancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	for _, s := range servers {
@@ -343,11 +416,62 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
+// drain announces that the node is leaving, waits for the requests in
+// flight (at most DrainTimeout) and leaves the cluster.
+func (n *Node) drain() {
+	if n.cfg.DrainTimeout < 0 {
+		return
+	}
+	timeout := n.cfg.DrainTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	n.draining.Store(true)
+	if n.mesh != nil {
+		n.mesh.cluster.UpdateMeta(func(m *gossip.Meta) { m.Draining = true })
+	}
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for n.inFlight() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	n.logger.Info("mesh_node_drained", "waited_ms", time.Since(start).Milliseconds(), "in_flight", n.inFlight())
+	if n.mesh != nil {
+		if err := n.mesh.cluster.Leave(2 * time.Second); err != nil {
+			n.logger.Warn("gossip_leave_failed", "error", err)
+		}
+	}
+}
+
+// Kill makes the next shutdown abrupt, as a crash: no drain, no leave. Tests
+// and bench use it to simulate a dead node.
+func (n *Node) Kill() { n.killed.Store(true) }
+
+// inFlight counts the requests this node has sent to a connector or a relay
+// node and not finished.
+func (n *Node) inFlight() int64 {
+	var total int64
+	for _, s := range n.pool.Statuses() {
+		total += s.Outstanding
+	}
+	if n.mesh != nil {
+		for _, s := range n.mesh.peers.Statuses() {
+			total += s.Outstanding
+		}
+	}
+	return total
+}
+
 // tunnelHandler serves the API that connectors reach through the tunnel:
 // credential renewal, authenticated by the WireGuard source address.
+// Mesh nodes of the cluster also reach it to relay requests to this node's
+// connectors; everyone else is refused.
 func (n *Node) tunnelHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(enroll.RenewPath, n.enroll)
+	if n.mesh != nil {
+		mux.Handle("/", n.mesh.relayGate(n.edge.RelayHandler()))
+	}
 	return mux
 }
 
@@ -355,11 +479,24 @@ func (n *Node) tunnelHandler() http.Handler {
 // idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		if n.mesh != nil {
+			n.mesh.peers.Close()
+			n.mesh.cluster.Close()
+		}
 		n.pool.Close()
 		n.public.Close()
 		n.wg.Close()
 	})
 	return nil
+}
+
+// closeEarly releases what New opened before it failed.
+func (n *Node) closeEarly() {
+	if n.mesh != nil {
+		n.mesh.cluster.Close()
+	}
+	n.public.Close()
+	n.wg.Close()
 }
 
 func (n *Node) registerMetrics() {

@@ -52,6 +52,14 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	if b.sched == nil {
 		b.sched = newScheduler(b.deliver)
 	}
+	if actual != 0 {
+		// Everything in the simulation shares loopback: the bind's own port
+		// is where the other hosts reach it, so it lives in its region. A
+		// bind without a port of its own (wgnet.DialBind) is not placed.
+		for _, a := range []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()} {
+			b.net.Register(netip.AddrPortFrom(a, actual), b.region)
+		}
+	}
 	return fns, actual, nil
 }
 

@@ -1,0 +1,386 @@
+package meshnode
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/gossip"
+	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/route"
+	"github.com/postern/postern/pkg/wgkey"
+	"github.com/postern/postern/pkg/wgnet"
+)
+
+// ClusterConfig joins a node to a mesh of nodes.
+type ClusterConfig struct {
+	// GossipListen is the gossip address (UDP and TCP), such as
+	// "0.0.0.0:7946"; ignored when Transport is set.
+	GossipListen string
+	// GossipAdvertise is the gossip address other nodes reach; empty means
+	// memberlist's choice from GossipListen.
+	GossipAdvertise string
+	// Transport, if set, replaces memberlist's network transport
+	// (simulated regions, tests).
+	Transport memberlist.NodeAwareTransport
+	// Keys is the gossip keyring (16, 24 or 32 bytes each, the first one
+	// encrypts). Required unless Insecure.
+	Keys [][]byte
+	// Insecure allows an unencrypted cluster, for tests only.
+	Insecure bool
+	// Label is the cluster label; nodes with another label are ignored.
+	Label string
+	// Seeds are gossip addresses to join and, after a partition, rejoin.
+	Seeds []string
+	// Timing tunes failure detection; the zero value means
+	// gossip.DefaultTiming().
+	Timing gossip.Timing
+	// PublicURL is the HTTPS base URL connectors attach at; empty means
+	// "https://" + the public listener's address.
+	PublicURL string
+	// Strategy chooses routes; empty means route.Latency.
+	Strategy route.Strategy
+	// Route tunes the latency strategy; zero means route's defaults.
+	Route route.Options
+	// RouteInterval is how often routes are rebuilt besides on gossip
+	// changes; zero means 500ms.
+	RouteInterval time.Duration
+	// PeerProbe tunes the probes of the other nodes through the mesh
+	// tunnel (a relay path is dead after DeadAfter missed probes); zero
+	// fields mean 250ms interval, 450ms timeout, 3 misses.
+	PeerProbe pool.Config
+}
+
+// mesh is the cluster side of a Node.
+type mesh struct {
+	n       *Node
+	cfg     ClusterConfig
+	cluster *gossip.Cluster
+	peers   *pool.Pool
+	router  *router
+	boot    int64
+	kick    chan struct{}
+	served  prometheus.Counter // relayed requests served for other nodes
+	refused prometheus.Counter // relay attempts refused (not a mesh node)
+
+	nodeAddrs atomic.Pointer[map[netip.Addr]string] // tunnel address → node id of the mesh peers
+
+	mu        sync.Mutex // guards the following
+	wgPeers   map[string]wgkey.Public
+	decisions map[string]*route.Decision
+	built     time.Time
+	tokens    map[string]bool // used-token ids already spread
+}
+
+func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
+	m := &mesh{n: n, cfg: cfg, boot: time.Now().UnixNano(), kick: make(chan struct{}, 1),
+		wgPeers: map[string]wgkey.Public{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{}}
+	if m.cfg.RouteInterval == 0 {
+		m.cfg.RouteInterval = 500 * time.Millisecond
+	}
+	strategy, err := route.ParseStrategy(string(cfg.Strategy))
+	if err != nil {
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	pc := cfg.PeerProbe
+	if pc.ProbeInterval == 0 {
+		pc.ProbeInterval = 250 * time.Millisecond
+	}
+	if pc.ProbeTimeout == 0 {
+		pc.ProbeTimeout = 450 * time.Millisecond
+	}
+	pc.Dial, pc.Pinger, pc.Logger = n.wg.DialContext, n.wg, n.logger.With("component", "relay_paths")
+	m.peers = pool.New(pc)
+	m.router = newRouter(n.pool, m.peers, strategy)
+	empty := map[netip.Addr]string{}
+	m.nodeAddrs.Store(&empty)
+	m.cluster, err = gossip.New(gossip.Config{
+		Meta: gossip.Meta{ID: n.cfg.ID, Region: n.cfg.Region, WGKey: n.wg.PublicKey(), WGEndpoint: n.advertise(),
+			PublicURL: m.publicURL(), Version: Version, Boot: m.boot},
+		BindAddr: cfg.GossipListen, AdvertiseAddr: cfg.GossipAdvertise, Transport: cfg.Transport, Keys: cfg.Keys,
+		Insecure: cfg.Insecure, Label: cfg.Label, Seeds: cfg.Seeds, Timing: cfg.Timing, Tokens: n.used,
+		Logger: n.logger.With("component", "gossip"), Registerer: n.cfg.Registry,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	m.served = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_mesh_relays_served_total",
+		Help: "Requests other mesh nodes relayed through this node to its connectors."})
+	m.refused = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_mesh_relays_refused_total",
+		Help: "Relay attempts refused because the sender is not a mesh node of the cluster."})
+	n.cfg.Registry.MustRegister(m.router.choices, m.served, m.refused)
+	return m, nil
+}
+
+// Version is reported in the gossip metadata.
+const Version = "0.4.0"
+
+func (m *mesh) publicURL() string {
+	if m.cfg.PublicURL != "" {
+		return m.cfg.PublicURL
+	}
+	return "https://" + m.n.public.Addr().String()
+}
+
+// run joins the cluster and keeps peers, attachments and routes current
+// until ctx ends.
+func (m *mesh) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() { defer wg.Done(); m.cluster.Run(ctx) }()
+	go func() { defer wg.Done(); m.peers.Run(ctx) }()
+	if len(m.cfg.Seeds) > 0 {
+		if _, err := m.cluster.Join(ctx); err != nil {
+			m.n.logger.Warn("gossip_join_failed", "error", err, "seeds", m.cfg.Seeds, "retry", "in the background")
+		}
+	}
+	t := time.NewTicker(m.cfg.RouteInterval)
+	defer t.Stop()
+	for {
+		m.sync()
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.cluster.Changes():
+		case <-m.kick:
+		case <-t.C:
+		}
+	}
+}
+
+// poke asks for a route rebuild soon (a connector attached or left).
+func (m *mesh) poke() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// sync publishes our attachments, spreads new used tokens, reconciles the
+// mesh WireGuard peers with the membership and rebuilds the routes.
+func (m *mesh) sync() {
+	m.publish()
+	members := m.cluster.Members()
+	m.reconcilePeers(members)
+	m.rebuild(members)
+}
+
+func (m *mesh) publish() {
+	var own []gossip.Attachment
+	var load int64
+	for _, s := range m.n.pool.Statuses() {
+		own = append(own, gossip.Attachment{Node: m.n.cfg.ID, Connector: s.ID, Group: s.Group, RTT: s.RTT,
+			InFlight: int(s.Outstanding), Alive: s.Alive, Draining: s.Draining})
+		load += s.Outstanding
+	}
+	m.cluster.SetAttachments(own)
+	m.cluster.UpdateMeta(func(meta *gossip.Meta) { meta.Load = int(load) })
+	for _, t := range m.n.used.List() {
+		m.mu.Lock()
+		fresh := !m.tokens[t.ID]
+		m.tokens[t.ID] = true
+		m.mu.Unlock()
+		if fresh {
+			m.cluster.TokenUsed(t)
+		}
+	}
+}
+
+// reconcilePeers makes every live member a WireGuard peer and a relay
+// path, and drops those that left or died.
+func (m *mesh) reconcilePeers(members []gossip.Member) {
+	want := map[string]gossip.Member{}
+	addrs := map[netip.Addr]string{}
+	for _, mb := range members {
+		if mb.ID == m.n.cfg.ID || !live(mb.State) || mb.WGKey.IsZero() {
+			continue
+		}
+		want[mb.ID] = mb
+		addrs[mb.WGKey.Addr()] = mb.ID
+	}
+	m.nodeAddrs.Store(&addrs)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, key := range m.wgPeers {
+		if mb, ok := want[id]; !ok || mb.WGKey != key {
+			m.peers.Remove(key)
+			m.n.wg.RemovePeer(key)
+			delete(m.wgPeers, id)
+			m.n.logger.Info("mesh_peer_removed", "peer_node", id)
+		}
+	}
+	for id, mb := range want {
+		if _, ok := m.wgPeers[id]; ok {
+			continue
+		}
+		ep, err := netip.ParseAddrPort(mb.WGEndpoint)
+		if err != nil {
+			m.n.logger.Warn("mesh_peer_bad_endpoint", "peer_node", id, "endpoint", mb.WGEndpoint, "error", err)
+			continue
+		}
+		if err := m.n.wg.AddPeer(wgnet.Peer{PublicKey: mb.WGKey, Endpoint: ep, Keepalive: 10 * time.Second}); err != nil {
+			m.n.logger.Warn("mesh_peer_add_failed", "peer_node", id, "error", err)
+			continue
+		}
+		m.peers.Upsert("mesh:"+id, meshGroup, mb.WGKey)
+		m.wgPeers[id] = mb.WGKey
+		m.n.logger.Info("mesh_peer_added", "peer_node", id, "region", mb.Region, "endpoint", mb.WGEndpoint)
+	}
+}
+
+func live(s gossip.State) bool { return s == gossip.StateAlive || s == gossip.StateSuspect }
+
+// rebuild recomputes every group's decision and swaps the route table.
+func (m *mesh) rebuild(members []gossip.Member) {
+	cat := m.n.catalog.Current()
+	byID := map[string]gossip.Member{}
+	for _, mb := range members {
+		byID[mb.ID] = mb
+	}
+	remote := map[string]map[string][]gossip.Attachment{} // group → node → attachments
+	for _, a := range m.cluster.Attachments() {
+		if a.Node == m.n.cfg.ID {
+			continue
+		}
+		if remote[a.Group] == nil {
+			remote[a.Group] = map[string][]gossip.Attachment{}
+		}
+		remote[a.Group][a.Node] = append(remote[a.Group][a.Node], a)
+	}
+	table := map[string]*groupRoute{}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, g := range cat.Groups() {
+		gr := m.groupRoute(g, byID, remote[g.ID])
+		m.decisions[g.ID] = &gr.decision
+		table[g.ID] = gr
+	}
+	m.built = time.Now()
+	m.router.table.Store(&table)
+}
+
+func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.Member, remote map[string][]gossip.Attachment) *groupRoute {
+	var cands []route.Candidate
+	var paths []*pool.Connector
+	for _, c := range m.n.pool.Group(g.ID) {
+		cand := route.Candidate{Node: m.n.cfg.ID, Region: m.n.cfg.Region, Local: true, Connector: c.ID,
+			ConnectorRTT: c.RTT(), Load: c.Outstanding()}
+		switch {
+		case !c.Alive():
+			cand.Unusable = "connector not answering probes"
+		case c.Draining():
+			cand.Unusable = "connector draining"
+		}
+		cands, paths = append(cands, cand), append(paths, c)
+	}
+	nodes := make([]string, 0, len(remote))
+	for id := range remote {
+		nodes = append(nodes, id)
+	}
+	sort.Strings(nodes)
+	for _, id := range nodes {
+		mb, ok := members[id]
+		if !ok || !live(mb.State) {
+			continue
+		}
+		cand := route.Candidate{Node: id, Region: mb.Region}
+		cand.NodeRTT, cand.NodeRTTKnown = m.cluster.EstimateRTT(id)
+		var best *gossip.Attachment
+		for i, a := range remote[id] {
+			if a.Alive && !a.Draining && (best == nil || a.RTT < best.RTT) {
+				best = &remote[id][i]
+			}
+		}
+		peer := m.peers.Get(mb.WGKey)
+		switch {
+		case best == nil:
+			cand.Unusable, cand.Connector = "no usable connector attached there", remote[id][0].Connector
+		case mb.Draining:
+			cand.Unusable = "node draining"
+		case peer == nil || !peer.Alive():
+			cand.Unusable = "node not answering through the mesh tunnel"
+		}
+		if best != nil {
+			cand.Connector, cand.ConnectorRTT = best.Connector, best.RTT
+		}
+		if peer != nil {
+			cand.Load = peer.Outstanding()
+		}
+		cands, paths = append(cands, cand), append(paths, peer)
+	}
+	cons := route.Constraints{ExcludeRegions: g.ExcludeRegions}
+	if g.PinRegion {
+		cons.PinRegion = g.Region
+	}
+	d := route.Decide(g.ID, cands, cons, m.router.strategy, m.decisions[g.ID], m.cfg.Route)
+	// Decide reorders the candidates: line the paths up with them again.
+	byKey := map[string]*pool.Connector{}
+	for i, c := range cands {
+		byKey[c.Key()] = paths[i]
+	}
+	gr := &groupRoute{decision: d, paths: make([]*pool.Connector, len(d.Candidates))}
+	for i, c := range d.Candidates {
+		gr.paths[i] = byKey[c.Key()]
+	}
+	return gr
+}
+
+// isMeshNode reports whether addr is the tunnel address of a live member.
+func (m *mesh) isMeshNode(addr netip.Addr) (string, bool) {
+	id, ok := (*m.nodeAddrs.Load())[addr]
+	return id, ok
+}
+
+// relayGate admits relayed requests from mesh nodes only.
+func (m *mesh) relayGate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil {
+			http.Error(w, "relay: bad remote address", http.StatusForbidden)
+			return
+		}
+		if _, ok := m.isMeshNode(ap.Addr().Unmap()); !ok {
+			m.refused.Inc()
+			m.n.logger.Warn("relay_refused", "remote", ap.Addr().String(), "reason", "not a mesh node of the cluster")
+			http.Error(w, "relay: only mesh nodes of the cluster may relay", http.StatusForbidden)
+			return
+		}
+		m.served.Inc()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// nodesFor lists the live, non-draining members a connector of group may
+// attach to.
+func (m *mesh) nodesFor(g *catalog.ConnectorGroup) []enroll.NodeInfo {
+	var out []enroll.NodeInfo
+	for _, mb := range m.cluster.Members() {
+		if mb.State != gossip.StateAlive || mb.Draining || mb.PublicURL == "" {
+			continue
+		}
+		if (g.PinRegion && mb.Region != g.Region) || slices.Contains(g.ExcludeRegions, mb.Region) {
+			continue
+		}
+		out = append(out, enroll.NodeInfo{ID: mb.ID, Region: mb.Region, URL: mb.PublicURL})
+	}
+	return out
+}
+
+// decision returns the current decision of group and when it was made.
+func (m *mesh) decision(group string) (*route.Decision, time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.decisions[group], m.built
+}
