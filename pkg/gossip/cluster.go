@@ -164,9 +164,25 @@ func (c *Cluster) Join(ctx context.Context) (int, error) {
 	}
 	n, err := c.joinAddrs(ctx, c.cfg.Seeds)
 	if n == 0 {
-		return 0, fmt.Errorf("gossip: join %s: %w: %w", strings.Join(c.cfg.Seeds, ","), ErrJoin, err)
+		return 0, fmt.Errorf("gossip: join %s: %w (wrong gossip key or cluster label, or seeds down): %s",
+			strings.Join(c.cfg.Seeds, ","), ErrJoin, joinCauses(err))
 	}
 	return n, nil
+}
+
+// joinCauses renders memberlist's multi-error on one line.
+func joinCauses(err error) string {
+	if err == nil {
+		return "no answer"
+	}
+	if m, ok := err.(interface{ WrappedErrors() []error }); ok {
+		parts := make([]string, 0, len(m.WrappedErrors()))
+		for _, e := range m.WrappedErrors() {
+			parts = append(parts, e.Error())
+		}
+		return strings.Join(parts, "; ")
+	}
+	return err.Error()
 }
 
 // joinAddrs runs memberlist's Join in a goroutine so that ctx can abandon

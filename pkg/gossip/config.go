@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/postern/postern/pkg/authority"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TokenStore is the set of used enrolment-token ids that the cluster
@@ -173,12 +173,12 @@ func LocalTiming() Timing {
 		SuspicionMaxTimeoutMult: 4,
 		IndirectChecks:          2,
 		AwarenessMaxMultiplier:  8,
-		GossipInterval:          50 * time.Millisecond,
+		GossipInterval:          100 * time.Millisecond,
 		GossipNodes:             3,
 		GossipToTheDeadTime:     2 * time.Second,
 		RetransmitMult:          3,
 		PushPullInterval:        2 * time.Second,
-		TCPTimeout:              time.Second,
+		TCPTimeout:              5 * time.Second,
 		RejoinInterval:          time.Second,
 		RefreshInterval:         500 * time.Millisecond,
 		MetaMinInterval:         time.Second,

@@ -56,7 +56,8 @@ func newNode(tb testing.TB, id string, seeds []string, opts ...nodeOpts) *Cluste
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
+// An optional status func describes the state on failure.
+func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool, status ...func() string) time.Duration {
 	tb.Helper()
 	start := time.Now()
 	for time.Since(start) < timeout {
@@ -64,6 +65,9 @@ func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool
 			return time.Since(start)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	for _, s := range status {
+		tb.Log(s())
 	}
 	tb.Fatalf("timed out after %v waiting for %s", timeout, what)
 	return 0

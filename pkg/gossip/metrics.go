@@ -89,4 +89,3 @@ func (c *Cluster) updateMetrics() {
 	}
 	c.metrics.attachments.Set(float64(len(c.Attachments())))
 }
-

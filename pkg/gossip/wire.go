@@ -62,7 +62,7 @@ type wireLeave struct {
 
 // wireState is the push-pull state: everything we know.
 type wireState struct {
-	Attachments []wireAttach           `json:"a,omitempty"`
+	Attachments []wireAttach          `json:"a,omitempty"`
 	Tokens      []authority.UsedToken `json:"t,omitempty"`
 }
 
