@@ -106,8 +106,29 @@ func (c *Connector) needMeasure() bool {
 	return false
 }
 
-// measure times every candidate and records the result.
+// refreshNodes asks an attached node (or a seed) for the current list of
+// mesh nodes: the cluster may have grown since the last attach.
+func (c *Connector) refreshNodes(ctx context.Context) {
+	st := c.State()
+	urls := append(c.attachedURLs(), st.MeshURLs...)
+	for _, u := range urls {
+		cl := &enroll.Client{BaseURL: u, HTTPClient: c.cfg.HTTPClient}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		nodes, err := cl.Nodes(rctx, st.Credential)
+		cancel()
+		if err != nil {
+			c.logger.Debug("mesh_nodes_refresh_failed", "mesh_url", u, "error", err)
+			continue
+		}
+		c.mergeNodes(nodes, u)
+		return
+	}
+}
+
+// measure refreshes the node list, times every candidate and records the
+// result.
 func (c *Connector) measure(ctx context.Context) {
+	c.refreshNodes(ctx)
 	st := c.State()
 	c.mmu.Lock()
 	urls := st.candidates(c.alias)
@@ -310,8 +331,13 @@ func (c *Connector) learn(meshURL string, resp enroll.AttachResponse) {
 	c.mmu.Lock()
 	c.alias[meshURL] = resp.NodeID
 	c.mmu.Unlock()
+	c.mergeNodes(resp.Nodes, resp.NodeID)
+}
+
+// mergeNodes merges nodes into the state, saving it when it changed.
+func (c *Connector) mergeNodes(nodes []enroll.NodeInfo, from string) {
 	c.mu.Lock()
-	merged, changed := mergeNodes(c.state.Nodes, resp.Nodes)
+	merged, changed := mergeNodes(c.state.Nodes, nodes)
 	var err error
 	if changed {
 		next := *c.state
@@ -325,7 +351,7 @@ func (c *Connector) learn(meshURL string, resp enroll.AttachResponse) {
 		c.logger.Warn("state_save_failed", "error", err)
 	}
 	if changed {
-		c.logger.Info("mesh_nodes_learned", "mesh_nodes", len(merged), "from", resp.NodeID)
+		c.logger.Info("mesh_nodes_learned", "mesh_nodes", len(merged), "from", from)
 		c.kickManager()
 	}
 }
@@ -427,4 +453,17 @@ func boolCmp(a, b bool) int {
 		return 1
 	}
 	return -1
+}
+
+// attachedURLs returns the URLs of the nodes with a running attachment.
+func (c *Connector) attachedURLs() []string {
+	c.mmu.Lock()
+	defer c.mmu.Unlock()
+	out := make([]string, 0, len(c.runs))
+	for u, r := range c.runs {
+		if !r.retiring {
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -81,6 +81,13 @@ func (c *Client) Detach(ctx context.Context, cred string, drain bool) error {
 	return c.do(ctx, "detach", DetachPath, DetachRequest{Credential: cred, Drain: drain}, nil)
 }
 
+// Nodes lists the mesh nodes the connector holding cred may attach to.
+func (c *Client) Nodes(ctx context.Context, cred string) ([]NodeInfo, error) {
+	var resp NodesResponse
+	err := c.do(ctx, "nodes", NodesPath, NodesRequest{Credential: cred}, &resp)
+	return resp.Nodes, err
+}
+
 // Ping sends one GET PingPath and reads its answer; it returns nil on 204.
 // Timing it measures the round trip to the node (once a first call has
 // opened the connection).

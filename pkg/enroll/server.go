@@ -209,6 +209,8 @@ func (s *Server) serve(r *http.Request, w http.ResponseWriter, st *reqState, now
 		route = s.renew
 	case DetachPath:
 		route = s.detach
+	case NodesPath:
+		route = s.nodes
 	default:
 		return nil, newAPIErr(http.StatusNotFound, CodeNotFound, "there is no such Postern API endpoint", nil)
 	}
@@ -357,6 +359,35 @@ func (s *Server) detach(r *http.Request, st *reqState) (any, *apiErr) {
 		return nil, newAPIErr(http.StatusServiceUnavailable, CodeDetachFailed, "this mesh node could not detach the connector; retry", err)
 	}
 	return noContent{}, nil
+}
+
+// NodeLister is the optional capability of an Attacher that knows the
+// other mesh nodes; without it NodesPath answers 503.
+type NodeLister interface {
+	// Nodes returns the mesh nodes a connector with c may attach to.
+	Nodes(ctx context.Context, c authority.Credential) ([]NodeInfo, error)
+}
+
+// nodes verifies the credential and lists the nodes the connector may
+// attach to.
+func (s *Server) nodes(r *http.Request, st *reqState) (any, *apiErr) {
+	var req NodesRequest
+	if e := decode(r, &req); e != nil {
+		return nil, e
+	}
+	c, e := s.verifyCredential(req.Credential, st)
+	if e != nil {
+		return nil, e
+	}
+	nl, ok := s.attacher.(NodeLister)
+	if !ok {
+		return nil, newAPIErr(http.StatusServiceUnavailable, CodeAttachUnavailable, "this mesh node does not list other nodes", nil)
+	}
+	nodes, err := nl.Nodes(r.Context(), c)
+	if err != nil {
+		return nil, newAPIErr(http.StatusServiceUnavailable, CodeAttachFailed, "this mesh node could not list the mesh nodes; retry", err)
+	}
+	return NodesResponse{Nodes: nodes}, nil
 }
 
 // renew checks that the request came through the tunnel from the

@@ -27,6 +27,9 @@ const (
 	EnrollPath = PathPrefix + "enroll"
 	// AttachPath adds a connector holding a credential as a WireGuard peer.
 	AttachPath = PathPrefix + "attach"
+	// NodesPath lists, for a connector holding a credential, the mesh
+	// nodes it may attach to (it re-reads them before each re-evaluation).
+	NodesPath = PathPrefix + "nodes"
 	// RenewPath exchanges a credential, over the tunnel, for a fresh one.
 	RenewPath = PathPrefix + "renew"
 	// PingPath answers GET and HEAD with 204 No Content and no body,
@@ -112,6 +115,18 @@ type DetachRequest struct {
 	// while keeping it attached, so that requests in flight finish; false
 	// removes the connector (WireGuard peer and pool entry).
 	Drain bool `json:"drain"`
+}
+
+// NodesRequest is the body of POST NodesPath.
+type NodesRequest struct {
+	// Credential is the connector credential.
+	Credential string `json:"credential"`
+}
+
+// NodesResponse lists the mesh nodes a connector may attach to, as
+// AttachResponse.Nodes does.
+type NodesResponse struct {
+	Nodes []NodeInfo `json:"nodes"`
 }
 
 // RenewRequest is the body of POST RenewPath, sent over the tunnel.

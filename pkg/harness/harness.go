@@ -5,6 +5,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/connector"
@@ -80,6 +83,11 @@ type Options struct {
 	// authentication in the URL) through which connectors enrol, attach
 	// and open the stream carrier.
 	Proxy *url.URL
+	// Topology, if set, runs a multi-region mesh over a simulated network
+	// instead of Meshes lone nodes and Connectors connectors of "hq".
+	Topology *Topology
+	// DrainTimeout is the mesh nodes' drain bound on stop; zero means 2s.
+	DrainTimeout time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -106,17 +114,25 @@ type Harness struct {
 	closeErr error
 	closed   bool
 	auth     *authSystem
+
+	gossipKey []byte
 }
 
 // Mesh is one running mesh node.
 type Mesh struct {
 	Node   *meshnode.Node
+	ID     string
+	Region string
 	Addr   string // public listener "host:port" (Options.Host)
 	URL    string // "https://host:port"
 	dir    string
 	wgPort uint16
+	gossip string // gossip address, with a Topology
+	index  int
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	stopped bool // set by StopMesh and KillMesh, cleared by StartMesh
 }
 
 // Connector is one running connector.
@@ -124,15 +140,29 @@ type Connector struct {
 	C   *connector.Connector
 	Dir string
 	// UDP is the connector's UDP bind behind an in-process block switch.
-	UDP    *wgnet.BlockBind
+	UDP *wgnet.BlockBind
+	// Region is where a Topology placed it; empty otherwise.
+	Region string
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 // Start starts the system and waits until every connector serves the app.
 func Start(ctx context.Context, opts Options) (*Harness, error) {
+	if opts.Topology != nil {
+		if opts.Topology.Net == nil || len(opts.Topology.Nodes) == 0 {
+			return nil, errors.New("harness: a Topology needs Net and Nodes")
+		}
+		if opts.Auth {
+			return nil, errors.New("harness: sign-in is not available with a Topology")
+		}
+		opts.Meshes, opts.Connectors = len(opts.Topology.Nodes), -1
+	}
 	if opts.Meshes == 0 {
 		opts.Meshes = 1
+	}
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = 2 * time.Second
 	}
 	if opts.Connectors == 0 {
 		opts.Connectors = 1
@@ -148,7 +178,7 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 		return nil, fmt.Errorf("harness: Options.Host: %w", err)
 	}
 	opts.Host = host.String()
-	h := &Harness{opts: opts, AppHost: opts.AppHost, logger: opts.Logger, Dir: opts.Dir}
+	h := &Harness{opts: opts, AppHost: opts.AppHost, logger: opts.Logger, Dir: opts.Dir, gossipKey: newGossipKey()}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
@@ -202,7 +232,7 @@ func (h *Harness) start(ctx context.Context) error {
 		if i == 0 && h.opts.PublicAddr != "" {
 			addr = h.opts.PublicAddr
 		}
-		m, err := h.startMesh(filepath.Join(h.Dir, fmt.Sprintf("mesh%d", i)), addr, 0)
+		m, err := h.startMesh(i, filepath.Join(h.Dir, fmt.Sprintf("mesh%d", i)), addr, 0, 0)
 		if err != nil {
 			return err
 		}
@@ -219,6 +249,18 @@ func (h *Harness) start(ctx context.Context) error {
 	for i := 0; i < h.opts.Connectors; i++ {
 		if _, err := h.AddConnector(ctx, "hq"); err != nil {
 			return err
+		}
+	}
+	if t := h.opts.Topology; t != nil {
+		// Connectors learn the nodes from their attach answers: let the
+		// cluster form first.
+		if err := waitFor(ctx, 30*time.Second, h.membersConverged); err != nil {
+			return fmt.Errorf("harness: the mesh nodes did not form one cluster: %w", err)
+		}
+		for _, c := range t.Connectors {
+			if _, err := h.addConnector(ctx, c.Group, c.Region); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -241,6 +283,9 @@ func (h *Harness) startApp() error {
 }
 
 func (h *Harness) catalogYAML() string {
+	if h.opts.Topology != nil {
+		return h.opts.Topology.catalogYAML(h.App) + h.opts.ExtraCatalog
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\napps:\n")
 	if h.opts.Auth {
@@ -253,9 +298,9 @@ func (h *Harness) catalogYAML() string {
 	return b.String()
 }
 
-// startMesh starts a mesh node with state in dir on the given public
-// address and WireGuard port (0 = random).
-func (h *Harness) startMesh(dir, addr string, wgPort uint16) (*Mesh, error) {
+// startMesh starts mesh node i with state in dir on the given public
+// address, WireGuard port and (with a Topology) gossip port; 0 = random.
+func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort int) (*Mesh, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -263,20 +308,37 @@ func (h *Harness) startMesh(dir, addr string, wgPort uint16) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := filepath.Base(dir)
-	node, err := meshnode.New(meshnode.Config{
-		ID: id, Region: "local", Listener: l, TLS: devcert.ServerTLS(h.cert),
+	id, region := filepath.Base(dir), "local"
+	cfg := meshnode.Config{
+		ID: id, Region: region, Listener: l, TLS: devcert.ServerTLS(h.cert),
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
-		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), Logger: h.logger.With("component", "meshd"),
-	})
+		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
+		DrainTimeout: h.opts.DrainTimeout,
+	}
+	var gossipAddr string
+	if t := h.opts.Topology; t != nil {
+		id, region = t.Nodes[i].ID, t.Nodes[i].Region
+		cfg.ID, cfg.Region = id, region
+		if err := t.Net.Register(netip.MustParseAddrPort(l.Addr().String()), region); err != nil {
+			l.Close()
+			return nil, err
+		}
+		cfg.WGBind = t.Net.Bind(wgnet.NewUDPBind(netip.MustParseAddr(h.opts.Host)), region)
+		if cfg.Cluster, gossipAddr, err = h.clusterConfig(i, l.Addr().String(), gossipPort); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	cfg.Logger = h.logger.With("component", "meshd")
+	node, err := meshnode.New(cfg)
 	if err != nil {
 		l.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Mesh{Node: node, Addr: l.Addr().String(), URL: "https://" + l.Addr().String(), dir: dir,
-		wgPort: node.WireGuard().ListenPort(), cancel: cancel, done: make(chan struct{})}
+	m := &Mesh{Node: node, ID: id, Region: region, Addr: l.Addr().String(), URL: "https://" + l.Addr().String(), dir: dir,
+		wgPort: node.WireGuard().ListenPort(), gossip: gossipAddr, index: i, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
 		if err := node.Run(ctx); err != nil {
@@ -359,6 +421,12 @@ func (h *Harness) SetUDPBlocked(i int, on bool) { h.Connectors()[i].UDP.SetBlock
 // AddConnector enrols a new connector in group with a fresh token through
 // the first mesh node, starts it, and waits until it is attached.
 func (h *Harness) AddConnector(ctx context.Context, group string) (*Connector, error) {
+	return h.addConnector(ctx, group, "")
+}
+
+// addConnector enrols and starts a connector of group in region ("" =
+// lone nodes: it knows every node's URL from the start).
+func (h *Harness) addConnector(ctx context.Context, group, region string) (*Connector, error) {
 	tok, _, err := h.Authority.MintEnrollToken(group, time.Hour)
 	if err != nil {
 		return nil, err
@@ -367,18 +435,24 @@ func (h *Harness) AddConnector(ctx context.Context, group string) (*Connector, e
 	dir := filepath.Join(h.Dir, fmt.Sprintf("connector%d", len(h.conns)))
 	meshes := h.meshes
 	h.mu.Unlock()
-	st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: dir, MeshURL: meshes[0].URL, Token: tok,
-		Name: filepath.Base(dir), HTTPClient: h.APIClient()})
+	seed, client := meshes[0].URL, h.APIClient()
+	if region != "" {
+		seed, client = h.seedFor(region), h.simAPIClient(region)
+	}
+	st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: dir, MeshURL: seed, Token: tok,
+		Name: filepath.Base(dir), HTTPClient: client})
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range meshes[1:] {
-		st.MeshURLs = append(st.MeshURLs, m.URL)
+	if region == "" {
+		for _, m := range meshes[1:] {
+			st.MeshURLs = append(st.MeshURLs, m.URL)
+		}
 	}
 	if err := st.Save(dir); err != nil {
 		return nil, err
 	}
-	c, err := h.runConnector(ctx, dir)
+	c, err := h.runConnector(ctx, dir, region)
 	if err != nil {
 		return nil, err
 	}
@@ -388,26 +462,37 @@ func (h *Harness) AddConnector(ctx context.Context, group string) (*Connector, e
 	return c, nil
 }
 
-func (h *Harness) runConnector(ctx context.Context, dir string) (*Connector, error) {
+func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connector, error) {
 	al, err := egress.ParseAllowList(h.opts.AllowList)
 	if err != nil {
 		return nil, err
 	}
-	udp := wgnet.NewBlockBind(wgnet.NewDialBind())
-	udp.SetBlocked(h.opts.BlockUDP)
-	c, err := connector.New(connector.Config{StateDir: dir, HTTPClient: h.APIClient(), AllowList: al, Bind: udp,
+	cfg := connector.Config{StateDir: dir, HTTPClient: h.APIClient(), AllowList: al,
 		Carrier: h.opts.Carrier, UDPTimeout: h.opts.UDPTimeout, ProbeInterval: h.opts.ProbeInterval,
-		Logger: h.logger.With("component", "connectord")})
+		Logger: h.logger.With("component", "connectord")}
+	var inner conn.Bind = wgnet.NewDialBind()
+	want := min(2, len(h.Meshes()))
+	if t := h.opts.Topology; t != nil {
+		// A bind with its own loopback port, so the simulated network can
+		// place the connector in its region both ways.
+		inner = t.Net.Bind(wgnet.NewUDPBind(netip.MustParseAddr(h.opts.Host)), region)
+		cfg.HTTPClient, cfg.Attach, cfg.Reevaluate = h.simAPIClient(region), t.AttachK, cmp.Or(t.Reevaluate, 30*time.Second)
+		want = min(cmpOr(t.AttachK, 2), len(h.Meshes()))
+	}
+	udp := wgnet.NewBlockBind(inner)
+	udp.SetBlocked(h.opts.BlockUDP)
+	cfg.Bind = udp
+	c, err := connector.New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	hc := &Connector{C: c, Dir: dir, UDP: udp, cancel: cancel, done: make(chan struct{})}
+	hc := &Connector{C: c, Dir: dir, UDP: udp, Region: region, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(hc.done)
 		c.Run(rctx)
 	}()
-	if err := waitFor(ctx, 15*time.Second, func() bool { return c.Attached() == len(h.Meshes()) }); err != nil {
+	if err := waitFor(ctx, 15*time.Second, func() bool { return c.Attached() >= want }); err != nil {
 		hc.stop()
 		return nil, fmt.Errorf("harness: connector %s did not attach: %w", c.ID(), err)
 	}
@@ -432,7 +517,7 @@ func (h *Harness) KillConnector(i int) {
 // RestartConnector starts connector i again from its state directory.
 func (h *Harness) RestartConnector(ctx context.Context, i int) error {
 	old := h.Connectors()[i]
-	c, err := h.runConnector(ctx, old.Dir)
+	c, err := h.runConnector(ctx, old.Dir, old.Region)
 	if err != nil {
 		return err
 	}
@@ -442,18 +527,38 @@ func (h *Harness) RestartConnector(ctx context.Context, i int) error {
 	return nil
 }
 
-// StopMesh stops mesh node i.
+// StopMesh stops mesh node i gracefully (drain, leave the cluster).
 func (h *Harness) StopMesh(i int) {
 	m := h.Meshes()[i]
 	m.cancel()
 	<-m.done
 	m.Node.Close()
+	h.mu.Lock()
+	m.stopped = true
+	h.mu.Unlock()
+}
+
+// KillMesh stops mesh node i as a crash: no drain, no goodbye to the
+// cluster; its sockets close, so its peers see it fall silent.
+func (h *Harness) KillMesh(i int) {
+	m := h.Meshes()[i]
+	m.Node.Kill()
+	m.Node.Close()
+	m.cancel()
+	<-m.done
+	h.mu.Lock()
+	m.stopped = true
+	h.mu.Unlock()
 }
 
 // StartMesh starts mesh node i again on the same addresses and state.
 func (h *Harness) StartMesh(i int) error {
 	old := h.Meshes()[i]
-	m, err := h.startMesh(old.dir, old.Addr, old.wgPort)
+	gossipPort := 0
+	if old.gossip != "" {
+		gossipPort = int(netip.MustParseAddrPort(old.gossip).Port())
+	}
+	m, err := h.startMesh(i, old.dir, old.Addr, old.wgPort, gossipPort)
 	if err != nil {
 		return err
 	}
@@ -478,6 +583,7 @@ func (h *Harness) Close() error {
 		c.stop()
 	}
 	for _, m := range meshes {
+		m.Node.Kill() // no drain: everything stops at once
 		m.cancel()
 		<-m.done
 		m.Node.Close()

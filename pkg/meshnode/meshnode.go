@@ -272,6 +272,19 @@ func (n *Node) Attach(ctx context.Context, c authority.Credential) (enroll.Attac
 	return resp, nil
 }
 
+// Nodes implements enroll.NodeLister: the mesh nodes a connector of the
+// credential's group may attach to.
+func (n *Node) Nodes(ctx context.Context, c authority.Credential) ([]enroll.NodeInfo, error) {
+	g, ok := n.catalog.Current().Group(c.Group)
+	if !ok {
+		return nil, fmt.Errorf("%w: connector group %q is not in the catalogue", enroll.ErrAttachRefused, c.Group)
+	}
+	if n.mesh == nil {
+		return []enroll.NodeInfo{{ID: n.cfg.ID, Region: n.cfg.Region}}, nil
+	}
+	return n.mesh.nodesFor(g), nil
+}
+
 // Detach implements enroll.Attacher: drain stops new requests to the
 // connector and lets those in flight finish; otherwise the connector is
 // removed as a peer and from the pool.

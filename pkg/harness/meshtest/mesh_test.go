@@ -1,0 +1,373 @@
+package meshtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/pkg/harness"
+	"github.com/postern/postern/pkg/meshnode"
+	"github.com/postern/postern/pkg/simnet"
+)
+
+const (
+	east = "us-east-1"
+	west = "eu-west-1"
+	asia = "ap-southeast-1"
+)
+
+// threeRegions starts 3 regions × 2 nodes; group "east" has two connectors
+// in us-east-1, group "asia" one in ap-southeast-1, and group "shared" one
+// in each of us-east-1 and ap-southeast-1 (so the route has a real choice).
+func threeRegions(t testing.TB, mod func(*harness.Topology)) (*harness.Harness, *simnet.Network) {
+	t.Helper()
+	net := simnet.NewNetwork(simnet.DefaultMatrix(), uint64(time.Now().UnixNano()))
+	top := &harness.Topology{
+		Net: net,
+		Nodes: []harness.NodeSpec{{ID: "use1-a", Region: east}, {ID: "use1-b", Region: east}, {ID: "euw1-a", Region: west},
+			{ID: "euw1-b", Region: west}, {ID: "apse1-a", Region: asia}, {ID: "apse1-b", Region: asia}},
+		Groups: []harness.GroupSpec{{ID: "east", Region: east}, {ID: "asia", Region: asia}, {ID: "shared"}},
+		Connectors: []harness.ConnectorSpec{{Group: "east", Region: east}, {Group: "east", Region: east}, {Group: "asia", Region: asia},
+			{Group: "shared", Region: east}, {Group: "shared", Region: asia}},
+	}
+	if mod != nil {
+		mod(top)
+	}
+	start := time.Now()
+	opts := harness.Options{Topology: top}
+	if os.Getenv("POSTERN_TEST_LOG") != "" {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	h, err := harness.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	if err := h.WaitConverged(t.Context(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("converged %s after start", time.Since(start).Round(time.Millisecond))
+	return h, net
+}
+
+// trueCost is the matrix RTT of a path from region a through b (local
+// when a == b and via is "local") to a connector in region c.
+func trueCost(m *simnet.Matrix, from, via, conn string, local bool) time.Duration {
+	if local {
+		return m.RTT(from, conn)
+	}
+	return m.RTT(from, via) + m.RTT(via, conn)
+}
+
+func TestRouteWithinTenPercentOfOptimum(t *testing.T) {
+	h, net := threeRegions(t, nil)
+	m := net.Matrix()
+	connRegion := map[string][]string{"east": {east}, "asia": {asia}, "shared": {east, asia}}
+	regionOf := map[string]string{}
+	for i, mm := range h.Meshes() {
+		regionOf[mm.ID] = h.RegionOf(i)
+	}
+	trials, good := 0, 0
+	for round := 0; round < 30; round++ {
+		for i, mm := range h.Meshes() {
+			for _, g := range []string{"east", "asia", "shared"} {
+				ex, err := mm.Node.Explain("app-" + g)
+				if err != nil {
+					t.Fatal(err)
+				}
+				from := h.RegionOf(i)
+				// The optimum over every node a connector of the group is
+				// attached to, from the matrix alone.
+				opt := time.Duration(1 << 62)
+				for _, via := range h.Meshes() {
+					for _, cr := range connRegion[g] {
+						if attachedIn(h, g, cr, via.ID) {
+							opt = min(opt, trueCost(m, from, via.Region, cr, via.ID == mm.ID))
+						}
+					}
+				}
+				ok := true
+				for _, p := range ex.Paths {
+					if !p.Chosen {
+						continue
+					}
+					via := regionOf[p.Via]
+					if p.Via == "local" {
+						via = from
+					}
+					if c := trueCost(m, from, via, h.ConnectorRegion(p.Connector), p.Via == "local"); float64(c) > 1.1*float64(opt) {
+						ok = false
+						t.Logf("round %d: %s → %s chose via %s (true %v, optimum %v)", round, mm.ID, g, p.Via, c, opt)
+					}
+				}
+				trials++
+				if ok {
+					good++
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // sample the decisions as they are rebuilt
+	}
+	t.Logf("%d of %d trials within 10%% of the optimum", good, trials)
+	if float64(good) < 0.95*float64(trials) {
+		t.Errorf("got %d of %d trials within 10%% of the optimum, want at least 95%%", good, trials)
+	}
+	// And the traffic really flows: a user in eu-west-1 reaches both apps.
+	euw := h.MeshIndex("euw1-a")
+	for _, g := range []string{"east", "asia"} {
+		get(t, h.UserClient(euw), h.GroupURL(euw, g, "/"), http.StatusOK)
+	}
+}
+
+// attachedIn reports whether a connector of group in region is attached to
+// mesh node id.
+func attachedIn(h *harness.Harness, group, region, id string) bool {
+	for _, c := range h.Connectors() {
+		if c.Region == region && c.C.State().Group == group && slices.Contains(c.C.AttachedNodes(), id) {
+			return true
+		}
+	}
+	return false
+}
+
+func get(t testing.TB, c *http.Client, url string, want int) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("GET %s: got %d, want %d", url, resp.StatusCode, want)
+	}
+}
+
+// load sends GETs from a user at node i to group's app until stop is
+// called, and records when each request finished and whether it succeeded.
+type load struct {
+	mu      sync.Mutex
+	results []result
+	stop    context.CancelFunc
+	done    sync.WaitGroup
+	n       atomic.Int64
+}
+
+type result struct {
+	at time.Time
+	ok bool
+}
+
+func startLoad(t testing.TB, h *harness.Harness, i int, group string, workers int) *load {
+	ctx, cancel := context.WithCancel(t.Context())
+	l := &load{stop: cancel}
+	c := h.UserClient(i)
+	url := h.GroupURL(i, group, "/")
+	for range workers {
+		l.done.Add(1)
+		go func() {
+			defer l.done.Done()
+			for ctx.Err() == nil {
+				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+				req, _ := http.NewRequestWithContext(rctx, "GET", url, nil)
+				resp, err := c.Do(req)
+				ok := err == nil && resp.StatusCode == http.StatusOK
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				rcancel()
+				if ctx.Err() != nil {
+					return
+				}
+				l.n.Add(1)
+				l.mu.Lock()
+				l.results = append(l.results, result{time.Now(), ok})
+				l.mu.Unlock()
+				if !ok {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish() []result {
+	l.stop()
+	l.done.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.results
+}
+
+// outage returns the longest time after since without a successful
+// request, and the number of failures.
+func outage(rs []result, since time.Time) (time.Duration, int) {
+	last, worst, failed := since, time.Duration(0), 0
+	for _, r := range rs {
+		if r.at.Before(since) {
+			continue
+		}
+		if !r.ok {
+			failed++
+			continue
+		}
+		worst = max(worst, r.at.Sub(last))
+		last = r.at
+	}
+	return worst, failed
+}
+
+func waitRequests(t testing.TB, l *load, n int64) {
+	t.Helper()
+	if err := harness.WaitFor(t.Context(), 20*time.Second, func() bool { return l.n.Load() >= n }); err != nil {
+		t.Fatalf("load made %d requests, want %d", l.n.Load(), n)
+	}
+}
+
+func TestKillNodeRecoversWithinTwoSeconds(t *testing.T) {
+	h, _ := threeRegions(t, nil)
+	euw := h.MeshIndex("euw1-a")
+	l := startLoad(t, h, euw, "east", 4)
+	waitRequests(t, l, 20)
+	ex, _ := h.Meshes()[euw].Node.Explain("app-east")
+	victim := ex.Paths[0].Via
+	killed := time.Now()
+	h.KillMesh(h.MeshIndex(victim))
+	t.Logf("killed %s, the first path of euw1-a → east", victim)
+	before := l.n.Load()
+	waitRequests(t, l, before+40)
+	rs := l.finish()
+	gap, failed := outage(rs, killed)
+	t.Logf("longest gap without success after the kill: %v; failed requests: %d", gap.Round(time.Millisecond), failed)
+	if gap > 2*time.Second {
+		t.Errorf("got a %v gap without a successful request, want at most 2s", gap)
+	}
+	// The dead node is withdrawn from every route and from the membership.
+	err := harness.WaitFor(t.Context(), 5*time.Second, func() bool {
+		ex, _ := h.Meshes()[euw].Node.Explain("app-east")
+		for _, p := range ex.Paths {
+			if p.Via == victim && p.Eligible {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Errorf("route through the dead node %s still eligible after 5s", victim)
+	}
+	detected := time.Since(killed)
+	err = harness.WaitFor(t.Context(), 5*time.Second, func() bool {
+		for _, n := range h.Meshes()[euw].Node.Status().Mesh.Nodes {
+			if n.ID == victim {
+				return n.State == "dead"
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Errorf("gossip did not declare %s dead within 5s", victim)
+	}
+	t.Logf("gossip declared %s dead within %v of the kill (route withdrawn by %v)", victim, time.Since(killed).Round(time.Millisecond), detected.Round(time.Millisecond))
+}
+
+func TestKillConnectorFailsOver(t *testing.T) {
+	h, _ := threeRegions(t, nil)
+	euw := h.MeshIndex("euw1-a")
+	l := startLoad(t, h, euw, "east", 4)
+	waitRequests(t, l, 20)
+	killed := time.Now()
+	h.KillConnector(0)
+	before := l.n.Load()
+	waitRequests(t, l, before+40)
+	rs := l.finish()
+	gap, failed := outage(rs, killed)
+	t.Logf("connector killed: longest gap %v, failed requests %d", gap.Round(time.Millisecond), failed)
+	if failed > 0 {
+		t.Errorf("got %d failed requests, want 0 (GETs are retried on the other connector)", failed)
+	}
+}
+
+func TestDrainNodeLosesNothing(t *testing.T) {
+	h, _ := threeRegions(t, nil)
+	euw := h.MeshIndex("euw1-a")
+	l := startLoad(t, h, euw, "east", 4)
+	waitRequests(t, l, 20)
+	ex, _ := h.Meshes()[euw].Node.Explain("app-east")
+	victim := h.MeshIndex(ex.Paths[0].Via)
+	stopped := time.Now()
+	h.StopMesh(victim)
+	before := l.n.Load()
+	waitRequests(t, l, before+40)
+	rs := l.finish()
+	gap, failed := outage(rs, stopped)
+	t.Logf("graceful stop of %s: longest gap %v, failed %d", ex.Paths[0].Via, gap.Round(time.Millisecond), failed)
+	if failed > 0 {
+		t.Errorf("got %d failed requests during a drain, want 0", failed)
+	}
+}
+
+func TestPartitionAndHeal(t *testing.T) {
+	h, net := threeRegions(t, nil)
+	euw, use := h.MeshIndex("euw1-a"), h.MeshIndex("use1-a")
+	net.Partition([]string{east}, []string{west, asia})
+	// Each side keeps serving what it can reach: us-east serves east
+	// locally, eu-west still reaches asia, and eu-west answers 503 for
+	// east once the routes through us-east are withdrawn.
+	err := harness.WaitFor(t.Context(), 10*time.Second, func() bool {
+		resp, err := h.UserClient(euw).Get(h.GroupURL(euw, "east", "/"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	if err != nil {
+		t.Fatal("eu-west did not withdraw the routes to east within 10s of the partition")
+	}
+	get(t, h.UserClient(use), h.GroupURL(use, "east", "/"), http.StatusOK)
+	get(t, h.UserClient(euw), h.GroupURL(euw, "asia", "/"), http.StatusOK)
+	healed := time.Now()
+	net.Heal()
+	if err := h.WaitConverged(t.Context(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("healed and converged in %v without operator action", time.Since(healed).Round(time.Millisecond))
+	get(t, h.UserClient(euw), h.GroupURL(euw, "east", "/"), http.StatusOK)
+	get(t, h.UserClient(use), h.GroupURL(use, "asia", "/"), http.StatusOK)
+}
+
+func TestExplainText(t *testing.T) {
+	h, _ := threeRegions(t, nil)
+	ex, err := h.Meshes()[h.MeshIndex("euw1-a")].Node.Explain("app-asia")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b stringsBuilder
+	if err := meshnode.WriteExplain(&b, ex); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", b.String())
+	if ex.Paths[0].Via != "apse1-a" && ex.Paths[0].Via != "apse1-b" || !ex.Paths[0].Chosen {
+		t.Errorf("got first path %+v, want a chosen relay through ap-southeast-1", ex.Paths[0])
+	}
+	if _, err := h.Meshes()[0].Node.Explain("nope"); err == nil {
+		t.Error("got nil error explaining an unknown app")
+	}
+}
+
+type stringsBuilder struct{ b []byte }
+
+func (s *stringsBuilder) Write(p []byte) (int, error) { s.b = append(s.b, p...); return len(p), nil }
+func (s *stringsBuilder) String() string              { return string(s.b) }
+
+var _ = fmt.Sprint
