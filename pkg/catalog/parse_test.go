@@ -346,7 +346,7 @@ func TestLoadMissingFile(t *testing.T) {
 func TestGroupRegions(t *testing.T) {
 	const head = "connector_groups:\n  - id: hq\n"
 	const apps = "apps: []\n"
-	good, err := Parse("catalog.yaml", []byte(head + "    region: us-east-1\n    pin_region: true\n    exclude_regions: [ap-southeast-1]\n" + apps))
+	good, err := Parse("catalog.yaml", []byte(head+"    region: us-east-1\n    pin_region: true\n    exclude_regions: [ap-southeast-1]\n"+apps))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +361,7 @@ func TestGroupRegions(t *testing.T) {
 		{"pin not a bool", "    region: eu\n    pin_region: yes please\n", "pin_region"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("catalog.yaml", []byte(head + tt.body + apps))
+			_, err := Parse("catalog.yaml", []byte(head+tt.body+apps))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
 			}

@@ -70,7 +70,7 @@ func (n *Node) Explain(app string) (Explain, error) {
 	}
 	g, _ := cat.Group(a.ConnectorGroup)
 	ex := Explain{App: a.ID, Group: a.ConnectorGroup, Node: n.cfg.ID, Region: n.cfg.Region,
-		Strategy: string(n.mesh.router.strategy), ExcludeRegions: g.ExcludeRegions}
+		Strategy: string(n.mesh.router.strategyNow()), ExcludeRegions: g.ExcludeRegions}
 	if g.PinRegion {
 		ex.PinRegion = g.Region
 	}
@@ -100,6 +100,24 @@ func explainPath(c route.Scored, chosen, held bool) ExplainPath {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// SetStrategy changes the route strategy at run time (bench compares
+// strategies on one system); the routes are rebuilt at once.
+func (n *Node) SetStrategy(s route.Strategy) error {
+	if n.mesh == nil {
+		return ErrNoCluster
+	}
+	s, err := route.ParseStrategy(string(s))
+	if err != nil {
+		return err
+	}
+	n.mesh.router.strategy.Store(s)
+	n.mesh.mu.Lock()
+	clear(n.mesh.decisions) // no hysteresis across strategies
+	n.mesh.mu.Unlock()
+	n.mesh.poke()
+	return nil
+}
 
 // WriteExplain prints ex as the operator reads it on a terminal.
 func WriteExplain(w io.Writer, ex Explain) error {

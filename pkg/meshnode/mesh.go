@@ -324,7 +324,7 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 	if g.PinRegion {
 		cons.PinRegion = g.Region
 	}
-	d := route.Decide(g.ID, cands, cons, m.router.strategy, m.decisions[g.ID], m.cfg.Route)
+	d := route.Decide(g.ID, cands, cons, m.router.strategyNow(), m.decisions[g.ID], m.cfg.Route)
 	// Decide reorders the candidates: line the paths up with them again.
 	byKey := map[string]*pool.Connector{}
 	for i, c := range cands {

@@ -22,7 +22,7 @@ const meshGroup = "mesh"
 type router struct {
 	local    *pool.Pool
 	peers    *pool.Pool
-	strategy route.Strategy
+	strategy atomic.Value // route.Strategy
 	table    atomic.Pointer[map[string]*groupRoute]
 	choices  *prometheus.CounterVec // by kind: local, relay
 }
@@ -37,13 +37,16 @@ type groupRoute struct {
 }
 
 func newRouter(local, peers *pool.Pool, s route.Strategy) *router {
-	r := &router{local: local, peers: peers, strategy: s,
+	r := &router{local: local, peers: peers,
 		choices: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_mesh_route_choices_total",
 			Help: "Paths picked for request attempts, by kind (local connector or relay through another mesh node)."}, []string{"kind"})}
+	r.strategy.Store(s)
 	empty := map[string]*groupRoute{}
 	r.table.Store(&empty)
 	return r
 }
+
+func (r *router) strategyNow() route.Strategy { return r.strategy.Load().(route.Strategy) }
 
 func (r *router) Pick(group string, exclude []*pool.Connector) *pool.Connector {
 	gr := (*r.table.Load())[group]
@@ -74,7 +77,7 @@ func (r *router) pickTier(gr *groupRoute, tier int, exclude []*pool.Connector) *
 			continue
 		}
 		seen++
-		if r.strategy == route.Random {
+		if r.strategyNow() == route.Random {
 			if rand.IntN(seen) == 0 { // reservoir sampling: uniform over the usable ones
 				best = c
 			}
