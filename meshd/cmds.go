@@ -10,12 +10,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/meshnode"
+	"github.com/postern/postern/pkg/route"
 )
 
 func runCmd(ctx context.Context, args []string) error {
@@ -35,6 +39,14 @@ func runCmd(ctx context.Context, args []string) error {
 	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	gossipListen := fs.String("gossip-listen", "", "gossip address (UDP and TCP) to join a cluster of mesh nodes, e.g. 0.0.0.0:7946 (empty: a lone node)")
+	gossipAdvertise := fs.String("gossip-advertise", "", "gossip host:port other nodes reach (default: from --gossip-listen)")
+	gossipKeys := fs.String("gossip-keyring", "", "gossip keyring file (from \"meshd gossip keygen\"); required with --gossip-listen")
+	label := fs.String("cluster-label", "postern", "cluster label: nodes with another label are ignored")
+	join := fs.String("join", "", "comma-separated gossip host:port of other mesh nodes to join (and rejoin after a partition)")
+	publicURL := fs.String("public-url", "", "HTTPS base URL connectors attach at, e.g. https://mesh-eu-1.example.com (default: https:// + --listen)")
+	strategy := fs.String("route-strategy", "latency", "route choice: latency, nearest or random")
+	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, stop taking relayed requests and wait this long for requests in flight before leaving the cluster")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,9 +75,24 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	cfg := meshnode.Config{ID: *id, Region: *region, Listen: *listen, PlainHTTP: *plain, WGListen: wgAddr,
 		WGAdvertise: *wgAdvertise, StateDir: *stateDir, Authority: auth, CatalogPath: *catalogPath,
-		AdminListen: *admin, AuthURL: *authURL, AuthHTTPClient: authClient, Logger: logger}
+		AdminListen: *admin, AuthURL: *authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: *drain}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
+	}
+	if *gossipListen != "" {
+		if *gossipKeys == "" {
+			return fmt.Errorf("--gossip-keyring is required with --gossip-listen (create one with \"meshd gossip keygen --out FILE\" and copy it to every node)")
+		}
+		keys, err := gossip.LoadKeyring(*gossipKeys)
+		if err != nil {
+			return err
+		}
+		s, err := route.ParseStrategy(*strategy)
+		if err != nil {
+			return fmt.Errorf("--route-strategy: %w", err)
+		}
+		cfg.Cluster = &meshnode.ClusterConfig{GossipListen: *gossipListen, GossipAdvertise: *gossipAdvertise, Keys: keys,
+			Label: *label, Seeds: splitList(*join), PublicURL: *publicURL, Strategy: s}
 	}
 	if !*plain {
 		if *certFile == "" || *keyFile == "" {
@@ -160,6 +187,64 @@ func statusCmd(ctx context.Context, args []string) error {
 	defer resp.Body.Close()
 	_, err = io.Copy(os.Stdout, resp.Body)
 	return err
+}
+
+func gossipKeygenCmd(args []string) error {
+	fs := flag.NewFlagSet("meshd gossip keygen", flag.ContinueOnError)
+	out := fs.String("out", "", "where to write the new keyring (0600; refuses to overwrite)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("--out is required")
+	}
+	if err := gossip.WriteNewKeyring(*out); err != nil {
+		return err
+	}
+	fmt.Printf("wrote gossip keyring %s; copy it to every mesh node (mode 0600) and pass it as --gossip-keyring\n", *out)
+	return nil
+}
+
+func routeExplainCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("meshd route explain", flag.ContinueOnError)
+	admin := fs.String("admin", "127.0.0.1:9100", "the node's admin address")
+	app := fs.String("app", "", "app id or external host (required)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *app == "" {
+		return fmt.Errorf("--app is required")
+	}
+	q := url.Values{"app": {*app}}
+	if !*asJSON {
+		q.Set("format", "text")
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+*admin+"/routes/explain?"+q.Encode(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("route explain: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("route explain: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("route explain: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	_, err = os.Stdout.Write(body)
+	return err
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func newLogger(level string) (*slog.Logger, error) {

@@ -5,6 +5,8 @@
 //	meshd token create --group G      mint a one-time connector enrolment token
 //	meshd authority init --out FILE   create the mesh authority key
 //	meshd status                      print a running node's status
+//	meshd route explain --app X       why a node routes app X the way it does
+//	meshd gossip keygen --out FILE    create the gossip keyring (once per mesh)
 //	meshd demo                        run the whole system locally
 //	meshd service install|uninstall|run [run flags]   Windows service
 package main
@@ -33,6 +35,8 @@ commands:
   token create      mint a one-time connector enrolment token for a group
   authority init    create the mesh authority key (once per mesh)
   status            print a running node's status from its admin address
+  route explain     show a node's candidate paths for an app, their costs and the choice
+  gossip keygen     create the gossip keyring shared by the mesh nodes (once per mesh)
   demo              run the whole system on this machine (development only)
   service           install|uninstall|run as a Windows service (run flags follow)
 `
@@ -49,6 +53,10 @@ func dispatch(ctx context.Context, args []string) error {
 		return tokenCreateCmd(args[2:])
 	case args[0] == "authority" && len(args) > 1 && args[1] == "init":
 		return authorityInitCmd(args[2:])
+	case args[0] == "route" && len(args) > 1 && args[1] == "explain":
+		return routeExplainCmd(ctx, args[2:])
+	case args[0] == "gossip" && len(args) > 1 && args[1] == "keygen":
+		return gossipKeygenCmd(args[2:])
 	case args[0] == "status":
 		return statusCmd(ctx, args[1:])
 	case args[0] == "service":
