@@ -5,15 +5,23 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/postern/postern/pkg/harness"
+	"github.com/postern/postern/pkg/meshnode"
+	"github.com/postern/postern/pkg/simnet"
 )
 
 func demoCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("meshd demo", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8443", "public address of the first mesh node")
-	meshes := fs.Int("meshes", 2, "mesh nodes")
+	regions := fs.String("regions", "us-east-1,eu-west-1", "one mesh node per region, comma-separated, from the simulated RTT matrix")
+	matrixPath := fs.String("matrix", "", "RTT matrix file for the simulated regions (default: the built-in one, see pkg/simnet)")
+	connRegion := fs.String("connector-region", "us-east-1", "region the connectors run in")
 	conns := fs.Int("connectors", 2, "connectors")
+	attachK := fs.Int("attach-k", 1, "mesh nodes each connector attaches to (1 shows the relay between regions; production default is 2)")
+	adminBase := fs.Int("admin-port", 9100, "first mesh node's loopback admin port; the others follow")
 	signIn := fs.Bool("sign-in", true, "pre-authenticate the sample app with the development identity provider")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -23,41 +31,78 @@ func demoCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	matrix := simnet.DefaultMatrix()
+	if *matrixPath != "" {
+		if matrix, err = simnet.LoadMatrix(*matrixPath); err != nil {
+			return err
+		}
+	}
+	top := &harness.Topology{Net: simnet.NewNetwork(matrix, uint64(time.Now().UnixNano())), AttachK: *attachK}
+	var admins []string
+	for i, r := range splitList(*regions) {
+		if !matrix.Has(r) {
+			return fmt.Errorf("--regions: %q is not in the matrix (it has %s)", r, strings.Join(matrix.Regions(), ", "))
+		}
+		top.Nodes = append(top.Nodes, harness.NodeSpec{ID: "mesh-" + r, Region: r})
+		admins = append(admins, fmt.Sprintf("127.0.0.1:%d", *adminBase+i))
+	}
+	if !matrix.Has(*connRegion) {
+		return fmt.Errorf("--connector-region: %q is not in the matrix", *connRegion)
+	}
+	for range *conns {
+		top.Connectors = append(top.Connectors, harness.ConnectorSpec{Group: "hq", Region: *connRegion})
+	}
 	dir, err := os.MkdirTemp("", "postern-demo-")
 	if err != nil {
 		return err
 	}
-	h, err := harness.Start(ctx, harness.Options{Dir: dir, Meshes: *meshes, Connectors: *conns, PublicAddr: *listen, Auth: *signIn, Logger: logger})
+	defer os.RemoveAll(dir)
+	h, err := harness.Start(ctx, harness.Options{Dir: dir, Topology: top, PublicAddr: *listen, Auth: *signIn,
+		AdminAddrs: admins, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	defer os.RemoveAll(dir)
 	defer h.Close()
+	if err := h.WaitConverged(ctx, 60*time.Second); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	caPath := dir + "/ca.pem"
 	if err := os.WriteFile(caPath, h.CA.CertPEM(), 0o644); err != nil {
 		return err
 	}
-	curlURL := h.AppURL(0, "/headers")
-	if *signIn {
-		curlURL = h.OpenAppURL(0, "/headers")
+	fmt.Printf("\nPostern demo is running (Ctrl-C to stop): %d mesh nodes in simulated regions, %d connectors in %s.\n\n",
+		len(top.Nodes), *conns, *connRegion)
+	for i, m := range h.Meshes() {
+		fmt.Printf("  %-22s %-16s admin %s\n", m.ID, m.Region, admins[i])
+		if *signIn {
+			fmt.Printf("      app (sign in, Entra mode):  %s\n      passthrough copy:           %s\n", h.AppURL(i, "/"), h.OpenAppURL(i, "/"))
+		} else {
+			fmt.Printf("      app:                        %s\n", h.AppURL(i, "/"))
+		}
 	}
-	fmt.Printf("\nPostern demo is running (Ctrl-C to stop).\n\n")
 	if *signIn {
-		fmt.Printf(`  app (sign in, Entra mode):  %s
-      sign in as alice (support group: the app, not /admin) or bob (admin: everything);
-      your browser must trust the demo CA %s (or accept the warning on each host)
-  passthrough copy:           %s
-  auth functions:             %s
-  development IdP:            %s
-`, h.AppURL(0, "/"), caPath, h.OpenAppURL(0, "/"), h.AuthURL(), h.IdPURL())
-	} else {
-		fmt.Printf("  app (through mesh node 1):  %s\n", h.AppURL(0, "/"))
+		fmt.Printf(`
+  sign in as alice (support group: the app, not /admin) or bob (admin: everything);
+  your browser must trust the demo CA %s (or accept the warning on each host)
+  auth functions:  %s
+  development IdP: %s
+`, caPath, h.AuthURL(), h.IdPURL())
 	}
-	fmt.Printf(`  try:                        curl --cacert %s %s
-  catalogue (live reload):    %s
-  state:                      %s
+	curlURL := h.AppURL(len(h.Meshes())-1, "/headers")
+	if *signIn {
+		curlURL = h.OpenAppURL(len(h.Meshes())-1, "/headers")
+	}
+	fmt.Printf(`  try:             curl --cacert %s %s
+  catalogue:       %s (live reload)
+  state:           %s
 
 `, caPath, curlURL, h.CatalogPath, dir)
+	last := h.Meshes()[len(h.Meshes())-1]
+	if ex, err := last.Node.Explain("smartmoney"); err == nil {
+		fmt.Printf("How %s routes the app (meshd route explain --admin %s --app smartmoney):\n\n", last.ID, admins[len(admins)-1])
+		meshnode.WriteExplain(os.Stdout, ex)
+		fmt.Println()
+	}
 	<-ctx.Done()
 	return nil
 }

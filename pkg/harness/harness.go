@@ -88,6 +88,9 @@ type Options struct {
 	Topology *Topology
 	// DrainTimeout is the mesh nodes' drain bound on stop; zero means 2s.
 	DrainTimeout time.Duration
+	// AdminAddrs, if set, are the mesh nodes' loopback admin addresses
+	// (/status, /routes/explain, /metrics), by node index.
+	AdminAddrs []string
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -153,8 +156,8 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 		if opts.Topology.Net == nil || len(opts.Topology.Nodes) == 0 {
 			return nil, errors.New("harness: a Topology needs Net and Nodes")
 		}
-		if opts.Auth {
-			return nil, errors.New("harness: sign-in is not available with a Topology")
+		if opts.Auth && len(opts.Topology.Groups) > 0 {
+			return nil, errors.New("harness: sign-in needs the standard catalogue: leave Topology.Groups empty (connectors then join group hq)")
 		}
 		opts.Meshes, opts.Connectors = len(opts.Topology.Nodes), -1
 	}
@@ -283,8 +286,8 @@ func (h *Harness) startApp() error {
 }
 
 func (h *Harness) catalogYAML() string {
-	if h.opts.Topology != nil {
-		return h.opts.Topology.catalogYAML(h.App) + h.opts.ExtraCatalog
+	if t := h.opts.Topology; t != nil && len(t.Groups) > 0 {
+		return t.catalogYAML(h.App) + h.opts.ExtraCatalog
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\napps:\n")
@@ -315,6 +318,9 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
 		DrainTimeout: h.opts.DrainTimeout,
+	}
+	if i < len(h.opts.AdminAddrs) {
+		cfg.AdminListen = h.opts.AdminAddrs[i]
 	}
 	var gossipAddr string
 	if t := h.opts.Topology; t != nil {

@@ -25,8 +25,9 @@ import (
 // Topology runs a multi-region mesh in the one process: mesh nodes that
 // gossip and relay, connectors placed in regions, all over a simulated
 // network whose latency comes from an RTT matrix (pkg/simnet). With a
-// Topology, Options.Meshes and Options.Connectors are ignored and sign-in
-// is not available.
+// Topology, Options.Meshes and Options.Connectors are ignored. Without
+// Groups, the standard catalogue (group hq, the sample app, sign-in if
+// Options.Auth) is used and the Connectors name group hq.
 type Topology struct {
 	// Net is the simulated network. Required.
 	Net *simnet.Network
@@ -235,6 +236,10 @@ func (h *Harness) convergedWhy() string {
 			live++
 		}
 	}
+	groups := t.Groups
+	if len(groups) == 0 {
+		groups = []GroupSpec{{ID: "hq"}}
+	}
 	for _, m := range h.Meshes() {
 		if m.stopped {
 			continue
@@ -249,9 +254,13 @@ func (h *Harness) convergedWhy() string {
 		if alive != live {
 			return fmt.Sprintf("%s sees %d of %d nodes alive with an RTT estimate and a tunnel", m.ID, alive, live)
 		}
-		for _, g := range t.Groups {
-			if ex, err := m.Node.Explain("app-" + g.ID); err != nil || len(ex.Paths) == 0 || !ex.Paths[0].Chosen {
+		for _, g := range groups {
+			d := m.Node.Route(g.ID)
+			if d == nil || d.Tier == 0 {
 				return fmt.Sprintf("%s has no route for group %s", m.ID, g.ID)
+			}
+			if c := d.Candidates[0]; !(c.Local || c.NodeRTTKnown) || c.ConnectorRTT == 0 {
+				return fmt.Sprintf("%s routes group %s without measured RTTs yet", m.ID, g.ID)
 			}
 		}
 	}

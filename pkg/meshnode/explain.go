@@ -101,6 +101,16 @@ func explainPath(c route.Scored, chosen, held bool) ExplainPath {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// Route returns the current decision for connector group, nil on a lone
+// node or before the first one.
+func (n *Node) Route(group string) *route.Decision {
+	if n.mesh == nil {
+		return nil
+	}
+	d, _ := n.mesh.decision(group)
+	return d
+}
+
 // SetStrategy changes the route strategy at run time (bench compares
 // strategies on one system); the routes are rebuilt at once.
 func (n *Node) SetStrategy(s route.Strategy) error {
