@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -371,3 +373,45 @@ func (s *stringsBuilder) Write(p []byte) (int, error) { s.b = append(s.b, p...);
 func (s *stringsBuilder) String() string              { return string(s.b) }
 
 var _ = fmt.Sprint
+
+func TestRelayRefusesConnectorsAndReportsMetrics(t *testing.T) {
+	h, _ := threeRegions(t, nil)
+	euw := h.MeshIndex("euw1-a")
+	get(t, h.UserClient(euw), h.GroupURL(euw, "asia", "/hello"), http.StatusOK)
+	// A connector is a WireGuard peer of the node too, but it must not be
+	// able to use the relay: it would forge identity headers.
+	asiaNode := h.Meshes()[h.MeshIndex("apse1-a")]
+	c := h.Connectors()[2] // the asia connector, attached to apse1-a
+	hc := &http.Client{Transport: &http.Transport{DialContext: c.C.Node().DialContext}, Timeout: 10 * time.Second}
+	req, _ := http.NewRequest("GET", "http://["+asiaNode.Node.WireGuard().Addr().String()+"]:80/hello", nil)
+	req.Header.Set("Postern-App", "app-asia")
+	req.Header.Set("X-Postern-User", "forged")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("relay request from a connector: got %d, want 403", resp.StatusCode)
+	}
+	rec := httptest.NewRecorder()
+	h.Meshes()[euw].Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`postern_mesh_route_choices_total{kind="relay"}`, `postern_mesh_tunnel_peers{kind="mesh"} 5`,
+		`postern_gossip_members{state="alive"} 6`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("euw1-a metrics lack %s", want)
+		}
+	}
+	rec = httptest.NewRecorder()
+	asiaNode.Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`postern_mesh_relays_served_total`, `postern_mesh_relays_refused_total 1`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("apse1-a metrics lack %s", want)
+		}
+	}
+	rec = httptest.NewRecorder()
+	h.Meshes()[euw].Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/routes/explain?app=nope", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("explain of an unknown app: got %d, want 404", rec.Code)
+	}
+}
