@@ -117,36 +117,40 @@ type Timing struct {
 // Failure detection arithmetic (memberlist state.go probeNode and
 // suspectNode, util.go suspicionTimeout):
 //
-//   - Each of the n-1 live nodes probes one node per ProbeInterval (500 ms)
+//   - Each of the n-1 live nodes probes one node per ProbeInterval (400 ms)
 //     in shuffled round-robin order, so a dead node is first probed within
-//     about one interval (≈ PI/(n-1) on average, at worst a few).
-//   - A probe waits ProbeTimeout (350 ms = 250 ms max RTT + 100 ms headroom)
-//     for a direct ack, then asks IndirectChecks nodes (and a TCP ping) until
-//     the probe deadline, sent + ProbeInterval. The prober marks the target
-//     suspect at +500 ms.
+//     about PI/(n-1) on average (80 ms for 6 nodes), at worst ~PI.
+//   - A probe waits ProbeTimeout (320 ms = the largest RTT of the default
+//     matrix, 239 ms eu-west-1 ↔ ap-southeast-1, plus 80 ms headroom) for a
+//     direct ack, then asks IndirectChecks nodes (and a TCP ping) until the
+//     probe deadline, sent + ProbeInterval. The prober marks the target
+//     suspect at +400 ms.
 //   - The suspicion timeout is SuspicionMult × max(1, log10(n)) × PI; for
-//     n ≤ 10 that is 2 × 1 × 500 ms = 1 s. With SuspicionMult 2 the
+//     n ≤ 10 that is 2 × 1 × 400 ms = 0.8 s. With SuspicionMult 2 the
 //     Lifeguard confirmation count k = SuspicionMult-2 = 0, so the timer
 //     is the minimum at once (no waiting for independent confirmations).
 //   - The dead message then reaches every node within a couple of gossip
 //     rounds (GossipInterval 100 ms, GossipNodes 3, plus one-way latency
 //     ≤ 125 ms): ≈ 0.2-0.3 s.
 //
-// Total ≈ 0.1-0.5 (first probe) + 0.5 (probe) + 1.0 (suspicion) + 0.3
-// (spread) ≈ 1.9-2.3 s, typically under 2 s.
+// Total ≈ 0.1-0.4 (first probe) + 0.4 (probe) + 0.8 (suspicion) + 0.3
+// (spread) ≈ 1.6-1.9 s. Measured in pkg/harness/meshtest over the default
+// matrix. The mesh node does not wait for it to route around a dead node:
+// its probes through the mesh tunnel withdraw the relay path first, and
+// requests not yet sent are retried on another path at once.
 //
 // False alarms: a live node is only declared dead if it fails to refute a
-// suspicion for 1 s; the refutation (an alive message with a higher
+// suspicion for 0.8 s; the refutation (an alive message with a higher
 // incarnation) needs one gossip round plus one-way latency, ~0.25 s. The
-// ProbeTimeout keeps 100 ms of headroom above the worst RTT, and Lifeguard
+// ProbeTimeout keeps 80 ms of headroom above the worst RTT, and Lifeguard
 // awareness (AwarenessMaxMultiplier 8) stays on: a node whose CPU is
 // saturated misses acks, raises its own health score and stretches its
 // probe interval and timeout up to 8×, so it stops accusing healthy peers
-// instead of flooding suspicions.
+// instead of flooding suspicions. `task soak` checks this for 10 minutes.
 func DefaultTiming() Timing {
 	return Timing{
-		ProbeInterval:           500 * time.Millisecond,
-		ProbeTimeout:            350 * time.Millisecond,
+		ProbeInterval:           400 * time.Millisecond,
+		ProbeTimeout:            320 * time.Millisecond,
 		SuspicionMult:           2,
 		SuspicionMaxTimeoutMult: 4,
 		IndirectChecks:          3,

@@ -58,7 +58,9 @@ type ClusterConfig struct {
 	RouteInterval time.Duration
 	// PeerProbe tunes the probes of the other nodes through the mesh
 	// tunnel (a relay path is dead after DeadAfter missed probes); zero
-	// fields mean 250ms interval, 450ms timeout, 3 misses.
+	// fields mean 250ms interval, 400ms timeout (the default matrix's
+	// largest RTT is 239ms), 2 misses: a dead relay node is routed around
+	// within about a second, before the gossip declares it dead.
 	PeerProbe pool.Config
 }
 
@@ -98,7 +100,10 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 		pc.ProbeInterval = 250 * time.Millisecond
 	}
 	if pc.ProbeTimeout == 0 {
-		pc.ProbeTimeout = 450 * time.Millisecond
+		pc.ProbeTimeout = 400 * time.Millisecond
+	}
+	if pc.DeadAfter == 0 {
+		pc.DeadAfter = 2
 	}
 	pc.Dial, pc.Pinger, pc.Logger = n.wg.DialContext, n.wg, n.logger.With("component", "relay_paths")
 	m.peers = pool.New(pc)
