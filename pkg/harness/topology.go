@@ -183,9 +183,10 @@ func (h *Harness) seedFor(region string) string {
 	return ms[0].URL
 }
 
-// nearestNodes returns the ids of the live mesh nodes with the least RTT
-// from region, k of them (ties by start order).
-func (h *Harness) nearestNodes(region string, k int, group string) []string {
+// attachedNearest reports whether nodes (the ids a connector in region of
+// group is attached to) are k live nodes that the matrix puts among the k
+// nearest; nodes at the same RTT are interchangeable.
+func (h *Harness) attachedNearest(region, group string, k int, nodes []string) (bool, string) {
 	t := h.opts.Topology
 	var g GroupSpec
 	for _, x := range t.Groups {
@@ -193,24 +194,28 @@ func (h *Harness) nearestNodes(region string, k int, group string) []string {
 			g = x
 		}
 	}
-	type cand struct {
-		id  string
-		rtt time.Duration
-	}
-	var cs []cand
+	rtt := map[string]time.Duration{}
+	var all []time.Duration
 	for _, m := range h.Meshes() {
 		if m.stopped || (g.Pin && m.Region != g.Region) || slices.Contains(g.Exclude, m.Region) {
 			continue
 		}
-		cs = append(cs, cand{m.ID, t.Net.Matrix().RTT(region, m.Region)})
+		rtt[m.ID] = t.Net.Matrix().RTT(region, m.Region)
+		all = append(all, rtt[m.ID])
 	}
-	slices.SortStableFunc(cs, func(a, b cand) int { return int(a.rtt - b.rtt) })
-	var out []string
-	for _, c := range cs[:min(k, len(cs))] {
-		out = append(out, c.id)
+	slices.Sort(all)
+	want := min(k, len(all))
+	if len(nodes) != want {
+		return false, fmt.Sprintf("attached to %v, want %d nodes", nodes, want)
 	}
-	slices.Sort(out)
-	return out
+	limit := all[want-1]
+	for _, id := range nodes {
+		r, ok := rtt[id]
+		if !ok || r > limit {
+			return false, fmt.Sprintf("attached to %v, which is not among the %d nearest (RTT up to %v)", nodes, want, limit)
+		}
+	}
+	return true, ""
 }
 
 // WaitConverged waits until every live node sees every other live node
@@ -267,9 +272,8 @@ func (h *Harness) convergedWhy() string {
 	k := cmpOr(t.AttachK, 2)
 	for i, c := range h.Connectors() {
 		spec := t.Connectors[i]
-		want := h.nearestNodes(spec.Region, k, spec.Group)
-		if got := c.C.AttachedNodes(); !slices.Equal(got, want) {
-			return fmt.Sprintf("connector %d (%s) is attached to %v, want %v", i, spec.Region, got, want)
+		if ok, why := h.attachedNearest(spec.Region, spec.Group, k, c.C.AttachedNodes()); !ok {
+			return fmt.Sprintf("connector %d (%s): %s", i, spec.Region, why)
 		}
 	}
 	return ""

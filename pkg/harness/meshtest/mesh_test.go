@@ -2,6 +2,7 @@ package meshtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/harness"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/simnet"
+	"github.com/postern/postern/pkg/wgkey"
 )
 
 const (
@@ -279,6 +282,13 @@ func TestKillNodeRecoversWithinTwoSeconds(t *testing.T) {
 	if dead == 0 {
 		t.Errorf("gossip did not declare %s dead within 10s", victim)
 	}
+	// The connectors that were attached to it move to their next-nearest
+	// node by themselves.
+	reattach := time.Now()
+	if err := h.WaitConverged(t.Context(), 20*time.Second); err != nil {
+		t.Error(err)
+	}
+	t.Logf("connectors re-attached and routes rebuilt %v after the checks", time.Since(reattach).Round(time.Millisecond))
 }
 
 func eligibleVia(n *meshnode.Node, app, via string) bool {
@@ -431,5 +441,58 @@ func TestRelayRefusesConnectorsAndReportsMetrics(t *testing.T) {
 	h.Meshes()[euw].Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/routes/explain?app=nope", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("explain of an unknown app: got %d, want 404", rec.Code)
+	}
+}
+
+func TestUsedTokenSpreadsThroughTheMesh(t *testing.T) {
+	h, _ := threeRegions(t, nil)
+	tok, _, err := h.Authority.MintEnrollToken("east", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := wgkey.Generate()
+	first := &enroll.Client{BaseURL: h.Meshes()[h.MeshIndex("use1-a")].URL, HTTPClient: h.APIClient()}
+	if _, err := first.Enroll(t.Context(), tok, key.Public(), "one"); err != nil {
+		t.Fatal(err)
+	}
+	// The same token at a node on the other side of the world is refused
+	// once the used id has spread.
+	other := &enroll.Client{BaseURL: h.Meshes()[h.MeshIndex("apse1-b")].URL, HTTPClient: h.APIClient()}
+	var lastErr error
+	err = harness.WaitFor(t.Context(), 10*time.Second, func() bool {
+		key2, _ := wgkey.Generate()
+		_, lastErr = other.Enroll(t.Context(), tok, key2.Public(), "two")
+		var apiErr *enroll.APIError
+		return errors.As(lastErr, &apiErr) && apiErr.Code == enroll.CodeTokenAlreadyUsed
+	})
+	if err != nil {
+		t.Fatalf("apse1-b still accepts a token used at use1-a: last answer %v", lastErr)
+	}
+}
+
+func TestConnectorDrainLosesNothing(t *testing.T) {
+	h, _ := threeRegions(t, nil)
+	euw := h.MeshIndex("euw1-a")
+	l := startLoad(t, h, euw, "east", 4)
+	waitRequests(t, l, 20)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := h.Connectors()[0].C.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	t.Logf("connector 0 drained in %v", time.Since(start).Round(time.Millisecond))
+	before := l.n.Load()
+	waitRequests(t, l, before+20)
+	rs := l.finish()
+	if _, failed := outage(rs, start); failed > 0 {
+		t.Errorf("got %d failed requests while a connector drained, want 0", failed)
+	}
+	for _, m := range h.Meshes() {
+		for _, c := range m.Node.Status().Connectors {
+			if c.ID == h.Connectors()[0].C.ID() {
+				t.Errorf("%s still holds the drained connector %s", m.ID, c.ID)
+			}
+		}
 	}
 }
