@@ -830,3 +830,31 @@ func TestAttachNodes(t *testing.T) {
 		t.Fatalf("nodes (-want +got):\n%s", diff)
 	}
 }
+
+// listingAttacher adds the optional NodeLister capability.
+type listingAttacher struct {
+	*fakeAttacher
+	nodes []NodeInfo
+}
+
+func (l listingAttacher) Nodes(ctx context.Context, c authority.Credential) ([]NodeInfo, error) {
+	return l.nodes, nil
+}
+
+func TestNodes(t *testing.T) {
+	pub := newPub(t)
+	e := newEnv(t, nil)
+	// Without the capability the endpoint answers 503.
+	if _, err := e.client.Nodes(t.Context(), issued(pub)(e)); err == nil {
+		t.Error("got nil error from an attacher that lists no nodes")
+	}
+	want := []NodeInfo{{ID: "a", Region: "eu", URL: "https://a.example"}}
+	e2 := newEnv(t, func(c *Config) { c.Attacher = listingAttacher{&fakeAttacher{}, want} })
+	got, err := e2.client.Nodes(t.Context(), issued(pub)(e2))
+	if err != nil || len(got) != 1 || got[0] != want[0] {
+		t.Errorf("got %v, %v; want %v", got, err, want)
+	}
+	if _, err := e2.client.Nodes(t.Context(), "not-a-credential"); err == nil {
+		t.Error("got nil error listing nodes with a bad credential")
+	}
+}
