@@ -496,3 +496,30 @@ func TestConnectorDrainLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestPinnedGroupStaysInItsRegion(t *testing.T) {
+	h, _ := threeRegions(t, func(top *harness.Topology) {
+		top.Groups[2] = harness.GroupSpec{ID: "shared", Region: asia, Pin: true}
+	})
+	// The us-east-1 connector of the pinned group may attach only in
+	// ap-southeast-1, and every node routes the group there, although
+	// us-east-1 would be nearer for eu-west-1.
+	for _, c := range h.Connectors()[3:] {
+		for _, id := range c.C.AttachedNodes() {
+			if !strings.HasPrefix(id, "apse1-") {
+				t.Errorf("connector %s of the pinned group attached to %s", c.C.ID(), id)
+			}
+		}
+	}
+	for _, m := range h.Meshes() {
+		ex, err := m.Node.Explain("app-shared")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ex.Paths {
+			if p.Chosen && p.Region != asia {
+				t.Errorf("%s routes the pinned group via %s in %s", m.ID, p.Via, p.Region)
+			}
+		}
+	}
+}
