@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/gossip"
@@ -192,14 +193,22 @@ func (m *mesh) publish() {
 	}
 	m.cluster.SetAttachments(own)
 	m.cluster.UpdateMeta(func(meta *gossip.Meta) { meta.Load = int(load) })
-	for _, t := range m.n.used.List() {
-		m.mu.Lock()
-		fresh := !m.tokens[t.ID]
-		m.tokens[t.ID] = true
-		m.mu.Unlock()
-		if fresh {
-			m.cluster.TokenUsed(t)
+	// Spread the ids used here since the last round; forget those the
+	// store pruned (expired), so the set stays as small as the store.
+	current := m.n.used.List()
+	seen := make(map[string]bool, len(current))
+	var fresh []authority.UsedToken
+	m.mu.Lock()
+	for _, t := range current {
+		seen[t.ID] = true
+		if !m.tokens[t.ID] {
+			fresh = append(fresh, t)
 		}
+	}
+	m.tokens = seen
+	m.mu.Unlock()
+	for _, t := range fresh {
+		m.cluster.TokenUsed(t)
 	}
 }
 
