@@ -1,7 +1,7 @@
 // Command bench is Postern's latency and throughput benchmark tool.
 //
 //	bench run --scenarios LIST --out DIR [--duration D | --requests N] [--warmup W]
-//	          [--rate R] [--repeat N] [--concurrency LIST] [--bulk-bytes B]
+//	          [--rate R] [--repeat N] [--concurrency LIST] [--bulk-bytes B] [--matrix FILE]
 //	bench run --remote URL [--cookie NAME=VALUE] --out DIR [same load flags]
 //	bench compare [--threshold F] OLD.json NEW.json
 //
@@ -27,6 +27,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/postern/postern/pkg/benchrun"
+	"github.com/postern/postern/pkg/simnet"
 )
 
 // errRegressed makes main exit with status 1 without another message.
@@ -74,7 +75,8 @@ func dispatch(ctx context.Context, args []string) error {
 func runCmd(ctx context.Context, args []string) error {
 	cfg := benchrun.DefaultConfig()
 	fs := flag.NewFlagSet("bench run", flag.ContinueOnError)
-	scenarios := fs.String("scenarios", "", "comma-separated scenarios: "+strings.Join(benchrun.StandardSuite(), ", "))
+	scenarios := fs.String("scenarios", "", "comma-separated scenarios; standard suite: "+strings.Join(benchrun.StandardSuite(), ", ")+
+		"; extra suite: "+strings.Join(benchrun.ExtraSuite(), ", "))
 	out := fs.String("out", "", "directory for results.json, results.md, machine.json and charts/")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "recorded time per row")
 	fs.Int64Var(&cfg.Requests, "requests", 0, "recorded requests per row instead of --duration (0: use --duration)")
@@ -85,6 +87,7 @@ func runCmd(ctx context.Context, args []string) error {
 	conc := fs.String("concurrency", "", "comma-separated concurrency levels replacing the scenarios' own (not bulk or failover)")
 	remote := fs.String("remote", "", "measure this deployed app URL instead of the in-process system")
 	cookie := fs.String("cookie", "", "with --remote: a NAME=VALUE cookie sent with every request")
+	matrix := fs.String("matrix", "", "RTT matrix file of the regions scenario (format: pkg/simnet/README.md; empty: the default matrix)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -99,6 +102,12 @@ func runCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("run: --concurrency: %w", err)
 	}
 	cfg.Concurrency = levels
+	if *matrix != "" {
+		if cfg.Matrix, err = simnet.LoadMatrix(*matrix); err != nil {
+			return fmt.Errorf("run: --matrix: %w", err)
+		}
+		cfg.MatrixName = *matrix
+	}
 	if cfg.Requests > 0 && !flagSet(fs, "duration") {
 		cfg.Duration = 0 // bounded by the count alone
 	}

@@ -31,14 +31,21 @@ var cdfQuantiles = func() []float64 {
 // "cdf-SCENARIO.svg", the latency CDF of each scenario whose rows hold
 // latencies (one line per row, logarithmic latency axis); "p50.svg", the
 // median latency of every non-bulk row; and "mib_s.svg", the throughput of
-// every bulk row. Rows read back from JSON hold no latencies and get no
-// CDF.
+// every bulk row; "regions.svg", the p50 of the rows with a user region
+// (regions scenario) grouped by user region, one bar per strategy, with
+// optimal_ms marked. Those rows appear in no other chart. Rows read back
+// from JSON hold no latencies and get no CDF.
 func Charts(rows []Result) map[string][]byte {
 	out := map[string][]byte{}
 	var order []string
 	byScenario := map[string][]Result{}
 	var p50, mibs []bar
+	var regions []Result
 	for _, r := range rows {
+		if r.UserRegion != "" {
+			regions = append(regions, r)
+			continue
+		}
 		label := fmt.Sprintf("%s c=%d", r.Scenario, r.Concurrency)
 		if r.hist != nil && r.hist.TotalCount() > 0 {
 			if byScenario[r.Scenario] == nil {
@@ -60,6 +67,9 @@ func Charts(rows []Result) map[string][]byte {
 	}
 	if len(mibs) > 0 {
 		out["mib_s.svg"] = barChart("Bulk throughput by scenario", "MiB/s", mibs)
+	}
+	if len(regions) > 0 {
+		out["regions.svg"] = regionsChart(regions)
 	}
 	return out
 }

@@ -75,15 +75,15 @@ func deref(v *float64) (float64, bool) {
 }
 
 func rowKey(r Result) string {
-	k := fmt.Sprintf("%s c=%d %s", r.Scenario, r.Concurrency, r.Load)
+	k := fmt.Sprintf("%s c=%d %s", r.Name(), r.Concurrency, r.Load)
 	if r.TargetRPS != nil {
 		k += fmt.Sprintf("@%g", *r.TargetRPS)
 	}
 	return k
 }
 
-// Compare compares the rows of two results files, matched by scenario,
-// concurrency and load model. A figure regresses when it worsens (rps and
+// Compare compares the rows of two results files, matched by scenario
+// (with strategy and user region, where set), concurrency and load model. A figure regresses when it worsens (rps and
 // mib_s fall, latencies and errors rise) by more than its run-to-run
 // spread — the larger of the two files' spreads, when either recorded one
 // — or else by more than threshold (relative; zero means

@@ -23,3 +23,12 @@ var (
 	// results.json array.
 	ErrBadResults = errors.New("not a results.json array")
 )
+
+var (
+	// ErrNotRelay is returned by the relay scenario when node A's route to
+	// the app is not a relay through node B.
+	ErrNotRelay = errors.New("route is not a relay through node B")
+	// ErrNoRegion is returned when a scenario names a user region that
+	// has no mesh node.
+	ErrNoRegion = errors.New("no mesh node in region")
+)

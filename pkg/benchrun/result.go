@@ -32,6 +32,12 @@ type Result struct {
 	Scenario string `json:"scenario"`
 	// Target is the URL measured; set on remote rows only.
 	Target string `json:"target,omitempty"`
+	// Strategy is the route strategy of every mesh node; set on regions
+	// rows.
+	Strategy string `json:"strategy,omitempty"`
+	// UserRegion is the region the requests came from; set on regions
+	// rows.
+	UserRegion string `json:"user_region,omitempty"`
 	// Concurrency is the number of workers (and connections).
 	Concurrency int `json:"concurrency"`
 	// Load is the load model, LoadClosed or LoadOpen.
@@ -68,6 +74,17 @@ type Result struct {
 	// RatioToTunnel is RPS over the peer row's RPS at the same
 	// concurrency (tunnel-auth over tunnel); set where the peer ran.
 	RatioToTunnel *float64 `json:"ratio_to_tunnel,omitempty"`
+	// OptimalMS is the best RTT from the user region to a connector of
+	// the group that the matrix allows, in ms (see OptimalMS); set on
+	// regions rows.
+	OptimalMS *float64 `json:"optimal_ms,omitempty"`
+	// TargetMet reports whether P50 is at most 10% above OptimalMS; set on
+	// regions rows of the latency strategy.
+	TargetMet *bool `json:"target_met,omitempty"`
+	// LowestP50 reports whether P50 is the lowest of all strategies for
+	// the same user region (ties within 5% or 0.5 ms count); set on
+	// regions rows of the latency strategy.
+	LowestP50 *bool `json:"lowest_p50,omitempty"`
 	// CPUPer1k is the process's CPU seconds (user and system, every
 	// in-process component and the load generator together) per 1,000
 	// measured requests; set when Requests > 0 and CPU time is readable.
@@ -236,13 +253,23 @@ func annotate(rows []Result) {
 			}
 		}
 	}
+	annotateRegions(rows)
+}
+
+// Name returns the row's scenario name, followed for a row with a
+// strategy and user region by "STRATEGY@REGION".
+func (r Result) Name() string {
+	if r.Strategy == "" && r.UserRegion == "" {
+		return r.Scenario
+	}
+	return r.Scenario + " " + r.Strategy + "@" + r.UserRegion
 }
 
 // Summary returns a one-line human summary of r.
 func (r Result) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-13s c=%-3d requests=%-8d errors=%-4d rps=%-9.1f p50=%.3fms p90=%.3fms p99=%.3fms p99.9=%.3fms max=%.3fms",
-		r.Scenario, r.Concurrency, r.Requests, r.Errors, r.RPS, r.P50, r.P90, r.P99, r.P999, r.Max)
+		r.Name(), r.Concurrency, r.Requests, r.Errors, r.RPS, r.P50, r.P90, r.P99, r.P999, r.Max)
 	if r.MiBs != nil {
 		fmt.Fprintf(&b, " MiB/s=%.2f", *r.MiBs)
 	}
@@ -254,6 +281,12 @@ func (r Result) Summary() string {
 	}
 	if r.RatioToTunnel != nil {
 		fmt.Fprintf(&b, " vs_tunnel=%.3f", *r.RatioToTunnel)
+	}
+	if r.OptimalMS != nil {
+		fmt.Fprintf(&b, " optimal=%.1fms", *r.OptimalMS)
+	}
+	if r.TargetMet != nil {
+		fmt.Fprintf(&b, " target_met=%t lowest_p50=%t", *r.TargetMet, r.LowestP50 != nil && *r.LowestP50)
 	}
 	if r.Failed != nil {
 		fmt.Fprintf(&b, " failed=%d stalled=%d recovery=%.1fms", *r.Failed, *r.Stalled, *r.RecoveryMS)
@@ -282,6 +315,11 @@ type Report struct {
 	Repeats int
 	// Rows are the results in run order.
 	Rows []Result
+	// Matrix names the RTT matrix of the regions scenario: a file path or
+	// "default"; empty means not recorded.
+	Matrix string
+	// MatrixSources are the matrix file's citations.
+	MatrixSources []string
 }
 
 // Write creates dir if needed and writes results.json, results.md,
@@ -358,11 +396,29 @@ func (rep Report) Markdown() string {
 		rep.Warmup, window, max(rep.Repeats, 1), model)
 	b.WriteString("| scenario | c | requests | errors | rps | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | MiB/s | added p50 ms | ratio to direct | ratio to tunnel | CPU s/1k req | p50 spread ms | rps spread |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	var regions []Result
 	for _, r := range rep.Rows {
+		if r.UserRegion != "" {
+			regions = append(regions, r)
+			continue
+		}
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.1f | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Scenario, r.Concurrency, r.Requests, r.Errors, r.RPS, r.P50, r.P90, r.P99, r.P999, r.Max,
 			optional(r.MiBs, 2), optional(r.AddedP50, 3), optional(r.RatioToDirect, 3), optional(r.RatioToTunnel, 3),
 			optional(r.CPUPer1k, 3), optional(r.P50Spread, 3), optional(r.RPSSpread, 1))
+	}
+	if len(regions) > 0 {
+		b.WriteString(regionsMarkdown(regions))
+	}
+	if rep.Matrix != "" && len(regions) > 0 {
+		fmt.Fprintf(&b, "\nRTT matrix: %s", rep.Matrix)
+		if len(rep.MatrixSources) > 0 {
+			b.WriteString("; sources:\n")
+			for _, src := range rep.MatrixSources {
+				fmt.Fprintf(&b, "\n- %s", src)
+			}
+		}
+		b.WriteString("\n")
 	}
 	var notes []string
 	var peak float64
@@ -387,6 +443,30 @@ func (rep Report) Markdown() string {
 		b.WriteString("\n" + strings.Join(notes, "\n") + "\n")
 	}
 	return b.String()
+}
+
+// regionsMarkdown renders the rows that have a user region as their own
+// table: one row per scenario, strategy and user region.
+func regionsMarkdown(rows []Result) string {
+	var b strings.Builder
+	b.WriteString("\n| scenario | strategy | user region | c | requests | errors | rps | p50 ms | p90 ms | p99 ms | optimal ms | target met | lowest p50 | p50 spread ms |\n")
+	b.WriteString("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %.1f | %.3f | %.3f | %.3f | %s | %s | %s | %s |\n",
+			r.Scenario, r.Strategy, r.UserRegion, r.Concurrency, r.Requests, r.Errors, r.RPS, r.P50, r.P90, r.P99,
+			optional(r.OptimalMS, 1), yesNo(r.TargetMet), yesNo(r.LowestP50), optional(r.P50Spread, 3))
+	}
+	return b.String()
+}
+
+func yesNo(v *bool) string {
+	switch {
+	case v == nil:
+		return ""
+	case *v:
+		return "yes"
+	}
+	return "no"
 }
 
 func optional(v *float64, prec int) string {

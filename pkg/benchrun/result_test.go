@@ -3,6 +3,7 @@ package benchrun
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,6 +36,7 @@ func TestResultsJSONSchema(t *testing.T) {
 		withPeer(fakeScenario("via-auth", "base", srv.URL, false, 1, 2), "via"),
 		fakeScenario("bulk-base", "", srv.URL, true, 1),
 		fakeScenario("bulk-via", "bulk-base", srv.URL, true, 1),
+		fakeRegions(srv.URL),
 	}
 	var progress strings.Builder
 	cfg := Config{Duration: 100 * time.Millisecond, Warmup: 20 * time.Millisecond, Progress: &progress, Repeats: 2}
@@ -70,6 +72,10 @@ func TestResultsJSONSchema(t *testing.T) {
 		{"via-auth", 2, keys("added_p50_ms", "ratio_to_direct", "ratio_to_tunnel")},
 		{"bulk-base", 1, keys("mib_s")},
 		{"bulk-via", 1, keys("mib_s", "added_p50_ms", "ratio_to_direct")},
+		{"regions", 1, keys("strategy", "user_region", "optimal_ms", "target_met", "lowest_p50")},
+		{"regions", 1, keys("strategy", "user_region", "optimal_ms")},
+		{"regions", 1, keys("strategy", "user_region", "optimal_ms", "target_met", "lowest_p50")},
+		{"regions", 1, keys("strategy", "user_region", "optimal_ms")},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("rows: got %d, want %d:\n%s", len(rows), len(want), data)
@@ -106,11 +112,50 @@ func TestResultsJSONSchema(t *testing.T) {
 	if lines := strings.Count(progress.String(), "\n"); lines != 2*len(want) {
 		t.Errorf("progress lines: got %d, want %d:\n%s", lines, len(want), progress.String())
 	}
-	for _, f := range []string{"machine.json", "results.md", "charts/p50.svg", "charts/mib_s.svg", "charts/cdf-base.svg", "charts/cdf-via-auth.svg"} {
+	var variants []string
+	for _, row := range rows[len(rows)-4:] {
+		variants = append(variants, fmt.Sprintf("%v@%v", row["strategy"], row["user_region"]))
+	}
+	if d := cmp.Diff([]string{"latency@x", "nearest@x", "latency@y", "nearest@y"}, variants); d != "" {
+		t.Errorf("regions rows (-want +got):\n%s", d)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| regions | latency | x | 1 |", "RTT matrix: default; sources:"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, md)
+		}
+	}
+	for _, f := range []string{"machine.json", "results.md", "charts/p50.svg", "charts/mib_s.svg", "charts/cdf-base.svg", "charts/cdf-via-auth.svg",
+		"charts/regions.svg"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
+}
+
+// fakeRegions is a scenario with two strategies × two user regions
+// against url, rows strategy-major like the regions scenario.
+func fakeRegions(url string) Scenario {
+	s := fakeScenario("regions", "", url, false, 1)
+	s.FixedConcurrency = true
+	s.Variants = func(Config) []Variant {
+		return []Variant{{"latency", "x"}, {"nearest", "x"}, {"latency", "y"}, {"nearest", "y"}}
+	}
+	open := s.Open
+	s.Open = func(ctx context.Context, sys System, p Params) (*Row, error) {
+		row, err := open(ctx, sys, p)
+		if err != nil {
+			return nil, err
+		}
+		row.Finish = func(r *Result) {
+			r.Strategy, r.UserRegion, r.OptimalMS = p.Variant.Strategy, p.Variant.UserRegion, ptr(1.0)
+		}
+		return row, nil
+	}
+	return s
 }
 
 func withPeer(s Scenario, peer string) Scenario {

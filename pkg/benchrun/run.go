@@ -2,6 +2,7 @@ package benchrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/harness"
+	"github.com/postern/postern/pkg/simnet"
+	"github.com/postern/postern/pkg/streambind"
 )
 
 // BenchUser is the development identity provider's user the tunnel-auth
@@ -55,6 +58,26 @@ type Config struct {
 	Live io.Writer
 	// Logger receives the system's logs; nil discards.
 	Logger *slog.Logger
+	// Matrix is the RTT matrix of the regions scenario; nil means
+	// simnet.DefaultMatrix().
+	Matrix *simnet.Matrix
+	// MatrixName says where Matrix came from (a file path) in the report;
+	// empty means "default".
+	MatrixName string
+}
+
+func (c Config) matrix() *simnet.Matrix {
+	if c.Matrix == nil {
+		return simnet.DefaultMatrix()
+	}
+	return c.Matrix
+}
+
+func (c Config) matrixName() string {
+	if c.MatrixName == "" {
+		return "default"
+	}
+	return c.MatrixName
 }
 
 // DefaultConfig returns the settings of a standard run of the given
@@ -92,9 +115,10 @@ func (c Config) validate() error {
 // Run starts one in-process Postern system with sign-in on (one mesh node,
 // one connector, the sample app both passthrough and pre-authenticated,
 // the development identity provider and the auth functions), signs
-// BenchUser in, runs cfg.Scenarios on it and stops it. The failover
-// scenario starts a second system of its own. It returns the rows
-// completed so far with any error.
+// BenchUser in, runs cfg.Scenarios on it and stops it. The failover,
+// relay, regions and *-stream scenarios start systems of their own, each
+// at most once per run (failover: once per row), and stop them before Run
+// returns. It returns the rows completed so far with any error.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	scs, err := Lookup(cfg.Scenarios)
 	if err != nil {
@@ -112,7 +136,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("benchrun: sign in: %w", err)
 	}
-	return RunOn(ctx, &harnessSystem{h: h, cookie: ck, logger: cfg.Logger}, scs, cfg)
+	sys := &harnessSystem{h: h, cookie: ck, logger: cfg.Logger, matrix: cfg.matrix()}
+	defer sys.Close()
+	return RunOn(ctx, sys, scs, cfg)
 }
 
 // RunOn runs scenarios on sys, each at each of its concurrency levels,
@@ -120,7 +146,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 // returns the rows completed so far with any error.
 func RunOn(ctx context.Context, sys System, scenarios []Scenario, cfg Config) (Report, error) {
 	rep := Report{Machine: DescribeMachine(), Warmup: cfg.Warmup, Duration: cfg.Duration, Requests: cfg.Requests,
-		Rate: cfg.Rate, Repeats: max(cfg.Repeats, 1)}
+		Rate: cfg.Rate, Repeats: max(cfg.Repeats, 1), Matrix: cfg.matrixName(), MatrixSources: cfg.matrix().Sources()}
 	if err := cfg.validate(); err != nil {
 		return rep, err
 	}
@@ -129,8 +155,14 @@ func RunOn(ctx context.Context, sys System, scenarios []Scenario, cfg Config) (R
 		progress = io.Discard
 	}
 	type key struct {
-		s    int
-		conc int
+		s, conc, v int
+	}
+	variants := make([][]Variant, len(scenarios))
+	for si, s := range scenarios {
+		variants[si] = []Variant{{}}
+		if s.Variants != nil {
+			variants[si] = s.Variants(cfg)
+		}
 	}
 	var order []key
 	runs := map[key][]Result{}
@@ -150,21 +182,23 @@ func RunOn(ctx context.Context, sys System, scenarios []Scenario, cfg Config) (R
 				levels = cfg.Concurrency
 			}
 			for _, c := range levels {
-				k := key{si, c}
-				if i == 0 {
-					order = append(order, k)
+				for vi, v := range variants[si] {
+					k := key{si, c, vi}
+					if i == 0 {
+						order = append(order, k)
+					}
+					r, err := runRow(ctx, sys, s, Params{Concurrency: c, BulkBytes: cfg.bulkBytes(), Variant: v}, cfg)
+					if err != nil {
+						finish()
+						return rep, err
+					}
+					runs[k] = append(runs[k], r)
+					line := r.Summary()
+					if rep.Repeats > 1 {
+						line = fmt.Sprintf("[%d/%d] %s", i+1, rep.Repeats, line)
+					}
+					fmt.Fprintln(progress, line)
 				}
-				r, err := runRow(ctx, sys, s, c, cfg)
-				if err != nil {
-					finish()
-					return rep, err
-				}
-				runs[k] = append(runs[k], r)
-				line := r.Summary()
-				if rep.Repeats > 1 {
-					line = fmt.Sprintf("[%d/%d] %s", i+1, rep.Repeats, line)
-				}
-				fmt.Fprintln(progress, line)
 			}
 		}
 	}
@@ -172,10 +206,14 @@ func RunOn(ctx context.Context, sys System, scenarios []Scenario, cfg Config) (R
 	return rep, nil
 }
 
-func runRow(ctx context.Context, sys System, s Scenario, conc int, cfg Config) (Result, error) {
-	row, err := s.Open(ctx, sys, Params{Concurrency: conc, BulkBytes: cfg.bulkBytes()})
+func runRow(ctx context.Context, sys System, s Scenario, p Params, cfg Config) (Result, error) {
+	conc, name := p.Concurrency, s.Name
+	if p.Variant != (Variant{}) {
+		name += " " + p.Variant.Strategy + "@" + p.Variant.UserRegion
+	}
+	row, err := s.Open(ctx, sys, p)
 	if err != nil {
-		return Result{}, fmt.Errorf("benchrun: %s c=%d: %w", s.Name, conc, err)
+		return Result{}, fmt.Errorf("benchrun: %s c=%d: %w", name, conc, err)
 	}
 	if row.Close != nil {
 		defer row.Close()
@@ -185,14 +223,17 @@ func runRow(ctx context.Context, sys System, s Scenario, conc int, cfg Config) (
 	if !s.ClosedOnly {
 		lc.Rate = cfg.Rate
 	}
+	if s.MaxWarmup > 0 {
+		lc.Warmup = min(lc.Warmup, s.MaxWarmup)
+	}
 	if s.MinDuration > 0 && (lc.Requests > 0 || lc.Duration < s.MinDuration) {
 		lc.Requests, lc.Duration = 0, max(lc.Duration, s.MinDuration)
 	}
-	stop := live(cfg.Live, s.Name, conc, lc.Done)
+	stop := live(cfg.Live, name, conc, lc.Done)
 	st, err := RunLoad(ctx, lc, row.Op)
 	stop()
 	if err != nil {
-		return Result{}, fmt.Errorf("benchrun: %s c=%d: %w", s.Name, conc, err)
+		return Result{}, fmt.Errorf("benchrun: %s c=%d: %w", name, conc, err)
 	}
 	r := newResult(s, conc, lc.Rate, st)
 	if row.Finish != nil {
@@ -231,12 +272,70 @@ func live(w io.Writer, name string, conc int, done *atomic.Int64) (stop func()) 
 	}
 }
 
-// harnessSystem adapts a running harness with sign-in to System, through
-// mesh node 0.
+// harnessSystem adapts a running harness (with sign-in, or without for
+// the stream carrier's) to System, through mesh node 0. It starts the
+// systems of the relay, regions and stream scenarios on first use and
+// stops them in Close. Its methods are called from one goroutine at a
+// time.
 type harnessSystem struct {
 	h      *harness.Harness
 	cookie *http.Cookie
 	logger *slog.Logger
+	matrix *simnet.Matrix // of the regions system
+
+	regions *regionHarness // nil until started
+	relay   *relayHarness  // nil until started
+	stream  *harnessSystem // nil until started
+	closers []func() error // of the systems started, in start order
+}
+
+// Close stops the systems the relay, regions and stream scenarios started,
+// newest first; it does not stop h. It is idempotent.
+func (s *harnessSystem) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	s.closers, s.regions, s.relay, s.stream = nil, nil, nil, nil
+	return errors.Join(errs...)
+}
+
+func (s *harnessSystem) Regions(ctx context.Context) (RegionSystem, error) {
+	if s.regions == nil {
+		r, err := startRegions(ctx, s.matrix, s.logger)
+		if err != nil {
+			return nil, err
+		}
+		s.regions = r
+		s.closers = append(s.closers, r.h.Close)
+	}
+	return s.regions, nil
+}
+
+func (s *harnessSystem) Relay(ctx context.Context) (RelaySystem, error) {
+	if s.relay == nil {
+		r, err := startRelay(ctx, s.logger)
+		if err != nil {
+			return nil, err
+		}
+		s.relay = r
+		s.closers = append(s.closers, r.h.Close)
+	}
+	return s.relay, nil
+}
+
+// Stream starts a harness without sign-in whose one connector uses the
+// stream carrier.
+func (s *harnessSystem) Stream(ctx context.Context) (System, error) {
+	if s.stream == nil {
+		h, err := harness.Start(ctx, harness.Options{Connectors: 1, Carrier: streambind.CarrierStream, Logger: s.logger})
+		if err != nil {
+			return nil, fmt.Errorf("benchrun: start stream-carrier system: %w", err)
+		}
+		s.stream = &harnessSystem{h: h, logger: s.logger, matrix: s.matrix}
+		s.closers = append(s.closers, s.stream.Close, h.Close)
+	}
+	return s.stream, nil
 }
 
 func (s *harnessSystem) DirectURL(path string) string     { return s.h.App + path }

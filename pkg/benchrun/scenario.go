@@ -45,6 +45,16 @@ type System interface {
 	// Failover starts a separate system with two connectors for the
 	// failover scenario; the caller closes it.
 	Failover(ctx context.Context) (FailoverSystem, error)
+	// Regions returns the multi-region system of the regions scenario,
+	// starting it on the first call; the System owns and closes it.
+	Regions(ctx context.Context) (RegionSystem, error)
+	// Relay returns the two-node relay system of the relay scenario,
+	// starting it on the first call; the System owns and closes it.
+	Relay(ctx context.Context) (RelaySystem, error)
+	// Stream returns a system like this one (without sign-in) whose
+	// connector carries WireGuard over the HTTPS stream instead of UDP,
+	// starting it on the first call; the System owns and closes it.
+	Stream(ctx context.Context) (System, error)
 }
 
 // FailoverSystem is a system whose app is served by two connectors.
@@ -65,6 +75,19 @@ type Params struct {
 	Concurrency int
 	// BulkBytes is the size of one bulk download.
 	BulkBytes int64
+	// Variant is the row's variant; zero for scenarios without Variants.
+	Variant Variant
+}
+
+// Variant is one row of a scenario that has several rows per concurrency
+// level, such as one per route strategy and user region.
+type Variant struct {
+	// Strategy is the route strategy every mesh node uses; empty means
+	// not applicable.
+	Strategy string
+	// UserRegion is the region the user sends requests from; empty means
+	// not applicable.
+	UserRegion string
 }
 
 // Row is one prepared row of a scenario.
@@ -110,6 +133,16 @@ type Scenario struct {
 	// Peer names the scenario whose rps at the same concurrency its rows
 	// report a ratio to (ratio_to_tunnel); empty means none.
 	Peer string
+	// MaxWarmup, when positive, caps Config.Warmup for the scenario's
+	// rows; zero means Config.Warmup applies as given.
+	MaxWarmup time.Duration
+	// Variants, if set, lists the rows the scenario runs at each
+	// concurrency level, in order, given the run's configuration; nil
+	// means one row per level.
+	Variants func(cfg Config) []Variant
+	// Extra leaves the scenario out of StandardSuite: it starts a system
+	// of its own and would push the standard run past its time budget.
+	Extra bool
 	// Open prepares one row against sys.
 	Open func(ctx context.Context, sys System, p Params) (*Row, error)
 }
@@ -128,17 +161,32 @@ func Builtin() []Scenario {
 		{Name: "cold", Concurrency: []int{1}, Baseline: "direct", Open: openCold},
 		{Name: "failover", Concurrency: []int{8}, FixedConcurrency: true, Prime: true, ClosedOnly: true,
 			MinDuration: 4 * time.Second, Open: openFailover},
+		{Name: "tunnel-stream", Concurrency: []int{1, 32}, Prime: true, Baseline: "direct", Extra: true, Open: openStream(openHello(tunnel))},
+		{Name: "bulk-tunnel-stream", Concurrency: []int{1}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Baseline: "bulk-direct",
+			Extra: true, Open: openStream(openDownload(tunnel))},
+		{Name: "relay", Concurrency: []int{1, 32}, Prime: true, Baseline: "tunnel", Extra: true, Open: openRelay},
+		{Name: "regions", Concurrency: []int{1}, FixedConcurrency: true, Prime: true, ClosedOnly: true,
+			MaxWarmup: regionsMaxWarmup, Extra: true, Variants: regionVariants, Open: openRegions},
 	}
 }
 
 // StandardSuite is the scenario list `task bench` runs: every built-in
-// scenario.
+// scenario that is not Extra.
 func StandardSuite() []string {
 	var names []string
 	for _, s := range Builtin() {
-		names = append(names, s.Name)
+		if !s.Extra {
+			names = append(names, s.Name)
+		}
 	}
 	return names
+}
+
+// ExtraSuite is the scenario list of the second benchmark run: the Extra
+// scenarios, each after the baseline it is compared to (direct,
+// bulk-direct, tunnel).
+func ExtraSuite() []string {
+	return []string{"direct", "tunnel", "bulk-direct", "tunnel-stream", "bulk-tunnel-stream", "relay", "regions"}
 }
 
 // Lookup returns the built-in scenarios with the given names, in the given
@@ -168,23 +216,23 @@ func Lookup(names []string) ([]Scenario, error) {
 	return out, nil
 }
 
-// route picks the URL, transport and cookie of a scenario.
-type route int
+// leg picks the URL, transport and cookie of a scenario.
+type leg int
 
 const (
-	direct route = iota
+	direct leg = iota
 	tunnel
 	tunnelAuth
 )
 
-func (r route) client(sys System, p Params) *http.Client {
+func (r leg) client(sys System, p Params) *http.Client {
 	if r == direct {
 		return noRedirect(&http.Client{Transport: directTransport(p.Concurrency)})
 	}
 	return noRedirect(&http.Client{Transport: http1(sys.TunnelTransport(), p.Concurrency)})
 }
 
-func (r route) url(sys System, path string) (string, *http.Cookie, error) {
+func (r leg) url(sys System, path string) (string, *http.Cookie, error) {
 	switch r {
 	case direct:
 		return sys.DirectURL(path), nil, nil
@@ -198,7 +246,7 @@ func (r route) url(sys System, path string) (string, *http.Cookie, error) {
 	return u, ck, nil
 }
 
-func openHello(r route) func(context.Context, System, Params) (*Row, error) {
+func openHello(r leg) func(context.Context, System, Params) (*Row, error) {
 	return func(_ context.Context, sys System, p Params) (*Row, error) {
 		u, ck, err := r.url(sys, "/hello")
 		if err != nil {
@@ -209,7 +257,7 @@ func openHello(r route) func(context.Context, System, Params) (*Row, error) {
 	}
 }
 
-func openDownload(r route) func(context.Context, System, Params) (*Row, error) {
+func openDownload(r leg) func(context.Context, System, Params) (*Row, error) {
 	return func(_ context.Context, sys System, p Params) (*Row, error) {
 		if p.BulkBytes <= 0 {
 			return nil, fmt.Errorf("benchrun: bulk size %d is not positive", p.BulkBytes)
@@ -220,6 +268,18 @@ func openDownload(r route) func(context.Context, System, Params) (*Row, error) {
 		}
 		c := r.client(sys, p)
 		return &Row{Op: GetOp(c, u, p.BulkBytes, ck), Close: c.CloseIdleConnections}, nil
+	}
+}
+
+// openStream runs open on the system whose connector uses the stream
+// carrier.
+func openStream(open func(context.Context, System, Params) (*Row, error)) func(context.Context, System, Params) (*Row, error) {
+	return func(ctx context.Context, sys System, p Params) (*Row, error) {
+		ss, err := sys.Stream(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return open(ctx, ss, p)
 	}
 }
 
