@@ -338,9 +338,25 @@ func (s *harnessSystem) Stream(ctx context.Context) (System, error) {
 	return s.stream, nil
 }
 
-func (s *harnessSystem) DirectURL(path string) string     { return s.h.App + path }
-func (s *harnessSystem) TunnelURL(path string) string     { return s.h.OpenAppURL(0, path) }
-func (s *harnessSystem) AuthURL(path string) string       { return s.h.AppURL(0, path) }
+func (s *harnessSystem) DirectURL(path string) string { return s.h.App + path }
+
+// TunnelURL is the passthrough host: the open one beside the
+// pre-authenticated app with sign-in, else the app's own host.
+func (s *harnessSystem) TunnelURL(path string) string {
+	if s.cookie == nil {
+		return s.h.AppURL(0, path)
+	}
+	return s.h.OpenAppURL(0, path)
+}
+
+// AuthURL is "" without sign-in: the app's host is then passthrough.
+func (s *harnessSystem) AuthURL(path string) string {
+	if s.cookie == nil {
+		return ""
+	}
+	return s.h.AppURL(0, path)
+}
+
 func (s *harnessSystem) AuthCookie() *http.Cookie         { return s.cookie }
 func (s *harnessSystem) TunnelTransport() *http.Transport { return s.h.MeshTransport(0) }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/simnet"
 )
 
 // TestSmokeRealSystem runs the whole standard suite briefly through the
@@ -69,6 +71,63 @@ func TestSmokeRealSystem(t *testing.T) {
 		t.Errorf("rows: got %v, want %v", got, want)
 	}
 	for _, f := range []string{"results.md", "machine.json", "charts/p50.svg", "charts/mib_s.svg", "charts/cdf-tunnel-auth.svg", "charts/cdf-failover.svg"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	checkGoroutines(t, before)
+}
+
+// TestSmokeExtraSuite runs the extra suite (stream carrier, relay,
+// regions) briefly through the real systems: every row completes without
+// errors, relay is compared to tunnel, every regions row has its optimum
+// and the latency rows their verdicts. No timing is asserted.
+func TestSmokeExtraSuite(t *testing.T) {
+	before := runtime.NumGoroutine()
+	// The default matrix at a tenth of its RTTs; each row ends after 5
+	// requests or 2s, so that the slowest paths complete requests too,
+	// even under -race.
+	cfg := Config{Scenarios: ExtraSuite(), Warmup: 50 * time.Millisecond, Requests: 5, Duration: 2 * time.Second,
+		BulkBytes: 256 << 10, Concurrency: []int{1, 4}, Matrix: simnet.DefaultMatrix().Scale(0.1), MatrixName: "default/10"}
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := rep.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	regions := 0
+	for _, r := range rep.Rows {
+		got = append(got, fmt.Sprintf("%s c=%d", r.Name(), r.Concurrency))
+		if r.Errors != 0 {
+			t.Errorf("%s c=%d: got %d errors (%v), want 0", r.Name(), r.Concurrency, r.Errors, r.ErrorsByKind)
+		}
+		switch r.Scenario {
+		case "relay", "tunnel-stream", "bulk-tunnel-stream":
+			if r.AddedP50 == nil || r.RatioToDirect == nil {
+				t.Errorf("%s c=%d: no comparison with its baseline", r.Scenario, r.Concurrency)
+			}
+		case "regions":
+			regions++
+			if r.Requests <= 0 || r.OptimalMS == nil || *r.OptimalMS <= 0 {
+				t.Errorf("%s: got %d requests, optimal_ms %v; want both positive", r.Name(), r.Requests, r.OptimalMS)
+			}
+			if (r.Strategy == "latency") != (r.TargetMet != nil && r.LowestP50 != nil) {
+				t.Errorf("%s: got target_met %v lowest_p50 %v, want both on latency rows only", r.Name(), r.TargetMet, r.LowestP50)
+			}
+		}
+	}
+	want := []string{"direct c=1", "direct c=4", "tunnel c=1", "tunnel c=4", "bulk-direct c=1", "tunnel-stream c=1", "tunnel-stream c=4",
+		"bulk-tunnel-stream c=1", "relay c=1", "relay c=4"}
+	if n := len(want); len(got) < n || strings.Join(got[:n], ",") != strings.Join(want, ",") || regions != 12 {
+		t.Errorf("rows: got %v, want %v and 12 regions rows", got, want)
+	}
+	if md := rep.Markdown(); !strings.Contains(md, "RTT matrix: default/10") {
+		t.Errorf("results.md does not name the matrix:\n%s", md)
+	}
+	for _, f := range []string{"results.md", "charts/regions.svg", "charts/cdf-relay.svg"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
