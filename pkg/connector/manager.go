@@ -51,7 +51,7 @@ func (c *Connector) manage(ctx context.Context) {
 		c.measure(ctx)
 		c.reconcile(ctx)
 	}
-	t := time.NewTimer(jitter10(c.cfg.Reevaluate))
+	t := time.NewTimer(c.nextEvaluation())
 	defer t.Stop()
 	for {
 		select {
@@ -63,14 +63,34 @@ func (c *Connector) manage(ctx context.Context) {
 			c.mmu.Unlock()
 			c.measure(ctx)
 			c.reconcile(ctx)
-			t.Reset(jitter10(c.cfg.Reevaluate))
+			t.Reset(c.nextEvaluation())
 		case <-c.kick:
 			if c.needMeasure() {
 				c.measure(ctx)
+				t.Stop()
+				t.Reset(c.nextEvaluation())
 			}
 			c.reconcile(ctx)
 		}
 	}
+}
+
+// retrySoon is the re-evaluation interval while some known node did not
+// answer the last measurement: a node that was restarting, or briefly
+// unreachable, should not keep the connector on a far node for Reevaluate.
+const retrySoon = 10 * time.Second
+
+// nextEvaluation is Reevaluate (jittered), or retrySoon while a candidate
+// was unreachable.
+func (c *Connector) nextEvaluation() time.Duration {
+	c.mmu.Lock()
+	defer c.mmu.Unlock()
+	for _, d := range c.rtts {
+		if d == unreachable {
+			return jitter10(min(c.cfg.Reevaluate, retrySoon))
+		}
+	}
+	return jitter10(c.cfg.Reevaluate)
 }
 
 // kickManager asks the manager to reconsider the attachments.

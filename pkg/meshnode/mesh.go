@@ -107,6 +107,7 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 		pc.DeadAfter = 2
 	}
 	pc.Dial, pc.Pinger, pc.Logger = n.wg.DialContext, n.wg, n.logger.With("component", "relay_paths")
+	pc.ProveFirst = true
 	m.peers = pool.New(pc)
 	m.router = newRouter(n.pool, m.peers, strategy)
 	empty := map[netip.Addr]string{}

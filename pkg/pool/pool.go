@@ -57,6 +57,10 @@ type Config struct {
 	// tunnel; zero means 2s. A connect that times out proves the request
 	// never reached the connector, so it is retried elsewhere.
 	DialTimeout time.Duration
+	// ProveFirst makes a new entry take no requests until a first probe
+	// answers (relay paths to other mesh nodes, whose tunnel may need a
+	// handshake first); false means a new entry is alive at once.
+	ProveFirst bool
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -167,11 +171,15 @@ func New(cfg Config) *Pool {
 // (which is then lost: its requests in flight are abandoned, its idle
 // connections closed). The new instance is alive at once.
 func (p *Pool) Upsert(id, group string, key wgkey.Public) *Connector {
+	return p.upsert(id, group, key, !p.cfg.ProveFirst)
+}
+
+func (p *Pool) upsert(id, group string, key wgkey.Public, alive bool) *Connector {
 	c := &Connector{ID: id, Group: group, Key: key, attached: time.Now(),
 		hostPort: netip.AddrPortFrom(key.Addr(), tunnelhttp.Port).String()}
 	c.lost, c.markLost = context.WithCancelCause(context.Background())
 	c.Transport = p.newTransport()
-	c.alive.Store(true)
+	c.alive.Store(alive)
 	p.mu.Lock()
 	old := p.byKey[key]
 	p.byKey[key] = c
@@ -314,7 +322,7 @@ func (p *Pool) markAlive(c *Connector) {
 		return
 	}
 	// A lost instance's context cannot be revived: replace it.
-	p.Upsert(c.ID, c.Group, c.Key).draining.Store(c.draining.Load())
+	p.upsert(c.ID, c.Group, c.Key, true).draining.Store(c.draining.Load())
 	p.logger.Info("connector_up", "connector", c.ID, "group", c.Group)
 }
 

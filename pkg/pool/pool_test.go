@@ -89,13 +89,15 @@ func TestUpsertReplacesInstance(t *testing.T) {
 }
 
 type fakePinger struct {
-	mu   sync.Mutex
-	down map[wgkey.Public]bool
+	mu    sync.Mutex
+	down  map[wgkey.Public]bool
+	calls int
 }
 
 func (f *fakePinger) Ping(ctx context.Context, peer wgkey.Public) (time.Duration, error) {
 	f.mu.Lock()
 	down := f.down[peer]
+	f.calls++
 	f.mu.Unlock()
 	if down {
 		return 0, errors.New("no answer")
@@ -135,5 +137,41 @@ func TestProbesMarkDeadAndAlive(t *testing.T) {
 	waitFor("connector up", func() bool { return p.Pick("hq", nil) != nil })
 	if !p.Statuses()[0].Alive {
 		t.Fatal("status not alive after recovery")
+	}
+}
+
+func TestProveFirst(t *testing.T) {
+	fp := &fakePinger{down: map[wgkey.Public]bool{}}
+	p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: 5 * time.Millisecond, ProveFirst: true})
+	k := key(t)
+	fp.set(k, true)
+	p.Upsert("mesh:b", "mesh", k)
+	if p.Pick("mesh", nil) != nil {
+		t.Fatal("an unproven entry takes requests")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; p.Close() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for calls := 0; calls < 3; {
+		if time.Now().After(deadline) {
+			t.Fatal("no probes")
+		}
+		time.Sleep(5 * time.Millisecond)
+		fp.mu.Lock()
+		calls = fp.calls
+		fp.mu.Unlock()
+	}
+	if p.Pick("mesh", nil) != nil {
+		t.Fatal("an entry whose probes fail takes requests")
+	}
+	fp.set(k, false)
+	deadline = time.Now().Add(5 * time.Second)
+	for p.Pick("mesh", nil) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("entry not alive after a probe answered")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
