@@ -483,7 +483,7 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 		// place the connector in its region both ways.
 		inner = t.Net.Bind(wgnet.NewUDPBind(netip.MustParseAddr(h.opts.Host)), region)
 		cfg.HTTPClient, cfg.Attach, cfg.Reevaluate = h.simAPIClient(region), t.AttachK, cmp.Or(t.Reevaluate, 30*time.Second)
-		want = min(cmpOr(t.AttachK, 2), len(h.Meshes()))
+		want = min(cmpOr(t.AttachK, 2), h.eligibleNodes(dir))
 	}
 	udp := wgnet.NewBlockBind(inner)
 	udp.SetBlocked(h.opts.BlockUDP)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/route"
@@ -288,6 +289,28 @@ func (h *Harness) ConnectorRegion(id string) string {
 		}
 	}
 	return ""
+}
+
+// eligibleNodes counts the live nodes the connector enrolled in dir may
+// attach to (its group's pin and exclusions).
+func (h *Harness) eligibleNodes(dir string) int {
+	st, err := connector.LoadState(dir)
+	if err != nil {
+		return len(h.Meshes())
+	}
+	var g GroupSpec
+	for _, x := range h.opts.Topology.Groups {
+		if x.ID == st.Group {
+			g = x
+		}
+	}
+	n := 0
+	for _, m := range h.Meshes() {
+		if !m.stopped && !(g.Pin && m.Region != g.Region) && !slices.Contains(g.Exclude, m.Region) {
+			n++
+		}
+	}
+	return n
 }
 
 // membersConverged reports whether every node sees every node alive.
