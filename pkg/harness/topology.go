@@ -146,10 +146,14 @@ func (h *Harness) MeshIndex(id string) int {
 }
 
 // UserClient returns a client for a user in mesh node i's region: every
-// request goes to node i, over a connection with the region's simulated
-// latency.
+// request goes to node i, over HTTP/1.1 connections with the region's
+// simulated latency.
 func (h *Harness) UserClient(i int) *http.Client {
 	t := h.MeshTransport(i)
+	// HTTP/1.1: one write per request and one read per response, which is
+	// what the simulated connection's per-write delay models exactly
+	// (HTTP/2's extra frames, such as window updates, would each pay it).
+	t.ForceAttemptHTTP2 = false
 	if top := h.opts.Topology; top != nil {
 		addr := h.Meshes()[i].Addr
 		dial := top.Net.Dialer(h.RegionOf(i), nil)

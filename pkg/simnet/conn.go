@@ -44,12 +44,7 @@ func (c *delayConn) wait(l Link) {
 	if d <= 0 {
 		return
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-c.closed:
-	}
+	sleepUntil(time.Now().Add(d), c.closed)
 }
 
 // Write waits the one-way delay, then fails with ErrPartitioned if the path

@@ -109,6 +109,28 @@ func (s *scheduler[T]) close() {
 // CPU per wake-up.
 const spinWindow = time.Millisecond
 
+// sleepUntil returns at t, to within tens of microseconds (see
+// spinWindow), or when stop is closed.
+func sleepUntil(t time.Time, stop <-chan struct{}) {
+	if d := time.Until(t) - spinWindow; d > 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-stop:
+			return
+		}
+	}
+	for time.Now().Before(t) {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		runtime.Gosched()
+	}
+}
+
 // run delivers due payloads from one goroutine.
 func (s *scheduler[T]) run() {
 	defer close(s.done)
