@@ -20,6 +20,10 @@ func TestKeyring(t *testing.T) {
 	if err != nil || len(keys) != 1 || len(keys[0]) != 32 {
 		t.Fatalf("got %d keys, %v; want one 32-byte key", len(keys), err)
 	}
+	os.Chmod(path, 0o640)
+	if _, err := LoadKeyring(path); err != nil {
+		t.Errorf("got %v for a group-readable keyring, want it accepted", err)
+	}
 	os.Chmod(path, 0o644)
 	if _, err := LoadKeyring(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("got %v, want a refusal of a world-readable keyring", err)

@@ -9,6 +9,7 @@ locals {
     session_keys  = file("${var.secrets_dir}/session-keys.json")
     state_key     = trimspace(file("${var.secrets_dir}/state-key"))
     authority_key = file("${var.secrets_dir}/authority.key")
+    gossip_keys   = file("${var.secrets_dir}/gossip.keyring")
     tls_cert      = file("${var.secrets_dir}/tls.crt")
     tls_key       = file("${var.secrets_dir}/tls.key")
   }
@@ -98,9 +99,13 @@ module "mesh_primary" {
   authority_key        = local.secrets.authority_key
   tls_cert_pem         = local.secrets.tls_cert
   tls_key_pem          = local.secrets.tls_key
+  gossip_keyring       = local.secrets.gossip_keys
+  gossip_seeds         = var.gossip_seeds
+  gossip_peer_cidrs    = var.gossip_peer_cidrs
+  public_url           = "https://mesh-${var.primary_region}.${var.domain}"
   catalog_yaml         = file(var.catalog_file)
   route53_zone_id      = var.route53_zone_id
-  hostnames            = [local.mesh_host, var.app_host]
+  hostnames            = [local.mesh_host, "mesh-${var.primary_region}.${var.domain}", var.app_host]
   tags                 = var.tags
 }
 
@@ -116,8 +121,12 @@ module "mesh_secondary" {
   authority_key        = local.secrets.authority_key
   tls_cert_pem         = local.secrets.tls_cert
   tls_key_pem          = local.secrets.tls_key
+  gossip_keyring       = local.secrets.gossip_keys
+  gossip_seeds         = var.gossip_seeds
+  gossip_peer_cidrs    = var.gossip_peer_cidrs
+  public_url           = "https://mesh-${var.secondary_region}.${var.domain}"
   catalog_yaml         = file(var.catalog_file)
   route53_zone_id      = var.route53_zone_id
-  hostnames            = [local.mesh_host, var.app_host]
+  hostnames            = [local.mesh_host, "mesh-${var.secondary_region}.${var.domain}", var.app_host]
   tags                 = var.tags
 }

@@ -72,3 +72,15 @@ variable "tags" {
   type        = map(string)
   default     = { project = "postern" }
 }
+
+variable "gossip_seeds" {
+  description = "Gossip addresses (public IP:7946) of at least one mesh node per region, so the two regions form one cluster; empty leaves each node alone until you set it."
+  type        = list(string)
+  default     = []
+}
+
+variable "gossip_peer_cidrs" {
+  description = "Public ranges of the mesh nodes (both regions) allowed to reach the gossip port."
+  type        = list(string)
+  default     = []
+}

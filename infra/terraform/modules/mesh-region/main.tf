@@ -15,26 +15,32 @@ locals {
   region   = data.aws_region.current.region
   fullname = "${var.name}-${local.region}"
   secrets = {
-    authority-key = var.authority_key
-    tls-cert      = var.tls_cert_pem
-    tls-key       = var.tls_key_pem
+    authority-key  = var.authority_key
+    tls-cert       = var.tls_cert_pem
+    tls-key        = var.tls_key_pem
+    gossip-keyring = var.gossip_keyring == "" ? "none" : var.gossip_keyring
   }
   user_data = templatefile("${path.module}/user_data.sh.tftpl", {
-    package_url       = var.meshd_package_url
-    package_sha256    = var.meshd_package_sha256
-    aws_region        = local.region
-    authority_key_arn = aws_secretsmanager_secret.node["authority-key"].arn
-    tls_cert_arn      = aws_secretsmanager_secret.node["tls-cert"].arn
-    tls_key_arn       = aws_secretsmanager_secret.node["tls-key"].arn
-    catalog_b64       = base64encode(var.catalog_yaml)
-    region_label      = var.region_label
-    wireguard_port    = var.wireguard_port
-    extra_args        = join(" ", var.meshd_extra_args)
+    package_url        = var.meshd_package_url
+    package_sha256     = var.meshd_package_sha256
+    aws_region         = local.region
+    authority_key_arn  = aws_secretsmanager_secret.node["authority-key"].arn
+    tls_cert_arn       = aws_secretsmanager_secret.node["tls-cert"].arn
+    tls_key_arn        = aws_secretsmanager_secret.node["tls-key"].arn
+    catalog_b64        = base64encode(var.catalog_yaml)
+    region_label       = var.region_label
+    wireguard_port     = var.wireguard_port
+    extra_args         = join(" ", var.meshd_extra_args)
+    gossip_keyring_arn = aws_secretsmanager_secret.node["gossip-keyring"].arn
+    gossip_enabled     = var.gossip_keyring != ""
+    gossip_port        = var.gossip_port
+    gossip_seeds       = join(",", var.gossip_seeds)
+    public_url         = var.public_url
   })
 }
 
 resource "aws_secretsmanager_secret" "node" {
-  for_each                = toset(["authority-key", "tls-cert", "tls-key"])
+  for_each                = toset(["authority-key", "tls-cert", "tls-key", "gossip-keyring"])
   name                    = "${var.name}/${each.key}"
   description             = "Postern mesh node secret: ${each.key}."
   recovery_window_in_days = 7

@@ -19,6 +19,6 @@ output "node_role_arn" {
 }
 
 output "secret_arns" {
-  description = "ARNs of this region's node secrets, by name (authority-key, tls-cert, tls-key)."
+  description = "ARNs of this region's node secrets, by name (authority-key, tls-cert, tls-key, gossip-keyring)."
   value       = { for k, s in aws_secretsmanager_secret.node : k => s.arn }
 }

@@ -105,6 +105,25 @@ variable "gossip_port" {
   default     = 7946
 }
 
+variable "gossip_keyring" {
+  description = "Gossip keyring shared by every mesh node of every region (the file `meshd gossip keygen` writes: base64 keys, one per line, the first encrypting). Empty runs each node alone, without gossip or relay."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "gossip_seeds" {
+  description = "Gossip addresses (host:port) of mesh nodes to join, in this or other regions; a node joins through any one that answers and rejoins them after a partition."
+  type        = list(string)
+  default     = []
+}
+
+variable "public_url" {
+  description = "HTTPS base URL of this region's nodes that connectors attach at (for example https://mesh-eu-west-1.example.com); it must be covered by tls_cert_pem. Empty means https:// + the node's public address."
+  type        = string
+  default     = ""
+}
+
 variable "gossip_peer_cidrs" {
   description = "Public ranges of the other regions' mesh nodes allowed to gossip; empty opens no gossip port."
   type        = list(string)
