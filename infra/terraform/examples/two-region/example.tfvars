@@ -26,8 +26,9 @@ catalog_file = "../../../catalog.yaml"
 # Zip built by `task build:lambda` (relative to this directory).
 lambda_zip_path = "../../../../dist/auth-arm64.zip"
 
-# Secrets directory: keys from `task keys:generate`, authority.key from
-# `meshd authority init`, tls.crt/tls.key for mesh.<domain> and the app host.
+# Secrets directory: keys, authority.key and gossip.keyring from
+# `task keys:generate`; tls.crt/tls.key for mesh.<domain>,
+# mesh-<region>.<domain> (both regions) and the app host.
 secrets_dir = "../../../secrets"
 
 # Where the mesh nodes download postern-meshd (aarch64 .rpm from `task package`) and its SHA-256.
@@ -36,6 +37,11 @@ meshd_package_sha256 = "00000000000000000000000000000000000000000000000000000000
 
 # Users whose department is this form the SmartMoney-Support group.
 support_department = "Customer Support"
+
+# Mesh cluster, filled in after the first apply (infra/README.md, 4a): a
+# node of each region (public IP:7946), and the nodes' public addresses.
+gossip_seeds      = []
+gossip_peer_cidrs = []
 
 # Tags on every AWS resource.
 tags = { project = "postern", environment = "production" }

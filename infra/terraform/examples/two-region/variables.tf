@@ -47,7 +47,7 @@ variable "lambda_zip_path" {
 }
 
 variable "secrets_dir" {
-  description = "Directory written by `task keys:generate` (session-keys.json, state-key) and holding authority.key, tls.crt and tls.key."
+  description = "Directory written by `task keys:generate` (session-keys.json, state-key, authority.key, gossip.keyring) and holding tls.crt and tls.key."
   type        = string
 }
 
@@ -74,13 +74,13 @@ variable "tags" {
 }
 
 variable "gossip_seeds" {
-  description = "Gossip addresses (public IP:7946) of at least one mesh node per region, so the two regions form one cluster; empty leaves each node alone until you set it."
+  description = "Gossip seeds (host:port, such as a node's public IP and 7946) given to the nodes of both regions: list at least one node of each region so that the two regions form one cluster; a node joins through any seed that answers. Empty leaves each node alone; fill it in after the first apply, when the nodes have addresses."
   type        = list(string)
   default     = []
 }
 
 variable "gossip_peer_cidrs" {
-  description = "Public ranges of the mesh nodes (both regions) allowed to reach the gossip port."
+  description = "Public IPv4 ranges (CIDR) of every mesh node of both regions, allowed to reach the gossip port over TCP and UDP (nodes gossip over their public addresses)."
   type        = list(string)
   default     = []
 }

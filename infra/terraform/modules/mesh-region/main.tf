@@ -18,8 +18,18 @@ locals {
     authority-key  = var.authority_key
     tls-cert       = var.tls_cert_pem
     tls-key        = var.tls_key_pem
-    gossip-keyring = var.gossip_keyring == "" ? "none" : var.gossip_keyring
+    gossip-keyring = var.gossip_keyring
   }
+  # Whether the nodes gossip: only the emptiness of the keyring is revealed.
+  gossip_enabled = nonsensitive(var.gossip_keyring != "")
+  secret_names   = concat(["authority-key", "tls-cert", "tls-key"], local.gossip_enabled ? ["gossip-keyring"] : [])
+  # Checked by a precondition rather than a variable validation, which
+  # would print the rejected keyring: the lines of gossip_keyring that are
+  # neither blank, a # comment nor a base64 16-, 24- or 32-byte key, and
+  # the number of keys.
+  gossip_key_pattern  = "^(?:[A-Za-z0-9+/]{22}==|[A-Za-z0-9+/]{32}|[A-Za-z0-9+/]{43}=)$"
+  gossip_keyring_bad  = length([for l in split("\n", var.gossip_keyring) : l if trimspace(l) != "" && substr(trimspace(l), 0, 1) != "#" && !can(regex(local.gossip_key_pattern, trimspace(l)))])
+  gossip_keyring_keys = length([for l in split("\n", var.gossip_keyring) : l if can(regex(local.gossip_key_pattern, trimspace(l)))])
   user_data = templatefile("${path.module}/user_data.sh.tftpl", {
     package_url        = var.meshd_package_url
     package_sha256     = var.meshd_package_sha256
@@ -31,8 +41,8 @@ locals {
     region_label       = var.region_label
     wireguard_port     = var.wireguard_port
     extra_args         = join(" ", var.meshd_extra_args)
-    gossip_keyring_arn = aws_secretsmanager_secret.node["gossip-keyring"].arn
-    gossip_enabled     = var.gossip_keyring != ""
+    gossip_keyring_arn = try(aws_secretsmanager_secret.node["gossip-keyring"].arn, "")
+    gossip_enabled     = local.gossip_enabled
     gossip_port        = var.gossip_port
     gossip_seeds       = join(",", var.gossip_seeds)
     public_url         = var.public_url
@@ -40,7 +50,7 @@ locals {
 }
 
 resource "aws_secretsmanager_secret" "node" {
-  for_each                = toset(["authority-key", "tls-cert", "tls-key", "gossip-keyring"])
+  for_each                = toset(local.secret_names)
   name                    = "${var.name}/${each.key}"
   description             = "Postern mesh node secret: ${each.key}."
   recovery_window_in_days = 7
@@ -51,10 +61,18 @@ resource "aws_secretsmanager_secret_version" "node" {
   for_each      = aws_secretsmanager_secret.node
   secret_id     = each.value.id
   secret_string = local.secrets[each.key]
+
+  lifecycle {
+    precondition {
+      condition     = each.key != "gossip-keyring" || (local.gossip_keyring_bad == 0 && local.gossip_keyring_keys > 0)
+      error_message = "The gossip_keyring must hold base64 keys of 16, 24 or 32 bytes, one per line (blank lines and # comments allowed), as `meshd gossip keygen` writes it; the value is not shown."
+    }
+  }
 }
 
-# Security group: HTTPS and WireGuard in, gossip only from the other
-# regions' nodes; no SSH (use Systems Manager Session Manager).
+# Security group: HTTPS and WireGuard in, gossip only from the mesh nodes
+# (gossip_peer_cidrs: nodes advertise their public addresses, so this
+# region's own nodes must be in it too); no SSH (use Systems Manager Session Manager).
 
 resource "aws_security_group" "node" {
   name        = local.fullname
@@ -88,7 +106,7 @@ resource "aws_vpc_security_group_ingress_rule" "gossip" {
     for pair in setproduct(var.gossip_peer_cidrs, ["tcp", "udp"]) : "${pair[0]}/${pair[1]}" => pair
   }
   security_group_id = aws_security_group.node.id
-  description       = "Gossip from mesh nodes of other regions"
+  description       = "Gossip from mesh nodes (public addresses)"
   ip_protocol       = each.value[1]
   from_port         = var.gossip_port
   to_port           = var.gossip_port
@@ -96,9 +114,12 @@ resource "aws_vpc_security_group_ingress_rule" "gossip" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "gossip_self" {
+  for_each                     = toset(["tcp", "udp"])
   security_group_id            = aws_security_group.node.id
-  description                  = "Gossip between this region's nodes"
-  ip_protocol                  = "-1"
+  description                  = "Gossip between this region's nodes over private addresses"
+  ip_protocol                  = each.value
+  from_port                    = var.gossip_port
+  to_port                      = var.gossip_port
   referenced_security_group_id = aws_security_group.node.id
 }
 

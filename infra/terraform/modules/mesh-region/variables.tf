@@ -106,26 +106,36 @@ variable "gossip_port" {
 }
 
 variable "gossip_keyring" {
-  description = "Gossip keyring shared by every mesh node of every region (the file `meshd gossip keygen` writes: base64 keys, one per line, the first encrypting). Empty runs each node alone, without gossip or relay."
+  description = "Gossip keyring shared by every mesh node of every region: the file `meshd gossip keygen` writes (base64 16-, 24- or 32-byte keys, one per line, the first encrypting, the others still accepted; # comments allowed; a malformed keyring fails the plan without showing it). Nodes get it from Secrets Manager as /etc/postern/gossip.keyring (0600). Empty runs each node alone, without gossip or relay."
   type        = string
   default     = ""
   sensitive   = true
 }
 
 variable "gossip_seeds" {
-  description = "Gossip addresses (host:port) of mesh nodes to join, in this or other regions; a node joins through any one that answers and rejoins them after a partition."
+  description = "Gossip addresses (host:port, such as another region's node public IP and gossip_port, or a DNS name per region) that a node joins through (--join): any one that answers is enough, and the node rejoins them after a partition. Every region's nodes need at least one reachable seed; empty leaves each node alone (nodes find each other only through seeds). Ignored without gossip_keyring."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = length([for s in var.gossip_seeds : s if !can(regex("^(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$", s))]) == 0
+    error_message = "Each gossip seed must be host:port or [IPv6]:port, such as 203.0.113.10:7946."
+  }
 }
 
 variable "public_url" {
-  description = "HTTPS base URL of this region's nodes that connectors attach at (for example https://mesh-eu-west-1.example.com); it must be covered by tls_cert_pem. Empty means https:// + the node's public address."
+  description = "HTTPS base URL of this region's nodes that connectors attach at (--public-url, for example https://mesh-eu-west-1.example.com, a name that resolves to this region only); tls_cert_pem must cover it. Empty omits --public-url, leaving meshd's default (https:// + --listen), which other regions cannot reach: set it whenever gossip_keyring is set."
   type        = string
   default     = ""
+
+  validation {
+    condition     = var.public_url == "" || can(regex("^https://[^/\\s]+/?$", var.public_url))
+    error_message = "The public_url must be empty or https://host[:port], such as https://mesh-eu-west-1.example.com."
+  }
 }
 
 variable "gossip_peer_cidrs" {
-  description = "Public ranges of the other regions' mesh nodes allowed to gossip; empty opens no gossip port."
+  description = "Public IPv4 ranges of every mesh node, this region's included (nodes gossip over their public addresses), allowed to reach gossip_port over TCP and UDP; empty opens it only to this region's nodes over private addresses."
   type        = list(string)
   default     = []
 }
