@@ -256,13 +256,16 @@ func (h *Harness) convergedWhy() string {
 		}
 		st := m.Node.Status()
 		alive := 0
+		var missing []string
 		for _, n := range st.Mesh.Nodes {
 			if n.State == string(gossip.StateAlive) && n.HasRTT && n.TunnelUp {
 				alive++
+			} else {
+				missing = append(missing, fmt.Sprintf("%s (%s, rtt %v, tunnel %v)", n.ID, n.State, n.HasRTT, n.TunnelUp))
 			}
 		}
 		if alive != live {
-			return fmt.Sprintf("%s sees %d of %d nodes alive with an RTT estimate and a tunnel", m.ID, alive, live)
+			return fmt.Sprintf("%s sees %d of %d nodes alive with an RTT estimate and a tunnel; not: %v", m.ID, alive, live, missing)
 		}
 		for _, g := range groups {
 			d := m.Node.Route(g.ID)

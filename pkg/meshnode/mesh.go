@@ -81,6 +81,7 @@ type mesh struct {
 
 	mu        sync.Mutex // guards the following
 	wgPeers   map[string]wgkey.Public
+	downSince map[string]time.Time // relay paths not answering probes, by node id
 	decisions map[string]*route.Decision
 	built     time.Time
 	tokens    map[string]bool // used-token ids already spread
@@ -88,7 +89,7 @@ type mesh struct {
 
 func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	m := &mesh{n: n, cfg: cfg, boot: time.Now().UnixNano(), kick: make(chan struct{}, 1),
-		wgPeers: map[string]wgkey.Public{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{}}
+		wgPeers: map[string]wgkey.Public{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{}}
 	if m.cfg.RouteInterval == 0 {
 		m.cfg.RouteInterval = 500 * time.Millisecond
 	}
@@ -233,11 +234,13 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 			m.peers.Remove(key)
 			m.n.wg.RemovePeer(key)
 			delete(m.wgPeers, id)
+			delete(m.downSince, id)
 			m.n.logger.Info("mesh_peer_removed", "peer_node", id)
 		}
 	}
 	for id, mb := range want {
 		if _, ok := m.wgPeers[id]; ok {
+			m.resetIfStuckLocked(id, mb)
 			continue
 		}
 		ep, err := netip.ParseAddrPort(mb.WGEndpoint)
@@ -253,6 +256,41 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 		m.wgPeers[id] = mb.WGKey
 		m.n.logger.Info("mesh_peer_added", "peer_node", id, "region", mb.Region, "endpoint", mb.WGEndpoint)
 	}
+}
+
+// peerReset is how long a live member's relay path may fail its probes
+// before the WireGuard peer is made afresh: after a partition one side may
+// have dropped and re-added us while the other kept a session that no
+// longer decrypts, and a fresh peer handshakes at once.
+const peerReset = 3 * time.Second
+
+// resetIfStuckLocked re-creates the WireGuard peer of member id when its
+// relay path has been down for peerReset although the gossip sees it alive.
+func (m *mesh) resetIfStuckLocked(id string, mb gossip.Member) {
+	p := m.peers.Get(mb.WGKey)
+	if p == nil || p.Alive() || mb.State != gossip.StateAlive {
+		delete(m.downSince, id)
+		return
+	}
+	since, ok := m.downSince[id]
+	if !ok {
+		m.downSince[id] = time.Now()
+		return
+	}
+	if time.Since(since) < peerReset {
+		return
+	}
+	ep, err := netip.ParseAddrPort(mb.WGEndpoint)
+	if err != nil {
+		return
+	}
+	m.n.wg.RemovePeer(mb.WGKey)
+	if err := m.n.wg.AddPeer(wgnet.Peer{PublicKey: mb.WGKey, Endpoint: ep, Keepalive: 10 * time.Second}); err != nil {
+		m.n.logger.Warn("mesh_peer_add_failed", "peer_node", id, "error", err)
+		return
+	}
+	m.downSince[id] = time.Now()
+	m.n.logger.Info("mesh_peer_reset", "peer_node", id, "reason", "relay path down while the gossip sees the node alive")
 }
 
 func live(s gossip.State) bool { return s == gossip.StateAlive || s == gossip.StateSuspect }
