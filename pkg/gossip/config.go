@@ -97,7 +97,9 @@ type Timing struct {
 	// TCPTimeout bounds stream connections (push-pull, join).
 	TCPTimeout time.Duration
 	// RejoinInterval is how often Run tries to rejoin failed members and,
-	// when alone, the seeds.
+	// when alone, the seeds; it bounds how long a healed partition stays
+	// split (DefaultTiming: 5s, a handful of join attempts to dead
+	// addresses at most).
 	RejoinInterval time.Duration
 	// RefreshInterval is how often Run flushes rate-limited metadata,
 	// re-broadcasts attachments whose in-flight counts changed, refreshes
@@ -161,7 +163,7 @@ func DefaultTiming() Timing {
 		RetransmitMult:          4,
 		PushPullInterval:        15 * time.Second,
 		TCPTimeout:              5 * time.Second,
-		RejoinInterval:          30 * time.Second,
+		RejoinInterval:          5 * time.Second,
 		RefreshInterval:         5 * time.Second,
 		MetaMinInterval:         time.Second,
 		DeadNodeReclaimTime:     30 * time.Second,
