@@ -243,13 +243,7 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 			m.resetIfStuckLocked(id, mb)
 			continue
 		}
-		ep, err := netip.ParseAddrPort(mb.WGEndpoint)
-		if err != nil {
-			m.n.logger.Warn("mesh_peer_bad_endpoint", "peer_node", id, "endpoint", mb.WGEndpoint, "error", err)
-			continue
-		}
-		if err := m.n.wg.AddPeer(wgnet.Peer{PublicKey: mb.WGKey, Endpoint: ep, Keepalive: 10 * time.Second}); err != nil {
-			m.n.logger.Warn("mesh_peer_add_failed", "peer_node", id, "error", err)
+		if !m.addWGPeer(id, mb) {
 			continue
 		}
 		m.peers.Upsert("mesh:"+id, meshGroup, mb.WGKey)
@@ -280,17 +274,27 @@ func (m *mesh) resetIfStuckLocked(id string, mb gossip.Member) {
 	if time.Since(since) < peerReset {
 		return
 	}
-	ep, err := netip.ParseAddrPort(mb.WGEndpoint)
-	if err != nil {
-		return
-	}
 	m.n.wg.RemovePeer(mb.WGKey)
-	if err := m.n.wg.AddPeer(wgnet.Peer{PublicKey: mb.WGKey, Endpoint: ep, Keepalive: 10 * time.Second}); err != nil {
-		m.n.logger.Warn("mesh_peer_add_failed", "peer_node", id, "error", err)
+	if !m.addWGPeer(id, mb) {
 		return
 	}
 	m.downSince[id] = time.Now()
 	m.n.logger.Info("mesh_peer_reset", "peer_node", id, "reason", "relay path down while the gossip sees the node alive")
+}
+
+// addWGPeer makes member id a WireGuard peer at its advertised endpoint;
+// it logs and reports false when that fails.
+func (m *mesh) addWGPeer(id string, mb gossip.Member) bool {
+	ep, err := netip.ParseAddrPort(mb.WGEndpoint)
+	if err != nil {
+		m.n.logger.Warn("mesh_peer_bad_endpoint", "peer_node", id, "endpoint", mb.WGEndpoint, "error", err)
+		return false
+	}
+	if err := m.n.wg.AddPeer(wgnet.Peer{PublicKey: mb.WGKey, Endpoint: ep, Keepalive: 10 * time.Second}); err != nil {
+		m.n.logger.Warn("mesh_peer_add_failed", "peer_node", id, "error", err)
+		return false
+	}
+	return true
 }
 
 func live(s gossip.State) bool { return s == gossip.StateAlive || s == gossip.StateSuspect }
