@@ -319,16 +319,12 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 
 // attach verifies the credential and hands it to the Attacher.
 func (s *Server) attach(r *http.Request, st *reqState) (any, *apiErr) {
-	var req AttachRequest
-	if e := decode(r, &req); e != nil {
-		return nil, e
-	}
-	c, e := s.verifyCredential(req.Credential, st)
+	_, c, e := decodeVerified[AttachRequest](s, r, st, func(q *AttachRequest) string { return q.Credential })
 	if e != nil {
 		return nil, e
 	}
 	if s.attacher == nil {
-		return nil, newAPIErr(http.StatusServiceUnavailable, CodeAttachUnavailable, "this mesh node does not accept connectors; try another node", nil)
+		return nil, errNoAttacher()
 	}
 	resp, err := s.attacher.Attach(r.Context(), c)
 	switch {
@@ -344,16 +340,12 @@ func (s *Server) attach(r *http.Request, st *reqState) (any, *apiErr) {
 // detach verifies the credential and asks the Attacher to drain or remove
 // the connector; it answers 204.
 func (s *Server) detach(r *http.Request, st *reqState) (any, *apiErr) {
-	var req DetachRequest
-	if e := decode(r, &req); e != nil {
-		return nil, e
-	}
-	c, e := s.verifyCredential(req.Credential, st)
+	req, c, e := decodeVerified[DetachRequest](s, r, st, func(q *DetachRequest) string { return q.Credential })
 	if e != nil {
 		return nil, e
 	}
 	if s.attacher == nil {
-		return nil, newAPIErr(http.StatusServiceUnavailable, CodeAttachUnavailable, "this mesh node does not accept connectors; try another node", nil)
+		return nil, errNoAttacher()
 	}
 	if err := s.attacher.Detach(r.Context(), c, req.Drain); err != nil {
 		return nil, newAPIErr(http.StatusServiceUnavailable, CodeDetachFailed, "this mesh node could not detach the connector; retry", err)
@@ -371,11 +363,7 @@ type NodeLister interface {
 // nodes verifies the credential and lists the nodes the connector may
 // attach to.
 func (s *Server) nodes(r *http.Request, st *reqState) (any, *apiErr) {
-	var req NodesRequest
-	if e := decode(r, &req); e != nil {
-		return nil, e
-	}
-	c, e := s.verifyCredential(req.Credential, st)
+	_, c, e := decodeVerified[NodesRequest](s, r, st, func(q *NodesRequest) string { return q.Credential })
 	if e != nil {
 		return nil, e
 	}
@@ -394,11 +382,7 @@ func (s *Server) nodes(r *http.Request, st *reqState) (any, *apiErr) {
 // credential's own key, then issues a fresh credential for the same id,
 // group and key.
 func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
-	var req RenewRequest
-	if e := decode(r, &req); e != nil {
-		return nil, e
-	}
-	c, e := s.verifyCredential(req.Credential, st)
+	_, c, e := decodeVerified[RenewRequest](s, r, st, func(q *RenewRequest) string { return q.Credential })
 	if e != nil {
 		return nil, e
 	}
@@ -412,6 +396,21 @@ func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
 		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
 	}
 	return RenewResponse{Credential: cred, Expires: fresh.Expires}, nil
+}
+
+// decodeVerified decodes a request body of type T and verifies the
+// credential it carries (credOf picks it out).
+func decodeVerified[T any](s *Server, r *http.Request, st *reqState, credOf func(*T) string) (T, authority.Credential, *apiErr) {
+	var req T
+	if e := decode(r, &req); e != nil {
+		return req, authority.Credential{}, e
+	}
+	c, e := s.verifyCredential(credOf(&req), st)
+	return req, c, e
+}
+
+func errNoAttacher() *apiErr {
+	return newAPIErr(http.StatusServiceUnavailable, CodeAttachUnavailable, "this mesh node does not accept connectors; try another node", nil)
 }
 
 // verifyCredential verifies a request's credential and notes whose it is.
