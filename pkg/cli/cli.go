@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -61,6 +62,10 @@ type App struct {
 	// os.Stderr.
 	Stdout, Stderr io.Writer
 }
+
+// singleDash finds a flag written with one dash in the flag package's
+// messages ("flag provided but not defined: -x").
+var singleDash = regexp.MustCompile(`(^|\s)-([A-Za-z])`)
 
 // ErrUsage marks an error in the command line (unknown command, bad flag,
 // missing argument); Main exits with status 2 for it.
@@ -194,7 +199,7 @@ func (a *App) invoke(ctx context.Context, cmd Command, args []string) error {
 			a.printCommand(a.stdout(), cmd, fs)
 			return flag.ErrHelp
 		}
-		return Usagef("%v (see %s %s --help)", err, a.Name, cmd.Name)
+		return Usagef("%s (see %s %s --help)", singleDash.ReplaceAllString(err.Error(), "$1--$2"), a.Name, cmd.Name)
 	}
 	if cmd.Args == "" && fs.NArg() > 0 {
 		return Usagef("%s: unexpected arguments %q (see %s %s --help)", cmd.Name, fs.Args(), a.Name, cmd.Name)

@@ -11,6 +11,12 @@ import (
 // Empty means the module version from the build information, if any.
 var version string
 
+// revision is the VCS commit, set by the same builds with
+// -X github.com/postern/postern/pkg/cli.revision=$(git rev-parse HEAD) for
+// binaries built without VCS stamping (-buildvcs=false); the build
+// information's vcs.revision wins when there is one.
+var revision string
+
 // BuildInfo is what a binary knows about its own build.
 type BuildInfo struct {
 	// Version is the release version, or "devel" for a build from a work
@@ -27,7 +33,7 @@ type BuildInfo struct {
 
 // ReadBuildInfo returns the running binary's build information.
 func ReadBuildInfo() BuildInfo {
-	bi := BuildInfo{Version: version, GoVersion: runtime.Version()}
+	bi := BuildInfo{Version: version, Revision: revision, GoVersion: runtime.Version()}
 	info, ok := debug.ReadBuildInfo()
 	if ok {
 		if bi.Version == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
