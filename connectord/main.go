@@ -47,7 +47,7 @@ func main() {
 const defaultStateDir = "/var/lib/postern-connector"
 
 // defaultAdmin is the loopback admin address (/healthz, /metrics).
-const defaultAdmin = "127.0.0.1:7702"
+const defaultAdmin = "127.0.0.1:7801"
 
 func newApp() *cli.App {
 	app := &cli.App{Name: "connectord", Summary: "the Postern connector: dials out to the mesh and forwards its requests to internal apps"}
