@@ -40,7 +40,7 @@ func newAuthHandler(tb testing.TB) (*Handler, *catalog.App, string) {
 		tb.Fatal(err)
 	}
 	now := time.Now()
-	tok, err := ks.SignApp(session.AppClaims{
+	tok, err := ks.Sign(session.TypeApp, session.AppClaims{
 		Identity: session.Identity{Subject: "tid/oid", Name: "Alice", Groups: []string{"g-support"},
 			Roles: []string{"SmartMoney.User"}, AuthTime: now.Unix(), SessionID: "s1"},
 		AppID: "smartmoney", Audience: app.Host, Binding: "b", ReturnPath: "/",
