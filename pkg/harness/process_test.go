@@ -24,11 +24,7 @@ import (
 // socket bound to, a non-loopback address.
 func TestConnectordOpensNoListeningSocket(t *testing.T) {
 	h := start(t, Options{Connectors: -1})
-	bin := filepath.Join(t.TempDir(), "connectord")
-	build := exec.Command("go", "build", "-o", bin, "../../connectord")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build connectord: %v\n%s", err, out)
-	}
+	bin := buildCommand(t, "./connectord")
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(ca, h.CA.CertPEM(), 0o644)
 	state := filepath.Join(t.TempDir(), "state")
@@ -36,13 +32,31 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The mesh's certificate is signed by the harness's own CA: without
+	// --mesh-ca, enrolment fails, says which flag fixes it and uses up
+	// nothing (the same token still enrols).
 	out, err := exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--token", tok,
+		"--state-dir", filepath.Join(t.TempDir(), "untrusted")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "pass --mesh-ca FILE") {
+		t.Fatalf("enroll with an untrusted mesh certificate: got %v %s, want an error naming --mesh-ca", err, out)
+	}
+	out, err = exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--token", tok,
 		"--state-dir", state, "--mesh-ca", ca).CombinedOutput()
 	if err != nil {
 		t.Fatalf("enroll: %v\n%s", err, out)
 	}
 	if strings.Contains(string(out), tok) {
 		t.Fatal("enroll printed the token")
+	}
+	if kept, err := os.ReadFile(filepath.Join(state, connector.MeshCAFile)); err != nil || string(kept) != string(h.CA.CertPEM()) {
+		t.Fatalf("enroll did not keep the mesh CA in the state directory: %v", err)
+	}
+	// The run command enroll printed, exactly (plus a free admin port).
+	_, runLine, found := strings.Cut(string(out), "start it with: ")
+	runLine, _, _ = strings.Cut(runLine, "\n")
+	runArgs := strings.Fields(runLine)
+	if !found || len(runArgs) < 2 || runArgs[0] != "connectord" || runArgs[1] != "run" || strings.Contains(runLine, "--mesh-ca") {
+		t.Fatalf("enroll printed no run command without --mesh-ca:\n%s", out)
 	}
 	// A second use of the same token is refused with a clear message.
 	out, err = exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--token", tok,
@@ -57,7 +71,7 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 		}
 	}
 	var logs syncBuffer // connectord keeps logging while the test reads
-	run := exec.Command(bin, "run", "--state-dir", state, "--mesh-ca", ca, "--health-listen", "127.0.0.1:0")
+	run := exec.Command(bin, append(runArgs[1:], "--admin", "127.0.0.1:0")...)
 	run.Stderr = &logs
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
