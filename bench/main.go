@@ -103,7 +103,7 @@ func run(ctx context.Context, fs *flag.FlagSet, cfg benchrun.Config, scenarios, 
 	case cookie != "":
 		return fmt.Errorf("run: --cookie needs --remote")
 	default:
-		cfg.Scenarios = splitList(scenarios)
+		cfg.Scenarios = cli.List(scenarios)
 		rep, err = benchrun.Run(ctx, cfg)
 	}
 	if len(rep.Rows) > 0 {
@@ -151,7 +151,7 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 
 func parseInts(s string) ([]int, error) {
 	var out []int
-	for _, f := range splitList(s) {
+	for _, f := range cli.List(s) {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 1 {
 			return nil, fmt.Errorf("%q is not a positive integer", f)
@@ -159,14 +159,4 @@ func parseInts(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }

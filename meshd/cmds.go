@@ -109,7 +109,7 @@ func run(ctx context.Context, f runFlags) error {
 			return fmt.Errorf("--route-strategy: %w", err)
 		}
 		cfg.Cluster = &meshnode.ClusterConfig{GossipListen: f.gossipListen, GossipAdvertise: f.gossipAdvertise, Keys: keys,
-			Label: f.label, Seeds: splitList(f.join), PublicURL: f.publicURL, Strategy: s}
+			Label: f.label, Seeds: cli.List(f.join), PublicURL: f.publicURL, Strategy: s}
 	}
 	if !f.plain {
 		if f.certFile == "" || f.keyFile == "" {
@@ -270,16 +270,6 @@ func routeExplainCmd(fs *flag.FlagSet) func(context.Context) error {
 		_, err = os.Stdout.Write(body)
 		return err
 	}
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func newLogger(level string) (*slog.Logger, error) {

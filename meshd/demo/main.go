@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/postern/postern/pkg/cli"
@@ -60,18 +59,8 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 				return err
 			}
 		}
-		return demo.Run(ctx, demo.Config{Listen: *listen, Regions: splitList(*regions), Matrix: matrix,
+		return demo.Run(ctx, demo.Config{Listen: *listen, Regions: cli.List(*regions), Matrix: matrix,
 			ConnectorRegion: *connRegion, Connectors: *conns, AttachK: *attachK, AdminPort: *adminPort,
 			SignIn: *signIn, Logger: logger, Log: log})
 	}
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }

@@ -295,3 +295,15 @@ func (a *App) stderr() io.Writer {
 	}
 	return os.Stderr
 }
+
+// List splits a comma-separated flag value into its non-empty, trimmed
+// items ("a, b,,c" is a, b, c); an empty value is an empty list.
+func List(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -177,3 +177,11 @@ func TestVersionLine(t *testing.T) {
 		}
 	}
 }
+
+func TestList(t *testing.T) {
+	for in, want := range map[string]string{"": "", "a": "a", " a , b,,c ": "a|b|c", ",": ""} {
+		if got := strings.Join(List(in), "|"); got != want {
+			t.Errorf("List(%q): got %q, want %q", in, got, want)
+		}
+	}
+}

@@ -17,11 +17,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/postern/postern/pkg/harness"
 )
 
 // TestRun starts the demo in process with and without sign-in: the banner
@@ -31,7 +32,7 @@ import (
 func TestRun(t *testing.T) {
 	for _, signIn := range []bool{true, false} {
 		t.Run(fmt.Sprintf("sign-in=%v", signIn), func(t *testing.T) {
-			var logs, out syncBuffer
+			var logs, out harness.SyncBuffer
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			ready := make(chan Info, 1)
@@ -105,7 +106,7 @@ func TestTaskDemo(t *testing.T) {
 	cmd.Dir = root
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = append(os.Environ(), "NO_COLOR=1")
-	var stderr syncBuffer
+	var stderr harness.SyncBuffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -115,7 +116,7 @@ func TestTaskDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
-	var out syncBuffer
+	var out harness.SyncBuffer
 	bannerDone := make(chan struct{})
 	copied := make(chan struct{})
 	go func() {
@@ -330,22 +331,4 @@ func clientWithCA(tb testing.TB, caPath string) *http.Client {
 			return d.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", port))
 		}}
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -29,7 +29,7 @@ func buildCommand(tb testing.TB, pkg string) string {
 func runCommand(tb testing.TB, bin string, args ...string) (stdout, stderr string, ok bool) {
 	tb.Helper()
 	cmd := exec.CommandContext(tb.Context(), bin, args...)
-	var o, e syncBuffer
+	var o, e SyncBuffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	return o.String(), e.String(), err == nil

@@ -133,7 +133,7 @@ func TestErrorPages(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := l.Addr().String()
 	l.Close()
-	var logs syncBuffer
+	var logs SyncBuffer
 	h := start(t, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	// Rewrite the catalogue with the extra apps now that the app URL is
 	// known; the mesh picks it up live.

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -70,7 +68,7 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 			t.Fatalf("%s: %v mode %v, want 0600", f, err, fi.Mode().Perm())
 		}
 	}
-	var logs syncBuffer // connectord keeps logging while the test reads
+	var logs SyncBuffer // connectord keeps logging while the test reads
 	run := exec.Command(bin, append(runArgs[1:], "--admin", "127.0.0.1:0")...)
 	run.Stderr = &logs
 	if err := run.Start(); err != nil {
@@ -208,23 +206,4 @@ func connectorState(dir string) (string, error) {
 		return "", err
 	}
 	return st.Credential, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for a writing process and a reading
-// test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

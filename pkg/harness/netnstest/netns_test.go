@@ -1,7 +1,6 @@
 package netnstest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -81,7 +79,7 @@ func TestConnectorInNamespaceWithUDPBlocked(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logs := &syncBuffer{}
+	logs := &harness.SyncBuffer{}
 	run := n.command(context.Background(), bin, "run", "--state-dir", state, "--mesh-ca", ca,
 		"--admin", healthAddr, "--probe-interval", "2s")
 	run.Stdout, run.Stderr = logs, logs
@@ -509,23 +507,4 @@ func stopProcess(t *testing.T, p *exec.Cmd) {
 		p.Process.Kill()
 		<-done
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writing process and a reading
-// test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
