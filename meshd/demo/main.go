@@ -37,7 +37,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	connRegion := fs.String("connector-region", "us-east-1", "region the connectors run in")
 	conns := fs.Int("connectors", 2, "connectors")
 	attachK := fs.Int("attach-k", 1, "mesh nodes each connector attaches to (1 shows the relay between regions; production default is 2)")
-	adminPort := fs.Int("admin-port", 7701, "first mesh node's loopback admin port, the others follow (0: free ports)")
+	admin := fs.String("admin", "127.0.0.1:7701", "first mesh node's loopback admin address, the others follow on the next ports (port 0: free ports)")
 	signIn := fs.Bool("sign-in", true, "pre-authenticate the sample app with the development identity provider")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	return func(ctx context.Context) error {
@@ -60,7 +60,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 			}
 		}
 		return demo.Run(ctx, demo.Config{Listen: *listen, Regions: cli.List(*regions), Matrix: matrix,
-			ConnectorRegion: *connRegion, Connectors: *conns, AttachK: *attachK, AdminPort: *adminPort,
+			ConnectorRegion: *connRegion, Connectors: *conns, AttachK: *attachK, Admin: *admin,
 			SignIn: *signIn, Logger: logger, Log: log})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,9 +43,9 @@ type Config struct {
 	// AttachK is the number of nodes each connector attaches to; zero
 	// means 1 (which shows the relay between regions).
 	AttachK int
-	// AdminPort is the first node's loopback admin port, the others follow;
-	// zero means free ports.
-	AdminPort int
+	// Admin is the first node's loopback admin address; the others follow
+	// on the next ports. Empty or port 0 means free ports.
+	Admin string
 	// SignIn pre-authenticates the sample app with the development identity
 	// provider; false publishes it without sign-in.
 	SignIn bool
@@ -168,7 +169,7 @@ func topology(cfg Config) (*harness.Topology, []string, error) {
 			return nil, nil, fmt.Errorf("demo: region %q is not in the matrix (it has %s)", r, strings.Join(m.Regions(), ", "))
 		}
 		top.Nodes = append(top.Nodes, harness.NodeSpec{ID: "mesh-" + r, Region: r})
-		addr, err := adminAddr(cfg.AdminPort, i)
+		addr, err := adminAddr(cfg.Admin, i)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -186,13 +187,24 @@ func topology(cfg Config) (*harness.Topology, []string, error) {
 	return top, admins, nil
 }
 
-// adminAddr returns node i's admin address: base+i, or a free port when
-// base is 0.
-func adminAddr(base, i int) (string, error) {
-	if base != 0 {
-		return fmt.Sprintf("127.0.0.1:%d", base+i), nil
+// adminAddr returns node i's admin address: first's port plus i, or a
+// free port when first is empty or has port 0.
+func adminAddr(first string, i int) (string, error) {
+	host := "127.0.0.1"
+	if first != "" {
+		ap, err := netip.ParseAddrPort(first)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return "", fmt.Errorf("demo: admin address %q: want a loopback ip:port", first)
+		}
+		if ap.Port() != 0 {
+			if int(ap.Port())+i > 65535 {
+				return "", fmt.Errorf("demo: admin address %q: no port for node %d", first, i+1)
+			}
+			return netip.AddrPortFrom(ap.Addr(), ap.Port()+uint16(i)).String(), nil
+		}
+		host = ap.Addr().String()
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return "", fmt.Errorf("demo: find a free admin port: %w", err)
 	}

@@ -38,7 +38,7 @@ func TestRun(t *testing.T) {
 			ready := make(chan Info, 1)
 			done := make(chan error, 1)
 			go func() {
-				done <- Run(ctx, Config{Listen: "127.0.0.1:0", SignIn: signIn, Out: &out,
+				done <- Run(ctx, Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", SignIn: signIn, Out: &out,
 					Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Ready: func(i Info) { ready <- i }})
 			}()
 			var info Info
@@ -102,7 +102,7 @@ func TestTaskDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "tool", "-modfile=tools/go.mod", "task", "demo", "--", "--listen", "127.0.0.1:0", "--admin-port", "0")
+	cmd := exec.Command("go", "tool", "-modfile=tools/go.mod", "task", "demo", "--", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	cmd.Dir = root
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = append(os.Environ(), "NO_COLOR=1")
@@ -331,4 +331,32 @@ func clientWithCA(tb testing.TB, caPath string) *http.Client {
 			return d.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", port))
 		}}
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+func TestAdminAddr(t *testing.T) {
+	for _, tt := range []struct {
+		first string
+		i     int
+		want  string // "" = an error; "free" = any free loopback port
+	}{
+		{"127.0.0.1:7701", 0, "127.0.0.1:7701"},
+		{"127.0.0.1:7701", 1, "127.0.0.1:7702"},
+		{"[::1]:7701", 1, "[::1]:7702"},
+		{"127.0.0.1:0", 1, "free"},
+		{"", 0, "free"},
+		{"0.0.0.0:7701", 0, ""},
+		{"10.0.0.1:7701", 0, ""},
+		{"localhost:7701", 0, ""},
+		{"127.0.0.1:65535", 1, ""},
+	} {
+		got, err := adminAddr(tt.first, tt.i)
+		switch {
+		case tt.want == "" && err == nil:
+			t.Errorf("adminAddr(%q, %d): got %q, want an error", tt.first, tt.i, got)
+		case tt.want == "free" && (err != nil || !strings.HasPrefix(got, "127.0.0.1:") && !strings.HasPrefix(got, "[::1]:")):
+			t.Errorf("adminAddr(%q, %d): got %q, %v, want a free loopback port", tt.first, tt.i, got, err)
+		case tt.want != "" && tt.want != "free" && got != tt.want:
+			t.Errorf("adminAddr(%q, %d): got %q, %v, want %q", tt.first, tt.i, got, err, tt.want)
+		}
+	}
 }
