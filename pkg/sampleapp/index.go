@@ -2,6 +2,7 @@ package sampleapp
 
 import (
 	"bytes"
+	"html/template"
 	"net/http"
 	"slices"
 	"strings"
@@ -38,9 +39,15 @@ func (a *App) serveIndex(w http.ResponseWriter, r *http.Request) {
 	slices.SortStableFunc(d.Headers, func(x, y headerRow) int {
 		return strings.Compare(x.Name, y.Name)
 	})
+	a.render(w, a.index, d)
+}
+
+// render executes page with data and sends it as an uncached HTML page,
+// or a 500 if the template fails.
+func (a *App) render(w http.ResponseWriter, page *template.Template, data any) {
 	var buf bytes.Buffer
-	if err := a.index.Execute(&buf, d); err != nil {
-		a.logger.Error("render index page", "err", err)
+	if err := page.Execute(&buf, data); err != nil {
+		a.logger.Error("render page", "page", page.Name(), "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
@@ -85,19 +92,11 @@ highlighted rows are headers the mesh added (X-Postern-*, X-Forwarded-*).</p>
 // it (the X-Postern-Name the mesh sent), so that an allowed request to a
 // path the policy guards looks allowed.
 func (a *App) serveAdmin(w http.ResponseWriter, r *http.Request) {
-	var buf bytes.Buffer
 	user := r.Header.Get("X-Postern-Name")
 	if user == "" {
 		user = r.Header.Get("X-Postern-User")
 	}
-	if err := a.admin.Execute(&buf, struct{ Name, User, Path string }{a.name, user, r.URL.Path}); err != nil {
-		a.logger.Error("render admin page", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Write(buf.Bytes())
+	a.render(w, a.admin, struct{ Name, User, Path string }{a.name, user, r.URL.Path})
 }
 
 // adminHTML is the admin area page. html/template escapes every value.
