@@ -43,15 +43,25 @@ type UsedTokens struct {
 	path string
 	now  func() time.Time
 
-	mu  sync.Mutex           // guards the following
-	ids map[string]time.Time // jti → exp
+	mu         sync.Mutex           // guards the following
+	ids        map[string]time.Time // jti → exp
+	unrestored bool                 // the file was lost: MarkUsed refuses until Restore
 }
 
-// OpenUsedTokens loads the set from path, or starts an empty one when the
-// file does not exist. A file that exists but cannot be read or parsed is an
-// error: starting empty would allow reuse. now is the clock; nil means
-// time.Now.
-func OpenUsedTokens(path string, now func() time.Time) (*UsedTokens, error) {
+// ErrUsedUnrestored means the set of used tokens was lost (its file is
+// missing although the node ran before) and has not been restored from the
+// other mesh nodes yet: burning a token now could accept one that was used
+// before, so MarkUsed refuses.
+var ErrUsedUnrestored = errors.New("the record of used enrolment tokens was lost and is not restored yet")
+
+// OpenUsedTokens loads the set from path. A file that exists but cannot be
+// read or parsed is an error: starting empty would allow reuse. When the
+// file does not exist, an empty set is started and written at once, so
+// that a later loss is noticed; but when lost is true (the caller knows the
+// node ran before, so the file should exist) the set starts unrestored:
+// MarkUsed fails with ErrUsedUnrestored until Restore. now is the clock;
+// nil means time.Now.
+func OpenUsedTokens(path string, now func() time.Time, lost bool) (*UsedTokens, error) {
 	if path == "" {
 		return nil, fmt.Errorf("authority: open used tokens: empty path: %w", ErrInvalidArgument)
 	}
@@ -61,6 +71,13 @@ func OpenUsedTokens(path string, now func() time.Time) (*UsedTokens, error) {
 	u := &UsedTokens{path: path, now: now, ids: map[string]time.Time{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		if lost {
+			u.unrestored = true
+			return u, nil
+		}
+		if err := u.saveLocked(); err != nil {
+			return nil, fmt.Errorf("authority: open used tokens: %w", err)
+		}
 		return u, nil
 	}
 	if err != nil {
@@ -93,6 +110,9 @@ func (u *UsedTokens) MarkUsed(jti string, exp time.Time) (first bool, err error)
 	if _, ok := u.ids[jti]; ok {
 		return false, nil
 	}
+	if u.unrestored {
+		return false, fmt.Errorf("authority: mark token used: %w", ErrUsedUnrestored)
+	}
 	if len(u.ids) >= maxUsedEntries {
 		return false, fmt.Errorf("authority: mark token used: %d ids held, the limit", len(u.ids))
 	}
@@ -110,6 +130,29 @@ func (u *UsedTokens) Has(jti string) bool {
 	defer u.mu.Unlock()
 	_, ok := u.ids[jti]
 	return ok
+}
+
+// Restored reports whether the set may burn tokens: it was not lost, or
+// Restore was called.
+func (u *UsedTokens) Restored() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return !u.unrestored
+}
+
+// Restore ends the unrestored state of a lost set, once the caller has
+// merged the ids held by enough other mesh nodes, and writes the file.
+func (u *UsedTokens) Restore() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.unrestored {
+		return nil
+	}
+	if err := u.saveLocked(); err != nil {
+		return fmt.Errorf("authority: restore used tokens: %w", err)
+	}
+	u.unrestored = false
+	return nil
 }
 
 // List returns the ids held, oldest expiry first, for gossip.
@@ -148,8 +191,8 @@ func (u *UsedTokens) Merge(ids []UsedToken) error {
 			added = append(added, t.ID)
 		}
 	}
-	if len(added) == 0 {
-		return nil
+	if len(added) == 0 || u.unrestored {
+		return nil // an unrestored set is written by Restore
 	}
 	if err := u.saveLocked(); err != nil {
 		for _, id := range added {

@@ -113,7 +113,7 @@ func newEnv(tb testing.TB, mod func(*Config)) *env {
 		tb.Fatal(err)
 	}
 	e.usedPath = filepath.Join(tb.TempDir(), "used.json")
-	used, err := authority.OpenUsedTokens(e.usedPath, e.clock.Now)
+	used, err := authority.OpenUsedTokens(e.usedPath, e.clock.Now, false)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestUsedTokenSurvivesRestart(t *testing.T) {
 	if _, err := e.client.Enroll(t.Context(), tok, newPub(t), "x"); err != nil {
 		t.Fatal(err)
 	}
-	used, err := authority.OpenUsedTokens(e.usedPath, e.clock.Now)
+	used, err := authority.OpenUsedTokens(e.usedPath, e.clock.Now, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -682,7 +682,7 @@ func TestAPIErrorMessage(t *testing.T) {
 func TestNewServerConfig(t *testing.T) {
 	k, _ := authority.GenerateKey()
 	a, _ := authority.New(authority.Config{Key: k})
-	used, _ := authority.OpenUsedTokens(filepath.Join(t.TempDir(), "u"), nil)
+	used, _ := authority.OpenUsedTokens(filepath.Join(t.TempDir(), "u"), nil, false)
 	tests := []struct {
 		name string
 		cfg  Config
