@@ -107,8 +107,11 @@ func TestNodeCredentialRejects(t *testing.T) {
 	}
 	c.t = t0
 	for name, f := range map[string]func() error{
-		"bad id":      func() error { _, err := a.IssueNodeCredential("a b", "r", wg, nk.Public(), time.Hour); return err },
-		"long region": func() error { _, err := a.IssueNodeCredential("a", strings.Repeat("r", 65), wg, nk.Public(), time.Hour); return err },
+		"bad id": func() error { _, err := a.IssueNodeCredential("a b", "r", wg, nk.Public(), time.Hour); return err },
+		"long region": func() error {
+			_, err := a.IssueNodeCredential("a", strings.Repeat("r", 65), wg, nk.Public(), time.Hour)
+			return err
+		},
 		"no node key": func() error { _, err := a.IssueNodeCredential("a", "r", wg, nil, time.Hour); return err },
 		"zero wg key": func() error {
 			_, err := a.IssueNodeCredential("a", "r", [32]byte{}, nk.Public(), time.Hour)
