@@ -95,7 +95,9 @@ func TestProofOfPossession(t *testing.T) {
 		{"attach with a garbage proof", func() (int, ErrorResponse) { return attach("123.!!!") }},
 		{"attach with a huge proof", func() (int, ErrorResponse) { return attach(strings.Repeat("1", 200) + ".x") }},
 		{"detach without proof", func() (int, ErrorResponse) { return detach(false, "") }},
-		{"detach with the thief's key", func() (int, ErrorResponse) { return detach(false, mk(thief, node, DetachPath, now, cred, "drain=false")) }},
+		{"detach with the thief's key", func() (int, ErrorResponse) {
+			return detach(false, mk(thief, node, DetachPath, now, cred, "drain=false"))
+		}},
 		{"detach with a drain proof used to remove", func() (int, ErrorResponse) {
 			return detach(false, mk(key, node, DetachPath, now, cred, "drain=true"))
 		}},
@@ -208,7 +210,9 @@ type fakeRedeemer struct {
 	err   error
 }
 
-func (f fakeRedeemer) Redeem(context.Context, authority.TokenInfo) (bool, error) { return f.first, f.err }
+func (f fakeRedeemer) Redeem(context.Context, authority.TokenInfo) (bool, error) {
+	return f.first, f.err
+}
 
 func TestRedeemer(t *testing.T) {
 	for _, tt := range []struct {
