@@ -33,9 +33,6 @@ import (
 // The connector learns each node's WireGuard key from its enrolment
 // answer, from the node lists, or from a proof_required refusal.
 
-// ProofHeader carries the proof of a stream carrier's upgrade request.
-const ProofHeader = "Postern-Proof"
-
 // ProofSkew is how far a proof's timestamp may be from the node's clock.
 const ProofSkew = 2 * time.Minute
 

@@ -102,6 +102,12 @@ func TestStreamRefused(t *testing.T) {
 	if !errors.Is(err, ErrUpgradeRefused) {
 		t.Fatalf("dial with a forged credential: got %v, want ErrUpgradeRefused", err)
 	}
+	// The real credential without its proof (stolen) does not open a
+	// stream either: it would take over the connector's.
+	_, err = dial(t.Context(), rt, Target{URL: f.ts.URL, Credential: func() string { return f.cred }})
+	if !errors.Is(err, ErrUpgradeRefused) {
+		t.Fatalf("dial with a stolen credential and no proof: got %v, want ErrUpgradeRefused", err)
+	}
 	if got := f.srv.Stats().Streams; got != 0 {
 		t.Fatalf("streams after refusals: got %d, want 0", got)
 	}
@@ -128,7 +134,7 @@ func TestHostileStreamCut(t *testing.T) {
 	rt := streamTransport(f.transport)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rwc, err := dial(t.Context(), rt, Target{URL: f.ts.URL, Credential: func() string { return "hostile" }})
+			rwc, err := dial(t.Context(), rt, Target{URL: f.ts.URL, Credential: func() string { return "hostile" }, Proof: testProof})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,7 +172,7 @@ func TestStreamReconnects(t *testing.T) {
 	f := newFixture(t, nil)
 	f.useStream(t)
 	f.ping(t, 10*time.Second)
-	rwc, err := dial(t.Context(), streamTransport(f.transport), Target{URL: f.ts.URL, Credential: func() string { return f.cred }})
+	rwc, err := dial(t.Context(), streamTransport(f.transport), Target{URL: f.ts.URL, Credential: func() string { return f.cred }, Proof: testProof})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +192,7 @@ func TestStreamThroughProxy(t *testing.T) {
 	f := newFixture(t, nil)
 	tr := f.transport.Clone()
 	tr.Proxy = http.ProxyURL(p.URL())
-	f.cb.SetTarget(f.ep, Target{URL: f.ts.URL, Credential: func() string { return f.cred }, Transport: tr})
+	f.cb.SetTarget(f.ep, Target{URL: f.ts.URL, Credential: func() string { return f.cred }, Proof: testProof, Transport: tr})
 	f.useStream(t)
 	f.ping(t, 10*time.Second)
 	if p.Tunnels() < 1 {
