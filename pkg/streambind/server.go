@@ -265,6 +265,19 @@ func (s *Server) register(g Grant, c net.Conn) (*serverStream, error) {
 	return st, nil
 }
 
+// Drop closes pub's stream, if it has one (its connector was detached,
+// revoked, or its group removed), and reports whether it had.
+func (s *Server) Drop(pub wgkey.Public) bool {
+	s.mu.Lock()
+	st := s.streams[pub]
+	s.mu.Unlock()
+	if st == nil {
+		return false
+	}
+	st.close()
+	return true
+}
+
 // unregister removes st if it is still its peer's stream, and closes it.
 func (s *Server) unregister(st *serverStream) {
 	s.mu.Lock()

@@ -26,6 +26,16 @@ func TestStreamCarrier(t *testing.T) {
 	if got := f.srv.Stats().Streams; got != 1 {
 		t.Fatalf("streams: got %d, want 1", got)
 	}
+	// A revoked connector's stream is cut (it redials; the mesh refuses
+	// it then).
+	dials := f.cb.StreamDials(f.ep)
+	if !f.srv.Drop(f.conn.PublicKey()) {
+		t.Fatal("Drop found no stream")
+	}
+	if f.srv.Drop(newKey(t).Public()) {
+		t.Fatal("Drop of an unknown key reported a stream")
+	}
+	waitFor(t, 5*time.Second, "the connector redials its dropped stream", func() bool { return f.cb.StreamDials(f.ep) > dials })
 }
 
 // TestSwitchCarriers moves one connector between UDP and the stream and
