@@ -34,6 +34,18 @@ type UsedToken struct {
 type usedFile struct {
 	Version int         `json:"version"`
 	Tokens  []UsedToken `json:"tokens"`
+	// Grants are this node's votes in mesh-wide redemptions.
+	Grants []grant `json:"grants,omitempty"`
+	// AbstainBefore is set when the record was lost: the node does not
+	// vote for tokens issued before then (it forgot its votes for them).
+	AbstainBefore time.Time `json:"abstain_before,omitzero"`
+}
+
+// grant is one vote: this node granted token ID to redemption RID.
+type grant struct {
+	ID      string    `json:"jti"`
+	RID     string    `json:"rid"`
+	Expires time.Time `json:"exp"`
 }
 
 // UsedTokens is the set of enrolment token ids already used, persisted to a
@@ -43,10 +55,17 @@ type UsedTokens struct {
 	path string
 	now  func() time.Time
 
-	mu         sync.Mutex           // guards the following
-	ids        map[string]time.Time // jti → exp
-	unrestored bool                 // the file was lost: MarkUsed refuses until Restore
+	mu            sync.Mutex           // guards the following
+	ids           map[string]time.Time // jti → exp
+	grants        map[string]grant     // jti → the redemption this node voted for
+	unrestored    bool                 // the file was lost: MarkUsed and Grant refuse until Restore
+	abstainBefore time.Time            // Grant abstains for tokens issued before
 }
+
+// ErrAbstain means this node lost its votes for tokens issued before its
+// record was lost, so it does not vote on them: a vote could contradict
+// one it forgot.
+var ErrAbstain = errors.New("this node lost its votes for tokens issued before its record was lost")
 
 // ErrUsedUnrestored means the set of used tokens was lost (its file is
 // missing although the node ran before) and has not been restored from the
@@ -68,11 +87,11 @@ func OpenUsedTokens(path string, now func() time.Time, lost bool) (*UsedTokens, 
 	if now == nil {
 		now = time.Now
 	}
-	u := &UsedTokens{path: path, now: now, ids: map[string]time.Time{}}
+	u := &UsedTokens{path: path, now: now, ids: map[string]time.Time{}, grants: map[string]grant{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if lost {
-			u.unrestored = true
+			u.unrestored, u.abstainBefore = true, now()
 			return u, nil
 		}
 		if err := u.saveLocked(); err != nil {
@@ -93,6 +112,10 @@ func OpenUsedTokens(path string, now func() time.Time, lost bool) (*UsedTokens, 
 	for _, t := range f.Tokens {
 		u.ids[t.ID] = t.Expires
 	}
+	for _, g := range f.Grants {
+		u.grants[g.ID] = g
+	}
+	u.abstainBefore = f.AbstainBefore
 	u.pruneLocked()
 	return u, nil
 }
@@ -141,7 +164,8 @@ func (u *UsedTokens) Restored() bool {
 }
 
 // Restore ends the unrestored state of a lost set, once the caller has
-// merged the ids held by enough other mesh nodes, and writes the file.
+// merged the ids held by enough other mesh nodes, and writes the file. The
+// node still abstains from voting on tokens issued before the loss.
 func (u *UsedTokens) Restore() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -203,22 +227,68 @@ func (u *UsedTokens) Merge(ids []UsedToken) error {
 	return nil
 }
 
-// pruneLocked drops ids whose tokens expired more than UsedRetention ago.
-// It does not write; the next write persists the pruning.
+// Grant records this node's vote for redemption rid of token jti, issued
+// at iat and expiring at exp, durably. It reports granted = true when the
+// node had not voted for another redemption of jti (a repeated request of
+// the same rid is granted again). It fails with ErrUsedUnrestored while a
+// lost record is unrestored, and with ErrAbstain for a token issued before
+// the record was lost.
+func (u *UsedTokens) Grant(jti, rid string, iat, exp time.Time) (granted bool, err error) {
+	if jti == "" || rid == "" {
+		return false, fmt.Errorf("authority: grant token: empty id: %w", ErrInvalidArgument)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.pruneLocked()
+	switch {
+	case u.unrestored:
+		return false, fmt.Errorf("authority: grant token: %w", ErrUsedUnrestored)
+	case iat.Before(u.abstainBefore):
+		return false, fmt.Errorf("authority: grant token: %w", ErrAbstain)
+	}
+	if g, ok := u.grants[jti]; ok {
+		return g.RID == rid, nil
+	}
+	if len(u.grants) >= maxUsedEntries {
+		return false, fmt.Errorf("authority: grant token: %d grants held, the limit", len(u.grants))
+	}
+	u.grants[jti] = grant{ID: jti, RID: rid, Expires: exp}
+	if err := u.saveLocked(); err != nil {
+		delete(u.grants, jti)
+		return false, fmt.Errorf("authority: grant token: %w", err)
+	}
+	return true, nil
+}
+
+// pruneLocked drops ids and grants whose tokens expired more than
+// UsedRetention ago, and the abstention once every token it covers has
+// expired. It does not write; the next write persists the pruning.
 func (u *UsedTokens) pruneLocked() {
-	cutoff := u.now().Add(-UsedRetention)
+	now := u.now()
+	cutoff := now.Add(-UsedRetention)
 	for id, exp := range u.ids {
 		if exp.Before(cutoff) {
 			delete(u.ids, id)
 		}
 	}
+	for id, g := range u.grants {
+		if g.Expires.Before(cutoff) {
+			delete(u.grants, id)
+		}
+	}
+	if !u.abstainBefore.IsZero() && u.abstainBefore.Add(MaxEnrollTTL+UsedRetention).Before(now) {
+		u.abstainBefore = time.Time{}
+	}
 }
 
 // saveLocked writes the whole set atomically, mode 0600.
 func (u *UsedTokens) saveLocked() error {
-	f := usedFile{Version: 1, Tokens: make([]UsedToken, 0, len(u.ids))}
+	f := usedFile{Version: 1, Tokens: make([]UsedToken, 0, len(u.ids)), AbstainBefore: u.abstainBefore}
 	for id, exp := range u.ids {
 		f.Tokens = append(f.Tokens, UsedToken{ID: id, Expires: exp})
+	}
+	for _, g := range u.grants {
+		f.Grants = append(f.Grants, g)
 	}
 	b, err := json.Marshal(f)
 	if err != nil {

@@ -186,3 +186,50 @@ func TestUsedTokensLostRefusesUntilRestored(t *testing.T) {
 		t.Fatal("the restored set was not written")
 	}
 }
+
+func TestUsedTokensGrants(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "used.json")
+	c := &clock{t0}
+	u := openUsed(t, path, c)
+	iat, exp := t0.Add(-time.Minute), t0.Add(time.Hour)
+	if ok, err := u.Grant("a", "r1", iat, exp); !ok || err != nil {
+		t.Fatalf("first grant: %v %v", ok, err)
+	}
+	if ok, err := u.Grant("a", "r1", iat, exp); !ok || err != nil {
+		t.Fatalf("the same redemption again: %v %v", ok, err)
+	}
+	if ok, err := u.Grant("a", "r2", iat, exp); ok || err != nil {
+		t.Fatalf("another redemption of the same token: %v %v", ok, err)
+	}
+	if u.Has("a") {
+		t.Fatal("a vote marked the token used")
+	}
+	// Votes survive a restart.
+	if ok, _ := openUsed(t, path, c).Grant("a", "r2", iat, exp); ok {
+		t.Fatal("a vote was forgotten across a restart")
+	}
+	// A lost record abstains for tokens issued before the loss, also
+	// after it is restored and reopened.
+	os.Remove(path)
+	lost, err := OpenUsedTokens(path, c.Now, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lost.Grant("b", "r", iat, exp); !errors.Is(err, ErrUsedUnrestored) {
+		t.Fatalf("unrestored: got %v", err)
+	}
+	lost.Restore()
+	c.t = t0.Add(time.Minute)
+	again := openUsed(t, path, c)
+	if _, err := again.Grant("a", "r3", iat, exp); !errors.Is(err, ErrAbstain) {
+		t.Fatalf("a token issued before the loss: got %v, want %v", err, ErrAbstain)
+	}
+	if ok, err := again.Grant("c", "r", t0.Add(time.Second), exp); !ok || err != nil {
+		t.Fatalf("a token issued after the loss: %v %v", ok, err)
+	}
+	c.t = t0.Add(MaxEnrollTTL + UsedRetention + time.Hour)
+	if ok, err := again.Grant("d", "r", iat, c.t.Add(time.Hour)); !ok || err != nil {
+		t.Fatalf("after every token of before the loss expired: %v %v", ok, err)
+	}
+}

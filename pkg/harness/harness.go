@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/postern/postern/pkg/authority"
@@ -58,7 +59,8 @@ type Options struct {
 	// ExtraCatalog is appended to the apps list of the generated catalogue
 	// (YAML list items, indented by two spaces).
 	ExtraCatalog string
-	// AllowList restricts the connectors' destinations.
+	// AllowList restricts the connectors' destinations; empty means
+	// 127.0.0.1, where the sample app listens.
 	AllowList []string
 	// Pool tunes the mesh nodes' connector probing.
 	Pool pool.Config
@@ -317,7 +319,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
-		DrainTimeout: h.opts.DrainTimeout,
+		DrainTimeout: h.opts.DrainTimeout, APIRateLimit: rate.Inf,
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]
@@ -332,6 +334,10 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		}
 		cfg.WGBind = t.Net.Bind(wgnet.NewUDPBind(netip.MustParseAddr(h.opts.Host)), region)
 		if cfg.Cluster, gossipAddr, err = h.clusterConfig(i, l.Addr().String(), gossipPort); err != nil {
+			l.Close()
+			return nil, err
+		}
+		if cfg.NodeCredential, err = h.nodeCredential(dir, id, region); err != nil {
 			l.Close()
 			return nil, err
 		}
@@ -352,6 +358,20 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		}
 	}()
 	return m, nil
+}
+
+// nodeCredential mints the node credential of the node with state in dir,
+// as "meshd node credential" does, and writes it there.
+func (h *Harness) nodeCredential(dir, id, region string) (authority.NodeCredential, error) {
+	keys, err := meshnode.InitKeys(dir)
+	if err != nil {
+		return authority.NodeCredential{}, err
+	}
+	cred, err := h.Authority.IssueNodeCredential(id, region, keys.WG, keys.Node, authority.DefaultNodeCredentialTTL)
+	if err != nil {
+		return authority.NodeCredential{}, err
+	}
+	return cred, authority.SaveNodeCredential(meshnode.NodeCredentialPath(dir), cred)
 }
 
 // listenRetry listens on addr, retrying briefly while a just-closed
@@ -469,7 +489,11 @@ func (h *Harness) addConnector(ctx context.Context, group, region string) (*Conn
 }
 
 func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connector, error) {
-	al, err := egress.ParseAllowList(h.opts.AllowList)
+	entries := h.opts.AllowList
+	if len(entries) == 0 {
+		entries = []string{"127.0.0.1"}
+	}
+	al, err := egress.ParseAllowList(entries)
 	if err != nil {
 		return nil, err
 	}

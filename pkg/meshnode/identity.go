@@ -52,16 +52,6 @@ func InitKeys(dir string) (Keys, error) {
 	return Keys{WG: wg.Public(), Node: nk.Public()}, nil
 }
 
-// ranBefore reports whether dir holds the keys of an earlier run.
-func ranBefore(dir string) bool {
-	for _, f := range []string{wgKeyFile, nodeKeyFile} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
-			return true
-		}
-	}
-	return false
-}
-
 // exists reports whether path exists; any error but "not exist" counts as
 // existing, so that the open that follows reports it.
 func exists(path string) bool {

@@ -174,7 +174,6 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
-	prior := ranBefore(cfg.StateDir)
 	if _, err := InitKeys(cfg.StateDir); err != nil {
 		return nil, err
 	}
@@ -197,8 +196,11 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	// A node that ran before has its deny-list journal (and, in a
+	// cluster, its roster) beside the used tokens: the used tokens alone
+	// missing means they were lost, never silently forgotten.
 	usedPath := filepath.Join(cfg.StateDir, usedTokensFile)
-	lost := prior && !exists(usedPath)
+	lost := !exists(usedPath) && (exists(filepath.Join(cfg.StateDir, revokedFile)) || exists(filepath.Join(cfg.StateDir, rosterFile)))
 	if lost && cfg.Cluster == nil {
 		return nil, fmt.Errorf("meshnode: %s is missing although this node ran before: starting without it could accept a used enrolment token again. Restore it from a backup; or, if no token was ever used here, write an empty one: echo '{\"version\":1,\"tokens\":[]}' > %s", usedPath, usedPath)
 	}

@@ -3,15 +3,14 @@ package meshnode
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -29,20 +28,24 @@ import (
 //     ranks highest for the token's id by rendezvous hashing. Every node
 //     forwards a redemption to the owner over the mesh tunnel, so
 //     concurrent redemptions meet at one node, which serialises them.
-//   - The owner burns the id in its own durable store, then asks every
-//     other live member to burn it too ("reserve"). It accepts only when a
-//     majority of the mesh nodes it knows (its roster, which survives
-//     restarts) answered that the id was new, and none that it was used.
-//     Two majorities always share a node, and a node says "new" for an id
-//     only once, so no two redemptions can both be accepted, whatever the
-//     partition. Nodes that burnt the id for a redemption that then failed
-//     keep it burnt: the failure is safe, the operator mints a new token.
-//   - A node that sees no majority refuses at once with 503, as does a
-//     node whose record of used tokens was lost until it has merged the
-//     records of enough other nodes (see restoreUsed).
+//   - The owner runs a vote for its redemption (a random id): it votes
+//     itself and asks every other live member. Each node votes for at most
+//     one redemption per token, durably, and says "used" for a token it
+//     knows was redeemed. The owner accepts once a majority of the mesh
+//     nodes it knows (its roster, which survives restarts) voted for it.
+//     Two majorities share a node, which votes only once, so no two
+//     redemptions are ever both accepted, whatever the partition or the
+//     timing. A redemption that got no majority fails with 503 and the
+//     votes it collected stay: the token may stay unusable (safe; mint a
+//     new one).
+//   - A node that sees no majority refuses at once with 503. A node whose
+//     record was lost refuses to vote until it has merged the records of
+//     enough other nodes, and never votes on tokens issued before the
+//     loss (it forgot its votes on them).
 //
-// Used ids also spread by the gossip at once, so every node refuses a
-// used token locally.
+// An accepted token's id spreads by the gossip at once, so every node
+// refuses it locally; votes never spread, so a vote in flight cannot be
+// mistaken for a finished redemption.
 
 // tokensPath is the mesh-internal endpoint, served on the tunnel listener
 // to mesh nodes only.
@@ -65,9 +68,11 @@ const (
 )
 
 type tokenRequest struct {
-	Op      string    `json:"op"`
-	ID      string    `json:"jti"`
-	Expires time.Time `json:"exp"`
+	Op       string    `json:"op"`
+	ID       string    `json:"jti"`
+	RID      string    `json:"rid,omitempty"` // the redemption voted on (reserve)
+	IssuedAt time.Time `json:"iat"`
+	Expires  time.Time `json:"exp"`
 }
 
 type tokenAnswer struct {
@@ -98,12 +103,13 @@ func (r *redeemer) Redeem(ctx context.Context, t authority.TokenInfo) (bool, err
 	if owner.ID == m.n.cfg.ID {
 		return r.own(ctx, t)
 	}
-	ans, err := m.callTokens(ctx, owner, tokenRequest{Op: opRedeem, ID: t.ID, Expires: t.Expires}, forwardTimeout)
+	ans, err := m.callTokens(ctx, owner, tokenRequest{Op: opRedeem, ID: t.ID, IssuedAt: t.IssuedAt, Expires: t.Expires}, forwardTimeout)
 	if err != nil {
 		return false, fmt.Errorf("%w: the token's owner %s did not answer: %v", enroll.ErrRedeemUnavailable, owner.ID, err)
 	}
 	switch ans.Result {
 	case resFirst:
+		m.n.used.Merge([]authority.UsedToken{{ID: t.ID, Expires: t.Expires}})
 		return true, nil
 	case resUsed:
 		return false, nil
@@ -111,55 +117,83 @@ func (r *redeemer) Redeem(ctx context.Context, t authority.TokenInfo) (bool, err
 	return false, fmt.Errorf("%w: the token's owner %s: %s", enroll.ErrRedeemUnavailable, owner.ID, ans.Reason)
 }
 
-// own redeems t as its owner: burn here, then at every other live member,
-// and accept with a majority of the known nodes.
+// own redeems t as its owner: a vote among the live members, accepted
+// with a majority of the known nodes.
 func (r *redeemer) own(ctx context.Context, t authority.TokenInfo) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.m
-	first, err := m.n.used.MarkUsed(t.ID, t.Expires)
-	if errors.Is(err, authority.ErrUsedUnrestored) {
-		return false, fmt.Errorf("%w: %w", enroll.ErrRedeemUnavailable, err)
+	if m.n.used.Has(t.ID) {
+		return false, nil
 	}
-	if err != nil || !first {
-		return first, err
+	rid := rand.Text()
+	req := tokenRequest{Op: opReserve, ID: t.ID, RID: rid, IssuedAt: t.IssuedAt, Expires: t.Expires}
+	mine := m.vote(req)
+	if mine.Result == resUsed {
+		return false, nil
 	}
 	live, known := m.electorate()
-	type vote struct {
-		node string
-		ans  tokenAnswer
-		err  error
+	need := len(known)/2 + 1
+	yes := 0
+	if mine.Result == resFirst {
+		yes = 1
 	}
-	votes := make(chan vote, len(live))
-	var wg sync.WaitGroup
+	votes := make(chan tokenAnswer, len(live))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	asked := 0
 	for _, mb := range live {
 		if mb.ID == m.n.cfg.ID {
 			continue
 		}
-		wg.Go(func() {
-			ans, err := m.callTokens(ctx, mb, tokenRequest{Op: opReserve, ID: t.ID, Expires: t.Expires}, reserveTimeout)
-			votes <- vote{mb.ID, ans, err}
-		})
+		asked++
+		go func() {
+			ans, err := m.callTokens(ctx, mb, req, reserveTimeout)
+			if err != nil {
+				if ctx.Err() == nil {
+					m.n.logger.Warn("token_vote_failed", "peer_node", mb.ID, "error", err)
+				}
+				ans = tokenAnswer{Result: resUnavailable, Reason: err.Error()}
+			}
+			votes <- ans
+		}()
 	}
-	wg.Wait()
-	close(votes)
-	yes := 1 // ourselves
-	for v := range votes {
-		switch {
-		case v.err != nil:
-			m.n.logger.Warn("token_reserve_failed", "peer_node", v.node, "error", v.err)
-		case v.ans.Result == resUsed:
-			m.n.logger.Warn("token_used_elsewhere", "peer_node", v.node, "token_id", t.ID)
+	// Once a majority voted for this redemption no other can win: stop
+	// waiting for the slow.
+	for i := 0; i < asked && yes < need; i++ {
+		switch v := <-votes; v.Result {
+		case resUsed:
+			m.n.logger.Warn("token_used_elsewhere", "token_id", t.ID)
 			return false, nil
-		case v.ans.Result == resFirst:
+		case resFirst:
 			yes++
 		}
 	}
-	if 2*yes <= len(known) {
-		return false, fmt.Errorf("%w: only %d of the %d mesh nodes known confirmed the token unused; it stays burnt, mint a new one", enroll.ErrRedeemUnavailable, yes, len(known))
+	if yes < need {
+		return false, fmt.Errorf("%w: only %d of the %d mesh nodes known voted for this redemption; the token may stay unusable, mint a new one", enroll.ErrRedeemUnavailable, yes, len(known))
+	}
+	if err := m.n.used.Merge([]authority.UsedToken{{ID: t.ID, Expires: t.Expires}}); err != nil {
+		m.n.logger.Warn("used_token_not_recorded", "token_id", t.ID, "error", err)
 	}
 	m.cluster.TokenUsed(authority.UsedToken{ID: t.ID, Expires: t.Expires})
 	return true, nil
+}
+
+// vote is this node's vote on a redemption: used when the token is known
+// redeemed or this node voted for another redemption of it, first when it
+// votes for this one, unavailable when it cannot vote.
+func (m *mesh) vote(req tokenRequest) tokenAnswer {
+	if m.n.used.Has(req.ID) {
+		return tokenAnswer{Result: resUsed}
+	}
+	granted, err := m.n.used.Grant(req.ID, req.RID, req.IssuedAt, req.Expires)
+	switch {
+	case err != nil:
+		return tokenAnswer{Result: resUnavailable, Reason: err.Error()}
+	case granted:
+		return tokenAnswer{Result: resFirst}
+	}
+	return tokenAnswer{Result: resUsed}
 }
 
 // electorate returns the live members (this node included) and the ids of
@@ -232,14 +266,10 @@ func (m *mesh) tokensHandler() http.Handler {
 func (m *mesh) answerTokens(ctx context.Context, req tokenRequest) tokenAnswer {
 	switch req.Op {
 	case opReserve:
-		first, err := m.n.used.MarkUsed(req.ID, req.Expires)
-		switch {
-		case err != nil:
-			return tokenAnswer{Result: resUnavailable, Reason: err.Error()}
-		case first:
-			return tokenAnswer{Result: resFirst}
+		if req.RID == "" {
+			return tokenAnswer{Result: resUnavailable, Reason: "no redemption id"}
 		}
-		return tokenAnswer{Result: resUsed}
+		return m.vote(req)
 	case opRedeem:
 		live, known := m.electorate()
 		if 2*len(live) <= len(known) {
@@ -248,7 +278,7 @@ func (m *mesh) answerTokens(ctx context.Context, req tokenRequest) tokenAnswer {
 		if owner := ownerOf(req.ID, live); owner.ID != m.n.cfg.ID {
 			return tokenAnswer{Result: resUnavailable, Reason: "the mesh membership is changing (another node owns this token now); retry"}
 		}
-		first, err := m.redeem.own(ctx, authority.TokenInfo{ID: req.ID, Expires: req.Expires})
+		first, err := m.redeem.own(ctx, authority.TokenInfo{ID: req.ID, IssuedAt: req.IssuedAt, Expires: req.Expires})
 		switch {
 		case err != nil:
 			return tokenAnswer{Result: resUnavailable, Reason: err.Error()}
@@ -277,8 +307,8 @@ func (m *mesh) restoreUsed() {
 		}
 	}
 	m.mu.Unlock()
-	need := min(len(known)/2+1, len(known)-1)
-	if merged < need || need < 1 {
+	need := min(len(known)/2+1, len(known)-1) // 0 when it knows no other node
+	if merged < need {
 		return
 	}
 	if err := m.n.used.Restore(); err != nil {
@@ -297,12 +327,3 @@ func (m *mesh) noteState(node string) {
 	m.poke()
 }
 
-// sortedIDs returns the members' ids, sorted (for logs).
-func sortedIDs(ms []gossip.Member) []string {
-	out := make([]string, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, m.ID)
-	}
-	slices.Sort(out)
-	return out
-}
