@@ -326,4 +326,3 @@ func (m *mesh) noteState(node string) {
 	m.mu.Unlock()
 	m.poke()
 }
-
