@@ -394,6 +394,22 @@ func (h *Harness) Meshes() []*Mesh {
 	return append([]*Mesh(nil), h.meshes...)
 }
 
+// Running returns the indices of the mesh nodes not stopped or killed.
+func (h *Harness) Running() []int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []int
+	for i, m := range h.meshes {
+		if !m.stopped {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Dir returns the mesh node's state directory.
+func (m *Mesh) Dir() string { return m.dir }
+
 // Connectors returns the connectors.
 func (h *Harness) Connectors() []*Connector {
 	h.mu.Lock()
