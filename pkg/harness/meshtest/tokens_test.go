@@ -214,8 +214,6 @@ func waitState(t testing.TB, h *harness.Harness, i int, id string, state gossip.
 	}
 }
 
-
-
 func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
