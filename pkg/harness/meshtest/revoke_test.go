@@ -137,7 +137,7 @@ func TestSignOutRevokesEverywhere(t *testing.T) {
 	// The signed-out browser signs in again: a fresh session, no loop
 	// (Navigate fails after 20 redirects).
 	resp, body, err = harness.Navigate(ctx, a, h.AppURL(0, "/hello"), "alice", "")
-	if err != nil || resp.StatusCode != 200 || body != "hello" {
+	if err != nil || resp.StatusCode != 200 || strings.TrimSpace(body) != "hello" {
 		t.Fatalf("sign in again: %v %v %.200s", err, resp, body)
 	}
 	fresh := appCookie(t, h, a)
