@@ -1,9 +1,12 @@
 package meshtest
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -145,6 +148,45 @@ func TestTokenUsedOnceAcrossTheMesh(t *testing.T) {
 		t.Logf("%d rounds of one token at two nodes at once: exactly one accepted each round; refusals %v; %v per round",
 			raceRounds, refusals, (time.Since(start) / time.Duration(raceRounds)).Round(time.Millisecond))
 	})
+	t.Run("mesh node keys", func(t *testing.T) {
+		// The attack of issue 13: a token holder enrols another mesh node's
+		// key, attaches it at this node and detaches it, removing that
+		// node's WireGuard peer and cutting the relay path. The enrolment
+		// is refused; a credential for the key is refused at attach even
+		// with a valid proof (made here with the node's own key); a detach
+		// never removes a mesh peer.
+		other := h.Meshes()[1]
+		tok := mint(t, h)
+		cl := &enroll.Client{BaseURL: h.Meshes()[0].URL, HTTPClient: h.APIClient()}
+		body := enroll.EnrollRequest{Token: tok, PublicKey: other.Node.WireGuard().PublicKey(), Name: "mesh"}
+		var ae *enroll.APIError
+		if err := postEnroll(t, h, 0, body); !errors.As(err, &ae) || ae.Code != enroll.CodeKeyReserved {
+			t.Fatalf("enrol of another node's key: got %v, want %s", err, enroll.CodeKeyReserved)
+		}
+		nodeKey, err := wgkey.Load(filepath.Join(other.Dir(), "wg.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, _, err := h.Authority.IssueCredential("mesh-as-connector-aaaaaaaa", "hq", nodeKey.Public(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.Key = nodeKey
+		if _, err := cl.Attach(t.Context(), cred); !errors.As(err, &ae) || ae.Code != enroll.CodeKeyReserved {
+			t.Fatalf("attach of another node's key: got %v, want %s", err, enroll.CodeKeyReserved)
+		}
+		if err := cl.Detach(t.Context(), cred, false); err != nil {
+			t.Fatalf("detach: %v", err)
+		}
+		for _, n := range h.Meshes()[0].Node.Status().Mesh.Nodes {
+			if n.ID == other.ID && !n.TunnelUp {
+				t.Fatal("the detach cut the mesh tunnel to the other node")
+			}
+		}
+		if c := apiCode(enrolAt(t, h, 0, tok)); c != "" {
+			t.Fatalf("the token after the refusal: %q", c)
+		}
+	})
 	t.Run("partition", func(t *testing.T) {
 		net.Partition([]string{east}, []string{west})
 		defer net.Heal()
@@ -203,6 +245,23 @@ func TestTokenUsedOnceAcrossTheMesh(t *testing.T) {
 			t.Fatalf("a new token after the restore: got %q, want it accepted", c)
 		}
 	})
+}
+
+// postEnroll posts a raw enrolment request to node i.
+func postEnroll(t testing.TB, h *harness.Harness, i int, body enroll.EnrollRequest) error {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := h.APIClient().Post(h.Meshes()[i].URL+enroll.EnrollPath, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	var er enroll.ErrorResponse
+	json.NewDecoder(resp.Body).Decode(&er)
+	return &enroll.APIError{Op: "enroll", Status: resp.StatusCode, Code: er.Error, Message: er.Message}
 }
 
 // waitState waits until node i sees node id in state.
