@@ -210,7 +210,7 @@ type fakeRedeemer struct {
 	err   error
 }
 
-func (f fakeRedeemer) Redeem(context.Context, authority.TokenInfo) (bool, error) {
+func (f fakeRedeemer) Redeem(context.Context, authority.TokenInfo, wgkey.Public) (bool, error) {
 	return f.first, f.err
 }
 

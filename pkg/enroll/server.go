@@ -69,12 +69,13 @@ type Attacher interface {
 
 // Redeemer burns enrolment tokens for the whole mesh, so that a token is
 // accepted at most once across every node. Redeem reports first = true
-// only to the one caller that burnt it. An error wrapping
-// ErrRedeemUnavailable means the mesh cannot decide safely now (a
+// only to the redemptions of the one public key that burnt it (a retry
+// for the same key after a failure is the same redemption). An error
+// wrapping ErrRedeemUnavailable means the mesh cannot decide safely now (a
 // partition, the token's owner unreachable, a lost record not yet
-// restored): the server answers 503 and burns nothing here.
+// restored): the server answers 503.
 type Redeemer interface {
-	Redeem(ctx context.Context, t authority.TokenInfo) (first bool, err error)
+	Redeem(ctx context.Context, t authority.TokenInfo, key wgkey.Public) (first bool, err error)
 }
 
 // Checks answers what the mesh knows about keys, connectors and groups.
@@ -347,11 +348,11 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	if err != nil {
 		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not seal the credential", err)
 	}
-	first, err := s.redeemer.Redeem(r.Context(), info)
+	first, err := s.redeemer.Redeem(r.Context(), info, pub)
 	switch {
 	case errors.Is(err, ErrRedeemUnavailable), errors.Is(err, authority.ErrUsedUnrestored):
 		e := newAPIErr(http.StatusServiceUnavailable, CodeTokenCheckUnavailable,
-			"this mesh node cannot make sure now that the token is used only once (it cannot reach enough of the mesh, or it is restoring its record of used tokens); nothing was used up: retry in a minute, or at another mesh node", err)
+			"this mesh node cannot make sure now that the token is used only once (it cannot reach enough of the mesh, or it is restoring its record of used tokens); retry in a minute with the same key, or at another mesh node", err)
 		e.retryAfter = 10 * time.Second
 		return nil, e
 	case err != nil:
@@ -643,6 +644,6 @@ func (noChecks) GroupExists(string) bool                    { return true }
 // localRedeemer burns tokens in this node's store alone.
 type localRedeemer struct{ used *authority.UsedTokens }
 
-func (l localRedeemer) Redeem(_ context.Context, t authority.TokenInfo) (bool, error) {
+func (l localRedeemer) Redeem(_ context.Context, t authority.TokenInfo, _ wgkey.Public) (bool, error) {
 	return l.used.MarkUsed(t.ID, t.Expires)
 }

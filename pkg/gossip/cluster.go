@@ -109,7 +109,7 @@ func New(cfg Config) (*Cluster, error) {
 		changes: make(chan struct{}, 1), done: make(chan struct{}),
 		meta: cfg.Meta, nodes: map[string]*nodeInfo{}, coords: map[string]*coordinate.Coordinate{},
 		leaving: map[string]time.Time{}, entries: map[attachKey]*entry{},
-		creds: credCache{m: map[string]authority.NodeCredential{}},
+		creds: credCache{m: map[string]authority.NodeCredential{}, metas: map[string]verifiedMeta{}},
 	}
 	c.meta.WGKey = cfg.Identity.Credential.WGKey
 	metaBytes, err := c.encodeMeta(c.meta)

@@ -65,10 +65,19 @@ type RevocationStore interface {
 }
 
 // credCache remembers verified credentials by their encoding, so that a
-// message costs one signature check (its own), not two.
+// message costs one signature check (its own), not two, and verified
+// metadata by its encoding: memberlist hands the same alive message to
+// NotifyAlive again and again as it spreads, with its locks held.
 type credCache struct {
-	mu sync.Mutex // guards m
-	m  map[string]authority.NodeCredential
+	mu    sync.Mutex // guards the following
+	m     map[string]authority.NodeCredential
+	metas map[string]verifiedMeta
+}
+
+// verifiedMeta is a remote node's metadata that verified.
+type verifiedMeta struct {
+	meta Meta
+	cred authority.NodeCredential
 }
 
 // maxCachedCreds bounds the cache; it is cleared when full.
@@ -186,8 +195,29 @@ func encodeSignedMeta(id Identity, m Meta) ([]byte, error) {
 }
 
 // decodeMeta verifies a remote node's signed metadata and returns it with
-// the node's credential.
+// the node's credential, through the cache.
 func (c *Cluster) decodeMeta(b []byte) (Meta, authority.NodeCredential, error) {
+	c.creds.mu.Lock()
+	v, ok := c.creds.metas[string(b)]
+	c.creds.mu.Unlock()
+	if ok && time.Now().Before(v.cred.Expires) {
+		return v.meta, v.cred, nil
+	}
+	m, cred, err := c.verifyMeta(b)
+	if err != nil {
+		return Meta{}, authority.NodeCredential{}, err
+	}
+	c.creds.mu.Lock()
+	if len(c.creds.metas) >= maxCachedCreds {
+		clear(c.creds.metas)
+	}
+	c.creds.metas[string(b)] = verifiedMeta{m, cred}
+	c.creds.mu.Unlock()
+	return m, cred, nil
+}
+
+// verifyMeta verifies a remote node's signed metadata.
+func (c *Cluster) verifyMeta(b []byte) (Meta, authority.NodeCredential, error) {
 	if len(b) < len(metaMagic)+2+metaSigLen || string(b[:len(metaMagic)]) != metaMagic {
 		return Meta{}, authority.NodeCredential{}, fmt.Errorf("decode meta: no node credential (a node with the gossip key only?): %w", ErrInvalidArgument)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/devcert"
 	"github.com/postern/postern/pkg/egress"
+	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/sampleapp"
@@ -481,10 +482,20 @@ func (h *Harness) addConnector(ctx context.Context, group, region string) (*Conn
 	if region != "" {
 		seed, client = h.seedFor(region), h.simAPIClient(region)
 	}
-	st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: dir, MeshURL: seed, Token: tok,
-		Name: filepath.Base(dir), HTTPClient: client})
-	if err != nil {
-		return nil, err
+	// While the mesh tunnels come up the nodes may not reach a majority
+	// to vote on the token: retry (the same key, so the same redemption).
+	var st *connector.State
+	var enrolErr error
+	if err := waitFor(ctx, 30*time.Second, func() bool {
+		st, enrolErr = connector.Enroll(ctx, connector.EnrollConfig{StateDir: dir, MeshURL: seed, Token: tok,
+			Name: filepath.Base(dir), HTTPClient: client})
+		var ae *enroll.APIError
+		return enrolErr == nil || !errors.As(enrolErr, &ae) || ae.Code != enroll.CodeTokenCheckUnavailable
+	}); err != nil {
+		return nil, fmt.Errorf("harness: enrolment: %w (last: %v)", err, enrolErr)
+	}
+	if enrolErr != nil {
+		return nil, enrolErr
 	}
 	if region == "" {
 		for _, m := range meshes[1:] {

@@ -3,9 +3,9 @@ package meshnode
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +18,7 @@ import (
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/tunnelhttp"
+	"github.com/postern/postern/pkg/wgkey"
 )
 
 // A one-time enrolment token is accepted at most once across the mesh,
@@ -36,8 +37,8 @@ import (
 //     Two majorities share a node, which votes only once, so no two
 //     redemptions are ever both accepted, whatever the partition or the
 //     timing. A redemption that got no majority fails with 503 and the
-//     votes it collected stay: the token may stay unusable (safe; mint a
-//     new one).
+//     votes it collected stay: the same enrolment may retry, another key
+//     may not.
 //   - A node that sees no majority refuses at once with 503. A node whose
 //     record was lost refuses to vote until it has merged the records of
 //     enough other nodes, and never votes on tokens issued before the
@@ -89,8 +90,8 @@ type redeemer struct {
 
 var _ enroll.Redeemer = (*redeemer)(nil)
 
-// Redeem burns t for the whole mesh.
-func (r *redeemer) Redeem(ctx context.Context, t authority.TokenInfo) (bool, error) {
+// Redeem burns t for the whole mesh, for the enrolment of key.
+func (r *redeemer) Redeem(ctx context.Context, t authority.TokenInfo, key wgkey.Public) (bool, error) {
 	m := r.m
 	if m.n.used.Has(t.ID) {
 		return false, nil
@@ -99,11 +100,12 @@ func (r *redeemer) Redeem(ctx context.Context, t authority.TokenInfo) (bool, err
 	if 2*len(live) <= len(known) {
 		return false, fmt.Errorf("%w: this node sees %d of the %d mesh nodes it knows, no majority (a partition?)", enroll.ErrRedeemUnavailable, len(live), len(known))
 	}
+	rid := redemptionID(t.ID, key)
 	owner := ownerOf(t.ID, live)
 	if owner.ID == m.n.cfg.ID {
-		return r.own(ctx, t)
+		return r.own(ctx, t, rid)
 	}
-	ans, err := m.callTokens(ctx, owner, tokenRequest{Op: opRedeem, ID: t.ID, IssuedAt: t.IssuedAt, Expires: t.Expires}, forwardTimeout)
+	ans, err := m.callTokens(ctx, owner, tokenRequest{Op: opRedeem, ID: t.ID, RID: rid, IssuedAt: t.IssuedAt, Expires: t.Expires}, forwardTimeout)
 	if err != nil {
 		return false, fmt.Errorf("%w: the token's owner %s did not answer: %v", enroll.ErrRedeemUnavailable, owner.ID, err)
 	}
@@ -117,16 +119,23 @@ func (r *redeemer) Redeem(ctx context.Context, t authority.TokenInfo) (bool, err
 	return false, fmt.Errorf("%w: the token's owner %s: %s", enroll.ErrRedeemUnavailable, owner.ID, ans.Reason)
 }
 
-// own redeems t as its owner: a vote among the live members, accepted
-// with a majority of the known nodes.
-func (r *redeemer) own(ctx context.Context, t authority.TokenInfo) (bool, error) {
+// redemptionID names the redemption of token jti for key: a retry for
+// the same key after a failed vote is the same redemption, and the votes
+// it already got count again; another key's is another redemption.
+func redemptionID(jti string, key wgkey.Public) string {
+	sum := sha256.Sum256(append([]byte(jti+"\x00"), key[:]...))
+	return hex.EncodeToString(sum[:16])
+}
+
+// own redeems t as its owner: a vote among the live members on redemption
+// rid, accepted with a majority of the known nodes.
+func (r *redeemer) own(ctx context.Context, t authority.TokenInfo, rid string) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.m
 	if m.n.used.Has(t.ID) {
 		return false, nil
 	}
-	rid := rand.Text()
 	req := tokenRequest{Op: opReserve, ID: t.ID, RID: rid, IssuedAt: t.IssuedAt, Expires: t.Expires}
 	mine := m.vote(req)
 	if mine.Result == resUsed {
@@ -170,7 +179,7 @@ func (r *redeemer) own(ctx context.Context, t authority.TokenInfo) (bool, error)
 		}
 	}
 	if yes < need {
-		return false, fmt.Errorf("%w: only %d of the %d mesh nodes known voted for this redemption; the token may stay unusable, mint a new one", enroll.ErrRedeemUnavailable, yes, len(known))
+		return false, fmt.Errorf("%w: only %d of the %d mesh nodes known voted for this redemption", enroll.ErrRedeemUnavailable, yes, len(known))
 	}
 	if err := m.n.used.Merge([]authority.UsedToken{{ID: t.ID, Expires: t.Expires}}); err != nil {
 		m.n.logger.Warn("used_token_not_recorded", "token_id", t.ID, "error", err)
@@ -278,7 +287,10 @@ func (m *mesh) answerTokens(ctx context.Context, req tokenRequest) tokenAnswer {
 		if owner := ownerOf(req.ID, live); owner.ID != m.n.cfg.ID {
 			return tokenAnswer{Result: resUnavailable, Reason: "the mesh membership is changing (another node owns this token now); retry"}
 		}
-		first, err := m.redeem.own(ctx, authority.TokenInfo{ID: req.ID, IssuedAt: req.IssuedAt, Expires: req.Expires})
+		if req.RID == "" {
+			return tokenAnswer{Result: resUnavailable, Reason: "no redemption id"}
+		}
+		first, err := m.redeem.own(ctx, authority.TokenInfo{ID: req.ID, IssuedAt: req.IssuedAt, Expires: req.Expires}, req.RID)
 		switch {
 		case err != nil:
 			return tokenAnswer{Result: resUnavailable, Reason: err.Error()}
