@@ -70,12 +70,7 @@ func TestKeyringHolderJoinsNothing(t *testing.T) {
 		s := newMemTokens()
 		tokens[c.Meta.ID] = s
 		c.Tokens = s
-		l, err := revoke.Open(t.TempDir()+"/r.json", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lists[c.Meta.ID] = l
-		c.Revocations = l
+		withRevocations(t, lists)(c)
 	}
 	a, b, _ := threeNodes(t, withStores)
 	b.SetAttachments([]Attachment{{Connector: "real", Group: "g", Alive: true}})
@@ -197,14 +192,7 @@ func refusedCount(tb testing.TB, reg *prometheus.Registry, kind string) float64 
 // and a late joiner by push-pull.
 func TestRevocationsSpread(t *testing.T) {
 	lists := map[string]*revoke.List{}
-	withList := func(c *Config) {
-		l, err := revoke.Open(t.TempDir()+"/r.json", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lists[c.Meta.ID] = l
-		c.Revocations = l
-	}
+	withList := withRevocations(t, lists)
 	a, _, _ := threeNodes(t, withList)
 	now := time.Now()
 	userEntry := revoke.User("tid/alice", now, now, 0)
@@ -226,4 +214,17 @@ func TestRevocationsSpread(t *testing.T) {
 	waitFor(t, waitLong, "d has both revocations", func() bool {
 		return lists["d"].SessionRevoked("sid-1") && lists["d"].UserRevoked("tid/alice", now.Unix()-1)
 	})
+}
+
+// withRevocations gives each test node a deny-list of its own, recorded in
+// lists by node id.
+func withRevocations(tb testing.TB, lists map[string]*revoke.List) nodeOpts {
+	return func(c *Config) {
+		l, err := revoke.Open(tb.TempDir()+"/r.json", nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		lists[c.Meta.ID] = l
+		c.Revocations = l
+	}
 }
