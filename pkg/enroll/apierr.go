@@ -17,6 +17,7 @@ type apiErr struct {
 	msg        string
 	retryAfter time.Duration
 	nodeKey    *wgkey.Public // sent with proof_required
+	expected   bool          // a step of the protocol, not a failure: logged at info
 	cause      error         // logged, never sent; holds no secret
 }
 

@@ -473,7 +473,7 @@ func (s *Server) checkProof(proof, path string, c authority.Credential, cred, ex
 	e := newAPIErr(http.StatusUnauthorized, CodeProofRequired,
 		"prove that you hold the credential's WireGuard private key: send a proof made with this node's key (node_key)", err)
 	pub := s.nodeKey.Public()
-	e.nodeKey = &pub
+	e.nodeKey, e.expected = &pub, proof == "" // a first call that does not know the node's key yet
 	return e
 }
 
@@ -617,8 +617,11 @@ func (s *Server) logRequest(r *http.Request, status int, e *apiErr, st *reqState
 	}
 	if e != nil {
 		level = slog.LevelWarn
-		if e.status >= 500 {
+		switch {
+		case e.status >= 500:
 			level = slog.LevelError
+		case e.expected:
+			level = slog.LevelInfo
 		}
 		attrs = append(attrs, slog.String("code", e.code))
 		if e.cause != nil {
