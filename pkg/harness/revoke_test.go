@@ -89,7 +89,11 @@ func TestRevokedConnectorDetached(t *testing.T) {
 		t.Fatal("the revoked connector got back in")
 	}
 	m := metricsOf(t, h)
-	for _, want := range []string{`postern_connectors_detached_total{reason="revoked"} 1`, `postern_revocations_total{kind="connector",source="admin"} 1`} {
+	if !strings.Contains(m, `postern_revocation_refusals_total{what="api"} `) || strings.Contains(m, `postern_revocation_refusals_total{what="api"} 0`) {
+		t.Errorf("the refused attach is not counted")
+	}
+	for _, want := range []string{`postern_connectors_detached_total{reason="revoked"} 1`, `postern_revocations_total{kind="connector",source="admin"} 1`,
+		`postern_revocation_entries{kind="connector"} 1`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)
 		}
