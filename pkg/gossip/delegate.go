@@ -221,7 +221,7 @@ func (c *Cluster) mergeRevocations(rs []revoke.Record, from string) []revoke.Rec
 		c.log.Warn("gossip could not add every revocation", "from", from, "added", len(added), "err", err)
 	}
 	for _, r := range added {
-		c.log.Info("revocation_learnt", "kind", r.Kind, "subject", r.Subject, "from", from)
+		c.log.Debug("revocation_learnt", "kind", r.Kind, "subject", r.Subject, "from", from)
 	}
 	if len(added) > 0 {
 		c.notify()
