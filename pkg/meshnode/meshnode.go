@@ -585,6 +585,7 @@ func (n *Node) Close() error {
 		if n.mesh != nil {
 			n.mesh.peers.Close()
 			n.mesh.cluster.Close()
+			n.mesh.tokenClient.CloseIdleConnections()
 		}
 		n.pool.Close()
 		n.public.Close()

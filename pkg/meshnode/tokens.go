@@ -148,6 +148,8 @@ func (r *redeemer) own(ctx context.Context, t authority.TokenInfo, rid string) (
 		yes = 1
 	}
 	votes := make(chan tokenAnswer, len(live))
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: the calls still out end at once
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	asked := 0
@@ -156,7 +158,7 @@ func (r *redeemer) own(ctx context.Context, t authority.TokenInfo, rid string) (
 			continue
 		}
 		asked++
-		go func() {
+		wg.Go(func() {
 			ans, err := m.callTokens(ctx, mb, req, reserveTimeout)
 			if err != nil {
 				if ctx.Err() == nil {
@@ -165,7 +167,7 @@ func (r *redeemer) own(ctx context.Context, t authority.TokenInfo, rid string) (
 				ans = tokenAnswer{Result: resUnavailable, Reason: err.Error()}
 			}
 			votes <- ans
-		}()
+		})
 	}
 	// Once a majority voted for this redemption no other can win: stop
 	// waiting for the slow.
