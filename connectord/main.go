@@ -1,8 +1,9 @@
 // Command connectord is the Postern connector: it runs on an internal host,
 // dials out to the mesh, and forwards the mesh's requests to internal apps.
 //
-//	connectord enroll --mesh https://mesh.example.com --token TOKEN [--mesh-ca FILE]
-//	connectord run [--allow LIST]
+//	POSTERN_ENROLL_TOKEN=... connectord enroll --mesh https://mesh.example.com [--mesh-ca FILE]
+//	connectord enroll --mesh https://mesh.example.com --token-file FILE   (or - for stdin)
+//	connectord run --allow '10.1.0.0/16:443,intranet.corp'
 //	connectord service install|uninstall|run [run flags]   (Windows service)
 //	connectord version
 //
@@ -62,20 +63,30 @@ func newApp() *cli.App {
 
 func enrollCmd(fs *flag.FlagSet) func(context.Context) error {
 	mesh := fs.String("mesh", "", "HTTPS URL of any mesh node (required)")
-	token := fs.String("token", "", "one-time enrolment token (required; or the POSTERN_ENROLL_TOKEN variable)")
+	token := fs.String("token", "", "one-time enrolment token; visible to every user in the process list, so prefer POSTERN_ENROLL_TOKEN or --token-file")
+	tokenFile := fs.String("token-file", "", "read the one-time enrolment token from this file (\"-\": standard input)")
 	name := fs.String("name", "", "connector name (default: host name)")
 	stateDir := fs.String("state-dir", defaultStateDir, "where the key, credential and mesh CA are kept")
 	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate; kept in the state directory for run")
+	allow := fs.String("allow", "", "the allow-list run will need (see connectord run --help): checked now and written into the printed run command")
 	return func(ctx context.Context) error {
-		if *token == "" {
-			*token = os.Getenv("POSTERN_ENROLL_TOKEN")
+		if *mesh == "" {
+			return cli.Usagef("enroll: --mesh is required")
 		}
-		if *mesh == "" || *token == "" {
-			return cli.Usagef("enroll: --mesh and --token (or POSTERN_ENROLL_TOKEN) are required")
+		if *allow != "" {
+			if _, err := egress.ParseAllowList(strings.Split(*allow, ",")); err != nil {
+				return cli.Usagef("--allow: %v", err)
+			}
+		}
+		tok, err := connector.ReadToken(*token, *tokenFile, os.Getenv("POSTERN_ENROLL_TOKEN"), os.Stdin)
+		if err != nil {
+			return err
+		}
+		if *token != "" {
+			fmt.Fprintln(os.Stderr, "connectord: warning: --token puts the token in the process list, where every user of this host can read it; use POSTERN_ENROLL_TOKEN or --token-file next time")
 		}
 		var caPEM []byte
 		if *meshCA != "" {
-			var err error
 			if caPEM, err = os.ReadFile(*meshCA); err != nil {
 				return fmt.Errorf("--mesh-ca: %w", err)
 			}
@@ -84,7 +95,7 @@ func enrollCmd(fs *flag.FlagSet) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: *stateDir, MeshURL: *mesh, Token: *token, Name: *name, HTTPClient: hc})
+		st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: *stateDir, MeshURL: *mesh, Token: tok, Name: *name, HTTPClient: hc})
 		if err != nil {
 			return err
 		}
@@ -95,7 +106,12 @@ func enrollCmd(fs *flag.FlagSet) func(context.Context) error {
 		}
 		runLine := "connectord run"
 		if *stateDir != defaultStateDir {
-			runLine += " --state-dir " + *stateDir
+			runLine += " --state-dir " + shellQuote(*stateDir)
+		}
+		if *allow != "" {
+			runLine += " --allow " + shellQuote(*allow)
+		} else {
+			runLine += " --allow DESTINATIONS   (the internal destinations it may reach, e.g. 10.1.0.0/16:443,intranet.corp)"
 		}
 		fmt.Printf("enrolled as %s in group %s; credential valid until %s\nstart it with: %s\n",
 			st.ConnectorID, st.Group, st.CredentialExpires.Format(time.RFC3339), runLine)
@@ -110,7 +126,8 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	stateDir := fs.String("state-dir", defaultStateDir, "where enroll left the key, credential and mesh CA")
 	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate (default: the one enroll kept, if any)")
 	backendCA := fs.String("backend-ca", "", "extra CA file (PEM) for HTTPS internal apps (added to the system roots)")
-	allow := fs.String("allow", "", "comma-separated allow-list of internal destinations: host, *.domain, CIDR, each optionally :port (empty: any)")
+	allow := fs.String("allow", "", "comma-separated allow-list of internal destinations: host, *.domain, IP, CIDR, each optionally :port (required unless --allow-any); loopback, link-local and cloud metadata addresses are reached only when an IP or CIDR entry names them")
+	allowAny := fs.Bool("allow-any", false, "without --allow, allow every destination but loopback, link-local and cloud metadata (not recommended)")
 	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz and /metrics (empty: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	carrierFlag := fs.String("carrier", "auto", "WireGuard carrier: auto (UDP, falling back to an HTTPS stream), udp or stream")
@@ -120,7 +137,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	reevaluate := fs.Duration("reevaluate", 5*time.Minute, "measure the round-trip time to every known mesh node this often and move to one that is clearly nearer (by more than 20% and 5ms)")
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, stop taking new requests and wait up to this long for those in flight before detaching and exiting")
 	return func(ctx context.Context) error {
-		return run(ctx, runFlags{stateDir: *stateDir, meshCA: *meshCA, backendCA: *backendCA, allow: *allow, admin: *admin,
+		return run(ctx, runFlags{stateDir: *stateDir, meshCA: *meshCA, backendCA: *backendCA, allow: *allow, allowAny: *allowAny, admin: *admin,
 			logLevel: *logLevel, carrier: *carrierFlag, udpTimeout: *udpTimeout, probeInterval: *probeInterval,
 			attachK: *attachK, reevaluate: *reevaluate, drainTimeout: *drainTimeout})
 	}
@@ -131,6 +148,7 @@ type runFlags struct {
 	stateDir, meshCA, backendCA, allow, admin, logLevel, carrier string
 	udpTimeout, probeInterval, reevaluate, drainTimeout          time.Duration
 	attachK                                                      int
+	allowAny                                                     bool
 }
 
 func run(ctx context.Context, f runFlags) error {
@@ -181,7 +199,7 @@ func run(ctx context.Context, f runFlags) error {
 			return err
 		}
 	}
-	c, err := connector.New(connector.Config{StateDir: f.stateDir, HTTPClient: hc, AllowList: al, BackendRootCAs: roots,
+	c, err := connector.New(connector.Config{StateDir: f.stateDir, HTTPClient: hc, AllowList: al, AllowAny: f.allowAny, BackendRootCAs: roots,
 		HealthAddr: f.admin, Carrier: carrier, UDPTimeout: f.udpTimeout, ProbeInterval: f.probeInterval, Logger: logger,
 		Attach: f.attachK, Reevaluate: f.reevaluate})
 	if err != nil {
@@ -242,4 +260,16 @@ func loadPool(path string, withSystem bool) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("CA file %s: no PEM certificate found", path)
 	}
 	return pool, nil
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but
+// letters, digits and -_./:,@%+=.
+func shellQuote(s string) string {
+	safe := s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:,@%+=", r))
+	}) < 0
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -33,7 +33,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	plain := fs.Bool("insecure-plain-http", false, "serve plain HTTP instead of TLS (local use only)")
 	wgListen := fs.String("wg-listen", "0.0.0.0:51820", "WireGuard UDP listen address")
 	wgAdvertise := fs.String("wg-advertise", "", "WireGuard endpoint host:port told to connectors (default: the API host name and the listen port)")
-	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's WireGuard key and used enrolment tokens")
+	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's keys, used enrolment tokens, revocations and known mesh members")
 	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
 	catalogPath := fs.String("catalog", defaultCatalog, "app catalogue file")
 	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz, /metrics, /status and /routes/explain (empty: off)")
@@ -43,6 +43,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	gossipListen := fs.String("gossip-listen", "", "gossip address (UDP and TCP) to join a cluster of mesh nodes, e.g. 0.0.0.0:7946 (empty: a lone node)")
 	gossipAdvertise := fs.String("gossip-advertise", "", "gossip host:port other nodes reach (default: from --gossip-listen)")
 	gossipKeys := fs.String("gossip-keyring", "", "gossip keyring file (from \"meshd gossip keygen\"); required with --gossip-listen")
+	nodeCred := fs.String("node-credential", "", "this node's credential (from \"meshd node credential\"); required with --gossip-listen (default: node.cred in --state-dir)")
 	label := fs.String("cluster-label", "postern", "cluster label: nodes with another label are ignored")
 	join := fs.String("join", "", "comma-separated gossip host:port of other mesh nodes to join (and rejoin after a partition)")
 	publicURL := fs.String("public-url", "", "HTTPS base URL connectors attach at, e.g. https://mesh-eu-1.example.com (default: https:// + --listen)")
@@ -52,7 +53,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 		return run(ctx, runFlags{id: *id, region: *region, listen: *listen, certFile: *certFile, keyFile: *keyFile, plain: *plain,
 			wgListen: *wgListen, wgAdvertise: *wgAdvertise, stateDir: *stateDir, authKey: *authKey, catalogPath: *catalogPath,
 			admin: *admin, authURL: *authURL, authCA: *authCA, logLevel: *logLevel, gossipListen: *gossipListen,
-			gossipAdvertise: *gossipAdvertise, gossipKeys: *gossipKeys, label: *label, join: *join, publicURL: *publicURL,
+			gossipAdvertise: *gossipAdvertise, gossipKeys: *gossipKeys, nodeCred: *nodeCred, label: *label, join: *join, publicURL: *publicURL,
 			strategy: *strategy, drain: *drain})
 	}
 }
@@ -61,7 +62,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 type runFlags struct {
 	id, region, listen, certFile, keyFile, wgListen, wgAdvertise, stateDir, authKey, catalogPath string
 	admin, authURL, authCA, logLevel, gossipListen, gossipAdvertise, gossipKeys, label, join     string
-	publicURL, strategy                                                                          string
+	publicURL, strategy, nodeCred                                                                string
 	plain                                                                                        bool
 	drain                                                                                        time.Duration
 }
@@ -110,6 +111,12 @@ func run(ctx context.Context, f runFlags) error {
 		}
 		cfg.Cluster = &meshnode.ClusterConfig{GossipListen: f.gossipListen, GossipAdvertise: f.gossipAdvertise, Keys: keys,
 			Label: f.label, Seeds: cli.List(f.join), PublicURL: f.publicURL, Strategy: s}
+		if f.nodeCred == "" {
+			f.nodeCred = meshnode.NodeCredentialPath(f.stateDir)
+		}
+		if cfg.NodeCredential, err = auth.LoadNodeCredential(f.nodeCred); err != nil {
+			return err
+		}
 	}
 	if !f.plain {
 		if f.certFile == "" || f.keyFile == "" {

@@ -8,6 +8,9 @@
 //	meshd status                                       print a running node's status
 //	meshd route explain --app X                        why a node routes app X the way it does
 //	meshd gossip keygen --out FILE                     create the gossip keyring (once per mesh)
+//	meshd node keys --state-dir DIR                    create a node's keys, print the public halves
+//	meshd node credential ...                          mint a mesh node's credential (authority key)
+//	meshd revoke session|user|connector ...            revoke mesh-wide (authority key)
 //	meshd service install|uninstall|run [run flags]    Windows service
 //	meshd version                                      version, VCS revision and Go version
 //
@@ -50,6 +53,11 @@ func newApp() *cli.App {
 		{Name: "status", Summary: "print a running node's status from its admin address", Flags: statusCmd},
 		{Name: "route explain", Summary: "show a node's paths for an app, their costs and the choice", Flags: routeExplainCmd},
 		{Name: "gossip keygen", Summary: "create the gossip keyring shared by the mesh nodes (once per mesh)", Flags: gossipKeygenCmd},
+		{Name: "node keys", Summary: "create a node's keys in its state directory and print their public halves", Flags: nodeKeysCmd},
+		{Name: "node credential", Summary: "mint a mesh node's credential with the authority key (each node of a cluster needs one)", Flags: nodeCredentialCmd},
+		{Name: "revoke session", Summary: "end a session (by its sid) on every mesh node (authority key)", Flags: revokeCmd("session")},
+		{Name: "revoke user", Summary: "refuse a user's sign-ins on every mesh node (authority key)", Flags: revokeCmd("user")},
+		{Name: "revoke connector", Summary: "detach and refuse a connector on every mesh node (authority key)", Flags: revokeCmd("connector")},
 		{Name: "service", Args: "install|uninstall|run [run flags]", Summary: "install, uninstall or run as a Windows service (the run flags follow)",
 			Raw: func(ctx context.Context, args []string) error { return serviceCmd(ctx, args, app) }},
 	}

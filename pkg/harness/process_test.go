@@ -38,8 +38,10 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "pass --mesh-ca FILE") {
 		t.Fatalf("enroll with an untrusted mesh certificate: got %v %s, want an error naming --mesh-ca", err, out)
 	}
-	out, err = exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--token", tok,
-		"--state-dir", state, "--mesh-ca", ca).CombinedOutput()
+	enrol := exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--state-dir", state, "--mesh-ca", ca,
+		"--allow", "127.0.0.1")
+	enrol.Env = append(os.Environ(), "POSTERN_ENROLL_TOKEN="+tok) // not on the command line
+	out, err = enrol.CombinedOutput()
 	if err != nil {
 		t.Fatalf("enroll: %v\n%s", err, out)
 	}
@@ -53,8 +55,9 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 	_, runLine, found := strings.Cut(string(out), "start it with: ")
 	runLine, _, _ = strings.Cut(runLine, "\n")
 	runArgs := strings.Fields(runLine)
-	if !found || len(runArgs) < 2 || runArgs[0] != "connectord" || runArgs[1] != "run" || strings.Contains(runLine, "--mesh-ca") {
-		t.Fatalf("enroll printed no run command without --mesh-ca:\n%s", out)
+	if !found || len(runArgs) < 2 || runArgs[0] != "connectord" || runArgs[1] != "run" || strings.Contains(runLine, "--mesh-ca") ||
+		!strings.Contains(runLine, "--allow 127.0.0.1") {
+		t.Fatalf("enroll printed no run command with the allow-list and without --mesh-ca:\n%s", out)
 	}
 	// A second use of the same token is refused with a clear message.
 	out, err = exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--token", tok,
@@ -62,11 +65,18 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "already been used") {
 		t.Fatalf("reused token: got %v %s, want a refusal saying it was already used", err, out)
 	}
+	if !strings.Contains(string(out), "warning: --token puts the token in the process list") {
+		t.Errorf("--token did not warn: %s", out)
+	}
 	for _, f := range []string{"wg.key", "state.json"} {
 		fi, err := os.Stat(filepath.Join(state, f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v mode %v, want 0600", f, err, fi.Mode().Perm())
 		}
+	}
+	// Without an allow-list the connector refuses to run.
+	if out, err := exec.CommandContext(t.Context(), bin, "run", "--state-dir", state, "--admin", "").CombinedOutput(); err == nil || !strings.Contains(string(out), "--allow-any") {
+		t.Fatalf("run without --allow: got %v %s, want a refusal", err, out)
 	}
 	var logs SyncBuffer // connectord keeps logging while the test reads
 	run := exec.Command(bin, append(runArgs[1:], "--admin", "127.0.0.1:0")...)

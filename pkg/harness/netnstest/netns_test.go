@@ -30,7 +30,7 @@ const appName = "InNamespace"
 
 // healthAddr is connectord's health endpoint, on the namespace's own
 // loopback (a fresh namespace: the port is free).
-const healthAddr = "127.0.0.1:9101"
+const healthAddr = "127.0.0.1:7801"
 
 // TestConnectorInNamespaceWithUDPBlocked runs connectord in a network
 // namespace whose outbound UDP nftables drops: it must serve the
@@ -81,7 +81,7 @@ func TestConnectorInNamespaceWithUDPBlocked(t *testing.T) {
 
 	logs := &harness.SyncBuffer{}
 	run := n.command(context.Background(), bin, "run", "--state-dir", state, "--mesh-ca", ca,
-		"--admin", healthAddr, "--probe-interval", "2s")
+		"--admin", healthAddr, "--probe-interval", "2s", "--allow", "127.0.0.1")
 	run.Stdout, run.Stderr = logs, logs
 	began := time.Now()
 	if err := run.Start(); err != nil {

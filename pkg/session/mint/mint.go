@@ -1,6 +1,6 @@
-// Package mint issues the tokens that open a Postern session: the global
-// session token on the auth host and the per-app token handed to a mesh
-// node. Only the auth functions link it (pkg/deptest checks that meshd and
+// Package mint issues the tokens of a Postern session: the global session
+// token on the auth host, the per-app token handed to a mesh node and the
+// sign-out notice that ends the session mesh-wide. Only the auth functions link it (pkg/deptest checks that meshd and
 // connectord do not); mesh nodes only verify these tokens.
 package mint
 
@@ -34,6 +34,18 @@ func Session(k *session.Keyset, c session.SessionClaims) (string, error) {
 		return "", fmt.Errorf("sign session token: sub is required")
 	}
 	return k.Sign(session.TypeSession, c)
+}
+
+// Logout signs a sign-out notice (typ [session.TypeLogout]) with the same
+// checks as [App] (session id required).
+func Logout(k *session.Keyset, c session.LogoutClaims) (string, error) {
+	if err := check(c.Audience, c.Issuer, c.IssuedAt, c.Expiry); err != nil {
+		return "", fmt.Errorf("sign logout notice: %w", err)
+	}
+	if c.SessionID == "" {
+		return "", fmt.Errorf("sign logout notice: sid is required")
+	}
+	return k.Sign(session.TypeLogout, c)
 }
 
 func check(aud, iss string, iat, exp int64) error {

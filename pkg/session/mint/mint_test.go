@@ -79,3 +79,25 @@ func TestRefusesIncompleteClaims(t *testing.T) {
 		t.Errorf("session without subject: got %v, want sub is required", err)
 	}
 }
+
+func TestLogout(t *testing.T) {
+	ks := newKeyset(t)
+	c := session.LogoutClaims{SessionID: "sid-1", Subject: "t/o", Audience: "smartmoney.localhost", IssuedAt: t0.Unix(),
+		Expiry: t0.Add(20 * time.Hour).Unix(), Issuer: "https://auth.localhost:8443"}
+	tok, err := Logout(ks, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := session.NewVerifier(session.VerifierConfig{Static: ks.JWKS(), Now: func() time.Time { return t0 }})
+	if got, err := v.VerifyLogout(t.Context(), tok, "smartmoney.localhost"); err != nil || *got != c {
+		t.Fatalf("got %+v, %v; want %+v", got, err, c)
+	}
+	c.SessionID = ""
+	if _, err := Logout(ks, c); err == nil {
+		t.Error("signed a notice without a sid")
+	}
+	c.SessionID, c.Expiry = "sid-1", c.IssuedAt
+	if _, err := Logout(ks, c); err == nil {
+		t.Error("signed a notice that expires when issued")
+	}
+}
