@@ -34,6 +34,7 @@ const (
 // requiring an authentication context and a maximum session age, and a
 // passthrough app.
 const testCatalog = `
+home_tenant: ` + tenantA + `
 connector_groups:
   - id: hq
 apps:

@@ -126,6 +126,7 @@ apps:
     internal_url: http://[::1]:8080
     connector_group: "2024"
     preauth: passthrough
+    hsts_max_age: 0
 `
 	c, err := Parse("catalog.yaml", []byte(doc))
 	if err != nil {
@@ -135,7 +136,7 @@ apps:
 		ID: "smartmoney", Host: "smartmoney.apps.example.com",
 		InternalURL:    &url.URL{Scheme: "https", Host: "10.1.2.3:8443", Path: "/base/"},
 		ConnectorGroup: "hq", PreAuth: PreAuthPassthrough, BackendTimeout: 90 * time.Minute,
-		HostHeader: HostHeaderExternal, TLSSkipVerify: true, Line: 7,
+		HostHeader: HostHeaderExternal, TLSSkipVerify: true, HSTS: DefaultHSTS, Line: 7,
 	}, {
 		ID: "wiki", Host: "localhost", InternalURL: &url.URL{Scheme: "http", Host: "[::1]:8080"},
 		ConnectorGroup: "2024", PreAuth: PreAuthPassthrough, BackendTimeout: DefaultBackendTimeout,
@@ -213,7 +214,7 @@ func TestParseErrors(t *testing.T) {
 		{"syntax", "connector_groups: []\napps: [\n", []wantErr{{2, ErrSyntax, "catalog.yaml:2: invalid YAML:"}}},
 		{"missing top keys", "connector_groups: []\n", []wantErr{{1, ErrMissing, `missing required key "apps"`}}},
 		// unknown keys
-		{"unknown root key", "connector_groups: []\napps: []\nap: []\n", []wantErr{{3, ErrUnknownKey, `catalog.yaml:3: unknown key "ap" (known keys: connector_groups, apps)`}}},
+		{"unknown root key", "connector_groups: []\napps: []\nap: []\n", []wantErr{{3, ErrUnknownKey, `catalog.yaml:3: unknown key "ap" (known keys: connector_groups, apps, home_tenant)`}}},
 		{"unknown app key", appDoc(nil, "    hots: x"), []wantErr{{9, ErrUnknownKey, `app "a": unknown key "hots"`}}},
 		{"unknown group key", "connector_groups:\n  - id: hq\n    regoin: x\napps: []\n", []wantErr{{3, ErrUnknownKey, `connector group "hq": unknown key "regoin"`}}},
 		{"repeated key", appDoc(nil, "    host: b.example.com"), []wantErr{{9, ErrDuplicate, `key "host" repeated (first at line 5)`}}},

@@ -10,7 +10,10 @@ import (
 	"github.com/postern/postern/pkg/session"
 )
 
-const benchCatalog = `connector_groups:
+const benchTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+const benchCatalog = `home_tenant: ` + benchTenant + `
+connector_groups:
   - id: hq
 apps:
   - id: smartmoney
@@ -41,7 +44,7 @@ func newAuthHandler(tb testing.TB) (*Handler, *catalog.App, string) {
 	}
 	now := time.Now()
 	tok, err := ks.SignApp(session.AppClaims{
-		Identity: session.Identity{Subject: "tid/oid", Name: "Alice", Groups: []string{"g-support"},
+		Identity: session.Identity{Subject: benchTenant + "/oid", TenantID: benchTenant, Name: "Alice", Groups: []string{"g-support"},
 			Roles: []string{"SmartMoney.User"}, AuthTime: now.Unix(), SessionID: "s1"},
 		AppID: "smartmoney", Audience: app.Host, Binding: "b", ReturnPath: "/",
 		IssuedAt: now.Unix(), Expiry: now.Add(time.Hour).Unix(), Issuer: "https://auth.example.com",

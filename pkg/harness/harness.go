@@ -26,6 +26,7 @@ import (
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/devcert"
+	"github.com/postern/postern/pkg/devidp"
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/pool"
@@ -290,6 +291,9 @@ func (h *Harness) catalogYAML() string {
 		return t.catalogYAML(h.App) + h.opts.ExtraCatalog
 	}
 	var b strings.Builder
+	if h.opts.Auth {
+		fmt.Fprintf(&b, "home_tenant: %s\n", devidp.DemoTenantID)
+	}
 	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\napps:\n")
 	if h.opts.Auth {
 		b.WriteString(h.authCatalogApp())
