@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/tunnelhttp"
+	"github.com/postern/postern/pkg/upgrade"
 )
 
 // Config configures a Handler.
@@ -84,11 +86,12 @@ func New(cfg Config) *Handler {
 	h.verify = newTransport(d, &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
 	h.skip = newTransport(d, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
 	h.proxy = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
-		Transport:    roundTripper{h},
-		ErrorHandler: h.proxyError,
-		BufferPool:   bufferPool{},
-		ErrorLog:     slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
+		Rewrite:        rewrite,
+		Transport:      roundTripper{h},
+		ModifyResponse: guardUpgrade,
+		ErrorHandler:   h.proxyError,
+		BufferPool:     bufferPool{},
+		ErrorLog:       slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
 	}
 	return h
 }
@@ -141,6 +144,28 @@ func rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	tunnelhttp.StripInternal(pr.Out.Header)
+	upgrade.StripH2C(pr.Out.Header)
+}
+
+// guardUpgrade lets a 101 through only as the backend's answer to the
+// WebSocket handshake it was sent, and then passes only WebSocket client
+// frames to the backend (see pkg/upgrade): the mesh checked the same, and
+// the connector does not rely on it.
+func guardUpgrade(resp *http.Response) error {
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return nil
+	}
+	err := upgrade.CheckResponse(resp.Request, resp)
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: the upgraded connection is not writable", upgrade.ErrRefused)
+	}
+	if err != nil {
+		resp.Body.Close()
+		return err
+	}
+	resp.Body = upgrade.Guard(rwc, upgrade.Extensions(resp))
+	return nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -151,6 +176,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
+	if err := upgrade.CheckRequest(r); err != nil {
+		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrUpgradeRefused)
+		h.logger.Warn("upgrade_refused", "request_id", rid, "error", err)
+		h.observe(rw, start)
+		return
+	}
 	t, err := parseTarget(r.Header)
 	if err != nil {
 		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrBadTarget)
@@ -216,6 +247,8 @@ func classify(err error) string {
 	switch {
 	case errors.Is(err, ErrNotAllowed):
 		return tunnelhttp.ErrNotAllowed
+	case errors.Is(err, upgrade.ErrRefused):
+		return tunnelhttp.ErrUpgradeRefused
 	case errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &alert),
 		errors.As(err, &unkAuth), errors.As(err, &hostErr):
 		return tunnelhttp.ErrBackendTLS
