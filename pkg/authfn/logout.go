@@ -20,7 +20,9 @@ var signedOutPage = template.Must(template.New("out").Parse(`<!doctype html>
 func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 	rid := newRequestID()
 	s.clearCookie(w, SessionCookie)
-	s.clearCookie(w, FlowCookie)
+	for _, c := range flowCookies(r) {
+		s.clearCookie(w, c.Name)
+	}
 	app := printable(r.URL.Query().Get("app"), 64)
 	if s.cfg.EndSessionRedirect {
 		d, err := s.prov.get(r.Context())
