@@ -143,7 +143,7 @@ func cookieLine(tok string) string { return "Cookie: " + AppCookie + "=" + tok +
 // the lenient backend, which would switch to anything, reads nothing.
 func TestUpgradeHostile(t *testing.T) {
 	c := newChain(t, false, Limits{})
-	tok := c.token(t, "iis", "iis.example.com", "b", "App.User")
+	tok := c.token(t, "iis", "iis.example.com", "b", "SmartMoney.User")
 	for _, tt := range edgetest.UpgradeCases {
 		for _, app := range []struct{ host, cookie string }{{"lenient.example.com", ""}, {"iis.example.com", cookieLine(tok)}} {
 			t.Run(tt.Name+" "+app.host, func(t *testing.T) {
@@ -205,7 +205,7 @@ func (c *readConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // is refused.
 func TestWebSocketPassesButNothingRides(t *testing.T) {
 	c := newChain(t, false, Limits{})
-	tok := c.token(t, "iis", "iis.example.com", "b", "App.User")
+	tok := c.token(t, "iis", "iis.example.com", "b", "SmartMoney.User")
 	for _, app := range []struct{ host, cookie string }{{"lenient.example.com", ""}, {"iis.example.com", cookieLine(tok)}} {
 		t.Run(app.host, func(t *testing.T) {
 			c.backend.Reset()
@@ -261,7 +261,7 @@ func TestHeadersHostile(t *testing.T) {
 	c := newChain(t, false, Limits{})
 	var b strings.Builder
 	edgetest.SetHostile(&b)
-	tok := c.token(t, "iis", "iis.example.com", "b", "App.User")
+	tok := c.token(t, "iis", "iis.example.com", "b", "SmartMoney.User")
 	for _, tt := range []struct {
 		host, cookie string
 		allowed      []string
@@ -303,7 +303,7 @@ func TestHeadersHostile(t *testing.T) {
 // user without App.Admin.
 func TestPathsHostile(t *testing.T) {
 	c := newChain(t, false, Limits{})
-	tok := c.token(t, "iis", "iis.example.com", "b", "App.User")
+	tok := c.token(t, "iis", "iis.example.com", "b", "SmartMoney.User")
 	for _, tt := range edgetest.PathCases {
 		t.Run(tt.Target, func(t *testing.T) {
 			c.backend.Reset()
@@ -335,7 +335,7 @@ func TestPathsHostile(t *testing.T) {
 // for unknown hosts) and the hardening headers on the mesh's own pages.
 func TestHSTSAndOwnPages(t *testing.T) {
 	c := newChain(t, true, Limits{})
-	tok := c.token(t, "iis", "iis.example.com", "b", "App.User")
+	tok := c.token(t, "iis", "iis.example.com", "b", "SmartMoney.User")
 	for _, tt := range []struct {
 		name, head, host, cookie, hsts string
 		own                            bool
@@ -372,7 +372,7 @@ func TestHSTSAndOwnPages(t *testing.T) {
 // and a signed-in request from the limited address still passes.
 func TestUnauthLimit(t *testing.T) {
 	c := newChain(t, false, Limits{UnauthRate: 1, UnauthBurst: 5})
-	tok := c.token(t, "iis", "iis.example.com", "b", "App.User")
+	tok := c.token(t, "iis", "iis.example.com", "b", "SmartMoney.User")
 	serve := func(ip, host, path string, hdr ...string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("GET", path, nil)
 		r.Host, r.RemoteAddr = host, ip+":1234"
@@ -457,7 +457,7 @@ func TestTwoTabsSignIn(t *testing.T) {
 			t.Fatal("both tabs share one binding")
 		}
 		for _, i := range order {
-			tok := c.token(t, "iis", "iis.example.com", bindings[i], "App.User")
+			tok := c.token(t, "iis", "iis.example.com", bindings[i], "SmartMoney.User")
 			if w := serve(CallbackPath + "?token=" + tok); w.Code != http.StatusFound {
 				t.Fatalf("order %v: callback of tab %d: got %d %s", order, i, w.Code, w.Body)
 			}

@@ -92,6 +92,9 @@ type Options struct {
 	// AdminAddrs, if set, are the mesh nodes' loopback admin addresses
 	// (/status, /routes/explain, /metrics), by node index.
 	AdminAddrs []string
+	// Limits bounds what one client may cost each mesh node; the zero
+	// value means meshnode's defaults.
+	Limits meshnode.Limits
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -321,7 +324,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
-		DrainTimeout: h.opts.DrainTimeout,
+		DrainTimeout: h.opts.DrainTimeout, Limits: h.opts.Limits,
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]

@@ -100,19 +100,20 @@ func Leaked(h http.Header, allowed ...string) []string {
 }
 
 // IISPolicy is the policy of the app PathCases run against, as catalogue
-// lines of an app entry: IIS mode; users with the role App.User may use
-// the app, /admin needs App.Admin, /admin/public is open to all users
-// again.
+// lines of an app entry: IIS mode; users with the role SmartMoney.User
+// (as the development provider's alice) may use the app, /admin needs
+// SmartMoney.Admin, /admin/public is open to all users again.
 const IISPolicy = `    path_case: insensitive
     policy:
-      allow: { roles: ["App.User", "App.Admin"] }
+      allow: { roles: ["SmartMoney.User", "SmartMoney.Admin"] }
       paths:
         - prefix: /admin
-          allow: { roles: ["App.Admin"] }
+          allow: { roles: ["SmartMoney.Admin"] }
         - prefix: /admin/public
 `
 
-// PathCase is a raw request target sent by a user with only App.User to
+// PathCase is a raw request target sent by a user with only
+// SmartMoney.User to
 // an app with IISPolicy, and the status the edge must answer: 200 (and the
 // backend reads exactly Target), or 400 or 403 (and the backend reads
 // nothing).

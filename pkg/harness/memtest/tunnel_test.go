@@ -1,0 +1,106 @@
+package memtest
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/pkg/harness"
+	"github.com/postern/postern/pkg/meshnode"
+	"github.com/postern/postern/pkg/tunnelhttp"
+)
+
+// TestIdleTunnelConnectionsBounded plays a hostile connector that opens
+// connection after connection to its mesh node's tunnel listener and lets
+// them sit idle: the node keeps at most its per-peer cap open, closes the
+// rest at once, closes idle ones after its timeouts, and its heap grows by
+// what the cap allows, not by what the connector tried.
+func TestIdleTunnelConnectionsBounded(t *testing.T) {
+	const attempts, perPeer = 2000, 32
+	h, err := harness.Start(t.Context(), harness.Options{Limits: meshnode.Limits{
+		TunnelConnsPerPeer: perPeer, IdleTimeout: 2 * time.Second, ReadHeaderTimeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	node := h.Meshes()[0].Node
+	target := netip.AddrPortFrom(node.WireGuard().Addr(), tunnelhttp.Port).String()
+	conn := h.Connectors()[0].C.Node()
+	_, tunnel := node.Conns()
+
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	base := heapInuse()
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	refused := 0
+	for i := range attempts {
+		c, err := conn.DialContext(t.Context(), "tcp", target)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		if len(held) < perPeer {
+			held = append(held, c)
+			continue
+		}
+		// Past the cap: the node closes it without reading a byte.
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+			t.Fatalf("connection %d past the cap of %d: got %v, want it closed by the node", i, perPeer, err)
+		}
+		c.Close()
+		refused++
+		if n, _ := tunnel.Open(); n > perPeer {
+			t.Fatalf("after %d attempts the node holds %d tunnel connections, cap %d", i+1, n, perPeer)
+		}
+	}
+	// Both ends live in this process; each held connection costs well
+	// under 256 KiB on both sides together, and a refused one nothing once
+	// its closed endpoint is gone (the tunnel's TIME-WAIT is short).
+	budget := int64(perPeer)*256<<10 + 4<<20
+	var grown int64
+	if err := harness.WaitFor(t.Context(), 60*time.Second, func() bool {
+		grown = int64(heapInuse()) - int64(base)
+		return grown <= budget
+	}); err != nil {
+		t.Fatalf("heap grew by %d KiB for %d held connections (budget %d KiB): refused connections cost memory", grown>>10, len(held), budget>>10)
+	}
+	t.Logf("%d attempts, %d held, %d refused; heap grew by %d KiB", attempts, len(held), refused, grown>>10)
+	// The held connections are idle (no request ever sent): the node
+	// closes them after its read-header timeout.
+	for i, c := range held {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+			t.Fatalf("held connection %d: got %v, want it closed by the node's timeout", i, err)
+		}
+	}
+	if err := harness.WaitFor(t.Context(), 10*time.Second, func() bool { n, _ := tunnel.Open(); return n == 0 }); err != nil {
+		n, _ := tunnel.Open()
+		t.Fatalf("%d tunnel connections still counted after all were closed", n)
+	}
+}
+
+// heapInuse returns the live heap after three collections, so that
+// buffers parked in sync.Pools (WireGuard's, after a burst) are freed.
+func heapInuse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+func isReset(err error) bool {
+	var se *os.SyscallError
+	return errors.As(err, &se) || errors.Is(err, net.ErrClosed)
+}
