@@ -4,6 +4,13 @@
 // the app's group, retrying on another connector when the first provably
 // never got it. It answers failures with error pages and writes one access-log
 // line per request.
+//
+// Before a request enters the tunnel the edge refuses every protocol
+// upgrade but WebSocket (pkg/upgrade), strips the client's copies of the
+// headers backends trust from Postern and from other proxies (headers.go),
+// and enforces the app's policy; it answers unauthenticated clients within a
+// per-address budget (Limits) and sends Strict-Transport-Security on every
+// HTTPS answer.
 package edge
 
 import (

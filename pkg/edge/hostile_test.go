@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,11 @@ import (
 	"github.com/postern/postern/pkg/wgkey"
 )
 
-const testHome = "3f6c1a2e-8b4d-4c7e-9a15-0d2b7e6f4c81"
+const (
+	testHome    = "3f6c1a2e-8b4d-4c7e-9a15-0d2b7e6f4c81"
+	testPartner = "b7d41e90-2c3a-4f6b-8e57-91a0c4d2e3f6"
+	testOther   = "0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5"
+)
 
 // chain is an edge handler in front of a real connector handler (pkg/egress)
 // in front of the lenient backend, all on loopback; only the WireGuard
@@ -62,7 +67,17 @@ apps:
     connector_group: hq
     preauth: entra
     hsts_max_age: 1h
-` + edgetest.IISPolicy
+` + edgetest.IISPolicy + `  - id: partner
+    host: partner.example.com
+    internal_url: ` + c.backend.URL + `
+    connector_group: hq
+    preauth: entra
+    policy:
+      allow: { roles: ["SmartMoney.User"], tenants: ["` + testPartner + `"] }
+      paths:
+        - prefix: /admin
+          allow: { roles: ["SmartMoney.Admin"] }
+`
 	cat, err := catalog.Parse("test.yaml", []byte(doc))
 	if err != nil {
 		t.Fatal(err)
@@ -90,12 +105,18 @@ apps:
 	return c
 }
 
-// token signs an app token for host with the given roles and binding.
+// token signs an app token of alice (home tenant) for host with the given
+// roles and binding.
 func (c *chain) token(t *testing.T, appID, host, binding string, roles ...string) string {
+	return c.tokenOf(t, testHome, appID, host, binding, roles...)
+}
+
+// tokenOf signs an app token of a user of tenant tid.
+func (c *chain) tokenOf(t *testing.T, tid, appID, host, binding string, roles ...string) string {
 	t.Helper()
 	now := time.Now()
 	tok, err := c.keys.SignApp(session.AppClaims{
-		Identity: session.Identity{Subject: testHome + "/alice", TenantID: testHome, Name: "Alice", Roles: roles,
+		Identity: session.Identity{Subject: tid + "/alice", TenantID: tid, Name: "Alice", Roles: roles,
 			AuthTime: now.Unix(), SessionID: "s1"},
 		AppID: appID, Audience: host, Binding: binding, ReturnPath: "/", IssuedAt: now.Unix(),
 		Expiry: now.Add(time.Hour).Unix(), Issuer: "https://auth.example.com",
@@ -464,6 +485,59 @@ func TestTwoTabsSignIn(t *testing.T) {
 		}
 		if w := serve("/x"); w.Code != 200 {
 			t.Fatalf("after both sign-ins: got %d", w.Code)
+		}
+	}
+}
+
+// TestTenantsThroughTheEdge sends requests of users of three tenants with
+// the same role values to an app whose rule accepts one partner tenant:
+// roles count only from the home tenant and that partner, and the /admin
+// rule (home only) refuses the partner's self-assigned admins.
+func TestTenantsThroughTheEdge(t *testing.T) {
+	c := newChain(t, false, Limits{})
+	admin := []string{"SmartMoney.User", "SmartMoney.Admin"}
+	for _, tt := range []struct {
+		name, tid, path string
+		want            int
+	}{
+		{"home admin on /admin", testHome, "/admin", 200},
+		{"home user", testHome, "/x", 200},
+		{"partner user", testPartner, "/x", 200},
+		{"partner admin on /admin", testPartner, "/admin", 403},
+		{"partner admin on /ADMIN/x", testPartner, "/ADMIN/x", 200}, // case-sensitive app: /ADMIN is another path
+		{"other tenant's user", testOther, "/x", 403},
+		{"other tenant's admin on /admin", testOther, "/admin", 403},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c.backend.Reset()
+			tok := c.tokenOf(t, tt.tid, "partner", "partner.example.com", "b", admin...)
+			resp, _, _ := c.raw(t, "GET "+tt.path+" HTTP/1.1\r\n", "partner.example.com", "", cookieLine(tok))
+			if resp.StatusCode != tt.want {
+				t.Fatalf("got %d, want %d", resp.StatusCode, tt.want)
+			}
+			if got := len(c.backend.Requests()); (tt.want == 200) != (got == 1) {
+				t.Fatalf("backend got %d requests", got)
+			}
+		})
+	}
+}
+
+// TestStrippedHeadersDocumented keeps README.md's list of stripped headers
+// in step with the code.
+func TestStrippedHeadersDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.ToLower(string(b))
+	for n := range strippedNames {
+		if !strings.Contains(doc, "`"+n+"`") {
+			t.Errorf("README.md does not list the stripped header %s", n)
+		}
+	}
+	for _, p := range strippedPrefixes {
+		if !strings.Contains(doc, "`"+p) {
+			t.Errorf("README.md does not list the stripped prefix %s*", p)
 		}
 	}
 }
