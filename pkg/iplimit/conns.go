@@ -95,7 +95,8 @@ func (l *Listener) Conns() *Conns { return l.cfg.Conns }
 
 // Accept returns the next connection: one within its client's cap, or one
 // past it marked for a quick answer (ExcessGrace), while it closes excess
-// connections without grace itself.
+// connections without grace itself — with a reset when the connection can
+// Abort (tunnel connections, see pkg/wgnet), so none lingers.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
@@ -118,7 +119,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.cfg.Refused(addr)
 		}
 		if l.cfg.ExcessGrace <= 0 {
-			c.Close()
+			if a, ok := c.(interface{ Abort() error }); ok {
+				a.Abort() // a reset: no endpoint lingers after it
+			} else {
+				c.Close()
+			}
 			continue
 		}
 		c.SetDeadline(time.Now().Add(l.cfg.ExcessGrace))
