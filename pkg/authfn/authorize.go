@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -144,7 +143,7 @@ func (s *Service) startFlow(w http.ResponseWriter, r *http.Request, rid string, 
 			opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.Itoa(int(h.req.maxAge/time.Second))))
 		}
 	}
-	if old := flowCookies(r); len(old) >= maxFlowCookies {
+	if old := session.CookiesWithPrefix(r, FlowCookie+"-"); len(old) >= session.MaxFlowCookies {
 		for _, c := range old { // abandoned sign-ins: make room
 			s.clearCookie(w, c.Name)
 		}
@@ -198,28 +197,12 @@ func (s *Service) appToken(h *handoff, id session.Identity, now time.Time) (stri
 	return tok, exp, nil
 }
 
-// maxFlowCookies bounds the sign-ins one browser has in flight; past it
-// the older flow cookies are dropped (those sign-ins then fail with a
-// clear page and start again).
-const maxFlowCookies = 8
-
 // flowCookieName names the flow cookie of the sign-in with state: each
 // sign-in in flight — one per tab — has its own, so that none overwrites
 // another.
 func flowCookieName(state string) string {
 	sum := sha256.Sum256([]byte(state))
 	return FlowCookie + "-" + b64(sum[:])[:10]
-}
-
-// flowCookies returns the flow cookies r carries.
-func flowCookies(r *http.Request) []*http.Cookie {
-	var out []*http.Cookie
-	for _, c := range r.Cookies() {
-		if strings.HasPrefix(c.Name, FlowCookie+"-") {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // setCookie sets a __Host- cookie on the auth host.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/postern/postern/pkg/session"
 )
 
 // TestSignInSingleTenant runs a whole sign-in and checks the app token and
@@ -272,7 +274,7 @@ func TestTwoTabs(t *testing.T) {
 func TestFlowCookiesBounded(t *testing.T) {
 	e := newTestEnv(t, nil)
 	jar := map[string]*http.Cookie{}
-	for i := range maxFlowCookies * 3 {
+	for i := range session.MaxFlowCookies * 3 {
 		var held []*http.Cookie
 		for _, c := range jar {
 			held = append(held, c)
@@ -288,8 +290,8 @@ func TestFlowCookiesBounded(t *testing.T) {
 				jar[c.Name] = c
 			}
 		}
-		if len(jar) > maxFlowCookies {
-			t.Fatalf("after sign-in %d the browser holds %d flow cookies, want at most %d", i, len(jar), maxFlowCookies)
+		if len(jar) > session.MaxFlowCookies {
+			t.Fatalf("after sign-in %d the browser holds %d flow cookies, want at most %d", i, len(jar), session.MaxFlowCookies)
 		}
 	}
 }

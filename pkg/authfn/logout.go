@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+
+	"github.com/postern/postern/pkg/session"
 )
 
 var signedOutPage = template.Must(template.New("out").Parse(`<!doctype html>
@@ -20,7 +22,7 @@ var signedOutPage = template.Must(template.New("out").Parse(`<!doctype html>
 func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 	rid := newRequestID()
 	s.clearCookie(w, SessionCookie)
-	for _, c := range flowCookies(r) {
+	for _, c := range session.CookiesWithPrefix(r, FlowCookie+"-") {
 		s.clearCookie(w, c.Name)
 	}
 	app := printable(r.URL.Query().Get("app"), 64)

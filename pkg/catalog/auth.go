@@ -403,15 +403,7 @@ func (p *parser) checkTenants(a *App, spec *policySpec, policyLine int, label st
 
 // tenant decodes an Entra tenant id.
 func (p *parser) tenant(v *yaml.Node, label, key string) string {
-	s, ok := p.str(v, label, key)
-	if !ok {
-		return ""
-	}
-	if !validTenant(s) {
-		p.add(v.Line, ErrValue, label, "%s %q: want an Entra tenant id (GUID)", key, s)
-		return ""
-	}
-	return s
+	return p.checked(v, label, key, validTenant, "want an Entra tenant id (GUID)")
 }
 
 // validTenant reports whether s is an Entra tenant id: a GUID, in lower

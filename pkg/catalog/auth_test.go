@@ -94,11 +94,7 @@ func TestIdentityHeadersOverride(t *testing.T) {
 
 func TestAuthKeyErrors(t *testing.T) {
 	entra := map[string]string{"preauth": "entra"}
-	tests := []struct {
-		name string
-		doc  string
-		want []wantErr
-	}{
+	tests := []errCase{
 		{"policy on passthrough", appDoc(nil, "    policy: {}"), []wantErr{{9, ErrValue, `app "a": policy: only for preauth entra or oidc, not passthrough`}}},
 		{"lifetime on passthrough", appDoc(nil, "    session_lifetime: 1h"), []wantErr{{9, ErrValue, "session_lifetime: only for preauth"}}},
 		{"bad lifetime", appDoc(entra, "    session_lifetime: forever"), []wantErr{{9, ErrValue, `session_lifetime "forever": not a duration`}}},
@@ -124,15 +120,7 @@ func TestAuthKeyErrors(t *testing.T) {
 		{"header repeated", appDoc(entra, "    identity_headers:", "      name: X-Postern-User"), []wantErr{{10, ErrDuplicate, "header X-Postern-User is already used by user"}}},
 		{"header unknown key", appDoc(entra, "    identity_headers:", "      phone: X-Phone"), []wantErr{{10, ErrUnknownKey, `unknown key "phone"`}}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse("catalog.yaml", []byte(withHome(tt.doc)))
-			if c != nil {
-				t.Errorf("got a catalogue, want nil")
-			}
-			checkErrors(t, err, tt.want)
-		})
-	}
+	refuseAll(t, tests, withHome)
 }
 
 const (
@@ -166,11 +154,7 @@ func TestTenantKeys(t *testing.T) {
 	if d := a.Policy.Decide(home, policy.Request{RawPath: "/admin"}); !d.Allow {
 		t.Errorf("home admin on /admin: got %+v, want allowed", d)
 	}
-	tests := []struct {
-		name string
-		doc  string
-		want []wantErr
-	}{
+	tests := []errCase{
 		{"roles without home tenant", appDoc(entra, "    policy:", "      allow: {roles: [R]}"), []wantErr{{10, ErrMissing, "set home_tenant"}}},
 		{"groups in a path rule without home tenant", appDoc(entra, "    policy:", "      paths:", "        - prefix: /a", "          allow: {groups: [g]}"), []wantErr{{10, ErrMissing, "set home_tenant"}}},
 		{"bad home tenant", appDoc(nil) + "home_tenant: contoso.onmicrosoft.com\n", []wantErr{{9, ErrValue, `home_tenant "contoso.onmicrosoft.com": want an Entra tenant id`}}},
@@ -182,15 +166,7 @@ func TestTenantKeys(t *testing.T) {
 		{"tenant not a GUID", withHome(appDoc(entra, "    policy:", "      allow: {roles: [R], tenants: [fabrikam]}")), []wantErr{{10, ErrValue, `tenants: "fabrikam": want an Entra tenant id`}}},
 		{"rule tenants alone", withHome(appDoc(entra, "    policy:", "      paths:", "        - prefix: /a", "          allow: {tenants: ["+testPartner+"]}")), []wantErr{{12, ErrValue, "path rule #1: allow: tenants: only next to groups or roles"}}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse("catalog.yaml", []byte(tt.doc))
-			if c != nil {
-				t.Errorf("got a catalogue, want nil")
-			}
-			checkErrors(t, err, tt.want)
-		})
-	}
+	refuseAll(t, tests, nil)
 }
 
 func TestPassHeadersAndHSTS(t *testing.T) {
@@ -218,11 +194,7 @@ func TestPassHeadersAndHSTS(t *testing.T) {
 		}
 	}
 	entra := map[string]string{"preauth": "entra"}
-	tests := []struct {
-		name string
-		doc  string
-		want []wantErr
-	}{
+	tests := []errCase{
 		{"pass X-Forwarded-For", appDoc(nil, "    pass_headers: [X-Forwarded-For]"), []wantErr{{9, ErrValue, "pass_headers: X-Forwarded-For: the mesh owns this header"}}},
 		{"pass Forwarded", appDoc(nil, "    pass_headers: [forwarded]"), []wantErr{{9, ErrValue, "the mesh owns"}}},
 		{"pass an X-Postern- header", appDoc(nil, "    pass_headers: [X-Postern-User]"), []wantErr{{9, ErrValue, "the mesh owns"}}},
@@ -237,13 +209,5 @@ func TestPassHeadersAndHSTS(t *testing.T) {
 		{"hsts under a second", appDoc(nil, "    hsts_max_age: 10ms"), []wantErr{{9, ErrValue, "at least 1s"}}},
 		{"hsts negative", appDoc(nil, "    hsts_max_age: -1h"), []wantErr{{9, ErrValue, "at least 1s"}}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse("catalog.yaml", []byte(tt.doc))
-			if c != nil {
-				t.Errorf("got a catalogue, want nil")
-			}
-			checkErrors(t, err, tt.want)
-		})
-	}
+	refuseAll(t, tests, nil)
 }

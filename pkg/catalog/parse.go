@@ -367,12 +367,18 @@ func (p *parser) boolean(v *yaml.Node, label, key string) (bool, bool) {
 
 // id returns v if it is a valid id (a DNS label), else "" after reporting.
 func (p *parser) id(v *yaml.Node, label, key string) string {
+	return p.checked(v, label, key, validLabel, "must be 1 to 63 lower-case letters, digits or hyphens, starting and ending with a letter or digit")
+}
+
+// checked returns the string v if valid accepts it, else "" after
+// reporting why, in the words of want.
+func (p *parser) checked(v *yaml.Node, label, key string, valid func(string) bool, want string) string {
 	s, ok := p.str(v, label, key)
 	if !ok {
 		return ""
 	}
-	if !validLabel(s) {
-		p.add(v.Line, ErrValue, label, "%s %q: must be 1 to 63 lower-case letters, digits or hyphens, starting and ending with a letter or digit", key, s)
+	if !valid(s) {
+		p.add(v.Line, ErrValue, label, "%s %q: %s", key, s, want)
 		return ""
 	}
 	return s

@@ -198,12 +198,34 @@ func TestExampleParses(t *testing.T) {
 	}
 }
 
+// errCase is a catalogue that must be refused with the errors in want.
+type errCase struct {
+	name string
+	doc  string
+	want []wantErr
+}
+
+// refuseAll parses each case's document, changed by wrap when it is not
+// nil, and checks that it is refused with exactly the wanted errors.
+func refuseAll(t *testing.T, tests []errCase, wrap func(string) string) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := tt.doc
+			if wrap != nil {
+				doc = wrap(doc)
+			}
+			c, err := Parse("catalog.yaml", []byte(doc))
+			if c != nil {
+				t.Errorf("got a catalogue, want nil")
+			}
+			checkErrors(t, err, tt.want)
+		})
+	}
+}
+
 func TestParseErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		doc  string
-		want []wantErr
-	}{
+	tests := []errCase{
 		// document shape
 		{"empty", "", []wantErr{{0, ErrSyntax, "catalog.yaml: empty catalogue"}}},
 		{"only comments", "# nothing\n", []wantErr{{0, ErrSyntax, "empty catalogue"}}},
@@ -278,15 +300,7 @@ func TestParseErrors(t *testing.T) {
 		{"host header", appDoc(nil, "    host_header: both"), []wantErr{{9, ErrValue, `host_header "both": must be internal or external`}}},
 		{"skip verify on http", appDoc(nil, "    tls_skip_verify: true"), []wantErr{{9, ErrValue, "tls_skip_verify: only allowed with an https internal_url"}}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse("catalog.yaml", []byte(tt.doc))
-			if c != nil {
-				t.Errorf("got a catalogue, want nil")
-			}
-			checkErrors(t, err, tt.want)
-		})
-	}
+	refuseAll(t, tests, nil)
 }
 
 func TestParseErrorsRedactPassword(t *testing.T) {

@@ -201,7 +201,7 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, app *catal
 			Reason: "This application requires signing in with a browser.", RequestID: st.rid})
 		return
 	}
-	if old := bindCookies(r); len(old) >= maxBindCookies {
+	if old := session.CookiesWithPrefix(r, BindCookie+"-"); len(old) >= session.MaxFlowCookies {
 		for _, c := range old { // abandoned sign-ins: make room
 			http.SetCookie(w, &http.Cookie{Name: c.Name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 		}
@@ -220,10 +220,6 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, app *catal
 	http.Redirect(w, r, h.auth.cfg.AuthURL+"/authorize?"+q.Encode(), http.StatusFound)
 }
 
-// maxBindCookies bounds the sign-ins one browser has in flight on a host;
-// past it the older bind cookies are dropped.
-const maxBindCookies = 8
-
 // bindCookieName names the bind cookie of the sign-in whose binding hash
 // is binding: BindCookie, "-" and the hash's first 8 characters.
 func bindCookieName(binding string) string {
@@ -231,17 +227,6 @@ func bindCookieName(binding string) string {
 		binding = binding[:8]
 	}
 	return BindCookie + "-" + binding
-}
-
-// bindCookies returns the bind cookies r carries.
-func bindCookies(r *http.Request) []*http.Cookie {
-	var out []*http.Cookie
-	for _, c := range r.Cookies() {
-		if strings.HasPrefix(c.Name, BindCookie+"-") {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 func validNonce(s string) bool {

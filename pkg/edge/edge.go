@@ -19,7 +19,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -301,26 +300,7 @@ func modifyResponse(resp *http.Response) error {
 	if st.scheme == "https" && st.app.HSTS != "" {
 		delete(resp.Header, "Strict-Transport-Security")
 	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		return guardUpgrade(resp)
-	}
-	return nil
-}
-
-// guardUpgrade checks a 101 answer and wraps its connection so that only
-// WebSocket client frames reach the backend.
-func guardUpgrade(resp *http.Response) error {
-	err := upgrade.CheckResponse(resp.Request, resp)
-	rwc, ok := resp.Body.(io.ReadWriteCloser)
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: the upgraded connection is not writable", upgrade.ErrRefused)
-	}
-	if err != nil {
-		resp.Body.Close()
-		return err
-	}
-	resp.Body = upgrade.Guard(rwc, upgrade.Extensions(resp))
-	return nil
+	return upgrade.GuardResponse(resp)
 }
 
 func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {

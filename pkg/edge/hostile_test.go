@@ -149,8 +149,7 @@ func (c *chain) dial(t *testing.T) net.Conn {
 func (c *chain) raw(t *testing.T, head, host, body string, extra ...string) (*http.Response, net.Conn, io.Reader) {
 	t.Helper()
 	conn := c.dial(t)
-	req := head + "Host: " + host + "\r\n" + strings.Join(extra, "") + "\r\n" + body
-	resp, br, err := edgetest.Raw(conn, req)
+	resp, br, err := edgetest.Raw(conn, edgetest.Request(head, host, body, extra...))
 	if err != nil {
 		t.Fatalf("request %q: %v", head, err)
 	}
@@ -169,7 +168,7 @@ func TestUpgradeHostile(t *testing.T) {
 		for _, app := range []struct{ host, cookie string }{{"lenient.example.com", ""}, {"iis.example.com", cookieLine(tok)}} {
 			t.Run(tt.Name+" "+app.host, func(t *testing.T) {
 				c.backend.Reset()
-				resp, _, _ := c.raw(t, strings.ReplaceAll(tt.Head, "{host}", app.host), app.host, tt.Body, app.cookie)
+				resp, _, _ := c.raw(t, tt.Head, app.host, tt.Body, app.cookie)
 				if resp.StatusCode != http.StatusBadRequest {
 					t.Fatalf("got %d, want 400", resp.StatusCode)
 				}

@@ -13,7 +13,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -88,7 +87,7 @@ func New(cfg Config) *Handler {
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		Transport:      roundTripper{h},
-		ModifyResponse: guardUpgrade,
+		ModifyResponse: upgrade.GuardResponse, // the mesh checks the same; the connector does not rely on it
 		ErrorHandler:   h.proxyError,
 		BufferPool:     bufferPool{},
 		ErrorLog:       slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
@@ -145,27 +144,6 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	tunnelhttp.StripInternal(pr.Out.Header)
 	upgrade.StripH2C(pr.Out.Header)
-}
-
-// guardUpgrade lets a 101 through only as the backend's answer to the
-// WebSocket handshake it was sent, and then passes only WebSocket client
-// frames to the backend (see pkg/upgrade): the mesh checked the same, and
-// the connector does not rely on it.
-func guardUpgrade(resp *http.Response) error {
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return nil
-	}
-	err := upgrade.CheckResponse(resp.Request, resp)
-	rwc, ok := resp.Body.(io.ReadWriteCloser)
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: the upgraded connection is not writable", upgrade.ErrRefused)
-	}
-	if err != nil {
-		resp.Body.Close()
-		return err
-	}
-	resp.Body = upgrade.Guard(rwc, upgrade.Extensions(resp))
-	return nil
 }
 
 // ServeHTTP implements http.Handler.

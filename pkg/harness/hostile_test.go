@@ -96,7 +96,7 @@ func (s *hostileSystem) raw(t *testing.T, head, host, body string, extra ...stri
 	t.Helper()
 	conn := s.dial(t, host, "")
 	_, port, _ := net.SplitHostPort(s.h.Meshes()[0].Addr)
-	resp, br, err := edgetest.Raw(conn, head+"Host: "+host+":"+port+"\r\n"+strings.Join(extra, "")+"\r\n"+body)
+	resp, br, err := edgetest.Raw(conn, edgetest.Request(head, host+":"+port, body, extra...))
 	if err != nil {
 		t.Fatalf("%q: %v", head, err)
 	}
@@ -114,8 +114,7 @@ func TestHostileThroughTheMesh(t *testing.T) {
 		for _, tt := range edgetest.UpgradeCases {
 			for _, app := range apps {
 				s.backend.Reset()
-				head := strings.ReplaceAll(tt.Head, "{host}", app.host)
-				resp, _, _ := s.raw(t, head, app.host, tt.Body, app.cookie)
+				resp, _, _ := s.raw(t, tt.Head, app.host, tt.Body, app.cookie)
 				if resp.StatusCode != http.StatusBadRequest {
 					t.Errorf("%s on %s: got %d, want 400", tt.Name, app.host, resp.StatusCode)
 				}
@@ -278,3 +277,51 @@ func TestTLSOnlyAEAD(t *testing.T) {
 }
 
 func edgeLimits(burst int) edge.Limits { return edge.Limits{UnauthRate: 0.5, UnauthBurst: burst} }
+
+// TestTunnelTimeouts checks that the mesh node closes tunnel connections
+// that send no request, and keep-alive ones left idle, after its timeouts.
+func TestTunnelTimeouts(t *testing.T) {
+	h := start(t, Options{Limits: meshnode.Limits{IdleTimeout: time.Second, ReadHeaderTimeout: time.Second}})
+	node := h.Meshes()[0].Node
+	target := net.JoinHostPort(node.WireGuard().Addr().String(), "80")
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := h.Connectors()[0].C.Node().DialContext(t.Context(), "tcp", target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closedByNode reads from c until the node closes it (or 30s pass).
+	closedByNode := func(c net.Conn) bool {
+		done := make(chan struct{})
+		go func() {
+			io.Copy(io.Discard, c)
+			close(done)
+		}()
+		select {
+		case <-done:
+			return true
+		case <-time.After(30 * time.Second):
+			c.Close()
+			return false
+		}
+	}
+	if !closedByNode(dial()) {
+		t.Fatal("a tunnel connection that sent nothing was not closed")
+	}
+	c := dial()
+	resp, br, err := edgetest.Raw(c, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, io.LimitReader(br, resp.ContentLength))
+	if !closedByNode(c) {
+		t.Fatal("an idle keep-alive tunnel connection was not closed")
+	}
+	_, tunnel := node.Conns()
+	if err := WaitFor(t.Context(), 10*time.Second, func() bool { n, _ := tunnel.Open(); return n == 0 }); err != nil {
+		t.Fatal("tunnel connections still counted after the node closed them")
+	}
+}

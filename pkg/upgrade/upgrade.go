@@ -23,6 +23,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 )
@@ -158,6 +159,28 @@ func CheckResponse(req *http.Request, resp *http.Response) error {
 	if acc := resp.Header["Sec-Websocket-Accept"]; len(acc) != 1 || acc[0] != AcceptKey(k) {
 		return fmt.Errorf("%w: the backend's Sec-WebSocket-Accept does not answer the key", ErrRefused)
 	}
+	return nil
+}
+
+// GuardResponse checks a backend's answer to the forwarded request
+// resp.Request: anything but a 101 passes; a 101 must pass CheckResponse,
+// and its connection (resp.Body) is then wrapped with Guard. On refusal it
+// closes the body and returns an error wrapping [ErrRefused]. It is an
+// httputil.ReverseProxy ModifyResponse step.
+func GuardResponse(resp *http.Response) error {
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return nil
+	}
+	err := CheckResponse(resp.Request, resp)
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: the upgraded connection is not writable", ErrRefused)
+	}
+	if err != nil {
+		resp.Body.Close()
+		return err
+	}
+	resp.Body = Guard(rwc, Extensions(resp))
 	return nil
 }
 

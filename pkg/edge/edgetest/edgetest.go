@@ -132,6 +132,13 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// Request builds the text of a request from head (request line and headers
+// without Host, "{host}" standing for host), the Host header, extra header
+// lines, the blank line and body.
+func Request(head, host, body string, extra ...string) string {
+	return strings.ReplaceAll(head, "{host}", host) + "Host: " + host + "\r\n" + strings.Join(extra, "") + "\r\n" + body
+}
+
 // Raw writes req, the text of an HTTP/1.1 request, on conn and reads the
 // response. The reader it returns holds what followed the response head.
 func Raw(conn net.Conn, req string) (*http.Response, *bufio.Reader, error) {

@@ -19,13 +19,14 @@ import (
 
 // TestIdleTunnelConnectionsBounded plays a hostile connector that opens
 // connection after connection to its mesh node's tunnel listener and lets
-// them sit idle: the node keeps at most its per-peer cap open, closes the
-// rest at once, closes idle ones after its timeouts, and its heap grows by
-// what the cap allows, not by what the connector tried.
+// them sit idle: the node keeps at most its per-peer cap open, resets the
+// rest at once, and its heap grows by what the cap allows, not by what the
+// connector tried. (pkg/harness's TestTunnelTimeouts checks that idle ones
+// are closed; here the timeouts are long, so the held ones stay.)
 func TestIdleTunnelConnectionsBounded(t *testing.T) {
 	const attempts, perPeer = 2000, 32
 	h, err := harness.Start(t.Context(), harness.Options{Limits: meshnode.Limits{
-		TunnelConnsPerPeer: perPeer, IdleTimeout: 2 * time.Second, ReadHeaderTimeout: time.Second}})
+		TunnelConnsPerPeer: perPeer, IdleTimeout: time.Hour, ReadHeaderTimeout: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestIdleTunnelConnectionsBounded(t *testing.T) {
 		// and so has no connection at all, answer with a reset too.)
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		c.Write([]byte{0})
-		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+		if _, err := c.Read(make([]byte, 1)); err == nil || (!errors.Is(err, io.EOF) && !isReset(err)) {
 			t.Fatalf("connection %d past the cap of %d: got %v, want it closed by the node", i, perPeer, err)
 		}
 		c.Close()
@@ -83,17 +84,13 @@ func TestIdleTunnelConnectionsBounded(t *testing.T) {
 		t.Fatalf("heap grew by %d KiB for %d held connections (budget %d KiB): refused connections cost memory", grown>>10, len(held), budget>>10)
 	}
 	t.Logf("%d attempts, %d held, %d refused; heap grew by %d KiB", attempts, len(held), refused, grown>>10)
-	// The held connections are idle (no request ever sent): the node
-	// closes them after its read-header timeout.
-	for i, c := range held {
-		c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
-			t.Fatalf("held connection %d: got %v, want it closed by the node's timeout", i, err)
-		}
+	for _, c := range held {
+		c.Close()
 	}
+	held = nil
 	if err := harness.WaitFor(t.Context(), 10*time.Second, func() bool { n, _ := tunnel.Open(); return n == 0 }); err != nil {
 		n, _ := tunnel.Open()
-		t.Fatalf("%d tunnel connections still counted after all were closed", n)
+		t.Fatalf("%d tunnel connections still counted after the connector closed all", n)
 	}
 }
 
