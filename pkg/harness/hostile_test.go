@@ -242,9 +242,18 @@ func TestLimitsThroughTheMesh(t *testing.T) {
 	if r := get(s.dial(t, iisHost, "127.0.0.2"), iisHost, "/x", s.cookie); r.StatusCode != 200 {
 		t.Fatalf("another address while the first is capped: got %d, want 200", r.StatusCode)
 	}
+	// A header block past 64 KiB is refused (from the other address, whose
+	// connections are not capped).
+	big := "X-Big: " + strings.Repeat("a", 80<<10) + "\r\n"
+	if r := get(s.dial(t, iisHost, "127.0.0.2"), iisHost, "/x", big+s.cookie); r.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("an 80 KiB header: got %d, want 431", r.StatusCode)
+	}
+	if r := get(s.dial(t, iisHost, "127.0.0.2"), iisHost, "/x", "X-Big: "+strings.Repeat("a", 32<<10)+"\r\n"+s.cookie); r.StatusCode != 200 {
+		t.Fatalf("a 32 KiB header: got %d, want 200", r.StatusCode)
+	}
 	pub, _ := s.h.Meshes()[0].Node.Conns()
-	if n, _ := pub.Open(); n > conns+2 {
-		t.Fatalf("%d connections held open, want at most %d (cap %d from one address, 2 from another)", n, conns+2, conns)
+	if n, _ := pub.Open(); n > conns+4 {
+		t.Fatalf("%d connections held open, want at most %d (cap %d from one address, 4 from another)", n, conns+4, conns)
 	}
 }
 
