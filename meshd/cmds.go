@@ -35,7 +35,7 @@ func runCmd(ctx context.Context, args []string) error {
 	plain := fs.Bool("insecure-plain-http", false, "serve plain HTTP instead of TLS (local use only)")
 	wgListen := fs.String("wg-listen", "0.0.0.0:51820", "WireGuard UDP listen address")
 	wgAdvertise := fs.String("wg-advertise", "", "WireGuard endpoint host:port told to connectors (default: the API host name and the listen port)")
-	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's WireGuard key and used enrolment tokens")
+	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's keys, used enrolment tokens, revocations and known mesh members")
 	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
 	catalogPath := fs.String("catalog", "/etc/postern/catalog.yaml", "app catalogue file")
 	admin := fs.String("admin-listen", "127.0.0.1:9100", "loopback admin address for /healthz, /metrics and /status (empty: off)")
@@ -45,6 +45,7 @@ func runCmd(ctx context.Context, args []string) error {
 	gossipListen := fs.String("gossip-listen", "", "gossip address (UDP and TCP) to join a cluster of mesh nodes, e.g. 0.0.0.0:7946 (empty: a lone node)")
 	gossipAdvertise := fs.String("gossip-advertise", "", "gossip host:port other nodes reach (default: from --gossip-listen)")
 	gossipKeys := fs.String("gossip-keyring", "", "gossip keyring file (from \"meshd gossip keygen\"); required with --gossip-listen")
+	nodeCred := fs.String("node-credential", "", "this node's credential (from \"meshd node credential\"); required with --gossip-listen (default: node.cred in --state-dir)")
 	label := fs.String("cluster-label", "postern", "cluster label: nodes with another label are ignored")
 	join := fs.String("join", "", "comma-separated gossip host:port of other mesh nodes to join (and rejoin after a partition)")
 	publicURL := fs.String("public-url", "", "HTTPS base URL connectors attach at, e.g. https://mesh-eu-1.example.com (default: https:// + --listen)")
@@ -110,6 +111,12 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 		cfg.Cluster = &meshnode.ClusterConfig{GossipListen: *gossipListen, GossipAdvertise: *gossipAdvertise, Keys: keys,
 			Label: *label, Seeds: splitList(*join), PublicURL: *publicURL, Strategy: s}
+		if *nodeCred == "" {
+			*nodeCred = meshnode.NodeCredentialPath(*stateDir)
+		}
+		if cfg.NodeCredential, err = auth.LoadNodeCredential(*nodeCred); err != nil {
+			return err
+		}
 	}
 	if !*plain {
 		if *certFile == "" || *keyFile == "" {

@@ -88,6 +88,12 @@ func (s *Service) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.cfg.Now()
 	var prompt bool
+	if r.URL.Query().Get("fresh") == "1" {
+		// The mesh refused this browser's session as revoked: ignore it
+		// and have the provider authenticate the user again.
+		s.startFlow(w, r, rid, h, true)
+		return
+	}
 	if sc, err := s.session(r); err == nil {
 		switch why := h.req.unmet(&sc.Identity, now); why {
 		case "":

@@ -43,7 +43,11 @@ type chain struct {
 func newChain(t *testing.T, tlsOn bool, limits Limits) *chain {
 	t.Helper()
 	c := &chain{backend: edgetest.NewBackend(t)}
-	conn := httptest.NewServer(egress.New(egress.Config{}))
+	al, err := egress.ParseAllowList([]string{"127.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := httptest.NewServer(egress.New(egress.Config{AllowList: al}))
 	t.Cleanup(conn.Close)
 	doc := `home_tenant: ` + testHome + `
 connector_groups:

@@ -11,6 +11,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	bytes    *prometheus.CounterVec
+	revoked  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +29,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postern_mesh_response_bytes_total", Help: "Response body bytes sent to clients, by app.",
 		}, []string{"app"}),
+		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postern_edge_revoked_refusals_total", Help: "App tokens refused because their session or user was revoked, by kind (session, user) and where (cookie, handoff).",
+		}, []string{"kind", "where"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytes)
+	reg.MustRegister(m.requests, m.duration, m.bytes, m.revoked)
 	return m
+}
+
+// revokedRefusal counts an app token refused as revoked.
+func (m *metrics) revokedRefusal(kind, where string) {
+	if m != nil {
+		m.revoked.WithLabelValues(kind, where).Inc()
+	}
 }
 
 func (m *metrics) observe(app string, status int, d time.Duration, bytes int64) {

@@ -34,7 +34,8 @@ import (
 // Config configures a Handler.
 type Config struct {
 	// AllowList restricts the internal destinations; the zero value allows
-	// every destination.
+	// every destination but the special ones (loopback, link-local, cloud
+	// metadata), which only an explicit IP rule opens.
 	AllowList AllowList
 	// RootCAs verifies HTTPS internal apps; nil means the system roots.
 	RootCAs *x509.CertPool
@@ -254,9 +255,12 @@ type dialer struct {
 	d        net.Dialer
 }
 
-// DialContext dials addr only where the allow-list permits: a literal IP must
-// match an IP rule; a name must match a name rule, or resolve to an address
-// that matches an IP rule, which is then the address dialled.
+// DialContext dials addr only where the allow-list permits. A literal IP
+// must be allowed by AllowsAddr. A name is resolved first and only its
+// allowed addresses are dialled (the address, not the name, so that the
+// answer checked is the answer used): an address is allowed when a name
+// rule allows the name and the address is not special, or when an IP rule
+// allows the address.
 func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -273,9 +277,7 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		}
 		return d.d.DialContext(ctx, network, addr)
 	}
-	if d.allow.AllowsName(host, port) {
-		return d.d.DialContext(ctx, network, addr)
-	}
+	byName := d.allow.AllowsName(host, port)
 	ips, err := d.resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return nil, fmt.Errorf("egress: dial %s: %w", addr, err)
@@ -283,7 +285,7 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	var lastErr error = fmt.Errorf("egress: dial %s: %w", addr, ErrNotAllowed)
 	for _, ip := range ips {
 		ap := netip.AddrPortFrom(ip.Unmap(), port)
-		if !d.allow.AllowsAddr(ap) {
+		if !(byName && !IsSpecial(ap.Addr())) && !d.allow.AllowsAddr(ap) {
 			continue
 		}
 		c, err := d.d.DialContext(ctx, network, ap.String())

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/postern/postern/pkg/authority"
@@ -28,6 +29,7 @@ import (
 	"github.com/postern/postern/pkg/devcert"
 	"github.com/postern/postern/pkg/devidp"
 	"github.com/postern/postern/pkg/egress"
+	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/sampleapp"
@@ -59,7 +61,8 @@ type Options struct {
 	// ExtraCatalog is appended to the apps list of the generated catalogue
 	// (YAML list items, indented by two spaces).
 	ExtraCatalog string
-	// AllowList restricts the connectors' destinations.
+	// AllowList restricts the connectors' destinations; empty means
+	// 127.0.0.1, where the sample app listens.
 	AllowList []string
 	// Pool tunes the mesh nodes' connector probing.
 	Pool pool.Config
@@ -324,7 +327,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
-		DrainTimeout: h.opts.DrainTimeout, Limits: h.opts.Limits,
+		DrainTimeout: h.opts.DrainTimeout, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]
@@ -339,6 +342,10 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		}
 		cfg.WGBind = t.Net.Bind(wgnet.NewUDPBind(netip.MustParseAddr(h.opts.Host)), region)
 		if cfg.Cluster, gossipAddr, err = h.clusterConfig(i, l.Addr().String(), gossipPort); err != nil {
+			l.Close()
+			return nil, err
+		}
+		if cfg.NodeCredential, err = h.nodeCredential(dir, id, region); err != nil {
 			l.Close()
 			return nil, err
 		}
@@ -361,6 +368,20 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 	return m, nil
 }
 
+// nodeCredential mints the node credential of the node with state in dir,
+// as "meshd node credential" does, and writes it there.
+func (h *Harness) nodeCredential(dir, id, region string) (authority.NodeCredential, error) {
+	keys, err := meshnode.InitKeys(dir)
+	if err != nil {
+		return authority.NodeCredential{}, err
+	}
+	cred, err := h.Authority.IssueNodeCredential(id, region, keys.WG, keys.Node, authority.DefaultNodeCredentialTTL)
+	if err != nil {
+		return authority.NodeCredential{}, err
+	}
+	return cred, authority.SaveNodeCredential(meshnode.NodeCredentialPath(dir), cred)
+}
+
 // listenRetry listens on addr, retrying briefly while a just-closed
 // listener's port is still being released.
 func listenRetry(addr string) (net.Listener, error) {
@@ -380,6 +401,22 @@ func (h *Harness) Meshes() []*Mesh {
 	defer h.mu.Unlock()
 	return append([]*Mesh(nil), h.meshes...)
 }
+
+// Running returns the indices of the mesh nodes not stopped or killed.
+func (h *Harness) Running() []int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []int
+	for i, m := range h.meshes {
+		if !m.stopped {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Dir returns the mesh node's state directory.
+func (m *Mesh) Dir() string { return m.dir }
 
 // Connectors returns the connectors.
 func (h *Harness) Connectors() []*Connector {
@@ -452,10 +489,20 @@ func (h *Harness) addConnector(ctx context.Context, group, region string) (*Conn
 	if region != "" {
 		seed, client = h.seedFor(region), h.simAPIClient(region)
 	}
-	st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: dir, MeshURL: seed, Token: tok,
-		Name: filepath.Base(dir), HTTPClient: client})
-	if err != nil {
-		return nil, err
+	// While the mesh tunnels come up the nodes may not reach a majority
+	// to vote on the token: retry (the same key, so the same redemption).
+	var st *connector.State
+	var enrolErr error
+	if err := waitFor(ctx, 30*time.Second, func() bool {
+		st, enrolErr = connector.Enroll(ctx, connector.EnrollConfig{StateDir: dir, MeshURL: seed, Token: tok,
+			Name: filepath.Base(dir), HTTPClient: client})
+		var ae *enroll.APIError
+		return enrolErr == nil || !errors.As(enrolErr, &ae) || ae.Code != enroll.CodeTokenCheckUnavailable
+	}); err != nil {
+		return nil, fmt.Errorf("harness: enrolment: %w (last: %v)", err, enrolErr)
+	}
+	if enrolErr != nil {
+		return nil, enrolErr
 	}
 	if region == "" {
 		for _, m := range meshes[1:] {
@@ -476,7 +523,11 @@ func (h *Harness) addConnector(ctx context.Context, group, region string) (*Conn
 }
 
 func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connector, error) {
-	al, err := egress.ParseAllowList(h.opts.AllowList)
+	entries := h.opts.AllowList
+	if len(entries) == 0 {
+		entries = []string{"127.0.0.1"}
+	}
+	al, err := egress.ParseAllowList(entries)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -76,20 +77,32 @@ type mesh struct {
 	kick    chan struct{}
 	served  prometheus.Counter // relayed requests served for other nodes
 	refused prometheus.Counter // relay attempts refused (not a mesh node)
+	roster  *roster            // the mesh nodes this node knows, persisted
+	redeem  *redeemer          // burns enrolment tokens for the mesh
+
+	tokenClient *http.Client // mesh-internal token calls over the tunnel
 
 	nodeAddrs atomic.Pointer[map[netip.Addr]string] // tunnel address → node id of the mesh peers
 
-	mu        sync.Mutex // guards the following
-	wgPeers   map[string]wgkey.Public
-	downSince map[string]time.Time // relay paths not answering probes, by node id
-	decisions map[string]*route.Decision
-	built     time.Time
-	tokens    map[string]bool // used-token ids already spread
+	mu         sync.Mutex // guards the following
+	wgPeers    map[string]wgkey.Public
+	downSince  map[string]time.Time // relay paths not answering probes, by node id
+	decisions  map[string]*route.Decision
+	built      time.Time
+	tokens     map[string]bool // used-token ids already spread
+	statesFrom map[string]bool // nodes whose full state was merged
 }
 
 func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	m := &mesh{n: n, cfg: cfg, boot: time.Now().UnixNano(), kick: make(chan struct{}, 1),
-		wgPeers: map[string]wgkey.Public{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{}}
+		wgPeers: map[string]wgkey.Public{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{},
+		statesFrom: map[string]bool{}}
+	m.redeem = &redeemer{m: m}
+	m.tokenClient = &http.Client{Transport: &http.Transport{DialContext: n.wg.DialContext, MaxIdleConnsPerHost: 4}}
+	var err error
+	if m.roster, err = openRoster(filepath.Join(n.cfg.StateDir, rosterFile)); err != nil {
+		return nil, err
+	}
 	if m.cfg.RouteInterval == 0 {
 		m.cfg.RouteInterval = 500 * time.Millisecond
 	}
@@ -116,6 +129,8 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	m.cluster, err = gossip.New(gossip.Config{
 		Meta: gossip.Meta{ID: n.cfg.ID, Region: n.cfg.Region, WGKey: n.wg.PublicKey(), WGEndpoint: n.advertise(),
 			PublicURL: m.publicURL(), Version: Version, Boot: m.boot},
+		Identity: gossip.Identity{Credential: n.cfg.NodeCredential, Key: n.nodeKey}, Verifier: n.cfg.Authority,
+		Revocations: gossipRevocations{n}, OnStateMerged: m.noteState,
 		BindAddr: cfg.GossipListen, AdvertiseAddr: cfg.GossipAdvertise, Transport: cfg.Transport, Keys: cfg.Keys,
 		Insecure: cfg.Insecure, Label: cfg.Label, Seeds: cfg.Seeds, Timing: cfg.Timing, Tokens: n.used,
 		Logger: n.logger.With("component", "gossip"), Registerer: n.cfg.Registry,
@@ -181,6 +196,10 @@ func (m *mesh) poke() {
 func (m *mesh) sync() {
 	m.publish()
 	members := m.cluster.Members()
+	if err := m.roster.observe(members, time.Now()); err != nil {
+		m.n.logger.Warn("mesh_members_save_failed", "error", err)
+	}
+	m.restoreUsed()
 	m.reconcilePeers(members)
 	m.rebuild(members)
 }
@@ -419,6 +438,22 @@ func (m *mesh) relayGate(next http.Handler) http.Handler {
 	})
 }
 
+// meshOnly admits requests from the tunnel addresses of live members
+// only: nodes whose node credential the gossip verified.
+func (m *mesh) meshOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err == nil {
+			if _, ok := m.isMeshNode(ap.Addr().Unmap()); ok {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		m.n.logger.Warn("mesh_call_refused", "remote", r.RemoteAddr, "path", r.URL.Path, "reason", "not a mesh node of the cluster")
+		http.Error(w, "only mesh nodes of the cluster may call this", http.StatusForbidden)
+	})
+}
+
 // nodesFor lists the live, non-draining members a connector of group may
 // attach to.
 func (m *mesh) nodesFor(g *catalog.ConnectorGroup) []enroll.NodeInfo {
@@ -430,7 +465,7 @@ func (m *mesh) nodesFor(g *catalog.ConnectorGroup) []enroll.NodeInfo {
 		if (g.PinRegion && mb.Region != g.Region) || slices.Contains(g.ExcludeRegions, mb.Region) {
 			continue
 		}
-		out = append(out, enroll.NodeInfo{ID: mb.ID, Region: mb.Region, URL: mb.PublicURL})
+		out = append(out, enroll.NodeInfo{ID: mb.ID, Region: mb.Region, URL: mb.PublicURL, PublicKey: mb.WGKey})
 	}
 	return out
 }
