@@ -16,9 +16,12 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/cli"
+	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/route"
@@ -49,12 +52,26 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	publicURL := fs.String("public-url", "", "HTTPS base URL connectors attach at, e.g. https://mesh-eu-1.example.com (default: https:// + --listen)")
 	strategy := fs.String("route-strategy", "latency", "route choice: latency, nearest or random")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, stop taking relayed requests and wait this long for requests in flight before leaving the cluster")
+	connsPerIP := fs.Int("conns-per-ip", meshnode.DefaultConnsPerClient, "connections one client address (IPv4, or IPv6 /64) may hold open on the public listener; past it: 429 (negative: no cap)")
+	unauthRate := fs.Float64("unauth-rate", float64(edge.DefaultUnauthRate), "answers per second one client address may get without signing in (sign-in redirects, 401, 404, 400); past it: 429 (negative: no limit)")
+	unauthBurst := fs.Int("unauth-burst", edge.DefaultUnauthBurst, "burst of --unauth-rate")
+	maxHeader := fs.Int("max-header-bytes", meshnode.DefaultMaxHeaderBytes, "largest request header accepted on the public listener")
+	idle := fs.Duration("idle-timeout", meshnode.DefaultIdleTimeout, "close keep-alive connections idle this long (public and tunnel listeners)")
+	tunnelPerPeer := fs.Int("tunnel-conns-per-peer", meshnode.DefaultTunnelConnsPerPeer, "connections one connector may hold open to the node inside the tunnel (negative: no cap)")
 	return func(ctx context.Context) error {
+		limits := meshnode.Limits{ConnsPerClient: *connsPerIP, MaxHeaderBytes: *maxHeader, IdleTimeout: *idle,
+			TunnelConnsPerPeer: *tunnelPerPeer, Unauth: edge.Limits{UnauthRate: rate.Limit(*unauthRate), UnauthBurst: *unauthBurst}}
+		if *unauthRate < 0 {
+			limits.Unauth.UnauthRate = rate.Inf
+		}
+		if *unauthBurst <= 0 || *maxHeader <= 0 || *idle <= 0 {
+			return cli.Usagef("--unauth-burst, --max-header-bytes and --idle-timeout must be positive")
+		}
 		return run(ctx, runFlags{id: *id, region: *region, listen: *listen, certFile: *certFile, keyFile: *keyFile, plain: *plain,
 			wgListen: *wgListen, wgAdvertise: *wgAdvertise, stateDir: *stateDir, authKey: *authKey, catalogPath: *catalogPath,
 			admin: *admin, authURL: *authURL, authCA: *authCA, logLevel: *logLevel, gossipListen: *gossipListen,
 			gossipAdvertise: *gossipAdvertise, gossipKeys: *gossipKeys, nodeCred: *nodeCred, label: *label, join: *join, publicURL: *publicURL,
-			strategy: *strategy, drain: *drain})
+			strategy: *strategy, drain: *drain, limits: limits})
 	}
 }
 
@@ -65,6 +82,7 @@ type runFlags struct {
 	publicURL, strategy, nodeCred                                                                string
 	plain                                                                                        bool
 	drain                                                                                        time.Duration
+	limits                                                                                       meshnode.Limits
 }
 
 func run(ctx context.Context, f runFlags) error {
@@ -93,7 +111,7 @@ func run(ctx context.Context, f runFlags) error {
 	}
 	cfg := meshnode.Config{ID: f.id, Region: f.region, Listen: f.listen, PlainHTTP: f.plain, WGListen: wgAddr,
 		WGAdvertise: f.wgAdvertise, StateDir: f.stateDir, Authority: auth, CatalogPath: f.catalogPath,
-		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: f.drain}
+		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: f.drain, Limits: f.limits}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,24 +34,7 @@ func chromium(tb testing.TB) string {
 // a path rule denies → logout → the sign-in page again.
 func TestBrowserSignIn(t *testing.T) {
 	h := start(t, Options{Auth: true})
-	spki := sha256.Sum256(h.cert.Leaf.RawSubjectPublicKeyInfo)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium(t)),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// Trust exactly the harness's certificate, nothing else.
-		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
-	defer cancelA()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelT()
+	ctx := newBrowser(t, h)
 
 	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -75,21 +59,6 @@ func TestBrowserSignIn(t *testing.T) {
 		}
 		return s
 	}
-	// waitText polls until the page's text holds want: a click sets off a
-	// chain of redirects, and a poll that runs into one of them is cut off
-	// ("navigated", "cannot find context"), so poll again until the page
-	// settles.
-	waitText := func(want string) {
-		t.Helper()
-		err := WaitFor(ctx, 60*time.Second, func() bool {
-			_, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body.innerText.includes(`+strconv.Quote(want)+`)`,
-				chromedp.WithPollingTimeout(5*time.Second)))
-			return err == nil
-		})
-		if err != nil {
-			t.Fatalf("page never showed %q: %v\n%s", want, err, text())
-		}
-	}
 	alice := chromedp.CSS(`button[data-user="alice"]`)
 	step("open the app", chromedp.Navigate(h.AppURL(0, "/")), chromedp.WaitVisible(alice))
 	// The provider's page counts groups in the singular and says what
@@ -99,7 +68,7 @@ func TestBrowserSignIn(t *testing.T) {
 		t.Fatalf("sign-in page: want \"1 group\" and the legend of \"can satisfy\", got\n%s", page)
 	}
 	step("sign in as alice", chromedp.Click(alice), chromedp.WaitVisible(chromedp.CSS("body")))
-	waitText("X-Postern-User")
+	waitForText(t, ctx, "X-Postern-User")
 	page, loc := text(), location()
 	if !strings.HasPrefix(loc, h.AppURL(0, "/")) || !strings.Contains(page, "SmartMoney") || !strings.Contains(page, "Alice") {
 		t.Fatalf("after sign-in at %s the app page lacks the identity headers:\n%s", loc, page)
@@ -118,7 +87,7 @@ func TestBrowserSignIn(t *testing.T) {
 	}
 	screenshot(t, ctx, "denied")
 	step("sign in as someone else", chromedp.Click(chromedp.CSS(`a[href="/.postern/logout"]`)), chromedp.WaitVisible(chromedp.CSS("body")))
-	waitText("Signed out")
+	waitForText(t, ctx, "Signed out")
 	if loc = location(); !strings.HasPrefix(loc, h.AuthURL()) {
 		t.Fatalf("logout ended at %s, want the auth host", loc)
 	}
@@ -131,7 +100,7 @@ func TestBrowserSignIn(t *testing.T) {
 	// bob (role SmartMoney.Admin) gets the admin area: an allowed request
 	// looks allowed.
 	step("sign in as bob", chromedp.Click(bob), chromedp.WaitVisible(chromedp.CSS("body")))
-	waitText("Admin area of SmartMoney")
+	waitForText(t, ctx, "Admin area of SmartMoney")
 	if page, loc = text(), location(); !strings.HasPrefix(loc, h.AppURL(0, "/admin")) || !strings.Contains(page, "Bob Brown") {
 		t.Fatalf("bob at %s: want the admin area greeting Bob Brown, got\n%s", loc, page)
 	}
@@ -152,6 +121,80 @@ const identityLayoutJS = `(() => {
   if (document.documentElement.scrollWidth > window.innerWidth) return 'the page is wider than the window';
   return 'ok';
 })()`
+
+// newBrowser starts a headless Chromium that trusts exactly h's
+// certificate, and returns the context of its first tab; it stops with t.
+func newBrowser(t *testing.T, h *Harness) context.Context {
+	t.Helper()
+	spki := sha256.Sum256(h.cert.Leaf.RawSubjectPublicKeyInfo)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium(t)),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		// Trust exactly the harness's certificate, nothing else.
+		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
+	t.Cleanup(cancelA)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelT)
+	return ctx
+}
+
+// waitForText polls the page of ctx until it contains want; the redirect
+// chain after a click cuts polls off ("navigated"), so it polls again.
+func waitForText(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second) // a bound for a broken flow, generous for a busy machine
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body && document.body.innerText.includes(`+strconv.Quote(want)+`)`,
+			chromedp.WithPollingTimeout(5*time.Second)))
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			page, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+			t.Fatalf("the page never showed %q: %v\n%s", want, err, page)
+		}
+		time.Sleep(50 * time.Millisecond) // let the navigation finish before polling again
+	}
+}
+
+// TestBrowserTwoTabs opens the app in two tabs of one browser before
+// signing in, as users do after their session expired, then signs in in
+// each: both sign-ins complete, each tab back where it started.
+func TestBrowserTwoTabs(t *testing.T) {
+	h := start(t, Options{Auth: true})
+	tab1 := newBrowser(t, h)
+	alice := chromedp.CSS(`button[data-user="alice"]`)
+	open := func(i int, tab context.Context) {
+		t.Helper()
+		u := h.AppURL(0, fmt.Sprintf("/headers?tab=%d", i))
+		if err := chromedp.Do(tab, chromedp.Navigate(u), chromedp.WaitVisible(alice)); err != nil {
+			t.Fatalf("tab %d: open the app: %v", i, err)
+		}
+	}
+	open(1, tab1)                             // starts the browser
+	tab2, cancel := chromedp.NewContext(tab1) // a second tab of the same browser
+	defer cancel()
+	open(2, tab2)
+	for i, tab := range []context.Context{tab1, tab2} {
+		if err := chromedp.Do(tab, chromedp.Click(alice)); err != nil {
+			t.Fatalf("tab %d: sign in: %v", i+1, err)
+		}
+		waitForText(t, tab, "X-Postern-User")
+		loc, err := chromedp.Run(tab, chromedp.Location())
+		if err != nil || loc != h.AppURL(0, fmt.Sprintf("/headers?tab=%d", i+1)) {
+			t.Fatalf("tab %d ended at %q (%v), want where it started", i+1, loc, err)
+		}
+	}
+}
 
 // screenshot saves a PNG of the page when POSTERN_SCREENSHOTS names a
 // directory, for a person to look at.
