@@ -106,6 +106,11 @@ type Config struct {
 	// AuthHTTPClient fetches the auth functions' JWKS; nil means a client
 	// with system roots.
 	AuthHTTPClient *http.Client
+	// AuthStartupWait bounds how long Run tries to fetch the auth
+	// functions' JWKS at start when the catalogue has pre-authenticated
+	// apps, before it refuses to start; zero means 30s. A certificate
+	// error refuses at once.
+	AuthStartupWait time.Duration
 	// Cluster, if set, joins the node to a mesh of nodes (gossip, relay,
 	// latency-aware routing); nil means a lone node that serves only the
 	// connectors attached to it.
@@ -146,6 +151,7 @@ type Node struct {
 	limits      Limits
 
 	connMetrics *connMetrics
+	authCfg     *edge.AuthConfig // nil without AuthURL
 
 	killed    atomic.Bool
 	draining  atomic.Bool
@@ -279,6 +285,7 @@ func New(cfg Config) (*Node, error) {
 	if authCfg != nil {
 		authCfg.Denied, authCfg.Revoker = revoked, n
 	}
+	n.authCfg = authCfg
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
 		Auth: authCfg, Limits: n.limits.Unauth})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
@@ -457,8 +464,13 @@ func (n *Node) Handler() http.Handler {
 	})
 }
 
-// Run serves until ctx ends, then shuts down gracefully.
+// Run serves until ctx ends, then shuts down gracefully. It refuses to
+// start (ErrAuthKeys) when the catalogue has pre-authenticated apps and
+// the auth functions' JWKS cannot be fetched and verified.
 func (n *Node) Run(ctx context.Context) error {
+	if err := n.checkAuthKeys(ctx); err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
