@@ -1,20 +1,19 @@
 package catalog
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/postern/postern/pkg/yamlcheck"
 )
 
 // Load reads and parses the catalogue file at path; path names the file in
@@ -73,13 +72,9 @@ type appEntry struct {
 	idLine, hostLine, groupLine int
 }
 
-// field is one key of a mapping. decode receives the key's value, aliases
-// resolved; adding a key to the schema is adding a field.
-type field struct {
-	key      string
-	required bool
-	decode   func(v *yaml.Node)
-}
+// field is one key of a mapping (yamlcheck.Field, positional: key,
+// required, decode).
+type field = yamlcheck.Field
 
 func (p *parser) add(line int, class error, label, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
@@ -105,53 +100,12 @@ func (p *parser) err() error {
 // document returns the root mapping of the single YAML document in data, or
 // nil after recording why there is none.
 func (p *parser) document(data []byte) *yaml.Node {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.add(0, ErrSyntax, "", "empty catalogue: want a mapping with connector_groups and apps")
-		} else {
-			p.syntax(err)
-		}
-		return nil
-	}
-	var extra yaml.Node
-	switch err := dec.Decode(&extra); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		p.syntax(err)
-		return nil
-	default:
-		p.add(extra.Line, ErrSyntax, "", "several YAML documents: the catalogue must be a single document")
-		return nil
-	}
-	if len(doc.Content) == 0 {
-		p.add(0, ErrSyntax, "", "empty catalogue: want a mapping with connector_groups and apps")
-		return nil
-	}
-	root := resolve(doc.Content[0])
-	switch {
-	case isNull(root):
-		p.add(root.Line, ErrSyntax, "", "empty catalogue: want a mapping with connector_groups and apps")
-		return nil
-	case root.Kind != yaml.MappingNode:
-		p.add(root.Line, ErrSyntax, "", "the catalogue must be a mapping with connector_groups and apps, got %s", describe(root))
-		return nil
-	}
-	return root
+	return yamlcheck.Root(data, "the catalogue", "a mapping with connector_groups and apps", p.report(""))
 }
 
-// syntax records a YAML parser error, moving its "line N" into the location.
-func (p *parser) syntax(err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		num, text, _ := strings.Cut(rest, ": ")
-		if line, convErr := strconv.Atoi(num); convErr == nil {
-			p.add(line, ErrSyntax, "", "invalid YAML: %s", text)
-			return
-		}
-	}
-	p.add(0, ErrSyntax, "", "invalid YAML: %s", msg)
+// report returns a yamlcheck.Report that records problems under label.
+func (p *parser) report(label string) yamlcheck.Report {
+	return func(line int, class error, msg string) { p.add(line, class, label, "%s", msg) }
 }
 
 func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) {
@@ -288,42 +242,7 @@ func knownGroups(groups []*groupEntry) string {
 // mapping decodes the mapping m field by field in document order, reporting
 // a non-mapping, unknown and repeated keys, and missing required keys.
 func (p *parser) mapping(m *yaml.Node, label string, fields []field) {
-	if m.Kind != yaml.MappingNode {
-		p.add(m.Line, ErrType, label, "got %s, want a mapping", describe(m))
-		return
-	}
-	seen := make(map[string]int, len(fields))
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := resolve(m.Content[i]), resolve(m.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			p.add(k.Line, ErrType, label, "key: got %s, want a string", describe(k))
-			continue
-		}
-		j := slices.IndexFunc(fields, func(f field) bool { return f.key == k.Value })
-		if j < 0 {
-			p.add(k.Line, ErrUnknownKey, label, "unknown key %q (known keys: %s)", k.Value, keyList(fields))
-			continue
-		}
-		if first, dup := seen[k.Value]; dup {
-			p.add(k.Line, ErrDuplicate, label, "key %q repeated (first at line %d)", k.Value, first)
-			continue
-		}
-		seen[k.Value] = k.Line
-		fields[j].decode(v)
-	}
-	for _, f := range fields {
-		if _, ok := seen[f.key]; f.required && !ok {
-			p.add(m.Line, ErrMissing, label, "missing required key %q", f.key)
-		}
-	}
-}
-
-func keyList(fields []field) string {
-	keys := make([]string, len(fields))
-	for i, f := range fields {
-		keys[i] = f.key
-	}
-	return strings.Join(keys, ", ")
+	yamlcheck.Mapping(m, fields, p.report(label))
 }
 
 // list calls each for every item of the sequence v; a null value is an empty
@@ -494,39 +413,8 @@ func labelOf(n *yaml.Node, kind string, i int) string {
 	return fmt.Sprintf("%s #%d", kind, i+1)
 }
 
-// resolve follows aliases to the node they name.
-func resolve(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
+func resolve(n *yaml.Node) *yaml.Node { return yamlcheck.Resolve(n) }
 
-func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
+func isNull(n *yaml.Node) bool { return yamlcheck.IsNull(n) }
 
-// describe names a node's YAML type for messages: "a list", "a string"...
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.ShortTag() {
-		case "!!str":
-			return "a string"
-		case "!!int":
-			return "an integer"
-		case "!!float":
-			return "a number"
-		case "!!bool":
-			return "a boolean"
-		case "!!null":
-			return "null"
-		}
-		return "a value tagged " + n.ShortTag()
-	}
-	return "an unexpected YAML node"
-}
+func describe(n *yaml.Node) string { return yamlcheck.Describe(n) }
