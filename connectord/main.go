@@ -54,7 +54,8 @@ func newApp() *cli.App {
 	app := &cli.App{Name: "connectord", Summary: "the Postern connector: dials out to the mesh and forwards its requests to internal apps"}
 	app.Commands = []cli.Command{
 		{Name: "enroll", Summary: "exchange a one-time enrolment token for this connector's credential", Flags: enrollCmd},
-		{Name: "run", Summary: "attach to the mesh and serve its requests", Flags: runCmd},
+		{Name: "run", Summary: "attach to the mesh and serve its requests", Flags: runCmd, Config: true},
+		cli.ConfigCheck(app, "run", nil),
 		{Name: "service", Args: "install|uninstall|run [run flags]", Summary: "install, uninstall or run as a Windows service (the run flags follow)",
 			Raw: func(ctx context.Context, args []string) error { return serviceCmd(ctx, args, app) }},
 	}

@@ -326,3 +326,39 @@ func httpClientWithCA(caFile string) (*http.Client, error) {
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return &http.Client{Transport: t, Timeout: 10 * time.Second}, nil
 }
+
+// checkCatalogSetting checks the catalogue that "meshd run" would load.
+func checkCatalogSetting(settings []cli.Setting) error {
+	for _, s := range settings {
+		if s.Flag == "catalog" {
+			return catalogCheck(s.Value)
+		}
+	}
+	return nil
+}
+
+func catalogCheckCmd(fs *flag.FlagSet) func(context.Context) error {
+	path := fs.String("catalog", defaultCatalog, "the catalogue file to check")
+	return func(context.Context) error { return catalogCheck(*path) }
+}
+
+// catalogCheck loads the catalogue at path and runs its policy tests.
+func catalogCheck(path string) error {
+	cat, err := catalog.Load(path)
+	if err != nil {
+		return err
+	}
+	results := cat.RunPolicyTests(time.Now())
+	failed := 0
+	for _, r := range results {
+		if !r.Pass {
+			failed++
+			fmt.Fprintf(os.Stderr, "%s\n", r)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("catalog %s: %d of %d policy tests failed", path, failed, len(results))
+	}
+	fmt.Printf("catalog %s: ok (%d apps, %d connector groups, %d policy tests passed)\n", path, len(cat.Apps()), len(cat.Groups()), len(results))
+	return nil
+}

@@ -78,6 +78,7 @@ type policySpec struct {
 	prefixLines   []int // 0 for a rule without prefix
 	appTenantLine int   // line of policy: allow: tenants, 0 when absent
 	ruleTenants   []int // line of each path rule's allow: tenants, 0 when absent
+	tests         []PolicyTest
 }
 
 func (p *parser) authFields(a *App, k *authKeys, label string) []field {
@@ -153,6 +154,7 @@ func (p *parser) finishAuth(a *App, k *authKeys, label string) {
 		return
 	}
 	a.Policy = pol
+	a.PolicyTests = spec.tests
 }
 
 // checkPrefixes normalises every path prefix as the policy will and
@@ -211,6 +213,7 @@ func (p *parser) policy(v *yaml.Node, label string) *policySpec {
 				spec.ruleTenants = append(spec.ruleTenants, tl)
 			})
 		}},
+		{"tests", false, func(v *yaml.Node) { spec.tests = p.policyTests(v, label) }},
 	})
 	return spec
 }
