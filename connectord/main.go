@@ -202,7 +202,7 @@ func run(ctx context.Context, f runFlags) error {
 	}
 	c, err := connector.New(connector.Config{StateDir: f.stateDir, HTTPClient: hc, AllowList: al, AllowAny: f.allowAny, BackendRootCAs: roots,
 		HealthAddr: f.admin, Carrier: carrier, UDPTimeout: f.udpTimeout, ProbeInterval: f.probeInterval, Logger: logger,
-		Attach: f.attachK, Reevaluate: f.reevaluate})
+		Attach: f.attachK, Reevaluate: f.reevaluate, Registry: cli.NewRegistry("connectord")})
 	if err != nil {
 		return err
 	}

@@ -111,7 +111,8 @@ func run(ctx context.Context, f runFlags) error {
 	}
 	cfg := meshnode.Config{ID: f.id, Region: f.region, Listen: f.listen, PlainHTTP: f.plain, WGListen: wgAddr,
 		WGAdvertise: f.wgAdvertise, StateDir: f.stateDir, Authority: auth, CatalogPath: f.catalogPath,
-		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: f.drain, Limits: f.limits}
+		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: f.drain, Limits: f.limits,
+		Registry: cli.NewRegistry("meshd")}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}

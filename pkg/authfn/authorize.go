@@ -179,7 +179,7 @@ func (s *Service) handOff(w http.ResponseWriter, r *http.Request, rid string, h 
 		s.fail(w, r, rid, err, "app", h.app.ID)
 		return
 	}
-	s.cfg.Logger.Info("auth_handoff", "request_id", rid, "app", h.app.ID, "sub", id.Subject, "via", via, "app_exp", exp)
+	s.cfg.Logger.Info("auth_handoff", "request_id", rid, "app", h.app.ID, "user", id.Subject, "via", via, "app_exp", exp)
 	redirect(w, "https://"+h.app.Host+s.cfg.AppPort+"/.postern/callback?token="+url.QueryEscape(tok))
 }
 

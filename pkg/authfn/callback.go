@@ -50,10 +50,10 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	switch h.req.unmet(&id, now) {
 	case unmetACRs:
-		s.fail(w, r, rid, fmt.Errorf("%w: the sign-in did not meet the authentication context %v that app %s requires", ErrForbidden, h.req.acrs, h.app.ID), "app", f.App, "sub", id.Subject)
+		s.fail(w, r, rid, fmt.Errorf("%w: the sign-in did not meet the authentication context %v that app %s requires", ErrForbidden, h.req.acrs, h.app.ID), "app", f.App, "user", id.Subject)
 		return
 	case unmetMaxAge:
-		s.fail(w, r, rid, fmt.Errorf("%w: the identity provider did not re-authenticate you as app %s requires", ErrForbidden, h.app.ID), "app", f.App, "sub", id.Subject)
+		s.fail(w, r, rid, fmt.Errorf("%w: the identity provider did not re-authenticate you as app %s requires", ErrForbidden, h.app.ID), "app", f.App, "user", id.Subject)
 		return
 	}
 	if groupsUnknown {
@@ -73,7 +73,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setCookie(w, SessionCookie, sessTok, s.cfg.SessionLifetime)
 	s.clearCookie(w, flowCookieName(f.State))
-	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.ID, "sub", id.Subject,
+	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.ID, "user", id.Subject,
 		"groups", len(id.Groups), "roles", len(id.Roles), "acrs", id.ACRs)
 	s.handOff(w, r, rid, h, id, now, "sign_in")
 }
@@ -86,11 +86,11 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 func (s *Service) handOffWithoutSession(w http.ResponseWriter, r *http.Request, rid string, h *handoff, id session.Identity, now time.Time, flowCookie string) {
 	if h.req.groupGated {
 		s.fail(w, r, rid, fmt.Errorf("%w: your group memberships could not be read from Microsoft Graph, and app %s admits users by group; try again in a few minutes", ErrForbidden, h.app.ID),
-			"app", h.app.ID, "sub", id.Subject, "groups_unavailable", true)
+			"app", h.app.ID, "user", id.Subject, "groups_unavailable", true)
 		return
 	}
 	s.clearCookie(w, flowCookie)
-	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.ID, "sub", id.Subject, "groups_unavailable", true, "session", false)
+	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.ID, "user", id.Subject, "groups_unavailable", true, "session", false)
 	s.handOff(w, r, rid, h, id, now, "sign_in_without_session")
 }
 
@@ -185,7 +185,7 @@ func (s *Service) signIn(ctx context.Context, rid string, cat *catalog.Catalog, 
 	if c.Overage {
 		groups, err := s.overageGroups(ctx, tok.AccessToken, cat)
 		if err != nil {
-			s.cfg.Logger.Warn("auth_groups_unavailable", "request_id", rid, "sub", sub, "error", err.Error())
+			s.cfg.Logger.Warn("auth_groups_unavailable", "request_id", rid, "user", sub, "error", err.Error())
 			groupsUnknown = true
 		}
 		id.Groups = groups

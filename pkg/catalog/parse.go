@@ -115,17 +115,17 @@ func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) 
 		}
 	}
 	p.mapping(root, "", []field{
-		{"connector_groups", true, func(v *yaml.Node) {
+		{Key: "connector_groups", Required: true, Decode: func(v *yaml.Node) {
 			p.list(v, "connector_groups", "connector group", func(i int, item *yaml.Node) {
 				groups = append(groups, p.group(item, i))
 			})
 		}},
-		{"apps", true, func(v *yaml.Node) {
+		{Key: "apps", Required: true, Decode: func(v *yaml.Node) {
 			p.list(v, "apps", "app", func(i int, item *yaml.Node) {
 				apps = append(apps, p.app(item, i))
 			})
 		}},
-		{"home_tenant", false, func(*yaml.Node) {}}, // decoded above
+		{Key: "home_tenant", Decode: func(*yaml.Node) {}}, // decoded above
 	})
 	return groups, apps
 }
@@ -135,10 +135,10 @@ func (p *parser) group(n *yaml.Node, i int) *groupEntry {
 	g, label := e.group, e.label
 	pinLine := n.Line
 	p.mapping(n, label, []field{
-		{"id", true, func(v *yaml.Node) { g.ID, e.idLine = p.id(v, label, "id"), v.Line }},
-		{"region", false, func(v *yaml.Node) { g.Region = p.id(v, label, "region") }},
-		{"pin_region", false, func(v *yaml.Node) { g.PinRegion, _ = p.boolean(v, label, "pin_region"); pinLine = v.Line }},
-		{"exclude_regions", false, func(v *yaml.Node) { g.ExcludeRegions = p.names(v, label, "exclude_regions") }},
+		{Key: "id", Required: true, Decode: func(v *yaml.Node) { g.ID, e.idLine = p.id(v, label, "id"), v.Line }},
+		{Key: "region", Decode: func(v *yaml.Node) { g.Region = p.id(v, label, "region") }},
+		{Key: "pin_region", Decode: func(v *yaml.Node) { g.PinRegion, _ = p.boolean(v, label, "pin_region"); pinLine = v.Line }},
+		{Key: "exclude_regions", Decode: func(v *yaml.Node) { g.ExcludeRegions = p.names(v, label, "exclude_regions") }},
 	})
 	if g.PinRegion && g.Region == "" {
 		p.add(pinLine, ErrValue, label, "pin_region: needs the group's region to pin to")
@@ -160,25 +160,25 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 	var skipLine int
 	auth := &authKeys{lines: map[string]int{}, headerLines: map[string]int{}}
 	p.mapping(n, label, append([]field{
-		{"id", true, func(v *yaml.Node) { a.ID, e.idLine = p.id(v, label, "id"), v.Line }},
-		{"display_name", false, func(v *yaml.Node) { a.DisplayName = p.displayName(v, label) }},
-		{"host", true, func(v *yaml.Node) { a.Host, e.hostLine = p.host(v, label), v.Line }},
-		{"internal_url", true, func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
-		{"connector_group", true, func(v *yaml.Node) {
+		{Key: "id", Required: true, Decode: func(v *yaml.Node) { a.ID, e.idLine = p.id(v, label, "id"), v.Line }},
+		{Key: "display_name", Decode: func(v *yaml.Node) { a.DisplayName = p.displayName(v, label) }},
+		{Key: "host", Required: true, Decode: func(v *yaml.Node) { a.Host, e.hostLine = p.host(v, label), v.Line }},
+		{Key: "internal_url", Required: true, Decode: func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
+		{Key: "connector_group", Required: true, Decode: func(v *yaml.Node) {
 			var ok bool
 			if a.ConnectorGroup, ok = p.str(v, label, "connector_group"); ok {
 				e.groupLine = v.Line // checked against the groups once all are known
 			}
 		}},
-		{"preauth", true, func(v *yaml.Node) { a.PreAuth = p.preAuth(v, label) }},
-		{"backend_timeout", false, func(v *yaml.Node) { a.BackendTimeout = p.timeout(v, label, "backend_timeout") }},
-		{"host_header", false, func(v *yaml.Node) { a.HostHeader = p.hostHeader(v, label) }},
-		{"tls_skip_verify", false, func(v *yaml.Node) {
+		{Key: "preauth", Required: true, Decode: func(v *yaml.Node) { a.PreAuth = p.preAuth(v, label) }},
+		{Key: "backend_timeout", Decode: func(v *yaml.Node) { a.BackendTimeout = p.timeout(v, label, "backend_timeout") }},
+		{Key: "host_header", Decode: func(v *yaml.Node) { a.HostHeader = p.hostHeader(v, label) }},
+		{Key: "tls_skip_verify", Decode: func(v *yaml.Node) {
 			a.TLSSkipVerify, _ = p.boolean(v, label, "tls_skip_verify")
 			skipLine = v.Line
 		}},
-		{"hsts_max_age", false, func(v *yaml.Node) { a.HSTS = p.hsts(v, label) }},
-		{"pass_headers", false, func(v *yaml.Node) { auth.passLine, a.PassHeaders = v.Line, p.passHeaders(v, label) }},
+		{Key: "hsts_max_age", Decode: func(v *yaml.Node) { a.HSTS = p.hsts(v, label) }},
+		{Key: "pass_headers", Decode: func(v *yaml.Node) { auth.passLine, a.PassHeaders = v.Line, p.passHeaders(v, label) }},
 	}, p.authFields(a, auth, label)...))
 	p.finishAuth(a, auth, label)
 	if a.TLSSkipVerify && a.InternalURL != nil && a.InternalURL.Scheme != "https" {

@@ -106,20 +106,20 @@ func (p *parser) policyTests(v *yaml.Node, label string) []PolicyTest {
 		where := fmt.Sprintf("policy: test #%d", i+1)
 		t := PolicyTest{Line: item.Line}
 		p.mapping(item, label+": "+where, []field{
-			{"user", true, func(v *yaml.Node) {
+			{Key: "user", Required: true, Decode: func(v *yaml.Node) {
 				if t.User, _ = p.str(v, label, where+": user"); t.User != "" && !strings.Contains(t.User, "/") {
 					p.add(v.Line, ErrValue, label, "%s: user %q: want <tenant id>/<object id> (or <issuer id>/<sub>), as whoami shows it", where, t.User)
 				}
 			}},
-			{"groups", false, func(v *yaml.Node) { t.Groups = p.names(v, label, where+": groups") }},
-			{"roles", false, func(v *yaml.Node) { t.Roles = p.names(v, label, where+": roles") }},
-			{"acrs", false, func(v *yaml.Node) { t.ACRs = p.names(v, label, where+": acrs") }},
-			{"path", true, func(v *yaml.Node) {
+			{Key: "groups", Decode: func(v *yaml.Node) { t.Groups = p.names(v, label, where+": groups") }},
+			{Key: "roles", Decode: func(v *yaml.Node) { t.Roles = p.names(v, label, where+": roles") }},
+			{Key: "acrs", Decode: func(v *yaml.Node) { t.ACRs = p.names(v, label, where+": acrs") }},
+			{Key: "path", Required: true, Decode: func(v *yaml.Node) {
 				if t.Path, _ = p.str(v, label, where+": path"); t.Path != "" && !strings.HasPrefix(t.Path, "/") {
 					p.add(v.Line, ErrValue, label, "%s: path %q: want a path starting with /", where, t.Path)
 				}
 			}},
-			{"source_ip", false, func(v *yaml.Node) {
+			{Key: "source_ip", Decode: func(v *yaml.Node) {
 				s, ok := p.str(v, label, where+": source_ip")
 				if !ok {
 					return
@@ -130,7 +130,7 @@ func (p *parser) policyTests(v *yaml.Node, label string) []PolicyTest {
 				}
 				t.SourceIP = a.Unmap()
 			}},
-			{"expect", true, func(v *yaml.Node) {
+			{Key: "expect", Required: true, Decode: func(v *yaml.Node) {
 				switch s, _ := p.str(v, label, where+": expect"); s {
 				case "allow":
 					t.Allow = true

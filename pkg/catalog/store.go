@@ -24,6 +24,11 @@ type Store struct {
 	path   string
 	logger *slog.Logger
 	cur    atomic.Pointer[Catalog]
+	now    func() time.Time
+
+	loadedAt atomic.Int64  // Unix nanoseconds when the catalogue in force was loaded
+	failures atomic.Uint64 // failed reloads
+	failing  atomic.Bool   // the latest reload failed
 
 	mu   sync.Mutex // guards the following; also serialises reloads
 	subs []chan struct{}
@@ -39,9 +44,28 @@ func NewStore(path string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new catalog store: %w", err)
 	}
-	s := &Store{path: path, logger: logger}
+	s := &Store{path: path, logger: logger, now: time.Now}
 	s.cur.Store(c)
+	s.loadedAt.Store(s.now().UnixNano())
 	return s, nil
+}
+
+// Stats is what a Store tells about its reloads, for metrics.
+type Stats struct {
+	// LoadedAt is when the catalogue in force was loaded.
+	LoadedAt time.Time
+	// Failures counts the reloads that failed (an unreadable or invalid
+	// file) since the Store was made; Watch counts a file that stays
+	// broken once, not once a poll.
+	Failures uint64
+	// Failing reports that the latest reload failed: the file holds
+	// something other than the catalogue in force.
+	Failing bool
+}
+
+// Stats returns the Store's reload statistics.
+func (s *Store) Stats() Stats {
+	return Stats{LoadedAt: time.Unix(0, s.loadedAt.Load()), Failures: s.failures.Load(), Failing: s.failing.Load()}
 }
 
 // Current returns the catalogue in force. It never returns nil.
@@ -66,9 +90,15 @@ func (s *Store) Subscribe() <-chan struct{} {
 func (s *Store) Reload() (changed bool, err error) {
 	data, err := os.ReadFile(s.path)
 	if err != nil {
+		s.failed()
 		return false, fmt.Errorf("reload catalog: %w", err)
 	}
 	return s.apply(data)
+}
+
+func (s *Store) failed() {
+	s.failures.Add(1)
+	s.failing.Store(true)
 }
 
 // apply swaps in the catalogue parsed from data unless it is the current one.
@@ -76,13 +106,17 @@ func (s *Store) apply(data []byte) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if hashOf(data) == s.cur.Load().Hash() {
+		s.failing.Store(false)
 		return false, nil
 	}
 	c, err := Parse(s.path, data)
 	if err != nil {
+		s.failed()
 		return false, fmt.Errorf("reload catalog: %w", err)
 	}
 	s.cur.Store(c)
+	s.loadedAt.Store(s.now().UnixNano())
+	s.failing.Store(false)
 	for _, ch := range s.subs {
 		select {
 		case ch <- struct{}{}:
@@ -121,14 +155,15 @@ func (s *Store) poll(lastFailure string) string {
 	data, err := os.ReadFile(s.path)
 	if err != nil {
 		if msg := err.Error(); msg != lastFailure {
+			s.failed()
 			s.logFailure(err)
 			return msg
 		}
-		return lastFailure
+		return lastFailure // the same failure, counted once
 	}
 	h := hashOf(data)
 	if h == lastFailure {
-		return lastFailure
+		return lastFailure // the same broken file, counted once
 	}
 	changed, err := s.apply(data)
 	if err != nil {

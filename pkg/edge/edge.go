@@ -15,8 +15,6 @@ package edge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +35,7 @@ import (
 	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/policy"
 	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
@@ -135,7 +134,7 @@ var statePool = sync.Pool{New: func() any { return new(reqState) }}
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
 	st := statePool.Get().(*reqState)
-	*st = reqState{rid: newRequestID(), clientIP: clientIP(r.RemoteAddr), scheme: "http"}
+	*st = reqState{rid: reqid.New(), clientIP: clientIP(r.RemoteAddr), scheme: "http"}
 	defer statePool.Put(st)
 	if r.TLS != nil {
 		st.scheme = "https"
@@ -350,14 +349,6 @@ func connectorReason(code string) (title, reason string) {
 	default:
 		return "Bad gateway", "The application broke off the exchange."
 	}
-}
-
-var ridEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-func newRequestID() string {
-	var b [10]byte
-	rand.Read(b[:])
-	return strings.ToLower(ridEncoding.EncodeToString(b[:]))
 }
 
 type bufferPool struct{}

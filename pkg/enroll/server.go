@@ -2,8 +2,6 @@ package enroll
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +20,7 @@ import (
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/iplimit"
+	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/revoke"
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -404,7 +403,7 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 		e := newAPIErr(http.StatusTooManyRequests, CodeRateLimited, "too many pings from this address; retry later", nil)
 		e.retryAfter = wait
 		writeError(w, e)
-		s.logger.Debug("ping_limited", "remote_ip", remote.String())
+		s.logger.Debug("ping_limited", "client_ip", remote.String())
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -607,7 +606,7 @@ func (s *Server) logRequest(r *http.Request, status int, e *apiErr, st *reqState
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", status),
-		slog.String("remote_ip", st.remote.String()),
+		slog.String("client_ip", st.remote.String()),
 		slog.Float64("duration_ms", float64(s.now().Sub(start).Microseconds())/1000),
 	}
 	if st.connectorID != "" {
@@ -632,11 +631,7 @@ func (s *Server) logRequest(r *http.Request, status int, e *apiErr, st *reqState
 	s.logger.LogAttrs(r.Context(), level, "postern api request", attrs...)
 }
 
-func newRequestID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func newRequestID() string { return reqid.New() }
 
 // noChecks is the Checks of a Server configured without any.
 type noChecks struct{}

@@ -324,6 +324,9 @@ func TestMetricsAndStatus(t *testing.T) {
 		`postern_mesh_connectors_online{group="hq"} 1`,
 		`postern_mesh_peer_last_handshake_age_seconds{`,
 		`postern_mesh_request_duration_seconds_bucket{app="smartmoney",code="200"`,
+		"postern_catalog_loaded_timestamp_seconds 1.",
+		"postern_catalog_reload_failures_total 0",
+		"postern_catalog_reload_failing 0",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)

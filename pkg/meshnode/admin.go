@@ -146,6 +146,9 @@ var (
 	descCut       = prometheus.NewDesc("postern_mesh_stream_carriers_cut_total", "Stream carriers cut off for breaking the protocol.", nil, nil)
 	descDropped   = prometheus.NewDesc("postern_mesh_stream_packets_dropped_total", "Packets dropped because a stream carrier's send queue was full.", nil, nil)
 	descRevoked   = prometheus.NewDesc("postern_revocation_entries", "Entries of the deny-list held by this node, by kind (session, user, connector).", []string{"kind"}, nil)
+	descCatLoaded = prometheus.NewDesc("postern_catalog_loaded_timestamp_seconds", "Unix time when the catalogue in force was loaded (the last successful reload that changed it).", nil, nil)
+	descCatFailed = prometheus.NewDesc("postern_catalog_reload_failures_total", "Catalogue reloads that failed (unreadable or invalid file); the catalogue in force stays.", nil, nil)
+	descCatStale  = prometheus.NewDesc("postern_catalog_reload_failing", "1 while the catalogue file holds something that failed to load, 0 when the file is the catalogue in force.", nil, nil)
 )
 
 // statusCollector reports tunnel and pool state at scrape time.
@@ -160,6 +163,9 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descCut
 	ch <- descDropped
 	ch <- descRevoked
+	ch <- descCatLoaded
+	ch <- descCatFailed
+	ch <- descCatStale
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -209,4 +215,12 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	for kind, n := range c.n.revoked.Counts() {
 		ch <- prometheus.MustNewConstMetric(descRevoked, prometheus.GaugeValue, float64(n), string(kind))
 	}
+	cs := c.n.catalog.Stats()
+	failing := 0.0
+	if cs.Failing {
+		failing = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descCatLoaded, prometheus.GaugeValue, float64(cs.LoadedAt.UnixNano())/1e9)
+	ch <- prometheus.MustNewConstMetric(descCatFailed, prometheus.CounterValue, float64(cs.Failures))
+	ch <- prometheus.MustNewConstMetric(descCatStale, prometheus.GaugeValue, failing)
 }
