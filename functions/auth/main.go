@@ -31,7 +31,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := &cli.App{Name: "auth", Summary: "the Postern auth function (AWS Lambda, or a plain HTTP server locally)", Default: "serve",
 		Commands: []cli.Command{{Name: "serve", Summary: "serve on Lambda when AWS_LAMBDA_RUNTIME_API is set, else plain HTTP on --listen; configured by POSTERN_* variables (functions/README.md)",
-			Flags: serveCmd}}}
+			Flags: serveCmd},
+			{Name: "user-id", Summary: "print the user id that policies name for a user of a generic OpenID Connect provider (POSTERN_OIDC_MODE=oidc)",
+				Flags: userIDCmd}}}
 	code := app.Exit(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -94,4 +96,16 @@ func run(ctx context.Context, listen string, logger *slog.Logger) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+func userIDCmd(fs *flag.FlagSet) func(context.Context) error {
+	issuer := fs.String("issuer", "", "the provider's issuer exactly as its tokens' iss claim has it (trailing slash and all)")
+	user := fs.String("user", "", "the value of the user claim (POSTERN_OIDC_CLAIM_USER, default sub) for this user")
+	return func(context.Context) error {
+		if *issuer == "" || *user == "" {
+			return cli.Usagef("--issuer and --user are required")
+		}
+		fmt.Println(authfn.PrincipalID(*issuer, *user))
+		return nil
+	}
 }

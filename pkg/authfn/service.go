@@ -70,6 +70,7 @@ func New(cfg Config) (*Service, error) {
 	mux.HandleFunc("GET /logout", s.handleLogout)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /whoami", s.handleWhoami)
 	mux.HandleFunc("/", s.handleNotFound)
 	s.mux = mux
 	return s, nil
