@@ -182,6 +182,12 @@ func (s *Service) signIn(ctx context.Context, rid string, cat *catalog.Catalog, 
 		id.AuthTime = c.IssuedAt // Entra omits auth_time unless configured as an optional claim
 	}
 	id.Groups = c.Groups
+	if s.cfg.Mode != ModeEntra && c.NoGroupsClaim && len(cat.PolicyGroups()) > 0 {
+		// Group policies would deny this user without saying why: say it.
+		s.cfg.Logger.Warn("auth_groups_claim_missing", "request_id", rid, "user", sub, "claim", s.cfg.ClaimMapping.Groups,
+			"scopes", strings.Join(s.cfg.Scopes, " "),
+			"hint", "the provider's ID token has no groups claim, so every group policy denies this user: request the provider's groups scope in POSTERN_OIDC_SCOPES (Dex, Okta: groups) or add a groups mapper to the client (Keycloak), or set POSTERN_OIDC_CLAIM_GROUPS to the claim it uses")
+	}
 	if c.Overage {
 		groups, err := s.overageGroups(ctx, tok.AccessToken, cat)
 		if err != nil {

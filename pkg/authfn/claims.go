@@ -34,6 +34,10 @@ type idClaims struct {
 	// Overage is true when the groups claim was replaced by a pointer to
 	// Graph (_claim_names.groups, or hasgroups).
 	Overage bool
+	// NoGroupsClaim is true when the token has no groups claim at all
+	// (not even an empty list): a generic provider that was not asked
+	// for its groups scope sends none.
+	NoGroupsClaim bool
 }
 
 // parseClaims decodes the verified ID token payload, reading the user id,
@@ -98,6 +102,8 @@ func parseClaims(payload []byte, mode string, m ClaimMapping) (*idClaims, error)
 		}
 	}
 	c.Overage = hasOverage(raw, groupsClaim(mode, m))
+	_, hasGroups := raw[groupsClaim(mode, m)]
+	c.NoGroupsClaim = !hasGroups && !c.Overage
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrIDToken, strings.Join(errs, "; "))
 	}

@@ -67,3 +67,43 @@ func TestWhoami(t *testing.T) {
 		t.Errorf("an expired session still shows:\n%s", b)
 	}
 }
+
+// TestGroupsClaimMissingWarns checks that a generic provider's ID token
+// without any groups claim, with group policies in the catalogue, is
+// logged with the fix (the scope to request), and that an empty groups
+// claim or Entra mode is not.
+func TestGroupsClaimMissingWarns(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   func(*Config)
+		claim map[string]any
+		warn  bool
+	}{
+		{"oidc without groups claim", oidcMode, map[string]any{"groups": nil}, true},
+		{"oidc with empty groups", oidcMode, map[string]any{"groups": []string{}}, false},
+		{"oidc with groups", oidcMode, nil, false},
+		{"entra without groups claim", nil, map[string]any{"groups": nil}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, tc.cfg)
+			mutate := map[string]any{}
+			if tc.cfg != nil {
+				mutate = map[string]any{"iss": e.op.URL() + "/plain", "uid": "u-7", "tid": nil, "oid": nil}
+			}
+			for k, v := range tc.claim {
+				mutate[k] = v
+			}
+			_, w := e.signIn(t, "wiki", mutate)
+			if w.Code != http.StatusFound {
+				t.Fatalf("sign-in status %d: %s", w.Code, w.Body)
+			}
+			logs := e.logs.String()
+			if got := strings.Contains(logs, "auth_groups_claim_missing"); got != tc.warn {
+				t.Fatalf("warned %v, want %v; logs:\n%s", got, tc.warn, logs)
+			}
+			if tc.warn && (!strings.Contains(logs, "POSTERN_OIDC_SCOPES") || !strings.Contains(logs, "claim=groups")) {
+				t.Errorf("the warning lacks the fix or the claim name:\n%s", logs)
+			}
+		})
+	}
+}
