@@ -43,6 +43,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	auditLog := fs.String("audit-log", "", "where to write the audit stream (one JSON access_decision record per request to an app): a file (appended, created 0600), - for stdout, empty for none")
 	gossipListen := fs.String("gossip-listen", "", "gossip address (UDP and TCP) to join a cluster of mesh nodes, e.g. 0.0.0.0:7946 (empty: a lone node)")
 	gossipAdvertise := fs.String("gossip-advertise", "", "gossip host:port other nodes reach (default: from --gossip-listen)")
 	gossipKeys := fs.String("gossip-keyring", "", "gossip keyring file (from \"meshd gossip keygen\"); required with --gossip-listen")
@@ -71,7 +72,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 			wgListen: *wgListen, wgAdvertise: *wgAdvertise, stateDir: *stateDir, authKey: *authKey, catalogPath: *catalogPath,
 			admin: *admin, authURL: *authURL, authCA: *authCA, logLevel: *logLevel, gossipListen: *gossipListen,
 			gossipAdvertise: *gossipAdvertise, gossipKeys: *gossipKeys, nodeCred: *nodeCred, label: *label, join: *join, publicURL: *publicURL,
-			strategy: *strategy, drain: *drain, limits: limits})
+			strategy: *strategy, drain: *drain, limits: limits, auditLog: *auditLog})
 	}
 }
 
@@ -79,7 +80,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 type runFlags struct {
 	id, region, listen, certFile, keyFile, wgListen, wgAdvertise, stateDir, authKey, catalogPath string
 	admin, authURL, authCA, logLevel, gossipListen, gossipAdvertise, gossipKeys, label, join     string
-	publicURL, strategy, nodeCred                                                                string
+	publicURL, strategy, nodeCred, auditLog                                                      string
 	plain                                                                                        bool
 	drain                                                                                        time.Duration
 	limits                                                                                       meshnode.Limits
@@ -90,6 +91,11 @@ func run(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return err
 	}
+	audit, closeAudit, err := openAudit(f.auditLog)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
 	authClient, err := httpClientWithCA(f.authCA)
 	if err != nil {
 		return err
@@ -112,7 +118,7 @@ func run(ctx context.Context, f runFlags) error {
 	cfg := meshnode.Config{ID: f.id, Region: f.region, Listen: f.listen, PlainHTTP: f.plain, WGListen: wgAddr,
 		WGAdvertise: f.wgAdvertise, StateDir: f.stateDir, Authority: auth, CatalogPath: f.catalogPath,
 		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: f.drain, Limits: f.limits,
-		Registry: cli.NewRegistry("meshd")}
+		Registry: cli.NewRegistry("meshd"), Audit: audit}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}
@@ -362,4 +368,21 @@ func catalogCheck(path string) error {
 	}
 	fmt.Printf("catalog %s: ok (%d apps, %d connector groups, %d policy tests passed)\n", path, len(cat.Apps()), len(cat.Groups()), len(results))
 	return nil
+}
+
+// openAudit opens the audit stream that --audit-log names: nil for "",
+// stdout for "-", else the file, appended to (rotation is left to the
+// platform: logrotate with copytruncate, or the service manager).
+func openAudit(path string) (*slog.Logger, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return slog.New(slog.NewJSONHandler(os.Stdout, nil)), func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
 }

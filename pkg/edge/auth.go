@@ -143,6 +143,7 @@ func (h *Handler) servePostern(w http.ResponseWriter, r *http.Request, app *cata
 func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) *session.AppClaims {
 	if h.auth == nil {
 		st.errReason = "pre-authentication not configured on this node"
+		st.decision = decision{result: resultDeny, reason: reasonUnconfigured}
 		errpage.Write(w, r, errpage.Page{Status: http.StatusServiceUnavailable, Title: "Sign-in unavailable",
 			Reason: "Sign-in is not configured on this mesh node.", RequestID: st.rid})
 		return nil
@@ -167,32 +168,41 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *cata
 		}
 	}
 	if claims == nil {
+		st.decision = decision{result: resultSignIn, reason: reasonNoSession}
+		if st.errReason != "" {
+			st.decision.reason = reasonCookieRefused
+		}
+		if fresh {
+			st.decision.reason = reasonRevoked
+		}
 		h.signIn(w, r, app, st, r.URL.RequestURI(), fresh)
 		return nil
 	}
 	st.user = claims.Subject
 	if app.Policy == nil {
+		st.decision = decision{result: resultAllow, reason: reasonSignedIn}
 		return claims
 	}
 	d := app.Policy.Decide(&claims.Identity, policy.Request{RawPath: r.RequestURI, Path: r.URL.EscapedPath(),
 		ClientIP: clientAddr(st.clientIP), Now: h.cfg.Now()})
+	st.decision = decision{result: resultAllow, reason: reasonPolicy, rule: d.Rule, detail: d.Reason}
 	if d.Allow {
 		return claims
 	}
 	st.errReason = "policy: " + d.Reason
+	st.decision.result = resultDeny
 	if d.BadPath {
+		st.decision.reason = reasonBadPath
 		errpage.Write(w, r, errpage.Page{Status: http.StatusBadRequest, Title: "Request refused",
 			Reason: strings.TrimSuffix(d.Reason, ".") + ".", RequestID: st.rid})
 		return nil
 	}
 	if len(d.MissingACRs) > 0 && wantsBrowser(r) {
+		st.decision.result, st.decision.reason = resultSignIn, reasonStepUp
 		h.startSignIn(w, r, app, st, r.URL.RequestURI(), false) // step up: sign in again meeting the contexts
 		return nil
 	}
-	user := claims.Username
-	if user == "" {
-		user = claims.Subject
-	}
+	user := shownUser(&claims.Identity)
 	errpage.Write(w, r, errpage.Page{Status: http.StatusForbidden, Title: "Access denied",
 		Reason:    fmt.Sprintf("%s may not use %s: %s.", user, app.Title(), strings.TrimSuffix(d.Reason, ".")),
 		RequestID: st.rid, Links: []errpage.Link{{Text: "Sign in as someone else", Path: LogoutPath}}})

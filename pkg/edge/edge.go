@@ -66,6 +66,11 @@ type Config struct {
 	// Limits bounds the answers one client may get without a verified
 	// identity; the zero value means the defaults of Limits.
 	Limits Limits
+	// Audit receives one "access_decision" record per request to a known
+	// app (see audit.go), apart from the access log; nil writes none.
+	Audit *slog.Logger
+	// NodeID names this node in audit records; empty leaves it out.
+	NodeID string
 }
 
 // Handler is the edge proxy. It is safe for concurrent use.
@@ -118,6 +123,7 @@ type reqState struct {
 	attempts  int
 	errReason string
 	user      string             // subject of the signed-in user, for the log
+	decision  decision           // what the edge decided about access, for the audit stream
 	claims    *session.AppClaims // verified identity of a pre-authenticated request
 	token     string             // the app cookie that carried claims
 	auth      *auth
@@ -154,6 +160,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.app = app
 	if reason := refusedRequest(r); reason != "" {
 		st.errReason = reason
+		st.decision = decision{result: resultDeny, reason: reasonRefusedRequest, detail: reason}
 		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusBadRequest, Title: "Request refused",
 			Reason: "The request is not one the mesh forwards: " + reason + ".", RequestID: st.rid})
 		h.logAccess(r, rw, st, start)
@@ -164,7 +171,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logAccess(r, rw, st, start)
 		return
 	}
-	if app.PreAuth != catalog.PreAuthPassthrough {
+	if app.PreAuth == catalog.PreAuthPassthrough {
+		st.decision = decision{result: resultAllow, reason: reasonPassthrough}
+	} else {
 		if st.claims = h.authenticate(rw, r, app, st); st.claims == nil {
 			h.logAccess(r, rw, st, start)
 			return
@@ -225,6 +234,7 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 	}
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
 	h.metrics.observe(appID, status, d, rw.Bytes())
+	h.audit(r, st, status)
 }
 
 // rewrite builds the request sent through the tunnel. By the time it runs,

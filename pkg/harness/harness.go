@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -39,6 +40,9 @@ import (
 
 // Options configures Start.
 type Options struct {
+	// Audit, when set, receives every mesh node's audit stream as JSON
+	// lines; it must be safe for concurrent writes.
+	Audit io.Writer
 	// Dir holds all state; empty means a new temporary directory removed
 	// by Close.
 	Dir string
@@ -329,6 +333,9 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
 		DrainTimeout: h.opts.DrainTimeout, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
+	}
+	if h.opts.Audit != nil {
+		cfg.Audit = slog.New(slog.NewJSONHandler(h.opts.Audit, nil))
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]

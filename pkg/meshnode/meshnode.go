@@ -127,6 +127,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the metrics; nil means a new registry.
 	Registry *prometheus.Registry
+	// Audit receives one access_decision record per request to an app
+	// (the audit stream, apart from Logger); nil writes none.
+	Audit *slog.Logger
 }
 
 // Node is a running mesh node.
@@ -287,7 +290,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.authCfg = authCfg
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
-		Auth: authCfg, Limits: n.limits.Unauth})
+		Auth: authCfg, Limits: n.limits.Unauth, Audit: cfg.Audit, NodeID: cfg.ID})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
 		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit}
 	if n.mesh != nil {
