@@ -98,7 +98,8 @@ func (n *Node) Status() Status {
 	return st
 }
 
-// AdminHandler serves /healthz, /status and /metrics; meshd exposes it on
+// AdminHandler serves /healthz (live), /readyz (ready: see Ready), /status
+// and /metrics; meshd exposes it on
 // a loopback address only.
 func (n *Node) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -106,6 +107,7 @@ func (n *Node) AdminHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /readyz", n.serveReady)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -157,6 +157,7 @@ type Node struct {
 	authCfg     *edge.AuthConfig // nil without AuthURL
 
 	killed    atomic.Bool
+	serving   atomic.Bool // Run's listeners are up and it is not stopping (readiness)
 	draining  atomic.Bool
 	closeOnce sync.Once
 }
@@ -543,9 +544,11 @@ func (n *Node) Run(ctx context.Context) error {
 			n.mesh.run(meshCtx)
 		}()
 	}
+	n.serving.Store(true)
 	n.logger.Info("mesh_node_started", "region", n.cfg.Region, "public_addr", n.public.Addr().String(),
 		"wg_port", n.wg.ListenPort(), "tunnel_addr", n.wg.Addr(), "tls", n.cfg.TLS != nil, "cluster", n.mesh != nil)
 	<-ctx.Done()
+	n.serving.Store(false) // not ready from here: load balancers stop sending
 	if !n.killed.Load() {
 		n.drain()
 	}

@@ -242,6 +242,13 @@ func (v *Verifier) key(ctx context.Context, kid string) (ed25519.PublicKey, erro
 	return nil, ErrUnknownKey
 }
 
+// HasKeys reports whether v can verify anything: it has static keys, or
+// a fetch of the remote JWKS has succeeded (the last good set is kept
+// when later fetches fail).
+func (v *Verifier) HasKeys() bool {
+	return v.staticErr == nil && len(v.static) > 0 || v.remote.Load() != nil
+}
+
 func (v *Verifier) stale() bool {
 	return v.cfg.Now().Sub(time.Unix(0, v.goodAt.Load())) > v.cfg.MaxAge
 }
