@@ -610,7 +610,7 @@ func (s *Server) logRequest(r *http.Request, status int, e *apiErr, st *reqState
 		slog.Float64("duration_ms", float64(s.now().Sub(start).Microseconds())/1000),
 	}
 	if st.connectorID != "" {
-		attrs = append(attrs, slog.String("connector_id", st.connectorID))
+		attrs = append(attrs, slog.String("connector", st.connectorID))
 	}
 	if st.group != "" {
 		attrs = append(attrs, slog.String("group", st.group))
@@ -628,7 +628,7 @@ func (s *Server) logRequest(r *http.Request, status int, e *apiErr, st *reqState
 			attrs = append(attrs, slog.String("error", e.cause.Error()))
 		}
 	}
-	s.logger.LogAttrs(r.Context(), level, "postern api request", attrs...)
+	s.logger.LogAttrs(r.Context(), level, "api_request", attrs...)
 }
 
 func newRequestID() string { return reqid.New() }

@@ -393,7 +393,7 @@ func (n *Node) Nodes(ctx context.Context, c authority.Credential) ([]enroll.Node
 // removed as a peer and from the pool.
 func (n *Node) Detach(ctx context.Context, c authority.Credential, drain bool) error {
 	if n.isNodeKey(c.PublicKey) {
-		n.logger.Warn("detach_refused", "connector_id", c.ConnectorID, "reason", "the key is a mesh node's, not a connector's")
+		n.logger.Warn("detach_refused", "connector", c.ConnectorID, "reason", "the key is a mesh node's, not a connector's")
 		return nil // only connector peers are ever removed here
 	}
 	if drain {

@@ -155,7 +155,7 @@ func (n *Node) enforce() {
 		}
 		n.removeConnector(key)
 		n.revMetrics.detached.WithLabelValues(reason).Inc()
-		n.logger.Warn("connector_detached", "connector_id", s.ID, "group", s.Group, "reason", reason)
+		n.logger.Warn("connector_detached", "connector", s.ID, "group", s.Group, "reason", reason)
 	}
 }
 
