@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
@@ -157,8 +158,10 @@ type Connector struct {
 	UDP *wgnet.BlockBind
 	// Region is where a Topology placed it; empty otherwise.
 	Region string
-	cancel context.CancelFunc
-	done   chan struct{}
+	// Registry holds its metrics.
+	Registry *prometheus.Registry
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // Start starts the system and waits until every connector serves the app.
@@ -541,7 +544,7 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 	}
 	cfg := connector.Config{StateDir: dir, HTTPClient: h.APIClient(), AllowList: al,
 		Carrier: h.opts.Carrier, UDPTimeout: h.opts.UDPTimeout, ProbeInterval: h.opts.ProbeInterval,
-		Logger: h.logger.With("service", "connectord")}
+		Logger: h.logger.With("service", "connectord"), Registry: prometheus.NewRegistry()}
 	var inner conn.Bind = wgnet.NewDialBind()
 	want := min(2, len(h.Meshes()))
 	if t := h.opts.Topology; t != nil {
@@ -559,7 +562,7 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	hc := &Connector{C: c, Dir: dir, UDP: udp, Region: region, cancel: cancel, done: make(chan struct{})}
+	hc := &Connector{C: c, Dir: dir, UDP: udp, Region: region, Registry: cfg.Registry, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(hc.done)
 		c.Run(rctx)
