@@ -119,6 +119,7 @@ var statePool = sync.Pool{New: func() any { return new(reqState) }}
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
+	enableFullDuplex(w)
 	st := statePool.Get().(*reqState)
 	*st = reqState{rid: newRequestID(), clientIP: clientIP(r.RemoteAddr), scheme: "http"}
 	defer statePool.Put(st)
@@ -150,6 +151,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	h.logAccess(r, rw, st, start)
+}
+
+// enableFullDuplex lets the proxy keep reading the request body after the
+// response has started. Without it an HTTP/1 server consumes and closes
+// the body when the response starts, and the transport, which reads the
+// body once more to see its end, then fails the request and closes the
+// connection under the response being copied: a 200 cut short
+// (golang/go#15527). HTTP/2 is always full duplex.
+func enableFullDuplex(w http.ResponseWriter) {
+	http.NewResponseController(w).EnableFullDuplex()
 }
 
 func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState, start time.Time) {

@@ -28,6 +28,7 @@ func (h *Handler) RelayHandler() http.Handler { return http.HandlerFunc(h.serveR
 
 func (h *Handler) serveRelay(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
+	enableFullDuplex(w)
 	st := statePool.Get().(*reqState)
 	*st = reqState{rid: r.Header.Get(tunnelhttp.HeaderRequestID), clientIP: clientIP(r.RemoteAddr), scheme: "http", relayed: true}
 	defer statePool.Put(st)

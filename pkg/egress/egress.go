@@ -147,6 +147,13 @@ func rewrite(pr *httputil.ProxyRequest) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.inFlight.Add(1)
 	defer h.inFlight.Add(-1)
+	// The proxy forwards the request body while it copies the response
+	// back. An HTTP/1 server that is not told so consumes and closes the
+	// request body when the response starts, and the transport, reading
+	// the body once more to see its end, then fails the request and closes
+	// the backend connection under the response being copied: a 200 cut
+	// short. See golang/go#15527.
+	http.NewResponseController(w).EnableFullDuplex()
 	start := time.Now()
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
 	rw := accesslog.Wrap(w)
