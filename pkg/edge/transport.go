@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,7 +32,9 @@ type Router interface {
 var _ Router = (*pool.Pool)(nil)
 
 // tunnelTransport sends a request to a live connector of the app's group,
-// bounding the time to the response headers by the app's backend timeout.
+// bounding the time to the response headers by the app's backend timeout
+// (see backendTimer: the time spent waiting for the client's request body
+// does not count).
 //
 // A request is retried on another connector when it provably never reached
 // the first one (no connection was obtained and no body byte was read), and,
@@ -46,10 +49,10 @@ type tunnelTransport struct {
 func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := stateOf(req.Context())
 	ctx, cancel := context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(st.app.BackendTimeout, func() { cancel(errBackendTimeout) })
+	timer := newBackendTimer(st.app.BackendTimeout, func() { cancel(errBackendTimeout) })
 	var body *trackedBody
 	if req.Body != nil && req.Body != http.NoBody {
-		body = &trackedBody{r: req.Body}
+		body = &trackedBody{r: req.Body, timer: timer}
 	}
 	var tried []*pool.Connector
 	lastErr := errNoConnector
@@ -61,9 +64,9 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		tried = append(tried, c)
 		st.attempts++
-		resp, reached, err := t.attempt(ctx, req, c, body)
+		resp, reached, err := t.attempt(ctx, req, c, body, timer)
 		if err == nil {
-			if !timer.Stop() {
+			if timer.finish() {
 				resp.Body.Close()
 				return nil, errBackendTimeout
 			}
@@ -72,7 +75,7 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		if cause := context.Cause(ctx); cause != nil {
-			timer.Stop()
+			timer.finish()
 			return nil, fmt.Errorf("%w: %w", cause, err)
 		}
 		lastErr = err
@@ -84,7 +87,7 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			break
 		}
 	}
-	timer.Stop()
+	timer.finish()
 	cancel(nil)
 	if !anyReached && !errors.Is(lastErr, errNoConnector) {
 		lastErr = fmt.Errorf("%w: %w", errNotSent, lastErr)
@@ -94,12 +97,17 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // attempt sends req to c. reached reports whether a connection to c was
 // obtained, after which the connector may have seen the request.
-func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *pool.Connector, body *trackedBody) (*http.Response, bool, error) {
+func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *pool.Connector, body *trackedBody, timer *backendTimer) (*http.Response, bool, error) {
 	c.Acquire()
 	actx, acancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(c.Lost(), func() { acancel(pool.ErrConnectorLost) })
 	var gotConn atomic.Bool
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }}
+	trace := &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
+		// The whole request is sent: the backend timeout now bounds the
+		// wait for the first byte of the response.
+		WroteRequest: func(httptrace.WroteRequestInfo) { timer.run() },
+	}
 	out := req.WithContext(httptrace.WithClientTrace(actx, trace))
 	u := *req.URL
 	u.Host = c.HostPort()
@@ -152,14 +160,19 @@ func idempotent(m string) bool {
 
 // trackedBody counts what the transport read of a request body and ignores
 // Close, so an unread body can be sent to another connector. The original
-// body is closed by the server when the handler returns.
+// body is closed by the server when the handler returns. While a Read
+// waits for the client, the backend timer is paused: a slow upload is the
+// client's time, not the backend's.
 type trackedBody struct {
-	r io.ReadCloser
-	n atomic.Int64
+	r     io.ReadCloser
+	n     atomic.Int64
+	timer *backendTimer
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
+	b.timer.pause()
 	n, err := b.r.Read(p)
+	b.timer.run()
 	b.n.Add(int64(n))
 	return n, err
 }
@@ -196,3 +209,65 @@ type doneRWBody struct {
 }
 
 func (b *doneRWBody) Write(p []byte) (int, error) { return b.w.Write(p) }
+
+// backendTimer bounds the time the backend side of a request may take: it
+// runs while the request waits for a connection, for its bytes to be taken
+// by the tunnel, and, once the whole request is sent, for the first byte of
+// the response; it is paused while the transport waits for the client to
+// send more of the request body, and every resume starts it afresh. So a
+// slow upload never times out, but a backend that stops taking the body, or
+// sends no answer, does after the app's backend timeout.
+type backendTimer struct {
+	d time.Duration
+	t *time.Timer
+
+	mu    sync.Mutex // guards the following
+	done  bool       // finished: the response arrived or the attempt ended
+	fired bool
+}
+
+// newBackendTimer returns a running timer that calls onFire after d unless
+// paused or finished first.
+func newBackendTimer(d time.Duration, onFire func()) *backendTimer {
+	b := &backendTimer{d: d}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.t = time.AfterFunc(d, func() {
+		b.mu.Lock()
+		if b.done {
+			b.mu.Unlock()
+			return
+		}
+		b.done, b.fired = true, true
+		b.mu.Unlock()
+		onFire()
+	})
+	return b
+}
+
+// run (re)starts the full duration, unless the timer finished.
+func (b *backendTimer) run() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.done {
+		b.t.Reset(b.d)
+	}
+}
+
+// pause stops the timer until the next run.
+func (b *backendTimer) pause() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.done {
+		b.t.Stop()
+	}
+}
+
+// finish stops the timer for good and reports whether it had fired.
+func (b *backendTimer) finish() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done = true
+	b.t.Stop()
+	return b.fired
+}

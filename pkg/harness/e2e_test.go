@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/postern/postern/pkg/sampleapp"
 )
 
 func start(tb testing.TB, opts Options) *Harness {
@@ -132,6 +134,12 @@ func TestErrorPages(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := l.Addr().String()
 	l.Close()
+	// A backend that neither reads the request body nor answers until the
+	// test ends.
+	release := make(chan struct{})
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer stuck.Close()
+	defer close(release)
 	h := start(t, Options{})
 	// Rewrite the catalogue with the extra apps now that the app URL is
 	// known; the mesh picks it up live.
@@ -161,7 +169,13 @@ apps:
     preauth: passthrough
     backend_timeout: 300ms
     host_header: external
-`, h.AppHost, h.App, closed, h.App)
+  - id: stuck
+    host: stuck.localhost
+    internal_url: %s
+    connector_group: hq
+    preauth: passthrough
+    backend_timeout: 300ms
+`, h.AppHost, h.App, closed, h.App, stuck.URL)
 	swapCatalog(t, h, cat)
 	c := h.MeshClient(0)
 	_, port, _ := net.SplitHostPort(h.Meshes()[0].Addr)
@@ -198,6 +212,51 @@ apps:
 		resp, body := get(t, c, u("slow.localhost", "/sse?n=4&interval=150ms"))
 		if resp.StatusCode != 200 || strings.Count(string(body), "data:") != 4 {
 			t.Fatalf("got %d %q, want 4 events after the 300ms timeout", resp.StatusCode, body)
+		}
+	})
+	t.Run("slow upload outlives the timeout", func(t *testing.T) {
+		// The client takes about 1s to send the body; the backend answers
+		// at once when it has it. The 300ms timeout must not count the
+		// client's time.
+		const pieces, size = 10, 1 << 10
+		pr, pw := io.Pipe()
+		go func() {
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for range pieces {
+				<-tick.C
+				if _, err := pw.Write(make([]byte, size)); err != nil {
+					return
+				}
+			}
+			pw.Close()
+		}()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, u("slow.localhost", "/upload"), pr)
+		req.ContentLength = pieces * size
+		began := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var up sampleapp.UploadResult
+		json.Unmarshal(body, &up)
+		if resp.StatusCode != 200 || up.Bytes != pieces*size {
+			t.Fatalf("got %d %q after %v, want 200 with %d bytes uploaded", resp.StatusCode, body, time.Since(began), pieces*size)
+		}
+	})
+	t.Run("backend that stops taking the body times out", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, u("stuck.localhost", "/"), sampleapp.Stream(3, 1<<30))
+		req.Header.Set("Accept", "text/html")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 504 || !strings.Contains(string(body), "did not answer within 300ms") {
+			t.Fatalf("got %d %q, want 504", resp.StatusCode, body)
 		}
 	})
 	t.Run("external host header", func(t *testing.T) {
