@@ -103,6 +103,8 @@ type reqState struct {
 	connector string // id of the connector that answered
 	attempts  int
 	errReason string
+	cutErr    error              // the error that cut the upstream response body, if any
+	truncated string             // who cut a response mid-body: "upstream" or "client"; "" if not cut
 	user      string             // subject of the signed-in user, for the log
 	claims    *session.AppClaims // verified identity of a pre-authenticated request
 	token     string             // the app cookie that carried claims
@@ -149,8 +151,42 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c, _ := r.Cookie(AppCookie)
 		st.token, st.auth = c.Value, h.auth
 	}
-	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-	h.logAccess(r, rw, st, start)
+	h.serveProxy(h.proxy, rw, r, st, start)
+}
+
+// serveProxy runs p and writes the access line, also when the response
+// is cut mid-body. ReverseProxy then panics with http.ErrAbortHandler;
+// the panic is raised again after the line is written, so the server cuts
+// the connection (HTTP/1) or resets the stream (HTTP/2) and the client
+// sees that the response is incomplete.
+func (h *Handler) serveProxy(p *httputil.ReverseProxy, rw *accesslog.Writer, r *http.Request, st *reqState, start time.Time) {
+	defer func() {
+		v := recover()
+		if v != nil {
+			st.noteAbort(r, v)
+		}
+		h.logAccess(r, rw, st, start)
+		if v != nil {
+			panic(v)
+		}
+	}()
+	p.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// noteAbort records why the handler was aborted by v: a response cut
+// mid-body by the connector side ("upstream") or by the client going away
+// ("client").
+func (st *reqState) noteAbort(r *http.Request, v any) {
+	if v != http.ErrAbortHandler {
+		st.errReason = fmt.Sprint("panic: ", v)
+		return
+	}
+	switch {
+	case r.Context().Err() == nil && st.cutErr != nil:
+		st.truncated, st.errReason = "upstream", "response cut: "+st.cutErr.Error()
+	default:
+		st.truncated, st.errReason = "client", "response cut: the client went away"
+	}
 }
 
 // enableFullDuplex lets the proxy keep reading the request body after the
@@ -178,12 +214,16 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 		slog.String("host", r.Host), slog.String("path", r.URL.Path), slog.Int("status", status),
 		slog.Int64("bytes", rw.Bytes()), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("connector", st.connector), slog.Bool("relayed", st.relayed), slog.String("user", st.user), slog.Int("attempts", st.attempts), slog.String("client_ip", st.clientIP),
+		slog.Bool("truncated", st.truncated != ""),
+	}
+	if st.truncated != "" {
+		attrs = append(attrs, slog.String("truncated_by", st.truncated))
 	}
 	if st.errReason != "" {
 		attrs = append(attrs, slog.String("error", st.errReason))
 	}
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
-	h.metrics.observe(appID, status, d, rw.Bytes())
+	h.metrics.observe(appID, status, d, rw.Bytes(), st.truncated)
 }
 
 // rewrite builds the request sent through the tunnel. By the time it runs,
