@@ -116,6 +116,7 @@ type Connector struct {
 	nAttached atomic.Int32
 
 	tun   tunnel
+	conns connTracker   // the in-tunnel server's connections
 	kick  chan struct{} // wakes the manager; capacity 1
 	loops sync.WaitGroup
 
@@ -275,7 +276,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connector: %w", err)
 	}
-	srv := &http.Server{Handler: c.egress, ReadHeaderTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: c.egress, ReadHeaderTimeout: 30 * time.Second, ConnState: c.conns.track,
 		ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelDebug)}
 	var wg sync.WaitGroup
 	wg.Add(1)

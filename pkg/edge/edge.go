@@ -311,7 +311,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	p := errpage.Page{Status: http.StatusBadGateway, Title: "Bad gateway", RequestID: st.rid}
 	var ce *connectorError
 	switch {
-	case errors.Is(err, errNoConnector), errors.Is(err, errRelayNoConnector):
+	case errors.Is(err, errNoConnector), errors.Is(err, errRelayNoConnector), errors.Is(err, errPathClosed):
 		p.Status, p.Title = http.StatusServiceUnavailable, "No connector online"
 		p.Reason = fmt.Sprintf("No connector online for group %s, which serves %s.", st.app.ConnectorGroup, st.app.ID)
 	case errors.Is(err, errBackendTimeout):

@@ -11,6 +11,9 @@ var (
 	// errRelayNoConnector means a relay mesh node had no connector to send
 	// the request to; it never reached one.
 	errRelayNoConnector = errors.New("relay node has no usable connector")
+	// errPathClosed means the path picked for an attempt began draining
+	// (or was lost) before the request was counted on it; nothing was sent.
+	errPathClosed = errors.New("path stopped taking requests")
 	// errNotSent wraps the last error of a request that reached no
 	// connector on any attempt.
 	errNotSent = errors.New("request reached no connector")

@@ -83,7 +83,7 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		lastErr = err
 		anyReached = anyReached || reached
-		if !reached && !errors.Is(err, errRelayNoConnector) {
+		if !reached && !errors.Is(err, errRelayNoConnector) && !errors.Is(err, errPathClosed) {
 			t.router.MarkDead(c, "connect through the tunnel failed")
 		}
 		if !retryable(req, body, reached, err) {
@@ -101,7 +101,9 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // attempt sends req to c. reached reports whether a connection to c was
 // obtained, after which the connector may have seen the request.
 func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *pool.Connector, body *trackedBody, timer *backendTimer) (*http.Response, bool, error) {
-	c.Acquire()
+	if !c.TryAcquire() {
+		return nil, false, errPathClosed // it began draining since the pick
+	}
 	actx, acancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(c.Lost(), func() { acancel(pool.ErrConnectorLost) })
 	var gotConn atomic.Bool

@@ -287,15 +287,22 @@ func (n *Node) Nodes(ctx context.Context, c authority.Credential) ([]enroll.Node
 
 // Detach implements enroll.Attacher: drain stops new requests to the
 // connector and lets those in flight finish; otherwise the connector is
-// removed as a peer and from the pool.
+// removed as a peer and from the pool. Removing a draining connector first
+// waits (until ctx ends) for every request this node sent it to finish:
+// the connector cannot see requests still on their way through the
+// tunnel, so only this node knows when it is safe to let it go.
 func (n *Node) Detach(ctx context.Context, c authority.Credential, drain bool) error {
 	if drain {
 		n.pool.SetDraining(c.PublicKey, true)
-	} else {
-		if cur := n.pool.Get(c.PublicKey); cur != nil {
-			n.pool.Remove(c.PublicKey)
-			n.wg.RemovePeer(c.PublicKey)
+	} else if cur := n.pool.Get(c.PublicKey); cur != nil {
+		if cur.Draining() && cur.Outstanding() > 0 {
+			n.logger.Info("connector_detach_waiting", "connector", cur.ID, "in_flight", cur.Outstanding())
+			if !cur.WaitIdle(ctx) {
+				n.logger.Warn("connector_detach_cut", "connector", cur.ID, "in_flight", cur.Outstanding(), "error", ctx.Err())
+			}
 		}
+		n.pool.Remove(c.PublicKey)
+		n.wg.RemovePeer(c.PublicKey)
 	}
 	if n.mesh != nil {
 		n.mesh.poke()

@@ -94,6 +94,36 @@ func (c *Connector) Lost() context.Context { return c.lost }
 // Acquire counts a request as outstanding on c.
 func (c *Connector) Acquire() { c.outstanding.Add(1) }
 
+// TryAcquire counts a request as outstanding on c unless c is draining or
+// lost, and reports whether it did. A request picked just before a drain
+// began thus either backs out, unsent, or is counted where the drain's
+// WaitIdle sees it: the count goes up before the draining flag is read,
+// and SetDraining sets the flag before WaitIdle reads the count.
+func (c *Connector) TryAcquire() bool {
+	c.outstanding.Add(1)
+	if c.draining.Load() || c.lost.Err() != nil {
+		c.outstanding.Add(-1)
+		return false
+	}
+	return true
+}
+
+// WaitIdle waits until no request is outstanding on c, or ctx ends; it
+// reports whether c became idle. Call it after SetDraining: until then new
+// requests keep coming.
+func (c *Connector) WaitIdle(ctx context.Context) bool {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for c.outstanding.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
 // Release ends a request counted by Acquire.
 func (c *Connector) Release() { c.outstanding.Add(-1) }
 

@@ -1,0 +1,108 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// mixedLoad sends, from each worker in turn, GET /hello and a POST of a
+// 4 KiB body to /echo (a request the edge may not retry once sent), until
+// halted, and records every outcome.
+type mixedLoad struct {
+	ok, failed atomic.Int64
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	errs       []string
+	results    []loadResult
+}
+
+// loadResult is one request of a mixedLoad: when it started and ended,
+// and whether it succeeded.
+type loadResult struct {
+	start, end time.Time
+	post, ok   bool
+}
+
+// startMixedLoad starts workers that use c against base ("https://host:port").
+func startMixedLoad(tb testing.TB, c *http.Client, base string, workers int) *mixedLoad {
+	ctx, cancel := context.WithCancel(tb.Context())
+	l := &mixedLoad{stop: cancel}
+	body := bytes.Repeat([]byte("postern "), 512)
+	for w := range workers {
+		l.wg.Go(func() {
+			for i := w; ctx.Err() == nil; i++ {
+				post := i%2 == 1
+				began := time.Now()
+				err := l.one(ctx, c, base, post, body)
+				if ctx.Err() != nil {
+					return // halted: this one does not count
+				}
+				l.mu.Lock()
+				l.results = append(l.results, loadResult{start: began, end: time.Now(), post: post, ok: err == nil})
+				if err != nil {
+					l.errs = append(l.errs, err.Error())
+				}
+				l.mu.Unlock()
+				if err != nil {
+					l.failed.Add(1)
+				} else {
+					l.ok.Add(1)
+				}
+			}
+		})
+	}
+	return l
+}
+
+func (l *mixedLoad) one(ctx context.Context, c *http.Client, base string, post bool, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/hello", nil)
+	if post {
+		req, _ = http.NewRequestWithContext(ctx, http.MethodPost, base+"/echo", bytes.NewReader(body))
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("%s: status %d: %.200s", req.Method, resp.StatusCode, got)
+	case err != nil:
+		return fmt.Errorf("%s: body: %w", req.Method, err)
+	case post && !bytes.Equal(got, body):
+		return fmt.Errorf("POST: echo of %d bytes for %d", len(got), len(body))
+	}
+	return nil
+}
+
+// waitOK waits until n more requests succeeded.
+func (l *mixedLoad) waitOK(tb testing.TB, n int64) {
+	tb.Helper()
+	target := l.ok.Load() + n
+	if err := WaitFor(tb.Context(), 30*time.Second, func() bool { return l.ok.Load() >= target }); err != nil {
+		tb.Fatalf("load stalled at %d successes (%d failed): %v", l.ok.Load(), l.failed.Load(), first(l.errors(), 5))
+	}
+}
+
+// halt stops the workers and waits for them.
+func (l *mixedLoad) halt() {
+	l.stop()
+	l.wg.Wait()
+}
+
+func (l *mixedLoad) errors() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.errs...)
+}
