@@ -98,7 +98,7 @@ func runCmd(ctx context.Context, args []string) error {
 	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate")
 	backendCA := fs.String("backend-ca", "", "extra CA file (PEM) for HTTPS internal apps (added to the system roots)")
 	allow := fs.String("allow", "", "comma-separated allow-list of internal destinations: host, *.domain, CIDR, each optionally :port (empty: any)")
-	health := fs.String("health-listen", "127.0.0.1:9101", "loopback address for /healthz and /metrics (empty: off)")
+	health := fs.String("health-listen", "127.0.0.1:9101", "loopback address for /healthz (live), /readyz (attached, not draining) and /metrics (empty: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	carrierFlag := fs.String("carrier", "auto", "WireGuard carrier: auto (UDP, falling back to an HTTPS stream), udp or stream")
 	udpTimeout := fs.Duration("udp-timeout", 0, "auto carrier: wait this long for a WireGuard handshake over UDP before using the stream (0: 2s)")

@@ -35,7 +35,7 @@ func runCmd(ctx context.Context, args []string) error {
 	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's WireGuard key and used enrolment tokens")
 	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
 	catalogPath := fs.String("catalog", "/etc/postern/catalog.yaml", "app catalogue file")
-	admin := fs.String("admin-listen", "127.0.0.1:9100", "loopback admin address for /healthz, /metrics and /status (empty: off)")
+	admin := fs.String("admin-listen", "127.0.0.1:9100", "loopback admin address for /healthz (live), /readyz (ready), /metrics and /status (empty: off)")
 	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -46,7 +46,8 @@ func runCmd(ctx context.Context, args []string) error {
 	join := fs.String("join", "", "comma-separated gossip host:port of other mesh nodes to join (and rejoin after a partition)")
 	publicURL := fs.String("public-url", "", "HTTPS base URL connectors attach at, e.g. https://mesh-eu-1.example.com (default: https:// + --listen)")
 	strategy := fs.String("route-strategy", "latency", "route choice: latency, nearest or random")
-	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, stop taking relayed requests and wait this long for requests in flight before leaving the cluster")
+	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM (after --drain-delay), stop accepting connections, wait for the requests in flight, then for the relayed ones, before leaving the cluster; at most this long")
+	drainDelay := fs.Duration("drain-delay", 0, "on SIGTERM, turn /readyz to 503 at once but keep accepting connections this long, so load balancers take the node out first (set it to their health-check interval times their unhealthy threshold)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,7 +76,8 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	cfg := meshnode.Config{ID: *id, Region: *region, Listen: *listen, PlainHTTP: *plain, WGListen: wgAddr,
 		WGAdvertise: *wgAdvertise, StateDir: *stateDir, Authority: auth, CatalogPath: *catalogPath,
-		AdminListen: *admin, AuthURL: *authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: *drain}
+		AdminListen: *admin, AuthURL: *authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: *drain,
+		DrainDelay: *drainDelay}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}

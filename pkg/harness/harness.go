@@ -88,6 +88,9 @@ type Options struct {
 	Topology *Topology
 	// DrainTimeout is the mesh nodes' drain bound on stop; zero means 2s.
 	DrainTimeout time.Duration
+	// DrainDelay is how long a stopping mesh node keeps accepting after
+	// it turned not ready; zero means none.
+	DrainDelay time.Duration
 	// AdminAddrs, if set, are the mesh nodes' loopback admin addresses
 	// (/status, /routes/explain, /metrics), by node index.
 	AdminAddrs []string
@@ -317,7 +320,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
-		DrainTimeout: h.opts.DrainTimeout,
+		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay,
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]

@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,6 +30,7 @@ type mixedLoad struct {
 type loadResult struct {
 	start, end time.Time
 	post, ok   bool
+	answerErr  string // set when the request got a wrong answer
 }
 
 // startMixedLoad starts workers that use c against base ("https://host:port").
@@ -46,13 +48,18 @@ func startMixedLoad(tb testing.TB, c *http.Client, base string, workers int) *mi
 					return // halted: this one does not count
 				}
 				l.mu.Lock()
-				l.results = append(l.results, loadResult{start: began, end: time.Now(), post: post, ok: err == nil})
+				r := loadResult{start: began, end: time.Now(), post: post, ok: err == nil}
+				if ae := (*answerError)(nil); errors.As(err, &ae) {
+					r.answerErr = ae.msg
+				}
+				l.results = append(l.results, r)
 				if err != nil {
 					l.errs = append(l.errs, err.Error())
 				}
 				l.mu.Unlock()
 				if err != nil {
 					l.failed.Add(1)
+					time.Sleep(10 * time.Millisecond) // no busy loop against a refusing node
 				} else {
 					l.ok.Add(1)
 				}
@@ -77,13 +84,33 @@ func (l *mixedLoad) one(ctx context.Context, c *http.Client, base string, post b
 	got, err := io.ReadAll(resp.Body)
 	switch {
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("%s: status %d: %.200s", req.Method, resp.StatusCode, got)
+		return &answerError{fmt.Sprintf("%s: status %d: %.200s", req.Method, resp.StatusCode, got)}
 	case err != nil:
-		return fmt.Errorf("%s: body: %w", req.Method, err)
+		return &answerError{fmt.Sprintf("%s: body cut: %v", req.Method, err)}
 	case post && !bytes.Equal(got, body):
-		return fmt.Errorf("POST: echo of %d bytes for %d", len(got), len(body))
+		return &answerError{fmt.Sprintf("POST: echo of %d bytes for %d", len(got), len(body))}
 	}
 	return nil
+}
+
+// answerError is a request that got an answer, but a wrong one: an error
+// status, a body cut short or a wrong body. The other errors are the
+// client's own (connection refused or closed before an answer).
+type answerError struct{ msg string }
+
+func (e *answerError) Error() string { return e.msg }
+
+// answerErrors returns the failures that got a wrong answer.
+func (l *mixedLoad) answerErrors() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, r := range l.results {
+		if r.answerErr != "" {
+			out = append(out, r.answerErr)
+		}
+	}
+	return out
 }
 
 // waitOK waits until n more requests succeeded.

@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,10 +128,12 @@ func TestPOSTSoakThroughTunnel(t *testing.T) {
 	}
 }
 
-// TestPOSTThroughRelay runs the POST soak and the full-duplex exchange
-// through a relay: user → node A → node B → connector.
-func TestPOSTThroughRelay(t *testing.T) {
-	h := start(t, Options{Topology: RelayTopology(simnet.NewNetwork(ZeroMatrix(), 1))})
+// TestRelay runs, through a relay (user → node A → node B → connector),
+// the full-duplex exchange and the POST soak; then restarts node A and
+// checks that it turns ready only when it can serve; then drains node B,
+// the only path, and checks that node A keeps using it until it goes.
+func TestRelay(t *testing.T) {
+	h := start(t, Options{Topology: RelayTopology(simnet.NewNetwork(ZeroMatrix(), 1)), DrainDelay: 5 * time.Second})
 	if err := h.WaitConverged(t.Context(), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +153,73 @@ func TestPOSTThroughRelay(t *testing.T) {
 			t.Fatalf("POST soak through the relay: %v, want %d ok", res, soakRequests)
 		}
 	})
+	t.Run("ready means serving after a restart", func(t *testing.T) {
+		h.KillMesh(0)
+		if err := h.StartMesh(0); err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		if err := WaitFor(t.Context(), 30*time.Second, func() bool { return ready(h, 0) }); err != nil {
+			t.Fatal("the restarted node never turned ready")
+		}
+		readyAfter := time.Since(began)
+		resp, body := get(t, h.MeshClient(0), h.GroupURL(0, RelayGroup, "/hello"))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("ready %v after the restart, but the first request got %d %q", readyAfter, resp.StatusCode, body)
+		}
+		t.Logf("ready %v after the restart, and serving", readyAfter.Round(time.Millisecond))
+	})
+	t.Run("a draining node that is the only path is used until it goes", func(t *testing.T) {
+		l := startMixedLoad(t, h.UserClient(0), "https://"+GroupHost(RelayGroup)+":"+portOf(h, 0), 4)
+		l.waitOK(t, 50)
+		began := time.Now()
+		stopped := make(chan struct{})
+		go func() { defer close(stopped); h.StopMesh(1) }()
+		// Node A learns from the gossip that B drains (within the drain
+		// delay of 5s, during which B serves on).
+		if err := WaitFor(t.Context(), 3*time.Second, func() bool { return viaDraining(h, 0) }); err != nil {
+			t.Fatalf("node A did not learn within 3s that node B drains")
+		}
+		learnt := time.Now()
+		l.waitOK(t, 20)
+		window := time.Since(learnt)
+		l.halt()
+		var during, failed int
+		for _, r := range l.results {
+			if r.start.After(learnt) && r.end.Before(learnt.Add(window)) {
+				during++
+				if !r.ok {
+					failed++
+				}
+			}
+		}
+		t.Logf("A knew %v after the stop began; %d requests in the next %v, %d failed", learnt.Sub(began).Round(time.Millisecond), during, window.Round(time.Millisecond), failed)
+		if failed > 0 || during == 0 {
+			t.Errorf("while node B drained as the only path: %d of %d requests failed, want none: %v", failed, during, first(l.errors(), 5))
+		}
+		<-stopped
+	})
+}
+
+// portOf returns mesh node i's public port.
+func portOf(h *Harness, i int) string {
+	_, port, _ := net.SplitHostPort(h.Meshes()[i].Addr)
+	return port
+}
+
+// viaDraining reports whether mesh node i knows that a node on its route
+// to the relay app drains.
+func viaDraining(h *Harness, i int) bool {
+	ex, err := h.Meshes()[i].Node.Explain("app-" + RelayGroup)
+	if err != nil {
+		return false
+	}
+	for _, p := range ex.Paths {
+		if strings.Contains(p.Why, "draining") {
+			return true
+		}
+	}
+	return false
 }
 
 // duplexExchange POSTs to url's /echo?duplex=1 and sends the body piece by

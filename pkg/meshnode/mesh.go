@@ -20,6 +20,7 @@ import (
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/route"
+	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
 	"github.com/postern/postern/pkg/wgnet"
 )
@@ -78,13 +79,17 @@ type mesh struct {
 	refused prometheus.Counter // relay attempts refused (not a mesh node)
 
 	nodeAddrs atomic.Pointer[map[netip.Addr]string] // tunnel address → node id of the mesh peers
+	joined    atomic.Bool                           // the gossip reached another member at least once
 
 	mu        sync.Mutex // guards the following
 	wgPeers   map[string]wgkey.Public
 	downSince map[string]time.Time // relay paths not answering probes, by node id
 	decisions map[string]*route.Decision
 	built     time.Time
-	tokens    map[string]bool // used-token ids already spread
+	// builtWithPath reports that a relay path to another live member
+	// answered (or there was none) when the routes were last built.
+	builtWithPath bool
+	tokens        map[string]bool // used-token ids already spread
 }
 
 func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
@@ -152,6 +157,8 @@ func (m *mesh) run(ctx context.Context) {
 	if len(m.cfg.Seeds) > 0 {
 		if _, err := m.cluster.Join(ctx); err != nil {
 			m.n.logger.Warn("gossip_join_failed", "error", err, "seeds", m.cfg.Seeds, "retry", "in the background")
+		} else {
+			m.joined.Store(true)
 		}
 	}
 	t := time.NewTicker(m.cfg.RouteInterval)
@@ -181,6 +188,11 @@ func (m *mesh) poke() {
 func (m *mesh) sync() {
 	m.publish()
 	members := m.cluster.Members()
+	for _, mb := range members {
+		if mb.ID != m.n.cfg.ID && live(mb.State) {
+			m.joined.Store(true) // also when the background rejoin got there
+		}
+	}
 	m.reconcilePeers(members)
 	m.rebuild(members)
 }
@@ -317,8 +329,10 @@ func (m *mesh) rebuild(members []gossip.Member) {
 		remote[a.Group][a.Node] = append(remote[a.Group][a.Node], a)
 	}
 	table := map[string]*groupRoute{}
+	withPath := m.relayPathUp()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.builtWithPath = withPath
 	for _, g := range cat.Groups() {
 		gr := m.groupRoute(g, byID, remote[g.ID])
 		m.decisions[g.ID] = &gr.decision
@@ -361,11 +375,10 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 			}
 		}
 		peer := m.peers.Get(mb.WGKey)
+		cand.Draining = mb.Draining // still used while it is the only path
 		switch {
 		case best == nil:
 			cand.Unusable, cand.Connector = "no usable connector attached there", remote[id][0].Connector
-		case mb.Draining:
-			cand.Unusable = "node draining"
 		case peer == nil || !peer.Alive():
 			cand.Unusable = "node not answering through the mesh tunnel"
 		}
@@ -394,6 +407,39 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 	return gr
 }
 
+// notReady says what keeps the node from serving as a member of the
+// cluster: not joined yet (when it has seeds), no route table yet, or no
+// relay path proven to any of the live members.
+func (m *mesh) notReady() []string {
+	var why []string
+	if len(m.cfg.Seeds) > 0 && !m.joined.Load() {
+		why = append(why, "gossip has not joined the cluster yet")
+	}
+	m.mu.Lock()
+	built, withPath := !m.built.IsZero(), m.builtWithPath
+	m.mu.Unlock()
+	switch {
+	case !built:
+		why = append(why, "routes not built yet")
+	case !withPath:
+		why = append(why, "no relay path to another mesh node answered when the routes were built")
+	}
+	return why
+}
+
+// relayPathUp reports whether a relay path to another live member answers
+// its probes, or there is no other member.
+func (m *mesh) relayPathUp() bool {
+	others := 0
+	for _, s := range m.peers.Statuses() {
+		if s.Alive {
+			return true
+		}
+		others++
+	}
+	return others == 0
+}
+
 // isMeshNode reports whether addr is the tunnel address of a live member.
 func (m *mesh) isMeshNode(addr netip.Addr) (string, bool) {
 	id, ok := (*m.nodeAddrs.Load())[addr]
@@ -412,6 +458,13 @@ func (m *mesh) relayGate(next http.Handler) http.Handler {
 			m.refused.Inc()
 			m.n.logger.Warn("relay_refused", "remote", ap.Addr().String(), "reason", "not a mesh node of the cluster")
 			http.Error(w, "relay: only mesh nodes of the cluster may relay", http.StatusForbidden)
+			return
+		}
+		if m.n.relayClosed.Load() {
+			// The drain is past relaying: the sender tries another path.
+			w.Header().Set(tunnelhttp.HeaderError, tunnelhttp.ErrRelayNoConnector)
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
 		m.served.Inc()
