@@ -75,6 +75,15 @@ func (c *Connector) manage(ctx context.Context) {
 	}
 }
 
+// recentLoss and recentLossBackoff: for recentLoss after an attachment
+// was lost, attaching to that node again is retried at least every
+// recentLossBackoff (a restarting node is back within seconds), instead of
+// backing off to BackoffMax.
+const (
+	recentLoss        = 2 * time.Minute
+	recentLossBackoff = time.Second
+)
+
 // retrySoon is the re-evaluation interval while some known node did not
 // answer the last measurement: a node that was restarting, or briefly
 // unreachable, should not keep the connector on a far node for Reevaluate.
@@ -299,6 +308,7 @@ func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 			c.tun.unlink(prev)
 		}
 	}()
+	var lostAt time.Time // when the last attachment was lost
 	for ctx.Err() == nil && !c.isDraining() {
 		link, err := c.attach(ctx, cl, meshURL, prev)
 		if err != nil {
@@ -311,6 +321,11 @@ func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 				return
 			}
 			delay = min(delay*2, c.cfg.BackoffMax)
+			if !lostAt.IsZero() && time.Since(lostAt) < recentLoss {
+				// A node we were attached to is likely restarting: try
+				// it often, so it serves again as soon as it is back.
+				delay = min(delay, recentLossBackoff)
+			}
 			continue
 		}
 		delay = c.cfg.BackoffMin
@@ -323,6 +338,7 @@ func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 		c.logger.Info("attached", "mesh_url", meshURL, "mesh_node", link.nodeID, "carrier", link.carrierNow())
 		c.kickManager()
 		c.tun.watch(ctx, link)
+		lostAt = time.Now()
 		c.attached.Delete(meshURL)
 		c.nAttached.Add(-1)
 		if ctx.Err() == nil && !c.isDraining() {

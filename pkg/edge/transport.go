@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +41,10 @@ var _ Router = (*pool.Pool)(nil)
 // the first one (no connection was obtained and no body byte was read), and,
 // like Go's own Transport on a broken keep-alive connection, when the
 // connector was lost before answering a request that is idempotent and has
-// no body.
+// no body. Such a request is also sent again, at once, when its connector
+// becomes suspect (a probe went unanswered) while it waits for the answer
+// and another path is there: it does not wait for the connector to be
+// declared dead.
 type tunnelTransport struct {
 	router      Router
 	maxAttempts int
@@ -57,14 +61,24 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var tried []*pool.Connector
 	lastErr := errNoConnector
 	anyReached := false
+	resendable := body == nil && idempotent(req.Method)
+	var next *pool.Connector // picked when a suspect path was abandoned
 	for len(tried) < t.maxAttempts {
-		c := t.router.Pick(st.app.ConnectorGroup, tried)
+		c := next
+		if c == nil {
+			c = t.router.Pick(st.app.ConnectorGroup, tried)
+		}
 		if c == nil {
 			break
 		}
 		tried = append(tried, c)
 		st.attempts++
-		resp, reached, err := t.attempt(ctx, req, c, body, timer)
+		var watch *suspectWatch
+		if resendable {
+			watch = &suspectWatch{group: st.app.ConnectorGroup, exclude: slices.Clone(tried), router: t.router}
+		}
+		resp, reached, err := t.attempt(ctx, req, c, body, timer, watch)
+		next = watch.alternative()
 		if err == nil {
 			if timer.finish() {
 				resp.Body.Close()
@@ -100,12 +114,16 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // attempt sends req to c. reached reports whether a connection to c was
 // obtained, after which the connector may have seen the request.
-func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *pool.Connector, body *trackedBody, timer *backendTimer) (*http.Response, bool, error) {
+// watch, when not nil, abandons the attempt if c becomes suspect before
+// the answer comes.
+func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *pool.Connector, body *trackedBody, timer *backendTimer, watch *suspectWatch) (*http.Response, bool, error) {
 	if !c.TryAcquire() {
 		return nil, false, errPathClosed // it began draining since the pick
 	}
 	actx, acancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(c.Lost(), func() { acancel(pool.ErrConnectorLost) })
+	stopLost := context.AfterFunc(c.Lost(), func() { acancel(pool.ErrConnectorLost) })
+	stopWatch := watch.arm(c, acancel)
+	stop := func() { stopLost(); stopWatch() }
 	var gotConn atomic.Bool
 	trace := &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
@@ -121,6 +139,13 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 		out.Body = body
 	}
 	resp, err := c.Transport.RoundTrip(out)
+	if !watch.answered() {
+		// Abandoned as its connector became suspect: it goes elsewhere.
+		if err == nil {
+			resp.Body.Close()
+		}
+		resp, err = nil, errSuspect
+	}
 	if err == nil && resp.Header.Get(tunnelhttp.HeaderError) == tunnelhttp.ErrRelayNoConnector {
 		// The relay node sent the request to none of its connectors.
 		resp.Body.Close()
@@ -139,12 +164,16 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 	stop()
 	acancel(nil)
 	c.Release()
-	if errors.Is(cause, pool.ErrConnectorLost) {
+	if errors.Is(cause, pool.ErrConnectorLost) && !errors.Is(err, pool.ErrConnectorLost) {
 		err = fmt.Errorf("%w: %w", pool.ErrConnectorLost, err)
 	}
 	return nil, gotConn.Load(), err
 }
 
+// retryable reports whether a request whose attempt failed with err may
+// be sent again: never once part of its body is gone; always when it never
+// reached a connector; and, when it did, only if it is idempotent, has no
+// body, and its connector was lost or became suspect before answering.
 func retryable(req *http.Request, body *trackedBody, reached bool, err error) bool {
 	if body != nil && body.n.Load() > 0 {
 		return false // part of the body is gone; it cannot be sent again
@@ -152,7 +181,59 @@ func retryable(req *http.Request, body *trackedBody, reached bool, err error) bo
 	if !reached {
 		return true
 	}
-	return body == nil && errors.Is(err, pool.ErrConnectorLost) && idempotent(req.Method)
+	return body == nil && (errors.Is(err, pool.ErrConnectorLost) || errors.Is(err, errSuspect)) && idempotent(req.Method)
+}
+
+// suspectWatch abandons an attempt of a request that may be sent again
+// (idempotent, no body) when its connector becomes suspect before the
+// answer comes and another path is there to take it. The methods of a nil
+// *suspectWatch do nothing.
+type suspectWatch struct {
+	group   string
+	exclude []*pool.Connector
+	router  Router
+
+	next  *pool.Connector // the other path; written before state turns abandoned
+	state atomic.Int32    // watchWaiting, watchAnswered or watchAbandoned
+}
+
+const (
+	watchWaiting = iota
+	watchAnswered
+	watchAbandoned
+)
+
+// arm watches c for the attempt whose context cancel ends; it returns the
+// function that stops watching. A connector already suspect when the
+// attempt starts was chosen as the last resort: it is not watched.
+func (w *suspectWatch) arm(c *pool.Connector, cancel context.CancelCauseFunc) (stop func() bool) {
+	if w == nil || c.Suspected() {
+		return func() bool { return false }
+	}
+	return context.AfterFunc(c.Suspect(), func() {
+		next := w.router.Pick(w.group, w.exclude)
+		if next == nil {
+			return // nowhere else to go: wait for the answer or the loss
+		}
+		w.next = next
+		if w.state.CompareAndSwap(watchWaiting, watchAbandoned) {
+			cancel(errSuspect)
+		}
+	})
+}
+
+// answered marks the attempt answered unless it was abandoned already,
+// and reports whether it was answered.
+func (w *suspectWatch) answered() bool {
+	return w == nil || w.state.CompareAndSwap(watchWaiting, watchAnswered) || w.state.Load() == watchAnswered
+}
+
+// alternative returns the path picked when the attempt was abandoned.
+func (w *suspectWatch) alternative() *pool.Connector {
+	if w == nil || w.state.Load() != watchAbandoned {
+		return nil
+	}
+	return w.next
 }
 
 func idempotent(m string) bool {

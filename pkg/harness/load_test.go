@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +19,7 @@ import (
 // halted, and records every outcome.
 type mixedLoad struct {
 	ok, failed atomic.Int64
-	stop       context.CancelFunc
+	stopping   atomic.Bool // halt called: start no new request
 	wg         sync.WaitGroup
 	mu         sync.Mutex
 	errs       []string
@@ -35,17 +36,26 @@ type loadResult struct {
 
 // startMixedLoad starts workers that use c against base ("https://host:port").
 func startMixedLoad(tb testing.TB, c *http.Client, base string, workers int) *mixedLoad {
-	ctx, cancel := context.WithCancel(tb.Context())
-	l := &mixedLoad{stop: cancel}
+	return startLoadOf(tb, c, base, "/hello", workers, true)
+}
+
+// startGETLoad starts workers that only GET path from base.
+func startGETLoad(tb testing.TB, c *http.Client, base, path string, workers int) *mixedLoad {
+	return startLoadOf(tb, c, base, path, workers, false)
+}
+
+func startLoadOf(tb testing.TB, c *http.Client, base, getPath string, workers int, posts bool) *mixedLoad {
+	ctx := tb.Context()
+	l := &mixedLoad{}
 	body := bytes.Repeat([]byte("postern "), 512)
 	for w := range workers {
 		l.wg.Go(func() {
-			for i := w; ctx.Err() == nil; i++ {
-				post := i%2 == 1
+			for i := w; ctx.Err() == nil && !l.stopping.Load(); i++ {
+				post := posts && i%2 == 1
 				began := time.Now()
-				err := l.one(ctx, c, base, post, body)
+				err := l.one(ctx, c, base, getPath, post, body)
 				if ctx.Err() != nil {
-					return // halted: this one does not count
+					return // the test ended: this one does not count
 				}
 				l.mu.Lock()
 				r := loadResult{start: began, end: time.Now(), post: post, ok: err == nil}
@@ -69,10 +79,10 @@ func startMixedLoad(tb testing.TB, c *http.Client, base string, workers int) *mi
 	return l
 }
 
-func (l *mixedLoad) one(ctx context.Context, c *http.Client, base string, post bool, body []byte) error {
+func (l *mixedLoad) one(ctx context.Context, c *http.Client, base, getPath string, post bool, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/hello", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+getPath, nil)
 	if post {
 		req, _ = http.NewRequestWithContext(ctx, http.MethodPost, base+"/echo", bytes.NewReader(body))
 	}
@@ -122,9 +132,10 @@ func (l *mixedLoad) waitOK(tb testing.TB, n int64) {
 	}
 }
 
-// halt stops the workers and waits for them.
+// halt stops the workers from starting requests and waits for those in
+// flight to end.
 func (l *mixedLoad) halt() {
-	l.stop()
+	l.stopping.Store(true)
 	l.wg.Wait()
 }
 
@@ -132,4 +143,23 @@ func (l *mixedLoad) errors() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.errs...)
+}
+
+// stalls returns, for the requests in flight at t (started before, ended
+// after), how long after t each ended: their median and maximum, and how
+// many there were.
+func (l *mixedLoad) stalls(t time.Time) (p50, max time.Duration, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ds []time.Duration
+	for _, r := range l.results {
+		if r.start.Before(t) && r.end.After(t) {
+			ds = append(ds, r.end.Sub(t))
+		}
+	}
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], ds[len(ds)-1], len(ds)
 }

@@ -83,6 +83,7 @@ type mesh struct {
 
 	mu        sync.Mutex // guards the following
 	wgPeers   map[string]wgkey.Public
+	peerBoot  map[string]int64     // boot time of each WireGuard peer's node, by node id
 	downSince map[string]time.Time // relay paths not answering probes, by node id
 	decisions map[string]*route.Decision
 	built     time.Time
@@ -94,7 +95,7 @@ type mesh struct {
 
 func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	m := &mesh{n: n, cfg: cfg, boot: time.Now().UnixNano(), kick: make(chan struct{}, 1),
-		wgPeers: map[string]wgkey.Public{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{}}
+		wgPeers: map[string]wgkey.Public{}, peerBoot: map[string]int64{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{}}
 	if m.cfg.RouteInterval == 0 {
 		m.cfg.RouteInterval = 500 * time.Millisecond
 	}
@@ -247,11 +248,16 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 			m.n.wg.RemovePeer(key)
 			delete(m.wgPeers, id)
 			delete(m.downSince, id)
+			delete(m.peerBoot, id)
 			m.n.logger.Info("mesh_peer_removed", "peer_node", id)
 		}
 	}
 	for id, mb := range want {
 		if _, ok := m.wgPeers[id]; ok {
+			if boot, seen := m.peerBoot[id]; seen && boot != mb.Boot {
+				m.restartedLocked(id, mb)
+				continue
+			}
 			m.resetIfStuckLocked(id, mb)
 			continue
 		}
@@ -260,6 +266,7 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 		}
 		m.peers.Upsert("mesh:"+id, meshGroup, mb.WGKey)
 		m.wgPeers[id] = mb.WGKey
+		m.peerBoot[id] = mb.Boot
 		m.n.logger.Info("mesh_peer_added", "peer_node", id, "region", mb.Region, "endpoint", mb.WGEndpoint)
 	}
 }
@@ -292,6 +299,21 @@ func (m *mesh) resetIfStuckLocked(id string, mb gossip.Member) {
 	}
 	m.downSince[id] = time.Now()
 	m.n.logger.Info("mesh_peer_reset", "peer_node", id, "reason", "relay path down while the gossip sees the node alive")
+}
+
+// restartedLocked takes in member id, which restarted (a new boot time)
+// before the gossip declared it dead: its WireGuard session is gone, so
+// the peer is made afresh (the next packet starts a handshake, instead of
+// waiting for peerReset) and its relay path is proven again.
+func (m *mesh) restartedLocked(id string, mb gossip.Member) {
+	m.n.wg.RemovePeer(mb.WGKey)
+	if !m.addWGPeer(id, mb) {
+		return
+	}
+	m.peers.Upsert("mesh:"+id, meshGroup, mb.WGKey)
+	m.peerBoot[id] = mb.Boot
+	delete(m.downSince, id)
+	m.n.logger.Info("mesh_peer_restarted", "peer_node", id)
 }
 
 // addWGPeer makes member id a WireGuard peer at its advertised endpoint;
@@ -368,13 +390,19 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 		}
 		cand := route.Candidate{Node: id, Region: mb.Region}
 		cand.NodeRTT, cand.NodeRTTKnown = m.cluster.EstimateRTT(id)
+		peer := m.peers.Get(mb.WGKey)
+		if !cand.NodeRTTKnown && peer != nil && peer.Alive() && peer.RTT() > 0 {
+			// A node that just (re)joined has no coordinates yet, but its
+			// tunnel answers: use the RTT its probes measure, so it is
+			// used at once, not as a last resort.
+			cand.NodeRTT, cand.NodeRTTKnown = peer.RTT(), true
+		}
 		var best *gossip.Attachment
 		for i, a := range remote[id] {
 			if a.Alive && !a.Draining && (best == nil || a.RTT < best.RTT) {
 				best = &remote[id][i]
 			}
 		}
-		peer := m.peers.Get(mb.WGKey)
 		cand.Draining = mb.Draining // still used while it is the only path
 		switch {
 		case best == nil:
