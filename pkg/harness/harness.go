@@ -322,6 +322,9 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
 		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay,
 	}
+	if raceDetector {
+		cfg.Pool = stretchProbes(cfg.Pool, 750*time.Millisecond)
+	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]
 	}
@@ -491,6 +494,9 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 	udp := wgnet.NewBlockBind(inner)
 	udp.SetBlocked(h.opts.BlockUDP)
 	cfg.Bind = udp
+	if raceDetector {
+		cfg.PingFailures = 3 * raceStretch
+	}
 	c, err := connector.New(cfg)
 	if err != nil {
 		return nil, err
@@ -608,6 +614,19 @@ func (h *Harness) Close() error {
 		h.closeErr = os.RemoveAll(h.Dir)
 	}
 	return h.closeErr
+}
+
+// raceStretch is how much longer the liveness checks wait for an answer
+// under the race detector.
+const raceStretch = 4
+
+// stretchProbes returns probe settings that give raceStretch times the
+// time to answer (from defTimeout, the pool's default timeout, when
+// unset): under the race detector the system is slow, not dead.
+func stretchProbes(c pool.Config, defTimeout time.Duration) pool.Config {
+	c.ProbeTimeout = cmp.Or(c.ProbeTimeout, defTimeout) * raceStretch
+	c.SuspectAfter = cmp.Or(c.SuspectAfter, 150*time.Millisecond) * raceStretch
+	return c
 }
 
 // WaitFor polls cond every 20ms until it holds, ctx ends or timeout passes.

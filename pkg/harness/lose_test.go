@@ -64,6 +64,31 @@ func (e *effects) count(rid string) int {
 	return e.seen[rid]
 }
 
+// restart starts killed connector i again.
+func restart(tb testing.TB, h *Harness, i int) {
+	tb.Helper()
+	if err := h.RestartConnector(tb.Context(), i); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// waitQuiet waits until no connector has a request in flight at mesh
+// node 0, so that the next request is the only one.
+func waitQuiet(tb testing.TB, h *Harness) {
+	tb.Helper()
+	err := WaitFor(tb.Context(), 30*time.Second, func() bool {
+		for _, s := range h.Meshes()[0].Node.Pool().Statuses() {
+			if s.Outstanding > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		tb.Fatal("requests of an earlier case are still in flight")
+	}
+}
+
 // servingConnector returns the harness index of the connector that has a
 // request in flight at mesh node 0, once exactly one has.
 func servingConnector(tb testing.TB, h *Harness) int {
@@ -110,6 +135,7 @@ func TestLosingAConnectorNeverDuplicatesNorTruncates(t *testing.T) {
 	c := h.MeshClient(0)
 
 	t.Run("POST whose body the backend has", func(t *testing.T) {
+		waitQuiet(t, h)
 		type reply struct {
 			status int
 			body   string
@@ -128,7 +154,9 @@ func TestLosingAConnectorNeverDuplicatesNorTruncates(t *testing.T) {
 		}()
 		<-fx.begun
 		rid := <-fx.done
-		h.KillConnector(servingConnector(t, h))
+		killed := servingConnector(t, h)
+		h.KillConnector(killed)
+		defer restart(t, h, killed)
 		r := <-replies
 		if r.err != nil || r.status != http.StatusBadGateway {
 			t.Errorf("got %d %q %v, want 502: the POST reached the backend and must not be sent again", r.status, r.body, r.err)
@@ -137,11 +165,9 @@ func TestLosingAConnectorNeverDuplicatesNorTruncates(t *testing.T) {
 			t.Errorf("the backend ran the POST %d times, want once", n)
 		}
 	})
-	if err := h.RestartConnector(t.Context(), 0); err != nil {
-		t.Fatal(err)
-	}
 
 	t.Run("POST whose body is half sent", func(t *testing.T) {
+		waitQuiet(t, h)
 		for len(fx.read) > 0 {
 			<-fx.read // the first case's
 		}
@@ -166,7 +192,9 @@ func TestLosingAConnectorNeverDuplicatesNorTruncates(t *testing.T) {
 		rid := <-fx.begun
 		for n := int64(0); n < 64<<10; n = <-fx.read {
 		}
-		h.KillConnector(servingConnector(t, h))
+		killed := servingConnector(t, h)
+		h.KillConnector(killed)
+		defer restart(t, h, killed)
 		go func() {
 			pw.Write(make([]byte, 1<<20))
 			pw.Close()
@@ -183,12 +211,10 @@ func TestLosingAConnectorNeverDuplicatesNorTruncates(t *testing.T) {
 			t.Errorf("the backend ran a POST whose body it never had whole %d times", n)
 		}
 	})
-	if err := h.RestartConnector(t.Context(), 1); err != nil {
-		t.Fatal(err)
-	}
 
 	for _, h2 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("streamed response, http2=%v", h2), func(t *testing.T) {
+			waitQuiet(t, h)
 			tr := h.MeshTransport(0)
 			tr.ForceAttemptHTTP2 = h2
 			defer tr.CloseIdleConnections()
@@ -201,14 +227,12 @@ func TestLosingAConnectorNeverDuplicatesNorTruncates(t *testing.T) {
 			if _, err := io.CopyN(io.Discard, resp.Body, 1<<20); err != nil {
 				t.Fatal(err)
 			}
-			i := servingConnector(t, h)
-			h.KillConnector(i)
+			killed := servingConnector(t, h)
+			h.KillConnector(killed)
+			defer restart(t, h, killed)
 			n, err := io.Copy(io.Discard, resp.Body)
 			if err == nil {
 				t.Errorf("the download ended cleanly after %d of %d bytes although its connector died: a truncated 200", n+1<<20, size)
-			}
-			if err := h.RestartConnector(t.Context(), i); err != nil {
-				t.Fatal(err)
 			}
 		})
 	}
