@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
@@ -87,7 +88,7 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			st.connector = c.ID
 			resp.Body = wrapBody(resp.Body, func() { cancel(nil) })
 			if resp.StatusCode != http.StatusSwitchingProtocols { // an upgrade's body must stay writable
-				resp.Body = &errBody{ReadCloser: resp.Body, st: st}
+				resp.Body = accesslog.RecordCut(resp.Body, &st.cutErr)
 			}
 			return resp, nil
 		}
@@ -264,21 +265,6 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 }
 
 func (b *trackedBody) Close() error { return nil }
-
-// errBody records the error that ends a response body early, so that the
-// access line of a cut response says why.
-type errBody struct {
-	io.ReadCloser
-	st *reqState
-}
-
-func (b *errBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && b.st.cutErr == nil {
-		b.st.cutErr = err
-	}
-	return n, err
-}
 
 // wrapBody calls done once when body is closed. It keeps the io.Writer of a
 // 101 Switching Protocols body, which ReverseProxy needs for upgrades.

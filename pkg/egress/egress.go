@@ -13,7 +13,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -130,7 +129,7 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp, err := tr.RoundTrip(r)
 	if rec, ok := r.Context().Value(cutKey{}).(*cutRecorder); ok && err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
-		resp.Body = &cutBody{ReadCloser: resp.Body, rec: rec} // an upgrade's body must stay writable
+		resp.Body = accesslog.RecordCut(resp.Body, &rec.err) // an upgrade's body must stay writable
 	}
 	return resp, err
 }
@@ -215,20 +214,6 @@ func (c *cutRecorder) reason(side string) string {
 		return "response cut: " + c.err.Error()
 	}
 	return "response cut: the mesh went away"
-}
-
-// cutBody records in rec the error that ends body early.
-type cutBody struct {
-	io.ReadCloser
-	rec *cutRecorder
-}
-
-func (b *cutBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && b.rec.err == nil {
-		b.rec.err = err
-	}
-	return n, err
 }
 
 // observe counts one request; truncated names the side that cut its

@@ -163,3 +163,20 @@ func (l *mixedLoad) stalls(t time.Time) (p50, max time.Duration, n int) {
 	slices.Sort(ds)
 	return ds[len(ds)/2], ds[len(ds)-1], len(ds)
 }
+
+// reply is the outcome of a request sent by sendAsync.
+type reply struct {
+	resp *http.Response
+	err  error
+}
+
+// sendAsync sends req with c in a goroutine; the reply comes on the
+// channel, which holds it until read.
+func sendAsync(c *http.Client, req *http.Request) chan reply {
+	replies := make(chan reply, 1)
+	go func() {
+		resp, err := c.Do(req)
+		replies <- reply{resp, err}
+	}()
+	return replies
+}

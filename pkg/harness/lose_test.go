@@ -136,30 +136,21 @@ func TestLosingAConnectorNeverDuplicatesNorTruncates(t *testing.T) {
 
 	t.Run("POST whose body the backend has", func(t *testing.T) {
 		waitQuiet(t, h)
-		type reply struct {
-			status int
-			body   string
-			err    error
-		}
-		replies := make(chan reply, 1)
-		go func() {
-			resp, err := c.Post(url+"/?hold=1", "application/octet-stream", bytes.NewReader(make([]byte, 64<<10)))
-			if err != nil {
-				replies <- reply{err: err}
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			replies <- reply{status: resp.StatusCode, body: string(b)}
-		}()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url+"/?hold=1", bytes.NewReader(make([]byte, 64<<10)))
+		replies := sendAsync(c, req)
 		<-fx.begun
 		rid := <-fx.done
 		killed := servingConnector(t, h)
 		h.KillConnector(killed)
 		defer restart(t, h, killed)
 		r := <-replies
-		if r.err != nil || r.status != http.StatusBadGateway {
-			t.Errorf("got %d %q %v, want 502: the POST reached the backend and must not be sent again", r.status, r.body, r.err)
+		if r.err != nil {
+			t.Fatalf("got %v, want 502", r.err)
+		}
+		b, _ := io.ReadAll(r.resp.Body)
+		r.resp.Body.Close()
+		if r.resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("got %d %q, want 502: the POST reached the backend and must not be sent again", r.resp.StatusCode, b)
 		}
 		if n := fx.count(rid); n != 1 {
 			t.Errorf("the backend ran the POST %d times, want once", n)
@@ -176,15 +167,7 @@ func TestLosingAConnectorNeverDuplicatesNorTruncates(t *testing.T) {
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/", pr)
 		req.ContentLength = 2 << 20
-		type reply struct {
-			resp *http.Response
-			err  error
-		}
-		replies := make(chan reply, 1)
-		go func() {
-			resp, err := c.Do(req)
-			replies <- reply{resp, err}
-		}()
+		replies := sendAsync(c, req)
 		go func() {
 			// Half the body, then the rest once the connector is gone.
 			pw.Write(make([]byte, 1<<20))

@@ -235,15 +235,7 @@ func duplexExchange(tb testing.TB, c *http.Client, url string, pieces, size int)
 	defer context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, pr)
 	req.ContentLength = int64(pieces * size)
-	type reply struct {
-		resp *http.Response
-		err  error
-	}
-	replies := make(chan reply, 1)
-	go func() {
-		resp, err := c.Do(req)
-		replies <- reply{resp, err}
-	}()
+	replies := sendAsync(c, req)
 	piece := make([]byte, size)
 	for i := range pieces {
 		for j := range piece {
