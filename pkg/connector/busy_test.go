@@ -14,9 +14,10 @@ func TestConnTracker(t *testing.T) {
 		s    http.ConnState
 		want int
 	}{
-		{a, http.StateNew, 1}, // accepted: a request may be on its way
-		{b, http.StateNew, 2},
-		{a, http.StateActive, 2},
+		{a, http.StateNew, 0}, // open, but no request yet
+		{b, http.StateNew, 0},
+		{a, http.StateActive, 1}, // a request's first byte
+		{b, http.StateActive, 2},
 		{a, http.StateIdle, 1},
 		{a, http.StateActive, 2}, // the next request on a kept-alive connection
 		{b, http.StateHijacked, 1},

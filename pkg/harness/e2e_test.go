@@ -134,6 +134,9 @@ func TestErrorPages(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := l.Addr().String()
 	l.Close()
+	// The backend timeout of the slow apps: short, but long enough for the
+	// race detector's slowness.
+	timeout := map[bool]time.Duration{false: 300 * time.Millisecond, true: 3 * time.Second}[raceDetector]
 	// A backend that neither reads the request body nor answers until the
 	// test ends.
 	release := make(chan struct{})
@@ -167,15 +170,15 @@ apps:
     internal_url: %s
     connector_group: hq
     preauth: passthrough
-    backend_timeout: 300ms
+    backend_timeout: %v
     host_header: external
   - id: stuck
     host: stuck.localhost
     internal_url: %s
     connector_group: hq
     preauth: passthrough
-    backend_timeout: 300ms
-`, h.AppHost, h.App, closed, h.App, stuck.URL)
+    backend_timeout: %v
+`, h.AppHost, h.App, closed, h.App, timeout, stuck.URL, timeout)
 	swapCatalog(t, h, cat)
 	c := h.MeshClient(0)
 	_, port, _ := net.SplitHostPort(h.Meshes()[0].Addr)
@@ -189,7 +192,7 @@ apps:
 		{"unknown host", u("nope.localhost", "/"), 404, "No application is published"},
 		{"backend refused", u("refused.localhost", "/"), 502, "refused the connection"},
 		{"no connector", u("orphan.localhost", "/"), 503, "No connector online for group empty"},
-		{"backend timeout", u("slow.localhost", "/slow?delay=3s"), 504, "did not answer within 300ms"},
+		{"backend timeout", u("slow.localhost", fmt.Sprintf("/slow?delay=%v", 10*timeout)), 504, fmt.Sprintf("did not answer within %v", timeout)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,19 +212,19 @@ apps:
 		})
 	}
 	t.Run("timeout bounds first byte only", func(t *testing.T) {
-		resp, body := get(t, c, u("slow.localhost", "/sse?n=4&interval=150ms"))
+		resp, body := get(t, c, u("slow.localhost", fmt.Sprintf("/sse?n=4&interval=%v", timeout/2)))
 		if resp.StatusCode != 200 || strings.Count(string(body), "data:") != 4 {
-			t.Fatalf("got %d %q, want 4 events after the 300ms timeout", resp.StatusCode, body)
+			t.Fatalf("got %d %q, want 4 events after the %v timeout", resp.StatusCode, body, timeout)
 		}
 	})
 	t.Run("slow upload outlives the timeout", func(t *testing.T) {
-		// The client takes about 1s to send the body; the backend answers
-		// at once when it has it. The 300ms timeout must not count the
-		// client's time.
+		// The client takes over three times the backend timeout to send
+		// the body; the backend answers at once when it has it. The
+		// timeout must not count the client's time.
 		const pieces, size = 10, 1 << 10
 		pr, pw := io.Pipe()
 		go func() {
-			tick := time.NewTicker(100 * time.Millisecond)
+			tick := time.NewTicker(timeout / 3)
 			defer tick.Stop()
 			for range pieces {
 				<-tick.C
@@ -255,7 +258,7 @@ apps:
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 504 || !strings.Contains(string(body), "did not answer within 300ms") {
+		if resp.StatusCode != 504 || !strings.Contains(string(body), fmt.Sprintf("did not answer within %v", timeout)) {
 			t.Fatalf("got %d %q, want 504", resp.StatusCode, body)
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/route"
 	"github.com/postern/postern/pkg/simnet"
 )
 
@@ -55,9 +56,10 @@ func TestFailoverStalls(t *testing.T) {
 
 // twoRelayTopology is node A in region a with the user, and nodes B1 and
 // B2 in region b, where the group's two connectors are, each attached to
-// both: node A relays through B1 or B2.
+// both: node A relays through B1 or B2, at random, so that both carry
+// requests whatever the latency estimates say.
 func twoRelayTopology() *Topology {
-	return &Topology{Net: simnet.NewNetwork(ZeroMatrix(), 1),
+	return &Topology{Net: simnet.NewNetwork(ZeroMatrix(), 1), Strategy: route.Random,
 		Nodes:      []NodeSpec{{ID: "A", Region: RelayRegionA}, {ID: "B1", Region: RelayRegionB}, {ID: "B2", Region: RelayRegionB}},
 		Groups:     []GroupSpec{{ID: RelayGroup, Region: RelayRegionB, Pin: true}},
 		Connectors: []ConnectorSpec{{Group: RelayGroup, Region: RelayRegionB}, {Group: RelayGroup, Region: RelayRegionB}},
