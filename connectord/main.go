@@ -1,8 +1,9 @@
 // Command connectord is the Postern connector: it runs on an internal host,
 // dials out to the mesh, and forwards the mesh's requests to internal apps.
 //
-//	connectord enroll --mesh https://mesh.example.com --token TOKEN
-//	connectord run
+//	POSTERN_ENROLL_TOKEN=... connectord enroll --mesh https://mesh.example.com
+//	connectord enroll --mesh https://mesh.example.com --token-file FILE   (or - for stdin)
+//	connectord run --allow '10.1.0.0/16:443,intranet.corp'
 //	connectord service install|uninstall|run [run flags]   (Windows service)
 //
 // Enrolment, attach and the stream carrier honour HTTPS_PROXY and NO_PROXY
@@ -69,16 +70,22 @@ func dispatch(ctx context.Context, args []string) error {
 func enrollCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("connectord enroll", flag.ContinueOnError)
 	mesh := fs.String("mesh", "", "HTTPS URL of any mesh node (required)")
-	token := fs.String("token", "", "one-time enrolment token (required; or POSTERN_ENROLL_TOKEN)")
+	token := fs.String("token", "", "one-time enrolment token; visible to every user in the process list, so prefer POSTERN_ENROLL_TOKEN or --token-file")
+	tokenFile := fs.String("token-file", "", "read the one-time enrolment token from this file (\"-\": standard input)")
 	name := fs.String("name", "", "connector name (default: host name)")
 	stateDir := fs.String("state-dir", "/var/lib/postern-connector", "where the key and credential are kept")
 	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *token == "" {
-		*token = os.Getenv("POSTERN_ENROLL_TOKEN")
+	tok, err := connector.ReadToken(*token, *tokenFile, os.Getenv("POSTERN_ENROLL_TOKEN"), os.Stdin)
+	if err != nil {
+		return err
 	}
+	if *token != "" {
+		fmt.Fprintln(os.Stderr, "connectord: warning: --token puts the token in the process list, where every user of this host can read it; use POSTERN_ENROLL_TOKEN or --token-file next time")
+	}
+	*token = tok
 	hc, err := meshClient(*meshCA)
 	if err != nil {
 		return err
@@ -97,7 +104,8 @@ func runCmd(ctx context.Context, args []string) error {
 	stateDir := fs.String("state-dir", "/var/lib/postern-connector", "where enroll left the key and credential")
 	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate")
 	backendCA := fs.String("backend-ca", "", "extra CA file (PEM) for HTTPS internal apps (added to the system roots)")
-	allow := fs.String("allow", "", "comma-separated allow-list of internal destinations: host, *.domain, CIDR, each optionally :port (empty: any)")
+	allow := fs.String("allow", "", "comma-separated allow-list of internal destinations: host, *.domain, IP, CIDR, each optionally :port (required unless --allow-any); loopback, link-local and cloud metadata addresses are reached only when an IP or CIDR entry names them")
+	allowAny := fs.Bool("allow-any", false, "without --allow, allow every destination but loopback, link-local and cloud metadata (not recommended)")
 	health := fs.String("health-listen", "127.0.0.1:9101", "loopback address for /healthz (live), /readyz (attached, not draining) and /metrics (empty: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	carrierFlag := fs.String("carrier", "auto", "WireGuard carrier: auto (UDP, falling back to an HTTPS stream), udp or stream")
@@ -145,7 +153,7 @@ func runCmd(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	c, err := connector.New(connector.Config{StateDir: *stateDir, HTTPClient: hc, AllowList: al, BackendRootCAs: roots,
+	c, err := connector.New(connector.Config{StateDir: *stateDir, HTTPClient: hc, AllowList: al, AllowAny: *allowAny, BackendRootCAs: roots,
 		HealthAddr: *health, Carrier: carrier, UDPTimeout: *udpTimeout, ProbeInterval: *probeInterval, Logger: logger,
 		Attach: *attachK, Reevaluate: *reevaluate})
 	if err != nil {

@@ -15,8 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/route"
@@ -32,7 +35,7 @@ func runCmd(ctx context.Context, args []string) error {
 	plain := fs.Bool("insecure-plain-http", false, "serve plain HTTP instead of TLS (local use only)")
 	wgListen := fs.String("wg-listen", "0.0.0.0:51820", "WireGuard UDP listen address")
 	wgAdvertise := fs.String("wg-advertise", "", "WireGuard endpoint host:port told to connectors (default: the API host name and the listen port)")
-	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's WireGuard key and used enrolment tokens")
+	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's keys, used enrolment tokens, revocations and known mesh members")
 	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
 	catalogPath := fs.String("catalog", "/etc/postern/catalog.yaml", "app catalogue file")
 	admin := fs.String("admin-listen", "127.0.0.1:9100", "loopback admin address for /healthz (live), /readyz (ready), /metrics and /status (empty: off)")
@@ -42,14 +45,29 @@ func runCmd(ctx context.Context, args []string) error {
 	gossipListen := fs.String("gossip-listen", "", "gossip address (UDP and TCP) to join a cluster of mesh nodes, e.g. 0.0.0.0:7946 (empty: a lone node)")
 	gossipAdvertise := fs.String("gossip-advertise", "", "gossip host:port other nodes reach (default: from --gossip-listen)")
 	gossipKeys := fs.String("gossip-keyring", "", "gossip keyring file (from \"meshd gossip keygen\"); required with --gossip-listen")
+	nodeCred := fs.String("node-credential", "", "this node's credential (from \"meshd node credential\"); required with --gossip-listen (default: node.cred in --state-dir)")
 	label := fs.String("cluster-label", "postern", "cluster label: nodes with another label are ignored")
 	join := fs.String("join", "", "comma-separated gossip host:port of other mesh nodes to join (and rejoin after a partition)")
 	publicURL := fs.String("public-url", "", "HTTPS base URL connectors attach at, e.g. https://mesh-eu-1.example.com (default: https:// + --listen)")
 	strategy := fs.String("route-strategy", "latency", "route choice: latency, nearest or random")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM (after --drain-delay), stop accepting connections, wait for the requests in flight, then for the relayed ones, before leaving the cluster; at most this long")
 	drainDelay := fs.Duration("drain-delay", 0, "on SIGTERM, turn /readyz to 503 at once but keep accepting connections this long, so load balancers take the node out first (set it to their health-check interval times their unhealthy threshold)")
+	connsPerIP := fs.Int("conns-per-ip", meshnode.DefaultConnsPerClient, "connections one client address (IPv4, or IPv6 /64) may hold open on the public listener; past it: 429 (negative: no cap)")
+	unauthRate := fs.Float64("unauth-rate", float64(edge.DefaultUnauthRate), "answers per second one client address may get without signing in (sign-in redirects, 401, 404, 400); past it: 429 (negative: no limit)")
+	unauthBurst := fs.Int("unauth-burst", edge.DefaultUnauthBurst, "burst of --unauth-rate")
+	maxHeader := fs.Int("max-header-bytes", meshnode.DefaultMaxHeaderBytes, "largest request header accepted on the public listener")
+	idle := fs.Duration("idle-timeout", meshnode.DefaultIdleTimeout, "close keep-alive connections idle this long (public and tunnel listeners)")
+	tunnelPerPeer := fs.Int("tunnel-conns-per-peer", meshnode.DefaultTunnelConnsPerPeer, "connections one connector may hold open to the node inside the tunnel (negative: no cap)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	limits := meshnode.Limits{ConnsPerClient: *connsPerIP, MaxHeaderBytes: *maxHeader, IdleTimeout: *idle,
+		TunnelConnsPerPeer: *tunnelPerPeer, Unauth: edge.Limits{UnauthRate: rate.Limit(*unauthRate), UnauthBurst: *unauthBurst}}
+	if *unauthRate < 0 {
+		limits.Unauth.UnauthRate = rate.Inf
+	}
+	if *unauthBurst <= 0 || *maxHeader <= 0 || *idle <= 0 {
+		return fmt.Errorf("--unauth-burst, --max-header-bytes and --idle-timeout must be positive")
 	}
 	logger, err := newLogger(*logLevel)
 	if err != nil {
@@ -77,7 +95,7 @@ func runCmd(ctx context.Context, args []string) error {
 	cfg := meshnode.Config{ID: *id, Region: *region, Listen: *listen, PlainHTTP: *plain, WGListen: wgAddr,
 		WGAdvertise: *wgAdvertise, StateDir: *stateDir, Authority: auth, CatalogPath: *catalogPath,
 		AdminListen: *admin, AuthURL: *authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: *drain,
-		DrainDelay: *drainDelay}
+		DrainDelay: *drainDelay, Limits: limits}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}
@@ -95,6 +113,12 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 		cfg.Cluster = &meshnode.ClusterConfig{GossipListen: *gossipListen, GossipAdvertise: *gossipAdvertise, Keys: keys,
 			Label: *label, Seeds: splitList(*join), PublicURL: *publicURL, Strategy: s}
+		if *nodeCred == "" {
+			*nodeCred = meshnode.NodeCredentialPath(*stateDir)
+		}
+		if cfg.NodeCredential, err = auth.LoadNodeCredential(*nodeCred); err != nil {
+			return err
+		}
 	}
 	if !*plain {
 		if *certFile == "" || *keyFile == "" {

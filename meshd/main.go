@@ -7,6 +7,9 @@
 //	meshd status                      print a running node's status
 //	meshd route explain --app X       why a node routes app X the way it does
 //	meshd gossip keygen --out FILE    create the gossip keyring (once per mesh)
+//	meshd node credential ...         mint a mesh node's credential (authority key)
+//	meshd node keys --state-dir DIR   create a node's keys, print the public halves
+//	meshd revoke session|user|connector ...   revoke mesh-wide (authority key)
 //	meshd demo                        run the whole system locally
 //	meshd service install|uninstall|run [run flags]   Windows service
 package main
@@ -37,6 +40,9 @@ commands:
   status            print a running node's status from its admin address
   route explain     show a node's candidate paths for an app, their costs and the choice
   gossip keygen     create the gossip keyring shared by the mesh nodes (once per mesh)
+  node credential   mint a mesh node's credential with the authority key (each node of a cluster needs one)
+  node keys         create a node's keys in its state directory and print their public halves
+  revoke            revoke a session, a user or a connector on every mesh node (authority key)
   demo              run the whole system on this machine (development only)
   service           install|uninstall|run as a Windows service (run flags follow)
 `
@@ -57,6 +63,12 @@ func dispatch(ctx context.Context, args []string) error {
 		return routeExplainCmd(ctx, args[2:])
 	case args[0] == "gossip" && len(args) > 1 && args[1] == "keygen":
 		return gossipKeygenCmd(args[2:])
+	case args[0] == "node" && len(args) > 1 && args[1] == "credential":
+		return nodeCredentialCmd(args[2:])
+	case args[0] == "node" && len(args) > 1 && args[1] == "keys":
+		return nodeKeysCmd(args[2:])
+	case args[0] == "revoke":
+		return revokeCmd(ctx, args[1:])
 	case args[0] == "status":
 		return statusCmd(ctx, args[1:])
 	case args[0] == "service":

@@ -275,7 +275,9 @@ func TestMeshRegionUserData(t *testing.T) {
 				t.Errorf("got %q, want %q", args, tt.wantArgs)
 			}
 			fetch := []string{"secret 'arn:g' >/etc/postern/gossip.keyring\n", "chown postern-meshd:postern-meshd /etc/postern/gossip.keyring\n",
-				"chmod 0600 /etc/postern/gossip.keyring\n"}
+				"chmod 0600 /etc/postern/gossip.keyring\n",
+				"/usr/bin/meshd node credential --authority-key /etc/postern/authority.key --id \"$instance_id\" --region 'eu-west-1' --state-dir /var/lib/postern-meshd\n",
+				"chown -R postern-meshd:postern-meshd /var/lib/postern-meshd\n"}
 			for _, l := range fetch {
 				if got := strings.Contains(script, "\n"+l); got != tt.gossip {
 					t.Errorf("got line %q present %v, want %v", strings.TrimSpace(l), got, tt.gossip)

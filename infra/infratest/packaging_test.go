@@ -203,9 +203,11 @@ func TestInstallScript(t *testing.T) {
 		wantErr string
 		wantOut string
 	}{
-		{"dry run", []string{"POSTERN_ENROLL_TOKEN=t"}, []string{"--mesh", "https://mesh.example.com", "--base-url", "https://dl.example.com/0.1.0", "--dry-run"}, "", "postern-connectord"},
-		{"no token", []string{"POSTERN_ENROLL_TOKEN="}, []string{"--mesh", "https://mesh.example.com", "--base-url", "https://dl/0.1.0", "--dry-run"}, "POSTERN_ENROLL_TOKEN", ""},
-		{"plain http mesh", []string{"POSTERN_ENROLL_TOKEN=t"}, []string{"--mesh", "http://mesh.example.com", "--base-url", "https://dl/0.1.0", "--dry-run"}, "https://", ""},
+		{"dry run", []string{"POSTERN_ENROLL_TOKEN=t"}, []string{"--mesh", "https://mesh.example.com", "--base-url", "https://dl.example.com/0.1.0", "--allow", "10.1.0.0/16:443", "--dry-run"}, "", "postern-connectord"},
+		{"dry run, allow any", []string{"POSTERN_ENROLL_TOKEN=t"}, []string{"--mesh", "https://mesh.example.com", "--base-url", "https://dl.example.com/0.1.0", "--allow-any", "--dry-run"}, "", "postern-connectord"},
+		{"no allow-list", []string{"POSTERN_ENROLL_TOKEN=t"}, []string{"--mesh", "https://mesh.example.com", "--base-url", "https://dl.example.com/0.1.0", "--dry-run"}, "--allow is required", ""},
+		{"no token", []string{"POSTERN_ENROLL_TOKEN="}, []string{"--mesh", "https://mesh.example.com", "--base-url", "https://dl/0.1.0", "--allow", "10.0.0.0/8", "--dry-run"}, "POSTERN_ENROLL_TOKEN", ""},
+		{"plain http mesh", []string{"POSTERN_ENROLL_TOKEN=t"}, []string{"--mesh", "http://mesh.example.com", "--base-url", "https://dl/0.1.0", "--allow", "10.0.0.0/8", "--dry-run"}, "https://", ""},
 		{"no mesh", []string{"POSTERN_ENROLL_TOKEN=t"}, []string{"--base-url", "https://dl/0.1.0"}, "--mesh is required", ""},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
+
+	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/session"
 )
 
 var signedOutPage = template.Must(template.New("out").Parse(`<!doctype html>
@@ -14,14 +18,31 @@ var signedOutPage = template.Must(template.New("out").Parse(`<!doctype html>
 <body><h1>Signed out</h1><p>You are signed out of Postern{{if .}} and of {{.}}{{end}}. Close this window, or open an app again to sign in.</p></body></html>
 `))
 
-// handleLogout clears the global session and any flow in progress, then
-// either continues to the provider's end-session endpoint or shows a
-// "signed out" page. The post-logout redirect is only ever a registered URL.
+// handleLogout clears the global session and any flow in progress. When
+// the browser had a valid session, it first carries a signed sign-out
+// notice to a mesh node (the app's /.postern/logout), which revokes the
+// session for the whole mesh and sends the browser back here with done=1:
+// the auth functions keep no state and cannot tell the mesh themselves.
+// Then it either continues to the provider's end-session endpoint or shows
+// a "signed out" page. The post-logout redirect is only ever a registered
+// URL.
 func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 	rid := newRequestID()
+	sc, _ := s.session(r)
 	s.clearCookie(w, SessionCookie)
-	s.clearCookie(w, FlowCookie)
+	for _, c := range session.CookiesWithPrefix(r, FlowCookie+"-") {
+		s.clearCookie(w, c.Name)
+	}
 	app := printable(r.URL.Query().Get("app"), 64)
+	if sc != nil && r.URL.Query().Get("done") == "" {
+		if to, err := s.logoutNotice(sc, r.URL.Query().Get("app")); err != nil {
+			s.cfg.Logger.Warn("auth_logout_notice_failed", "request_id", rid, "error", err.Error())
+		} else if to != "" {
+			s.cfg.Logger.Info("auth_logout_notice", "request_id", rid, "app", app, "sub", sc.Subject, "sid", sc.SessionID)
+			redirect(w, to)
+			return
+		}
+	}
 	if s.cfg.EndSessionRedirect {
 		d, err := s.prov.get(r.Context())
 		if err != nil {
@@ -40,6 +61,37 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	signedOutPage.Execute(w, "")
+}
+
+// logoutNotice signs the end of session sc and returns the URL of a mesh
+// node's sign-out path that takes it: on the host of app if it is a
+// pre-authenticated app of the catalogue, else of the first such app; ""
+// when the catalogue has none. The notice lives until the last app token
+// of the session can expire: the session's end plus the longest app
+// session lifetime.
+func (s *Service) logoutNotice(sc *session.SessionClaims, appID string) (string, error) {
+	cat := s.cfg.Catalog.Current()
+	var host string
+	longest := DefaultAppSessionLifetime
+	for _, a := range cat.Apps() {
+		if a.PreAuth != catalog.PreAuthEntra && a.PreAuth != catalog.PreAuthOIDC {
+			continue
+		}
+		if host == "" || a.ID == appID {
+			host = a.Host
+		}
+		longest = max(longest, a.SessionLifetime)
+	}
+	if host == "" || sc.SessionID == "" {
+		return "", nil
+	}
+	now := s.cfg.Now()
+	tok, err := s.cfg.Keys.SignLogout(session.LogoutClaims{SessionID: sc.SessionID, Subject: sc.Subject, Audience: host,
+		IssuedAt: now.Unix(), Expiry: max(sc.Expiry, now.Unix()) + int64(longest/time.Second), Issuer: s.cfg.AuthURL})
+	if err != nil {
+		return "", err
+	}
+	return "https://" + host + s.cfg.AppPort + "/.postern/logout?notice=" + url.QueryEscape(tok), nil
 }
 
 // endSessionURL builds the provider's end-session URL; the post-logout

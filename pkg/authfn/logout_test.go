@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/postern/postern/pkg/session"
 )
 
 // TestLogout checks that logout clears both cookies and continues to the
@@ -29,11 +32,11 @@ func TestLogout(t *testing.T) {
 			e := newTestEnv(t, func(c *Config) { c.EndSessionRedirect = tt.endSession })
 			e.op.noEndSess = tt.noEndpoint
 			_, w := e.signIn(t, "wiki", nil)
-			q := url.Values{"app": {"wiki"}}
+			q := url.Values{"app": {"wiki"}, "done": {"1"}} // the pass after the mesh took the notice
 			if tt.to != "" {
 				q.Set("to", tt.to)
 			}
-			w = e.get("/logout?"+q.Encode(), cookieNamed(w, SessionCookie))
+			w = e.get("/logout?"+q.Encode(), cookieNamed(w, SessionCookie), &http.Cookie{Name: FlowCookie + "-abandoned0", Value: "x"})
 			for _, name := range []string{SessionCookie, FlowCookie} {
 				if c := cookieNamed(w, name); c == nil || c.MaxAge >= 0 || c.Value != "" {
 					t.Errorf("got %s cookie %+v, want it cleared", name, c)
@@ -88,5 +91,69 @@ func TestJWKSAndHealth(t *testing.T) {
 		if n := strings.Count(e.logs.String(), "discover provider"); n != i+1 {
 			t.Errorf("attempt %d: got %d discovery failures logged, want %d", i+1, n, i+1)
 		}
+	}
+}
+
+// TestLogoutCarriesNoticeToMesh: a sign-out with a valid session goes
+// first through a mesh node of the app with a signed notice of the
+// session's end (the auth functions cannot tell the mesh themselves), and
+// ends on the next pass (done=1); without a session there is no notice.
+func TestLogoutCarriesNoticeToMesh(t *testing.T) {
+	e := newTestEnv(t, nil)
+	_, w := e.signIn(t, "wiki", nil)
+	sess := cookieNamed(w, SessionCookie)
+	sc, err := session.NewVerifier(session.VerifierConfig{Static: e.keys.JWKS(), Now: e.clock.Now}).VerifySession(t.Context(), sess.Value, "auth.localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = e.get("/logout?app=wiki", sess)
+	if c := cookieNamed(w, SessionCookie); c == nil || c.MaxAge >= 0 {
+		t.Errorf("the first pass did not clear the session cookie: %+v", c)
+	}
+	loc, err := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusFound || err != nil || loc.Host != "wiki.localhost:8443" || loc.Path != "/.postern/logout" {
+		t.Fatalf("got %d to %q, want 302 to the app's /.postern/logout", w.Code, w.Header().Get("Location"))
+	}
+	v := session.NewVerifier(session.VerifierConfig{Static: e.keys.JWKS(), Now: e.clock.Now, Issuer: authURL})
+	lc, err := v.VerifyLogout(t.Context(), loc.Query().Get("notice"), "wiki.localhost")
+	if err != nil {
+		t.Fatalf("notice: %v", err)
+	}
+	if lc.SessionID != sc.SessionID || lc.SessionID == "" || lc.Expiry < sc.Expiry+int64(DefaultAppSessionLifetime/time.Second) {
+		t.Errorf("notice %+v: want sid %s, living past the session by an app token's lifetime", lc, sc.SessionID)
+	}
+	// The second pass (from the mesh) and a pass without a session end
+	// on the page.
+	for _, q := range []string{"/logout?app=wiki&done=1", "/logout?app=wiki"} {
+		cookies := []*http.Cookie{sess}
+		if !strings.Contains(q, "done") {
+			cookies = nil
+		}
+		w := e.get(q, cookies...)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Signed out") {
+			t.Errorf("%s: got %d, want the signed-out page", q, w.Code)
+		}
+	}
+}
+
+// TestAuthorizeFresh: the mesh asks for a fresh sign-in (the browser's
+// session was revoked): a valid global session is ignored and the provider
+// is asked to authenticate the user again.
+func TestAuthorizeFresh(t *testing.T) {
+	e := newTestEnv(t, nil)
+	_, w := e.signIn(t, "wiki", nil)
+	sess := cookieNamed(w, SessionCookie)
+	q := url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {newBinding()}}
+	if w := e.get("/authorize?"+q.Encode(), sess); !strings.Contains(w.Header().Get("Location"), "/.postern/callback") {
+		t.Fatalf("without fresh: got %q, want a handoff from the session", w.Header().Get("Location"))
+	}
+	q.Set("fresh", "1")
+	w = e.get("/authorize?"+q.Encode(), sess)
+	loc, err := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), e.op.URL()+"/oauth2/authorize?") {
+		t.Fatalf("fresh: got %d %q, want a redirect to the provider", w.Code, w.Header().Get("Location"))
+	}
+	if loc.Query().Get("prompt") != "login" {
+		t.Errorf("fresh: prompt %q, want login", loc.Query().Get("prompt"))
 	}
 }

@@ -32,6 +32,10 @@ const (
 	CredentialAudience = "postern-connector"
 	// CredentialType is the typ header of connector credentials.
 	CredentialType = "postern-cred+jwt"
+	// RevocationAudience is the aud claim of admin revocations.
+	RevocationAudience = "postern-revoke"
+	// RevocationType is the typ header of admin revocations.
+	RevocationType = "postern-revoke+jwt"
 
 	// MaxTokenSize caps the length of a token or credential that
 	// verification will look at.
@@ -73,6 +77,9 @@ type Authority struct {
 	keys       map[string]ed25519.PublicKey // kid → key
 	enrollSign jose.Signer
 	credSign   jose.Signer
+	revSign    jose.Signer
+	key        Key
+	byPrefix   map[[kidPrefixLen]byte]ed25519.PublicKey // node credential key refs
 }
 
 // New returns an Authority that signs with cfg.Key.
@@ -88,6 +95,7 @@ func New(cfg Config) (*Authority, error) {
 		now:  cfg.Now,
 		skew: cfg.Skew,
 		keys: map[string]ed25519.PublicKey{cfg.Key.KeyID(): cfg.Key.Public()},
+		key:  cfg.Key,
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -107,6 +115,13 @@ func New(cfg Config) (*Authority, error) {
 	}
 	if a.credSign, err = newSigner(cfg.Key, CredentialType); err != nil {
 		return nil, err
+	}
+	if a.revSign, err = newSigner(cfg.Key, RevocationType); err != nil {
+		return nil, err
+	}
+	a.byPrefix = make(map[[kidPrefixLen]byte]ed25519.PublicKey, len(a.keys))
+	for _, pub := range a.keys {
+		a.byPrefix[kidPrefix(pub)] = pub
 	}
 	return a, nil
 }

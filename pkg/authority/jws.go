@@ -15,8 +15,10 @@ import (
 type claims struct {
 	ID        string           `json:"jti,omitempty"`
 	Subject   string           `json:"sub,omitempty"`
-	Group     string           `json:"grp"`
+	Group     string           `json:"grp,omitempty"`
 	WGKey     string           `json:"wgk,omitempty"`
+	RevKind   string           `json:"rvk,omitempty"`
+	Before    int64            `json:"bef,omitempty"`
 	Issuer    string           `json:"iss"`
 	Audience  jwt.Audience     `json:"aud"`
 	IssuedAt  *jwt.NumericDate `json:"iat"`
@@ -31,14 +33,16 @@ var allowedHeaders = map[string]bool{"alg": true, "kid": true, "typ": true}
 // kind names what is being verified, for errors and for the expected typ
 // and aud.
 type kind struct {
-	what string // "enrolment token" or "credential"
-	typ  string
-	aud  string
+	what      string // "enrolment token", "credential" or "revocation"
+	typ       string
+	aud       string
+	needGroup bool
 }
 
 var (
-	enrollKind = kind{what: "enrolment token", typ: EnrollType, aud: EnrollAudience}
-	credKind   = kind{what: "credential", typ: CredentialType, aud: CredentialAudience}
+	enrollKind = kind{what: "enrolment token", typ: EnrollType, aud: EnrollAudience, needGroup: true}
+	credKind   = kind{what: "credential", typ: CredentialType, aud: CredentialAudience, needGroup: true}
+	revokeKind = kind{what: "revocation", typ: RevocationType, aud: RevocationAudience}
 )
 
 // sign serialises c as a compact JWS with s.
@@ -137,7 +141,7 @@ func (a *Authority) checkClaims(c claims, k kind) error {
 	if c.IssuedAt == nil || c.NotBefore == nil || c.Expiry == nil {
 		return fmt.Errorf("iat, nbf and exp are required: %w", ErrMalformed)
 	}
-	if c.Group == "" {
+	if k.needGroup && c.Group == "" {
 		return fmt.Errorf("grp is required: %w", ErrMalformed)
 	}
 	now := a.now()

@@ -19,7 +19,8 @@ import (
 	"github.com/postern/postern/pkg/wgkey"
 )
 
-// Key is the mesh authority's Ed25519 signing key. Its String, GoString and
+// Key is an Ed25519 signing key: the mesh authority's, or a mesh node's own
+// node key (which signs the node's gossip facts). Its String, GoString and
 // LogValue redact the private part; only the key id is shown.
 type Key struct {
 	priv ed25519.PrivateKey
@@ -63,7 +64,10 @@ func (k Key) KeyID() string {
 }
 
 // String redacts the key, showing only its key id.
-func (k Key) String() string { return "authority key " + k.KeyID() + " [private part redacted]" }
+func (k Key) String() string { return "ed25519 key " + k.KeyID() + " [private part redacted]" }
+
+// Sign signs msg with k (Ed25519).
+func (k Key) Sign(msg []byte) []byte { return ed25519.Sign(k.priv, msg) }
 
 // GoString redacts the key for %#v.
 func (k Key) GoString() string { return k.String() }

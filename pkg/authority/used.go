@@ -34,6 +34,18 @@ type UsedToken struct {
 type usedFile struct {
 	Version int         `json:"version"`
 	Tokens  []UsedToken `json:"tokens"`
+	// Grants are this node's votes in mesh-wide redemptions.
+	Grants []grant `json:"grants,omitempty"`
+	// AbstainBefore is set when the record was lost: the node does not
+	// vote for tokens issued before then (it forgot its votes for them).
+	AbstainBefore time.Time `json:"abstain_before,omitzero"`
+}
+
+// grant is one vote: this node granted token ID to redemption RID.
+type grant struct {
+	ID      string    `json:"jti"`
+	RID     string    `json:"rid"`
+	Expires time.Time `json:"exp"`
 }
 
 // UsedTokens is the set of enrolment token ids already used, persisted to a
@@ -43,24 +55,48 @@ type UsedTokens struct {
 	path string
 	now  func() time.Time
 
-	mu  sync.Mutex           // guards the following
-	ids map[string]time.Time // jti → exp
+	mu            sync.Mutex           // guards the following
+	ids           map[string]time.Time // jti → exp
+	grants        map[string]grant     // jti → the redemption this node voted for
+	unrestored    bool                 // the file was lost: MarkUsed and Grant refuse until Restore
+	abstainBefore time.Time            // Grant abstains for tokens issued before
 }
 
-// OpenUsedTokens loads the set from path, or starts an empty one when the
-// file does not exist. A file that exists but cannot be read or parsed is an
-// error: starting empty would allow reuse. now is the clock; nil means
-// time.Now.
-func OpenUsedTokens(path string, now func() time.Time) (*UsedTokens, error) {
+// ErrAbstain means this node lost its votes for tokens issued before its
+// record was lost, so it does not vote on them: a vote could contradict
+// one it forgot.
+var ErrAbstain = errors.New("this node lost its votes for tokens issued before its record was lost")
+
+// ErrUsedUnrestored means the set of used tokens was lost (its file is
+// missing although the node ran before) and has not been restored from the
+// other mesh nodes yet: burning a token now could accept one that was used
+// before, so MarkUsed refuses.
+var ErrUsedUnrestored = errors.New("the record of used enrolment tokens was lost and is not restored yet")
+
+// OpenUsedTokens loads the set from path. A file that exists but cannot be
+// read or parsed is an error: starting empty would allow reuse. When the
+// file does not exist, an empty set is started and written at once, so
+// that a later loss is noticed; but when lost is true (the caller knows the
+// node ran before, so the file should exist) the set starts unrestored:
+// MarkUsed fails with ErrUsedUnrestored until Restore. now is the clock;
+// nil means time.Now.
+func OpenUsedTokens(path string, now func() time.Time, lost bool) (*UsedTokens, error) {
 	if path == "" {
 		return nil, fmt.Errorf("authority: open used tokens: empty path: %w", ErrInvalidArgument)
 	}
 	if now == nil {
 		now = time.Now
 	}
-	u := &UsedTokens{path: path, now: now, ids: map[string]time.Time{}}
+	u := &UsedTokens{path: path, now: now, ids: map[string]time.Time{}, grants: map[string]grant{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		if lost {
+			u.unrestored, u.abstainBefore = true, now()
+			return u, nil
+		}
+		if err := u.saveLocked(); err != nil {
+			return nil, fmt.Errorf("authority: open used tokens: %w", err)
+		}
 		return u, nil
 	}
 	if err != nil {
@@ -76,6 +112,10 @@ func OpenUsedTokens(path string, now func() time.Time) (*UsedTokens, error) {
 	for _, t := range f.Tokens {
 		u.ids[t.ID] = t.Expires
 	}
+	for _, g := range f.Grants {
+		u.grants[g.ID] = g
+	}
+	u.abstainBefore = f.AbstainBefore
 	u.pruneLocked()
 	return u, nil
 }
@@ -92,6 +132,9 @@ func (u *UsedTokens) MarkUsed(jti string, exp time.Time) (first bool, err error)
 	u.pruneLocked()
 	if _, ok := u.ids[jti]; ok {
 		return false, nil
+	}
+	if u.unrestored {
+		return false, fmt.Errorf("authority: mark token used: %w", ErrUsedUnrestored)
 	}
 	if len(u.ids) >= maxUsedEntries {
 		return false, fmt.Errorf("authority: mark token used: %d ids held, the limit", len(u.ids))
@@ -110,6 +153,30 @@ func (u *UsedTokens) Has(jti string) bool {
 	defer u.mu.Unlock()
 	_, ok := u.ids[jti]
 	return ok
+}
+
+// Restored reports whether the set may burn tokens: it was not lost, or
+// Restore was called.
+func (u *UsedTokens) Restored() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return !u.unrestored
+}
+
+// Restore ends the unrestored state of a lost set, once the caller has
+// merged the ids held by enough other mesh nodes, and writes the file. The
+// node still abstains from voting on tokens issued before the loss.
+func (u *UsedTokens) Restore() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.unrestored {
+		return nil
+	}
+	if err := u.saveLocked(); err != nil {
+		return fmt.Errorf("authority: restore used tokens: %w", err)
+	}
+	u.unrestored = false
+	return nil
 }
 
 // List returns the ids held, oldest expiry first, for gossip.
@@ -148,8 +215,8 @@ func (u *UsedTokens) Merge(ids []UsedToken) error {
 			added = append(added, t.ID)
 		}
 	}
-	if len(added) == 0 {
-		return nil
+	if len(added) == 0 || u.unrestored {
+		return nil // an unrestored set is written by Restore
 	}
 	if err := u.saveLocked(); err != nil {
 		for _, id := range added {
@@ -160,22 +227,68 @@ func (u *UsedTokens) Merge(ids []UsedToken) error {
 	return nil
 }
 
-// pruneLocked drops ids whose tokens expired more than UsedRetention ago.
-// It does not write; the next write persists the pruning.
+// Grant records this node's vote for redemption rid of token jti, issued
+// at iat and expiring at exp, durably. It reports granted = true when the
+// node had not voted for another redemption of jti (a repeated request of
+// the same rid is granted again). It fails with ErrUsedUnrestored while a
+// lost record is unrestored, and with ErrAbstain for a token issued before
+// the record was lost.
+func (u *UsedTokens) Grant(jti, rid string, iat, exp time.Time) (granted bool, err error) {
+	if jti == "" || rid == "" {
+		return false, fmt.Errorf("authority: grant token: empty id: %w", ErrInvalidArgument)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.pruneLocked()
+	switch {
+	case u.unrestored:
+		return false, fmt.Errorf("authority: grant token: %w", ErrUsedUnrestored)
+	case iat.Before(u.abstainBefore):
+		return false, fmt.Errorf("authority: grant token: %w", ErrAbstain)
+	}
+	if g, ok := u.grants[jti]; ok {
+		return g.RID == rid, nil
+	}
+	if len(u.grants) >= maxUsedEntries {
+		return false, fmt.Errorf("authority: grant token: %d grants held, the limit", len(u.grants))
+	}
+	u.grants[jti] = grant{ID: jti, RID: rid, Expires: exp}
+	if err := u.saveLocked(); err != nil {
+		delete(u.grants, jti)
+		return false, fmt.Errorf("authority: grant token: %w", err)
+	}
+	return true, nil
+}
+
+// pruneLocked drops ids and grants whose tokens expired more than
+// UsedRetention ago, and the abstention once every token it covers has
+// expired. It does not write; the next write persists the pruning.
 func (u *UsedTokens) pruneLocked() {
-	cutoff := u.now().Add(-UsedRetention)
+	now := u.now()
+	cutoff := now.Add(-UsedRetention)
 	for id, exp := range u.ids {
 		if exp.Before(cutoff) {
 			delete(u.ids, id)
 		}
 	}
+	for id, g := range u.grants {
+		if g.Expires.Before(cutoff) {
+			delete(u.grants, id)
+		}
+	}
+	if !u.abstainBefore.IsZero() && u.abstainBefore.Add(MaxEnrollTTL+UsedRetention).Before(now) {
+		u.abstainBefore = time.Time{}
+	}
 }
 
 // saveLocked writes the whole set atomically, mode 0600.
 func (u *UsedTokens) saveLocked() error {
-	f := usedFile{Version: 1, Tokens: make([]UsedToken, 0, len(u.ids))}
+	f := usedFile{Version: 1, Tokens: make([]UsedToken, 0, len(u.ids)), AbstainBefore: u.abstainBefore}
 	for id, exp := range u.ids {
 		f.Tokens = append(f.Tokens, UsedToken{ID: id, Expires: exp})
+	}
+	for _, g := range u.grants {
+		f.Grants = append(f.Grants, g)
 	}
 	b, err := json.Marshal(f)
 	if err != nil {

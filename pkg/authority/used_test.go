@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -10,7 +11,7 @@ import (
 
 func openUsed(tb testing.TB, path string, c *clock) *UsedTokens {
 	tb.Helper()
-	u, err := OpenUsedTokens(path, c.Now)
+	u, err := OpenUsedTokens(path, c.Now, false)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -124,15 +125,16 @@ func TestUsedTokensBadFile(t *testing.T) {
 	if err := os.WriteFile(corrupt, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenUsedTokens(corrupt, nil); err == nil {
+	if _, err := OpenUsedTokens(corrupt, nil, false); err == nil {
 		t.Fatal("corrupt file opened as an empty set")
 	}
-	if _, err := OpenUsedTokens("", nil); err == nil {
+	if _, err := OpenUsedTokens("", nil, false); err == nil {
 		t.Fatal("empty path accepted")
 	}
 	// A write failure leaves the id unburnt.
 	blocked := filepath.Join(dir, "blocked")
 	u := openUsed(t, filepath.Join(blocked, "used.json"), &clock{t0})
+	os.RemoveAll(blocked)
 	if err := os.WriteFile(blocked, nil, 0o600); err != nil { // a file where the directory should be
 		t.Fatal(err)
 	}
@@ -141,5 +143,93 @@ func TestUsedTokensBadFile(t *testing.T) {
 	}
 	if u.Has("a") {
 		t.Fatal("id burnt although the write failed")
+	}
+}
+
+func TestUsedTokensLostRefusesUntilRestored(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "used.json")
+	c := &clock{t0}
+	// A fresh node writes the file at once, so that its loss shows.
+	fresh := openUsed(t, path, c)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("a fresh set did not write its file: %v", err)
+	}
+	fresh.MarkUsed("a", t0.Add(time.Hour))
+	os.Remove(path)
+	lost, err := OpenUsedTokens(path, c.Now, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost.Restored() {
+		t.Fatal("a lost set reports itself restored")
+	}
+	if first, err := lost.MarkUsed("a", t0.Add(time.Hour)); first || !errors.Is(err, ErrUsedUnrestored) {
+		t.Fatalf("a lost set burnt a token: first %v, err %v", first, err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("an unrestored set wrote its file before it was restored")
+	}
+	if err := lost.Merge([]UsedToken{{ID: "a", Expires: t0.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lost.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := lost.MarkUsed("a", t0.Add(time.Hour)); first || err != nil {
+		t.Fatalf("restored set accepted a used token: %v %v", first, err)
+	}
+	if first, err := lost.MarkUsed("b", t0.Add(time.Hour)); !first || err != nil {
+		t.Fatalf("restored set refused a new token: %v %v", first, err)
+	}
+	if again := openUsed(t, path, c); !again.Has("a") || !again.Has("b") {
+		t.Fatal("the restored set was not written")
+	}
+}
+
+func TestUsedTokensGrants(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "used.json")
+	c := &clock{t0}
+	u := openUsed(t, path, c)
+	iat, exp := t0.Add(-time.Minute), t0.Add(time.Hour)
+	if ok, err := u.Grant("a", "r1", iat, exp); !ok || err != nil {
+		t.Fatalf("first grant: %v %v", ok, err)
+	}
+	if ok, err := u.Grant("a", "r1", iat, exp); !ok || err != nil {
+		t.Fatalf("the same redemption again: %v %v", ok, err)
+	}
+	if ok, err := u.Grant("a", "r2", iat, exp); ok || err != nil {
+		t.Fatalf("another redemption of the same token: %v %v", ok, err)
+	}
+	if u.Has("a") {
+		t.Fatal("a vote marked the token used")
+	}
+	// Votes survive a restart.
+	if ok, _ := openUsed(t, path, c).Grant("a", "r2", iat, exp); ok {
+		t.Fatal("a vote was forgotten across a restart")
+	}
+	// A lost record abstains for tokens issued before the loss, also
+	// after it is restored and reopened.
+	os.Remove(path)
+	lost, err := OpenUsedTokens(path, c.Now, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lost.Grant("b", "r", iat, exp); !errors.Is(err, ErrUsedUnrestored) {
+		t.Fatalf("unrestored: got %v", err)
+	}
+	lost.Restore()
+	c.t = t0.Add(time.Minute)
+	again := openUsed(t, path, c)
+	if _, err := again.Grant("a", "r3", iat, exp); !errors.Is(err, ErrAbstain) {
+		t.Fatalf("a token issued before the loss: got %v, want %v", err, ErrAbstain)
+	}
+	if ok, err := again.Grant("c", "r", t0.Add(time.Second), exp); !ok || err != nil {
+		t.Fatalf("a token issued after the loss: %v %v", ok, err)
+	}
+	c.t = t0.Add(MaxEnrollTTL + UsedRetention + time.Hour)
+	if ok, err := again.Grant("d", "r", iat, c.t.Add(time.Hour)); !ok || err != nil {
+		t.Fatalf("after every token of before the loss expired: %v %v", ok, err)
 	}
 }

@@ -45,8 +45,13 @@ type Config struct {
 	// The stream carrier dials through a clone of its *http.Transport, so
 	// it uses the same roots and the same proxy.
 	HTTPClient *http.Client
-	// AllowList restricts the internal destinations; zero allows all.
+	// AllowList restricts the internal destinations. An empty list is
+	// refused unless AllowAny is set. Loopback, link-local and cloud
+	// metadata addresses are reached only when an IP rule names them.
 	AllowList egress.AllowList
+	// AllowAny lets an empty AllowList allow every destination (but the
+	// special ones above); false means New refuses an empty list.
+	AllowAny bool
 	// BackendRootCAs verifies HTTPS internal apps; nil means system roots.
 	BackendRootCAs *x509.CertPool
 	// Bind carries WireGuard over UDP; nil means a connected-socket bind
@@ -206,6 +211,9 @@ func New(cfg Config) (*Connector, error) {
 	if err := checkLoopback(cfg.HealthAddr); err != nil {
 		return nil, err
 	}
+	if cfg.AllowList.Empty() && !cfg.AllowAny {
+		return nil, errors.New("connector: no allow-list: name the internal destinations the mesh may reach (--allow '10.1.0.0/16:443,intranet.corp'), or pass --allow-any to allow every destination but loopback, link-local and cloud metadata")
+	}
 	state, err := LoadState(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -358,7 +366,15 @@ func (t wgTunnel) connect(ctx context.Context, meshURL string, resp enroll.Attac
 			c.bind.RemoveTarget(prev.ep)
 		}
 	}
-	c.bind.SetTarget(ep, streambind.Target{URL: meshURL, Credential: c.credential, Transport: c.cfg.HTTPClient.Transport})
+	nodeKey := resp.PublicKey
+	proof := func(cred string) string {
+		p, err := enroll.Proof(c.key, nodeKey, streambind.Path, c.cfg.Now(), cred, "")
+		if err != nil {
+			c.logger.Warn("stream_proof_failed", "mesh_url", meshURL, "error", err)
+		}
+		return p
+	}
+	c.bind.SetTarget(ep, streambind.Target{URL: meshURL, Credential: c.credential, Proof: proof, Transport: c.cfg.HTTPClient.Transport})
 	link := &meshLink{url: meshURL, nodeID: resp.NodeID, pub: resp.PublicKey, tunAddr: resp.PublicKey.Addr(), ep: ep,
 		auto: mode == streambind.CarrierAuto}
 	carrier, err := c.connect(ctx, link, mode)

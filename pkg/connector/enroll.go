@@ -53,7 +53,7 @@ func Enroll(ctx context.Context, cfg EnrollConfig) (*State, error) {
 		return nil, fmt.Errorf("connector: enroll: %w", err)
 	}
 	cl := &enroll.Client{BaseURL: cfg.MeshURL, HTTPClient: cfg.HTTPClient}
-	resp, err := cl.Enroll(ctx, cfg.Token, key.Public(), cfg.Name)
+	resp, err := cl.Enroll(ctx, cfg.Token, key, cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/wgkey"
 )
 
 // tunnel is the WireGuard side of an attachment. The connector's own is
@@ -300,7 +302,7 @@ func (c *Connector) stopRuns() {
 // again, with jittered backoff, until ctx ends or the connector drains. It
 // tells the manager about every failure and loss.
 func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
-	cl := &enroll.Client{BaseURL: meshURL, HTTPClient: c.cfg.HTTPClient}
+	cl := c.apiClient(meshURL, c.knownNodeKey(meshURL))
 	delay := c.cfg.BackoffMin
 	var prev *meshLink
 	defer func() {
@@ -359,6 +361,24 @@ func (c *Connector) attach(ctx context.Context, cl *enroll.Client, meshURL strin
 	}
 	c.learn(meshURL, resp)
 	return c.tun.connect(actx, meshURL, resp, prev)
+}
+
+// apiClient returns a client of the node at meshURL that proves
+// possession of the connector's key; nodeKey is the node's WireGuard key
+// if known (zero: learnt from its first answer).
+func (c *Connector) apiClient(meshURL string, nodeKey wgkey.Public) *enroll.Client {
+	return &enroll.Client{BaseURL: meshURL, HTTPClient: c.cfg.HTTPClient, Key: c.key, NodeKey: nodeKey, Now: c.cfg.Now}
+}
+
+// knownNodeKey returns the WireGuard key of the node at meshURL from the
+// node list, or zero.
+func (c *Connector) knownNodeKey(meshURL string) wgkey.Public {
+	for _, n := range c.State().Nodes {
+		if n.URL == strings.TrimRight(meshURL, "/") {
+			return n.PublicKey
+		}
+	}
+	return wgkey.Public{}
 }
 
 // learn records the node id behind meshURL and merges the nodes resp
@@ -468,7 +488,7 @@ func (c *Connector) detachAll(ctx context.Context, links []*meshLink, drain bool
 				dctx, cancel = context.WithCancel(ctx)
 			}
 			defer cancel()
-			cl := &enroll.Client{BaseURL: l.url, HTTPClient: c.cfg.HTTPClient}
+			cl := c.apiClient(l.url, l.pub)
 			if err := cl.Detach(dctx, c.State().Credential, drain); err != nil {
 				errs[i] = fmt.Errorf("connector: %s: %w", l.url, err)
 				c.logger.Warn("detach_failed", "mesh_url", l.url, "mesh_node", l.nodeID, "drain", drain, "error", err)

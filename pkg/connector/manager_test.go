@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
@@ -162,6 +164,10 @@ func startConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*C
 	}
 	cfg := Config{StateDir: dir, HTTPClient: m.client, Reevaluate: time.Hour, BackoffMin: 10 * time.Millisecond,
 		BackoffMax: 50 * time.Millisecond, DrainWait: 5 * time.Second}
+	var err error
+	if cfg.AllowList, err = egress.ParseAllowList([]string{"127.0.0.1"}); err != nil { // the test backends
+		tb.Fatal(err)
+	}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -337,5 +343,12 @@ func TestDrainTimeout(t *testing.T) {
 	}
 	if got, want := m.nodes[0].detachCalls(), []bool{true, false}; !slices.Equal(got, want) {
 		t.Fatalf("detaches: got %v, want %v", got, want)
+	}
+}
+
+func TestRefusesToRunWithoutAllowList(t *testing.T) {
+	_, err := New(Config{StateDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "--allow-any") {
+		t.Fatalf("got %v, want a refusal naming --allow-any", err)
 	}
 }

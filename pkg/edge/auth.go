@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -20,14 +21,39 @@ import (
 	"github.com/postern/postern/pkg/session"
 )
 
-// Cookie names Postern sets on app hosts. Neither ever reaches a backend.
+// Cookie names Postern sets on app hosts. None ever reaches a backend.
 const (
 	// AppCookie holds the app token: the verified identity for this host.
 	AppCookie = "__Host-postern"
-	// BindCookie holds the nonce that binds a sign-in handoff to the
-	// browser that started it.
+	// BindCookie, with "-" and the first 8 characters of the binding hash
+	// appended, names the cookie holding the nonce that binds one sign-in
+	// handoff to the browser that started it; each sign-in in flight has
+	// its own.
 	BindCookie = "__Host-postern-bind"
+	// FreshCookie marks a sign-in that the edge started afresh because
+	// the browser's session was revoked: if its handoff is revoked too,
+	// the browser gets a page, never another redirect.
+	FreshCookie = "__Host-postern-fresh"
 )
+
+// DenyList tells whether a verified app token was revoked;
+// *revoke.List implements it. Its methods are called on every request to
+// a pre-authenticated app: they must be safe for concurrent use and must
+// not block (a lock-free lookup).
+type DenyList interface {
+	// SessionRevoked reports whether sign-in session sid was revoked.
+	SessionRevoked(sid string) bool
+	// UserRevoked reports whether the user's authentication at authTime
+	// (Unix seconds) was revoked.
+	UserRevoked(subject string, authTime int64) bool
+}
+
+// SessionRevoker ends a session for the whole mesh (a sign-out): every
+// app token of session sid is refused at every node from then on, until
+// until at least. source names the cause in logs and metrics.
+type SessionRevoker interface {
+	RevokeSession(ctx context.Context, sid string, until time.Time, source string) error
+}
 
 // Reserved paths on every app host.
 const (
@@ -55,6 +81,11 @@ type AuthConfig struct {
 	HandoffMaxAge time.Duration
 	// BindTTL is the lifetime of the bind cookie; zero means 5m.
 	BindTTL time.Duration
+	// Denied refuses revoked app tokens; nil refuses none.
+	Denied DenyList
+	// Revoker records sign-outs; nil means a sign-out only clears the
+	// browser's cookies.
+	Revoker SessionRevoker
 }
 
 type auth struct {
@@ -92,17 +123,16 @@ func newAuth(cfg *AuthConfig, now func() time.Time) *auth {
 func (h *Handler) servePostern(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
 	switch {
 	case r.URL.Path == JWKSPath && h.auth != nil && h.auth.cfg.Assertions != nil:
+		errpage.Harden(w.Header())
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		w.Write(h.auth.cfg.Assertions.JWKS())
 	case r.URL.Path == CallbackPath && h.auth != nil && app.PreAuth != catalog.PreAuthPassthrough:
 		h.callback(w, r, app, st)
 	case r.URL.Path == LogoutPath && h.auth != nil && app.PreAuth != catalog.PreAuthPassthrough:
-		http.SetCookie(w, &http.Cookie{Name: AppCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, h.auth.cfg.AuthURL+"/logout?app="+url.QueryEscape(app.ID), http.StatusFound)
+		h.logout(w, r, app, st)
 	default:
-		errpage.Write(w, r, errpage.Page{Status: http.StatusNotFound, Title: "Not found",
+		h.writeUnauth(w, r, st, errpage.Page{Status: http.StatusNotFound, Title: "Not found",
 			Reason: "This Postern path does not exist.", RequestID: st.rid})
 	}
 }
@@ -118,18 +148,26 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *cata
 		return nil
 	}
 	var claims *session.AppClaims
+	fresh := false
 	if c, err := r.Cookie(AppCookie); err == nil && c.Value != "" {
 		claims, err = h.auth.cfg.Cache.App(r.Context(), c.Value, app.Host)
-		if err != nil {
+		switch {
+		case err != nil:
 			st.errReason = "app cookie refused: " + err.Error()
 			claims = nil
-		} else if claims.AppID != app.ID {
+		case claims.AppID != app.ID:
 			st.errReason = "app cookie is for another app"
 			claims = nil
+		default:
+			if why := h.auth.revoked(claims); why != "" {
+				st.errReason = "app cookie refused: " + why + " revoked"
+				h.metrics.revokedRefusal(why, "cookie")
+				claims, fresh = nil, true
+			}
 		}
 	}
 	if claims == nil {
-		h.signIn(w, r, app, st)
+		h.signIn(w, r, app, st, r.URL.RequestURI(), fresh)
 		return nil
 	}
 	st.user = claims.Subject
@@ -142,8 +180,13 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *cata
 		return claims
 	}
 	st.errReason = "policy: " + d.Reason
+	if d.BadPath {
+		errpage.Write(w, r, errpage.Page{Status: http.StatusBadRequest, Title: "Request refused",
+			Reason: strings.TrimSuffix(d.Reason, ".") + ".", RequestID: st.rid})
+		return nil
+	}
 	if len(d.MissingACRs) > 0 && wantsBrowser(r) {
-		h.signIn(w, r, app, st) // step up: sign in again meeting the contexts
+		h.startSignIn(w, r, app, st, r.URL.RequestURI(), false) // step up: sign in again meeting the contexts
 		return nil
 	}
 	user := claims.Username
@@ -170,32 +213,123 @@ func wantsBrowser(r *http.Request) bool {
 	return mode == "" || mode == "navigate"
 }
 
-// signIn starts the handoff: a bind cookie for this browser and a redirect
-// to the auth functions, or a 401 for non-browser clients.
-func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
+// revoked returns what of claims is revoked ("session" or "user"), or "".
+func (a *auth) revoked(c *session.AppClaims) string {
+	d := a.cfg.Denied
+	switch {
+	case d == nil:
+		return ""
+	case c.SessionID != "" && d.SessionRevoked(c.SessionID):
+		return "session"
+	case d.UserRevoked(c.Subject, c.AuthTime):
+		return "user"
+	}
+	return ""
+}
+
+// signIn starts the handoff: a bind cookie for this sign-in and a redirect
+// to the auth functions, or a 401 for non-browser clients, within the
+// client's budget of unauthenticated answers (429 past it). rd is the path
+// to return to; fresh asks the auth functions for a new sign-in at the
+// provider, ignoring the browser's session with them (it was revoked).
+func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState, rd string, fresh bool) {
+	if h.limitedUnauth(w, r, st) {
+		return
+	}
+	h.startSignIn(w, r, app, st, rd, fresh)
+}
+
+// startSignIn is signIn without the client's budget, for a signed-in user
+// who must sign in again (step-up). Each sign-in gets its own bind cookie,
+// named after its binding, so that sign-ins started in several tabs of one
+// browser all complete.
+func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState, rd string, fresh bool) {
 	w.Header().Set("Cache-Control", "no-store")
+	errpage.Harden(w.Header())
 	if !wantsBrowser(r) {
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Postern realm=%q", app.ID))
 		errpage.Write(w, r, errpage.Page{Status: http.StatusUnauthorized, Title: "Sign-in required",
 			Reason: "This application requires signing in with a browser.", RequestID: st.rid})
 		return
 	}
-	nonce := ""
-	if c, err := r.Cookie(BindCookie); err == nil && validNonce(c.Value) {
-		nonce = c.Value // another tab is signing in already: share its binding
-	} else {
-		var b [32]byte
-		rand.Read(b[:])
-		nonce = base64.RawURLEncoding.EncodeToString(b[:])
+	if old := session.CookiesWithPrefix(r, BindCookie+"-"); len(old) >= session.MaxFlowCookies {
+		for _, c := range old { // abandoned sign-ins: make room
+			http.SetCookie(w, &http.Cookie{Name: c.Name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: BindCookie, Value: nonce, Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
+	var b [32]byte
+	rand.Read(b[:])
+	nonce := base64.RawURLEncoding.EncodeToString(b[:])
+	binding := bindHash(nonce)
+	http.SetCookie(w, &http.Cookie{Name: bindCookieName(binding), Value: nonce, Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	rd, err := session.ValidReturnPath(r.URL.RequestURI())
+	rd, err := session.ValidReturnPath(rd)
 	if err != nil {
 		rd = "/"
 	}
-	q := url.Values{"app": {app.ID}, "rd": {rd}, "b": {bindHash(nonce)}}
+	q := url.Values{"app": {app.ID}, "rd": {rd}, "b": {binding}}
+	if fresh {
+		q.Set("fresh", "1")
+		http.SetCookie(w, &http.Cookie{Name: FreshCookie, Value: "1", Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
+			Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
 	http.Redirect(w, r, h.auth.cfg.AuthURL+"/authorize?"+q.Encode(), http.StatusFound)
+}
+
+// bindCookieName names the bind cookie of the sign-in whose binding hash
+// is binding: BindCookie, "-" and the hash's first 8 characters.
+func bindCookieName(binding string) string {
+	if len(binding) > 8 {
+		binding = binding[:8]
+	}
+	return BindCookie + "-" + binding
+}
+
+// logout signs the browser out of this app and its session out of the
+// mesh: it revokes the session of the app cookie (and of a sign-out
+// notice from the auth functions, which carry their own session's end
+// here), clears the app cookie, and continues to the auth functions'
+// logout, which clears the global session. The auth functions send a
+// browser that still had a session back here once with a notice; that
+// second pass goes on with done=1, so the round trip ends.
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
+	ctx, q := r.Context(), r.URL.Query()
+	noticed := false
+	if n := q.Get("notice"); n != "" {
+		lc, err := h.auth.cfg.Verifier.VerifyLogout(ctx, n, app.Host)
+		if err != nil {
+			st.errReason = "logout notice refused: " + err.Error()
+		} else {
+			h.revokeSession(ctx, st, lc.SessionID, time.Unix(lc.Expiry, 0), "auth_logout")
+			noticed = true
+		}
+	}
+	if c, err := r.Cookie(AppCookie); err == nil && c.Value != "" {
+		if claims, err := h.auth.cfg.Verifier.VerifyApp(ctx, c.Value, app.Host); err == nil {
+			st.user = claims.Subject
+			h.revokeSession(ctx, st, claims.SessionID, time.Unix(claims.Expiry, 0), "logout")
+		}
+	}
+	for _, name := range []string{AppCookie, FreshCookie} {
+		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	errpage.Harden(w.Header())
+	to := url.Values{"app": {app.ID}}
+	if noticed {
+		to.Set("done", "1")
+	}
+	http.Redirect(w, r, h.auth.cfg.AuthURL+"/logout?"+to.Encode(), http.StatusFound)
+}
+
+// revokeSession revokes sid for the mesh, if a revoker is configured.
+func (h *Handler) revokeSession(ctx context.Context, st *reqState, sid string, until time.Time, source string) {
+	if sid == "" || h.auth.cfg.Revoker == nil {
+		return
+	}
+	if err := h.auth.cfg.Revoker.RevokeSession(ctx, sid, until, source); err != nil {
+		st.errReason = "sign-out not recorded: " + err.Error()
+	}
 }
 
 func validNonce(s string) bool {
@@ -209,6 +343,7 @@ func bindHash(nonce string) string {
 }
 
 var (
+	errRevoked     = errors.New("the session of this sign-in was revoked")
 	errNoBind      = errors.New("this sign-in was started in another browser (no binding cookie)")
 	errBindingDiff = errors.New("this sign-in link belongs to another browser")
 	errStaleToken  = errors.New("the sign-in link is too old; open the application again")
@@ -219,8 +354,22 @@ var (
 // browser that holds the matching bind cookie, then sets the app cookie.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	errpage.Harden(w.Header())
 	claims, err := h.checkHandoff(r, app)
+	if errors.Is(err, errRevoked) {
+		if c, cerr := r.Cookie(FreshCookie); cerr != nil || c.Value != "1" {
+			// A session revoked elsewhere (another browser signed out, an
+			// admin revoked it) still lives on the auth host: sign in
+			// afresh at the provider, once.
+			st.errReason = "handoff refused: " + err.Error() + "; signing in afresh"
+			h.signIn(w, r, app, st, claims.ReturnPath, true)
+			return
+		}
+		st.errReason = "handoff refused: " + err.Error() + " after a fresh sign-in"
+		errpage.Write(w, r, errpage.Page{Status: http.StatusForbidden, Title: "Access revoked",
+			Reason: "Your access to this application was revoked. Open the application again to sign in, or ask your administrator.", RequestID: st.rid})
+		return
+	}
 	if err != nil {
 		st.errReason = "handoff refused: " + err.Error()
 		reason := "The sign-in could not be completed."
@@ -228,14 +377,16 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, app *catalog.
 		if errors.As(err, &pub) {
 			reason = pub.Error()
 		}
-		errpage.Write(w, r, errpage.Page{Status: http.StatusBadRequest, Title: "Sign-in refused",
+		h.writeUnauth(w, r, st, errpage.Page{Status: http.StatusBadRequest, Title: "Sign-in refused",
 			Reason: reason + " Open the application again to sign in.", RequestID: st.rid})
 		return
 	}
 	st.user = claims.Subject
 	http.SetCookie(w, &http.Cookie{Name: AppCookie, Value: r.URL.Query().Get("token"), Path: "/",
 		Expires: time.Unix(claims.Expiry, 0), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	http.SetCookie(w, &http.Cookie{Name: BindCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	for _, name := range []string{bindCookieName(claims.Binding), FreshCookie} {
+		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
 	rd, err := session.ValidReturnPath(claims.ReturnPath)
 	if err != nil {
 		rd = "/"
@@ -262,12 +413,16 @@ func (h *Handler) checkHandoff(r *http.Request, app *catalog.App) (*session.AppC
 	case now.Sub(time.Unix(claims.IssuedAt, 0)) > h.auth.cfg.HandoffMaxAge:
 		return nil, publicError{errStaleToken}
 	}
-	c, err := r.Cookie(BindCookie)
+	c, err := r.Cookie(bindCookieName(claims.Binding))
 	if err != nil || !validNonce(c.Value) {
 		return nil, publicError{errNoBind}
 	}
 	if subtle.ConstantTimeCompare([]byte(bindHash(c.Value)), []byte(claims.Binding)) != 1 {
 		return nil, publicError{errBindingDiff}
+	}
+	if why := h.auth.revoked(claims); why != "" {
+		h.metrics.revokedRefusal(why, "handoff")
+		return claims, errRevoked
 	}
 	return claims, nil
 }

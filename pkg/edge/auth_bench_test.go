@@ -1,16 +1,43 @@
 package edge
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/revoke"
 	"github.com/postern/postern/pkg/session"
 )
 
-const benchCatalog = `connector_groups:
+// recordingRevoker records the sessions a sign-out revokes.
+type recordingRevoker struct {
+	mu   sync.Mutex
+	sids []string
+}
+
+func (r *recordingRevoker) RevokeSession(_ context.Context, sid string, _ time.Time, _ string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sids = append(r.sids, sid)
+	return nil
+}
+
+func (r *recordingRevoker) revoked() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.sids...)
+}
+
+const benchTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+const benchCatalog = `home_tenant: ` + benchTenant + `
+connector_groups:
   - id: hq
 apps:
   - id: smartmoney
@@ -30,6 +57,16 @@ apps:
 
 func newAuthHandler(tb testing.TB) (*Handler, *catalog.App, string) {
 	tb.Helper()
+	h, app, tok, _, _ := newAuthHandlerWith(tb, nil)
+	return h, app, tok
+}
+
+// newAuthHandlerWith builds an edge for the smartmoney app whose deny-list
+// is denied (nil: a new empty list) and whose sign-outs revoker records;
+// it returns the handler, the app, a valid app cookie, and the key set
+// that signs app tokens.
+func newAuthHandlerWith(tb testing.TB, denied DenyList) (*Handler, *catalog.App, string, *session.Keyset, *recordingRevoker) {
+	tb.Helper()
 	cat, err := catalog.Parse("bench.yaml", []byte(benchCatalog))
 	if err != nil {
 		tb.Fatal(err)
@@ -41,7 +78,7 @@ func newAuthHandler(tb testing.TB) (*Handler, *catalog.App, string) {
 	}
 	now := time.Now()
 	tok, err := ks.SignApp(session.AppClaims{
-		Identity: session.Identity{Subject: "tid/oid", Name: "Alice", Groups: []string{"g-support"},
+		Identity: session.Identity{Subject: benchTenant + "/oid", TenantID: benchTenant, Name: "Alice", Groups: []string{"g-support"},
 			Roles: []string{"SmartMoney.User"}, AuthTime: now.Unix(), SessionID: "s1"},
 		AppID: "smartmoney", Audience: app.Host, Binding: "b", ReturnPath: "/",
 		IssuedAt: now.Unix(), Expiry: now.Add(time.Hour).Unix(), Issuer: "https://auth.example.com",
@@ -50,9 +87,17 @@ func newAuthHandler(tb testing.TB) (*Handler, *catalog.App, string) {
 		tb.Fatal(err)
 	}
 	v := session.NewVerifier(session.VerifierConfig{Static: ks.JWKS(), Issuer: "https://auth.example.com"})
+	if denied == nil {
+		l, err := revoke.Open(filepath.Join(tb.TempDir(), "revocations.json"), nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		denied = l
+	}
+	rec := &recordingRevoker{}
 	h := New(Config{Catalog: func() *catalog.Catalog { return cat }, Auth: &AuthConfig{
-		AuthURL: "https://auth.example.com", Verifier: v, Cache: session.NewCache(v, 1000)}})
-	return h, app, tok
+		AuthURL: "https://auth.example.com", Verifier: v, Cache: session.NewCache(v, 1000), Denied: denied, Revoker: rec}})
+	return h, app, tok, ks, rec
 }
 
 func TestAuthenticateAllowsAndDenies(t *testing.T) {
@@ -81,9 +126,26 @@ func TestAuthenticateAllowsAndDenies(t *testing.T) {
 
 // BenchmarkAuthenticateHit measures the per-request cost of authentication
 // and policy at the edge for a request whose app cookie is already in the
-// verified-token cache (target: at most 5 µs).
+// verified-token cache, with a deny-list of 100,000 revoked sessions and
+// 1,000 revoked users that the token is checked against (target: at most
+// 2 µs).
 func BenchmarkAuthenticateHit(b *testing.B) {
-	h, app, tok := newAuthHandler(b)
+	l, err := revoke.Open(filepath.Join(b.TempDir(), "revocations.json"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	var recs []revoke.Record
+	for i := range 100_000 {
+		recs = append(recs, revoke.Record{Entry: revoke.Session(fmt.Sprintf("sid-%d", i), now, 0)})
+	}
+	for i := range 1000 {
+		recs = append(recs, revoke.Record{Entry: revoke.User(fmt.Sprintf("tid/user-%d", i), now, now, 0)})
+	}
+	if _, err := l.Add(recs...); err != nil {
+		b.Fatal(err)
+	}
+	h, app, tok, _, _ := newAuthHandlerWith(b, l)
 	r := newReq("/home/page?x=1")
 	r.RemoteAddr = "10.1.2.3:4567"
 	r.Header.Set("Cookie", "theme=dark; "+AppCookie+"="+tok+"; lang=en")

@@ -12,6 +12,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	bytes    *prometheus.CounterVec
 	cut      *prometheus.CounterVec
+	revoked  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,9 +34,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "postern_mesh_responses_truncated_total",
 			Help: "Responses cut mid-body after their status was sent, by app and by the side that cut them (upstream: the connector, relay node or backend; client: the client went away).",
 		}, []string{"app", "side"}),
+		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postern_edge_revoked_refusals_total", Help: "App tokens refused because their session or user was revoked, by kind (session, user) and where (cookie, handoff).",
+		}, []string{"kind", "where"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytes, m.cut)
+	reg.MustRegister(m.requests, m.duration, m.bytes, m.cut, m.revoked)
 	return m
+}
+
+// revokedRefusal counts an app token refused as revoked.
+func (m *metrics) revokedRefusal(kind, where string) {
+	if m != nil {
+		m.revoked.WithLabelValues(kind, where).Inc()
+	}
 }
 
 // observe counts one answered request; truncated names the side that cut

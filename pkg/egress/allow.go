@@ -9,9 +9,61 @@ import (
 
 // AllowList is an operator-set list of internal destinations a connector may
 // reach. With a non-empty list, a compromised mesh cannot use the connector
-// to reach anything else. The zero AllowList allows everything.
+// to reach anything else. The zero AllowList allows every destination but
+// the special ones.
+//
+// Special destinations are never reached unless an IP or CIDR rule that
+// lies inside the special range names them, whatever else the list
+// allows (a name rule, 0.0.0.0/0, or an empty list): loopback and the
+// unspecified address (which reaches loopback), link-local addresses, and
+// the cloud metadata services (169.254.169.254, fd00:ec2::254, Alibaba's
+// 100.100.100.200, Azure's 168.63.129.16). For a metadata address only a
+// rule for that very address counts, so naming all of 169.254.0.0/16
+// does not open it. Names are resolved and each address is checked, so a
+// name that resolves to a special address is refused too.
 type AllowList struct {
 	rules []rule
+}
+
+// specialRanges are the destinations that need naming, most specific
+// first: an address is judged by the first range that contains it.
+var specialRanges = []netip.Prefix{
+	netip.MustParsePrefix("169.254.169.254/32"), // AWS, GCP, Azure, OCI instance metadata
+	netip.MustParsePrefix("fd00:ec2::254/128"),  // AWS instance metadata over IPv6
+	netip.MustParsePrefix("100.100.100.200/32"), // Alibaba Cloud metadata
+	netip.MustParsePrefix("168.63.129.16/32"),   // Azure wire server
+	netip.MustParsePrefix("127.0.0.0/8"),        // loopback
+	netip.MustParsePrefix("::1/128"),            // loopback
+	netip.MustParsePrefix("0.0.0.0/8"),          // "this network": 0.0.0.0 reaches loopback
+	netip.MustParsePrefix("::/128"),             // unspecified: reaches loopback
+	netip.MustParsePrefix("169.254.0.0/16"),     // link-local
+	netip.MustParsePrefix("fe80::/10"),          // link-local
+}
+
+// nat64 is the well-known NAT64 prefix: its addresses reach the IPv4
+// address in their last 32 bits.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// specialRange returns the most specific special range containing a, if
+// any; a NAT64 address is judged by the IPv4 address it reaches.
+func specialRange(a netip.Addr) (netip.Prefix, bool) {
+	a = a.Unmap()
+	if nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:]))
+	}
+	for _, p := range specialRanges {
+		if p.Contains(a) {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// IsSpecial reports whether a is a special destination (see AllowList).
+func IsSpecial(a netip.Addr) bool {
+	_, ok := specialRange(a)
+	return ok
 }
 
 type rule struct {
@@ -117,12 +169,13 @@ func validHostPattern(h string) bool {
 	return true
 }
 
-// Empty reports whether the list allows everything.
+// Empty reports whether the list has no rule: it allows every destination
+// but the special ones.
 func (al AllowList) Empty() bool { return len(al.rules) == 0 }
 
 // AllowsName reports whether a name rule allows host (a DNS name, not an IP)
 // on port. When it does, the connector may dial whatever the name resolves
-// to.
+// to, except special addresses.
 func (al AllowList) AllowsName(host string, port uint16) bool {
 	if al.Empty() {
 		return true
@@ -139,17 +192,36 @@ func (al AllowList) AllowsName(host string, port uint16) bool {
 	return false
 }
 
-// AllowsAddr reports whether an IP or CIDR rule allows dialling addr.
+// AllowsAddr reports whether an IP or CIDR rule allows dialling addr. A
+// special address needs a rule inside its special range; any other is
+// allowed by an empty list.
 func (al AllowList) AllowsAddr(addr netip.AddrPort) bool {
+	a := addr.Addr().Unmap()
+	if sp, ok := specialRange(a); ok {
+		return al.names(sp, a, addr.Port())
+	}
 	if al.Empty() {
 		return true
 	}
-	a := addr.Addr().Unmap()
 	for _, r := range al.rules {
 		if !r.prefix.IsValid() || (r.port != 0 && r.port != addr.Port()) {
 			continue
 		}
 		if r.prefix.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// names reports whether an IP or CIDR rule inside the special range sp
+// allows a on port.
+func (al AllowList) names(sp netip.Prefix, a netip.Addr, port uint16) bool {
+	for _, r := range al.rules {
+		if !r.prefix.IsValid() || (r.port != 0 && r.port != port) {
+			continue
+		}
+		if r.prefix.Bits() >= sp.Bits() && sp.Contains(r.prefix.Addr()) && r.prefix.Contains(a) {
 			return true
 		}
 	}

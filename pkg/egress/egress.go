@@ -28,12 +28,14 @@ import (
 
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/tunnelhttp"
+	"github.com/postern/postern/pkg/upgrade"
 )
 
 // Config configures a Handler.
 type Config struct {
 	// AllowList restricts the internal destinations; the zero value allows
-	// every destination.
+	// every destination but the special ones (loopback, link-local, cloud
+	// metadata), which only an explicit IP rule opens.
 	AllowList AllowList
 	// RootCAs verifies HTTPS internal apps; nil means the system roots.
 	RootCAs *x509.CertPool
@@ -84,11 +86,12 @@ func New(cfg Config) *Handler {
 	h.verify = newTransport(d, &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
 	h.skip = newTransport(d, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
 	h.proxy = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
-		Transport:    roundTripper{h},
-		ErrorHandler: h.proxyError,
-		BufferPool:   bufferPool{},
-		ErrorLog:     slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
+		Rewrite:        rewrite,
+		Transport:      roundTripper{h},
+		ModifyResponse: upgrade.GuardResponse, // the mesh checks the same; the connector does not rely on it
+		ErrorHandler:   h.proxyError,
+		BufferPool:     bufferPool{},
+		ErrorLog:       slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
 	}
 	return h
 }
@@ -146,6 +149,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	tunnelhttp.StripInternal(pr.Out.Header)
+	upgrade.StripH2C(pr.Out.Header)
 }
 
 // ServeHTTP implements http.Handler.
@@ -163,6 +167,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
+	if err := upgrade.CheckRequest(r); err != nil {
+		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrUpgradeRefused)
+		h.logger.Warn("upgrade_refused", "request_id", rid, "error", err)
+		h.observe(rw, start, "")
+		return
+	}
 	t, err := parseTarget(r.Header)
 	if err != nil {
 		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrBadTarget)
@@ -273,6 +283,8 @@ func classify(err error) string {
 	switch {
 	case errors.Is(err, ErrNotAllowed):
 		return tunnelhttp.ErrNotAllowed
+	case errors.Is(err, upgrade.ErrRefused):
+		return tunnelhttp.ErrUpgradeRefused
 	case errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &alert),
 		errors.As(err, &unkAuth), errors.As(err, &hostErr):
 		return tunnelhttp.ErrBackendTLS
@@ -300,9 +312,12 @@ type dialer struct {
 	d        net.Dialer
 }
 
-// DialContext dials addr only where the allow-list permits: a literal IP must
-// match an IP rule; a name must match a name rule, or resolve to an address
-// that matches an IP rule, which is then the address dialled.
+// DialContext dials addr only where the allow-list permits. A literal IP
+// must be allowed by AllowsAddr. A name is resolved first and only its
+// allowed addresses are dialled (the address, not the name, so that the
+// answer checked is the answer used): an address is allowed when a name
+// rule allows the name and the address is not special, or when an IP rule
+// allows the address.
 func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -319,9 +334,7 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		}
 		return d.d.DialContext(ctx, network, addr)
 	}
-	if d.allow.AllowsName(host, port) {
-		return d.d.DialContext(ctx, network, addr)
-	}
+	byName := d.allow.AllowsName(host, port)
 	ips, err := d.resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return nil, fmt.Errorf("egress: dial %s: %w", addr, err)
@@ -329,7 +342,7 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	var lastErr error = fmt.Errorf("egress: dial %s: %w", addr, ErrNotAllowed)
 	for _, ip := range ips {
 		ap := netip.AddrPortFrom(ip.Unmap(), port)
-		if !d.allow.AllowsAddr(ap) {
+		if !(byName && !IsSpecial(ap.Addr())) && !d.allow.AllowsAddr(ap) {
 			continue
 		}
 		c, err := d.d.DialContext(ctx, network, ap.String())

@@ -1,6 +1,8 @@
 package egress
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -60,7 +62,75 @@ func TestParseAllowList(t *testing.T) {
 		}
 	}
 	if !(AllowList{}).AllowsName("anything", 1) {
-		t.Error("empty list must allow everything")
+		t.Error("empty list must allow every name")
+	}
+}
+
+// loopback is the allow-list of tests whose backends listen on 127.0.0.1.
+func loopback(tb testing.TB) AllowList {
+	tb.Helper()
+	al, err := ParseAllowList([]string{"127.0.0.1"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return al
+}
+
+func TestSpecialDestinations(t *testing.T) {
+	parse := func(entries ...string) AllowList {
+		al, err := ParseAllowList(entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return al
+	}
+	broad := parse("0.0.0.0/0", "::/0", "*.corp")
+	tests := []struct {
+		name string
+		al   AllowList
+		addr string
+		want bool
+	}{
+		{"ordinary address, empty list", AllowList{}, "10.1.2.3:80", true},
+		{"loopback, empty list", AllowList{}, "127.0.0.1:80", false},
+		{"loopback elsewhere in 127/8", AllowList{}, "127.8.9.1:80", false},
+		{"IPv6 loopback", AllowList{}, "[::1]:80", false},
+		{"IPv4-mapped loopback", AllowList{}, "[::ffff:127.0.0.1]:80", false},
+		{"unspecified reaches loopback", AllowList{}, "0.0.0.0:80", false},
+		{"IPv6 unspecified", AllowList{}, "[::]:80", false},
+		{"metadata", AllowList{}, "169.254.169.254:80", false},
+		{"IPv6 metadata", AllowList{}, "[fd00:ec2::254]:80", false},
+		{"NAT64 of metadata", AllowList{}, "[64:ff9b::a9fe:a9fe]:80", false},
+		{"Alibaba metadata", AllowList{}, "100.100.100.200:80", false},
+		{"Azure wire server", AllowList{}, "168.63.129.16:80", false},
+		{"link-local", AllowList{}, "169.254.1.1:80", false},
+		{"IPv6 link-local", AllowList{}, "[fe80::1]:80", false},
+		{"loopback, broad rules", broad, "127.0.0.1:80", false},
+		{"metadata, broad rules", broad, "169.254.169.254:80", false},
+		{"ordinary, broad rules", broad, "198.51.100.1:80", true},
+		{"loopback named", parse("127.0.0.1"), "127.0.0.1:80", true},
+		{"loopback named with another port", parse("127.0.0.1:8080"), "127.0.0.1:80", false},
+		{"loopback range named", parse("127.0.0.0/8"), "127.0.0.2:80", true},
+		{"link-local range does not open metadata", parse("169.254.0.0/16"), "169.254.169.254:80", false},
+		{"link-local range opens link-local", parse("169.254.0.0/16"), "169.254.1.1:80", true},
+		{"metadata named", parse("169.254.169.254:80"), "169.254.169.254:80", true},
+		{"IPv6 metadata named", parse("[fd00:ec2::254]"), "[fd00:ec2::254]:80", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.al.AllowsAddr(netip.MustParseAddrPort(tt.addr)); got != tt.want {
+				t.Fatalf("AllowsAddr(%s): got %v, want %v", tt.addr, got, tt.want)
+			}
+		})
+	}
+	// A name that an allowed name rule covers but that resolves to a
+	// special address is refused; the dialler never dials it.
+	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		return nil, errors.New("no DNS in this test")
+	}}
+	d := &dialer{allow: parse("localhost", "*.corp"), resolver: resolver}
+	if _, err := d.DialContext(t.Context(), "tcp", "localhost:1"); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("dial localhost by an allowed name: got %v, want %v", err, ErrNotAllowed)
 	}
 }
 
@@ -94,7 +164,7 @@ func TestForwardsToTarget(t *testing.T) {
 		io.WriteString(w, "backend says hi")
 	}))
 	defer backend.Close()
-	resp := serveTunnel(t, Config{}, backend.URL+"/base", func(r *http.Request) {
+	resp := serveTunnel(t, Config{AllowList: loopback(t)}, backend.URL+"/base", func(r *http.Request) {
 		r.Header.Set("Postern-Sneaky", "x")
 		r.Header.Set("X-Forwarded-For", "203.0.113.9")
 	})
@@ -141,12 +211,13 @@ func TestErrors(t *testing.T) {
 	}{
 		{"no target", Config{}, "", false, 400, tunnelhttp.ErrBadTarget},
 		{"ftp target", Config{}, "ftp://x", false, 400, tunnelhttp.ErrBadTarget},
-		{"refused", Config{}, "http://" + closedAddr, false, 502, tunnelhttp.ErrBackendRefused},
+		{"refused", Config{AllowList: loopback(t)}, "http://" + closedAddr, false, 502, tunnelhttp.ErrBackendRefused},
+		{"loopback not named", Config{}, "http://" + closedAddr, false, 502, tunnelhttp.ErrNotAllowed},
 		{"not allowed", Config{AllowList: onlyTen}, "http://" + closedAddr, false, 502, tunnelhttp.ErrNotAllowed},
 		{"not allowed by name", Config{AllowList: onlyTen}, "http://localhost:1", false, 502, tunnelhttp.ErrNotAllowed},
-		{"untrusted cert", Config{}, tlsBackend.URL, false, 502, tunnelhttp.ErrBackendTLS},
-		{"skip verify", Config{}, tlsBackend.URL, true, 200, ""},
-		{"skip verify ignored for http", Config{}, "http://" + closedAddr, true, 502, tunnelhttp.ErrBackendRefused},
+		{"untrusted cert", Config{AllowList: loopback(t)}, tlsBackend.URL, false, 502, tunnelhttp.ErrBackendTLS},
+		{"skip verify", Config{AllowList: loopback(t)}, tlsBackend.URL, true, 200, ""},
+		{"skip verify ignored for http", Config{AllowList: loopback(t)}, "http://" + closedAddr, true, 502, tunnelhttp.ErrBackendRefused},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -166,7 +237,7 @@ func TestCustomRootCA(t *testing.T) {
 	tlsBackend := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls ok") }))
 	defer tlsBackend.Close()
 	pool := tlsBackend.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	resp := serveTunnel(t, Config{RootCAs: pool}, tlsBackend.URL, nil)
+	resp := serveTunnel(t, Config{RootCAs: pool, AllowList: loopback(t)}, tlsBackend.URL, nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("got %d, want 200 with the CA configured", resp.StatusCode)
 	}
@@ -183,7 +254,7 @@ func TestInFlight(t *testing.T) {
 		io.WriteString(w, "last")
 	}))
 	t.Cleanup(backend.Close)
-	h := New(Config{})
+	h := New(Config{AllowList: loopback(t)})
 	t.Cleanup(h.Close)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

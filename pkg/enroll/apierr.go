@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/wgkey"
 )
 
 // apiErr is a refusal on its way to the client: the one place where errors
@@ -15,7 +16,9 @@ type apiErr struct {
 	code       string
 	msg        string
 	retryAfter time.Duration
-	cause      error // logged, never sent; holds no secret
+	nodeKey    *wgkey.Public // sent with proof_required
+	expected   bool          // a step of the protocol, not a failure: logged at info
+	cause      error         // logged, never sent; holds no secret
 }
 
 func newAPIErr(status int, code, msg string, cause error) *apiErr {

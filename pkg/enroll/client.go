@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,13 +19,24 @@ import (
 const maxResponseSize = 64 << 10
 
 // Client calls the API of one mesh node. Its zero HTTPClient means
-// http.DefaultClient. It is safe for concurrent use.
+// http.DefaultClient. Calls that may learn the node's key (Enroll, and
+// Attach and Detach on a proof_required answer) update NodeKey, so one
+// Client must not be used by concurrent calls.
 type Client struct {
 	// BaseURL is the mesh node's base URL, e.g. "https://mesh-eu.example.com"
 	// for enrol and attach, or "http://[tunnel address]:port" for renew.
 	BaseURL string
 	// HTTPClient sends the requests; nil means http.DefaultClient.
 	HTTPClient *http.Client
+	// Key is the connector's WireGuard private key, with which Attach and
+	// Detach prove that they hold the credential's key; zero sends no
+	// proof (the node then refuses).
+	Key wgkey.Private
+	// NodeKey is the node's WireGuard public key, if known; zero makes
+	// the first Attach or Detach learn it from the node's refusal.
+	NodeKey wgkey.Public
+	// Now is the clock of the proofs; nil means time.Now.
+	Now func() time.Time
 }
 
 // APIError is a non-2xx answer from the mesh node.
@@ -40,6 +52,8 @@ type APIError struct {
 	Message string
 	// RetryAfter is the Retry-After the node sent, zero if none.
 	RetryAfter time.Duration
+	// NodeKey is the node's WireGuard key sent with proof_required.
+	NodeKey wgkey.Public
 }
 
 // Error returns an operator-readable sentence naming what was refused and
@@ -58,27 +72,88 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s: mesh refused %s (%s): %s", e.Op, what, e.Code, e.Message)
 }
 
-// Enroll exchanges a one-time enrolment token and the connector's public
-// key for a credential. name is the operator's name for the connector.
-func (c *Client) Enroll(ctx context.Context, token string, pub wgkey.Public, name string) (EnrollResponse, error) {
+// Enroll exchanges a one-time enrolment token and the public half of key
+// for a credential, which the node seals to that key; Enroll opens it
+// with key (the private key never leaves the host) and returns it in
+// EnrollResponse.Credential. name is the operator's name for the
+// connector.
+func (c *Client) Enroll(ctx context.Context, token string, key wgkey.Private, name string) (EnrollResponse, error) {
 	var resp EnrollResponse
-	err := c.do(ctx, "enroll", EnrollPath, EnrollRequest{Token: token, PublicKey: pub, Name: name}, &resp)
-	return resp, err
+	if err := c.do(ctx, "enroll", EnrollPath, EnrollRequest{Token: token, PublicKey: key.Public(), Name: name}, &resp); err != nil {
+		return EnrollResponse{}, err
+	}
+	cred, err := OpenCredential(resp.SealedCredential, key)
+	if err != nil {
+		return EnrollResponse{}, fmt.Errorf("enroll: %w", err)
+	}
+	resp.Credential = cred
+	if resp.NodeKey != nil {
+		c.NodeKey = *resp.NodeKey
+	}
+	return resp, nil
 }
 
-// Attach presents the credential to the mesh node, which adds the
-// connector as a WireGuard peer and describes itself.
+// Attach presents the credential, with a proof that the connector holds
+// its key, to the mesh node, which adds the connector as a WireGuard peer
+// and describes itself.
 func (c *Client) Attach(ctx context.Context, cred string) (AttachResponse, error) {
 	var resp AttachResponse
-	err := c.do(ctx, "attach", AttachPath, AttachRequest{Credential: cred}, &resp)
+	err := c.proven(ctx, "attach", AttachPath, cred, "", func(proof string) any {
+		return AttachRequest{Credential: cred, Proof: proof}
+	}, &resp)
+	if err == nil && !resp.PublicKey.IsZero() {
+		c.NodeKey = resp.PublicKey
+	}
 	return resp, err
 }
 
 // Detach asks the mesh node to drain the connector (drain true: no new
-// requests, those in flight finish) or to remove it (drain false). Both are
+// requests, those in flight finish) or to remove it (drain false), with a
+// proof that the connector holds the credential's key. Both are
 // idempotent.
 func (c *Client) Detach(ctx context.Context, cred string, drain bool) error {
-	return c.do(ctx, "detach", DetachPath, DetachRequest{Credential: cred, Drain: drain}, nil)
+	return c.proven(ctx, "detach", DetachPath, cred, drainExtra(drain), func(proof string) any {
+		return DetachRequest{Credential: cred, Drain: drain, Proof: proof}
+	}, nil)
+}
+
+// proven sends a request that needs a proof of possession: with a proof
+// for NodeKey when it is known, and once more with a proof for the key
+// that a proof_required refusal names.
+func (c *Client) proven(ctx context.Context, op, path, cred, extra string, body func(proof string) any, out any) error {
+	proof := c.proof(path, cred, extra)
+	err := c.do(ctx, op, path, body(proof), out)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != CodeProofRequired || ae.NodeKey.IsZero() || c.Key.IsZero() ||
+		(ae.NodeKey == c.NodeKey && proof != "") {
+		return err
+	}
+	c.NodeKey = ae.NodeKey
+	return c.do(ctx, op, path, body(c.proof(path, cred, extra)), out)
+}
+
+// proof returns the proof for path, or "" without the keys to make one.
+func (c *Client) proof(path, cred, extra string) string {
+	if c.Key.IsZero() || c.NodeKey.IsZero() {
+		return ""
+	}
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	p, err := Proof(c.Key, c.NodeKey, path, now(), cred, extra)
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
+// Revoke hands an admin revocation to the mesh node, which records it and
+// spreads it to every node.
+func (c *Client) Revoke(ctx context.Context, revocation string) (RevokeResponse, error) {
+	var resp RevokeResponse
+	err := c.do(ctx, "revoke", RevokePath, RevokeRequest{Revocation: revocation}, &resp)
+	return resp, err
 }
 
 // Nodes lists the mesh nodes the connector holding cred may attach to.
@@ -169,6 +244,9 @@ func apiError(op string, resp *http.Response, data []byte) *APIError {
 	var er ErrorResponse
 	if json.Unmarshal(data, &er) == nil {
 		e.Code, e.Message = er.Error, er.Message
+		if er.NodeKey != nil {
+			e.NodeKey = *er.NodeKey
+		}
 	}
 	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
 		e.RetryAfter = time.Duration(secs) * time.Second

@@ -7,6 +7,15 @@ import "errors"
 // the server answers 403 attach_refused.
 var ErrAttachRefused = errors.New("attach refused")
 
+// ErrRedeemUnavailable is what a Redeemer wraps when the mesh cannot
+// decide now whether a token is still unused; the server answers 503
+// token_check_unavailable.
+var ErrRedeemUnavailable = errors.New("token redemption unavailable")
+
+// ErrBadRevocation is what a Revoker wraps for a revocation that does not
+// verify; the server answers 400 revocation_invalid.
+var ErrBadRevocation = errors.New("invalid revocation")
+
 // Stable error codes of ErrorResponse.Error.
 const (
 	CodeBadRequest            = "bad_request"
@@ -38,4 +47,11 @@ const (
 	CodeAttachUnavailable     = "attach_unavailable"
 	CodeDetachFailed          = "detach_failed"
 	CodeInternal              = "internal_error"
+	CodeProofRequired         = "proof_required"
+	CodeKeyReserved           = "key_reserved"
+	CodeConnectorRevoked      = "connector_revoked"
+	CodeGroupUnknown          = "group_unknown"
+	CodeTokenCheckUnavailable = "token_check_unavailable"
+	CodeRevocationInvalid     = "revocation_invalid"
+	CodeRevokeUnavailable     = "revoke_unavailable"
 )

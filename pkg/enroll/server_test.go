@@ -99,7 +99,23 @@ type env struct {
 	client   *Client
 	logs     *syncBuffer
 	attacher *fakeAttacher
+	nodeKey  wgkey.Private
 	remote   atomic.Pointer[string] // overrides RemoteAddr, as a tunnel listener would give
+}
+
+// proof returns key's proof for a request to this env's node.
+func (e *env) proof(tb testing.TB, key wgkey.Private, path, cred, extra string) string {
+	tb.Helper()
+	p, err := Proof(key, e.nodeKey.Public(), path, e.clock.Now(), cred, extra)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// clientFor returns a client that proves possession of key.
+func (e *env) clientFor(key wgkey.Private) *Client {
+	return &Client{BaseURL: e.ts.URL, HTTPClient: e.ts.Client(), Key: key, Now: e.clock.Now}
 }
 
 func newEnv(tb testing.TB, mod func(*Config)) *env {
@@ -113,11 +129,12 @@ func newEnv(tb testing.TB, mod func(*Config)) *env {
 		tb.Fatal(err)
 	}
 	e.usedPath = filepath.Join(tb.TempDir(), "used.json")
-	used, err := authority.OpenUsedTokens(e.usedPath, e.clock.Now)
+	used, err := authority.OpenUsedTokens(e.usedPath, e.clock.Now, false)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	nodeKey := newPub(tb)
+	e.nodeKey = newKey(tb)
+	nodeKey := e.nodeKey.Public()
 	e.attacher = &fakeAttacher{resp: AttachResponse{
 		NodeID: "mesh-eu-1", Region: "eu-west-1", PublicKey: nodeKey,
 		Endpoint: "127.0.0.1:51820", TunnelAddr: nodeKey.Addr(),
@@ -125,6 +142,7 @@ func newEnv(tb testing.TB, mod func(*Config)) *env {
 	cfg := Config{
 		Authority: e.auth,
 		Used:      used,
+		NodeKey:   e.nodeKey,
 		Attacher:  e.attacher,
 		Logger:    slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		RateLimit: rate.Inf,
@@ -147,13 +165,15 @@ func newEnv(tb testing.TB, mod func(*Config)) *env {
 	return e
 }
 
-func newPub(tb testing.TB) wgkey.Public {
+func newPub(tb testing.TB) wgkey.Public { return newKey(tb).Public() }
+
+func newKey(tb testing.TB) wgkey.Private {
 	tb.Helper()
 	k, err := wgkey.Generate()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return k.Public()
+	return k
 }
 
 func (e *env) mint(tb testing.TB) string {
@@ -203,8 +223,10 @@ func post(tb testing.TB, url string, body any) (int, ErrorResponse, http.Header)
 func TestEnrollAttachRenew(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := t.Context()
-	pub := newPub(t)
-	enr, err := e.client.Enroll(ctx, e.mint(t), pub, "Web 01")
+	key := newKey(t)
+	pub := key.Public()
+	e.client = e.clientFor(key)
+	enr, err := e.client.Enroll(ctx, e.mint(t), key, "Web 01")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,12 +278,13 @@ func TestEnrollAttachRenew(t *testing.T) {
 
 func TestEnrollRefusals(t *testing.T) {
 	e := newEnv(t, nil)
-	pub := newPub(t)
+	key := newKey(t)
+	pub := key.Public()
 	good := e.mint(t)
 	parts := strings.Split(good, ".")
 
 	used := e.mint(t)
-	if _, err := e.client.Enroll(t.Context(), used, pub, "x"); err != nil {
+	if _, err := e.client.Enroll(t.Context(), used, key, "x"); err != nil {
 		t.Fatal(err)
 	}
 	mintAt := func(at time.Time) string {
@@ -331,7 +354,7 @@ func TestEnrollRefusals(t *testing.T) {
 		})
 	}
 	// None of the refusals burnt the good token.
-	if _, err := e.client.Enroll(t.Context(), good, pub, "x"); err != nil {
+	if _, err := e.client.Enroll(t.Context(), good, key, "x"); err != nil {
 		t.Fatalf("good token after refusals: %v", err)
 	}
 }
@@ -352,10 +375,10 @@ func TestBadPublicKeyDoesNotBurnToken(t *testing.T) {
 	if status != http.StatusBadRequest || er.Error != CodeBadPublicKey {
 		t.Fatalf("got %d %s, want 400 %s", status, er.Error, CodeBadPublicKey)
 	}
-	if _, err := e.client.Enroll(t.Context(), tok, newPub(t), "x"); err != nil {
+	if _, err := e.client.Enroll(t.Context(), tok, newKey(t), "x"); err != nil {
 		t.Fatalf("correct request after a bad one: %v", err)
 	}
-	_, err := e.client.Enroll(t.Context(), tok, newPub(t), "x")
+	_, err := e.client.Enroll(t.Context(), tok, newKey(t), "x")
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusConflict || ae.Code != CodeTokenAlreadyUsed {
 		t.Fatalf("third use: got %v, want 409 %s", err, CodeTokenAlreadyUsed)
@@ -370,7 +393,7 @@ func TestConcurrentEnrollSameToken(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			_, err := e.client.Enroll(t.Context(), tok, newPub(t), "x")
+			_, err := e.client.Enroll(t.Context(), tok, newKey(t), "x")
 			results <- err
 		})
 	}
@@ -395,14 +418,14 @@ func TestConcurrentEnrollSameToken(t *testing.T) {
 func TestUsedTokenSurvivesRestart(t *testing.T) {
 	e := newEnv(t, nil)
 	tok := e.mint(t)
-	if _, err := e.client.Enroll(t.Context(), tok, newPub(t), "x"); err != nil {
+	if _, err := e.client.Enroll(t.Context(), tok, newKey(t), "x"); err != nil {
 		t.Fatal(err)
 	}
-	used, err := authority.OpenUsedTokens(e.usedPath, e.clock.Now)
+	used, err := authority.OpenUsedTokens(e.usedPath, e.clock.Now, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(Config{Authority: e.auth, Used: used, RateLimit: rate.Inf})
+	srv, err := NewServer(Config{Authority: e.auth, Used: used, NodeKey: newKey(t), RateLimit: rate.Inf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +438,8 @@ func TestUsedTokenSurvivesRestart(t *testing.T) {
 }
 
 func TestAttachRefusals(t *testing.T) {
-	pub := newPub(t)
+	key := newKey(t)
+	pub := key.Public()
 	tests := []struct {
 		name   string
 		mod    func(*Config)
@@ -439,7 +463,7 @@ func TestAttachRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, tt.mod)
 			e.attacher.err = tt.attErr
-			_, err := e.client.Attach(t.Context(), tt.cred(e))
+			_, err := e.clientFor(key).Attach(t.Context(), tt.cred(e))
 			var ae *APIError
 			if !errors.As(err, &ae) || ae.Status != tt.status || ae.Code != tt.code {
 				t.Fatalf("got %v, want %d %s", err, tt.status, tt.code)
@@ -587,7 +611,7 @@ func TestRateLimit(t *testing.T) {
 	e.clock.set(t0)
 	var ae *APIError
 	for range 3 {
-		_, err := e.client.Enroll(t.Context(), "x", newPub(t), "")
+		_, err := e.client.Enroll(t.Context(), "x", newKey(t), "")
 		if errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests {
 			break
 		}
@@ -599,13 +623,15 @@ func TestRateLimit(t *testing.T) {
 
 func TestSecretsNotInLogs(t *testing.T) {
 	e := newEnv(t, nil)
-	pub := newPub(t)
+	key := newKey(t)
+	pub := key.Public()
+	e.client = e.clientFor(key)
 	tok := e.mint(t)
-	enr, err := e.client.Enroll(t.Context(), tok, pub, "web")
+	enr, err := e.client.Enroll(t.Context(), tok, key, "web")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.client.Enroll(t.Context(), tok, pub, "web") // reused: refused, logged
+	e.client.Enroll(t.Context(), tok, key, "web") // reused: refused, logged
 	post(t, e.ts.URL+EnrollPath, map[string]string{"token": tok + "x", "public_key": pub.String()})
 	post(t, e.ts.URL+EnrollPath, map[string]string{"token": tok, "public_key": tok})
 	if _, err := e.client.Attach(t.Context(), enr.Credential); err != nil {
@@ -669,8 +695,8 @@ func TestAPIErrorMessage(t *testing.T) {
 	// And the real server's answer reads the same.
 	e := newEnv(t, nil)
 	tok := e.mint(t)
-	e.client.Enroll(t.Context(), tok, newPub(t), "")
-	_, err := e.client.Enroll(t.Context(), tok, newPub(t), "")
+	e.client.Enroll(t.Context(), tok, newKey(t), "")
+	_, err := e.client.Enroll(t.Context(), tok, newKey(t), "")
 	if err == nil || err.Error() != tests[0].want {
 		t.Fatalf("got %v, want %q", err, tests[0].want)
 	}
@@ -682,15 +708,16 @@ func TestAPIErrorMessage(t *testing.T) {
 func TestNewServerConfig(t *testing.T) {
 	k, _ := authority.GenerateKey()
 	a, _ := authority.New(authority.Config{Key: k})
-	used, _ := authority.OpenUsedTokens(filepath.Join(t.TempDir(), "u"), nil)
+	used, _ := authority.OpenUsedTokens(filepath.Join(t.TempDir(), "u"), nil, false)
 	tests := []struct {
 		name string
 		cfg  Config
 	}{
-		{"no authority", Config{Used: used}},
-		{"no used set", Config{Authority: a}},
-		{"ttl too long", Config{Authority: a, Used: used, CredentialTTL: 10 * 365 * 24 * time.Hour}},
-		{"negative burst", Config{Authority: a, Used: used, RateBurst: -1}},
+		{"no authority", Config{Used: used, NodeKey: newKey(t)}},
+		{"no used set", Config{Authority: a, NodeKey: newKey(t)}},
+		{"no node key", Config{Authority: a, Used: used}},
+		{"ttl too long", Config{Authority: a, Used: used, NodeKey: newKey(t), CredentialTTL: 10 * 365 * 24 * time.Hour}},
+		{"negative burst", Config{Authority: a, Used: used, NodeKey: newKey(t), RateBurst: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -757,17 +784,21 @@ func TestPingRateLimitSeparate(t *testing.T) {
 		t.Fatalf("ping past burst: got %v, want 429", err)
 	}
 	// The pings did not use up the API's own budget.
-	if _, err := e.client.Attach(t.Context(), issued(newPub(t))(e)); err != nil {
+	key := newKey(t)
+	cl := e.clientFor(key)
+	cl.NodeKey = e.nodeKey.Public() // known: one request, no challenge
+	if _, err := cl.Attach(t.Context(), issued(key.Public())(e)); err != nil {
 		t.Fatalf("attach after pings: got %v, want nil", err)
 	}
 }
 
 func TestDetach(t *testing.T) {
-	pub := newPub(t)
+	key := newKey(t)
+	pub := key.Public()
 	for _, drain := range []bool{true, false} {
 		t.Run(fmt.Sprintf("drain=%v", drain), func(t *testing.T) {
 			e := newEnv(t, nil)
-			if err := e.client.Detach(t.Context(), issued(pub)(e), drain); err != nil {
+			if err := e.clientFor(key).Detach(t.Context(), issued(pub)(e), drain); err != nil {
 				t.Fatalf("got %v, want nil", err)
 			}
 			want := []detachCall{{"c-1", drain}}
@@ -778,7 +809,8 @@ func TestDetach(t *testing.T) {
 	}
 	t.Run("204", func(t *testing.T) {
 		e := newEnv(t, nil)
-		status, _, h := post(t, e.ts.URL+DetachPath, DetachRequest{Credential: issued(pub)(e), Drain: true})
+		c := issued(pub)(e)
+		status, _, h := post(t, e.ts.URL+DetachPath, DetachRequest{Credential: c, Drain: true, Proof: e.proof(t, key, DetachPath, c, "drain=true")})
 		if status != http.StatusNoContent || h.Get("Cache-Control") != "no-store" {
 			t.Fatalf("got %d %q, want 204 no-store", status, h.Get("Cache-Control"))
 		}
@@ -786,7 +818,12 @@ func TestDetach(t *testing.T) {
 }
 
 func TestDetachRefusals(t *testing.T) {
-	pub := newPub(t)
+	key := newKey(t)
+	pub := key.Public()
+	proven := func(e *env) any {
+		c := issued(pub)(e)
+		return DetachRequest{Credential: c, Proof: e.proof(t, key, DetachPath, c, "drain=false")}
+	}
 	tests := []struct {
 		name   string
 		mod    func(*Config)
@@ -799,8 +836,9 @@ func TestDetachRefusals(t *testing.T) {
 		{"drain not a bool", nil, nil, func(e *env) any { return map[string]any{"credential": issued(pub)(e), "drain": "yes"} }, http.StatusBadRequest, CodeBadRequest},
 		{"token as credential", nil, nil, func(e *env) any { return DetachRequest{Credential: e.mint(t)} }, http.StatusUnauthorized, CodeCredentialWrongType},
 		{"garbage", nil, nil, func(e *env) any { return DetachRequest{Credential: "x.y.z", Drain: true} }, http.StatusUnauthorized, CodeCredentialMalformed},
-		{"node failure", nil, errors.New("pool busy"), func(e *env) any { return DetachRequest{Credential: issued(pub)(e)} }, http.StatusServiceUnavailable, CodeDetachFailed},
-		{"no attacher", func(c *Config) { c.Attacher = nil }, nil, func(e *env) any { return DetachRequest{Credential: issued(pub)(e)} }, http.StatusServiceUnavailable, CodeAttachUnavailable},
+		{"no proof", nil, nil, func(e *env) any { return DetachRequest{Credential: issued(pub)(e)} }, http.StatusUnauthorized, CodeProofRequired},
+		{"node failure", nil, errors.New("pool busy"), proven, http.StatusServiceUnavailable, CodeDetachFailed},
+		{"no attacher", func(c *Config) { c.Attacher = nil }, nil, proven, http.StatusServiceUnavailable, CodeAttachUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -822,7 +860,8 @@ func TestAttachNodes(t *testing.T) {
 	nodes := []NodeInfo{{ID: "mesh-eu-1", Region: "eu-west-1", URL: "https://eu1.example.com"},
 		{ID: "mesh-us-1", Region: "us-east-1", URL: "https://us1.example.com"}}
 	e.attacher.resp.Nodes = nodes
-	resp, err := e.client.Attach(t.Context(), issued(newPub(t))(e))
+	key := newKey(t)
+	resp, err := e.clientFor(key).Attach(t.Context(), issued(key.Public())(e))
 	if err != nil {
 		t.Fatal(err)
 	}

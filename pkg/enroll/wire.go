@@ -36,6 +36,9 @@ const (
 	// without authentication; connectors time it to measure their RTT to
 	// each mesh node.
 	PingPath = PathPrefix + "ping"
+	// RevokePath accepts an admin revocation signed with the mesh
+	// authority key ("meshd revoke") and spreads it to every node.
+	RevokePath = PathPrefix + "revoke"
 	// DetachPath takes a connector out of service on this node: draining
 	// (no new requests) or detached (peer and pool entry removed). It
 	// answers 204 No Content.
@@ -51,6 +54,9 @@ type NodeInfo struct {
 	// URL is the mesh node's public HTTPS base URL, e.g.
 	// "https://mesh-eu-1.example.com".
 	URL string `json:"url"`
+	// PublicKey is the node's WireGuard public key, with which the
+	// connector makes its proofs of possession; zero if not told.
+	PublicKey wgkey.Public `json:"public_key,omitzero"`
 }
 
 // EnrollRequest is the body of POST EnrollPath.
@@ -71,9 +77,16 @@ type EnrollResponse struct {
 	ConnectorID string `json:"connector_id"`
 	// Group is the connector group the token named.
 	Group string `json:"group"`
-	// Credential is the signed connector credential; the connector stores
-	// it (0600) and presents it on attach and renew.
-	Credential string `json:"credential"`
+	// SealedCredential is the signed connector credential sealed to the
+	// enrolled public key (see SealCredential): only the holder of the
+	// private key can open it.
+	SealedCredential string `json:"sealed_credential"`
+	// Credential is the opened credential, filled in by Client.Enroll; it
+	// never travels. The connector stores it (0600) and presents it on
+	// attach and renew.
+	Credential string `json:"-"`
+	// NodeKey is the enrolling node's WireGuard public key.
+	NodeKey *wgkey.Public `json:"node_key,omitempty"`
 	// Expires is when the credential expires.
 	Expires time.Time `json:"expires"`
 }
@@ -82,6 +95,9 @@ type EnrollResponse struct {
 type AttachRequest struct {
 	// Credential is the connector credential.
 	Credential string `json:"credential"`
+	// Proof shows that the sender holds the credential's private key
+	// (see Proof).
+	Proof string `json:"proof,omitempty"`
 }
 
 // AttachResponse is the answer to a successful AttachRequest: what the
@@ -115,6 +131,23 @@ type DetachRequest struct {
 	// while keeping it attached, so that requests in flight finish; false
 	// removes the connector (WireGuard peer and pool entry).
 	Drain bool `json:"drain"`
+	// Proof shows that the sender holds the credential's private key
+	// (see Proof; its extra parameter is "drain=true" or "drain=false").
+	Proof string `json:"proof,omitempty"`
+}
+
+// RevokeRequest is the body of POST RevokePath.
+type RevokeRequest struct {
+	// Revocation is the authority-signed revocation from "meshd revoke".
+	Revocation string `json:"revocation"`
+}
+
+// RevokeResponse is the answer to a RevokeRequest: what is now revoked.
+type RevokeResponse struct {
+	Kind    string    `json:"kind"`
+	Subject string    `json:"subject"`
+	Before  time.Time `json:"before,omitzero"`
+	Until   time.Time `json:"until"`
 }
 
 // NodesRequest is the body of POST NodesPath.
@@ -149,4 +182,7 @@ type ErrorResponse struct {
 	Error string `json:"error"`
 	// Message is one human sentence; it never holds a secret.
 	Message string `json:"message"`
+	// NodeKey is the node's WireGuard public key, sent with
+	// proof_required so that the connector can make its proof.
+	NodeKey *wgkey.Public `json:"node_key,omitempty"`
 }

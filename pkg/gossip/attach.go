@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/postern/postern/pkg/authority"
 )
 
 // Attachment says connector Connector (group Group) is reachable through
@@ -89,13 +91,14 @@ func (c *Cluster) SetAttachments(own []Attachment) error {
 			InFlight: a.InFlight, Alive: a.Alive, Draining: a.Draining}
 		if ok && !e.w.Deleted {
 			old := e.w
-			old.Version = 0
-			if old == w {
+			old.Version, old.Sig = 0, nil
+			if sameEntry(old, w) {
 				continue
 			}
 			significant := old.Alive != w.Alive || old.Draining != w.Draining || old.Group != w.Group ||
 				significantRTT(e.sentRTT, a.RTT)
 			w.Version = c.nextVersionLocked(now)
+			w = c.signAttach(w)
 			e.w, e.updated = w, now
 			if significant {
 				e.dirty, e.sentRTT = false, a.RTT
@@ -106,12 +109,13 @@ func (c *Cluster) SetAttachments(own []Attachment) error {
 			continue
 		}
 		w.Version = c.nextVersionLocked(now)
+		w = c.signAttach(w)
 		c.entries[k] = &entry{w: w, updated: now, sentRTT: a.RTT}
 		send = append(send, w)
 	}
 	for k, e := range c.entries {
 		if k.node == self && !e.w.Deleted && !seen[k.connector] {
-			e.w = wireAttach{Node: self, Connector: k.connector, Boot: boot, Version: c.nextVersionLocked(now), Deleted: true}
+			e.w = c.signAttach(wireAttach{Node: self, Connector: k.connector, Boot: boot, Version: c.nextVersionLocked(now), Deleted: true})
 			e.updated, e.dirty = now, false
 			send = append(send, e.w)
 		}
@@ -168,30 +172,81 @@ func (c *Cluster) mergeEntries(ws []wireAttach) bool {
 }
 
 // mergeEntriesList merges received entries and returns those accepted.
+// Each must be signed by its node, a member whose credential we verified;
+// the signatures are checked outside the lock, on the entries that would
+// be accepted.
 func (c *Cluster) mergeEntriesList(ws []wireAttach) []wireAttach {
+	type candidate struct {
+		w    wireAttach
+		cred authority.NodeCredential
+	}
+	var cands []candidate
+	c.mu.Lock()
+	for _, w := range ws {
+		if !c.acceptableLocked(w) {
+			continue
+		}
+		info, ok := c.nodes[w.Node]
+		if !ok || info.cred.IsZero() {
+			c.metrics.message("attachment", "refused")
+			continue // not a verified member (yet): push-pull brings it again
+		}
+		cands = append(cands, candidate{w, info.cred})
+	}
+	c.mu.Unlock()
+	good := cands[:0]
+	for _, cd := range cands {
+		if verifySig(cd.cred, "attach", attachSigned(cd.w), cd.w.Sig) {
+			good = append(good, cd)
+		}
+	}
+	if dropped := len(cands) - len(good); dropped > 0 {
+		for range dropped {
+			c.metrics.message("attachment", "refused")
+		}
+		c.log.Debug("gossip dropped attachment entries with bad signatures", "count", dropped)
+	}
 	now := time.Now()
 	var accepted []wireAttach
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, w := range ws {
-		if w.Node == c.meta.ID {
+	for _, cd := range good {
+		w := cd.w
+		if !c.acceptableLocked(w) {
 			continue
 		}
-		if info, ok := c.nodes[w.Node]; ok && info.meta.Boot > w.Boot {
-			continue
+		if info, ok := c.nodes[w.Node]; !ok || !info.cred.NodeKey.Equal(cd.cred.NodeKey) {
+			continue // the node came back with another key meanwhile
 		}
-		k := attachKey{w.Node, w.Connector}
-		e, ok := c.entries[k]
-		if ok && (e.w.Boot > w.Boot || (e.w.Boot == w.Boot && e.w.Version >= w.Version)) {
-			continue
-		}
-		if !ok && len(c.entries) >= maxEntries {
-			continue
-		}
-		c.entries[k] = &entry{w: w, updated: now}
+		c.entries[attachKey{w.Node, w.Connector}] = &entry{w: w, updated: now}
 		accepted = append(accepted, w)
 	}
 	return accepted
+}
+
+// acceptableLocked reports whether w would replace what we hold: not
+// about us, not of an older boot or version, within the bounds. c.mu is
+// held.
+func (c *Cluster) acceptableLocked(w wireAttach) bool {
+	if w.Node == c.meta.ID {
+		return false
+	}
+	if info, ok := c.nodes[w.Node]; ok && info.meta.Boot > w.Boot {
+		return false
+	}
+	e, ok := c.entries[attachKey{w.Node, w.Connector}]
+	if ok && (e.w.Boot > w.Boot || (e.w.Boot == w.Boot && e.w.Version >= w.Version)) {
+		return false
+	}
+	return ok || len(c.entries) < maxEntries
+}
+
+// sameEntry reports whether two entries say the same, signatures aside.
+func sameEntry(a, b wireAttach) bool {
+	a.Sig, b.Sig = nil, nil
+	return a.Node == b.Node && a.Connector == b.Connector && a.Group == b.Group && a.Boot == b.Boot &&
+		a.Version == b.Version && a.RTT == b.RTT && a.InFlight == b.InFlight && a.Alive == b.Alive &&
+		a.Draining == b.Draining && a.Deleted == b.Deleted
 }
 
 // dropOlderBootLocked removes node's entries from boots before boot; c.mu

@@ -14,7 +14,9 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/coordinate"
+
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/revoke"
 )
 
 // Retention of what the cluster remembers about other nodes.
@@ -29,6 +31,7 @@ const (
 // nodeInfo is what we know of one member.
 type nodeInfo struct {
 	meta    Meta
+	cred    authority.NodeCredential // verified, from its metadata
 	addr    string
 	state   State
 	changed time.Time     // when state last changed
@@ -45,6 +48,7 @@ type Cluster struct {
 	queue   *memberlist.TransmitLimitedQueue
 	coord   *coordinate.Client
 	metrics *metrics // nil without a Registerer
+	creds   credCache
 	changes chan struct{}
 	done    chan struct{}
 
@@ -88,8 +92,7 @@ func New(cfg Config) (*Cluster, error) {
 			return nil, fmt.Errorf("gossip: new: key %d is %d bytes, want 16, 24 or 32: %w", i, len(k), ErrInvalidConfig)
 		}
 	}
-	metaBytes, err := encodeMeta(cfg.Meta)
-	if err != nil {
+	if err := checkIdentity(cfg); err != nil {
 		return nil, fmt.Errorf("gossip: new: %w", err)
 	}
 	logger := cfg.Logger
@@ -106,6 +109,12 @@ func New(cfg Config) (*Cluster, error) {
 		changes: make(chan struct{}, 1), done: make(chan struct{}),
 		meta: cfg.Meta, nodes: map[string]*nodeInfo{}, coords: map[string]*coordinate.Coordinate{},
 		leaving: map[string]time.Time{}, entries: map[attachKey]*entry{},
+		creds: credCache{m: map[string]authority.NodeCredential{}, metas: map[string]verifiedMeta{}},
+	}
+	c.meta.WGKey = cfg.Identity.Credential.WGKey
+	metaBytes, err := c.encodeMeta(c.meta)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: new: %w", err)
 	}
 	c.metaBytes.Store(&metaBytes)
 	c.numAlive.Store(1)
@@ -288,10 +297,54 @@ func (c *Cluster) rejoinCandidates(now time.Time) []string {
 
 // refresh is Run's periodic housekeeping.
 func (c *Cluster) refresh() {
+	c.expireCredentials(time.Now())
 	c.flushMeta()
 	c.rebroadcastDirty()
 	c.gc(time.Now())
 	c.updateMetrics()
+}
+
+// expireCredentials declares dead the members whose node credential has
+// expired: memberlist still hears them, but we no longer believe them.
+func (c *Cluster) expireCredentials(now time.Time) {
+	c.mu.Lock()
+	var expired []string
+	for id, n := range c.nodes {
+		if id != c.meta.ID && n.state == StateAlive && !now.Before(n.cred.Expires) {
+			n.state, n.changed = StateDead, now
+			expired = append(expired, id)
+		}
+	}
+	if len(expired) > 0 {
+		c.countAliveLocked()
+	}
+	c.mu.Unlock()
+	for _, id := range expired {
+		c.log.Warn("gossip member credential expired; ignoring it until it presents a new one", "peer", id)
+	}
+	if len(expired) > 0 {
+		c.notify()
+	}
+	if own := c.cfg.Identity.Credential.Expires; own.Sub(now) < 7*24*time.Hour {
+		c.log.Warn("gossip: this node's credential expires soon; mint a new one with \"meshd node credential\"", "expires", own)
+	}
+}
+
+// checkIdentity checks that cfg's identity is complete and its own.
+func checkIdentity(cfg Config) error {
+	id := cfg.Identity
+	switch {
+	case cfg.Verifier == nil:
+		return fmt.Errorf("no Verifier to check other nodes' credentials: %w", ErrInvalidConfig)
+	case id.Credential.IsZero() || id.Key.IsZero():
+		return fmt.Errorf("no node credential or node key (mint one with \"meshd node credential\"): %w", ErrInvalidConfig)
+	case !id.Key.Public().Equal(id.Credential.NodeKey):
+		return fmt.Errorf("the node credential names another node key than this node's: %w", ErrInvalidConfig)
+	}
+	if _, err := cfg.Verifier.VerifyNodeCredential(id.Credential.Bytes()); err != nil {
+		return fmt.Errorf("own node credential: %w: %w", ErrInvalidConfig, err)
+	}
+	return nil
 }
 
 // UpdateMeta applies f to a copy of our metadata and announces the result.
@@ -309,10 +362,10 @@ func (c *Cluster) UpdateMeta(f func(*Meta)) error {
 	c.mu.Unlock()
 	m := old
 	f(&m)
-	if m.ID != old.ID || m.Boot != old.Boot {
-		return fmt.Errorf("gossip: update meta: id and boot cannot change: %w", ErrInvalidArgument)
+	if m.ID != old.ID || m.Boot != old.Boot || m.Region != old.Region || m.WGKey != old.WGKey {
+		return fmt.Errorf("gossip: update meta: id, region, key and boot cannot change: %w", ErrInvalidArgument)
 	}
-	b, err := encodeMeta(m)
+	b, err := c.encodeMeta(m)
 	if err != nil {
 		return fmt.Errorf("gossip: update meta: %w", err)
 	}
@@ -404,12 +457,36 @@ func (c *Cluster) TokenUsed(t authority.UsedToken) {
 	if t.ID == "" || len(t.ID) > maxTokenIDLen || c.isClosed() {
 		return
 	}
-	msg, err := encodeMsg(kindTokens, []authority.UsedToken{t})
+	msg, err := c.seal(kindTokens, []authority.UsedToken{t})
 	if err != nil {
 		return
 	}
 	c.queue.QueueBroadcast(&uniqueBroadcast{msg: msg})
 	c.metrics.message("token", "out")
+}
+
+// Revoked broadcasts revocations to the cluster, in batches that fit a
+// packet. Records that do not validate are dropped by the receivers.
+func (c *Cluster) Revoked(recs []revoke.Record) {
+	c.broadcastRevocations(recs, "out")
+}
+
+func (c *Cluster) broadcastRevocations(recs []revoke.Record, dir string) {
+	for len(recs) > 0 && !c.isClosed() {
+		n := min(len(recs), maxRevokeBatch)
+		msg, err := c.seal(kindRevoke, recs[:n])
+		for err == nil && len(msg) > maxMessageBytes && n > 1 {
+			n /= 2
+			msg, err = c.seal(kindRevoke, recs[:n])
+		}
+		if err != nil || len(msg) > maxMessageBytes {
+			c.log.Warn("gossip revocation too large to broadcast", "subject_kind", recs[0].Kind, "bytes", len(msg))
+		} else {
+			c.queue.QueueBroadcast(&uniqueBroadcast{msg: msg})
+			c.metrics.message("revocation", dir)
+		}
+		recs = recs[n:]
+	}
 }
 
 // Leave announces a graceful leave and waits up to timeout for it to go
@@ -435,7 +512,7 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 // announceLeave tells live members, over TCP and by gossip, that the
 // coming death is a leave.
 func (c *Cluster) announceLeave(boot int64, wait time.Duration) {
-	msg, err := encodeMsg(kindLeave, wireLeave{ID: c.cfg.Meta.ID, Boot: boot})
+	msg, err := c.seal(kindLeave, wireLeave{ID: c.cfg.Meta.ID, Boot: boot})
 	if err != nil {
 		return
 	}

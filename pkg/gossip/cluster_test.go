@@ -166,6 +166,11 @@ func TestStaleBootAndSelfEntries(t *testing.T) {
 	a, b, _ := threeNodes(t)
 	d := &delegate{c: a}
 	send := func(w wireAttach) {
+		signer := w.Node
+		if signer == "a" {
+			signer = "b" // a forgery about a, signed by another member
+		}
+		w.Sig = testIdentity(t, signer, "region-"+signer).sign("attach", attachSigned(w))
 		msg, err := encodeMsg(kindAttachment, w)
 		if err != nil {
 			t.Fatal(err)

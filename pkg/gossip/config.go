@@ -25,8 +25,15 @@ type TokenStore interface {
 
 // Config configures a Cluster.
 type Config struct {
-	// Meta is the initial metadata; ID and Region are required.
+	// Meta is the initial metadata; ID and Region are required and must
+	// be those of Identity's credential.
 	Meta Meta
+	// Identity is this node's node credential and node key. Required: a
+	// node without one is refused by every other node.
+	Identity Identity
+	// Verifier checks the other nodes' credentials and admin revocations
+	// (the mesh authority). Required.
+	Verifier Verifier
 	// BindAddr is the "host:port" the gossip listens on (UDP and TCP);
 	// port 0 picks a free one. Empty means "0.0.0.0:7946". Ignored when
 	// Transport is set.
@@ -55,6 +62,13 @@ type Config struct {
 	// Tokens is the used enrolment-token store; nil means token ids are
 	// not spread.
 	Tokens TokenStore
+	// Revocations is the deny-list; nil means revocations are not spread.
+	Revocations RevocationStore
+	// OnStateMerged, if set, is called with the id of a node whose full
+	// state (push-pull) this node has verified and merged: its used tokens
+	// and revocations are now ours too. It is called from memberlist's
+	// goroutines and must not block.
+	OnStateMerged func(node string)
 	// Logger receives the cluster's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the cluster's metrics; nil means no metrics.

@@ -7,7 +7,9 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/coordinate"
+
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/revoke"
 )
 
 // delegate receives memberlist's callbacks. memberlist may call them with
@@ -33,7 +35,9 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-// NotifyMsg handles one user message from another node.
+// NotifyMsg handles one user message from another node. Every kind is
+// verified before anything is believed: attachment entries against their
+// node's credential, the rest by their envelope.
 func (d *delegate) NotifyMsg(b []byte) {
 	if len(b) == 0 {
 		return
@@ -53,23 +57,42 @@ func (d *delegate) NotifyMsg(b []byte) {
 		}
 	case kindTokens:
 		var ts []authority.UsedToken
-		if err := decodeMsg(b, &ts); err != nil || len(ts) > maxTokenBatch {
-			c.log.Debug("gossip dropped bad token message", "err", err, "bytes", len(b))
+		from, err := c.open(b, &ts)
+		if err != nil || len(ts) > maxTokenBatch {
+			c.refused("token", err)
 			return
 		}
 		c.metrics.message("token", "in")
-		c.mergeTokens(ts)
+		c.mergeTokens(ts, from.NodeID)
+	case kindRevoke:
+		var rs []revoke.Record
+		from, err := c.open(b, &rs)
+		if err != nil || len(rs) > maxRevokeBatch {
+			c.refused("revocation", err)
+			return
+		}
+		c.metrics.message("revocation", "in")
+		if added := c.mergeRevocations(rs, from.NodeID); len(added) > 0 {
+			c.broadcastRevocations(added, "relay")
+		}
 	case kindLeave:
 		var l wireLeave
-		if err := decodeMsg(b, &l); err != nil || l.ID == "" || len(l.ID) > maxIDLen {
-			c.log.Debug("gossip dropped bad leave message", "err", err, "bytes", len(b))
+		from, err := c.open(b, &l)
+		if err != nil || l.ID != from.NodeID {
+			c.refused("leave", err)
 			return
 		}
 		c.metrics.message("leave", "in")
-		c.noteLeave(l.ID, time.Now())
+		c.noteLeave(l.ID, l.Boot, time.Now())
 	default:
 		c.log.Debug("gossip dropped message of unknown kind", "kind", int(b[0]), "bytes", len(b))
 	}
+}
+
+// refused counts and logs a message that did not verify.
+func (c *Cluster) refused(kind string, err error) {
+	c.metrics.message(kind, "refused")
+	c.log.Debug("gossip refused a message", "kind", kind, "err", err)
 }
 
 // GetBroadcasts returns queued broadcasts to piggyback on gossip.
@@ -77,7 +100,9 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return d.c.queue.GetBroadcasts(overhead, limit)
 }
 
-// LocalState returns everything we know, for push-pull.
+// LocalState returns everything we know, for push-pull, in an envelope
+// signed by us: the attachments (each signed by its node), and the used
+// tokens and revocations we hold.
 func (d *delegate) LocalState(join bool) []byte {
 	c := d.c
 	st := wireState{Attachments: c.allEntries()}
@@ -88,7 +113,14 @@ func (d *delegate) LocalState(join bool) []byte {
 		}
 		st.Tokens = ts
 	}
-	b, err := encodeMsg(kindState, st)
+	if c.cfg.Revocations != nil {
+		rs := c.cfg.Revocations.Records()
+		if len(rs) > maxStateRevokes {
+			rs = rs[len(rs)-maxStateRevokes:]
+		}
+		st.Revocations = rs
+	}
+	b, err := c.seal(kindState, st)
 	if err != nil {
 		c.log.Debug("gossip could not encode state", "err", err)
 		return nil
@@ -97,19 +129,21 @@ func (d *delegate) LocalState(join bool) []byte {
 	return b
 }
 
-// MergeRemoteState merges another node's push-pull state.
+// MergeRemoteState merges another node's push-pull state once its
+// envelope verifies.
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	c := d.c
 	if len(buf) == 0 {
 		return
 	}
-	var st wireState
 	if buf[0] != kindState {
 		c.log.Debug("gossip dropped state of unknown kind", "kind", int(buf[0]))
 		return
 	}
-	if err := decodeMsg(buf, &st); err != nil {
-		c.log.Debug("gossip dropped bad state", "err", err, "bytes", len(buf))
+	var st wireState
+	from, err := c.open(buf, &st)
+	if err != nil {
+		c.refused("state", err)
 		return
 	}
 	c.metrics.message("state", "in")
@@ -125,11 +159,18 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	if len(st.Tokens) > maxStateTokens {
 		st.Tokens = st.Tokens[:maxStateTokens]
 	}
-	c.mergeTokens(st.Tokens)
+	c.mergeTokens(st.Tokens, from.NodeID)
+	if len(st.Revocations) > maxStateRevokes {
+		st.Revocations = st.Revocations[:maxStateRevokes]
+	}
+	c.mergeRevocations(st.Revocations, from.NodeID)
+	if c.cfg.OnStateMerged != nil && from.NodeID != c.cfg.Meta.ID {
+		c.cfg.OnStateMerged(from.NodeID)
+	}
 }
 
 // mergeTokens hands valid received token ids to the store.
-func (c *Cluster) mergeTokens(ts []authority.UsedToken) {
+func (c *Cluster) mergeTokens(ts []authority.UsedToken, from string) {
 	if c.cfg.Tokens == nil || len(ts) == 0 {
 		return
 	}
@@ -140,16 +181,62 @@ func (c *Cluster) mergeTokens(ts []authority.UsedToken) {
 		}
 	}
 	if err := c.cfg.Tokens.Merge(good); err != nil {
-		c.log.Warn("gossip could not merge used tokens", "count", len(good), "err", err)
+		c.log.Warn("gossip could not merge used tokens", "count", len(good), "from", from, "err", err)
 	}
 }
 
-// NotifyAlive refuses nodes whose metadata does not parse or names another
-// id than the node.
-func (d *delegate) NotifyAlive(n *memberlist.Node) error {
-	m, err := decodeMeta(n.Meta)
+// mergeRevocations adds the records that verify and are news: a session
+// entry on the word of the node that sent it (any mesh node may end a
+// session), a user or connector entry only with an authority-signed
+// proof, whose entry replaces what the record claims. It returns what was
+// added.
+func (c *Cluster) mergeRevocations(rs []revoke.Record, from string) []revoke.Record {
+	store := c.cfg.Revocations
+	if store == nil || len(rs) == 0 {
+		return nil
+	}
+	var good []revoke.Record
+	for _, r := range rs {
+		if store.Has(r) {
+			continue
+		}
+		if r.Proof != "" {
+			e, err := c.cfg.Verifier.VerifyRevocation(r.Proof)
+			if err != nil {
+				c.log.Warn("gossip refused a revocation", "from", from, "kind", r.Kind, "err", err)
+				continue
+			}
+			r.Entry = e
+		} else if r.Kind != revoke.KindSession {
+			c.log.Warn("gossip refused a revocation without the authority's signature", "from", from, "kind", r.Kind)
+			continue
+		}
+		good = append(good, r)
+	}
+	if len(good) == 0 {
+		return nil
+	}
+	added, err := store.Add(good...)
 	if err != nil {
-		return fmt.Errorf("gossip: alive %q: %w", n.Name, err)
+		c.log.Warn("gossip could not add every revocation", "from", from, "added", len(added), "err", err)
+	}
+	for _, r := range added {
+		c.log.Debug("revocation_learnt", "kind", r.Kind, "subject", r.Subject, "from", from)
+	}
+	if len(added) > 0 {
+		c.notify()
+	}
+	return added
+}
+
+// NotifyAlive refuses nodes whose metadata does not carry a node
+// credential that verifies, signed by the node key it names, for the same
+// id: memberlist then ignores the node altogether.
+func (d *delegate) NotifyAlive(n *memberlist.Node) error {
+	m, _, err := d.c.decodeMeta(n.Meta)
+	if err != nil {
+		d.c.metrics.message("alive", "refused")
+		return fmt.Errorf("gossip: alive %.64q: %w", n.Name, err)
 	}
 	if m.ID != n.Name {
 		return fmt.Errorf("gossip: alive %q: metadata names %q: %w", n.Name, m.ID, ErrInvalidArgument)
@@ -160,9 +247,12 @@ func (d *delegate) NotifyAlive(n *memberlist.Node) error {
 // NotifyJoin records a node that joined or came back.
 func (d *delegate) NotifyJoin(n *memberlist.Node) {
 	c := d.c
-	meta, _ := decodeMeta(n.Meta) // NotifyAlive checked it
+	meta, cred, err := c.decodeMeta(n.Meta) // NotifyAlive checked it
+	if err != nil {
+		return
+	}
 	c.mu.Lock()
-	c.setNodeLocked(n, meta, StateAlive)
+	c.setNodeLocked(n, meta, cred, StateAlive)
 	c.mu.Unlock()
 	if n.Name != c.cfg.Meta.ID {
 		c.log.Info("gossip member joined", "peer", n.Name, "region", meta.Region, "addr", n.Address())
@@ -173,12 +263,12 @@ func (d *delegate) NotifyJoin(n *memberlist.Node) {
 // NotifyUpdate records new metadata of a node.
 func (d *delegate) NotifyUpdate(n *memberlist.Node) {
 	c := d.c
-	meta, err := decodeMeta(n.Meta)
+	meta, cred, err := c.decodeMeta(n.Meta)
 	if err != nil {
 		return
 	}
 	c.mu.Lock()
-	c.setNodeLocked(n, meta, StateAlive)
+	c.setNodeLocked(n, meta, cred, StateAlive)
 	c.mu.Unlock()
 	c.notify()
 }
@@ -213,7 +303,7 @@ func (d *delegate) NotifyLeave(n *memberlist.Node) {
 
 // setNodeLocked records n as alive with meta; c.mu is held. A newer boot
 // drops the node's older attachment entries.
-func (c *Cluster) setNodeLocked(n *memberlist.Node, meta Meta, state State) {
+func (c *Cluster) setNodeLocked(n *memberlist.Node, meta Meta, cred authority.NodeCredential, state State) {
 	info, ok := c.nodes[n.Name]
 	if !ok {
 		info = &nodeInfo{}
@@ -226,7 +316,7 @@ func (c *Cluster) setNodeLocked(n *memberlist.Node, meta Meta, state State) {
 	if ok && meta.Boot > info.meta.Boot {
 		c.dropOlderBootLocked(n.Name, meta.Boot)
 	}
-	info.meta, info.addr, info.state = meta, n.Address(), state
+	info.meta, info.cred, info.addr, info.state = meta, cred, n.Address(), state
 	if n.Name == c.cfg.Meta.ID {
 		info.meta = c.meta
 	}
@@ -244,11 +334,15 @@ func (c *Cluster) countAliveLocked() {
 	c.numAlive.Store(n + 1)
 }
 
-// noteLeave records a leave announcement; if the node is already dead it
-// becomes left.
-func (c *Cluster) noteLeave(id string, now time.Time) {
+// noteLeave records a leave announcement of boot of node id; if the node
+// is already dead it becomes left. An announcement of another boot than
+// the one we know (a replayed one) is ignored.
+func (c *Cluster) noteLeave(id string, boot int64, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if info, ok := c.nodes[id]; ok && boot != 0 && info.meta.Boot != boot {
+		return
+	}
 	c.leaving[id] = now
 	if info, ok := c.nodes[id]; ok && info.state == StateDead && now.Sub(info.changed) < leaveMemory {
 		info.state = StateLeft

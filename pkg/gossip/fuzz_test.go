@@ -9,8 +9,8 @@ import (
 )
 
 func FuzzRemoteInput(f *testing.F) {
-	c, err := New(Config{Meta: Meta{ID: "f", Region: "r"}, BindAddr: "127.0.0.1:0", Insecure: true,
-		Timing: LocalTiming(), Logger: slog.New(slog.DiscardHandler)})
+	c, err := New(Config{Meta: Meta{ID: "f", Region: "r"}, Identity: testIdentity(f, "f", "r"), Verifier: testAuthority(f),
+		BindAddr: "127.0.0.1:0", Insecure: true, Timing: LocalTiming(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func FuzzRemoteInput(f *testing.F) {
 		d.MergeRemoteState(b, false)
 		d.NotifyPingComplete(&memberlist.Node{Name: "x"}, time.Millisecond, b)
 		_ = d.NotifyAlive(&memberlist.Node{Name: "x", Meta: b})
-		if m, err := decodeMeta(b); err == nil && (m.ID == "" || m.Region == "") {
+		if m, _, err := c.decodeMeta(b); err == nil && (m.ID == "" || m.Region == "") {
 			t.Errorf("decodeMeta accepted %q", b)
 		}
 		_ = c.Attachments()

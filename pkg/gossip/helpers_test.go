@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/wgkey"
 )
 
 // testKey is the gossip key of the test clusters.
@@ -27,6 +30,8 @@ func newNode(tb testing.TB, id string, seeds []string, opts ...nodeOpts) *Cluste
 	tb.Helper()
 	cfg := Config{
 		Meta:     Meta{ID: id, Region: "region-" + id, Boot: 100, PublicURL: "https://" + id + ".example:443"},
+		Identity: testIdentity(tb, id, "region-"+id),
+		Verifier: testAuthority(tb),
 		BindAddr: "127.0.0.1:0",
 		Keys:     [][]byte{testKey},
 		Seeds:    seeds,
@@ -53,6 +58,46 @@ func newNode(tb testing.TB, id string, seeds []string, opts ...nodeOpts) *Cluste
 		}
 	}
 	return c
+}
+
+// testAuthorityKey signs the test nodes' credentials.
+var testAuthorityKey, _ = authority.KeyFromSeed(bytes.Repeat([]byte{3}, 32))
+
+// testAuthority returns the test mesh authority.
+func testAuthority(tb testing.TB) *authority.Authority {
+	tb.Helper()
+	a, err := authority.New(authority.Config{Key: testAuthorityKey})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
+// identities holds one identity per node id, so that tests can sign as
+// any test node.
+var identities sync.Map // id+"/"+region → Identity
+
+// testIdentity returns the identity of test node id in region, minting it
+// on first use.
+func testIdentity(tb testing.TB, id, region string) Identity {
+	tb.Helper()
+	if v, ok := identities.Load(id + "/" + region); ok {
+		return v.(Identity)
+	}
+	wg, err := wgkey.Generate()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nk, err := authority.GenerateKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cred, err := testAuthority(tb).IssueNodeCredential(id, region, wg.Public(), nk.Public(), time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, _ := identities.LoadOrStore(id+"/"+region, Identity{Credential: cred, Key: nk})
+	return v.(Identity)
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -253,4 +298,13 @@ func (b *blockTransport) Shutdown() error {
 		b.wg.Wait()
 	})
 	return err
+}
+
+func mustJSON(tb testing.TB, v any) []byte {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }

@@ -15,15 +15,15 @@ import (
 // LoadKeyring reads a gossip keyring file: one base64 key (16, 24 or 32
 // bytes) per line, the first one encrypting, the others still accepted
 // (for rotation); blank lines and lines starting with # are ignored. The
-// file must not be accessible to others (mode 0600, or 0640 with the
-// service's group).
+// file must be readable by its owner only (mode 0600): the key lets anyone
+// read the gossip.
 func LoadKeyring(path string) ([][]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: keyring: %w", err)
 	}
-	if fi.Mode().Perm()&0o007 != 0 {
-		return nil, fmt.Errorf("gossip: keyring %s: mode %v lets others read it; chmod 600 (or 640 with the service's group)", path, fi.Mode().Perm())
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("gossip: keyring %s: mode %v lets group or others read it; chmod 600 %s (owned by the service user)", path, fi.Mode().Perm(), path)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -20,13 +20,15 @@ func TestKeyring(t *testing.T) {
 	if err != nil || len(keys) != 1 || len(keys[0]) != 32 {
 		t.Fatalf("got %d keys, %v; want one 32-byte key", len(keys), err)
 	}
-	os.Chmod(path, 0o640)
-	if _, err := LoadKeyring(path); err != nil {
-		t.Errorf("got %v for a group-readable keyring, want it accepted", err)
+	for _, mode := range []os.FileMode{0o640, 0o604, 0o644, 0o660} {
+		os.Chmod(path, mode)
+		if _, err := LoadKeyring(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("mode %v: got %v, want a refusal", mode, err)
+		}
 	}
-	os.Chmod(path, 0o644)
-	if _, err := LoadKeyring(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Errorf("got %v, want a refusal of a world-readable keyring", err)
+	os.Chmod(path, 0o400)
+	if _, err := LoadKeyring(path); err != nil {
+		t.Errorf("mode 0400: got %v, want it accepted", err)
 	}
 	for _, tt := range []struct{ name, data, want string }{
 		{"empty", "# nothing\n\n", "no key"},

@@ -21,7 +21,8 @@ type Meta struct {
 	// Region is the node's region, e.g. "eu-west-1"; required.
 	Region string
 	// WGKey is the node's WireGuard public key; the tunnel address is
-	// WGKey.Addr(). Zero means not published.
+	// WGKey.Addr(). It is always the key the node credential names; zero
+	// in a Config means "the credential's".
 	WGKey wgkey.Public
 	// WGEndpoint is the "host:port" of the node's WireGuard UDP socket.
 	WGEndpoint string
@@ -39,21 +40,22 @@ type Meta struct {
 	Draining bool
 }
 
-// wireMeta is Meta's compact encoded form.
+// wireMeta is Meta's compact encoded form. The WireGuard key is not in
+// it: the node credential beside it names the key.
 type wireMeta struct {
-	ID         string        `json:"i"`
-	Region     string        `json:"r"`
-	WGKey      *wgkey.Public `json:"k,omitempty"`
-	WGEndpoint string        `json:"e,omitempty"`
-	PublicURL  string        `json:"u,omitempty"`
-	Load       int           `json:"l,omitempty"`
-	Version    string        `json:"v,omitempty"`
-	Boot       int64         `json:"b,omitempty"`
-	Draining   bool          `json:"d,omitempty"`
+	ID         string `json:"i"`
+	Region     string `json:"r"`
+	WGEndpoint string `json:"e,omitempty"`
+	PublicURL  string `json:"u,omitempty"`
+	Load       int    `json:"l,omitempty"`
+	Version    string `json:"v,omitempty"`
+	Boot       int64  `json:"b,omitempty"`
+	Draining   bool   `json:"d,omitempty"`
 }
 
-// encodeMeta validates m and returns its encoded form.
-func encodeMeta(m Meta) ([]byte, error) {
+// encodeMetaBody validates m and returns the JSON body of its encoded
+// form.
+func encodeMetaBody(m Meta) ([]byte, error) {
 	if m.ID == "" || len(m.ID) > maxIDLen {
 		return nil, fmt.Errorf("encode meta: id must be 1..%d bytes: %w", maxIDLen, ErrInvalidArgument)
 	}
@@ -65,10 +67,6 @@ func encodeMeta(m Meta) ([]byte, error) {
 	}
 	w := wireMeta{ID: m.ID, Region: m.Region, WGEndpoint: m.WGEndpoint, PublicURL: m.PublicURL,
 		Load: m.Load, Version: m.Version, Boot: m.Boot, Draining: m.Draining}
-	if !m.WGKey.IsZero() {
-		k := m.WGKey
-		w.WGKey = &k
-	}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("encode meta: %w", err)
@@ -79,8 +77,8 @@ func encodeMeta(m Meta) ([]byte, error) {
 	return b, nil
 }
 
-// decodeMeta parses a remote node's metadata.
-func decodeMeta(b []byte) (Meta, error) {
+// decodeMetaBody parses the JSON body of a remote node's metadata.
+func decodeMetaBody(b []byte) (Meta, error) {
 	var w wireMeta
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Meta{}, fmt.Errorf("decode meta: %w", err)
@@ -88,12 +86,8 @@ func decodeMeta(b []byte) (Meta, error) {
 	if w.ID == "" || len(w.ID) > maxIDLen || w.Region == "" || len(w.Region) > maxIDLen || w.Load < 0 {
 		return Meta{}, fmt.Errorf("decode meta: bad id, region or load: %w", ErrInvalidArgument)
 	}
-	m := Meta{ID: w.ID, Region: w.Region, WGEndpoint: w.WGEndpoint, PublicURL: w.PublicURL,
-		Load: w.Load, Version: w.Version, Boot: w.Boot, Draining: w.Draining}
-	if w.WGKey != nil {
-		m.WGKey = *w.WGKey
-	}
-	return m, nil
+	return Meta{ID: w.ID, Region: w.Region, WGEndpoint: w.WGEndpoint, PublicURL: w.PublicURL,
+		Load: w.Load, Version: w.Version, Boot: w.Boot, Draining: w.Draining}, nil
 }
 
 // loadOnly reports whether a and b differ in Load alone.

@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/postern/postern/pkg/authority"
 )
 
 // nodeWithMeta returns a memberlist node for c's address carrying m.
 func nodeWithMeta(tb testing.TB, c *Cluster, m Meta) *memberlist.Node {
 	tb.Helper()
-	b, err := encodeMeta(m)
+	b, err := encodeSignedMeta(testIdentity(tb, m.ID, m.Region), m)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -25,8 +27,8 @@ func nodeWithMeta(tb testing.TB, c *Cluster, m Meta) *memberlist.Node {
 
 func TestNewRejects(t *testing.T) {
 	base := func() Config {
-		return Config{Meta: Meta{ID: "n", Region: "r"}, BindAddr: "127.0.0.1:0", Keys: [][]byte{testKey},
-			Timing: LocalTiming(), Logger: slog.New(slog.DiscardHandler)}
+		return Config{Meta: Meta{ID: "n", Region: "r"}, Identity: testIdentity(t, "n", "r"), Verifier: testAuthority(t),
+			BindAddr: "127.0.0.1:0", Keys: [][]byte{testKey}, Timing: LocalTiming(), Logger: slog.New(slog.DiscardHandler)}
 	}
 	tests := []struct {
 		name string
@@ -37,6 +39,15 @@ func TestNewRejects(t *testing.T) {
 		{"short key", func(c *Config) { c.Keys = [][]byte{[]byte("short")} }, ErrInvalidConfig},
 		{"no id", func(c *Config) { c.Meta.ID = "" }, ErrInvalidArgument},
 		{"no region", func(c *Config) { c.Meta.Region = "" }, ErrInvalidArgument},
+		{"id of another credential", func(c *Config) { c.Meta.ID = "other" }, ErrInvalidArgument},
+		{"no credential", func(c *Config) { c.Identity = Identity{} }, ErrInvalidConfig},
+		{"no verifier", func(c *Config) { c.Verifier = nil }, ErrInvalidConfig},
+		{"another node's key", func(c *Config) { c.Identity.Key = testIdentity(t, "m", "r").Key }, ErrInvalidConfig},
+		{"credential of another authority", func(c *Config) {
+			k, _ := authority.GenerateKey()
+			a, _ := authority.New(authority.Config{Key: k})
+			c.Verifier = a
+		}, ErrInvalidConfig},
 		{"meta too large", func(c *Config) { c.Meta.Version = strings.Repeat("v", 600) }, ErrMetaTooLarge},
 		{"bad bind", func(c *Config) { c.BindAddr = "nope" }, ErrInvalidConfig},
 		{"bad timing", func(c *Config) { c.Timing.ProbeTimeout = time.Hour }, ErrInvalidConfig},
@@ -67,6 +78,8 @@ func TestUpdateMetaRejects(t *testing.T) {
 		want error
 	}{
 		{"id change", func(m *Meta) { m.ID = "z" }, ErrInvalidArgument},
+		{"region change", func(m *Meta) { m.Region = "elsewhere" }, ErrInvalidArgument},
+		{"key change", func(m *Meta) { m.WGKey[0]++ }, ErrInvalidArgument},
 		{"boot change", func(m *Meta) { m.Boot++ }, ErrInvalidArgument},
 		{"too large", func(m *Meta) { m.PublicURL = strings.Repeat("u", 600) }, ErrMetaTooLarge},
 		{"negative load", func(m *Meta) { m.Load = -1 }, ErrInvalidArgument},
@@ -111,18 +124,57 @@ func TestSetAttachmentsRejects(t *testing.T) {
 }
 
 func TestMetaRoundTrip(t *testing.T) {
-	m := Meta{ID: "n1", Region: "eu-west-1", WGEndpoint: "198.51.100.1:51820", PublicURL: "https://n1:443",
-		Load: 3, Version: "1.2.3", Boot: time.Now().UnixNano(), Draining: true}
-	m.WGKey[0] = 9
-	b, err := encodeMeta(m)
+	c := newNode(t, "a", nil)
+	id := testIdentity(t, "mesh-eu-west-1-a", "eu-west-1")
+	m := Meta{ID: "mesh-eu-west-1-a", Region: "eu-west-1", WGEndpoint: "198.51.100.100:51820",
+		PublicURL: "https://mesh-eu-west-1-a.postern.example.com:443", Load: 1234, Version: "1.2.3",
+		Boot: time.Now().UnixNano(), Draining: true, WGKey: id.Credential.WGKey}
+	b, err := encodeSignedMeta(id, m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := decodeMeta(b)
-	if err != nil || got != m {
+	got, cred, err := c.decodeMeta(b)
+	if err != nil || got != m || cred.NodeID != m.ID {
 		t.Fatalf("got (%+v, %v), want %+v", got, err, m)
 	}
-	t.Logf("encoded meta: %d bytes", len(b))
+	t.Logf("encoded signed meta with a realistic URL: %d bytes of %d", len(b), memberlist.MetaMaxSize)
+}
+
+func TestMetaRefusesForgeries(t *testing.T) {
+	c := newNode(t, "a", nil)
+	id := testIdentity(t, "b", "region-b")
+	m := Meta{ID: "b", Region: "region-b", PublicURL: "https://b.example", Boot: 1}
+	good, err := encodeSignedMeta(id, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := testIdentity(t, "x", "region-b")
+	stolen := Identity{Credential: id.Credential, Key: other.Key} // someone else's credential, own key
+	forged, _ := encodeSignedMeta(stolen, m)
+	plain, _ := encodeMetaBody(m)
+	flipped := append([]byte(nil), good...)
+	flipped[len(flipped)-metaSigLen-3] ^= 1 // inside the JSON body
+	tests := map[string][]byte{
+		"no credential (keyring only)":   plain,
+		"stolen credential, another key": forged,
+		"body changed after signing":     flipped,
+		"truncated":                      good[:len(good)-1],
+		"empty":                          nil,
+	}
+	for name, b := range tests {
+		if _, _, err := c.decodeMeta(b); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if err := (&delegate{c: c}).NotifyAlive(&memberlist.Node{Name: "b", Meta: b}); err == nil {
+			t.Errorf("%s: NotifyAlive accepted", name)
+		}
+	}
+	if err := (&delegate{c: c}).NotifyAlive(&memberlist.Node{Name: "b", Meta: good}); err != nil {
+		t.Errorf("the genuine meta: %v", err)
+	}
+	if err := (&delegate{c: c}).NotifyAlive(&memberlist.Node{Name: "c", Meta: good}); err == nil {
+		t.Error("b's meta under another name was accepted")
+	}
 }
 
 // maxEntry is the largest attachment entry that SetAttachments accepts.

@@ -7,14 +7,16 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/revoke"
 )
 
 // Message kinds: the first byte of every user message and push-pull state.
 const (
-	kindAttachment byte = 'a' // one wireAttach
-	kindTokens     byte = 't' // []authority.UsedToken (small batch)
-	kindLeave      byte = 'l' // wireLeave
-	kindState      byte = 's' // wireState (push-pull)
+	kindAttachment byte = 'a' // one wireAttach, signed by its node
+	kindTokens     byte = 't' // envelope of []authority.UsedToken (small batch)
+	kindRevoke     byte = 'r' // envelope of []revoke.Record (small batch)
+	kindLeave      byte = 'l' // envelope of wireLeave
+	kindState      byte = 's' // envelope of wireState (push-pull)
 	kindCoord      byte = 'c' // Vivaldi coordinate in a ping ack
 )
 
@@ -23,6 +25,8 @@ const (
 	maxTokenBatch   = 32      // tokens in one broadcast
 	maxTokenIDLen   = 256     // bytes of a token id
 	maxStateTokens  = 50_000  // tokens carried in a push-pull
+	maxStateRevokes = 100_000 // revocations carried in a push-pull
+	maxRevokeBatch  = 16      // revocations in one broadcast
 	maxEntries      = 200_000 // attachment entries held in total
 	maxMessageBytes = 1400    // every broadcast fits one UDP packet
 )
@@ -39,6 +43,7 @@ type wireAttach struct {
 	Alive     bool   `json:"a,omitempty"`
 	Draining  bool   `json:"d,omitempty"`
 	Deleted   bool   `json:"x,omitempty"`
+	Sig       []byte `json:"z,omitempty"` // by Node's node key, over the entry without Sig
 }
 
 // valid reports whether a received entry is well formed.
@@ -64,6 +69,7 @@ type wireLeave struct {
 type wireState struct {
 	Attachments []wireAttach          `json:"a,omitempty"`
 	Tokens      []authority.UsedToken `json:"t,omitempty"`
+	Revocations []revoke.Record       `json:"r,omitempty"`
 }
 
 // encodeMsg prefixes the JSON form of v with kind.

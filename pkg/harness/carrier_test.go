@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/streambind/proxytest"
 	"github.com/postern/postern/pkg/wgkey"
@@ -138,7 +139,7 @@ func TestHostileStreamCutOthersServe(t *testing.T) {
 	}
 	for i, f := range frames {
 		t.Run(f.name, func(t *testing.T) {
-			c := hostileStream(t, h, cred)
+			c := hostileStream(t, h, cred, k)
 			defer c.Close()
 			if _, err := c.Write(f.data); err != nil {
 				t.Fatal(err)
@@ -161,10 +162,14 @@ func TestHostileStreamCutOthersServe(t *testing.T) {
 	}
 }
 
-// hostileStream opens a stream to mesh node 0 by hand and returns it after
-// the 101.
-func hostileStream(t *testing.T, h *Harness, cred string) *tls.Conn {
+// hostileStream opens a stream to mesh node 0 by hand, with the proof of
+// possession of key, and returns it after the 101.
+func hostileStream(t *testing.T, h *Harness, cred string, key wgkey.Private) *tls.Conn {
 	t.Helper()
+	proof, err := enroll.Proof(key, h.Meshes()[0].Node.WireGuard().PublicKey(), streambind.Path, time.Now(), cred, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := tls.Dial("tcp", h.Meshes()[0].Addr, &tls.Config{RootCAs: h.CA.Pool(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +178,7 @@ func hostileStream(t *testing.T, h *Harness, cred string) *tls.Conn {
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", streambind.Protocol)
 	req.Header.Set("Authorization", "Bearer "+cred)
+	req.Header.Set(streambind.ProofHeader, proof)
 	if err := req.Write(c); err != nil {
 		t.Fatal(err)
 	}

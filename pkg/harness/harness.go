@@ -21,12 +21,15 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/devcert"
+	"github.com/postern/postern/pkg/devidp"
 	"github.com/postern/postern/pkg/egress"
+	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/sampleapp"
@@ -58,7 +61,8 @@ type Options struct {
 	// ExtraCatalog is appended to the apps list of the generated catalogue
 	// (YAML list items, indented by two spaces).
 	ExtraCatalog string
-	// AllowList restricts the connectors' destinations.
+	// AllowList restricts the connectors' destinations; empty means
+	// 127.0.0.1, where the sample app listens.
 	AllowList []string
 	// Pool tunes the mesh nodes' connector probing.
 	Pool pool.Config
@@ -94,6 +98,9 @@ type Options struct {
 	// AdminAddrs, if set, are the mesh nodes' loopback admin addresses
 	// (/status, /routes/explain, /metrics), by node index.
 	AdminAddrs []string
+	// Limits bounds what one client may cost each mesh node; the zero
+	// value means meshnode's defaults.
+	Limits meshnode.Limits
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -293,6 +300,9 @@ func (h *Harness) catalogYAML() string {
 		return t.catalogYAML(h.App) + h.opts.ExtraCatalog
 	}
 	var b strings.Builder
+	if h.opts.Auth {
+		fmt.Fprintf(&b, "home_tenant: %s\n", devidp.DemoTenantID)
+	}
 	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\napps:\n")
 	if h.opts.Auth {
 		b.WriteString(h.authCatalogApp())
@@ -320,7 +330,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
-		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay,
+		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
 	}
 	if raceDetector {
 		cfg.Pool = stretchProbes(cfg.Pool, 750*time.Millisecond)
@@ -338,6 +348,10 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		}
 		cfg.WGBind = t.Net.Bind(wgnet.NewUDPBind(netip.MustParseAddr(h.opts.Host)), region)
 		if cfg.Cluster, gossipAddr, err = h.clusterConfig(i, l.Addr().String(), gossipPort); err != nil {
+			l.Close()
+			return nil, err
+		}
+		if cfg.NodeCredential, err = h.nodeCredential(dir, id, region); err != nil {
 			l.Close()
 			return nil, err
 		}
@@ -360,6 +374,20 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 	return m, nil
 }
 
+// nodeCredential mints the node credential of the node with state in dir,
+// as "meshd node credential" does, and writes it there.
+func (h *Harness) nodeCredential(dir, id, region string) (authority.NodeCredential, error) {
+	keys, err := meshnode.InitKeys(dir)
+	if err != nil {
+		return authority.NodeCredential{}, err
+	}
+	cred, err := h.Authority.IssueNodeCredential(id, region, keys.WG, keys.Node, authority.DefaultNodeCredentialTTL)
+	if err != nil {
+		return authority.NodeCredential{}, err
+	}
+	return cred, authority.SaveNodeCredential(meshnode.NodeCredentialPath(dir), cred)
+}
+
 // listenRetry listens on addr, retrying briefly while a just-closed
 // listener's port is still being released.
 func listenRetry(addr string) (net.Listener, error) {
@@ -379,6 +407,22 @@ func (h *Harness) Meshes() []*Mesh {
 	defer h.mu.Unlock()
 	return append([]*Mesh(nil), h.meshes...)
 }
+
+// Running returns the indices of the mesh nodes not stopped or killed.
+func (h *Harness) Running() []int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []int
+	for i, m := range h.meshes {
+		if !m.stopped {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Dir returns the mesh node's state directory.
+func (m *Mesh) Dir() string { return m.dir }
 
 // Connectors returns the connectors.
 func (h *Harness) Connectors() []*Connector {
@@ -451,10 +495,20 @@ func (h *Harness) addConnector(ctx context.Context, group, region string) (*Conn
 	if region != "" {
 		seed, client = h.seedFor(region), h.simAPIClient(region)
 	}
-	st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: dir, MeshURL: seed, Token: tok,
-		Name: filepath.Base(dir), HTTPClient: client})
-	if err != nil {
-		return nil, err
+	// While the mesh tunnels come up the nodes may not reach a majority
+	// to vote on the token: retry (the same key, so the same redemption).
+	var st *connector.State
+	var enrolErr error
+	if err := waitFor(ctx, 30*time.Second, func() bool {
+		st, enrolErr = connector.Enroll(ctx, connector.EnrollConfig{StateDir: dir, MeshURL: seed, Token: tok,
+			Name: filepath.Base(dir), HTTPClient: client})
+		var ae *enroll.APIError
+		return enrolErr == nil || !errors.As(enrolErr, &ae) || ae.Code != enroll.CodeTokenCheckUnavailable
+	}); err != nil {
+		return nil, fmt.Errorf("harness: enrolment: %w (last: %v)", err, enrolErr)
+	}
+	if enrolErr != nil {
+		return nil, enrolErr
 	}
 	if region == "" {
 		for _, m := range meshes[1:] {
@@ -475,7 +529,11 @@ func (h *Harness) addConnector(ctx context.Context, group, region string) (*Conn
 }
 
 func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connector, error) {
-	al, err := egress.ParseAllowList(h.opts.AllowList)
+	entries := h.opts.AllowList
+	if len(entries) == 0 {
+		entries = []string{"127.0.0.1"}
+	}
+	al, err := egress.ParseAllowList(entries)
 	if err != nil {
 		return nil, err
 	}

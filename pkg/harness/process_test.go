@@ -36,8 +36,9 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--token", tok,
-		"--state-dir", state, "--mesh-ca", ca).CombinedOutput()
+	enrol := exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--state-dir", state, "--mesh-ca", ca)
+	enrol.Env = append(os.Environ(), "POSTERN_ENROLL_TOKEN="+tok) // not on the command line
+	out, err := enrol.CombinedOutput()
 	if err != nil {
 		t.Fatalf("enroll: %v\n%s", err, out)
 	}
@@ -50,6 +51,9 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "already been used") {
 		t.Fatalf("reused token: got %v %s, want a refusal saying it was already used", err, out)
 	}
+	if !strings.Contains(string(out), "warning: --token puts the token in the process list") {
+		t.Errorf("--token did not warn: %s", out)
+	}
 	for _, f := range []string{"wg.key", "state.json"} {
 		fi, err := os.Stat(filepath.Join(state, f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
@@ -57,7 +61,11 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 		}
 	}
 	var logs syncBuffer // connectord keeps logging while the test reads
-	run := exec.Command(bin, "run", "--state-dir", state, "--mesh-ca", ca, "--health-listen", "127.0.0.1:0")
+	// Without an allow-list the connector refuses to run.
+	if out, err := exec.CommandContext(t.Context(), bin, "run", "--state-dir", state, "--mesh-ca", ca, "--health-listen", "").CombinedOutput(); err == nil || !strings.Contains(string(out), "--allow-any") {
+		t.Fatalf("run without --allow: got %v %s, want a refusal", err, out)
+	}
+	run := exec.Command(bin, "run", "--state-dir", state, "--mesh-ca", ca, "--health-listen", "127.0.0.1:0", "--allow", "127.0.0.1")
 	run.Stderr = &logs
 	if err := run.Start(); err != nil {
 		t.Fatal(err)

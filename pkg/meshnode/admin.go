@@ -134,6 +134,7 @@ var (
 	descStreams   = prometheus.NewDesc("postern_mesh_stream_carriers", "Open stream carriers.", nil, nil)
 	descCut       = prometheus.NewDesc("postern_mesh_stream_carriers_cut_total", "Stream carriers cut off for breaking the protocol.", nil, nil)
 	descDropped   = prometheus.NewDesc("postern_mesh_stream_packets_dropped_total", "Packets dropped because a stream carrier's send queue was full.", nil, nil)
+	descRevoked   = prometheus.NewDesc("postern_revocation_entries", "Entries of the deny-list held by this node, by kind (session, user, connector).", []string{"kind"}, nil)
 )
 
 // statusCollector reports tunnel and pool state at scrape time.
@@ -147,6 +148,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descStreams
 	ch <- descCut
 	ch <- descDropped
+	ch <- descRevoked
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -193,4 +195,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(st.Streams))
 	ch <- prometheus.MustNewConstMetric(descCut, prometheus.CounterValue, float64(st.Cut))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+	for kind, n := range c.n.revoked.Counts() {
+		ch <- prometheus.MustNewConstMetric(descRevoked, prometheus.GaugeValue, float64(n), string(kind))
+	}
 }

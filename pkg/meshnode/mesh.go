@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -77,6 +78,10 @@ type mesh struct {
 	kick    chan struct{}
 	served  prometheus.Counter // relayed requests served for other nodes
 	refused prometheus.Counter // relay attempts refused (not a mesh node)
+	roster  *roster            // the mesh nodes this node knows, persisted
+	redeem  *redeemer          // burns enrolment tokens for the mesh
+
+	tokenClient *http.Client // mesh-internal token calls over the tunnel
 
 	nodeAddrs atomic.Pointer[map[netip.Addr]string] // tunnel address → node id of the mesh peers
 	joined    atomic.Bool                           // the gossip reached another member at least once
@@ -91,11 +96,19 @@ type mesh struct {
 	// answered (or there was none) when the routes were last built.
 	builtWithPath bool
 	tokens        map[string]bool // used-token ids already spread
+	statesFrom    map[string]bool // nodes whose full state was merged
 }
 
 func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	m := &mesh{n: n, cfg: cfg, boot: time.Now().UnixNano(), kick: make(chan struct{}, 1),
-		wgPeers: map[string]wgkey.Public{}, peerBoot: map[string]int64{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{}}
+		wgPeers: map[string]wgkey.Public{}, peerBoot: map[string]int64{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{},
+		statesFrom: map[string]bool{}}
+	m.redeem = &redeemer{m: m}
+	m.tokenClient = &http.Client{Transport: &http.Transport{DialContext: n.wg.DialContext, MaxIdleConnsPerHost: 4}}
+	var err error
+	if m.roster, err = openRoster(filepath.Join(n.cfg.StateDir, rosterFile)); err != nil {
+		return nil, err
+	}
 	if m.cfg.RouteInterval == 0 {
 		m.cfg.RouteInterval = 500 * time.Millisecond
 	}
@@ -122,6 +135,8 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	m.cluster, err = gossip.New(gossip.Config{
 		Meta: gossip.Meta{ID: n.cfg.ID, Region: n.cfg.Region, WGKey: n.wg.PublicKey(), WGEndpoint: n.advertise(),
 			PublicURL: m.publicURL(), Version: Version, Boot: m.boot},
+		Identity: gossip.Identity{Credential: n.cfg.NodeCredential, Key: n.nodeKey}, Verifier: n.cfg.Authority,
+		Revocations: gossipRevocations{n}, OnStateMerged: m.noteState,
 		BindAddr: cfg.GossipListen, AdvertiseAddr: cfg.GossipAdvertise, Transport: cfg.Transport, Keys: cfg.Keys,
 		Insecure: cfg.Insecure, Label: cfg.Label, Seeds: cfg.Seeds, Timing: cfg.Timing, Tokens: n.used,
 		Logger: n.logger.With("component", "gossip"), Registerer: n.cfg.Registry,
@@ -194,6 +209,10 @@ func (m *mesh) sync() {
 			m.joined.Store(true) // also when the background rejoin got there
 		}
 	}
+	if err := m.roster.observe(members, time.Now()); err != nil {
+		m.n.logger.Warn("mesh_members_save_failed", "error", err)
+	}
+	m.restoreUsed()
 	m.reconcilePeers(members)
 	m.rebuild(members)
 }
@@ -500,6 +519,22 @@ func (m *mesh) relayGate(next http.Handler) http.Handler {
 	})
 }
 
+// meshOnly admits requests from the tunnel addresses of live members
+// only: nodes whose node credential the gossip verified.
+func (m *mesh) meshOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err == nil {
+			if _, ok := m.isMeshNode(ap.Addr().Unmap()); ok {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		m.n.logger.Warn("mesh_call_refused", "remote", r.RemoteAddr, "path", r.URL.Path, "reason", "not a mesh node of the cluster")
+		http.Error(w, "only mesh nodes of the cluster may call this", http.StatusForbidden)
+	})
+}
+
 // nodesFor lists the live, non-draining members a connector of group may
 // attach to.
 func (m *mesh) nodesFor(g *catalog.ConnectorGroup) []enroll.NodeInfo {
@@ -511,7 +546,7 @@ func (m *mesh) nodesFor(g *catalog.ConnectorGroup) []enroll.NodeInfo {
 		if (g.PinRegion && mb.Region != g.Region) || slices.Contains(g.ExcludeRegions, mb.Region) {
 			continue
 		}
-		out = append(out, enroll.NodeInfo{ID: mb.ID, Region: mb.Region, URL: mb.PublicURL})
+		out = append(out, enroll.NodeInfo{ID: mb.ID, Region: mb.Region, URL: mb.PublicURL, PublicKey: mb.WGKey})
 	}
 	return out
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/postern/postern/pkg/authority"
@@ -29,7 +30,9 @@ import (
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/gossip"
+	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/revoke"
 	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
@@ -64,9 +67,22 @@ type Config struct {
 	// send WireGuard to; empty means WGListen's port on the host name that
 	// connectors used to reach the API.
 	WGAdvertise string
-	// StateDir holds the node's WireGuard key and the used enrolment
-	// tokens. Required.
+	// StateDir holds the node's WireGuard key, node key, the used
+	// enrolment tokens, the deny-list and the mesh members it knows.
+	// Required.
 	StateDir string
+	// NodeCredential is the node's authority-signed node credential (from
+	// "meshd node credential"), naming this node's id, region and the keys
+	// in StateDir. Required with Cluster; a lone node needs none.
+	NodeCredential authority.NodeCredential
+	// SessionRevocationSpan is how long a sign-out's revocation of a
+	// session lives: longer than a global session plus the longest app
+	// token minted at its end. Zero means revoke.DefaultSessionSpan (24h).
+	SessionRevocationSpan time.Duration
+	// APIRateLimit is the steady rate of enrolment API requests allowed
+	// per client address; zero means the enrolment server's default (5/s),
+	// rate.Inf disables limiting (tests).
+	APIRateLimit rate.Limit
 	// Authority signs and verifies enrolment tokens and credentials.
 	// Required.
 	Authority *authority.Authority
@@ -105,6 +121,9 @@ type Config struct {
 	// balancers polling /readyz take it out of rotation before its
 	// listener closes; zero means the listener closes at once.
 	DrainDelay time.Duration
+	// Limits bounds what one client or tunnel peer may cost the node;
+	// the zero value means the defaults of Limits.
+	Limits Limits
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// Registry receives the metrics; nil means a new registry.
@@ -113,17 +132,26 @@ type Config struct {
 
 // Node is a running mesh node.
 type Node struct {
-	cfg     Config
-	logger  *slog.Logger
-	catalog *catalog.Store
-	wg      *wgnet.Node
-	pool    *pool.Pool
-	edge    *edge.Handler
-	enroll  *enroll.Server
-	stream  *streambind.Server
-	used    *authority.UsedTokens
-	public  net.Listener
-	mesh    *mesh // nil for a lone node
+	cfg         Config
+	logger      *slog.Logger
+	catalog     *catalog.Store
+	wgKey       wgkey.Private
+	nodeKey     authority.Key
+	revoked     *revoke.List
+	revMetrics  *revocationMetrics
+	enforceKick chan struct{}
+	wg          *wgnet.Node
+	pool        *pool.Pool
+	edge        *edge.Handler
+	enroll      *enroll.Server
+	stream      *streambind.Server
+	used        *authority.UsedTokens
+	public      *iplimit.Listener
+	tunnel      *iplimit.Listener
+	mesh        *mesh // nil for a lone node
+	limits      Limits
+
+	connMetrics *connMetrics
 
 	auth *edge.AuthConfig // nil without sign-in
 
@@ -164,15 +192,52 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
-	key, err := wgkey.LoadOrCreate(filepath.Join(cfg.StateDir, "wg.key"))
+	if _, err := InitKeys(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	key, err := wgkey.Load(filepath.Join(cfg.StateDir, wgKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
-	used, err := authority.OpenUsedTokens(filepath.Join(cfg.StateDir, "used-tokens.json"), nil)
+	nodeKey, err := authority.LoadKey(filepath.Join(cfg.StateDir, nodeKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("meshnode: node key: %w", err)
+	}
+	if cfg.Cluster != nil {
+		if cfg.NodeCredential.IsZero() {
+			return nil, errors.New("meshnode: a node of a cluster needs its node credential; mint it with \"meshd node credential\"")
+		}
+		if _, err := cfg.Authority.VerifyNodeCredential(cfg.NodeCredential.Bytes()); err != nil {
+			return nil, fmt.Errorf("meshnode: node credential: %w", err)
+		}
+		if err := checkCredential(cfg.NodeCredential, cfg.ID, cfg.Region, key.Public(), nodeKey.Public()); err != nil {
+			return nil, err
+		}
+	}
+	// A node that ran before has its deny-list journal (and, in a
+	// cluster, its roster) beside the used tokens: the used tokens alone
+	// missing means they were lost, never silently forgotten.
+	usedPath := filepath.Join(cfg.StateDir, usedTokensFile)
+	lost := !exists(usedPath) && (exists(filepath.Join(cfg.StateDir, revokedFile)) || exists(filepath.Join(cfg.StateDir, rosterFile)))
+	if lost && cfg.Cluster == nil {
+		return nil, fmt.Errorf("meshnode: %s is missing although this node ran before: starting without it could accept a used enrolment token again. Restore it from a backup; or, if no token was ever used here, write an empty one: echo '{\"version\":1,\"tokens\":[]}' > %s", usedPath, usedPath)
+	}
+	used, err := authority.OpenUsedTokens(usedPath, nil, lost)
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
-	n := &Node{cfg: cfg, logger: logger, catalog: store, used: used}
+	if lost {
+		logger.Warn("used_tokens_lost", "path", usedPath,
+			"consequence", "enrolments are refused until the record is restored from the other mesh nodes")
+	}
+	revoked, err := revoke.Open(filepath.Join(cfg.StateDir, revokedFile), nil)
+	if err != nil {
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	cfg.TLS = hardenTLS(cfg.TLS)
+	n := &Node{cfg: cfg, logger: logger, catalog: store, used: used, wgKey: key, nodeKey: nodeKey, revoked: revoked,
+		enforceKick: make(chan struct{}, 1), limits: cfg.Limits.withDefaults(), connMetrics: newConnMetrics(cfg.Registry)}
+	n.revMetrics = newRevocationMetrics(cfg.Registry)
 	udp := cfg.WGBind
 	if udp == nil {
 		udp = wgnet.NewUDPBind(cfg.WGListen.Addr())
@@ -195,28 +260,44 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if cfg.Listener != nil {
-		n.public = cfg.Listener
+		n.public = n.limitPublic(cfg.Listener)
 	} else {
 		l, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			wgn.Close()
 			return nil, fmt.Errorf("meshnode: public listener: %w", err)
 		}
-		n.public = l
+		n.public = n.limitPublic(l)
 	}
+	tl, err := wgn.Listen(tunnelhttp.Port)
+	if err != nil {
+		n.public.Close()
+		wgn.Close()
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	n.tunnel = n.limitTunnel(tl)
 	var router edge.Router = n.pool
 	if cfg.Cluster != nil {
 		if n.mesh, err = newMesh(n, *cfg.Cluster); err != nil {
 			n.public.Close()
+			n.tunnel.Close()
 			wgn.Close()
 			return nil, err
 		}
 		router = n.mesh.router
 	}
+	if authCfg != nil {
+		authCfg.Denied, authCfg.Revoker = revoked, n
+	}
 	n.auth = authCfg
-	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry, Auth: authCfg})
-	n.enroll, err = enroll.NewServer(enroll.Config{Authority: cfg.Authority, Used: used, Attacher: n,
-		CredentialTTL: cfg.CredentialTTL, Logger: logger})
+	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
+		Auth: authCfg, Limits: n.limits.Unauth})
+	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
+		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit}
+	if n.mesh != nil {
+		ec.Redeemer = n.mesh.redeem
+	}
+	n.enroll, err = enroll.NewServer(ec)
 	if err != nil {
 		n.closeEarly()
 		return nil, fmt.Errorf("meshnode: %w", err)
@@ -241,6 +322,10 @@ func checkLoopback(addr string) error {
 
 // Addr returns the public listener's address.
 func (n *Node) Addr() net.Addr { return n.public.Addr() }
+
+// Conns returns the connection tables of the public and the tunnel
+// listener: who holds how many connections open now.
+func (n *Node) Conns() (public, tunnel *iplimit.Conns) { return n.public.Conns(), n.tunnel.Conns() }
 
 // WireGuard returns the node's WireGuard node.
 func (n *Node) WireGuard() *wgnet.Node { return n.wg }
@@ -267,6 +352,13 @@ func (n *Node) Attach(ctx context.Context, c authority.Credential) (enroll.Attac
 	}
 	if n.draining.Load() {
 		return enroll.AttachResponse{}, fmt.Errorf("%w: this mesh node is draining", enroll.ErrAttachRefused)
+	}
+	if n.isNodeKey(c.PublicKey) {
+		return enroll.AttachResponse{}, fmt.Errorf("%w: the key of connector %s is a mesh node's", enroll.ErrAttachRefused, c.ConnectorID)
+	}
+	if n.revoked.ConnectorRevoked(c.ConnectorID, c.PublicKey) {
+		n.revMetrics.refused.WithLabelValues("attach").Inc()
+		return enroll.AttachResponse{}, fmt.Errorf("%w: connector %s is revoked", enroll.ErrAttachRefused, c.ConnectorID)
 	}
 	if err := n.wg.AddPeer(wgnet.Peer{PublicKey: c.PublicKey}); err != nil {
 		return enroll.AttachResponse{}, fmt.Errorf("meshnode: attach %s: %w", c.ConnectorID, err)
@@ -303,6 +395,10 @@ func (n *Node) Nodes(ctx context.Context, c authority.Credential) ([]enroll.Node
 // the connector cannot see requests still on their way through the
 // tunnel, so only this node knows when it is safe to let it go.
 func (n *Node) Detach(ctx context.Context, c authority.Credential, drain bool) error {
+	if n.isNodeKey(c.PublicKey) {
+		n.logger.Warn("detach_refused", "connector_id", c.ConnectorID, "reason", "the key is a mesh node's, not a connector's")
+		return nil // only connector peers are ever removed here
+	}
 	if drain {
 		n.pool.SetDraining(c.PublicKey, true)
 	} else if cur := n.pool.Get(c.PublicKey); cur != nil {
@@ -322,15 +418,26 @@ func (n *Node) Detach(ctx context.Context, c authority.Credential, drain bool) e
 }
 
 // AuthorizeStream implements streambind.Authorizer: a stream carrier is
-// open to a connector whose credential verifies and whose group is in the
-// catalogue, and it is bound to the credential's WireGuard key.
-func (n *Node) AuthorizeStream(_ context.Context, credential string) (streambind.Grant, error) {
+// open to a connector whose credential verifies, with a proof that it
+// holds the credential's key, whose group is in the catalogue and which is
+// not revoked; it is bound to the credential's WireGuard key.
+func (n *Node) AuthorizeStream(_ context.Context, credential, proof string) (streambind.Grant, error) {
 	c, err := n.cfg.Authority.VerifyCredential(credential)
 	if err != nil {
 		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream: %w", err)
 	}
+	if err := enroll.VerifyProof(n.wgKey, c.PublicKey, proof, streambind.Path, time.Now(), credential, ""); err != nil {
+		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream of %s: %w", c.ConnectorID, err)
+	}
 	if _, ok := n.catalog.Current().Group(c.Group); !ok {
 		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream of %s: connector group %q is not in the catalogue", c.ConnectorID, c.Group)
+	}
+	if n.isNodeKey(c.PublicKey) {
+		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream of %s: the key is a mesh node's", c.ConnectorID)
+	}
+	if n.revoked.ConnectorRevoked(c.ConnectorID, c.PublicKey) {
+		n.revMetrics.refused.WithLabelValues("stream").Inc()
+		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream of %s: the connector is revoked", c.ConnectorID)
 	}
 	return streambind.Grant{PublicKey: c.PublicKey, ConnectorID: c.ConnectorID, Expires: c.Expires}, nil
 }
@@ -353,6 +460,9 @@ func (n *Node) advertise() string {
 // every host, and the edge proxy for everything else.
 func (n *Node) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refuseExcess(w, r) {
+			return
+		}
 		if r.URL.Path == streambind.Path {
 			n.stream.ServeHTTP(w, r)
 			return
@@ -369,20 +479,21 @@ func (n *Node) Handler() http.Handler {
 // returns the first listener's failure, or nil.
 func (n *Node) Run(ctx context.Context) error {
 	errLog := slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)
-	tl, err := n.wg.Listen(tunnelhttp.Port)
-	if err != nil {
-		return fmt.Errorf("meshnode: %w", err)
-	}
 	var al net.Listener
 	if n.cfg.AdminListen != "" {
+		var err error
 		if al, err = net.Listen("tcp", n.cfg.AdminListen); err != nil {
-			tl.Close()
 			return fmt.Errorf("meshnode: admin listener: %w", err)
 		}
 	}
-	pub := &http.Server{Handler: n.Handler(), TLSConfig: n.cfg.TLS, ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout: 120 * time.Second, ErrorLog: errLog}
-	tun := &http.Server{Handler: n.tunnelHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	lim := n.limits
+	pub := &http.Server{Handler: n.Handler(), TLSConfig: n.cfg.TLS, ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		IdleTimeout: lim.IdleTimeout, MaxHeaderBytes: lim.MaxHeaderBytes, ConnContext: iplimit.ConnContext, ErrorLog: errLog}
+	tl := n.tunnel
+	// Relayed requests carry a client's header (at most MaxHeaderBytes)
+	// plus the first node's identity and forwarding headers.
+	tun := &http.Server{Handler: n.tunnelHandler(), ReadHeaderTimeout: lim.ReadHeaderTimeout, IdleTimeout: lim.IdleTimeout,
+		MaxHeaderBytes: 2 * lim.MaxHeaderBytes, ErrorLog: errLog}
 	servers := []*http.Server{pub, tun}
 	// The background work (probes, catalogue, gossip, sign-in keys) goes
 	// on through the drain and stops after it.
@@ -406,11 +517,12 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Go(func() { serve(pub, n.public, n.cfg.TLS != nil) })
 	wg.Go(func() { serve(tun, tl, false) })
 	if al != nil {
-		admin := &http.Server{Handler: n.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+		admin := &http.Server{Handler: n.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: lim.IdleTimeout, ErrorLog: errLog}
 		servers = append(servers, admin)
 		wg.Go(func() { serve(admin, al, false) })
 	}
 	wg.Go(func() { n.pool.Run(life) })
+	wg.Go(func() { n.enforceLoop(life) })
 	if n.cfg.CatalogPoll >= 0 {
 		poll := n.cfg.CatalogPoll
 		if poll == 0 {
@@ -531,6 +643,7 @@ func (n *Node) tunnelHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(enroll.RenewPath, n.enroll)
 	if n.mesh != nil {
+		mux.Handle(tokensPath, n.mesh.meshOnly(n.mesh.tokensHandler()))
 		mux.Handle("/", n.mesh.relayGate(n.edge.RelayHandler()))
 	}
 	return mux
@@ -543,9 +656,11 @@ func (n *Node) Close() error {
 		if n.mesh != nil {
 			n.mesh.peers.Close()
 			n.mesh.cluster.Close()
+			n.mesh.tokenClient.CloseIdleConnections()
 		}
 		n.pool.Close()
 		n.public.Close()
+		n.tunnel.Close()
 		n.wg.Close()
 	})
 	return nil
@@ -553,6 +668,7 @@ func (n *Node) Close() error {
 
 // closeEarly releases what New opened before it failed.
 func (n *Node) closeEarly() {
+	n.tunnel.Close()
 	if n.mesh != nil {
 		n.mesh.cluster.Close()
 	}

@@ -18,6 +18,7 @@ const (
 	TypeSession = "postern-session+jwt" // global session, aud = the auth host
 	TypeApp     = "postern-app+jwt"     // app token, aud = the app's external host
 	TypeAssert  = "postern-assert+jwt"  // identity assertion from a mesh node to a backend
+	TypeLogout  = "postern-logout+jwt"  // sign-out notice from the auth functions to the mesh
 )
 
 // Identity is who the user is, as established by the identity provider.
@@ -79,6 +80,28 @@ type SessionClaims struct {
 	// Audience is the auth host, without port.
 	Audience string `json:"aud"`
 	// IssuedAt and Expiry are Unix seconds.
+	IssuedAt int64 `json:"iat"`
+	Expiry   int64 `json:"exp"`
+	// Issuer is the auth functions' URL.
+	Issuer string `json:"iss"`
+}
+
+// LogoutClaims are the claims of a sign-out notice (typ [TypeLogout]): the
+// auth functions' signed word that session SessionID ended. They cannot
+// tell the mesh themselves (they keep no state and do not gossip), so the
+// browser carries the notice to a mesh node of one app, which revokes the
+// session for the whole mesh; every app token of that session is refused
+// from then on, wherever it was minted.
+type LogoutClaims struct {
+	// SessionID is the sid that ended.
+	SessionID string `json:"sid"`
+	// Subject is the user, for the logs.
+	Subject string `json:"sub"`
+	// Audience is the app host that the notice is carried to.
+	Audience string `json:"aud"`
+	// IssuedAt is when the session ended; Expiry is when the last app
+	// token of the session expires at the latest: the revocation lives
+	// until then.
 	IssuedAt int64 `json:"iat"`
 	Expiry   int64 `json:"exp"`
 	// Issuer is the auth functions' URL.

@@ -33,6 +33,18 @@ func (k *Keyset) SignSession(c SessionClaims) (string, error) {
 	return k.sign(TypeSession, c)
 }
 
+// SignLogout signs a sign-out notice (typ [TypeLogout]) with the active
+// key, with the same checks as [Keyset.SignApp].
+func (k *Keyset) SignLogout(c LogoutClaims) (string, error) {
+	if err := checkMint(c.Audience, c.Issuer, c.IssuedAt, c.Expiry); err != nil {
+		return "", fmt.Errorf("sign logout notice: %w", err)
+	}
+	if c.SessionID == "" {
+		return "", fmt.Errorf("sign logout notice: sid is required")
+	}
+	return k.sign(TypeLogout, c)
+}
+
 // SignAssertion signs an identity assertion (typ [TypeAssert]) for the
 // backend of the app at audience, valid for ttl from now. A mesh node signs
 // it with its own assertion key set, never the session keys.

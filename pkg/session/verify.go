@@ -132,6 +132,22 @@ func (v *Verifier) VerifySession(ctx context.Context, token, audience string) (*
 	return &c, nil
 }
 
+// VerifyLogout verifies a sign-out notice carried to the app at audience
+// (its host, without port) and returns its claims.
+func (v *Verifier) VerifyLogout(ctx context.Context, token, audience string) (*LogoutClaims, error) {
+	var c LogoutClaims
+	if err := v.verify(ctx, token, TypeLogout, &c); err != nil {
+		return nil, fmt.Errorf("verify logout notice: %w", err)
+	}
+	if err := v.checkClaims(c.Audience, audience, c.Issuer, true, c.IssuedAt, 0, c.Expiry); err != nil {
+		return nil, fmt.Errorf("verify logout notice: %w", err)
+	}
+	if c.SessionID == "" {
+		return nil, fmt.Errorf("verify logout notice: %w: sid is required", ErrMalformed)
+	}
+	return &c, nil
+}
+
 // VerifyAssertion verifies an identity assertion for the app at audience,
 // as a backend (or a test) would with the mesh's assertion JWKS.
 func (v *Verifier) VerifyAssertion(ctx context.Context, token, audience string) (*AssertionClaims, error) {

@@ -16,6 +16,9 @@ type Target struct {
 	// Credential returns the connector's current credential; it is called
 	// on every dial, so a renewed credential is used from then on.
 	Credential func() string
+	// Proof returns the proof of possession that goes with credential, for
+	// the node's ProofHeader; nil sends none (the node then refuses).
+	Proof func(credential string) string
 	// Transport carries the upgrade request. An *http.Transport is cloned
 	// and limited to HTTP/1.1, keeping its TLS settings and its Proxy
 	// (http.ProxyFromEnvironment honours HTTPS_PROXY and NO_PROXY, and a
@@ -65,7 +68,11 @@ func dial(ctx context.Context, rt http.RoundTripper, t Target) (io.ReadWriteClos
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", Protocol)
 	if t.Credential != nil {
-		req.Header.Set("Authorization", "Bearer "+t.Credential())
+		cred := t.Credential()
+		req.Header.Set("Authorization", "Bearer "+cred)
+		if t.Proof != nil {
+			req.Header.Set(ProofHeader, t.Proof(cred))
+		}
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil {

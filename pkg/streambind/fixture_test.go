@@ -13,16 +13,22 @@ import (
 	"github.com/postern/postern/pkg/wgnet"
 )
 
-// testAuth admits the credentials it maps.
+// testAuth admits the credentials it maps, with the proof testProof.
 type testAuth map[string]Grant
 
-func (a testAuth) AuthorizeStream(_ context.Context, cred string) (Grant, error) {
+func (a testAuth) AuthorizeStream(_ context.Context, cred, proof string) (Grant, error) {
 	g, ok := a[cred]
 	if !ok {
 		return Grant{}, errors.New("unknown credential")
 	}
+	if proof != testProof(cred) {
+		return Grant{}, errors.New("no proof of possession")
+	}
 	return g, nil
 }
+
+// testProof stands in for the connector's proof of possession.
+func testProof(cred string) string { return "proof-of-" + cred }
 
 // fixture is a mesh-like node (Server over UDP, behind an HTTPS server with
 // HTTP/2 enabled, like meshd's public listener) and a connector-like node
@@ -79,7 +85,7 @@ func newFixture(tb testing.TB, clientUDP *wgnet.BlockBind) *fixture {
 	}
 	tb.Cleanup(func() { f.conn.Close() })
 	f.ep = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), f.mesh.ListenPort())
-	f.cb.SetTarget(f.ep, Target{URL: f.ts.URL, Credential: func() string { return f.cred }, Transport: f.transport})
+	f.cb.SetTarget(f.ep, Target{URL: f.ts.URL, Credential: func() string { return f.cred }, Proof: testProof, Transport: f.transport})
 	if err := f.mesh.AddPeer(wgnet.Peer{PublicKey: ck.Public()}); err != nil {
 		tb.Fatal(err)
 	}

@@ -40,12 +40,17 @@ type Grant struct {
 	Expires time.Time
 }
 
+// ProofHeader carries the connector's proof that it holds the
+// credential's private key (see enroll.Proof, made for Path).
+const ProofHeader = "Postern-Proof"
+
 // Authorizer decides whether a stream may open. It is called with the
-// bearer credential of the upgrade request, from concurrent requests, and
-// must return promptly. Its errors are logged, never shown to the client,
-// and must not contain the credential.
+// bearer credential of the upgrade request and its proof of possession
+// (ProofHeader; empty if none), from concurrent requests, and must return
+// promptly. Its errors are logged, never shown to the client, and must not
+// contain the credential.
 type Authorizer interface {
-	AuthorizeStream(ctx context.Context, credential string) (Grant, error)
+	AuthorizeStream(ctx context.Context, credential, proof string) (Grant, error)
 }
 
 // ServerConfig configures a Server.
@@ -194,7 +199,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "present the connector credential as a bearer token", http.StatusUnauthorized)
 		return
 	}
-	grant, err := s.cfg.Authorizer.AuthorizeStream(r.Context(), cred)
+	grant, err := s.cfg.Authorizer.AuthorizeStream(r.Context(), cred, r.Header.Get(ProofHeader))
 	if err != nil {
 		s.logger.Warn("stream_refused", "remote_addr", r.RemoteAddr, "error", err)
 		http.Error(w, "the credential does not admit a stream to this mesh node", http.StatusForbidden)
@@ -258,6 +263,19 @@ func (s *Server) register(g Grant, c net.Conn) (*serverStream, error) {
 	s.streams[g.PublicKey] = st
 	s.wg.Add(1)
 	return st, nil
+}
+
+// Drop closes pub's stream, if it has one (its connector was detached,
+// revoked, or its group removed), and reports whether it had.
+func (s *Server) Drop(pub wgkey.Public) bool {
+	s.mu.Lock()
+	st := s.streams[pub]
+	s.mu.Unlock()
+	if st == nil {
+		return false
+	}
+	st.close()
+	return true
 }
 
 // unregister removes st if it is still its peer's stream, and closes it.

@@ -26,6 +26,16 @@ func TestStreamCarrier(t *testing.T) {
 	if got := f.srv.Stats().Streams; got != 1 {
 		t.Fatalf("streams: got %d, want 1", got)
 	}
+	// A revoked connector's stream is cut (it redials; the mesh refuses
+	// it then).
+	dials := f.cb.StreamDials(f.ep)
+	if !f.srv.Drop(f.conn.PublicKey()) {
+		t.Fatal("Drop found no stream")
+	}
+	if f.srv.Drop(newKey(t).Public()) {
+		t.Fatal("Drop of an unknown key reported a stream")
+	}
+	waitFor(t, 5*time.Second, "the connector redials its dropped stream", func() bool { return f.cb.StreamDials(f.ep) > dials })
 }
 
 // TestSwitchCarriers moves one connector between UDP and the stream and
@@ -102,6 +112,12 @@ func TestStreamRefused(t *testing.T) {
 	if !errors.Is(err, ErrUpgradeRefused) {
 		t.Fatalf("dial with a forged credential: got %v, want ErrUpgradeRefused", err)
 	}
+	// The real credential without its proof (stolen) does not open a
+	// stream either: it would take over the connector's.
+	_, err = dial(t.Context(), rt, Target{URL: f.ts.URL, Credential: func() string { return f.cred }})
+	if !errors.Is(err, ErrUpgradeRefused) {
+		t.Fatalf("dial with a stolen credential and no proof: got %v, want ErrUpgradeRefused", err)
+	}
 	if got := f.srv.Stats().Streams; got != 0 {
 		t.Fatalf("streams after refusals: got %d, want 0", got)
 	}
@@ -128,7 +144,7 @@ func TestHostileStreamCut(t *testing.T) {
 	rt := streamTransport(f.transport)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rwc, err := dial(t.Context(), rt, Target{URL: f.ts.URL, Credential: func() string { return "hostile" }})
+			rwc, err := dial(t.Context(), rt, Target{URL: f.ts.URL, Credential: func() string { return "hostile" }, Proof: testProof})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,7 +182,7 @@ func TestStreamReconnects(t *testing.T) {
 	f := newFixture(t, nil)
 	f.useStream(t)
 	f.ping(t, 10*time.Second)
-	rwc, err := dial(t.Context(), streamTransport(f.transport), Target{URL: f.ts.URL, Credential: func() string { return f.cred }})
+	rwc, err := dial(t.Context(), streamTransport(f.transport), Target{URL: f.ts.URL, Credential: func() string { return f.cred }, Proof: testProof})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +202,7 @@ func TestStreamThroughProxy(t *testing.T) {
 	f := newFixture(t, nil)
 	tr := f.transport.Clone()
 	tr.Proxy = http.ProxyURL(p.URL())
-	f.cb.SetTarget(f.ep, Target{URL: f.ts.URL, Credential: func() string { return f.cred }, Transport: tr})
+	f.cb.SetTarget(f.ep, Target{URL: f.ts.URL, Credential: func() string { return f.cred }, Proof: testProof, Transport: tr})
 	f.useStream(t)
 	f.ping(t, 10*time.Second)
 	if p.Tunnels() < 1 {

@@ -139,3 +139,16 @@ func (p Public) Addr() netip.Addr {
 	copy(a[4:], sum[:12])
 	return netip.AddrFrom16(a)
 }
+
+// Shared returns the X25519 shared secret of k and peer, the same on both
+// sides (k's owner with peer, peer's owner with k.Public()). It fails for
+// a peer key of low order, whose result would be predictable.
+func (k Private) Shared(peer Public) ([Len]byte, error) {
+	out, err := curve25519.X25519(k[:], peer[:])
+	if err != nil {
+		return [Len]byte{}, fmt.Errorf("wgkey: shared secret: %w", err)
+	}
+	var s [Len]byte
+	copy(s[:], out)
+	return s, nil
+}

@@ -452,7 +452,7 @@ func TestUsedTokenSpreadsThroughTheMesh(t *testing.T) {
 	}
 	key, _ := wgkey.Generate()
 	first := &enroll.Client{BaseURL: h.Meshes()[h.MeshIndex("use1-a")].URL, HTTPClient: h.APIClient()}
-	if _, err := first.Enroll(t.Context(), tok, key.Public(), "one"); err != nil {
+	if _, err := first.Enroll(t.Context(), tok, key, "one"); err != nil {
 		t.Fatal(err)
 	}
 	// The same token at a node on the other side of the world is refused
@@ -461,7 +461,7 @@ func TestUsedTokenSpreadsThroughTheMesh(t *testing.T) {
 	var lastErr error
 	err = harness.WaitFor(t.Context(), 10*time.Second, func() bool {
 		key2, _ := wgkey.Generate()
-		_, lastErr = other.Enroll(t.Context(), tok, key2.Public(), "two")
+		_, lastErr = other.Enroll(t.Context(), tok, key2, "two")
 		var apiErr *enroll.APIError
 		return errors.As(lastErr, &apiErr) && apiErr.Code == enroll.CodeTokenAlreadyUsed
 	})

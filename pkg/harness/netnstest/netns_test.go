@@ -83,7 +83,7 @@ func TestConnectorInNamespaceWithUDPBlocked(t *testing.T) {
 
 	logs := &syncBuffer{}
 	run := n.command(context.Background(), bin, "run", "--state-dir", state, "--mesh-ca", ca,
-		"--health-listen", healthAddr, "--probe-interval", "2s")
+		"--health-listen", healthAddr, "--probe-interval", "2s", "--allow", "127.0.0.1")
 	run.Stdout, run.Stderr = logs, logs
 	began := time.Now()
 	if err := run.Start(); err != nil {

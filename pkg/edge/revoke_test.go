@@ -1,0 +1,196 @@
+package edge
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/pkg/revoke"
+	"github.com/postern/postern/pkg/session"
+)
+
+// mintApp signs an app token for the smartmoney app of session sid, whose
+// user authenticated at authTime, bound to nonce.
+func mintApp(tb testing.TB, ks *session.Keyset, sid string, authTime time.Time, nonce string) string {
+	tb.Helper()
+	now := time.Now()
+	tok, err := ks.SignApp(session.AppClaims{
+		Identity: session.Identity{Subject: "tid/alice", TenantID: benchTenant, Groups: []string{"g-support"}, Roles: []string{"SmartMoney.User"},
+			AuthTime: authTime.Unix(), SessionID: sid},
+		AppID: "smartmoney", Audience: "smartmoney.example.com", Binding: bindHash(nonce), ReturnPath: "/reports?q=1",
+		IssuedAt: now.Unix(), Expiry: now.Add(time.Hour).Unix(), Issuer: "https://auth.example.com",
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+func newDenyList(tb testing.TB, es ...revoke.Entry) *revoke.List {
+	tb.Helper()
+	l, err := revoke.Open(filepath.Join(tb.TempDir(), "r.json"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range es {
+		if _, err := l.Add(revoke.Record{Entry: e}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return l
+}
+
+func setCookie(w *httptest.ResponseRecorder, name string) *http.Cookie {
+	for _, c := range w.Result().Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// TestRevokedCookieSignsInAfresh: an app cookie of a revoked session, or
+// of a user authenticated before the user's revocation, is refused and the
+// browser is sent to a fresh sign-in at the provider.
+func TestRevokedCookieSignsInAfresh(t *testing.T) {
+	now := time.Now()
+	before := now.Add(-time.Minute)
+	l := newDenyList(t, revoke.Session("sid-out", now, 0), revoke.User("tid/alice", before, now, 0))
+	h, app, _, ks, _ := newAuthHandlerWith(t, l)
+	tests := []struct {
+		name     string
+		sid      string
+		authTime time.Time
+		revoked  bool
+	}{
+		{"signed-out session", "sid-out", now, true},
+		{"user authenticated before the user's revocation", "sid-live", before.Add(-time.Second), true},
+		{"user authenticated after it", "sid-live", before.Add(time.Second), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newReq("/home")
+			r.RemoteAddr = "10.1.2.3:4567"
+			r.AddCookie(&http.Cookie{Name: AppCookie, Value: mintApp(t, ks, tt.sid, tt.authTime, "n")})
+			w := httptest.NewRecorder()
+			st := &reqState{rid: "r", clientIP: "10.1.2.3"}
+			allowed := h.authenticate(w, r, app, st) != nil
+			if allowed == tt.revoked {
+				t.Fatalf("allowed %v, want %v (status %d, reason %q)", allowed, !tt.revoked, w.Code, st.errReason)
+			}
+			if !tt.revoked {
+				return
+			}
+			loc, _ := url.Parse(w.Header().Get("Location"))
+			if w.Code != http.StatusFound || loc.Query().Get("fresh") != "1" || !strings.HasSuffix(loc.Path, "/authorize") {
+				t.Fatalf("got %d to %q, want a fresh sign-in", w.Code, w.Header().Get("Location"))
+			}
+			if c := setCookie(w, FreshCookie); c == nil || c.Value != "1" {
+				t.Errorf("no fresh-sign-in marker set")
+			}
+			if !strings.Contains(st.errReason, "revoked") {
+				t.Errorf("access-log reason %q does not say revoked", st.errReason)
+			}
+		})
+	}
+}
+
+// TestRevokedHandoff: a handoff of a revoked session (a still-valid
+// global session on the auth host, e.g. a copy in another browser) leads
+// once to a fresh sign-in, and after that to a page: never a loop.
+func TestRevokedHandoff(t *testing.T) {
+	l := newDenyList(t, revoke.Session("sid-out", time.Now(), 0))
+	h, _, _, ks, _ := newAuthHandlerWith(t, l)
+	nonce := strings.Repeat("A", 43)
+	tok := mintApp(t, ks, "sid-out", time.Now(), nonce)
+	call := func(fresh bool) *httptest.ResponseRecorder {
+		r := newReq(CallbackPath + "?token=" + url.QueryEscape(tok))
+		r.AddCookie(&http.Cookie{Name: bindCookieName(bindHash(nonce)), Value: nonce})
+		if fresh {
+			r.AddCookie(&http.Cookie{Name: FreshCookie, Value: "1"})
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	w := call(false)
+	loc, _ := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusFound || loc.Query().Get("fresh") != "1" || loc.Query().Get("rd") != "/reports?q=1" {
+		t.Fatalf("first handoff: got %d to %q, want a fresh sign-in back to /reports?q=1", w.Code, w.Header().Get("Location"))
+	}
+	if setCookie(w, AppCookie) != nil {
+		t.Fatal("an app cookie was set for a revoked session")
+	}
+	w = call(true)
+	if w.Code != http.StatusForbidden || w.Header().Get("Location") != "" || !strings.Contains(w.Body.String(), "revoked") {
+		t.Fatalf("after a fresh sign-in: got %d to %q, want a 403 page", w.Code, w.Header().Get("Location"))
+	}
+	if setCookie(w, AppCookie) != nil {
+		t.Fatal("an app cookie was set for a revoked session")
+	}
+}
+
+// TestLogoutRevokesSession: /.postern/logout revokes the session of the app
+// cookie, and takes the auth functions' signed notice; forged notices and
+// cookies revoke nothing.
+func TestLogoutRevokesSession(t *testing.T) {
+	h, _, _, ks, rec := newAuthHandlerWith(t, nil)
+	logout := func(query string, cookie string) *httptest.ResponseRecorder {
+		r := newReq(LogoutPath + query)
+		if cookie != "" {
+			r.AddCookie(&http.Cookie{Name: AppCookie, Value: cookie})
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	w := logout("", mintApp(t, ks, "sid-1", time.Now(), "n"))
+	if got := rec.revoked(); len(got) != 1 || got[0] != "sid-1" {
+		t.Fatalf("revoked %v, want [sid-1]", got)
+	}
+	if c := setCookie(w, AppCookie); c == nil || c.MaxAge >= 0 {
+		t.Error("the app cookie was not cleared")
+	}
+	if loc := w.Header().Get("Location"); loc != "https://auth.example.com/logout?app=smartmoney" {
+		t.Errorf("got Location %q", loc)
+	}
+	notice := func(ks *session.Keyset, sid, aud string) string {
+		now := time.Now()
+		n, err := ks.SignLogout(session.LogoutClaims{SessionID: sid, Subject: "tid/alice", Audience: aud,
+			IssuedAt: now.Unix(), Expiry: now.Add(time.Hour).Unix(), Issuer: "https://auth.example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	w = logout("?notice="+url.QueryEscape(notice(ks, "sid-2", "smartmoney.example.com")), "")
+	if got := rec.revoked(); len(got) != 2 || got[1] != "sid-2" {
+		t.Fatalf("revoked %v, want sid-2 added", got)
+	}
+	if loc := w.Header().Get("Location"); !strings.Contains(loc, "done=1") {
+		t.Errorf("after a notice: got Location %q, want done=1", loc)
+	}
+	other, _ := session.GenerateKeyset()
+	for name, q := range map[string]string{
+		"notice of another key set": notice(other, "sid-3", "smartmoney.example.com"),
+		"notice for another app":    notice(ks, "sid-3", "other.example.com"),
+		"app token as notice":       mintApp(t, ks, "sid-3", time.Now(), "n"),
+	} {
+		w := logout("?notice="+url.QueryEscape(q), "")
+		if got := rec.revoked(); len(got) != 2 {
+			t.Errorf("%s: revoked %v", name, got)
+		}
+		if strings.Contains(w.Header().Get("Location"), "done=1") {
+			t.Errorf("%s: done=1 after a refused notice", name)
+		}
+	}
+	forged := mintApp(t, other, "sid-4", time.Now(), "n")
+	logout("", forged)
+	if got := rec.revoked(); len(got) != 2 {
+		t.Errorf("a forged app cookie revoked %v", got)
+	}
+}
