@@ -57,7 +57,7 @@ func TestCutResponseIsLoggedAndCounted(t *testing.T) {
 	defer backend.Close()
 	var logs lockedBuffer
 	reg := prometheus.NewRegistry()
-	resp := serveTunnel(t, Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Registerer: reg}, backend.URL, nil)
+	resp := serveTunnel(t, Config{AllowList: loopback(t), Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Registerer: reg}, backend.URL, nil)
 	n, err := io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode != 200 || err == nil || n >= 100000 {
 		t.Fatalf("got %d, %d bytes, %v; want a 200 cut short with an error", resp.StatusCode, n, err)
