@@ -11,12 +11,9 @@ func TestConvergence50(t *testing.T) {
 	// 50 nodes on 2 cores (under -race) saturate the CPU: probe and
 	// push-pull less often than LocalTiming so that the test measures
 	// convergence rather than flapping.
-	// Joins queue at the one seed, whose accept loop then waits for the
-	// CPU: give each the time the race detector needs on a loaded machine.
 	timing := func(c *Config) {
 		c.Timing.ProbeInterval, c.Timing.ProbeTimeout = time.Second, 500*time.Millisecond
 		c.Timing.SuspicionMult, c.Timing.PushPullInterval = 4, 3*time.Second
-		c.Timing.TCPTimeout = 30 * time.Second
 	}
 	seed := newNode(t, "n00", nil, timing)
 	nodes := []*Cluster{seed}

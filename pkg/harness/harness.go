@@ -333,7 +333,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
 	}
 	if raceDetector {
-		cfg.Pool = stretchProbes(cfg.Pool, 750*time.Millisecond)
+		cfg.Pool = stretchProbes(cfg.Pool, 750*time.Millisecond, 3)
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]
@@ -553,7 +553,7 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 	udp.SetBlocked(h.opts.BlockUDP)
 	cfg.Bind = udp
 	if raceDetector {
-		cfg.PingFailures = 3 * raceStretch
+		cfg.PingInterval, cfg.PingFailures = time.Second*raceStretch, 3*raceStretch
 	}
 	c, err := connector.New(cfg)
 	if err != nil {
@@ -679,11 +679,13 @@ func (h *Harness) Close() error {
 const raceStretch = 4
 
 // stretchProbes returns probe settings that give raceStretch times the
-// time to answer (from defTimeout, the pool's default timeout, when
+// time to answer and need raceStretch times as many misses to declare a
+// path dead (from defTimeout and defDeadAfter, the pool's defaults, when
 // unset): under the race detector the system is slow, not dead.
-func stretchProbes(c pool.Config, defTimeout time.Duration) pool.Config {
+func stretchProbes(c pool.Config, defTimeout time.Duration, defDeadAfter int) pool.Config {
 	c.ProbeTimeout = cmp.Or(c.ProbeTimeout, defTimeout) * raceStretch
 	c.SuspectAfter = cmp.Or(c.SuspectAfter, 150*time.Millisecond) * raceStretch
+	c.DeadAfter = cmp.Or(c.DeadAfter, defDeadAfter) * raceStretch
 	return c
 }
 

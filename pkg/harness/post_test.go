@@ -129,18 +129,10 @@ func TestPOSTSoakThroughTunnel(t *testing.T) {
 	}
 }
 
-// TestRelay runs, through a relay (user → node A → node B → connector),
-// the full-duplex exchange and the POST soak; then restarts node A and
-// checks that it turns ready only when it can serve; then drains node B,
-// the only path, and checks that node A keeps using it until it goes.
-func TestRelay(t *testing.T) {
-	h := start(t, Options{Topology: RelayTopology(simnet.NewNetwork(ZeroMatrix(), 1)), DrainDelay: 5 * time.Second})
-	if err := h.WaitConverged(t.Context(), 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.CheckRelay(); err != nil {
-		t.Fatal(err)
-	}
+// TestRelaySoak runs, through a relay (user → node A → node B →
+// connector), the full-duplex exchange and the POST soak.
+func TestRelaySoak(t *testing.T) {
+	h := startRelay(t, 0)
 	t.Run("duplex", func(t *testing.T) {
 		tr := h.MeshTransport(0)
 		defer tr.CloseIdleConnections()
@@ -154,6 +146,27 @@ func TestRelay(t *testing.T) {
 			t.Fatalf("POST soak through the relay: %v, want %d ok", res, soakRequests)
 		}
 	})
+}
+
+// startRelay starts the relay system, its nodes with drain delay delay,
+// and waits until node A relays through node B.
+func startRelay(t *testing.T, delay time.Duration) *Harness {
+	t.Helper()
+	h := start(t, Options{Topology: RelayTopology(simnet.NewNetwork(ZeroMatrix(), 1)), DrainDelay: delay})
+	if err := h.WaitConverged(t.Context(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.CheckRelay(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestRelayRestartAndDrain restarts node A of the relay system and checks
+// that it turns ready only when it can serve; then drains node B, the only
+// path, and checks that node A keeps using it until it goes.
+func TestRelayRestartAndDrain(t *testing.T) {
+	h := startRelay(t, 5*time.Second)
 	t.Run("ready means serving after a restart", func(t *testing.T) {
 		h.KillMesh(0)
 		if err := h.StartMesh(0); err != nil {

@@ -120,7 +120,7 @@ func (h *Harness) clusterConfig(i int, publicAddr string, gossipPort int) (*mesh
 		Seeds: seeds, Timing: t.Timing, PublicURL: "https://" + publicAddr, Strategy: t.Strategy, Route: t.Route,
 	}
 	if raceDetector {
-		cc.PeerProbe = stretchProbes(cc.PeerProbe, 400*time.Millisecond)
+		cc.PeerProbe = stretchProbes(cc.PeerProbe, 400*time.Millisecond, 2)
 	}
 	return cc, addr.String(), nil
 }
