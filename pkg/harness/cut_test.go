@@ -14,7 +14,7 @@ import (
 )
 
 // accessLines returns the access-log lines of app in logs (JSON lines).
-func accessLines(tb testing.TB, logs *syncBuffer, app string) []map[string]any {
+func accessLines(tb testing.TB, logs *SyncBuffer, app string) []map[string]any {
 	tb.Helper()
 	var out []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
@@ -38,7 +38,7 @@ func TestCutResponsesAreLogged(t *testing.T) {
 		panic(http.ErrAbortHandler) // the backend dies mid-body
 	}))
 	defer cutter.Close()
-	var logs syncBuffer
+	var logs SyncBuffer
 	h := start(t, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
 		ExtraCatalog: fmt.Sprintf("  - id: cut\n    host: cut.localhost\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n", cutter.URL)})
 	_, port, _ := net.SplitHostPort(h.Meshes()[0].Addr)

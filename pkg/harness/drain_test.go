@@ -50,7 +50,7 @@ func TestConnectorDrainUnderMixedLoad(t *testing.T) {
 // drains: the connector sees nothing in flight, but its node knows the
 // request is out, so the final detach must wait for it rather than cut it.
 func TestConnectorDrainWaitsForRequestsInTheTunnel(t *testing.T) {
-	var logs syncBuffer
+	var logs SyncBuffer
 	// Probes must not declare the connector dead while its UDP is blocked.
 	h := start(t, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Pool: pool.Config{DeadAfter: 1000}})
 	node := h.Meshes()[0].Node
