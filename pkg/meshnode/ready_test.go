@@ -98,7 +98,7 @@ func TestReadiness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const delay = 300 * time.Millisecond
+	const delay = time.Second // long enough to check, on a busy machine, that the listener still accepts
 	n, err := New(Config{ID: "n1", Listener: l, PlainHTTP: true, WGListen: netip.MustParseAddrPort("127.0.0.1:0"),
 		StateDir: dir, Authority: ca, CatalogPath: catPath, AuthURL: auth.URL, DrainDelay: delay, DrainTimeout: 5 * time.Second})
 	if err != nil {
@@ -127,11 +127,18 @@ func TestReadiness(t *testing.T) {
 	if _, rd := readyz(t, n); !slices.Contains(rd.NotReady, "draining: shutting down") {
 		t.Fatalf("draining: got %+v", rd)
 	}
+	// The listener may refuse only once the delay has passed since the
+	// shutdown began; on a machine so busy that the delay passed before
+	// this request, a refusal proves nothing.
 	resp, err := http.Get("http://" + l.Addr().String() + "/")
-	if err != nil {
-		t.Fatalf("the listener refused a connection %v after the shutdown began, within the drain delay of %v: %v", time.Since(began), delay, err)
+	switch elapsed := time.Since(began); {
+	case err == nil:
+		resp.Body.Close()
+	case elapsed < delay:
+		t.Fatalf("the listener refused a connection %v after the shutdown began, within the drain delay of %v: %v", elapsed, delay, err)
+	default:
+		t.Logf("the machine was too slow to check the drain delay: a request %v after the shutdown began was refused", elapsed)
 	}
-	resp.Body.Close()
 	rec := httptest.NewRecorder()
 	n.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
 	if rec.Code != http.StatusOK {
