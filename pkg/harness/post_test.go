@@ -94,17 +94,22 @@ func postEcho(ctx context.Context, c *http.Client, url string, body []byte) stri
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	began := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {
-		return "request: " + err.Error()
+		return fmt.Sprintf("request (after %v): %v", time.Since(began).Round(time.Second), err)
 	}
 	defer resp.Body.Close()
+	headers := time.Since(began)
 	got, err := io.ReadAll(resp.Body)
 	switch {
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Sprintf("status %d (%d-byte body)", resp.StatusCode, len(body))
 	case err != nil:
-		return fmt.Sprintf("200 cut after %d of %d bytes: %v", len(got), len(body), err)
+		// When the stall was, before the answer began or in its body,
+		// tells a slow path from a stuck stream.
+		return fmt.Sprintf("200 cut after %d of %d bytes (headers after %v, cut after %v): %v", len(got), len(body),
+			headers.Round(time.Millisecond), time.Since(began).Round(time.Millisecond), err)
 	case !bytes.Equal(got, body):
 		return fmt.Sprintf("200 with a wrong body: %d bytes for %d", len(got), len(body))
 	}
