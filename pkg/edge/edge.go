@@ -33,6 +33,7 @@ import (
 
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/duplex"
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/policy"
@@ -136,7 +137,7 @@ var statePool = sync.Pool{New: func() any { return new(reqState) }}
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
-	enableFullDuplex(w)
+	defer duplex.Serve(w, r)()
 	st := statePool.Get().(*reqState)
 	*st = reqState{rid: newRequestID(), clientIP: clientIP(r.RemoteAddr), scheme: "http"}
 	defer statePool.Put(st)
@@ -212,16 +213,6 @@ func (st *reqState) noteAbort(r *http.Request, v any) {
 	default:
 		st.truncated, st.errReason = "client", "response cut: the client went away"
 	}
-}
-
-// enableFullDuplex lets the proxy keep reading the request body after the
-// response has started. Without it an HTTP/1 server consumes and closes
-// the body when the response starts, and the transport, which reads the
-// body once more to see its end, then fails the request and closes the
-// connection under the response being copied: a 200 cut short
-// (golang/go#15527). HTTP/2 is always full duplex.
-func enableFullDuplex(w http.ResponseWriter) {
-	http.NewResponseController(w).EnableFullDuplex()
 }
 
 // refusedRequest returns why r may not enter the tunnel for any app, or

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/duplex"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
 )
@@ -157,12 +158,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.inFlight.Add(1)
 	defer h.inFlight.Add(-1)
 	// The proxy forwards the request body while it copies the response
-	// back. An HTTP/1 server that is not told so consumes and closes the
-	// request body when the response starts, and the transport, reading
-	// the body once more to see its end, then fails the request and closes
-	// the backend connection under the response being copied: a 200 cut
-	// short. See golang/go#15527.
-	http.NewResponseController(w).EnableFullDuplex()
+	// back: full duplex, with no read of the body outliving the handler
+	// (pkg/duplex).
+	defer duplex.Serve(w, r)()
 	start := time.Now()
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
 	rw := accesslog.Wrap(w)
