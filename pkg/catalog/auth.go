@@ -69,6 +69,7 @@ type authKeys struct {
 	policy          *policySpec
 	identityHeaders IdentityHeaders
 	headerLines     map[string]int
+	bearer          *bearerSpec
 }
 
 // policySpec is a decoded policy mapping with the lines of what is checked
@@ -78,6 +79,7 @@ type policySpec struct {
 	prefixLines   []int // 0 for a rule without prefix
 	appTenantLine int   // line of policy: allow: tenants, 0 when absent
 	ruleTenants   []int // line of each path rule's allow: tenants, 0 when absent
+	policyLine    int   // line of the policy key
 }
 
 func (p *parser) authFields(a *App, k *authKeys, label string) []field {
@@ -114,6 +116,7 @@ func (p *parser) finishAuth(a *App, k *authKeys, label string) {
 			return // already reported
 		}
 		p.checkPassHeaders(a, k.passLine, label)
+		p.finishBearer(a, k.bearer, label)
 		for _, key := range []string{"session_lifetime", "max_session_age", "path_case", "policy", "identity_headers"} {
 			if line, ok := k.lines[key]; ok {
 				p.add(line, ErrValue, label, "%s: only for preauth %s or %s, not %s", key, PreAuthEntra, PreAuthOIDC, a.PreAuth)
@@ -133,11 +136,17 @@ func (p *parser) finishAuth(a *App, k *authKeys, label string) {
 		a.IdentityHeaders = DefaultIdentityHeaders
 	}
 	p.checkPassHeaders(a, k.passLine, label)
+	p.finishBearer(a, k.bearer, label)
 	spec := k.policy
 	if spec == nil {
 		spec = &policySpec{}
 	}
-	if !p.checkTenants(a, spec, k.lines["policy"], label) {
+	spec.policyLine = k.lines["policy"]
+	if a.Kind == KindTCP && len(spec.cfg.Paths) > 0 {
+		p.add(spec.prefixLines[0], ErrValue, label, "policy: paths: a TCP app has no paths")
+		return
+	}
+	if !p.checkTenants(a, spec, k.lines["policy"], label) || !p.checkPolicyBearer(a, spec, label) {
 		return
 	}
 	spec.cfg.HomeTenant = p.homeTenant
@@ -201,6 +210,7 @@ func (p *parser) policy(v *yaml.Node, label string) *policySpec {
 	p.mapping(v, label+": policy", []field{
 		{"allow", false, func(v *yaml.Node) { cfg.Allow = p.allow(v, label, "policy: allow", &spec.appTenantLine) }},
 		{"require_acrs", false, func(v *yaml.Node) { cfg.RequireACRs = p.names(v, label, "policy: require_acrs") }},
+		{"require_scopes", false, func(v *yaml.Node) { cfg.RequireScopes = p.names(v, label, "policy: require_scopes") }},
 		{"source_cidrs", false, func(v *yaml.Node) { cfg.SourceCIDRs = p.cidrs(v, label) }},
 		{"paths", false, func(v *yaml.Node) {
 			p.list(v, "policy: paths", "path rule", func(i int, item *yaml.Node) {
@@ -226,6 +236,7 @@ func (p *parser) pathRule(n *yaml.Node, label string, i int, tenantLine *int) (p
 		}},
 		{"allow", false, func(v *yaml.Node) { r.Allow = p.allow(v, label, where+": allow", tenantLine) }},
 		{"require_acrs", false, func(v *yaml.Node) { r.RequireACRs = p.names(v, label, where+": require_acrs") }},
+		{"require_scopes", false, func(v *yaml.Node) { r.RequireScopes = p.names(v, label, where+": require_scopes") }},
 	})
 	return r, line
 }
@@ -237,12 +248,14 @@ func (p *parser) allow(v *yaml.Node, label, key string, tenantLine *int) policy.
 			a.Users = p.names(v, label, key+": users")
 			for _, u := range a.Users {
 				if !strings.Contains(u, "/") {
-					p.add(v.Line, ErrValue, label, "%s: users: %q: want <tenant id>/<object id> (or <issuer id>/<sub>), never an e-mail", key, u)
+					p.add(v.Line, ErrValue, label, "%s: users: %q: want <tenant id>/<object id> (or <issuer id>/<sub>, wif:<issuer>/<sub>), never an e-mail", key, u)
 				}
 			}
 		}},
 		{"groups", false, func(v *yaml.Node) { a.Groups = p.names(v, label, key+": groups") }},
 		{"roles", false, func(v *yaml.Node) { a.Roles = p.names(v, label, key+": roles") }},
+		{"clients", false, func(v *yaml.Node) { a.Clients = p.names(v, label, key+": clients") }},
+		{"workloads", false, func(v *yaml.Node) { a.Workloads = p.workloads(v, label, key+": workloads") }},
 		{"tenants", false, func(v *yaml.Node) {
 			a.Tenants = p.names(v, label, key+": tenants")
 			for _, t := range a.Tenants {
