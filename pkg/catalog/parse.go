@@ -56,7 +56,7 @@ func Parse(name string, data []byte) (*Catalog, error) {
 type parser struct {
 	file       string
 	errs       []*Error
-	homeTenant string // decoded before the apps, whose policies need it
+	homeTenant string    // decoded before the apps, whose policies need it
 	entra      Entra     // the entra section, defaults applied; before the apps
 	entraSet   bool      // the entra section is present
 	issuers    []*Issuer // the issuers list; before the apps
