@@ -83,7 +83,7 @@ func (c *opClient) GrantTypes() []oidc.GrantType {
 	}
 	return []oidc.GrantType{oidc.GrantTypeCode}
 }
-func (c *opClient) LoginURL(id string) string    { return c.loginURL + "?id=" + id }
+func (c *opClient) LoginURL(id string) string { return c.loginURL + "?id=" + id }
 func (c *opClient) AccessTokenType() op.AccessTokenType {
 	return op.AccessTokenTypeJWT
 }
@@ -126,7 +126,7 @@ type store struct {
 	users    []User
 	apis     []API
 
-	mu       sync.Mutex // guards the following
+	mu       sync.Mutex   // guards the following
 	keys     []signingKey // the signing key first, then older keys still published
 	requests map[string]*authRequest
 	codes    map[string]string // code → request id
