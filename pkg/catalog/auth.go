@@ -44,6 +44,17 @@ type IdentityHeaders struct {
 	Groups string
 	// Assertion carries a signed identity-assertion JWT.
 	Assertion string
+	// Type carries the principal type: user, app (an application with an
+	// app-only token) or workload (a federated workload).
+	Type string
+	// Client carries the client application id of a bearer token (azp or
+	// appid).
+	Client string
+}
+
+// Names returns the header names in use, empty ones included.
+func (ih *IdentityHeaders) Names() [7]string {
+	return [7]string{ih.User, ih.Email, ih.Name, ih.Groups, ih.Assertion, ih.Type, ih.Client}
 }
 
 // DefaultIdentityHeaders are the identity headers when identity_headers is
@@ -51,6 +62,7 @@ type IdentityHeaders struct {
 var DefaultIdentityHeaders = IdentityHeaders{
 	User: "X-Postern-User", Email: "X-Postern-Email", Name: "X-Postern-Name",
 	Groups: "X-Postern-Groups", Assertion: "X-Postern-Assertion",
+	Type: "X-Postern-Principal-Type", Client: "X-Postern-Client-Id",
 }
 
 // reservedHeaders may not carry identity: the mesh or HTTP itself owns them.
@@ -337,11 +349,12 @@ func (p *parser) identityHeaders(v *yaml.Node, label string, lines map[string]in
 	}
 	p.mapping(v, label+": identity_headers", []field{
 		set("user", &h.User), set("email", &h.Email), set("name", &h.Name),
-		set("groups", &h.Groups), set("assertion", &h.Assertion),
+		set("groups", &h.Groups), set("assertion", &h.Assertion), set("type", &h.Type), set("client", &h.Client),
 	})
-	seen := make(map[string]string, 5)
+	seen := make(map[string]string, 7)
 	for _, kv := range []struct{ key, name string }{
 		{"user", h.User}, {"email", h.Email}, {"name", h.Name}, {"groups", h.Groups}, {"assertion", h.Assertion},
+		{"type", h.Type}, {"client", h.Client},
 	} {
 		if kv.name == "" {
 			continue
@@ -487,7 +500,7 @@ func (p *parser) checkPassHeaders(a *App, line int, label string) {
 	for _, n := range a.PassHeaders {
 		l := strings.ToLower(strings.ReplaceAll(n, "_", "-"))
 		owned := slices.Contains(mustStrip, l) || slices.Contains(reservedHeaders, l) || strings.HasPrefix(l, "x-postern-") || strings.HasPrefix(l, "postern-")
-		for _, id := range []string{ih.User, ih.Email, ih.Name, ih.Groups, ih.Assertion} {
+		for _, id := range ih.Names() {
 			owned = owned || (id != "" && strings.EqualFold(strings.ReplaceAll(id, "_", "-"), l))
 		}
 		if owned {

@@ -32,12 +32,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/bearer"
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/policy"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/splice"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
 )
@@ -67,6 +69,10 @@ type Config struct {
 	// Limits bounds the answers one client may get without a verified
 	// identity; the zero value means the defaults of Limits.
 	Limits Limits
+	// Bearer verifies the Entra access tokens and trusted issuers' tokens
+	// that apps accept (the catalogue's bearer sections); nil refuses
+	// them with 401.
+	Bearer *bearer.Verifier
 }
 
 // Handler is the edge proxy. It is safe for concurrent use.
@@ -78,6 +84,7 @@ type Handler struct {
 	metrics *metrics
 	auth    *auth
 	unauth  *iplimit.Limiter
+	streams splice.Set // TCP streams being carried
 }
 
 // New returns a Handler.
@@ -118,11 +125,17 @@ type reqState struct {
 	connector string // id of the connector that answered
 	attempts  int
 	errReason string
-	user      string             // subject of the signed-in user, for the log
-	claims    *session.AppClaims // verified identity of a pre-authenticated request
-	token     string             // the app cookie that carried claims
+	user      string            // subject of the caller, for the log
+	cat       *catalog.Catalog  // the catalogue app was found in
+	id        *session.Identity // verified identity of a pre-authenticated request
+	token     string            // the app cookie or bearer token that carried id
+	via       string            // how id was verified: cookie, bearer or cli
 	auth      *auth
-	relayed   bool // served for another mesh node (RelayHandler)
+	relayed   bool  // served for another mesh node (RelayHandler)
+	stripAuth bool  // remove the Authorization header: it carried a bearer token
+	bytesUp   int64 // a TCP stream's bytes from the client
+	bytesDown int64 // a TCP stream's bytes to the client
+	tcp       bool  // a TCP stream: log bytes_up and bytes_down
 }
 
 type stateKey struct{}
@@ -142,7 +155,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
-	app, ok := h.cfg.Catalog().AppByHost(r.Host)
+	cat := h.cfg.Catalog()
+	app, ok := cat.AppByHost(r.Host)
 	if r.TLS != nil {
 		setHSTS(rw.Header(), app)
 	}
@@ -152,7 +166,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logAccess(r, rw, st, start)
 		return
 	}
-	st.app = app
+	st.app, st.cat = app, cat
 	if reason := refusedRequest(r); reason != "" {
 		st.errReason = reason
 		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusBadRequest, Title: "Request refused",
@@ -165,13 +179,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logAccess(r, rw, st, start)
 		return
 	}
+	if app.Kind == catalog.KindTCP {
+		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusNotFound, Title: "TCP service",
+			Reason: "This address publishes a TCP service: connect to it with \"connectord access tcp\".", RequestID: st.rid})
+		h.logAccess(r, rw, st, start)
+		return
+	}
 	if app.PreAuth != catalog.PreAuthPassthrough {
-		if st.claims = h.authenticate(rw, r, app, st); st.claims == nil {
+		if st.id = h.authenticate(rw, r, app, st); st.id == nil {
 			h.logAccess(r, rw, st, start)
 			return
 		}
-		c, _ := r.Cookie(AppCookie)
-		st.token, st.auth = c.Value, h.auth
 	}
 	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	h.logAccess(r, rw, st, start)
@@ -221,6 +239,12 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 		slog.Int64("bytes", rw.Bytes()), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("connector", st.connector), slog.Bool("relayed", st.relayed), slog.String("user", st.user), slog.Int("attempts", st.attempts), slog.String("client_ip", st.clientIP),
 	}
+	if st.id != nil {
+		attrs = append(attrs, slog.String("principal", st.id.PrincipalType()), slog.String("auth", st.via))
+	}
+	if st.tcp {
+		attrs = append(attrs, slog.Int64("bytes_up", st.bytesUp), slog.Int64("bytes_down", st.bytesDown))
+	}
 	if st.errReason != "" {
 		attrs = append(attrs, slog.String("error", st.errReason))
 	}
@@ -238,7 +262,10 @@ func rewrite(pr *httputil.ProxyRequest) {
 	tunnelhttp.StripInternal(h)
 	stripClientHeaders(h, st.app)
 	stripPosternCookies(h)
-	if st.claims != nil {
+	if st.stripAuth {
+		delete(h, "Authorization")
+	}
+	if st.id != nil {
 		addIdentityHeaders(h, st)
 	}
 	out.URL.Scheme = "http"
