@@ -5,6 +5,8 @@
 //	connectord enroll --mesh https://mesh.example.com --token-file FILE   (or - for stdin)
 //	connectord run --allow '10.1.0.0/16:443,intranet.corp'
 //	connectord service install|uninstall|run [run flags]   (Windows service)
+//	connectord access tcp --app https://ssh.apps.example.com --listen 127.0.0.1:2222
+//	ssh -o ProxyCommand='connectord access ssh --app https://ssh.apps.example.com' host
 //
 // Enrolment, attach and the stream carrier honour HTTPS_PROXY and NO_PROXY
 // (an HTTP CONNECT proxy; user:password in the proxy URL is sent as basic
@@ -45,6 +47,7 @@ commands:
   enroll   exchange a one-time enrolment token for this connector's credential
   run      attach to the mesh and serve its requests
   service  install|uninstall|run as a Windows service (run flags follow)
+  access   the user's client of TCP apps: tcp (loopback listener), ssh (ProxyCommand), login, logout
 `
 
 func dispatch(ctx context.Context, args []string) error {
@@ -59,6 +62,8 @@ func dispatch(ctx context.Context, args []string) error {
 		return runCmd(ctx, args[1:])
 	case "service":
 		return serviceCmd(ctx, args[1:])
+	case "access":
+		return accessCmd(ctx, args[1:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return nil

@@ -41,6 +41,7 @@ func runCmd(ctx context.Context, args []string) error {
 	admin := fs.String("admin-listen", "127.0.0.1:9100", "loopback admin address for /healthz, /metrics and /status (empty: off)")
 	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
+	bearerCA := fs.String("bearer-ca", "", "extra CA file (PEM) that signs the certificates of the issuers whose bearer tokens apps accept (Entra, workload issuers; for development providers)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	gossipListen := fs.String("gossip-listen", "", "gossip address (UDP and TCP) to join a cluster of mesh nodes, e.g. 0.0.0.0:7946 (empty: a lone node)")
 	gossipAdvertise := fs.String("gossip-advertise", "", "gossip host:port other nodes reach (default: from --gossip-listen)")
@@ -76,6 +77,10 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	bearerClient, err := httpClientWithCA(*bearerCA)
+	if err != nil {
+		return err
+	}
 	wgAddr, err := netip.ParseAddrPort(*wgListen)
 	if err != nil {
 		return fmt.Errorf("--wg-listen %q: %w", *wgListen, err)
@@ -93,7 +98,8 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	cfg := meshnode.Config{ID: *id, Region: *region, Listen: *listen, PlainHTTP: *plain, WGListen: wgAddr,
 		WGAdvertise: *wgAdvertise, StateDir: *stateDir, Authority: auth, CatalogPath: *catalogPath,
-		AdminListen: *admin, AuthURL: *authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: *drain, Limits: limits}
+		AdminListen: *admin, AuthURL: *authURL, AuthHTTPClient: authClient, BearerHTTPClient: bearerClient, Logger: logger,
+		DrainTimeout: *drain, Limits: limits}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}
