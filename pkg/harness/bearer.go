@@ -145,4 +145,3 @@ func (h *Harness) URLFor(i int, host string) string {
 	_, port, _ := net.SplitHostPort(h.Meshes()[i].Addr)
 	return "https://" + host + ":" + port
 }
-
