@@ -1,0 +1,68 @@
+package meshtest
+
+import (
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/pkg/access"
+	"github.com/postern/postern/pkg/harness"
+	"github.com/postern/postern/pkg/simnet"
+)
+
+// TestRelayedTCPApp: a TCP app whose only connector is attached to a node
+// of another region is reached through the relay, stream and all: the
+// user's node carries the WebSocket, the relay node the in-tunnel stream.
+func TestRelayedTCPApp(t *testing.T) {
+	echo, err := harness.StartTCPTarget(harness.TargetTransfer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	sim := simnet.NewNetwork(simnet.DefaultMatrix(), 1)
+	top := &harness.Topology{Net: sim, AttachK: 1,
+		Nodes:      []harness.NodeSpec{{ID: "use1", Region: "us-east-1"}, {ID: "euw1", Region: "eu-west-1"}},
+		Connectors: []harness.ConnectorSpec{{Group: "hq", Region: "us-east-1"}}}
+	h, err := harness.Start(t.Context(), harness.Options{Topology: top, Auth: true, ExtraCatalog: harness.TCPApp("blob", echo.Addr())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	waitTunnels(t, h)
+	euw := h.MeshIndex("euw1")
+	if got := h.Meshes()[euw].Node.Pool().Statuses(); len(got) != 0 {
+		t.Fatalf("euw1 has local connectors %v: the test needs it to relay", got)
+	}
+	token, err := h.ClientCredentials(t.Context(), harness.DaemonClientID, harness.DaemonSecret, harness.APIIdentifier+"/.default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := access.New(access.Config{AppURL: h.URLFor(euw, "blob.localhost"), Token: token, HTTPClient: h.UserClient(euw)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conn net.Conn
+	// The relay path appears once the gossip has spread the attachment.
+	err = harness.WaitFor(t.Context(), 30*time.Second, func() bool {
+		cn, err := c.Dial(t.Context())
+		if err != nil {
+			return false
+		}
+		conn = cn
+		return true
+	})
+	if err != nil {
+		t.Fatal("no stream through the relay")
+	}
+	defer conn.Close()
+	if err := harness.TransferCheck(conn, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.Meshes()[euw].Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `postern_mesh_route_choices_total{kind="relay"}`) {
+		t.Error("euw1 did not relay")
+	}
+}
