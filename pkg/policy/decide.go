@@ -76,8 +76,8 @@ func deny(rule, reason string) Decision { return Decision{Rule: rule, Reason: re
 // check applies one allow list, acrs list and scopes list; scope names
 // the part in messages.
 func (p *Policy) check(id *session.Identity, s *set, acrs, scopes []string, ruleName, scope string) (Decision, bool) {
-	if !s.matches(id, p.home) {
-		reason := "requires " + s.describe(id) + " for " + scope
+	if !(ruleName != "app" && s.empty()) && !s.matches(id, p.home) { // an empty path rule admits whom the app does
+		reason := "requires " + s.describe() + " for " + scope
 		if s.matches(&session.Identity{Subject: id.Subject, Type: id.Type, ClientID: id.ClientID, Groups: id.Groups, Roles: id.Roles}, "") {
 			reason += fmt.Sprintf("; roles and groups count only from the tenants %s, and you signed in from %s",
 				strings.Join(s.tenantsWith(p.home), ", "), tenantText(id.TenantID))
@@ -113,7 +113,7 @@ func tenantText(tid string) string {
 // tenants s accepts. An identity without a tenant (a provider other than
 // Entra) counts only where there is no home tenant either.
 func (s *set) matches(id *session.Identity, home string) bool {
-	if s.users == nil && s.groups == nil && s.roles == nil && s.clients == nil && len(s.src.Workloads) == 0 {
+	if s.empty() {
 		return id.PrincipalType() == session.PrincipalUser
 	}
 	if _, ok := s.users[id.Subject]; ok {
@@ -139,6 +139,11 @@ func (s *set) matches(id *session.Identity, home string) bool {
 		}
 	}
 	return false
+}
+
+// empty reports whether s names no one.
+func (s *set) empty() bool {
+	return s.users == nil && s.groups == nil && s.roles == nil && s.clients == nil && len(s.src.Workloads) == 0
 }
 
 // workloadMatches reports whether the workload id meets one of the
@@ -179,12 +184,12 @@ func (s *set) tenantsWith(home string) []string {
 }
 
 // describe names an allow list in a sentence: "the app role X",
-// "membership of one of the groups A, B or the app role X"; for id, an
-// empty list says that it admits users only.
-func (s *set) describe(id *session.Identity) string {
+// "membership of one of the groups A, B or the app role X"; an empty
+// list says that it admits users only.
+func (s *set) describe() string {
 	var parts []string
-	if s.users == nil && s.groups == nil && s.roles == nil && s.clients == nil && len(s.src.Workloads) == 0 {
-		return "a signed-in user (an " + id.PrincipalType() + " must be named by the policy)"
+	if s.empty() {
+		return "a signed-in user (applications and workloads are admitted only when the policy names them)"
 	}
 	if n := len(s.src.Roles); n > 0 {
 		parts = append(parts, plural(n, "the app role ", "one of the app roles ")+strings.Join(s.src.Roles, ", "))
