@@ -112,14 +112,8 @@ func (v *Verifier) Verify(ctx context.Context, token string, cat *catalog.Catalo
 	if !app.Bearer.Accepts() {
 		return nil, ErrNotAccepted
 	}
-	now := v.cfg.Now().Unix()
-	skew := int64(v.cfg.Skew / time.Second)
-	if id, exp, ok := v.cache.get(token, app); ok {
-		if now >= exp+skew {
-			v.cache.remove(token)
-			return nil, ErrExpired
-		}
-		return id, nil
+	if id, ok, err := v.Cached(token, app); ok {
+		return id, err
 	}
 	id, exp, err := v.verify(ctx, token, cat, app)
 	if err != nil {
@@ -127,6 +121,22 @@ func (v *Verifier) Verify(ctx context.Context, token string, cat *catalog.Catalo
 	}
 	v.cache.put(token, app, id, exp)
 	return id, nil
+}
+
+// Cached returns the identity of token if it was verified for app (the
+// same catalogue entry) and is remembered: the hot path, a map lookup and
+// a clock read. ok is false when the token is not remembered; err is
+// ErrExpired when it was but has expired since.
+func (v *Verifier) Cached(token string, app *catalog.App) (id *session.Identity, ok bool, err error) {
+	id, exp, ok := v.cache.get(token, app)
+	if !ok {
+		return nil, false, nil
+	}
+	if v.cfg.Now().Unix() >= exp+int64(v.cfg.Skew/time.Second) {
+		v.cache.remove(token)
+		return nil, true, ErrExpired
+	}
+	return id, true, nil
 }
 
 // claims is a token's payload, decoded loosely: each check reads what it
