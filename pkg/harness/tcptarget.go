@@ -27,6 +27,9 @@ const (
 	// sends N bytes of TransferData(N) and reads N bytes; after reading
 	// them it sends their SHA-256.
 	TargetTransfer
+	// TargetSource reads 8-byte big-endian lengths N, one after the
+	// other, and answers each with N bytes of TransferData(N).
+	TargetSource
 )
 
 // StartTCPTarget listens on 127.0.0.1 and serves mode.
@@ -50,11 +53,14 @@ func StartTCPTarget(mode int) (*TCPTarget, error) {
 				defer t.wg.Done()
 				defer t.conn.Delete(c)
 				defer c.Close()
-				if mode == TargetEcho {
+				switch mode {
+				case TargetEcho:
 					io.Copy(c, c)
-					return
+				case TargetSource:
+					source(c)
+				default:
+					transfer(c)
 				}
-				transfer(c)
 			}()
 		}
 	}()
@@ -75,6 +81,18 @@ func (t *TCPTarget) Close() {
 // transfer target sends.
 func TransferData(n int64) io.Reader {
 	return io.LimitReader(rand.NewChaCha8([32]byte{'p', 'o', 's', 't', 'e', 'r', 'n'}), n)
+}
+
+func source(c net.Conn) {
+	var hdr [8]byte
+	for {
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		if _, err := io.Copy(c, TransferData(int64(binary.BigEndian.Uint64(hdr[:])))); err != nil {
+			return
+		}
+	}
 }
 
 func transfer(c net.Conn) {
