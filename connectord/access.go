@@ -40,6 +40,7 @@ func accessCmd(ctx context.Context, args []string) error {
 	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate")
 	cacheDir := fs.String("cache-dir", "", "where browser sign-ins are cached (default: the user's cache directory)")
 	noBrowser := fs.Bool("no-browser", false, "print the sign-in URL instead of opening a browser")
+	meshAddr := fs.String("mesh-addr", "", "connect to this host:port whatever the app's host resolves to (a given mesh node, or a local demo)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func accessCmd(ctx context.Context, args []string) error {
 		}
 		token = string(trimSpace(b))
 	}
-	hc, err := accessClient(*meshCA)
+	hc, err := accessClient(*meshCA, *meshAddr)
 	if err != nil {
 		return err
 	}
@@ -92,10 +93,18 @@ func accessTCP(ctx context.Context, c *access.Client, addr string) error {
 }
 
 // accessClient returns an HTTP/1.1 client for WebSocket streams: no
-// overall timeout (a stream lasts as long as the connection).
-func accessClient(caFile string) (*http.Client, error) {
+// overall timeout (a stream lasts as long as the connection); with addr,
+// every connection goes to addr.
+func accessClient(caFile, addr string) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ForceAttemptHTTP2 = false
+	if addr != "" {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--mesh-addr %q: want host:port", addr)
+		}
+		d := &net.Dialer{}
+		t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) { return d.DialContext(ctx, network, addr) }
+	}
 	if caFile != "" {
 		pool, err := loadPool(caFile, true)
 		if err != nil {

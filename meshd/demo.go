@@ -57,8 +57,17 @@ func demoCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	var extra string
+	if *signIn { // a TCP app too: an echo service, reached with connectord access
+		echo, err := harness.StartTCPTarget(harness.TargetEcho)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		defer echo.Close()
+		extra = harness.TCPApp("echo", echo.Addr())
+	}
 	h, err := harness.Start(ctx, harness.Options{Dir: dir, Topology: top, PublicAddr: *listen, Auth: *signIn,
-		AdminAddrs: admins, Logger: logger})
+		AdminAddrs: admins, Logger: logger, ExtraCatalog: extra})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -87,6 +96,9 @@ func demoCmd(ctx context.Context, args []string) error {
   auth functions:  %s
   development IdP: %s
 `, caPath, h.AuthURL(), h.IdPURL())
+		if err := demoBearer(ctx, h, dir, caPath); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
 	}
 	curlURL := h.AppURL(len(h.Meshes())-1, "/headers")
 	if *signIn {
@@ -104,5 +116,25 @@ func demoCmd(ctx context.Context, args []string) error {
 		fmt.Println()
 	}
 	<-ctx.Done()
+	return nil
+}
+
+// demoBearer writes a daemon's access token for the records API and prints
+// how to call the API with it and how to reach the TCP echo app.
+func demoBearer(ctx context.Context, h *harness.Harness, dir, caPath string) error {
+	tok, err := h.ClientCredentials(ctx, harness.DaemonClientID, harness.DaemonSecret, harness.APIIdentifier+"/.default")
+	if err != nil {
+		return err
+	}
+	tokPath := dir + "/daemon.token"
+	if err := os.WriteFile(tokPath, []byte(tok), 0o600); err != nil {
+		return err
+	}
+	_, port, _ := strings.Cut(h.Meshes()[0].Addr, ":")
+	fmt.Printf(`  records API (bearer tokens, a daemon's Entra-shaped token valid 1 h in %s):
+                   curl --cacert %s -H "Authorization: Bearer $(cat %s)" %s
+  TCP app (echo):  connectord access tcp --app https://echo.localhost:%s --mesh-addr 127.0.0.1:%s --mesh-ca %s --listen 127.0.0.1:2222
+                   (a browser sign-in as bob; then: nc 127.0.0.1 2222)
+`, tokPath, caPath, tokPath, h.APIURL(0, "/headers"), port, port, caPath)
 	return nil
 }

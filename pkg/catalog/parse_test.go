@@ -183,8 +183,14 @@ func TestExampleParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(c.Apps()); got != 2 {
-		t.Fatalf("got %d apps, want 2", got)
+	if got := len(c.Apps()); got != 3 {
+		t.Fatalf("got %d apps, want 3", got)
+	}
+	if b, _ := c.App("bastion"); b.Kind != KindTCP || b.Target != "10.1.2.30:22" {
+		t.Errorf("got bastion %+v, want a TCP app", b)
+	}
+	if len(c.Issuers()) != 2 || c.Entra().Authority != DefaultEntraAuthority {
+		t.Errorf("got issuers %v, entra %+v", c.Issuers(), c.Entra())
 	}
 	a, ok := c.AppByHost("smartmoney.apps.example.com")
 	if !ok {
@@ -195,6 +201,9 @@ func TestExampleParses(t *testing.T) {
 	}
 	if a.BackendTimeout != DefaultBackendTimeout || a.HostHeader != HostHeaderInternal || a.TLSSkipVerify {
 		t.Errorf("got %+v, want the documented defaults", a)
+	}
+	if !a.Bearer.Accepts() || !a.Bearer.Entra.V2 || a.Bearer.Entra.V1 || a.Bearer.ForwardToken {
+		t.Errorf("got bearer %+v, want v2 Entra tokens and workloads, not forwarded", a.Bearer)
 	}
 }
 
