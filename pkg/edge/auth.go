@@ -306,6 +306,9 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, app *catal
 	errpage.Harden(w.Header())
 	if !wantsBrowser(r) {
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Postern realm=%q", app.ID))
+		if app.Bearer.Accepts() {
+			w.Header().Add("WWW-Authenticate", challenge(app, "", "")) // RFC 6750 §3: no credentials, no error code
+		}
 		errpage.Write(w, r, errpage.Page{Status: http.StatusUnauthorized, Title: "Sign-in required",
 			Reason: "This application requires signing in with a browser.", RequestID: st.rid})
 		return
