@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/postern/postern/pkg/bearer"
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/devidp"
-	"github.com/postern/postern/pkg/revoke"
 	"github.com/postern/postern/pkg/session"
 )
 
@@ -226,22 +224,7 @@ func TestTCPPathOfAWebApp(t *testing.T) {
 // the same deny-list (100,000 revoked sessions, 1,000 revoked users):
 // bearer verification must cost no more than cookie verification.
 func BenchmarkAuthenticate(b *testing.B) {
-	l, err := revoke.Open(filepath.Join(b.TempDir(), "revocations.json"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	now := time.Now()
-	var recs []revoke.Record
-	for i := range 100_000 {
-		recs = append(recs, revoke.Record{Entry: revoke.Session(fmt.Sprintf("sid-%d", i), now, 0)})
-	}
-	for i := range 1000 {
-		recs = append(recs, revoke.Record{Entry: revoke.User(fmt.Sprintf("tid/user-%d", i), now, now, 0)})
-	}
-	if _, err := l.Add(recs...); err != nil {
-		b.Fatal(err)
-	}
-	e := newBearerEnv(b, l)
+	e := newBearerEnv(b, bigDenyList(b))
 	for _, kind := range []string{"cookie", "bearer"} {
 		b.Run(kind, func(b *testing.B) {
 			r := newReq("/home/page?x=1")

@@ -3,19 +3,13 @@ package edge
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/errpage"
-	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/splice"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
@@ -67,109 +61,35 @@ func (h *Handler) serveTCP(w http.ResponseWriter, r *http.Request, app *catalog.
 }
 
 // openStream opens a TCP stream to app's target through a connector of its
-// group (or a relay node), trying another path while none was reached.
+// group (or a relay node): one GET that upgrades to the tunnel's TCP
+// protocol, sent by the proxy's tunnel transport, so it is tried on
+// another path exactly when a web request would be. A connector's refusal
+// (not in its allow-list, target down) is an error; a lost connector cuts
+// the stream.
 func (h *Handler) openStream(ctx context.Context, app *catalog.App, st *reqState) (io.ReadWriteCloser, error) {
-	var tried []*pool.Connector
-	lastErr := errNoConnector
-	anyReached := false
-	for len(tried) < h.cfg.MaxAttempts {
-		c := h.cfg.Router.Pick(app.ConnectorGroup, tried)
-		if c == nil {
-			break
-		}
-		tried = append(tried, c)
-		st.attempts++
-		s, reached, err := h.dialStream(ctx, c, app, st)
-		if err == nil {
-			st.connector = c.ID
-			return s, nil
-		}
-		lastErr, anyReached = err, anyReached || reached
-		if reached {
-			break // the connector answered: its refusal stands
-		}
-		if !errors.Is(err, errRelayNoConnector) {
-			h.cfg.Router.MarkDead(c, "connect through the tunnel failed")
-		}
-	}
-	if !anyReached && !errors.Is(lastErr, errNoConnector) {
-		lastErr = fmt.Errorf("%w: %w", errNotSent, lastErr)
-	}
-	return nil, lastErr
-}
-
-// dialStream asks connector (or relay node) c for a TCP stream; reached
-// reports whether the request got a connection to c. The stream holds c
-// (for load and drain accounting) until it is closed, and is cut when c
-// is lost.
-func (h *Handler) dialStream(ctx context.Context, c *pool.Connector, app *catalog.App, st *reqState) (io.ReadWriteCloser, bool, error) {
-	c.Acquire()
-	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	timer := time.AfterFunc(app.BackendTimeout, func() { cancel(errBackendTimeout) })
-	var gotConn atomic.Bool
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(sctx, &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }}), http.MethodGet, "http://"+c.HostPort()+"/", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://connector/", nil)
 	if err != nil {
-		timer.Stop()
-		cancel(nil)
-		c.Release()
-		return nil, false, err
+		return nil, err
 	}
 	req.Header = http.Header{
 		"Connection": {"Upgrade"}, "Upgrade": {tunnelhttp.TCPProtocol},
 		tunnelhttp.HeaderTarget: {tunnelhttp.TCPScheme + "://" + app.Target}, tunnelhttp.HeaderApp: {app.ID},
 		tunnelhttp.HeaderRequestID: {st.rid}, "User-Agent": nil,
 	}
-	stopLost := context.AfterFunc(c.Lost(), func() { cancel(pool.ErrConnectorLost) })
-	fail := func(err error) (io.ReadWriteCloser, bool, error) {
-		timer.Stop()
-		stopLost()
-		if cause := context.Cause(sctx); cause != nil {
-			err = fmt.Errorf("%w: %w", cause, err)
-		}
-		cancel(nil)
-		c.Release()
-		return nil, gotConn.Load(), err
-	}
-	resp, err := c.Transport.RoundTrip(req)
+	resp, err := h.proxy.Transport.RoundTrip(req)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body.Close()
-		code := resp.Header.Get(tunnelhttp.HeaderError)
-		if code == tunnelhttp.ErrRelayNoConnector {
-			gotConn.Store(false)
-			return fail(errRelayNoConnector)
-		}
-		return fail(&connectorError{code: code})
+		return nil, &connectorError{code: resp.Header.Get(tunnelhttp.HeaderError)}
 	}
 	rwc, ok := resp.Body.(io.ReadWriteCloser)
-	if !ok || !timer.Stop() {
+	if !ok {
 		resp.Body.Close()
-		return fail(errBackendTimeout)
+		return nil, errors.New("the tunnel's answer to a TCP stream is not a stream")
 	}
-	stopLost()
-	stopCut := context.AfterFunc(c.Lost(), func() { rwc.Close() })
-	return &tunnelStream{ReadWriteCloser: rwc, done: func() {
-		stopCut()
-		cancel(nil)
-		c.Release()
-	}}, true, nil
-}
-
-// tunnelStream is a TCP stream through the tunnel; closing it releases
-// its connector once.
-type tunnelStream struct {
-	io.ReadWriteCloser
-	once sync.Once
-	done func()
-}
-
-func (s *tunnelStream) Close() error {
-	err := s.ReadWriteCloser.Close()
-	s.once.Do(s.done)
-	return err
+	return rwc, nil
 }
 
 // CloseStreams ends every TCP stream the edge carries; a mesh node calls
