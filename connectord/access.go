@@ -103,7 +103,9 @@ func accessClient(caFile, addr string) (*http.Client, error) {
 			return nil, fmt.Errorf("--mesh-addr %q: want host:port", addr)
 		}
 		d := &net.Dialer{}
-		t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) { return d.DialContext(ctx, network, addr) }
+		t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}
 	}
 	if caFile != "" {
 		pool, err := loadPool(caFile, true)

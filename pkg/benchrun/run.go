@@ -368,7 +368,7 @@ func (s *harnessSystem) AuthURL(path string) string {
 	return s.h.AppURL(0, path)
 }
 
-func (s *harnessSystem) AuthCookie() *http.Cookie         { return s.cookie }
+func (s *harnessSystem) AuthCookie() *http.Cookie { return s.cookie }
 
 // Bearer is the records API (the same sample app) with a daemon's token.
 func (s *harnessSystem) Bearer(path string) (string, string) {

@@ -62,7 +62,6 @@ type tcpClients struct{ echo, source *access.Client }
 func (c tcpClients) DialEcho(ctx context.Context) (net.Conn, error)   { return c.echo.Dial(ctx) }
 func (c tcpClients) DialSource(ctx context.Context) (net.Conn, error) { return c.source.Dial(ctx) }
 
-
 // tcpMessage is the size of one tcp scenario round trip.
 const tcpMessage = 128
 
