@@ -15,6 +15,7 @@ import (
 
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/session/mint"
 )
 
 // flowState is the sign-in in progress, sealed into [FlowCookie].
@@ -197,7 +198,7 @@ func (s *Service) handOff(w http.ResponseWriter, r *http.Request, rid string, h 
 // app's host, bound to the browser's bind nonce.
 func (s *Service) appToken(h *handoff, id session.Identity, now time.Time) (string, int64, error) {
 	exp := now.Add(h.req.lifetime).Unix()
-	tok, err := s.cfg.Keys.SignApp(session.AppClaims{
+	tok, err := mint.App(s.cfg.Keys, session.AppClaims{
 		Identity:   id.ForPolicy(h.req.groups, h.req.roles),
 		AppID:      h.app.ID,
 		Audience:   h.app.Host,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/session/mint"
 )
 
 func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +66,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.handOffWithoutSession(w, r, rid, h, id, now, flowCookieName(f.State))
 		return
 	}
-	sessTok, err := s.cfg.Keys.SignSession(session.SessionClaims{
+	sessTok, err := mint.Session(s.cfg.Keys, session.SessionClaims{
 		Identity: id,
 		Audience: s.authHost,
 		IssuedAt: now.Unix(),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/session/mint"
 )
 
 var signedOutPage = template.Must(template.New("out").Parse(`<!doctype html>
@@ -86,7 +87,7 @@ func (s *Service) logoutNotice(sc *session.SessionClaims, appID string) (string,
 		return "", nil
 	}
 	now := s.cfg.Now()
-	tok, err := s.cfg.Keys.SignLogout(session.LogoutClaims{SessionID: sc.SessionID, Subject: sc.Subject, Audience: host,
+	tok, err := mint.Logout(s.cfg.Keys, session.LogoutClaims{SessionID: sc.SessionID, Subject: sc.Subject, Audience: host,
 		IssuedAt: now.Unix(), Expiry: max(sc.Expiry, now.Unix()) + int64(longest/time.Second), Issuer: s.cfg.AuthURL})
 	if err != nil {
 		return "", err

@@ -245,8 +245,13 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, app *catalog
 	if who == "" {
 		who = id.Subject
 	}
+	var links []errpage.Link
+	if st.via == viaCookie {
+		links = []errpage.Link{{Text: "Sign in as someone else", Path: LogoutPath}}
+	}
 	errpage.Write(w, r, errpage.Page{Status: http.StatusForbidden, Title: "Access denied",
-		Reason: fmt.Sprintf("%s may not use %s: %s.", who, app.ID, strings.TrimSuffix(d.Reason, ".")), RequestID: st.rid})
+		Reason:    fmt.Sprintf("%s may not use %s: %s.", who, app.Title(), strings.TrimSuffix(d.Reason, ".")),
+		RequestID: st.rid, Links: links})
 	return nil
 }
 

@@ -184,7 +184,7 @@ func signCookie(tb testing.TB, e *bearerEnv, host, id string) string {
 	tb.Helper()
 	_, _, _, ks, _ := newAuthHandlerWith(tb, nil)
 	now := time.Now()
-	tok, err := ks.SignApp(session.AppClaims{Identity: session.Identity{Subject: benchTenant + "/o", TenantID: benchTenant, AuthTime: now.Unix(), SessionID: "s"},
+	tok, err := ks.Sign(session.TypeApp, session.AppClaims{Identity: session.Identity{Subject: benchTenant + "/o", TenantID: benchTenant, AuthTime: now.Unix(), SessionID: "s"},
 		AppID: id, Audience: host, Binding: "b", ReturnPath: "/", IssuedAt: now.Unix(), Expiry: now.Add(time.Hour).Unix(), Issuer: "https://auth.example.com"})
 	if err != nil {
 		tb.Fatal(err)

@@ -5,7 +5,7 @@
 // and stripped with an empty build id, and every entry has a fixed
 // timestamp and is written in name order.
 //
-//	go run ./infra/tools/lambdazip -o dist/auth-arm64.zip [-arch arm64] [-catalog catalog.yaml]
+//	go run ./infra/tools/lambdazip --o dist/auth-arm64.zip [--arch arm64] [--catalog catalog.yaml]
 package main
 
 import (
