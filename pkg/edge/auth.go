@@ -36,7 +36,8 @@ const (
 	FreshCookie = "__Host-postern-fresh"
 )
 
-// DenyList tells whether a verified app token was revoked;
+// DenyList tells whether a verified identity (app cookie, command-line
+// app token, bearer token) was revoked;
 // *revoke.List implements it. Its methods are called on every request to
 // a pre-authenticated app: they must be safe for concurrent use and must
 // not block (a lock-free lookup).
@@ -81,8 +82,6 @@ type AuthConfig struct {
 	HandoffMaxAge time.Duration
 	// BindTTL is the lifetime of the bind cookie; zero means 5m.
 	BindTTL time.Duration
-	// Denied refuses revoked app tokens; nil refuses none.
-	Denied DenyList
 	// Revoker records sign-outs; nil means a sign-out only clears the
 	// browser's cookies.
 	Revoker SessionRevoker
@@ -275,10 +274,7 @@ func wantsBrowser(r *http.Request) bool {
 // a revocation of its user (or application) refuses all its tokens until
 // the revocation expires.
 func (h *Handler) revoked(c *session.Identity) string {
-	if h.auth == nil {
-		return ""
-	}
-	d := h.auth.cfg.Denied
+	d := h.cfg.Denied
 	switch {
 	case d == nil:
 		return ""

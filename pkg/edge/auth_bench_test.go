@@ -95,8 +95,8 @@ func newAuthHandlerWith(tb testing.TB, denied DenyList) (*Handler, *catalog.App,
 		denied = l
 	}
 	rec := &recordingRevoker{}
-	h := New(Config{Catalog: func() *catalog.Catalog { return cat }, Auth: &AuthConfig{
-		AuthURL: "https://auth.example.com", Verifier: v, Cache: session.NewCache(v, 1000), Denied: denied, Revoker: rec}})
+	h := New(Config{Catalog: func() *catalog.Catalog { return cat }, Denied: denied, Auth: &AuthConfig{
+		AuthURL: "https://auth.example.com", Verifier: v, Cache: session.NewCache(v, 1000), Revoker: rec}})
 	return h, app, tok, ks, rec
 }
 

@@ -73,6 +73,10 @@ type Config struct {
 	// that apps accept (the catalogue's bearer sections); nil refuses
 	// them with 401.
 	Bearer *bearer.Verifier
+	// Denied refuses revoked identities, however they were verified (app
+	// cookie, command-line app token, bearer token), with or without Auth;
+	// nil refuses none.
+	Denied DenyList
 }
 
 // Handler is the edge proxy. It is safe for concurrent use.

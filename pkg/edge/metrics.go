@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "postern_mesh_response_bytes_total", Help: "Response body bytes sent to clients, by app.",
 		}, []string{"app"}),
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "postern_edge_revoked_refusals_total", Help: "App tokens refused because their session or user was revoked, by kind (session, user) and where (cookie, handoff).",
+			Name: "postern_edge_revoked_refusals_total", Help: "Identities refused because their session or user was revoked, by kind (session, user) and where (cookie, handoff, bearer, cli, tcp_stream: an open TCP stream cut).",
 		}, []string{"kind", "where"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.bytes, m.revoked)

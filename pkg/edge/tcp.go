@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
 
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/errpage"
+	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/splice"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
@@ -54,10 +57,45 @@ func (h *Handler) serveTCP(w http.ResponseWriter, r *http.Request, app *catalog.
 		return
 	}
 	ws.SetReadLimit(maxTCPMessage)
-	conn := websocket.NetConn(context.WithoutCancel(ctx), ws, websocket.MessageBinary)
+	conn := &userStream{Conn: websocket.NetConn(context.WithoutCancel(ctx), ws, websocket.MessageBinary), id: st.id}
 	h.streams.Add(conn)
 	defer h.streams.Remove(conn)
 	st.bytesUp, st.bytesDown = splice.Pipe(conn, back)
+	if conn.cut.Load() {
+		st.errReason = "cut: the identity was revoked"
+	}
+}
+
+// userStream is the user's side of a TCP stream and the identity that
+// opened it, so that a revocation can cut it.
+type userStream struct {
+	net.Conn
+	id  *session.Identity
+	cut atomic.Bool // closed because id was revoked
+}
+
+// CutRevoked closes every TCP stream whose identity is now revoked (its
+// session, its user, or the application or workload of a bearer token)
+// and returns how many it closed. A mesh node calls it whenever its
+// deny-list grows: a revocation ends the streams already open, not only
+// the next ones.
+func (h *Handler) CutRevoked() int {
+	if h.cfg.Denied == nil {
+		return 0
+	}
+	return h.streams.CloseMatching(func(c io.Closer) bool {
+		s, ok := c.(*userStream)
+		if !ok {
+			return false
+		}
+		why := h.revoked(s.id)
+		if why == "" {
+			return false
+		}
+		s.cut.Store(true)
+		h.metrics.revokedRefusal(why, "tcp_stream")
+		return true
+	})
 }
 
 // openStream opens a TCP stream to app's target through a connector of its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/pkg/access"
+	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/revoke"
 )
 
 // sshServer is a real SSH server (golang.org/x/crypto/ssh) on loopback:
@@ -316,6 +319,99 @@ func TestTCPApps(t *testing.T) {
 			t.Errorf("GET / of a TCP app: got %d, want 404", resp.StatusCode)
 		}
 	})
+
+	// Last: it revokes bob for the rest of the harness's life.
+	t.Run("a revoked user's open stream is cut and new ones refused", func(t *testing.T) {
+		bob := delegatedToken(t, h, "bob")
+		conn, err := accessClient(t, h, 0, "echo", bob, nil).Dial(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		other, err := accessClient(t, h, 0, "echo", daemon, nil).Dial(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		for _, c := range []net.Conn{conn, other} {
+			if err := echoOnce(c, "before"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ended := make(chan struct{})
+		go func() {
+			io.Copy(io.Discard, conn)
+			close(ended)
+		}()
+		now := time.Now()
+		proof, err := h.Authority.SignRevocation(revoke.User(tokenSubject(t, bob), now, now, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := (&enroll.Client{BaseURL: h.Meshes()[0].URL, HTTPClient: h.APIClient()}).Revoke(t.Context(), proof); err != nil {
+			t.Fatalf("revoke: %v", err)
+		}
+		if err := WaitFor(t.Context(), 2*time.Minute, func() bool {
+			select {
+			case <-ended:
+				return true
+			default:
+				return false
+			}
+		}); err != nil {
+			t.Fatal("the revoked user's open stream was not cut")
+		}
+		_, err = accessClient(t, h, 0, "echo", bob, nil).Dial(t.Context())
+		var re *access.RefusedError
+		if !errors.As(err, &re) || re.Status != 401 || !strings.Contains(re.Reason, "revoked") {
+			t.Errorf("a new stream of the revoked user: got %v, want a 401 refusal naming the revocation", err)
+		}
+		if err := echoOnce(other, "after"); err != nil { // someone else's stream lives on
+			t.Errorf("the daemon's stream: %v", err)
+		}
+		if m := metricsOf(t, h); !strings.Contains(m, `postern_edge_revoked_refusals_total{kind="user",where="tcp_stream"} 1`) {
+			t.Errorf("metrics do not count the cut stream:\n%s", grepLines(m, "revoked_refusals"))
+		}
+	})
+}
+
+// echoOnce writes msg to an echo stream and reads it back.
+func echoOnce(c net.Conn, msg string) error {
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return err
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+		return fmt.Errorf("echo of %q: got %q, %v", msg, got, err)
+	}
+	return nil
+}
+
+// tokenSubject returns the Postern subject ("<tid>/<oid>") of an Entra
+// token, read without verification.
+func tokenSubject(tb testing.TB, tok string) string {
+	tb.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		tb.Fatalf("not a JWT: %.20s", tok)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct{ Tid, Oid string }
+	if err != nil || json.Unmarshal(raw, &c) != nil || c.Tid == "" || c.Oid == "" {
+		tb.Fatalf("no tid and oid in the token: %v", err)
+	}
+	return c.Tid + "/" + c.Oid
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func delegatedToken(tb testing.TB, h *Harness, login string) string {

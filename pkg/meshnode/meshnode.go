@@ -282,10 +282,10 @@ func New(cfg Config) (*Node, error) {
 		router = n.mesh.router
 	}
 	if authCfg != nil {
-		authCfg.Denied, authCfg.Revoker = revoked, n
+		authCfg.Revoker = n
 	}
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
-		Auth: authCfg, Limits: n.limits.Unauth,
+		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked,
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: logger.With("component", "bearer")})})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
 		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit}

@@ -70,6 +70,23 @@ func (s *Set) Remove(c io.Closer) {
 	delete(s.open, c)
 }
 
+// CloseMatching closes the tracked streams for which match reports true
+// (they stay tracked until their carrier removes them) and returns how
+// many it closed. match is called under the Set's lock: it must not call
+// the Set.
+func (s *Set) CloseMatching(match func(io.Closer) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.open {
+		if match(c) {
+			c.Close()
+			n++
+		}
+	}
+	return n
+}
+
 // Len returns the number of streams tracked.
 func (s *Set) Len() int {
 	s.mu.Lock()
