@@ -1,13 +1,11 @@
 package harness
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,24 +14,6 @@ import (
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/session"
 )
-
-// lockedBuffer collects log output from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // call sends GET url with the bearer token through mesh node 0 and returns
 // the response, its body read.
@@ -68,7 +48,7 @@ func backendHeaders(tb testing.TB, body string) http.Header {
 // callers of the records API, through a real mesh node, connector and
 // the development provider's token endpoint.
 func TestBearerTokensEndToEnd(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &SyncBuffer{}
 	h := start(t, Options{Auth: true, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ctx := t.Context()
 	daemon, err := h.ClientCredentials(ctx, DaemonClientID, DaemonSecret, APIIdentifier+"/.default")
