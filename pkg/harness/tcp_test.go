@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -171,7 +172,8 @@ func TestTCPApps(t *testing.T) {
 	_, port, _ := net.SplitHostPort(echo.Addr())
 	apps := TCPApp("ssh", sshd.l.Addr().String()) + TCPApp("blob", transfer.Addr()) + TCPApp("echo", echo.Addr()) +
 		TCPApp("forbidden", "127.0.0.2:"+port)
-	h := start(t, Options{Auth: true, ExtraCatalog: apps})
+	logs := &SyncBuffer{}
+	h := start(t, Options{Auth: true, ExtraCatalog: apps, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	daemon, err := h.ClientCredentials(t.Context(), DaemonClientID, DaemonSecret, APIIdentifier+"/.default")
 	if err != nil {
 		t.Fatal(err)
@@ -241,6 +243,31 @@ func TestTCPApps(t *testing.T) {
 		defer conn.Close()
 		if err := TransferCheck(conn, 64<<20); err != nil {
 			t.Fatal(err)
+		}
+		conn.Close()
+		// One access line per connection (user, app, bytes each way,
+		// duration) at the mesh, one tcp_stream line at the connector.
+		var access, stream map[string]any
+		if err := WaitFor(t.Context(), 2*time.Minute, func() bool {
+			access = logLine(logs.String(), "access", "app", "blob")
+			if access == nil {
+				return false
+			}
+			stream = logLine(logs.String(), "tcp_stream", "request_id", access["request_id"])
+			return stream != nil
+		}); err != nil {
+			t.Fatalf("no access and tcp_stream lines for the stream: %v %v", access, stream)
+		}
+		const n = 64 << 20
+		for _, l := range []map[string]any{access, stream} {
+			up, _ := l["bytes_up"].(float64)
+			down, _ := l["bytes_down"].(float64)
+			if up < n || down < n {
+				t.Errorf("%s line: bytes_up %v, bytes_down %v, want at least %d each", l["msg"], up, down, n)
+			}
+		}
+		if d, _ := access["duration_ms"].(float64); access["user"] == "" || access["user"] == nil || d <= 0 || access["principal"] != "app" {
+			t.Errorf("access line lacks the user, principal or duration: %v", access)
 		}
 	})
 
@@ -368,10 +395,29 @@ func TestTCPApps(t *testing.T) {
 		if err := echoOnce(other, "after"); err != nil { // someone else's stream lives on
 			t.Errorf("the daemon's stream: %v", err)
 		}
+		if err := WaitFor(t.Context(), 2*time.Minute, func() bool {
+			l := logLine(logs.String(), "access", "error", "cut: the identity was revoked")
+			return l != nil && l["app"] == "echo" && l["user"] == tokenSubject(t, bob)
+		}); err != nil {
+			t.Error("no access line says the stream was cut by the revocation")
+		}
 		if m := metricsOf(t, h); !strings.Contains(m, `postern_edge_revoked_refusals_total{kind="user",where="tcp_stream"} 1`) {
 			t.Errorf("metrics do not count the cut stream:\n%s", grepLines(m, "revoked_refusals"))
 		}
 	})
+}
+
+// logLine returns the last JSON log line of logs with message msg whose
+// key equals value, or nil.
+func logLine(logs, msg, key string, value any) map[string]any {
+	var found map[string]any
+	for _, line := range strings.Split(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg && m[key] == value {
+			found = m
+		}
+	}
+	return found
 }
 
 // echoOnce writes msg to an echo stream and reads it back.
