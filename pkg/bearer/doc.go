@@ -15,7 +15,8 @@
 // make the mesh fetch a URL of the caller's choosing.
 //
 // Signatures are checked with go-jose against the issuer's JSON Web Key
-// Set, found through its discovery document (go-oidc) and cached; an
+// Set, found through its discovery document (which must name the issuer
+// exactly) and cached; an
 // unknown kid triggers a refetch at most once per RefetchInterval, so key
 // rotation is followed without letting callers drive the fetches. Only
 // asymmetric algorithms are accepted ("none" and HMAC never are).

@@ -9,15 +9,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// maxJWKSBytes bounds a fetched JWKS document.
+// maxJWKSBytes bounds a fetched JWKS or discovery document.
 const maxJWKSBytes = 1 << 20
 
 // keySet is the cached signing keys of one issuer: found through the
@@ -82,13 +82,13 @@ func (k *keySet) refreshIfAllowed(ctx context.Context) error {
 
 // fetchLocked discovers the JWKS URL if needed and fetches the key set.
 func (k *keySet) fetchLocked(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, k.v.client), k.v.cfg.FetchTimeout)
+	ctx, cancel := context.WithTimeout(ctx, k.v.cfg.FetchTimeout)
 	defer cancel()
 	url := k.fixed
 	if url == "" {
 		if k.jwksURL == "" {
 			var err error
-			if k.jwksURL, err = discover(ctx, k.issuer); err != nil {
+			if k.jwksURL, err = k.v.discover(ctx, k.issuer); err != nil {
 				return err
 			}
 		}
@@ -104,17 +104,24 @@ func (k *keySet) fetchLocked(ctx context.Context) error {
 	return nil
 }
 
-// discover returns the jwks_uri of issuer's discovery document, which must
-// name issuer exactly (go-oidc checks).
-func discover(ctx context.Context, issuer string) (string, error) {
-	p, err := oidc.NewProvider(ctx, issuer)
+// discover returns the jwks_uri of issuer's discovery document
+// (issuer + "/.well-known/openid-configuration"), which must name issuer
+// exactly.
+func (v *Verifier) discover(ctx context.Context, issuer string) (string, error) {
+	data, err := v.getJSON(ctx, strings.TrimSuffix(issuer, "/")+"/.well-known/openid-configuration")
 	if err != nil {
 		return "", fmt.Errorf("discover %s: %w", issuer, err)
 	}
 	var meta struct {
-		JWKS string `json:"jwks_uri"`
+		Issuer string `json:"issuer"`
+		JWKS   string `json:"jwks_uri"`
 	}
-	if err := p.Claims(&meta); err != nil || meta.JWKS == "" {
+	switch {
+	case json.Unmarshal(data, &meta) != nil:
+		return "", fmt.Errorf("discover %s: not a discovery document", issuer)
+	case meta.Issuer != issuer:
+		return "", fmt.Errorf("discover %s: the document names issuer %.200q", issuer, meta.Issuer)
+	case meta.JWKS == "":
 		return "", fmt.Errorf("discover %s: no jwks_uri", issuer)
 	}
 	return meta.JWKS, nil
@@ -122,27 +129,36 @@ func discover(ctx context.Context, issuer string) (string, error) {
 
 // fetchJWKS fetches and parses a JWKS document.
 func (v *Verifier) fetchJWKS(ctx context.Context, url string) (map[string]jose.JSONWebKey, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	data, err := v.getJSON(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("fetch jwks %s: %w", url, err)
+	}
+	return parseJWKS(data)
+}
+
+// getJSON fetches a JSON document of at most maxJWKSBytes.
+func (v *Verifier) getJSON(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := v.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch jwks: %w", err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch jwks %s: status %d", url, resp.StatusCode)
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetch jwks %s: %w", url, err)
+		return nil, err
 	}
 	if len(data) > maxJWKSBytes {
-		return nil, fmt.Errorf("fetch jwks %s: larger than %d bytes", url, maxJWKSBytes)
+		return nil, fmt.Errorf("larger than %d bytes", maxJWKSBytes)
 	}
-	return parseJWKS(data)
+	return data, nil
 }
 
 // parseJWKS returns the asymmetric signing keys of a JWKS document by kid.

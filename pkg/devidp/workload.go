@@ -63,11 +63,11 @@ func ListenWorkloadIssuer(addr string, tlsConfig *tls.Config, issuer string) (*W
 		ln.Close()
 		return nil, err
 	}
-	w.srv = &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
-	w.done = make(chan struct{})
+	srv, done := &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}, make(chan struct{})
+	w.srv, w.done = srv, done
 	go func() {
-		defer close(w.done)
-		w.srv.Serve(tls.NewListener(ln, tlsConfig)) // returns ErrServerClosed after Close
+		defer close(done)
+		srv.Serve(tls.NewListener(ln, tlsConfig)) // returns ErrServerClosed after Close
 	}()
 	return w, nil
 }
