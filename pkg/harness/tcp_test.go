@@ -314,7 +314,7 @@ func TestTCPApps(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			open := func(string) error { return errors.New("no browser in this test") }
 			c := accessClient(t, h, 0, tc.app, tc.token, open)
-			ctx := t.Context() // a refusal comes back at once; no wall-clock budget on a loaded machine
+			ctx := t.Context()  // a refusal comes back at once; no wall-clock budget on a loaded machine
 			if tc.token == "" { // no sign-in: dial the WebSocket without a token
 				ws := strings.Replace(h.URLFor(0, "echo.localhost"), "https:", "wss:", 1) + "/.postern/tcp"
 				_, resp, err := websocket.Dial(ctx, ws, &websocket.DialOptions{HTTPClient: h.StreamClient(0)})

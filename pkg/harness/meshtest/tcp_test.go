@@ -1,6 +1,7 @@
 package meshtest
 
 import (
+	"log/slog"
 	"net"
 	"net/http/httptest"
 	"strings"
@@ -25,7 +26,9 @@ func TestRelayedTCPApp(t *testing.T) {
 	top := &harness.Topology{Net: sim, AttachK: 1,
 		Nodes:      []harness.NodeSpec{{ID: "use1", Region: "us-east-1"}, {ID: "euw1", Region: "eu-west-1"}},
 		Connectors: []harness.ConnectorSpec{{Group: "hq", Region: "us-east-1"}}}
-	h, err := harness.Start(t.Context(), harness.Options{Topology: top, Auth: true, ExtraCatalog: harness.TCPApp("blob", echo.Addr())})
+	logs := &harness.SyncBuffer{}
+	h, err := harness.Start(t.Context(), harness.Options{Topology: top, Auth: true, ExtraCatalog: harness.TCPApp("blob", echo.Addr()),
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +61,24 @@ func TestRelayedTCPApp(t *testing.T) {
 	}
 	defer conn.Close()
 	if err := harness.TransferCheck(conn, 4<<20); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; the log's warnings and stream lines:\n%s", err, notable(logs.String()))
 	}
 	rec := httptest.NewRecorder()
 	h.Meshes()[euw].Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), `postern_mesh_route_choices_total{kind="relay"}`) {
 		t.Error("euw1 did not relay")
 	}
+}
+
+// notable returns the log lines worth reading when a stream failed:
+// warnings, errors, access and stream lines.
+func notable(logs string) string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) ||
+			strings.Contains(l, `"msg":"access"`) || strings.Contains(l, `"msg":"tcp_stream"`) || strings.Contains(l, "lost") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
