@@ -28,6 +28,7 @@ import (
 
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/duplex"
+	"github.com/postern/postern/pkg/splice"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
 )
@@ -60,6 +61,8 @@ type Handler struct {
 	skip    *http.Transport
 	proxy   *httputil.ReverseProxy
 	metrics *metrics
+	dialer  *dialer
+	streams splice.Set // TCP streams being carried now
 
 	inFlight atomic.Int64 // requests being served now
 }
@@ -84,6 +87,7 @@ func New(cfg Config) *Handler {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
 	d := &dialer{allow: cfg.AllowList, resolver: cfg.Resolver, d: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}
+	h.dialer = d
 	h.verify = newTransport(d, &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
 	h.skip = newTransport(d, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
 	h.proxy = &httputil.ReverseProxy{
@@ -117,10 +121,11 @@ func newTransport(d *dialer, tc *tls.Config) *http.Transport {
 // a streaming response until its body ends (or the mesh goes away).
 func (h *Handler) InFlight() int64 { return h.inFlight.Load() }
 
-// Close closes idle backend connections.
+// Close closes idle backend connections and every TCP stream.
 func (h *Handler) Close() {
 	h.verify.CloseIdleConnections()
 	h.skip.CloseIdleConnections()
+	h.streams.CloseAll()
 }
 
 type roundTripper struct{ h *Handler }
@@ -163,6 +168,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer duplex.Serve(w, r)()
 	start := time.Now()
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
+	if isTCP(r.Header) {
+		h.serveTCP(w, r, rid, start)
+		return
+	}
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
 	if err := upgrade.CheckRequest(r); err != nil {
