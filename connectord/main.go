@@ -5,6 +5,8 @@
 //	connectord enroll --mesh https://mesh.example.com --token-file FILE   (or - for stdin)
 //	connectord run --allow '10.1.0.0/16:443,intranet.corp'
 //	connectord service install|uninstall|run [run flags]   (Windows service)
+//	connectord access tcp --app https://ssh.apps.example.com --listen 127.0.0.1:2222
+//	ssh -o ProxyCommand='connectord access ssh --app https://ssh.apps.example.com' host
 //	connectord version
 //
 // "connectord --help" lists the commands, "connectord run --help" the
@@ -47,7 +49,7 @@ func main() {
 // mesh CA unless --state-dir says otherwise.
 const defaultStateDir = "/var/lib/postern-connector"
 
-// defaultAdmin is the loopback admin address (/healthz, /metrics).
+// defaultAdmin is the loopback admin address (/healthz, /readyz, /metrics).
 const defaultAdmin = "127.0.0.1:7801"
 
 func newApp() *cli.App {
@@ -59,6 +61,7 @@ func newApp() *cli.App {
 		{Name: "service", Args: "install|uninstall|run [run flags]", Summary: "install, uninstall or run as a Windows service (the run flags follow)",
 			Raw: func(ctx context.Context, args []string) error { return serviceCmd(ctx, args, app) }},
 	}
+	app.Commands = append(app.Commands, accessCommands()...)
 	return app
 }
 
@@ -129,7 +132,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	backendCA := fs.String("backend-ca", "", "extra CA file (PEM) for HTTPS internal apps (added to the system roots)")
 	allow := fs.String("allow", "", "comma-separated allow-list of internal destinations: host, *.domain, IP, CIDR, each optionally :port (required unless --allow-any); loopback, link-local and cloud metadata addresses are reached only when an IP or CIDR entry names them")
 	allowAny := fs.Bool("allow-any", false, "without --allow, allow every destination but loopback, link-local and cloud metadata (not recommended)")
-	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz and /metrics (empty: off)")
+	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz (live), /readyz (attached, not draining) and /metrics (empty: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	carrierFlag := fs.String("carrier", "auto", "WireGuard carrier: auto (UDP, falling back to an HTTPS stream), udp or stream")
 	udpTimeout := fs.Duration("udp-timeout", 0, "auto carrier: wait this long for a WireGuard handshake over UDP before using the stream (0: 2s)")

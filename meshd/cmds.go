@@ -39,9 +39,10 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's keys, used enrolment tokens, revocations and known mesh members")
 	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
 	catalogPath := fs.String("catalog", defaultCatalog, "app catalogue file")
-	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz, /metrics, /status and /routes/explain (empty: off)")
+	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz (live), /readyz (ready), /metrics, /status and /routes/explain (empty: off)")
 	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
+	bearerCA := fs.String("bearer-ca", "", "extra CA file (PEM) that signs the certificates of the issuers whose bearer tokens apps accept (Entra, workload issuers; for development providers)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	auditLog := fs.String("audit-log", "", "where to write the audit stream (one JSON access_decision record per request to an app): a file (appended, created 0600), - for stdout, empty for none")
 	gossipListen := fs.String("gossip-listen", "", "gossip address (UDP and TCP) to join a cluster of mesh nodes, e.g. 0.0.0.0:7946 (empty: a lone node)")
@@ -52,7 +53,8 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	join := fs.String("join", "", "comma-separated gossip host:port of other mesh nodes to join (and rejoin after a partition)")
 	publicURL := fs.String("public-url", "", "HTTPS base URL connectors attach at, e.g. https://mesh-eu-1.example.com (default: https:// + --listen)")
 	strategy := fs.String("route-strategy", "latency", "route choice: latency, nearest or random")
-	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, stop taking relayed requests and wait this long for requests in flight before leaving the cluster")
+	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM (after --drain-delay), stop accepting connections, wait for the requests in flight, then for the relayed ones, before leaving the cluster; at most this long")
+	drainDelay := fs.Duration("drain-delay", 0, "on SIGTERM, turn /readyz to 503 at once but keep accepting connections this long, so load balancers take the node out first (set it to their health-check interval times their unhealthy threshold)")
 	connsPerIP := fs.Int("conns-per-ip", meshnode.DefaultConnsPerClient, "connections one client address (IPv4, or IPv6 /64) may hold open on the public listener; past it: 429 (negative: no cap)")
 	unauthRate := fs.Float64("unauth-rate", float64(edge.DefaultUnauthRate), "answers per second one client address may get without signing in (sign-in redirects, 401, 404, 400); past it: 429 (negative: no limit)")
 	unauthBurst := fs.Int("unauth-burst", edge.DefaultUnauthBurst, "burst of --unauth-rate")
@@ -70,9 +72,9 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 		}
 		return run(ctx, runFlags{id: *id, region: *region, listen: *listen, certFile: *certFile, keyFile: *keyFile, plain: *plain,
 			wgListen: *wgListen, wgAdvertise: *wgAdvertise, stateDir: *stateDir, authKey: *authKey, catalogPath: *catalogPath,
-			admin: *admin, authURL: *authURL, authCA: *authCA, logLevel: *logLevel, gossipListen: *gossipListen,
+			admin: *admin, authURL: *authURL, authCA: *authCA, bearerCA: *bearerCA, logLevel: *logLevel, gossipListen: *gossipListen,
 			gossipAdvertise: *gossipAdvertise, gossipKeys: *gossipKeys, nodeCred: *nodeCred, label: *label, join: *join, publicURL: *publicURL,
-			strategy: *strategy, drain: *drain, limits: limits, auditLog: *auditLog})
+			strategy: *strategy, drain: *drain, drainDelay: *drainDelay, limits: limits, auditLog: *auditLog})
 	}
 }
 
@@ -80,9 +82,9 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 type runFlags struct {
 	id, region, listen, certFile, keyFile, wgListen, wgAdvertise, stateDir, authKey, catalogPath string
 	admin, authURL, authCA, logLevel, gossipListen, gossipAdvertise, gossipKeys, label, join     string
-	publicURL, strategy, nodeCred, auditLog                                                      string
+	publicURL, strategy, nodeCred, bearerCA, auditLog                                            string
 	plain                                                                                        bool
-	drain                                                                                        time.Duration
+	drain, drainDelay                                                                            time.Duration
 	limits                                                                                       meshnode.Limits
 }
 
@@ -97,6 +99,10 @@ func run(ctx context.Context, f runFlags) error {
 	}
 	defer closeAudit()
 	authClient, err := httpClientWithCA(f.authCA)
+	if err != nil {
+		return err
+	}
+	bearerClient, err := httpClientWithCA(f.bearerCA)
 	if err != nil {
 		return err
 	}
@@ -117,8 +123,8 @@ func run(ctx context.Context, f runFlags) error {
 	}
 	cfg := meshnode.Config{ID: f.id, Region: f.region, Listen: f.listen, PlainHTTP: f.plain, WGListen: wgAddr,
 		WGAdvertise: f.wgAdvertise, StateDir: f.stateDir, Authority: auth, CatalogPath: f.catalogPath,
-		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: f.drain, Limits: f.limits,
-		Registry: cli.NewRegistry("meshd"), Audit: audit}
+		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, BearerHTTPClient: bearerClient, Logger: logger,
+		DrainTimeout: f.drain, DrainDelay: f.drainDelay, Limits: f.limits, Registry: cli.NewRegistry("meshd"), Audit: audit}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}

@@ -27,6 +27,7 @@ type flowState struct {
 	RD       string   `json:"rd"`
 	Binding  string   `json:"b"`
 	ACRs     []string `json:"acrs,omitempty"`
+	CLI      int      `json:"cli,omitempty"` // a command-line client's loopback port (cli.go)
 }
 
 // handoff is a validated /authorize request.
@@ -35,11 +36,12 @@ type handoff struct {
 	req appRequirements
 	rd  string
 	b   string
+	cli int // a command-line client's loopback port; 0 for a browser
 }
 
 // parseHandoff validates the app, rd and b parameters of q against cat.
 func parseHandoff(cat *catalog.Catalog, q url.Values) (*handoff, error) {
-	for _, k := range []string{"app", "rd", "b"} {
+	for _, k := range []string{"app", "rd", "b", "cli"} {
 		if len(q[k]) > 1 {
 			return nil, fmt.Errorf("%w: parameter %s given more than once", ErrBadRequest, k)
 		}
@@ -67,7 +69,11 @@ func parseHandoff(cat *catalog.Catalog, q url.Values) (*handoff, error) {
 	if !validBinding(b) {
 		return nil, fmt.Errorf("%w: b must be the 43-character base64url SHA-256 of the bind nonce", ErrBadRequest)
 	}
-	return &handoff{app: app, req: requirementsOf(app, rd), rd: rd, b: b}, nil
+	cli, err := parseCLIPort(q)
+	if err != nil {
+		return nil, err
+	}
+	return &handoff{app: app, req: requirementsOf(app, rd), rd: rd, b: b, cli: cli}, nil
 }
 
 // validBinding reports whether b is an unpadded base64url SHA-256.
@@ -134,6 +140,7 @@ func (s *Service) startFlow(w http.ResponseWriter, r *http.Request, rid string, 
 		RD:       h.rd,
 		Binding:  h.b,
 		ACRs:     h.req.acrs,
+		CLI:      h.cli,
 	}
 	sealed, err := s.sealer.Seal(f, FlowLifetime)
 	if err != nil {
@@ -179,6 +186,10 @@ func (s *Service) handOff(w http.ResponseWriter, r *http.Request, rid string, h 
 		s.fail(w, r, rid, err, "app", h.app.ID)
 		return
 	}
+	if h.cli != 0 {
+		s.cliHandOff(w, r, rid, h, id, tok, exp)
+		return
+	}
 	s.cfg.Logger.Info("auth_handoff", "request_id", rid, "app", h.app.ID, "user", id.Subject, "via", via, "app_exp", exp)
 	redirect(w, "https://"+h.app.Host+s.cfg.AppPort+"/.postern/callback?token="+url.QueryEscape(tok))
 }
@@ -193,6 +204,7 @@ func (s *Service) appToken(h *handoff, id session.Identity, now time.Time) (stri
 		Audience:   h.app.Host,
 		Binding:    h.b,
 		ReturnPath: h.rd,
+		CLI:        h.cli != 0,
 		IssuedAt:   now.Unix(),
 		NotBefore:  now.Unix(),
 		Expiry:     exp,

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -32,7 +34,11 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cat := s.cfg.Catalog.Current()
-	h, err := parseHandoff(cat, map[string][]string{"app": {f.App}, "rd": {f.RD}, "b": {f.Binding}})
+	hq := url.Values{"app": {f.App}, "rd": {f.RD}, "b": {f.Binding}}
+	if f.CLI != 0 {
+		hq.Set("cli", strconv.Itoa(f.CLI))
+	}
+	h, err := parseHandoff(cat, hq)
 	if err != nil {
 		s.fail(w, r, rid, fmt.Errorf("%w: the app of this sign-in is no longer valid: %v", ErrFlow, err))
 		return

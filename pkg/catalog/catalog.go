@@ -94,17 +94,26 @@ type App struct {
 	// Host is the external host name users open, lower-case, without port or
 	// trailing dot.
 	Host string
+	// Kind is what the app publishes: KindWeb (HTTP) or KindTCP.
+	Kind AppKind
 	// InternalURL is the backend's base URL: http or https, with host, no
 	// user info, query or fragment. Its path, if any, is a prefix joined
-	// before the request path.
+	// before the request path. Nil for a TCP app.
 	InternalURL *url.URL
+	// Target is a TCP app's internal "host:port"; empty for a web app.
+	Target string
+	// Bearer says which bearer tokens the app accepts instead of the app
+	// cookie; nil means none.
+	Bearer *Bearer
 	// ConnectorGroup is the ID of the group whose connectors reach the app;
 	// it always names a group of the same catalogue.
 	ConnectorGroup string
 	// PreAuth is the pre-authentication mode.
 	PreAuth PreAuth
 	// BackendTimeout bounds the time to the first byte of the backend's
-	// response, not the length of the response stream. Always > 0.
+	// response once the request is sent, not the length of the response
+	// stream; while the client is still sending the request body, only a
+	// backend that stops taking it for this long times out. Always > 0.
 	BackendTimeout time.Duration
 	// HostHeader selects the Host header sent to the backend.
 	HostHeader HostHeader
@@ -154,6 +163,8 @@ type Catalog struct {
 	groupsBy            map[string]*ConnectorGroup
 	polGroups, polRoles []string
 	homeTenant          string
+	entra               Entra
+	issuers             []*Issuer
 }
 
 func newCatalog(data []byte, home string, groups []*ConnectorGroup, apps []*App) *Catalog {
@@ -214,6 +225,14 @@ func (c *Catalog) PolicyRoles() []string { return slices.Clone(c.polRoles) }
 // HomeTenant returns the Entra tenant whose groups and app roles count in
 // every policy (home_tenant); empty when the catalogue names none.
 func (c *Catalog) HomeTenant() string { return c.homeTenant }
+
+// Entra returns where Entra access tokens come from (the entra section,
+// defaults applied).
+func (c *Catalog) Entra() Entra { return c.entra }
+
+// Issuers returns the trusted workload issuers in file order. The slice is
+// a copy; the issuers are shared.
+func (c *Catalog) Issuers() []*Issuer { return append([]*Issuer(nil), c.issuers...) }
 
 // PassesHeader reports whether the app passes the client header named k
 // through (pass_headers): the same name ignoring case, so a spelling with

@@ -48,14 +48,19 @@ func Parse(name string, data []byte) (*Catalog, error) {
 	for i, e := range apps {
 		as[i] = e.app
 	}
-	return newCatalog(data, p.homeTenant, gs, as), nil
+	c := newCatalog(data, p.homeTenant, gs, as)
+	c.entra, c.issuers = p.entra, p.issuers
+	return c, nil
 }
 
 // parser walks a yaml.Node tree, collecting every problem it finds.
 type parser struct {
 	file       string
 	errs       []*Error
-	homeTenant string // decoded before the apps, whose policies need it
+	homeTenant string    // decoded before the apps, whose policies need it
+	entra      Entra     // the entra section, defaults applied; before the apps
+	entraSet   bool      // the entra section is present
+	issuers    []*Issuer // the issuers list; before the apps
 }
 
 // groupEntry is a decoded connector group with the line of its id.
@@ -114,6 +119,7 @@ func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) 
 			p.homeTenant = p.tenant(resolve(root.Content[i+1]), "", "home_tenant")
 		}
 	}
+	p.rootBearer(root)
 	p.mapping(root, "", []field{
 		{Key: "connector_groups", Required: true, Decode: func(v *yaml.Node) {
 			p.list(v, "connector_groups", "connector group", func(i int, item *yaml.Node) {
@@ -126,6 +132,8 @@ func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) 
 			})
 		}},
 		{Key: "home_tenant", Decode: func(*yaml.Node) {}}, // decoded above
+		{Key: "entra", Decode: func(*yaml.Node) {}},       // decoded above
+		{Key: "issuers", Decode: func(*yaml.Node) {}},     // decoded above
 	})
 	return groups, apps
 }
@@ -152,6 +160,7 @@ func (p *parser) group(n *yaml.Node, i int) *groupEntry {
 func (p *parser) app(n *yaml.Node, i int) *appEntry {
 	e := &appEntry{label: labelOf(n, "app", i), app: &App{
 		Line:           n.Line,
+		Kind:           KindWeb,
 		BackendTimeout: DefaultBackendTimeout,
 		HostHeader:     HostHeaderInternal,
 		HSTS:           DefaultHSTS,
@@ -159,11 +168,14 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 	a, label := e.app, e.label
 	var skipLine int
 	auth := &authKeys{lines: map[string]int{}, headerLines: map[string]int{}}
-	p.mapping(n, label, append([]field{
+	fields := append([]field{
 		{Key: "id", Required: true, Decode: func(v *yaml.Node) { a.ID, e.idLine = p.id(v, label, "id"), v.Line }},
 		{Key: "display_name", Decode: func(v *yaml.Node) { a.DisplayName = p.displayName(v, label) }},
 		{Key: "host", Required: true, Decode: func(v *yaml.Node) { a.Host, e.hostLine = p.host(v, label), v.Line }},
-		{Key: "internal_url", Required: true, Decode: func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
+		{Key: "kind", Decode: func(v *yaml.Node) { a.Kind = p.kind(v, label) }},
+		{Key: "internal_url", Decode: func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
+		{Key: "target", Decode: func(v *yaml.Node) { a.Target = p.tcpTarget(v, label) }},
+		{Key: "bearer", Decode: func(v *yaml.Node) { auth.bearer = p.bearer(v, label) }},
 		{Key: "connector_group", Required: true, Decode: func(v *yaml.Node) {
 			var ok bool
 			if a.ConnectorGroup, ok = p.str(v, label, "connector_group"); ok {
@@ -179,7 +191,15 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 		}},
 		{Key: "hsts_max_age", Decode: func(v *yaml.Node) { a.HSTS = p.hsts(v, label) }},
 		{Key: "pass_headers", Decode: func(v *yaml.Node) { auth.passLine, a.PassHeaders = v.Line, p.passHeaders(v, label) }},
-	}, p.authFields(a, auth, label)...))
+	}, p.authFields(a, auth, label)...)
+	keyLines := make(map[string]int, len(fields))
+	for i := range fields {
+		f := &fields[i]
+		decode, key := f.Decode, f.Key
+		f.Decode = func(v *yaml.Node) { keyLines[key] = v.Line; decode(v) }
+	}
+	p.mapping(n, label, fields)
+	p.finishKind(a, keyLines, n.Line, label)
 	p.finishAuth(a, auth, label)
 	if a.TLSSkipVerify && a.InternalURL != nil && a.InternalURL.Scheme != "https" {
 		p.add(skipLine, ErrValue, label, "tls_skip_verify: only allowed with an https internal_url, got %s", a.InternalURL.Scheme)

@@ -20,7 +20,7 @@ type schemaNode struct {
 	Items      *schemaNode            `json:"items"`
 	Enum       []any                  `json:"enum"`
 	Pattern    string                 `json:"pattern"`
-	Additional *bool                  `json:"additionalProperties"`
+	Additional json.RawMessage        `json:"additionalProperties"` // false (closed) or the schema of every value (a map)
 	Required   []string               `json:"required"`
 	Defs       map[string]*schemaNode `json:"$defs"`
 }
@@ -30,7 +30,8 @@ type schemaNode struct {
 // the example is in the schema at the same place with a matching type,
 // enum value and pattern; every property of the schema is used by the
 // example (so the schema invents nothing); every object is closed
-// (additionalProperties false, as the parser refuses unknown keys); and
+// (additionalProperties false, as the parser refuses unknown keys) unless
+// it is a map of free keys (workload claim conditions); and
 // every enum is exactly the parser's set of values.
 func TestSchemaMatchesExample(t *testing.T) {
 	raw, err := os.ReadFile("catalog.schema.json")
@@ -65,8 +66,21 @@ func TestSchemaMatchesExample(t *testing.T) {
 		}
 		switch n.Kind {
 		case yaml.MappingNode:
-			if s.Type != "object" || s.Additional == nil || *s.Additional {
-				t.Errorf("%s: schema type %q, want a closed object", path, s.Type)
+			var values *schemaNode // a map's value schema (free keys, such as claim names)
+			switch a := strings.TrimSpace(string(s.Additional)); {
+			case s.Type != "object":
+				t.Errorf("%s: schema type %q, want an object", path, s.Type)
+			case a == "false":
+			case strings.HasPrefix(a, "{") && len(s.Properties) == 0:
+				if err := json.Unmarshal(s.Additional, &values); err != nil {
+					t.Fatalf("%s: additionalProperties: %v", path, err)
+				}
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					walk(path+"."+n.Content[i].Value, n.Content[i+1], values)
+				}
+				return
+			default:
+				t.Errorf("%s: want a closed object (additionalProperties false) or a map (a value schema and no properties)", path)
 			}
 			if used[s] == nil {
 				used[s] = map[string]bool{}
@@ -130,6 +144,7 @@ func TestSchemaMatchesExample(t *testing.T) {
 		"preauth":     {string(PreAuthPassthrough), string(PreAuthEntra), string(PreAuthOIDC)},
 		"path_case":   {string(PathCaseSensitive), string(PathCaseInsensitive)},
 		"host_header": {string(HostHeaderInternal), string(HostHeaderExternal)},
+		"kind":        {string(KindWeb), string(KindTCP)},
 	}
 	app := root.Properties["apps"].Items
 	for k, want := range enums {

@@ -14,6 +14,9 @@ type decision struct {
 	reason string // one of the reason constants: a small, fixed set (a metric label)
 	rule   string // the policy rule that decided ("app", "path /admin"), if any
 	detail string // the policy's sentence for a denial
+	// principal is the kind of the verified caller the policy judged
+	// (session.Principal*), also when it denied; "" when none was verified.
+	principal string
 }
 
 // Audit results.
@@ -35,12 +38,16 @@ const (
 	reasonCookieRefused  = "cookie_refused"   // an app cookie that did not verify
 	reasonRevoked        = "revoked"          // the session or user was revoked
 	reasonUnconfigured   = "auth_unavailable" // this node has no sign-in configured
+	reasonBearerRefused  = "bearer_refused"   // a bearer token (or a TCP stream without one) refused with 401
 )
 
 // audit writes the access decision of a request to a known app to the
 // audit stream and counts it. Keys are those of the access log (one
 // schema): request_id, app, user, client_ip, method, path, status,
-// connector, plus decision, reason, rule, detail and node.
+// connector, principal and auth (for a verified identity), plus decision,
+// reason, rule, detail and node. It covers every way in: app cookies,
+// bearer tokens, command-line clients' tokens and TCP streams (whose
+// record is written when the stream ends, with the access line).
 func (h *Handler) audit(r *http.Request, st *reqState, status int) {
 	d := st.decision
 	if d.result == "" || st.app == nil {
@@ -55,6 +62,9 @@ func (h *Handler) audit(r *http.Request, st *reqState, status int) {
 		slog.String("client_ip", st.clientIP), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.String("decision", d.result), slog.String("reason", d.reason), slog.String("rule", d.rule),
 		slog.Int("status", status), slog.String("connector", st.connector),
+	}
+	if d.principal != "" {
+		attrs = append(attrs, slog.String("principal", d.principal), slog.String("auth", st.via))
 	}
 	if d.detail != "" && d.result != resultAllow {
 		attrs = append(attrs, slog.String("detail", d.detail))

@@ -30,13 +30,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/bearer"
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/duplex"
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/policy"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/splice"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
 )
@@ -66,6 +69,14 @@ type Config struct {
 	// Limits bounds the answers one client may get without a verified
 	// identity; the zero value means the defaults of Limits.
 	Limits Limits
+	// Bearer verifies the Entra access tokens and trusted issuers' tokens
+	// that apps accept (the catalogue's bearer sections); nil refuses
+	// them with 401.
+	Bearer *bearer.Verifier
+	// Denied refuses revoked identities, however they were verified (app
+	// cookie, command-line app token, bearer token), with or without Auth;
+	// nil refuses none.
+	Denied DenyList
 	// Audit receives one "access_decision" record per request to a known
 	// app (see audit.go), apart from the access log; nil writes none.
 	Audit *slog.Logger
@@ -82,6 +93,7 @@ type Handler struct {
 	metrics *metrics
 	auth    *auth
 	unauth  *iplimit.Limiter
+	streams splice.Set // TCP streams being carried
 }
 
 // New returns a Handler.
@@ -122,12 +134,20 @@ type reqState struct {
 	connector string // id of the connector that answered
 	attempts  int
 	errReason string
-	user      string             // subject of the signed-in user, for the log
-	decision  decision           // what the edge decided about access, for the audit stream
-	claims    *session.AppClaims // verified identity of a pre-authenticated request
-	token     string             // the app cookie that carried claims
+	cutErr    error             // the error that cut the upstream response body, if any
+	truncated string            // who cut a response mid-body: "upstream" or "client"; "" if not cut
+	user      string            // subject of the caller, for the log
+	cat       *catalog.Catalog  // the catalogue app was found in
+	id        *session.Identity // verified identity of a pre-authenticated request
+	token     string            // the app cookie or bearer token that carried id
+	via       string            // how id was verified: cookie, bearer or cli
+	decision  decision          // what the edge decided about access, for the audit stream
 	auth      *auth
-	relayed   bool // served for another mesh node (RelayHandler)
+	relayed   bool  // served for another mesh node (RelayHandler)
+	stripAuth bool  // remove the Authorization header: it carried a bearer token
+	bytesUp   int64 // a TCP stream's bytes from the client
+	bytesDown int64 // a TCP stream's bytes to the client
+	tcp       bool  // a TCP stream: log bytes_up and bytes_down
 }
 
 type stateKey struct{}
@@ -139,6 +159,7 @@ var statePool = sync.Pool{New: func() any { return new(reqState) }}
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
+	defer duplex.Serve(w, r)()
 	st := statePool.Get().(*reqState)
 	*st = reqState{rid: reqid.New(), clientIP: clientIP(r.RemoteAddr), scheme: "http"}
 	defer statePool.Put(st)
@@ -147,7 +168,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
-	app, ok := h.cfg.Catalog().AppByHost(r.Host)
+	cat := h.cfg.Catalog()
+	app, ok := cat.AppByHost(r.Host)
 	if r.TLS != nil {
 		setHSTS(rw.Header(), app)
 	}
@@ -157,7 +179,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logAccess(r, rw, st, start)
 		return
 	}
-	st.app = app
+	st.app, st.cat = app, cat
 	if reason := refusedRequest(r); reason != "" {
 		st.errReason = reason
 		st.decision = decision{result: resultDeny, reason: reasonRefusedRequest, detail: reason}
@@ -171,18 +193,57 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logAccess(r, rw, st, start)
 		return
 	}
+	if app.Kind == catalog.KindTCP {
+		st.decision = decision{result: resultDeny, reason: reasonRefusedRequest, detail: "an HTTP request to a TCP app"}
+		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusNotFound, Title: "TCP service",
+			Reason: "This address publishes a TCP service: connect to it with \"connectord access tcp\".", RequestID: st.rid})
+		h.logAccess(r, rw, st, start)
+		return
+	}
 	if app.PreAuth == catalog.PreAuthPassthrough {
 		st.decision = decision{result: resultAllow, reason: reasonPassthrough}
 	} else {
-		if st.claims = h.authenticate(rw, r, app, st); st.claims == nil {
+		if st.id = h.authenticate(rw, r, app, st); st.id == nil {
 			h.logAccess(r, rw, st, start)
 			return
 		}
-		c, _ := r.Cookie(AppCookie)
-		st.token, st.auth = c.Value, h.auth
 	}
-	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-	h.logAccess(r, rw, st, start)
+	h.serveProxy(h.proxy, rw, r, st, start)
+}
+
+// serveProxy runs p and writes the access line, also when the response
+// is cut mid-body. ReverseProxy then panics with http.ErrAbortHandler;
+// the panic is raised again after the line is written, so the server cuts
+// the connection (HTTP/1) or resets the stream (HTTP/2) and the client
+// sees that the response is incomplete.
+func (h *Handler) serveProxy(p *httputil.ReverseProxy, rw *accesslog.Writer, r *http.Request, st *reqState, start time.Time) {
+	defer func() {
+		v := recover()
+		if v != nil {
+			st.noteAbort(r, v)
+		}
+		h.logAccess(r, rw, st, start)
+		if v != nil {
+			panic(v)
+		}
+	}()
+	p.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// noteAbort records why the handler was aborted by v: a response cut
+// mid-body by the connector side ("upstream") or by the client going away
+// ("client").
+func (st *reqState) noteAbort(r *http.Request, v any) {
+	if v != http.ErrAbortHandler {
+		st.errReason = fmt.Sprint("panic: ", v)
+		return
+	}
+	switch {
+	case r.Context().Err() == nil && st.cutErr != nil:
+		st.truncated, st.errReason = "upstream", "response cut: "+st.cutErr.Error()
+	default:
+		st.truncated, st.errReason = "client", "response cut: the client went away"
+	}
 }
 
 // refusedRequest returns why r may not enter the tunnel for any app, or
@@ -228,12 +289,22 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 		slog.String("host", r.Host), slog.String("path", r.URL.Path), slog.Int("status", status),
 		slog.Int64("bytes", rw.Bytes()), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("connector", st.connector), slog.Bool("relayed", st.relayed), slog.String("user", st.user), slog.Int("attempts", st.attempts), slog.String("client_ip", st.clientIP),
+		slog.Bool("truncated", st.truncated != ""),
+	}
+	if st.truncated != "" {
+		attrs = append(attrs, slog.String("truncated_by", st.truncated))
+	}
+	if st.id != nil {
+		attrs = append(attrs, slog.String("principal", st.id.PrincipalType()), slog.String("auth", st.via))
+	}
+	if st.tcp {
+		attrs = append(attrs, slog.Int64("bytes_up", st.bytesUp), slog.Int64("bytes_down", st.bytesDown))
 	}
 	if st.errReason != "" {
 		attrs = append(attrs, slog.String("error", st.errReason))
 	}
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
-	h.metrics.observe(appID, status, d, rw.Bytes())
+	h.metrics.observe(appID, status, d, rw.Bytes(), st.truncated)
 	h.audit(r, st, status)
 }
 
@@ -247,7 +318,10 @@ func rewrite(pr *httputil.ProxyRequest) {
 	tunnelhttp.StripInternal(h)
 	stripClientHeaders(h, st.app)
 	stripPosternCookies(h)
-	if st.claims != nil {
+	if st.stripAuth {
+		delete(h, "Authorization")
+	}
+	if st.id != nil {
 		addIdentityHeaders(h, st)
 	}
 	out.URL.Scheme = "http"
@@ -321,7 +395,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	p := errpage.Page{Status: http.StatusBadGateway, Title: "Bad gateway", RequestID: st.rid}
 	var ce *connectorError
 	switch {
-	case errors.Is(err, errNoConnector), errors.Is(err, errRelayNoConnector):
+	case errors.Is(err, errNoConnector), errors.Is(err, errRelayNoConnector), errors.Is(err, errPathClosed):
 		// The connector group is an internal name: it goes to the log
 		// (errReason), not to the user's page.
 		st.errReason = fmt.Sprintf("%v (connector group %s)", err, st.app.ConnectorGroup)

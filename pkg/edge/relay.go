@@ -1,13 +1,13 @@
 package edge
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
 
 	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/duplex"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/tunnelhttp"
@@ -29,6 +29,7 @@ func (h *Handler) RelayHandler() http.Handler { return http.HandlerFunc(h.serveR
 
 func (h *Handler) serveRelay(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
+	defer duplex.Serve(w, r)() // see pkg/duplex
 	st := statePool.Get().(*reqState)
 	*st = reqState{rid: r.Header.Get(tunnelhttp.HeaderRequestID), clientIP: clientIP(r.RemoteAddr), scheme: "http", relayed: true}
 	defer statePool.Put(st)
@@ -47,8 +48,7 @@ func (h *Handler) serveRelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.app = app
-	h.relay.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-	h.logAccess(r, rw, st, start)
+	h.serveProxy(h.relay, rw, r, st, start)
 }
 
 func (h *Handler) newRelayProxy() *httputil.ReverseProxy {

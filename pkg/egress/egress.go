@@ -27,6 +27,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/duplex"
+	"github.com/postern/postern/pkg/splice"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
 )
@@ -59,6 +61,8 @@ type Handler struct {
 	skip    *http.Transport
 	proxy   *httputil.ReverseProxy
 	metrics *metrics
+	dialer  *dialer
+	streams splice.Set // TCP streams being carried now
 
 	inFlight atomic.Int64 // requests being served now
 }
@@ -83,6 +87,7 @@ func New(cfg Config) *Handler {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
 	d := &dialer{allow: cfg.AllowList, resolver: cfg.Resolver, d: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}
+	h.dialer = d
 	h.verify = newTransport(d, &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
 	h.skip = newTransport(d, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
 	h.proxy = &httputil.ReverseProxy{
@@ -116,20 +121,26 @@ func newTransport(d *dialer, tc *tls.Config) *http.Transport {
 // a streaming response until its body ends (or the mesh goes away).
 func (h *Handler) InFlight() int64 { return h.inFlight.Load() }
 
-// Close closes idle backend connections.
+// Close closes idle backend connections and every TCP stream.
 func (h *Handler) Close() {
 	h.verify.CloseIdleConnections()
 	h.skip.CloseIdleConnections()
+	h.streams.CloseAll()
 }
 
 type roundTripper struct{ h *Handler }
 
 func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	t, _ := r.Context().Value(targetKey{}).(*target)
+	tr := rt.h.verify
 	if t != nil && t.skip {
-		return rt.h.skip.RoundTrip(r)
+		tr = rt.h.skip
 	}
-	return rt.h.verify.RoundTrip(r)
+	resp, err := tr.RoundTrip(r)
+	if rec, ok := r.Context().Value(cutKey{}).(*cutRecorder); ok && err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body = accesslog.RecordCut(resp.Body, &rec.err) // an upgrade's body must stay writable
+	}
+	return resp, err
 }
 
 func rewrite(pr *httputil.ProxyRequest) {
@@ -151,30 +162,80 @@ func rewrite(pr *httputil.ProxyRequest) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.inFlight.Add(1)
 	defer h.inFlight.Add(-1)
+	// The proxy forwards the request body while it copies the response
+	// back: full duplex, with no read of the body outliving the handler
+	// (pkg/duplex).
+	defer duplex.Serve(w, r)()
 	start := time.Now()
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
+	if isTCP(r.Header) {
+		h.serveTCP(w, r, rid, start)
+		return
+	}
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
 	if err := upgrade.CheckRequest(r); err != nil {
 		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrUpgradeRefused)
 		h.logger.Warn("upgrade_refused", "request_id", rid, "error", err)
-		h.observe(rw, start)
+		h.observe(rw, start, "")
 		return
 	}
 	t, err := parseTarget(r.Header)
 	if err != nil {
 		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrBadTarget)
 		h.logger.Warn("bad_target", "request_id", rid, "error", err)
-		h.observe(rw, start)
+		h.observe(rw, start, "")
 		return
 	}
-	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
-	h.observe(rw, start)
-	h.logger.Info("request", "request_id", rid, "method", r.Method, "target_host", t.url.Host,
-		"status", rw.Status(), "bytes", rw.Bytes(), "duration_ms", msSince(start))
+	h.serveProxy(rw, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)), t, rid, start)
 }
 
-func (h *Handler) observe(rw *accesslog.Writer, start time.Time) {
+// serveProxy forwards r and writes the request's log line, also when the
+// response is cut mid-body: ReverseProxy then panics with
+// http.ErrAbortHandler, which is raised again after the line is written,
+// so the server cuts the tunnel connection and the mesh sees the cut.
+func (h *Handler) serveProxy(rw *accesslog.Writer, r *http.Request, t *target, rid string, start time.Time) {
+	cut := &cutRecorder{}
+	defer func() {
+		v := recover()
+		attrs := []any{"request_id", rid, "method", r.Method, "target_host", t.url.Host,
+			"status", rw.Status(), "bytes", rw.Bytes(), "duration_ms", msSince(start)}
+		side := ""
+		if v == http.ErrAbortHandler {
+			side = "mesh"
+			if r.Context().Err() == nil && cut.err != nil {
+				side = "backend"
+			}
+		}
+		attrs = append(attrs, "truncated", side != "")
+		if side != "" {
+			attrs = append(attrs, "truncated_by", side, "error", cut.reason(side))
+		}
+		h.observe(rw, start, side)
+		h.logger.Info("request", attrs...)
+		if v != nil {
+			panic(v)
+		}
+	}()
+	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), cutKey{}, cut)))
+}
+
+// cutKey carries a request's *cutRecorder to the transport.
+type cutKey struct{}
+
+// cutRecorder keeps the error that ended a backend response body early.
+type cutRecorder struct{ err error }
+
+func (c *cutRecorder) reason(side string) string {
+	if side == "backend" {
+		return "response cut: " + c.err.Error()
+	}
+	return "response cut: the mesh went away"
+}
+
+// observe counts one request; truncated names the side that cut its
+// response mid-body ("backend" or "mesh"), or is empty.
+func (h *Handler) observe(rw *accesslog.Writer, start time.Time, truncated string) {
 	if h.metrics == nil {
 		return
 	}
@@ -182,6 +243,9 @@ func (h *Handler) observe(rw *accesslog.Writer, start time.Time) {
 	h.metrics.requests.WithLabelValues(code).Inc()
 	h.metrics.duration.Observe(time.Since(start).Seconds())
 	h.metrics.bytes.Add(float64(rw.Bytes()))
+	if truncated != "" {
+		h.metrics.cut.WithLabelValues(truncated).Inc()
+	}
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
@@ -308,6 +372,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration prometheus.Histogram
 	bytes    prometheus.Counter
+	cut      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -325,7 +390,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "postern_connector_response_bytes_total", Help: "Response body bytes sent back through the tunnel.",
 		}),
+		cut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postern_connector_responses_truncated_total",
+			Help: "Responses cut mid-body after their status was sent, by the side that cut them (backend, or mesh: the mesh node went away).",
+		}, []string{"side"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytes)
+	reg.MustRegister(m.requests, m.duration, m.bytes, m.cut)
 	return m
 }

@@ -1,41 +1,24 @@
 package harness
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 )
 
-// lockedBuffer is a bytes.Buffer safe for the mesh nodes' concurrent
-// writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// records returns the JSON records written so far.
-func (l *lockedBuffer) records(tb testing.TB) []map[string]any {
+// records returns the JSON records written to b so far.
+func records(tb testing.TB, b *SyncBuffer) []map[string]any {
 	tb.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		if line == "" {
 			continue
 		}
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			tb.Fatalf("audit line is not JSON: %q", line)
+			tb.Fatalf("line is not JSON: %q", line)
 		}
 		out = append(out, m)
 	}
@@ -47,7 +30,7 @@ func (l *lockedBuffer) records(tb testing.TB) []map[string]any {
 // policy denies and a request without a session, and the decision
 // counters.
 func TestAuditAllowAndDeny(t *testing.T) {
-	audit := &lockedBuffer{}
+	audit := &SyncBuffer{}
 	h := start(t, Options{Auth: true, Audit: audit})
 	c := browserish(t, h)
 	if resp, body := navigate(t, c, h.AppURL(0, "/headers"), "alice", ""); resp.StatusCode != 200 {
@@ -57,12 +40,12 @@ func TestAuditAllowAndDeny(t *testing.T) {
 		t.Fatalf("/admin: got %d, want 403", resp.StatusCode)
 	}
 	find := func(path, decision string) map[string]any {
-		for _, r := range audit.records(t) {
+		for _, r := range records(t, audit) {
 			if r["path"] == path && r["decision"] == decision {
 				return r
 			}
 		}
-		t.Fatalf("no %s record for %s in the audit stream:\n%s", decision, path, audit.b.String())
+		t.Fatalf("no %s record for %s in the audit stream:\n%s", decision, path, audit.String())
 		return nil
 	}
 	sign := find("/headers", "sign_in")

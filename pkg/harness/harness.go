@@ -97,6 +97,9 @@ type Options struct {
 	Topology *Topology
 	// DrainTimeout is the mesh nodes' drain bound on stop; zero means 2s.
 	DrainTimeout time.Duration
+	// DrainDelay is how long a stopping mesh node keeps accepting after
+	// it turned not ready; zero means none.
+	DrainDelay time.Duration
 	// AdminAddrs, if set, are the mesh nodes' loopback admin addresses
 	// (/status, /routes/explain, /metrics), by node index.
 	AdminAddrs []string
@@ -218,7 +221,7 @@ func (h *Harness) start(ctx context.Context) error {
 	if h.CA, err = devcert.NewCA(); err != nil {
 		return err
 	}
-	names := []string{"localhost", "*.localhost", h.AppHost, OpenAppHost, "auth.localhost", "idp.localhost", "127.0.0.1", "::1"}
+	names := []string{"localhost", "*.localhost", h.AppHost, OpenAppHost, APIAppHost, "auth.localhost", "idp.localhost", "127.0.0.1", "::1"}
 	if h.opts.Host != "127.0.0.1" && h.opts.Host != "::1" {
 		names = append(names, h.opts.Host)
 	}
@@ -306,6 +309,7 @@ func (h *Harness) catalogYAML() string {
 	var b strings.Builder
 	if h.opts.Auth {
 		fmt.Fprintf(&b, "home_tenant: %s\n", devidp.DemoTenantID)
+		b.WriteString(h.bearerCatalog())
 	}
 	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\napps:\n")
 	if h.opts.Auth {
@@ -334,8 +338,11 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		ID: id, Region: region, Listener: l, TLS: devcert.ServerTLS(h.cert),
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
-		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
-		DrainTimeout: h.opts.DrainTimeout, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
+		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), BearerHTTPClient: h.authClient(),
+		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
+	}
+	if raceDetector {
+		cfg.Pool = stretchProbes(cfg.Pool, 750*time.Millisecond, 3)
 	}
 	if h.opts.Audit != nil {
 		cfg.Audit = slog.New(slog.NewJSONHandler(h.opts.Audit, nil))
@@ -557,6 +564,9 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 	udp := wgnet.NewBlockBind(inner)
 	udp.SetBlocked(h.opts.BlockUDP)
 	cfg.Bind = udp
+	if raceDetector {
+		cfg.PingInterval, cfg.PingFailures = time.Second*raceStretch, 3*raceStretch
+	}
 	c, err := connector.New(cfg)
 	if err != nil {
 		return nil, err
@@ -674,6 +684,21 @@ func (h *Harness) Close() error {
 		h.closeErr = os.RemoveAll(h.Dir)
 	}
 	return h.closeErr
+}
+
+// raceStretch is how much longer the liveness checks wait for an answer
+// under the race detector.
+const raceStretch = 4
+
+// stretchProbes returns probe settings that give raceStretch times the
+// time to answer and need raceStretch times as many misses to declare a
+// path dead (from defTimeout and defDeadAfter, the pool's defaults, when
+// unset): under the race detector the system is slow, not dead.
+func stretchProbes(c pool.Config, defTimeout time.Duration, defDeadAfter int) pool.Config {
+	c.ProbeTimeout = cmp.Or(c.ProbeTimeout, defTimeout) * raceStretch
+	c.SuspectAfter = cmp.Or(c.SuspectAfter, 150*time.Millisecond) * raceStretch
+	c.DeadAfter = cmp.Or(c.DeadAfter, defDeadAfter) * raceStretch
+	return c
 }
 
 // WaitFor polls cond every 20ms until it holds, ctx ends or timeout passes.

@@ -68,7 +68,7 @@ var eventName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 // lines, request ids of the one format, and none of the old aliases.
 func TestLogSchema(t *testing.T) {
 	schema := logSchema(t)
-	buf := &lockedBuffer{}
+	buf := &SyncBuffer{}
 	h := start(t, Options{Auth: true, Logger: slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	c := browserish(t, h)
 	if resp, _ := navigate(t, c, h.AppURL(0, "/headers"), "alice", ""); resp.StatusCode != 200 {
@@ -80,7 +80,24 @@ func TestLogSchema(t *testing.T) {
 	if resp, _ := navigate(t, c, strings.Replace(h.AppURL(0, "/"), "smartmoney", "nothing-here", 1), "", ""); resp.StatusCode != 404 {
 		t.Fatalf("unknown host: %d", resp.StatusCode)
 	}
-	records := buf.records(t)
+	seen := checkLogSchema(t, schema, records(t, buf))
+	// The run must have produced the lines this test is about.
+	for _, m := range []string{"access", "auth_signed_in", "auth_handoff", "request", "api_request", "connector_attached"} {
+		if !seen[m] {
+			t.Errorf("no %q line in the run: the test checked less than it claims", m)
+		}
+	}
+	for _, alias := range []string{"remote_ip", "sub", "connector_id", "rid", "requestId", "user_id"} {
+		if _, ok := schema[alias]; ok {
+			t.Errorf("docs/logs.md documents the old alias %q", alias)
+		}
+	}
+}
+
+// checkLogSchema checks log records against schema (see TestLogSchema)
+// and returns the events seen.
+func checkLogSchema(t *testing.T, schema map[string]string, records []map[string]any) map[string]bool {
+	t.Helper()
 	seen := map[string]bool{}
 	for _, r := range records {
 		for _, k := range []string{"time", "level", "msg"} {
@@ -107,15 +124,5 @@ func TestLogSchema(t *testing.T) {
 			t.Errorf("request id %q in %q is not of the one format", id, msg)
 		}
 	}
-	// The run must have produced the lines this test is about.
-	for _, m := range []string{"access", "auth_signed_in", "auth_handoff", "request", "api_request", "connector_attached"} {
-		if !seen[m] {
-			t.Errorf("no %q line in the run: the test checked less than it claims", m)
-		}
-	}
-	for _, alias := range []string{"remote_ip", "sub", "connector_id", "rid", "requestId", "user_id"} {
-		if _, ok := schema[alias]; ok {
-			t.Errorf("docs/logs.md documents the old alias %q", alias)
-		}
-	}
+	return seen
 }

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/wgkey"
@@ -73,7 +72,7 @@ var ErrAuthKeys = errors.New("meshnode: sign-in keys unavailable")
 // functions may be starting too), except after a certificate error, which
 // names --auth-ca, the flag that fixes it.
 func (n *Node) checkAuthKeys(ctx context.Context) error {
-	if n.authCfg == nil || !hasPreAuthApp(n.catalog.Current()) {
+	if n.auth == nil || !needsSignIn(n.catalog.Current()) {
 		return nil
 	}
 	wait := n.cfg.AuthStartupWait
@@ -83,13 +82,13 @@ func (n *Node) checkAuthKeys(ctx context.Context) error {
 	deadline := time.Now().Add(wait)
 	var err error
 	for {
-		if err = n.authCfg.Verifier.Refresh(ctx); err == nil {
+		if err = n.auth.Verifier.Refresh(ctx); err == nil {
 			return nil
 		}
 		if isCertError(err) || ctx.Err() != nil || time.Now().After(deadline) {
 			break
 		}
-		n.logger.Warn("auth_keys_unavailable", "auth_url", n.authCfg.AuthURL, "error", err, "retry_for", time.Until(deadline).Round(time.Second).String())
+		n.logger.Warn("auth_keys_unavailable", "auth_url", n.auth.AuthURL, "error", err, "retry_for", time.Until(deadline).Round(time.Second).String())
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
@@ -100,16 +99,7 @@ func (n *Node) checkAuthKeys(ctx context.Context) error {
 		hint = "the auth functions' certificate is not trusted: give its CA with --auth-ca FILE"
 	}
 	return fmt.Errorf("%w: the catalogue has pre-authenticated apps, and %s/.well-known/jwks.json could not be fetched and verified (%s): %w",
-		ErrAuthKeys, n.authCfg.AuthURL, hint, err)
-}
-
-func hasPreAuthApp(c *catalog.Catalog) bool {
-	for _, a := range c.Apps() {
-		if a.PreAuth != catalog.PreAuthPassthrough {
-			return true
-		}
-	}
-	return false
+		ErrAuthKeys, n.auth.AuthURL, hint, err)
 }
 
 // isCertError reports whether err comes from verifying a TLS certificate.

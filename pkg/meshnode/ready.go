@@ -1,80 +1,99 @@
 package meshnode
 
 import (
-	"fmt"
+	"context"
+	"encoding/json"
 	"net/http"
-	"strings"
+	"time"
 
-	"github.com/postern/postern/pkg/gossip"
+	"github.com/postern/postern/pkg/catalog"
 )
 
-// ReadyCheck is one condition of a node's readiness.
-type ReadyCheck struct {
-	// Name is "serving", "catalog", "wireguard", "gossip" or "auth_keys".
-	Name string `json:"name"`
-	// OK reports whether the condition holds.
-	OK bool `json:"ok"`
-	// Detail says what was seen.
-	Detail string `json:"detail"`
+// Readiness is what the admin endpoint's /readyz answers: whether the node
+// can serve, and if not, why.
+type Readiness struct {
+	Ready bool `json:"ready"`
+	// NotReady lists what is missing, empty when Ready.
+	NotReady []string `json:"not_ready,omitempty"`
 }
 
-// Ready reports whether the node should get traffic: Run is serving and
-// not stopping, the catalogue is loaded, the WireGuard device is up, the
-// gossip has reached another node when seeds are configured, and the auth
-// functions' keys were fetched when any app needs them. It also returns
-// each check, for /readyz.
-func (n *Node) Ready() (bool, []ReadyCheck) {
-	checks := []ReadyCheck{{Name: "serving", OK: n.serving.Load(), Detail: "listeners up, not draining"}}
+// Readiness reports whether the node can serve: it is serving and not
+// draining, its catalogue is loaded, its WireGuard device is up, it has
+// joined the cluster (when it has seeds) and proven a relay path to a live
+// member (when there is one), and it holds the sign-in keys (when an app
+// needs them). It does not wait for connectors: they attach to a node
+// that is ready, often through the same load balancer.
+func (n *Node) Readiness() Readiness {
+	var why []string
+	switch {
+	case n.draining.Load():
+		why = append(why, "draining: shutting down")
+	case !n.serving.Load():
+		why = append(why, "not serving yet")
+	}
 	cat := n.catalog.Current()
-	cd := fmt.Sprintf("%d apps, hash %s", len(cat.Apps()), cat.Hash())
-	if n.catalog.Stats().Failing {
-		cd += "; the file on disk failed to load (the catalogue in force stays)"
+	if cat == nil {
+		why = append(why, "no catalogue loaded")
 	}
-	checks = append(checks, ReadyCheck{Name: "catalog", OK: true, Detail: cd})
-	port := n.wg.ListenPort()
-	checks = append(checks, ReadyCheck{Name: "wireguard", OK: port != 0, Detail: fmt.Sprintf("listening on UDP port %d", port)})
+	if !n.wg.Up() {
+		why = append(why, "WireGuard device down")
+	}
 	if n.mesh != nil {
-		alive := 0
-		for _, m := range n.mesh.cluster.Members() {
-			if m.Meta.ID != n.cfg.ID && m.State == gossip.StateAlive {
-				alive++
-			}
-		}
-		ok := alive > 0 || len(n.mesh.cfg.Seeds) == 0
-		checks = append(checks, ReadyCheck{Name: "gossip", OK: ok, Detail: fmt.Sprintf("%d other nodes alive, %d seeds", alive, len(n.mesh.cfg.Seeds))})
+		why = append(why, n.mesh.notReady()...)
 	}
-	ak := ReadyCheck{Name: "auth_keys", OK: true, Detail: "no app needs sign-in keys"}
-	if n.authCfg != nil && hasPreAuthApp(cat) {
-		ak.OK = n.authCfg.Verifier.HasKeys()
-		ak.Detail = "fetched from " + n.authCfg.AuthURL + "/.well-known/jwks.json"
-		if !ak.OK {
-			ak.Detail = "not fetched yet from " + n.authCfg.AuthURL + "/.well-known/jwks.json"
+	if cat != nil && needsSignIn(cat) {
+		switch {
+		case n.auth == nil:
+			why = append(why, "pre-authenticated apps in the catalogue but no auth URL configured")
+		case !n.auth.Verifier.HasKeys():
+			why = append(why, "sign-in keys (the auth functions' JWKS) not fetched yet")
 		}
 	}
-	checks = append(checks, ak)
-	ready := true
-	for _, c := range checks {
-		ready = ready && c.OK
-	}
-	return ready, checks
+	return Readiness{Ready: len(why) == 0, NotReady: why}
 }
 
-// serveReady answers /readyz: 200 when ready, else 503, with one line
-// per check.
-func (n *Node) serveReady(w http.ResponseWriter, _ *http.Request) {
-	ready, checks := n.Ready()
-	var b strings.Builder
-	for _, c := range checks {
-		state := "ok"
-		if !c.OK {
-			state = "FAIL"
+func needsSignIn(cat *catalog.Catalog) bool {
+	for _, a := range cat.Apps() {
+		if a.PreAuth != catalog.PreAuthPassthrough {
+			return true
 		}
-		fmt.Fprintf(&b, "%s %s: %s\n", state, c.Name, c.Detail)
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	return false
+}
+
+// serveReadyz answers 200 when the node is ready and 503 otherwise, with
+// the Readiness as JSON.
+func (n *Node) serveReadyz(w http.ResponseWriter, _ *http.Request) {
+	rd := n.Readiness()
+	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if !ready {
+	if !rd.Ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	w.Write([]byte(b.String()))
+	json.NewEncoder(w).Encode(rd)
+}
+
+// fetchSignInKeys fetches the auth functions' JWKS until it has them (or
+// ctx ends), with backoff from 250ms to 30s, so that the node turns ready
+// without waiting for a first sign-in.
+func (n *Node) fetchSignInKeys(ctx context.Context) {
+	if n.auth == nil {
+		return
+	}
+	delay := 250 * time.Millisecond
+	for !n.auth.Verifier.HasKeys() {
+		err := n.auth.Verifier.Refresh(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		n.logger.Warn("sign_in_keys_fetch_failed", "error", err, "retry_in_ms", delay.Milliseconds())
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
 }

@@ -2,27 +2,172 @@ package meshnode
 
 import (
 	"context"
+	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/session"
 )
 
-// readyz returns the status and body of the node's /readyz.
-func readyz(t *testing.T, n *Node) (int, string) {
+const signInCatalog = `connector_groups:
+  - id: hq
+apps:
+  - id: app
+    host: app.localhost
+    internal_url: http://127.0.0.1:9
+    connector_group: hq
+    preauth: entra
+    policy:
+      allow:
+        users: ["t/u"]
+`
+
+// readyz asks n's admin handler for /readyz.
+func readyz(t *testing.T, n *Node) (int, Readiness) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	n.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	return rec.Code, rec.Body.String()
+	n.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	var rd Readiness
+	if err := json.Unmarshal(rec.Body.Bytes(), &rd); err != nil {
+		t.Fatalf("/readyz: %v: %q", err, rec.Body.String())
+	}
+	if (rec.Code == http.StatusOK) != rd.Ready {
+		t.Fatalf("/readyz: status %d for %+v", rec.Code, rd)
+	}
+	return rec.Code, rd
 }
 
-// TestReadyFlips checks that /readyz is 503 before Run, 200 while it
-// serves with the auth keys fetched, and 503 again once it stops; that a
-// node whose auth keys could not be fetched never becomes ready; and that
-// /healthz (live) stays 200 throughout.
-func TestReadyFlips(t *testing.T) {
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: not in time", what)
+		case <-tick.C:
+		}
+	}
+}
+
+// TestReadiness checks /readyz through a node's life: not ready before it
+// serves; ready with only passthrough apps although the auth functions'
+// keys cannot be fetched; not ready once a catalogue reload brings an app
+// that needs sign-in and the keys are still missing (the node started
+// without needing them, so Run did not refuse); ready once they are
+// fetched in the background; and not ready at once when the drain begins,
+// while the public listener still accepts (DrainDelay), so load balancers
+// drain it first. /healthz stays 200 throughout.
+func TestReadiness(t *testing.T) {
+	keys, err := session.GenerateKeyset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwksUp atomic.Bool
+	auth := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !jwksUp.Load() {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(keys.JWKS())
+	}))
+	defer auth.Close()
+	dir := t.TempDir()
+	catPath := filepath.Join(dir, "catalog.yaml")
+	passthrough := strings.Replace(signInCatalog, "preauth: entra", "preauth: passthrough", 1)
+	passthrough = passthrough[:strings.Index(passthrough, "    policy:")]
+	if err := os.WriteFile(catPath, []byte(passthrough), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	akey, err := authority.LoadOrCreateKey(filepath.Join(dir, "authority.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := authority.New(authority.Config{Key: akey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const delay = time.Second // long enough to check, on a busy machine, that the listener still accepts
+	n, err := New(Config{ID: "n1", Listener: l, PlainHTTP: true, WGListen: netip.MustParseAddrPort("127.0.0.1:0"),
+		StateDir: dir, Authority: ca, CatalogPath: catPath, CatalogPoll: 20 * time.Millisecond, AuthURL: auth.URL, DrainDelay: delay, DrainTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, rd := readyz(t, n); rd.Ready || !slices.Contains(rd.NotReady, "not serving yet") {
+		t.Fatalf("before Run: got %+v, want not serving yet", rd)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	waitFor(t, "ready with passthrough apps only", func() bool { _, rd := readyz(t, n); return rd.Ready })
+	if err := os.WriteFile(catPath, []byte(signInCatalog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "not ready once an app needs sign-in", func() bool { _, rd := readyz(t, n); return !rd.Ready })
+	if _, rd := readyz(t, n); rd.Ready || len(rd.NotReady) != 1 || !strings.Contains(rd.NotReady[0], "sign-in keys") {
+		t.Fatalf("without the auth functions' keys: got %+v, want only the keys missing", rd)
+	}
+	jwksUp.Store(true)
+	waitFor(t, "ready once the keys are fetched", func() bool { _, rd := readyz(t, n); return rd.Ready })
+
+	// Shut down: /readyz turns 503 at once, the listener keeps accepting
+	// for DrainDelay, then refuses; /healthz answers 200 all along.
+	began := time.Now()
+	cancel()
+	waitFor(t, "not ready after the shutdown began", func() bool { code, _ := readyz(t, n); return code == http.StatusServiceUnavailable })
+	notReady := time.Since(began)
+	if _, rd := readyz(t, n); !slices.Contains(rd.NotReady, "draining: shutting down") {
+		t.Fatalf("draining: got %+v", rd)
+	}
+	// The listener may refuse only once the delay has passed since the
+	// shutdown began; on a machine so busy that the delay passed before
+	// this request, a refusal proves nothing.
+	resp, err := http.Get("http://" + l.Addr().String() + "/")
+	switch elapsed := time.Since(began); {
+	case err == nil:
+		resp.Body.Close()
+	case elapsed < delay:
+		t.Fatalf("the listener refused a connection %v after the shutdown began, within the drain delay of %v: %v", elapsed, delay, err)
+	default:
+		t.Logf("the machine was too slow to check the drain delay: a request %v after the shutdown began was refused", elapsed)
+	}
+	rec := httptest.NewRecorder()
+	n.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/healthz while draining: got %d, want 200", rec.Code)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := net.Dial("tcp", l.Addr().String()); err == nil {
+		t.Fatal("the public listener still accepts after the drain")
+	}
+	t.Logf("not ready %v after the shutdown began; drained in %v", notReady, time.Since(began).Round(time.Millisecond))
+}
+
+// TestReadinessWithoutStart checks that a node whose start was refused
+// for want of the auth functions' keys (see TestRunRefusesWithoutAuthKeys)
+// is not ready, naming the keys, while /healthz stays 200; that a node
+// with passthrough apps only does not wait for keys; and that a node whose
+// Run ended without a drain (DrainTimeout < 0) is not ready any more.
+func TestReadinessWithoutStart(t *testing.T) {
 	ks, err := session.GenerateKeyset()
 	if err != nil {
 		t.Fatal(err)
@@ -33,43 +178,36 @@ func TestReadyFlips(t *testing.T) {
 	downURL := down.URL
 	down.Close()
 
-	n := newTestNode(t, preAuthCatalog, good.URL, nil)
-	if code, body := readyz(t, n); code != 503 || !strings.Contains(body, "FAIL serving") || !strings.Contains(body, "FAIL auth_keys") {
-		t.Fatalf("before Run: %d\n%s", code, body)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	waitServing(t, n, done)
-	code, body := readyz(t, n)
-	if code != 200 || strings.Contains(body, "FAIL") || !strings.Contains(body, "ok auth_keys: fetched from "+good.URL) ||
-		!strings.Contains(body, "ok catalog: 1 apps") || !strings.Contains(body, "ok wireguard") {
-		t.Fatalf("while serving: %d\n%s", code, body)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if code, body := readyz(t, n); code != 503 || !strings.Contains(body, "FAIL serving") {
-		t.Fatalf("after Run: %d\n%s", code, body)
-	}
-
 	broken := newTestNode(t, preAuthCatalog, downURL, nil)
 	if err := broken.Run(t.Context()); err == nil {
 		t.Fatal("Run started without auth keys")
 	}
-	if code, body := readyz(t, broken); code != 503 || !strings.Contains(body, "FAIL auth_keys: not fetched yet from "+downURL) {
-		t.Fatalf("after a refused start: %d\n%s", code, body)
+	_, rd := readyz(t, broken)
+	if rd.Ready || !slices.Contains(rd.NotReady, "not serving yet") || !slices.ContainsFunc(rd.NotReady, func(s string) bool { return strings.Contains(s, "sign-in keys") }) {
+		t.Fatalf("after a refused start: %+v", rd)
+	}
+	rec := httptest.NewRecorder()
+	broken.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("/healthz: %d, want 200 (live)", rec.Code)
 	}
 
 	lone := newTestNode(t, passthroughCatalog, downURL, nil)
-	if _, checks := lone.Ready(); !checks[len(checks)-1].OK || !strings.Contains(checks[len(checks)-1].Detail, "no app needs") {
-		t.Fatalf("before Run, passthrough only: %+v", checks)
+	if _, rd := readyz(t, lone); slices.ContainsFunc(rd.NotReady, func(s string) bool { return strings.Contains(s, "sign-in keys") }) {
+		t.Fatalf("passthrough apps only: %+v, want no wait for sign-in keys", rd)
 	}
 
-	rec := httptest.NewRecorder()
-	broken.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
-	if rec.Code != 200 {
-		t.Errorf("/healthz: %d, want 200 (live)", rec.Code)
+	n := newTestNode(t, preAuthCatalog, good.URL, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	waitServing(t, n, done)
+	waitFor(t, "ready", func() bool { _, rd := readyz(t, n); return rd.Ready })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if code, rd := readyz(t, n); code != http.StatusServiceUnavailable || rd.Ready {
+		t.Fatalf("after Run: %d %+v", code, rd)
 	}
 }
