@@ -3,7 +3,6 @@ package authfn
 import (
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -169,7 +168,7 @@ func TestSilentReHandoff(t *testing.T) {
 	_, w := e.signIn(t, "vault", map[string]any{"acrs": []string{"c1"}, "groups": []string{groupOther}})
 	sess := cookieNamed(w, SessionCookie)
 	b := newBinding()
-	w2 := e.get("/authorize?"+url.Values{"app": {"smartmoney"}, "rd": {"/a"}, "b": {b}}.Encode(), sess)
+	w2 := e.get(e.authorizePath(t, "smartmoney", "/a", b), sess)
 	ac := e.appToken(t, w2, "smartmoney.localhost")
 	if ac.Binding != b || ac.ReturnPath != "/a" || ac.SessionID == "" {
 		t.Errorf("got bh %q rd %q sid %q, want %q /a and a session id", ac.Binding, ac.ReturnPath, ac.SessionID, b)
@@ -184,7 +183,7 @@ func TestSilentReHandoff(t *testing.T) {
 		t.Errorf("got prompt %q max_age %q, want login 3600", q.Get("prompt"), q.Get("max_age"))
 	}
 	// wiki has no max age: still silent.
-	e.appToken(t, e.get("/authorize?"+url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {b}}.Encode(), sess), "wiki.localhost")
+	e.appToken(t, e.get(e.authorizePath(t, "wiki", "/", b), sess), "wiki.localhost")
 	// After the session expires, sign-in starts again.
 	e.clock.Add(DefaultSessionLifetime)
 	if q := e.start(t, "wiki", "/", sess).authURL.Query(); q.Get("prompt") != "" {
@@ -209,7 +208,7 @@ func TestPathRuleStepUp(t *testing.T) {
 	e := newTestEnv(t, nil)
 	_, w := e.signIn(t, "smartmoney", map[string]any{"roles": []string{"SmartMoney.User", "SmartMoney.Admin"}})
 	sess := cookieNamed(w, SessionCookie)
-	e.appToken(t, e.get("/authorize?"+url.Values{"app": {"smartmoney"}, "rd": {"/public"}, "b": {newBinding()}}.Encode(), sess), "smartmoney.localhost")
+	e.appToken(t, e.get(e.authorizePath(t, "smartmoney", "/public", newBinding()), sess), "smartmoney.localhost")
 	s := e.start(t, "smartmoney", "/admin/x?y", sess)
 	if got := s.authURL.Query().Get("claims"); !strings.Contains(got, `"c2"`) {
 		t.Errorf("got claims %q, want a request for c2", got)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/policy"
@@ -67,6 +68,10 @@ type AuthConfig struct {
 	AuthURL string
 	// Verifier checks app tokens against the auth functions' JWKS. Required.
 	Verifier *session.Verifier
+	// Requests signs, with this node's node key, the app request that a
+	// browser carries to the auth functions: they keep no catalogue and
+	// learn the app's requirements from it. Required.
+	Requests *appreq.Signer
 	// Cache sits in front of Verifier for app cookies. Required.
 	Cache *session.Cache
 	// Assertions signs the identity assertion sent to backends; nil means
@@ -239,18 +244,26 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, app *catalog.Ap
 		rand.Read(b[:])
 		nonce = base64.RawURLEncoding.EncodeToString(b[:])
 	}
-	http.SetCookie(w, &http.Cookie{Name: BindCookie, Value: nonce, Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	rd, err := session.ValidReturnPath(rd)
 	if err != nil {
 		rd = "/"
 	}
-	q := url.Values{"app": {app.ID}, "rd": {rd}, "b": {bindHash(nonce)}}
+	req := h.cfg.Catalog().SignInRequest(app, rd)
+	req.Binding, req.Fresh = bindHash(nonce), fresh
+	signed, err := h.auth.cfg.Requests.Sign(req)
+	if err != nil {
+		st.errReason = "sign the app request: " + err.Error()
+		errpage.Write(w, r, errpage.Page{Status: http.StatusInternalServerError, Title: "Sign-in unavailable",
+			Reason: "The sign-in link could not be made.", RequestID: st.rid})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: BindCookie, Value: nonce, Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	if fresh {
-		q.Set("fresh", "1")
 		http.SetCookie(w, &http.Cookie{Name: FreshCookie, Value: "1", Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
 			Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	}
+	q := url.Values{"app": {app.ID}, appreq.Param: {signed}} // app only for the logs
 	http.Redirect(w, r, h.auth.cfg.AuthURL+"/authorize?"+q.Encode(), http.StatusFound)
 }
 
@@ -286,6 +299,8 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, app *catalog.Ap
 	to := url.Values{"app": {app.ID}}
 	if noticed {
 		to.Set("done", "1")
+	} else if signed, err := h.auth.cfg.Requests.Sign(h.cfg.Catalog().SignInRequest(app, "")); err == nil {
+		to.Set(appreq.Param, signed) // where the auth functions send their sign-out notice
 	}
 	http.Redirect(w, r, h.auth.cfg.AuthURL+"/logout?"+to.Encode(), http.StatusFound)
 }

@@ -93,7 +93,7 @@ func newAuthHandlerWith(tb testing.TB, denied DenyList) (*Handler, *catalog.App,
 	}
 	rec := &recordingRevoker{}
 	h := New(Config{Catalog: func() *catalog.Catalog { return cat }, Auth: &AuthConfig{
-		AuthURL: "https://auth.example.com", Verifier: v, Cache: session.NewCache(v, 1000), Denied: denied, Revoker: rec}})
+		AuthURL: testAuthURL, Verifier: v, Requests: testRequests(tb), Cache: session.NewCache(v, 1000), Denied: denied, Revoker: rec}})
 	return h, app, tok, ks, rec
 }
 

@@ -7,6 +7,7 @@ package harness
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -104,6 +105,9 @@ type Harness struct {
 	CatalogPath string
 	CA          *devcert.CA
 	Authority   *authority.Authority
+	// authorityPub is the authority's public key, which the auth
+	// functions trust for signed app requests.
+	authorityPub ed25519.PublicKey
 	AppHost     string
 	// App is the sample internal app's base URL ("http://127.0.0.1:port").
 	App string
@@ -221,6 +225,7 @@ func (h *Harness) start(ctx context.Context) error {
 	if h.Authority, err = authority.New(authority.Config{Key: key}); err != nil {
 		return err
 	}
+	h.authorityPub = key.Public()
 	if err := h.startApp(); err != nil {
 		return err
 	}
@@ -338,6 +343,13 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 			l.Close()
 			return nil, err
 		}
+		if cfg.NodeCredential, err = h.nodeCredential(dir, id, region); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	if cfg.NodeCredential.IsZero() && cfg.AuthURL != "" {
+		// It signs the app requests of sign-in with its node key.
 		if cfg.NodeCredential, err = h.nodeCredential(dir, id, region); err != nil {
 			l.Close()
 			return nil, err

@@ -185,9 +185,9 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: node key: %w", err)
 	}
-	if cfg.Cluster != nil {
+	if cfg.Cluster != nil || cfg.AuthURL != "" || !cfg.NodeCredential.IsZero() {
 		if cfg.NodeCredential.IsZero() {
-			return nil, errors.New("meshnode: a node of a cluster needs its node credential; mint it with \"meshd node credential\"")
+			return nil, errors.New("meshnode: a node of a cluster, or serving pre-authenticated apps (it signs their sign-in requests), needs its node credential; mint it with \"meshd node credential\"")
 		}
 		if _, err := cfg.Authority.VerifyNodeCredential(cfg.NodeCredential.Bytes()); err != nil {
 			return nil, fmt.Errorf("meshnode: node credential: %w", err)
@@ -235,7 +235,7 @@ func New(cfg Config) (*Node, error) {
 	pc := cfg.Pool
 	pc.Dial, pc.Pinger, pc.Logger = wgn.DialContext, wgn, logger
 	n.pool = pool.New(pc)
-	authCfg, err := newAuthConfig(cfg, logger)
+	authCfg, err := newAuthConfig(cfg, nodeKey, logger)
 	if err != nil {
 		wgn.Close()
 		return nil, err
