@@ -85,8 +85,13 @@ type Config struct {
 	// Authority signs and verifies enrolment tokens and credentials.
 	// Required.
 	Authority *authority.Authority
-	// CatalogPath is the catalogue file. Required.
+	// CatalogPath is the catalogue file. Required unless CatalogSource is
+	// set.
 	CatalogPath string
+	// CatalogSource, when set, is where the catalogue is read from instead
+	// of CatalogPath (awsapi.S3Source: one S3 object that every node of
+	// the mesh reads); nil means the file CatalogPath.
+	CatalogSource catalog.Source
 	// CatalogPoll is the interval at which the catalogue file is checked
 	// for changes; zero means 2s, negative disables watching.
 	CatalogPoll time.Duration
@@ -170,7 +175,11 @@ func New(cfg Config) (*Node, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("node", cfg.ID)
-	store, err := catalog.NewStore(cfg.CatalogPath, logger)
+	src := cfg.CatalogSource
+	if src == nil {
+		src = catalog.FileSource(cfg.CatalogPath)
+	}
+	store, err := catalog.NewStoreFrom(context.Background(), src, logger)
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
