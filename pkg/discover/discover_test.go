@@ -1,18 +1,13 @@
 package discover
 
 import (
-	"context"
 	"errors"
-	"net"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
-
-	"github.com/miekg/dns"
 
 	"github.com/postern/postern/pkg/awsapi"
 	"github.com/postern/postern/pkg/awsapi/awstest"
+	"github.com/postern/postern/pkg/dnstest"
 )
 
 func TestParse(t *testing.T) {
@@ -78,54 +73,10 @@ func TestAWS(t *testing.T) {
 	}
 }
 
-// dnsServer serves A and AAAA records of zone on 127.0.0.1 (UDP) and
-// returns a resolver that asks it.
-func dnsServer(t *testing.T, zone map[string][]string) *net.Resolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		mu.Lock()
-		defer mu.Unlock()
-		for _, q := range r.Question {
-			addrs, ok := zone[strings.TrimSuffix(q.Name, ".")]
-			if !ok {
-				m.Rcode = dns.RcodeNameError
-				continue
-			}
-			for _, a := range addrs {
-				ip := net.ParseIP(a)
-				switch {
-				case q.Qtype == dns.TypeA && ip.To4() != nil:
-					m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30}, A: ip})
-				case q.Qtype == dns.TypeAAAA && ip.To4() == nil:
-					m.Answer = append(m.Answer, &dns.AAAA{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: 30}, AAAA: ip})
-				}
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	addr := pc.LocalAddr().String()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", addr)
-	}}
-}
-
 // TestDNS resolves a name's A and AAAA records through a DNS server on
 // loopback, and reports a name that does not exist.
 func TestDNS(t *testing.T) {
-	r := dnsServer(t, map[string][]string{"mesh-seeds.example.com": {"192.0.2.10", "192.0.2.11", "2001:db8::1"}})
+	r := dnstest.Start(t, map[string][]string{"mesh-seeds.example.com": {"192.0.2.10", "192.0.2.11", "2001:db8::1"}}).Resolver()
 	d, err := New(Config{Provider: "dns", Name: "mesh-seeds.example.com", Port: 7000, Resolver: r})
 	if err != nil {
 		t.Fatal(err)
