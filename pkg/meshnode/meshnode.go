@@ -25,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/postern/postern/pkg/acmecert"
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/edge"
@@ -53,6 +54,12 @@ type Config struct {
 	// TLS serves the public listener with HTTP/1.1 and HTTP/2; nil means
 	// plain HTTP, which is allowed only with PlainHTTP set.
 	TLS *tls.Config
+	// ACME, if set, obtains and renews the public listener's certificates
+	// by ACME (TLS-ALPN-01) for the catalogue's hosts and the cluster's
+	// public URL host; TLS's certificate, if any, then serves every other
+	// name. Its Dir defaults to <StateDir>/acme, Hosts to those hosts,
+	// Logger to Logger.
+	ACME *acmecert.Config
 	// PlainHTTP allows serving without TLS, for local use only.
 	PlainHTTP bool
 	// WGListen is the UDP address WireGuard binds; its zero value means
@@ -130,6 +137,7 @@ type Node struct {
 	cfg         Config
 	logger      *slog.Logger
 	catalog     *catalog.Store
+	acme        *acmecert.Manager // nil without ACME
 	wgKey       wgkey.Private
 	nodeKey     authority.Key
 	revoked     *revoke.List
@@ -152,7 +160,7 @@ type Node struct {
 // New builds a Node: it loads the catalogue (an invalid one is an error),
 // the WireGuard key, and the used-token list, and binds the listeners.
 func New(cfg Config) (*Node, error) {
-	if cfg.TLS == nil && !cfg.PlainHTTP {
+	if cfg.TLS == nil && cfg.ACME == nil && !cfg.PlainHTTP {
 		return nil, errors.New("meshnode: no TLS certificate configured (plain HTTP must be enabled explicitly, for local use only)")
 	}
 	if cfg.Authority == nil {
@@ -227,6 +235,15 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, logger: logger, catalog: store, used: used, wgKey: key, nodeKey: nodeKey, revoked: revoked,
 		enforceKick: make(chan struct{}, 1)}
+	if cfg.ACME != nil {
+		publicHost := ""
+		if cfg.Cluster != nil {
+			publicHost = publicHostOf(cfg.Cluster.PublicURL)
+		}
+		if n.acme, n.cfg.TLS, err = newACME(cfg, store, publicHost); err != nil {
+			return nil, fmt.Errorf("meshnode: %w", err)
+		}
+	}
 	n.revMetrics = newRevocationMetrics(cfg.Registry)
 	udp := cfg.WGBind
 	if udp == nil {
@@ -491,6 +508,13 @@ func (n *Node) Run(ctx context.Context) error {
 		defer wg.Done()
 		n.enforceLoop(ctx)
 	}()
+	if n.acme != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.acme.Run(ctx)
+		}()
+	}
 	if n.cfg.CatalogPoll >= 0 {
 		poll := n.cfg.CatalogPoll
 		if poll == 0 {
