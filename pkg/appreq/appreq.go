@@ -68,7 +68,9 @@ type Request struct {
 	// Lifetime is the app token's lifetime in seconds (> 0).
 	Lifetime int64 `json:"ttl"`
 	// Tenants are the Entra tenants whose users' groups and roles the
-	// app's policy counts; empty means any tenant's.
+	// app's policy counts ("" stands for users without a tenant, of
+	// providers other than Entra); a user of another tenant gets a token
+	// without groups and roles. Empty means any user's count.
 	Tenants []string `json:"ten,omitempty"`
 	// SessionFilter names, compactly, every group and role that any policy
 	// of the mesh's catalogue names (see [NewFilter]): the global session
@@ -314,7 +316,7 @@ func (r *Request) check() error {
 		}
 	}
 	for _, t := range r.Tenants {
-		if !tenantRE.MatchString(t) {
+		if t != "" && !tenantRE.MatchString(t) {
 			return bad("tenant %.64q", t)
 		}
 	}

@@ -1,6 +1,7 @@
 package authfn
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -135,7 +136,12 @@ func (s *Service) startFlow(w http.ResponseWriter, r *http.Request, rid string, 
 			opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.Itoa(int(h.req.maxAge/time.Second))))
 		}
 	}
-	s.setCookie(w, FlowCookie, sealed, FlowLifetime)
+	if old := session.CookiesWithPrefix(r, FlowCookie+"-"); len(old) >= session.MaxFlowCookies {
+		for _, c := range old { // abandoned sign-ins: make room
+			s.clearCookie(w, c.Name)
+		}
+	}
+	s.setCookie(w, flowCookieName(f.State), sealed, FlowLifetime)
 	s.cfg.Logger.Info("auth_flow_started", "request_id", rid, "app", h.app.AppID, "prompt_login", prompt, "acrs", h.req.acrs)
 	redirect(w, d.oauth.AuthCodeURL(f.State, opts...))
 }
@@ -182,6 +188,14 @@ func (s *Service) appToken(h *handoff, id session.Identity, now time.Time) (stri
 		return "", 0, fmt.Errorf("sign app token: %w", err)
 	}
 	return tok, exp, nil
+}
+
+// flowCookieName names the flow cookie of the sign-in with state: each
+// sign-in in flight — one per tab — has its own, so that none overwrites
+// another.
+func flowCookieName(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return FlowCookie + "-" + b64(sum[:])[:10]
 }
 
 // setCookie sets a __Host- cookie on the auth host.

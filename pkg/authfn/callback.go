@@ -51,7 +51,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if groupsUnknown {
-		s.handOffWithoutSession(w, r, rid, h, id, now)
+		s.handOffWithoutSession(w, r, rid, h, id, now, flowCookieName(f.State))
 		return
 	}
 	sessTok, err := s.cfg.Keys.SignSession(session.SessionClaims{
@@ -69,7 +69,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.setCookie(w, SessionCookie, sessTok, s.cfg.SessionLifetime)
-	s.clearCookie(w, FlowCookie)
+	s.clearCookie(w, flowCookieName(f.State))
 	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.AppID, "sub", id.Subject,
 		"groups", len(id.Groups), "roles", len(id.Roles), "acrs", id.ACRs)
 	s.handOff(w, r, rid, h, id, now, "sign_in")
@@ -80,20 +80,25 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 // clear page; any other app gets its token, but no global session is kept,
 // so that the next app's sign-in reads the groups again instead of going on
 // with none.
-func (s *Service) handOffWithoutSession(w http.ResponseWriter, r *http.Request, rid string, h *handoff, id session.Identity, now time.Time) {
+func (s *Service) handOffWithoutSession(w http.ResponseWriter, r *http.Request, rid string, h *handoff, id session.Identity, now time.Time, flowCookie string) {
 	if h.req.groupGated() {
 		s.fail(w, r, rid, fmt.Errorf("%w: your group memberships could not be read from Microsoft Graph, and app %s admits users by group; try again in a few minutes", ErrForbidden, h.app.AppID),
 			"app", h.app.AppID, "sub", id.Subject, "groups_unavailable", true)
 		return
 	}
-	s.clearCookie(w, FlowCookie)
+	s.clearCookie(w, flowCookie)
 	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.AppID, "sub", id.Subject, "groups_unavailable", true, "session", false)
 	s.handOff(w, r, rid, h, id, now, "sign_in_without_session")
 }
 
-// openFlow reads and checks the flow cookie against the state parameter.
+// openFlow reads the flow cookie of the state parameter's sign-in and
+// checks it against the parameter.
 func (s *Service) openFlow(r *http.Request) (*flowState, error) {
-	c, err := r.Cookie(FlowCookie)
+	st := r.URL.Query()
+	if len(st["state"]) != 1 || st.Get("state") == "" {
+		return nil, fmt.Errorf("%w: missing or repeated state parameter", ErrFlow)
+	}
+	c, err := r.Cookie(flowCookieName(st.Get("state")))
 	if err != nil || c.Value == "" {
 		return nil, fmt.Errorf("%w: no sign-in in progress in this browser (flow cookie missing)", ErrFlow)
 	}
@@ -104,8 +109,7 @@ func (s *Service) openFlow(r *http.Request) (*flowState, error) {
 		}
 		return nil, fmt.Errorf("%w: flow cookie invalid", ErrFlow)
 	}
-	st := r.URL.Query()
-	if len(st["state"]) != 1 || f.State == "" || subtle.ConstantTimeCompare([]byte(st.Get("state")), []byte(f.State)) != 1 {
+	if f.State == "" || subtle.ConstantTimeCompare([]byte(st.Get("state")), []byte(f.State)) != 1 {
 		return nil, fmt.Errorf("%w: state mismatch (a sign-in may have been started in another tab)", ErrFlow)
 	}
 	return &f, nil
@@ -151,6 +155,9 @@ func (s *Service) signIn(ctx context.Context, rid string, h *handoff, f *flowSta
 	}
 	c, err := parseClaims(payload, s.cfg.Mode, s.cfg.ClaimMapping)
 	if err != nil {
+		return session.Identity{}, false, err
+	}
+	if err := checkAudience(idt.Audience, c.AuthorizedParty, s.cfg.ClientID); err != nil {
 		return session.Identity{}, false, err
 	}
 	if err := s.cfg.checkIssuer(c.Issuer, c.TenantID); err != nil {

@@ -14,11 +14,13 @@ import (
 type idClaims struct {
 	raw map[string]json.RawMessage
 
-	Issuer   string
-	Subject  string
-	Nonce    string
-	IssuedAt int64
-	AuthTime int64
+	Issuer  string
+	Subject string
+	Nonce   string
+	// AuthorizedParty is azp; empty when absent.
+	AuthorizedParty string
+	IssuedAt        int64
+	AuthTime        int64
 	// Entra
 	TenantID string
 	ObjectID string
@@ -81,7 +83,7 @@ func parseClaims(payload []byte, mode string, m ClaimMapping) (*idClaims, error)
 		errs = append(errs, name+" is not a string list")
 		return nil
 	}
-	c.Issuer, c.Subject, c.Nonce = str("iss"), str("sub"), str("nonce")
+	c.Issuer, c.Subject, c.Nonce, c.AuthorizedParty = str("iss"), str("sub"), str("nonce"), str("azp")
 	c.IssuedAt, c.AuthTime = num("iat"), num("auth_time")
 	c.Username, c.Email = str("preferred_username"), str("email")
 	c.ACRs = list("acrs")
@@ -149,4 +151,20 @@ func (c *idClaims) subject(mode string) (string, error) {
 func issuerID(iss string) string {
 	sum := sha256.Sum256([]byte(iss))
 	return base64.RawURLEncoding.EncodeToString(sum[:9])
+}
+
+// checkAudience applies OpenID Connect Core §3.1.3.7 beyond go-oidc, which
+// only checks that aud contains the client id: aud may name no other
+// audience (the client trusts none), and an azp, when present, must be the
+// client id.
+func checkAudience(aud []string, azp, clientID string) error {
+	for _, a := range aud {
+		if a != clientID {
+			return fmt.Errorf("%w: the token is also for audience %q, which this client does not trust", ErrIDToken, truncate(a, 64))
+		}
+	}
+	if azp != "" && azp != clientID {
+		return fmt.Errorf("%w: the token's authorized party (azp) %q is not this client", ErrIDToken, truncate(azp, 64))
+	}
+	return nil
 }

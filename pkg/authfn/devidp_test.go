@@ -67,6 +67,8 @@ func newDevEnv(t testing.TB) *devEnv {
 	clk := &clock{t: time.Now().Truncate(time.Second)}
 	logs := &syncBuffer{}
 	mesh := newTestMesh(t, clk.Now())
+	// The provider's users are of its tenant: the catalogue's home tenant.
+	mesh.cat = mustCatalog(t, strings.Replace(testCatalog, "home_tenant: "+tenantA, "home_tenant: "+tid, 1))
 	base, _ := strings.CutSuffix(idp.Issuer(), "/"+tid+"/v2.0")
 	cfg := Config{
 		AuthURL: authURL, AppPort: ":8443", MeshAuthorityKeys: mesh.authorityKeys(), Keys: keys,

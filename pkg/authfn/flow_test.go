@@ -3,12 +3,15 @@ package authfn
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/postern/postern/pkg/session"
 )
 
 // TestSignInSingleTenant runs a whole sign-in and checks the app token and
@@ -222,4 +225,73 @@ func TestForgedSessionIgnored(t *testing.T) {
 	other := newTestEnv(t, nil)
 	_, w := other.signIn(t, "wiki", nil)
 	e.start(t, "wiki", "/", cookieNamed(w, SessionCookie)) // fails the test unless it redirects to the provider
+}
+
+// TestAudienceAndAuthorizedParty accepts an ID token whose aud is our
+// client id alone (as a string or a one-item list), with or without an
+// azp naming us.
+func TestAudienceAndAuthorizedParty(t *testing.T) {
+	for _, m := range []map[string]any{
+		{"aud": clientID},
+		{"aud": []string{clientID}},
+		{"aud": []string{clientID}, "azp": clientID},
+		{"aud": []string{clientID, clientID}, "azp": clientID},
+	} {
+		e := newTestEnv(t, nil)
+		if _, w := e.signIn(t, "wiki", m); w.Code != http.StatusFound {
+			t.Errorf("%v: got %d %s, want the handoff", m, w.Code, w.Body)
+		}
+	}
+}
+
+// TestTwoTabs starts two sign-ins in one browser, as two tabs do after a
+// session expired, and completes them in both orders: each keeps its own
+// flow cookie, so both succeed.
+func TestTwoTabs(t *testing.T) {
+	for _, firstDone := range []int{0, 1} {
+		e := newTestEnv(t, nil)
+		tabs := [2]*started{e.start(t, "wiki", "/a"), e.start(t, "smartmoney", "/b")}
+		if tabs[0].flow.Name == tabs[1].flow.Name {
+			t.Fatalf("both tabs got the flow cookie %s", tabs[0].flow.Name)
+		}
+		for _, i := range []int{firstDone, 1 - firstDone} {
+			s := tabs[i]
+			code := e.op.issue(s.challenge, e.op.sign(t, e.claims(s, nil), false))
+			// The browser sends every cookie it holds for the auth host.
+			w := e.get("/callback?"+url.Values{"code": {code}, "state": {s.state}}.Encode(), tabs[0].flow, tabs[1].flow)
+			if w.Code != http.StatusFound || !strings.Contains(w.Header().Get("Location"), "/.postern/callback?token=") {
+				t.Fatalf("tab %d of 2 (first done: %d): got %d %s", i+1, firstDone, w.Code, w.Body)
+			}
+			if c := cookieNamed(w, FlowCookie); c == nil || c.Name != s.flow.Name || c.MaxAge >= 0 {
+				t.Errorf("tab %d: got flow cookie %+v, want its own cleared", i+1, c)
+			}
+		}
+	}
+}
+
+// TestFlowCookiesBounded starts more sign-ins than a browser keeps: the
+// older flow cookies are dropped, so the cookie header stays bounded.
+func TestFlowCookiesBounded(t *testing.T) {
+	e := newTestEnv(t, nil)
+	jar := map[string]*http.Cookie{}
+	for i := range session.MaxFlowCookies * 3 {
+		var held []*http.Cookie
+		for _, c := range jar {
+			held = append(held, c)
+		}
+		w := e.get(e.authorizePath(t, "wiki", "/", newBinding()), held...)
+		if w.Code != http.StatusFound {
+			t.Fatalf("sign-in %d: got %d", i, w.Code)
+		}
+		for _, c := range w.Result().Cookies() {
+			if c.MaxAge < 0 {
+				delete(jar, c.Name)
+			} else {
+				jar[c.Name] = c
+			}
+		}
+		if len(jar) > session.MaxFlowCookies {
+			t.Fatalf("after sign-in %d the browser holds %d flow cookies, want at most %d", i, len(jar), session.MaxFlowCookies)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,7 @@ const (
 // requiring an authentication context and a maximum session age, and a
 // passthrough app.
 const testCatalog = `
+home_tenant: ` + tenantA + `
 connector_groups:
   - id: hq
 apps:
@@ -351,9 +353,16 @@ func (e *testEnv) appToken(t testing.TB, w *httptest.ResponseRecorder, host stri
 	return ac
 }
 
+// cookieNamed returns the cookie w sets named name; FlowCookie stands for
+// the flow cookie of any sign-in (FlowCookie-<id>), the one set rather
+// than cleared if there are several.
 func cookieNamed(w *httptest.ResponseRecorder, name string) *http.Cookie {
-	for _, c := range w.Result().Cookies() {
-		if c.Name == name {
+	cs := w.Result().Cookies()
+	if name == FlowCookie {
+		slices.SortStableFunc(cs, func(a, b *http.Cookie) int { return len(b.Value) - len(a.Value) })
+	}
+	for _, c := range cs {
+		if c.Name == name || (name == FlowCookie && strings.HasPrefix(c.Name, FlowCookie+"-")) {
 			return c
 		}
 	}

@@ -190,6 +190,30 @@ func TestCallbackHostile(t *testing.T) {
 			s := e.start(t, "wiki", "/")
 			return (e.finish(s, e.op.sign(t, e.claims(s, map[string]any{"aud": "other-client"}), false)))
 		}, 400},
+		{"extra untrusted audience after ours", func(t *testing.T, e *testEnv) *httptest.ResponseRecorder {
+			s := e.start(t, "wiki", "/")
+			return (e.finish(s, e.op.sign(t, e.claims(s, map[string]any{"aud": []string{clientID, "other-client"}, "azp": clientID}), false)))
+		}, 400},
+		{"extra untrusted audience before ours", func(t *testing.T, e *testEnv) *httptest.ResponseRecorder {
+			s := e.start(t, "wiki", "/")
+			return (e.finish(s, e.op.sign(t, e.claims(s, map[string]any{"aud": []string{"https://graph.microsoft.com", clientID}}), false)))
+		}, 400},
+		{"azp of another client", func(t *testing.T, e *testEnv) *httptest.ResponseRecorder {
+			s := e.start(t, "wiki", "/")
+			return (e.finish(s, e.op.sign(t, e.claims(s, map[string]any{"azp": "other-client"}), false)))
+		}, 400},
+		{"azp of another client, two audiences", func(t *testing.T, e *testEnv) *httptest.ResponseRecorder {
+			s := e.start(t, "wiki", "/")
+			return (e.finish(s, e.op.sign(t, e.claims(s, map[string]any{"aud": []string{clientID, "other-client"}, "azp": "other-client"}), false)))
+		}, 400},
+		{"azp not a string", func(t *testing.T, e *testEnv) *httptest.ResponseRecorder {
+			s := e.start(t, "wiki", "/")
+			return (e.finish(s, e.op.sign(t, e.claims(s, map[string]any{"azp": []string{clientID}}), false)))
+		}, 400},
+		{"azp empty string with two audiences", func(t *testing.T, e *testEnv) *httptest.ResponseRecorder {
+			s := e.start(t, "wiki", "/")
+			return (e.finish(s, e.op.sign(t, e.claims(s, map[string]any{"aud": []string{clientID, ""}, "azp": ""}), false)))
+		}, 400},
 		{"expired id token", func(t *testing.T, e *testEnv) *httptest.ResponseRecorder {
 			s := e.start(t, "wiki", "/")
 			return (e.finish(s, e.op.sign(t, e.claims(s, map[string]any{"exp": e.clock.Now().Add(-time.Minute).Unix()}), false)))

@@ -30,7 +30,9 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 	rid := newRequestID()
 	sc, _ := s.session(r)
 	s.clearCookie(w, SessionCookie)
-	s.clearCookie(w, FlowCookie)
+	for _, c := range session.CookiesWithPrefix(r, FlowCookie+"-") {
+		s.clearCookie(w, c.Name)
+	}
 	app := printable(r.URL.Query().Get("app"), 64)
 	if sc != nil && r.URL.Query().Get("done") == "" {
 		if to, err := s.logoutNotice(sc, r.URL.Query()); err != nil {

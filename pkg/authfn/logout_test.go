@@ -36,7 +36,7 @@ func TestLogout(t *testing.T) {
 			if tt.to != "" {
 				q.Set("to", tt.to)
 			}
-			w = e.get("/logout?"+q.Encode(), cookieNamed(w, SessionCookie))
+			w = e.get("/logout?"+q.Encode(), cookieNamed(w, SessionCookie), &http.Cookie{Name: FlowCookie + "-abandoned0", Value: "x"})
 			for _, name := range []string{SessionCookie, FlowCookie} {
 				if c := cookieNamed(w, name); c == nil || c.MaxAge >= 0 || c.Value != "" {
 					t.Errorf("got %s cookie %+v, want it cleared", name, c)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/errpage"
@@ -18,7 +19,9 @@ import (
 const (
 	// SessionCookie holds the global session token.
 	SessionCookie = "__Host-postern-session"
-	// FlowCookie holds the encrypted state of one sign-in in progress.
+	// FlowCookie, with "-" and 10 characters derived from the sign-in's
+	// state appended, names the cookie holding the encrypted state of one
+	// sign-in in progress; each sign-in (each tab) has its own.
 	FlowCookie = "__Host-postern-flow"
 )
 
@@ -79,10 +82,20 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// ServeHTTP routes r.
+// ServeHTTP routes r. Every answer is one of Postern's own pages: it
+// carries the hardening headers and, on an https auth URL,
+// Strict-Transport-Security.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	errpage.Harden(h)
+	if strings.HasPrefix(s.cfg.AuthURL, "https://") {
+		h.Set("Strict-Transport-Security", authHSTS)
+	}
 	s.mux.ServeHTTP(w, r)
 }
+
+// authHSTS is the auth host's Strict-Transport-Security: one year.
+const authHSTS = "max-age=31536000"
 
 func (s *Service) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()

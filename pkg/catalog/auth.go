@@ -63,6 +63,7 @@ var reservedHeaders = []string{
 // authKeys collects an app's sign-in settings while its mapping is
 // decoded; they are checked together once the preauth mode is known.
 type authKeys struct {
+	passLine        int            // line of pass_headers, 0 when absent
 	lines           map[string]int // key -> line, for every sign-in key present
 	pathCase        PathCase
 	policy          *policySpec
@@ -73,8 +74,10 @@ type authKeys struct {
 // policySpec is a decoded policy mapping with the lines of what is checked
 // later.
 type policySpec struct {
-	cfg         policy.Config
-	prefixLines []int // 0 for a rule without prefix
+	cfg           policy.Config
+	prefixLines   []int // 0 for a rule without prefix
+	appTenantLine int   // line of policy: allow: tenants, 0 when absent
+	ruleTenants   []int // line of each path rule's allow: tenants, 0 when absent
 }
 
 func (p *parser) authFields(a *App, k *authKeys, label string) []field {
@@ -110,6 +113,7 @@ func (p *parser) finishAuth(a *App, k *authKeys, label string) {
 		if a.PreAuth == "" {
 			return // already reported
 		}
+		p.checkPassHeaders(a, k.passLine, label)
 		for _, key := range []string{"session_lifetime", "max_session_age", "path_case", "policy", "identity_headers"} {
 			if line, ok := k.lines[key]; ok {
 				p.add(line, ErrValue, label, "%s: only for preauth %s or %s, not %s", key, PreAuthEntra, PreAuthOIDC, a.PreAuth)
@@ -128,10 +132,15 @@ func (p *parser) finishAuth(a *App, k *authKeys, label string) {
 	if _, ok := k.lines["identity_headers"]; !ok {
 		a.IdentityHeaders = DefaultIdentityHeaders
 	}
+	p.checkPassHeaders(a, k.passLine, label)
 	spec := k.policy
 	if spec == nil {
 		spec = &policySpec{}
 	}
+	if !p.checkTenants(a, spec, k.lines["policy"], label) {
+		return
+	}
+	spec.cfg.HomeTenant = p.homeTenant
 	spec.cfg.MaxSessionAge = max(a.MaxSessionAge, 0)
 	spec.cfg.CaseInsensitive = a.PathCase == PathCaseInsensitive
 	ok := p.checkPrefixes(spec, label)
@@ -190,21 +199,23 @@ func (p *parser) policy(v *yaml.Node, label string) *policySpec {
 	spec := &policySpec{}
 	cfg := &spec.cfg
 	p.mapping(v, label+": policy", []field{
-		{"allow", false, func(v *yaml.Node) { cfg.Allow = p.allow(v, label, "policy: allow") }},
+		{"allow", false, func(v *yaml.Node) { cfg.Allow = p.allow(v, label, "policy: allow", &spec.appTenantLine) }},
 		{"require_acrs", false, func(v *yaml.Node) { cfg.RequireACRs = p.names(v, label, "policy: require_acrs") }},
 		{"source_cidrs", false, func(v *yaml.Node) { cfg.SourceCIDRs = p.cidrs(v, label) }},
 		{"paths", false, func(v *yaml.Node) {
 			p.list(v, "policy: paths", "path rule", func(i int, item *yaml.Node) {
-				r, line := p.pathRule(item, label, i)
+				var tl int
+				r, line := p.pathRule(item, label, i, &tl)
 				cfg.Paths = append(cfg.Paths, r)
 				spec.prefixLines = append(spec.prefixLines, line)
+				spec.ruleTenants = append(spec.ruleTenants, tl)
 			})
 		}},
 	})
 	return spec
 }
 
-func (p *parser) pathRule(n *yaml.Node, label string, i int) (policy.PathRule, int) {
+func (p *parser) pathRule(n *yaml.Node, label string, i int, tenantLine *int) (policy.PathRule, int) {
 	var r policy.PathRule
 	line := 0 // stays 0 when prefix is missing (reported by mapping)
 	where := fmt.Sprintf("policy: path rule #%d", i+1)
@@ -213,13 +224,13 @@ func (p *parser) pathRule(n *yaml.Node, label string, i int) (policy.PathRule, i
 			r.Prefix, _ = p.str(v, label, where+": prefix")
 			line = v.Line
 		}},
-		{"allow", false, func(v *yaml.Node) { r.Allow = p.allow(v, label, where+": allow") }},
+		{"allow", false, func(v *yaml.Node) { r.Allow = p.allow(v, label, where+": allow", tenantLine) }},
 		{"require_acrs", false, func(v *yaml.Node) { r.RequireACRs = p.names(v, label, where+": require_acrs") }},
 	})
 	return r, line
 }
 
-func (p *parser) allow(v *yaml.Node, label, key string) policy.Allow {
+func (p *parser) allow(v *yaml.Node, label, key string, tenantLine *int) policy.Allow {
 	var a policy.Allow
 	p.mapping(v, label+": "+key, []field{
 		{"users", false, func(v *yaml.Node) {
@@ -232,6 +243,15 @@ func (p *parser) allow(v *yaml.Node, label, key string) policy.Allow {
 		}},
 		{"groups", false, func(v *yaml.Node) { a.Groups = p.names(v, label, key+": groups") }},
 		{"roles", false, func(v *yaml.Node) { a.Roles = p.names(v, label, key+": roles") }},
+		{"tenants", false, func(v *yaml.Node) {
+			a.Tenants = p.names(v, label, key+": tenants")
+			for _, t := range a.Tenants {
+				if !validTenant(t) {
+					p.add(v.Line, ErrValue, label, "%s: tenants: %q: want an Entra tenant id (GUID)", key, t)
+				}
+			}
+			*tenantLine = v.Line
+		}},
 	})
 	return a
 }
@@ -344,4 +364,121 @@ func (p *parser) headerName(v *yaml.Node, label, key string) string {
 func isTokenChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// checkTenants enforces the tenant scoping of groups and roles: an Entra
+// app whose policy names groups or roles needs the catalogue's home_tenant
+// (else no tenant's would count), and tenants are only for Entra apps and
+// only next to groups or roles. It reports at the lines concerned.
+func (p *parser) checkTenants(a *App, spec *policySpec, policyLine int, label string) bool {
+	ok := true
+	check := func(al policy.Allow, line int, where string) {
+		if line == 0 {
+			return
+		}
+		switch {
+		case a.PreAuth != PreAuthEntra:
+			p.add(line, ErrValue, label, "%s: tenants: only for preauth %s (other providers have no tenants)", where, PreAuthEntra)
+			ok = false
+		case len(al.Groups)+len(al.Roles) == 0:
+			p.add(line, ErrValue, label, "%s: tenants: only next to groups or roles, which they scope", where)
+			ok = false
+		case slices.Contains(al.Tenants, p.homeTenant):
+			p.add(line, ErrValue, label, "%s: tenants: %s is the home tenant, whose groups and roles always count", where, p.homeTenant)
+			ok = false
+		}
+	}
+	check(spec.cfg.Allow, spec.appTenantLine, "policy: allow")
+	named := len(spec.cfg.Allow.Groups)+len(spec.cfg.Allow.Roles) > 0
+	for i, r := range spec.cfg.Paths {
+		check(r.Allow, spec.ruleTenants[i], fmt.Sprintf("policy: path rule #%d: allow", i+1))
+		named = named || len(r.Allow.Groups)+len(r.Allow.Roles) > 0
+	}
+	if named && a.PreAuth == PreAuthEntra && p.homeTenant == "" {
+		p.add(policyLine, ErrMissing, label, "policy: names groups or roles, which count only from the home tenant: set home_tenant (the Entra tenant id) at the top of the catalogue")
+		ok = false
+	}
+	return ok
+}
+
+// tenant decodes an Entra tenant id.
+func (p *parser) tenant(v *yaml.Node, label, key string) string {
+	return p.checked(v, label, key, validTenant, "want an Entra tenant id (GUID)")
+}
+
+// validTenant reports whether s is an Entra tenant id: a GUID, in lower
+// case as Entra's tid claim carries it.
+func validTenant(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// hsts decodes hsts_max_age into a Strict-Transport-Security value: a
+// duration of at least a second, or 0 for none.
+func (p *parser) hsts(v *yaml.Node, label string) string {
+	s, ok := p.str(v, label, "hsts_max_age")
+	if !ok {
+		return DefaultHSTS
+	}
+	if s == "0" || s == "0s" {
+		return ""
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Second {
+		p.add(v.Line, ErrValue, label, "hsts_max_age %q: want a duration of at least 1s, such as 8760h (a year), or 0 for no Strict-Transport-Security header", s)
+		return DefaultHSTS
+	}
+	return fmt.Sprintf("max-age=%d", int64(d/time.Second))
+}
+
+// passHeaders decodes pass_headers: header names in canonical form.
+func (p *parser) passHeaders(v *yaml.Node, label string) []string {
+	names := p.names(v, label, "pass_headers")
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		for i := 0; i < len(n); i++ {
+			if !isTokenChar(n[i]) {
+				p.add(v.Line, ErrValue, label, "pass_headers: %q: not a valid header name", n)
+				return nil
+			}
+		}
+		out = append(out, textproto.CanonicalMIMEHeaderKey(n))
+	}
+	return out
+}
+
+// mustStrip are headers the mesh sets itself or that carry Postern's own
+// identity: no app may have the client's copy.
+var mustStrip = []string{"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-request-id", "http2-settings"}
+
+// checkPassHeaders refuses pass_headers that name a header the mesh owns:
+// its forwarding headers, the X-Postern- family, the app's identity
+// headers and the hop-by-hop or reserved ones.
+func (p *parser) checkPassHeaders(a *App, line int, label string) {
+	ih := a.IdentityHeaders
+	for _, n := range a.PassHeaders {
+		l := strings.ToLower(strings.ReplaceAll(n, "_", "-"))
+		owned := slices.Contains(mustStrip, l) || slices.Contains(reservedHeaders, l) || strings.HasPrefix(l, "x-postern-") || strings.HasPrefix(l, "postern-")
+		for _, id := range []string{ih.User, ih.Email, ih.Name, ih.Groups, ih.Assertion} {
+			owned = owned || (id != "" && strings.EqualFold(strings.ReplaceAll(id, "_", "-"), l))
+		}
+		if owned {
+			p.add(line, ErrValue, label, "pass_headers: %s: the mesh owns this header; it cannot be passed through", n)
+		}
+	}
 }

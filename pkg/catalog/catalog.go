@@ -16,6 +16,14 @@ import (
 // DefaultBackendTimeout is an app's backend_timeout when the key is absent.
 const DefaultBackendTimeout = 85 * time.Second
 
+// DefaultHSTSMaxAge is an app's hsts_max_age when the key is absent: one
+// year.
+const DefaultHSTSMaxAge = 365 * 24 * time.Hour
+
+// DefaultHSTS is the Strict-Transport-Security value of DefaultHSTSMaxAge,
+// also sent on the mesh's answers for hosts that are no app.
+const DefaultHSTS = "max-age=31536000"
+
 // maxHostLen is the longest DNS name, in bytes, without the trailing dot.
 const maxHostLen = 253
 
@@ -117,6 +125,14 @@ type App struct {
 	// IdentityHeaders names the headers sent to the backend; zero for a
 	// passthrough app.
 	IdentityHeaders IdentityHeaders
+	// PassHeaders are client headers, in canonical form, that the mesh
+	// would strip as another proxy's (see pkg/edge) but lets through to
+	// this app under exactly this name; empty passes none.
+	PassHeaders []string
+	// HSTS is the Strict-Transport-Security value the mesh sends on every
+	// HTTPS response of the app, from hsts_max_age (DefaultHSTS when the
+	// key is absent); empty means none (hsts_max_age: 0).
+	HSTS string
 	// Line is the line of the app's entry in the catalogue file.
 	Line int
 }
@@ -131,18 +147,20 @@ type Catalog struct {
 	byHost              map[string]*App
 	groupsBy            map[string]*ConnectorGroup
 	polGroups, polRoles []string
+	homeTenant          string
 	filter              string        // appreq session filter of polGroups and polRoles
 	longestLifetime     time.Duration // longest session_lifetime of a pre-authenticated app
 }
 
-func newCatalog(data []byte, groups []*ConnectorGroup, apps []*App) *Catalog {
+func newCatalog(data []byte, home string, groups []*ConnectorGroup, apps []*App) *Catalog {
 	c := &Catalog{
-		hash:     hashOf(data),
-		apps:     apps,
-		groups:   groups,
-		byID:     make(map[string]*App, len(apps)),
-		byHost:   make(map[string]*App, len(apps)),
-		groupsBy: make(map[string]*ConnectorGroup, len(groups)),
+		hash:       hashOf(data),
+		homeTenant: home,
+		apps:       apps,
+		groups:     groups,
+		byID:       make(map[string]*App, len(apps)),
+		byHost:     make(map[string]*App, len(apps)),
+		groupsBy:   make(map[string]*ConnectorGroup, len(groups)),
 	}
 	for _, a := range apps {
 		c.byID[a.ID] = a
@@ -196,6 +214,22 @@ func (c *Catalog) PolicyGroups() []string { return slices.Clone(c.polGroups) }
 
 // PolicyRoles returns every app role that any app's policy names, sorted.
 func (c *Catalog) PolicyRoles() []string { return slices.Clone(c.polRoles) }
+
+// HomeTenant returns the Entra tenant whose groups and app roles count in
+// every policy (home_tenant); empty when the catalogue names none.
+func (c *Catalog) HomeTenant() string { return c.homeTenant }
+
+// PassesHeader reports whether the app passes the client header named k
+// through (pass_headers): the same name ignoring case, so a spelling with
+// "_" for "-" is not passed.
+func (a *App) PassesHeader(k string) bool {
+	for _, p := range a.PassHeaders {
+		if strings.EqualFold(k, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // App returns the app with the given ID.
 func (c *Catalog) App(id string) (*App, bool) {

@@ -1,8 +1,9 @@
 // Package catalog reads, validates and serves the app catalogue: the one YAML
 // file that lists the published apps (external host, internal URL, connector
-// group, pre-authentication mode, timeouts, and for pre-authenticated apps
-// the session lifetime, access policy and identity headers) and the
-// connector groups. Each pre-authenticated app's policy is compiled once,
+// group, pre-authentication mode, timeouts, client headers passed through,
+// Strict-Transport-Security, and for pre-authenticated apps the session
+// lifetime, access policy and identity headers), the connector groups, and
+// the home tenant whose groups and roles count in policies. Each pre-authenticated app's policy is compiled once,
 // when the catalogue loads, into a [policy.Policy] on [App.Policy], so the
 // mesh does no parsing per request.
 //

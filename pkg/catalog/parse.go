@@ -47,13 +47,14 @@ func Parse(name string, data []byte) (*Catalog, error) {
 	for i, e := range apps {
 		as[i] = e.app
 	}
-	return newCatalog(data, gs, as), nil
+	return newCatalog(data, p.homeTenant, gs, as), nil
 }
 
 // parser walks a yaml.Node tree, collecting every problem it finds.
 type parser struct {
-	file string
-	errs []*Error
+	file       string
+	errs       []*Error
+	homeTenant string // decoded before the apps, whose policies need it
 }
 
 // groupEntry is a decoded connector group with the line of its id.
@@ -152,6 +153,11 @@ func (p *parser) syntax(err error) {
 }
 
 func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) {
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if k := resolve(root.Content[i]); k.Kind == yaml.ScalarNode && k.Value == "home_tenant" {
+			p.homeTenant = p.tenant(resolve(root.Content[i+1]), "", "home_tenant")
+		}
+	}
 	p.mapping(root, "", []field{
 		{"connector_groups", true, func(v *yaml.Node) {
 			p.list(v, "connector_groups", "connector group", func(i int, item *yaml.Node) {
@@ -163,6 +169,7 @@ func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) 
 				apps = append(apps, p.app(item, i))
 			})
 		}},
+		{"home_tenant", false, func(*yaml.Node) {}}, // decoded above
 	})
 	return groups, apps
 }
@@ -191,6 +198,7 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 		Line:           n.Line,
 		BackendTimeout: DefaultBackendTimeout,
 		HostHeader:     HostHeaderInternal,
+		HSTS:           DefaultHSTS,
 	}}
 	a, label := e.app, e.label
 	var skipLine int
@@ -212,6 +220,8 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 			a.TLSSkipVerify, _ = p.boolean(v, label, "tls_skip_verify")
 			skipLine = v.Line
 		}},
+		{"hsts_max_age", false, func(v *yaml.Node) { a.HSTS = p.hsts(v, label) }},
+		{"pass_headers", false, func(v *yaml.Node) { auth.passLine, a.PassHeaders = v.Line, p.passHeaders(v, label) }},
 	}, p.authFields(a, auth, label)...))
 	p.finishAuth(a, auth, label)
 	if a.TLSSkipVerify && a.InternalURL != nil && a.InternalURL.Scheme != "https" {
@@ -357,12 +367,18 @@ func (p *parser) boolean(v *yaml.Node, label, key string) (bool, bool) {
 
 // id returns v if it is a valid id (a DNS label), else "" after reporting.
 func (p *parser) id(v *yaml.Node, label, key string) string {
+	return p.checked(v, label, key, validLabel, "must be 1 to 63 lower-case letters, digits or hyphens, starting and ending with a letter or digit")
+}
+
+// checked returns the string v if valid accepts it, else "" after
+// reporting why, in the words of want.
+func (p *parser) checked(v *yaml.Node, label, key string, valid func(string) bool, want string) string {
 	s, ok := p.str(v, label, key)
 	if !ok {
 		return ""
 	}
-	if !validLabel(s) {
-		p.add(v.Line, ErrValue, label, "%s %q: must be 1 to 63 lower-case letters, digits or hyphens, starting and ending with a letter or digit", key, s)
+	if !valid(s) {
+		p.add(v.Line, ErrValue, label, "%s %q: %s", key, s, want)
 		return ""
 	}
 	return s

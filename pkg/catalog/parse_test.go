@@ -126,6 +126,7 @@ apps:
     internal_url: http://[::1]:8080
     connector_group: "2024"
     preauth: passthrough
+    hsts_max_age: 0
 `
 	c, err := Parse("catalog.yaml", []byte(doc))
 	if err != nil {
@@ -135,7 +136,7 @@ apps:
 		ID: "smartmoney", Host: "smartmoney.apps.example.com",
 		InternalURL:    &url.URL{Scheme: "https", Host: "10.1.2.3:8443", Path: "/base/"},
 		ConnectorGroup: "hq", PreAuth: PreAuthPassthrough, BackendTimeout: 90 * time.Minute,
-		HostHeader: HostHeaderExternal, TLSSkipVerify: true, Line: 7,
+		HostHeader: HostHeaderExternal, TLSSkipVerify: true, HSTS: DefaultHSTS, Line: 7,
 	}, {
 		ID: "wiki", Host: "localhost", InternalURL: &url.URL{Scheme: "http", Host: "[::1]:8080"},
 		ConnectorGroup: "2024", PreAuth: PreAuthPassthrough, BackendTimeout: DefaultBackendTimeout,
@@ -197,12 +198,34 @@ func TestExampleParses(t *testing.T) {
 	}
 }
 
+// errCase is a catalogue that must be refused with the errors in want.
+type errCase struct {
+	name string
+	doc  string
+	want []wantErr
+}
+
+// refuseAll parses each case's document, changed by wrap when it is not
+// nil, and checks that it is refused with exactly the wanted errors.
+func refuseAll(t *testing.T, tests []errCase, wrap func(string) string) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := tt.doc
+			if wrap != nil {
+				doc = wrap(doc)
+			}
+			c, err := Parse("catalog.yaml", []byte(doc))
+			if c != nil {
+				t.Errorf("got a catalogue, want nil")
+			}
+			checkErrors(t, err, tt.want)
+		})
+	}
+}
+
 func TestParseErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		doc  string
-		want []wantErr
-	}{
+	tests := []errCase{
 		// document shape
 		{"empty", "", []wantErr{{0, ErrSyntax, "catalog.yaml: empty catalogue"}}},
 		{"only comments", "# nothing\n", []wantErr{{0, ErrSyntax, "empty catalogue"}}},
@@ -213,7 +236,7 @@ func TestParseErrors(t *testing.T) {
 		{"syntax", "connector_groups: []\napps: [\n", []wantErr{{2, ErrSyntax, "catalog.yaml:2: invalid YAML:"}}},
 		{"missing top keys", "connector_groups: []\n", []wantErr{{1, ErrMissing, `missing required key "apps"`}}},
 		// unknown keys
-		{"unknown root key", "connector_groups: []\napps: []\nap: []\n", []wantErr{{3, ErrUnknownKey, `catalog.yaml:3: unknown key "ap" (known keys: connector_groups, apps)`}}},
+		{"unknown root key", "connector_groups: []\napps: []\nap: []\n", []wantErr{{3, ErrUnknownKey, `catalog.yaml:3: unknown key "ap" (known keys: connector_groups, apps, home_tenant)`}}},
 		{"unknown app key", appDoc(nil, "    hots: x"), []wantErr{{9, ErrUnknownKey, `app "a": unknown key "hots"`}}},
 		{"unknown group key", "connector_groups:\n  - id: hq\n    regoin: x\napps: []\n", []wantErr{{3, ErrUnknownKey, `connector group "hq": unknown key "regoin"`}}},
 		{"repeated key", appDoc(nil, "    host: b.example.com"), []wantErr{{9, ErrDuplicate, `key "host" repeated (first at line 5)`}}},
@@ -277,15 +300,7 @@ func TestParseErrors(t *testing.T) {
 		{"host header", appDoc(nil, "    host_header: both"), []wantErr{{9, ErrValue, `host_header "both": must be internal or external`}}},
 		{"skip verify on http", appDoc(nil, "    tls_skip_verify: true"), []wantErr{{9, ErrValue, "tls_skip_verify: only allowed with an https internal_url"}}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse("catalog.yaml", []byte(tt.doc))
-			if c != nil {
-				t.Errorf("got a catalogue, want nil")
-			}
-			checkErrors(t, err, tt.want)
-		})
-	}
+	refuseAll(t, tests, nil)
 }
 
 func TestParseErrorsRedactPassword(t *testing.T) {

@@ -63,7 +63,8 @@ func requestOf(tb testing.TB, loc *url.URL) *appreq.Request {
 // return path's rule (step-up), its lifetimes — bound to the browser's
 // bind cookie; nothing of it travels unsigned.
 func TestSignInCarriesSignedRequest(t *testing.T) {
-	cat, err := catalog.Parse("t.yaml", []byte(`connector_groups:
+	cat, err := catalog.Parse("t.yaml", []byte(`home_tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47
+connector_groups:
   - id: hq
 apps:
   - id: smartmoney
@@ -74,7 +75,7 @@ apps:
     session_lifetime: 2h
     max_session_age: 12h
     policy:
-      allow: { groups: ["g-support"] }
+      allow: { groups: ["g-support"], tenants: ["b7d41e90-2c3a-4f6b-8e57-91a0c4d2e3f6"] }
       require_acrs: ["c1"]
       paths:
         - prefix: /admin
@@ -112,13 +113,14 @@ apps:
 			}
 		}
 		req := requestOf(t, loc)
-		bind := setCookie(w, BindCookie)
+		bind := setCookie(w, bindCookieName(req.Binding))
 		if bind == nil || req.Binding != bindHash(bind.Value) {
 			t.Errorf("%s: binding %q does not match the bind cookie %v", tt.target, req.Binding, bind)
 		}
 		if req.AppID != "smartmoney" || req.Host != "smartmoney.example.com" || req.ReturnPath != tt.target ||
 			!slices.Equal(req.Groups, []string{"g-support"}) || !slices.Equal(req.Roles, []string{"SmartMoney.Admin"}) ||
-			!slices.Equal(req.ACRs, tt.acrs) || req.Lifetime != 7200 || req.MaxAge != 12*3600 || req.NoticeLifetime != 24*3600 {
+			!slices.Equal(req.ACRs, tt.acrs) || req.Lifetime != 7200 ||
+			!slices.Equal(req.Tenants, []string{"72f988bf-86f1-41af-91ab-2d7cd011db47", "b7d41e90-2c3a-4f6b-8e57-91a0c4d2e3f6"}) || req.MaxAge != 12*3600 || req.NoticeLifetime != 24*3600 {
 			t.Errorf("%s: got %+v", tt.target, req)
 		}
 		f, err := appreq.ParseFilter(req.SessionFilter)

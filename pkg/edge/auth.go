@@ -26,8 +26,10 @@ import (
 const (
 	// AppCookie holds the app token: the verified identity for this host.
 	AppCookie = "__Host-postern"
-	// BindCookie holds the nonce that binds a sign-in handoff to the
-	// browser that started it.
+	// BindCookie, with "-" and the first 8 characters of the binding hash
+	// appended, names the cookie holding the nonce that binds one sign-in
+	// handoff to the browser that started it; each sign-in in flight has
+	// its own.
 	BindCookie = "__Host-postern-bind"
 	// FreshCookie marks a sign-in that the edge started afresh because
 	// the browser's session was revoked: if its handoff is revoked too,
@@ -126,6 +128,7 @@ func newAuth(cfg *AuthConfig, now func() time.Time) *auth {
 func (h *Handler) servePostern(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
 	switch {
 	case r.URL.Path == JWKSPath && h.auth != nil && h.auth.cfg.Assertions != nil:
+		errpage.Harden(w.Header())
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		w.Write(h.auth.cfg.Assertions.JWKS())
@@ -134,7 +137,7 @@ func (h *Handler) servePostern(w http.ResponseWriter, r *http.Request, app *cata
 	case r.URL.Path == LogoutPath && h.auth != nil && app.PreAuth != catalog.PreAuthPassthrough:
 		h.logout(w, r, app, st)
 	default:
-		errpage.Write(w, r, errpage.Page{Status: http.StatusNotFound, Title: "Not found",
+		h.writeUnauth(w, r, st, errpage.Page{Status: http.StatusNotFound, Title: "Not found",
 			Reason: "This Postern path does not exist.", RequestID: st.rid})
 	}
 }
@@ -182,8 +185,13 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *cata
 		return claims
 	}
 	st.errReason = "policy: " + d.Reason
+	if d.BadPath {
+		errpage.Write(w, r, errpage.Page{Status: http.StatusBadRequest, Title: "Request refused",
+			Reason: strings.TrimSuffix(d.Reason, ".") + ".", RequestID: st.rid})
+		return nil
+	}
 	if len(d.MissingACRs) > 0 && wantsBrowser(r) {
-		h.signIn(w, r, app, st, r.URL.RequestURI(), false) // step up: sign in again meeting the contexts
+		h.startSignIn(w, r, app, st, r.URL.RequestURI(), false) // step up: sign in again meeting the contexts
 		return nil
 	}
 	user := claims.Username
@@ -224,32 +232,46 @@ func (a *auth) revoked(c *session.AppClaims) string {
 	return ""
 }
 
-// signIn starts the handoff: a bind cookie for this browser and a redirect
-// to the auth functions, or a 401 for non-browser clients. rd is the path
+// signIn starts the handoff: a bind cookie for this sign-in and a redirect
+// to the auth functions, or a 401 for non-browser clients, within the
+// client's budget of unauthenticated answers (429 past it). rd is the path
 // to return to; fresh asks the auth functions for a new sign-in at the
 // provider, ignoring the browser's session with them (it was revoked).
 func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState, rd string, fresh bool) {
+	if h.limitedUnauth(w, r, st) {
+		return
+	}
+	h.startSignIn(w, r, app, st, rd, fresh)
+}
+
+// startSignIn is signIn without the client's budget, for a signed-in user
+// who must sign in again (step-up). Each sign-in gets its own bind cookie,
+// named after its binding, so that sign-ins started in several tabs of one
+// browser all complete.
+func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState, rd string, fresh bool) {
 	w.Header().Set("Cache-Control", "no-store")
+	errpage.Harden(w.Header())
 	if !wantsBrowser(r) {
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Postern realm=%q", app.ID))
 		errpage.Write(w, r, errpage.Page{Status: http.StatusUnauthorized, Title: "Sign-in required",
 			Reason: "This application requires signing in with a browser.", RequestID: st.rid})
 		return
 	}
-	nonce := ""
-	if c, err := r.Cookie(BindCookie); err == nil && validNonce(c.Value) {
-		nonce = c.Value // another tab is signing in already: share its binding
-	} else {
-		var b [32]byte
-		rand.Read(b[:])
-		nonce = base64.RawURLEncoding.EncodeToString(b[:])
+	if old := session.CookiesWithPrefix(r, BindCookie+"-"); len(old) >= session.MaxFlowCookies {
+		for _, c := range old { // abandoned sign-ins: make room
+			http.SetCookie(w, &http.Cookie{Name: c.Name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		}
 	}
+	var b [32]byte
+	rand.Read(b[:])
+	nonce := base64.RawURLEncoding.EncodeToString(b[:])
+	binding := bindHash(nonce)
 	rd, err := session.ValidReturnPath(rd)
 	if err != nil {
 		rd = "/"
 	}
 	req := h.cfg.Catalog().SignInRequest(app, rd)
-	req.Binding, req.Fresh = bindHash(nonce), fresh
+	req.Binding, req.Fresh = binding, fresh
 	signed, err := h.auth.cfg.Requests.Sign(req)
 	if err != nil {
 		st.errReason = "sign the app request: " + err.Error()
@@ -257,7 +279,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, app *catalog.Ap
 			Reason: "The sign-in link could not be made.", RequestID: st.rid})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: BindCookie, Value: nonce, Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
+	http.SetCookie(w, &http.Cookie{Name: bindCookieName(binding), Value: nonce, Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	if fresh {
 		http.SetCookie(w, &http.Cookie{Name: FreshCookie, Value: "1", Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
@@ -265,6 +287,15 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, app *catalog.Ap
 	}
 	q := url.Values{"app": {app.ID}, appreq.Param: {signed}} // app only for the logs
 	http.Redirect(w, r, h.auth.cfg.AuthURL+"/authorize?"+q.Encode(), http.StatusFound)
+}
+
+// bindCookieName names the bind cookie of the sign-in whose binding hash
+// is binding: BindCookie, "-" and the hash's first 8 characters.
+func bindCookieName(binding string) string {
+	if len(binding) > 8 {
+		binding = binding[:8]
+	}
+	return BindCookie + "-" + binding
 }
 
 // logout signs the browser out of this app and its session out of the
@@ -296,6 +327,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, app *catalog.Ap
 		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	errpage.Harden(w.Header())
 	to := url.Values{"app": {app.ID}}
 	if noticed {
 		to.Set("done", "1")
@@ -337,7 +369,7 @@ var (
 // browser that holds the matching bind cookie, then sets the app cookie.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	errpage.Harden(w.Header())
 	claims, err := h.checkHandoff(r, app)
 	if errors.Is(err, errRevoked) {
 		if c, cerr := r.Cookie(FreshCookie); cerr != nil || c.Value != "1" {
@@ -360,14 +392,14 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, app *catalog.
 		if errors.As(err, &pub) {
 			reason = pub.Error()
 		}
-		errpage.Write(w, r, errpage.Page{Status: http.StatusBadRequest, Title: "Sign-in refused",
+		h.writeUnauth(w, r, st, errpage.Page{Status: http.StatusBadRequest, Title: "Sign-in refused",
 			Reason: reason + " Open the application again to sign in.", RequestID: st.rid})
 		return
 	}
 	st.user = claims.Subject
 	http.SetCookie(w, &http.Cookie{Name: AppCookie, Value: r.URL.Query().Get("token"), Path: "/",
 		Expires: time.Unix(claims.Expiry, 0), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	for _, name := range []string{BindCookie, FreshCookie} {
+	for _, name := range []string{bindCookieName(claims.Binding), FreshCookie} {
 		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	}
 	rd, err := session.ValidReturnPath(claims.ReturnPath)
@@ -396,7 +428,7 @@ func (h *Handler) checkHandoff(r *http.Request, app *catalog.App) (*session.AppC
 	case now.Sub(time.Unix(claims.IssuedAt, 0)) > h.auth.cfg.HandoffMaxAge:
 		return nil, publicError{errStaleToken}
 	}
-	c, err := r.Cookie(BindCookie)
+	c, err := r.Cookie(bindCookieName(claims.Binding))
 	if err != nil || !validNonce(c.Value) {
 		return nil, publicError{errNoBind}
 	}

@@ -34,7 +34,10 @@ func (r *recordingRevoker) revoked() []string {
 	return append([]string(nil), r.sids...)
 }
 
-const benchCatalog = `connector_groups:
+const benchTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+const benchCatalog = `home_tenant: ` + benchTenant + `
+connector_groups:
   - id: hq
 apps:
   - id: smartmoney
@@ -75,7 +78,7 @@ func newAuthHandlerWith(tb testing.TB, denied DenyList) (*Handler, *catalog.App,
 	}
 	now := time.Now()
 	tok, err := ks.SignApp(session.AppClaims{
-		Identity: session.Identity{Subject: "tid/oid", Name: "Alice", Groups: []string{"g-support"},
+		Identity: session.Identity{Subject: benchTenant + "/oid", TenantID: benchTenant, Name: "Alice", Groups: []string{"g-support"},
 			Roles: []string{"SmartMoney.User"}, AuthTime: now.Unix(), SessionID: "s1"},
 		AppID: "smartmoney", Audience: app.Host, Binding: "b", ReturnPath: "/",
 		IssuedAt: now.Unix(), Expiry: now.Add(time.Hour).Unix(), Issuer: "https://auth.example.com",

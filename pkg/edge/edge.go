@@ -4,6 +4,13 @@
 // the app's group, retrying on another connector when the first provably
 // never got it. It answers failures with error pages and writes one access-log
 // line per request.
+//
+// Before a request enters the tunnel the edge refuses every protocol
+// upgrade but WebSocket (pkg/upgrade), strips the client's copies of the
+// headers backends trust from Postern and from other proxies (headers.go),
+// and enforces the app's policy; it answers unauthenticated clients within a
+// per-address budget (Limits) and sends Strict-Transport-Security on every
+// HTTPS answer.
 package edge
 
 import (
@@ -27,9 +34,12 @@ import (
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/errpage"
+	"github.com/postern/postern/pkg/iplimit"
+	"github.com/postern/postern/pkg/policy"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/tunnelhttp"
+	"github.com/postern/postern/pkg/upgrade"
 )
 
 // Config configures a Handler.
@@ -54,6 +64,9 @@ type Config struct {
 	// Auth enables pre-authenticated apps; nil means such apps are refused
 	// with 503 and only passthrough apps are served.
 	Auth *AuthConfig
+	// Limits bounds the answers one client may get without a verified
+	// identity; the zero value means the defaults of Limits.
+	Limits Limits
 }
 
 // Handler is the edge proxy. It is safe for concurrent use.
@@ -64,6 +77,7 @@ type Handler struct {
 	relay   *httputil.ReverseProxy
 	metrics *metrics
 	auth    *auth
+	unauth  *iplimit.Limiter
 }
 
 // New returns a Handler.
@@ -74,7 +88,8 @@ func New(cfg Config) *Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, logger: cfg.Logger, metrics: newMetrics(cfg.Registerer), auth: newAuth(cfg.Auth, cfg.Now)}
+	h := &Handler{cfg: cfg, logger: cfg.Logger, metrics: newMetrics(cfg.Registerer), auth: newAuth(cfg.Auth, cfg.Now),
+		unauth: cfg.Limits.limiter()}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,13 +143,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
 	app, ok := h.cfg.Catalog().AppByHost(r.Host)
+	if r.TLS != nil {
+		setHSTS(rw.Header(), app)
+	}
 	if !ok {
-		errpage.Write(rw, r, errpage.Page{Status: http.StatusNotFound, Title: "Unknown application",
+		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusNotFound, Title: "Unknown application",
 			Reason: "No application is published at this address.", RequestID: st.rid})
 		h.logAccess(r, rw, st, start)
 		return
 	}
 	st.app = app
+	if reason := refusedRequest(r); reason != "" {
+		st.errReason = reason
+		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusBadRequest, Title: "Request refused",
+			Reason: "The request is not one the mesh forwards: " + reason + ".", RequestID: st.rid})
+		h.logAccess(r, rw, st, start)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, "/.postern/") {
 		h.servePostern(rw, r, app, st)
 		h.logAccess(r, rw, st, start)
@@ -150,6 +175,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	h.logAccess(r, rw, st, start)
+}
+
+// refusedRequest returns why r may not enter the tunnel for any app, or
+// "": a protocol upgrade other than WebSocket (h2c would carry any number
+// of requests past the policy), CONNECT, or an encoded control character
+// in the path.
+func refusedRequest(r *http.Request) string {
+	if r.Method == http.MethodConnect || upgrade.Requested(r.Header) {
+		if err := upgrade.CheckRequest(r); err != nil {
+			return strings.TrimPrefix(err.Error(), upgrade.ErrRefused.Error()+": ")
+		}
+	}
+	if policy.HasEncodedControl(r.RequestURI) {
+		return "an encoded control character in the path"
+	}
+	return ""
+}
+
+// setHSTS sets the Strict-Transport-Security header of an HTTPS answer:
+// the app's, or the default for a host that is no app.
+func setHSTS(h http.Header, app *catalog.App) {
+	v := catalog.DefaultHSTS
+	if app != nil {
+		v = app.HSTS
+	}
+	if v != "" {
+		h["Strict-Transport-Security"] = []string{v}
+	}
 }
 
 func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState, start time.Time) {
@@ -183,10 +236,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	out := pr.Out
 	h := out.Header
 	tunnelhttp.StripInternal(h)
-	for _, k := range untrustedHeaders {
-		delete(h, k)
-	}
-	stripIdentityHeaders(h, st.app)
+	stripClientHeaders(h, st.app)
 	stripPosternCookies(h)
 	if st.claims != nil {
 		addIdentityHeaders(h, st)
@@ -213,11 +263,6 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// untrustedHeaders are removed from every client request: the mesh sets its
-// own values, and a backend must never see a client's claim to them.
-var untrustedHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
-	"X-Forwarded-Port", "X-Real-Ip", "X-Client-Ip", "X-Request-Id", "X-Original-Url", "X-Rewrite-Url"}
-
 func forwarded(ip, host, proto string) string {
 	forVal := ip
 	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() {
@@ -242,13 +287,20 @@ func clientIP(remoteAddr string) string {
 }
 
 // modifyResponse turns a connector's own error answer into an error the
-// ErrorHandler renders; the backend's responses pass untouched.
+// ErrorHandler renders. The backend's responses pass untouched, except
+// that the app's Strict-Transport-Security replaces the backend's, and a
+// 101 must be the backend's answer to this WebSocket handshake, after
+// which only WebSocket frames reach the backend (upgrade.Guard).
 func modifyResponse(resp *http.Response) error {
 	if code := resp.Header.Get(tunnelhttp.HeaderError); code != "" {
 		return &connectorError{code: code}
 	}
 	tunnelhttp.StripInternal(resp.Header)
-	return nil
+	st := stateOf(resp.Request.Context())
+	if st.scheme == "https" && st.app.HSTS != "" {
+		delete(resp.Header, "Strict-Transport-Security")
+	}
+	return upgrade.GuardResponse(resp)
 }
 
 func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
@@ -270,6 +322,8 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		p.Reason = "The connector was lost before the application answered."
 	case errors.As(err, &ce):
 		p.Title, p.Reason = connectorReason(ce.code)
+	case errors.Is(err, upgrade.ErrRefused):
+		p.Reason = "The application answered the WebSocket handshake with another protocol."
 	default:
 		p.Reason = "The connector could not be reached through the tunnel."
 	}
@@ -288,6 +342,8 @@ func connectorReason(code string) (title, reason string) {
 		return "Backend timeout", "The application did not answer in time."
 	case tunnelhttp.ErrConnectorLost:
 		return "Bad gateway", "The connector was lost before the application answered."
+	case tunnelhttp.ErrUpgradeRefused:
+		return "Protocol upgrade refused", "Only WebSocket upgrades pass, and the application answered with another protocol."
 	default:
 		return "Bad gateway", "The application broke off the exchange."
 	}

@@ -3,65 +3,7 @@ package edge
 import (
 	"net/http"
 	"strings"
-
-	"github.com/postern/postern/pkg/catalog"
 )
-
-// identityPrefix is the prefix of Postern's default identity headers; every
-// header that normalises to it is removed from client requests.
-const identityPrefix = "x-postern-"
-
-// normHeader lower-cases a header name and maps "_" to "-", the variants a
-// backend framework may treat as the same header.
-func normHeader(k string) string {
-	return strings.ReplaceAll(strings.ToLower(k), "_", "-")
-}
-
-// stripIdentityHeaders removes every client-supplied header that could be
-// taken for an identity header: the X-Postern- family and the app's own
-// configured names, in any case and with "_" for "-".
-func stripIdentityHeaders(h http.Header, app *catalog.App) {
-	ih := app.IdentityHeaders
-	names := [...]string{ih.User, ih.Email, ih.Name, ih.Groups, ih.Assertion}
-	for k := range h {
-		n := normHeader(k)
-		if strings.HasPrefix(n, identityPrefix) {
-			delete(h, k)
-			continue
-		}
-		for _, name := range names {
-			if name != "" && n == normHeader(name) {
-				delete(h, k)
-				break
-			}
-		}
-	}
-}
-
-// stripPosternCookies removes Postern's own cookies from the Cookie header:
-// they never reach a backend.
-func stripPosternCookies(h http.Header) {
-	lines := h["Cookie"]
-	if len(lines) == 0 {
-		return
-	}
-	var kept []string
-	for _, line := range lines {
-		for _, part := range strings.Split(line, ";") {
-			p := strings.TrimSpace(part)
-			name, _, _ := strings.Cut(p, "=")
-			if p == "" || strings.HasPrefix(strings.TrimSpace(name), "__Host-postern") {
-				continue
-			}
-			kept = append(kept, p)
-		}
-	}
-	if len(kept) == 0 {
-		delete(h, "Cookie")
-		return
-	}
-	h["Cookie"] = []string{strings.Join(kept, "; ")}
-}
 
 // addIdentityHeaders sets the app's identity headers from the verified
 // claims of the request.

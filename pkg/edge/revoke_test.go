@@ -19,7 +19,7 @@ func mintApp(tb testing.TB, ks *session.Keyset, sid string, authTime time.Time, 
 	tb.Helper()
 	now := time.Now()
 	tok, err := ks.SignApp(session.AppClaims{
-		Identity: session.Identity{Subject: "tid/alice", Groups: []string{"g-support"}, Roles: []string{"SmartMoney.User"},
+		Identity: session.Identity{Subject: "tid/alice", TenantID: benchTenant, Groups: []string{"g-support"}, Roles: []string{"SmartMoney.User"},
 			AuthTime: authTime.Unix(), SessionID: sid},
 		AppID: "smartmoney", Audience: "smartmoney.example.com", Binding: bindHash(nonce), ReturnPath: "/reports?q=1",
 		IssuedAt: now.Unix(), Expiry: now.Add(time.Hour).Unix(), Issuer: "https://auth.example.com",
@@ -109,7 +109,7 @@ func TestRevokedHandoff(t *testing.T) {
 	tok := mintApp(t, ks, "sid-out", time.Now(), nonce)
 	call := func(fresh bool) *httptest.ResponseRecorder {
 		r := newReq(CallbackPath + "?token=" + url.QueryEscape(tok))
-		r.AddCookie(&http.Cookie{Name: BindCookie, Value: nonce})
+		r.AddCookie(&http.Cookie{Name: bindCookieName(bindHash(nonce)), Value: nonce})
 		if fresh {
 			r.AddCookie(&http.Cookie{Name: FreshCookie, Value: "1"})
 		}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/tunnelhttp"
+	"github.com/postern/postern/pkg/upgrade"
 )
 
 // Config configures a Handler.
@@ -85,11 +86,12 @@ func New(cfg Config) *Handler {
 	h.verify = newTransport(d, &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
 	h.skip = newTransport(d, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
 	h.proxy = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
-		Transport:    roundTripper{h},
-		ErrorHandler: h.proxyError,
-		BufferPool:   bufferPool{},
-		ErrorLog:     slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
+		Rewrite:        rewrite,
+		Transport:      roundTripper{h},
+		ModifyResponse: upgrade.GuardResponse, // the mesh checks the same; the connector does not rely on it
+		ErrorHandler:   h.proxyError,
+		BufferPool:     bufferPool{},
+		ErrorLog:       slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
 	}
 	return h
 }
@@ -142,6 +144,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	tunnelhttp.StripInternal(pr.Out.Header)
+	upgrade.StripH2C(pr.Out.Header)
 }
 
 // ServeHTTP implements http.Handler.
@@ -152,6 +155,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
+	if err := upgrade.CheckRequest(r); err != nil {
+		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrUpgradeRefused)
+		h.logger.Warn("upgrade_refused", "request_id", rid, "error", err)
+		h.observe(rw, start)
+		return
+	}
 	t, err := parseTarget(r.Header)
 	if err != nil {
 		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrBadTarget)
@@ -217,6 +226,8 @@ func classify(err error) string {
 	switch {
 	case errors.Is(err, ErrNotAllowed):
 		return tunnelhttp.ErrNotAllowed
+	case errors.Is(err, upgrade.ErrRefused):
+		return tunnelhttp.ErrUpgradeRefused
 	case errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &alert),
 		errors.As(err, &unkAuth), errors.As(err, &hostErr):
 		return tunnelhttp.ErrBackendTLS

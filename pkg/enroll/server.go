@@ -21,6 +21,7 @@ import (
 
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/revoke"
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -156,8 +157,8 @@ type Server struct {
 	attacher Attacher
 	ttl      time.Duration
 	logger   *slog.Logger
-	limiter  *ipLimiter
-	pings    *ipLimiter
+	limiter  *iplimit.Limiter
+	pings    *iplimit.Limiter
 	now      func() time.Time
 }
 
@@ -198,8 +199,8 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.redeemer == nil {
 		s.redeemer = localRedeemer{cfg.Used}
 	}
-	s.limiter = newIPLimiter(cmp(cfg.RateLimit, DefaultRateLimit), cmp(cfg.RateBurst, DefaultRateBurst))
-	s.pings = newIPLimiter(cmp(cfg.PingRateLimit, DefaultPingRateLimit), cmp(cfg.PingRateBurst, DefaultPingRateBurst))
+	s.limiter = iplimit.NewLimiter(cmp(cfg.RateLimit, DefaultRateLimit), cmp(cfg.RateBurst, DefaultRateBurst), 0)
+	s.pings = iplimit.NewLimiter(cmp(cfg.PingRateLimit, DefaultPingRateLimit), cmp(cfg.PingRateBurst, DefaultPingRateBurst), 0)
 	return s, nil
 }
 
@@ -252,7 +253,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve runs the checks common to every route, then the route.
 func (s *Server) serve(r *http.Request, w http.ResponseWriter, st *reqState, now time.Time) (any, *apiErr) {
-	if ok, wait := s.limiter.allow(st.remote, now); !ok {
+	if ok, wait := s.limiter.Allow(st.remote, now); !ok {
 		e := newAPIErr(http.StatusTooManyRequests, CodeRateLimited, "too many requests from this address; retry later", nil)
 		e.retryAfter = wait
 		return nil, e
@@ -399,7 +400,7 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 		writeError(w, newAPIErr(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "this endpoint accepts only GET and HEAD", nil))
 		return
 	}
-	if ok, wait := s.pings.allow(remote, s.now()); !ok {
+	if ok, wait := s.pings.Allow(remote, s.now()); !ok {
 		e := newAPIErr(http.StatusTooManyRequests, CodeRateLimited, "too many pings from this address; retry later", nil)
 		e.retryAfter = wait
 		writeError(w, e)

@@ -16,6 +16,11 @@ func TestWrite(t *testing.T) {
 		if w.Code != 503 || !strings.Contains(body, "abc") || w.Header().Get("X-Request-Id") != "abc" {
 			t.Fatalf("got %d %q", w.Code, body)
 		}
+		hd := w.Header()
+		if hd.Get("X-Content-Type-Options") != "nosniff" || hd.Get("Referrer-Policy") != "no-referrer" ||
+			hd.Get("X-Frame-Options") != "DENY" || !strings.Contains(hd.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+			t.Fatalf("hardening headers missing: %v", hd)
+		}
 		if strings.HasPrefix(accept, "text/html") {
 			if !strings.Contains(body, "&lt;hq&gt;") || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
 				t.Fatalf("html page not escaped or wrong type: %q", body)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,24 +34,7 @@ func chromium(tb testing.TB) string {
 // a path rule denies → logout → the sign-in page again.
 func TestBrowserSignIn(t *testing.T) {
 	h := start(t, Options{Auth: true})
-	spki := sha256.Sum256(h.cert.Leaf.RawSubjectPublicKeyInfo)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium(t)),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// Trust exactly the harness's certificate, nothing else.
-		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
-	defer cancelA()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelT()
+	ctx := newBrowser(t, h)
 
 	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -77,21 +62,7 @@ func TestBrowserSignIn(t *testing.T) {
 	alice := chromedp.CSS(`button[data-user="alice"]`)
 	step("open the app", chromedp.Navigate(h.AppURL(0, "/")), chromedp.WaitVisible(alice))
 	step("sign in as alice", chromedp.Click(alice), chromedp.WaitVisible(chromedp.CSS("body")))
-	// The click sets off a chain of redirects; a poll that runs into one of
-	// them is cut off ("navigated", "cannot find context"), so poll again
-	// until the app page settles.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body.innerText.includes("X-Postern-User")`,
-			chromedp.WithPollingTimeout(5*time.Second)))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("app page never showed the identity headers: %v\n%s", err, text())
-		}
-		time.Sleep(50 * time.Millisecond) // let the navigation finish before polling again
-	}
+	waitForText(t, ctx, "X-Postern-User")
 	page, loc := text(), location()
 	if !strings.HasPrefix(loc, h.AppURL(0, "/")) || !strings.Contains(page, "SmartMoney") || !strings.Contains(page, "Alice") {
 		t.Fatalf("after sign-in at %s the app page lacks the identity headers:\n%s", loc, page)
@@ -110,6 +81,80 @@ func TestBrowserSignIn(t *testing.T) {
 	step("the app asks to sign in again", chromedp.Navigate(h.AppURL(0, "/")), chromedp.WaitVisible(alice))
 	if loc = location(); !strings.HasPrefix(loc, h.IdPURL()) {
 		t.Fatalf("after logout the app went to %s, want the sign-in page", loc)
+	}
+}
+
+// newBrowser starts a headless Chromium that trusts exactly h's
+// certificate, and returns the context of its first tab; it stops with t.
+func newBrowser(t *testing.T, h *Harness) context.Context {
+	t.Helper()
+	spki := sha256.Sum256(h.cert.Leaf.RawSubjectPublicKeyInfo)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium(t)),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		// Trust exactly the harness's certificate, nothing else.
+		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
+	t.Cleanup(cancelA)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelT)
+	return ctx
+}
+
+// waitForText polls the page of ctx until it contains want; the redirect
+// chain after a click cuts polls off ("navigated"), so it polls again.
+func waitForText(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body && document.body.innerText.includes(`+strconv.Quote(want)+`)`,
+			chromedp.WithPollingTimeout(5*time.Second)))
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			page, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+			t.Fatalf("the page never showed %q: %v\n%s", want, err, page)
+		}
+		time.Sleep(50 * time.Millisecond) // let the navigation finish before polling again
+	}
+}
+
+// TestBrowserTwoTabs opens the app in two tabs of one browser before
+// signing in, as users do after their session expired, then signs in in
+// each: both sign-ins complete, each tab back where it started.
+func TestBrowserTwoTabs(t *testing.T) {
+	h := start(t, Options{Auth: true})
+	tab1 := newBrowser(t, h)
+	alice := chromedp.CSS(`button[data-user="alice"]`)
+	open := func(i int, tab context.Context) {
+		t.Helper()
+		u := h.AppURL(0, fmt.Sprintf("/headers?tab=%d", i))
+		if err := chromedp.Do(tab, chromedp.Navigate(u), chromedp.WaitVisible(alice)); err != nil {
+			t.Fatalf("tab %d: open the app: %v", i, err)
+		}
+	}
+	open(1, tab1)                             // starts the browser
+	tab2, cancel := chromedp.NewContext(tab1) // a second tab of the same browser
+	defer cancel()
+	open(2, tab2)
+	for i, tab := range []context.Context{tab1, tab2} {
+		if err := chromedp.Do(tab, chromedp.Click(alice)); err != nil {
+			t.Fatalf("tab %d: sign in: %v", i+1, err)
+		}
+		waitForText(t, tab, "X-Postern-User")
+		loc, err := chromedp.Run(tab, chromedp.Location())
+		if err != nil || loc != h.AppURL(0, fmt.Sprintf("/headers?tab=%d", i+1)) {
+			t.Fatalf("tab %d ended at %q (%v), want where it started", i+1, loc, err)
+		}
 	}
 }
 

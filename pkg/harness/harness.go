@@ -28,6 +28,7 @@ import (
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/devcert"
+	"github.com/postern/postern/pkg/devidp"
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/meshnode"
@@ -95,6 +96,9 @@ type Options struct {
 	// AdminAddrs, if set, are the mesh nodes' loopback admin addresses
 	// (/status, /routes/explain, /metrics), by node index.
 	AdminAddrs []string
+	// Limits bounds what one client may cost each mesh node; the zero
+	// value means meshnode's defaults.
+	Limits meshnode.Limits
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -298,6 +302,9 @@ func (h *Harness) catalogYAML() string {
 		return t.catalogYAML(h.App) + h.opts.ExtraCatalog
 	}
 	var b strings.Builder
+	if h.opts.Auth {
+		fmt.Fprintf(&b, "home_tenant: %s\n", devidp.DemoTenantID)
+	}
 	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\napps:\n")
 	if h.opts.Auth {
 		b.WriteString(h.authCatalogApp())
@@ -325,7 +332,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
-		DrainTimeout: h.opts.DrainTimeout, APIRateLimit: rate.Inf,
+		DrainTimeout: h.opts.DrainTimeout, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]

@@ -31,6 +31,7 @@ import (
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/gossip"
+	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/revoke"
 	"github.com/postern/postern/pkg/streambind"
@@ -126,6 +127,9 @@ type Config struct {
 	// at most for requests in flight before leaving the cluster; zero
 	// means 10s, negative skips draining.
 	DrainTimeout time.Duration
+	// Limits bounds what one client or tunnel peer may cost the node;
+	// the zero value means the defaults of Limits.
+	Limits Limits
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// Registry receives the metrics; nil means a new registry.
@@ -149,8 +153,12 @@ type Node struct {
 	enroll      *enroll.Server
 	stream      *streambind.Server
 	used        *authority.UsedTokens
-	public      net.Listener
+	public      *iplimit.Listener
+	tunnel      *iplimit.Listener
 	mesh        *mesh // nil for a lone node
+	limits      Limits
+
+	connMetrics *connMetrics
 
 	killed    atomic.Bool
 	draining  atomic.Bool
@@ -233,16 +241,19 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
+	cfg.TLS = hardenTLS(cfg.TLS)
 	n := &Node{cfg: cfg, logger: logger, catalog: store, used: used, wgKey: key, nodeKey: nodeKey, revoked: revoked,
-		enforceKick: make(chan struct{}, 1)}
+		enforceKick: make(chan struct{}, 1), limits: cfg.Limits.withDefaults(), connMetrics: newConnMetrics(cfg.Registry)}
 	if cfg.ACME != nil {
 		publicHost := ""
 		if cfg.Cluster != nil {
 			publicHost = publicHostOf(cfg.Cluster.PublicURL)
 		}
-		if n.acme, n.cfg.TLS, err = newACME(cfg, store, publicHost); err != nil {
+		var acmeTLS *tls.Config
+		if n.acme, acmeTLS, err = newACME(cfg, store, publicHost); err != nil {
 			return nil, fmt.Errorf("meshnode: %w", err)
 		}
+		n.cfg.TLS = hardenTLS(acmeTLS)
 	}
 	n.revMetrics = newRevocationMetrics(cfg.Registry)
 	udp := cfg.WGBind
@@ -267,19 +278,27 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if cfg.Listener != nil {
-		n.public = cfg.Listener
+		n.public = n.limitPublic(cfg.Listener)
 	} else {
 		l, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			wgn.Close()
 			return nil, fmt.Errorf("meshnode: public listener: %w", err)
 		}
-		n.public = l
+		n.public = n.limitPublic(l)
 	}
+	tl, err := wgn.Listen(tunnelhttp.Port)
+	if err != nil {
+		n.public.Close()
+		wgn.Close()
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	n.tunnel = n.limitTunnel(tl)
 	var router edge.Router = n.pool
 	if cfg.Cluster != nil {
 		if n.mesh, err = newMesh(n, *cfg.Cluster); err != nil {
 			n.public.Close()
+			n.tunnel.Close()
 			wgn.Close()
 			return nil, err
 		}
@@ -288,7 +307,8 @@ func New(cfg Config) (*Node, error) {
 	if authCfg != nil {
 		authCfg.Denied, authCfg.Revoker = revoked, n
 	}
-	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry, Auth: authCfg})
+	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
+		Auth: authCfg, Limits: n.limits.Unauth})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
 		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit}
 	if n.mesh != nil {
@@ -319,6 +339,10 @@ func checkLoopback(addr string) error {
 
 // Addr returns the public listener's address.
 func (n *Node) Addr() net.Addr { return n.public.Addr() }
+
+// Conns returns the connection tables of the public and the tunnel
+// listener: who holds how many connections open now.
+func (n *Node) Conns() (public, tunnel *iplimit.Conns) { return n.public.Conns(), n.tunnel.Conns() }
 
 // WireGuard returns the node's WireGuard node.
 func (n *Node) WireGuard() *wgnet.Node { return n.wg }
@@ -446,6 +470,9 @@ func (n *Node) advertise() string {
 // every host, and the edge proxy for everything else.
 func (n *Node) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refuseExcess(w, r) {
+			return
+		}
 		if r.URL.Path == streambind.Path {
 			n.stream.ServeHTTP(w, r)
 			return
@@ -465,13 +492,14 @@ func (n *Node) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errLog := slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)
-	pub := &http.Server{Handler: n.Handler(), TLSConfig: n.cfg.TLS, ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout: 120 * time.Second, ErrorLog: errLog}
-	tl, err := n.wg.Listen(tunnelhttp.Port)
-	if err != nil {
-		return fmt.Errorf("meshnode: %w", err)
-	}
-	tun := &http.Server{Handler: n.tunnelHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	lim := n.limits
+	pub := &http.Server{Handler: n.Handler(), TLSConfig: n.cfg.TLS, ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		IdleTimeout: lim.IdleTimeout, MaxHeaderBytes: lim.MaxHeaderBytes, ConnContext: iplimit.ConnContext, ErrorLog: errLog}
+	tl := n.tunnel
+	// Relayed requests carry a client's header (at most MaxHeaderBytes)
+	// plus the first node's identity and forwarding headers.
+	tun := &http.Server{Handler: n.tunnelHandler(), ReadHeaderTimeout: lim.ReadHeaderTimeout, IdleTimeout: lim.IdleTimeout,
+		MaxHeaderBytes: 2 * lim.MaxHeaderBytes, ErrorLog: errLog}
 	servers := []*http.Server{pub, tun}
 	serve := func(s *http.Server, l net.Listener, tlsOn bool) {
 		defer wg.Done()
@@ -494,7 +522,7 @@ func (n *Node) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("meshnode: admin listener: %w", err)
 		}
-		admin := &http.Server{Handler: n.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+		admin := &http.Server{Handler: n.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: lim.IdleTimeout, ErrorLog: errLog}
 		servers = append(servers, admin)
 		wg.Add(1)
 		go serve(admin, al, false)
@@ -622,6 +650,7 @@ func (n *Node) Close() error {
 		}
 		n.pool.Close()
 		n.public.Close()
+		n.tunnel.Close()
 		n.wg.Close()
 	})
 	return nil
@@ -629,6 +658,7 @@ func (n *Node) Close() error {
 
 // closeEarly releases what New opened before it failed.
 func (n *Node) closeEarly() {
+	n.tunnel.Close()
 	if n.mesh != nil {
 		n.mesh.cluster.Close()
 	}

@@ -18,7 +18,9 @@ func TestRoster(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	m := func(id string, s gossip.State) gossip.Member { return gossip.Member{Meta: gossip.Meta{ID: id}, State: s} }
+	m := func(id string, s gossip.State) gossip.Member {
+		return gossip.Member{Meta: gossip.Meta{ID: id}, State: s}
+	}
 	if err := r.observe([]gossip.Member{m("a", gossip.StateAlive), m("b", gossip.StateAlive), m("c", gossip.StateAlive)}, t0); err != nil {
 		t.Fatal(err)
 	}

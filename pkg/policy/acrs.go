@@ -29,3 +29,28 @@ func (p *Policy) ACRsFor(raw string) []string {
 	}
 	return out
 }
+
+// Tenants returns the tenants whose users' groups and roles some allow
+// list of the policy counts: the home tenant ("" when there is none: then
+// identities without a tenant, from providers other than Entra) and every
+// tenant a list names. The auth functions keep the groups and roles of
+// other users out of the app's token. It is nil when the policy names no
+// group or role.
+func (p *Policy) Tenants() []string {
+	if p == nil || len(p.groups)+len(p.roles) == 0 {
+		return nil
+	}
+	out := []string{p.home}
+	add := func(s *set) {
+		for _, t := range s.src.Tenants {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	add(&p.allow)
+	for i := range p.paths {
+		add(&p.paths[i].allow)
+	}
+	return out
+}

@@ -25,9 +25,11 @@ func (p *Policy) Decide(id *session.Identity, r Request) Decision {
 	if raw == "" {
 		raw = r.Path
 	}
-	path, err := Normalize(raw, p.caseInsensitive)
+	paths, err := readPath(raw, p.caseInsensitive)
 	if err != nil {
-		return deny("app", "the request path is not acceptable: "+strings.TrimPrefix(err.Error(), "normalize path: "))
+		d := deny("app", "the request path is not acceptable: "+strings.TrimPrefix(err.Error(), "normalize path: "))
+		d.BadPath = true
+		return d
 	}
 	if len(p.cidrs) > 0 && !p.sourceAllowed(r) {
 		return deny("app", fmt.Sprintf("requires a connection from %s; this one comes from %s", cidrList(p), addrText(r)))
@@ -41,15 +43,27 @@ func (p *Policy) Decide(id *session.Identity, r Request) Decision {
 			return deny("app", fmt.Sprintf("requires a sign-in within the last %s; sign in again", p.maxAge))
 		}
 	}
-	if d, ok := check(id, p.allow, p.acrs, "app", "this app"); !ok {
+	if d, ok := p.check(id, &p.allow, p.acrs, "app", "this app"); !ok {
 		return d
 	}
+	first := p.decidePath(id, paths.p[0])
+	for _, path := range paths.p[1:paths.n] {
+		if d := p.decidePath(id, path); !d.Allow {
+			return d // another backend's reading of the path is denied
+		}
+	}
+	return first
+}
+
+// decidePath applies the rule of the longest prefix matching path, one
+// reading of the request path.
+func (p *Policy) decidePath(id *session.Identity, path string) Decision {
 	for i := range p.paths {
 		rl := &p.paths[i]
 		if !underPrefix(path, rl.prefix) {
 			continue
 		}
-		if d, ok := check(id, rl.allow, rl.acrs, rl.label, rl.name); !ok {
+		if d, ok := p.check(id, &rl.allow, rl.acrs, rl.label, rl.name); !ok {
 			return d
 		}
 		return Decision{Allow: true, Rule: rl.label}
@@ -61,9 +75,14 @@ func deny(rule, reason string) Decision { return Decision{Rule: rule, Reason: re
 
 // check applies one allow list and acrs list; scope names the part in
 // messages.
-func check(id *session.Identity, s set, acrs []string, ruleName, scope string) (Decision, bool) {
-	if !s.matches(id) {
-		return deny(ruleName, "requires "+s.describe()+" for "+scope), false
+func (p *Policy) check(id *session.Identity, s *set, acrs []string, ruleName, scope string) (Decision, bool) {
+	if !s.matches(id, p.home) {
+		reason := "requires " + s.describe() + " for " + scope
+		if s.matches(&session.Identity{Subject: id.Subject, Groups: id.Groups, Roles: id.Roles}, "") {
+			reason += fmt.Sprintf("; roles and groups count only from the tenants %s, and you signed in from %s",
+				strings.Join(s.tenantsWith(p.home), ", "), tenantText(id.TenantID))
+		}
+		return deny(ruleName, reason), false
 	}
 	if missing := missingACRs(id.ACRs, acrs); len(missing) > 0 {
 		d := deny(ruleName, fmt.Sprintf("requires the authentication context %s for %s; sign in again to meet it", strings.Join(missing, " and "), scope))
@@ -73,12 +92,26 @@ func check(id *session.Identity, s set, acrs []string, ruleName, scope string) (
 	return Decision{}, true
 }
 
-func (s set) matches(id *session.Identity) bool {
+func tenantText(tid string) string {
+	if tid == "" {
+		return "no tenant"
+	}
+	return "tenant " + tid
+}
+
+// matches reports whether id is allowed by s. Users are tenant-qualified
+// already; groups and roles count only when id's tenant is home or one
+// of the tenants s accepts. An identity without a tenant (a provider
+// other than Entra) counts only where there is no home tenant either.
+func (s *set) matches(id *session.Identity, home string) bool {
 	if s.users == nil && s.groups == nil && s.roles == nil {
 		return true
 	}
 	if _, ok := s.users[id.Subject]; ok {
 		return true
+	}
+	if !s.tenantAccepted(id.TenantID, home) {
+		return false
 	}
 	for _, g := range id.Groups {
 		if _, ok := s.groups[g]; ok {
@@ -93,9 +126,25 @@ func (s set) matches(id *session.Identity) bool {
 	return false
 }
 
+func (s *set) tenantAccepted(tid, home string) bool {
+	if tid == "" || tid == home {
+		return tid == home
+	}
+	return slices.Contains(s.src.Tenants, tid)
+}
+
+// tenantsWith lists home and the tenants s accepts, for messages.
+func (s *set) tenantsWith(home string) []string {
+	out := make([]string, 0, 1+len(s.src.Tenants))
+	if home != "" {
+		out = append(out, home)
+	}
+	return append(out, s.src.Tenants...)
+}
+
 // describe names an allow list in a sentence: "the app role X",
 // "membership of one of the groups A, B or the app role X".
-func (s set) describe() string {
+func (s *set) describe() string {
 	var parts []string
 	if n := len(s.src.Roles); n > 0 {
 		parts = append(parts, plural(n, "the app role ", "one of the app roles ")+strings.Join(s.src.Roles, ", "))

@@ -74,12 +74,21 @@ func TestDecide(t *testing.T) {
 		{"public path", false, user, "/public/x", inside, true, "path /public", "", ""},
 		// Spellings of /admin.
 		{"//admin", false, user, "//admin", inside, false, "path /admin", "", ""},
-		{"/./admin", false, user, "/./admin", inside, false, "path /admin", "", ""},
+		{"/./admin refused", false, user, "/./admin", inside, false, "app", "not acceptable", ""},
 		{"/%61dmin", false, user, "/%61dmin", inside, false, "path /admin", "", ""},
-		{"/public/%2e%2e/admin", false, user, "/public/%2e%2e/admin", inside, false, "path /admin", "", ""},
+		{"/public/%2e%2e/admin refused", false, admin, "/public/%2e%2e/admin", inside, false, "app", "not acceptable", ""},
 		{"/admin;x", false, user, "/admin;x", inside, false, "path /admin", "", ""},
 		{"/Admin case-insensitive", true, user, "/Admin", inside, false, "path /admin", "", ""},
-		{"/ADMIN/%2E/x case-insensitive", true, user, "/ADMIN/%2E/x", inside, false, "path /admin", "", ""},
+		{"/ADMIN/%2E/x refused", true, admin, "/ADMIN/%2E/x", inside, false, "app", "not acceptable", ""},
+		{"/admin. in IIS mode refused", true, admin, "/admin.", inside, false, "app", "trailing dot", ""},
+		{"/admin%3Bx", false, user, "/admin%3Bx", inside, false, "path /admin", "", ""},
+		// A path with ";" is allowed only if every reading is: servlet
+		// containers drop the parameter (/admin/reports/q1), others keep
+		// it (/admin/reports;x/q1 is under /admin, not /admin/reports).
+		{"auditor, ; splits the readings", false, auditor, "/admin/reports;x/q1", inside, false, "path /admin", "SmartMoney.Admin", ""},
+		{"auditor, %3B splits the readings", false, auditor, "/admin/reports%3bx/q1", inside, false, "path /admin", "SmartMoney.Admin", ""},
+		{"auditor, // splits the readings", false, auditor, "/admin//reports/q1", inside, false, "path /admin", "SmartMoney.Admin", ""},
+		{"auditor without tricks", false, auditor, "/admin/reports/q1", inside, true, "path /admin/reports", "", ""},
 		{"/admin%2f refused", false, user, "/admin%2f", inside, false, "app", "not acceptable", ""},
 		{"/admin# refused", false, user, "/admin#", inside, false, "app", "not acceptable", ""},
 		{"full URL refused", false, admin, "http://smartmoney.localhost/admin", inside, false, "app", "not acceptable", ""},
@@ -96,6 +105,9 @@ func TestDecide(t *testing.T) {
 			}
 			if !tt.allow && d.Reason == "" {
 				t.Error("got an empty reason for a denial")
+			}
+			if d.BadPath != strings.Contains(d.Reason, "not acceptable") {
+				t.Errorf("got BadPath %v for %q", d.BadPath, d.Reason)
 			}
 			if got := strings.Join(d.MissingACRs, ","); got != tt.missingACR {
 				t.Errorf("got missing acrs %q, want %q", got, tt.missingACR)
@@ -150,5 +162,64 @@ func TestNamedGroupsAndRoles(t *testing.T) {
 	}
 	if got := strings.Join(p.Roles(), ","); got != "SmartMoney.Admin,SmartMoney.User" {
 		t.Errorf("got roles %q, want SmartMoney.Admin,SmartMoney.User", got)
+	}
+}
+
+// TestDecideTenants checks that groups and roles count only from the home
+// tenant and the tenants a rule accepts: a partner tenant's admins assign
+// their own roles and groups.
+func TestDecideTenants(t *testing.T) {
+	const home, partner, other = "home-tid", "partner-tid", "other-tid"
+	p, err := New(Config{
+		HomeTenant: home,
+		Allow:      Allow{Users: []string{other + "/named"}, Groups: []string{"g-staff"}, Roles: []string{"App.User"}, Tenants: []string{partner}},
+		Paths:      []PathRule{{Prefix: "/admin", Allow: Allow{Roles: []string{"App.Admin"}, Groups: []string{"g-admins"}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(tid, oid string, groups, roles []string) *session.Identity {
+		return &session.Identity{Subject: tid + "/" + oid, TenantID: tid, Groups: groups, Roles: roles}
+	}
+	admin := []string{"App.User", "App.Admin"}
+	tests := []struct {
+		name      string
+		id        *session.Identity
+		path      string
+		allow     bool
+		reasonHas string
+	}{
+		{"home user", id(home, "u", nil, []string{"App.User"}), "/x", true, ""},
+		{"home admin on /admin", id(home, "a", nil, admin), "/admin", true, ""},
+		{"home group admin on /admin", id(home, "a", []string{"g-staff", "g-admins"}, nil), "/admin/x", true, ""},
+		{"partner user (accepted by the app rule)", id(partner, "u", nil, []string{"App.User"}), "/x", true, ""},
+		{"partner group member", id(partner, "u", []string{"g-staff"}, nil), "/x", true, ""},
+		{"partner admin on /admin (home only)", id(partner, "a", nil, admin), "/admin", false, "count only from the tenants home-tid, and you signed in from tenant partner-tid"},
+		{"partner group admin on /admin", id(partner, "a", []string{"g-staff", "g-admins"}, nil), "/admin", false, "count only from"},
+		{"other tenant's user role", id(other, "u", nil, []string{"App.User"}), "/x", false, "home-tid, partner-tid"},
+		{"other tenant's group", id(other, "u", []string{"g-staff"}, nil), "/x", false, "count only from"},
+		{"other tenant's user named by subject", id(other, "named", nil, nil), "/x", true, ""},
+		{"no tenant at all", &session.Identity{Subject: "iss/u", Roles: []string{"App.User"}}, "/x", false, "from no tenant"},
+		{"tenant spelled in another case", id("HOME-TID", "u", nil, []string{"App.User"}), "/x", false, "count only from"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := p.Decide(tt.id, Request{Path: tt.path})
+			if d.Allow != tt.allow || !strings.Contains(d.Reason, tt.reasonHas) {
+				t.Fatalf("got allow %v (%s), want %v with %q", d.Allow, d.Reason, tt.allow, tt.reasonHas)
+			}
+		})
+	}
+	// Without a home tenant (a provider other than Entra), identities
+	// without a tenant count; one with a tenant does not.
+	o, err := New(Config{Allow: Allow{Roles: []string{"App.User"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := o.Decide(&session.Identity{Subject: "iss/u", Roles: []string{"App.User"}}, Request{Path: "/"}); !d.Allow {
+		t.Errorf("no home tenant, no tenant: got %+v, want allow", d)
+	}
+	if d := o.Decide(id(partner, "u", nil, []string{"App.User"}), Request{Path: "/"}); d.Allow {
+		t.Errorf("no home tenant, identity with a tenant: got %+v, want deny", d)
 	}
 }

@@ -18,9 +18,12 @@ type Allow struct {
 	Groups []string
 	// Roles are app role values, such as "SmartMoney.Admin".
 	Roles []string
+	// Tenants are Entra tenant ids, other than the home tenant, whose
+	// groups and app roles count for Groups and Roles; empty means only
+	// the home tenant's (Config.HomeTenant) do. A partner tenant's admins
+	// assign their own users roles and groups: accept them only by name.
+	Tenants []string
 }
-
-func (a Allow) empty() bool { return len(a.Users)+len(a.Groups)+len(a.Roles) == 0 }
 
 // PathRule adds requirements for the part of an app under Prefix, on top
 // of the app-wide ones.
@@ -52,6 +55,12 @@ type Config struct {
 	CaseInsensitive bool
 	// Paths are path rules; the longest matching prefix applies.
 	Paths []PathRule
+	// HomeTenant is the Entra tenant whose groups and roles count in every
+	// allow list; empty means identities without a tenant (providers other
+	// than Entra), whose groups and roles count, while those of an
+	// identity with a tenant then count only where an allow list names
+	// its tenant.
+	HomeTenant string
 }
 
 // Policy is a compiled, immutable [Config], safe for concurrent use.
@@ -63,6 +72,7 @@ type Policy struct {
 	caseInsensitive bool
 	paths           []rule // longest prefix first
 	groups, roles   []string
+	home            string
 }
 
 // rule is a compiled path rule.
@@ -105,6 +115,9 @@ type Decision struct {
 	Reason string
 	// Rule names the rule that decided: "app" or "path /admin".
 	Rule string
+	// BadPath reports a denial because the request path is refused
+	// outright (see [Normalize]); the edge answers it with 400.
+	BadPath bool
 	// MissingACRs lists required authentication contexts the user has not
 	// met, when that is the only reason for a denial: signing in again
 	// with them (step-up) could succeed.
@@ -120,6 +133,7 @@ func New(cfg Config) (*Policy, error) {
 		cidrs:           slices.Clone(cfg.SourceCIDRs),
 		maxAge:          cfg.MaxSessionAge,
 		caseInsensitive: cfg.CaseInsensitive,
+		home:            cfg.HomeTenant,
 	}
 	if cfg.MaxSessionAge < 0 {
 		return nil, fmt.Errorf("new policy: %w: negative max session age", ErrBadConfig)
@@ -149,15 +163,20 @@ func New(cfg Config) (*Policy, error) {
 
 // NormalizePrefix returns a rule prefix in the form [Normalize] gives
 // request paths, without a trailing slash (except for "/"). It refuses a
-// prefix that does not start with "/", has a query, or does not normalise,
-// with [ErrBadConfig].
+// prefix that does not start with "/", has a query, has ";" parameters or
+// "//" (which backends read in several ways), or does not normalise, with
+// [ErrBadConfig].
 func NormalizePrefix(prefix string, caseInsensitive bool) (string, error) {
 	if !strings.HasPrefix(prefix, "/") || strings.Contains(prefix, "?") {
 		return "", fmt.Errorf("%w: must be a path starting with / and without a query", ErrBadConfig)
 	}
-	n, err := Normalize(prefix, caseInsensitive)
+	r, err := readPath(prefix, caseInsensitive)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	n := r.p[0]
+	if r.n > 1 || strings.Contains(n, ";") {
+		return "", fmt.Errorf("%w: must not contain ; parameters or //", ErrBadConfig)
 	}
 	if len(n) > 1 {
 		n = strings.TrimSuffix(n, "/")

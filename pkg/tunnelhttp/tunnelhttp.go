@@ -46,6 +46,7 @@ const (
 	ErrBadTarget       = "bad_target"       // missing or malformed HeaderTarget
 	ErrBackendTLS      = "backend_tls"      // TLS handshake with the internal app failed
 	ErrConnectorClosed = "connector_closed" // the connector is shutting down
+	ErrUpgradeRefused  = "upgrade_refused"  // a protocol upgrade other than WebSocket (see pkg/upgrade)
 	// ErrRelayNoConnector is set by a relay mesh node that sent the request
 	// to none of its connectors (none usable, or none reachable): the
 	// relaying node may try another path.

@@ -293,16 +293,6 @@ func (n *Node) DialContext(ctx context.Context, network, address string) (net.Co
 	return c, nil
 }
 
-// Listen listens for TCP connections on port of the node's tunnel address.
-func (n *Node) Listen(port uint16) (net.Listener, error) {
-	fa, proto := fullAddr(netip.AddrPortFrom(n.addr, port))
-	l, err := gonet.ListenTCP(n.stack, fa, proto)
-	if err != nil {
-		return nil, fmt.Errorf("wgnet: listen on port %d: %w", port, err)
-	}
-	return l, nil
-}
-
 // Close shuts the device and its stack down and waits for every goroutine
 // they started. It is idempotent.
 func (n *Node) Close() error {
