@@ -37,7 +37,7 @@ func runCmd(ctx context.Context, args []string) error {
 	wgAdvertise := fs.String("wg-advertise", "", "WireGuard endpoint host:port told to connectors (default: the API host name and the listen port)")
 	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's keys, used enrolment tokens, revocations and known mesh members")
 	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
-	catalogPath := fs.String("catalog", "/etc/postern/catalog.yaml", "app catalogue file")
+	catalogPath := fs.String("catalog", "/etc/postern/catalog.yaml", "app catalogue: a file, or s3://bucket/key (read with the instance role, reloaded live on change)")
 	admin := fs.String("admin-listen", "127.0.0.1:9100", "loopback admin address for /healthz, /metrics and /status (empty: off)")
 	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
@@ -57,6 +57,7 @@ func runCmd(ctx context.Context, args []string) error {
 	maxHeader := fs.Int("max-header-bytes", meshnode.DefaultMaxHeaderBytes, "largest request header accepted on the public listener")
 	idle := fs.Duration("idle-timeout", meshnode.DefaultIdleTimeout, "close keep-alive connections idle this long (public and tunnel listeners)")
 	tunnelPerPeer := fs.Int("tunnel-conns-per-peer", meshnode.DefaultTunnelConnsPerPeer, "connections one connector may hold open to the node inside the tunnel (negative: no cap)")
+	deploy := addDeployFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,6 +112,10 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 		cfg.Cluster = &meshnode.ClusterConfig{GossipListen: *gossipListen, GossipAdvertise: *gossipAdvertise, Keys: keys,
 			Label: *label, Seeds: splitList(*join), PublicURL: *publicURL, Strategy: s}
+	}
+	if *gossipListen != "" || *authURL != "" {
+		// A cluster member proves itself with it; a node serving
+		// pre-authenticated apps signs their sign-in requests with its key.
 		if *nodeCred == "" {
 			*nodeCred = meshnode.NodeCredentialPath(*stateDir)
 		}
@@ -118,9 +123,12 @@ func runCmd(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if !*plain {
+	if err := deploy.apply(&cfg, *catalogPath); err != nil {
+		return err
+	}
+	if !*plain && (cfg.ACME == nil || *certFile != "") {
 		if *certFile == "" || *keyFile == "" {
-			return fmt.Errorf("--tls-cert and --tls-key are required (or --insecure-plain-http for local use)")
+			return fmt.Errorf("--tls-cert and --tls-key are required (or --acme-directory, or --insecure-plain-http for local use)")
 		}
 		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 		if err != nil {
