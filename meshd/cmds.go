@@ -202,6 +202,24 @@ func authorityInitCmd(args []string) error {
 		return err
 	}
 	fmt.Printf("wrote mesh authority key %s (kid %s); copy it to every mesh node, mode 0600\n", *out, key.KeyID())
+	fmt.Printf("its public key, for the auth functions (POSTERN_MESH_AUTHORITY_PUBLIC_KEY): %s\n", authority.MarshalPublicKey(key.Public()))
+	return nil
+}
+
+// authorityPublicKeyCmd prints the authority's public key: the auth
+// functions trust it (POSTERN_MESH_AUTHORITY_PUBLIC_KEY) to verify the
+// node credentials of signed app requests.
+func authorityPublicKeyCmd(args []string) error {
+	fs := flag.NewFlagSet("meshd authority public-key", flag.ContinueOnError)
+	keyFile := fs.String("authority-key", "", "the mesh authority key (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key, err := authority.LoadKey(*keyFile)
+	if err != nil {
+		return err
+	}
+	fmt.Println(authority.MarshalPublicKey(key.Public()))
 	return nil
 }
 

@@ -4,6 +4,7 @@
 //	meshd run --config ...            serve (see meshd run -h)
 //	meshd token create --group G      mint a one-time connector enrolment token
 //	meshd authority init --out FILE   create the mesh authority key
+//	meshd authority public-key --authority-key FILE   print its public key
 //	meshd status                      print a running node's status
 //	meshd route explain --app X       why a node routes app X the way it does
 //	meshd gossip keygen --out FILE    create the gossip keyring (once per mesh)
@@ -37,6 +38,7 @@ commands:
   run               serve as a mesh node
   token create      mint a one-time connector enrolment token for a group
   authority init    create the mesh authority key (once per mesh)
+  authority public-key  print the authority's public key (for the auth functions)
   status            print a running node's status from its admin address
   route explain     show a node's candidate paths for an app, their costs and the choice
   gossip keygen     create the gossip keyring shared by the mesh nodes (once per mesh)
@@ -59,6 +61,8 @@ func dispatch(ctx context.Context, args []string) error {
 		return tokenCreateCmd(args[2:])
 	case args[0] == "authority" && len(args) > 1 && args[1] == "init":
 		return authorityInitCmd(args[2:])
+	case args[0] == "authority" && len(args) > 1 && args[1] == "public-key":
+		return authorityPublicKeyCmd(args[2:])
 	case args[0] == "route" && len(args) > 1 && args[1] == "explain":
 		return routeExplainCmd(ctx, args[2:])
 	case args[0] == "gossip" && len(args) > 1 && args[1] == "keygen":
