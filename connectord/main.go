@@ -43,6 +43,7 @@ const usage = `usage: connectord <command> [flags]
 
 commands:
   enroll   exchange a one-time enrolment token for this connector's credential
+  probe    ask the loopback health listener (URL); exit 0 when it answers 200 (a container's exec probe)
   run      attach to the mesh and serve its requests
   service  install|uninstall|run as a Windows service (run flags follow)
 `
@@ -55,6 +56,11 @@ func dispatch(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "enroll":
 		return enrollCmd(ctx, args[1:])
+	case "probe":
+		if len(args) != 2 {
+			return fmt.Errorf("usage: connectord probe http://127.0.0.1:PORT/healthz")
+		}
+		return connector.Probe(ctx, args[1])
 	case "run":
 		return runCmd(ctx, args[1:])
 	case "service":
@@ -114,6 +120,8 @@ func runCmd(ctx context.Context, args []string) error {
 	attachK := fs.Int("attach-k", 2, "attach to this many mesh nodes at once, the nearest by measured round-trip time (2 or more for high availability)")
 	reevaluate := fs.Duration("reevaluate", 5*time.Minute, "measure the round-trip time to every known mesh node this often and move to one that is clearly nearer (by more than 20% and 5ms)")
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, stop taking new requests and wait up to this long for those in flight before detaching and exiting")
+	enrollMesh := fs.String("mesh", "", "with --enroll-token-file: the mesh node to enrol at")
+	enrollTokenFile := fs.String("enroll-token-file", "", "enrol first if the state directory holds no enrolment yet, with the one-time token in this file (a container's first start; the file is not read once enrolled)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -146,6 +154,16 @@ func runCmd(ctx context.Context, args []string) error {
 	hc, err := meshClient(*meshCA)
 	if err != nil {
 		return err
+	}
+	if *enrollTokenFile != "" {
+		st, enrolled, err := connector.EnrollOnce(ctx, connector.EnrollConfig{StateDir: *stateDir, MeshURL: *enrollMesh, HTTPClient: hc},
+			func() (string, error) { return connector.ReadToken("", *enrollTokenFile, "", nil) })
+		if err != nil {
+			return err
+		}
+		if enrolled {
+			logger.Info("connector_enrolled", "connector_id", st.ConnectorID, "group", st.Group, "credential_expires", st.CredentialExpires)
+		}
 	}
 	var roots *x509.CertPool
 	if *backendCA != "" {
