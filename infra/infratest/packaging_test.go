@@ -102,7 +102,9 @@ func TestPackages(t *testing.T) {
 		"meshd": {"./usr/bin/meshd", "./usr/lib/systemd/system/postern-meshd.service",
 			"./usr/lib/sysusers.d/postern-meshd.conf", "./etc/postern/meshd.env"},
 	}
+	var names []string
 	for name, files := range want {
+		names = append(names, name)
 		t.Run(name, func(t *testing.T) {
 			cfg := filepath.Join("infra", "packaging", "nfpm-"+name+".yaml")
 			out := filepath.Join(work, "out-"+name)
@@ -134,6 +136,19 @@ func TestPackages(t *testing.T) {
 			}
 		})
 	}
+	t.Run("repository metadata", func(t *testing.T) {
+		pkgs := filepath.Join(work, "packages")
+		if err := os.MkdirAll(pkgs, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join(work, "out-*", "*"))
+		for _, f := range files {
+			if err := os.Rename(f, filepath.Join(pkgs, filepath.Base(f))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkRepoMetadata(t, pkgs, names)
+	})
 }
 
 func TestCrossCompile(t *testing.T) {
