@@ -3,6 +3,7 @@ package enroll
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -266,6 +268,8 @@ func (s *Server) serve(r *http.Request, w http.ResponseWriter, st *reqState, now
 		route = s.attach
 	case RenewPath:
 		route = s.renew
+	case UpdateSlotPath:
+		route = s.updateSlot
 	case DetachPath:
 		route = s.detach
 	case NodesPath:
@@ -551,6 +555,49 @@ func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
 		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
 	}
 	return RenewResponse{Credential: cred, Expires: fresh.Expires}, nil
+}
+
+// updateSlot grants the current update slot of the connector's group to
+// at most one connector of the group across the whole mesh: the slot is
+// redeemed like a one-time token (a majority vote in a cluster, so a
+// partition's minority grants nothing), keyed by group and slot start. A
+// retry by the winner is refused too: a connector asks once per slot.
+func (s *Server) updateSlot(r *http.Request, st *reqState) (any, *apiErr) {
+	req, c, e := decodeVerified[UpdateSlotRequest](s, r, st, func(q *UpdateSlotRequest) string { return q.Credential })
+	if e != nil {
+		return nil, e
+	}
+	if want := c.PublicKey.Addr(); st.remote != want {
+		return nil, newAPIErr(http.StatusForbidden, CodeTunnelAddrMismatch,
+			"ask for an update slot over the WireGuard tunnel with the credential's own key",
+			fmt.Errorf("remote %v, want tunnel address %v", st.remote, want))
+	}
+	if e := s.checkConnector(c.ConnectorID, c.Group, c.PublicKey); e != nil {
+		return nil, e
+	}
+	start := s.now().Truncate(UpdateSlotLength)
+	sum := sha256.Sum256([]byte("update slot\x00" + c.Group + "\x00" + strconv.FormatInt(start.Unix(), 10)))
+	slot := authority.TokenInfo{ID: "update-slot-" + hex.EncodeToString(sum[:16]), Group: c.Group, IssuedAt: start, Expires: start.Add(UpdateSlotLength)}
+	granted, err := s.redeemer.Redeem(r.Context(), slot, c.PublicKey)
+	if err != nil {
+		return nil, newAPIErr(http.StatusServiceUnavailable, CodeTokenCheckUnavailable, "the mesh cannot decide the update slot now; retry later", err)
+	}
+	s.logger.Info("update_slot", "connector_id", c.ConnectorID, "group", c.Group, "version", printableVersion(req.Version),
+		"granted", granted, "slot_end", slot.Expires)
+	return UpdateSlotResponse{Granted: granted, Until: slot.Expires}, nil
+}
+
+// printableVersion bounds a client-given version for the logs.
+func printableVersion(v string) string {
+	if len(v) > 64 {
+		v = v[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, v)
 }
 
 // decodeVerified decodes a request body of type T and verifies the

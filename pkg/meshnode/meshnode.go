@@ -632,6 +632,7 @@ func (n *Node) inFlight() int64 {
 func (n *Node) tunnelHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(enroll.RenewPath, n.enroll)
+	mux.Handle(enroll.UpdateSlotPath, n.enroll)
 	if n.mesh != nil {
 		mux.Handle(tokensPath, n.mesh.meshOnly(n.mesh.tokensHandler()))
 		mux.Handle("/", n.mesh.relayGate(n.edge.RelayHandler()))
