@@ -121,6 +121,10 @@ func runCmd(ctx context.Context, args []string) error {
 	reevaluate := fs.Duration("reevaluate", 5*time.Minute, "measure the round-trip time to every known mesh node this often and move to one that is clearly nearer (by more than 20% and 5ms)")
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, stop taking new requests and wait up to this long for those in flight before detaching and exiting")
 	enrollMesh := fs.String("mesh", "", "with --enroll-token-file: the mesh node to enrol at")
+	updateURL := fs.String("update-url", "", "opt in to self-update: the signed release manifest to follow, e.g. https://dl.example.com/postern/stable/connectord.json (Linux)")
+	updateKey := fs.String("update-key", "", "with --update-url: the pinned Ed25519 release key(s), base64 (comma-separated during a rotation) or file:/path")
+	updateEvery := fs.Duration("update-every", 6*time.Hour, "with --update-url: check this often (plus up to half of it at random)")
+	updateTrial := fs.Duration("update-trial-timeout", 2*time.Minute, "with --update-url: a new version must attach within this, or the next start rolls it back")
 	enrollTokenFile := fs.String("enroll-token-file", "", "enrol first if the state directory holds no enrolment yet, with the one-time token in this file (a container's first start; the file is not read once enrolled)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -143,6 +147,14 @@ func runCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	if *updateURL != "" {
+		if *updateKey == "" {
+			return fmt.Errorf("--update-url needs --update-key, the pinned release key")
+		}
+		if err := launch(*stateDir, logger); err != nil {
+			return fmt.Errorf("self-update: %w", err)
+		}
+	}
 	var entries []string
 	if *allow != "" {
 		entries = strings.Split(*allow, ",")
@@ -178,6 +190,18 @@ func runCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
+	if *updateURL != "" {
+		uctx, stop := context.WithCancel(ctx)
+		defer stop()
+		errc := make(chan error, 1)
+		go func() { errc <- autoUpdate(uctx, c, *stateDir, *updateURL, *updateKey, *updateEvery, *updateTrial, *drainTimeout, logger) }()
+		go func() {
+			if err := <-errc; err != nil {
+				logger.Error("self_update_failed", "error", err)
+				os.Exit(1) // a trial that did not attach: the next start rolls it back
+			}
+		}()
+	}
 	return runDraining(ctx, c, *drainTimeout, logger)
 }
 

@@ -1,0 +1,142 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/update"
+)
+
+// AutoUpdateConfig configures the opt-in self-update of a connector.
+type AutoUpdateConfig struct {
+	// Updater checks the signed release manifest and stages a release
+	// (required).
+	Updater *update.Updater
+	// Version is the running version (required).
+	Version string
+	// Every is how often to check for a release; zero means 6h.
+	Every time.Duration
+	// Jitter is the largest random delay added to each wait, so that the
+	// connectors of a group do not all check (and queue for the slot) at
+	// once; zero means Every/2.
+	Jitter time.Duration
+	// DrainTimeout bounds the drain before the restart; zero means 30s.
+	DrainTimeout time.Duration
+	// TrialTimeout is how long the new version has to attach before it
+	// gives up and the next start rolls it back; the restart begins only
+	// while the group's update slot has this, the drain and a minute
+	// left. Zero means 2m.
+	TrialTimeout time.Duration
+	// Restart starts the installed binary again (which runs the staged
+	// release on trial). On success it does not return (exec).
+	Restart func() error
+}
+
+func (a *AutoUpdateConfig) defaults() error {
+	if a.Updater == nil || a.Version == "" || a.Restart == nil {
+		return errors.New("connector: auto-update: Updater, Version and Restart are required")
+	}
+	if a.Every <= 0 {
+		a.Every = 6 * time.Hour
+	}
+	if a.Jitter <= 0 {
+		a.Jitter = a.Every / 2
+	}
+	if a.DrainTimeout <= 0 {
+		a.DrainTimeout = 30 * time.Second
+	}
+	if a.TrialTimeout <= 0 {
+		a.TrialTimeout = 2 * time.Minute
+	}
+	return nil
+}
+
+// AutoUpdate checks for a release every Every (plus jitter); when one is
+// staged it asks the mesh for the group's update slot, which at most one
+// connector of the group holds at a time across the whole mesh, and, once
+// granted with enough of the slot left, drains and restarts into the new
+// version. It returns when ctx ends, or with the error of a restart that
+// failed.
+func (c *Connector) AutoUpdate(ctx context.Context, cfg AutoUpdateConfig) error {
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	wait := rand.N(cfg.Jitter + 1)
+	for {
+		if !sleep(ctx, wait) {
+			return nil
+		}
+		wait = cfg.Every + rand.N(cfg.Jitter+1)
+		m, err := cfg.Updater.Check(ctx)
+		if err != nil {
+			c.logger.Warn("update_check_failed", "error", err)
+			continue
+		}
+		if m == nil {
+			continue
+		}
+		if err := cfg.Updater.Stage(ctx, m); err != nil {
+			c.logger.Warn("update_refused", "version", m.Version, "error", err)
+			continue
+		}
+		c.logger.Info("update_staged", "version", m.Version, "running", cfg.Version)
+		if err := c.restartInSlot(ctx, cfg, m.Version); err != nil {
+			return err
+		}
+	}
+}
+
+// restartInSlot waits for the group's update slot, then drains and
+// restarts. It returns nil when ctx ends first.
+func (c *Connector) restartInSlot(ctx context.Context, cfg AutoUpdateConfig, version string) error {
+	need := cfg.DrainTimeout + cfg.TrialTimeout + time.Minute
+	for {
+		slot, err := c.UpdateSlot(ctx, version)
+		now := c.cfg.Now()
+		switch {
+		case err != nil:
+			c.logger.Warn("update_slot_unavailable", "error", err)
+			slot = enroll.UpdateSlotResponse{Until: now.Add(time.Minute)}
+		case slot.Granted && slot.Until.Sub(now) >= need:
+			c.logger.Info("update_restart", "version", version, "slot_end", slot.Until)
+			dctx, cancel := context.WithTimeout(ctx, cfg.DrainTimeout)
+			if err := c.Drain(dctx); err != nil {
+				c.logger.Warn("drain_incomplete", "error", err)
+			}
+			cancel()
+			return fmt.Errorf("connector: restart into %s: %w", version, cfg.Restart())
+		case slot.Granted:
+			c.logger.Info("update_slot_too_short", "left", slot.Until.Sub(now))
+		}
+		// Another connector of the group holds this slot (or it is nearly
+		// over): ask again in a later one, at a random point of it.
+		if !sleep(ctx, slot.Until.Sub(now)+rand.N(enroll.UpdateSlotLength/2)) {
+			return nil
+		}
+	}
+}
+
+// CommitTrial keeps the version this process runs on trial once the
+// connector is attached to a mesh node; it returns an error when it is
+// not attached within timeout (the caller exits, and the next start rolls
+// the version back). dir is the update directory.
+func (c *Connector) CommitTrial(ctx context.Context, dir, version string, timeout time.Duration) error {
+	deadline := c.cfg.Now().Add(timeout)
+	for c.Attached() == 0 {
+		if c.cfg.Now().After(deadline) {
+			return fmt.Errorf("connector: version %s did not attach within %s: rolling back at the next start", version, timeout)
+		}
+		if !sleep(ctx, 250*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	if err := update.Commit(dir, version); err != nil {
+		return err
+	}
+	c.logger.Info("update_committed", "version", version)
+	return nil
+}
