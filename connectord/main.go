@@ -125,6 +125,7 @@ func runCmd(ctx context.Context, args []string) error {
 	updateKey := fs.String("update-key", "", "with --update-url: the pinned Ed25519 release key(s), base64 (comma-separated during a rotation) or file:/path")
 	updateEvery := fs.Duration("update-every", 6*time.Hour, "with --update-url: check this often (plus up to half of it at random)")
 	updateTrial := fs.Duration("update-trial-timeout", 2*time.Minute, "with --update-url: a new version must attach within this, or the next start rolls it back")
+	updateMargin := fs.Duration("update-margin", 30*time.Second, "with --update-url: restart only while the group's update slot has the drain, the trial and this left")
 	enrollTokenFile := fs.String("enroll-token-file", "", "enrol first if the state directory holds no enrolment yet, with the one-time token in this file (a container's first start; the file is not read once enrolled)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -194,7 +195,8 @@ func runCmd(ctx context.Context, args []string) error {
 		uctx, stop := context.WithCancel(ctx)
 		defer stop()
 		errc := make(chan error, 1)
-		go func() { errc <- autoUpdate(uctx, c, *stateDir, *updateURL, *updateKey, *updateEvery, *updateTrial, *drainTimeout, logger) }()
+		go func() { errc <- autoUpdate(uctx, c, *stateDir, *updateURL, *updateKey, connector.AutoUpdateConfig{
+			Every: *updateEvery, TrialTimeout: *updateTrial, DrainTimeout: *drainTimeout, Margin: *updateMargin}, logger) }()
 		go func() {
 			if err := <-errc; err != nil {
 				logger.Error("self_update_failed", "error", err)

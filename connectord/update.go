@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/nodecred"
@@ -71,7 +70,7 @@ func restart() error {
 // autoUpdate wires the connector's opt-in self-update: it commits a
 // trial version once attached (or fails, for a rollback), and runs the
 // update loop.
-func autoUpdate(ctx context.Context, c *connector.Connector, stateDir, manifestURL, keys string, every, trial, drain time.Duration, logger *slog.Logger) error {
+func autoUpdate(ctx context.Context, c *connector.Connector, stateDir, manifestURL, keys string, cfg connector.AutoUpdateConfig, logger *slog.Logger) error {
 	pub, err := releaseKeys(keys)
 	if err != nil {
 		return err
@@ -81,12 +80,14 @@ func autoUpdate(ctx context.Context, c *connector.Connector, stateDir, manifestU
 	if err != nil {
 		return err
 	}
+	cfg.Updater, cfg.Version, cfg.Restart = u, version, restart
 	if v := os.Getenv(update.EnvTrial); v != "" {
-		if err := c.CommitTrial(ctx, updateDir(stateDir), v, trial); err != nil {
+		if err := c.CommitTrial(ctx, updateDir(stateDir), v, cfg.TrialTimeout); err != nil {
 			return err
 		}
 	}
-	return c.AutoUpdate(ctx, connector.AutoUpdateConfig{Updater: u, Version: version, Every: every, DrainTimeout: drain, TrialTimeout: trial, Restart: restart})
+	logger.Info("self_update_on", "version", version, "manifest", manifestURL)
+	return c.AutoUpdate(ctx, cfg)
 }
 
 // releaseKeys parses the pinned release keys: base64, comma-separated,

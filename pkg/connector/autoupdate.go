@@ -28,9 +28,12 @@ type AutoUpdateConfig struct {
 	DrainTimeout time.Duration
 	// TrialTimeout is how long the new version has to attach before it
 	// gives up and the next start rolls it back; the restart begins only
-	// while the group's update slot has this, the drain and a minute
-	// left. Zero means 2m.
+	// while the group's update slot has this, the drain and Margin left.
+	// Zero means 2m.
 	TrialTimeout time.Duration
+	// Margin is the further time the slot must have left for a restart to
+	// begin (the exec and the first attach); zero means 30s.
+	Margin time.Duration
 	// Restart starts the installed binary again (which runs the staged
 	// release on trial). On success it does not return (exec).
 	Restart func() error
@@ -51,6 +54,9 @@ func (a *AutoUpdateConfig) defaults() error {
 	}
 	if a.TrialTimeout <= 0 {
 		a.TrialTimeout = 2 * time.Minute
+	}
+	if a.Margin <= 0 {
+		a.Margin = 30 * time.Second
 	}
 	return nil
 }
@@ -93,7 +99,7 @@ func (c *Connector) AutoUpdate(ctx context.Context, cfg AutoUpdateConfig) error 
 // restartInSlot waits for the group's update slot, then drains and
 // restarts. It returns nil when ctx ends first.
 func (c *Connector) restartInSlot(ctx context.Context, cfg AutoUpdateConfig, version string) error {
-	need := cfg.DrainTimeout + cfg.TrialTimeout + time.Minute
+	need := cfg.DrainTimeout + cfg.TrialTimeout + cfg.Margin
 	for {
 		slot, err := c.UpdateSlot(ctx, version)
 		now := c.cfg.Now()
@@ -112,9 +118,15 @@ func (c *Connector) restartInSlot(ctx context.Context, cfg AutoUpdateConfig, ver
 		case slot.Granted:
 			c.logger.Info("update_slot_too_short", "left", slot.Until.Sub(now))
 		}
-		// Another connector of the group holds this slot (or it is nearly
-		// over): ask again in a later one, at a random point of it.
-		if !sleep(ctx, slot.Until.Sub(now)+rand.N(enroll.UpdateSlotLength/2)) {
+		// Another connector of the group holds this slot (or too little of
+		// it is left): ask again in the next one, at a random point early
+		// enough to leave the time needed.
+		length := slot.Until.Sub(slot.Start)
+		if length <= 0 {
+			length = enroll.UpdateSlotLength
+		}
+		spread := min(length/2, length-need)
+		if !sleep(ctx, slot.Until.Sub(now)+rand.N(max(spread, 1))) {
 			return nil
 		}
 	}

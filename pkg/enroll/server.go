@@ -142,6 +142,9 @@ type Config struct {
 	// PingRateBurst is the PingPath burst allowed per client; zero means
 	// DefaultPingRateBurst (200).
 	PingRateBurst int
+	// UpdateSlot is the length of the connector groups' update slots
+	// (UpdateSlotPath); zero means UpdateSlotLength.
+	UpdateSlot time.Duration
 	// Now is the clock for rate limiting and durations; nil means time.Now.
 	// Token times follow the Authority's own clock.
 	Now func() time.Time
@@ -158,6 +161,7 @@ type Server struct {
 	revoker  Revoker
 	attacher Attacher
 	ttl      time.Duration
+	slot     time.Duration
 	logger   *slog.Logger
 	limiter  *iplimit.Limiter
 	pings    *iplimit.Limiter
@@ -186,6 +190,7 @@ func NewServer(cfg Config) (*Server, error) {
 		revoker:  cfg.Revoker,
 		attacher: cfg.Attacher,
 		ttl:      cmp(cfg.CredentialTTL, DefaultCredentialTTL),
+		slot:     cmp(cfg.UpdateSlot, UpdateSlotLength),
 		logger:   cfg.Logger,
 		now:      cfg.Now,
 	}
@@ -575,16 +580,16 @@ func (s *Server) updateSlot(r *http.Request, st *reqState) (any, *apiErr) {
 	if e := s.checkConnector(c.ConnectorID, c.Group, c.PublicKey); e != nil {
 		return nil, e
 	}
-	start := s.now().Truncate(UpdateSlotLength)
+	start := s.now().Truncate(s.slot)
 	sum := sha256.Sum256([]byte("update slot\x00" + c.Group + "\x00" + strconv.FormatInt(start.Unix(), 10)))
-	slot := authority.TokenInfo{ID: "update-slot-" + hex.EncodeToString(sum[:16]), Group: c.Group, IssuedAt: start, Expires: start.Add(UpdateSlotLength)}
+	slot := authority.TokenInfo{ID: "update-slot-" + hex.EncodeToString(sum[:16]), Group: c.Group, IssuedAt: start, Expires: start.Add(s.slot)}
 	granted, err := s.redeemer.Redeem(r.Context(), slot, c.PublicKey)
 	if err != nil {
 		return nil, newAPIErr(http.StatusServiceUnavailable, CodeTokenCheckUnavailable, "the mesh cannot decide the update slot now; retry later", err)
 	}
 	s.logger.Info("update_slot", "connector_id", c.ConnectorID, "group", c.Group, "version", printableVersion(req.Version),
 		"granted", granted, "slot_end", slot.Expires)
-	return UpdateSlotResponse{Granted: granted, Until: slot.Expires}, nil
+	return UpdateSlotResponse{Granted: granted, Start: start, Until: slot.Expires}, nil
 }
 
 // printableVersion bounds a client-given version for the logs.

@@ -186,7 +186,9 @@ type UpdateSlotResponse struct {
 	// Granted reports whether this connector holds the current slot of its
 	// group: no other connector of the group got it, at any mesh node.
 	Granted bool `json:"granted"`
-	// Until is the slot's end; a connector not granted asks again after it.
+	// Start and Until bound the slot; a connector not granted asks again
+	// after Until.
+	Start time.Time `json:"start"`
 	Until time.Time `json:"until"`
 }
 

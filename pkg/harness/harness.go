@@ -74,6 +74,9 @@ type Options struct {
 	// CredentialTTL is the lifetime of connector credentials; zero means
 	// the mesh default.
 	CredentialTTL time.Duration
+	// UpdateSlot is the mesh nodes' update slot length; zero means
+	// theirs (15m).
+	UpdateSlot time.Duration
 	// Carrier forces the connectors' WireGuard carrier; the zero value
 	// means automatic choice (UDP first, then the stream).
 	Carrier streambind.Carrier
@@ -331,7 +334,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		ID: id, Region: region, Listener: l, TLS: devcert.ServerTLS(h.cert),
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
-		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
+		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, UpdateSlot: h.opts.UpdateSlot, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
 		DrainTimeout: h.opts.DrainTimeout, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
 	}
 	if i < len(h.opts.AdminAddrs) {

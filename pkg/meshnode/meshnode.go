@@ -100,6 +100,10 @@ type Config struct {
 	// of CatalogPath (awsapi.S3Source: one S3 object that every node of
 	// the mesh reads); nil means the file CatalogPath.
 	CatalogSource catalog.Source
+	// UpdateSlot is the length of the connector groups' update slots (one
+	// connector of a group restarts into a new version per slot); zero
+	// means enroll.UpdateSlotLength (15m). Tests shorten it.
+	UpdateSlot time.Duration
 	// CatalogPoll is the interval at which the catalogue file is checked
 	// for changes; zero means 2s, negative disables watching.
 	CatalogPoll time.Duration
@@ -310,7 +314,7 @@ func New(cfg Config) (*Node, error) {
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
 		Auth: authCfg, Limits: n.limits.Unauth})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
-		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit}
+		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot}
 	if n.mesh != nil {
 		ec.Redeemer = n.mesh.redeem
 	}

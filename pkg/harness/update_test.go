@@ -1,0 +1,244 @@
+package harness
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/pkg/update"
+)
+
+// buildConnectord builds the real connectord stamped with version.
+func buildConnectord(t *testing.T, dir, version string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "connectord-"+version)
+	out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+version, "-o", bin, "../../connectord").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build connectord %s: %v\n%s", version, err, out)
+	}
+	return bin
+}
+
+// supervised runs a command as systemd's Restart=on-failure does: it
+// starts it again (at most 5 times) when it exits with an error, until the
+// test ends.
+type supervised struct {
+	logs syncBuffer
+	mu   sync.Mutex // guards cmd and stopped
+	cmd  *exec.Cmd
+	stop bool
+	done chan struct{}
+}
+
+func supervise(t *testing.T, env []string, bin string, args ...string) *supervised {
+	t.Helper()
+	s := &supervised{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for range 6 {
+			cmd := exec.Command(bin, args...)
+			cmd.Env = append(os.Environ(), env...)
+			cmd.Stdout, cmd.Stderr = &s.logs, &s.logs
+			s.mu.Lock()
+			if s.stop || cmd.Start() != nil {
+				s.mu.Unlock()
+				return
+			}
+			s.cmd = cmd
+			s.mu.Unlock()
+			err := cmd.Wait()
+			s.mu.Lock()
+			stopped := s.stop
+			s.mu.Unlock()
+			var exit *exec.ExitError
+			if stopped || !errors.As(err, &exit) {
+				return
+			}
+			fmt.Fprintf(&s.logs, "--- supervisor: exited (%v), starting again\n", err)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() {
+		s.mu.Lock()
+		s.stop = true
+		if s.cmd != nil && s.cmd.Process != nil {
+			s.cmd.Process.Kill()
+		}
+		s.mu.Unlock()
+		<-s.done
+	})
+	return s
+}
+
+// committedVersion reads the version a connector's launcher runs.
+func committedVersion(stateDir string) string {
+	b, err := os.ReadFile(filepath.Join(stateDir, "update", "state.json"))
+	if err != nil {
+		return ""
+	}
+	var s struct {
+		Current *struct{ Version string } `json:"current"`
+	}
+	if json.Unmarshal(b, &s) != nil || s.Current == nil {
+		return ""
+	}
+	return s.Current.Version
+}
+
+// TestSelfUpdateUnderLoad: two connectors of a group run version 1.0.0
+// of the real connectord, opted in to self-update, under a systemd-like
+// supervisor. A local release server offers 1.1.0, signed by the pinned
+// release key. Each connector stages it, waits for its group's update
+// slot (one connector per slot across the mesh), drains, restarts into
+// 1.1.0 on trial and commits once attached; meanwhile a client keeps
+// requesting the app through the mesh, and not one request fails.
+func TestSelfUpdateUnderLoad(t *testing.T) {
+	h := start(t, Options{Connectors: -1, UpdateSlot: 20 * time.Second, DrainTimeout: 5 * time.Second})
+	dir := t.TempDir()
+	binA, binB := buildConnectord(t, dir, "1.0.0"), buildConnectord(t, dir, "1.1.0")
+	_, releaseKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(binB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var downloads atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/connectord-1.1.0":
+			downloads.Add(1)
+			w.Write(b)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	sum := sha256.Sum256(b)
+	manifest, err := update.Sign(update.Manifest{Product: "connectord", Version: "1.1.0", Artifacts: map[string]update.Artifact{
+		runtime.GOOS + "/" + runtime.GOARCH: {URL: srv.URL + "/connectord-1.1.0", SHA256: hex.EncodeToString(sum[:]), Size: int64(len(b))}}}, releaseKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) { w.Write(manifest) })
+	rel := httptest.NewServer(mux)
+	t.Cleanup(rel.Close)
+
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, h.CA.CertPEM(), 0o644)
+	pub := base64.StdEncoding.EncodeToString(releaseKey.Public().(ed25519.PublicKey))
+	var states []string
+	var procs []*supervised
+	for i := range 2 {
+		state := filepath.Join(dir, fmt.Sprintf("state%d", i))
+		tok, _, err := h.Authority.MintEnrollToken("hq", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokFile := filepath.Join(dir, fmt.Sprintf("token%d", i))
+		os.WriteFile(tokFile, []byte(tok), 0o600)
+		p := supervise(t, nil, binA, "run", "--state-dir", state, "--mesh", h.Meshes()[0].URL, "--enroll-token-file", tokFile,
+			"--mesh-ca", ca, "--health-listen", "", "--allow", "127.0.0.1", "--drain-timeout", "2s",
+			"--update-url", rel.URL+"/release.json", "--update-key", pub, "--update-every", "1s",
+			"--update-trial-timeout", "12s", "--update-margin", "1s")
+		states, procs = append(states, state), append(procs, p)
+	}
+	logs := func() string { return procs[0].logs.String() + "\n=====\n" + procs[1].logs.String() }
+	c := h.MeshClient(0)
+	get := func() error {
+		resp, err := c.Get(h.AppURL(0, "/hello"))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := WaitFor(t.Context(), 30*time.Second, func() bool { return get() == nil }); err != nil {
+		t.Fatalf("the connectors never served: %s", logs())
+	}
+	// Load: requests one after another until both run 1.1.0.
+	var ok, failed atomic.Int64
+	var firstFailure atomic.Value
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for n := 0; n < 100_000; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := get(); err != nil {
+				failed.Add(1)
+				firstFailure.CompareAndSwap(nil, fmt.Sprintf("%s: %v", time.Now().Format(time.StampMilli), err))
+			} else {
+				ok.Add(1)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	err = WaitFor(t.Context(), 180*time.Second, func() bool {
+		return committedVersion(states[0]) == "1.1.0" && committedVersion(states[1]) == "1.1.0"
+	})
+	close(stop)
+	<-loadDone
+	if err != nil {
+		t.Fatalf("both connectors did not move to 1.1.0 (%q, %q): %v\n%s", committedVersion(states[0]), committedVersion(states[1]), err, logs())
+	}
+	t.Logf("%d requests during the update, %d failed; %d downloads", ok.Load(), failed.Load(), downloads.Load())
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed during the update (first: %v)\n%s", failed.Load(), ok.Load()+failed.Load(), firstFailure.Load(), logs())
+	}
+	if ok.Load() < 100 {
+		t.Errorf("only %d requests: no load", ok.Load())
+	}
+	// One at a time: the second connector restarted only after the first
+	// had committed its new version.
+	restart := [2]time.Time{logTime(procs[0].logs.String(), "update_restart"), logTime(procs[1].logs.String(), "update_restart")}
+	committed := [2]time.Time{logTime(procs[0].logs.String(), "update_committed"), logTime(procs[1].logs.String(), "update_committed")}
+	first, second := 0, 1
+	if restart[1].Before(restart[0]) {
+		first, second = 1, 0
+	}
+	if restart[0].IsZero() || restart[1].IsZero() || committed[first].IsZero() || !restart[second].After(committed[first]) {
+		t.Errorf("restarts %v, commits %v: the second connector restarted before the first had committed", restart, committed)
+	}
+}
+
+// logTime returns the time of the first JSON log line whose msg is msg.
+func logTime(logs, msg string) time.Time {
+	for _, l := range strings.Split(logs, "\n") {
+		var e struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+		}
+		if json.Unmarshal([]byte(l), &e) == nil && e.Msg == msg {
+			return e.Time
+		}
+	}
+	return time.Time{}
+}
