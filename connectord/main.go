@@ -195,8 +195,10 @@ func runCmd(ctx context.Context, args []string) error {
 		uctx, stop := context.WithCancel(ctx)
 		defer stop()
 		errc := make(chan error, 1)
-		go func() { errc <- autoUpdate(uctx, c, *stateDir, *updateURL, *updateKey, connector.AutoUpdateConfig{
-			Every: *updateEvery, TrialTimeout: *updateTrial, DrainTimeout: *drainTimeout, Margin: *updateMargin}, logger) }()
+		go func() {
+			errc <- autoUpdate(uctx, c, *stateDir, *updateURL, *updateKey, connector.AutoUpdateConfig{
+				Every: *updateEvery, TrialTimeout: *updateTrial, DrainTimeout: *drainTimeout, Margin: *updateMargin}, logger)
+		}()
 		go func() {
 			if err := <-errc; err != nil {
 				logger.Error("self_update_failed", "error", err)

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/x509"
-	"encoding/pem"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -98,7 +98,7 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	env := map[string]string{
 		EnvMeshAuthorityKey: pub(mesh) + "," + pub(rotated),
-		EnvAuthURL: "https://auth.example.com", EnvKeys: "file:" + keyFile, EnvStateKey: "env:STATE",
+		EnvAuthURL:          "https://auth.example.com", EnvKeys: "file:" + keyFile, EnvStateKey: "env:STATE",
 		"STATE": state, EnvTenantID: tenantA, EnvClientID: "cid", EnvClientSecret: "env:SECRET", "SECRET": "sss",
 		EnvScopes: "profile, email", EnvSessionLifetime: "8h", EnvPostLogoutURLs: "https://a.example/,https://b.example/",
 		EnvEndSessionRedirect: "true", EnvAllowedTenants: "",

@@ -115,7 +115,7 @@ type Harness struct {
 	// authorityPub is the authority's public key, which the auth
 	// functions trust for signed app requests.
 	authorityPub ed25519.PublicKey
-	AppHost     string
+	AppHost      string
 	// App is the sample internal app's base URL ("http://127.0.0.1:port").
 	App string
 
