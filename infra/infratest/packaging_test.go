@@ -169,49 +169,7 @@ func TestCrossCompile(t *testing.T) {
 	})
 }
 
-func TestContainerfiles(t *testing.T) {
-	want := map[string][]string{
-		"Containerfile.connectord": {"FROM docker.io/library/golang:", "AS build", "CGO_ENABLED=0 go build", "./connectord",
-			"FROM gcr.io/distroless/static-debian12:nonroot", "USER 65532:65532", `ENTRYPOINT ["/usr/bin/connectord"]`},
-		"Containerfile.meshd": {"FROM docker.io/library/golang:", "AS build", "CGO_ENABLED=0 go build", "./meshd",
-			"FROM gcr.io/distroless/static-debian12:nonroot", "USER 65532:65532", `ENTRYPOINT ["/usr/bin/meshd", "run", "--listen", ":8443"`, "EXPOSE 8443/tcp 51820/udp"},
-	}
-	for name, lines := range want {
-		t.Run(name, func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join(repoRoot(t), "infra", "container", name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			stages := 0
-			for _, l := range strings.Split(string(b), "\n") {
-				if strings.HasPrefix(l, "FROM ") {
-					stages++
-				}
-				if l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, " ") && !isInstruction(l) {
-					t.Errorf("line %q is not a Dockerfile instruction", l)
-				}
-			}
-			if stages != 2 {
-				t.Errorf("got %d stages, want 2 (build and runtime)", stages)
-			}
-			for _, l := range lines {
-				if !strings.Contains(string(b), l) {
-					t.Errorf("got no %q", l)
-				}
-			}
-		})
-	}
-}
 
-// isInstruction reports whether line starts with a Dockerfile instruction.
-func isInstruction(line string) bool {
-	for _, in := range []string{"ARG", "FROM", "WORKDIR", "COPY", "RUN", "USER", "VOLUME", "EXPOSE", "ENTRYPOINT", "CMD", "ENV", "LABEL"} {
-		if strings.HasPrefix(line, in+" ") {
-			return true
-		}
-	}
-	return false
-}
 
 func TestInstallScript(t *testing.T) {
 	script := filepath.Join(repoRoot(t), "infra", "scripts", "install-connector.sh")
