@@ -547,12 +547,7 @@ func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
 	if e != nil {
 		return nil, e
 	}
-	if want := c.PublicKey.Addr(); st.remote != want {
-		return nil, newAPIErr(http.StatusForbidden, CodeTunnelAddrMismatch,
-			"renew over the WireGuard tunnel with the credential's own key",
-			fmt.Errorf("remote %v, want tunnel address %v", st.remote, want))
-	}
-	if e := s.checkConnector(c.ConnectorID, c.Group, c.PublicKey); e != nil {
+	if e := s.fromOwnTunnel(c, st, "renew"); e != nil {
 		return nil, e
 	}
 	cred, fresh, err := s.auth.IssueCredential(c.ConnectorID, c.Group, c.PublicKey, s.ttl)
@@ -560,6 +555,18 @@ func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
 		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
 	}
 	return RenewResponse{Credential: cred, Expires: fresh.Expires}, nil
+}
+
+// fromOwnTunnel checks that a request came through the tunnel from the
+// credential's own key, and that the connector is not revoked and its
+// group still exists; what names the request in the message.
+func (s *Server) fromOwnTunnel(c authority.Credential, st *reqState, what string) *apiErr {
+	if want := c.PublicKey.Addr(); st.remote != want {
+		return newAPIErr(http.StatusForbidden, CodeTunnelAddrMismatch,
+			what+" over the WireGuard tunnel with the credential's own key",
+			fmt.Errorf("remote %v, want tunnel address %v", st.remote, want))
+	}
+	return s.checkConnector(c.ConnectorID, c.Group, c.PublicKey)
 }
 
 // updateSlot grants the current update slot of the connector's group to
@@ -572,12 +579,7 @@ func (s *Server) updateSlot(r *http.Request, st *reqState) (any, *apiErr) {
 	if e != nil {
 		return nil, e
 	}
-	if want := c.PublicKey.Addr(); st.remote != want {
-		return nil, newAPIErr(http.StatusForbidden, CodeTunnelAddrMismatch,
-			"ask for an update slot over the WireGuard tunnel with the credential's own key",
-			fmt.Errorf("remote %v, want tunnel address %v", st.remote, want))
-	}
-	if e := s.checkConnector(c.ConnectorID, c.Group, c.PublicKey); e != nil {
+	if e := s.fromOwnTunnel(c, st, "ask for an update slot"); e != nil {
 		return nil, e
 	}
 	start := s.now().Truncate(s.slot)
