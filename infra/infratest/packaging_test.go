@@ -169,8 +169,6 @@ func TestCrossCompile(t *testing.T) {
 	})
 }
 
-
-
 func TestInstallScript(t *testing.T) {
 	script := filepath.Join(repoRoot(t), "infra", "scripts", "install-connector.sh")
 	run(t, "", nil, "sh", "-n", script)
