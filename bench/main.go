@@ -4,6 +4,7 @@
 //	          [--rate R] [--repeat N] [--concurrency LIST] [--bulk-bytes B] [--matrix FILE]
 //	bench run --remote URL [--cookie NAME=VALUE] --out DIR [same load flags]
 //	bench compare [--threshold F] OLD.json NEW.json
+//	bench version
 //
 // run starts the whole system in process (or, with --remote, measures an
 // already-deployed app), runs the named scenarios (see pkg/benchrun) and
@@ -14,7 +15,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -27,54 +27,26 @@ import (
 	"golang.org/x/term"
 
 	"github.com/postern/postern/pkg/benchrun"
+	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/simnet"
 )
 
-// errRegressed makes main exit with status 1 without another message.
-var errRegressed = errors.New("regressed")
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	// Libraries inside the in-process system (the development identity
 	// provider's) log through the default logger: keep only warnings.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err := dispatch(ctx, os.Args[1:]); err != nil {
-		if !errors.Is(err, errRegressed) {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-		}
-		os.Exit(1)
-	}
+	app := &cli.App{Name: "bench", Summary: "Postern's latency and throughput benchmark tool", Commands: []cli.Command{
+		{Name: "run", Summary: "run benchmark scenarios (in process, or --remote URL) and write the results", Flags: runCmd},
+		{Name: "compare", Args: "OLD.json NEW.json", Summary: "compare two results.json files; exit status 1 on a regression", Flags: compareCmd},
+	}}
+	code := app.Exit(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
 }
 
-const usage = `usage: bench <command> [flags]
-
-commands:
-  run      run benchmark scenarios (in process, or --remote URL) and write the results (bench run -h)
-  compare  compare two results.json files; exit status 1 on a regression (bench compare -h)
-`
-
-func dispatch(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return fmt.Errorf("no command given")
-	}
-	switch args[0] {
-	case "run":
-		return runCmd(ctx, args[1:])
-	case "compare":
-		return compareCmd(args[1:])
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return nil
-	}
-	fmt.Fprint(os.Stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
-}
-
-func runCmd(ctx context.Context, args []string) error {
+func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	cfg := benchrun.DefaultConfig()
-	fs := flag.NewFlagSet("bench run", flag.ContinueOnError)
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios; standard suite: "+strings.Join(benchrun.StandardSuite(), ", ")+
 		"; extra suite: "+strings.Join(benchrun.ExtraSuite(), ", "))
 	out := fs.String("out", "", "directory for results.json, results.md, machine.json and charts/")
@@ -88,25 +60,25 @@ func runCmd(ctx context.Context, args []string) error {
 	remote := fs.String("remote", "", "measure this deployed app URL instead of the in-process system")
 	cookie := fs.String("cookie", "", "with --remote: a NAME=VALUE cookie sent with every request")
 	matrix := fs.String("matrix", "", "RTT matrix file of the regions scenario (format: pkg/simnet/README.md; empty: the default matrix)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(ctx context.Context) error {
+		return run(ctx, fs, cfg, *scenarios, *out, *conc, *remote, *cookie, *matrix)
 	}
-	if *out == "" {
+}
+
+func run(ctx context.Context, fs *flag.FlagSet, cfg benchrun.Config, scenarios, outDir, conc, remote, cookie, matrix string) error {
+	if outDir == "" {
 		return fmt.Errorf("run: --out is required")
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("run: unexpected arguments %q", fs.Args())
-	}
-	levels, err := parseInts(*conc)
+	levels, err := parseInts(conc)
 	if err != nil {
 		return fmt.Errorf("run: --concurrency: %w", err)
 	}
 	cfg.Concurrency = levels
-	if *matrix != "" {
-		if cfg.Matrix, err = simnet.LoadMatrix(*matrix); err != nil {
+	if matrix != "" {
+		if cfg.Matrix, err = simnet.LoadMatrix(matrix); err != nil {
 			return fmt.Errorf("run: --matrix: %w", err)
 		}
-		cfg.MatrixName = *matrix
+		cfg.MatrixName = matrix
 	}
 	if cfg.Requests > 0 && !flagSet(fs, "duration") {
 		cfg.Duration = 0 // bounded by the count alone
@@ -117,43 +89,43 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	var rep benchrun.Report
 	switch {
-	case *remote != "":
-		if *scenarios != "" {
+	case remote != "":
+		if scenarios != "" {
 			return fmt.Errorf("run: --remote measures one URL; drop --scenarios")
 		}
-		t := benchrun.RemoteTarget{URL: *remote}
-		if *cookie != "" {
-			if t.Cookie, err = benchrun.ParseCookie(*cookie); err != nil {
+		t := benchrun.RemoteTarget{URL: remote}
+		if cookie != "" {
+			if t.Cookie, err = benchrun.ParseCookie(cookie); err != nil {
 				return fmt.Errorf("run: --cookie: %w", err)
 			}
 		}
 		rep, err = benchrun.RunRemote(ctx, t, cfg)
-	case *cookie != "":
+	case cookie != "":
 		return fmt.Errorf("run: --cookie needs --remote")
 	default:
-		cfg.Scenarios = splitList(*scenarios)
+		cfg.Scenarios = cli.List(scenarios)
 		rep, err = benchrun.Run(ctx, cfg)
 	}
 	if len(rep.Rows) > 0 {
-		if werr := rep.Write(*out); werr != nil {
+		if werr := rep.Write(outDir); werr != nil {
 			return werr
 		}
-		fmt.Printf("wrote %s/results.json, results.md, machine.json, charts/\n", *out)
+		fmt.Printf("wrote %s/results.json, results.md, machine.json, charts/\n", outDir)
 	}
 	return err
 }
 
-func compareCmd(args []string) error {
-	fs := flag.NewFlagSet("bench compare", flag.ContinueOnError)
+func compareCmd(fs *flag.FlagSet) func(context.Context) error {
 	threshold := fs.Float64("threshold", benchrun.DefaultThreshold, "relative change flagged when a figure has no recorded spread")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+	return func(context.Context) error { return compare(fs, *threshold) }
+}
+
+func compare(fs *flag.FlagSet, threshold float64) error {
 	if fs.NArg() != 2 {
 		return fmt.Errorf("compare: want OLD.json NEW.json, got %d arguments", fs.NArg())
 	}
-	if *threshold <= 0 {
-		return fmt.Errorf("compare: --threshold %v is not positive", *threshold)
+	if threshold <= 0 {
+		return fmt.Errorf("compare: --threshold %v is not positive", threshold)
 	}
 	old, err := benchrun.ReadResults(fs.Arg(0))
 	if err != nil {
@@ -163,10 +135,10 @@ func compareCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	c := benchrun.Compare(old, cur, *threshold)
+	c := benchrun.Compare(old, cur, threshold)
 	c.Print(os.Stdout)
 	if c.Regressed() {
-		return errRegressed
+		return cli.ErrSilent
 	}
 	return nil
 }
@@ -179,7 +151,7 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 
 func parseInts(s string) ([]int, error) {
 	var out []int
-	for _, f := range splitList(s) {
+	for _, f := range cli.List(s) {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 1 {
 			return nil, fmt.Errorf("%q is not a positive integer", f)
@@ -187,14 +159,4 @@ func parseInts(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }

@@ -1,10 +1,14 @@
 // Command connectord is the Postern connector: it runs on an internal host,
 // dials out to the mesh, and forwards the mesh's requests to internal apps.
 //
-//	POSTERN_ENROLL_TOKEN=... connectord enroll --mesh https://mesh.example.com
+//	POSTERN_ENROLL_TOKEN=... connectord enroll --mesh https://mesh.example.com [--mesh-ca FILE]
 //	connectord enroll --mesh https://mesh.example.com --token-file FILE   (or - for stdin)
 //	connectord run --allow '10.1.0.0/16:443,intranet.corp'
 //	connectord service install|uninstall|run [run flags]   (Windows service)
+//	connectord version
+//
+// "connectord --help" lists the commands, "connectord run --help" the
+// flags of one.
 //
 // Enrolment, attach and the stream carrier honour HTTPS_PROXY and NO_PROXY
 // (an HTTP CONNECT proxy; user:password in the proxy URL is sent as basic
@@ -21,10 +25,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/streambind"
@@ -32,87 +38,98 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := dispatch(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "connectord:", err)
-		os.Exit(1)
-	}
+	code := newApp().Exit(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
 }
 
-const usage = `usage: connectord <command> [flags]
+// defaultStateDir is where enroll and run keep the key, credential and
+// mesh CA unless --state-dir says otherwise.
+const defaultStateDir = "/var/lib/postern-connector"
 
-commands:
-  enroll   exchange a one-time enrolment token for this connector's credential
-  probe    ask the loopback health listener (URL); exit 0 when it answers 200 (a container's exec probe)
-  run      attach to the mesh and serve its requests
-  service  install|uninstall|run as a Windows service (run flags follow)
-`
+// defaultAdmin is the loopback admin address (/healthz, /metrics).
+const defaultAdmin = "127.0.0.1:7801"
 
-func dispatch(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return fmt.Errorf("no command given")
+func newApp() *cli.App {
+	app := &cli.App{Name: "connectord", Summary: "the Postern connector: dials out to the mesh and forwards its requests to internal apps"}
+	app.Commands = []cli.Command{
+		{Name: "enroll", Summary: "exchange a one-time enrolment token for this connector's credential", Flags: enrollCmd},
+		{Name: "probe", Args: "URL", Summary: "ask the loopback admin listener (e.g. http://127.0.0.1:7801/healthz); exit 0 when it answers 200 (a container's exec probe)", Flags: probeCmd},
+		{Name: "run", Summary: "attach to the mesh and serve its requests", Flags: runCmd},
+		{Name: "service", Args: "install|uninstall|run [run flags]", Summary: "install, uninstall or run as a Windows service (the run flags follow)",
+			Raw: func(ctx context.Context, args []string) error { return serviceCmd(ctx, args, app) }},
 	}
-	switch args[0] {
-	case "enroll":
-		return enrollCmd(ctx, args[1:])
-	case "probe":
-		if len(args) != 2 {
-			return fmt.Errorf("usage: connectord probe http://127.0.0.1:PORT/healthz")
-		}
-		return connector.Probe(ctx, args[1])
-	case "run":
-		return runCmd(ctx, args[1:])
-	case "service":
-		return serviceCmd(ctx, args[1:])
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return nil
-	}
-	fmt.Fprint(os.Stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return app
 }
 
-func enrollCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("connectord enroll", flag.ContinueOnError)
+func enrollCmd(fs *flag.FlagSet) func(context.Context) error {
 	mesh := fs.String("mesh", "", "HTTPS URL of any mesh node (required)")
 	token := fs.String("token", "", "one-time enrolment token; visible to every user in the process list, so prefer POSTERN_ENROLL_TOKEN or --token-file")
 	tokenFile := fs.String("token-file", "", "read the one-time enrolment token from this file (\"-\": standard input)")
 	name := fs.String("name", "", "connector name (default: host name)")
-	stateDir := fs.String("state-dir", "/var/lib/postern-connector", "where the key and credential are kept")
-	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate")
-	if err := fs.Parse(args); err != nil {
-		return err
+	stateDir := fs.String("state-dir", defaultStateDir, "where the key, credential and mesh CA are kept")
+	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate; kept in the state directory for run")
+	allow := fs.String("allow", "", "the allow-list run will need (see connectord run --help): checked now and written into the printed run command")
+	return func(ctx context.Context) error {
+		if *mesh == "" {
+			return cli.Usagef("enroll: --mesh is required")
+		}
+		if *allow != "" {
+			if _, err := egress.ParseAllowList(strings.Split(*allow, ",")); err != nil {
+				return cli.Usagef("--allow: %v", err)
+			}
+		}
+		tok, err := connector.ReadToken(*token, *tokenFile, os.Getenv("POSTERN_ENROLL_TOKEN"), os.Stdin)
+		if err != nil {
+			return err
+		}
+		if *token != "" {
+			fmt.Fprintln(os.Stderr, "connectord: warning: --token puts the token in the process list, where every user of this host can read it; use POSTERN_ENROLL_TOKEN or --token-file next time")
+		}
+		var caPEM []byte
+		if *meshCA != "" {
+			if caPEM, err = os.ReadFile(*meshCA); err != nil {
+				return fmt.Errorf("--mesh-ca: %w", err)
+			}
+		}
+		hc, err := meshClient(caPEM, *meshCA)
+		if err != nil {
+			return err
+		}
+		st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: *stateDir, MeshURL: *mesh, Token: tok, Name: *name, HTTPClient: hc})
+		if err != nil {
+			return err
+		}
+		if caPEM != nil {
+			if err := connector.SaveMeshCA(*stateDir, caPEM); err != nil {
+				return err
+			}
+		}
+		runLine := "connectord run"
+		if *stateDir != defaultStateDir {
+			runLine += " --state-dir " + shellQuote(*stateDir)
+		}
+		if *allow != "" {
+			runLine += " --allow " + shellQuote(*allow)
+		} else {
+			runLine += " --allow DESTINATIONS   (the internal destinations it may reach, e.g. 10.1.0.0/16:443,intranet.corp)"
+		}
+		fmt.Printf("enrolled as %s in group %s; credential valid until %s\nstart it with: %s\n",
+			st.ConnectorID, st.Group, st.CredentialExpires.Format(time.RFC3339), runLine)
+		if caPEM != nil {
+			fmt.Printf("(the mesh CA from --mesh-ca is kept in %s; run trusts it)\n", filepath.Join(*stateDir, connector.MeshCAFile))
+		}
+		return nil
 	}
-	tok, err := connector.ReadToken(*token, *tokenFile, os.Getenv("POSTERN_ENROLL_TOKEN"), os.Stdin)
-	if err != nil {
-		return err
-	}
-	if *token != "" {
-		fmt.Fprintln(os.Stderr, "connectord: warning: --token puts the token in the process list, where every user of this host can read it; use POSTERN_ENROLL_TOKEN or --token-file next time")
-	}
-	*token = tok
-	hc, err := meshClient(*meshCA)
-	if err != nil {
-		return err
-	}
-	st, err := connector.Enroll(ctx, connector.EnrollConfig{StateDir: *stateDir, MeshURL: *mesh, Token: *token, Name: *name, HTTPClient: hc})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("enrolled as %s in group %s; credential valid until %s\nstart it with: connectord run --state-dir %s\n",
-		st.ConnectorID, st.Group, st.CredentialExpires.Format(time.RFC3339), *stateDir)
-	return nil
 }
 
-func runCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("connectord run", flag.ContinueOnError)
-	stateDir := fs.String("state-dir", "/var/lib/postern-connector", "where enroll left the key and credential")
-	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate")
+func runCmd(fs *flag.FlagSet) func(context.Context) error {
+	stateDir := fs.String("state-dir", defaultStateDir, "where enroll left the key, credential and mesh CA")
+	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate (default: the one enroll kept, if any)")
 	backendCA := fs.String("backend-ca", "", "extra CA file (PEM) for HTTPS internal apps (added to the system roots)")
 	allow := fs.String("allow", "", "comma-separated allow-list of internal destinations: host, *.domain, IP, CIDR, each optionally :port (required unless --allow-any); loopback, link-local and cloud metadata addresses are reached only when an IP or CIDR entry names them")
 	allowAny := fs.Bool("allow-any", false, "without --allow, allow every destination but loopback, link-local and cloud metadata (not recommended)")
-	health := fs.String("health-listen", "127.0.0.1:9101", "loopback address for /healthz and /metrics (empty: off)")
+	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz and /metrics (empty: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	carrierFlag := fs.String("carrier", "auto", "WireGuard carrier: auto (UDP, falling back to an HTTPS stream), udp or stream")
 	udpTimeout := fs.Duration("udp-timeout", 0, "auto carrier: wait this long for a WireGuard handshake over UDP before using the stream (0: 2s)")
@@ -121,56 +138,93 @@ func runCmd(ctx context.Context, args []string) error {
 	reevaluate := fs.Duration("reevaluate", 5*time.Minute, "measure the round-trip time to every known mesh node this often and move to one that is clearly nearer (by more than 20% and 5ms)")
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, stop taking new requests and wait up to this long for those in flight before detaching and exiting")
 	enrollMesh := fs.String("mesh", "", "with --enroll-token-file: the mesh node to enrol at")
+	enrollTokenFile := fs.String("enroll-token-file", "", "enrol first if the state directory holds no enrolment yet, with the one-time token in this file (a container's first start; the file is not read once enrolled)")
 	updateURL := fs.String("update-url", "", "opt in to self-update: the signed release manifest to follow, e.g. https://dl.example.com/postern/stable/connectord.json (Linux)")
 	updateKey := fs.String("update-key", "", "with --update-url: the pinned Ed25519 release key(s), base64 (comma-separated during a rotation) or file:/path")
 	updateEvery := fs.Duration("update-every", 6*time.Hour, "with --update-url: check this often (plus up to half of it at random)")
 	updateTrial := fs.Duration("update-trial-timeout", 2*time.Minute, "with --update-url: a new version must attach within this, or the next start rolls it back")
 	updateMargin := fs.Duration("update-margin", 30*time.Second, "with --update-url: restart only while the group's update slot has the drain, the trial and this left")
-	enrollTokenFile := fs.String("enroll-token-file", "", "enrol first if the state directory holds no enrolment yet, with the one-time token in this file (a container's first start; the file is not read once enrolled)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(ctx context.Context) error {
+		return run(ctx, runFlags{stateDir: *stateDir, meshCA: *meshCA, backendCA: *backendCA, allow: *allow, allowAny: *allowAny, admin: *admin,
+			logLevel: *logLevel, carrier: *carrierFlag, udpTimeout: *udpTimeout, probeInterval: *probeInterval,
+			attachK: *attachK, reevaluate: *reevaluate, drainTimeout: *drainTimeout,
+			enrollMesh: *enrollMesh, enrollTokenFile: *enrollTokenFile, updateURL: *updateURL, updateKey: *updateKey,
+			updateEvery: *updateEvery, updateTrial: *updateTrial, updateMargin: *updateMargin})
 	}
-	carrier, err := streambind.ParseCarrier(*carrierFlag)
+}
+
+func probeCmd(fs *flag.FlagSet) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if fs.NArg() != 1 {
+			return cli.Usagef("probe takes one URL, e.g. http://127.0.0.1:7801/healthz")
+		}
+		return connector.Probe(ctx, fs.Arg(0))
+	}
+}
+
+// runFlags are the parsed flags of "connectord run".
+type runFlags struct {
+	stateDir, meshCA, backendCA, allow, admin, logLevel, carrier string
+	udpTimeout, probeInterval, reevaluate, drainTimeout          time.Duration
+	attachK                                                      int
+	allowAny                                                     bool
+	enrollMesh, enrollTokenFile, updateURL, updateKey            string
+	updateEvery, updateTrial, updateMargin                       time.Duration
+}
+
+func run(ctx context.Context, f runFlags) error {
+	carrier, err := streambind.ParseCarrier(f.carrier)
 	if err != nil {
-		return fmt.Errorf("--carrier: %w", err)
+		return cli.Usagef("--carrier: %v", err)
 	}
-	if *udpTimeout < 0 || *probeInterval < 0 {
-		return fmt.Errorf("--udp-timeout and --probe-interval: must not be negative")
+	if f.udpTimeout < 0 || f.probeInterval < 0 {
+		return cli.Usagef("--udp-timeout and --probe-interval: must not be negative")
 	}
-	if *attachK < 1 {
-		return fmt.Errorf("--attach-k: must be at least 1, got %d", *attachK)
+	if f.attachK < 1 {
+		return cli.Usagef("--attach-k: must be at least 1, got %d", f.attachK)
 	}
-	if *reevaluate <= 0 || *drainTimeout < 0 {
-		return fmt.Errorf("--reevaluate must be positive and --drain-timeout must not be negative")
+	if f.reevaluate <= 0 || f.drainTimeout < 0 {
+		return cli.Usagef("--reevaluate must be positive and --drain-timeout must not be negative")
 	}
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return cli.Usagef("--log-level: %v", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	if *updateURL != "" {
-		if *updateKey == "" {
-			return fmt.Errorf("--update-url needs --update-key, the pinned release key")
+	if f.updateURL != "" {
+		if f.updateKey == "" {
+			return cli.Usagef("--update-url needs --update-key, the pinned release key")
 		}
-		if err := launch(*stateDir, logger); err != nil {
+		if err := launch(f.stateDir, logger); err != nil {
 			return fmt.Errorf("self-update: %w", err)
 		}
 	}
 	var entries []string
-	if *allow != "" {
-		entries = strings.Split(*allow, ",")
+	if f.allow != "" {
+		entries = strings.Split(f.allow, ",")
 	}
 	al, err := egress.ParseAllowList(entries)
 	if err != nil {
 		return err
 	}
-	hc, err := meshClient(*meshCA)
+	caPEM, caName := []byte(nil), f.meshCA
+	if f.meshCA != "" {
+		if caPEM, err = os.ReadFile(f.meshCA); err != nil {
+			return fmt.Errorf("--mesh-ca: %w", err)
+		}
+	} else {
+		if caPEM, err = connector.LoadMeshCA(f.stateDir); err != nil {
+			return err
+		}
+		caName = filepath.Join(f.stateDir, connector.MeshCAFile)
+	}
+	hc, err := meshClient(caPEM, caName)
 	if err != nil {
 		return err
 	}
-	if *enrollTokenFile != "" {
-		st, enrolled, err := connector.EnrollOnce(ctx, connector.EnrollConfig{StateDir: *stateDir, MeshURL: *enrollMesh, HTTPClient: hc},
-			func() (string, error) { return connector.ReadToken("", *enrollTokenFile, "", nil) })
+	if f.enrollTokenFile != "" {
+		st, enrolled, err := connector.EnrollOnce(ctx, connector.EnrollConfig{StateDir: f.stateDir, MeshURL: f.enrollMesh, HTTPClient: hc},
+			func() (string, error) { return connector.ReadToken("", f.enrollTokenFile, "", nil) })
 		if err != nil {
 			return err
 		}
@@ -179,25 +233,25 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 	}
 	var roots *x509.CertPool
-	if *backendCA != "" {
-		if roots, err = loadPool(*backendCA, true); err != nil {
+	if f.backendCA != "" {
+		if roots, err = loadPool(f.backendCA, true); err != nil {
 			return err
 		}
 	}
-	c, err := connector.New(connector.Config{StateDir: *stateDir, HTTPClient: hc, AllowList: al, AllowAny: *allowAny, BackendRootCAs: roots,
-		HealthAddr: *health, Carrier: carrier, UDPTimeout: *udpTimeout, ProbeInterval: *probeInterval, Logger: logger,
-		Attach: *attachK, Reevaluate: *reevaluate})
+	c, err := connector.New(connector.Config{StateDir: f.stateDir, HTTPClient: hc, AllowList: al, AllowAny: f.allowAny, BackendRootCAs: roots,
+		HealthAddr: f.admin, Carrier: carrier, UDPTimeout: f.udpTimeout, ProbeInterval: f.probeInterval, Logger: logger,
+		Attach: f.attachK, Reevaluate: f.reevaluate})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if *updateURL != "" {
+	if f.updateURL != "" {
 		uctx, stop := context.WithCancel(ctx)
 		defer stop()
 		errc := make(chan error, 1)
 		go func() {
-			errc <- autoUpdate(uctx, c, *stateDir, *updateURL, *updateKey, connector.AutoUpdateConfig{
-				Every: *updateEvery, TrialTimeout: *updateTrial, DrainTimeout: *drainTimeout, Margin: *updateMargin}, logger)
+			errc <- autoUpdate(uctx, c, f.stateDir, f.updateURL, f.updateKey, connector.AutoUpdateConfig{
+				Every: f.updateEvery, TrialTimeout: f.updateTrial, DrainTimeout: f.drainTimeout, Margin: f.updateMargin}, logger)
 		}()
 		go func() {
 			if err := <-errc; err != nil {
@@ -206,7 +260,7 @@ func runCmd(ctx context.Context, args []string) error {
 			}
 		}()
 	}
-	return runDraining(ctx, c, *drainTimeout, logger)
+	return runDraining(ctx, c, f.drainTimeout, logger)
 }
 
 // runDraining runs c until ctx ends (the signal), then drains it for at
@@ -230,13 +284,15 @@ func runDraining(ctx context.Context, c *connector.Connector, timeout time.Durat
 	return <-done
 }
 
-func meshClient(caFile string) (*http.Client, error) {
-	if caFile == "" {
+// meshClient returns the HTTP client for the mesh's API: the system roots,
+// plus the certificates in caPEM (read from caName) if any.
+func meshClient(caPEM []byte, caName string) (*http.Client, error) {
+	if caPEM == nil {
 		return &http.Client{Timeout: 30 * time.Second}, nil
 	}
-	pool, err := loadPool(caFile, false)
-	if err != nil {
-		return nil, err
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate found", caName)
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
@@ -258,4 +314,16 @@ func loadPool(path string, withSystem bool) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("CA file %s: no PEM certificate found", path)
 	}
 	return pool, nil
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but
+// letters, digits and -_./:,@%+=.
+func shellQuote(s string) string {
+	safe := s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:,@%+=", r))
+	}) < 0
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -19,14 +20,14 @@ import (
 
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/route"
 )
 
-func runCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("meshd run", flag.ContinueOnError)
+func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	id := fs.String("id", "", "node id (default: host name)")
 	region := fs.String("region", "", "region label, e.g. eu-west")
 	listen := fs.String("listen", ":443", "public HTTPS listen address")
@@ -37,8 +38,8 @@ func runCmd(ctx context.Context, args []string) error {
 	wgAdvertise := fs.String("wg-advertise", "", "WireGuard endpoint host:port told to connectors (default: the API host name and the listen port)")
 	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's keys, used enrolment tokens, revocations and known mesh members")
 	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
-	catalogPath := fs.String("catalog", "/etc/postern/catalog.yaml", "app catalogue: a file, or s3://bucket/key (read with the instance role, reloaded live on change)")
-	admin := fs.String("admin-listen", "127.0.0.1:9100", "loopback admin address for /healthz, /metrics and /status (empty: off)")
+	catalogPath := fs.String("catalog", defaultCatalog, "app catalogue: a file, or s3://bucket/key (read with the instance role, reloaded live on change)")
+	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz, /metrics, /status and /routes/explain (empty: off)")
 	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -58,33 +59,51 @@ func runCmd(ctx context.Context, args []string) error {
 	idle := fs.Duration("idle-timeout", meshnode.DefaultIdleTimeout, "close keep-alive connections idle this long (public and tunnel listeners)")
 	tunnelPerPeer := fs.Int("tunnel-conns-per-peer", meshnode.DefaultTunnelConnsPerPeer, "connections one connector may hold open to the node inside the tunnel (negative: no cap)")
 	deploy := addDeployFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(ctx context.Context) error {
+		limits := meshnode.Limits{ConnsPerClient: *connsPerIP, MaxHeaderBytes: *maxHeader, IdleTimeout: *idle,
+			TunnelConnsPerPeer: *tunnelPerPeer, Unauth: edge.Limits{UnauthRate: rate.Limit(*unauthRate), UnauthBurst: *unauthBurst}}
+		if *unauthRate < 0 {
+			limits.Unauth.UnauthRate = rate.Inf
+		}
+		if *unauthBurst <= 0 || *maxHeader <= 0 || *idle <= 0 {
+			return cli.Usagef("--unauth-burst, --max-header-bytes and --idle-timeout must be positive")
+		}
+		return run(ctx, runFlags{id: *id, region: *region, listen: *listen, certFile: *certFile, keyFile: *keyFile, plain: *plain,
+			wgListen: *wgListen, wgAdvertise: *wgAdvertise, stateDir: *stateDir, authKey: *authKey, catalogPath: *catalogPath,
+			admin: *admin, authURL: *authURL, authCA: *authCA, logLevel: *logLevel, gossipListen: *gossipListen,
+			gossipAdvertise: *gossipAdvertise, gossipKeys: *gossipKeys, nodeCred: *nodeCred, label: *label, join: *join, publicURL: *publicURL,
+			strategy: *strategy, drain: *drain, limits: limits, deploy: deploy})
 	}
-	limits := meshnode.Limits{ConnsPerClient: *connsPerIP, MaxHeaderBytes: *maxHeader, IdleTimeout: *idle,
-		TunnelConnsPerPeer: *tunnelPerPeer, Unauth: edge.Limits{UnauthRate: rate.Limit(*unauthRate), UnauthBurst: *unauthBurst}}
-	if *unauthRate < 0 {
-		limits.Unauth.UnauthRate = rate.Inf
-	}
-	if *unauthBurst <= 0 || *maxHeader <= 0 || *idle <= 0 {
-		return fmt.Errorf("--unauth-burst, --max-header-bytes and --idle-timeout must be positive")
-	}
-	logger, err := newLogger(*logLevel)
+}
+
+// runFlags are the parsed flags of "meshd run".
+type runFlags struct {
+	id, region, listen, certFile, keyFile, wgListen, wgAdvertise, stateDir, authKey, catalogPath string
+	admin, authURL, authCA, logLevel, gossipListen, gossipAdvertise, gossipKeys, label, join     string
+	publicURL, strategy, nodeCred                                                                string
+	plain                                                                                        bool
+	drain                                                                                        time.Duration
+	limits                                                                                       meshnode.Limits
+	deploy                                                                                       *deployFlags
+}
+
+func run(ctx context.Context, f runFlags) error {
+	logger, err := newLogger(f.logLevel)
 	if err != nil {
 		return err
 	}
-	authClient, err := httpClientWithCA(*authCA)
+	authClient, err := httpClientWithCA(f.authCA)
 	if err != nil {
 		return err
 	}
-	wgAddr, err := netip.ParseAddrPort(*wgListen)
+	wgAddr, err := netip.ParseAddrPort(f.wgListen)
 	if err != nil {
-		return fmt.Errorf("--wg-listen %q: %w", *wgListen, err)
+		return fmt.Errorf("--wg-listen %q: %w", f.wgListen, err)
 	}
-	if *authKey == "" {
-		return fmt.Errorf("--authority-key is required (create one with \"meshd authority init --out FILE\")")
+	if f.authKey == "" {
+		return cli.Usagef("--authority-key is required (create one with \"meshd authority init --out FILE\")")
 	}
-	key, err := authority.LoadKey(*authKey)
+	key, err := authority.LoadKey(f.authKey)
 	if err != nil {
 		return err
 	}
@@ -92,45 +111,45 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := meshnode.Config{ID: *id, Region: *region, Listen: *listen, PlainHTTP: *plain, WGListen: wgAddr,
-		WGAdvertise: *wgAdvertise, StateDir: *stateDir, Authority: auth, CatalogPath: *catalogPath,
-		AdminListen: *admin, AuthURL: *authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: *drain, Limits: limits}
+	cfg := meshnode.Config{ID: f.id, Region: f.region, Listen: f.listen, PlainHTTP: f.plain, WGListen: wgAddr,
+		WGAdvertise: f.wgAdvertise, StateDir: f.stateDir, Authority: auth, CatalogPath: f.catalogPath,
+		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: f.drain, Limits: f.limits}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}
-	if *gossipListen != "" {
-		if *gossipKeys == "" {
+	if f.gossipListen != "" {
+		if f.gossipKeys == "" {
 			return fmt.Errorf("--gossip-keyring is required with --gossip-listen (create one with \"meshd gossip keygen --out FILE\" and copy it to every node)")
 		}
-		keys, err := gossip.LoadKeyring(*gossipKeys)
+		keys, err := gossip.LoadKeyring(f.gossipKeys)
 		if err != nil {
 			return err
 		}
-		s, err := route.ParseStrategy(*strategy)
+		s, err := route.ParseStrategy(f.strategy)
 		if err != nil {
 			return fmt.Errorf("--route-strategy: %w", err)
 		}
-		cfg.Cluster = &meshnode.ClusterConfig{GossipListen: *gossipListen, GossipAdvertise: *gossipAdvertise, Keys: keys,
-			Label: *label, Seeds: splitList(*join), PublicURL: *publicURL, Strategy: s}
+		cfg.Cluster = &meshnode.ClusterConfig{GossipListen: f.gossipListen, GossipAdvertise: f.gossipAdvertise, Keys: keys,
+			Label: f.label, Seeds: cli.List(f.join), PublicURL: f.publicURL, Strategy: s}
 	}
-	if *gossipListen != "" || *authURL != "" {
+	if f.gossipListen != "" || f.authURL != "" {
 		// A cluster member proves itself with it; a node serving
 		// pre-authenticated apps signs their sign-in requests with its key.
-		if *nodeCred == "" {
-			*nodeCred = meshnode.NodeCredentialPath(*stateDir)
+		if f.nodeCred == "" {
+			f.nodeCred = meshnode.NodeCredentialPath(f.stateDir)
 		}
-		if cfg.NodeCredential, err = auth.LoadNodeCredential(*nodeCred); err != nil {
+		if cfg.NodeCredential, err = auth.LoadNodeCredential(f.nodeCred); err != nil {
 			return err
 		}
 	}
-	if err := deploy.apply(&cfg, *catalogPath); err != nil {
+	if err := f.deploy.apply(&cfg, f.catalogPath); err != nil {
 		return err
 	}
-	if !*plain && (cfg.ACME == nil || *certFile != "") {
-		if *certFile == "" || *keyFile == "" {
+	if !f.plain && (cfg.ACME == nil || f.certFile != "") {
+		if f.certFile == "" || f.keyFile == "" {
 			return fmt.Errorf("--tls-cert and --tls-key are required (or --acme-directory, or --insecure-plain-http for local use)")
 		}
-		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
 		if err != nil {
 			return fmt.Errorf("load TLS certificate: %w", err)
 		}
@@ -144,28 +163,31 @@ func runCmd(ctx context.Context, args []string) error {
 	return node.Run(ctx)
 }
 
-func tokenCreateCmd(args []string) error {
-	fs := flag.NewFlagSet("meshd token create", flag.ContinueOnError)
-	group := fs.String("group", "", "connector group the token enrols into (required)")
+func tokenCreateCmd(fs *flag.FlagSet) func(context.Context) error {
+	group := fs.String("group", "", "connector group the token enrols into (required; must be in the catalogue)")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token stays valid (at most 168h)")
 	authKey := fs.String("authority-key", "", "mesh authority key file (required)")
-	catalogPath := fs.String("catalog", "", "if set, refuse groups that this catalogue does not list")
-	if err := fs.Parse(args); err != nil {
-		return err
+	catalogPath := fs.String("catalog", defaultCatalog, "the mesh's catalogue: a group it does not list is refused")
+	return func(context.Context) error { return tokenCreate(*group, *ttl, *authKey, *catalogPath) }
+}
+
+func tokenCreate(group string, ttl time.Duration, authKeyPath, catalogPath string) error {
+	if group == "" || authKeyPath == "" {
+		return cli.Usagef("--group and --authority-key are required")
 	}
-	if *group == "" || *authKey == "" {
-		return fmt.Errorf("--group and --authority-key are required")
+	cat, err := catalog.Load(catalogPath)
+	if err != nil {
+		return fmt.Errorf("%w (--catalog names the mesh's catalogue, whose connector groups a token may name)", err)
 	}
-	if *catalogPath != "" {
-		cat, err := catalog.Load(*catalogPath)
-		if err != nil {
-			return err
+	if _, ok := cat.Group(group); !ok {
+		var ids []string
+		for _, g := range cat.Groups() {
+			ids = append(ids, g.ID)
 		}
-		if _, ok := cat.Group(*group); !ok {
-			return fmt.Errorf("connector group %q is not in %s", *group, *catalogPath)
-		}
+		return fmt.Errorf("connector group %q is not in the catalogue %s (it has: %s); add it under connector_groups first",
+			group, catalogPath, strings.Join(ids, ", "))
 	}
-	key, err := authority.LoadKey(*authKey)
+	key, err := authority.LoadKey(authKeyPath)
 	if err != nil {
 		return err
 	}
@@ -173,7 +195,7 @@ func tokenCreateCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	tok, info, err := auth.MintEnrollToken(*group, *ttl)
+	tok, info, err := auth.MintEnrollToken(group, ttl)
 	if err != nil {
 		return err
 	}
@@ -182,40 +204,43 @@ func tokenCreateCmd(args []string) error {
 	return nil
 }
 
-func authorityInitCmd(args []string) error {
-	fs := flag.NewFlagSet("meshd authority init", flag.ContinueOnError)
+func authorityInitCmd(fs *flag.FlagSet) func(context.Context) error {
 	out := fs.String("out", "", "where to write the new key (0600; refuses to overwrite)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(context.Context) error { return authorityInit(*out) }
+}
+
+func authorityInit(out string) error {
+	if out == "" {
+		return cli.Usagef("--out is required")
 	}
-	if *out == "" {
-		return fmt.Errorf("--out is required")
-	}
-	if _, err := os.Stat(*out); err == nil {
-		return fmt.Errorf("%s exists; refusing to overwrite a mesh authority key", *out)
+	if _, err := os.Stat(out); err == nil {
+		return fmt.Errorf("%s exists; refusing to overwrite a mesh authority key", out)
 	}
 	key, err := authority.GenerateKey()
 	if err != nil {
 		return err
 	}
-	if err := authority.SaveKey(*out, key); err != nil {
+	if err := authority.SaveKey(out, key); err != nil {
 		return err
 	}
-	fmt.Printf("wrote mesh authority key %s (kid %s); copy it to every mesh node, mode 0600\n", *out, key.KeyID())
+	fmt.Printf("wrote mesh authority key %s (kid %s); copy it to every mesh node, mode 0600\n", out, key.KeyID())
 	fmt.Printf("its public key, for the auth functions (POSTERN_MESH_AUTHORITY_PUBLIC_KEY): %s\n", authority.MarshalPublicKey(key.Public()))
 	return nil
 }
 
-// authorityPublicKeyCmd prints the authority's public key: the auth
+func authorityPublicKeyCmd(fs *flag.FlagSet) func(context.Context) error {
+	keyFile := fs.String("authority-key", "", "the mesh authority key (required)")
+	return func(context.Context) error { return authorityPublicKey(*keyFile) }
+}
+
+// authorityPublicKey prints the authority's public key: the auth
 // functions trust it (POSTERN_MESH_AUTHORITY_PUBLIC_KEY) to verify the
 // node credentials of signed app requests.
-func authorityPublicKeyCmd(args []string) error {
-	fs := flag.NewFlagSet("meshd authority public-key", flag.ContinueOnError)
-	keyFile := fs.String("authority-key", "", "the mesh authority key (required)")
-	if err := fs.Parse(args); err != nil {
-		return err
+func authorityPublicKey(keyFile string) error {
+	if keyFile == "" {
+		return cli.Usagef("--authority-key is required")
 	}
-	key, err := authority.LoadKey(*keyFile)
+	key, err := authority.LoadKey(keyFile)
 	if err != nil {
 		return err
 	}
@@ -223,84 +248,89 @@ func authorityPublicKeyCmd(args []string) error {
 	return nil
 }
 
-func statusCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("meshd status", flag.ContinueOnError)
-	admin := fs.String("admin", "127.0.0.1:9100", "the node's admin address")
-	if err := fs.Parse(args); err != nil {
-		return err
+func statusCmd(fs *flag.FlagSet) func(context.Context) error {
+	admin := fs.String("admin", defaultAdmin, "the node's loopback admin address")
+	asJSON := fs.Bool("json", false, "print the status as JSON instead of tables")
+	return func(ctx context.Context) error {
+		body, err := adminGet(ctx, *admin, "/status")
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		if *asJSON {
+			_, err = os.Stdout.Write(body)
+			return err
+		}
+		var st meshnode.Status
+		if err := json.Unmarshal(body, &st); err != nil {
+			return fmt.Errorf("status: %s answered something else than a node's status: %w", *admin, err)
+		}
+		return meshnode.WriteStatus(os.Stdout, st)
 	}
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+*admin+"/status", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("status: %w", err)
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(os.Stdout, resp.Body)
-	return err
 }
 
-func gossipKeygenCmd(args []string) error {
-	fs := flag.NewFlagSet("meshd gossip keygen", flag.ContinueOnError)
+// adminGet fetches path from a node's admin address and returns the body
+// of a 200 answer.
+func adminGet(ctx context.Context, admin, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+admin+path, nil)
+	if err != nil {
+		return nil, cli.Usagef("--admin %q: %v", admin, err)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is a node running with --admin %s?)", err, admin)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+func gossipKeygenCmd(fs *flag.FlagSet) func(context.Context) error {
 	out := fs.String("out", "", "where to write the new keyring (0600; refuses to overwrite)")
-	if err := fs.Parse(args); err != nil {
+	return func(context.Context) error { return gossipKeygen(*out) }
+}
+
+func gossipKeygen(out string) error {
+	if out == "" {
+		return cli.Usagef("--out is required")
+	}
+	if err := gossip.WriteNewKeyring(out); err != nil {
 		return err
 	}
-	if *out == "" {
-		return fmt.Errorf("--out is required")
-	}
-	if err := gossip.WriteNewKeyring(*out); err != nil {
-		return err
-	}
-	fmt.Printf("wrote gossip keyring %s; copy it to every mesh node (mode 0600) and pass it as --gossip-keyring\n", *out)
+	fmt.Printf("wrote gossip keyring %s; copy it to every mesh node (mode 0600) and pass it as --gossip-keyring\n", out)
 	return nil
 }
 
-func routeExplainCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("meshd route explain", flag.ContinueOnError)
-	admin := fs.String("admin", "127.0.0.1:9100", "the node's admin address")
+func routeExplainCmd(fs *flag.FlagSet) func(context.Context) error {
+	admin := fs.String("admin", defaultAdmin, "the node's loopback admin address")
 	app := fs.String("app", "", "app id or external host (required)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if err := fs.Parse(args); err != nil {
+	return func(ctx context.Context) error {
+		if *app == "" {
+			return cli.Usagef("--app is required")
+		}
+		q := url.Values{"app": {*app}}
+		if !*asJSON {
+			q.Set("format", "text")
+		}
+		body, err := adminGet(ctx, *admin, "/routes/explain?"+q.Encode())
+		if err != nil {
+			return fmt.Errorf("route explain: %w", err)
+		}
+		_, err = os.Stdout.Write(body)
 		return err
 	}
-	if *app == "" {
-		return fmt.Errorf("--app is required")
-	}
-	q := url.Values{"app": {*app}}
-	if !*asJSON {
-		q.Set("format", "text")
-	}
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+*admin+"/routes/explain?"+q.Encode(), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("route explain: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("route explain: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("route explain: %s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	_, err = os.Stdout.Write(body)
-	return err
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func newLogger(level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+		return nil, cli.Usagef("--log-level %q: %v", level, err)
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }

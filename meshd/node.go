@@ -6,10 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/revoke"
@@ -19,13 +19,13 @@ import (
 // nodeKeysCmd is "meshd node keys": create (or read) a node's keys in its
 // state directory and print their public halves, for minting its
 // credential on the admin host.
-func nodeKeysCmd(args []string) error {
-	fs := flag.NewFlagSet("meshd node keys", flag.ContinueOnError)
+func nodeKeysCmd(fs *flag.FlagSet) func(context.Context) error {
 	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "the node's state directory (keys are created there, 0600, when missing)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	keys, err := meshnode.InitKeys(*stateDir)
+	return func(context.Context) error { return nodeKeys(*stateDir) }
+}
+
+func nodeKeys(stateDir string) error {
+	keys, err := meshnode.InitKeys(stateDir)
 	if err != nil {
 		return err
 	}
@@ -35,8 +35,7 @@ func nodeKeysCmd(args []string) error {
 
 // nodeCredentialCmd is "meshd node credential": mint a node's credential,
 // signed with the mesh authority key, for its id, region and keys.
-func nodeCredentialCmd(args []string) error {
-	fs := flag.NewFlagSet("meshd node credential", flag.ContinueOnError)
+func nodeCredentialCmd(fs *flag.FlagSet) func(context.Context) error {
 	authKey := fs.String("authority-key", "", "mesh authority key file (required)")
 	id := fs.String("id", "", "the node's id, as its --id (required)")
 	region := fs.String("region", "", "the node's region, as its --region (required)")
@@ -45,54 +44,57 @@ func nodeCredentialCmd(args []string) error {
 	nodePub := fs.String("node-key", "", "the node's Ed25519 node public key (base64), instead of --state-dir")
 	out := fs.String("out", "", "where to write the credential (default: node.cred in --state-dir; \"-\" prints it)")
 	ttl := fs.Duration("ttl", authority.DefaultNodeCredentialTTL, "how long the credential is valid (at most 17568h)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(context.Context) error {
+		return nodeCredential(*authKey, *id, *region, *stateDir, *wgPub, *nodePub, *out, *ttl)
 	}
-	if *authKey == "" || *id == "" || *region == "" {
-		return fmt.Errorf("--authority-key, --id and --region are required")
+}
+
+func nodeCredential(authKey, id, region, stateDir, wgPub, nodePub, out string, ttl time.Duration) error {
+	if authKey == "" || id == "" || region == "" {
+		return cli.Usagef("--authority-key, --id and --region are required")
 	}
 	var keys meshnode.Keys
 	switch {
-	case *stateDir != "" && *wgPub == "" && *nodePub == "":
+	case stateDir != "" && wgPub == "" && nodePub == "":
 		var err error
-		if keys, err = meshnode.InitKeys(*stateDir); err != nil {
+		if keys, err = meshnode.InitKeys(stateDir); err != nil {
 			return err
 		}
-		if *out == "" {
-			*out = meshnode.NodeCredentialPath(*stateDir)
+		if out == "" {
+			out = meshnode.NodeCredentialPath(stateDir)
 		}
-	case *stateDir == "" && *wgPub != "" && *nodePub != "":
-		wg, err := wgkey.ParsePublic(*wgPub)
+	case stateDir == "" && wgPub != "" && nodePub != "":
+		wg, err := wgkey.ParsePublic(wgPub)
 		if err != nil {
 			return fmt.Errorf("--wg-key: %w", err)
 		}
-		nk, err := authority.ParsePublicKey(*nodePub)
+		nk, err := authority.ParsePublicKey(nodePub)
 		if err != nil {
 			return fmt.Errorf("--node-key: %w", err)
 		}
 		keys = meshnode.Keys{WG: wg, Node: ed25519.PublicKey(nk)}
 	default:
-		return fmt.Errorf("give either --state-dir, or both --wg-key and --node-key")
+		return cli.Usagef("give either --state-dir, or both --wg-key and --node-key")
 	}
-	if *out == "" {
-		return fmt.Errorf("--out is required with --wg-key and --node-key")
+	if out == "" {
+		return cli.Usagef("--out is required with --wg-key and --node-key")
 	}
-	auth, err := loadAuthority(*authKey)
+	auth, err := loadAuthority(authKey)
 	if err != nil {
 		return err
 	}
-	cred, err := auth.IssueNodeCredential(*id, *region, keys.WG, keys.Node, *ttl)
+	cred, err := auth.IssueNodeCredential(id, region, keys.WG, keys.Node, ttl)
 	if err != nil {
 		return err
 	}
-	if *out == "-" {
+	if out == "-" {
 		fmt.Println(cred.String())
 		return nil
 	}
-	if err := authority.SaveNodeCredential(*out, cred); err != nil {
+	if err := authority.SaveNodeCredential(out, cred); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "wrote node credential %s for node %s in %s, valid until %s\n", *out, *id, *region, cred.Expires.UTC().Format(time.RFC3339))
+	fmt.Fprintf(os.Stderr, "wrote node credential %s for node %s in %s, valid until %s\n", out, id, region, cred.Expires.UTC().Format(time.RFC3339))
 	return nil
 }
 
@@ -107,46 +109,49 @@ func loadAuthority(path string) (*authority.Authority, error) {
 // revokeCmd is "meshd revoke session|user|connector": sign a revocation
 // with the mesh authority key and hand it to any mesh node, which spreads
 // it to every node within seconds.
-func revokeCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("usage: meshd revoke session|user|connector [flags] (see meshd revoke user -h)")
+func revokeCmd(kind string) func(fs *flag.FlagSet) func(context.Context) error {
+	return func(fs *flag.FlagSet) func(context.Context) error {
+		var r revocation
+		r.kind = kind
+		fs.StringVar(&r.authKey, "authority-key", "", "mesh authority key file (required)")
+		fs.StringVar(&r.mesh, "mesh", "", "HTTPS URL of any mesh node that takes the revocation (required unless --print)")
+		fs.StringVar(&r.meshCA, "mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate")
+		fs.BoolVar(&r.printOnly, "print", false, "print the signed revocation instead of sending it")
+		fs.DurationVar(&r.ttl, "ttl", 0, "how long the revocation lives (default: 24h for sessions and users, 367 days for connectors)")
+		switch kind {
+		case "session":
+			fs.StringVar(&r.subject, "sid", "", "the session id (sid) to end (required)")
+		case "user":
+			fs.StringVar(&r.subject, "user", "", "the user: <tenant id>/<object id> as in X-Postern-User (required)")
+			fs.StringVar(&r.before, "before", "", "refuse the user's sign-ins before this time (RFC 3339; default: now)")
+		case "connector":
+			fs.StringVar(&r.subject, "id", "", "the connector id")
+			fs.StringVar(&r.key, "key", "", "the connector's WireGuard public key (base64), instead of --id")
+		}
+		return func(ctx context.Context) error { return r.run(ctx) }
 	}
-	kind := args[0]
-	fs := flag.NewFlagSet("meshd revoke "+kind, flag.ContinueOnError)
-	authKey := fs.String("authority-key", "", "mesh authority key file (required)")
-	mesh := fs.String("mesh", "", "HTTPS URL of any mesh node that takes the revocation (required unless --print)")
-	meshCA := fs.String("mesh-ca", "", "extra CA file (PEM) that signs the mesh's certificate")
-	printOnly := fs.Bool("print", false, "print the signed revocation instead of sending it")
-	ttl := fs.Duration("ttl", 0, "how long the revocation lives (default: 24h for sessions and users, 367 days for connectors)")
-	var subject string
-	var before string
-	var key string
-	switch kind {
-	case "session":
-		fs.StringVar(&subject, "sid", "", "the session id (sid) to end (required)")
-	case "user":
-		fs.StringVar(&subject, "user", "", "the user: <tenant id>/<object id> as in X-Postern-User (required)")
-		fs.StringVar(&before, "before", "", "refuse the user's sign-ins before this time (RFC 3339; default: now)")
-	case "connector":
-		fs.StringVar(&subject, "id", "", "the connector id")
-		fs.StringVar(&key, "key", "", "the connector's WireGuard public key (base64), instead of --id")
-	default:
-		return fmt.Errorf("unknown revocation %q: want session, user or connector", kind)
-	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
+}
+
+// revocation is the parsed flags of one "meshd revoke" command.
+type revocation struct {
+	kind, authKey, mesh, meshCA, subject, before, key string
+	printOnly                                         bool
+	ttl                                               time.Duration
+}
+
+func (r *revocation) run(ctx context.Context) error {
+	kind, subject, before, key := r.kind, r.subject, r.before, r.key
 	now := time.Now()
 	var e revoke.Entry
 	switch kind {
 	case "session":
 		if subject == "" {
-			return fmt.Errorf("--sid is required")
+			return cli.Usagef("--sid is required")
 		}
-		e = revoke.Session(subject, now, *ttl)
+		e = revoke.Session(subject, now, r.ttl)
 	case "user":
 		if subject == "" {
-			return fmt.Errorf("--user is required")
+			return cli.Usagef("--user is required")
 		}
 		at := now
 		if before != "" {
@@ -156,25 +161,25 @@ func revokeCmd(ctx context.Context, args []string) error {
 			}
 			at = t
 		}
-		e = revoke.User(subject, at, now, *ttl)
+		e = revoke.User(subject, at, now, r.ttl)
 	case "connector":
 		switch {
 		case (subject == "") == (key == ""):
-			return fmt.Errorf("give --id or --key")
+			return cli.Usagef("give --id or --key")
 		case key != "":
 			pub, err := wgkey.ParsePublic(key)
 			if err != nil {
 				return fmt.Errorf("--key: %w", err)
 			}
-			e = revoke.ConnectorKey(pub, now, *ttl)
+			e = revoke.ConnectorKey(pub, now, r.ttl)
 		default:
-			e = revoke.Connector(subject, now, *ttl)
+			e = revoke.Connector(subject, now, r.ttl)
 		}
 	}
-	if *authKey == "" || (*mesh == "" && !*printOnly) {
-		return fmt.Errorf("--authority-key and --mesh (or --print) are required")
+	if r.authKey == "" || (r.mesh == "" && !r.printOnly) {
+		return cli.Usagef("--authority-key and --mesh (or --print) are required")
 	}
-	auth, err := loadAuthority(*authKey)
+	auth, err := loadAuthority(r.authKey)
 	if err != nil {
 		return err
 	}
@@ -182,15 +187,15 @@ func revokeCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *printOnly {
+	if r.printOnly {
 		fmt.Println(signed)
 		return nil
 	}
-	hc, err := httpClientWithCA(*meshCA)
+	hc, err := httpClientWithCA(r.meshCA)
 	if err != nil {
 		return err
 	}
-	resp, err := (&enroll.Client{BaseURL: *mesh, HTTPClient: hc}).Revoke(ctx, signed)
+	resp, err := (&enroll.Client{BaseURL: r.mesh, HTTPClient: hc}).Revoke(ctx, signed)
 	if err != nil {
 		return err
 	}

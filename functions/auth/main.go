@@ -22,22 +22,33 @@ import (
 
 	"github.com/postern/postern/pkg/authfn"
 	"github.com/postern/postern/pkg/awssecrets"
+	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/session"
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:8080", "address to serve plain HTTP on when not running on Lambda")
-	flag.Parse()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if err := run(*listen, logger); err != nil {
-		logger.Error("auth_exit", "error", err.Error())
-		os.Exit(1)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	app := &cli.App{Name: "auth", Summary: "the Postern auth function (AWS Lambda, or a plain HTTP server locally)", Default: "serve",
+		Commands: []cli.Command{{Name: "serve", Summary: "serve on Lambda when AWS_LAMBDA_RUNTIME_API is set, else plain HTTP on --listen; configured by POSTERN_* variables (functions/README.md)",
+			Flags: serveCmd}}}
+	code := app.Exit(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func serveCmd(fs *flag.FlagSet) func(context.Context) error {
+	listen := fs.String("listen", "127.0.0.1:8080", "address to serve plain HTTP on when not running on Lambda")
+	return func(ctx context.Context) error {
+		logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		if err := run(ctx, *listen, logger); err != nil {
+			logger.Error("auth_exit", "error", err.Error())
+			return cli.ErrSilent
+		}
+		return nil
 	}
 }
 
-func run(listen string, logger *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+func run(ctx context.Context, listen string, logger *slog.Logger) error {
 	var sm session.SecretsGetter
 	for _, name := range []string{authfn.EnvKeys, authfn.EnvStateKey, authfn.EnvClientSecret} {
 		if strings.HasPrefix(os.Getenv(name), "secretsmanager:") && sm == nil {

@@ -3,6 +3,7 @@ package infratest
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"debug/elf"
 	"encoding/json"
 	"fmt"
@@ -175,19 +176,25 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 		Headers    map[string]string `json:"headers"`
 		Body       string            `json:"body"`
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	// Poll until the emulator answers, bounded by the test's deadline
+	// only: starting it and the function is slow on a loaded machine.
+	ctx, cancel := testContext(t)
+	defer cancel()
 	for {
-		body, err := invoke(url, apiGatewayV2Event("/healthz"))
+		body, err := invoke(ctx, url, apiGatewayV2Event("/healthz"))
 		if err == nil {
 			if err := json.Unmarshal(body, &resp); err != nil {
 				t.Fatalf("response %s: %v", body, err)
 			}
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no answer from the emulator: %v\nlogs:\n%s", err, logs.String())
+		if ctx.Err() != nil {
+			t.Fatalf("no answer from the emulator before the test's deadline: %v\nlogs:\n%s", err, logs.String())
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /healthz: got status %d, want 200 (body %q)\nlogs:\n%s", resp.StatusCode, resp.Body, logs.String())
@@ -196,7 +203,7 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 		t.Errorf("GET /healthz: got an empty body")
 	}
 	// A second invocation hits the warm function.
-	body, err := invoke(url, apiGatewayV2Event("/.well-known/jwks.json"))
+	body, err := invoke(ctx, url, apiGatewayV2Event("/.well-known/jwks.json"))
 	if err != nil {
 		t.Fatalf("second invocation: %v", err)
 	}
@@ -206,9 +213,13 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 }
 
 // invoke posts event to the emulator and returns the function's answer.
-func invoke(url string, event []byte) ([]byte, error) {
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Post(url, "application/json", bytes.NewReader(event))
+func invoke(ctx context.Context, url string, event []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(event))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

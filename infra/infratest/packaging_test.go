@@ -229,9 +229,9 @@ func TestKeygen(t *testing.T) {
 	if raw, err := base64.StdEncoding.DecodeString(string(state)); err != nil || len(raw) != 32 {
 		t.Errorf("state-key: got %d bytes (%v), want 32", len(raw), err)
 	}
-	// A second run refuses and changes nothing.
-	if out, err := exec.Command(keygen, "-out", out).CombinedOutput(); err == nil || !strings.Contains(string(out), "refusing") {
-		t.Errorf("second run: got %v %s, want a refusal", err, out)
+	// A second run keeps every file and says so.
+	if out, err := exec.Command(keygen, "--out", out).CombinedOutput(); err != nil || !strings.Contains(string(out), "kept") {
+		t.Errorf("second run: got %v %s, want success keeping the files", err, out)
 	}
 	if again, _ := os.ReadFile(keysPath); !bytes.Equal(again, keys) {
 		t.Errorf("second run changed session-keys.json")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/session/mint"
 )
 
 // flowState is the sign-in in progress, sealed into [FlowCookie]. Req is
@@ -173,7 +174,7 @@ func (s *Service) handOff(w http.ResponseWriter, r *http.Request, rid string, h 
 // app's host, bound to the browser's bind nonce.
 func (s *Service) appToken(h *handoff, id session.Identity, now time.Time) (string, int64, error) {
 	exp := now.Add(h.req.lifetime).Unix()
-	tok, err := s.cfg.Keys.SignApp(session.AppClaims{
+	tok, err := mint.App(s.cfg.Keys, session.AppClaims{
 		Identity:   h.req.forApp(id),
 		AppID:      h.app.AppID,
 		Audience:   h.app.Host,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/session/mint"
 )
 
 func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +55,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.handOffWithoutSession(w, r, rid, h, id, now, flowCookieName(f.State))
 		return
 	}
-	sessTok, err := s.cfg.Keys.SignSession(session.SessionClaims{
+	sessTok, err := mint.Session(s.cfg.Keys, session.SessionClaims{
 		Identity:       id,
 		Filter:         h.req.filterDigest,
 		NoticeHost:     h.app.Host,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/session/mint"
 )
 
 var signedOutPage = template.Must(template.New("out").Parse(`<!doctype html>
@@ -83,7 +84,7 @@ func (s *Service) logoutNotice(sc *session.SessionClaims, q url.Values) (string,
 		return "", nil
 	}
 	now := s.cfg.Now()
-	tok, err := s.cfg.Keys.SignLogout(session.LogoutClaims{SessionID: sc.SessionID, Subject: sc.Subject, Audience: host,
+	tok, err := mint.Logout(s.cfg.Keys, session.LogoutClaims{SessionID: sc.SessionID, Subject: sc.Subject, Audience: host,
 		IssuedAt: now.Unix(), Expiry: max(sc.Expiry, now.Unix()) + int64(longest/time.Second), Issuer: s.cfg.AuthURL})
 	if err != nil {
 		return "", err

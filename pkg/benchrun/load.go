@@ -173,8 +173,24 @@ func RunLoad(ctx context.Context, cfg LoadConfig, op Op) (Stats, error) {
 		wg.Wait()
 		close(done)
 	}()
-	snap, warmed := snapshotAt(l.warmEnd, done, &l.read)
+	// The window starts at warmEnd: the snapshot is taken when the timer
+	// fires or when a worker starts the first measured request, whichever
+	// comes first. (A timer alone fires late on a busy machine: fast
+	// requests could then all finish first and the window look never
+	// reached.)
+	timerDone := make(chan struct{})
+	go func() {
+		defer close(timerDone)
+		timer := time.NewTimer(time.Until(l.warmEnd))
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			l.snapshot()
+		case <-done:
+		}
+	}()
 	<-done
+	<-timerDone
 	stopAt := time.Now()
 	cpuEnd := processCPU()
 	if stopAt.After(l.end) {
@@ -184,10 +200,10 @@ func RunLoad(ctx context.Context, cfg LoadConfig, op Op) (Stats, error) {
 		return Stats{}, fmt.Errorf("benchrun: load: %w", err)
 	}
 	st := merge(workers)
-	if warmed {
-		st.Elapsed = stopAt.Sub(snap.at)
-		st.Bytes = l.read.Load() - snap.bytes
-		st.CPU = cpuEnd - snap.cpu
+	if l.warmed {
+		st.Elapsed = stopAt.Sub(l.snap.at)
+		st.Bytes = l.read.Load() - l.snap.bytes
+		st.CPU = cpuEnd - l.snap.cpu
 	}
 	return st, nil
 }
@@ -210,6 +226,19 @@ type loop struct {
 	warmStart time.Time
 	warmEnd   time.Time
 	end       time.Time
+
+	snapOnce sync.Once // guards the following, written once, read after the workers finish
+	snap     snapshot
+	warmed   bool // the measurement window was reached
+}
+
+// snapshot records the state at the start of the measurement window, the
+// first time it is called.
+func (l *loop) snapshot() {
+	l.snapOnce.Do(func() {
+		l.snap = snapshot{bytes: l.read.Load(), at: time.Now(), cpu: processCPU()}
+		l.warmed = true
+	})
 }
 
 // snapshot is the state of a run at the start of its measurement window.
@@ -217,26 +246,6 @@ type snapshot struct {
 	bytes int64
 	at    time.Time
 	cpu   time.Duration
-}
-
-// snapshotAt waits until t and returns the byte count, time and CPU time
-// then. If the workers finish first, it reports that the measurement window
-// was never reached.
-func snapshotAt(t time.Time, done <-chan struct{}, read *atomic.Int64) (snapshot, bool) {
-	timer := time.NewTimer(time.Until(t))
-	defer timer.Stop()
-	take := func() snapshot { return snapshot{bytes: read.Load(), at: time.Now(), cpu: processCPU()} }
-	select {
-	case <-timer.C:
-		return take(), true
-	case <-done:
-		select {
-		case <-timer.C: // both were ready: the warm-up did end
-			return take(), true
-		default:
-			return snapshot{}, false
-		}
-	}
 }
 
 // worker is one client; its fields are written only by its own goroutine
@@ -279,6 +288,9 @@ func (w *worker) run(l *loop) {
 			}
 		}
 		measured := !t0.Before(l.warmEnd)
+		if measured {
+			l.snapshot()
+		}
 		if measured && l.measureLimit > 0 && l.measured.Add(1) > l.measureLimit {
 			return
 		}

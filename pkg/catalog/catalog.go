@@ -89,6 +89,9 @@ type ConnectorGroup struct {
 type App struct {
 	// ID names the app in logs, metrics and policy.
 	ID string
+	// DisplayName is the name users see on error pages (display_name);
+	// empty means the pages use ID. Use Title to read it.
+	DisplayName string
 	// Host is the external host name users open, lower-case, without port or
 	// trailing dot.
 	Host string
@@ -267,4 +270,13 @@ func (c *Catalog) AppByHost(host string) (*App, bool) {
 	}
 	a, ok := c.byHost[string(buf[:len(host)])] // no allocation: the compiler elides the conversion
 	return a, ok
+}
+
+// Title returns the name users see for the app: DisplayName, or ID when
+// there is none.
+func (a *App) Title() string {
+	if a.DisplayName != "" {
+		return a.DisplayName
+	}
+	return a.ID
 }

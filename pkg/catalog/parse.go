@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -205,6 +207,7 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 	auth := &authKeys{lines: map[string]int{}, headerLines: map[string]int{}}
 	p.mapping(n, label, append([]field{
 		{"id", true, func(v *yaml.Node) { a.ID, e.idLine = p.id(v, label, "id"), v.Line }},
+		{"display_name", false, func(v *yaml.Node) { a.DisplayName = p.displayName(v, label) }},
 		{"host", true, func(v *yaml.Node) { a.Host, e.hostLine = p.host(v, label), v.Line }},
 		{"internal_url", true, func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
 		{"connector_group", true, func(v *yaml.Node) {
@@ -363,6 +366,32 @@ func (p *parser) boolean(v *yaml.Node, label, key string) (bool, bool) {
 	}
 	p.add(v.Line, ErrType, label, "%s: got %s, want true or false", key, describe(v))
 	return false, false
+}
+
+// maxDisplayName bounds display_name, in characters.
+const maxDisplayName = 80
+
+// displayName returns v if it is a usable display name: 1 to 80
+// characters, printable, no leading or trailing space; else "" after
+// reporting.
+func (p *parser) displayName(v *yaml.Node, label string) string {
+	s, ok := p.str(v, label, "display_name")
+	if !ok {
+		return ""
+	}
+	switch n := utf8.RuneCountInString(s); {
+	case !utf8.ValidString(s):
+		p.add(v.Line, ErrValue, label, "display_name: not valid UTF-8")
+	case n == 0 || n > maxDisplayName:
+		p.add(v.Line, ErrValue, label, "display_name: got %d characters, want 1 to %d", n, maxDisplayName)
+	case strings.TrimSpace(s) != s:
+		p.add(v.Line, ErrValue, label, "display_name: %q has leading or trailing space", s)
+	case strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+		p.add(v.Line, ErrValue, label, "display_name: %q holds a control or unprintable character", s)
+	default:
+		return s
+	}
+	return ""
 }
 
 // id returns v if it is a valid id (a DNS label), else "" after reporting.

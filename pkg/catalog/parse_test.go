@@ -122,6 +122,7 @@ apps:
     host_header: external
     tls_skip_verify: true
   - id: wiki
+    display_name: Team Wiki (Ünïcode ok)
     host: localhost
     internal_url: http://[::1]:8080
     connector_group: "2024"
@@ -138,7 +139,7 @@ apps:
 		ConnectorGroup: "hq", PreAuth: PreAuthPassthrough, BackendTimeout: 90 * time.Minute,
 		HostHeader: HostHeaderExternal, TLSSkipVerify: true, HSTS: DefaultHSTS, Line: 7,
 	}, {
-		ID: "wiki", Host: "localhost", InternalURL: &url.URL{Scheme: "http", Host: "[::1]:8080"},
+		ID: "wiki", DisplayName: "Team Wiki (Ünïcode ok)", Host: "localhost", InternalURL: &url.URL{Scheme: "http", Host: "[::1]:8080"},
 		ConnectorGroup: "2024", PreAuth: PreAuthPassthrough, BackendTimeout: DefaultBackendTimeout,
 		HostHeader: HostHeaderInternal, Line: 15,
 	}}
@@ -252,6 +253,13 @@ func TestParseErrors(t *testing.T) {
 		{"missing host", appDoc(map[string]string{"host": omit}), []wantErr{{4, ErrMissing, `app "a": missing required key "host"`}}},
 		{"missing id", appDoc(map[string]string{"id": omit}), []wantErr{{5, ErrMissing, `app #1: missing required key "id"`}}},
 		{"missing group id", "connector_groups:\n  - region: eu\napps: []\n", []wantErr{{2, ErrMissing, `connector group #1: missing required key "id"`}}},
+		// display names
+		{"display name too long", appDoc(nil, "    display_name: "+strings.Repeat("x", 81)), []wantErr{{9, ErrValue, "display_name: got 81 characters, want 1 to 80"}}},
+		{"display name empty", appDoc(nil, `    display_name: ""`), []wantErr{{9, ErrValue, "display_name: got 0 characters"}}},
+		{"display name control", appDoc(nil, `    display_name: "Smart\u0007Money"`), []wantErr{{9, ErrValue, "control or unprintable"}}},
+		{"display name newline", appDoc(nil, `    display_name: "Smart\nMoney"`), []wantErr{{9, ErrValue, "control or unprintable"}}},
+		{"display name padded", appDoc(nil, `    display_name: " Smart"`), []wantErr{{9, ErrValue, "leading or trailing space"}}},
+		{"display name a list", appDoc(nil, `    display_name: [a]`), []wantErr{{9, ErrType, "display_name: got a list, want a string"}}},
 		// ids
 		{"bad app id", appDoc(map[string]string{"id": "Smart_Money"}), []wantErr{{4, ErrValue, `id "Smart_Money": must be 1 to 63`}}},
 		{"app id ends with hyphen", appDoc(map[string]string{"id": "a-"}), []wantErr{{4, ErrValue, `id "a-"`}}},

@@ -551,6 +551,21 @@ func (c *Connector) healthHandler() http.Handler {
 		}
 		writeJSON(w, status, map[string]any{"connector": c.ID(), "attached": links, "tunnel_addr": c.node.Addr()})
 	})
+	// /readyz: ready to take requests, that is attached to a mesh node and
+	// not draining (a container's readiness probe; /healthz stays 200
+	// while attached, draining or not, so a draining pod is not killed).
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		attached := 0
+		c.attached.Range(func(_, _ any) bool { attached++; return true })
+		switch {
+		case c.isDraining():
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "draining"})
+		case attached == 0:
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "attached to no mesh node"})
+		default:
+			writeJSON(w, http.StatusOK, map[string]any{"ready": true, "attached": attached})
+		}
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.cfg.Registry, promhttp.HandlerOpts{}))
 	return mux
 }

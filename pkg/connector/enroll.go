@@ -56,7 +56,7 @@ func Enroll(ctx context.Context, cfg EnrollConfig) (*State, error) {
 	cl := &enroll.Client{BaseURL: cfg.MeshURL, HTTPClient: cfg.HTTPClient}
 	resp, err := cl.Enroll(ctx, cfg.Token, key, cfg.Name)
 	if err != nil {
-		return nil, fmt.Errorf("connector: %w", err)
+		return nil, fmt.Errorf("connector: %w", withTLSHint(err))
 	}
 	s := &State{MeshURLs: []string{cfg.MeshURL}, ConnectorID: resp.ConnectorID, Group: resp.Group,
 		Credential: resp.Credential, CredentialIssued: cfg.Now(), CredentialExpires: resp.Expires}

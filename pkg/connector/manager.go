@@ -307,7 +307,7 @@ func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.logger.Warn("attach_failed", "mesh_url", meshURL, "error", err, "retry_in_ms", delay.Milliseconds())
+			c.logger.Warn("attach_failed", "mesh_url", meshURL, "error", withTLSHint(err), "retry_in_ms", delay.Milliseconds())
 			c.markDown(meshURL)
 			if !sleep(ctx, jitter(delay)) {
 				return

@@ -11,7 +11,7 @@ import (
 )
 
 // Probe asks the connector's health listener (a loopback URL such as
-// http://127.0.0.1:9101/readyz) and returns nil when it answers 200. It
+// http://127.0.0.1:7801/readyz) and returns nil when it answers 200. It
 // is what a Kubernetes exec probe runs ("connectord probe URL"): the
 // health listener stays on loopback, where kubelet's HTTP probes cannot
 // reach. Any URL but a loopback http one is refused.

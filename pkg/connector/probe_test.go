@@ -26,7 +26,7 @@ func TestProbe(t *testing.T) {
 	if err := Probe(t.Context(), srv.URL+"/readyz"); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Errorf("not ready: got %v, want 503", err)
 	}
-	for _, u := range []string{"http://192.0.2.1:9101/healthz", "https://127.0.0.1:9101/healthz", "http://localhost.evil.com/", "http://u:p@127.0.0.1/", "::"} {
+	for _, u := range []string{"http://192.0.2.1:9101/healthz", "https://127.0.0.1:7801/healthz", "http://localhost.evil.com/", "http://u:p@127.0.0.1/", "::"} {
 		if err := Probe(t.Context(), u); err == nil {
 			t.Errorf("%s: accepted", u)
 		}

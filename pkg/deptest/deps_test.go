@@ -44,8 +44,18 @@ const (
 	zitadel    = "github.com/zitadel/oidc"
 	module     = "github.com/postern/postern"
 	session    = module + "/pkg/session"
+	mint       = module + "/pkg/session/mint"
 	gossip     = "github.com/postern/postern/pkg/gossip"
 )
+
+// devOnly are the packages of the demo, the tests and the benchmarks: the
+// development identity provider (and the OIDC provider library it is built
+// on), the sample app, the simulated network, the in-process harness, the
+// benchmark runner and the demo. No production binary links them.
+var devOnly = []string{
+	module + "/pkg/devidp", zitadel, module + "/pkg/sampleapp", module + "/pkg/simnet",
+	module + "/pkg/harness", module + "/pkg/benchrun", module + "/pkg/demo",
+}
 
 // depRules returns the trust boundaries of the module. Add a row to add a
 // boundary.
@@ -72,8 +82,16 @@ func depRules() []depRule {
 			Pattern: "./connectord",
 			Dir:     "connectord",
 			GOOS:    []string{"linux", "windows"},
-			Deny:    []string{memberlist, goOIDC, zitadel, session, gossip},
-			Why:     "the connector runs on internal hosts and must hold no gossip keyring, session-signing or OIDC code",
+			Deny:    append([]string{memberlist, goOIDC, session, gossip, module + "/pkg/authfn"}, devOnly...),
+			Why:     "the connector runs on internal hosts and must hold no gossip keyring, session-signing or OIDC code, and no development or test code",
+		},
+		{
+			Name:    "meshd",
+			Pattern: "./meshd",
+			Dir:     "meshd",
+			GOOS:    []string{"linux", "windows"},
+			Deny:    append([]string{mint, module + "/pkg/authfn", goOIDC}, devOnly...),
+			Why:     "mesh nodes only verify sessions (the session-signing key stays with the auth functions) and the production binary carries no development or test code (the demo is meshd/demo)",
 		},
 	}
 }
@@ -120,6 +138,8 @@ func TestCheckDepsDetects(t *testing.T) {
 	}{
 		{"./pkg/wgnet", []string{wireguard, gvisor, memberlist}, []string{wireguard, gvisor}},
 		{"./pkg/wgkey", []string{wireguard, gvisor, memberlist}, nil},
+		// The demo command links what meshd must not.
+		{"./meshd/demo", []string{mint, module + "/pkg/harness", zitadel}, []string{mint, module + "/pkg/harness", zitadel}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pattern, func(t *testing.T) {

@@ -17,10 +17,14 @@ var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 <p>Sign in to <code>{{.ClientID}}</code> (tenant <code>{{.Tenant}}</code>) as a test user.{{if .ACRs}} Requested authentication contexts: {{range .ACRs}}<code>{{.}}</code> {{end}}{{end}}</p>
 <form method="post" action="{{.Action}}">
 <input type="hidden" name="id" value="{{.ID}}">
-{{range .Users}}<button type="submit" name="user" value="{{.Login}}" data-user="{{.Login}}">{{.Name}} &lt;{{.Username}}&gt;{{if .Roles}} · roles: {{range .Roles}}{{.}} {{end}}{{end}} · {{len .Groups}} groups{{if .ACRs}} · can satisfy: {{range .ACRs}}{{.}} {{end}}{{end}}{{if .HomeTenantID}} · guest{{end}}</button>
+{{range .Users}}<button type="submit" name="user" value="{{.Login}}" data-user="{{.Login}}">{{.Name}} &lt;{{.Username}}&gt;{{if .Roles}} · roles: {{range .Roles}}{{.}} {{end}}{{end}} · {{with len .Groups}}{{.}} {{if eq . 1}}group{{else}}groups{{end}}{{else}}no groups{{end}}{{if .ACRs}} · can satisfy: {{range .ACRs}}{{.}} {{end}}{{end}}{{if .HomeTenantID}} · guest{{end}}</button>
 {{else}}<p>No users are configured for this tenant.</p>
 {{end}}<button type="submit" name="deny" value="1" data-deny="true">Deny (cancel sign-in)</button>
 </form>
+<p id="legend"><small><b>roles</b> and <b>groups</b> go into the user's token (groups as object ids, as Entra sends them).
+<b>can satisfy: c1</b> means the user can meet authentication context <code>c1</code> (for example "MFA done"): an app whose policy
+requires <code>acrs: [c1]</code> lets in only users who can, and a sign-in that asks for it gets it in the token's <code>acrs</code> claim.
+<b>guest</b> marks a user from another tenant.</small></p>
 <p><small>For development only: no passwords, any user can be picked.</small></p>
 </body></html>`))
 

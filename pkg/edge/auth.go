@@ -199,7 +199,8 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *cata
 		user = claims.Subject
 	}
 	errpage.Write(w, r, errpage.Page{Status: http.StatusForbidden, Title: "Access denied",
-		Reason: fmt.Sprintf("%s may not use %s: %s.", user, app.ID, strings.TrimSuffix(d.Reason, ".")), RequestID: st.rid})
+		Reason:    fmt.Sprintf("%s may not use %s: %s.", user, app.Title(), strings.TrimSuffix(d.Reason, ".")),
+		RequestID: st.rid, Links: []errpage.Link{{Text: "Sign in as someone else", Path: LogoutPath}}})
 	return nil
 }
 

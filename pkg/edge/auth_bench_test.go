@@ -77,7 +77,7 @@ func newAuthHandlerWith(tb testing.TB, denied DenyList) (*Handler, *catalog.App,
 		tb.Fatal(err)
 	}
 	now := time.Now()
-	tok, err := ks.SignApp(session.AppClaims{
+	tok, err := ks.Sign(session.TypeApp, session.AppClaims{
 		Identity: session.Identity{Subject: benchTenant + "/oid", TenantID: benchTenant, Name: "Alice", Groups: []string{"g-support"},
 			Roles: []string{"SmartMoney.User"}, AuthTime: now.Unix(), SessionID: "s1"},
 		AppID: "smartmoney", Audience: app.Host, Binding: "b", ReturnPath: "/",

@@ -148,7 +148,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusNotFound, Title: "Unknown application",
-			Reason: "No application is published at this address.", RequestID: st.rid})
+			Reason: fmt.Sprintf("No application is published at %s.", errpage.Shown(r.Host)), RequestID: st.rid})
 		h.logAccess(r, rw, st, start)
 		return
 	}
@@ -313,11 +313,14 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	var ce *connectorError
 	switch {
 	case errors.Is(err, errNoConnector), errors.Is(err, errRelayNoConnector):
-		p.Status, p.Title = http.StatusServiceUnavailable, "No connector online"
-		p.Reason = fmt.Sprintf("No connector online for group %s, which serves %s.", st.app.ConnectorGroup, st.app.ID)
+		// The connector group is an internal name: it goes to the log
+		// (errReason), not to the user's page.
+		st.errReason = fmt.Sprintf("%v (connector group %s)", err, st.app.ConnectorGroup)
+		p.Status, p.Title = http.StatusServiceUnavailable, "Application unreachable"
+		p.Reason = fmt.Sprintf("%s cannot be reached right now: no connector to its network is online. Try again in a minute; if it persists, tell your administrator.", st.app.Title())
 	case errors.Is(err, errBackendTimeout):
 		p.Status, p.Title = http.StatusGatewayTimeout, "Backend timeout"
-		p.Reason = fmt.Sprintf("The application did not answer within %s.", st.app.BackendTimeout)
+		p.Reason = fmt.Sprintf("%s did not answer within %s.", st.app.Title(), st.app.BackendTimeout)
 	case errors.Is(err, pool.ErrConnectorLost):
 		p.Reason = "The connector was lost before the application answered."
 	case errors.As(err, &ce):

@@ -120,7 +120,7 @@ func (c *chain) token(t *testing.T, appID, host, binding string, roles ...string
 func (c *chain) tokenOf(t *testing.T, tid, appID, host, binding string, roles ...string) string {
 	t.Helper()
 	now := time.Now()
-	tok, err := c.keys.SignApp(session.AppClaims{
+	tok, err := c.keys.Sign(session.TypeApp, session.AppClaims{
 		Identity: session.Identity{Subject: tid + "/alice", TenantID: tid, Name: "Alice", Roles: roles,
 			AuthTime: now.Unix(), SessionID: "s1"},
 		AppID: appID, Audience: host, Binding: binding, ReturnPath: "/", IssuedAt: now.Unix(),

@@ -18,7 +18,7 @@ import (
 func mintApp(tb testing.TB, ks *session.Keyset, sid string, authTime time.Time, nonce string) string {
 	tb.Helper()
 	now := time.Now()
-	tok, err := ks.SignApp(session.AppClaims{
+	tok, err := ks.Sign(session.TypeApp, session.AppClaims{
 		Identity: session.Identity{Subject: "tid/alice", TenantID: benchTenant, Groups: []string{"g-support"}, Roles: []string{"SmartMoney.User"},
 			AuthTime: authTime.Unix(), SessionID: sid},
 		AppID: "smartmoney", Audience: "smartmoney.example.com", Binding: bindHash(nonce), ReturnPath: "/reports?q=1",
@@ -161,7 +161,7 @@ func TestLogoutRevokesSession(t *testing.T) {
 	}
 	notice := func(ks *session.Keyset, sid, aud string) string {
 		now := time.Now()
-		n, err := ks.SignLogout(session.LogoutClaims{SessionID: sid, Subject: "tid/alice", Audience: aud,
+		n, err := ks.Sign(session.TypeLogout, session.LogoutClaims{SessionID: sid, Subject: "tid/alice", Audience: aud,
 			IssuedAt: now.Unix(), Expiry: now.Add(time.Hour).Unix(), Issuer: "https://auth.example.com"})
 		if err != nil {
 			t.Fatal(err)

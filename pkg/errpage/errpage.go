@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"unicode"
 )
 
 // Page is one error answer.
@@ -17,6 +18,16 @@ type Page struct {
 	Title     string // short, e.g. "No connector online"
 	Reason    string // one line, safe to show to the user
 	RequestID string
+	// Links are actions offered under the reason (such as "Sign in as
+	// someone else"); nil means none.
+	Links []Link
+}
+
+// Link is an action on an error page: a same-site path and its text.
+type Link struct {
+	Text string
+	// Path is an absolute path on the host the page is served for.
+	Path string
 }
 
 var tmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -25,7 +36,8 @@ var tmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}code{background:#f3f3f3;padding:.1rem .3rem}.rid{color:#666;font-size:.9rem}</style></head>
 <body><h1>{{.Status}} · {{.Title}}</h1><p>{{.Reason}}</p>
-<p class="rid">Request id: <code>{{.RequestID}}</code> — quote it to your administrator.</p></body></html>
+{{range .Links}}<p><a href="{{.Path}}">{{.Text}}</a></p>
+{{end}}<p class="rid">Request id: <code>{{.RequestID}}</code> — quote it to your administrator.</p></body></html>
 `))
 
 // Harden sets the headers every page of Postern's own carries: no MIME
@@ -59,6 +71,33 @@ func Write(w http.ResponseWriter, r *http.Request, p Page) {
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(p.Status)
 	fmt.Fprintf(w, "%d %s: %s (request id %s)\n", p.Status, p.Title, p.Reason, p.RequestID)
+	for _, l := range p.Links {
+		fmt.Fprintf(w, "%s: %s\n", l.Text, l.Path)
+	}
+}
+
+// maxShown bounds a client-supplied value shown on a page, in characters.
+const maxShown = 100
+
+// Shown returns s, a value the client sent (such as the Host header), fit
+// to quote on a page: control and unprintable characters replaced by
+// U+FFFD and at most 100 characters, with an ellipsis when cut. The page
+// template escapes it for HTML.
+func Shown(s string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == maxShown {
+			b.WriteString("…")
+			break
+		}
+		if !unicode.IsPrint(r) {
+			r = unicode.ReplacementChar
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
 }
 
 // wantsHTML reports whether the client is a browser asking for a page.

@@ -68,7 +68,7 @@ func (h *Harness) startAuthListener() error {
 		Users: devidp.DemoUsers(),
 		Clients: []devidp.Client{{ID: "postern", Secret: h.auth.secret, RedirectURIs: []string{h.auth.URL + "/callback"},
 			PostLogoutRedirectURIs: []string{h.auth.URL + "/healthz"}}},
-		Logger: h.logger.With("component", "devidp"),
+		Logger: h.logger.With("service", "devidp"),
 	})
 	if err != nil {
 		return err
@@ -92,7 +92,7 @@ func (h *Harness) startAuthService(appPort string) error {
 		AuthURL: a.URL, AppPort: ":" + appPort, MeshAuthorityKeys: []ed25519.PublicKey{h.authorityPub}, Keys: keys, StateKey: stateKey,
 		EntraAuthorityBase: base, TenantID: devidp.DemoTenantID, ClientID: "postern", ClientSecret: a.secret,
 		GraphURL: a.idp.GraphURL(), PostLogoutURLs: []string{a.URL + "/healthz"},
-		HTTPClient: a.client, Logger: h.logger.With("component", "authfn"),
+		HTTPClient: a.client, Logger: h.logger.With("service", "authfn"),
 	})
 	if err != nil {
 		return err
@@ -136,11 +136,11 @@ func (h *Harness) IdPURL() string {
 }
 
 // OpenAppHost is the external host of a passthrough copy of the sample app
-// that the catalogue holds when sign-in is on.
+// that the standard catalogue holds (with or without sign-in).
 const OpenAppHost = "open.localhost"
 
 // OpenAppURL returns the URL of path on the passthrough copy of the sample
-// app (Options.Auth only), through mesh node i.
+// app, through mesh node i.
 func (h *Harness) OpenAppURL(i int, path string) string {
 	_, port, _ := net.SplitHostPort(h.Meshes()[i].Addr)
 	return "https://" + OpenAppHost + ":" + port + path
@@ -151,6 +151,7 @@ func (h *Harness) OpenAppURL(i int, path string) string {
 // use it, and only admins may use /admin.
 func (h *Harness) authCatalogApp() string {
 	return fmt.Sprintf(`  - id: smartmoney
+    display_name: SmartMoney
     host: %s
     internal_url: %s
     connector_group: hq
@@ -162,12 +163,14 @@ func (h *Harness) authCatalogApp() string {
       paths:
         - prefix: /admin
           allow: { roles: ["SmartMoney.Admin"] }
-  - id: open
-    host: %s
-    internal_url: %s
-    connector_group: hq
-    preauth: passthrough
-`, h.AppHost, h.App, devidp.DemoSupportGroupID, OpenAppHost, h.App)
+`, h.AppHost, h.App, devidp.DemoSupportGroupID) + h.openCatalogApp()
+}
+
+// openCatalogApp is the catalogue entry of the passthrough copy of the
+// sample app.
+func (h *Harness) openCatalogApp() string {
+	return fmt.Sprintf("  - id: open\n    display_name: SmartMoney (open copy)\n    host: %s\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n",
+		OpenAppHost, h.App)
 }
 
 func (h *Harness) authClient() *http.Client {

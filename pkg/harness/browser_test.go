@@ -61,6 +61,12 @@ func TestBrowserSignIn(t *testing.T) {
 	}
 	alice := chromedp.CSS(`button[data-user="alice"]`)
 	step("open the app", chromedp.Navigate(h.AppURL(0, "/")), chromedp.WaitVisible(alice))
+	// The provider's page counts groups in the singular and says what
+	// "can satisfy" means.
+	if page := text(); !strings.Contains(page, "· 1 group") || strings.Contains(page, "1 groups") ||
+		!strings.Contains(page, "can satisfy: c1 means") {
+		t.Fatalf("sign-in page: want \"1 group\" and the legend of \"can satisfy\", got\n%s", page)
+	}
 	step("sign in as alice", chromedp.Click(alice), chromedp.WaitVisible(chromedp.CSS("body")))
 	waitForText(t, ctx, "X-Postern-User")
 	page, loc := text(), location()
@@ -68,21 +74,53 @@ func TestBrowserSignIn(t *testing.T) {
 		t.Fatalf("after sign-in at %s the app page lacks the identity headers:\n%s", loc, page)
 	}
 	screenshot(t, ctx, "signed-in")
+	// The identity table wraps long values (the assertion) and keeps every
+	// header name on one line, inside the window.
+	layout, err := chromedp.Run(ctx, chromedp.Evaluate[string](identityLayoutJS))
+	if err != nil || layout != "ok" {
+		t.Fatalf("identity table layout: %s %v", layout, err)
+	}
 	step("a path rule denies", chromedp.Navigate(h.AppURL(0, "/admin")), chromedp.WaitVisible(chromedp.CSS("body")))
-	if page = text(); !strings.Contains(page, "Access denied") || !strings.Contains(page, "SmartMoney.Admin") {
-		t.Fatalf("/admin: got\n%s", page)
+	if page = text(); !strings.Contains(page, "Access denied") || !strings.Contains(page, "SmartMoney.Admin") ||
+		!strings.Contains(page, "alice@contoso.example may not use SmartMoney") || !strings.Contains(page, "Sign in as someone else") {
+		t.Fatalf("/admin: want the 403 page naming the app and offering another sign-in, got\n%s", page)
 	}
 	screenshot(t, ctx, "denied")
-	step("log out", chromedp.Navigate(h.AppURL(0, "/.postern/logout")), chromedp.WaitVisible(chromedp.CSS("body")))
+	step("sign in as someone else", chromedp.Click(chromedp.CSS(`a[href="/.postern/logout"]`)), chromedp.WaitVisible(chromedp.CSS("body")))
+	waitForText(t, ctx, "Signed out")
 	if loc = location(); !strings.HasPrefix(loc, h.AuthURL()) {
 		t.Fatalf("logout ended at %s, want the auth host", loc)
 	}
 	screenshot(t, ctx, "signed-out")
-	step("the app asks to sign in again", chromedp.Navigate(h.AppURL(0, "/")), chromedp.WaitVisible(alice))
+	bob := chromedp.CSS(`button[data-user="bob"]`)
+	step("the app asks to sign in again", chromedp.Navigate(h.AppURL(0, "/admin")), chromedp.WaitVisible(bob))
 	if loc = location(); !strings.HasPrefix(loc, h.IdPURL()) {
 		t.Fatalf("after logout the app went to %s, want the sign-in page", loc)
 	}
+	// bob (role SmartMoney.Admin) gets the admin area: an allowed request
+	// looks allowed.
+	step("sign in as bob", chromedp.Click(bob), chromedp.WaitVisible(chromedp.CSS("body")))
+	waitForText(t, ctx, "Admin area of SmartMoney")
+	if page, loc = text(), location(); !strings.HasPrefix(loc, h.AppURL(0, "/admin")) || !strings.Contains(page, "Bob Brown") {
+		t.Fatalf("bob at %s: want the admin area greeting Bob Brown, got\n%s", loc, page)
+	}
+	screenshot(t, ctx, "admin")
 }
+
+// identityLayoutJS checks the sample app's identity table: "ok", or what
+// is wrong.
+const identityLayoutJS = `(() => {
+  const rows = [...document.querySelectorAll('#headers tr')].slice(1);
+  const lines = el => { const r = document.createRange(); r.selectNodeContents(el); return r.getClientRects().length; };
+  for (const row of rows) {
+    if (lines(row.cells[0]) !== 1) return 'header name ' + row.cells[0].innerText + ' wraps';
+  }
+  const a = rows.find(r => r.cells[0].innerText === 'X-Postern-Assertion');
+  if (!a) return 'no X-Postern-Assertion row';
+  if (lines(a.cells[1]) < 2) return 'the assertion does not wrap';
+  if (document.documentElement.scrollWidth > window.innerWidth) return 'the page is wider than the window';
+  return 'ok';
+})()`
 
 // newBrowser starts a headless Chromium that trusts exactly h's
 // certificate, and returns the context of its first tab; it stops with t.
@@ -113,7 +151,7 @@ func newBrowser(t *testing.T, h *Harness) context.Context {
 // chain after a click cuts polls off ("navigated"), so it polls again.
 func waitForText(t *testing.T, ctx context.Context, want string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // a bound for a broken flow, generous for a busy machine
 	for {
 		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body && document.body.innerText.includes(`+strconv.Quote(want)+`)`,
 			chromedp.WithPollingTimeout(5*time.Second)))

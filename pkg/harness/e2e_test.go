@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -132,7 +133,8 @@ func TestErrorPages(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := l.Addr().String()
 	l.Close()
-	h := start(t, Options{})
+	var logs SyncBuffer
+	h := start(t, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	// Rewrite the catalogue with the extra apps now that the app URL is
 	// known; the mesh picks it up live.
 	cat := fmt.Sprintf(`connector_groups:
@@ -150,6 +152,7 @@ apps:
     connector_group: hq
     preauth: passthrough
   - id: orphan
+    display_name: Orphan Ledger
     host: orphan.localhost
     internal_url: http://127.0.0.1:9
     connector_group: empty
@@ -171,11 +174,13 @@ apps:
 		url    string
 		status int
 		reason string
+		hidden []string // internal names the page must not show
 	}{
-		{"unknown host", u("nope.localhost", "/"), 404, "No application is published"},
-		{"backend refused", u("refused.localhost", "/"), 502, "refused the connection"},
-		{"no connector", u("orphan.localhost", "/"), 503, "No connector online for group empty"},
-		{"backend timeout", u("slow.localhost", "/slow?delay=3s"), 504, "did not answer within 300ms"},
+		{"unknown host", u("nope.localhost", "/"), 404, "No application is published at nope.localhost:" + port, nil},
+		{"backend refused", u("refused.localhost", "/"), 502, "refused the connection", nil},
+		// The group's name is internal: the log has it, the page does not.
+		{"no connector", u("orphan.localhost", "/"), 503, "Orphan Ledger cannot be reached right now", []string{"empty", "group", "orphan.localhost"}},
+		{"backend timeout", u("slow.localhost", "/slow?delay=3s"), 504, "slowapp did not answer within 300ms", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -187,12 +192,16 @@ apps:
 			if rid == "" || !strings.Contains(string(body), rid) {
 				t.Fatalf("request id %q not on the page", rid)
 			}
-			for _, leak := range []string{closed, "127.0.0.1:9", "goroutine", ".go:"} {
+			for _, leak := range append([]string{closed, "127.0.0.1:9", "goroutine", ".go:"}, tc.hidden...) {
 				if strings.Contains(string(body), leak) {
 					t.Fatalf("page leaks %q: %s", leak, body)
 				}
 			}
 		})
+	}
+	// What the 503 page leaves out is in the access log line.
+	if !strings.Contains(logs.String(), `"error":"no connector online (connector group empty)"`) {
+		t.Errorf("access log: no line names the connector group of the 503:\n%s", logs.String())
 	}
 	t.Run("timeout bounds first byte only", func(t *testing.T) {
 		resp, body := get(t, c, u("slow.localhost", "/sse?n=4&interval=150ms"))

@@ -312,8 +312,9 @@ func (h *Harness) catalogYAML() string {
 	if h.opts.Auth {
 		b.WriteString(h.authCatalogApp())
 	} else {
-		fmt.Fprintf(&b, "  - id: smartmoney\n    host: %s\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n",
+		fmt.Fprintf(&b, "  - id: smartmoney\n    display_name: SmartMoney\n    host: %s\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n",
 			h.AppHost, h.App)
+		b.WriteString(h.openCatalogApp())
 	}
 	b.WriteString(h.opts.ExtraCatalog)
 	return b.String()
@@ -365,7 +366,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 			return nil, err
 		}
 	}
-	cfg.Logger = h.logger.With("component", "meshd")
+	cfg.Logger = h.logger.With("service", "meshd")
 	node, err := meshnode.New(cfg)
 	if err != nil {
 		l.Close()
@@ -548,7 +549,7 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 	}
 	cfg := connector.Config{StateDir: dir, HTTPClient: h.APIClient(), AllowList: al,
 		Carrier: h.opts.Carrier, UDPTimeout: h.opts.UDPTimeout, ProbeInterval: h.opts.ProbeInterval,
-		Logger: h.logger.With("component", "connectord")}
+		Logger: h.logger.With("service", "connectord")}
 	var inner conn.Bind = wgnet.NewDialBind()
 	want := min(2, len(h.Meshes()))
 	if t := h.opts.Topology; t != nil {

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,11 +22,7 @@ import (
 // socket bound to, a non-loopback address.
 func TestConnectordOpensNoListeningSocket(t *testing.T) {
 	h := start(t, Options{Connectors: -1})
-	bin := filepath.Join(t.TempDir(), "connectord")
-	build := exec.Command("go", "build", "-o", bin, "../../connectord")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build connectord: %v\n%s", err, out)
-	}
+	bin := buildCommand(t, "./connectord")
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(ca, h.CA.CertPEM(), 0o644)
 	state := filepath.Join(t.TempDir(), "state")
@@ -36,14 +30,34 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enrol := exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--state-dir", state, "--mesh-ca", ca)
+	// The mesh's certificate is signed by the harness's own CA: without
+	// --mesh-ca, enrolment fails, says which flag fixes it and uses up
+	// nothing (the same token still enrols).
+	out, err := exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--token", tok,
+		"--state-dir", filepath.Join(t.TempDir(), "untrusted")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "pass --mesh-ca FILE") {
+		t.Fatalf("enroll with an untrusted mesh certificate: got %v %s, want an error naming --mesh-ca", err, out)
+	}
+	enrol := exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--state-dir", state, "--mesh-ca", ca,
+		"--allow", "127.0.0.1")
 	enrol.Env = append(os.Environ(), "POSTERN_ENROLL_TOKEN="+tok) // not on the command line
-	out, err := enrol.CombinedOutput()
+	out, err = enrol.CombinedOutput()
 	if err != nil {
 		t.Fatalf("enroll: %v\n%s", err, out)
 	}
 	if strings.Contains(string(out), tok) {
 		t.Fatal("enroll printed the token")
+	}
+	if kept, err := os.ReadFile(filepath.Join(state, connector.MeshCAFile)); err != nil || string(kept) != string(h.CA.CertPEM()) {
+		t.Fatalf("enroll did not keep the mesh CA in the state directory: %v", err)
+	}
+	// The run command enroll printed, exactly (plus a free admin port).
+	_, runLine, found := strings.Cut(string(out), "start it with: ")
+	runLine, _, _ = strings.Cut(runLine, "\n")
+	runArgs := strings.Fields(runLine)
+	if !found || len(runArgs) < 2 || runArgs[0] != "connectord" || runArgs[1] != "run" || strings.Contains(runLine, "--mesh-ca") ||
+		!strings.Contains(runLine, "--allow 127.0.0.1") {
+		t.Fatalf("enroll printed no run command with the allow-list and without --mesh-ca:\n%s", out)
 	}
 	// A second use of the same token is refused with a clear message.
 	out, err = exec.CommandContext(t.Context(), bin, "enroll", "--mesh", h.Meshes()[0].URL, "--token", tok,
@@ -60,12 +74,12 @@ func TestConnectordOpensNoListeningSocket(t *testing.T) {
 			t.Fatalf("%s: %v mode %v, want 0600", f, err, fi.Mode().Perm())
 		}
 	}
-	var logs syncBuffer // connectord keeps logging while the test reads
 	// Without an allow-list the connector refuses to run.
-	if out, err := exec.CommandContext(t.Context(), bin, "run", "--state-dir", state, "--mesh-ca", ca, "--health-listen", "").CombinedOutput(); err == nil || !strings.Contains(string(out), "--allow-any") {
+	if out, err := exec.CommandContext(t.Context(), bin, "run", "--state-dir", state, "--admin", "").CombinedOutput(); err == nil || !strings.Contains(string(out), "--allow-any") {
 		t.Fatalf("run without --allow: got %v %s, want a refusal", err, out)
 	}
-	run := exec.Command(bin, "run", "--state-dir", state, "--mesh-ca", ca, "--health-listen", "127.0.0.1:0", "--allow", "127.0.0.1")
+	var logs SyncBuffer // connectord keeps logging while the test reads
+	run := exec.Command(bin, append(runArgs[1:], "--admin", "127.0.0.1:0")...)
 	run.Stderr = &logs
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
@@ -202,23 +216,4 @@ func connectorState(dir string) (string, error) {
 		return "", err
 	}
 	return st.Credential, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for a writing process and a reading
-// test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

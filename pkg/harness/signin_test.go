@@ -40,12 +40,14 @@ func TestSignInHandoffAndPolicy(t *testing.T) {
 	if strings.Contains(hd.Get("Cookie"), "__Host-postern") {
 		t.Errorf("Postern cookie reached the backend: %q", hd.Get("Cookie"))
 	}
-	// A path rule denies alice, with a page naming the app, the user and why.
+	// A path rule denies alice, with a page naming the app (by its display
+	// name), the user and why.
 	resp, body = navigate(t, c, h.AppURL(0, "/admin"), "", "")
-	if resp.StatusCode != 403 || !strings.Contains(body, "smartmoney") || !strings.Contains(body, "alice") || !strings.Contains(body, "SmartMoney.Admin") {
+	if resp.StatusCode != 403 || !strings.Contains(body, "may not use SmartMoney:") || !strings.Contains(body, "alice") || !strings.Contains(body, "SmartMoney.Admin") {
 		t.Fatalf("/admin for alice: got %d %s", resp.StatusCode, body)
 	}
-	// Sneaky spellings of /admin are denied too.
+	// Sneaky spellings of /admin are denied too (the sample app serves
+	// /admin, so a spelling that slipped past the policy would get 200).
 	for _, p := range []string{"/Admin", "//admin", "/./admin", "/%61dmin", "/public/%2e%2e/admin", "/admin;x"} {
 		resp, _ := navigate(t, c, h.AppURL(0, p), "", "")
 		if resp.StatusCode == 200 {

@@ -40,7 +40,7 @@ func buildConnectord(t *testing.T, dir, version string) string {
 // starts it again (at most 5 times) when it exits with an error, until the
 // test ends.
 type supervised struct {
-	logs syncBuffer
+	logs SyncBuffer
 	mu   sync.Mutex // guards cmd and stopped
 	cmd  *exec.Cmd
 	stop bool
@@ -157,7 +157,7 @@ func TestSelfUpdateUnderLoad(t *testing.T) {
 		tokFile := filepath.Join(dir, fmt.Sprintf("token%d", i))
 		os.WriteFile(tokFile, []byte(tok), 0o600)
 		p := supervise(t, nil, binA, "run", "--state-dir", state, "--mesh", h.Meshes()[0].URL, "--enroll-token-file", tokFile,
-			"--mesh-ca", ca, "--health-listen", "", "--allow", "127.0.0.1", "--drain-timeout", "2s",
+			"--mesh-ca", ca, "--admin", "", "--allow", "127.0.0.1", "--drain-timeout", "2s",
 			"--update-url", rel.URL+"/release.json", "--update-key", pub, "--update-every", "1s",
 			"--update-trial-timeout", "12s", "--update-margin", "1s")
 		states, procs = append(states, state), append(procs, p)

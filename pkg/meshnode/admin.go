@@ -30,10 +30,20 @@ type Status struct {
 	Mesh *MeshStatus `json:"mesh,omitempty"`
 }
 
-// ConnectorStatus is one connector in Status: its pool state and the
-// carrier its WireGuard packets use.
+// ConnectorStatus is one connector attached to this node in Status: its
+// pool state and the carrier its WireGuard packets use.
 type ConnectorStatus struct {
-	pool.Status
+	ID          string     `json:"id"`
+	Group       string     `json:"group"`
+	PublicKey   string     `json:"public_key"`
+	TunnelAddr  netip.Addr `json:"tunnel_addr"`
+	Alive       bool       `json:"alive"`
+	Draining    bool       `json:"draining"`
+	Outstanding int64      `json:"outstanding"`
+	// RTTMs is the latest probe's round-trip time through the tunnel, in
+	// milliseconds.
+	RTTMs    float64   `json:"rtt_ms"`
+	Attached time.Time `json:"attached"`
 	// Carrier is "udp" or "stream", as the connector's latest
 	// authenticated packet arrived; empty before the first one.
 	Carrier string `json:"carrier"`
@@ -64,11 +74,16 @@ func carrierOf(endpoint string) string {
 // connectorStatuses returns the pool's connectors with their carriers.
 func (n *Node) connectorStatuses() []ConnectorStatus {
 	carriers := n.carriers()
-	var out []ConnectorStatus
+	out := []ConnectorStatus{}
 	for _, s := range n.pool.Statuses() {
-		out = append(out, ConnectorStatus{Status: s, Carrier: carriers[s.TunnelAddr]})
+		out = append(out, connectorStatus(s, carriers[s.TunnelAddr]))
 	}
 	return out
+}
+
+func connectorStatus(s pool.Status, carrier string) ConnectorStatus {
+	return ConnectorStatus{ID: s.ID, Group: s.Group, PublicKey: s.PublicKey, TunnelAddr: s.TunnelAddr, Alive: s.Alive,
+		Draining: s.Draining, Outstanding: s.Outstanding, RTTMs: ms(s.RTT), Attached: s.Attached, Carrier: carrier}
 }
 
 // Status returns the node's status.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -48,8 +49,8 @@ type ExplainPath struct {
 	Why    string `json:"why,omitempty"`
 }
 
-// ErrNoCluster is returned by Explain on a node that is not in a cluster
-// and by lookups of unknown apps.
+// ErrNoCluster is returned by SetStrategy on a node that is not in a
+// cluster; ErrUnknownApp by Explain for an app the catalogue does not have.
 var (
 	ErrNoCluster  = errors.New("meshnode: this node is not in a cluster: every request goes to a connector attached to it")
 	ErrUnknownApp = errors.New("meshnode: no such app in the catalogue")
@@ -66,7 +67,7 @@ func (n *Node) Explain(app string) (Explain, error) {
 		}
 	}
 	if n.mesh == nil {
-		return Explain{}, ErrNoCluster
+		return n.explainLone(a.ID, a.ConnectorGroup), nil
 	}
 	g, _ := cat.Group(a.ConnectorGroup)
 	ex := Explain{App: a.ID, Group: a.ConnectorGroup, Node: n.cfg.ID, Region: n.cfg.Region,
@@ -86,7 +87,88 @@ func (n *Node) Explain(app string) (Explain, error) {
 	for i, c := range d.Candidates {
 		ex.Paths = append(ex.Paths, explainPath(c, i < d.Tier, held[c.Key()]))
 	}
+	ex.Paths = append(ex.Paths, n.mesh.otherPaths(a.ConnectorGroup, ex.Paths)...)
 	return ex, nil
+}
+
+// otherPaths returns the paths the route decision does not score, so that
+// an explanation lists every path this node knows of: the further
+// connectors of a relay node (the decision scores each node by its best
+// connector; that node balances among all of them) and the connectors
+// attached to nodes that are not live members (never eligible).
+func (m *mesh) otherPaths(group string, scored []ExplainPath) []ExplainPath {
+	byNode := map[string]ExplainPath{}
+	listed := map[[2]string]bool{}
+	for _, p := range scored {
+		byNode[p.Via] = p
+		listed[[2]string{p.Via, p.Connector}] = true
+	}
+	members := map[string]gossip.Member{}
+	for _, mb := range m.cluster.Members() {
+		members[mb.ID] = mb
+	}
+	var out []ExplainPath
+	for _, a := range m.cluster.Attachments() {
+		if a.Group != group || a.Node == m.n.cfg.ID || listed[[2]string{a.Node, a.Connector}] {
+			continue
+		}
+		listed[[2]string{a.Node, a.Connector}] = true
+		p := ExplainPath{Via: a.Node, Connector: a.Connector, ConnectorRTTMs: ms(a.RTT), Load: int64(a.InFlight)}
+		row, scoredNode := byNode[a.Node]
+		mb, member := members[a.Node]
+		switch {
+		case scoredNode:
+			p.Region, p.NodeRTTMs, p.NodeRTTKnown = row.Region, row.NodeRTTMs, row.NodeRTTKnown
+			p.CostMs = row.CostMs - row.ConnectorRTTMs + p.ConnectorRTTMs
+			p.Eligible = row.Eligible && a.Alive && !a.Draining
+			p.Chosen = row.Chosen && p.Eligible
+			p.Why = "balanced by " + a.Node + " among its connectors"
+			if !row.Eligible {
+				p.Why = row.Why
+			}
+		case member:
+			p.Region, p.Why = mb.Region, "node "+string(mb.State)
+		default:
+			p.Why = "node not in the cluster"
+		}
+		switch {
+		case !a.Alive:
+			p.Why = "connector not answering probes"
+		case a.Draining:
+			p.Why = "connector draining"
+		}
+		out = append(out, p)
+	}
+	slices.SortStableFunc(out, func(x, y ExplainPath) int {
+		if x.Eligible != y.Eligible {
+			if x.Eligible {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(x.Via+"/"+x.Connector, y.Via+"/"+y.Connector)
+	})
+	return out
+}
+
+// explainLone explains the route of a node outside any cluster: every
+// connector of the group attached here, balanced by load.
+func (n *Node) explainLone(app, group string) Explain {
+	ex := Explain{App: app, Group: group, Node: n.cfg.ID, Region: n.cfg.Region, Strategy: "local (not in a cluster)",
+		Paths: []ExplainPath{}, Built: time.Now()}
+	for _, c := range n.pool.Group(group) {
+		p := ExplainPath{Via: "local", Region: n.cfg.Region, Connector: c.ID, NodeRTTKnown: true,
+			ConnectorRTTMs: ms(c.RTT()), CostMs: ms(c.RTT()), Load: c.Outstanding(), Eligible: c.Alive() && !c.Draining()}
+		p.Chosen = p.Eligible
+		switch {
+		case !c.Alive():
+			p.Why = "connector not answering probes"
+		case c.Draining():
+			p.Why = "connector draining"
+		}
+		ex.Paths = append(ex.Paths, p)
+	}
+	return ex
 }
 
 func explainPath(c route.Scored, chosen, held bool) ExplainPath {
@@ -171,11 +253,26 @@ func WriteExplain(w io.Writer, ex Explain) error {
 	return err
 }
 
-// MeshStatus is the cluster part of Status.
+// MeshStatus is the cluster part of Status. Its lists are never nil (an
+// empty list is [] in JSON).
 type MeshStatus struct {
-	Nodes       []NodeStatus        `json:"nodes"`
-	Attachments []gossip.Attachment `json:"attachments"`
-	Routes      []RouteStatus       `json:"routes"`
+	Nodes       []NodeStatus       `json:"nodes"`
+	Attachments []AttachmentStatus `json:"attachments"`
+	Routes      []RouteStatus      `json:"routes"`
+}
+
+// AttachmentStatus is one connector attachment known through the gossip.
+type AttachmentStatus struct {
+	// Node is the mesh node the connector is attached to.
+	Node      string `json:"node"`
+	Connector string `json:"connector"`
+	Group     string `json:"group"`
+	// RTTMs is Node's measured round-trip time to the connector through
+	// the tunnel, in milliseconds.
+	RTTMs    float64 `json:"rtt_ms"`
+	InFlight int     `json:"in_flight"`
+	Alive    bool    `json:"alive"`
+	Draining bool    `json:"draining"`
 }
 
 // NodeStatus is one member as this node sees it.
@@ -202,7 +299,11 @@ type RouteStatus struct {
 }
 
 func (m *mesh) status() *MeshStatus {
-	st := &MeshStatus{Attachments: m.cluster.Attachments()}
+	st := &MeshStatus{Nodes: []NodeStatus{}, Attachments: []AttachmentStatus{}, Routes: []RouteStatus{}}
+	for _, a := range m.cluster.Attachments() {
+		st.Attachments = append(st.Attachments, AttachmentStatus{Node: a.Node, Connector: a.Connector, Group: a.Group,
+			RTTMs: ms(a.RTT), InFlight: a.InFlight, Alive: a.Alive, Draining: a.Draining})
+	}
 	for _, mb := range m.cluster.Members() {
 		ns := NodeStatus{ID: mb.ID, Region: mb.Region, State: string(mb.State), GossipAddr: mb.Addr, RTTMs: ms(mb.RTT),
 			HasRTT: mb.HasRTT, Load: mb.Load, Draining: mb.Draining, Version: mb.Version, TunnelUp: mb.ID == m.n.cfg.ID}
@@ -214,11 +315,12 @@ func (m *mesh) status() *MeshStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for g, d := range m.decisions {
-		rs := RouteStatus{Group: g, Candidates: len(d.Candidates)}
+		rs := RouteStatus{Group: g, Chosen: []string{}, Candidates: len(d.Candidates)}
 		for _, c := range d.Chosen() {
 			rs.Chosen = append(rs.Chosen, c.Key())
 		}
 		st.Routes = append(st.Routes, rs)
 	}
+	slices.SortFunc(st.Routes, func(a, b RouteStatus) int { return strings.Compare(a.Group, b.Group) })
 	return st
 }

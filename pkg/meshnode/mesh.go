@@ -137,7 +137,7 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 		Revocations: gossipRevocations{n}, OnStateMerged: m.noteState,
 		BindAddr: cfg.GossipListen, AdvertiseAddr: cfg.GossipAdvertise, Transport: cfg.Transport, Keys: cfg.Keys,
 		Insecure: cfg.Insecure, Label: cfg.Label, Seeds: cfg.Seeds, Discover: cfg.Discover, Timing: cfg.Timing, Tokens: n.used,
-		Logger: n.logger.With("component", "gossip"), Registerer: n.cfg.Registry,
+		Logger: n.logger, Registerer: n.cfg.Registry, // the cluster adds component=gossip itself
 	})
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)

@@ -26,7 +26,7 @@ func BenchmarkCacheHitWithPolicy(b *testing.B) {
 		Groups: []string{"g-staff", "g-auditors"}, Roles: []string{"SmartMoney.User", "SmartMoney.Admin"},
 		ACRs: []string{"c1", "c2"}, AuthTime: now.Add(-time.Hour).Unix(), SessionID: "sid",
 	}
-	tok, err := ks.SignApp(session.AppClaims{
+	tok, err := ks.Sign(session.TypeApp, session.AppClaims{
 		Identity: id.ForPolicy(p.Groups(), p.Roles()), AppID: "smartmoney", Audience: "smartmoney.localhost",
 		Binding: "bh", ReturnPath: "/", IssuedAt: now.Unix(), Expiry: now.Add(8 * time.Hour).Unix(),
 		Issuer: "https://auth.localhost",

@@ -8,7 +8,8 @@
 // /upload), WebSocket upgrades (/ws), server-sent events that must be
 // flushed one by one (/sse), slow backends (/slow) and arbitrary status codes
 // (/status/{code}). Its index page shows the request headers it received, so
-// a person can see what the mesh added.
+// a person can see what the mesh added; /admin is an admin area (the path the
+// demo's policy keeps for admins).
 package sampleapp
 
 import (
@@ -48,6 +49,7 @@ type App struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	index   *template.Template
+	admin   *template.Template
 	handler http.Handler
 }
 
@@ -58,6 +60,7 @@ func New(cfg Config) *App {
 		logger: cfg.Logger,
 		now:    cfg.Now,
 		index:  template.Must(template.New("index").Parse(indexHTML)),
+		admin:  template.Must(template.New("admin").Parse(adminHTML)),
 	}
 	if a.name == "" {
 		a.name = DefaultName
@@ -87,6 +90,8 @@ func (a *App) Name() string { return a.name }
 func (a *App) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.serveIndex)
+	mux.HandleFunc("GET /admin", a.serveAdmin)
+	mux.HandleFunc("GET /admin/", a.serveAdmin)
 	mux.HandleFunc("GET /headers", a.serveHeaders)
 	mux.HandleFunc("GET /hello", a.serveHello)
 	mux.HandleFunc("GET /download", a.serveDownload)

@@ -87,9 +87,22 @@ func TestIndexName(t *testing.T) {
 	}
 }
 
+// TestAdmin: /admin and below answer 200 with the admin area page naming
+// the user the mesh sent, escaped.
+func TestAdmin(t *testing.T) {
+	base := newServer(t, Config{Name: "SmartMoney"})
+	for _, path := range []string{"/admin", "/admin/", "/admin/users"} {
+		resp, body := get(t, base+path, http.Header{"X-Postern-Name": {"Bob <b>"}})
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Admin area of SmartMoney") ||
+			!strings.Contains(body, "Bob &lt;b&gt;") {
+			t.Errorf("%s: got %d %q, want the admin page for Bob escaped", path, resp.StatusCode, body)
+		}
+	}
+}
+
 func TestUnknownPath(t *testing.T) {
 	base := newServer(t, Config{})
-	for _, path := range []string{"/nope", "/hello/x", "/status/"} {
+	for _, path := range []string{"/nope", "/hello/x", "/status/", "/administrator"} {
 		t.Run(path, func(t *testing.T) {
 			resp, _ := get(t, base+path, nil)
 			if resp.StatusCode != http.StatusNotFound {

@@ -178,7 +178,7 @@ func checkCommon(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisrupt
 		t.Error("the service account token is mounted")
 	}
 	for probe, want := range map[*corev1.Probe]string{c.LivenessProbe: "/healthz", c.ReadinessProbe: "/readyz", c.StartupProbe: "/healthz"} {
-		if probe == nil || probe.Exec == nil || !strings.HasSuffix(strings.Join(probe.Exec.Command, " "), "127.0.0.1:9101"+want) {
+		if probe == nil || probe.Exec == nil || !strings.HasSuffix(strings.Join(probe.Exec.Command, " "), "127.0.0.1:7801"+want) {
 			t.Errorf("probe %+v, want %s", probe, want)
 		}
 	}

@@ -6,7 +6,7 @@
 // and stripped with an empty build id, and every entry has a fixed
 // timestamp and is written in name order.
 //
-//	go run ./infra/tools/lambdazip -o dist/auth-arm64.zip [-arch arm64]
+//	go run ./infra/tools/lambdazip --o dist/auth-arm64.zip [--arch arm64]
 package main
 
 import (

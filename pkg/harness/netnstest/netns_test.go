@@ -1,7 +1,6 @@
 package netnstest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,7 +30,7 @@ const appName = "InNamespace"
 
 // healthAddr is connectord's health endpoint, on the namespace's own
 // loopback (a fresh namespace: the port is free).
-const healthAddr = "127.0.0.1:9101"
+const healthAddr = "127.0.0.1:7801"
 
 // TestConnectorInNamespaceWithUDPBlocked runs connectord in a network
 // namespace whose outbound UDP nftables drops: it must serve the
@@ -81,9 +79,9 @@ func TestConnectorInNamespaceWithUDPBlocked(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logs := &syncBuffer{}
+	logs := &harness.SyncBuffer{}
 	run := n.command(context.Background(), bin, "run", "--state-dir", state, "--mesh-ca", ca,
-		"--health-listen", healthAddr, "--probe-interval", "2s", "--allow", "127.0.0.1")
+		"--admin", healthAddr, "--probe-interval", "2s", "--allow", "127.0.0.1")
 	run.Stdout, run.Stderr = logs, logs
 	began := time.Now()
 	if err := run.Start(); err != nil {
@@ -509,23 +507,4 @@ func stopProcess(t *testing.T, p *exec.Cmd) {
 		p.Process.Kill()
 		<-done
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writing process and a reading
-// test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
