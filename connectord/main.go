@@ -34,6 +34,7 @@ import (
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/streambind"
+	"github.com/postern/postern/pkg/update"
 )
 
 func main() {
@@ -194,6 +195,9 @@ func run(ctx context.Context, f runFlags) error {
 	if f.updateURL != "" {
 		if f.updateKey == "" {
 			return cli.Usagef("--update-url needs --update-key, the pinned release key")
+		}
+		if v := cli.ReadBuildInfo().Version; !update.ValidVersion(v) {
+			return fmt.Errorf("--update-url: this build's version %q is no release version, so no release can be told newer (build with task package or -ldflags \"-X github.com/postern/postern/pkg/cli.version=X.Y.Z\")", v)
 		}
 		if err := launch(f.stateDir, logger); err != nil {
 			return fmt.Errorf("self-update: %w", err)

@@ -11,13 +11,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/nodecred"
 	"github.com/postern/postern/pkg/update"
 )
-
-// version is the running version; the build stamps it (-X main.version).
-var version = "0.0.0-dev"
 
 // envInstalled carries the installed binary's path to a staged one, which
 // restarts through it.
@@ -75,6 +73,7 @@ func autoUpdate(ctx context.Context, c *connector.Connector, stateDir, manifestU
 	if err != nil {
 		return err
 	}
+	version := cli.ReadBuildInfo().Version
 	u, err := update.New(update.Config{ManifestURL: manifestURL, Keys: pub, Product: "connectord", Current: version,
 		Platform: runtime.GOOS + "/" + runtime.GOARCH, Dir: updateDir(stateDir)})
 	if err != nil {

@@ -29,7 +29,7 @@ import (
 func buildConnectord(t *testing.T, dir, version string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "connectord-"+version)
-	out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+version, "-o", bin, "../../connectord").CombinedOutput()
+	out, err := exec.Command("go", "build", "-ldflags", "-X github.com/postern/postern/pkg/cli.version="+version, "-o", bin, "../../connectord").CombinedOutput()
 	if err != nil {
 		t.Fatalf("build connectord %s: %v\n%s", version, err, out)
 	}

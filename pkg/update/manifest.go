@@ -166,6 +166,14 @@ func Compare(a, b string) int {
 	return 1
 }
 
+// ValidVersion reports whether s is a release version Compare orders
+// (1.2.3, v1.2.3, 1.2.3-rc.1); a build without a version stamp (its
+// version is "devel") cannot tell whether a release is newer.
+func ValidVersion(s string) bool {
+	_, ok := parseVersion(s)
+	return ok
+}
+
 type version struct {
 	n   [3]int
 	pre string

@@ -45,6 +45,9 @@ func New(cfg Config) (*Updater, error) {
 	if cfg.ManifestURL == "" || len(cfg.Keys) == 0 || cfg.Product == "" || cfg.Current == "" || cfg.Platform == "" || cfg.Dir == "" {
 		return nil, fmt.Errorf("update: ManifestURL, Keys, Product, Current, Platform and Dir are required")
 	}
+	if !ValidVersion(cfg.Current) {
+		return nil, fmt.Errorf("update: the running version %q is no release version (a build without -X github.com/postern/postern/pkg/cli.version)", cfg.Current)
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Minute}
 	}

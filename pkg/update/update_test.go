@@ -254,3 +254,22 @@ func TestCompare(t *testing.T) {
 		}
 	}
 }
+
+// TestNewRefusesUnversionedBuild: a build without a version stamp
+// ("devel") cannot tell a newer release, so it gets no updater (else it
+// would take every release, and its successor too if also unstamped).
+func TestNewRefusesUnversionedBuild(t *testing.T) {
+	key := newKey(t)
+	for _, cur := range []string{"devel", "", "1.2", "latest", "1.0.0; rm -rf /"} {
+		_, err := New(Config{ManifestURL: "http://127.0.0.1:1/release.json", Keys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)},
+			Product: "connectord", Current: cur, Platform: "linux/amd64", Dir: t.TempDir()})
+		if err == nil {
+			t.Errorf("New with Current %q: got nil error, want a refusal", cur)
+		}
+	}
+	for _, cur := range []string{"1.0.0", "v2.3.4", "1.1.0-rc.1", "0.0.0-dev"} {
+		if !ValidVersion(cur) {
+			t.Errorf("ValidVersion(%q) = false, want true", cur)
+		}
+	}
+}
