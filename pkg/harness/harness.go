@@ -25,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/postern/postern/pkg/acmecert"
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/devcert"
@@ -102,6 +103,11 @@ type Options struct {
 	// Limits bounds what one client may cost each mesh node; the zero
 	// value means meshnode's defaults.
 	Limits meshnode.Limits
+	// ACME, if set, has the mesh nodes obtain their certificates for the
+	// catalogue's hosts from this ACME server (each in its own state
+	// directory); the development certificate still serves every other
+	// name. Nil means the development certificate only.
+	ACME *acmecert.Config
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -340,6 +346,10 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]
+	}
+	if h.opts.ACME != nil {
+		ac := *h.opts.ACME
+		cfg.ACME = &ac
 	}
 	var gossipAddr string
 	if t := h.opts.Topology; t != nil {
