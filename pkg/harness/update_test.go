@@ -242,3 +242,162 @@ func logTime(logs, msg string) time.Time {
 	}
 	return time.Time{}
 }
+
+// TestSelfUpdateRefusedAndRolledBack: the real connectord under a
+// systemd-like supervisor, two connectors of a group at 1.0.0. The first
+// follows a manifest, signed by the pinned key, whose 1.1.0 is broken
+// (it exits at once): it stages it, takes the group's update slot, drains,
+// starts 1.1.0 on trial, which dies; the supervisor's next start rolls back
+// to 1.0.0, which attaches again and never tries 1.1.0 again. The second
+// follows a manifest signed by another key: refused, nothing downloaded.
+// Meanwhile a client keeps requesting the app and not one request fails.
+func TestSelfUpdateRefusedAndRolledBack(t *testing.T) {
+	h := start(t, Options{Connectors: -1, UpdateSlot: 20 * time.Second, DrainTimeout: 5 * time.Second})
+	dir := t.TempDir()
+	binA := buildConnectord(t, dir, "1.0.0")
+	pinnedPub, pinned, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, foreign, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := []byte("#!/bin/sh\necho broken release >&2\nexit 3\n")
+	var brokenDownloads, foreignDownloads, manifestFetches atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("/connectord-1.1.0", func(w http.ResponseWriter, r *http.Request) { brokenDownloads.Add(1); w.Write(broken) })
+	mux.HandleFunc("/foreign-1.1.0", func(w http.ResponseWriter, r *http.Request) { foreignDownloads.Add(1); w.Write(broken) })
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	sum := sha256.Sum256(broken)
+	sign := func(path string, key ed25519.PrivateKey) []byte {
+		m, err := update.Sign(update.Manifest{Product: "connectord", Version: "1.1.0", Artifacts: map[string]update.Artifact{
+			runtime.GOOS + "/" + runtime.GOARCH: {URL: srv.URL + path, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(broken))}}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	good, bad := sign("/connectord-1.1.0", pinned), sign("/foreign-1.1.0", foreign)
+	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) { manifestFetches.Add(1); w.Write(good) })
+	mux.HandleFunc("/foreign.json", func(w http.ResponseWriter, r *http.Request) { w.Write(bad) })
+
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, h.CA.CertPEM(), 0o644)
+	pub := base64.StdEncoding.EncodeToString(pinnedPub)
+	var states []string
+	var procs []*supervised
+	for i, manifest := range []string{"/release.json", "/foreign.json"} {
+		state := filepath.Join(dir, fmt.Sprintf("state%d", i))
+		tok, _, err := h.Authority.MintEnrollToken("hq", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokFile := filepath.Join(dir, fmt.Sprintf("token%d", i))
+		os.WriteFile(tokFile, []byte(tok), 0o600)
+		p := supervise(t, nil, binA, "run", "--state-dir", state, "--mesh", h.Meshes()[0].URL, "--enroll-token-file", tokFile,
+			"--mesh-ca", ca, "--admin", "", "--allow", "127.0.0.1", "--drain-timeout", "2s",
+			"--update-url", srv.URL+manifest, "--update-key", pub, "--update-every", "1s",
+			"--update-trial-timeout", "12s", "--update-margin", "1s")
+		states, procs = append(states, state), append(procs, p)
+	}
+	logs := func() string { return procs[0].logs.String() + "\n=====\n" + procs[1].logs.String() }
+	c := h.MeshClient(0)
+	get := func() error {
+		resp, err := c.Get(h.AppURL(0, "/hello"))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := WaitFor(t.Context(), 30*time.Second, func() bool { return get() == nil }); err != nil {
+		t.Fatalf("the connectors never served: %s", logs())
+	}
+	var ok, failed atomic.Int64
+	var firstFailure atomic.Value
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for n := 0; n < 100_000; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := get(); err != nil {
+				failed.Add(1)
+				firstFailure.CompareAndSwap(nil, fmt.Sprintf("%s: %v", time.Now().Format(time.StampMilli), err))
+			} else {
+				ok.Add(1)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	// Rolled back, attached again, and three more checks of the manifest
+	// after that (1s apart) without a second try of the bad release.
+	var fetchesAtRollback int32 = -1
+	err = WaitFor(t.Context(), 180*time.Second, func() bool {
+		l := procs[0].logs.String()
+		rb := logTime(l, "update_rolled_back")
+		if rb.IsZero() || !attachedAfter(l, rb) {
+			return false
+		}
+		if fetchesAtRollback < 0 {
+			fetchesAtRollback = manifestFetches.Load()
+		}
+		return manifestFetches.Load() >= fetchesAtRollback+3
+	})
+	close(stop)
+	<-loadDone
+	if err != nil {
+		t.Fatalf("the broken release was not rolled back and the connector did not attach again: %v\n%s", err, logs())
+	}
+	t.Logf("%d requests, %d failed", ok.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed (first: %v)\n%s", failed.Load(), ok.Load()+failed.Load(), firstFailure.Load(), logs())
+	}
+	if ok.Load() < 100 {
+		t.Errorf("only %d requests: no load", ok.Load())
+	}
+	l0, l1 := procs[0].logs.String(), procs[1].logs.String()
+	if n := strings.Count(l0, `"msg":"update_restart"`); n != 1 {
+		t.Errorf("restarts into the broken release: got %d, want 1\n%s", n, l0)
+	}
+	if !strings.Contains(l0, "broken release") {
+		t.Errorf("the broken release never ran on trial\n%s", l0)
+	}
+	if v := committedVersion(states[0]); v == "1.1.0" {
+		t.Errorf("the broken release was kept")
+	}
+	if n := brokenDownloads.Load(); n != 1 {
+		t.Errorf("downloads of the broken release: got %d, want 1", n)
+	}
+	if n := foreignDownloads.Load(); n != 0 || strings.Contains(l1, `"msg":"update_staged"`) || strings.Contains(l1, `"msg":"update_restart"`) {
+		t.Errorf("a manifest signed by another key was followed (%d downloads)\n%s", n, l1)
+	}
+	if !strings.Contains(l1, `"msg":"update_check_failed"`) {
+		t.Errorf("the foreign manifest's refusal was not logged\n%s", l1)
+	}
+}
+
+// attachedAfter reports whether the JSON logs have an "attached" line
+// after t.
+func attachedAfter(logs string, t time.Time) bool {
+	for _, l := range strings.Split(logs, "\n") {
+		var e struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+		}
+		if json.Unmarshal([]byte(l), &e) == nil && e.Msg == "attached" && e.Time.After(t) {
+			return true
+		}
+	}
+	return false
+}
