@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -27,9 +28,20 @@ func GoBuild(root, pkg, arch, out, ldflags string) error {
 	return nil
 }
 
+// VersionVar is the variable the binaries' "version" command prints,
+// stamped with the image's version.
+const VersionVar = "github.com/postern/postern/pkg/cli.version"
+
 // BuildFromSource builds spec's binaries from package pkg of the module at
-// root (into tmp), then the image index.
+// root (into tmp), stamped with spec.Version (VersionVar), then the image
+// index.
 func BuildFromSource(root, pkg, tmp string, spec Spec, ldflags string) (v1.ImageIndex, error) {
+	if spec.Version != "" {
+		if strings.ContainsFunc(spec.Version, func(r rune) bool { return r <= ' ' || r == '\'' || r == '"' || r == '\\' }) {
+			return nil, fmt.Errorf("image: version %q: no spaces, quotes or control characters", spec.Version)
+		}
+		ldflags = strings.TrimSpace(ldflags + " -X " + VersionVar + "=" + spec.Version)
+	}
 	spec.Binaries = map[string]string{}
 	for _, arch := range Arches {
 		out := filepath.Join(tmp, spec.Name+"-"+arch)

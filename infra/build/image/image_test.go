@@ -147,15 +147,16 @@ func checkImage(t *testing.T, img v1.Image, spec Spec, arch string) {
 		}
 	}
 	if arch == "amd64" {
-		run(t, rootDir, bin)
+		run(t, rootDir, bin, spec.Version)
 	}
 }
 
-// run runs the image's binary with --help from the unpacked root
-// filesystem, as the image's user, chrooted when the test may.
-func run(t *testing.T, rootDir, bin string) {
+// run runs the image's binary's "version" from the unpacked root
+// filesystem, as the image's user, chrooted when the test may: it prints
+// the image's version.
+func run(t *testing.T, rootDir, bin, version string) {
 	t.Helper()
-	cmd := exec.Command(bin, "--help")
+	cmd := exec.Command(bin, "version")
 	cmd.Env = []string{"PATH=/usr/local/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if os.Geteuid() == 0 {
@@ -168,8 +169,8 @@ func run(t *testing.T, rootDir, bin string) {
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "run") {
-		t.Errorf("%s --help in the image: %v\n%s", bin, err, out.String())
+	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), " "+version+" ") {
+		t.Errorf("%s version in the image: %v, want version %s\n%s", bin, err, version, out.String())
 	}
 }
 
@@ -208,6 +209,16 @@ func unpack(t *testing.T, layer v1.Layer, dir string) map[string]*tar.Header {
 			if err := os.WriteFile(p, b, os.FileMode(h.Mode)&0o777); err != nil {
 				t.Fatal(err)
 			}
+		}
+	}
+}
+
+// TestBuildFromSourceRefusesOddVersion: the version goes into -ldflags,
+// so one that would split or quote them is refused before any build.
+func TestBuildFromSourceRefusesOddVersion(t *testing.T) {
+	for _, v := range []string{"1.0 -X main.x=y", "1.0'", "1.0\"", "1.0\n", "1.0\\x"} {
+		if _, err := BuildFromSource(t.TempDir(), "./nope", t.TempDir(), Spec{Name: "meshd", Version: v}, ""); err == nil || !strings.Contains(err.Error(), "version") {
+			t.Errorf("version %q: got %v, want a refusal", v, err)
 		}
 	}
 }
