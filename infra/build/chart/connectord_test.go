@@ -3,7 +3,9 @@ package chart
 import (
 	"bytes"
 	"fmt"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -136,6 +138,7 @@ func TestConnectordChart(t *testing.T) {
 				}
 			}},
 	}
+	runFlags := connectordFlags(t, "run")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out, err := render(t, tt.values)
@@ -149,8 +152,51 @@ func TestConnectordChart(t *testing.T) {
 			sts := objs["StatefulSet"][0].(*appsv1.StatefulSet)
 			pdb := objs["PodDisruptionBudget"][0].(*policyv1.PodDisruptionBudget)
 			checkCommon(t, sts, pdb)
+			checkArgs(t, sts, runFlags)
 			tt.check(t, sts, pdb)
 		})
+	}
+}
+
+// connectordFlags returns the flags the real connectord's command takes,
+// from its help.
+func connectordFlags(t *testing.T, command string) map[string]bool {
+	t.Helper()
+	cmd := exec.Command("go", "run", "./connectord", command, "--help")
+	cmd.Dir = filepath.Join("..", "..", "..")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("connectord %s --help: %v\n%s", command, err, out)
+	}
+	flags := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+--([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
+		flags[m[1]] = true
+	}
+	if len(flags) < 5 {
+		t.Fatalf("connectord %s --help lists no flags:\n%s", command, out)
+	}
+	return flags
+}
+
+// checkArgs: the container runs "connectord run" with flags it takes
+// (a renamed flag would crash-loop every pod), and the probes run
+// "connectord probe".
+func checkArgs(t *testing.T, sts *appsv1.StatefulSet, runFlags map[string]bool) {
+	t.Helper()
+	c := sts.Spec.Template.Spec.Containers[0]
+	if len(c.Args) == 0 || c.Args[0] != "run" {
+		t.Fatalf("args %v, want run first", c.Args)
+	}
+	for _, a := range c.Args[1:] {
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if !strings.HasPrefix(a, "--") || !runFlags[name] {
+			t.Errorf("connectord run does not take %q", a)
+		}
+	}
+	for _, p := range []*corev1.Probe{c.StartupProbe, c.LivenessProbe, c.ReadinessProbe} {
+		if p == nil || p.Exec == nil || len(p.Exec.Command) != 3 || p.Exec.Command[1] != "probe" {
+			t.Errorf("probe %+v, want connectord probe URL", p)
+		}
 	}
 }
 
