@@ -123,7 +123,7 @@ func revokeCmd(kind string) func(fs *flag.FlagSet) func(context.Context) error {
 			fs.StringVar(&r.subject, "sid", "", "the session id (sid) to end (required)")
 		case "user":
 			fs.StringVar(&r.subject, "user", "", "the user: <tenant id>/<object id> as in X-Postern-User (required)")
-			fs.StringVar(&r.before, "before", "", "refuse the user's sign-ins before this time (RFC 3339; default: now)")
+			fs.StringVar(&r.before, "before", "", "refuse the user's sign-ins up to this time, its second included (RFC 3339; default: now)")
 		case "connector":
 			fs.StringVar(&r.subject, "id", "", "the connector id")
 			fs.StringVar(&r.key, "key", "", "the connector's WireGuard public key (base64), instead of --id")

@@ -69,6 +69,7 @@ func TestRevokedCookieSignsInAfresh(t *testing.T) {
 	}{
 		{"signed-out session", "sid-out", now, true},
 		{"user authenticated before the user's revocation", "sid-live", before.Add(-time.Second), true},
+		{"user authenticated in the revocation's second", "sid-live", before, true},
 		{"user authenticated after it", "sid-live", before.Add(time.Second), false},
 	}
 	for _, tt := range tests {

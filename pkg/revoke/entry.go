@@ -28,7 +28,8 @@ const (
 	// is Subject, whenever it was minted.
 	KindSession Kind = "session"
 	// KindUser revokes a user: every app token of subject Subject
-	// ("<tenant id>/<object id>") whose user authenticated before Before.
+	// ("<tenant id>/<object id>") whose user authenticated at or before
+	// Before.
 	KindUser Kind = "user"
 	// KindConnector revokes a connector: by id, or by WireGuard key when
 	// Subject is KeyPrefix followed by the base64 public key.
@@ -66,9 +67,11 @@ type Entry struct {
 	// Subject names it: a sid, a user subject, a connector id, or
 	// KeyPrefix and a connector's WireGuard public key.
 	Subject string `json:"s"`
-	// Before is, for a user entry, the moment before which the user's
-	// authentications are refused (a sign-in after it is accepted); zero
-	// for other kinds.
+	// Before is, for a user entry, the second (Unix) up to which the
+	// user's authentications are refused, that second included: a token's
+	// auth_time has whole seconds, so a sign-in in the same second as the
+	// revocation cannot be told to come after it and is refused too (the
+	// user signs in again a second later). Zero for other kinds.
 	Before int64 `json:"b,omitempty"`
 	// Issued is when the revocation was made.
 	Issued int64 `json:"i"`

@@ -260,16 +260,17 @@ func (l *List) SessionRevoked(sid string) bool {
 }
 
 // UserRevoked reports whether the authentication of user subject at
-// authTime (Unix seconds) is revoked. It takes no lock.
+// authTime (Unix seconds) is revoked: authTime is at or before the
+// entry's Before. It takes no lock.
 func (l *List) UserRevoked(subject string, authTime int64) bool {
 	s := l.snap.Load()
 	if len(s.recent.users) > 0 {
-		if before, ok := s.recent.users[subject]; ok && authTime < before {
+		if before, ok := s.recent.users[subject]; ok && authTime <= before {
 			return true
 		}
 	}
 	before, ok := s.base.users[subject]
-	return ok && authTime < before
+	return ok && authTime <= before
 }
 
 // ConnectorRevoked reports whether the connector with id, or with
