@@ -169,7 +169,7 @@ func run(t *testing.T, rootDir, bin, version string) {
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), " "+version+" ") {
+	if err := cmd.Run(); err != nil || !strings.HasPrefix(out.String(), filepath.Base(bin)+" "+version+",") {
 		t.Errorf("%s version in the image: %v, want version %s\n%s", bin, err, version, out.String())
 	}
 }
