@@ -105,8 +105,9 @@ func (c *Connector) restartInSlot(ctx context.Context, cfg AutoUpdateConfig, ver
 		now := c.cfg.Now()
 		switch {
 		case err != nil:
+			// Not attached yet, or the mesh did not answer: ask again soon.
 			c.logger.Warn("update_slot_unavailable", "error", err)
-			slot = enroll.UpdateSlotResponse{Until: now.Add(time.Minute)}
+			slot = enroll.UpdateSlotResponse{Start: now, Until: now.Add(slotRetry)}
 		case slot.Granted && slot.Until.Sub(now) >= need:
 			c.logger.Info("update_restart", "version", version, "slot_end", slot.Until)
 			dctx, cancel := context.WithTimeout(ctx, cfg.DrainTimeout)
@@ -118,18 +119,28 @@ func (c *Connector) restartInSlot(ctx context.Context, cfg AutoUpdateConfig, ver
 		case slot.Granted:
 			c.logger.Info("update_slot_too_short", "left", slot.Until.Sub(now))
 		}
-		// Another connector of the group holds this slot (or too little of
-		// it is left): ask again in the next one, at a random point early
-		// enough to leave the time needed.
-		length := slot.Until.Sub(slot.Start)
-		if length <= 0 {
-			length = enroll.UpdateSlotLength
-		}
-		spread := min(length/2, length-need)
-		if !sleep(ctx, slot.Until.Sub(now)+rand.N(max(spread, 1))) {
+		if !sleep(ctx, nextSlotWait(slot, now, need)) {
 			return nil
 		}
 	}
+}
+
+// slotRetry is how soon a connector asks again for the update slot after
+// the mesh did not answer (or it was not attached yet).
+const slotRetry = 15 * time.Second
+
+// nextSlotWait is how long to wait before asking again for the update
+// slot after slot (held by another connector, too short, or a retry):
+// until the slot ends, plus a random point early enough in the next one
+// to leave need. A slot without a start counts as one of the default
+// length.
+func nextSlotWait(slot enroll.UpdateSlotResponse, now time.Time, need time.Duration) time.Duration {
+	length := slot.Until.Sub(slot.Start)
+	if slot.Start.IsZero() || length <= 0 {
+		length = enroll.UpdateSlotLength
+	}
+	spread := min(length/2, length-need)
+	return max(slot.Until.Sub(now), 0) + rand.N(max(spread, 1))
 }
 
 // CommitTrial keeps the version this process runs on trial once the
