@@ -40,20 +40,14 @@ func TestDialerHTTP(t *testing.T) {
 		}
 		return time.Since(start), nil
 	}
-	took, err := get()
-	if err != nil {
-		t.Fatalf("first GET: %v", err)
-	}
-	if took < 2*rtt || took > 2*rtt+300*time.Millisecond {
-		t.Errorf("first GET (dial + exchange): got %v, want between %v and %v", took, 2*rtt, 2*rtt+300*time.Millisecond)
-	}
-	took, err = get()
-	if err != nil {
-		t.Fatalf("second GET: %v", err)
-	}
-	if took < rtt || took > rtt+300*time.Millisecond {
-		t.Errorf("second GET (kept-alive exchange): got %v, want between %v and %v", took, rtt, rtt+300*time.Millisecond)
-	}
+	// A simulated delay is never beaten; a busy machine adds to some
+	// exchanges, so the upper bounds (the delay applied once, not twice)
+	// are asked of the best of a few attempts.
+	inBand(t, "first GET (dial + exchange)", 2*rtt, 2*rtt+300*time.Millisecond, func() (time.Duration, error) {
+		client.CloseIdleConnections()
+		return get()
+	})
+	inBand(t, "second GET (kept-alive exchange)", rtt, rtt+300*time.Millisecond, get)
 
 	client.CloseIdleConnections()
 	n.Partition([]string{"far"}, []string{"near"})
@@ -96,4 +90,25 @@ func TestDialerPassThroughAndCancel(t *testing.T) {
 	if _, err := dial(ctx, "tcp", ln.Addr().String()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("dial with a 10s RTT and a 50ms context: got %v, want DeadlineExceeded", err)
 	}
+}
+
+// inBand measures up to five times: every measure must be at least min,
+// and one of them at most max (a loaded machine delays some of them).
+func inBand(tb testing.TB, what string, min, max time.Duration, measure func() (time.Duration, error)) {
+	tb.Helper()
+	var got []time.Duration
+	for range 5 {
+		d, err := measure()
+		if err != nil {
+			tb.Fatalf("%s: %v", what, err)
+		}
+		if d < min {
+			tb.Fatalf("%s: took %v, want at least %v", what, d, min)
+		}
+		got = append(got, d)
+		if d <= max {
+			return
+		}
+	}
+	tb.Errorf("%s: took %v, want one of them between %v and %v", what, got, min, max)
 }

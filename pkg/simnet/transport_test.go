@@ -6,6 +6,7 @@ import (
 	"log"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -93,10 +94,16 @@ func TestTransportMemberlist(t *testing.T) {
 		t.Fatalf("Join: %v", err)
 	}
 	eventually(t, 5*time.Second, "both alive", func() bool { return alive(a, "b") && alive(b, "a") })
-	eventually(t, 5*time.Second, "a ping to b", func() bool { return len(recA.all()) > 0 })
+	// No ping can beat the simulated RTT; a busy machine delays some, so
+	// the upper bound (the latency applied once each way, not twice) is
+	// asked of the best ping seen within the deadline, not of every one.
+	const most = rtt + rtt/2
+	eventually(t, 30*time.Second, "a ping to b within [rtt, 1.5 rtt]", func() bool {
+		return slices.ContainsFunc(recA.all(), func(d time.Duration) bool { return d <= most })
+	})
 	for _, got := range recA.all() {
-		if got < rtt || got > rtt+30*time.Millisecond {
-			t.Errorf("ping RTT: got %v, want within [%v, %v]", got, rtt, rtt+30*time.Millisecond)
+		if got < rtt {
+			t.Errorf("ping RTT: got %v, want at least %v", got, rtt)
 		}
 	}
 
