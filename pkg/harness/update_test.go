@@ -163,58 +163,21 @@ func TestSelfUpdateUnderLoad(t *testing.T) {
 		states, procs = append(states, state), append(procs, p)
 	}
 	logs := func() string { return procs[0].logs.String() + "\n=====\n" + procs[1].logs.String() }
-	c := h.MeshClient(0)
-	get := func() error {
-		resp, err := c.Get(h.AppURL(0, "/hello"))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	}
-	if err := WaitFor(t.Context(), 30*time.Second, func() bool { return get() == nil }); err != nil {
-		t.Fatalf("the connectors never served: %s", logs())
-	}
 	// Load: requests one after another until both run 1.1.0.
-	var ok, failed atomic.Int64
-	var firstFailure atomic.Value
-	stop := make(chan struct{})
-	loadDone := make(chan struct{})
-	go func() {
-		defer close(loadDone)
-		for n := 0; n < 100_000; n++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := get(); err != nil {
-				failed.Add(1)
-				firstFailure.CompareAndSwap(nil, fmt.Sprintf("%s: %v", time.Now().Format(time.StampMilli), err))
-			} else {
-				ok.Add(1)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	ld := startPacedLoad(t, h, logs)
 	err = WaitFor(t.Context(), 180*time.Second, func() bool {
 		return committedVersion(states[0]) == "1.1.0" && committedVersion(states[1]) == "1.1.0"
 	})
-	close(stop)
-	<-loadDone
+	ok, failed, firstFailure := ld.stop()
 	if err != nil {
 		t.Fatalf("both connectors did not move to 1.1.0 (%q, %q): %v\n%s", committedVersion(states[0]), committedVersion(states[1]), err, logs())
 	}
-	t.Logf("%d requests during the update, %d failed; %d downloads", ok.Load(), failed.Load(), downloads.Load())
-	if failed.Load() != 0 {
-		t.Errorf("%d of %d requests failed during the update (first: %v)\n%s", failed.Load(), ok.Load()+failed.Load(), firstFailure.Load(), logs())
+	t.Logf("%d requests during the update, %d failed; %d downloads", ok, failed, downloads.Load())
+	if failed != 0 {
+		t.Errorf("%d of %d requests failed during the update (first: %v)\n%s", failed, ok+failed, firstFailure, logs())
 	}
-	if ok.Load() < 100 {
-		t.Errorf("only %d requests: no load", ok.Load())
+	if ok < 100 {
+		t.Errorf("only %d requests: no load", ok)
 	}
 	// One at a time: the second connector restarted only after the first
 	// had committed its new version.
@@ -303,43 +266,7 @@ func TestSelfUpdateRefusedAndRolledBack(t *testing.T) {
 		states, procs = append(states, state), append(procs, p)
 	}
 	logs := func() string { return procs[0].logs.String() + "\n=====\n" + procs[1].logs.String() }
-	c := h.MeshClient(0)
-	get := func() error {
-		resp, err := c.Get(h.AppURL(0, "/hello"))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	}
-	if err := WaitFor(t.Context(), 30*time.Second, func() bool { return get() == nil }); err != nil {
-		t.Fatalf("the connectors never served: %s", logs())
-	}
-	var ok, failed atomic.Int64
-	var firstFailure atomic.Value
-	stop := make(chan struct{})
-	loadDone := make(chan struct{})
-	go func() {
-		defer close(loadDone)
-		for n := 0; n < 100_000; n++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := get(); err != nil {
-				failed.Add(1)
-				firstFailure.CompareAndSwap(nil, fmt.Sprintf("%s: %v", time.Now().Format(time.StampMilli), err))
-			} else {
-				ok.Add(1)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	ld := startPacedLoad(t, h, logs)
 	// Rolled back, attached again, and three more checks of the manifest
 	// after that (1s apart) without a second try of the bad release.
 	var fetchesAtRollback int32 = -1
@@ -354,17 +281,16 @@ func TestSelfUpdateRefusedAndRolledBack(t *testing.T) {
 		}
 		return manifestFetches.Load() >= fetchesAtRollback+3
 	})
-	close(stop)
-	<-loadDone
+	ok, failed, firstFailure := ld.stop()
 	if err != nil {
 		t.Fatalf("the broken release was not rolled back and the connector did not attach again: %v\n%s", err, logs())
 	}
-	t.Logf("%d requests, %d failed", ok.Load(), failed.Load())
-	if failed.Load() != 0 {
-		t.Errorf("%d of %d requests failed (first: %v)\n%s", failed.Load(), ok.Load()+failed.Load(), firstFailure.Load(), logs())
+	t.Logf("%d requests, %d failed", ok, failed)
+	if failed != 0 {
+		t.Errorf("%d of %d requests failed (first: %v)\n%s", failed, ok+failed, firstFailure, logs())
 	}
-	if ok.Load() < 100 {
-		t.Errorf("only %d requests: no load", ok.Load())
+	if ok < 100 {
+		t.Errorf("only %d requests: no load", ok)
 	}
 	l0, l1 := procs[0].logs.String(), procs[1].logs.String()
 	if n := strings.Count(l0, `"msg":"update_restart"`); n != 1 {
@@ -400,4 +326,68 @@ func attachedAfter(logs string, t time.Time) bool {
 		}
 	}
 	return false
+}
+
+// pacedLoad requests the sample app through the first mesh node, one
+// request every 5 ms at most (at most 100 000), until stopped: a load
+// that lasts through minutes of update without running out (fault_test's
+// load sends back to back).
+type pacedLoad struct {
+	ok, failed atomic.Int64
+	first      atomic.Value // the first failure, as text
+	done, quit chan struct{}
+}
+
+// startPacedLoad waits until the app answers through the mesh, then starts
+// the load.
+func startPacedLoad(t *testing.T, h *Harness, logs func() string) *pacedLoad {
+	t.Helper()
+	c := h.MeshClient(0)
+	get := func() error {
+		resp, err := c.Get(h.AppURL(0, "/hello"))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := WaitFor(t.Context(), 30*time.Second, func() bool { return get() == nil }); err != nil {
+		t.Fatalf("the connectors never served: %s", logs())
+	}
+	l := &pacedLoad{done: make(chan struct{}), quit: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for n := 0; n < 100_000; n++ {
+			select {
+			case <-l.quit:
+				return
+			default:
+			}
+			if err := get(); err != nil {
+				l.failed.Add(1)
+				l.first.CompareAndSwap(nil, fmt.Sprintf("%s: %v", time.Now().Format(time.StampMilli), err))
+			} else {
+				l.ok.Add(1)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { l.stop() })
+	return l
+}
+
+// stop ends the load (idempotent) and returns the requests that
+// succeeded, those that failed and the first failure.
+func (l *pacedLoad) stop() (ok, failed int64, first any) {
+	select {
+	case <-l.quit:
+	default:
+		close(l.quit)
+	}
+	<-l.done
+	return l.ok.Load(), l.failed.Load(), l.first.Load()
 }
