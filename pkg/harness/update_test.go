@@ -143,25 +143,8 @@ func TestSelfUpdateUnderLoad(t *testing.T) {
 	rel := httptest.NewServer(mux)
 	t.Cleanup(rel.Close)
 
-	ca := filepath.Join(dir, "ca.pem")
-	os.WriteFile(ca, h.CA.CertPEM(), 0o644)
-	pub := base64.StdEncoding.EncodeToString(releaseKey.Public().(ed25519.PublicKey))
-	var states []string
-	var procs []*supervised
-	for i := range 2 {
-		state := filepath.Join(dir, fmt.Sprintf("state%d", i))
-		tok, _, err := h.Authority.MintEnrollToken("hq", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokFile := filepath.Join(dir, fmt.Sprintf("token%d", i))
-		os.WriteFile(tokFile, []byte(tok), 0o600)
-		p := supervise(t, nil, binA, "run", "--state-dir", state, "--mesh", h.Meshes()[0].URL, "--enroll-token-file", tokFile,
-			"--mesh-ca", ca, "--admin", "", "--allow", "127.0.0.1", "--drain-timeout", "2s",
-			"--update-url", rel.URL+"/release.json", "--update-key", pub, "--update-every", "1s",
-			"--update-trial-timeout", "12s", "--update-margin", "1s")
-		states, procs = append(states, state), append(procs, p)
-	}
+	states, procs := superviseConnectors(t, h, dir, binA, releaseKey.Public().(ed25519.PublicKey),
+		rel.URL+"/release.json", rel.URL+"/release.json")
 	logs := func() string { return procs[0].logs.String() + "\n=====\n" + procs[1].logs.String() }
 	// Load: requests one after another until both run 1.1.0.
 	ld := startPacedLoad(t, h, logs)
@@ -246,25 +229,7 @@ func TestSelfUpdateRefusedAndRolledBack(t *testing.T) {
 	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) { manifestFetches.Add(1); w.Write(good) })
 	mux.HandleFunc("/foreign.json", func(w http.ResponseWriter, r *http.Request) { w.Write(bad) })
 
-	ca := filepath.Join(dir, "ca.pem")
-	os.WriteFile(ca, h.CA.CertPEM(), 0o644)
-	pub := base64.StdEncoding.EncodeToString(pinnedPub)
-	var states []string
-	var procs []*supervised
-	for i, manifest := range []string{"/release.json", "/foreign.json"} {
-		state := filepath.Join(dir, fmt.Sprintf("state%d", i))
-		tok, _, err := h.Authority.MintEnrollToken("hq", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokFile := filepath.Join(dir, fmt.Sprintf("token%d", i))
-		os.WriteFile(tokFile, []byte(tok), 0o600)
-		p := supervise(t, nil, binA, "run", "--state-dir", state, "--mesh", h.Meshes()[0].URL, "--enroll-token-file", tokFile,
-			"--mesh-ca", ca, "--admin", "", "--allow", "127.0.0.1", "--drain-timeout", "2s",
-			"--update-url", srv.URL+manifest, "--update-key", pub, "--update-every", "1s",
-			"--update-trial-timeout", "12s", "--update-margin", "1s")
-		states, procs = append(states, state), append(procs, p)
-	}
+	states, procs := superviseConnectors(t, h, dir, binA, pinnedPub, srv.URL+"/release.json", srv.URL+"/foreign.json")
 	logs := func() string { return procs[0].logs.String() + "\n=====\n" + procs[1].logs.String() }
 	ld := startPacedLoad(t, h, logs)
 	// Rolled back, attached again, and three more checks of the manifest
@@ -390,4 +355,36 @@ func (l *pacedLoad) stop() (ok, failed int64, first any) {
 	}
 	<-l.done
 	return l.ok.Load(), l.failed.Load(), l.first.Load()
+}
+
+// superviseConnectors enrols one connector of group "hq" per manifest URL
+// and runs each (bin) under the supervisor, opted in to self-update from
+// its manifest with the pinned release key pub; it returns their state
+// directories and processes.
+func superviseConnectors(t *testing.T, h *Harness, dir, bin string, pub ed25519.PublicKey, manifests ...string) ([]string, []*supervised) {
+	t.Helper()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, h.CA.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key := base64.StdEncoding.EncodeToString(pub)
+	var states []string
+	var procs []*supervised
+	for i, manifest := range manifests {
+		state := filepath.Join(dir, fmt.Sprintf("state%d", i))
+		tok, _, err := h.Authority.MintEnrollToken("hq", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokFile := filepath.Join(dir, fmt.Sprintf("token%d", i))
+		if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := supervise(t, nil, bin, "run", "--state-dir", state, "--mesh", h.Meshes()[0].URL, "--enroll-token-file", tokFile,
+			"--mesh-ca", ca, "--admin", "", "--allow", "127.0.0.1", "--drain-timeout", "2s",
+			"--update-url", manifest, "--update-key", key, "--update-every", "1s",
+			"--update-trial-timeout", "12s", "--update-margin", "1s")
+		states, procs = append(states, state), append(procs, p)
+	}
+	return states, procs
 }
