@@ -130,7 +130,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	backendCA := fs.String("backend-ca", "", "extra CA file (PEM) for HTTPS internal apps (added to the system roots)")
 	allow := fs.String("allow", "", "comma-separated allow-list of internal destinations: host, *.domain, IP, CIDR, each optionally :port (required unless --allow-any); loopback, link-local and cloud metadata addresses are reached only when an IP or CIDR entry names them")
 	allowAny := fs.Bool("allow-any", false, "without --allow, allow every destination but loopback, link-local and cloud metadata (not recommended)")
-	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz, /readyz and /metrics (empty: off)")
+	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz (live), /readyz (attached, not draining) and /metrics (empty: off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	carrierFlag := fs.String("carrier", "auto", "WireGuard carrier: auto (UDP, falling back to an HTTPS stream), udp or stream")
 	udpTimeout := fs.Duration("udp-timeout", 0, "auto carrier: wait this long for a WireGuard handshake over UDP before using the stream (0: 2s)")

@@ -39,7 +39,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's keys, used enrolment tokens, revocations and known mesh members")
 	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
 	catalogPath := fs.String("catalog", defaultCatalog, "app catalogue: a file, or s3://bucket/key (read with the instance role, reloaded live on change)")
-	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz, /metrics, /status and /routes/explain (empty: off)")
+	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz (live), /readyz (ready), /metrics, /status and /routes/explain (empty: off)")
 	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -51,7 +51,8 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	join := fs.String("join", "", "comma-separated gossip host:port of other mesh nodes to join (and rejoin after a partition)")
 	publicURL := fs.String("public-url", "", "HTTPS base URL connectors attach at, e.g. https://mesh-eu-1.example.com (default: https:// + --listen)")
 	strategy := fs.String("route-strategy", "latency", "route choice: latency, nearest or random")
-	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM, stop taking relayed requests and wait this long for requests in flight before leaving the cluster")
+	drain := fs.Duration("drain-timeout", 10*time.Second, "on SIGTERM (after --drain-delay), stop accepting connections, wait for the requests in flight, then for the relayed ones, before leaving the cluster; at most this long")
+	drainDelay := fs.Duration("drain-delay", 0, "on SIGTERM, turn /readyz to 503 at once but keep accepting connections this long, so load balancers take the node out first (set it to their health-check interval times their unhealthy threshold)")
 	connsPerIP := fs.Int("conns-per-ip", meshnode.DefaultConnsPerClient, "connections one client address (IPv4, or IPv6 /64) may hold open on the public listener; past it: 429 (negative: no cap)")
 	unauthRate := fs.Float64("unauth-rate", float64(edge.DefaultUnauthRate), "answers per second one client address may get without signing in (sign-in redirects, 401, 404, 400); past it: 429 (negative: no limit)")
 	unauthBurst := fs.Int("unauth-burst", edge.DefaultUnauthBurst, "burst of --unauth-rate")
@@ -72,7 +73,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 			wgListen: *wgListen, wgAdvertise: *wgAdvertise, stateDir: *stateDir, authKey: *authKey, catalogPath: *catalogPath,
 			admin: *admin, authURL: *authURL, authCA: *authCA, logLevel: *logLevel, gossipListen: *gossipListen,
 			gossipAdvertise: *gossipAdvertise, gossipKeys: *gossipKeys, nodeCred: *nodeCred, label: *label, join: *join, publicURL: *publicURL,
-			strategy: *strategy, drain: *drain, limits: limits, deploy: deploy})
+			strategy: *strategy, drain: *drain, drainDelay: *drainDelay, limits: limits, deploy: deploy})
 	}
 }
 
@@ -82,7 +83,7 @@ type runFlags struct {
 	admin, authURL, authCA, logLevel, gossipListen, gossipAdvertise, gossipKeys, label, join     string
 	publicURL, strategy, nodeCred                                                                string
 	plain                                                                                        bool
-	drain                                                                                        time.Duration
+	drain, drainDelay                                                                            time.Duration
 	limits                                                                                       meshnode.Limits
 	deploy                                                                                       *deployFlags
 }
@@ -113,7 +114,8 @@ func run(ctx context.Context, f runFlags) error {
 	}
 	cfg := meshnode.Config{ID: f.id, Region: f.region, Listen: f.listen, PlainHTTP: f.plain, WGListen: wgAddr,
 		WGAdvertise: f.wgAdvertise, StateDir: f.stateDir, Authority: auth, CatalogPath: f.catalogPath,
-		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: f.drain, Limits: f.limits}
+		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: f.drain,
+		DrainDelay: f.drainDelay, Limits: f.limits}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}

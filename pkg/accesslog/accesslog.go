@@ -4,6 +4,7 @@
 package accesslog
 
 import (
+	"io"
 	"net/http"
 	"sync"
 )
@@ -69,3 +70,22 @@ func (rw *Writer) Status() int { return rw.status }
 
 // Bytes returns the number of body bytes written.
 func (rw *Writer) Bytes() int64 { return rw.bytes }
+
+// RecordCut wraps a response body so that the first error, other than
+// io.EOF, that ends it early is stored in *dst: the access line of a
+// response cut mid-body then says why. It is not safe for concurrent reads,
+// as no body is.
+func RecordCut(body io.ReadCloser, dst *error) io.ReadCloser { return &cutBody{body, dst} }
+
+type cutBody struct {
+	io.ReadCloser
+	dst *error
+}
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && *b.dst == nil {
+		*b.dst = err
+	}
+	return n, err
+}

@@ -1,9 +1,13 @@
 package accesslog
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestWriterRecords(t *testing.T) {
@@ -30,5 +34,25 @@ func TestWriterImplicitOK(t *testing.T) {
 	w.Write([]byte("x"))
 	if w.Status() != http.StatusOK {
 		t.Fatalf("got %d, want 200", w.Status())
+	}
+}
+
+func TestRecordCut(t *testing.T) {
+	cut := errors.New("connection reset")
+	for _, tc := range []struct {
+		name string
+		r    io.Reader
+		want error
+	}{
+		{"whole body", strings.NewReader("hello"), nil},
+		{"cut body", io.MultiReader(strings.NewReader("hel"), iotest.ErrReader(cut)), cut},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got error
+			io.Copy(io.Discard, RecordCut(io.NopCloser(tc.r), &got))
+			if got != tc.want {
+				t.Errorf("recorded %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

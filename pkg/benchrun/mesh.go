@@ -2,6 +2,7 @@ package benchrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,31 +18,12 @@ const (
 	// sharedGroup is the connector group of the regions scenario; its app
 	// is "app-shared".
 	sharedGroup = "shared"
-	// relayGroup is the connector group of the relay scenario, pinned to
-	// region relayRegionB.
-	relayGroup = "relay"
-	// relayRegionA and relayRegionB are the regions of the relay system:
-	// the user and node A in the first, node B and the connector in the
-	// second.
-	relayRegionA, relayRegionB = "a", "b"
 	// convergeTimeout bounds the wait for a multi-region system to
 	// converge, and for its routes to be rebuilt after a strategy switch:
 	// seconds on an idle machine, but far longer when other work keeps
 	// the cores busy, which is no reason to give up a run.
 	convergeTimeout = 3 * time.Minute
 )
-
-// relayMatrixYAML is the relay system's matrix: two regions with no
-// injected delay at all, so that the relay row measures Postern's own cost.
-const relayMatrixYAML = `regions:
-  - name: a
-    intra_rtt_ms: 0
-  - name: b
-    intra_rtt_ms: 0
-links:
-  - between: [a, b]
-    rtt_ms: 0
-`
 
 // RegionSystem is the multi-region system of the regions scenario: one
 // mesh node per region of its matrix and group "shared" served by
@@ -177,20 +159,11 @@ func (r *regionHarness) User(region, path string) (*http.Transport, string, erro
 // relayHarness adapts a two-node harness to RelaySystem.
 type relayHarness struct{ h *harness.Harness }
 
-// startRelay starts node A in region a and node B in region b with no
-// injected delay, and one connector of a group pinned to region b.
+// startRelay starts the harness's relay system: node A in region a and
+// node B in region b with no injected delay, and one connector of a group
+// pinned to region b.
 func startRelay(ctx context.Context, logger *slog.Logger) (*relayHarness, error) {
-	m, err := simnet.ParseMatrix([]byte(relayMatrixYAML))
-	if err != nil {
-		return nil, fmt.Errorf("benchrun: relay matrix: %w", err)
-	}
-	top := &harness.Topology{Net: simnet.NewNetwork(m, 1),
-		Nodes:      []harness.NodeSpec{{ID: "A", Region: relayRegionA}, {ID: "B", Region: relayRegionB}},
-		Groups:     []harness.GroupSpec{{ID: relayGroup, Region: relayRegionB, Pin: true}},
-		Connectors: []harness.ConnectorSpec{{Group: relayGroup, Region: relayRegionB}},
-		// One attachment: the harness waits for min(AttachK, nodes)
-		// attachments, and the pinned group may attach to node B only.
-		AttachK: 1}
+	top := harness.RelayTopology(simnet.NewNetwork(harness.ZeroMatrix(), 1))
 	h, err := startTopology(ctx, top, logger)
 	if err != nil {
 		return nil, fmt.Errorf("benchrun: start relay system: %w", err)
@@ -199,16 +172,15 @@ func startRelay(ctx context.Context, logger *slog.Logger) (*relayHarness, error)
 }
 
 func (r *relayHarness) User(path string) (*http.Transport, string) {
-	return r.h.UserClient(0).Transport.(*http.Transport), r.h.GroupURL(0, relayGroup, path)
+	return r.h.UserClient(0).Transport.(*http.Transport), r.h.GroupURL(0, harness.RelayGroup, path)
 }
 
 func (r *relayHarness) CheckRelay() error {
-	ex, err := r.h.Meshes()[0].Node.Explain("app-" + relayGroup)
-	if err != nil {
-		return fmt.Errorf("benchrun: relay: explain: %w", err)
-	}
-	if len(ex.Paths) == 0 || !ex.Paths[0].Chosen || ex.Paths[0].Via != "B" {
-		return fmt.Errorf("benchrun: relay: %w: node A's route is %+v", ErrNotRelay, ex.Paths)
+	if err := r.h.CheckRelay(); err != nil {
+		if errors.Is(err, harness.ErrNotRelay) {
+			return fmt.Errorf("benchrun: %w: %w", ErrNotRelay, err)
+		}
+		return fmt.Errorf("benchrun: %w", err)
 	}
 	return nil
 }

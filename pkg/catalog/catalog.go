@@ -105,7 +105,9 @@ type App struct {
 	// PreAuth is the pre-authentication mode.
 	PreAuth PreAuth
 	// BackendTimeout bounds the time to the first byte of the backend's
-	// response, not the length of the response stream. Always > 0.
+	// response once the request is sent, not the length of the response
+	// stream; while the client is still sending the request body, only a
+	// backend that stops taking it for this long times out. Always > 0.
 	BackendTimeout time.Duration
 	// HostHeader selects the Host header sent to the backend.
 	HostHeader HostHeader

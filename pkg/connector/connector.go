@@ -69,8 +69,8 @@ type Config struct {
 	// ProbeInterval is the time between UDP probes while on the stream in
 	// auto mode; zero means 30s.
 	ProbeInterval time.Duration
-	// HealthAddr, if set, serves /healthz and /metrics there; it must be a
-	// loopback address.
+	// HealthAddr, if set, serves /healthz (live), /readyz (attached and
+	// not draining) and /metrics there; it must be a loopback address.
 	HealthAddr string
 	// Keepalive is the WireGuard persistent keepalive; zero means 5s.
 	Keepalive time.Duration
@@ -121,6 +121,7 @@ type Connector struct {
 	nAttached atomic.Int32
 
 	tun   tunnel
+	conns connTracker   // the in-tunnel server's connections
 	kick  chan struct{} // wakes the manager; capacity 1
 	loops sync.WaitGroup
 
@@ -283,7 +284,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connector: %w", err)
 	}
-	srv := &http.Server{Handler: c.egress, ReadHeaderTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: c.egress, ReadHeaderTimeout: 30 * time.Second, ConnState: c.conns.track,
 		ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelDebug)}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -525,6 +526,28 @@ func (c *Connector) renew(ctx context.Context) error {
 	return err
 }
 
+// Readiness is what the health endpoint's /readyz answers.
+type Readiness struct {
+	Ready bool `json:"ready"`
+	// NotReady says why not, empty when Ready.
+	NotReady []string `json:"not_ready,omitempty"`
+}
+
+// Readiness reports whether the connector serves: attached to at least
+// one mesh node and not draining.
+func (c *Connector) Readiness() Readiness {
+	var why []string
+	if c.isDraining() {
+		why = append(why, "draining: shutting down")
+	}
+	if c.Attached() == 0 {
+		why = append(why, "not attached to any mesh node")
+	}
+	return Readiness{Ready: len(why) == 0, NotReady: why}
+}
+
+// healthHandler serves /healthz (liveness: the process runs; the JSON
+// lists the attachments), /readyz (readiness, see Readiness) and /metrics.
 func (c *Connector) healthHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -545,26 +568,15 @@ func (c *Connector) healthHandler() http.Handler {
 			links = append(links, link{l.url, l.nodeID, string(l.carrierNow()), rttMillis(d)})
 			return true
 		})
+		writeJSON(w, http.StatusOK, map[string]any{"connector": c.ID(), "attached": links, "tunnel_addr": c.node.Addr()})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		rd := c.Readiness()
 		status := http.StatusOK
-		if len(links) == 0 {
+		if !rd.Ready {
 			status = http.StatusServiceUnavailable
 		}
-		writeJSON(w, status, map[string]any{"connector": c.ID(), "attached": links, "tunnel_addr": c.node.Addr()})
-	})
-	// /readyz: ready to take requests, that is attached to a mesh node and
-	// not draining (a container's readiness probe; /healthz stays 200
-	// while attached, draining or not, so a draining pod is not killed).
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		attached := 0
-		c.attached.Range(func(_, _ any) bool { attached++; return true })
-		switch {
-		case c.isDraining():
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "draining"})
-		case attached == 0:
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "attached to no mesh node"})
-		default:
-			writeJSON(w, http.StatusOK, map[string]any{"ready": true, "attached": attached})
-		}
+		writeJSON(w, status, rd)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.cfg.Registry, promhttp.HandlerOpts{}))
 	return mux

@@ -77,6 +77,15 @@ func (c *Connector) manage(ctx context.Context) {
 	}
 }
 
+// recentLoss and recentLossBackoff: for recentLoss after an attachment
+// was lost, attaching to that node again is retried at least every
+// recentLossBackoff (a restarting node is back within seconds), instead of
+// backing off to BackoffMax.
+const (
+	recentLoss        = 2 * time.Minute
+	recentLossBackoff = time.Second
+)
+
 // retrySoon is the re-evaluation interval while some known node did not
 // answer the last measurement: a node that was restarting, or briefly
 // unreachable, should not keep the connector on a far node for Reevaluate.
@@ -301,6 +310,7 @@ func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 			c.tun.unlink(prev)
 		}
 	}()
+	var lostAt time.Time // when the last attachment was lost
 	for ctx.Err() == nil && !c.isDraining() {
 		link, err := c.attach(ctx, cl, meshURL, prev)
 		if err != nil {
@@ -313,6 +323,11 @@ func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 				return
 			}
 			delay = min(delay*2, c.cfg.BackoffMax)
+			if !lostAt.IsZero() && time.Since(lostAt) < recentLoss {
+				// A node we were attached to is likely restarting: try
+				// it often, so it serves again as soon as it is back.
+				delay = min(delay, recentLossBackoff)
+			}
 			continue
 		}
 		delay = c.cfg.BackoffMin
@@ -325,6 +340,7 @@ func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 		c.logger.Info("attached", "mesh_url", meshURL, "mesh_node", link.nodeID, "carrier", link.carrierNow())
 		c.kickManager()
 		c.tun.watch(ctx, link)
+		lostAt = time.Now()
 		c.attached.Delete(meshURL)
 		c.nAttached.Add(-1)
 		if ctx.Err() == nil && !c.isDraining() {
@@ -428,12 +444,18 @@ func (c *Connector) Drain(ctx context.Context) error {
 	c.mmu.Unlock()
 	var links []*meshLink
 	c.attached.Range(func(_, v any) bool { links = append(links, v.(*meshLink)); return true })
-	c.logger.Info("drain_started", "mesh_nodes", len(links), "in_flight", c.egress.InFlight())
+	c.logger.Info("drain_started", "mesh_nodes", len(links), "in_flight", c.inFlight())
+	// Each node stops picking us when it answers the first detach; the
+	// final one returns only when that node has no request left with us,
+	// which covers those still on their way through the tunnel.
 	err := c.detachAll(ctx, links, true)
 	idle := c.waitIdle(ctx)
-	err = errors.Join(err, c.detachAll(context.WithoutCancel(ctx), links, false))
+	fctx, cancel := c.finalDetachContext(ctx)
+	err = errors.Join(err, c.detachAll(fctx, links, false))
+	cancel()
+	idle = idle && c.waitIdle(ctx)
 	c.stopRuns()
-	left := c.egress.InFlight()
+	left := c.inFlight()
 	c.logger.Info("drain_done", "mesh_nodes", len(links), "in_flight", left, "complete", idle && err == nil)
 	if !idle {
 		err = errors.Join(err, fmt.Errorf("connector: drain: %d requests still in flight: %w", left, ctx.Err()))
@@ -441,14 +463,30 @@ func (c *Connector) Drain(ctx context.Context) error {
 	return err
 }
 
+// finalDetachContext bounds the final detach of a drain: it waits at the
+// node for the requests still in flight there, so it may take as long as
+// the drain may, but at least detachTimeout (the node removes us in any
+// case once the request ends).
+func (c *Connector) finalDetachContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok || time.Until(d) < detachTimeout {
+		d = time.Now().Add(detachTimeout)
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), d)
+}
+
 // detachAll sends Detach(drain) to the node of every link, concurrently,
-// each bounded by detachTimeout.
+// each bounded by detachTimeout, or by ctx's deadline when that is later
+// (the final detach of a drain waits for the node's requests in flight).
 func (c *Connector) detachAll(ctx context.Context, links []*meshLink, drain bool) error {
 	errs := make([]error, len(links))
 	var wg sync.WaitGroup
 	for i, l := range links {
 		wg.Go(func() {
 			dctx, cancel := context.WithTimeout(ctx, detachTimeout)
+			if d, ok := ctx.Deadline(); ok && time.Until(d) > detachTimeout {
+				dctx, cancel = context.WithCancel(ctx)
+			}
 			defer cancel()
 			cl := c.apiClient(l.url, l.pub)
 			if err := cl.Detach(dctx, c.State().Credential, drain); err != nil {
@@ -461,10 +499,17 @@ func (c *Connector) detachAll(ctx context.Context, links []*meshLink, drain bool
 	return errors.Join(errs...)
 }
 
-// waitIdle waits until the egress serves no request; false if ctx ended
+// waitIdle waits until no request is in flight here; false if ctx ended
 // first.
 func (c *Connector) waitIdle(ctx context.Context) bool {
-	return poll(ctx, func() bool { return c.egress.InFlight() == 0 })
+	return poll(ctx, func() bool { return c.inFlight() == 0 })
+}
+
+// inFlight counts the requests here: busy connections of the in-tunnel
+// server (a request arriving or being served) and requests the egress
+// serves (which covers upgraded connections).
+func (c *Connector) inFlight() int64 {
+	return int64(c.conns.n()) + c.egress.InFlight()
 }
 
 // detachTimeout bounds one detach request.

@@ -118,6 +118,8 @@ type reqState struct {
 	connector string // id of the connector that answered
 	attempts  int
 	errReason string
+	cutErr    error              // the error that cut the upstream response body, if any
+	truncated string             // who cut a response mid-body: "upstream" or "client"; "" if not cut
 	user      string             // subject of the signed-in user, for the log
 	claims    *session.AppClaims // verified identity of a pre-authenticated request
 	token     string             // the app cookie that carried claims
@@ -134,6 +136,7 @@ var statePool = sync.Pool{New: func() any { return new(reqState) }}
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
+	enableFullDuplex(w)
 	st := statePool.Get().(*reqState)
 	*st = reqState{rid: newRequestID(), clientIP: clientIP(r.RemoteAddr), scheme: "http"}
 	defer statePool.Put(st)
@@ -173,8 +176,52 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c, _ := r.Cookie(AppCookie)
 		st.token, st.auth = c.Value, h.auth
 	}
-	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-	h.logAccess(r, rw, st, start)
+	h.serveProxy(h.proxy, rw, r, st, start)
+}
+
+// serveProxy runs p and writes the access line, also when the response
+// is cut mid-body. ReverseProxy then panics with http.ErrAbortHandler;
+// the panic is raised again after the line is written, so the server cuts
+// the connection (HTTP/1) or resets the stream (HTTP/2) and the client
+// sees that the response is incomplete.
+func (h *Handler) serveProxy(p *httputil.ReverseProxy, rw *accesslog.Writer, r *http.Request, st *reqState, start time.Time) {
+	defer func() {
+		v := recover()
+		if v != nil {
+			st.noteAbort(r, v)
+		}
+		h.logAccess(r, rw, st, start)
+		if v != nil {
+			panic(v)
+		}
+	}()
+	p.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// noteAbort records why the handler was aborted by v: a response cut
+// mid-body by the connector side ("upstream") or by the client going away
+// ("client").
+func (st *reqState) noteAbort(r *http.Request, v any) {
+	if v != http.ErrAbortHandler {
+		st.errReason = fmt.Sprint("panic: ", v)
+		return
+	}
+	switch {
+	case r.Context().Err() == nil && st.cutErr != nil:
+		st.truncated, st.errReason = "upstream", "response cut: "+st.cutErr.Error()
+	default:
+		st.truncated, st.errReason = "client", "response cut: the client went away"
+	}
+}
+
+// enableFullDuplex lets the proxy keep reading the request body after the
+// response has started. Without it an HTTP/1 server consumes and closes
+// the body when the response starts, and the transport, which reads the
+// body once more to see its end, then fails the request and closes the
+// connection under the response being copied: a 200 cut short
+// (golang/go#15527). HTTP/2 is always full duplex.
+func enableFullDuplex(w http.ResponseWriter) {
+	http.NewResponseController(w).EnableFullDuplex()
 }
 
 // refusedRequest returns why r may not enter the tunnel for any app, or
@@ -220,12 +267,16 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 		slog.String("host", r.Host), slog.String("path", r.URL.Path), slog.Int("status", status),
 		slog.Int64("bytes", rw.Bytes()), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("connector", st.connector), slog.Bool("relayed", st.relayed), slog.String("user", st.user), slog.Int("attempts", st.attempts), slog.String("client_ip", st.clientIP),
+		slog.Bool("truncated", st.truncated != ""),
+	}
+	if st.truncated != "" {
+		attrs = append(attrs, slog.String("truncated_by", st.truncated))
 	}
 	if st.errReason != "" {
 		attrs = append(attrs, slog.String("error", st.errReason))
 	}
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
-	h.metrics.observe(appID, status, d, rw.Bytes())
+	h.metrics.observe(appID, status, d, rw.Bytes(), st.truncated)
 }
 
 // rewrite builds the request sent through the tunnel. By the time it runs,
@@ -312,7 +363,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	p := errpage.Page{Status: http.StatusBadGateway, Title: "Bad gateway", RequestID: st.rid}
 	var ce *connectorError
 	switch {
-	case errors.Is(err, errNoConnector), errors.Is(err, errRelayNoConnector):
+	case errors.Is(err, errNoConnector), errors.Is(err, errRelayNoConnector), errors.Is(err, errPathClosed):
 		// The connector group is an internal name: it goes to the log
 		// (errReason), not to the user's page.
 		st.errReason = fmt.Sprintf("%v (connector group %s)", err, st.app.ConnectorGroup)

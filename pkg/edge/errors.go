@@ -11,6 +11,13 @@ var (
 	// errRelayNoConnector means a relay mesh node had no connector to send
 	// the request to; it never reached one.
 	errRelayNoConnector = errors.New("relay node has no usable connector")
+	// errPathClosed means the path picked for an attempt began draining
+	// (or was lost) before the request was counted on it; nothing was sent.
+	errPathClosed = errors.New("path stopped taking requests")
+	// errSuspect means an attempt was abandoned because its connector
+	// became suspect before answering; the request, which may be sent
+	// again, went to another path.
+	errSuspect = errors.New("connector suspect: request sent again elsewhere")
 	// errNotSent wraps the last error of a request that reached no
 	// connector on any attempt.
 	errNotSent = errors.New("request reached no connector")

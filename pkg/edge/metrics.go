@@ -11,6 +11,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	bytes    *prometheus.CounterVec
+	cut      *prometheus.CounterVec
 	revoked  *prometheus.CounterVec
 }
 
@@ -29,11 +30,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postern_mesh_response_bytes_total", Help: "Response body bytes sent to clients, by app.",
 		}, []string{"app"}),
+		cut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postern_mesh_responses_truncated_total",
+			Help: "Responses cut mid-body after their status was sent, by app and by the side that cut them (upstream: the connector, relay node or backend; client: the client went away).",
+		}, []string{"app", "side"}),
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postern_edge_revoked_refusals_total", Help: "App tokens refused because their session or user was revoked, by kind (session, user) and where (cookie, handoff).",
 		}, []string{"kind", "where"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytes, m.revoked)
+	reg.MustRegister(m.requests, m.duration, m.bytes, m.cut, m.revoked)
 	return m
 }
 
@@ -44,7 +49,9 @@ func (m *metrics) revokedRefusal(kind, where string) {
 	}
 }
 
-func (m *metrics) observe(app string, status int, d time.Duration, bytes int64) {
+// observe counts one answered request; truncated names the side that cut
+// its response mid-body, or is empty.
+func (m *metrics) observe(app string, status int, d time.Duration, bytes int64, truncated string) {
 	if m == nil {
 		return
 	}
@@ -52,4 +59,7 @@ func (m *metrics) observe(app string, status int, d time.Duration, bytes int64) 
 	m.requests.WithLabelValues(app, code).Inc()
 	m.duration.WithLabelValues(app, code).Observe(d.Seconds())
 	m.bytes.WithLabelValues(app).Add(float64(bytes))
+	if truncated != "" {
+		m.cut.WithLabelValues(app, truncated).Inc()
+	}
 }

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httputil"
@@ -28,6 +27,7 @@ func (h *Handler) RelayHandler() http.Handler { return http.HandlerFunc(h.serveR
 
 func (h *Handler) serveRelay(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
+	enableFullDuplex(w)
 	st := statePool.Get().(*reqState)
 	*st = reqState{rid: r.Header.Get(tunnelhttp.HeaderRequestID), clientIP: clientIP(r.RemoteAddr), scheme: "http", relayed: true}
 	defer statePool.Put(st)
@@ -44,8 +44,7 @@ func (h *Handler) serveRelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.app = app
-	h.relay.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-	h.logAccess(r, rw, st, start)
+	h.serveProxy(h.relay, rw, r, st, start)
 }
 
 func (h *Handler) newRelayProxy() *httputil.ReverseProxy {

@@ -126,10 +126,15 @@ type roundTripper struct{ h *Handler }
 
 func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	t, _ := r.Context().Value(targetKey{}).(*target)
+	tr := rt.h.verify
 	if t != nil && t.skip {
-		return rt.h.skip.RoundTrip(r)
+		tr = rt.h.skip
 	}
-	return rt.h.verify.RoundTrip(r)
+	resp, err := tr.RoundTrip(r)
+	if rec, ok := r.Context().Value(cutKey{}).(*cutRecorder); ok && err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body = accesslog.RecordCut(resp.Body, &rec.err) // an upgrade's body must stay writable
+	}
+	return resp, err
 }
 
 func rewrite(pr *httputil.ProxyRequest) {
@@ -151,6 +156,13 @@ func rewrite(pr *httputil.ProxyRequest) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.inFlight.Add(1)
 	defer h.inFlight.Add(-1)
+	// The proxy forwards the request body while it copies the response
+	// back. An HTTP/1 server that is not told so consumes and closes the
+	// request body when the response starts, and the transport, reading
+	// the body once more to see its end, then fails the request and closes
+	// the backend connection under the response being copied: a 200 cut
+	// short. See golang/go#15527.
+	http.NewResponseController(w).EnableFullDuplex()
 	start := time.Now()
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
 	rw := accesslog.Wrap(w)
@@ -158,23 +170,65 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := upgrade.CheckRequest(r); err != nil {
 		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrUpgradeRefused)
 		h.logger.Warn("upgrade_refused", "request_id", rid, "error", err)
-		h.observe(rw, start)
+		h.observe(rw, start, "")
 		return
 	}
 	t, err := parseTarget(r.Header)
 	if err != nil {
 		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrBadTarget)
 		h.logger.Warn("bad_target", "request_id", rid, "error", err)
-		h.observe(rw, start)
+		h.observe(rw, start, "")
 		return
 	}
-	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
-	h.observe(rw, start)
-	h.logger.Info("request", "request_id", rid, "method", r.Method, "target_host", t.url.Host,
-		"status", rw.Status(), "bytes", rw.Bytes(), "duration_ms", msSince(start))
+	h.serveProxy(rw, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)), t, rid, start)
 }
 
-func (h *Handler) observe(rw *accesslog.Writer, start time.Time) {
+// serveProxy forwards r and writes the request's log line, also when the
+// response is cut mid-body: ReverseProxy then panics with
+// http.ErrAbortHandler, which is raised again after the line is written,
+// so the server cuts the tunnel connection and the mesh sees the cut.
+func (h *Handler) serveProxy(rw *accesslog.Writer, r *http.Request, t *target, rid string, start time.Time) {
+	cut := &cutRecorder{}
+	defer func() {
+		v := recover()
+		attrs := []any{"request_id", rid, "method", r.Method, "target_host", t.url.Host,
+			"status", rw.Status(), "bytes", rw.Bytes(), "duration_ms", msSince(start)}
+		side := ""
+		if v == http.ErrAbortHandler {
+			side = "mesh"
+			if r.Context().Err() == nil && cut.err != nil {
+				side = "backend"
+			}
+		}
+		attrs = append(attrs, "truncated", side != "")
+		if side != "" {
+			attrs = append(attrs, "truncated_by", side, "error", cut.reason(side))
+		}
+		h.observe(rw, start, side)
+		h.logger.Info("request", attrs...)
+		if v != nil {
+			panic(v)
+		}
+	}()
+	h.proxy.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), cutKey{}, cut)))
+}
+
+// cutKey carries a request's *cutRecorder to the transport.
+type cutKey struct{}
+
+// cutRecorder keeps the error that ended a backend response body early.
+type cutRecorder struct{ err error }
+
+func (c *cutRecorder) reason(side string) string {
+	if side == "backend" {
+		return "response cut: " + c.err.Error()
+	}
+	return "response cut: the mesh went away"
+}
+
+// observe counts one request; truncated names the side that cut its
+// response mid-body ("backend" or "mesh"), or is empty.
+func (h *Handler) observe(rw *accesslog.Writer, start time.Time, truncated string) {
 	if h.metrics == nil {
 		return
 	}
@@ -182,6 +236,9 @@ func (h *Handler) observe(rw *accesslog.Writer, start time.Time) {
 	h.metrics.requests.WithLabelValues(code).Inc()
 	h.metrics.duration.Observe(time.Since(start).Seconds())
 	h.metrics.bytes.Add(float64(rw.Bytes()))
+	if truncated != "" {
+		h.metrics.cut.WithLabelValues(truncated).Inc()
+	}
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
@@ -308,6 +365,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration prometheus.Histogram
 	bytes    prometheus.Counter
+	cut      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -325,7 +383,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "postern_connector_response_bytes_total", Help: "Response body bytes sent back through the tunnel.",
 		}),
+		cut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postern_connector_responses_truncated_total",
+			Help: "Responses cut mid-body after their status was sent, by the side that cut them (backend, or mesh: the mesh node went away).",
+		}, []string{"side"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytes)
+	reg.MustRegister(m.requests, m.duration, m.bytes, m.cut)
 	return m
 }

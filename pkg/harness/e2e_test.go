@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/postern/postern/pkg/sampleapp"
 )
 
 func start(tb testing.TB, opts Options) *Harness {
@@ -133,6 +135,15 @@ func TestErrorPages(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := l.Addr().String()
 	l.Close()
+	// The backend timeout of the slow apps: short, but long enough for the
+	// race detector's slowness.
+	timeout := map[bool]time.Duration{false: 300 * time.Millisecond, true: 3 * time.Second}[raceDetector]
+	// A backend that neither reads the request body nor answers until the
+	// test ends.
+	release := make(chan struct{})
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer stuck.Close()
+	defer close(release)
 	var logs SyncBuffer
 	h := start(t, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	// Rewrite the catalogue with the extra apps now that the app URL is
@@ -162,9 +173,15 @@ apps:
     internal_url: %s
     connector_group: hq
     preauth: passthrough
-    backend_timeout: 300ms
+    backend_timeout: %v
     host_header: external
-`, h.AppHost, h.App, closed, h.App)
+  - id: stuck
+    host: stuck.localhost
+    internal_url: %s
+    connector_group: hq
+    preauth: passthrough
+    backend_timeout: %v
+`, h.AppHost, h.App, closed, h.App, timeout, stuck.URL, timeout)
 	swapCatalog(t, h, cat)
 	c := h.MeshClient(0)
 	_, port, _ := net.SplitHostPort(h.Meshes()[0].Addr)
@@ -180,7 +197,7 @@ apps:
 		{"backend refused", u("refused.localhost", "/"), 502, "refused the connection", nil},
 		// The group's name is internal: the log has it, the page does not.
 		{"no connector", u("orphan.localhost", "/"), 503, "Orphan Ledger cannot be reached right now", []string{"empty", "group", "orphan.localhost"}},
-		{"backend timeout", u("slow.localhost", "/slow?delay=3s"), 504, "slowapp did not answer within 300ms", nil},
+		{"backend timeout", u("slow.localhost", fmt.Sprintf("/slow?delay=%v", 10*timeout)), 504, fmt.Sprintf("slowapp did not answer within %v", timeout), nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -204,9 +221,54 @@ apps:
 		t.Errorf("access log: no line names the connector group of the 503:\n%s", logs.String())
 	}
 	t.Run("timeout bounds first byte only", func(t *testing.T) {
-		resp, body := get(t, c, u("slow.localhost", "/sse?n=4&interval=150ms"))
+		resp, body := get(t, c, u("slow.localhost", fmt.Sprintf("/sse?n=4&interval=%v", timeout/2)))
 		if resp.StatusCode != 200 || strings.Count(string(body), "data:") != 4 {
-			t.Fatalf("got %d %q, want 4 events after the 300ms timeout", resp.StatusCode, body)
+			t.Fatalf("got %d %q, want 4 events after the %v timeout", resp.StatusCode, body, timeout)
+		}
+	})
+	t.Run("slow upload outlives the timeout", func(t *testing.T) {
+		// The client takes over three times the backend timeout to send
+		// the body; the backend answers at once when it has it. The
+		// timeout must not count the client's time.
+		const pieces, size = 10, 1 << 10
+		pr, pw := io.Pipe()
+		go func() {
+			tick := time.NewTicker(timeout / 3)
+			defer tick.Stop()
+			for range pieces {
+				<-tick.C
+				if _, err := pw.Write(make([]byte, size)); err != nil {
+					return
+				}
+			}
+			pw.Close()
+		}()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, u("slow.localhost", "/upload"), pr)
+		req.ContentLength = pieces * size
+		began := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var up sampleapp.UploadResult
+		json.Unmarshal(body, &up)
+		if resp.StatusCode != 200 || up.Bytes != pieces*size {
+			t.Fatalf("got %d %q after %v, want 200 with %d bytes uploaded", resp.StatusCode, body, time.Since(began), pieces*size)
+		}
+	})
+	t.Run("backend that stops taking the body times out", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, u("stuck.localhost", "/"), sampleapp.Stream(3, 1<<30))
+		req.Header.Set("Accept", "text/html")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 504 || !strings.Contains(string(body), fmt.Sprintf("did not answer within %v", timeout)) {
+			t.Fatalf("got %d %q, want 504", resp.StatusCode, body)
 		}
 	})
 	t.Run("external host header", func(t *testing.T) {

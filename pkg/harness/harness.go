@@ -97,6 +97,9 @@ type Options struct {
 	Topology *Topology
 	// DrainTimeout is the mesh nodes' drain bound on stop; zero means 2s.
 	DrainTimeout time.Duration
+	// DrainDelay is how long a stopping mesh node keeps accepting after
+	// it turned not ready; zero means none.
+	DrainDelay time.Duration
 	// AdminAddrs, if set, are the mesh nodes' loopback admin addresses
 	// (/status, /routes/explain, /metrics), by node index.
 	AdminAddrs []string
@@ -342,7 +345,10 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, UpdateSlot: h.opts.UpdateSlot, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
-		DrainTimeout: h.opts.DrainTimeout, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
+		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
+	}
+	if raceDetector {
+		cfg.Pool = stretchProbes(cfg.Pool, 750*time.Millisecond, 3)
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]
@@ -572,6 +578,9 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 	udp := wgnet.NewBlockBind(inner)
 	udp.SetBlocked(h.opts.BlockUDP)
 	cfg.Bind = udp
+	if raceDetector {
+		cfg.PingInterval, cfg.PingFailures = time.Second*raceStretch, 3*raceStretch
+	}
 	c, err := connector.New(cfg)
 	if err != nil {
 		return nil, err
@@ -689,6 +698,21 @@ func (h *Harness) Close() error {
 		h.closeErr = os.RemoveAll(h.Dir)
 	}
 	return h.closeErr
+}
+
+// raceStretch is how much longer the liveness checks wait for an answer
+// under the race detector.
+const raceStretch = 4
+
+// stretchProbes returns probe settings that give raceStretch times the
+// time to answer and need raceStretch times as many misses to declare a
+// path dead (from defTimeout and defDeadAfter, the pool's defaults, when
+// unset): under the race detector the system is slow, not dead.
+func stretchProbes(c pool.Config, defTimeout time.Duration, defDeadAfter int) pool.Config {
+	c.ProbeTimeout = cmp.Or(c.ProbeTimeout, defTimeout) * raceStretch
+	c.SuspectAfter = cmp.Or(c.SuspectAfter, 150*time.Millisecond) * raceStretch
+	c.DeadAfter = cmp.Or(c.DeadAfter, defDeadAfter) * raceStretch
+	return c
 }
 
 // WaitFor polls cond every 20ms until it holds, ctx ends or timeout passes.

@@ -115,10 +115,14 @@ func (h *Harness) clusterConfig(i int, publicAddr string, gossipPort int) (*mesh
 			seeds = append(seeds, m.gossip)
 		}
 	}
-	return &meshnode.ClusterConfig{
+	cc := &meshnode.ClusterConfig{
 		Transport: t.Net.Transport(nt, spec.Region), Keys: [][]byte{h.gossipKey}, Label: "postern-harness",
 		Seeds: seeds, Timing: t.Timing, PublicURL: "https://" + publicAddr, Strategy: t.Strategy, Route: t.Route,
-	}, addr.String(), nil
+	}
+	if raceDetector {
+		cc.PeerProbe = stretchProbes(cc.PeerProbe, 400*time.Millisecond, 2)
+	}
+	return cc, addr.String(), nil
 }
 
 func newGossipKey() []byte {

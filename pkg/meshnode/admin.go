@@ -98,14 +98,18 @@ func (n *Node) Status() Status {
 	return st
 }
 
-// AdminHandler serves /healthz, /status and /metrics; meshd exposes it on
-// a loopback address only.
+// AdminHandler serves /healthz (live), /readyz (ready, see Readiness),
+// /status, /routes/explain and /metrics; meshd exposes it on a loopback
+// address only.
 func (n *Node) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
+	// /healthz is liveness: the process serves (also while it drains).
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte("ok\n"))
 	})
+	// /readyz is readiness: whether load balancers should send users here.
+	mux.HandleFunc("GET /readyz", n.serveReadyz)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -21,6 +21,7 @@ import (
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/route"
+	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
 	"github.com/postern/postern/pkg/wgnet"
 )
@@ -87,19 +88,24 @@ type mesh struct {
 	tokenClient *http.Client // mesh-internal token calls over the tunnel
 
 	nodeAddrs atomic.Pointer[map[netip.Addr]string] // tunnel address → node id of the mesh peers
+	joined    atomic.Bool                           // the gossip reached another member at least once
 
-	mu         sync.Mutex // guards the following
-	wgPeers    map[string]wgkey.Public
-	downSince  map[string]time.Time // relay paths not answering probes, by node id
-	decisions  map[string]*route.Decision
-	built      time.Time
-	tokens     map[string]bool // used-token ids already spread
-	statesFrom map[string]bool // nodes whose full state was merged
+	mu        sync.Mutex // guards the following
+	wgPeers   map[string]wgkey.Public
+	peerBoot  map[string]int64     // boot time of each WireGuard peer's node, by node id
+	downSince map[string]time.Time // relay paths not answering probes, by node id
+	decisions map[string]*route.Decision
+	built     time.Time
+	// builtWithPath reports that a relay path to another live member
+	// answered (or there was none) when the routes were last built.
+	builtWithPath bool
+	tokens        map[string]bool // used-token ids already spread
+	statesFrom    map[string]bool // nodes whose full state was merged
 }
 
 func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	m := &mesh{n: n, cfg: cfg, boot: time.Now().UnixNano(), kick: make(chan struct{}, 1),
-		wgPeers: map[string]wgkey.Public{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{},
+		wgPeers: map[string]wgkey.Public{}, peerBoot: map[string]int64{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{},
 		statesFrom: map[string]bool{}}
 	m.redeem = &redeemer{m: m}
 	m.tokenClient = &http.Client{Transport: &http.Transport{DialContext: n.wg.DialContext, MaxIdleConnsPerHost: 4}}
@@ -171,6 +177,8 @@ func (m *mesh) run(ctx context.Context) {
 	if len(m.cfg.Seeds) > 0 || m.cfg.Discover != nil {
 		if _, err := m.cluster.Join(ctx); err != nil {
 			m.n.logger.Warn("gossip_join_failed", "error", err, "seeds", m.cfg.Seeds, "retry", "in the background")
+		} else {
+			m.joined.Store(true)
 		}
 	}
 	t := time.NewTicker(m.cfg.RouteInterval)
@@ -200,6 +208,11 @@ func (m *mesh) poke() {
 func (m *mesh) sync() {
 	m.publish()
 	members := m.cluster.Members()
+	for _, mb := range members {
+		if mb.ID != m.n.cfg.ID && live(mb.State) {
+			m.joined.Store(true) // also when the background rejoin got there
+		}
+	}
 	if err := m.roster.observe(members, time.Now()); err != nil {
 		m.n.logger.Warn("mesh_members_save_failed", "error", err)
 	}
@@ -258,11 +271,16 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 			m.n.wg.RemovePeer(key)
 			delete(m.wgPeers, id)
 			delete(m.downSince, id)
+			delete(m.peerBoot, id)
 			m.n.logger.Info("mesh_peer_removed", "peer_node", id)
 		}
 	}
 	for id, mb := range want {
 		if _, ok := m.wgPeers[id]; ok {
+			if boot, seen := m.peerBoot[id]; seen && boot != mb.Boot {
+				m.restartedLocked(id, mb)
+				continue
+			}
 			m.resetIfStuckLocked(id, mb)
 			continue
 		}
@@ -271,6 +289,7 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 		}
 		m.peers.Upsert("mesh:"+id, meshGroup, mb.WGKey)
 		m.wgPeers[id] = mb.WGKey
+		m.peerBoot[id] = mb.Boot
 		m.n.logger.Info("mesh_peer_added", "peer_node", id, "region", mb.Region, "endpoint", mb.WGEndpoint)
 	}
 }
@@ -303,6 +322,21 @@ func (m *mesh) resetIfStuckLocked(id string, mb gossip.Member) {
 	}
 	m.downSince[id] = time.Now()
 	m.n.logger.Info("mesh_peer_reset", "peer_node", id, "reason", "relay path down while the gossip sees the node alive")
+}
+
+// restartedLocked takes in member id, which restarted (a new boot time)
+// before the gossip declared it dead: its WireGuard session is gone, so
+// the peer is made afresh (the next packet starts a handshake, instead of
+// waiting for peerReset) and its relay path is proven again.
+func (m *mesh) restartedLocked(id string, mb gossip.Member) {
+	m.n.wg.RemovePeer(mb.WGKey)
+	if !m.addWGPeer(id, mb) {
+		return
+	}
+	m.peers.Upsert("mesh:"+id, meshGroup, mb.WGKey)
+	m.peerBoot[id] = mb.Boot
+	delete(m.downSince, id)
+	m.n.logger.Info("mesh_peer_restarted", "peer_node", id)
 }
 
 // addWGPeer makes member id a WireGuard peer at its advertised endpoint;
@@ -340,8 +374,10 @@ func (m *mesh) rebuild(members []gossip.Member) {
 		remote[a.Group][a.Node] = append(remote[a.Group][a.Node], a)
 	}
 	table := map[string]*groupRoute{}
+	withPath := m.relayPathUp()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.builtWithPath = withPath
 	for _, g := range cat.Groups() {
 		gr := m.groupRoute(g, byID, remote[g.ID])
 		m.decisions[g.ID] = &gr.decision
@@ -377,18 +413,23 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 		}
 		cand := route.Candidate{Node: id, Region: mb.Region}
 		cand.NodeRTT, cand.NodeRTTKnown = m.cluster.EstimateRTT(id)
+		peer := m.peers.Get(mb.WGKey)
+		if !cand.NodeRTTKnown && peer != nil && peer.Alive() && peer.RTT() > 0 {
+			// A node that just (re)joined has no coordinates yet, but its
+			// tunnel answers: use the RTT its probes measure, so it is
+			// used at once, not as a last resort.
+			cand.NodeRTT, cand.NodeRTTKnown = peer.RTT(), true
+		}
 		var best *gossip.Attachment
 		for i, a := range remote[id] {
 			if a.Alive && !a.Draining && (best == nil || a.RTT < best.RTT) {
 				best = &remote[id][i]
 			}
 		}
-		peer := m.peers.Get(mb.WGKey)
+		cand.Draining = mb.Draining // still used while it is the only path
 		switch {
 		case best == nil:
 			cand.Unusable, cand.Connector = "no usable connector attached there", remote[id][0].Connector
-		case mb.Draining:
-			cand.Unusable = "node draining"
 		case peer == nil || !peer.Alive():
 			cand.Unusable = "node not answering through the mesh tunnel"
 		}
@@ -417,6 +458,39 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 	return gr
 }
 
+// notReady says what keeps the node from serving as a member of the
+// cluster: not joined yet (when it has seeds), no route table yet, or no
+// relay path proven to any of the live members.
+func (m *mesh) notReady() []string {
+	var why []string
+	if len(m.cfg.Seeds) > 0 && !m.joined.Load() {
+		why = append(why, "gossip has not joined the cluster yet")
+	}
+	m.mu.Lock()
+	built, withPath := !m.built.IsZero(), m.builtWithPath
+	m.mu.Unlock()
+	switch {
+	case !built:
+		why = append(why, "routes not built yet")
+	case !withPath:
+		why = append(why, "no relay path to another mesh node answered when the routes were built")
+	}
+	return why
+}
+
+// relayPathUp reports whether a relay path to another live member answers
+// its probes, or there is no other member.
+func (m *mesh) relayPathUp() bool {
+	others := 0
+	for _, s := range m.peers.Statuses() {
+		if s.Alive {
+			return true
+		}
+		others++
+	}
+	return others == 0
+}
+
 // isMeshNode reports whether addr is the tunnel address of a live member.
 func (m *mesh) isMeshNode(addr netip.Addr) (string, bool) {
 	id, ok := (*m.nodeAddrs.Load())[addr]
@@ -435,6 +509,13 @@ func (m *mesh) relayGate(next http.Handler) http.Handler {
 			m.refused.Inc()
 			m.n.logger.Warn("relay_refused", "remote", ap.Addr().String(), "reason", "not a mesh node of the cluster")
 			http.Error(w, "relay: only mesh nodes of the cluster may relay", http.StatusForbidden)
+			return
+		}
+		if m.n.relayClosed.Load() {
+			// The drain is past relaying: the sender tries another path.
+			w.Header().Set(tunnelhttp.HeaderError, tunnelhttp.ErrRelayNoConnector)
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
 		m.served.Inc()

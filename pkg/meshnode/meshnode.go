@@ -126,11 +126,17 @@ type Config struct {
 	// latency-aware routing); nil means a lone node that serves only the
 	// connectors attached to it.
 	Cluster *ClusterConfig
-	// DrainTimeout bounds the graceful shutdown: the node announces that
-	// it is draining, takes no new relayed requests, and waits this long
-	// at most for requests in flight before leaving the cluster; zero
-	// means 10s, negative skips draining.
+	// DrainTimeout bounds the graceful shutdown after DrainDelay: the
+	// node stops accepting connections on the public listener, waits for
+	// the requests in flight there, then takes no new relayed requests and
+	// waits for those in flight before leaving the cluster; it waits this
+	// long at most. Zero means 10s, negative skips draining.
 	DrainTimeout time.Duration
+	// DrainDelay is how long the node keeps accepting new connections
+	// after it announced the drain and /readyz turned 503, so that load
+	// balancers polling /readyz take it out of rotation before its
+	// listener closes; zero means the listener closes at once.
+	DrainDelay time.Duration
 	// Limits bounds what one client or tunnel peer may cost the node;
 	// the zero value means the defaults of Limits.
 	Limits Limits
@@ -164,9 +170,13 @@ type Node struct {
 
 	connMetrics *connMetrics
 
-	killed    atomic.Bool
-	draining  atomic.Bool
-	closeOnce sync.Once
+	auth *edge.AuthConfig // nil without sign-in
+
+	killed      atomic.Bool
+	serving     atomic.Bool // Run has started its listeners
+	draining    atomic.Bool // shutting down: not ready, no new attachments
+	relayClosed atomic.Bool // the drain ended relaying for other nodes
+	closeOnce   sync.Once
 }
 
 // New builds a Node: it loads the catalogue (an invalid one is an error),
@@ -311,6 +321,7 @@ func New(cfg Config) (*Node, error) {
 	if authCfg != nil {
 		authCfg.Denied, authCfg.Revoker = revoked, n
 	}
+	n.auth = authCfg
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
 		Auth: authCfg, Limits: n.limits.Unauth})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
@@ -411,7 +422,10 @@ func (n *Node) Nodes(ctx context.Context, c authority.Credential) ([]enroll.Node
 
 // Detach implements enroll.Attacher: drain stops new requests to the
 // connector and lets those in flight finish; otherwise the connector is
-// removed as a peer and from the pool.
+// removed as a peer and from the pool. Removing a draining connector first
+// waits (until ctx ends) for every request this node sent it to finish:
+// the connector cannot see requests still on their way through the
+// tunnel, so only this node knows when it is safe to let it go.
 func (n *Node) Detach(ctx context.Context, c authority.Credential, drain bool) error {
 	if n.isNodeKey(c.PublicKey) {
 		n.logger.Warn("detach_refused", "connector_id", c.ConnectorID, "reason", "the key is a mesh node's, not a connector's")
@@ -419,11 +433,15 @@ func (n *Node) Detach(ctx context.Context, c authority.Credential, drain bool) e
 	}
 	if drain {
 		n.pool.SetDraining(c.PublicKey, true)
-	} else {
-		if cur := n.pool.Get(c.PublicKey); cur != nil {
-			n.pool.Remove(c.PublicKey)
-			n.wg.RemovePeer(c.PublicKey)
+	} else if cur := n.pool.Get(c.PublicKey); cur != nil {
+		if cur.Draining() && cur.Outstanding() > 0 {
+			n.logger.Info("connector_detach_waiting", "connector", cur.ID, "in_flight", cur.Outstanding())
+			if !cur.WaitIdle(ctx) {
+				n.logger.Warn("connector_detach_cut", "connector", cur.ID, "in_flight", cur.Outstanding(), "error", ctx.Err())
+			}
 		}
+		n.pool.Remove(c.PublicKey)
+		n.wg.RemovePeer(c.PublicKey)
 	}
 	if n.mesh != nil {
 		n.mesh.poke()
@@ -489,13 +507,17 @@ func (n *Node) Handler() http.Handler {
 	})
 }
 
-// Run serves until ctx ends, then shuts down gracefully.
+// Run serves until ctx ends, then shuts down gracefully (see drain). It
+// returns the first listener's failure, or nil.
 func (n *Node) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	errLog := slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)
+	var al net.Listener
+	if n.cfg.AdminListen != "" {
+		var err error
+		if al, err = net.Listen("tcp", n.cfg.AdminListen); err != nil {
+			return fmt.Errorf("meshnode: admin listener: %w", err)
+		}
+	}
 	lim := n.limits
 	pub := &http.Server{Handler: n.Handler(), TLSConfig: n.cfg.TLS, ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		IdleTimeout: lim.IdleTimeout, MaxHeaderBytes: lim.MaxHeaderBytes, ConnContext: iplimit.ConnContext, ErrorLog: errLog}
@@ -505,8 +527,14 @@ func (n *Node) Run(ctx context.Context) error {
 	tun := &http.Server{Handler: n.tunnelHandler(), ReadHeaderTimeout: lim.ReadHeaderTimeout, IdleTimeout: lim.IdleTimeout,
 		MaxHeaderBytes: 2 * lim.MaxHeaderBytes, ErrorLog: errLog}
 	servers := []*http.Server{pub, tun}
+	// The background work (probes, catalogue, gossip, sign-in keys) goes
+	// on through the drain and stops after it.
+	life, stopLife := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopLife()
+	failed := make(chan error, 3)
 	serve := func(s *http.Server, l net.Listener, tlsOn bool) {
-		defer wg.Done()
 		var err error
 		if tlsOn {
 			err = s.ServeTLS(l, "", "")
@@ -515,77 +543,68 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.logger.Error("listener_failed", "addr", l.Addr().String(), "error", err)
-			cancel()
+			failed <- fmt.Errorf("meshnode: serve %s: %w", l.Addr(), err)
 		}
 	}
-	wg.Add(2)
-	go serve(pub, n.public, n.cfg.TLS != nil)
-	go serve(tun, tl, false)
-	if n.cfg.AdminListen != "" {
-		al, err := net.Listen("tcp", n.cfg.AdminListen)
-		if err != nil {
-			return fmt.Errorf("meshnode: admin listener: %w", err)
-		}
+	wg.Go(func() { serve(pub, n.public, n.cfg.TLS != nil) })
+	wg.Go(func() { serve(tun, tl, false) })
+	if al != nil {
 		admin := &http.Server{Handler: n.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: lim.IdleTimeout, ErrorLog: errLog}
 		servers = append(servers, admin)
-		wg.Add(1)
-		go serve(admin, al, false)
+		wg.Go(func() { serve(admin, al, false) })
 	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		n.pool.Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		n.enforceLoop(ctx)
-	}()
+	wg.Go(func() { n.pool.Run(life) })
+	wg.Go(func() { n.enforceLoop(life) })
 	if n.acme != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n.acme.Run(ctx)
-		}()
+		wg.Go(func() { n.acme.Run(life) })
 	}
 	if n.cfg.CatalogPoll >= 0 {
 		poll := n.cfg.CatalogPoll
 		if poll == 0 {
 			poll = 2 * time.Second
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n.catalog.Watch(ctx, poll)
-		}()
+		wg.Go(func() { n.catalog.Watch(life, poll) })
 	}
-	meshCtx, meshCancel := context.WithCancel(context.Background())
-	defer meshCancel()
 	if n.mesh != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n.mesh.run(meshCtx)
-		}()
+		wg.Go(func() { n.mesh.run(life) })
 	}
+	wg.Go(func() { n.fetchSignInKeys(life) })
+	n.serving.Store(true)
 	n.logger.Info("mesh_node_started", "region", n.cfg.Region, "public_addr", n.public.Addr().String(),
 		"wg_port", n.wg.ListenPort(), "tunnel_addr", n.wg.Addr(), "tls", n.cfg.TLS != nil, "cluster", n.mesh != nil)
-	<-ctx.Done()
-	if !n.killed.Load() {
-		n.drain()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-failed:
 	}
-	meshCancel()
+	if !n.killed.Load() && runErr == nil {
+		n.drain(pub)
+	}
+	stopLife()
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	for _, s := range servers {
 		s.Shutdown(sctx)
 	}
 	n.pool.Close()
-	return nil
+	return runErr
 }
 
-// drain announces that the node is leaving, waits for the requests in
-// flight (at most DrainTimeout) and leaves the cluster.
-func (n *Node) drain() {
+// drain takes the node out of service without cutting a request:
+//
+//  1. it turns not ready (/readyz 503) and announces the drain to the
+//     cluster, whose nodes then relay through it only the groups they
+//     have no other path for;
+//  2. after DrainDelay (load balancers take it out of rotation) it stops
+//     accepting on the public listener and waits for the requests in
+//     flight there;
+//  3. it refuses new relayed requests (relay_no_connector: the sender
+//     tries another path), waits for those in flight, and leaves the
+//     cluster.
+//
+// Steps 2 and 3 take DrainTimeout at most; under steady load the drain
+// ends as soon as the requests in flight end.
+func (n *Node) drain(pub *http.Server) {
 	if n.cfg.DrainTimeout < 0 {
 		return
 	}
@@ -593,21 +612,43 @@ func (n *Node) drain() {
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
+	start := time.Now()
 	n.draining.Store(true)
 	if n.mesh != nil {
 		n.mesh.cluster.UpdateMeta(func(m *gossip.Meta) { m.Draining = true })
 	}
-	start := time.Now()
-	deadline := start.Add(timeout)
-	for n.inFlight() > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	n.logger.Info("mesh_node_draining", "drain_delay_ms", n.cfg.DrainDelay.Milliseconds(), "drain_timeout_ms", timeout.Milliseconds())
+	if n.cfg.DrainDelay > 0 {
+		time.Sleep(n.cfg.DrainDelay) // the listener keeps accepting while load balancers notice
 	}
-	n.logger.Info("mesh_node_drained", "waited_ms", time.Since(start).Milliseconds(), "in_flight", n.inFlight())
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	pub.Shutdown(ctx)
+	public := time.Since(start)
+	n.relayClosed.Store(true)
+	idle := waitIdle(ctx, func() bool { return n.inFlight() == 0 })
+	n.logger.Info("mesh_node_drained", "waited_ms", time.Since(start).Milliseconds(), "public_ms", public.Milliseconds(),
+		"in_flight", n.inFlight(), "complete", idle)
 	if n.mesh != nil {
 		if err := n.mesh.cluster.Leave(2 * time.Second); err != nil {
 			n.logger.Warn("gossip_leave_failed", "error", err)
 		}
 	}
+}
+
+// waitIdle polls idle every 10ms until it holds or ctx ends; it reports
+// whether it held.
+func waitIdle(ctx context.Context, idle func() bool) bool {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !idle() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // Kill makes the next shutdown abrupt, as a crash: no drain, no leave. Tests

@@ -48,32 +48,46 @@ func newRouter(local, peers *pool.Pool, s route.Strategy) *router {
 
 func (r *router) strategyNow() route.Strategy { return r.strategy.Load().(route.Strategy) }
 
+// Pick prefers, at every step, the paths that are not suspect (see
+// pool.Connector.Suspect), and takes a suspect one only when no other is
+// left.
 func (r *router) Pick(group string, exclude []*pool.Connector) *pool.Connector {
-	gr := (*r.table.Load())[group]
-	if gr != nil {
-		d := &gr.decision
-		if c := r.pickTier(gr, d.Tier, exclude); c != nil {
-			return r.count(c)
-		}
-		for i := d.Tier; i < len(d.Candidates) && d.Candidates[i].Eligible; i++ {
-			if c := r.resolve(gr, i); c != nil && c.Usable() && !excluded(exclude, c) {
-				return r.count(c)
-			}
-		}
+	if c := r.pick(group, exclude, (*pool.Connector).Healthy); c != nil {
+		return r.count(c)
 	}
-	if c := r.local.Pick(group, exclude); c != nil {
+	if c := r.pick(group, exclude, (*pool.Connector).Usable); c != nil {
 		return r.count(c)
 	}
 	return nil
 }
 
-func (r *router) pickTier(gr *groupRoute, tier int, exclude []*pool.Connector) *pool.Connector {
+// pick returns the path for the next attempt among those that ok accepts.
+func (r *router) pick(group string, exclude []*pool.Connector, ok func(*pool.Connector) bool) *pool.Connector {
+	gr := (*r.table.Load())[group]
+	if gr != nil {
+		d := &gr.decision
+		if c := r.pickTier(gr, d.Tier, exclude, ok); c != nil {
+			return c
+		}
+		for i := d.Tier; i < len(d.Candidates) && d.Candidates[i].Eligible; i++ {
+			if c := r.resolve(gr, i); c != nil && ok(c) && !excluded(exclude, c) {
+				return c
+			}
+		}
+	}
+	if c := r.local.Pick(group, exclude); c != nil && ok(c) {
+		return c
+	}
+	return nil
+}
+
+func (r *router) pickTier(gr *groupRoute, tier int, exclude []*pool.Connector, ok func(*pool.Connector) bool) *pool.Connector {
 	var best *pool.Connector
 	var bestLoad int64
 	seen := 0
 	for i := 0; i < tier; i++ {
 		c := r.resolve(gr, i)
-		if c == nil || !c.Usable() || excluded(exclude, c) {
+		if c == nil || !ok(c) || excluded(exclude, c) {
 			continue
 		}
 		seen++

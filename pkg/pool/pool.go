@@ -50,6 +50,12 @@ type Config struct {
 	ProbeInterval time.Duration
 	// ProbeTimeout bounds one probe; zero means 750ms.
 	ProbeTimeout time.Duration
+	// SuspectAfter makes a connector suspect when a probe has gone
+	// unanswered for SuspectAfter plus twice the connector's last RTT (at
+	// most ProbeTimeout): new requests prefer other connectors, and
+	// requests waiting on it that may be sent again are (see Suspect).
+	// Zero means 150ms; negative disables suspicion.
+	SuspectAfter time.Duration
 	// DeadAfter is the number of failed probes in a row that declares a
 	// connector dead; zero means 3.
 	DeadAfter int
@@ -80,8 +86,13 @@ type Connector struct {
 	rttNanos    atomic.Int64
 	lost        context.Context
 	markLost    context.CancelCauseFunc
-	failures    int // guarded by the prober's goroutine
+	probing     atomic.Bool // a probe of c is in flight
+	failures    int         // guarded by probing
 	attached    time.Time
+
+	smu      sync.Mutex         // guards the following
+	suspect  context.Context    // ends when c becomes suspect
+	endTrust context.CancelFunc // ends suspect
 }
 
 // HostPort returns the "[tunnel address]:port" of the connector's proxy.
@@ -93,6 +104,36 @@ func (c *Connector) Lost() context.Context { return c.lost }
 
 // Acquire counts a request as outstanding on c.
 func (c *Connector) Acquire() { c.outstanding.Add(1) }
+
+// TryAcquire counts a request as outstanding on c unless c is draining or
+// lost, and reports whether it did. A request picked just before a drain
+// began thus either backs out, unsent, or is counted where the drain's
+// WaitIdle sees it: the count goes up before the draining flag is read,
+// and SetDraining sets the flag before WaitIdle reads the count.
+func (c *Connector) TryAcquire() bool {
+	c.outstanding.Add(1)
+	if c.draining.Load() || c.lost.Err() != nil {
+		c.outstanding.Add(-1)
+		return false
+	}
+	return true
+}
+
+// WaitIdle waits until no request is outstanding on c, or ctx ends; it
+// reports whether c became idle. Call it after SetDraining: until then new
+// requests keep coming.
+func (c *Connector) WaitIdle(ctx context.Context) bool {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for c.outstanding.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
 
 // Release ends a request counted by Acquire.
 func (c *Connector) Release() { c.outstanding.Add(-1) }
@@ -107,6 +148,40 @@ func (c *Connector) Draining() bool { return c.draining.Load() }
 
 // Usable reports whether c takes new requests: alive and not draining.
 func (c *Connector) Usable() bool { return c.alive.Load() && !c.draining.Load() }
+
+// Suspect returns a context that ends when c becomes suspect: a probe
+// has gone unanswered for longer than its round trip should take. c is not
+// yet declared dead (that takes DeadAfter failed probes), so requests in
+// flight on it go on, but a request that is waiting for its answer and may
+// safely be sent again (idempotent, without a body) should be, elsewhere.
+// Once a probe answers, c is trusted again and Suspect returns a new
+// context.
+func (c *Connector) Suspect() context.Context {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.suspect
+}
+
+// Suspected reports whether c is suspect now.
+func (c *Connector) Suspected() bool { return c.Suspect().Err() != nil }
+
+// Healthy reports whether c takes new requests and is not suspect.
+func (c *Connector) Healthy() bool { return c.Usable() && !c.Suspected() }
+
+// setSuspect makes c suspect or trusted; it reports whether that changed.
+func (c *Connector) setSuspect(on bool) bool {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if (c.suspect.Err() != nil) == on {
+		return false
+	}
+	if on {
+		c.endTrust()
+	} else {
+		c.suspect, c.endTrust = context.WithCancel(context.Background())
+	}
+	return true
+}
 
 // RTT returns the last probe's round-trip time through the tunnel; zero
 // before the first probe answered.
@@ -155,6 +230,9 @@ func New(cfg Config) *Pool {
 	if cfg.DeadAfter == 0 {
 		cfg.DeadAfter = 3
 	}
+	if cfg.SuspectAfter == 0 {
+		cfg.SuspectAfter = 150 * time.Millisecond
+	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 2 * time.Second
 	}
@@ -178,6 +256,7 @@ func (p *Pool) upsert(id, group string, key wgkey.Public, alive bool) *Connector
 	c := &Connector{ID: id, Group: group, Key: key, attached: time.Now(),
 		hostPort: netip.AddrPortFrom(key.Addr(), tunnelhttp.Port).String()}
 	c.lost, c.markLost = context.WithCancelCause(context.Background())
+	c.suspect, c.endTrust = context.WithCancel(context.Background())
 	c.Transport = p.newTransport()
 	c.alive.Store(alive)
 	p.mu.Lock()
@@ -267,8 +346,8 @@ func (p *Pool) newTransport() *http.Transport {
 }
 
 // Pick returns the live connector of group with the fewest outstanding
-// requests, skipping those in exclude; nil if there is none. Ties are broken
-// at random.
+// requests, skipping those in exclude and preferring those not suspect;
+// nil if there is none. Ties are broken at random.
 func (p *Pool) Pick(group string, exclude []*Connector) *Connector {
 	cs := (*p.groups.Load())[group]
 	if len(cs) == 0 {
@@ -276,6 +355,7 @@ func (p *Pool) Pick(group string, exclude []*Connector) *Connector {
 	}
 	var best *Connector
 	var bestN int64
+	bestHealthy := false
 	start := 0
 	if len(cs) > 1 {
 		start = rand.IntN(len(cs))
@@ -285,8 +365,10 @@ func (p *Pool) Pick(group string, exclude []*Connector) *Connector {
 		if !c.Usable() || contains(exclude, c) {
 			continue
 		}
-		if n := c.outstanding.Load(); best == nil || n < bestN {
-			best, bestN = c, n
+		healthy := !c.Suspected()
+		n := c.outstanding.Load()
+		if best == nil || (healthy && !bestHealthy) || (healthy == bestHealthy && n < bestN) {
+			best, bestN, bestHealthy = c, n, healthy
 		}
 	}
 	return best
@@ -344,7 +426,9 @@ func (p *Pool) Statuses() []Status {
 	return out
 }
 
-// Run probes every connector until ctx ends or Close is called.
+// Run probes every connector until ctx ends or Close is called: every
+// ProbeInterval, each connector whose previous probe has ended gets a new
+// one, so that a connector that does not answer delays no other.
 func (p *Pool) Run(ctx context.Context) {
 	if p.cfg.Pinger == nil {
 		return
@@ -355,6 +439,8 @@ func (p *Pool) Run(ctx context.Context) {
 	p.mu.Unlock()
 	p.wg.Add(1)
 	defer p.wg.Done()
+	var probes sync.WaitGroup
+	defer probes.Wait()
 	t := time.NewTicker(p.cfg.ProbeInterval)
 	defer t.Stop()
 	for {
@@ -362,37 +448,44 @@ func (p *Pool) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			p.probeAll(ctx)
 		}
+		p.mu.Lock()
+		for _, c := range p.byKey {
+			if c.probing.CompareAndSwap(false, true) {
+				probes.Go(func() {
+					defer c.probing.Store(false)
+					p.probe(ctx, c)
+				})
+			}
+		}
+		p.mu.Unlock()
 	}
 }
 
-func (p *Pool) probeAll(ctx context.Context) {
-	p.mu.Lock()
-	cs := make([]*Connector, 0, len(p.byKey))
-	for _, c := range p.byKey {
-		cs = append(cs, c)
-	}
-	p.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.probe(ctx, c)
-		}()
-	}
-	wg.Wait()
+// suspectAfter is how long a probe of c may go unanswered before c is
+// suspect.
+func (p *Pool) suspectAfter(c *Connector) time.Duration {
+	return min(p.cfg.SuspectAfter+2*c.RTT(), p.cfg.ProbeTimeout)
 }
 
 func (p *Pool) probe(ctx context.Context, c *Connector) {
 	pctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
 	defer cancel()
+	var suspect *time.Timer
+	if p.cfg.SuspectAfter > 0 && c.Alive() {
+		suspect = time.AfterFunc(p.suspectAfter(c), func() { p.suspect(c, "probe unanswered") })
+	}
 	rtt, err := p.cfg.Pinger.Ping(pctx, c.Key)
+	if suspect != nil {
+		suspect.Stop()
+	}
 	if ctx.Err() != nil {
 		return
 	}
 	if err != nil {
+		if p.cfg.SuspectAfter > 0 {
+			p.suspect(c, "probe failed")
+		}
 		c.failures++
 		if c.failures >= p.cfg.DeadAfter {
 			p.MarkDead(c, "no answer to "+strconv.Itoa(c.failures)+" probes")
@@ -401,7 +494,16 @@ func (p *Pool) probe(ctx context.Context, c *Connector) {
 	}
 	c.failures = 0
 	c.rttNanos.Store(int64(rtt))
+	if c.setSuspect(false) {
+		p.logger.Debug("connector_trusted", "connector", c.ID, "group", c.Group, "rtt_ms", float64(rtt.Microseconds())/1000)
+	}
 	p.markAlive(c)
+}
+
+func (p *Pool) suspect(c *Connector, why string) {
+	if c.setSuspect(true) {
+		p.logger.Debug("connector_suspect", "connector", c.ID, "group", c.Group, "reason", why)
+	}
 }
 
 // Close stops probing and closes every connector's idle connections. It is

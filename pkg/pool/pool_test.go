@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,5 +174,68 @@ func TestProveFirst(t *testing.T) {
 			t.Fatal("entry not alive after a probe answered")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestTryAcquireAndDrain checks the drain handshake: a request that picked
+// a connector just before it began draining either backs out unsent or is
+// counted where WaitIdle sees it, also when both race.
+func TestTryAcquireAndDrain(t *testing.T) {
+	p := New(Config{Dial: noDial})
+	k := key(t)
+	c := p.Upsert("a", "hq", k)
+	if !c.TryAcquire() {
+		t.Fatal("a live connector refused a request")
+	}
+	p.SetDraining(k, true)
+	if c.TryAcquire() {
+		t.Fatal("a draining connector took a new request")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if c.WaitIdle(ctx) {
+		t.Fatal("WaitIdle returned with a request outstanding")
+	}
+	c.Release()
+	if !c.WaitIdle(t.Context()) || c.Outstanding() != 0 {
+		t.Fatalf("WaitIdle after the last release: outstanding %d", c.Outstanding())
+	}
+	p.SetDraining(k, false)
+	p.MarkDead(c, "test")
+	if c.TryAcquire() || c.Outstanding() != 0 {
+		t.Fatal("a lost connector took a request")
+	}
+
+	// Race requests against the drain: whatever TryAcquire admitted is
+	// still outstanding when WaitIdle returns, never released behind its
+	// back.
+	for range 200 {
+		c := p.Upsert("b", "hq", key(t))
+		var admitted, done sync.WaitGroup
+		var lateAdmit atomic.Bool
+		idle := make(chan struct{})
+		for range 4 {
+			admitted.Add(1)
+			go func() {
+				defer admitted.Done()
+				if c.TryAcquire() {
+					select {
+					case <-idle:
+						lateAdmit.Store(true) // admitted, yet the drain saw nothing
+					default:
+					}
+					done.Add(1)
+					go func() { defer done.Done(); c.Release() }()
+				}
+			}()
+		}
+		c.draining.Store(true)
+		c.WaitIdle(t.Context())
+		close(idle)
+		admitted.Wait()
+		done.Wait()
+		if lateAdmit.Load() {
+			t.Fatal("a request was admitted after the drain found the connector idle")
+		}
 	}
 }

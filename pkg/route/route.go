@@ -70,6 +70,10 @@ type Candidate struct {
 	// Unusable, when not empty, says why the path takes no request now
 	// ("connector draining", "node unreachable", ...).
 	Unusable string
+	// Draining reports that Node announced it is shutting down. It still
+	// serves until it is gone, so its path is used only when no other
+	// path is eligible.
+	Draining bool
 }
 
 // Key identifies a path across decisions: "local/<connector>" or
@@ -166,6 +170,7 @@ func Decide(group string, cands []Candidate, c Constraints, s Strategy, prev *De
 	for _, cand := range cands {
 		d.Candidates = append(d.Candidates, score(cand, c, o))
 	}
+	lastResort(d.Candidates)
 	slices.SortStableFunc(d.Candidates, func(a, b Scored) int {
 		if a.Eligible != b.Eligible {
 			if a.Eligible {
@@ -218,6 +223,25 @@ func score(cand Candidate, c Constraints, o Options) Scored {
 		sc.Cost += rtt + o.RelayCost
 	}
 	return sc
+}
+
+// lastResort keeps the paths through a draining node eligible only when no
+// other path is: a draining node still serves until it is gone, so a group
+// with no other path keeps being served through it.
+func lastResort(cs []Scored) {
+	other := false
+	for _, c := range cs {
+		other = other || (c.Eligible && !c.Draining)
+	}
+	for i := range cs {
+		switch {
+		case !cs[i].Eligible || !cs[i].Draining:
+		case other:
+			cs[i].Eligible, cs[i].Why = false, "node draining"
+		default:
+			cs[i].Why = "node draining; the only path left"
+		}
+	}
 }
 
 // nearestTier moves to the front every local path, or else the eligible

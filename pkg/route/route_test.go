@@ -17,6 +17,8 @@ func relay(node, region string, nodeRTT, connRTT time.Duration) Candidate {
 	return Candidate{Node: node, Region: region, Connector: "c-" + node, NodeRTT: nodeRTT, NodeRTTKnown: true, ConnectorRTT: connRTT}
 }
 
+func draining(c Candidate) Candidate { c.Draining = true; return c }
+
 func keys(ss []Scored) []string {
 	var out []string
 	for _, s := range ss {
@@ -47,6 +49,14 @@ func TestDecide(t *testing.T) {
 			Constraints{ExcludeRegions: []string{"eu-west-1"}}, Latency, []string{"node/ap"}},
 		{"unusable skipped", []Candidate{{Node: "a", Local: true, Connector: "d", Unusable: "connector draining"}, relay("b", "x", 5*ms, 1*ms)},
 			Constraints{}, Latency, []string{"node/b"}},
+		{"draining node avoided while another path exists", []Candidate{draining(relay("b", "x", 5*ms, 1*ms)), relay("c", "x", 50*ms, 1*ms)},
+			Constraints{}, Latency, []string{"node/c"}},
+		{"draining node used when it is the only path", []Candidate{draining(relay("b", "x", 5*ms, 1*ms)), {Node: "c", Unusable: "node unreachable"}},
+			Constraints{}, Latency, []string{"node/b"}},
+		{"draining nodes share when they are all that is left", []Candidate{draining(relay("b", "x", 5*ms, 1*ms)), draining(relay("c", "x", 5*ms, 1*ms))},
+			Constraints{}, Latency, []string{"node/b", "node/c"}},
+		{"a draining node in an excluded region stays unused", []Candidate{draining(relay("b", "x", 5*ms, 1*ms))},
+			Constraints{ExcludeRegions: []string{"x"}}, Latency, nil},
 		{"unknown RTT last resort", []Candidate{{Node: "new", Connector: "x"}, relay("b", "x", 300*ms, 1*ms)},
 			Constraints{}, Latency, []string{"node/b"}},
 		{"unknown RTT when alone", []Candidate{{Node: "new", Connector: "x"}}, Constraints{}, Latency, []string{"node/new"}},

@@ -5,7 +5,7 @@
 //
 // It exercises everything the mesh must carry faithfully: plain requests
 // (/hello, /headers), large streamed bodies in both directions (/download,
-// /upload), WebSocket upgrades (/ws), server-sent events that must be
+// /upload), a request body answered back whole (/echo), WebSocket upgrades (/ws), server-sent events that must be
 // flushed one by one (/sse), slow backends (/slow) and arbitrary status codes
 // (/status/{code}). Its index page shows the request headers it received, so
 // a person can see what the mesh added; /admin is an admin area (the path the
@@ -96,6 +96,7 @@ func (a *App) routes() http.Handler {
 	mux.HandleFunc("GET /hello", a.serveHello)
 	mux.HandleFunc("GET /download", a.serveDownload)
 	mux.HandleFunc("POST /upload", a.serveUpload)
+	mux.HandleFunc("POST /echo", a.serveEcho)
 	mux.HandleFunc("GET /ws", a.serveWebSocket)
 	mux.HandleFunc("GET /sse", a.serveEvents)
 	mux.HandleFunc("GET /slow", a.serveSlow)

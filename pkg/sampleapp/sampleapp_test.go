@@ -551,3 +551,74 @@ func BenchmarkStream(b *testing.B) {
 		io.Copy(io.Discard, Stream(1, 1<<20))
 	}
 }
+
+func TestEcho(t *testing.T) {
+	base := newServer(t, Config{})
+	for _, size := range []int64{0, 1, 4 << 10, 64<<10 + 3, MaxEcho} {
+		t.Run(strconv.FormatInt(size, 10), func(t *testing.T) {
+			resp, err := http.Post(base+"/echo", "application/octet-stream", Stream(5, size))
+			if err != nil {
+				t.Fatalf("POST: %v", err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status: got %d, want %d", resp.StatusCode, http.StatusOK)
+			}
+			if resp.ContentLength != size {
+				t.Errorf("Content-Length: got %d, want %d", resp.ContentLength, size)
+			}
+			got, n := sha256Hex(t, resp.Body)
+			want, _ := sha256Hex(t, Stream(5, size))
+			if n != size || got != want {
+				t.Errorf("echo: got %d bytes %s, want %d bytes %s", n, got, size, want)
+			}
+		})
+	}
+	resp, err := http.Post(base+"/echo", "application/octet-stream", Stream(5, MaxEcho+1))
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("too large: got %d, want %d", resp.StatusCode, http.StatusRequestEntityTooLarge)
+	}
+}
+
+// TestEchoDuplex checks that /echo?duplex=1 answers each piece while the
+// request is still being sent: the client writes the next piece only after
+// it has read the previous one back.
+func TestEchoDuplex(t *testing.T) {
+	base := newServer(t, Config{})
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/echo?duplex=1", pr)
+	req.ContentLength = 3 * 1000
+	type reply struct {
+		resp *http.Response
+		err  error
+	}
+	got := make(chan reply, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		got <- reply{resp, err}
+	}()
+	piece := bytes.Repeat([]byte("x"), 1000)
+	pw.Write(piece)
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.resp.Body.Close()
+	buf := make([]byte, 1000)
+	for i := range 3 {
+		if i > 0 {
+			pw.Write(piece)
+		}
+		if _, err := io.ReadFull(r.resp.Body, buf); err != nil || !bytes.Equal(buf, piece) {
+			t.Fatalf("piece %d: got %q, %v", i, buf[:10], err)
+		}
+	}
+	pw.Close()
+	if n, err := io.Copy(io.Discard, r.resp.Body); n != 0 || err != nil {
+		t.Errorf("after the body: got %d more bytes, %v", n, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -134,4 +135,69 @@ func (a *App) serveUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, UploadResult{Bytes: n, SHA256: hex.EncodeToString(sum.Sum(nil))})
+}
+
+// MaxEcho is the largest body /echo accepts: 8 MiB.
+const MaxEcho = 8 << 20
+
+// serveEcho answers with the request body. By default it reads the whole
+// body first, as a backend that parses a request before it responds does;
+// bodies larger than MaxEcho get 413. With ?duplex=1 it streams each piece
+// back as it arrives (HTTP/1.1 full duplex, of any length), as a backend
+// that answers while the client is still sending does.
+func (a *App) serveEcho(w http.ResponseWriter, r *http.Request) {
+	duplex, err := boolParam(r.URL.Query(), "duplex")
+	if err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	if duplex {
+		a.echoDuplex(w, r)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxEcho))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			http.Error(w, "request body larger than 8 MiB", http.StatusRequestEntityTooLarge)
+			return
+		}
+		a.logger.Debug("echo aborted", "bytes_received", len(body), "err", err)
+		badRequest(w, "read request body: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Write(body)
+}
+
+// echoDuplex writes each piece of the request body back as soon as it is
+// read, flushing it, so the response starts before the request ends.
+func (a *App) echoDuplex(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	rc.EnableFullDuplex() // HTTP/2 is always full duplex; ErrNotSupported there
+	// No Content-Length: a response of unknown length is streamed (and
+	// flushed by proxies) piece by piece.
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusOK)
+	buf := make([]byte, chunkSize)
+	var total int64
+	for {
+		n, err := r.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				a.logger.Debug("echo aborted", "bytes_echoed", total, "err", werr)
+				return
+			}
+			rc.Flush()
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			a.logger.Debug("echo aborted", "bytes_echoed", total, "err", err)
+			panic(http.ErrAbortHandler) // the status is sent: cut the response
+		}
+	}
 }

@@ -259,6 +259,12 @@ func (v *Verifier) refreshIfAllowed(ctx context.Context) {
 	}
 }
 
+// HasKeys reports whether the verifier has keys to verify with: a valid
+// Static document, or a remote JWKS fetched successfully at least once.
+func (v *Verifier) HasKeys() bool {
+	return (len(v.static) > 0 && v.staticErr == nil) || v.remote.Load() != nil
+}
+
 // Refresh fetches the remote JWKS now, regardless of the refetch interval.
 // On failure the last good set stays in use.
 func (v *Verifier) Refresh(ctx context.Context) error {

@@ -164,6 +164,19 @@ func wgLogger(l *slog.Logger) *device.Logger {
 	}
 }
 
+// Up reports whether the WireGuard device is up: brought up by New and not
+// closed since.
+func (n *Node) Up() bool {
+	select {
+	case <-n.done:
+		return false
+	case <-n.dev.Wait():
+		return false
+	default:
+		return true
+	}
+}
+
 // Addr returns the node's tunnel address.
 func (n *Node) Addr() netip.Addr { return n.addr }
 

@@ -1,0 +1,101 @@
+package egress
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// lockedBuffer is a bytes.Buffer for a logger and a test at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the JSON log lines whose msg is msg.
+func (l *lockedBuffer) lines(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestCutResponseIsLoggedAndCounted checks that a backend response cut
+// mid-body still gets its log line, marked truncated, and is counted, and
+// that the connector cuts its own answer so the mesh sees it.
+func TestCutResponseIsLoggedAndCounted(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100000")
+		w.Write(make([]byte, 20000))
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler) // the backend dies mid-body
+	}))
+	defer backend.Close()
+	var logs lockedBuffer
+	reg := prometheus.NewRegistry()
+	resp := serveTunnel(t, Config{AllowList: loopback(t), Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Registerer: reg}, backend.URL, nil)
+	n, err := io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 || err == nil || n >= 100000 {
+		t.Fatalf("got %d, %d bytes, %v; want a 200 cut short with an error", resp.StatusCode, n, err)
+	}
+	// The line is written before the handler's panic cuts the connection,
+	// so it is there by the time the client sees the cut.
+	lines := logs.lines(t, "request")
+	if len(lines) != 1 {
+		t.Fatalf("got %d request lines, want 1", len(lines))
+	}
+	l := lines[0]
+	if l["truncated"] != true || l["truncated_by"] != "backend" || !strings.Contains(l["error"].(string), "response cut") || l["status"] != 200.0 {
+		t.Errorf("request line: got %v, want truncated by the backend with status 200", l)
+	}
+	if got := cutCount(t, reg, "backend"); got != 1 {
+		t.Errorf("postern_connector_responses_truncated_total{side=backend}: got %v, want 1", got)
+	}
+}
+
+// cutCount returns postern_connector_responses_truncated_total{side} of
+// reg; zero when absent.
+func cutCount(t *testing.T, reg *prometheus.Registry, side string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "postern_connector_responses_truncated_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "side" && lp.GetValue() == side {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,90 @@
+package harness
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// accessLines returns the access-log lines of app in logs (JSON lines).
+func accessLines(tb testing.TB, logs *SyncBuffer, app string) []map[string]any {
+	tb.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "access" && m["app"] == app {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestCutResponsesAreLogged checks that a response cut mid-body, by the
+// backend or by the client, still gets its access line, marked truncated
+// with the side that cut it, and is counted; and that the client sees the
+// cut (never a short body that looks whole).
+func TestCutResponsesAreLogged(t *testing.T) {
+	cutter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000000")
+		w.Write(make([]byte, 100000))
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler) // the backend dies mid-body
+	}))
+	defer cutter.Close()
+	var logs SyncBuffer
+	h := start(t, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+		ExtraCatalog: fmt.Sprintf("  - id: cut\n    host: cut.localhost\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n", cutter.URL)})
+	_, port, _ := net.SplitHostPort(h.Meshes()[0].Addr)
+	for _, h2 := range []bool{false, true} {
+		tr := h.MeshTransport(0)
+		tr.ForceAttemptHTTP2 = h2
+		resp, err := (&http.Client{Transport: tr}).Get("https://cut.localhost:" + port + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if resp.StatusCode != 200 || err == nil || n >= 1000000 {
+			t.Fatalf("http2=%v: got %d with %d bytes, error %v; want a 200 visibly cut", h2, resp.StatusCode, n, err)
+		}
+	}
+	// The client goes away in the middle of a download.
+	resp, err := h.MeshClient(0).Get(h.AppURL(0, "/download?bytes=67108864"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(resp.Body, make([]byte, 64<<10))
+	resp.Body.Close()
+	err = WaitFor(t.Context(), 10*time.Second, func() bool { return len(accessLines(t, &logs, "smartmoney")) > 0 })
+	if err != nil {
+		t.Fatal("no access line for the download the client left")
+	}
+	check := func(app, side string, want int) {
+		t.Helper()
+		lines := accessLines(t, &logs, app)
+		if len(lines) != want {
+			t.Fatalf("%s: got %d access lines, want %d:\n%s", app, len(lines), want, logs.String())
+		}
+		for _, l := range lines {
+			if l["truncated"] != true || l["truncated_by"] != side || !strings.Contains(fmt.Sprint(l["error"]), "response cut") || l["status"] != 200.0 {
+				t.Errorf("%s: access line %v, want status 200, truncated by %s", app, l, side)
+			}
+		}
+		rec := httptest.NewRecorder()
+		h.Meshes()[0].Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		metric := fmt.Sprintf(`postern_mesh_responses_truncated_total{app=%q,side=%q} %d`, app, side, want)
+		if !strings.Contains(rec.Body.String(), metric) {
+			t.Errorf("metrics lack %s", metric)
+		}
+	}
+	check("cut", "upstream", 2)
+	check("smartmoney", "client", 1)
+}

@@ -1,0 +1,154 @@
+package meshnode
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/session"
+)
+
+const signInCatalog = `connector_groups:
+  - id: hq
+apps:
+  - id: app
+    host: app.localhost
+    internal_url: http://127.0.0.1:9
+    connector_group: hq
+    preauth: entra
+    policy:
+      allow:
+        users: ["t/u"]
+`
+
+// readyz asks n's admin handler for /readyz.
+func readyz(t *testing.T, n *Node) (int, Readiness) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	n.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	var rd Readiness
+	if err := json.Unmarshal(rec.Body.Bytes(), &rd); err != nil {
+		t.Fatalf("/readyz: %v: %q", err, rec.Body.String())
+	}
+	if (rec.Code == http.StatusOK) != rd.Ready {
+		t.Fatalf("/readyz: status %d for %+v", rec.Code, rd)
+	}
+	return rec.Code, rd
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: not in time", what)
+		case <-tick.C:
+		}
+	}
+}
+
+// TestReadiness checks /readyz through a node's life: not ready before it
+// serves and while the auth functions' keys cannot be fetched, ready once
+// they are, and not ready at once when the drain begins, while the public
+// listener still accepts (DrainDelay), so load balancers drain it first.
+// /healthz stays 200 throughout.
+func TestReadiness(t *testing.T) {
+	keys, err := session.GenerateKeyset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwksUp atomic.Bool
+	auth := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !jwksUp.Load() {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(keys.JWKS())
+	}))
+	defer auth.Close()
+	dir := t.TempDir()
+	catPath := filepath.Join(dir, "catalog.yaml")
+	if err := os.WriteFile(catPath, []byte(signInCatalog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	akey, err := authority.LoadOrCreateKey(filepath.Join(dir, "authority.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := authority.New(authority.Config{Key: akey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const delay = time.Second // long enough to check, on a busy machine, that the listener still accepts
+	n, err := New(Config{ID: "n1", Listener: l, PlainHTTP: true, WGListen: netip.MustParseAddrPort("127.0.0.1:0"),
+		StateDir: dir, Authority: ca, CatalogPath: catPath, AuthURL: auth.URL, DrainDelay: delay, DrainTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, rd := readyz(t, n); rd.Ready || !slices.Contains(rd.NotReady, "not serving yet") {
+		t.Fatalf("before Run: got %+v, want not serving yet", rd)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	waitFor(t, "serving", func() bool { _, rd := readyz(t, n); return !slices.Contains(rd.NotReady, "not serving yet") })
+	if _, rd := readyz(t, n); rd.Ready || len(rd.NotReady) != 1 || !strings.Contains(rd.NotReady[0], "sign-in keys") {
+		t.Fatalf("without the auth functions' keys: got %+v, want only the keys missing", rd)
+	}
+	jwksUp.Store(true)
+	waitFor(t, "ready once the keys are fetched", func() bool { _, rd := readyz(t, n); return rd.Ready })
+
+	// Shut down: /readyz turns 503 at once, the listener keeps accepting
+	// for DrainDelay, then refuses; /healthz answers 200 all along.
+	began := time.Now()
+	cancel()
+	waitFor(t, "not ready after the shutdown began", func() bool { code, _ := readyz(t, n); return code == http.StatusServiceUnavailable })
+	notReady := time.Since(began)
+	if _, rd := readyz(t, n); !slices.Contains(rd.NotReady, "draining: shutting down") {
+		t.Fatalf("draining: got %+v", rd)
+	}
+	// The listener may refuse only once the delay has passed since the
+	// shutdown began; on a machine so busy that the delay passed before
+	// this request, a refusal proves nothing.
+	resp, err := http.Get("http://" + l.Addr().String() + "/")
+	switch elapsed := time.Since(began); {
+	case err == nil:
+		resp.Body.Close()
+	case elapsed < delay:
+		t.Fatalf("the listener refused a connection %v after the shutdown began, within the drain delay of %v: %v", elapsed, delay, err)
+	default:
+		t.Logf("the machine was too slow to check the drain delay: a request %v after the shutdown began was refused", elapsed)
+	}
+	rec := httptest.NewRecorder()
+	n.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/healthz while draining: got %d, want 200", rec.Code)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := net.Dial("tcp", l.Addr().String()); err == nil {
+		t.Fatal("the public listener still accepts after the drain")
+	}
+	t.Logf("not ready %v after the shutdown began; drained in %v", notReady, time.Since(began).Round(time.Millisecond))
+}
