@@ -5,6 +5,8 @@
 //	connectord enroll --mesh https://mesh.example.com --token-file FILE   (or - for stdin)
 //	connectord run --allow '10.1.0.0/16:443,intranet.corp'
 //	connectord service install|uninstall|run [run flags]   (Windows service)
+//	connectord access tcp --app https://ssh.apps.example.com --listen 127.0.0.1:2222
+//	ssh -o ProxyCommand='connectord access ssh --app https://ssh.apps.example.com' host
 //	connectord version
 //
 // "connectord --help" lists the commands, "connectord run --help" the
@@ -60,6 +62,7 @@ func newApp() *cli.App {
 		{Name: "service", Args: "install|uninstall|run [run flags]", Summary: "install, uninstall or run as a Windows service (the run flags follow)",
 			Raw: func(ctx context.Context, args []string) error { return serviceCmd(ctx, args, app) }},
 	}
+	app.Commands = append(app.Commands, accessCommands()...)
 	return app
 }
 

@@ -42,6 +42,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz (live), /readyz (ready), /metrics, /status and /routes/explain (empty: off)")
 	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
+	bearerCA := fs.String("bearer-ca", "", "extra CA file (PEM) that signs the certificates of the issuers whose bearer tokens apps accept (Entra, workload issuers; for development providers)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	gossipListen := fs.String("gossip-listen", "", "gossip address (UDP and TCP) to join a cluster of mesh nodes, e.g. 0.0.0.0:7946 (empty: a lone node)")
 	gossipAdvertise := fs.String("gossip-advertise", "", "gossip host:port other nodes reach (default: from --gossip-listen)")
@@ -71,7 +72,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 		}
 		return run(ctx, runFlags{id: *id, region: *region, listen: *listen, certFile: *certFile, keyFile: *keyFile, plain: *plain,
 			wgListen: *wgListen, wgAdvertise: *wgAdvertise, stateDir: *stateDir, authKey: *authKey, catalogPath: *catalogPath,
-			admin: *admin, authURL: *authURL, authCA: *authCA, logLevel: *logLevel, gossipListen: *gossipListen,
+			admin: *admin, authURL: *authURL, authCA: *authCA, bearerCA: *bearerCA, logLevel: *logLevel, gossipListen: *gossipListen,
 			gossipAdvertise: *gossipAdvertise, gossipKeys: *gossipKeys, nodeCred: *nodeCred, label: *label, join: *join, publicURL: *publicURL,
 			strategy: *strategy, drain: *drain, drainDelay: *drainDelay, limits: limits, deploy: deploy})
 	}
@@ -81,7 +82,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 type runFlags struct {
 	id, region, listen, certFile, keyFile, wgListen, wgAdvertise, stateDir, authKey, catalogPath string
 	admin, authURL, authCA, logLevel, gossipListen, gossipAdvertise, gossipKeys, label, join     string
-	publicURL, strategy, nodeCred                                                                string
+	publicURL, strategy, nodeCred, bearerCA                                                      string
 	plain                                                                                        bool
 	drain, drainDelay                                                                            time.Duration
 	limits                                                                                       meshnode.Limits
@@ -94,6 +95,10 @@ func run(ctx context.Context, f runFlags) error {
 		return err
 	}
 	authClient, err := httpClientWithCA(f.authCA)
+	if err != nil {
+		return err
+	}
+	bearerClient, err := httpClientWithCA(f.bearerCA)
 	if err != nil {
 		return err
 	}
@@ -114,8 +119,8 @@ func run(ctx context.Context, f runFlags) error {
 	}
 	cfg := meshnode.Config{ID: f.id, Region: f.region, Listen: f.listen, PlainHTTP: f.plain, WGListen: wgAddr,
 		WGAdvertise: f.wgAdvertise, StateDir: f.stateDir, Authority: auth, CatalogPath: f.catalogPath,
-		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, Logger: logger, DrainTimeout: f.drain,
-		DrainDelay: f.drainDelay, Limits: f.limits}
+		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, BearerHTTPClient: bearerClient, Logger: logger,
+		DrainTimeout: f.drain, DrainDelay: f.drainDelay, Limits: f.limits}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}

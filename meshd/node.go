@@ -122,7 +122,7 @@ func revokeCmd(kind string) func(fs *flag.FlagSet) func(context.Context) error {
 		case "session":
 			fs.StringVar(&r.subject, "sid", "", "the session id (sid) to end (required)")
 		case "user":
-			fs.StringVar(&r.subject, "user", "", "the user: <tenant id>/<object id> as in X-Postern-User (required)")
+			fs.StringVar(&r.subject, "user", "", "the user or application: <tenant id>/<object id> as in X-Postern-User, or a workload: wif:<issuer id>/<sub> (required)")
 			fs.StringVar(&r.before, "before", "", "refuse the user's sign-ins up to this time, its second included (RFC 3339; default: now)")
 		case "connector":
 			fs.StringVar(&r.subject, "id", "", "the connector id")

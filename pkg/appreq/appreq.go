@@ -35,6 +35,10 @@ const (
 	DefaultSkew = 30 * time.Second
 	// MaxAppLifetime bounds an app token lifetime a request may ask for.
 	MaxAppLifetime = 31 * 24 * time.Hour
+	// MinCLIPort is the lowest loopback port a command-line client may
+	// listen on (below it are privileged ports, which a client run by a
+	// user does not get); the highest is 65535.
+	MinCLIPort = 1024
 )
 
 // Request is what the auth functions need to know about an app to sign a
@@ -55,6 +59,14 @@ type Request struct {
 	// Fresh asks for a new sign-in at the provider, ignoring the global
 	// session (the mesh refused the browser's session as revoked).
 	Fresh bool `json:"fresh,omitempty"`
+	// CLIPort, in the sign-in of a command-line client (connectord
+	// access), is the loopback port (MinCLIPort-65535) the client listens
+	// on: the auth functions mint an app token marked CLI, bound to
+	// Binding (the hash of a nonce only the client holds), and hand it to
+	// http://127.0.0.1:CLIPort/callback after the user confirms. Zero
+	// means a browser's sign-in. A command-line request needs a Binding
+	// and a ReturnPath.
+	CLIPort int `json:"cli,omitempty"`
 	// Groups and Roles are those the app's policy names: the app token
 	// carries only these.
 	Groups []string `json:"grp,omitempty"`
@@ -293,6 +305,10 @@ func (r *Request) check() error {
 		return bad("max_age or mlt out of range")
 	case len(r.Groups) > maxNames || len(r.Roles) > maxNames || len(r.ACRs) > maxACRs || len(r.Tenants) > maxTenants:
 		return bad("too many groups, roles, acrs or tenants")
+	case r.CLIPort != 0 && !ValidCLIPort(r.CLIPort):
+		return bad("cli %d is not a loopback port %d-65535", r.CLIPort, MinCLIPort)
+	case r.CLIPort != 0 && (r.Binding == "" || r.ReturnPath == ""):
+		return bad("a command-line sign-in request needs a binding and a return path")
 	}
 	if r.ReturnPath != "" {
 		rd, err := session.ValidReturnPath(r.ReturnPath)
@@ -327,6 +343,10 @@ func (r *Request) check() error {
 }
 
 func notPrintable(r rune) bool { return !unicode.IsPrint(r) }
+
+// ValidCLIPort reports whether port may be a command-line client's
+// loopback port.
+func ValidCLIPort(port int) bool { return port >= MinCLIPort && port <= 65535 }
 
 // ValidBinding reports whether b is an unpadded base64url SHA-256.
 func ValidBinding(b string) bool {

@@ -190,6 +190,61 @@ func TestRefused(t *testing.T) {
 	}
 }
 
+// TestCLIPort: a command-line sign-in's loopback port travels signed, and
+// only a port a user's program can listen on (1024-65535), as a JSON
+// integer, with a binding and a return path, is accepted.
+func TestCLIPort(t *testing.T) {
+	auth := newEd(t)
+	n := newNode(t, auth, "mesh-eu-1")
+	now := t0
+	v := verifier(t, &now, auth)
+	for _, port := range []int{MinCLIPort, 40000, 65535} {
+		r := sample()
+		r.CLIPort = port
+		tok, err := n.signer(t, t0, aud).Sign(r)
+		if err != nil {
+			t.Fatalf("sign cli %d: %v", port, err)
+		}
+		if got, err := v.Verify(tok); err != nil || got.CLIPort != port {
+			t.Errorf("cli %d: got %v, %v", port, got, err)
+		}
+	}
+	// The signer refuses what the verifier refuses.
+	for name, edit := range map[string]func(*Request){
+		"privileged port":  func(r *Request) { r.CLIPort = 80 },
+		"port 1023":        func(r *Request) { r.CLIPort = MinCLIPort - 1 },
+		"negative port":    func(r *Request) { r.CLIPort = -1 },
+		"port 65536":       func(r *Request) { r.CLIPort = 65536 },
+		"port 65536+40000": func(r *Request) { r.CLIPort = 65536 + 40000 },
+		"no binding":       func(r *Request) { r.CLIPort, r.Binding = 40000, "" },
+		"no return path":   func(r *Request) { r.CLIPort, r.ReturnPath = 40000, "" },
+	} {
+		r := sample()
+		edit(&r)
+		if _, err := n.signer(t, t0, aud).Sign(r); !errors.Is(err, ErrMalformed) {
+			t.Errorf("sign, %s: got %v, want ErrMalformed", name, err)
+		}
+	}
+	// Payloads a signer never makes, signed by the node's key: every one
+	// is refused.
+	good, err := json.Marshal(func() Request {
+		r := sample()
+		r.Node, r.Audience, r.Credential, r.IssuedAt, r.Expiry = "mesh-eu-1", aud, n.cred.String(), t0.Unix(), t0.Add(time.Minute).Unix()
+		return r
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := strings.TrimSuffix(string(good), "}")
+	for _, cli := range []string{`"40000"`, `40000.5`, `4e4`, `true`, `[40000]`, `{"port":40000}`, `null,"cli":80`} {
+		in := header + "." + base64.RawURLEncoding.EncodeToString([]byte(base+`,"cli":`+cli+`}`))
+		tok := in + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(n.key, []byte(in)))
+		if _, err := v.Verify(tok); !errors.Is(err, ErrMalformed) {
+			t.Errorf("cli %s: got %v, want ErrMalformed", cli, err)
+		}
+	}
+}
+
 func mustDecode(s string) []byte {
 	b, _ := base64.RawURLEncoding.DecodeString(s)
 	return b

@@ -35,15 +35,21 @@ type handoff struct {
 	req appRequirements
 	rd  string
 	b   string
+	cli int // a command-line client's loopback port; 0 for a browser
 }
 
 // newHandoff builds the handoff of a verified request.
 func newHandoff(r *appreq.Request) *handoff {
-	return &handoff{app: r, req: requirementsOf(r), rd: r.ReturnPath, b: r.Binding}
+	return &handoff{app: r, req: requirementsOf(r), rd: r.ReturnPath, b: r.Binding, cli: r.CLIPort}
 }
 
 // parseHandoff verifies the signed app request of an /authorize query.
+// A command-line client's loopback port comes from the request alone
+// (appreq.Request.CLIPort): a cli parameter beside it is not the mesh's.
 func (s *Service) parseHandoff(q url.Values) (*handoff, error) {
+	if _, ok := q["cli"]; ok {
+		return nil, fmt.Errorf("%w: a cli parameter outside the signed app request", ErrBadRequest)
+	}
 	r, err := s.verifyRequest(q)
 	if err != nil {
 		return nil, err
@@ -166,6 +172,10 @@ func (s *Service) handOff(w http.ResponseWriter, r *http.Request, rid string, h 
 		s.fail(w, r, rid, err, "app", h.app.AppID)
 		return
 	}
+	if h.cli != 0 {
+		s.cliHandOff(w, r, rid, h, id, tok, exp)
+		return
+	}
 	s.cfg.Logger.Info("auth_handoff", "request_id", rid, "app", h.app.AppID, "sub", id.Subject, "via", via, "app_exp", exp)
 	redirect(w, "https://"+h.app.Host+s.cfg.AppPort+"/.postern/callback?token="+url.QueryEscape(tok))
 }
@@ -180,6 +190,7 @@ func (s *Service) appToken(h *handoff, id session.Identity, now time.Time) (stri
 		Audience:   h.app.Host,
 		Binding:    h.b,
 		ReturnPath: h.rd,
+		CLI:        h.cli != 0,
 		IssuedAt:   now.Unix(),
 		NotBefore:  now.Unix(),
 		Expiry:     exp,

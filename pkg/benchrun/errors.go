@@ -13,12 +13,15 @@ var (
 	// ErrProtocol is returned by an Op for a response over an HTTP version
 	// other than HTTP/1.x, which would break "one connection per worker".
 	ErrProtocol = errors.New("response not over HTTP/1.x")
-	// ErrWebSocket is returned by the websocket scenario's Op for an echo
-	// that differs from the message sent.
+	// ErrWebSocket is returned by the websocket and tcp scenarios' Op for
+	// an echo that differs from the message sent.
 	ErrWebSocket = errors.New("websocket echo differs from the message sent")
 	// ErrNoAuth is returned when a scenario needs a pre-authenticated app
 	// and the system has none.
 	ErrNoAuth = errors.New("no pre-authenticated app in this system")
+	// ErrNoTCP is returned when a scenario needs a TCP app and the system
+	// has none.
+	ErrNoTCP = errors.New("no TCP app in this system")
 	// ErrBadResults is returned by ReadResults for a file that is not a
 	// results.json array.
 	ErrBadResults = errors.New("not a results.json array")

@@ -127,7 +127,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.validate(); err != nil {
 		return Report{}, err
 	}
-	h, err := harness.Start(ctx, harness.Options{Connectors: 1, Auth: true, Logger: cfg.Logger})
+	targets, err := startTCPTargets()
+	if err != nil {
+		return Report{}, err
+	}
+	defer targets.close()
+	h, err := harness.Start(ctx, harness.Options{Connectors: 1, Auth: true, Logger: cfg.Logger, ExtraCatalog: targets.catalog()})
 	if err != nil {
 		return Report{}, fmt.Errorf("benchrun: start system: %w", err)
 	}
@@ -136,7 +141,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("benchrun: sign in: %w", err)
 	}
-	sys := &harnessSystem{h: h, cookie: ck, logger: cfg.Logger, matrix: cfg.matrix()}
+	tok, err := h.ClientCredentials(ctx, harness.DaemonClientID, harness.DaemonSecret, harness.APIIdentifier+"/.default")
+	if err != nil {
+		return Report{}, fmt.Errorf("benchrun: bearer token: %w", err)
+	}
+	sys := &harnessSystem{h: h, cookie: ck, bearer: tok, tcp: targets, logger: cfg.Logger, matrix: cfg.matrix()}
 	defer sys.Close()
 	return RunOn(ctx, sys, scs, cfg)
 }
@@ -280,6 +289,8 @@ func live(w io.Writer, name string, conc int, done *atomic.Int64) (stop func()) 
 type harnessSystem struct {
 	h      *harness.Harness
 	cookie *http.Cookie
+	bearer string      // an app-only token for the records API; "" without sign-in
+	tcp    *tcpTargets // nil without TCP apps
 	logger *slog.Logger
 	matrix *simnet.Matrix // of the regions system
 
@@ -357,7 +368,23 @@ func (s *harnessSystem) AuthURL(path string) string {
 	return s.h.AppURL(0, path)
 }
 
-func (s *harnessSystem) AuthCookie() *http.Cookie         { return s.cookie }
+func (s *harnessSystem) AuthCookie() *http.Cookie { return s.cookie }
+
+// Bearer is the records API (the same sample app) with a daemon's token.
+func (s *harnessSystem) Bearer(path string) (string, string) {
+	if s.bearer == "" {
+		return "", ""
+	}
+	return s.h.APIURL(0, path), s.bearer
+}
+
+// TCP reaches the TCP apps through mesh node 0 with the daemon's token.
+func (s *harnessSystem) TCP() (TCPSystem, error) {
+	if s.tcp == nil || s.bearer == "" {
+		return nil, fmt.Errorf("benchrun: %w", ErrNoTCP)
+	}
+	return tcpClients{s.tcp.client(s.h, tcpEchoApp, s.bearer), s.tcp.client(s.h, tcpSourceApp, s.bearer)}, nil
+}
 func (s *harnessSystem) TunnelTransport() *http.Transport { return s.h.MeshTransport(0) }
 
 // Failover starts a harness without sign-in and with two connectors.

@@ -55,6 +55,22 @@ type System interface {
 	// connector carries WireGuard over the HTTPS stream instead of UDP,
 	// starting it on the first call; the System owns and closes it.
 	Stream(ctx context.Context) (System, error)
+	// Bearer returns the URL of path on an external host of the same
+	// app through the same mesh node that accepts bearer tokens, and a
+	// valid token for it (an Entra app-only access token); "" when there
+	// is none.
+	Bearer(path string) (url, token string)
+	// TCP returns the system's TCP apps, or an error when it has none.
+	TCP() (TCPSystem, error)
+}
+
+// TCPSystem reaches the TCP apps of a System through the same mesh node.
+type TCPSystem interface {
+	// DialEcho opens a stream to a TCP app whose target echoes.
+	DialEcho(ctx context.Context) (net.Conn, error)
+	// DialSource opens a stream to a TCP app whose target answers each
+	// 8-byte big-endian length N with N bytes.
+	DialSource(ctx context.Context) (net.Conn, error)
 }
 
 // FailoverSystem is a system whose app is served by two connectors.
@@ -153,11 +169,14 @@ func Builtin() []Scenario {
 		{Name: "direct", Concurrency: []int{1, 32}, Prime: true, Open: openHello(direct)},
 		{Name: "tunnel", Concurrency: []int{1, 32}, Prime: true, Baseline: "direct", Open: openHello(tunnel)},
 		{Name: "tunnel-auth", Concurrency: []int{1, 32}, Prime: true, Baseline: "direct", Peer: "tunnel", Open: openHello(tunnelAuth)},
+		{Name: "tunnel-bearer", Concurrency: []int{1, 32}, Prime: true, Baseline: "direct", Peer: "tunnel", Open: openHello(tunnelBearer)},
 		{Name: "bulk-direct", Concurrency: []int{1}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Open: openDownload(direct)},
 		{Name: "bulk-tunnel", Concurrency: []int{1}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Baseline: "bulk-direct", Open: openDownload(tunnel)},
 		{Name: "bulk-tunnel-8", Concurrency: []int{8}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Baseline: "bulk-direct",
 			BaselineConcurrency: 1, Open: openDownload(tunnel)},
 		{Name: "websocket", Concurrency: []int{1, 32}, Prime: true, Open: openWebSocket},
+		{Name: "tcp", Concurrency: []int{1, 32}, Prime: true, Open: openTCPEcho},
+		{Name: "bulk-tcp", Concurrency: []int{1}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Baseline: "bulk-direct", Open: openTCPBulk},
 		{Name: "cold", Concurrency: []int{1}, Baseline: "direct", Open: openCold},
 		{Name: "failover", Concurrency: []int{8}, FixedConcurrency: true, Prime: true, ClosedOnly: true,
 			MinDuration: 4 * time.Second, Open: openFailover},
@@ -223,6 +242,7 @@ const (
 	direct leg = iota
 	tunnel
 	tunnelAuth
+	tunnelBearer
 )
 
 func (r leg) client(sys System, p Params) *http.Client {
@@ -232,28 +252,36 @@ func (r leg) client(sys System, p Params) *http.Client {
 	return noRedirect(&http.Client{Transport: http1(sys.TunnelTransport(), p.Concurrency)})
 }
 
-func (r leg) url(sys System, path string) (string, *http.Cookie, error) {
+// url returns the URL of path on the leg and what authenticates a request
+// to it: a cookie, or an Authorization header.
+func (r leg) url(sys System, path string) (string, func(*http.Request), error) {
 	switch r {
 	case direct:
 		return sys.DirectURL(path), nil, nil
 	case tunnel:
 		return sys.TunnelURL(path), nil, nil
+	case tunnelBearer:
+		u, tok := sys.Bearer(path)
+		if u == "" {
+			return "", nil, fmt.Errorf("benchrun: %w", ErrNoAuth)
+		}
+		return u, func(req *http.Request) { req.Header.Set("Authorization", "Bearer "+tok) }, nil
 	}
 	u, ck := sys.AuthURL(path), sys.AuthCookie()
 	if u == "" || ck == nil {
 		return "", nil, fmt.Errorf("benchrun: %w", ErrNoAuth)
 	}
-	return u, ck, nil
+	return u, func(req *http.Request) { req.AddCookie(ck) }, nil
 }
 
 func openHello(r leg) func(context.Context, System, Params) (*Row, error) {
 	return func(_ context.Context, sys System, p Params) (*Row, error) {
-		u, ck, err := r.url(sys, "/hello")
+		u, auth, err := r.url(sys, "/hello")
 		if err != nil {
 			return nil, err
 		}
 		c := r.client(sys, p)
-		return &Row{Op: GetOp(c, u, -1, ck), Close: c.CloseIdleConnections}, nil
+		return &Row{Op: getOp(c, u, -1, auth), Close: c.CloseIdleConnections}, nil
 	}
 }
 
@@ -262,12 +290,12 @@ func openDownload(r leg) func(context.Context, System, Params) (*Row, error) {
 		if p.BulkBytes <= 0 {
 			return nil, fmt.Errorf("benchrun: bulk size %d is not positive", p.BulkBytes)
 		}
-		u, ck, err := r.url(sys, fmt.Sprintf("/download?bytes=%d&seed=1", p.BulkBytes))
+		u, auth, err := r.url(sys, fmt.Sprintf("/download?bytes=%d&seed=1", p.BulkBytes))
 		if err != nil {
 			return nil, err
 		}
 		c := r.client(sys, p)
-		return &Row{Op: GetOp(c, u, p.BulkBytes, ck), Close: c.CloseIdleConnections}, nil
+		return &Row{Op: getOp(c, u, p.BulkBytes, auth), Close: c.CloseIdleConnections}, nil
 	}
 }
 
@@ -398,14 +426,23 @@ func http1(tr *http.Transport, conns int) *http.Transport {
 // non-2xx status, a response not over HTTP/1.x, or, when want is not
 // negative, a body of another length.
 func GetOp(c *http.Client, url string, want int64, cookie *http.Cookie) Op {
+	if cookie == nil {
+		return getOp(c, url, want, nil)
+	}
+	return getOp(c, url, want, func(req *http.Request) { req.AddCookie(cookie) })
+}
+
+// getOp is GetOp with auth, when not nil, adding the request's
+// credentials.
+func getOp(c *http.Client, url string, want int64, auth func(*http.Request)) Op {
 	bufs := &sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 	return func(ctx context.Context, read *atomic.Int64) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return fmt.Errorf("benchrun: get: %w", err)
 		}
-		if cookie != nil {
-			req.AddCookie(cookie)
+		if auth != nil {
+			auth(req)
 		}
 		resp, err := c.Do(req)
 		if err != nil {

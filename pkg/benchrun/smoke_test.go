@@ -37,7 +37,8 @@ func TestSmokeRealSystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"direct c=1", "direct c=4", "tunnel c=1", "tunnel c=4", "tunnel-auth c=1", "tunnel-auth c=4",
-		"bulk-direct c=1", "bulk-tunnel c=1", "bulk-tunnel-8 c=8", "websocket c=1", "websocket c=4", "cold c=1", "cold c=4", "failover c=8"}
+		"tunnel-bearer c=1", "tunnel-bearer c=4", "bulk-direct c=1", "bulk-tunnel c=1", "bulk-tunnel-8 c=8", "websocket c=1", "websocket c=4",
+		"tcp c=1", "tcp c=4", "bulk-tcp c=1", "cold c=1", "cold c=4", "failover c=8"}
 	var got []string
 	for _, r := range rows {
 		got = append(got, fmt.Sprintf("%s c=%d", r.Scenario, r.Concurrency))
@@ -57,7 +58,7 @@ func TestSmokeRealSystem(t *testing.T) {
 			t.Errorf("%s c=%d: got %d requests, cpu_s_per_1k %v, peak_rss_mib %v; want all set", r.Scenario, r.Concurrency, r.Requests, r.CPUPer1k, r.PeakRSSMiB)
 		}
 		switch r.Scenario {
-		case "tunnel", "tunnel-auth", "cold":
+		case "tunnel", "tunnel-auth", "tunnel-bearer", "cold":
 			if r.AddedP50 == nil || r.RatioToDirect == nil {
 				t.Errorf("%s c=%d: no comparison with direct", r.Scenario, r.Concurrency)
 			}
@@ -66,8 +67,8 @@ func TestSmokeRealSystem(t *testing.T) {
 				t.Errorf("failover: got failed %v stalled %v recovery %v, want all set", r.Failed, r.Stalled, r.RecoveryMS)
 			}
 		}
-		if r.Scenario == "tunnel-auth" && r.RatioToTunnel == nil {
-			t.Errorf("tunnel-auth c=%d: no ratio_to_tunnel", r.Concurrency)
+		if (r.Scenario == "tunnel-auth" || r.Scenario == "tunnel-bearer") && r.RatioToTunnel == nil {
+			t.Errorf("%s c=%d: no ratio_to_tunnel", r.Scenario, r.Concurrency)
 		}
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {

@@ -44,6 +44,17 @@ type IdentityHeaders struct {
 	Groups string
 	// Assertion carries a signed identity-assertion JWT.
 	Assertion string
+	// Type carries the principal type: user, app (an application with an
+	// app-only token) or workload (a federated workload).
+	Type string
+	// Client carries the client application id of a bearer token (azp or
+	// appid).
+	Client string
+}
+
+// Names returns the header names in use, empty ones included.
+func (ih *IdentityHeaders) Names() [7]string {
+	return [7]string{ih.User, ih.Email, ih.Name, ih.Groups, ih.Assertion, ih.Type, ih.Client}
 }
 
 // DefaultIdentityHeaders are the identity headers when identity_headers is
@@ -51,6 +62,7 @@ type IdentityHeaders struct {
 var DefaultIdentityHeaders = IdentityHeaders{
 	User: "X-Postern-User", Email: "X-Postern-Email", Name: "X-Postern-Name",
 	Groups: "X-Postern-Groups", Assertion: "X-Postern-Assertion",
+	Type: "X-Postern-Principal-Type", Client: "X-Postern-Client-Id",
 }
 
 // reservedHeaders may not carry identity: the mesh or HTTP itself owns them.
@@ -69,6 +81,7 @@ type authKeys struct {
 	policy          *policySpec
 	identityHeaders IdentityHeaders
 	headerLines     map[string]int
+	bearer          *bearerSpec
 }
 
 // policySpec is a decoded policy mapping with the lines of what is checked
@@ -78,6 +91,7 @@ type policySpec struct {
 	prefixLines   []int // 0 for a rule without prefix
 	appTenantLine int   // line of policy: allow: tenants, 0 when absent
 	ruleTenants   []int // line of each path rule's allow: tenants, 0 when absent
+	policyLine    int   // line of the policy key
 }
 
 func (p *parser) authFields(a *App, k *authKeys, label string) []field {
@@ -114,6 +128,7 @@ func (p *parser) finishAuth(a *App, k *authKeys, label string) {
 			return // already reported
 		}
 		p.checkPassHeaders(a, k.passLine, label)
+		p.finishBearer(a, k.bearer, label)
 		for _, key := range []string{"session_lifetime", "max_session_age", "path_case", "policy", "identity_headers"} {
 			if line, ok := k.lines[key]; ok {
 				p.add(line, ErrValue, label, "%s: only for preauth %s or %s, not %s", key, PreAuthEntra, PreAuthOIDC, a.PreAuth)
@@ -133,11 +148,17 @@ func (p *parser) finishAuth(a *App, k *authKeys, label string) {
 		a.IdentityHeaders = DefaultIdentityHeaders
 	}
 	p.checkPassHeaders(a, k.passLine, label)
+	p.finishBearer(a, k.bearer, label)
 	spec := k.policy
 	if spec == nil {
 		spec = &policySpec{}
 	}
-	if !p.checkTenants(a, spec, k.lines["policy"], label) {
+	spec.policyLine = k.lines["policy"]
+	if a.Kind == KindTCP && len(spec.cfg.Paths) > 0 {
+		p.add(spec.prefixLines[0], ErrValue, label, "policy: paths: a TCP app has no paths")
+		return
+	}
+	if !p.checkTenants(a, spec, k.lines["policy"], label) || !p.checkPolicyBearer(a, spec, label) {
 		return
 	}
 	spec.cfg.HomeTenant = p.homeTenant
@@ -201,6 +222,7 @@ func (p *parser) policy(v *yaml.Node, label string) *policySpec {
 	p.mapping(v, label+": policy", []field{
 		{"allow", false, func(v *yaml.Node) { cfg.Allow = p.allow(v, label, "policy: allow", &spec.appTenantLine) }},
 		{"require_acrs", false, func(v *yaml.Node) { cfg.RequireACRs = p.names(v, label, "policy: require_acrs") }},
+		{"require_scopes", false, func(v *yaml.Node) { cfg.RequireScopes = p.names(v, label, "policy: require_scopes") }},
 		{"source_cidrs", false, func(v *yaml.Node) { cfg.SourceCIDRs = p.cidrs(v, label) }},
 		{"paths", false, func(v *yaml.Node) {
 			p.list(v, "policy: paths", "path rule", func(i int, item *yaml.Node) {
@@ -226,6 +248,7 @@ func (p *parser) pathRule(n *yaml.Node, label string, i int, tenantLine *int) (p
 		}},
 		{"allow", false, func(v *yaml.Node) { r.Allow = p.allow(v, label, where+": allow", tenantLine) }},
 		{"require_acrs", false, func(v *yaml.Node) { r.RequireACRs = p.names(v, label, where+": require_acrs") }},
+		{"require_scopes", false, func(v *yaml.Node) { r.RequireScopes = p.names(v, label, where+": require_scopes") }},
 	})
 	return r, line
 }
@@ -237,12 +260,14 @@ func (p *parser) allow(v *yaml.Node, label, key string, tenantLine *int) policy.
 			a.Users = p.names(v, label, key+": users")
 			for _, u := range a.Users {
 				if !strings.Contains(u, "/") {
-					p.add(v.Line, ErrValue, label, "%s: users: %q: want <tenant id>/<object id> (or <issuer id>/<sub>), never an e-mail", key, u)
+					p.add(v.Line, ErrValue, label, "%s: users: %q: want <tenant id>/<object id> (or <issuer id>/<sub>, wif:<issuer>/<sub>), never an e-mail", key, u)
 				}
 			}
 		}},
 		{"groups", false, func(v *yaml.Node) { a.Groups = p.names(v, label, key+": groups") }},
 		{"roles", false, func(v *yaml.Node) { a.Roles = p.names(v, label, key+": roles") }},
+		{"clients", false, func(v *yaml.Node) { a.Clients = p.names(v, label, key+": clients") }},
+		{"workloads", false, func(v *yaml.Node) { a.Workloads = p.workloads(v, label, key+": workloads") }},
 		{"tenants", false, func(v *yaml.Node) {
 			a.Tenants = p.names(v, label, key+": tenants")
 			for _, t := range a.Tenants {
@@ -324,11 +349,12 @@ func (p *parser) identityHeaders(v *yaml.Node, label string, lines map[string]in
 	}
 	p.mapping(v, label+": identity_headers", []field{
 		set("user", &h.User), set("email", &h.Email), set("name", &h.Name),
-		set("groups", &h.Groups), set("assertion", &h.Assertion),
+		set("groups", &h.Groups), set("assertion", &h.Assertion), set("type", &h.Type), set("client", &h.Client),
 	})
-	seen := make(map[string]string, 5)
+	seen := make(map[string]string, 7)
 	for _, kv := range []struct{ key, name string }{
 		{"user", h.User}, {"email", h.Email}, {"name", h.Name}, {"groups", h.Groups}, {"assertion", h.Assertion},
+		{"type", h.Type}, {"client", h.Client},
 	} {
 		if kv.name == "" {
 			continue
@@ -474,7 +500,7 @@ func (p *parser) checkPassHeaders(a *App, line int, label string) {
 	for _, n := range a.PassHeaders {
 		l := strings.ToLower(strings.ReplaceAll(n, "_", "-"))
 		owned := slices.Contains(mustStrip, l) || slices.Contains(reservedHeaders, l) || strings.HasPrefix(l, "x-postern-") || strings.HasPrefix(l, "postern-")
-		for _, id := range []string{ih.User, ih.Email, ih.Name, ih.Groups, ih.Assertion} {
+		for _, id := range ih.Names() {
 			owned = owned || (id != "" && strings.EqualFold(strings.ReplaceAll(id, "_", "-"), l))
 		}
 		if owned {

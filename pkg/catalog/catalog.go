@@ -95,10 +95,17 @@ type App struct {
 	// Host is the external host name users open, lower-case, without port or
 	// trailing dot.
 	Host string
+	// Kind is what the app publishes: KindWeb (HTTP) or KindTCP.
+	Kind AppKind
 	// InternalURL is the backend's base URL: http or https, with host, no
 	// user info, query or fragment. Its path, if any, is a prefix joined
-	// before the request path.
+	// before the request path. Nil for a TCP app.
 	InternalURL *url.URL
+	// Target is a TCP app's internal "host:port"; empty for a web app.
+	Target string
+	// Bearer says which bearer tokens the app accepts instead of the app
+	// cookie; nil means none.
+	Bearer *Bearer
 	// ConnectorGroup is the ID of the group whose connectors reach the app;
 	// it always names a group of the same catalogue.
 	ConnectorGroup string
@@ -155,6 +162,8 @@ type Catalog struct {
 	homeTenant          string
 	filter              string        // appreq session filter of polGroups and polRoles
 	longestLifetime     time.Duration // longest session_lifetime of a pre-authenticated app
+	entra               Entra
+	issuers             []*Issuer
 }
 
 func newCatalog(data []byte, home string, groups []*ConnectorGroup, apps []*App) *Catalog {
@@ -223,6 +232,14 @@ func (c *Catalog) PolicyRoles() []string { return slices.Clone(c.polRoles) }
 // HomeTenant returns the Entra tenant whose groups and app roles count in
 // every policy (home_tenant); empty when the catalogue names none.
 func (c *Catalog) HomeTenant() string { return c.homeTenant }
+
+// Entra returns where Entra access tokens come from (the entra section,
+// defaults applied).
+func (c *Catalog) Entra() Entra { return c.entra }
+
+// Issuers returns the trusted workload issuers in file order. The slice is
+// a copy; the issuers are shared.
+func (c *Catalog) Issuers() []*Issuer { return append([]*Issuer(nil), c.issuers...) }
 
 // PassesHeader reports whether the app passes the client header named k
 // through (pass_headers): the same name ignoring case, so a spelling with

@@ -49,14 +49,19 @@ func Parse(name string, data []byte) (*Catalog, error) {
 	for i, e := range apps {
 		as[i] = e.app
 	}
-	return newCatalog(data, p.homeTenant, gs, as), nil
+	c := newCatalog(data, p.homeTenant, gs, as)
+	c.entra, c.issuers = p.entra, p.issuers
+	return c, nil
 }
 
 // parser walks a yaml.Node tree, collecting every problem it finds.
 type parser struct {
 	file       string
 	errs       []*Error
-	homeTenant string // decoded before the apps, whose policies need it
+	homeTenant string    // decoded before the apps, whose policies need it
+	entra      Entra     // the entra section, defaults applied; before the apps
+	entraSet   bool      // the entra section is present
+	issuers    []*Issuer // the issuers list; before the apps
 }
 
 // groupEntry is a decoded connector group with the line of its id.
@@ -160,6 +165,7 @@ func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) 
 			p.homeTenant = p.tenant(resolve(root.Content[i+1]), "", "home_tenant")
 		}
 	}
+	p.rootBearer(root)
 	p.mapping(root, "", []field{
 		{"connector_groups", true, func(v *yaml.Node) {
 			p.list(v, "connector_groups", "connector group", func(i int, item *yaml.Node) {
@@ -172,6 +178,8 @@ func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) 
 			})
 		}},
 		{"home_tenant", false, func(*yaml.Node) {}}, // decoded above
+		{"entra", false, func(*yaml.Node) {}},       // decoded above
+		{"issuers", false, func(*yaml.Node) {}},     // decoded above
 	})
 	return groups, apps
 }
@@ -198,6 +206,7 @@ func (p *parser) group(n *yaml.Node, i int) *groupEntry {
 func (p *parser) app(n *yaml.Node, i int) *appEntry {
 	e := &appEntry{label: labelOf(n, "app", i), app: &App{
 		Line:           n.Line,
+		Kind:           KindWeb,
 		BackendTimeout: DefaultBackendTimeout,
 		HostHeader:     HostHeaderInternal,
 		HSTS:           DefaultHSTS,
@@ -205,11 +214,14 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 	a, label := e.app, e.label
 	var skipLine int
 	auth := &authKeys{lines: map[string]int{}, headerLines: map[string]int{}}
-	p.mapping(n, label, append([]field{
+	fields := append([]field{
 		{"id", true, func(v *yaml.Node) { a.ID, e.idLine = p.id(v, label, "id"), v.Line }},
 		{"display_name", false, func(v *yaml.Node) { a.DisplayName = p.displayName(v, label) }},
 		{"host", true, func(v *yaml.Node) { a.Host, e.hostLine = p.host(v, label), v.Line }},
-		{"internal_url", true, func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
+		{"kind", false, func(v *yaml.Node) { a.Kind = p.kind(v, label) }},
+		{"internal_url", false, func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
+		{"target", false, func(v *yaml.Node) { a.Target = p.tcpTarget(v, label) }},
+		{"bearer", false, func(v *yaml.Node) { auth.bearer = p.bearer(v, label) }},
 		{"connector_group", true, func(v *yaml.Node) {
 			var ok bool
 			if a.ConnectorGroup, ok = p.str(v, label, "connector_group"); ok {
@@ -225,7 +237,15 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 		}},
 		{"hsts_max_age", false, func(v *yaml.Node) { a.HSTS = p.hsts(v, label) }},
 		{"pass_headers", false, func(v *yaml.Node) { auth.passLine, a.PassHeaders = v.Line, p.passHeaders(v, label) }},
-	}, p.authFields(a, auth, label)...))
+	}, p.authFields(a, auth, label)...)
+	keyLines := make(map[string]int, len(fields))
+	for i := range fields {
+		f := &fields[i]
+		decode, key := f.decode, f.key
+		f.decode = func(v *yaml.Node) { keyLines[key] = v.Line; decode(v) }
+	}
+	p.mapping(n, label, fields)
+	p.finishKind(a, keyLines, n.Line, label)
 	p.finishAuth(a, auth, label)
 	if a.TLSSkipVerify && a.InternalURL != nil && a.InternalURL.Scheme != "https" {
 		p.add(skipLine, ErrValue, label, "tls_skip_verify: only allowed with an https internal_url, got %s", a.InternalURL.Scheme)

@@ -134,12 +134,12 @@ apps:
 		t.Fatal(err)
 	}
 	want := []*App{{
-		ID: "smartmoney", Host: "smartmoney.apps.example.com",
+		ID: "smartmoney", Host: "smartmoney.apps.example.com", Kind: KindWeb,
 		InternalURL:    &url.URL{Scheme: "https", Host: "10.1.2.3:8443", Path: "/base/"},
 		ConnectorGroup: "hq", PreAuth: PreAuthPassthrough, BackendTimeout: 90 * time.Minute,
 		HostHeader: HostHeaderExternal, TLSSkipVerify: true, HSTS: DefaultHSTS, Line: 7,
 	}, {
-		ID: "wiki", DisplayName: "Team Wiki (Ünïcode ok)", Host: "localhost", InternalURL: &url.URL{Scheme: "http", Host: "[::1]:8080"},
+		ID: "wiki", DisplayName: "Team Wiki (Ünïcode ok)", Host: "localhost", Kind: KindWeb, InternalURL: &url.URL{Scheme: "http", Host: "[::1]:8080"},
 		ConnectorGroup: "2024", PreAuth: PreAuthPassthrough, BackendTimeout: DefaultBackendTimeout,
 		HostHeader: HostHeaderInternal, Line: 15,
 	}}
@@ -184,8 +184,14 @@ func TestExampleParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(c.Apps()); got != 2 {
-		t.Fatalf("got %d apps, want 2", got)
+	if got := len(c.Apps()); got != 3 {
+		t.Fatalf("got %d apps, want 3", got)
+	}
+	if b, _ := c.App("bastion"); b.Kind != KindTCP || b.Target != "10.1.2.30:22" {
+		t.Errorf("got bastion %+v, want a TCP app", b)
+	}
+	if len(c.Issuers()) != 2 || c.Entra().Authority != DefaultEntraAuthority {
+		t.Errorf("got issuers %v, entra %+v", c.Issuers(), c.Entra())
 	}
 	a, ok := c.AppByHost("smartmoney.apps.example.com")
 	if !ok {
@@ -196,6 +202,9 @@ func TestExampleParses(t *testing.T) {
 	}
 	if a.BackendTimeout != DefaultBackendTimeout || a.HostHeader != HostHeaderInternal || a.TLSSkipVerify {
 		t.Errorf("got %+v, want the documented defaults", a)
+	}
+	if !a.Bearer.Accepts() || !a.Bearer.Entra.V2 || a.Bearer.Entra.V1 || a.Bearer.ForwardToken {
+		t.Errorf("got bearer %+v, want v2 Entra tokens and workloads, not forwarded", a.Bearer)
 	}
 }
 
@@ -237,7 +246,7 @@ func TestParseErrors(t *testing.T) {
 		{"syntax", "connector_groups: []\napps: [\n", []wantErr{{2, ErrSyntax, "catalog.yaml:2: invalid YAML:"}}},
 		{"missing top keys", "connector_groups: []\n", []wantErr{{1, ErrMissing, `missing required key "apps"`}}},
 		// unknown keys
-		{"unknown root key", "connector_groups: []\napps: []\nap: []\n", []wantErr{{3, ErrUnknownKey, `catalog.yaml:3: unknown key "ap" (known keys: connector_groups, apps, home_tenant)`}}},
+		{"unknown root key", "connector_groups: []\napps: []\nap: []\n", []wantErr{{3, ErrUnknownKey, `catalog.yaml:3: unknown key "ap" (known keys: connector_groups, apps, home_tenant, entra, issuers)`}}},
 		{"unknown app key", appDoc(nil, "    hots: x"), []wantErr{{9, ErrUnknownKey, `app "a": unknown key "hots"`}}},
 		{"unknown group key", "connector_groups:\n  - id: hq\n    regoin: x\napps: []\n", []wantErr{{3, ErrUnknownKey, `connector group "hq": unknown key "regoin"`}}},
 		{"repeated key", appDoc(nil, "    host: b.example.com"), []wantErr{{9, ErrDuplicate, `key "host" repeated (first at line 5)`}}},
@@ -350,9 +359,9 @@ apps:
 		{15, ErrValue, `backend_timeout "soon"`},
 		{16, ErrValue, "tls_skip_verify"},
 		{17, ErrMissing, `app "third": missing required key "host"`},
-		{17, ErrMissing, `missing required key "internal_url"`},
 		{17, ErrMissing, `missing required key "connector_group"`},
 		{17, ErrMissing, `missing required key "preauth"`},
+		{17, ErrMissing, `missing required key "internal_url"`},
 	})
 	if !errors.Is(err, ErrValue) || !errors.Is(err, ErrInvalid) {
 		t.Errorf("got %v, want it to match ErrValue and ErrInvalid", err)

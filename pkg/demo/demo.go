@@ -73,6 +73,11 @@ type Info struct {
 	CAPath string
 	// AuthURL and IdPURL are empty without sign-in.
 	AuthURL, IdPURL string
+	// APIURL is the records API (bearer tokens) through the first node,
+	// and TokenPath a file holding a daemon's access token for it (valid
+	// 1 h); EchoURL is the TCP echo app (connectord access). All empty
+	// without sign-in.
+	APIURL, TokenPath, EchoURL string
 	// Dir holds the demo's state, removed when Run returns.
 	Dir string
 }
@@ -96,8 +101,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	var extra string
+	if cfg.SignIn { // a TCP app too: an echo service, reached with connectord access
+		echo, err := harness.StartTCPTarget(harness.TargetEcho)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		defer echo.Close()
+		extra = harness.TCPApp("echo", echo.Addr())
+	}
 	h, err := harness.Start(ctx, harness.Options{Dir: dir, Topology: top, PublicAddr: cfg.Listen, Auth: cfg.SignIn,
-		AdminAddrs: admins, Logger: cfg.Logger})
+		AdminAddrs: admins, Logger: cfg.Logger, ExtraCatalog: extra})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
@@ -118,6 +132,14 @@ func Run(ctx context.Context, cfg Config) error {
 	for i := range h.Meshes() {
 		info.AppURLs = append(info.AppURLs, h.AppURL(i, "/"))
 		info.OpenURLs = append(info.OpenURLs, h.OpenAppURL(i, "/"))
+	}
+	if cfg.SignIn {
+		if err := daemonToken(ctx, h, &info); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("demo: %w", err)
+		}
 	}
 	if cfg.Log != nil {
 		cfg.Log.WaitQuiet(ctx, settleQuiet, settleMax)
@@ -157,6 +179,22 @@ func withDefaults(cfg Config) Config {
 		cfg.Out = os.Stdout
 	}
 	return cfg
+}
+
+// daemonToken writes a daemon's access token for the records API (the
+// client-credentials grant at the development provider) and fills in the
+// banner's bearer and TCP facts.
+func daemonToken(ctx context.Context, h *harness.Harness, info *Info) error {
+	tok, err := h.ClientCredentials(ctx, harness.DaemonClientID, harness.DaemonSecret, harness.APIIdentifier+"/.default")
+	if err != nil {
+		return err
+	}
+	info.TokenPath = filepath.Join(info.Dir, "daemon.token")
+	if err := os.WriteFile(info.TokenPath, []byte(tok), 0o600); err != nil {
+		return err
+	}
+	info.APIURL, info.EchoURL = h.APIURL(0, "/"), h.URLFor(0, "echo.localhost")
+	return nil
 }
 
 // topology builds the harness topology and the nodes' admin addresses.
@@ -230,6 +268,12 @@ func writeBanner(w io.Writer, cfg Config, h *harness.Harness, info Info) {
 	fmt.Fprintf(w, "  your browser must trust the demo CA %s (or accept the warning on each host)\n", info.CAPath)
 	if cfg.SignIn {
 		fmt.Fprintf(w, "  auth functions:  %s\n  development IdP: %s\n", info.AuthURL, info.IdPURL)
+		fmt.Fprintf(w, "  records API:     a daemon's bearer token (Entra-shaped, valid 1 h) is in %s:\n", info.TokenPath)
+		fmt.Fprintf(w, "                   curl --cacert %s -H \"Authorization: Bearer $(cat %s)\" %sheaders\n", info.CAPath, info.TokenPath, info.APIURL)
+		_, port, _ := net.SplitHostPort(h.Meshes()[0].Addr)
+		fmt.Fprintf(w, "  TCP app (echo):  go run ./connectord access tcp --app %s --mesh-addr 127.0.0.1:%s --mesh-ca %s --listen 127.0.0.1:2222\n",
+			info.EchoURL, port, info.CAPath)
+		fmt.Fprintf(w, "                   (sign in as bob in the browser it opens; then: nc 127.0.0.1 2222)\n")
 	}
 	last := len(h.Meshes()) - 1
 	fmt.Fprintf(w, "  try:             curl --cacert %s %s\n", info.CAPath, h.OpenAppURL(last, "/headers"))

@@ -22,6 +22,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/postern/postern/pkg/access"
 	"github.com/postern/postern/pkg/harness"
 )
 
@@ -75,6 +76,9 @@ func TestRun(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
 				t.Errorf("passthrough copy: got %d, want 200", resp.StatusCode)
+			}
+			if signIn {
+				checkBearerAndTCP(t, c, info, banner)
 			}
 			c.CloseIdleConnections()
 			cancel()
@@ -358,5 +362,56 @@ func TestAdminAddr(t *testing.T) {
 		case tt.want != "" && tt.want != "free" && got != tt.want:
 			t.Errorf("adminAddr(%q, %d): got %q, %v, want %q", tt.first, tt.i, got, err, tt.want)
 		}
+	}
+}
+
+// checkBearerAndTCP follows the banner's bearer and TCP lines: the
+// daemon's token reaches the records API as an application, and the echo
+// app echoes through connectord access's client.
+func checkBearerAndTCP(t *testing.T, c *http.Client, info Info, banner string) {
+	t.Helper()
+	for _, want := range []string{info.TokenPath, info.APIURL + "headers", "access tcp --app " + info.EchoURL} {
+		if info.TokenPath == "" || !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+	tok, err := os.ReadFile(info.TokenPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), "GET", info.APIURL+"headers", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+string(tok))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("records API: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var got struct{ Headers http.Header }
+	json.Unmarshal(body, &got)
+	if resp.StatusCode != 200 || got.Headers.Get("X-Postern-Principal-Type") != "app" {
+		t.Errorf("records API with the daemon's token: got %d:\n%s", resp.StatusCode, body)
+	}
+	t1 := c.Transport.(*http.Transport).Clone()
+	t1.ForceAttemptHTTP2 = false
+	t1.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	ac, err := access.New(access.Config{AppURL: info.EchoURL, Token: string(tok), CacheDir: t.TempDir(), HTTPClient: &http.Client{Transport: t1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := ac.Dial(t.Context())
+	if err != nil {
+		t.Fatalf("echo app: %v", err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	echoed := make([]byte, 4)
+	if _, err := io.ReadFull(conn, echoed); err != nil || string(echoed) != "ping" {
+		t.Errorf("echo app: got %q, %v", echoed, err)
 	}
 }

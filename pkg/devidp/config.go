@@ -50,6 +50,10 @@ type Config struct {
 	// Clients are the registered relying parties; more can be added with
 	// Provider.AddClient. Empty means none yet.
 	Clients []Client
+	// APIs are the registered web APIs the provider issues access tokens
+	// for (delegated and app-only); empty means none (only Microsoft
+	// Graph).
+	APIs []API
 	// TokenLifetime is the lifetime of ID and access tokens; zero means one
 	// hour, Entra's default.
 	TokenLifetime time.Duration
@@ -105,8 +109,17 @@ type Client struct {
 	// only, no client authentication).
 	Secret string
 	// RedirectURIs are the exact redirect URIs allowed. At least one is
-	// required.
+	// required, except for a confidential client (with a Secret) that
+	// only uses the client-credentials grant (a daemon).
 	RedirectURIs []string
+	// ObjectID is the object id of the client's service principal: the
+	// oid and sub of its app-only tokens. Empty derives a stable GUID
+	// from ID.
+	ObjectID string
+	// AppRoles are the application permissions granted to the client:
+	// by API client id, the app role values of its app-only tokens for
+	// that API. Empty grants none (the token then has no roles).
+	AppRoles map[string][]string
 	// PostLogoutRedirectURIs are the exact URIs the end-session endpoint
 	// may redirect to; empty means it only shows its signed-out page.
 	PostLogoutRedirectURIs []string
@@ -205,8 +218,8 @@ func syntheticGroups(oid string, n int) []string {
 
 // validate checks a client registration.
 func (c *Client) validate() error {
-	if c.ID == "" || len(c.RedirectURIs) == 0 {
-		return fmt.Errorf("%w: client needs an id and a redirect uri", ErrBadConfig)
+	if c.ID == "" || (len(c.RedirectURIs) == 0 && c.Secret == "") {
+		return fmt.Errorf("%w: client needs an id and a redirect uri (or a secret, for a daemon)", ErrBadConfig)
 	}
 	for _, raw := range append(append([]string(nil), c.RedirectURIs...), c.PostLogoutRedirectURIs...) {
 		u, err := url.Parse(raw)

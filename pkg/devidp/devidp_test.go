@@ -69,7 +69,15 @@ func startIDP(t testing.TB) *env {
 		Clients: []devidp.Client{{
 			ID: clientID, Secret: clientSecret,
 			RedirectURIs: []string{redirectURI}, PostLogoutRedirectURIs: []string{logoutURI},
+		}, {
+			ID: daemonID, Secret: daemonSecret, AppRoles: map[string][]string{apiV2ID: {"Records.Read.All"}},
+		}, {
+			ID: strangerID, Secret: daemonSecret,
 		}},
+		APIs: []devidp.API{
+			{ClientID: apiV2ID, IdentifierURI: "api://records", Scopes: []string{"Records.Read", "Records.Write"}, IDTypClaim: true},
+			{ClientID: apiV1ID, IdentifierURI: "api://legacy", Scopes: []string{"Legacy.Read"}, Version: 1},
+		},
 		Now: clk.Now,
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -64,13 +65,12 @@ func New(cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	key, err := newSigningKey()
 	if err != nil {
 		return nil, fmt.Errorf("devidp: new: %w", err)
 	}
-	thumb, err := (&jose.JSONWebKey{Key: &key.PublicKey}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("devidp: new: %w", err)
+	if err := validateAPIs(cfg.APIs); err != nil {
+		return nil, err
 	}
 	p := &Provider{issuer: cfg.Issuer, lifetime: cfg.TokenLifetime, now: cfg.Now, log: cfg.Logger}
 	if p.lifetime <= 0 {
@@ -85,7 +85,7 @@ func New(cfg Config) (*Provider, error) {
 	u, _ := url.Parse(cfg.Issuer)
 	p.base = u.Scheme + "://" + u.Host
 	p.store = &store{
-		key: key, kid: base64.RawURLEncoding.EncodeToString(thumb), now: p.now,
+		keys: []signingKey{key}, now: p.now, apis: cfg.APIs,
 		loginURL: p.base + "/login", users: users,
 		requests: map[string]*authRequest{}, codes: map[string]string{}, clients: map[string]*opClient{},
 	}
@@ -154,6 +154,45 @@ func (p *Provider) newTenantServer(issuer, tenant string) (http.Handler, *op.Pro
 	return op.RegisterLegacyServer(ts, op.AuthorizeCallbackHandler(prov)), prov, nil
 }
 
+// newSigningKey generates an RSA signing key named by its RFC 7638
+// thumbprint.
+func newSigningKey() (signingKey, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return signingKey{}, err
+	}
+	thumb, err := (&jose.JSONWebKey{Key: &key.PublicKey}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return signingKey{}, err
+	}
+	return signingKey{key: key, kid: base64.RawURLEncoding.EncodeToString(thumb)}, nil
+}
+
+// RotateKey starts signing with a new key, as Entra rolls its keys over:
+// the new key is published first in the JWKS, the previous keys stay
+// published so that the tokens they signed keep verifying. It returns the
+// new key's kid.
+func (p *Provider) RotateKey() (string, error) {
+	k, err := newSigningKey()
+	if err != nil {
+		return "", fmt.Errorf("devidp: rotate key: %w", err)
+	}
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	p.store.keys = append([]signingKey{k}, p.store.keys...)
+	return k.kid, nil
+}
+
+// RetireOldKeys stops publishing every key but the current signing key.
+func (p *Provider) RetireOldKeys() {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	p.store.keys = p.store.keys[:1]
+}
+
+// KeyID returns the kid of the current signing key.
+func (p *Provider) KeyID() string { return p.store.signer().kid }
+
 // AddClient registers a client, replacing one with the same id.
 func (p *Provider) AddClient(c Client) error {
 	if err := c.validate(); err != nil {
@@ -163,7 +202,8 @@ func (p *Provider) AddClient(c Client) error {
 	c.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
 	p.store.mu.Lock()
 	defer p.store.mu.Unlock()
-	p.store.clients[c.ID] = &opClient{Client: c, loginURL: p.store.loginURL}
+	c.AppRoles = maps.Clone(c.AppRoles)
+	p.store.clients[c.ID] = &opClient{Client: c, loginURL: p.store.loginURL, store: p.store}
 	return nil
 }
 

@@ -7,8 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
@@ -116,7 +116,7 @@ func (s *tenantServer) CodeExchange(ctx context.Context, r *op.ClientRequest[oid
 	}
 	resp, err := s.p.issue(&a, u)
 	if err != nil {
-		return nil, oidc.ErrServerError()
+		return nil, oidc.ErrInvalidScope().WithDescription("%s", err.Error())
 	}
 	s.p.log.InfoContext(ctx, "devidp: tokens issued", "client_id", a.req.ClientID, "user", u.Login, "tenant", u.TenantID)
 	return op.NewResponse(resp), nil
@@ -128,6 +128,13 @@ func (p *Provider) issue(a *authRequest, u User) (*tokenResponse, error) {
 	idc, err := p.idTokenClaims(a, u, now)
 	if err != nil {
 		return nil, err
+	}
+	api, err := p.store.apiOf(a.req.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	if api != nil {
+		return p.issueForAPI(a, u, api, idc, now)
 	}
 	scopes := grantedScopes(a.req.Scopes)
 	atc, err := p.accessTokenClaims(a, u, scopes, now)
@@ -151,6 +158,37 @@ func (p *Provider) issue(a *authRequest, u User) (*tokenResponse, error) {
 		TokenType: "Bearer", Scope: strings.Join(full, " "),
 		ExpiresIn: secs, ExtExpiresIn: secs, AccessToken: at, IDToken: idt,
 	}, nil
+}
+
+// issueForAPI answers a code exchange that asked for scopes of a
+// registered API: the ID token, and a delegated access token for the API.
+func (p *Provider) issueForAPI(a *authRequest, u User, req *apiRequest, idc map[string]any, now time.Time) (*tokenResponse, error) {
+	oc, ok := p.store.client(a.req.ClientID)
+	if !ok {
+		return nil, ErrUnknownClient
+	}
+	if len(req.scopes) == 0 {
+		return nil, fmt.Errorf("a delegated token needs a scope of the API")
+	}
+	atc, err := p.apiTokenClaims(req, a.issuer, u.TenantID, &oc.Client, &u, now)
+	if err != nil {
+		return nil, err
+	}
+	idt, err := p.sign(idc)
+	if err != nil {
+		return nil, err
+	}
+	at, err := p.sign(atc)
+	if err != nil {
+		return nil, err
+	}
+	full := make([]string, len(req.scopes))
+	for i, sc := range req.scopes {
+		full[i] = req.resource + "/" + sc
+	}
+	secs := int64(p.lifetime.Seconds())
+	return &tokenResponse{TokenType: "Bearer", Scope: strings.Join(full, " "),
+		ExpiresIn: secs, ExtExpiresIn: secs, AccessToken: at, IDToken: idt}, nil
 }
 
 // EndSession ends the (stateless) sign-in and redirects only to a
@@ -190,13 +228,9 @@ func (s *tenantServer) EndSession(ctx context.Context, r *op.Request[oidc.EndSes
 // hintAudience verifies an id_token_hint's signature and issuer (expiry is
 // not checked, as OIDC allows expired hints) and returns its audience.
 func (p *Provider) hintAudience(token string) (string, error) {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+	payload, err := p.verifySignature(token)
 	if err != nil {
-		return "", fmt.Errorf("%w: malformed hint", ErrBadToken)
-	}
-	payload, err := jws.Verify(&p.store.key.PublicKey)
-	if err != nil {
-		return "", fmt.Errorf("%w: hint signature", ErrBadToken)
+		return "", fmt.Errorf("%w: hint", err)
 	}
 	var c struct {
 		Aud string `json:"aud"`

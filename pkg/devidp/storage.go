@@ -59,6 +59,7 @@ func challengeOf(r *oidc.AuthRequest) *oidc.CodeChallenge {
 type opClient struct {
 	Client
 	loginURL string // base login URL; the request id is appended
+	store    *store
 }
 
 func (c *opClient) GetID() string                    { return c.ID }
@@ -76,8 +77,13 @@ func (c *opClient) AuthMethod() oidc.AuthMethod {
 func (c *opClient) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
-func (c *opClient) GrantTypes() []oidc.GrantType { return []oidc.GrantType{oidc.GrantTypeCode} }
-func (c *opClient) LoginURL(id string) string    { return c.loginURL + "?id=" + id }
+func (c *opClient) GrantTypes() []oidc.GrantType {
+	if c.Secret != "" {
+		return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeClientCredentials}
+	}
+	return []oidc.GrantType{oidc.GrantTypeCode}
+}
+func (c *opClient) LoginURL(id string) string { return c.loginURL + "?id=" + id }
 func (c *opClient) AccessTokenType() op.AccessTokenType {
 	return op.AccessTokenTypeJWT
 }
@@ -89,7 +95,13 @@ func (c *opClient) RestrictAdditionalIdTokenScopes() func([]string) []string {
 func (c *opClient) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
-func (c *opClient) IsScopeAllowed(scope string) bool     { _, ok := graphScope(scope); return ok }
+func (c *opClient) IsScopeAllowed(scope string) bool {
+	if _, ok := graphScope(scope); ok {
+		return true
+	}
+	_, name, ok := c.store.apiScope(scope)
+	return ok && name != ".default"
+}
 func (c *opClient) IDTokenUserinfoClaimsAssertion() bool { return false }
 func (c *opClient) ClockSkew() time.Duration             { return 0 }
 
@@ -109,13 +121,13 @@ func graphScope(scope string) (string, bool) {
 
 // store holds the provider's mutable state and implements op.Storage.
 type store struct {
-	key      *rsa.PrivateKey
-	kid      string
 	now      func() time.Time
 	loginURL string
 	users    []User
+	apis     []API
 
-	mu       sync.Mutex // guards the following
+	mu       sync.Mutex   // guards the following
+	keys     []signingKey // the signing key first, then older keys still published
 	requests map[string]*authRequest
 	codes    map[string]string // code → request id
 	clients  map[string]*opClient
@@ -307,8 +319,27 @@ func (k publicKey) Algorithm() jose.SignatureAlgorithm { return jose.RS256 }
 func (k publicKey) Use() string                        { return "sig" }
 func (k publicKey) Key() any                           { return k.key }
 
+// signer returns the current signing key.
+func (s *store) signer() signingKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[0]
+}
+
+// publicKey returns the published key kid.
+func (s *store) publicKey(kid string) (*rsa.PublicKey, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.keys {
+		if k.kid == kid {
+			return &k.key.PublicKey, true
+		}
+	}
+	return nil, false
+}
+
 func (s *store) SigningKey(context.Context) (op.SigningKey, error) {
-	return signingKey{s.key, s.kid}, nil
+	return s.signer(), nil
 }
 
 func (s *store) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
@@ -316,7 +347,13 @@ func (s *store) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm,
 }
 
 func (s *store) KeySet(context.Context) ([]op.Key, error) {
-	return []op.Key{publicKey{&s.key.PublicKey, s.kid}}, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]op.Key, len(s.keys))
+	for i, k := range s.keys {
+		out[i] = publicKey{&k.key.PublicKey, k.kid}
+	}
+	return out, nil
 }
 
 // --- op.OPStorage ---

@@ -152,9 +152,10 @@ func (p *Provider) accessTokenClaims(a *authRequest, u User, scopes []string, no
 
 // sign signs claims with the provider key (RS256, with kid), as Entra does.
 func (p *Provider) sign(claims map[string]any) (string, error) {
+	k := p.store.signer()
 	signer, err := jose.NewSigner(jose.SigningKey{
 		Algorithm: jose.RS256,
-		Key:       &jose.JSONWebKey{Key: p.store.key, KeyID: p.store.kid},
+		Key:       &jose.JSONWebKey{Key: k.key, KeyID: k.kid},
 	}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		return "", fmt.Errorf("devidp: sign: %w", err)
@@ -168,6 +169,24 @@ func (p *Provider) sign(claims map[string]any) (string, error) {
 		return "", fmt.Errorf("devidp: sign: %w", err)
 	}
 	return jws.CompactSerialize()
+}
+
+// verifySignature checks that token is a compact JWS signed by one of the
+// provider's published keys and returns its payload.
+func (p *Provider) verifySignature(token string) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil || len(jws.Signatures) != 1 {
+		return nil, fmt.Errorf("%w: malformed", ErrBadToken)
+	}
+	pub, ok := p.store.publicKey(jws.Signatures[0].Header.KeyID)
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown key", ErrBadToken)
+	}
+	payload, err := jws.Verify(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bad signature", ErrBadToken)
+	}
+	return payload, nil
 }
 
 // accessClaims are the parts of an access token the mock Graph checks.
@@ -184,13 +203,9 @@ type accessClaims struct {
 // verifyAccessToken checks that token is an unexpired Graph access token
 // signed by this provider and returns its claims.
 func (p *Provider) verifyAccessToken(token string) (*accessClaims, error) {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+	payload, err := p.verifySignature(token)
 	if err != nil {
-		return nil, fmt.Errorf("%w: malformed", ErrBadToken)
-	}
-	payload, err := jws.Verify(&p.store.key.PublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("%w: bad signature", ErrBadToken)
+		return nil, err
 	}
 	var c accessClaims
 	if err := json.Unmarshal(payload, &c); err != nil {

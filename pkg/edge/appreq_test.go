@@ -3,6 +3,8 @@ package edge
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -126,6 +128,45 @@ apps:
 		f, err := appreq.ParseFilter(req.SessionFilter)
 		if err != nil || !slices.Equal(f.Groups([]string{"g-support", "g-wiki", "g-other"}), []string{"g-support", "g-wiki"}) {
 			t.Errorf("%s: the session filter does not name the catalogue's groups (%v)", tt.target, err)
+		}
+	}
+}
+
+// TestCLILoginSignsPort: a command-line sign-in's loopback port and nonce
+// hash travel to the auth functions inside the signed app request, never
+// beside it; a port a user's program cannot own, or a bad hash, is refused
+// before anything is signed.
+func TestCLILoginSignsPort(t *testing.T) {
+	h, _, _ := newAuthHandler(t)
+	sum := sha256.Sum256([]byte("client nonce"))
+	b := base64.RawURLEncoding.EncodeToString(sum[:])
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, newReq(CLILoginPath+"?"+url.Values{"port": {"40000"}, "b": {b}}.Encode()))
+	loc, err := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusFound || err != nil || loc.Host != "auth.example.com" || loc.Path != "/authorize" {
+		t.Fatalf("got %d to %q, want the auth functions' /authorize", w.Code, w.Header().Get("Location"))
+	}
+	for k := range loc.Query() {
+		if k != "app" && k != appreq.Param {
+			t.Errorf("parameter %s travels unsigned", k)
+		}
+	}
+	req := requestOf(t, loc)
+	if req.CLIPort != 40000 || req.Binding != b || req.AppID != "smartmoney" || req.ReturnPath != "/" || req.Fresh {
+		t.Errorf("got %+v, want cli 40000 bound to %s for smartmoney at /", req, b)
+	}
+	if len(w.Result().Cookies()) != 0 {
+		t.Errorf("a command-line sign-in set cookies in the browser: %v", w.Result().Cookies())
+	}
+	for _, q := range []string{
+		"port=80&b=" + b, "port=1023&b=" + b, "port=0&b=" + b, "port=65536&b=" + b, "port=-1&b=" + b,
+		"port=4e4&b=" + b, "port=40000&port=40001&b=" + b, "b=" + b, "port=40000",
+		"port=40000&b=abc", "port=40000&b=" + b + "&b=" + b, "port=40000&b=" + b + "=",
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, newReq(CLILoginPath+"?"+q))
+		if w.Code != http.StatusBadRequest || w.Header().Get("Location") != "" {
+			t.Errorf("%s: got %d to %q, want 400", q, w.Code, w.Header().Get("Location"))
 		}
 	}
 }

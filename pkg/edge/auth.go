@@ -37,7 +37,8 @@ const (
 	FreshCookie = "__Host-postern-fresh"
 )
 
-// DenyList tells whether a verified app token was revoked;
+// DenyList tells whether a verified identity (app cookie, command-line
+// app token, bearer token) was revoked;
 // *revoke.List implements it. Its methods are called on every request to
 // a pre-authenticated app: they must be safe for concurrent use and must
 // not block (a lock-free lookup).
@@ -86,8 +87,6 @@ type AuthConfig struct {
 	HandoffMaxAge time.Duration
 	// BindTTL is the lifetime of the bind cookie; zero means 5m.
 	BindTTL time.Duration
-	// Denied refuses revoked app tokens; nil refuses none.
-	Denied DenyList
 	// Revoker records sign-outs; nil means a sign-out only clears the
 	// browser's cookies.
 	Revoker SessionRevoker
@@ -98,8 +97,12 @@ type auth struct {
 	now func() time.Time
 
 	mu         sync.Mutex // guards the following
-	assertions map[string]assertion
+	assertions map[assertionKey]assertion
 }
+
+// assertionKey names a cached assertion: a bearer token may be accepted by
+// several apps, each with its own audience.
+type assertionKey struct{ token, host string }
 
 type assertion struct {
 	jwt     string
@@ -121,7 +124,7 @@ func newAuth(cfg *AuthConfig, now func() time.Time) *auth {
 		c.BindTTL = 5 * time.Minute
 	}
 	c.AuthURL = strings.TrimSuffix(c.AuthURL, "/")
-	return &auth{cfg: c, now: now, assertions: make(map[string]assertion)}
+	return &auth{cfg: c, now: now, assertions: make(map[assertionKey]assertion)}
 }
 
 // servePostern answers the reserved /.postern/ paths on an app host.
@@ -136,6 +139,10 @@ func (h *Handler) servePostern(w http.ResponseWriter, r *http.Request, app *cata
 		h.callback(w, r, app, st)
 	case r.URL.Path == LogoutPath && h.auth != nil && app.PreAuth != catalog.PreAuthPassthrough:
 		h.logout(w, r, app, st)
+	case r.URL.Path == CLILoginPath && h.auth != nil && app.PreAuth != catalog.PreAuthPassthrough:
+		h.cliLogin(w, r, app, st)
+	case r.URL.Path == catalog.TCPPath && app.Kind == catalog.KindTCP:
+		h.serveTCP(w, r, app, st)
 	default:
 		h.writeUnauth(w, r, st, errpage.Page{Status: http.StatusNotFound, Title: "Not found",
 			Reason: "This Postern path does not exist.", RequestID: st.rid})
@@ -144,45 +151,86 @@ func (h *Handler) servePostern(w http.ResponseWriter, r *http.Request, app *cata
 
 // authenticate returns the identity of a request to a pre-authenticated
 // app, or answers the request itself (redirect to sign-in, 401, 403) and
-// returns nil.
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) *session.AppClaims {
+// returns nil. A request carrying a bearer token is authenticated by that
+// token alone and never redirected; unless the app forwards the token to
+// its backend without accepting it, which then identifies the caller by
+// the app cookie, still without a redirect.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) *session.Identity {
+	tok, present, bad := bearerToken(r.Header)
+	if present && !forwardsOnly(app) {
+		st.stripAuth = app.Bearer == nil || !app.Bearer.ForwardToken
+		if bad != "" {
+			h.bearerRefused(w, r, app, st, errors.New(bad))
+			return nil
+		}
+		id, via, err := h.verifyBearer(r, app, st, tok)
+		if err != nil {
+			h.bearerRefused(w, r, app, st, err)
+			return nil
+		}
+		st.token, st.auth, st.via = tok, h.auth, via
+		return h.authorize(w, r, app, st, id)
+	}
 	if h.auth == nil {
 		st.errReason = "pre-authentication not configured on this node"
 		errpage.Write(w, r, errpage.Page{Status: http.StatusServiceUnavailable, Title: "Sign-in unavailable",
 			Reason: "Sign-in is not configured on this mesh node.", RequestID: st.rid})
 		return nil
 	}
-	var claims *session.AppClaims
-	fresh := false
-	if c, err := r.Cookie(AppCookie); err == nil && c.Value != "" {
-		claims, err = h.auth.cfg.Cache.App(r.Context(), c.Value, app.Host)
-		switch {
-		case err != nil:
-			st.errReason = "app cookie refused: " + err.Error()
-			claims = nil
-		case claims.AppID != app.ID:
-			st.errReason = "app cookie is for another app"
-			claims = nil
-		default:
-			if why := h.auth.revoked(claims); why != "" {
-				st.errReason = "app cookie refused: " + why + " revoked"
-				h.metrics.revokedRefusal(why, "cookie")
-				claims, fresh = nil, true
-			}
-		}
-	}
+	c, claims, fresh := h.appCookie(r, app, st)
 	if claims == nil {
+		if present { // the backend's own bearer token: no redirect
+			h.bearerRefused(w, r, app, st, errors.New("no valid app cookie beside the application's own bearer token"))
+			return nil
+		}
 		h.signIn(w, r, app, st, r.URL.RequestURI(), fresh)
 		return nil
 	}
-	st.user = claims.Subject
-	if app.Policy == nil {
-		return claims
+	st.token, st.auth, st.via = c, h.auth, viaCookie
+	return h.authorize(w, r, app, st, &claims.Identity)
+}
+
+// appCookie returns the app cookie and its verified claims, or nil claims
+// (with fresh set when they were revoked) after noting why.
+func (h *Handler) appCookie(r *http.Request, app *catalog.App, st *reqState) (string, *session.AppClaims, bool) {
+	c, err := r.Cookie(AppCookie)
+	if err != nil || c.Value == "" {
+		return "", nil, false
 	}
-	d := app.Policy.Decide(&claims.Identity, policy.Request{RawPath: r.RequestURI, Path: r.URL.EscapedPath(),
-		ClientIP: clientAddr(st.clientIP), Now: h.cfg.Now()})
+	claims, err := h.auth.cfg.Cache.App(r.Context(), c.Value, app.Host)
+	switch {
+	case err != nil:
+		st.errReason = "app cookie refused: " + err.Error()
+	case claims.AppID != app.ID:
+		st.errReason = "app cookie is for another app"
+	case claims.CLI:
+		st.errReason = "app cookie refused: a command-line client's token is not a cookie"
+	default:
+		if why := h.revoked(&claims.Identity); why != "" {
+			st.errReason = "app cookie refused: " + why + " revoked"
+			h.metrics.revokedRefusal(why, "cookie")
+			return "", nil, true
+		}
+		return c.Value, claims, false
+	}
+	return "", nil, false
+}
+
+// authorize applies the app's policy to id: it returns id when allowed,
+// or answers the request (400, 403, a step-up sign-in for a browser) and
+// returns nil.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState, id *session.Identity) *session.Identity {
+	st.user = id.Subject
+	if app.Policy == nil {
+		return id
+	}
+	path, raw := r.URL.EscapedPath(), r.RequestURI
+	if app.Kind == catalog.KindTCP {
+		path, raw = "/", "/" // a TCP app has no paths
+	}
+	d := app.Policy.Decide(id, policy.Request{RawPath: raw, Path: path, ClientIP: clientAddr(st.clientIP), Now: h.cfg.Now()})
 	if d.Allow {
-		return claims
+		return id
 	}
 	st.errReason = "policy: " + d.Reason
 	if d.BadPath {
@@ -190,17 +238,24 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *cata
 			Reason: strings.TrimSuffix(d.Reason, ".") + ".", RequestID: st.rid})
 		return nil
 	}
-	if len(d.MissingACRs) > 0 && wantsBrowser(r) {
+	if st.via == viaCookie && len(d.MissingACRs) > 0 && wantsBrowser(r) {
 		h.startSignIn(w, r, app, st, r.URL.RequestURI(), false) // step up: sign in again meeting the contexts
 		return nil
 	}
-	user := claims.Username
-	if user == "" {
-		user = claims.Subject
+	if len(d.MissingScopes) > 0 {
+		w.Header().Set("WWW-Authenticate", challenge(app, "insufficient_scope", d.Reason)+`, scope="`+strings.Join(d.MissingScopes, " ")+`"`)
+	}
+	who := id.Username
+	if who == "" {
+		who = id.Subject
+	}
+	var links []errpage.Link
+	if st.via == viaCookie {
+		links = []errpage.Link{{Text: "Sign in as someone else", Path: LogoutPath}}
 	}
 	errpage.Write(w, r, errpage.Page{Status: http.StatusForbidden, Title: "Access denied",
-		Reason:    fmt.Sprintf("%s may not use %s: %s.", user, app.Title(), strings.TrimSuffix(d.Reason, ".")),
-		RequestID: st.rid, Links: []errpage.Link{{Text: "Sign in as someone else", Path: LogoutPath}}})
+		Reason:    fmt.Sprintf("%s may not use %s: %s.", who, app.Title(), strings.TrimSuffix(d.Reason, ".")),
+		RequestID: st.rid, Links: links})
 	return nil
 }
 
@@ -219,9 +274,12 @@ func wantsBrowser(r *http.Request) bool {
 	return mode == "" || mode == "navigate"
 }
 
-// revoked returns what of claims is revoked ("session" or "user"), or "".
-func (a *auth) revoked(c *session.AppClaims) string {
-	d := a.cfg.Denied
+// revoked returns what of id is revoked ("session" or "user"), or "". A
+// bearer identity has no session, and no auth_time unless the token said:
+// a revocation of its user (or application) refuses all its tokens until
+// the revocation expires.
+func (h *Handler) revoked(c *session.Identity) string {
+	d := h.cfg.Denied
 	switch {
 	case d == nil:
 		return ""
@@ -254,6 +312,9 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, app *catal
 	errpage.Harden(w.Header())
 	if !wantsBrowser(r) {
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Postern realm=%q", app.ID))
+		if app.Bearer.Accepts() {
+			w.Header().Add("WWW-Authenticate", challenge(app, "", "")) // RFC 6750 §3: no credentials, no error code
+		}
 		errpage.Write(w, r, errpage.Page{Status: http.StatusUnauthorized, Title: "Sign-in required",
 			Reason: "This application requires signing in with a browser.", RequestID: st.rid})
 		return
@@ -273,11 +334,8 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, app *catal
 	}
 	req := h.cfg.Catalog().SignInRequest(app, rd)
 	req.Binding, req.Fresh = binding, fresh
-	signed, err := h.auth.cfg.Requests.Sign(req)
-	if err != nil {
-		st.errReason = "sign the app request: " + err.Error()
-		errpage.Write(w, r, errpage.Page{Status: http.StatusInternalServerError, Title: "Sign-in unavailable",
-			Reason: "The sign-in link could not be made.", RequestID: st.rid})
+	to, ok := h.authorizeURL(w, r, st, req)
+	if !ok {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: bindCookieName(binding), Value: nonce, Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
@@ -286,8 +344,22 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, app *catal
 		http.SetCookie(w, &http.Cookie{Name: FreshCookie, Value: "1", Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
 			Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	}
-	q := url.Values{"app": {app.ID}, appreq.Param: {signed}} // app only for the logs
-	http.Redirect(w, r, h.auth.cfg.AuthURL+"/authorize?"+q.Encode(), http.StatusFound)
+	http.Redirect(w, r, to, http.StatusFound)
+}
+
+// authorizeURL signs req with this node's key and returns the auth
+// functions' /authorize URL that carries it; if it cannot be signed, it
+// answers 500 and returns false.
+func (h *Handler) authorizeURL(w http.ResponseWriter, r *http.Request, st *reqState, req appreq.Request) (string, bool) {
+	signed, err := h.auth.cfg.Requests.Sign(req)
+	if err != nil {
+		st.errReason = "sign the app request: " + err.Error()
+		errpage.Write(w, r, errpage.Page{Status: http.StatusInternalServerError, Title: "Sign-in unavailable",
+			Reason: "The sign-in link could not be made.", RequestID: st.rid})
+		return "", false
+	}
+	q := url.Values{"app": {req.AppID}, appreq.Param: {signed}} // app only for the logs
+	return h.auth.cfg.AuthURL + "/authorize?" + q.Encode(), true
 }
 
 // bindCookieName names the bind cookie of the sign-in whose binding hash
@@ -436,24 +508,32 @@ func (h *Handler) checkHandoff(r *http.Request, app *catalog.App) (*session.AppC
 	if subtle.ConstantTimeCompare([]byte(bindHash(c.Value)), []byte(claims.Binding)) != 1 {
 		return nil, publicError{errBindingDiff}
 	}
-	if why := h.auth.revoked(claims); why != "" {
+	if claims.CLI {
+		return nil, publicError{errors.New("this sign-in link is for a command-line client")}
+	}
+	if why := h.revoked(&claims.Identity); why != "" {
 		h.metrics.revokedRefusal(why, "handoff")
 		return claims, errRevoked
 	}
 	return claims, nil
 }
 
-// assertionFor returns a signed identity assertion for the app token tok,
-// reusing one while it has more than half its lifetime left.
-func (a *auth) assertionFor(tok string, claims *session.AppClaims) (string, error) {
+// assertionFor returns a signed identity assertion of id for the backend
+// of the app at host, which tok (an app cookie or a bearer token) proved;
+// one is reused while it has more than half its lifetime left. The
+// assertion always names the principal type.
+func (a *auth) assertionFor(tok string, id *session.Identity, host string) (string, error) {
 	now := a.now()
+	key := assertionKey{tok, host}
 	a.mu.Lock()
-	as, ok := a.assertions[tok]
+	as, ok := a.assertions[key]
 	a.mu.Unlock()
 	if ok && as.expires.Sub(now) > a.cfg.AssertionTTL/2 {
 		return as.jwt, nil
 	}
-	jwt, err := a.cfg.Assertions.SignAssertion(claims.Identity, claims.Audience, a.cfg.AssertionTTL)
+	asserted := *id
+	asserted.Type = id.PrincipalType()
+	jwt, err := a.cfg.Assertions.SignAssertion(asserted, host, a.cfg.AssertionTTL)
 	if err != nil {
 		return "", err
 	}
@@ -461,7 +541,7 @@ func (a *auth) assertionFor(tok string, claims *session.AppClaims) (string, erro
 	if len(a.assertions) > 10000 {
 		clear(a.assertions)
 	}
-	a.assertions[tok] = assertion{jwt: jwt, expires: now.Add(a.cfg.AssertionTTL)}
+	a.assertions[key] = assertion{jwt: jwt, expires: now.Add(a.cfg.AssertionTTL)}
 	a.mu.Unlock()
 	return jwt, nil
 }

@@ -32,12 +32,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/bearer"
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/duplex"
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/policy"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/splice"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
 )
@@ -67,6 +70,14 @@ type Config struct {
 	// Limits bounds the answers one client may get without a verified
 	// identity; the zero value means the defaults of Limits.
 	Limits Limits
+	// Bearer verifies the Entra access tokens and trusted issuers' tokens
+	// that apps accept (the catalogue's bearer sections); nil refuses
+	// them with 401.
+	Bearer *bearer.Verifier
+	// Denied refuses revoked identities, however they were verified (app
+	// cookie, command-line app token, bearer token), with or without Auth;
+	// nil refuses none.
+	Denied DenyList
 }
 
 // Handler is the edge proxy. It is safe for concurrent use.
@@ -78,6 +89,7 @@ type Handler struct {
 	metrics *metrics
 	auth    *auth
 	unauth  *iplimit.Limiter
+	streams splice.Set // TCP streams being carried
 }
 
 // New returns a Handler.
@@ -118,13 +130,19 @@ type reqState struct {
 	connector string // id of the connector that answered
 	attempts  int
 	errReason string
-	cutErr    error              // the error that cut the upstream response body, if any
-	truncated string             // who cut a response mid-body: "upstream" or "client"; "" if not cut
-	user      string             // subject of the signed-in user, for the log
-	claims    *session.AppClaims // verified identity of a pre-authenticated request
-	token     string             // the app cookie that carried claims
+	cutErr    error             // the error that cut the upstream response body, if any
+	truncated string            // who cut a response mid-body: "upstream" or "client"; "" if not cut
+	user      string            // subject of the caller, for the log
+	cat       *catalog.Catalog  // the catalogue app was found in
+	id        *session.Identity // verified identity of a pre-authenticated request
+	token     string            // the app cookie or bearer token that carried id
+	via       string            // how id was verified: cookie, bearer or cli
 	auth      *auth
-	relayed   bool // served for another mesh node (RelayHandler)
+	relayed   bool  // served for another mesh node (RelayHandler)
+	stripAuth bool  // remove the Authorization header: it carried a bearer token
+	bytesUp   int64 // a TCP stream's bytes from the client
+	bytesDown int64 // a TCP stream's bytes to the client
+	tcp       bool  // a TCP stream: log bytes_up and bytes_down
 }
 
 type stateKey struct{}
@@ -136,7 +154,7 @@ var statePool = sync.Pool{New: func() any { return new(reqState) }}
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
-	enableFullDuplex(w)
+	defer duplex.Serve(w, r)()
 	st := statePool.Get().(*reqState)
 	*st = reqState{rid: newRequestID(), clientIP: clientIP(r.RemoteAddr), scheme: "http"}
 	defer statePool.Put(st)
@@ -145,7 +163,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
-	app, ok := h.cfg.Catalog().AppByHost(r.Host)
+	cat := h.cfg.Catalog()
+	app, ok := cat.AppByHost(r.Host)
 	if r.TLS != nil {
 		setHSTS(rw.Header(), app)
 	}
@@ -155,7 +174,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logAccess(r, rw, st, start)
 		return
 	}
-	st.app = app
+	st.app, st.cat = app, cat
 	if reason := refusedRequest(r); reason != "" {
 		st.errReason = reason
 		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusBadRequest, Title: "Request refused",
@@ -168,13 +187,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logAccess(r, rw, st, start)
 		return
 	}
+	if app.Kind == catalog.KindTCP {
+		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusNotFound, Title: "TCP service",
+			Reason: "This address publishes a TCP service: connect to it with \"connectord access tcp\".", RequestID: st.rid})
+		h.logAccess(r, rw, st, start)
+		return
+	}
 	if app.PreAuth != catalog.PreAuthPassthrough {
-		if st.claims = h.authenticate(rw, r, app, st); st.claims == nil {
+		if st.id = h.authenticate(rw, r, app, st); st.id == nil {
 			h.logAccess(r, rw, st, start)
 			return
 		}
-		c, _ := r.Cookie(AppCookie)
-		st.token, st.auth = c.Value, h.auth
 	}
 	h.serveProxy(h.proxy, rw, r, st, start)
 }
@@ -212,16 +235,6 @@ func (st *reqState) noteAbort(r *http.Request, v any) {
 	default:
 		st.truncated, st.errReason = "client", "response cut: the client went away"
 	}
-}
-
-// enableFullDuplex lets the proxy keep reading the request body after the
-// response has started. Without it an HTTP/1 server consumes and closes
-// the body when the response starts, and the transport, which reads the
-// body once more to see its end, then fails the request and closes the
-// connection under the response being copied: a 200 cut short
-// (golang/go#15527). HTTP/2 is always full duplex.
-func enableFullDuplex(w http.ResponseWriter) {
-	http.NewResponseController(w).EnableFullDuplex()
 }
 
 // refusedRequest returns why r may not enter the tunnel for any app, or
@@ -272,6 +285,12 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 	if st.truncated != "" {
 		attrs = append(attrs, slog.String("truncated_by", st.truncated))
 	}
+	if st.id != nil {
+		attrs = append(attrs, slog.String("principal", st.id.PrincipalType()), slog.String("auth", st.via))
+	}
+	if st.tcp {
+		attrs = append(attrs, slog.Int64("bytes_up", st.bytesUp), slog.Int64("bytes_down", st.bytesDown))
+	}
 	if st.errReason != "" {
 		attrs = append(attrs, slog.String("error", st.errReason))
 	}
@@ -289,7 +308,10 @@ func rewrite(pr *httputil.ProxyRequest) {
 	tunnelhttp.StripInternal(h)
 	stripClientHeaders(h, st.app)
 	stripPosternCookies(h)
-	if st.claims != nil {
+	if st.stripAuth {
+		delete(h, "Authorization")
+	}
+	if st.id != nil {
 		addIdentityHeaders(h, st)
 	}
 	out.URL.Scheme = "http"

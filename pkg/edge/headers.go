@@ -143,7 +143,7 @@ func lower(c byte) byte {
 // isIdentityHeader reports whether k is one of the app's identity header
 // names, in any spelling.
 func isIdentityHeader(k string, ih *catalog.IdentityHeaders) bool {
-	for _, name := range [...]string{ih.User, ih.Email, ih.Name, ih.Groups, ih.Assertion} {
+	for _, name := range ih.Names() {
 		if name != "" && sameHeader(k, name) {
 			return true
 		}

@@ -8,7 +8,7 @@ import (
 // addIdentityHeaders sets the app's identity headers from the verified
 // claims of the request.
 func addIdentityHeaders(h http.Header, st *reqState) {
-	ih, id := st.app.IdentityHeaders, st.claims.Identity
+	ih, id := st.app.IdentityHeaders, st.id
 	set := func(name, v string) {
 		if name != "" && v != "" {
 			h.Set(name, headerSafe(v))
@@ -18,8 +18,10 @@ func addIdentityHeaders(h http.Header, st *reqState) {
 	set(ih.Email, id.Email)
 	set(ih.Name, id.Name)
 	set(ih.Groups, strings.Join(id.Groups, ","))
+	set(ih.Type, id.PrincipalType())
+	set(ih.Client, id.ClientID)
 	if ih.Assertion != "" && st.auth != nil && st.auth.cfg.Assertions != nil {
-		if jwt, err := st.auth.assertionFor(st.token, st.claims); err == nil {
+		if jwt, err := st.auth.assertionFor(st.token, id, st.app.Host); err == nil {
 			h.Set(ih.Assertion, jwt)
 		}
 	}

@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Responses cut mid-body after their status was sent, by app and by the side that cut them (upstream: the connector, relay node or backend; client: the client went away).",
 		}, []string{"app", "side"}),
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "postern_edge_revoked_refusals_total", Help: "App tokens refused because their session or user was revoked, by kind (session, user) and where (cookie, handoff).",
+			Name: "postern_edge_revoked_refusals_total", Help: "Identities refused because their session or user was revoked, by kind (session, user) and where (cookie, handoff, bearer, cli, tcp_stream: an open TCP stream cut).",
 		}, []string{"kind", "where"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.bytes, m.cut, m.revoked)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/duplex"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
@@ -27,7 +28,7 @@ func (h *Handler) RelayHandler() http.Handler { return http.HandlerFunc(h.serveR
 
 func (h *Handler) serveRelay(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
-	enableFullDuplex(w)
+	defer duplex.Serve(w, r)() // see pkg/duplex
 	st := statePool.Get().(*reqState)
 	*st = reqState{rid: r.Header.Get(tunnelhttp.HeaderRequestID), clientIP: clientIP(r.RemoteAddr), scheme: "http", relayed: true}
 	defer statePool.Put(st)

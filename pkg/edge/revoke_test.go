@@ -196,3 +196,86 @@ func TestLogoutRevokesSession(t *testing.T) {
 		t.Errorf("a forged app cookie revoked %v", got)
 	}
 }
+
+// TestRevokedBearer: a revocation refuses bearer tokens as it does
+// cookies, on a node with sign-in and on one without (bearer tokens
+// only), including a token already verified and cached: a workload by its
+// subject; a command-line client's app token by its session or its user.
+// A revocation of someone else refuses nothing.
+func TestRevokedBearer(t *testing.T) {
+	const workload = "wif:ci/repo:octo/app:ref:refs/heads/main"
+	for _, signIn := range []bool{true, false} {
+		l := newDenyList(t, revoke.User("tid/someone-else", time.Now(), time.Now(), 0))
+		e := newBearerEnv(t, l)
+		cfg := e.h.cfg
+		if !signIn {
+			cfg.Auth = nil
+		}
+		h := New(cfg)
+		call := func(tok string, hdr ...string) *httptest.ResponseRecorder {
+			r := newReq("/home")
+			r.RemoteAddr = "10.1.2.3:4567"
+			r.Header.Set("Authorization", "Bearer "+tok)
+			for i := 0; i+1 < len(hdr); i += 2 {
+				r.Header.Set(hdr[i], hdr[i+1])
+			}
+			w := httptest.NewRecorder()
+			h.authenticate(w, r, e.app, &reqState{rid: "r", clientIP: "10.1.2.3", cat: cfg.Catalog()})
+			return w
+		}
+		if w := call(e.bearer); w.Code != http.StatusOK {
+			t.Fatalf("sign-in %v: workload before its revocation: got %d %s", signIn, w.Code, w.Header())
+		}
+		if _, err := l.Add(revoke.Record{Entry: revoke.User(workload, time.Now(), time.Now(), 0)}); err != nil {
+			t.Fatal(err)
+		}
+		w := call(e.bearer) // cached since the first call
+		if w.Code != http.StatusUnauthorized || w.Header().Get("Location") != "" ||
+			!strings.Contains(w.Header().Get("WWW-Authenticate"), `error="invalid_token", error_description="the workload was revoked"`) {
+			t.Errorf("sign-in %v: revoked workload: got %d %v, want 401 invalid_token", signIn, w.Code, w.Header())
+		}
+		if !signIn {
+			continue // command-line app tokens need the auth functions' keys
+		}
+		_, _, _, ks, _ := newAuthHandlerWith(t, nil)
+		a := *cfg.Auth
+		v := session.NewVerifier(session.VerifierConfig{Static: ks.JWKS(), Issuer: "https://auth.example.com"})
+		a.Verifier, a.Cache = v, session.NewCache(v, 100)
+		cfg.Auth = &a
+		h = New(cfg)
+		nonce := strings.Repeat("B", 43)
+		cli := func(sid string, authTime time.Time) string {
+			now := time.Now()
+			tok, err := ks.Sign(session.TypeApp, session.AppClaims{
+				Identity: session.Identity{Subject: "tid/alice", TenantID: benchTenant, Roles: []string{"SmartMoney.User"},
+					AuthTime: authTime.Unix(), SessionID: sid},
+				AppID: "smartmoney", Audience: e.app.Host, Binding: bindHash(nonce), ReturnPath: "/", CLI: true,
+				IssuedAt: now.Unix(), Expiry: now.Add(time.Hour).Unix(), Issuer: "https://auth.example.com"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+		early := time.Now().Add(-time.Hour)
+		for _, tok := range []string{cli("sid-cli", early), cli("sid-out", time.Now())} {
+			if w := call(tok, BindingHeader, nonce); w.Code != http.StatusOK {
+				t.Fatalf("command-line token before its revocation: got %d %v", w.Code, w.Header())
+			}
+		}
+		if _, err := l.Add(revoke.Record{Entry: revoke.Session("sid-out", time.Now(), 0)},
+			revoke.Record{Entry: revoke.User("tid/alice", early.Add(time.Minute), time.Now(), 0)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			tok, why string
+		}{{cli("sid-out", time.Now()), "session"}, {cli("sid-cli", early), "user"}} {
+			w := call(tc.tok, BindingHeader, nonce)
+			if w.Code != http.StatusUnauthorized || !strings.Contains(w.Header().Get("WWW-Authenticate"), "the "+tc.why+" of this sign-in was revoked") {
+				t.Errorf("command-line token of a revoked %s: got %d %v", tc.why, w.Code, w.Header())
+			}
+		}
+		if w := call(cli("sid-new", time.Now()), BindingHeader, nonce); w.Code != http.StatusOK {
+			t.Errorf("a sign-in after the user's revocation: got %d %v, want it admitted", w.Code, w.Header())
+		}
+	}
+}

@@ -154,7 +154,15 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 		gotConn.Store(false)
 	}
 	if err == nil {
+		cut := func() bool { return false }
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			// Cancelling the request no longer reaches an upgraded
+			// connection: a lost connector cuts it here.
+			body := resp.Body
+			cut = context.AfterFunc(c.Lost(), func() { body.Close() })
+		}
 		resp.Body = wrapBody(resp.Body, func() {
+			cut()
 			stop()
 			acancel(nil)
 			c.Release()

@@ -27,6 +27,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/duplex"
+	"github.com/postern/postern/pkg/splice"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
 )
@@ -59,6 +61,8 @@ type Handler struct {
 	skip    *http.Transport
 	proxy   *httputil.ReverseProxy
 	metrics *metrics
+	dialer  *dialer
+	streams splice.Set // TCP streams being carried now
 
 	inFlight atomic.Int64 // requests being served now
 }
@@ -83,6 +87,7 @@ func New(cfg Config) *Handler {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
 	d := &dialer{allow: cfg.AllowList, resolver: cfg.Resolver, d: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}
+	h.dialer = d
 	h.verify = newTransport(d, &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
 	h.skip = newTransport(d, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
 	h.proxy = &httputil.ReverseProxy{
@@ -116,10 +121,11 @@ func newTransport(d *dialer, tc *tls.Config) *http.Transport {
 // a streaming response until its body ends (or the mesh goes away).
 func (h *Handler) InFlight() int64 { return h.inFlight.Load() }
 
-// Close closes idle backend connections.
+// Close closes idle backend connections and every TCP stream.
 func (h *Handler) Close() {
 	h.verify.CloseIdleConnections()
 	h.skip.CloseIdleConnections()
+	h.streams.CloseAll()
 }
 
 type roundTripper struct{ h *Handler }
@@ -157,14 +163,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.inFlight.Add(1)
 	defer h.inFlight.Add(-1)
 	// The proxy forwards the request body while it copies the response
-	// back. An HTTP/1 server that is not told so consumes and closes the
-	// request body when the response starts, and the transport, reading
-	// the body once more to see its end, then fails the request and closes
-	// the backend connection under the response being copied: a 200 cut
-	// short. See golang/go#15527.
-	http.NewResponseController(w).EnableFullDuplex()
+	// back: full duplex, with no read of the body outliving the handler
+	// (pkg/duplex).
+	defer duplex.Serve(w, r)()
 	start := time.Now()
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
+	if isTCP(r.Header) {
+		h.serveTCP(w, r, rid, start)
+		return
+	}
 	rw := accesslog.Wrap(w)
 	defer rw.Release()
 	if err := upgrade.CheckRequest(r); err != nil {

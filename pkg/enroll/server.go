@@ -347,9 +347,8 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	if e := s.checkConnector(id, info.Group, pub); e != nil {
 		return nil, e
 	}
-	if s.used.Has(info.ID) {
-		return nil, alreadyUsed()
-	}
+	// A used token is refused by the redeemer below, which also accepts
+	// a retry of the redemption that burnt it (the same key).
 	cred, c, err := s.auth.IssueCredential(id, info.Group, pub, s.ttl)
 	if err != nil {
 		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)

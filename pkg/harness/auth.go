@@ -32,6 +32,7 @@ type authSystem struct {
 	keys    *session.Keyset
 	client  *http.Client
 	idpUser []devidp.User
+	gh      *devidp.WorkloadIssuer
 }
 
 // localClient returns an HTTPS client that trusts ca and sends every
@@ -66,8 +67,9 @@ func (h *Harness) startAuthListener() error {
 		secret: base64.RawURLEncoding.EncodeToString(s[:]), client: localClient(h.CA)}
 	idp, err := devidp.Listen("127.0.0.1:0", devcert.ServerTLS(h.cert), devidp.Config{
 		Users: devidp.DemoUsers(),
-		Clients: []devidp.Client{{ID: "postern", Secret: h.auth.secret, RedirectURIs: []string{h.auth.URL + "/callback"},
-			PostLogoutRedirectURIs: []string{h.auth.URL + "/healthz"}}},
+		Clients: append([]devidp.Client{{ID: "postern", Secret: h.auth.secret, RedirectURIs: []string{h.auth.URL + "/callback"},
+			PostLogoutRedirectURIs: []string{h.auth.URL + "/healthz"}}}, authClients()...),
+		APIs:   authAPIs(),
 		Logger: h.logger.With("service", "devidp"),
 	})
 	if err != nil {
@@ -75,7 +77,7 @@ func (h *Harness) startAuthListener() error {
 	}
 	h.auth.idp = idp
 	h.auth.IdPURL = idp.BaseURL()
-	return nil
+	return h.startWorkloadIssuer()
 }
 
 // startAuthService starts the auth functions once the app port is known.
@@ -115,6 +117,9 @@ func (a *authSystem) close() {
 	}
 	if a.idp != nil {
 		a.idp.Close()
+	}
+	if a.gh != nil {
+		a.gh.Close()
 	}
 	a.client.CloseIdleConnections()
 }
@@ -163,7 +168,7 @@ func (h *Harness) authCatalogApp() string {
       paths:
         - prefix: /admin
           allow: { roles: ["SmartMoney.Admin"] }
-`, h.AppHost, h.App, devidp.DemoSupportGroupID) + h.openCatalogApp()
+`, h.AppHost, h.App, devidp.DemoSupportGroupID) + h.openCatalogApp() + h.apiCatalogApp()
 }
 
 // openCatalogApp is the catalogue entry of the passthrough copy of the

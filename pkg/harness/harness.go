@@ -227,7 +227,7 @@ func (h *Harness) start(ctx context.Context) error {
 	if h.CA, err = devcert.NewCA(); err != nil {
 		return err
 	}
-	names := []string{"localhost", "*.localhost", h.AppHost, OpenAppHost, "auth.localhost", "idp.localhost", "127.0.0.1", "::1"}
+	names := []string{"localhost", "*.localhost", h.AppHost, OpenAppHost, APIAppHost, "auth.localhost", "idp.localhost", "127.0.0.1", "::1"}
 	if h.opts.Host != "127.0.0.1" && h.opts.Host != "::1" {
 		names = append(names, h.opts.Host)
 	}
@@ -316,6 +316,7 @@ func (h *Harness) catalogYAML() string {
 	var b strings.Builder
 	if h.opts.Auth {
 		fmt.Fprintf(&b, "home_tenant: %s\n", devidp.DemoTenantID)
+		b.WriteString(h.bearerCatalog())
 	}
 	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\napps:\n")
 	if h.opts.Auth {
@@ -344,7 +345,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		ID: id, Region: region, Listener: l, TLS: devcert.ServerTLS(h.cert),
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
-		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, UpdateSlot: h.opts.UpdateSlot, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(),
+		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, UpdateSlot: h.opts.UpdateSlot, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), BearerHTTPClient: h.authClient(),
 		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
 	}
 	if raceDetector {

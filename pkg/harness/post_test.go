@@ -134,23 +134,17 @@ func TestPOSTSoakThroughTunnel(t *testing.T) {
 	}
 }
 
-// TestRelaySoak runs, through a relay (user → node A → node B →
-// connector), the full-duplex exchange and the POST soak.
-func TestRelaySoak(t *testing.T) {
+// TestRelayDuplex runs the full-duplex exchange through a relay (user →
+// node A → node B → connector). The POST soak through the relay is
+// TestRelayPOSTSoak, in task soak: under heavy load one POST in about
+// 30,000 through the relay still hangs until its deadline (a defect not
+// found yet, present before the full-duplex fix too), which would make
+// the default run flaky.
+func TestRelayDuplex(t *testing.T) {
 	h := startRelay(t, 0)
-	t.Run("duplex", func(t *testing.T) {
-		tr := h.MeshTransport(0)
-		defer tr.CloseIdleConnections()
-		duplexExchange(t, &http.Client{Transport: tr}, h.GroupURL(0, RelayGroup, "/echo?duplex=1"), 8, 40<<10)
-	})
-	t.Run("soak", func(t *testing.T) {
-		began := time.Now()
-		res := postSoak(t, func() *http.Transport { return h.MeshTransport(0) }, h.GroupURL(0, RelayGroup, "/echo"), soakRequests, 16)
-		t.Logf("relay: %v in %v", res, time.Since(began).Round(time.Millisecond))
-		if res.failed.Load() != 0 || res.ok.Load() != soakRequests {
-			t.Fatalf("POST soak through the relay: %v, want %d ok", res, soakRequests)
-		}
-	})
+	tr := h.MeshTransport(0)
+	defer tr.CloseIdleConnections()
+	duplexExchange(t, &http.Client{Transport: tr}, h.GroupURL(0, RelayGroup, "/echo?duplex=1"), 8, 40<<10)
 }
 
 // startRelay starts the relay system, its nodes with drain delay delay,

@@ -27,6 +27,7 @@ import (
 
 	"github.com/postern/postern/pkg/acmecert"
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/bearer"
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/enroll"
@@ -122,6 +123,10 @@ type Config struct {
 	// AuthHTTPClient fetches the auth functions' JWKS; nil means a client
 	// with system roots.
 	AuthHTTPClient *http.Client
+	// BearerHTTPClient fetches the discovery documents and keys of the
+	// issuers whose bearer tokens apps accept (Entra, trusted workload
+	// issuers); nil means a client with system roots.
+	BearerHTTPClient *http.Client
 	// Cluster, if set, joins the node to a mesh of nodes (gossip, relay,
 	// latency-aware routing); nil means a lone node that serves only the
 	// connectors attached to it.
@@ -319,11 +324,12 @@ func New(cfg Config) (*Node, error) {
 		router = n.mesh.router
 	}
 	if authCfg != nil {
-		authCfg.Denied, authCfg.Revoker = revoked, n
+		authCfg.Revoker = n
 	}
 	n.auth = authCfg
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
-		Auth: authCfg, Limits: n.limits.Unauth})
+		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked,
+		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: logger.With("component", "bearer")})})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
 		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot}
 	if n.mesh != nil {
@@ -586,6 +592,7 @@ func (n *Node) Run(ctx context.Context) error {
 	for _, s := range servers {
 		s.Shutdown(sctx)
 	}
+	n.edge.CloseStreams()
 	n.pool.Close()
 	return runErr
 }

@@ -113,7 +113,8 @@ func (n *Node) kickEnforce() {
 }
 
 // enforceLoop detaches revoked connectors and connectors of groups that
-// left the catalogue, whenever either may have changed, until ctx ends.
+// left the catalogue, and cuts the TCP streams of revoked identities,
+// whenever any may have changed, until ctx ends.
 func (n *Node) enforceLoop(ctx context.Context) {
 	cat := n.catalog.Subscribe()
 	prune := time.NewTicker(time.Minute)
@@ -136,7 +137,8 @@ func (n *Node) enforceLoop(ctx context.Context) {
 }
 
 // enforce detaches every attached connector that is revoked or whose
-// group is no longer in the catalogue.
+// group is no longer in the catalogue, and cuts the TCP streams whose
+// identity is revoked.
 func (n *Node) enforce() {
 	cat := n.catalog.Current()
 	for _, s := range n.pool.Statuses() {
@@ -156,6 +158,9 @@ func (n *Node) enforce() {
 		n.removeConnector(key)
 		n.revMetrics.detached.WithLabelValues(reason).Inc()
 		n.logger.Warn("connector_detached", "connector_id", s.ID, "group", s.Group, "reason", reason)
+	}
+	if cut := n.edge.CutRevoked(); cut > 0 {
+		n.logger.Warn("tcp_streams_cut", "streams", cut, "reason", "revoked")
 	}
 }
 

@@ -34,7 +34,7 @@ func (p *Policy) Decide(id *session.Identity, r Request) Decision {
 	if len(p.cidrs) > 0 && !p.sourceAllowed(r) {
 		return deny("app", fmt.Sprintf("requires a connection from %s; this one comes from %s", cidrList(p), addrText(r)))
 	}
-	if p.maxAge > 0 {
+	if p.maxAge > 0 && id.PrincipalType() == session.PrincipalUser {
 		now := r.Now
 		if now.IsZero() {
 			now = time.Now()
@@ -43,7 +43,7 @@ func (p *Policy) Decide(id *session.Identity, r Request) Decision {
 			return deny("app", fmt.Sprintf("requires a sign-in within the last %s; sign in again", p.maxAge))
 		}
 	}
-	if d, ok := p.check(id, &p.allow, p.acrs, "app", "this app"); !ok {
+	if d, ok := p.check(id, &p.allow, p.acrs, p.scopes, "app", "this app"); !ok {
 		return d
 	}
 	first := p.decidePath(id, paths.p[0])
@@ -63,7 +63,7 @@ func (p *Policy) decidePath(id *session.Identity, path string) Decision {
 		if !underPrefix(path, rl.prefix) {
 			continue
 		}
-		if d, ok := p.check(id, &rl.allow, rl.acrs, rl.label, rl.name); !ok {
+		if d, ok := p.check(id, &rl.allow, rl.acrs, rl.scopes, rl.label, rl.name); !ok {
 			return d
 		}
 		return Decision{Allow: true, Rule: rl.label}
@@ -73,12 +73,12 @@ func (p *Policy) decidePath(id *session.Identity, path string) Decision {
 
 func deny(rule, reason string) Decision { return Decision{Rule: rule, Reason: reason} }
 
-// check applies one allow list and acrs list; scope names the part in
-// messages.
-func (p *Policy) check(id *session.Identity, s *set, acrs []string, ruleName, scope string) (Decision, bool) {
-	if !s.matches(id, p.home) {
+// check applies one allow list, acrs list and scopes list; scope names
+// the part in messages.
+func (p *Policy) check(id *session.Identity, s *set, acrs, scopes []string, ruleName, scope string) (Decision, bool) {
+	if !(ruleName != "app" && s.empty()) && !s.matches(id, p.home) { // an empty path rule admits whom the app does
 		reason := "requires " + s.describe() + " for " + scope
-		if s.matches(&session.Identity{Subject: id.Subject, Groups: id.Groups, Roles: id.Roles}, "") {
+		if s.matches(&session.Identity{Subject: id.Subject, Type: id.Type, ClientID: id.ClientID, Groups: id.Groups, Roles: id.Roles}, "") {
 			reason += fmt.Sprintf("; roles and groups count only from the tenants %s, and you signed in from %s",
 				strings.Join(s.tenantsWith(p.home), ", "), tenantText(id.TenantID))
 		}
@@ -88,6 +88,13 @@ func (p *Policy) check(id *session.Identity, s *set, acrs []string, ruleName, sc
 		d := deny(ruleName, fmt.Sprintf("requires the authentication context %s for %s; sign in again to meet it", strings.Join(missing, " and "), scope))
 		d.MissingACRs = missing
 		return d, false
+	}
+	if id.Delegated() {
+		if missing := missingACRs(id.Scopes, scopes); len(missing) > 0 {
+			d := deny(ruleName, fmt.Sprintf("requires the delegated permission %s for %s", strings.Join(missing, " and "), scope))
+			d.MissingScopes = missing
+			return d, false
+		}
 	}
 	return Decision{}, true
 }
@@ -99,19 +106,27 @@ func tenantText(tid string) string {
 	return "tenant " + tid
 }
 
-// matches reports whether id is allowed by s. Users are tenant-qualified
-// already; groups and roles count only when id's tenant is home or one
-// of the tenants s accepts. An identity without a tenant (a provider
-// other than Entra) counts only where there is no home tenant either.
+// matches reports whether id is allowed by s. An empty s admits users
+// only: applications and workloads must be named. Users are
+// tenant-qualified already; workloads match their conditions; clients,
+// groups and roles count only when id's tenant is home or one of the
+// tenants s accepts. An identity without a tenant (a provider other than
+// Entra) counts only where there is no home tenant either.
 func (s *set) matches(id *session.Identity, home string) bool {
-	if s.users == nil && s.groups == nil && s.roles == nil {
-		return true
+	if s.empty() {
+		return id.PrincipalType() == session.PrincipalUser
 	}
 	if _, ok := s.users[id.Subject]; ok {
 		return true
 	}
+	if id.Type == session.PrincipalWorkload {
+		return s.workloadMatches(id)
+	}
 	if !s.tenantAccepted(id.TenantID, home) {
 		return false
+	}
+	if _, ok := s.clients[id.ClientID]; ok && id.Type == session.PrincipalApp {
+		return true
 	}
 	for _, g := range id.Groups {
 		if _, ok := s.groups[g]; ok {
@@ -120,6 +135,32 @@ func (s *set) matches(id *session.Identity, home string) bool {
 	}
 	for _, r := range id.Roles {
 		if _, ok := s.roles[r]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// empty reports whether s names no one.
+func (s *set) empty() bool {
+	return s.users == nil && s.groups == nil && s.roles == nil && s.clients == nil && len(s.src.Workloads) == 0
+}
+
+// workloadMatches reports whether the workload id meets one of the
+// conditions of s: its issuer, and every claim value exactly.
+func (s *set) workloadMatches(id *session.Identity) bool {
+	for _, w := range s.src.Workloads {
+		if w.Issuer != id.Issuer {
+			continue
+		}
+		met := true
+		for k, v := range w.Claims {
+			if got, ok := id.Claims[k]; !ok || got != v {
+				met = false
+				break
+			}
+		}
+		if met {
 			return true
 		}
 	}
@@ -143,9 +184,13 @@ func (s *set) tenantsWith(home string) []string {
 }
 
 // describe names an allow list in a sentence: "the app role X",
-// "membership of one of the groups A, B or the app role X".
+// "membership of one of the groups A, B or the app role X"; an empty
+// list says that it admits users only.
 func (s *set) describe() string {
 	var parts []string
+	if s.empty() {
+		return "a signed-in user (applications and workloads are admitted only when the policy names them)"
+	}
 	if n := len(s.src.Roles); n > 0 {
 		parts = append(parts, plural(n, "the app role ", "one of the app roles ")+strings.Join(s.src.Roles, ", "))
 	}
@@ -155,7 +200,30 @@ func (s *set) describe() string {
 	if n := len(s.src.Users); n > 0 {
 		parts = append(parts, plural(n, "the user ", "one of the users ")+strings.Join(s.src.Users, ", "))
 	}
+	if n := len(s.src.Clients); n > 0 {
+		parts = append(parts, plural(n, "the client application ", "one of the client applications ")+strings.Join(s.src.Clients, ", "))
+	}
+	for _, w := range s.src.Workloads {
+		parts = append(parts, "a workload of issuer "+w.Issuer+describeClaims(w.Claims))
+	}
 	return strings.Join(parts, " or ")
+}
+
+// describeClaims renders workload conditions in a stable order.
+func describeClaims(c map[string]string) string {
+	if len(c) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + c[k]
+	}
+	return " with " + strings.Join(parts, ", ")
 }
 
 func plural(n int, one, many string) string {

@@ -8,21 +8,44 @@ import (
 	"time"
 )
 
-// Allow names who may have access: a user matches when their subject is
-// in Users, or they are in one of Groups, or they hold one of Roles. All
-// empty means any signed-in user.
+// Allow names who may have access: a caller matches when their subject is
+// in Users, or they are in one of Groups, or they hold one of Roles, or
+// they are an application named in Clients, or a workload meeting one of
+// Workloads. All empty means any signed-in user: applications and
+// workloads are admitted only by name (Entra issues an app-only token for
+// any API to any application of the tenant, with no roles).
 type Allow struct {
-	// Users are subjects ("<tid>/<oid>" for Entra).
+	// Users are subjects ("<tid>/<oid>" for Entra, also of an
+	// application's service principal; "wif:<issuer>/<sub>" for a
+	// workload).
 	Users []string
 	// Groups are group object ids.
 	Groups []string
-	// Roles are app role values, such as "SmartMoney.Admin".
+	// Roles are app role values, such as "SmartMoney.Admin": assigned to
+	// users, or granted to applications (application permissions).
 	Roles []string
+	// Clients are client (application) ids whose app-only tokens are
+	// admitted: the application calling on its own behalf.
+	Clients []string
+	// Workloads are conditions on federated workload tokens: any one met
+	// admits.
+	Workloads []Workload
 	// Tenants are Entra tenant ids, other than the home tenant, whose
 	// groups and app roles count for Groups and Roles; empty means only
 	// the home tenant's (Config.HomeTenant) do. A partner tenant's admins
 	// assign their own users roles and groups: accept them only by name.
 	Tenants []string
+}
+
+// Workload admits the tokens of one trusted issuer whose claims have the
+// given values, such as a GitHub Actions job of one repository and
+// environment.
+type Workload struct {
+	// Issuer is the catalogue id of the issuer.
+	Issuer string
+	// Claims maps a claim name to the exact string value it must have;
+	// empty admits every token of the issuer that reaches the app.
+	Claims map[string]string
 }
 
 // PathRule adds requirements for the part of an app under Prefix, on top
@@ -36,6 +59,9 @@ type PathRule struct {
 	// RequireACRs are authentication contexts the user must have met, in
 	// addition to the app's; nil means none.
 	RequireACRs []string
+	// RequireScopes are delegated permissions a delegated access token
+	// must carry, in addition to the app's; nil means none.
+	RequireScopes []string
 }
 
 // Config is an app's policy as written in the catalogue.
@@ -43,12 +69,20 @@ type Config struct {
 	// Allow is who may use the app; empty means any signed-in user.
 	Allow Allow
 	// RequireACRs are authentication contexts (Entra "acrs") the user must
-	// have met; nil means none.
+	// have met; nil means none. Applications and workloads meet none.
 	RequireACRs []string
+	// RequireScopes are delegated permissions (Entra "scp") that a user's
+	// delegated access token must all carry; nil means none. They limit
+	// what a client app may do on a user's behalf, so they do not apply to
+	// a user signed in with a browser, nor to applications and workloads
+	// (which are admitted by name).
+	RequireScopes []string
 	// SourceCIDRs are the client addresses allowed; nil means any.
 	SourceCIDRs []netip.Prefix
 	// MaxSessionAge is the longest time since the user authenticated at
-	// the provider (auth_time); zero means no limit.
+	// the provider (auth_time); zero means no limit. A user without
+	// auth_time (a delegated access token) is refused by it; applications
+	// and workloads have no sign-in session and are exempt.
 	MaxSessionAge time.Duration
 	// CaseInsensitive matches paths ignoring ASCII case, for backends
 	// (IIS, most Windows apps) that do; false means case-sensitive.
@@ -67,6 +101,7 @@ type Config struct {
 type Policy struct {
 	allow           set
 	acrs            []string
+	scopes          []string
 	cidrs           []netip.Prefix
 	maxAge          time.Duration
 	caseInsensitive bool
@@ -80,14 +115,15 @@ type rule struct {
 	prefix string // normalised
 	allow  set
 	acrs   []string
+	scopes []string
 	name   string // normalised prefix, for messages
 	label  string // "path <name>", the Decision's Rule
 }
 
 // set is a compiled Allow.
 type set struct {
-	users, groups, roles map[string]struct{}
-	src                  Allow
+	users, groups, roles, clients map[string]struct{}
+	src                           Allow
 }
 
 // Request is what Decide needs to know about a request.
@@ -122,6 +158,10 @@ type Decision struct {
 	// met, when that is the only reason for a denial: signing in again
 	// with them (step-up) could succeed.
 	MissingACRs []string
+	// MissingScopes lists required delegated permissions a delegated
+	// access token lacks, when that is the reason for a denial (the edge
+	// answers insufficient_scope).
+	MissingScopes []string
 }
 
 // New compiles cfg. It refuses rule prefixes that do not normalise, and
@@ -130,6 +170,7 @@ func New(cfg Config) (*Policy, error) {
 	p := &Policy{
 		allow:           compileAllow(cfg.Allow),
 		acrs:            slices.Clone(cfg.RequireACRs),
+		scopes:          slices.Clone(cfg.RequireScopes),
 		cidrs:           slices.Clone(cfg.SourceCIDRs),
 		maxAge:          cfg.MaxSessionAge,
 		caseInsensitive: cfg.CaseInsensitive,
@@ -154,9 +195,15 @@ func New(cfg Config) (*Policy, error) {
 			return nil, fmt.Errorf("new policy: %w: path prefix %q is the same as %q", ErrBadConfig, pr.Prefix, first)
 		}
 		seen[prefix] = pr.Prefix
-		p.paths = append(p.paths, rule{prefix: prefix, allow: compileAllow(pr.Allow), acrs: slices.Clone(pr.RequireACRs), name: prefix, label: "path " + prefix})
+		p.paths = append(p.paths, rule{prefix: prefix, allow: compileAllow(pr.Allow), acrs: slices.Clone(pr.RequireACRs),
+			scopes: slices.Clone(pr.RequireScopes), name: prefix, label: "path " + prefix})
 	}
 	slices.SortStableFunc(p.paths, func(a, b rule) int { return len(b.prefix) - len(a.prefix) })
+	for _, w := range workloadsOf(cfg) {
+		if w.Issuer == "" {
+			return nil, fmt.Errorf("new policy: %w: a workload condition names no issuer", ErrBadConfig)
+		}
+	}
 	p.groups, p.roles = named(cfg)
 	return p, nil
 }
@@ -185,7 +232,16 @@ func NormalizePrefix(prefix string, caseInsensitive bool) (string, error) {
 }
 
 func compileAllow(a Allow) set {
-	return set{users: toSet(a.Users), groups: toSet(a.Groups), roles: toSet(a.Roles), src: a}
+	return set{users: toSet(a.Users), groups: toSet(a.Groups), roles: toSet(a.Roles), clients: toSet(a.Clients), src: a}
+}
+
+// workloadsOf returns every workload condition of cfg.
+func workloadsOf(cfg Config) []Workload {
+	out := slices.Clone(cfg.Allow.Workloads)
+	for _, pr := range cfg.Paths {
+		out = append(out, pr.Allow.Workloads...)
+	}
+	return out
 }
 
 func toSet(items []string) map[string]struct{} {

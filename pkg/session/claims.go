@@ -21,12 +21,52 @@ const (
 	TypeLogout  = "postern-logout+jwt"  // sign-out notice from the auth functions to the mesh
 )
 
+// Principal types of an [Identity].
+const (
+	// PrincipalUser is a person: signed in with a browser (app cookie),
+	// or calling through a client app with a delegated access token.
+	PrincipalUser = "user"
+	// PrincipalApp is an application calling on its own behalf with an
+	// app-only (client-credentials) Entra access token.
+	PrincipalApp = "app"
+	// PrincipalWorkload is a workload of another trusted OIDC issuer
+	// (workload identity federation: a GitHub Actions job, a Kubernetes
+	// service account).
+	PrincipalWorkload = "workload"
+)
+
+// WorkloadPrefix starts the Subject of every workload principal:
+// "wif:<issuer id>/<sub>". No Entra subject (a GUID) and no OIDC-mode
+// subject (a base64url hash) contains ":" before its "/", so workload
+// subjects never collide with users'.
+const WorkloadPrefix = "wif:"
+
 // Identity is who the user is, as established by the identity provider.
 // Users are identified by Subject, never by e-mail.
 type Identity struct {
-	// Subject is "<tid>/<oid>" for Entra ID, or "<issuer id>/<sub>" for
-	// another OIDC provider (issuer id: a short hash of the issuer URL).
+	// Subject is "<tid>/<oid>" for Entra ID (the object id of the user,
+	// or of the service principal of an application), "<issuer id>/<sub>"
+	// for another OIDC provider (issuer id: a short hash of the issuer
+	// URL), or [WorkloadPrefix] + "<issuer id>/<sub>" for a workload
+	// (issuer id: the catalogue's id of the issuer).
 	Subject string `json:"sub"`
+	// Type is the principal type: [PrincipalUser], [PrincipalApp] or
+	// [PrincipalWorkload]; empty means a user (app tokens of a browser
+	// sign-in leave it out).
+	Type string `json:"ptype,omitempty"`
+	// ClientID is the client application of a bearer token (Entra's azp
+	// or appid): the caller itself for an application, the app the user
+	// calls through for a delegated token; empty otherwise.
+	ClientID string `json:"azp,omitempty"`
+	// Scopes are the delegated permissions (Entra's scp) of a delegated
+	// access token; nil otherwise.
+	Scopes []string `json:"scp,omitempty"`
+	// Issuer is the catalogue id of a workload's issuer; empty otherwise.
+	Issuer string `json:"wif,omitempty"`
+	// Claims are a workload token's top-level string claims (repository,
+	// ref, environment, ...), which policy conditions match; nil
+	// otherwise. Assertions do not carry them.
+	Claims map[string]string `json:"-"`
 	// TenantID and ObjectID are Entra's tid and oid; empty for other
 	// providers.
 	TenantID string `json:"tid,omitempty"`
@@ -46,8 +86,24 @@ type Identity struct {
 	// AuthTime is when the user last authenticated at the provider (Unix
 	// seconds).
 	AuthTime int64 `json:"auth_time"`
-	// SessionID ties app tokens to the global session that minted them.
+	// SessionID ties app tokens to the global session that minted them;
+	// empty for bearer tokens.
 	SessionID string `json:"sid"`
+}
+
+// Delegated reports whether id is a user calling through a client app
+// with a delegated access token (as opposed to a browser sign-in).
+func (id *Identity) Delegated() bool {
+	return id.PrincipalType() == PrincipalUser && id.ClientID != ""
+}
+
+// PrincipalType returns the principal type, [PrincipalUser] when Type is
+// empty.
+func (id *Identity) PrincipalType() string {
+	if id.Type == "" {
+		return PrincipalUser
+	}
+	return id.Type
 }
 
 // AppClaims are the claims of an app token (typ [TypeApp]): minted by the
@@ -64,6 +120,11 @@ type AppClaims struct {
 	Binding string `json:"bh"`
 	// ReturnPath is the validated path to return to after the handoff.
 	ReturnPath string `json:"rd"`
+	// CLI marks a token handed to a command-line client through a
+	// loopback redirect (connectord access): it is accepted only as a
+	// bearer token together with the nonce whose hash is Binding, never
+	// as the app cookie; a browser's token (CLI false) only as the cookie.
+	CLI bool `json:"cli,omitempty"`
 	// IssuedAt, NotBefore and Expiry are Unix seconds; NotBefore 0 means
 	// "from IssuedAt".
 	IssuedAt  int64 `json:"iat"`

@@ -6,6 +6,12 @@
 // naming the internal target in HeaderTarget. The connector answers with the
 // backend's response, or with its own error carrying HeaderError. Both sides
 // remove every header with the Postern- prefix that came from anywhere else.
+//
+// A TCP app's connection travels the same way as one HTTP/1.1 GET that
+// upgrades to TCPProtocol, with HeaderTarget "tcp://host:port": the
+// connector dials the target (if its allow-list permits), answers 101 and
+// then carries raw bytes both ways. Only the mesh sets HeaderTarget, so
+// no client can turn a web request into a TCP stream.
 package tunnelhttp
 
 import (
@@ -35,6 +41,16 @@ const (
 	// HeaderRequestID carries the request id to the connector and the
 	// backend; it is not a Postern- header, so the backend sees it.
 	HeaderRequestID = "X-Request-Id"
+)
+
+// TCP streams of TCP apps.
+const (
+	// TCPProtocol is the Upgrade protocol of a TCP stream inside the
+	// tunnel; it is never accepted from a client.
+	TCPProtocol = "postern-tcp"
+	// TCPScheme is the scheme of a TCP app's HeaderTarget:
+	// "tcp://host:port".
+	TCPScheme = "tcp"
 )
 
 // Error codes a connector puts in HeaderError.

@@ -198,6 +198,20 @@ func (l *userLoad) finish() []loadResult {
 	return l.results
 }
 
+// statuses counts the statuses of user's results at node i after since
+// (-1: the request failed).
+func (l *userLoad) statuses(user string, i int, since time.Time) map[int]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := map[int]int{}
+	for _, r := range l.results {
+		if r.user == user && r.node == i && r.at.After(since) {
+			m[r.status]++
+		}
+	}
+	return m
+}
+
 // count returns how many results of user at node i match.
 func (l *userLoad) count(user string, i int, match func(loadResult) bool) int {
 	l.mu.Lock()
@@ -253,7 +267,7 @@ func TestRevokeUserUnderLoad(t *testing.T) {
 		if err := harness.WaitFor(ctx, 20*time.Second, func() bool {
 			return l.count("alice", i, func(r loadResult) bool { return r.at.After(revoked) && r.status == http.StatusFound }) > 10
 		}); err != nil {
-			t.Fatalf("%s keeps serving the revoked user", h.Meshes()[i].ID)
+			t.Fatalf("%s keeps serving the revoked user: statuses since the revocation %v", h.Meshes()[i].ID, l.statuses("alice", i, revoked))
 		}
 	}
 	rs := l.finish()

@@ -28,3 +28,13 @@ output "group_object_ids" {
   description = "Object ids of the dynamic security groups by display name (the ids the groups claim carries)."
   value       = { for name, g in azuread_group.access : name => g.object_id }
 }
+
+output "identifier_uris" {
+  description = "Application ID URIs of the API (for the catalogue's bearer: entra: audiences, beside client_id)."
+  value       = azuread_application.app.identifier_uris
+}
+
+output "api_scope_ids" {
+  description = "Delegated permission (scope) ids by value."
+  value       = local.scope_ids
+}

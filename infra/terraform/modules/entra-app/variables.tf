@@ -15,10 +15,52 @@ variable "logout_url" {
 }
 
 variable "app_roles" {
-  description = "App roles by value (the string in the token's roles claim): display name and description. Role ids are derived from the value, so they stay stable."
+  description = "App roles by value (the string in the token's roles claim): display name, description and who may hold it (member_types: [\"User\"], the default, for people and groups; [\"Application\"] for daemons calling the API with client credentials; or both). Role ids are derived from the value, so they stay stable."
   type = map(object({
     display_name = string
     description  = string
+    member_types = optional(list(string), ["User"])
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for r in values(var.app_roles) : length(r.member_types) > 0 && alltrue([for m in r.member_types : contains(["User", "Application"], m)])])
+    error_message = "Each app role's member_types must list \"User\", \"Application\" or both."
+  }
+}
+
+variable "identifier_uris" {
+  description = "Application ID URIs that expose the app as an API, such as [\"api://records\"] (the aud of v1 access tokens requested through it, and the prefix of its scopes); empty exposes none. Name the URI, or the client id, in the catalogue's bearer: entra: audiences."
+  type        = list(string)
+  default     = []
+}
+
+variable "access_token_version" {
+  description = "Version of the access tokens Entra issues for the API (accessTokenAcceptedVersion): 2 (issuer https://login.microsoftonline.com/<tenant>/v2.0, client in azp) or 1 (issuer https://sts.windows.net/<tenant>/, client in appid). Match it in the catalogue's bearer: entra: versions."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = contains([1, 2], var.access_token_version)
+    error_message = "The access token version must be 1 or 2."
+  }
+}
+
+variable "api_scopes" {
+  description = "Delegated permissions of the API by value (the string in a delegated token's scp claim, such as Records.Read): display name, description, and whether only an admin may consent. Clients acting for a user request api://<uri>/<value>; the catalogue's policy may require them (require_scopes). Scope ids are derived from the value."
+  type = map(object({
+    display_name = string
+    description  = string
+    admin_only   = optional(bool, false)
+  }))
+  default = {}
+}
+
+variable "app_role_grants" {
+  description = "Application permissions granted to daemons, by a name of your choice: the object id of the daemon's service principal and the value of an app role whose member_types include \"Application\". The daemon's client-credentials tokens for the API then carry the role."
+  type = map(object({
+    service_principal_object_id = string
+    role                        = string
   }))
   default = {}
 }
