@@ -36,6 +36,7 @@ import (
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/streambind"
+	"github.com/postern/postern/pkg/update"
 )
 
 func main() {
@@ -56,6 +57,7 @@ func newApp() *cli.App {
 	app := &cli.App{Name: "connectord", Summary: "the Postern connector: dials out to the mesh and forwards its requests to internal apps"}
 	app.Commands = []cli.Command{
 		{Name: "enroll", Summary: "exchange a one-time enrolment token for this connector's credential", Flags: enrollCmd},
+		{Name: "probe", Args: "URL", Summary: "ask the loopback admin listener (e.g. http://127.0.0.1:7801/healthz); exit 0 when it answers 200 (a container's exec probe)", Flags: probeCmd},
 		{Name: "run", Summary: "attach to the mesh and serve its requests", Flags: runCmd, Config: true},
 		cli.ConfigCheck(app, "run", nil),
 		{Name: "service", Args: "install|uninstall|run [run flags]", Summary: "install, uninstall or run as a Windows service (the run flags follow)",
@@ -140,10 +142,28 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	attachK := fs.Int("attach-k", 2, "attach to this many mesh nodes at once, the nearest by measured round-trip time (2 or more for high availability)")
 	reevaluate := fs.Duration("reevaluate", 5*time.Minute, "measure the round-trip time to every known mesh node this often and move to one that is clearly nearer (by more than 20% and 5ms)")
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, stop taking new requests and wait up to this long for those in flight before detaching and exiting")
+	enrollMesh := fs.String("mesh", "", "with --enroll-token-file: the mesh node to enrol at")
+	enrollTokenFile := fs.String("enroll-token-file", "", "enrol first if the state directory holds no enrolment yet, with the one-time token in this file (a container's first start; the file is not read once enrolled)")
+	updateURL := fs.String("update-url", "", "opt in to self-update: the signed release manifest to follow, e.g. https://dl.example.com/postern/stable/connectord.json (Linux)")
+	updateKey := fs.String("update-key", "", "with --update-url: the pinned Ed25519 release key(s), base64 (comma-separated during a rotation) or file:/path")
+	updateEvery := fs.Duration("update-every", 6*time.Hour, "with --update-url: check this often (plus up to half of it at random)")
+	updateTrial := fs.Duration("update-trial-timeout", 2*time.Minute, "with --update-url: a new version must attach within this, or the next start rolls it back")
+	updateMargin := fs.Duration("update-margin", 30*time.Second, "with --update-url: restart only while the group's update slot has the drain, the trial and this left")
 	return func(ctx context.Context) error {
 		return run(ctx, runFlags{stateDir: *stateDir, meshCA: *meshCA, backendCA: *backendCA, allow: *allow, allowAny: *allowAny, admin: *admin,
 			logLevel: *logLevel, carrier: *carrierFlag, udpTimeout: *udpTimeout, probeInterval: *probeInterval,
-			attachK: *attachK, reevaluate: *reevaluate, drainTimeout: *drainTimeout})
+			attachK: *attachK, reevaluate: *reevaluate, drainTimeout: *drainTimeout,
+			enrollMesh: *enrollMesh, enrollTokenFile: *enrollTokenFile, updateURL: *updateURL, updateKey: *updateKey,
+			updateEvery: *updateEvery, updateTrial: *updateTrial, updateMargin: *updateMargin})
+	}
+}
+
+func probeCmd(fs *flag.FlagSet) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if fs.NArg() != 1 {
+			return cli.Usagef("probe takes one URL, e.g. http://127.0.0.1:7801/healthz")
+		}
+		return connector.Probe(ctx, fs.Arg(0))
 	}
 }
 
@@ -153,6 +173,8 @@ type runFlags struct {
 	udpTimeout, probeInterval, reevaluate, drainTimeout          time.Duration
 	attachK                                                      int
 	allowAny                                                     bool
+	enrollMesh, enrollTokenFile, updateURL, updateKey            string
+	updateEvery, updateTrial, updateMargin                       time.Duration
 }
 
 func run(ctx context.Context, f runFlags) error {
@@ -174,6 +196,17 @@ func run(ctx context.Context, f runFlags) error {
 		return cli.Usagef("--log-level: %v", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	if f.updateURL != "" {
+		if f.updateKey == "" {
+			return cli.Usagef("--update-url needs --update-key, the pinned release key")
+		}
+		if v := cli.ReadBuildInfo().Version; !update.ValidVersion(v) {
+			return fmt.Errorf("--update-url: this build's version %q is no release version, so no release can be told newer (build with task package or -ldflags \"-X github.com/postern/postern/pkg/cli.version=X.Y.Z\")", v)
+		}
+		if err := launch(f.stateDir, logger); err != nil {
+			return fmt.Errorf("self-update: %w", err)
+		}
+	}
 	var entries []string
 	if f.allow != "" {
 		entries = strings.Split(f.allow, ",")
@@ -197,6 +230,16 @@ func run(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.enrollTokenFile != "" {
+		st, enrolled, err := connector.EnrollOnce(ctx, connector.EnrollConfig{StateDir: f.stateDir, MeshURL: f.enrollMesh, HTTPClient: hc},
+			func() (string, error) { return connector.ReadToken("", f.enrollTokenFile, "", nil) })
+		if err != nil {
+			return err
+		}
+		if enrolled {
+			logger.Info("connector_enrolled", "connector", st.ConnectorID, "group", st.Group, "credential_expires", st.CredentialExpires)
+		}
+	}
 	var roots *x509.CertPool
 	if f.backendCA != "" {
 		if roots, err = loadPool(f.backendCA, true); err != nil {
@@ -210,6 +253,21 @@ func run(ctx context.Context, f runFlags) error {
 		return err
 	}
 	defer c.Close()
+	if f.updateURL != "" {
+		uctx, stop := context.WithCancel(ctx)
+		defer stop()
+		errc := make(chan error, 1)
+		go func() {
+			errc <- autoUpdate(uctx, c, f.stateDir, f.updateURL, f.updateKey, connector.AutoUpdateConfig{
+				Every: f.updateEvery, TrialTimeout: f.updateTrial, DrainTimeout: f.drainTimeout, Margin: f.updateMargin}, logger)
+		}()
+		go func() {
+			if err := <-errc; err != nil {
+				logger.Error("self_update_failed", "error", err)
+				os.Exit(1) // a trial that did not attach: the next start rolls it back
+			}
+		}()
+	}
 	return runDraining(ctx, c, f.drainTimeout, logger)
 }
 

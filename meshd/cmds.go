@@ -38,7 +38,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	wgAdvertise := fs.String("wg-advertise", "", "WireGuard endpoint host:port told to connectors (default: the API host name and the listen port)")
 	stateDir := fs.String("state-dir", "/var/lib/postern-meshd", "directory for the node's keys, used enrolment tokens, revocations and known mesh members")
 	authKey := fs.String("authority-key", "", "mesh authority key file (from \"meshd authority init\")")
-	catalogPath := fs.String("catalog", defaultCatalog, "app catalogue file")
+	catalogPath := fs.String("catalog", defaultCatalog, "app catalogue: a file, or s3://bucket/key (read with the instance role, reloaded live on change)")
 	admin := fs.String("admin", defaultAdmin, "loopback admin address for /healthz (live), /readyz (ready), /metrics, /status and /routes/explain (empty: off)")
 	authURL := fs.String("auth-url", "", "the auth functions' base URL, e.g. https://auth.example.com (enables pre-authenticated apps)")
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
@@ -61,6 +61,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	maxHeader := fs.Int("max-header-bytes", meshnode.DefaultMaxHeaderBytes, "largest request header accepted on the public listener")
 	idle := fs.Duration("idle-timeout", meshnode.DefaultIdleTimeout, "close keep-alive connections idle this long (public and tunnel listeners)")
 	tunnelPerPeer := fs.Int("tunnel-conns-per-peer", meshnode.DefaultTunnelConnsPerPeer, "connections one connector may hold open to the node inside the tunnel (negative: no cap)")
+	deploy := addDeployFlags(fs)
 	return func(ctx context.Context) error {
 		limits := meshnode.Limits{ConnsPerClient: *connsPerIP, MaxHeaderBytes: *maxHeader, IdleTimeout: *idle,
 			TunnelConnsPerPeer: *tunnelPerPeer, Unauth: edge.Limits{UnauthRate: rate.Limit(*unauthRate), UnauthBurst: *unauthBurst}}
@@ -74,7 +75,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 			wgListen: *wgListen, wgAdvertise: *wgAdvertise, stateDir: *stateDir, authKey: *authKey, catalogPath: *catalogPath,
 			admin: *admin, authURL: *authURL, authCA: *authCA, bearerCA: *bearerCA, logLevel: *logLevel, gossipListen: *gossipListen,
 			gossipAdvertise: *gossipAdvertise, gossipKeys: *gossipKeys, nodeCred: *nodeCred, label: *label, join: *join, publicURL: *publicURL,
-			strategy: *strategy, drain: *drain, drainDelay: *drainDelay, limits: limits, auditLog: *auditLog})
+			strategy: *strategy, drain: *drain, drainDelay: *drainDelay, limits: limits, deploy: deploy, auditLog: *auditLog})
 	}
 }
 
@@ -86,6 +87,7 @@ type runFlags struct {
 	plain                                                                                        bool
 	drain, drainDelay                                                                            time.Duration
 	limits                                                                                       meshnode.Limits
+	deploy                                                                                       *deployFlags
 }
 
 func run(ctx context.Context, f runFlags) error {
@@ -142,6 +144,10 @@ func run(ctx context.Context, f runFlags) error {
 		}
 		cfg.Cluster = &meshnode.ClusterConfig{GossipListen: f.gossipListen, GossipAdvertise: f.gossipAdvertise, Keys: keys,
 			Label: f.label, Seeds: cli.List(f.join), PublicURL: f.publicURL, Strategy: s}
+	}
+	if f.gossipListen != "" || f.authURL != "" {
+		// A cluster member proves itself with it; a node serving
+		// pre-authenticated apps signs their sign-in requests with its key.
 		if f.nodeCred == "" {
 			f.nodeCred = meshnode.NodeCredentialPath(f.stateDir)
 		}
@@ -149,9 +155,12 @@ func run(ctx context.Context, f runFlags) error {
 			return err
 		}
 	}
-	if !f.plain {
+	if err := f.deploy.apply(&cfg, f.catalogPath); err != nil {
+		return err
+	}
+	if !f.plain && (cfg.ACME == nil || f.certFile != "") {
 		if f.certFile == "" || f.keyFile == "" {
-			return fmt.Errorf("--tls-cert and --tls-key are required (or --insecure-plain-http for local use)")
+			return fmt.Errorf("--tls-cert and --tls-key are required (or --acme-directory, or --insecure-plain-http for local use)")
 		}
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
 		if err != nil {
@@ -228,6 +237,27 @@ func authorityInit(out string) error {
 		return err
 	}
 	fmt.Printf("wrote mesh authority key %s (kid %s); copy it to every mesh node, mode 0600\n", out, key.KeyID())
+	fmt.Printf("its public key, for the auth functions (POSTERN_MESH_AUTHORITY_PUBLIC_KEY): %s\n", authority.MarshalPublicKey(key.Public()))
+	return nil
+}
+
+func authorityPublicKeyCmd(fs *flag.FlagSet) func(context.Context) error {
+	keyFile := fs.String("authority-key", "", "the mesh authority key (required)")
+	return func(context.Context) error { return authorityPublicKey(*keyFile) }
+}
+
+// authorityPublicKey prints the authority's public key: the auth
+// functions trust it (POSTERN_MESH_AUTHORITY_PUBLIC_KEY) to verify the
+// node credentials of signed app requests.
+func authorityPublicKey(keyFile string) error {
+	if keyFile == "" {
+		return cli.Usagef("--authority-key is required")
+	}
+	key, err := authority.LoadKey(keyFile)
+	if err != nil {
+		return err
+	}
+	fmt.Println(authority.MarshalPublicKey(key.Public()))
 	return nil
 }
 

@@ -8,6 +8,7 @@
 //	meshd catalog check --catalog FILE                  validate a catalogue, run its policy tests
 //	meshd token create --group G                       mint a one-time connector enrolment token
 //	meshd authority init --out FILE                    create the mesh authority key
+//	meshd authority public-key --authority-key FILE    print its public key (for the auth functions)
 //	meshd status                                       print a running node's status
 //	meshd route explain --app X                        why a node routes app X the way it does
 //	meshd gossip keygen --out FILE                     create the gossip keyring (once per mesh)
@@ -55,6 +56,7 @@ func newApp() *cli.App {
 		{Name: "catalog check", Summary: "validate a catalogue offline and run its policy tests", Flags: catalogCheckCmd},
 		{Name: "token create", Summary: "mint a one-time connector enrolment token for a group of the catalogue", Flags: tokenCreateCmd},
 		{Name: "authority init", Summary: "create the mesh authority key (once per mesh)", Flags: authorityInitCmd},
+		{Name: "authority public-key", Summary: "print the authority's public key (for the auth functions)", Flags: authorityPublicKeyCmd},
 		{Name: "status", Summary: "print a running node's status from its admin address", Flags: statusCmd},
 		{Name: "route explain", Summary: "show a node's paths for an app, their costs and the choice", Flags: routeExplainCmd},
 		{Name: "gossip keygen", Summary: "create the gossip keyring shared by the mesh nodes (once per mesh)", Flags: gossipKeygenCmd},

@@ -25,7 +25,6 @@ import (
 
 	"github.com/postern/postern/pkg/authfn"
 	"github.com/postern/postern/pkg/awssecrets"
-	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/session"
 )
@@ -79,15 +78,10 @@ func run(ctx context.Context, opts serveOptions, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	path := os.Getenv("POSTERN_CATALOG")
-	if path == "" {
-		return errors.New("config from environment: POSTERN_CATALOG: required (path of the catalogue file)")
+	if os.Getenv("POSTERN_CATALOG") != "" {
+		logger.Warn("auth_catalog_ignored", "reason", "POSTERN_CATALOG is no longer read: each sign-in link carries the app's requirements, signed by a mesh node")
 	}
-	store, err := catalog.NewStore(path, logger)
-	if err != nil {
-		return err
-	}
-	cfg.Catalog, cfg.Logger = store, logger
+	cfg.Logger = logger
 	svc, err := authfn.New(cfg)
 	if err != nil {
 		return err
@@ -96,7 +90,6 @@ func run(ctx context.Context, opts serveOptions, logger *slog.Logger) error {
 		lambda.StartWithOptions(httpadapter.NewV2(svc).ProxyWithContext, lambda.WithContext(ctx))
 		return nil
 	}
-	go store.Watch(ctx, 0)
 	l, err := listen(opts)
 	if err != nil {
 		return err

@@ -199,7 +199,7 @@ func TestMeshRegionValidations(t *testing.T) {
 
 // renderUserData renders the node bootstrap template with the variables
 // main.tf passes it, failing if the template uses any other.
-func renderUserData(tb testing.TB, gossipOn bool, seeds, publicURL string) string {
+func renderUserData(tb testing.TB, gossipOn bool, seeds, publicURL, discover string) string {
 	tb.Helper()
 	p := filepath.Join(repoRoot(tb), meshRegionDir, "user_data.sh.tftpl")
 	src, err := os.ReadFile(p)
@@ -223,7 +223,9 @@ func renderUserData(tb testing.TB, gossipOn bool, seeds, publicURL string) strin
 	vars := map[string]cty.Value{
 		"package_url": cty.StringVal("https://dl.example.com/m.rpm"), "package_sha256": cty.StringVal(strings.Repeat("0", 64)),
 		"aws_region": cty.StringVal("eu-west-1"), "authority_key_arn": cty.StringVal("arn:a"), "tls_cert_arn": cty.StringVal("arn:c"),
-		"tls_key_arn": cty.StringVal("arn:k"), "catalog_b64": cty.StringVal("e30="), "region_label": cty.StringVal("eu-west-1"),
+		"tls_key_arn": cty.StringVal("arn:k"), "tls_files": cty.BoolVal(true), "acme_directory_url": cty.StringVal(""), "acme_email": cty.StringVal(""),
+		"catalog_uri": cty.StringVal("s3://postern-config-1/catalog.yaml"), "catalog_region": cty.StringVal("eu-west-1"),
+		"auth_url": cty.StringVal("https://auth.example.com"), "discover_spec": cty.StringVal(discover), "region_label": cty.StringVal("eu-west-1"),
 		"wireguard_port": cty.NumberIntVal(51820), "extra_args": cty.StringVal("--log-level debug"),
 		"gossip_keyring_arn": cty.StringVal("arn:g"), "gossip_enabled": cty.BoolVal(gossipOn), "gossip_port": cty.NumberIntVal(7946),
 		"gossip_seeds": cty.StringVal(seeds), "public_url": cty.StringVal(publicURL),
@@ -245,26 +247,28 @@ func renderUserData(tb testing.TB, gossipOn bool, seeds, publicURL string) strin
 }
 
 func TestMeshRegionUserData(t *testing.T) {
-	const base = "MESHD_ARGS=--id $instance_id --region eu-west-1 --listen :443 --wg-listen 0.0.0.0:51820 --wg-advertise $public_ip:51820"
+	const base = "MESHD_ARGS=--id $instance_id --region eu-west-1 --listen :443 --wg-listen 0.0.0.0:51820 --wg-advertise $public_ip:51820" +
+		" --catalog s3://postern-config-1/catalog.yaml --aws-region eu-west-1 --auth-url https://auth.example.com"
+	const discover = "provider=aws regions=eu-west-1,us-east-1 tag_key=postern-cluster tag_value=postern addr_type=public_v4 port=7946"
 	tests := []struct {
-		name             string
-		gossip           bool
-		seeds, publicURL string
-		wantArgs         string
+		name                       string
+		gossip                     bool
+		seeds, publicURL, discover string
+		wantArgs                   string
 	}{
-		{"lone node", false, "", "", base + " --log-level debug\n"},
-		{"lone node ignores seeds", false, "a:1", "https://mesh-eu-west-1.example.com",
+		{"lone node", false, "", "", "", base + " --log-level debug\n"},
+		{"lone node ignores seeds and discovery", false, "a:1", "https://mesh-eu-west-1.example.com", discover,
 			base + " --public-url https://mesh-eu-west-1.example.com --log-level debug\n"},
-		{"cluster", true, "203.0.113.10:7946,198.51.100.20:7946", "https://mesh-eu-west-1.example.com",
+		{"cluster", true, "203.0.113.10:7946,198.51.100.20:7946", "https://mesh-eu-west-1.example.com", "",
 			base + " --public-url https://mesh-eu-west-1.example.com --gossip-listen 0.0.0.0:7946 --gossip-advertise $public_ip:7946" +
 				" --gossip-keyring /etc/postern/gossip.keyring --join 203.0.113.10:7946,198.51.100.20:7946 --log-level debug\n"},
-		{"cluster without seeds", true, "", "https://m.example.com",
+		{"cluster found by tags", true, "", "https://m.example.com", discover,
 			base + " --public-url https://m.example.com --gossip-listen 0.0.0.0:7946 --gossip-advertise $public_ip:7946" +
-				" --gossip-keyring /etc/postern/gossip.keyring --log-level debug\n"},
+				" --gossip-keyring /etc/postern/gossip.keyring --join-discover '" + discover + "' --log-level debug\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			script := renderUserData(t, tt.gossip, tt.seeds, tt.publicURL)
+			script := renderUserData(t, tt.gossip, tt.seeds, tt.publicURL, tt.discover)
 			var args string
 			for _, l := range strings.SplitAfter(script, "\n") {
 				if strings.HasPrefix(l, "MESHD_ARGS=") {
@@ -275,13 +279,21 @@ func TestMeshRegionUserData(t *testing.T) {
 				t.Errorf("got %q, want %q", args, tt.wantArgs)
 			}
 			fetch := []string{"secret 'arn:g' >/etc/postern/gossip.keyring\n", "chown postern-meshd:postern-meshd /etc/postern/gossip.keyring\n",
-				"chmod 0600 /etc/postern/gossip.keyring\n",
-				"/usr/bin/meshd node credential --authority-key /etc/postern/authority.key --id \"$instance_id\" --region 'eu-west-1' --state-dir /var/lib/postern-meshd\n",
-				"chown -R postern-meshd:postern-meshd /var/lib/postern-meshd\n"}
+				"chmod 0600 /etc/postern/gossip.keyring\n"}
 			for _, l := range fetch {
 				if got := strings.Contains(script, "\n"+l); got != tt.gossip {
 					t.Errorf("got line %q present %v, want %v", strings.TrimSpace(l), got, tt.gossip)
 				}
+			}
+			// Every node mints its node credential: it signs sign-in requests too.
+			for _, l := range []string{"/usr/bin/meshd node credential --authority-key /etc/postern/authority.key --id \"$instance_id\" --region 'eu-west-1' --state-dir /var/lib/postern-meshd\n",
+				"chown -R postern-meshd:postern-meshd /var/lib/postern-meshd\n"} {
+				if !strings.Contains(script, "\n"+l) {
+					t.Errorf("no line %q", strings.TrimSpace(l))
+				}
+			}
+			if strings.Contains(script, "catalog.yaml >") || strings.Contains(script, "base64 -d") {
+				t.Error("the bootstrap writes a catalogue: a catalogue change would roll the nodes")
 			}
 			path := filepath.Join(t.TempDir(), "user_data.sh")
 			if err := os.WriteFile(path, []byte(script), 0o600); err != nil {
@@ -323,7 +335,7 @@ func TestTwoRegionExampleWiresGossip(t *testing.T) {
 	for _, name := range []string{"mesh_primary", "mesh_secondary"} {
 		t.Run(name, func(t *testing.T) {
 			attrs := findBlock(t, body, "module", name).Body.Attributes
-			for _, a := range []string{"gossip_keyring", "gossip_seeds", "gossip_peer_cidrs", "public_url"} {
+			for _, a := range []string{"gossip_keyring", "discovery_regions", "gossip_peer_cidrs", "public_url", "catalog_s3_uri", "auth_url"} {
 				if _, ok := attrs[a]; !ok {
 					t.Errorf("got no %s", a)
 				}

@@ -13,103 +13,92 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/session/mint"
 )
 
-// flowState is the sign-in in progress, sealed into [FlowCookie].
+// flowState is the sign-in in progress, sealed into [FlowCookie]. Req is
+// the app request verified at /authorize (without its node credential):
+// the flow cookie is sealed with the state key, so the callback trusts it
+// without the request's short window.
 type flowState struct {
-	State    string   `json:"st"`
-	Nonce    string   `json:"n"`
-	Verifier string   `json:"v"`
-	App      string   `json:"app"`
-	RD       string   `json:"rd"`
-	Binding  string   `json:"b"`
-	ACRs     []string `json:"acrs,omitempty"`
-	CLI      int      `json:"cli,omitempty"` // a command-line client's loopback port (cli.go)
+	State    string         `json:"st"`
+	Nonce    string         `json:"n"`
+	Verifier string         `json:"v"`
+	Req      appreq.Request `json:"req"`
 }
 
-// handoff is a validated /authorize request.
+// handoff is a verified sign-in request for an app.
 type handoff struct {
-	app *catalog.App
+	app *appreq.Request
 	req appRequirements
 	rd  string
 	b   string
 	cli int // a command-line client's loopback port; 0 for a browser
 }
 
-// parseHandoff validates the app, rd and b parameters of q against cat.
-func parseHandoff(cat *catalog.Catalog, q url.Values) (*handoff, error) {
-	for _, k := range []string{"app", "rd", "b", "cli"} {
-		if len(q[k]) > 1 {
-			return nil, fmt.Errorf("%w: parameter %s given more than once", ErrBadRequest, k)
-		}
+// newHandoff builds the handoff of a verified request.
+func newHandoff(r *appreq.Request) *handoff {
+	return &handoff{app: r, req: requirementsOf(r), rd: r.ReturnPath, b: r.Binding, cli: r.CLIPort}
+}
+
+// parseHandoff verifies the signed app request of an /authorize query.
+// A command-line client's loopback port comes from the request alone
+// (appreq.Request.CLIPort): a cli parameter beside it is not the mesh's.
+func (s *Service) parseHandoff(q url.Values) (*handoff, error) {
+	if _, ok := q["cli"]; ok {
+		return nil, fmt.Errorf("%w: a cli parameter outside the signed app request", ErrBadRequest)
 	}
-	id := q.Get("app")
-	if id == "" {
-		return nil, fmt.Errorf("%w: missing app parameter", ErrBadRequest)
-	}
-	app, ok := cat.App(id)
-	if !ok {
-		return nil, fmt.Errorf("%w: no app %q in the catalogue", ErrUnknownApp, truncate(id, 64))
-	}
-	if app.PreAuth != catalog.PreAuthEntra && app.PreAuth != catalog.PreAuthOIDC {
-		return nil, fmt.Errorf("%w: app %q does not use sign-in (preauth %s)", ErrUnknownApp, app.ID, app.PreAuth)
-	}
-	rd := q.Get("rd")
-	if rd == "" {
-		rd = "/"
-	}
-	rd, err := session.ValidReturnPath(rd)
-	if err != nil {
-		return nil, fmt.Errorf("%w: rd is not a safe path on the app's host", ErrBadRequest)
-	}
-	b := q.Get("b")
-	if !validBinding(b) {
-		return nil, fmt.Errorf("%w: b must be the 43-character base64url SHA-256 of the bind nonce", ErrBadRequest)
-	}
-	cli, err := parseCLIPort(q)
+	r, err := s.verifyRequest(q)
 	if err != nil {
 		return nil, err
 	}
-	return &handoff{app: app, req: requirementsOf(app, rd), rd: rd, b: b, cli: cli}, nil
+	if r.ReturnPath == "" || r.Binding == "" {
+		return nil, fmt.Errorf("%w: the app request has no return path or binding", ErrBadRequest)
+	}
+	return newHandoff(r), nil
 }
 
-// validBinding reports whether b is an unpadded base64url SHA-256.
-func validBinding(b string) bool {
-	if len(b) != 43 {
-		return false
+// verifyRequest verifies the one signed app request of q.
+func (s *Service) verifyRequest(q url.Values) (*appreq.Request, error) {
+	switch n := len(q[appreq.Param]); {
+	case n > 1:
+		return nil, fmt.Errorf("%w: parameter %s given more than once", ErrBadRequest, appreq.Param)
+	case n == 0 && q.Get("app") != "":
+		return nil, fmt.Errorf("%w: the sign-in link has no signed app request (is the mesh node older than the auth functions?)", ErrAppRequest)
+	case n == 0:
+		return nil, fmt.Errorf("%w: missing %s parameter", ErrBadRequest, appreq.Param)
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(b)
-	return err == nil && len(raw) == 32
+	r, err := s.requests.Verify(q.Get(appreq.Param))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAppRequest, err)
+	}
+	return r, nil
 }
 
 func (s *Service) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	rid := newRequestID()
-	cat := s.cfg.Catalog.Current()
-	h, err := parseHandoff(cat, r.URL.Query())
+	h, err := s.parseHandoff(r.URL.Query())
 	if err != nil {
 		s.fail(w, r, rid, err)
 		return
 	}
 	now := s.cfg.Now()
 	var prompt bool
-	if r.URL.Query().Get("fresh") == "1" {
+	if h.app.Fresh {
 		// The mesh refused this browser's session as revoked: ignore it
 		// and have the provider authenticate the user again.
 		s.startFlow(w, r, rid, h, true)
 		return
 	}
 	if sc, err := s.session(r); err == nil {
-		switch why := h.req.unmet(&sc.Identity, now); why {
-		case "":
+		switch why := h.req.unmet(sc, now); why {
+		case unmetNothing:
 			s.handOff(w, r, rid, h, sc.Identity, now, "session")
 			return
 		case unmetMaxAge:
 			prompt = true
-		case unmetACRs:
-			h.req = h.req.stepUp(&sc.Identity, now)
 		}
 	}
 	s.startFlow(w, r, rid, h, prompt)
@@ -129,19 +118,16 @@ func (s *Service) session(r *http.Request) (*session.SessionClaims, error) {
 func (s *Service) startFlow(w http.ResponseWriter, r *http.Request, rid string, h *handoff, prompt bool) {
 	d, err := s.prov.get(r.Context())
 	if err != nil {
-		s.fail(w, r, rid, err, "app", h.app.ID)
+		s.fail(w, r, rid, err, "app", h.app.AppID)
 		return
 	}
 	f := flowState{
 		State:    randomToken(32),
 		Nonce:    randomToken(32),
 		Verifier: oauth2.GenerateVerifier(),
-		App:      h.app.ID,
-		RD:       h.rd,
-		Binding:  h.b,
-		ACRs:     h.req.acrs,
-		CLI:      h.cli,
+		Req:      *h.app,
 	}
+	f.Req.Credential = "" // verified already; keeps the cookie small
 	sealed, err := s.sealer.Seal(f, FlowLifetime)
 	if err != nil {
 		s.fail(w, r, rid, fmt.Errorf("seal flow state: %w", err))
@@ -163,7 +149,7 @@ func (s *Service) startFlow(w http.ResponseWriter, r *http.Request, rid string, 
 		}
 	}
 	s.setCookie(w, flowCookieName(f.State), sealed, FlowLifetime)
-	s.cfg.Logger.Info("auth_flow_started", "request_id", rid, "app", h.app.ID, "prompt_login", prompt, "acrs", h.req.acrs)
+	s.cfg.Logger.Info("auth_flow_started", "request_id", rid, "app", h.app.AppID, "prompt_login", prompt, "acrs", h.req.acrs)
 	redirect(w, d.oauth.AuthCodeURL(f.State, opts...))
 }
 
@@ -183,14 +169,14 @@ func acrsClaimsParam(acrs []string) string {
 func (s *Service) handOff(w http.ResponseWriter, r *http.Request, rid string, h *handoff, id session.Identity, now time.Time, via string) {
 	tok, exp, err := s.appToken(h, id, now)
 	if err != nil {
-		s.fail(w, r, rid, err, "app", h.app.ID)
+		s.fail(w, r, rid, err, "app", h.app.AppID)
 		return
 	}
 	if h.cli != 0 {
 		s.cliHandOff(w, r, rid, h, id, tok, exp)
 		return
 	}
-	s.cfg.Logger.Info("auth_handoff", "request_id", rid, "app", h.app.ID, "user", id.Subject, "via", via, "app_exp", exp)
+	s.cfg.Logger.Info("auth_handoff", "request_id", rid, "app", h.app.AppID, "user", id.Subject, "via", via, "app_exp", exp)
 	redirect(w, "https://"+h.app.Host+s.cfg.AppPort+"/.postern/callback?token="+url.QueryEscape(tok))
 }
 
@@ -199,8 +185,8 @@ func (s *Service) handOff(w http.ResponseWriter, r *http.Request, rid string, h 
 func (s *Service) appToken(h *handoff, id session.Identity, now time.Time) (string, int64, error) {
 	exp := now.Add(h.req.lifetime).Unix()
 	tok, err := mint.App(s.cfg.Keys, session.AppClaims{
-		Identity:   id.ForPolicy(h.req.groups, h.req.roles),
-		AppID:      h.app.ID,
+		Identity:   h.req.forApp(id),
+		AppID:      h.app.AppID,
 		Audience:   h.app.Host,
 		Binding:    h.b,
 		ReturnPath: h.rd,

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -16,7 +14,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/session/mint"
 )
@@ -33,33 +31,24 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, rid, err)
 		return
 	}
-	cat := s.cfg.Catalog.Current()
-	hq := url.Values{"app": {f.App}, "rd": {f.RD}, "b": {f.Binding}}
-	if f.CLI != 0 {
-		hq.Set("cli", strconv.Itoa(f.CLI))
-	}
-	h, err := parseHandoff(cat, hq)
-	if err != nil {
-		s.fail(w, r, rid, fmt.Errorf("%w: the app of this sign-in is no longer valid: %v", ErrFlow, err))
-		return
-	}
+	h := newHandoff(&f.Req)
 	code := q.Get("code")
 	if code == "" || len(q["code"]) > 1 {
-		s.fail(w, r, rid, fmt.Errorf("%w: missing or repeated code parameter", ErrBadRequest), "app", f.App)
+		s.fail(w, r, rid, fmt.Errorf("%w: missing or repeated code parameter", ErrBadRequest), "app", f.Req.AppID)
 		return
 	}
-	id, groupsUnknown, err := s.signIn(r.Context(), rid, cat, f, code)
+	id, groupsUnknown, err := s.signIn(r.Context(), rid, h, f, code)
 	if err != nil {
-		s.fail(w, r, rid, err, "app", f.App)
+		s.fail(w, r, rid, err, "app", f.Req.AppID)
 		return
 	}
 	now := s.cfg.Now()
-	switch h.req.unmet(&id, now) {
+	switch h.req.unmetBy(&id, now) {
 	case unmetACRs:
-		s.fail(w, r, rid, fmt.Errorf("%w: the sign-in did not meet the authentication context %v that app %s requires", ErrForbidden, h.req.acrs, h.app.ID), "app", f.App, "user", id.Subject)
+		s.fail(w, r, rid, fmt.Errorf("%w: the sign-in did not meet the authentication context %v that app %s requires", ErrForbidden, h.req.acrs, h.app.AppID), "app", f.Req.AppID, "user", id.Subject)
 		return
 	case unmetMaxAge:
-		s.fail(w, r, rid, fmt.Errorf("%w: the identity provider did not re-authenticate you as app %s requires", ErrForbidden, h.app.ID), "app", f.App, "user", id.Subject)
+		s.fail(w, r, rid, fmt.Errorf("%w: the identity provider did not re-authenticate you as app %s requires", ErrForbidden, h.app.AppID), "app", f.Req.AppID, "user", id.Subject)
 		return
 	}
 	if groupsUnknown {
@@ -67,11 +56,14 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sessTok, err := mint.Session(s.cfg.Keys, session.SessionClaims{
-		Identity: id,
-		Audience: s.authHost,
-		IssuedAt: now.Unix(),
-		Expiry:   now.Add(s.cfg.SessionLifetime).Unix(),
-		Issuer:   s.cfg.AuthURL,
+		Identity:       id,
+		Filter:         h.req.filterDigest,
+		NoticeHost:     h.app.Host,
+		NoticeLifetime: int64(h.app.NoticeLifetimeDuration() / time.Second),
+		Audience:       s.authHost,
+		IssuedAt:       now.Unix(),
+		Expiry:         now.Add(s.cfg.SessionLifetime).Unix(),
+		Issuer:         s.cfg.AuthURL,
 	})
 	if err != nil {
 		s.fail(w, r, rid, fmt.Errorf("sign session: %w", err))
@@ -79,7 +71,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setCookie(w, SessionCookie, sessTok, s.cfg.SessionLifetime)
 	s.clearCookie(w, flowCookieName(f.State))
-	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.ID, "user", id.Subject,
+	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.AppID, "user", id.Subject,
 		"groups", len(id.Groups), "roles", len(id.Roles), "acrs", id.ACRs)
 	s.handOff(w, r, rid, h, id, now, "sign_in")
 }
@@ -90,13 +82,13 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 // so that the next app's sign-in reads the groups again instead of going on
 // with none.
 func (s *Service) handOffWithoutSession(w http.ResponseWriter, r *http.Request, rid string, h *handoff, id session.Identity, now time.Time, flowCookie string) {
-	if h.req.groupGated {
-		s.fail(w, r, rid, fmt.Errorf("%w: your group memberships could not be read from Microsoft Graph, and app %s admits users by group; try again in a few minutes", ErrForbidden, h.app.ID),
-			"app", h.app.ID, "user", id.Subject, "groups_unavailable", true)
+	if h.req.groupGated() {
+		s.fail(w, r, rid, fmt.Errorf("%w: your group memberships could not be read from Microsoft Graph, and app %s admits users by group; try again in a few minutes", ErrForbidden, h.app.AppID),
+			"app", h.app.AppID, "user", id.Subject, "groups_unavailable", true)
 		return
 	}
 	s.clearCookie(w, flowCookie)
-	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.ID, "user", id.Subject, "groups_unavailable", true, "session", false)
+	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.AppID, "user", id.Subject, "groups_unavailable", true, "session", false)
 	s.handOff(w, r, rid, h, id, now, "sign_in_without_session")
 }
 
@@ -125,11 +117,16 @@ func (s *Service) openFlow(r *http.Request) (*flowState, error) {
 }
 
 // signIn redeems code, verifies the ID token and builds the session
-// identity, cut down to what the catalogue's policies name.
+// identity, cut down to what the catalogue's policies name (h's session
+// filter).
 //
 // groupsUnknown is true when the token signalled group overage and Graph
 // could not be read: the identity then has no groups at all.
-func (s *Service) signIn(ctx context.Context, rid string, cat *catalog.Catalog, f *flowState, code string) (id session.Identity, groupsUnknown bool, err error) {
+func (s *Service) signIn(ctx context.Context, rid string, h *handoff, f *flowState, code string) (id session.Identity, groupsUnknown bool, err error) {
+	filter, err := appreq.ParseFilter(h.req.filter)
+	if err != nil {
+		return session.Identity{}, false, fmt.Errorf("%w: %w", ErrFlow, err)
+	}
 	d, err := s.prov.get(ctx)
 	if err != nil {
 		return session.Identity{}, false, err
@@ -188,32 +185,33 @@ func (s *Service) signIn(ctx context.Context, rid string, cat *catalog.Catalog, 
 		id.AuthTime = c.IssuedAt // Entra omits auth_time unless configured as an optional claim
 	}
 	id.Groups = c.Groups
-	if s.cfg.Mode != ModeEntra && c.NoGroupsClaim && len(cat.PolicyGroups()) > 0 {
-		// Group policies would deny this user without saying why: say it.
+	if s.cfg.Mode != ModeEntra && c.NoGroupsClaim && h.req.groupGated() {
+		// The app admits users by group and would deny this one without saying why: say it.
 		s.cfg.Logger.Warn("auth_groups_claim_missing", "request_id", rid, "user", sub, "claim", s.cfg.ClaimMapping.Groups,
 			"scopes", strings.Join(s.cfg.Scopes, " "),
 			"hint", "the provider's ID token has no groups claim, so every group policy denies this user: request the provider's groups scope in POSTERN_OIDC_SCOPES (Dex, Okta: groups) or add a groups mapper to the client (Keycloak), or set POSTERN_OIDC_CLAIM_GROUPS to the claim it uses")
 	}
 	if c.Overage {
-		groups, err := s.overageGroups(ctx, tok.AccessToken, cat)
+		groups, err := s.overageGroups(ctx, tok.AccessToken, filter)
 		if err != nil {
 			s.cfg.Logger.Warn("auth_groups_unavailable", "request_id", rid, "user", sub, "error", err.Error())
 			groupsUnknown = true
 		}
 		id.Groups = groups
 	}
-	return id.ForPolicy(cat.PolicyGroups(), cat.PolicyRoles()), groupsUnknown, nil
+	id.Groups, id.Roles = filter.Groups(id.Groups), filter.Roles(id.Roles)
+	return id, groupsUnknown, nil
 }
 
 // overageGroups reads the user's groups from Graph when the ID token had
 // too many to carry (Entra only).
-func (s *Service) overageGroups(ctx context.Context, accessToken string, cat *catalog.Catalog) ([]string, error) {
+func (s *Service) overageGroups(ctx context.Context, accessToken string, filter appreq.Filter) ([]string, error) {
 	if s.cfg.Mode != ModeEntra {
 		return nil, fmt.Errorf("overage: %w: the provider signalled group overage, which only Entra mode resolves", ErrGraph)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return s.memberGroups(ctx, accessToken, cat.PolicyGroups())
+	return s.memberGroups(ctx, accessToken, filter.Groups)
 }
 
 // printable keeps the first n printable characters of s, for echoing

@@ -1,7 +1,6 @@
 package authfn
 
 import (
-	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -15,7 +14,9 @@ import (
 // A command-line client (connectord access) signs a person in as "az
 // login" does: it listens on a loopback port, keeps a random nonce, and
 // opens the browser at the app's /.postern/cli-login with the port and the
-// nonce's hash; the edge sends the browser here with cli=<port>. The app
+// nonce's hash; the edge signs both into the app request
+// (appreq.Request.CLIPort and Binding) it sends the browser here with,
+// so the functions trust the port as they trust the app. The app
 // token is minted as for a browser, marked CLI and bound to the hash (the
 // mesh accepts it only as a bearer token with the nonce itself, which
 // never left the client), and handed to http://127.0.0.1:<port>/callback —
@@ -24,24 +25,6 @@ import (
 // be followed for a person without their say, since another local program
 // (or a web page that started the flow with its own nonce) could be
 // listening there.
-
-// minCLIPort is the lowest loopback port a command-line client may use:
-// below it are privileged ports, which a client run by a user does not
-// get.
-const minCLIPort = 1024
-
-// parseCLIPort reads the optional cli parameter: the client's loopback
-// port, or 0 for a browser's sign-in.
-func parseCLIPort(q url.Values) (int, error) {
-	if len(q["cli"]) == 0 {
-		return 0, nil
-	}
-	port, err := strconv.Atoi(q.Get("cli"))
-	if len(q["cli"]) != 1 || err != nil || port < minCLIPort || port > 65535 {
-		return 0, fmt.Errorf("%w: cli must be the client's loopback port (%d-65535)", ErrBadRequest, minCLIPort)
-	}
-	return port, nil
-}
 
 var cliPage = template.Must(template.New("cli").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -68,7 +51,7 @@ func (s *Service) cliHandOff(w http.ResponseWriter, r *http.Request, rid string,
 	hd.Set("Cache-Control", "no-store")
 	errpage.Harden(hd)
 	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	s.cfg.Logger.Info("auth_cli_handoff", "request_id", rid, "app", h.app.ID, "user", id.Subject, "port", h.cli, "app_exp", exp)
-	_ = cliPage.Execute(w, map[string]any{"App": h.app.ID, "Host": h.app.Host, "User": user,
+	s.cfg.Logger.Info("auth_cli_handoff", "request_id", rid, "app", h.app.AppID, "user", id.Subject, "port", h.cli, "app_exp", exp)
+	_ = cliPage.Execute(w, map[string]any{"App": h.app.AppID, "Host": h.app.Host, "User": user,
 		"Link": template.URL(link), "Expires": time.Unix(exp, 0).UTC().Format("2006-01-02 15:04 MST")})
 }

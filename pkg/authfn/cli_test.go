@@ -1,6 +1,7 @@
 package authfn
 
 import (
+	"encoding/base64"
 	"html"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/session"
 )
 
@@ -41,13 +43,26 @@ func (e *testEnv) cliToken(t testing.TB, w *httptest.ResponseRecorder, port, hos
 	return ac
 }
 
+// cliRequest is the app request the edge signs for a command-line
+// sign-in to app from port, bound to b.
+func (e *testEnv) cliRequest(t testing.TB, app string, port int, b string) appreq.Request {
+	t.Helper()
+	r := e.mesh.request(t, app, "/", b)
+	r.CLIPort = port
+	return r
+}
+
+// TestCLIHandoff: the loopback port of a command-line sign-in comes from
+// the signed app request alone, survives the provider's round trip in the
+// sealed flow cookie, and yields a CLI-marked app token bound to the
+// client's nonce hash behind a confirmation page.
 func TestCLIHandoff(t *testing.T) {
 	e := newTestEnv(t, nil)
 	_, w := e.signIn(t, "wiki", nil)
 	sess := cookieNamed(w, SessionCookie)
 	b := newBinding()
 	// With a session: the confirmation page at once.
-	w2 := e.get("/authorize?"+url.Values{"app": {"smartmoney"}, "rd": {"/"}, "b": {b}, "cli": {"54321"}}.Encode(), sess)
+	w2 := e.get(e.authorizeRequest(t, e.cliRequest(t, "smartmoney", 54321, b)), sess)
 	ac := e.cliToken(t, w2, "54321", "smartmoney.localhost")
 	if !ac.CLI || ac.Binding != b || ac.AppID != "smartmoney" {
 		t.Errorf("got cli %v bh %q app %q, want a CLI token bound to %q", ac.CLI, ac.Binding, ac.AppID, b)
@@ -56,28 +71,51 @@ func TestCLIHandoff(t *testing.T) {
 		t.Errorf("the page does not name the user and the app: %s", w2.Body)
 	}
 	// Without a session: the port survives the provider's round trip.
-	s := e.startCLI(t, "wiki", "40000")
+	s := e.startCLI(t, "wiki", 40000)
 	w3 := e.finish(s, e.op.sign(t, e.claims(s, nil), false))
-	if ac := e.cliToken(t, w3, "40000", "wiki.localhost"); !ac.CLI {
-		t.Error("token after a sign-in: not marked CLI")
+	if ac := e.cliToken(t, w3, "40000", "wiki.localhost"); !ac.CLI || ac.Binding != s.b {
+		t.Errorf("token after a sign-in: cli %v binding %q, want a CLI token bound to %q", ac.CLI, ac.Binding, s.b)
 	}
 	// A browser's handoff is unchanged: no CLI mark.
-	if ac := e.appToken(t, e.get("/authorize?"+url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {b}}.Encode(), sess), "wiki.localhost"); ac.CLI {
+	if ac := e.appToken(t, e.get(e.authorizePath(t, "wiki", "/", b), sess), "wiki.localhost"); ac.CLI {
 		t.Error("a browser's token is marked CLI")
 	}
-	for _, port := range []string{"80", "0", "65536", "x", "8443/evil", "-1"} {
-		w := e.get("/authorize?"+url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {b}, "cli": {port}}.Encode(), sess)
-		assertRefused(t, w, http.StatusBadRequest)
+
+	// Hostile: a port anywhere but in the signed request.
+	browser := e.authorizePath(t, "wiki", "/", b)
+	cli := e.authorizeRequest(t, e.cliRequest(t, "wiki", 40000, b))
+	for name, target := range map[string]string{
+		"cli beside a browser's request":         browser + "&cli=40000",
+		"cli beside a command-line request":      cli + "&cli=40001",
+		"empty cli beside a browser's request":   browser + "&cli=",
+		"the unsigned parameters of an old edge": "/authorize?" + url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {b}, "cli": {"40000"}}.Encode(),
+	} {
+		t.Run(name, func(t *testing.T) { assertRefused(t, e.get(target, sess), http.StatusBadRequest) })
 	}
-	w4 := e.get("/authorize?app=wiki&rd=/&b="+b+"&cli=40000&cli=40001", sess)
-	assertRefused(t, w4, http.StatusBadRequest)
+	// Hostile: the signed port changed in transit (to a privileged port,
+	// another user program's, out of range) breaks the node's signature.
+	signed := e.mesh.sign(t, e.cliRequest(t, "wiki", 40000, b), e.clock.Now)
+	parts := strings.Split(signed, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || !strings.Contains(string(payload), `"cli":40000`) {
+		t.Fatalf("signed request payload %s: want \"cli\":40000", payload)
+	}
+	for _, port := range []string{"80", "0", "40001", "65536", `"40000"`, "-1"} {
+		edited := strings.Replace(string(payload), `"cli":40000`, `"cli":`+port, 1)
+		tok := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(edited)) + "." + parts[2]
+		w := e.get("/authorize?"+url.Values{appreq.Param: {tok}}.Encode(), sess)
+		assertRefused(t, w, http.StatusBadRequest)
+		if !strings.Contains(w.Body.String(), "Sign-in link invalid") {
+			t.Errorf("cli %s: not refused as a bad signed request: %s", port, w.Body)
+		}
+	}
 }
 
-// startCLI is start with a command-line client's port.
-func (e *testEnv) startCLI(t testing.TB, app, port string) *started {
+// startCLI is start for a command-line client's sign-in from port.
+func (e *testEnv) startCLI(t testing.TB, app string, port int) *started {
 	t.Helper()
 	b := newBinding()
-	w := e.get("/authorize?" + url.Values{"app": {app}, "rd": {"/"}, "b": {b}, "cli": {port}}.Encode())
+	w := e.get(e.authorizeRequest(t, e.cliRequest(t, app, port, b)))
 	if w.Code != http.StatusFound {
 		t.Fatalf("authorize: got %d, want 302 to the provider", w.Code)
 	}

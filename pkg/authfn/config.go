@@ -1,6 +1,7 @@
 package authfn
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/session"
 )
 
@@ -36,24 +36,6 @@ const (
 	// catalogue entry sets none.
 	DefaultAppSessionLifetime = 8 * time.Hour
 )
-
-// CatalogSource yields the catalogue in force. It is called on every request
-// and must be safe for concurrent use and cheap; *catalog.Store satisfies
-// it, and [CatalogFunc] adapts a function.
-type CatalogSource interface {
-	Current() *catalog.Catalog
-}
-
-// CatalogFunc adapts a function to a [CatalogSource].
-type CatalogFunc func() *catalog.Catalog
-
-// Current calls f.
-func (f CatalogFunc) Current() *catalog.Catalog { return f() }
-
-// StaticCatalog returns a [CatalogSource] that always yields c.
-func StaticCatalog(c *catalog.Catalog) CatalogSource {
-	return CatalogFunc(func() *catalog.Catalog { return c })
-}
 
 // ClaimMapping names the ID token claims used in [ModeOIDC]. Entra mode
 // ignores it and uses tid, oid, name, groups and roles.
@@ -81,8 +63,11 @@ type Config struct {
 	// AppPort is appended to an app's host when redirecting back to it,
 	// such as ":8443" in development; empty means the default https port.
 	AppPort string
-	// Catalog yields the app catalogue (required).
-	Catalog CatalogSource
+	// MeshAuthorityKeys are the mesh authority's public keys (required;
+	// several during a rotation). The service learns what it must know
+	// about an app from a request signed by a mesh node (pkg/appreq),
+	// whose node credential these keys verify; it holds no catalogue.
+	MeshAuthorityKeys []ed25519.PublicKey
 	// Keys signs session and app tokens; its public keys are served as the
 	// JWKS (required).
 	Keys *session.Keyset
@@ -158,8 +143,8 @@ func (c Config) normalize() (Config, error) {
 	if c.AppPort != "" && !regexp.MustCompile(`^:[0-9]{1,5}$`).MatchString(c.AppPort) {
 		return fail("AppPort %q must be empty or like \":8443\"", c.AppPort)
 	}
-	if c.Catalog == nil {
-		return fail("Catalog is required")
+	if len(c.MeshAuthorityKeys) == 0 {
+		return fail("MeshAuthorityKeys is required (the mesh authority's public key)")
 	}
 	if c.Keys == nil {
 		return fail("Keys is required")

@@ -2,8 +2,11 @@ package authfn
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"maps"
 	"os"
@@ -11,7 +14,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/postern/postern/pkg/nodecred"
 	"github.com/postern/postern/pkg/session"
 )
 
@@ -22,7 +27,7 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := func() Config {
-		return Config{AuthURL: "https://auth.example.com", Catalog: StaticCatalog(mustCatalog(t, testCatalog)), Keys: keys,
+		return Config{AuthURL: "https://auth.example.com", MeshAuthorityKeys: newTestMesh(t, time.Now()).authorityKeys(), Keys: keys,
 			StateKey: bytes.Repeat([]byte{1}, 32), TenantID: tenantA, ClientID: "c"}
 	}
 	tests := []struct {
@@ -33,7 +38,8 @@ func TestConfigErrors(t *testing.T) {
 		{"auth url with path", func(c *Config) { c.AuthURL = "https://auth.example.com/x" }},
 		{"auth url relative", func(c *Config) { c.AuthURL = "auth.example.com" }},
 		{"app port", func(c *Config) { c.AppPort = "8443" }},
-		{"no catalog", func(c *Config) { c.Catalog = nil }},
+		{"no mesh authority key", func(c *Config) { c.MeshAuthorityKeys = nil }},
+		{"mesh authority key of the wrong size", func(c *Config) { c.MeshAuthorityKeys = []ed25519.PublicKey{make([]byte, 31)} }},
 		{"no keys", func(c *Config) { c.Keys = nil }},
 		{"short state key", func(c *Config) { c.StateKey = c.StateKey[:16] }},
 		{"no client id", func(c *Config) { c.ClientID = "" }},
@@ -83,8 +89,19 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32))
+	mesh, rotated := newTestMesh(t, time.Now()), newTestMesh(t, time.Now())
+	pub := func(m *testMesh) string { return nodecred.MarshalPublicKey(m.authorityKeys()[0]) }
+	der, err := x509.MarshalPKIXPublicKey(rotated.authorityKeys()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemFile := filepath.Join(dir, "authority.pub")
+	if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	env := map[string]string{
-		EnvAuthURL: "https://auth.example.com", EnvKeys: "file:" + keyFile, EnvStateKey: "env:STATE",
+		EnvMeshAuthorityKey: pub(mesh) + "," + pub(rotated),
+		EnvAuthURL:          "https://auth.example.com", EnvKeys: "file:" + keyFile, EnvStateKey: "env:STATE",
 		"STATE": state, EnvTenantID: tenantA, EnvClientID: "cid", EnvClientSecret: "env:SECRET", "SECRET": "sss",
 		EnvScopes: "profile, email", EnvSessionLifetime: "8h", EnvPostLogoutURLs: "https://a.example/,https://b.example/",
 		EnvEndSessionRedirect: "true", EnvAllowedTenants: "",
@@ -98,7 +115,17 @@ func TestConfigFromEnv(t *testing.T) {
 		c.SessionLifetime.Hours() != 8 || len(c.PostLogoutURLs) != 2 || !c.EndSessionRedirect || len(c.Scopes) != 2 {
 		t.Errorf("got config %+v, want the values from the environment", c)
 	}
+	if len(c.MeshAuthorityKeys) != 2 || !c.MeshAuthorityKeys[1].Equal(rotated.authorityKeys()[0]) {
+		t.Errorf("got mesh authority keys %v, want both", c.MeshAuthorityKeys)
+	}
+	env[EnvMeshAuthorityKey] = "file:" + pemFile
+	if c, err := ConfigFromEnv(t.Context(), getenv, nil); err != nil || len(c.MeshAuthorityKeys) != 1 || !c.MeshAuthorityKeys[0].Equal(rotated.authorityKeys()[0]) {
+		t.Errorf("PEM file: got %v, %v", c.MeshAuthorityKeys, err)
+	}
 	bad := []struct{ key, value, want string }{
+		{EnvMeshAuthorityKey, "", EnvMeshAuthorityKey},
+		{EnvMeshAuthorityKey, "bm90IGEga2V5", EnvMeshAuthorityKey},
+		{EnvMeshAuthorityKey, "file:" + filepath.Join(dir, "missing"), EnvMeshAuthorityKey},
 		{EnvKeys, "", EnvKeys},
 		{EnvKeys, "file:" + secretFile, EnvKeys},
 		{EnvStateKey, "env:NOPE", EnvStateKey},

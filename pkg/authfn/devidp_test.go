@@ -66,9 +66,12 @@ func newDevEnv(t testing.TB) *devEnv {
 	}
 	clk := &clock{t: time.Now().Truncate(time.Second)}
 	logs := &syncBuffer{}
+	mesh := newTestMesh(t, clk.Now())
+	// The provider's users are of its tenant: the catalogue's home tenant.
+	mesh.cat = mustCatalog(t, strings.Replace(testCatalog, "home_tenant: "+tenantA, "home_tenant: "+tid, 1))
 	base, _ := strings.CutSuffix(idp.Issuer(), "/"+tid+"/v2.0")
 	cfg := Config{
-		AuthURL: authURL, AppPort: ":8443", Catalog: StaticCatalog(mustCatalog(t, testCatalog)), Keys: keys,
+		AuthURL: authURL, AppPort: ":8443", MeshAuthorityKeys: mesh.authorityKeys(), Keys: keys,
 		StateKey: bytes.Repeat([]byte{5}, 32), EntraAuthorityBase: base, TenantID: tid, ClientID: clientID,
 		ClientSecret: "s3cret-value", GraphURL: idp.GraphURL(), PostLogoutURLs: []string{"https://example.com/bye"},
 		EndSessionRedirect: true, HTTPClient: client,
@@ -80,7 +83,7 @@ func newDevEnv(t testing.TB) *devEnv {
 	}
 	noFollow := *client
 	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &devEnv{testEnv: &testEnv{svc: svc, cfg: cfg, keys: keys, clock: clk, logs: logs}, idp: idp, client: &noFollow}
+	return &devEnv{testEnv: &testEnv{mesh: mesh, svc: svc, cfg: cfg, keys: keys, clock: clk, logs: logs}, idp: idp, client: &noFollow}
 }
 
 // login drives the provider's login page as user, from the authorization
@@ -132,7 +135,7 @@ func (d *devEnv) signInAs(t testing.TB, app, user string) *httptest.ResponseReco
 func (d *devEnv) start(t testing.TB, app, rd string, cookies ...*http.Cookie) *started {
 	t.Helper()
 	b := newBinding()
-	w := d.get("/authorize?"+url.Values{"app": {app}, "rd": {rd}, "b": {b}}.Encode(), cookies...)
+	w := d.get(d.authorizePath(t, app, rd, b), cookies...)
 	u, err := url.Parse(w.Header().Get("Location"))
 	if w.Code != http.StatusFound || err != nil || !strings.HasPrefix(u.String(), d.idp.Issuer()) {
 		t.Fatalf("authorize: got %d %q, want a redirect to the provider", w.Code, w.Header().Get("Location"))

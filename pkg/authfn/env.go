@@ -2,6 +2,7 @@ package authfn
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/pkg/nodecred"
 	"github.com/postern/postern/pkg/session"
 )
 
@@ -39,14 +41,17 @@ const (
 	EnvPostLogoutURLs     = "POSTERN_POST_LOGOUT_URLS"
 	EnvEndSessionRedirect = "POSTERN_END_SESSION_REDIRECT"
 	EnvCAFile             = "POSTERN_CA_FILE"
+	EnvMeshAuthorityKey   = "POSTERN_MESH_AUTHORITY_PUBLIC_KEY"
 )
 
 // ConfigFromEnv builds a Config from environment variables read through
 // getenv (os.Getenv in production). Secrets (session keys, state key, client
 // secret) are loaded from their sources: "env:NAME", "file:/path" (mode
 // 0600 or stricter) or "secretsmanager:<arn or name>" through sm (nil
-// refuses that kind). Catalog, HTTPClient (unless EnvCAFile is set), Logger
-// and Now are left for the caller. Errors name the variable, never a value.
+// refuses that kind). The mesh authority's public key (not a secret) is
+// given itself or as "file:/path". HTTPClient (unless EnvCAFile is set),
+// Logger and Now are left for the caller. Errors name the variable, never
+// a value.
 func ConfigFromEnv(ctx context.Context, getenv func(string) string, sm session.SecretsGetter) (Config, error) {
 	c := Config{
 		AuthURL:            getenv(EnvAuthURL),
@@ -81,6 +86,9 @@ func ConfigFromEnv(ctx context.Context, getenv func(string) string, sm session.S
 			return fail(EnvEndSessionRedirect, fmt.Errorf("%w: want true or false", ErrConfig))
 		}
 	}
+	if c.MeshAuthorityKeys, err = meshAuthorityKeys(getenv(EnvMeshAuthorityKey)); err != nil {
+		return fail(EnvMeshAuthorityKey, err)
+	}
 	src := getenv(EnvKeys)
 	if src == "" {
 		return fail(EnvKeys, fmt.Errorf("%w: required (env:NAME, file:/path or secretsmanager:<id>)", ErrConfig))
@@ -110,6 +118,27 @@ func ConfigFromEnv(ctx context.Context, getenv func(string) string, sm session.S
 		}
 	}
 	return c, nil
+}
+
+// meshAuthorityKeys parses the mesh authority's public keys: base64 keys
+// (comma-separated during a rotation) or PEM blocks, given directly or in
+// a file ("file:/path").
+func meshAuthorityKeys(v string) ([]ed25519.PublicKey, error) {
+	if v == "" {
+		return nil, fmt.Errorf("%w: required: the mesh authority's public key (meshd authority public-key)", ErrConfig)
+	}
+	if path, ok := strings.CutPrefix(v, "file:"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		v = string(b)
+	}
+	keys, err := nodecred.ParsePublicKeys(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return keys, nil
 }
 
 // loadSecret reads a secret from source through [session.ReadSecret],

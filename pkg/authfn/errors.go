@@ -9,9 +9,9 @@ var (
 	ErrConfig = errors.New("invalid configuration")
 	// ErrBadRequest reports a malformed or unacceptable request parameter.
 	ErrBadRequest = errors.New("bad request")
-	// ErrUnknownApp reports an app id that is not in the catalogue or is not
-	// pre-authenticated.
-	ErrUnknownApp = errors.New("unknown app")
+	// ErrAppRequest reports a sign-in link whose signed app request is
+	// missing, forged, for other auth functions or expired (pkg/appreq).
+	ErrAppRequest = errors.New("app request refused")
 	// ErrFlow reports a missing, tampered, expired or mismatched sign-in
 	// flow (state, flow cookie).
 	ErrFlow = errors.New("sign-in flow invalid")

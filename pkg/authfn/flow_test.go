@@ -171,7 +171,7 @@ func TestSilentReHandoff(t *testing.T) {
 	_, w := e.signIn(t, "vault", map[string]any{"acrs": []string{"c1"}, "groups": []string{groupOther}})
 	sess := cookieNamed(w, SessionCookie)
 	b := newBinding()
-	w2 := e.get("/authorize?"+url.Values{"app": {"smartmoney"}, "rd": {"/a"}, "b": {b}}.Encode(), sess)
+	w2 := e.get(e.authorizePath(t, "smartmoney", "/a", b), sess)
 	ac := e.appToken(t, w2, "smartmoney.localhost")
 	if ac.Binding != b || ac.ReturnPath != "/a" || ac.SessionID == "" {
 		t.Errorf("got bh %q rd %q sid %q, want %q /a and a session id", ac.Binding, ac.ReturnPath, ac.SessionID, b)
@@ -186,7 +186,7 @@ func TestSilentReHandoff(t *testing.T) {
 		t.Errorf("got prompt %q max_age %q, want login 3600", q.Get("prompt"), q.Get("max_age"))
 	}
 	// wiki has no max age: still silent.
-	e.appToken(t, e.get("/authorize?"+url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {b}}.Encode(), sess), "wiki.localhost")
+	e.appToken(t, e.get(e.authorizePath(t, "wiki", "/", b), sess), "wiki.localhost")
 	// After the session expires, sign-in starts again.
 	e.clock.Add(DefaultSessionLifetime)
 	if q := e.start(t, "wiki", "/", sess).authURL.Query(); q.Get("prompt") != "" {
@@ -211,7 +211,7 @@ func TestPathRuleStepUp(t *testing.T) {
 	e := newTestEnv(t, nil)
 	_, w := e.signIn(t, "smartmoney", map[string]any{"roles": []string{"SmartMoney.User", "SmartMoney.Admin"}})
 	sess := cookieNamed(w, SessionCookie)
-	e.appToken(t, e.get("/authorize?"+url.Values{"app": {"smartmoney"}, "rd": {"/public"}, "b": {newBinding()}}.Encode(), sess), "smartmoney.localhost")
+	e.appToken(t, e.get(e.authorizePath(t, "smartmoney", "/public", newBinding()), sess), "smartmoney.localhost")
 	s := e.start(t, "smartmoney", "/admin/x?y", sess)
 	if got := s.authURL.Query().Get("claims"); !strings.Contains(got, `"c2"`) {
 		t.Errorf("got claims %q, want a request for c2", got)
@@ -279,7 +279,7 @@ func TestFlowCookiesBounded(t *testing.T) {
 		for _, c := range jar {
 			held = append(held, c)
 		}
-		w := e.get("/authorize?"+url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {newBinding()}}.Encode(), held...)
+		w := e.get(e.authorizePath(t, "wiki", "/", newBinding()), held...)
 		if w.Code != http.StatusFound {
 			t.Fatalf("sign-in %d: got %d", i, w.Code)
 		}

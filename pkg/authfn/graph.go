@@ -15,9 +15,9 @@ const maxGraphBody = 4 << 20
 
 // memberGroups asks Microsoft Graph for every group and directory role the
 // signed-in user belongs to (transitively), with the access token of the
-// same sign-in, and keeps those in wanted. The token never appears in an
-// error.
-func (s *Service) memberGroups(ctx context.Context, accessToken string, wanted []string) ([]string, error) {
+// same sign-in, and keeps those that keep returns. The token never appears
+// in an error.
+func (s *Service) memberGroups(ctx context.Context, accessToken string, keep func([]string) []string) ([]string, error) {
 	if accessToken == "" {
 		return nil, fmt.Errorf("get member objects: %w: the sign-in returned no access token", ErrGraph)
 	}
@@ -50,11 +50,6 @@ func (s *Service) memberGroups(ctx context.Context, accessToken string, wanted [
 	if err := json.Unmarshal(data, &out); err != nil || out.Value == nil {
 		return nil, fmt.Errorf("get member objects: %w: response is not {\"value\":[...]}", ErrGraph)
 	}
-	var keep []string
-	for _, id := range out.Value {
-		if slices.Contains(wanted, id) && !slices.Contains(keep, id) {
-			keep = append(keep, id)
-		}
-	}
-	return keep, nil
+	slices.Sort(out.Value)
+	return keep(slices.Compact(out.Value)), nil
 }

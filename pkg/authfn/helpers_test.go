@@ -2,6 +2,7 @@ package authfn
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -15,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/nodecred"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/wgkey"
 )
 
 const (
@@ -72,6 +76,84 @@ apps:
     preauth: passthrough
 `
 
+// testMesh is a mesh authority and one of its nodes, which signs the app
+// requests for the test catalogue as a mesh node's edge does.
+type testMesh struct {
+	authority ed25519.PrivateKey
+	node      ed25519.PrivateKey
+	cred      nodecred.Credential
+	cat       *catalog.Catalog
+}
+
+func newEdKey(t testing.TB) ed25519.PrivateKey {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func newTestMesh(t testing.TB, now time.Time) *testMesh {
+	t.Helper()
+	m := &testMesh{authority: newEdKey(t), node: newEdKey(t), cat: mustCatalog(t, testCatalog)}
+	var wg wgkey.Public
+	rand.Read(wg[:])
+	var err error
+	m.cred, err = nodecred.Encode(m.authority.Public().(ed25519.PublicKey), func(b []byte) []byte { return ed25519.Sign(m.authority, b) },
+		"mesh-test-1", "local", wg, m.node.Public().(ed25519.PublicKey), now.Add(-time.Hour), now.Add(365*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// authorityKeys returns the public authority key the functions trust.
+func (m *testMesh) authorityKeys() []ed25519.PublicKey {
+	return []ed25519.PublicKey{m.authority.Public().(ed25519.PublicKey)}
+}
+
+// sign signs r as the mesh node at now.
+func (m *testMesh) sign(t testing.TB, r appreq.Request, now func() time.Time) string {
+	t.Helper()
+	s, err := appreq.NewSigner(appreq.SignerConfig{Credential: m.cred, Sign: func(b []byte) []byte { return ed25519.Sign(m.node, b) },
+		Audience: authURL, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Sign(r)
+	if err != nil {
+		t.Fatalf("sign app request: %v", err)
+	}
+	return tok
+}
+
+// request returns the app request the edge makes for app and rd, bound
+// to b.
+func (m *testMesh) request(t testing.TB, app, rd, b string) appreq.Request {
+	t.Helper()
+	a, ok := m.cat.App(app)
+	if !ok {
+		t.Fatalf("no app %s in the test catalogue", app)
+	}
+	r := m.cat.SignInRequest(a, rd)
+	r.Binding = b
+	return r
+}
+
+// authorizePath is the /authorize target the edge redirects a browser to
+// for app and rd, bound to b.
+func (e *testEnv) authorizePath(t testing.TB, app, rd, b string) string {
+	t.Helper()
+	return e.authorizeRequest(t, e.mesh.request(t, app, rd, b))
+}
+
+// authorizeRequest is the /authorize target carrying r, signed now.
+func (e *testEnv) authorizeRequest(t testing.TB, r appreq.Request) string {
+	t.Helper()
+	return "/authorize?" + url.Values{"app": {r.AppID}, appreq.Param: {e.mesh.sign(t, r, e.clock.Now)}}.Encode()
+}
+
 // clock is a settable test clock.
 type clock struct {
 	mu sync.Mutex
@@ -87,6 +169,7 @@ func (c *clock) Add(d time.Duration) {
 
 // testEnv is a Service wired to a fakeOP.
 type testEnv struct {
+	mesh  *testMesh
 	op    *fakeOP
 	svc   *Service
 	cfg   Config
@@ -127,10 +210,11 @@ func newTestEnv(t testing.TB, mutate func(*Config)) *testEnv {
 	}
 	clk := &clock{t: time.Now().Truncate(time.Second)}
 	logs := &syncBuffer{}
+	mesh := newTestMesh(t, clk.Now())
 	cfg := Config{
 		AuthURL:            authURL,
 		AppPort:            ":8443",
-		Catalog:            StaticCatalog(mustCatalog(t, testCatalog)),
+		MeshAuthorityKeys:  mesh.authorityKeys(),
 		Keys:               keys,
 		StateKey:           bytes.Repeat([]byte{7}, 32),
 		EntraAuthorityBase: op.URL(),
@@ -150,7 +234,7 @@ func newTestEnv(t testing.TB, mutate func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return &testEnv{op: op, svc: svc, cfg: cfg, keys: keys, clock: clk, logs: logs}
+	return &testEnv{mesh: mesh, op: op, svc: svc, cfg: cfg, keys: keys, clock: clk, logs: logs}
 }
 
 // get serves a GET of target with cookies.
@@ -186,7 +270,7 @@ type started struct {
 func (e *testEnv) start(t testing.TB, app, rd string, cookies ...*http.Cookie) *started {
 	t.Helper()
 	b := newBinding()
-	w := e.get("/authorize?"+url.Values{"app": {app}, "rd": {rd}, "b": {b}}.Encode(), cookies...)
+	w := e.get(e.authorizePath(t, app, rd, b), cookies...)
 	if w.Code != http.StatusFound {
 		t.Fatalf("authorize: got status %d, want 302; body %s", w.Code, w.Body)
 	}

@@ -2,55 +2,79 @@ package authfn
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/appreq"
 )
 
-// TestAuthorizeHostile checks that /authorize refuses every malformed or
-// hostile parameter with a clear page and sets no cookie.
+// rawSign signs r as m's node without the signer's checks: what a node
+// that was taken over (its key and credential stolen) could send.
+func rawSign(t testing.TB, m *testMesh, r appreq.Request, now time.Time) string {
+	t.Helper()
+	r.Node, r.Audience, r.Credential = m.cred.NodeID, authURL, m.cred.String()
+	r.IssuedAt, r.Expiry = now.Unix(), now.Add(time.Minute).Unix()
+	payload, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"EdDSA","typ":"`+appreq.Type+`"}`)) + "." + base64.RawURLEncoding.EncodeToString(payload)
+	return in + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(m.node, []byte(in)))
+}
+
+// TestAuthorizeHostile checks that /authorize refuses every missing,
+// forged, replayed or hostile sign-in request with a clear page and sets
+// no cookie: links without a signed app request, requests that another
+// mesh's node, a tampered copy or an old link carry, and requests whose
+// return path or binding is bad even when a (stolen) node key signed them.
 func TestAuthorizeHostile(t *testing.T) {
 	e := newTestEnv(t, nil)
 	good := newBinding()
+	now := e.clock.Now()
+	signed := func(edit func(r *appreq.Request)) string {
+		r := e.mesh.request(t, "wiki", "/", good)
+		edit(&r)
+		return url.Values{appreq.Param: {rawSign(t, e.mesh, r, now)}}.Encode()
+	}
+	valid := e.mesh.sign(t, e.mesh.request(t, "wiki", "/", good), e.clock.Now)
+	other := newTestMesh(t, now) // another mesh: its authority is not trusted here
 	tests := []struct {
 		name   string
 		query  string
 		status int
 	}{
-		{"missing app", url.Values{"rd": {"/"}, "b": {good}}.Encode(), 400},
-		{"unknown app", url.Values{"app": {"nope"}, "rd": {"/"}, "b": {good}}.Encode(), 400},
-		{"passthrough app", url.Values{"app": {"open"}, "rd": {"/"}, "b": {good}}.Encode(), 400},
-		{"app twice", "app=wiki&app=smartmoney&rd=/&b=" + good, 400},
-		{"app with control chars", url.Values{"app": {"wiki\r\nX: y"}, "rd": {"/"}, "b": {good}}.Encode(), 400},
-		{"rd protocol-relative", url.Values{"app": {"wiki"}, "rd": {"//evil.com"}, "b": {good}}.Encode(), 400},
-		{"rd backslash", url.Values{"app": {"wiki"}, "rd": {`/\evil.com`}, "b": {good}}.Encode(), 400},
-		{"rd scheme no slashes", url.Values{"app": {"wiki"}, "rd": {"https:evil.com"}, "b": {good}}.Encode(), 400},
-		{"rd absolute URL", url.Values{"app": {"wiki"}, "rd": {"https://evil.com/x"}, "b": {good}}.Encode(), 400},
-		{"rd encoded slashes", url.Values{"app": {"wiki"}, "rd": {"%2F%2Fevil.com"}, "b": {good}}.Encode(), 400},
-		{"rd slash then encoded slashes", url.Values{"app": {"wiki"}, "rd": {"/%2F%2Fevil.com"}, "b": {good}}.Encode(), 400},
-		{"rd double-encoded slashes", url.Values{"app": {"wiki"}, "rd": {"/%252F%252Fevil.com"}, "b": {good}}.Encode(), 400},
-		{"rd encoded backslash", url.Values{"app": {"wiki"}, "rd": {"/%5Cevil.com"}, "b": {good}}.Encode(), 400},
-		{"rd tab", url.Values{"app": {"wiki"}, "rd": {"/\t/evil.com"}, "b": {good}}.Encode(), 400},
-		{"rd newline", url.Values{"app": {"wiki"}, "rd": {"/x\nSet-Cookie: a=b"}, "b": {good}}.Encode(), 400},
-		{"rd leading space", url.Values{"app": {"wiki"}, "rd": {" /x"}, "b": {good}}.Encode(), 400},
-		{"rd space inside", url.Values{"app": {"wiki"}, "rd": {"/ /evil.com"}, "b": {good}}.Encode(), 400},
-		{"rd at trick", url.Values{"app": {"wiki"}, "rd": {"/@evil.com"}, "b": {good}}.Encode(), 400},
-		{"rd userinfo", url.Values{"app": {"wiki"}, "rd": {"//wiki.localhost@evil.com"}, "b": {good}}.Encode(), 400},
-		{"rd javascript", url.Values{"app": {"wiki"}, "rd": {"javascript:alert(1)"}, "b": {good}}.Encode(), 400},
-		{"rd dot segments", url.Values{"app": {"wiki"}, "rd": {"/a/../../evil"}, "b": {good}}.Encode(), 400},
-		{"rd bare host", url.Values{"app": {"wiki"}, "rd": {"evil.com"}, "b": {good}}.Encode(), 400},
-		{"rd fragment", url.Values{"app": {"wiki"}, "rd": {"/x#frag"}, "b": {good}}.Encode(), 400},
-		{"rd twice", "app=wiki&rd=/a&rd=/b&b=" + good, 400},
-		{"b missing", url.Values{"app": {"wiki"}, "rd": {"/"}}.Encode(), 400},
-		{"b short", url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {good[:42]}}.Encode(), 400},
-		{"b padded", url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {good + "="}}.Encode(), 400},
-		{"b bad alphabet", url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {strings.Repeat("*", 43)}}.Encode(), 400},
-		{"b std alphabet", url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {"+" + good[1:]}}.Encode(), 400},
-		{"b non-canonical last char", url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {good[:42] + "B"}}.Encode(), 400},
-		{"b twice", "app=wiki&rd=/&b=" + good + "&b=" + good, 400},
+		{"nothing", "", 400},
+		{"unsigned link of an older mesh node", url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {good}}.Encode(), 400},
+		{"request twice", url.Values{appreq.Param: {valid, valid}}.Encode(), 400},
+		{"request of another mesh", url.Values{appreq.Param: {other.sign(t, other.request(t, "wiki", "/", good), e.clock.Now)}}.Encode(), 400},
+		{"request tampered", url.Values{appreq.Param: {valid[:len(valid)-8] + "AAAAAAAA"}}.Encode(), 400},
+		{"request for other auth functions", signed(func(r *appreq.Request) {}) + "x", 400},
+		{"request garbage", url.Values{appreq.Param: {"eyJhbGciOiJub25lIn0.e30."}}.Encode(), 400},
+		{"no binding", signed(func(r *appreq.Request) { r.Binding = "" }), 400},
+		{"no return path", signed(func(r *appreq.Request) { r.ReturnPath = "" }), 400},
+	}
+	for _, rd := range []string{"//evil.com", `/\evil.com`, "https:evil.com", "https://evil.com/x", "%2F%2Fevil.com",
+		"/%2F%2Fevil.com", "/%252F%252Fevil.com", "/%5Cevil.com", "/\t/evil.com", "/x\nSet-Cookie: a=b", " /x", "/ /evil.com",
+		"/@evil.com", "//wiki.localhost@evil.com", "javascript:alert(1)", "/a/../../evil", "evil.com", "/x#frag"} {
+		tests = append(tests, struct {
+			name   string
+			query  string
+			status int
+		}{"rd " + rd, signed(func(r *appreq.Request) { r.ReturnPath = rd }), 400})
+	}
+	for _, b := range []string{good[:42], good + "=", strings.Repeat("*", 43), "+" + good[1:], good[:42] + "B"} {
+		tests = append(tests, struct {
+			name   string
+			query  string
+			status int
+		}{"b " + b, signed(func(r *appreq.Request) { r.Binding = b }), 400})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,6 +82,13 @@ func TestAuthorizeHostile(t *testing.T) {
 			assertRefused(t, w, tt.status)
 		})
 	}
+	// A good request passes at first, and is refused once its window is
+	// over: a link replayed later gets nothing.
+	if w := e.get("/authorize?" + url.Values{appreq.Param: {valid}}.Encode()); w.Code != http.StatusFound {
+		t.Fatalf("the valid request: got %d %s", w.Code, w.Body)
+	}
+	e.clock.Add(appreq.DefaultLifetime + appreq.DefaultSkew)
+	assertRefused(t, e.get("/authorize?"+url.Values{appreq.Param: {valid}}.Encode()), 400)
 }
 
 // TestCallbackHostile checks that /callback refuses forged, replayed,

@@ -39,7 +39,7 @@ func TestLambdaEvents(t *testing.T) {
 				}
 			}
 			b := newBinding()
-			resp, err := adapter.ProxyWithContext(t.Context(), event("/authorize", url.Values{"app": {"wiki"}, "rd": {"/p"}, "b": {b}}.Encode()))
+			resp, err := adapter.ProxyWithContext(t.Context(), event("/authorize", strings.TrimPrefix(e.authorizePath(t, "wiki", "/p", b), "/authorize?")))
 			if err != nil || resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 || !strings.HasPrefix(resp.Cookies[0], FlowCookie+"-") {
 				t.Fatalf("authorize: got %d cookies %q (%v), want 302 with the flow cookie", resp.StatusCode, resp.Cookies, err)
 			}

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/session/mint"
 )
@@ -36,7 +36,7 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	app := printable(r.URL.Query().Get("app"), 64)
 	if sc != nil && r.URL.Query().Get("done") == "" {
-		if to, err := s.logoutNotice(sc, r.URL.Query().Get("app")); err != nil {
+		if to, err := s.logoutNotice(sc, r.URL.Query()); err != nil {
 			s.cfg.Logger.Warn("auth_logout_notice_failed", "request_id", rid, "error", err.Error())
 		} else if to != "" {
 			s.cfg.Logger.Info("auth_logout_notice", "request_id", rid, "app", app, "user", sc.Subject, "sid", sc.SessionID)
@@ -65,24 +65,21 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 }
 
 // logoutNotice signs the end of session sc and returns the URL of a mesh
-// node's sign-out path that takes it: on the host of app if it is a
-// pre-authenticated app of the catalogue, else of the first such app; ""
-// when the catalogue has none. The notice lives until the last app token
-// of the session can expire: the session's end plus the longest app
-// session lifetime.
-func (s *Service) logoutNotice(sc *session.SessionClaims, appID string) (string, error) {
-	cat := s.cfg.Catalog.Current()
-	var host string
-	longest := DefaultAppSessionLifetime
-	for _, a := range cat.Apps() {
-		if a.PreAuth != catalog.PreAuthEntra && a.PreAuth != catalog.PreAuthOIDC {
-			continue
+// node's sign-out path that takes it: on the host of the signed app
+// request in q (the edge's /.postern/logout sends one), else on the host
+// the session was signed in for; "" when there is neither. The notice
+// lives until the last app token of the session can expire: the session's
+// end plus the catalogue's longest app token lifetime.
+func (s *Service) logoutNotice(sc *session.SessionClaims, q url.Values) (string, error) {
+	host, longest := sc.NoticeHost, time.Duration(sc.NoticeLifetime)*time.Second
+	if q.Get(appreq.Param) != "" {
+		r, err := s.verifyRequest(q)
+		if err != nil {
+			return "", err
 		}
-		if host == "" || a.ID == appID {
-			host = a.Host
-		}
-		longest = max(longest, a.SessionLifetime)
+		host, longest = r.Host, max(longest, r.NoticeLifetimeDuration())
 	}
+	longest = max(longest, DefaultAppSessionLifetime)
 	if host == "" || sc.SessionID == "" {
 		return "", nil
 	}

@@ -86,7 +86,7 @@ func TestJWKSAndHealth(t *testing.T) {
 	// on the next request.
 	b := newBinding()
 	for i := range 2 {
-		w := e.get("/authorize?" + url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {b}}.Encode())
+		w := e.get(e.authorizePath(t, "wiki", "/", b))
 		assertRefused(t, w, http.StatusBadGateway)
 		if n := strings.Count(e.logs.String(), "discover provider"); n != i+1 {
 			t.Errorf("attempt %d: got %d discovery failures logged, want %d", i+1, n, i+1)
@@ -143,12 +143,12 @@ func TestAuthorizeFresh(t *testing.T) {
 	e := newTestEnv(t, nil)
 	_, w := e.signIn(t, "wiki", nil)
 	sess := cookieNamed(w, SessionCookie)
-	q := url.Values{"app": {"wiki"}, "rd": {"/"}, "b": {newBinding()}}
-	if w := e.get("/authorize?"+q.Encode(), sess); !strings.Contains(w.Header().Get("Location"), "/.postern/callback") {
+	r := e.mesh.request(t, "wiki", "/", newBinding())
+	if w := e.get(e.authorizeRequest(t, r), sess); !strings.Contains(w.Header().Get("Location"), "/.postern/callback") {
 		t.Fatalf("without fresh: got %q, want a handoff from the session", w.Header().Get("Location"))
 	}
-	q.Set("fresh", "1")
-	w = e.get("/authorize?"+q.Encode(), sess)
+	r.Fresh = true
+	w = e.get(e.authorizeRequest(t, r), sess)
 	loc, err := url.Parse(w.Header().Get("Location"))
 	if w.Code != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), e.op.URL()+"/oauth2/authorize?") {
 		t.Fatalf("fresh: got %d %q, want a redirect to the provider", w.Code, w.Header().Get("Location"))

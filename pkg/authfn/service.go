@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/session"
@@ -37,6 +38,7 @@ const (
 type Service struct {
 	cfg      Config
 	authHost string // audience of the global session
+	requests *appreq.Verifier
 	sealer   *session.Sealer
 	verifier *session.Verifier
 	prov     *provider
@@ -57,7 +59,12 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("new auth service: %w: state key: %v", ErrConfig, err)
 	}
 	u, _ := url.Parse(c.AuthURL)
+	requests, err := appreq.NewVerifier(appreq.VerifierConfig{AuthorityKeys: c.MeshAuthorityKeys, Audience: c.AuthURL, Now: c.Now})
+	if err != nil {
+		return nil, fmt.Errorf("new auth service: %w: %v", ErrConfig, err)
+	}
 	s := &Service{
+		requests: requests,
 		cfg:      c,
 		authHost: u.Hostname(),
 		sealer:   sealer,
@@ -130,8 +137,8 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, rid string, err e
 // the user. Server-side failures show a generic line; the detail is logged.
 func describe(err error) (status int, title, reason string) {
 	switch {
-	case errors.Is(err, ErrUnknownApp):
-		return http.StatusBadRequest, "Unknown app", err.Error()
+	case errors.Is(err, ErrAppRequest):
+		return http.StatusBadRequest, "Sign-in link invalid or expired", "This sign-in link was not made by the mesh of this sign-in service, or is too old. Open the application again."
 	case errors.Is(err, ErrBadRequest):
 		return http.StatusBadRequest, "Bad sign-in request", err.Error()
 	case errors.Is(err, ErrFlow):

@@ -69,20 +69,21 @@ func TestWhoami(t *testing.T) {
 }
 
 // TestGroupsClaimMissingWarns checks that a generic provider's ID token
-// without any groups claim, with group policies in the catalogue, is
-// logged with the fix (the scope to request), and that an empty groups
-// claim or Entra mode is not.
+// without any groups claim, at the sign-in to an app that admits users by
+// group, is logged with the fix (the scope to request), and that an empty
+// groups claim, Entra mode or an app that names no group is not.
 func TestGroupsClaimMissingWarns(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		cfg   func(*Config)
-		claim map[string]any
-		warn  bool
+		name, app string
+		cfg       func(*Config)
+		claim     map[string]any
+		warn      bool
 	}{
-		{"oidc without groups claim", oidcMode, map[string]any{"groups": nil}, true},
-		{"oidc with empty groups", oidcMode, map[string]any{"groups": []string{}}, false},
-		{"oidc with groups", oidcMode, nil, false},
-		{"entra without groups claim", nil, map[string]any{"groups": nil}, false},
+		{"oidc without groups claim", "smartmoney", oidcMode, map[string]any{"groups": nil}, true},
+		{"oidc without groups claim, app without groups", "wiki", oidcMode, map[string]any{"groups": nil}, false},
+		{"oidc with empty groups", "smartmoney", oidcMode, map[string]any{"groups": []string{}}, false},
+		{"oidc with groups", "smartmoney", oidcMode, nil, false},
+		{"entra without groups claim", "smartmoney", nil, map[string]any{"groups": nil}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t, tc.cfg)
@@ -93,7 +94,7 @@ func TestGroupsClaimMissingWarns(t *testing.T) {
 			for k, v := range tc.claim {
 				mutate[k] = v
 			}
-			_, w := e.signIn(t, "wiki", mutate)
+			_, w := e.signIn(t, tc.app, mutate)
 			if w.Code != http.StatusFound {
 				t.Fatalf("sign-in status %d: %s", w.Code, w.Body)
 			}

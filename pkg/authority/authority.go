@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/postern/postern/pkg/nodecred"
 )
 
 // Fixed claim and header values. A credential is never accepted as an
@@ -79,7 +81,7 @@ type Authority struct {
 	credSign   jose.Signer
 	revSign    jose.Signer
 	key        Key
-	byPrefix   map[[kidPrefixLen]byte]ed25519.PublicKey // node credential key refs
+	nodes      *nodecred.Verifier
 }
 
 // New returns an Authority that signs with cfg.Key.
@@ -119,9 +121,12 @@ func New(cfg Config) (*Authority, error) {
 	if a.revSign, err = newSigner(cfg.Key, RevocationType); err != nil {
 		return nil, err
 	}
-	a.byPrefix = make(map[[kidPrefixLen]byte]ed25519.PublicKey, len(a.keys))
+	pubs := make([]ed25519.PublicKey, 0, len(a.keys))
 	for _, pub := range a.keys {
-		a.byPrefix[kidPrefix(pub)] = pub
+		pubs = append(pubs, pub)
+	}
+	if a.nodes, err = nodecred.NewVerifier(pubs, a.now, a.skew); err != nil {
+		return nil, fmt.Errorf("authority: new: %w", err)
 	}
 	return a, nil
 }

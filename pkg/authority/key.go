@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/postern/postern/pkg/nodecred"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -89,31 +90,18 @@ func KeyID(pub ed25519.PublicKey) string {
 
 // MarshalPublicKey returns the standard base64 form of an Ed25519 public
 // key, as ParsePublicKey reads it; operators copy it between nodes to add a
-// verification key during rotation.
-func MarshalPublicKey(pub ed25519.PublicKey) string {
-	return base64.StdEncoding.EncodeToString(pub)
-}
+// verification key during rotation, and to the auth functions
+// (POSTERN_MESH_AUTHORITY_PUBLIC_KEY).
+func MarshalPublicKey(pub ed25519.PublicKey) string { return nodecred.MarshalPublicKey(pub) }
 
 // ParsePublicKey parses an Ed25519 public key given in standard base64 (32
 // bytes) or as a PEM "PUBLIC KEY" (PKIX) block.
 func ParsePublicKey(s string) (ed25519.PublicKey, error) {
-	s = strings.TrimSpace(s)
-	if block, _ := pem.Decode([]byte(s)); block != nil {
-		k, err := x509.ParsePKIXPublicKey(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("authority: parse public key: %w", err)
-		}
-		pub, ok := k.(ed25519.PublicKey)
-		if !ok {
-			return nil, fmt.Errorf("authority: parse public key: got %T, want an Ed25519 key", k)
-		}
-		return pub, nil
+	pub, err := nodecred.ParsePublicKey(s)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
 	}
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || len(b) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("authority: parse public key: want %d bytes of base64 or a PEM block", ed25519.PublicKeySize)
-	}
-	return ed25519.PublicKey(b), nil
+	return pub, nil
 }
 
 // LoadKey reads an authority key from path: a PEM "PRIVATE KEY" (PKCS#8)

@@ -28,7 +28,15 @@ type UsedToken struct {
 	// Expires is the token's exp; the id is kept until Expires plus
 	// UsedRetention.
 	Expires time.Time `json:"exp"`
+	// RID, when known, names the redemption that burnt the token (a hash
+	// of the token and the enrolled key): a retry of that same redemption
+	// (the same enrollee, whose first answer was lost) is accepted again.
+	// Empty when not known (a lone node, or an older node's record).
+	RID string `json:"rid,omitempty"`
 }
+
+// maxRIDLen bounds a redemption id (hex of 16 bytes in practice).
+const maxRIDLen = 64
 
 // usedFile is the on-disk form of a UsedTokens set.
 type usedFile struct {
@@ -57,6 +65,7 @@ type UsedTokens struct {
 
 	mu            sync.Mutex           // guards the following
 	ids           map[string]time.Time // jti → exp
+	rids          map[string]string    // jti → the redemption that burnt it, when known
 	grants        map[string]grant     // jti → the redemption this node voted for
 	unrestored    bool                 // the file was lost: MarkUsed and Grant refuse until Restore
 	abstainBefore time.Time            // Grant abstains for tokens issued before
@@ -87,7 +96,7 @@ func OpenUsedTokens(path string, now func() time.Time, lost bool) (*UsedTokens, 
 	if now == nil {
 		now = time.Now
 	}
-	u := &UsedTokens{path: path, now: now, ids: map[string]time.Time{}, grants: map[string]grant{}}
+	u := &UsedTokens{path: path, now: now, ids: map[string]time.Time{}, rids: map[string]string{}, grants: map[string]grant{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if lost {
@@ -111,6 +120,9 @@ func OpenUsedTokens(path string, now func() time.Time, lost bool) (*UsedTokens, 
 	}
 	for _, t := range f.Tokens {
 		u.ids[t.ID] = t.Expires
+		if t.RID != "" {
+			u.rids[t.ID] = t.RID
+		}
 	}
 	for _, g := range f.Grants {
 		u.grants[g.ID] = g
@@ -155,6 +167,15 @@ func (u *UsedTokens) Has(jti string) bool {
 	return ok
 }
 
+// RedeemedBy reports whether jti has been used and, if known, the
+// redemption that burnt it ("" when not known).
+func (u *UsedTokens) RedeemedBy(jti string) (rid string, used bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, used = u.ids[jti]
+	return u.rids[jti], used
+}
+
 // Restored reports whether the set may burn tokens: it was not lost, or
 // Restore was called.
 func (u *UsedTokens) Restored() bool {
@@ -186,7 +207,7 @@ func (u *UsedTokens) List() []UsedToken {
 	u.pruneLocked()
 	out := make([]UsedToken, 0, len(u.ids))
 	for id, exp := range u.ids {
-		out = append(out, UsedToken{ID: id, Expires: exp})
+		out = append(out, UsedToken{ID: id, Expires: exp, RID: u.rids[id]})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Expires.Equal(out[j].Expires) {
@@ -197,30 +218,42 @@ func (u *UsedTokens) List() []UsedToken {
 	return out
 }
 
-// Merge adds ids learnt from other mesh nodes and persists the set when it
-// grew. Ids already expired past retention, empty ids and ids longer than 64
-// bytes are ignored. On a write error the set is left unchanged.
+// Merge adds ids learnt from other mesh nodes (or the winning redemption
+// of an id held without one) and persists the set when it changed. Ids
+// already expired past retention, empty ids, ids longer than 64 bytes and
+// redemption ids longer than 64 bytes are ignored. A known redemption is
+// never replaced. On a write error the set is left unchanged.
 func (u *UsedTokens) Merge(ids []UsedToken) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.pruneLocked()
 	cutoff := u.now().Add(-UsedRetention)
-	var added []string
+	var added, named []string
 	for _, t := range ids {
-		if t.ID == "" || len(t.ID) > 64 || t.Expires.Before(cutoff) || len(u.ids) >= maxUsedEntries {
+		if t.ID == "" || len(t.ID) > 64 || len(t.RID) > maxRIDLen || t.Expires.Before(cutoff) {
 			continue
 		}
 		if _, ok := u.ids[t.ID]; !ok {
+			if len(u.ids) >= maxUsedEntries {
+				continue
+			}
 			u.ids[t.ID] = t.Expires
 			added = append(added, t.ID)
 		}
+		if _, ok := u.rids[t.ID]; !ok && t.RID != "" {
+			u.rids[t.ID] = t.RID
+			named = append(named, t.ID)
+		}
 	}
-	if len(added) == 0 || u.unrestored {
+	if len(added)+len(named) == 0 || u.unrestored {
 		return nil // an unrestored set is written by Restore
 	}
 	if err := u.saveLocked(); err != nil {
 		for _, id := range added {
 			delete(u.ids, id)
+		}
+		for _, id := range named {
+			delete(u.rids, id)
 		}
 		return fmt.Errorf("authority: merge used tokens: %w", err)
 	}
@@ -269,6 +302,7 @@ func (u *UsedTokens) pruneLocked() {
 	for id, exp := range u.ids {
 		if exp.Before(cutoff) {
 			delete(u.ids, id)
+			delete(u.rids, id)
 		}
 	}
 	for id, g := range u.grants {
@@ -285,7 +319,7 @@ func (u *UsedTokens) pruneLocked() {
 func (u *UsedTokens) saveLocked() error {
 	f := usedFile{Version: 1, Tokens: make([]UsedToken, 0, len(u.ids)), AbstainBefore: u.abstainBefore}
 	for id, exp := range u.ids {
-		f.Tokens = append(f.Tokens, UsedToken{ID: id, Expires: exp})
+		f.Tokens = append(f.Tokens, UsedToken{ID: id, Expires: exp, RID: u.rids[id]})
 	}
 	for _, g := range u.grants {
 		f.Grants = append(f.Grants, g)

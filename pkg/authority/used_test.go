@@ -233,3 +233,37 @@ func TestUsedTokensGrants(t *testing.T) {
 		t.Fatalf("after every token of before the loss expired: %v %v", ok, err)
 	}
 }
+
+// TestUsedTokensWinner: the redemption that burnt a token is kept with
+// it, learnt later for an id held without one, never replaced, persisted,
+// and bounded in length.
+func TestUsedTokensWinner(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "used.json")
+	c := &clock{t0}
+	u := openUsed(t, path, c)
+	exp := t0.Add(time.Hour)
+	if err := u.Merge([]UsedToken{{ID: "a", Expires: exp}, {ID: "b", Expires: exp, RID: "rb"}}); err != nil {
+		t.Fatal(err)
+	}
+	if rid, used := u.RedeemedBy("a"); !used || rid != "" {
+		t.Fatalf("a: got %q %v, want used with no known redemption", rid, used)
+	}
+	if err := u.Merge([]UsedToken{{ID: "a", Expires: exp, RID: "ra"}, {ID: "b", Expires: exp, RID: "other"},
+		{ID: "c", Expires: exp, RID: string(make([]byte, maxRIDLen+1))}}); err != nil {
+		t.Fatal(err)
+	}
+	u2 := openUsed(t, path, c)
+	for _, tt := range []struct {
+		id, rid string
+		used    bool
+	}{{"a", "ra", true}, {"b", "rb", true}, {"c", "", false}, {"d", "", false}} {
+		if rid, used := u2.RedeemedBy(tt.id); rid != tt.rid || used != tt.used {
+			t.Errorf("%s after reopening: got %q %v, want %q %v", tt.id, rid, used, tt.rid, tt.used)
+		}
+	}
+	c.t = exp.Add(UsedRetention + time.Second)
+	u2.List() // prunes
+	if _, used := u2.RedeemedBy("a"); used {
+		t.Error("an expired id is still held")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/policy"
 )
 
@@ -163,6 +164,8 @@ type Catalog struct {
 	groupsBy            map[string]*ConnectorGroup
 	polGroups, polRoles []string
 	homeTenant          string
+	filter              string        // appreq session filter of polGroups and polRoles
+	longestLifetime     time.Duration // longest session_lifetime of a pre-authenticated app
 	entra               Entra
 	issuers             []*Issuer
 }
@@ -193,6 +196,13 @@ func newCatalog(data []byte, home string, groups []*ConnectorGroup, apps []*App)
 	slices.Sort(c.polGroups)
 	slices.Sort(c.polRoles)
 	c.polGroups, c.polRoles = slices.Compact(c.polGroups), slices.Compact(c.polRoles)
+	c.filter = appreq.NewFilter(c.polGroups, c.polRoles)
+	c.longestLifetime = DefaultSessionLifetime
+	for _, a := range apps {
+		if a.PreAuth != PreAuthPassthrough {
+			c.longestLifetime = max(c.longestLifetime, a.SessionLifetime)
+		}
+	}
 	return c
 }
 
@@ -216,7 +226,8 @@ func (c *Catalog) Groups() []*ConnectorGroup {
 
 // PolicyGroups returns every group that any app's policy names, sorted: the
 // auth functions keep only these in the global session (and read only these
-// from Microsoft Graph on group overage).
+// from Microsoft Graph on group overage), told by the session filter of
+// each signed app request (SignInRequest).
 func (c *Catalog) PolicyGroups() []string { return slices.Clone(c.polGroups) }
 
 // PolicyRoles returns every app role that any app's policy names, sorted.

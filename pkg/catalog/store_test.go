@@ -290,14 +290,14 @@ func TestStoreStats(t *testing.T) {
 	replaceFile(t, path, "apps: [")
 	last := ""
 	for range 3 {
-		last = s.poll(last)
+		last = s.poll(t.Context(), last)
 	}
 	if st := s.Stats(); st.Failures != 2 || !st.Failing {
 		t.Fatalf("after three polls of one broken file: %+v, want 2 failures, failing", st)
 	}
 	os.Remove(path)
 	for range 3 {
-		last = s.poll(last)
+		last = s.poll(t.Context(), last)
 	}
 	if st := s.Stats(); st.Failures != 3 || !st.Failing || !st.LoadedAt.Equal(clock) {
 		t.Fatalf("after three polls of a missing file: %+v, want 3 failures", st)

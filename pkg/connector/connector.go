@@ -479,15 +479,35 @@ func (c *Connector) renewLoop(ctx context.Context) {
 	}
 }
 
-func (c *Connector) renew(ctx context.Context) error {
+// tunnelClient returns a client of an attached node's API over the
+// tunnel, and a func that closes its connections.
+func (c *Connector) tunnelClient(op string) (*enroll.Client, func(), error) {
 	var link *meshLink
 	c.attached.Range(func(_, v any) bool { link = v.(*meshLink); return false })
 	if link == nil {
-		return errors.New("renew: not attached to any mesh node")
+		return nil, nil, fmt.Errorf("%s: not attached to any mesh node", op)
 	}
 	hc := &http.Client{Transport: &http.Transport{DialContext: c.node.DialContext}, Timeout: 15 * time.Second}
-	defer hc.CloseIdleConnections()
-	cl := &enroll.Client{BaseURL: "http://" + netip.AddrPortFrom(link.tunAddr, tunnelhttp.Port).String(), HTTPClient: hc}
+	return &enroll.Client{BaseURL: "http://" + netip.AddrPortFrom(link.tunAddr, tunnelhttp.Port).String(), HTTPClient: hc}, hc.CloseIdleConnections, nil
+}
+
+// UpdateSlot asks an attached mesh node for the group's current update
+// slot (see enroll.UpdateSlotPath).
+func (c *Connector) UpdateSlot(ctx context.Context, version string) (enroll.UpdateSlotResponse, error) {
+	cl, done, err := c.tunnelClient("update slot")
+	if err != nil {
+		return enroll.UpdateSlotResponse{}, err
+	}
+	defer done()
+	return cl.UpdateSlot(ctx, c.State().Credential, version)
+}
+
+func (c *Connector) renew(ctx context.Context) error {
+	cl, done, err := c.tunnelClient("renew")
+	if err != nil {
+		return err
+	}
+	defer done()
 	resp, err := cl.Renew(ctx, c.State().Credential)
 	if err != nil {
 		return err

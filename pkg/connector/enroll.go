@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -71,4 +72,23 @@ func checkMeshURL(s string) error {
 		return fmt.Errorf("mesh URL %q: want https://host[:port]", s)
 	}
 	return nil
+}
+
+// EnrollOnce enrols with the token that token returns only when cfg's
+// state directory holds no enrolment yet (a container's first start): it
+// returns the state and whether it enrolled. token is not called when the
+// connector is enrolled already, so the token may be gone by then.
+func EnrollOnce(ctx context.Context, cfg EnrollConfig, token func() (string, error)) (*State, bool, error) {
+	s, err := LoadState(cfg.StateDir)
+	if err == nil {
+		return s, false, nil
+	}
+	if !errors.Is(err, ErrNotEnrolled) {
+		return nil, false, err
+	}
+	if cfg.Token, err = token(); err != nil {
+		return nil, false, err
+	}
+	s, err = Enroll(ctx, cfg)
+	return s, err == nil, err
 }

@@ -285,11 +285,21 @@ func TestDrain(t *testing.T) {
 		served <- rec.Code
 	}()
 	waitFor(t, "request in flight", func() bool { return c.egress.InFlight() == 1 })
+	if got := probeCode(c, "/readyz"); got != http.StatusOK {
+		t.Fatalf("/readyz while attached: got %d, want 200", got)
+	}
 
 	drained := make(chan error, 1)
 	go func() { drained <- c.Drain(t.Context()) }()
 	for _, n := range m.nodes[:2] {
 		waitFor(t, "drain announced to "+n.id, func() bool { return len(n.detachCalls()) >= 1 })
+	}
+	// Draining: no longer ready (no new requests), still alive.
+	if got := probeCode(c, "/readyz"); got != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while draining: got %d, want 503", got)
+	}
+	if got := probeCode(c, "/healthz"); got != http.StatusOK {
+		t.Fatalf("/healthz while draining with links: got %d, want 200", got)
 	}
 	for _, n := range m.nodes[:2] {
 		if got, want := n.detachCalls(), []bool{true}; !slices.Equal(got, want) {
@@ -317,6 +327,13 @@ func TestDrain(t *testing.T) {
 	if got := m.nodes[0].attachN.Load() + m.nodes[1].attachN.Load() + m.nodes[2].attachN.Load(); got != attaches {
 		t.Fatalf("attaches after drain: got %d, want %d", got, attaches)
 	}
+}
+
+// probeCode is the status of GET path on c's admin handler.
+func probeCode(c *Connector, path string) int {
+	rec := httptest.NewRecorder()
+	c.healthHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Code
 }
 
 // TestDrainTimeout returns an error naming the requests still in flight

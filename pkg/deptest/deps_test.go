@@ -19,7 +19,8 @@ type depRule struct {
 	// Name labels the rule in test names and messages.
 	Name string
 	// Pattern is a go list package pattern relative to the module root,
-	// such as "./connectord" or "./functions/...".
+	// such as "./connectord" or "./functions/..."; several are separated
+	// by spaces.
 	Pattern string
 	// Dir is the directory, relative to the module root, whose Go files the
 	// pattern covers. While it holds no Go files the rule is logged as not
@@ -67,6 +68,14 @@ func depRules() []depRule {
 			GOOS:    []string{"linux"},
 			Deny:    []string{wireguard, gvisor, memberlist, module + "/pkg/authority", module + "/pkg/enroll", module + "/pkg/devidp"},
 			Why:     "the auth functions hold the session signing key and the OIDC client secret; they must not link the data plane, the gossip, the mesh authority or the development provider",
+		},
+		{
+			Name:    "binaries-without-build-tools",
+			Pattern: "./meshd/... ./connectord/... ./functions/...",
+			Dir:     "meshd",
+			GOOS:    []string{"linux"},
+			Deny:    []string{"helm.sh/helm", "k8s.io", "sigs.k8s.io", "github.com/google/go-containerregistry", "github.com/letsencrypt/pebble", module + "/infra/build"},
+			Why:     "the build tools' libraries (Helm, the Kubernetes API, go-containerregistry, Pebble) live in the infra/build module; the product links none of them, for a small module graph and a fast cold start",
 		},
 		{
 			Name:    "connectord",
@@ -195,7 +204,7 @@ type listedPackage struct {
 func checkDeps(tb testing.TB, root, pattern, goos string, deny []string) ([]violation, error) {
 	tb.Helper()
 	out, err := goCommand(tb.Context(), root, []string{"GOOS=" + goos, "GOARCH=amd64", "CGO_ENABLED=0"},
-		"list", "-deps", "-json=ImportPath,Imports,DepOnly", pattern)
+		append([]string{"list", "-deps", "-json=ImportPath,Imports,DepOnly"}, strings.Fields(pattern)...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -7,11 +7,25 @@ import (
 	"testing"
 )
 
-// TestGoModTidy fails when `go mod tidy` would change go.mod or go.sum.
-// It uses -diff, which changes nothing and exits non-zero with the diff;
-// the files are compared before and after to be sure of that.
+// separateModules are the repository's other Go modules (relative to the
+// main module's root), which hold what the product must not link (Helm,
+// the Kubernetes API, go-containerregistry): each must be tidy too.
+var separateModules = []string{"infra/build"}
+
+// TestGoModTidy fails when `go mod tidy` would change go.mod or go.sum of
+// the main module or of a separate module. It uses -diff, which changes
+// nothing and exits non-zero with the diff; the files are compared before
+// and after to be sure of that.
 func TestGoModTidy(t *testing.T) {
 	root := moduleRoot(t)
+	checkTidy(t, root)
+	for _, m := range separateModules {
+		t.Run(m, func(t *testing.T) { checkTidy(t, filepath.Join(root, m)) })
+	}
+}
+
+func checkTidy(t *testing.T, root string) {
+	t.Helper()
 	before := readModFiles(t, root)
 	out, err := goCommand(t.Context(), root, nil, "mod", "tidy", "-diff")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/policy"
@@ -70,6 +71,10 @@ type AuthConfig struct {
 	AuthURL string
 	// Verifier checks app tokens against the auth functions' JWKS. Required.
 	Verifier *session.Verifier
+	// Requests signs, with this node's node key, the app request that a
+	// browser carries to the auth functions: they keep no catalogue and
+	// learn the app's requirements from it. Required.
+	Requests *appreq.Signer
 	// Cache sits in front of Verifier for app cookies. Required.
 	Cache *session.Cache
 	// Assertions signs the identity assertion sent to backends; nil means
@@ -333,19 +338,38 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, app *catal
 	rand.Read(b[:])
 	nonce := base64.RawURLEncoding.EncodeToString(b[:])
 	binding := bindHash(nonce)
-	http.SetCookie(w, &http.Cookie{Name: bindCookieName(binding), Value: nonce, Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	rd, err := session.ValidReturnPath(rd)
 	if err != nil {
 		rd = "/"
 	}
-	q := url.Values{"app": {app.ID}, "rd": {rd}, "b": {binding}}
+	req := h.cfg.Catalog().SignInRequest(app, rd)
+	req.Binding, req.Fresh = binding, fresh
+	to, ok := h.authorizeURL(w, r, st, req)
+	if !ok {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: bindCookieName(binding), Value: nonce, Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	if fresh {
-		q.Set("fresh", "1")
 		http.SetCookie(w, &http.Cookie{Name: FreshCookie, Value: "1", Path: "/", MaxAge: int(h.auth.cfg.BindTTL / time.Second),
 			Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	}
-	http.Redirect(w, r, h.auth.cfg.AuthURL+"/authorize?"+q.Encode(), http.StatusFound)
+	http.Redirect(w, r, to, http.StatusFound)
+}
+
+// authorizeURL signs req with this node's key and returns the auth
+// functions' /authorize URL that carries it; if it cannot be signed, it
+// answers 500 and returns false.
+func (h *Handler) authorizeURL(w http.ResponseWriter, r *http.Request, st *reqState, req appreq.Request) (string, bool) {
+	signed, err := h.auth.cfg.Requests.Sign(req)
+	if err != nil {
+		st.errReason = "sign the app request: " + err.Error()
+		errpage.Write(w, r, errpage.Page{Status: http.StatusInternalServerError, Title: "Sign-in unavailable",
+			Reason: "The sign-in link could not be made.", RequestID: st.rid})
+		return "", false
+	}
+	q := url.Values{"app": {req.AppID}, appreq.Param: {signed}} // app only for the logs
+	return h.auth.cfg.AuthURL + "/authorize?" + q.Encode(), true
 }
 
 // bindCookieName names the bind cookie of the sign-in whose binding hash
@@ -390,6 +414,8 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, app *catalog.Ap
 	to := url.Values{"app": {app.ID}}
 	if noticed {
 		to.Set("done", "1")
+	} else if signed, err := h.auth.cfg.Requests.Sign(h.cfg.Catalog().SignInRequest(app, "")); err == nil {
+		to.Set(appreq.Param, signed) // where the auth functions send their sign-out notice
 	}
 	http.Redirect(w, r, h.auth.cfg.AuthURL+"/logout?"+to.Encode(), http.StatusFound)
 }

@@ -96,7 +96,7 @@ func newAuthHandlerWith(tb testing.TB, denied DenyList) (*Handler, *catalog.App,
 	}
 	rec := &recordingRevoker{}
 	h := New(Config{Catalog: func() *catalog.Catalog { return cat }, Denied: denied, Auth: &AuthConfig{
-		AuthURL: "https://auth.example.com", Verifier: v, Cache: session.NewCache(v, 1000), Revoker: rec}})
+		AuthURL: testAuthURL, Verifier: v, Requests: testRequests(tb), Cache: session.NewCache(v, 1000), Revoker: rec}})
 	return h, app, tok, ks, rec
 }
 

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/session"
@@ -194,15 +194,17 @@ func descriptionSafe(s string) string {
 }
 
 // cliLogin starts a command-line client's sign-in: it checks the loopback
-// port and the binding hash and sends the browser to the auth functions,
-// which return the app token to http://127.0.0.1:<port>/callback.
+// port and the binding hash, signs both into the app request
+// (appreq.Request.CLIPort and Binding) and sends the browser to the auth
+// functions, which return the app token to
+// http://127.0.0.1:<port>/callback.
 func (h *Handler) cliLogin(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
 	w.Header().Set("Cache-Control", "no-store")
 	errpage.Harden(w.Header())
 	q := r.URL.Query()
 	port, err := strconv.Atoi(q.Get("port"))
 	b := q.Get("b")
-	if err != nil || port < 1024 || port > 65535 || len(q["port"]) != 1 || len(q["b"]) != 1 || !validBindingHash(b) {
+	if err != nil || !appreq.ValidCLIPort(port) || len(q["port"]) != 1 || len(q["b"]) != 1 || !appreq.ValidBinding(b) {
 		h.writeUnauth(w, r, st, errpage.Page{Status: http.StatusBadRequest, Title: "Sign-in refused",
 			Reason: "A command-line sign-in needs a loopback port (1024-65535) and a binding hash.", RequestID: st.rid})
 		return
@@ -210,12 +212,9 @@ func (h *Handler) cliLogin(w http.ResponseWriter, r *http.Request, app *catalog.
 	if h.limitedUnauth(w, r, st) {
 		return
 	}
-	v := url.Values{"app": {app.ID}, "rd": {"/"}, "b": {b}, "cli": {strconv.Itoa(port)}}
-	http.Redirect(w, r, h.auth.cfg.AuthURL+"/authorize?"+v.Encode(), http.StatusFound)
-}
-
-// validBindingHash reports whether b is an unpadded base64url SHA-256.
-func validBindingHash(b string) bool {
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(b)
-	return err == nil && len(raw) == 32
+	req := h.cfg.Catalog().SignInRequest(app, "/")
+	req.Binding, req.CLIPort = b, port
+	if to, ok := h.authorizeURL(w, r, st, req); ok {
+		http.Redirect(w, r, to, http.StatusFound)
+	}
 }

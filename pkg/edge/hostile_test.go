@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -99,7 +100,7 @@ apps:
 	p.Upsert("c1", "hq", k.Public())
 	v := session.NewVerifier(session.VerifierConfig{Static: c.keys.JWKS(), Issuer: "https://auth.example.com"})
 	c.h = New(Config{Catalog: func() *catalog.Catalog { return cat }, Pool: p, Limits: limits, Auth: &AuthConfig{
-		AuthURL: "https://auth.example.com", Verifier: v, Cache: session.NewCache(v, 100)}})
+		AuthURL: testAuthURL, Verifier: v, Requests: testRequests(t), Cache: session.NewCache(v, 100)}})
 	if tlsOn {
 		c.edge = httptest.NewTLSServer(c.h)
 	} else {
@@ -470,12 +471,11 @@ func TestTwoTabsSignIn(t *testing.T) {
 		var bindings [2]string
 		for i := range 2 {
 			w := serve("/tab" + string(rune('1'+i)))
-			loc := w.Header().Get("Location")
-			if w.Code != http.StatusFound || !strings.Contains(loc, "b=") {
-				t.Fatalf("tab %d: got %d %q, want a sign-in redirect", i, w.Code, loc)
+			loc, _ := url.Parse(w.Header().Get("Location"))
+			if w.Code != http.StatusFound || loc == nil || loc.Path != "/authorize" {
+				t.Fatalf("tab %d: got %d %q, want a sign-in redirect", i, w.Code, w.Header().Get("Location"))
 			}
-			bindings[i] = loc[strings.Index(loc, "b=")+2:]
-			bindings[i], _, _ = strings.Cut(bindings[i], "&")
+			bindings[i] = requestOf(t, loc).Binding
 		}
 		if bindings[0] == bindings[1] {
 			t.Fatal("both tabs share one binding")

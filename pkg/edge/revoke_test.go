@@ -87,7 +87,7 @@ func TestRevokedCookieSignsInAfresh(t *testing.T) {
 				return
 			}
 			loc, _ := url.Parse(w.Header().Get("Location"))
-			if w.Code != http.StatusFound || loc.Query().Get("fresh") != "1" || !strings.HasSuffix(loc.Path, "/authorize") {
+			if w.Code != http.StatusFound || !strings.HasSuffix(loc.Path, "/authorize") || !requestOf(t, loc).Fresh {
 				t.Fatalf("got %d to %q, want a fresh sign-in", w.Code, w.Header().Get("Location"))
 			}
 			if c := setCookie(w, FreshCookie); c == nil || c.Value != "1" {
@@ -120,7 +120,7 @@ func TestRevokedHandoff(t *testing.T) {
 	}
 	w := call(false)
 	loc, _ := url.Parse(w.Header().Get("Location"))
-	if w.Code != http.StatusFound || loc.Query().Get("fresh") != "1" || loc.Query().Get("rd") != "/reports?q=1" {
+	if w.Code != http.StatusFound || !requestOf(t, loc).Fresh || requestOf(t, loc).ReturnPath != "/reports?q=1" {
 		t.Fatalf("first handoff: got %d to %q, want a fresh sign-in back to /reports?q=1", w.Code, w.Header().Get("Location"))
 	}
 	if setCookie(w, AppCookie) != nil {
@@ -156,8 +156,9 @@ func TestLogoutRevokesSession(t *testing.T) {
 	if c := setCookie(w, AppCookie); c == nil || c.MaxAge >= 0 {
 		t.Error("the app cookie was not cleared")
 	}
-	if loc := w.Header().Get("Location"); loc != "https://auth.example.com/logout?app=smartmoney" {
-		t.Errorf("got Location %q", loc)
+	if loc, _ := url.Parse(w.Header().Get("Location")); loc.Host != "auth.example.com" || loc.Path != "/logout" ||
+		loc.Query().Get("app") != "smartmoney" || requestOf(t, loc).Host != "smartmoney.example.com" {
+		t.Errorf("got Location %q, want the auth functions' /logout with smartmoney's signed request", loc)
 	}
 	notice := func(ks *session.Keyset, sid, aud string) string {
 		now := time.Now()

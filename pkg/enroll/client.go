@@ -203,6 +203,13 @@ func (c *Client) Renew(ctx context.Context, cred string) (RenewResponse, error) 
 	return resp, err
 }
 
+// UpdateSlot asks, over the tunnel, for the group's current update slot.
+func (c *Client) UpdateSlot(ctx context.Context, cred, version string) (UpdateSlotResponse, error) {
+	var resp UpdateSlotResponse
+	err := c.do(ctx, "update slot", UpdateSlotPath, UpdateSlotRequest{Credential: cred, Version: version}, &resp)
+	return resp, err
+}
+
 // do POSTs in as JSON to path and decodes a 2xx answer into out (nil:
 // the answer is not read as JSON). Its errors
 // never contain the request body.

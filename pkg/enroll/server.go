@@ -2,6 +2,8 @@ package enroll
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -139,6 +142,9 @@ type Config struct {
 	// PingRateBurst is the PingPath burst allowed per client; zero means
 	// DefaultPingRateBurst (200).
 	PingRateBurst int
+	// UpdateSlot is the length of the connector groups' update slots
+	// (UpdateSlotPath); zero means UpdateSlotLength.
+	UpdateSlot time.Duration
 	// Now is the clock for rate limiting and durations; nil means time.Now.
 	// Token times follow the Authority's own clock.
 	Now func() time.Time
@@ -155,6 +161,7 @@ type Server struct {
 	revoker  Revoker
 	attacher Attacher
 	ttl      time.Duration
+	slot     time.Duration
 	logger   *slog.Logger
 	limiter  *iplimit.Limiter
 	pings    *iplimit.Limiter
@@ -183,6 +190,7 @@ func NewServer(cfg Config) (*Server, error) {
 		revoker:  cfg.Revoker,
 		attacher: cfg.Attacher,
 		ttl:      cmp(cfg.CredentialTTL, DefaultCredentialTTL),
+		slot:     cmp(cfg.UpdateSlot, UpdateSlotLength),
 		logger:   cfg.Logger,
 		now:      cfg.Now,
 	}
@@ -265,6 +273,8 @@ func (s *Server) serve(r *http.Request, w http.ResponseWriter, st *reqState, now
 		route = s.attach
 	case RenewPath:
 		route = s.renew
+	case UpdateSlotPath:
+		route = s.updateSlot
 	case DetachPath:
 		route = s.detach
 	case NodesPath:
@@ -337,9 +347,8 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	if e := s.checkConnector(id, info.Group, pub); e != nil {
 		return nil, e
 	}
-	if s.used.Has(info.ID) {
-		return nil, alreadyUsed()
-	}
+	// A used token is refused by the redeemer below, which also accepts
+	// a retry of the redemption that burnt it (the same key).
 	cred, c, err := s.auth.IssueCredential(id, info.Group, pub, s.ttl)
 	if err != nil {
 		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
@@ -537,12 +546,7 @@ func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
 	if e != nil {
 		return nil, e
 	}
-	if want := c.PublicKey.Addr(); st.remote != want {
-		return nil, newAPIErr(http.StatusForbidden, CodeTunnelAddrMismatch,
-			"renew over the WireGuard tunnel with the credential's own key",
-			fmt.Errorf("remote %v, want tunnel address %v", st.remote, want))
-	}
-	if e := s.checkConnector(c.ConnectorID, c.Group, c.PublicKey); e != nil {
+	if e := s.fromOwnTunnel(c, st, "renew"); e != nil {
 		return nil, e
 	}
 	cred, fresh, err := s.auth.IssueCredential(c.ConnectorID, c.Group, c.PublicKey, s.ttl)
@@ -550,6 +554,56 @@ func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
 		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
 	}
 	return RenewResponse{Credential: cred, Expires: fresh.Expires}, nil
+}
+
+// fromOwnTunnel checks that a request came through the tunnel from the
+// credential's own key, and that the connector is not revoked and its
+// group still exists; what names the request in the message.
+func (s *Server) fromOwnTunnel(c authority.Credential, st *reqState, what string) *apiErr {
+	if want := c.PublicKey.Addr(); st.remote != want {
+		return newAPIErr(http.StatusForbidden, CodeTunnelAddrMismatch,
+			what+" over the WireGuard tunnel with the credential's own key",
+			fmt.Errorf("remote %v, want tunnel address %v", st.remote, want))
+	}
+	return s.checkConnector(c.ConnectorID, c.Group, c.PublicKey)
+}
+
+// updateSlot grants the current update slot of the connector's group to
+// at most one connector of the group across the whole mesh: the slot is
+// redeemed like a one-time token (a majority vote in a cluster, so a
+// partition's minority grants nothing), keyed by group and slot start. A
+// retry by the winner is refused too: a connector asks once per slot.
+func (s *Server) updateSlot(r *http.Request, st *reqState) (any, *apiErr) {
+	req, c, e := decodeVerified[UpdateSlotRequest](s, r, st, func(q *UpdateSlotRequest) string { return q.Credential })
+	if e != nil {
+		return nil, e
+	}
+	if e := s.fromOwnTunnel(c, st, "ask for an update slot"); e != nil {
+		return nil, e
+	}
+	start := s.now().Truncate(s.slot)
+	sum := sha256.Sum256([]byte("update slot\x00" + c.Group + "\x00" + strconv.FormatInt(start.Unix(), 10)))
+	slot := authority.TokenInfo{ID: "update-slot-" + hex.EncodeToString(sum[:16]), Group: c.Group, IssuedAt: start, Expires: start.Add(s.slot)}
+	granted, err := s.redeemer.Redeem(r.Context(), slot, c.PublicKey)
+	if err != nil {
+		return nil, newAPIErr(http.StatusServiceUnavailable, CodeTokenCheckUnavailable, "the mesh cannot decide the update slot now; retry later", err)
+	}
+	s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printableVersion(req.Version),
+		"granted", granted, "slot_end", slot.Expires)
+	return UpdateSlotResponse{Granted: granted, Start: start, Until: slot.Expires}, nil
+}
+
+// printableVersion bounds a client-given version for the logs.
+func printableVersion(v string) string {
+	if len(v) > 64 {
+		v = v[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, v)
 }
 
 // decodeVerified decodes a request body of type T and verifies the

@@ -32,6 +32,10 @@ const (
 	NodesPath = PathPrefix + "nodes"
 	// RenewPath exchanges a credential, over the tunnel, for a fresh one.
 	RenewPath = PathPrefix + "renew"
+	// UpdateSlotPath asks, over the tunnel, for the connector group's
+	// update slot: the one time window in which this connector alone of
+	// its group may restart into a new version.
+	UpdateSlotPath = PathPrefix + "update-slot"
 	// PingPath answers GET and HEAD with 204 No Content and no body,
 	// without authentication; connectors time it to measure their RTT to
 	// each mesh node.
@@ -160,6 +164,32 @@ type NodesRequest struct {
 // AttachResponse.Nodes does.
 type NodesResponse struct {
 	Nodes []NodeInfo `json:"nodes"`
+}
+
+// UpdateSlotLength is the length of an update slot. A connector that got a
+// slot restarts into its new version only while enough of the slot is left
+// for its drain and its trial's attach, so that no two connectors of a
+// group are ever down for an update at once.
+const UpdateSlotLength = 15 * time.Minute
+
+// UpdateSlotRequest is the body of POST UpdateSlotPath, sent over the
+// tunnel.
+type UpdateSlotRequest struct {
+	// Credential is the connector's credential.
+	Credential string `json:"credential"`
+	// Version is the version it would update to, for the logs.
+	Version string `json:"version"`
+}
+
+// UpdateSlotResponse answers an UpdateSlotRequest.
+type UpdateSlotResponse struct {
+	// Granted reports whether this connector holds the current slot of its
+	// group: no other connector of the group got it, at any mesh node.
+	Granted bool `json:"granted"`
+	// Start and Until bound the slot; a connector not granted asks again
+	// after Until.
+	Start time.Time `json:"start"`
+	Until time.Time `json:"until"`
 }
 
 // RenewRequest is the body of POST RenewPath, sent over the tunnel.

@@ -161,22 +161,43 @@ func (c *Cluster) notify() {
 	}
 }
 
-// Join contacts the configured seeds and returns how many were joined. It
-// fails with ErrJoin when seeds are configured and none answers; no seeds
-// means (0, nil).
+// Join contacts the configured and discovered seeds and returns how many
+// were joined. It fails with ErrJoin when there are seeds and none
+// answers; no seeds means (0, nil): the first node of a cluster.
 func (c *Cluster) Join(ctx context.Context) (int, error) {
-	if len(c.cfg.Seeds) == 0 {
-		return 0, nil
-	}
 	if c.isClosed() {
 		return 0, fmt.Errorf("gossip: join: %w", ErrClosed)
 	}
-	n, err := c.joinAddrs(ctx, c.cfg.Seeds)
+	seeds := c.seeds(ctx)
+	if len(seeds) == 0 {
+		return 0, nil
+	}
+	n, err := c.joinAddrs(ctx, seeds)
 	if n == 0 {
 		return 0, fmt.Errorf("gossip: join %s: %w (wrong gossip key or cluster label, or seeds down): %s",
-			strings.Join(c.cfg.Seeds, ","), ErrJoin, joinCauses(err))
+			strings.Join(seeds, ","), ErrJoin, joinCauses(err))
 	}
 	return n, nil
+}
+
+// seeds returns the configured seeds and those Discover finds, without
+// this node's own address.
+func (c *Cluster) seeds(ctx context.Context) []string {
+	out := slices.Clone(c.cfg.Seeds)
+	if c.cfg.Discover != nil {
+		found, err := c.cfg.Discover(ctx)
+		if err != nil {
+			c.log.Warn("gossip_discovery_failed", "error", err.Error(), "found", len(found))
+		}
+		self := c.ml.LocalNode().Address()
+		for _, a := range found {
+			if a != self {
+				out = append(out, a)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // joinCauses renders memberlist's multi-error on one line.
@@ -256,7 +277,10 @@ func (c *Cluster) Run(ctx context.Context) {
 
 // rejoin contacts failed members and, when alone, the seeds.
 func (c *Cluster) rejoin(ctx context.Context) {
-	addrs := c.rejoinCandidates(time.Now())
+	addrs, alone := c.rejoinCandidates(time.Now())
+	if alone {
+		addrs = append(addrs, c.seeds(ctx)...)
+	}
 	if len(addrs) == 0 {
 		return
 	}
@@ -269,9 +293,9 @@ func (c *Cluster) rejoin(ctx context.Context) {
 }
 
 // rejoinCandidates lists the addresses of members that failed (not left)
-// within failedMemory and are not alive under another entry, plus the seeds
-// when no other member is alive.
-func (c *Cluster) rejoinCandidates(now time.Time) []string {
+// within failedMemory and are not alive under another entry, and reports
+// whether no other member is alive (then the seeds are contacted too).
+func (c *Cluster) rejoinCandidates(now time.Time) (addrs []string, alone bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	alive := map[string]bool{}
@@ -288,11 +312,8 @@ func (c *Cluster) rejoinCandidates(now time.Time) []string {
 			out = append(out, n.addr)
 		}
 	}
-	if others == 0 {
-		out = append(out, c.cfg.Seeds...)
-	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return slices.Compact(out), others == 0
 }
 
 // refresh is Run's periodic housekeeping.

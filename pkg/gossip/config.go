@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -54,8 +55,13 @@ type Config struct {
 	// are refused. Empty means no label.
 	Label string
 	// Seeds are the "host:port" gossip addresses Join and the rejoin loop
-	// contact. Empty means Join does nothing.
+	// contact. Empty (and no Discover) means Join does nothing.
 	Seeds []string
+	// Discover, if set, finds further seeds each time they are needed
+	// (Join, and a rejoin while alone): the other nodes' gossip addresses
+	// from EC2 tags or DNS (pkg/discover). It may return some addresses
+	// with an error; this node's own address is dropped from them.
+	Discover func(ctx context.Context) ([]string, error)
 	// Timing sets the failure detector and gossip rates; the zero value
 	// means DefaultTiming().
 	Timing Timing

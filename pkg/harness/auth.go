@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/authfn"
-	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/devcert"
 	"github.com/postern/postern/pkg/devidp"
 	"github.com/postern/postern/pkg/session"
@@ -89,13 +89,9 @@ func (h *Harness) startAuthService(appPort string) error {
 	}
 	stateKey := make([]byte, 32)
 	rand.Read(stateKey)
-	store, err := catalog.NewStore(h.CatalogPath, h.logger)
-	if err != nil {
-		return err
-	}
 	base, _ := strings.CutSuffix(a.idp.Issuer(), "/"+devidp.DemoTenantID+"/v2.0")
 	svc, err := authfn.New(authfn.Config{
-		AuthURL: a.URL, AppPort: ":" + appPort, Catalog: store, Keys: keys, StateKey: stateKey,
+		AuthURL: a.URL, AppPort: ":" + appPort, MeshAuthorityKeys: []ed25519.PublicKey{h.authorityPub}, Keys: keys, StateKey: stateKey,
 		EntraAuthorityBase: base, TenantID: devidp.DemoTenantID, ClientID: "postern", ClientSecret: a.secret,
 		GraphURL: a.idp.GraphURL(), PostLogoutURLs: []string{a.URL + "/healthz"},
 		HTTPClient: a.client, Logger: h.logger.With("service", "authfn"),

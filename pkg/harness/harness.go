@@ -7,6 +7,7 @@ package harness
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/postern/postern/pkg/acmecert"
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/devcert"
@@ -78,6 +80,9 @@ type Options struct {
 	// CredentialTTL is the lifetime of connector credentials; zero means
 	// the mesh default.
 	CredentialTTL time.Duration
+	// UpdateSlot is the mesh nodes' update slot length; zero means
+	// theirs (15m).
+	UpdateSlot time.Duration
 	// Carrier forces the connectors' WireGuard carrier; the zero value
 	// means automatic choice (UDP first, then the stream).
 	Carrier streambind.Carrier
@@ -106,6 +111,11 @@ type Options struct {
 	// Limits bounds what one client may cost each mesh node; the zero
 	// value means meshnode's defaults.
 	Limits meshnode.Limits
+	// ACME, if set, has the mesh nodes obtain their certificates for the
+	// catalogue's hosts from this ACME server (each in its own state
+	// directory); the development certificate still serves every other
+	// name. Nil means the development certificate only.
+	ACME *acmecert.Config
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -116,7 +126,10 @@ type Harness struct {
 	CatalogPath string
 	CA          *devcert.CA
 	Authority   *authority.Authority
-	AppHost     string
+	// authorityPub is the authority's public key, which the auth
+	// functions trust for signed app requests.
+	authorityPub ed25519.PublicKey
+	AppHost      string
 	// App is the sample internal app's base URL ("http://127.0.0.1:port").
 	App string
 
@@ -235,6 +248,7 @@ func (h *Harness) start(ctx context.Context) error {
 	if h.Authority, err = authority.New(authority.Config{Key: key}); err != nil {
 		return err
 	}
+	h.authorityPub = key.Public()
 	if err := h.startApp(); err != nil {
 		return err
 	}
@@ -338,7 +352,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		ID: id, Region: region, Listener: l, TLS: devcert.ServerTLS(h.cert),
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
-		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), BearerHTTPClient: h.authClient(),
+		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, UpdateSlot: h.opts.UpdateSlot, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), BearerHTTPClient: h.authClient(),
 		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
 	}
 	if raceDetector {
@@ -349,6 +363,10 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]
+	}
+	if h.opts.ACME != nil {
+		ac := *h.opts.ACME
+		cfg.ACME = &ac
 	}
 	var gossipAddr string
 	if t := h.opts.Topology; t != nil {
@@ -363,6 +381,13 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 			l.Close()
 			return nil, err
 		}
+		if cfg.NodeCredential, err = h.nodeCredential(dir, id, region); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	if cfg.NodeCredential.IsZero() && cfg.AuthURL != "" {
+		// It signs the app requests of sign-in with its node key.
 		if cfg.NodeCredential, err = h.nodeCredential(dir, id, region); err != nil {
 			l.Close()
 			return nil, err

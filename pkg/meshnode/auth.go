@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/pkg/appreq"
+	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/wgkey"
@@ -21,8 +23,10 @@ import (
 // newAuthConfig builds the edge's pre-authentication settings: a verifier
 // of app tokens against the auth functions' JWKS, a verified-token cache,
 // and this node's own identity-assertion keys (kept in the state
-// directory; backends verify them through /.postern/jwks.json).
-func newAuthConfig(cfg Config, logger *slog.Logger) (*edge.AuthConfig, error) {
+// directory; backends verify them through /.postern/jwks.json), and the
+// signer of the app requests that browsers carry to the auth functions
+// (this node's node key and credential).
+func newAuthConfig(cfg Config, nodeKey authority.Key, logger *slog.Logger) (*edge.AuthConfig, error) {
 	if cfg.AuthURL == "" {
 		return nil, nil
 	}
@@ -36,7 +40,11 @@ func newAuthConfig(cfg Config, logger *slog.Logger) (*edge.AuthConfig, error) {
 	}
 	v := session.NewVerifier(session.VerifierConfig{JWKSURL: base + "/.well-known/jwks.json",
 		HTTPClient: cfg.AuthHTTPClient, Issuer: base, Logger: logger})
-	return &edge.AuthConfig{AuthURL: base, Verifier: v, Cache: session.NewCache(v, 100_000), Assertions: keys}, nil
+	requests, err := appreq.NewSigner(appreq.SignerConfig{Credential: cfg.NodeCredential, Sign: nodeKey.Sign, Audience: base})
+	if err != nil {
+		return nil, fmt.Errorf("meshnode: %w", err)
+	}
+	return &edge.AuthConfig{AuthURL: base, Verifier: v, Requests: requests, Cache: session.NewCache(v, 100_000), Assertions: keys}, nil
 }
 
 func loadOrCreateKeyset(path string) (*session.Keyset, error) {

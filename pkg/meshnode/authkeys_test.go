@@ -50,9 +50,20 @@ func newTestNode(t *testing.T, catalogYAML, authURL string, client *http.Client)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := New(Config{ID: "n1", Listen: "127.0.0.1:0", PlainHTTP: true, StateDir: filepath.Join(dir, "state"),
-		Authority: auth, CatalogPath: catPath, CatalogPoll: -1, AuthURL: authURL, AuthHTTPClient: client, DrainTimeout: -1,
-		AuthStartupWait: 100 * time.Millisecond})
+	// A node serving pre-authenticated apps signs their sign-in requests
+	// with its node key: it needs its node credential.
+	state := filepath.Join(dir, "state")
+	nk, err := InitKeys(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := auth.IssueNodeCredential("n1", "local", nk.WG, nk.Node, authority.DefaultNodeCredentialTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(Config{ID: "n1", Region: "local", Listen: "127.0.0.1:0", PlainHTTP: true, StateDir: state,
+		Authority: auth, NodeCredential: cred, CatalogPath: catPath, CatalogPoll: -1, AuthURL: authURL, AuthHTTPClient: client,
+		DrainTimeout: -1, AuthStartupWait: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

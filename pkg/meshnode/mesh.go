@@ -46,6 +46,10 @@ type ClusterConfig struct {
 	Label string
 	// Seeds are gossip addresses to join and, after a partition, rejoin.
 	Seeds []string
+	// Discover, if set, finds further seeds whenever they are needed (see
+	// gossip.Config.Discover; pkg/discover's Discoverer.Addrs); nil means
+	// Seeds only.
+	Discover func(ctx context.Context) ([]string, error)
 	// Timing tunes failure detection; the zero value means
 	// gossip.DefaultTiming().
 	Timing gossip.Timing
@@ -138,7 +142,7 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 		Identity: gossip.Identity{Credential: n.cfg.NodeCredential, Key: n.nodeKey}, Verifier: n.cfg.Authority,
 		Revocations: gossipRevocations{n}, OnStateMerged: m.noteState,
 		BindAddr: cfg.GossipListen, AdvertiseAddr: cfg.GossipAdvertise, Transport: cfg.Transport, Keys: cfg.Keys,
-		Insecure: cfg.Insecure, Label: cfg.Label, Seeds: cfg.Seeds, Timing: cfg.Timing, Tokens: n.used,
+		Insecure: cfg.Insecure, Label: cfg.Label, Seeds: cfg.Seeds, Discover: cfg.Discover, Timing: cfg.Timing, Tokens: n.used,
 		Logger: n.logger, Registerer: n.cfg.Registry, // the cluster adds component=gossip itself
 	})
 	if err != nil {
@@ -170,7 +174,7 @@ func (m *mesh) run(ctx context.Context) {
 	wg.Add(2)
 	go func() { defer wg.Done(); m.cluster.Run(ctx) }()
 	go func() { defer wg.Done(); m.peers.Run(ctx) }()
-	if len(m.cfg.Seeds) > 0 {
+	if len(m.cfg.Seeds) > 0 || m.cfg.Discover != nil {
 		if _, err := m.cluster.Join(ctx); err != nil {
 			m.n.logger.Warn("gossip_join_failed", "error", err, "seeds", m.cfg.Seeds, "retry", "in the background")
 		} else {

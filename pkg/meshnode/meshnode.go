@@ -25,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/postern/postern/pkg/acmecert"
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/bearer"
 	"github.com/postern/postern/pkg/catalog"
@@ -55,6 +56,12 @@ type Config struct {
 	// TLS serves the public listener with HTTP/1.1 and HTTP/2; nil means
 	// plain HTTP, which is allowed only with PlainHTTP set.
 	TLS *tls.Config
+	// ACME, if set, obtains and renews the public listener's certificates
+	// by ACME (TLS-ALPN-01) for the catalogue's hosts and the cluster's
+	// public URL host; TLS's certificate, if any, then serves every other
+	// name. Its Dir defaults to <StateDir>/acme, Hosts to those hosts,
+	// Logger to Logger.
+	ACME *acmecert.Config
 	// PlainHTTP allows serving without TLS, for local use only.
 	PlainHTTP bool
 	// WGListen is the UDP address WireGuard binds; its zero value means
@@ -87,8 +94,17 @@ type Config struct {
 	// Authority signs and verifies enrolment tokens and credentials.
 	// Required.
 	Authority *authority.Authority
-	// CatalogPath is the catalogue file. Required.
+	// CatalogPath is the catalogue file. Required unless CatalogSource is
+	// set.
 	CatalogPath string
+	// CatalogSource, when set, is where the catalogue is read from instead
+	// of CatalogPath (awsapi.S3Source: one S3 object that every node of
+	// the mesh reads); nil means the file CatalogPath.
+	CatalogSource catalog.Source
+	// UpdateSlot is the length of the connector groups' update slots (one
+	// connector of a group restarts into a new version per slot); zero
+	// means enroll.UpdateSlotLength (15m). Tests shorten it.
+	UpdateSlot time.Duration
 	// CatalogPoll is the interval at which the catalogue file is checked
 	// for changes; zero means 2s, negative disables watching.
 	CatalogPoll time.Duration
@@ -148,6 +164,7 @@ type Node struct {
 	cfg         Config
 	logger      *slog.Logger
 	catalog     *catalog.Store
+	acme        *acmecert.Manager // nil without ACME
 	wgKey       wgkey.Private
 	nodeKey     authority.Key
 	revoked     *revoke.List
@@ -178,7 +195,7 @@ type Node struct {
 // New builds a Node: it loads the catalogue (an invalid one is an error),
 // the WireGuard key, and the used-token list, and binds the listeners.
 func New(cfg Config) (*Node, error) {
-	if cfg.TLS == nil && !cfg.PlainHTTP {
+	if cfg.TLS == nil && cfg.ACME == nil && !cfg.PlainHTTP {
 		return nil, errors.New("meshnode: no TLS certificate configured (plain HTTP must be enabled explicitly, for local use only)")
 	}
 	if cfg.Authority == nil {
@@ -201,7 +218,11 @@ func New(cfg Config) (*Node, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("node", cfg.ID)
-	store, err := catalog.NewStore(cfg.CatalogPath, logger)
+	src := cfg.CatalogSource
+	if src == nil {
+		src = catalog.FileSource(cfg.CatalogPath)
+	}
+	store, err := catalog.NewStoreFrom(context.Background(), src, logger)
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
@@ -216,9 +237,9 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: node key: %w", err)
 	}
-	if cfg.Cluster != nil {
+	if cfg.Cluster != nil || cfg.AuthURL != "" || !cfg.NodeCredential.IsZero() {
 		if cfg.NodeCredential.IsZero() {
-			return nil, errors.New("meshnode: a node of a cluster needs its node credential; mint it with \"meshd node credential\"")
+			return nil, errors.New("meshnode: a node of a cluster, or serving pre-authenticated apps (it signs their sign-in requests), needs its node credential; mint it with \"meshd node credential\"")
 		}
 		if _, err := cfg.Authority.VerifyNodeCredential(cfg.NodeCredential.Bytes()); err != nil {
 			return nil, fmt.Errorf("meshnode: node credential: %w", err)
@@ -250,6 +271,17 @@ func New(cfg Config) (*Node, error) {
 	cfg.TLS = hardenTLS(cfg.TLS)
 	n := &Node{cfg: cfg, logger: logger, catalog: store, used: used, wgKey: key, nodeKey: nodeKey, revoked: revoked,
 		enforceKick: make(chan struct{}, 1), limits: cfg.Limits.withDefaults(), connMetrics: newConnMetrics(cfg.Registry)}
+	if cfg.ACME != nil {
+		publicHost := ""
+		if cfg.Cluster != nil {
+			publicHost = publicHostOf(cfg.Cluster.PublicURL)
+		}
+		var acmeTLS *tls.Config
+		if n.acme, acmeTLS, err = newACME(cfg, store, publicHost); err != nil {
+			return nil, fmt.Errorf("meshnode: %w", err)
+		}
+		n.cfg.TLS = hardenTLS(acmeTLS)
+	}
 	n.revMetrics = newRevocationMetrics(cfg.Registry)
 	udp := cfg.WGBind
 	if udp == nil {
@@ -267,7 +299,7 @@ func New(cfg Config) (*Node, error) {
 	pc := cfg.Pool
 	pc.Dial, pc.Pinger, pc.Logger = wgn.DialContext, wgn, logger
 	n.pool = pool.New(pc)
-	authCfg, err := newAuthConfig(cfg, logger)
+	authCfg, err := newAuthConfig(cfg, nodeKey, logger)
 	if err != nil {
 		wgn.Close()
 		return nil, err
@@ -307,7 +339,7 @@ func New(cfg Config) (*Node, error) {
 		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked, Audit: cfg.Audit, NodeID: cfg.ID,
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: logger.With("component", "bearer")})})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
-		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit}
+		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot}
 	if n.mesh != nil {
 		ec.Redeemer = n.mesh.redeem
 	}
@@ -542,6 +574,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { n.pool.Run(life) })
 	wg.Go(func() { n.enforceLoop(life) })
+	if n.acme != nil {
+		wg.Go(func() { n.acme.Run(life) })
+	}
 	if n.cfg.CatalogPoll >= 0 {
 		poll := n.cfg.CatalogPoll
 		if poll == 0 {
@@ -663,6 +698,7 @@ func (n *Node) inFlight() int64 {
 func (n *Node) tunnelHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(enroll.RenewPath, n.enroll)
+	mux.Handle(enroll.UpdateSlotPath, n.enroll)
 	if n.mesh != nil {
 		mux.Handle(tokensPath, n.mesh.meshOnly(n.mesh.tokensHandler()))
 		mux.Handle("/", n.mesh.relayGate(n.edge.RelayHandler()))

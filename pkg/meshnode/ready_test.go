@@ -99,13 +99,24 @@ func TestReadiness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A node serving pre-authenticated apps signs their sign-in
+	// requests with its node key: it needs its node credential.
+	nk, err := InitKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := ca.IssueNodeCredential("n1", "local", nk.WG, nk.Node, authority.DefaultNodeCredentialTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	const delay = time.Second // long enough to check, on a busy machine, that the listener still accepts
-	n, err := New(Config{ID: "n1", Listener: l, PlainHTTP: true, WGListen: netip.MustParseAddrPort("127.0.0.1:0"),
-		StateDir: dir, Authority: ca, CatalogPath: catPath, CatalogPoll: 20 * time.Millisecond, AuthURL: auth.URL, DrainDelay: delay, DrainTimeout: 5 * time.Second})
+	n, err := New(Config{ID: "n1", Region: "local", Listener: l, PlainHTTP: true, WGListen: netip.MustParseAddrPort("127.0.0.1:0"),
+		StateDir: dir, Authority: ca, NodeCredential: cred, CatalogPath: catPath, CatalogPoll: 20 * time.Millisecond, AuthURL: auth.URL,
+		DrainDelay: delay, DrainTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

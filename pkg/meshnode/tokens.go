@@ -93,14 +93,14 @@ var _ enroll.Redeemer = (*redeemer)(nil)
 // Redeem burns t for the whole mesh, for the enrolment of key.
 func (r *redeemer) Redeem(ctx context.Context, t authority.TokenInfo, key wgkey.Public) (bool, error) {
 	m := r.m
-	if m.n.used.Has(t.ID) {
-		return false, nil
+	rid := redemptionID(t.ID, key)
+	if won, used := m.redeemed(t.ID, rid); used {
+		return won, nil
 	}
 	live, known := m.electorate()
 	if 2*len(live) <= len(known) {
 		return false, fmt.Errorf("%w: this node sees %d of the %d mesh nodes it knows, no majority (a partition?)", enroll.ErrRedeemUnavailable, len(live), len(known))
 	}
-	rid := redemptionID(t.ID, key)
 	owner := ownerOf(t.ID, live)
 	if owner.ID == m.n.cfg.ID {
 		return r.own(ctx, t, rid)
@@ -111,12 +111,22 @@ func (r *redeemer) Redeem(ctx context.Context, t authority.TokenInfo, key wgkey.
 	}
 	switch ans.Result {
 	case resFirst:
-		m.n.used.Merge([]authority.UsedToken{{ID: t.ID, Expires: t.Expires}})
+		m.n.used.Merge([]authority.UsedToken{{ID: t.ID, Expires: t.Expires, RID: rid}})
 		return true, nil
 	case resUsed:
 		return false, nil
 	}
 	return false, fmt.Errorf("%w: the token's owner %s: %s", enroll.ErrRedeemUnavailable, owner.ID, ans.Reason)
+}
+
+// redeemed reports whether token id is known used and, if so, whether
+// redemption rid is the one that burnt it: a retry of the winning
+// redemption (the same enrollee, whose first answer was lost, e.g. to a
+// timeout between nodes) is accepted again — its credential is sealed to
+// the same key.
+func (m *mesh) redeemed(id, rid string) (won, used bool) {
+	winner, used := m.n.used.RedeemedBy(id)
+	return used && rid != "" && winner == rid, used
 }
 
 // redemptionID names the redemption of token jti for key: a retry for
@@ -133,8 +143,8 @@ func (r *redeemer) own(ctx context.Context, t authority.TokenInfo, rid string) (
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.m
-	if m.n.used.Has(t.ID) {
-		return false, nil
+	if won, used := m.redeemed(t.ID, rid); used {
+		return won, nil
 	}
 	req := tokenRequest{Op: opReserve, ID: t.ID, RID: rid, IssuedAt: t.IssuedAt, Expires: t.Expires}
 	mine := m.vote(req)
@@ -183,10 +193,11 @@ func (r *redeemer) own(ctx context.Context, t authority.TokenInfo, rid string) (
 	if yes < need {
 		return false, fmt.Errorf("%w: only %d of the %d mesh nodes known voted for this redemption", enroll.ErrRedeemUnavailable, yes, len(known))
 	}
-	if err := m.n.used.Merge([]authority.UsedToken{{ID: t.ID, Expires: t.Expires}}); err != nil {
+	used := authority.UsedToken{ID: t.ID, Expires: t.Expires, RID: rid}
+	if err := m.n.used.Merge([]authority.UsedToken{used}); err != nil {
 		m.n.logger.Warn("used_token_not_recorded", "token_id", t.ID, "error", err)
 	}
-	m.cluster.TokenUsed(authority.UsedToken{ID: t.ID, Expires: t.Expires})
+	m.cluster.TokenUsed(used)
 	return true, nil
 }
 
@@ -194,7 +205,10 @@ func (r *redeemer) own(ctx context.Context, t authority.TokenInfo, rid string) (
 // redeemed or this node voted for another redemption of it, first when it
 // votes for this one, unavailable when it cannot vote.
 func (m *mesh) vote(req tokenRequest) tokenAnswer {
-	if m.n.used.Has(req.ID) {
+	if won, used := m.redeemed(req.ID, req.RID); used {
+		if won {
+			return tokenAnswer{Result: resFirst}
+		}
 		return tokenAnswer{Result: resUsed}
 	}
 	granted, err := m.n.used.Grant(req.ID, req.RID, req.IssuedAt, req.Expires)

@@ -138,6 +138,17 @@ type AppClaims struct {
 // kept as a cookie on the auth host only.
 type SessionClaims struct {
 	Identity
+	// Filter is the digest of the session filter (pkg/appreq) that the
+	// identity's groups and roles were cut to; a request with another
+	// filter does not use them. Empty in sessions that predate it.
+	Filter string `json:"sfd,omitempty"`
+	// NoticeHost is the host of the app the session was signed in for: a
+	// sign-out at the auth host alone carries its notice there.
+	NoticeHost string `json:"nh,omitempty"`
+	// NoticeLifetime is the catalogue's longest app token lifetime, in
+	// seconds, when the session began: a sign-out notice outlives the
+	// session's end by it.
+	NoticeLifetime int64 `json:"nlt,omitempty"`
 	// Audience is the auth host, without port.
 	Audience string `json:"aud"`
 	// IssuedAt and Expiry are Unix seconds.

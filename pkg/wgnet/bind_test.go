@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -314,13 +315,23 @@ func TestConcurrentStreams(t *testing.T) {
 			}()
 		}
 	}()
+	// The streams get the test's own time (32 MiB through userspace
+	// WireGuard took over 30 s on a loaded 2-core machine), ending a
+	// minute before the test binary's deadline so that a hang is reported
+	// as timed out, with the stream that hung.
+	ctx := t.Context()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-time.Minute))
+		defer cancel()
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, streams)
 	for i := range streams {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- sendAndCheck(t.Context(), a, b.Addr(), 90, size, i)
+			errs <- sendAndCheck(ctx, a, b.Addr(), 90, size, i)
 		}()
 	}
 	wg.Wait()
@@ -333,10 +344,8 @@ func TestConcurrentStreams(t *testing.T) {
 }
 
 // sendAndCheck sends size random bytes to port on to and compares the
-// SHA-256 the server returns with its own.
+// SHA-256 the server returns with its own, within ctx's deadline.
 func sendAndCheck(ctx context.Context, from *Node, to netip.Addr, port uint16, size, id int) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	c, err := from.DialContext(ctx, "tcp", netip.AddrPortFrom(to, port).String())
 	if err != nil {
 		return fmt.Errorf("stream %d: %w", id, err)
@@ -350,6 +359,9 @@ func sendAndCheck(ctx context.Context, from *Node, to netip.Addr, port uint16, s
 		rand.Read(buf)
 		h.Write(buf)
 		if _, err := c.Write(buf); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("stream %d: timed out after %d of %d bytes: %w", id, sent, size, err)
+			}
 			return fmt.Errorf("stream %d: write: %w", id, err)
 		}
 	}

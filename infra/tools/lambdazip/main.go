@@ -1,11 +1,12 @@
 // Command lambdazip builds the auth function for AWS Lambda and writes its
-// deployment package: a zip holding the "bootstrap" executable (mode 0755)
-// and, optionally, the app catalogue as catalog.yaml (mode 0644). The same
+// deployment package: a zip holding the "bootstrap" executable (mode
+// 0755). The function holds no app catalogue: each sign-in link carries
+// the app's requirements, signed by a mesh node. The same
 // sources and Go toolchain give the same zip bytes: the build is trimmed
 // and stripped with an empty build id, and every entry has a fixed
 // timestamp and is written in name order.
 //
-//	go run ./infra/tools/lambdazip --o dist/auth-arm64.zip [--arch arm64] [--catalog catalog.yaml]
+//	go run ./infra/tools/lambdazip --o dist/auth-arm64.zip [--arch arm64]
 package main
 
 import (
@@ -32,9 +33,8 @@ func main() {
 	out := flag.String("o", "dist/auth-arm64.zip", "zip file to write")
 	arch := flag.String("arch", "arm64", "GOARCH of the bootstrap (Lambda: arm64 or amd64)")
 	pkg := flag.String("pkg", "./functions/auth", "package of the function")
-	catalog := flag.String("catalog", "", "catalogue file to include as catalog.yaml (empty: none)")
 	flag.Parse()
-	if err := run(*out, *arch, *pkg, *catalog); err != nil {
+	if err := run(*out, *arch, *pkg); err != nil {
 		fmt.Fprintln(os.Stderr, "lambdazip:", err)
 		os.Exit(1)
 	}
@@ -47,7 +47,7 @@ type entry struct {
 	data []byte
 }
 
-func run(out, arch, pkg, catalog string) error {
+func run(out, arch, pkg string) error {
 	tmp, err := os.MkdirTemp("", "lambdazip")
 	if err != nil {
 		return err
@@ -66,13 +66,6 @@ func run(out, arch, pkg, catalog string) error {
 		return err
 	}
 	entries := []entry{{name: "bootstrap", mode: 0o755, data: data}}
-	if catalog != "" {
-		c, err := os.ReadFile(catalog)
-		if err != nil {
-			return fmt.Errorf("catalog: %w", err)
-		}
-		entries = append(entries, entry{name: "catalog.yaml", mode: 0o644, data: c})
-	}
 	z, err := zipBytes(entries)
 	if err != nil {
 		return err

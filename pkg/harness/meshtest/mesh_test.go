@@ -482,6 +482,11 @@ func TestUsedTokenSpreadsThroughTheMesh(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apse1-b still accepts a token used at use1-a: last answer %v", lastErr)
 	}
+	// The enrollee whose answer was lost (say, to a timeout) retries with
+	// the same key, at any node: the same redemption, accepted again.
+	if _, err := other.Enroll(t.Context(), tok, key, "one"); err != nil {
+		t.Fatalf("a retry of the winning redemption (same key) at apse1-b: %v", err)
+	}
 }
 
 func TestConnectorDrainLosesNothing(t *testing.T) {

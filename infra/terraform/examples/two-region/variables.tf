@@ -37,7 +37,7 @@ variable "app_host" {
 }
 
 variable "catalog_file" {
-  description = "Path of the app catalogue that the mesh nodes use (the same file as packed into the Lambda zip)."
+  description = "Path of the app catalogue, uploaded as the S3 object that every mesh node reads and reloads live (a change rolls no node)."
   type        = string
 }
 
@@ -74,13 +74,31 @@ variable "tags" {
 }
 
 variable "gossip_seeds" {
-  description = "Gossip seeds (host:port, such as a node's public IP and 7946) given to the nodes of both regions: list at least one node of each region so that the two regions form one cluster; a node joins through any seed that answers. Empty leaves each node alone; fill it in after the first apply, when the nodes have addresses."
+  description = "Further gossip seeds (host:port); usually empty: the nodes of both regions find each other by their postern-cluster tag."
   type        = list(string)
   default     = []
 }
 
 variable "gossip_peer_cidrs" {
-  description = "Public IPv4 ranges (CIDR) of every mesh node of both regions, allowed to reach the gossip port over TCP and UDP (nodes gossip over their public addresses)."
+  description = "Public IPv4 ranges (CIDR) allowed to reach the gossip port over TCP and UDP (nodes gossip over their public addresses, which Auto Scaling assigns at launch). The default opens it, as HTTPS and WireGuard are open: the gossip is encrypted with the keyring and a node joins only with an authority-signed node credential. Narrow it to your nodes' ranges (Elastic IPs, BYOIP) if you have them."
   type        = list(string)
-  default     = []
+  default     = ["0.0.0.0/0"]
+}
+
+variable "cluster_name" {
+  description = "Name of the mesh cluster: the nodes of both regions tagged postern-cluster=<cluster_name> find each other (no seeds to fill in)."
+  type        = string
+  default     = "postern"
+}
+
+variable "acme_directory_url" {
+  description = "ACME directory URL (such as https://acme-v02.api.letsencrypt.org/directory): the mesh nodes obtain and renew their certificates by ACME, and tls.crt/tls.key are not needed. Empty uses tls.crt and tls.key from secrets_dir."
+  type        = string
+  default     = ""
+}
+
+variable "acme_email" {
+  description = "Contact e-mail of the ACME account; empty means none."
+  type        = string
+  default     = ""
 }

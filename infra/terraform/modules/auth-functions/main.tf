@@ -14,13 +14,13 @@ locals {
     try(aws_secretsmanager_secret.client_secret[0].arn, ""),
   ])
   environment = merge({
-    POSTERN_AUTH_URL        = "https://${var.domain_name}"
-    POSTERN_CATALOG         = "/var/task/catalog.yaml"
-    POSTERN_SESSION_KEYS    = "secretsmanager:${aws_secretsmanager_secret.session_keys.arn}"
-    POSTERN_STATE_KEY       = "secretsmanager:${aws_secretsmanager_secret.state_key.arn}"
-    POSTERN_OIDC_MODE       = "entra"
-    POSTERN_ENTRA_TENANT_ID = var.entra_tenant_id
-    POSTERN_OIDC_CLIENT_ID  = var.oidc_client_id
+    POSTERN_AUTH_URL                  = "https://${var.domain_name}"
+    POSTERN_MESH_AUTHORITY_PUBLIC_KEY = var.mesh_authority_public_key
+    POSTERN_SESSION_KEYS              = "secretsmanager:${aws_secretsmanager_secret.session_keys.arn}"
+    POSTERN_STATE_KEY                 = "secretsmanager:${aws_secretsmanager_secret.state_key.arn}"
+    POSTERN_OIDC_MODE                 = "entra"
+    POSTERN_ENTRA_TENANT_ID           = var.entra_tenant_id
+    POSTERN_OIDC_CLIENT_ID            = var.oidc_client_id
     }, var.oidc_client_secret == null ? {} : {
     POSTERN_OIDC_CLIENT_SECRET = "secretsmanager:${aws_secretsmanager_secret.client_secret[0].arn}"
   }, var.extra_environment)

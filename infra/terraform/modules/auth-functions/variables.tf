@@ -5,8 +5,18 @@ variable "name" {
 }
 
 variable "lambda_zip_path" {
-  description = "Path of the deployment zip written by `task build:lambda` (bootstrap for linux/arm64, plus catalog.yaml)."
+  description = "Path of the deployment zip written by `task build:lambda` (bootstrap for linux/arm64; no catalogue)."
   type        = string
+}
+
+variable "mesh_authority_public_key" {
+  description = "The mesh authority's Ed25519 public key (base64, `meshd authority public-key`; several comma-separated during a rotation): the function verifies with it the node credential of each signed sign-in request, and so needs no catalogue (POSTERN_MESH_AUTHORITY_PUBLIC_KEY). Never the private key."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9+/]{43}=(,[A-Za-z0-9+/]{43}=)*$", var.mesh_authority_public_key))
+    error_message = "The mesh_authority_public_key must be one or more comma-separated base64 Ed25519 public keys (44 characters each), as `meshd authority public-key` prints them."
+  }
 }
 
 variable "domain_name" {

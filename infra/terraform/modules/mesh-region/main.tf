@@ -22,7 +22,9 @@ locals {
   }
   # Whether the nodes gossip: only the emptiness of the keyring is revealed.
   gossip_enabled = nonsensitive(var.gossip_keyring != "")
-  secret_names   = concat(["authority-key", "tls-cert", "tls-key"], local.gossip_enabled ? ["gossip-keyring"] : [])
+  tls_files      = var.tls_cert_pem != ""
+  secret_names   = concat(["authority-key"], local.tls_files ? ["tls-cert", "tls-key"] : [], local.gossip_enabled ? ["gossip-keyring"] : [])
+  discover_spec  = length(var.discovery_regions) == 0 ? "" : "provider=aws regions=${join(",", var.discovery_regions)} tag_key=postern-cluster tag_value=${var.cluster_name} addr_type=public_v4 port=${var.gossip_port}"
   # Checked by a precondition rather than a variable validation, which
   # would print the rejected keyring: the lines of gossip_keyring that are
   # neither blank, a # comment nor a base64 16-, 24- or 32-byte key, and
@@ -35,9 +37,15 @@ locals {
     package_sha256     = var.meshd_package_sha256
     aws_region         = local.region
     authority_key_arn  = aws_secretsmanager_secret.node["authority-key"].arn
-    tls_cert_arn       = aws_secretsmanager_secret.node["tls-cert"].arn
-    tls_key_arn        = aws_secretsmanager_secret.node["tls-key"].arn
-    catalog_b64        = base64encode(var.catalog_yaml)
+    tls_cert_arn       = try(aws_secretsmanager_secret.node["tls-cert"].arn, "")
+    tls_key_arn        = try(aws_secretsmanager_secret.node["tls-key"].arn, "")
+    tls_files          = local.tls_files
+    acme_directory_url = var.acme_directory_url
+    acme_email         = var.acme_email
+    catalog_uri        = var.catalog_s3_uri
+    catalog_region     = var.catalog_s3_region
+    auth_url           = var.auth_url
+    discover_spec      = local.discover_spec
     region_label       = var.region_label
     wireguard_port     = var.wireguard_port
     extra_args         = join(" ", var.meshd_extra_args)
@@ -66,6 +74,10 @@ resource "aws_secretsmanager_secret_version" "node" {
     precondition {
       condition     = each.key != "gossip-keyring" || (local.gossip_keyring_bad == 0 && local.gossip_keyring_keys > 0)
       error_message = "The gossip_keyring must hold base64 keys of 16, 24 or 32 bytes, one per line (blank lines and # comments allowed), as `meshd gossip keygen` writes it; the value is not shown."
+    }
+    precondition {
+      condition     = local.tls_files || var.acme_directory_url != ""
+      error_message = "Set tls_cert_pem and tls_key_pem, or acme_directory_url."
     }
   }
 }
@@ -148,6 +160,20 @@ data "aws_iam_policy_document" "node" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [for s in aws_secretsmanager_secret.node : s.arn]
   }
+  statement {
+    sid       = "Catalogue"
+    actions   = ["s3:GetObject"]
+    resources = ["arn:aws:s3:::${trimprefix(var.catalog_s3_uri, "s3://")}"]
+  }
+  dynamic "statement" {
+    for_each = local.discover_spec == "" ? [] : [1]
+    content {
+      sid = "FindMeshNodes"
+      # DescribeInstances takes no resource or tag condition.
+      actions   = ["ec2:DescribeInstances"]
+      resources = ["*"]
+    }
+  }
 }
 
 resource "aws_iam_role" "node" {
@@ -207,7 +233,7 @@ resource "aws_launch_template" "node" {
 
   tag_specifications {
     resource_type = "instance"
-    tags          = merge(var.tags, { Name = local.fullname })
+    tags          = merge(var.tags, { Name = local.fullname, postern-cluster = var.cluster_name })
   }
 
   tags = var.tags
@@ -271,7 +297,7 @@ resource "aws_autoscaling_group" "mesh" {
   }
 
   dynamic "tag" {
-    for_each = merge(var.tags, { Name = local.fullname })
+    for_each = merge(var.tags, { Name = local.fullname, postern-cluster = var.cluster_name })
     content {
       key                 = tag.key
       value               = tag.value

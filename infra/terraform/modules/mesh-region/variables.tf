@@ -60,19 +60,71 @@ variable "authority_key" {
 }
 
 variable "tls_cert_pem" {
-  description = "PEM certificate chain covering the mesh host and every app host, stored in Secrets Manager."
+  description = "PEM certificate chain covering the mesh host and every app host, stored in Secrets Manager. Empty with acme_directory_url: the nodes get their certificates by ACME."
   type        = string
+  default     = ""
 }
 
 variable "tls_key_pem" {
-  description = "PEM private key of tls_cert_pem, stored in Secrets Manager."
+  description = "PEM private key of tls_cert_pem, stored in Secrets Manager (empty when tls_cert_pem is)."
   type        = string
+  default     = ""
   sensitive   = true
 }
 
-variable "catalog_yaml" {
-  description = "App catalogue (YAML) written to /etc/postern/catalog.yaml on every node; a change rolls the nodes."
+variable "acme_directory_url" {
+  description = "ACME directory URL (such as https://acme-v02.api.letsencrypt.org/directory): the nodes obtain and renew the certificates of the catalogue's hosts and of public_url by TLS-ALPN-01 on port 443 (--acme-directory), kept in their state directory. Empty means tls_cert_pem."
   type        = string
+  default     = ""
+
+  validation {
+    condition     = var.acme_directory_url == "" || can(regex("^https://[^\\s]+$", var.acme_directory_url))
+    error_message = "The acme_directory_url must be empty or an https URL."
+  }
+}
+
+variable "acme_email" {
+  description = "Contact e-mail of the ACME account (--acme-email); empty means none."
+  type        = string
+  default     = ""
+}
+
+variable "catalog_s3_uri" {
+  description = "The app catalogue's S3 object, s3://bucket/key, that every node of every region reads with its instance role and reloads live (--catalog): changing the object changes the catalogue everywhere within seconds, and rolls no node."
+  type        = string
+
+  validation {
+    condition     = can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\\s]+$", var.catalog_s3_uri))
+    error_message = "The catalog_s3_uri must be s3://bucket/key."
+  }
+}
+
+variable "catalog_s3_region" {
+  description = "AWS region of the catalogue's bucket (--aws-region)."
+  type        = string
+}
+
+variable "auth_url" {
+  description = "The auth functions' base URL (--auth-url, such as https://auth.example.com): enables pre-authenticated apps. Empty serves passthrough apps only."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.auth_url == "" || can(regex("^https://[^/\\s]+$", var.auth_url))
+    error_message = "The auth_url must be empty or https://host."
+  }
+}
+
+variable "cluster_name" {
+  description = "Name of the mesh cluster: every node of every region is tagged postern-cluster=<cluster_name>, which the nodes look for to find each other."
+  type        = string
+  default     = "postern"
+}
+
+variable "discovery_regions" {
+  description = "AWS regions whose nodes tagged postern-cluster=<cluster_name> a node joins (--join-discover, by their public addresses): every region of the mesh, this one included. Empty means gossip_seeds only."
+  type        = list(string)
+  default     = []
 }
 
 variable "meshd_extra_args" {
@@ -113,7 +165,7 @@ variable "gossip_keyring" {
 }
 
 variable "gossip_seeds" {
-  description = "Gossip addresses (host:port, such as another region's node public IP and gossip_port, or a DNS name per region) that a node joins through (--join): any one that answers is enough, and the node rejoins them after a partition. Every region's nodes need at least one reachable seed; empty leaves each node alone (nodes find each other only through seeds). Ignored without gossip_keyring."
+  description = "Further gossip addresses (host:port) that a node joins through (--join), besides those found in discovery_regions: any one that answers is enough, and the node rejoins them after a partition. Usually empty. Ignored without gossip_keyring."
   type        = list(string)
   default     = []
 
@@ -135,7 +187,7 @@ variable "public_url" {
 }
 
 variable "gossip_peer_cidrs" {
-  description = "Public IPv4 ranges of every mesh node, this region's included (nodes gossip over their public addresses), allowed to reach gossip_port over TCP and UDP; empty opens it only to this region's nodes over private addresses."
+  description = "Public IPv4 ranges allowed to reach gossip_port over TCP and UDP: every mesh node's, this region's included (nodes gossip over their public addresses). Auto Scaling gives nodes addresses unknown before they start, so the example opens 0.0.0.0/0: the gossip is encrypted with the keyring and every node must show an authority-signed node credential, as for HTTPS and WireGuard, which are open too. Empty opens it only to this region's nodes over private addresses."
   type        = list(string)
   default     = []
 }

@@ -1,0 +1,13 @@
+//go:build !windows
+
+package main
+
+import (
+	"os"
+	"syscall"
+)
+
+// execBinary replaces this process with path, same arguments.
+func execBinary(path string, env []string) error {
+	return syscall.Exec(path, append([]string{path}, os.Args[1:]...), env)
+}
