@@ -58,7 +58,8 @@ func newApp() *cli.App {
 	app.Commands = []cli.Command{
 		{Name: "enroll", Summary: "exchange a one-time enrolment token for this connector's credential", Flags: enrollCmd},
 		{Name: "probe", Args: "URL", Summary: "ask the loopback admin listener (e.g. http://127.0.0.1:7801/healthz); exit 0 when it answers 200 (a container's exec probe)", Flags: probeCmd},
-		{Name: "run", Summary: "attach to the mesh and serve its requests", Flags: runCmd},
+		{Name: "run", Summary: "attach to the mesh and serve its requests", Flags: runCmd, Config: true},
+		cli.ConfigCheck(app, "run", nil),
 		{Name: "service", Args: "install|uninstall|run [run flags]", Summary: "install, uninstall or run as a Windows service (the run flags follow)",
 			Raw: func(ctx context.Context, args []string) error { return serviceCmd(ctx, args, app) }},
 	}
@@ -236,7 +237,7 @@ func run(ctx context.Context, f runFlags) error {
 			return err
 		}
 		if enrolled {
-			logger.Info("connector_enrolled", "connector_id", st.ConnectorID, "group", st.Group, "credential_expires", st.CredentialExpires)
+			logger.Info("connector_enrolled", "connector", st.ConnectorID, "group", st.Group, "credential_expires", st.CredentialExpires)
 		}
 	}
 	var roots *x509.CertPool
@@ -247,7 +248,7 @@ func run(ctx context.Context, f runFlags) error {
 	}
 	c, err := connector.New(connector.Config{StateDir: f.stateDir, HTTPClient: hc, AllowList: al, AllowAny: f.allowAny, BackendRootCAs: roots,
 		HealthAddr: f.admin, Carrier: carrier, UDPTimeout: f.udpTimeout, ProbeInterval: f.probeInterval, Logger: logger,
-		Attach: f.attachK, Reevaluate: f.reevaluate})
+		Attach: f.attachK, Reevaluate: f.reevaluate, Registry: cli.NewRegistry("connectord")})
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	authCA := fs.String("auth-ca", "", "extra CA file (PEM) that signs the auth functions' certificate")
 	bearerCA := fs.String("bearer-ca", "", "extra CA file (PEM) that signs the certificates of the issuers whose bearer tokens apps accept (Entra, workload issuers; for development providers)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	auditLog := fs.String("audit-log", "", "where to write the audit stream (one JSON access_decision record per request to an app): a file (appended, created 0600), - for stdout, empty for none")
 	gossipListen := fs.String("gossip-listen", "", "gossip address (UDP and TCP) to join a cluster of mesh nodes, e.g. 0.0.0.0:7946 (empty: a lone node)")
 	gossipAdvertise := fs.String("gossip-advertise", "", "gossip host:port other nodes reach (default: from --gossip-listen)")
 	gossipKeys := fs.String("gossip-keyring", "", "gossip keyring file (from \"meshd gossip keygen\"); required with --gossip-listen")
@@ -74,7 +75,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 			wgListen: *wgListen, wgAdvertise: *wgAdvertise, stateDir: *stateDir, authKey: *authKey, catalogPath: *catalogPath,
 			admin: *admin, authURL: *authURL, authCA: *authCA, bearerCA: *bearerCA, logLevel: *logLevel, gossipListen: *gossipListen,
 			gossipAdvertise: *gossipAdvertise, gossipKeys: *gossipKeys, nodeCred: *nodeCred, label: *label, join: *join, publicURL: *publicURL,
-			strategy: *strategy, drain: *drain, drainDelay: *drainDelay, limits: limits, deploy: deploy})
+			strategy: *strategy, drain: *drain, drainDelay: *drainDelay, limits: limits, deploy: deploy, auditLog: *auditLog})
 	}
 }
 
@@ -82,7 +83,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 type runFlags struct {
 	id, region, listen, certFile, keyFile, wgListen, wgAdvertise, stateDir, authKey, catalogPath string
 	admin, authURL, authCA, logLevel, gossipListen, gossipAdvertise, gossipKeys, label, join     string
-	publicURL, strategy, nodeCred, bearerCA                                                      string
+	publicURL, strategy, nodeCred, bearerCA, auditLog                                            string
 	plain                                                                                        bool
 	drain, drainDelay                                                                            time.Duration
 	limits                                                                                       meshnode.Limits
@@ -94,6 +95,11 @@ func run(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return err
 	}
+	audit, closeAudit, err := openAudit(f.auditLog)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
 	authClient, err := httpClientWithCA(f.authCA)
 	if err != nil {
 		return err
@@ -120,7 +126,7 @@ func run(ctx context.Context, f runFlags) error {
 	cfg := meshnode.Config{ID: f.id, Region: f.region, Listen: f.listen, PlainHTTP: f.plain, WGListen: wgAddr,
 		WGAdvertise: f.wgAdvertise, StateDir: f.stateDir, Authority: auth, CatalogPath: f.catalogPath,
 		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, BearerHTTPClient: bearerClient, Logger: logger,
-		DrainTimeout: f.drain, DrainDelay: f.drainDelay, Limits: f.limits}
+		DrainTimeout: f.drain, DrainDelay: f.drainDelay, Limits: f.limits, Registry: cli.NewRegistry("meshd"), Audit: audit}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}
@@ -362,4 +368,57 @@ func httpClientWithCA(caFile string) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return &http.Client{Transport: t, Timeout: 10 * time.Second}, nil
+}
+
+// checkCatalogSetting checks the catalogue that "meshd run" would load.
+func checkCatalogSetting(settings []cli.Setting) error {
+	for _, s := range settings {
+		if s.Flag == "catalog" {
+			return catalogCheck(s.Value)
+		}
+	}
+	return nil
+}
+
+func catalogCheckCmd(fs *flag.FlagSet) func(context.Context) error {
+	path := fs.String("catalog", defaultCatalog, "the catalogue file to check")
+	return func(context.Context) error { return catalogCheck(*path) }
+}
+
+// catalogCheck loads the catalogue at path and runs its policy tests.
+func catalogCheck(path string) error {
+	cat, err := catalog.Load(path)
+	if err != nil {
+		return err
+	}
+	results := cat.RunPolicyTests(time.Now())
+	failed := 0
+	for _, r := range results {
+		if !r.Pass {
+			failed++
+			fmt.Fprintf(os.Stderr, "%s\n", r)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("catalog %s: %d of %d policy tests failed", path, failed, len(results))
+	}
+	fmt.Printf("catalog %s: ok (%d apps, %d connector groups, %d policy tests passed)\n", path, len(cat.Apps()), len(cat.Groups()), len(results))
+	return nil
+}
+
+// openAudit opens the audit stream that --audit-log names: nil for "",
+// stdout for "-", else the file, appended to (rotation is left to the
+// platform: logrotate with copytruncate, or the service manager).
+func openAudit(path string) (*slog.Logger, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return slog.New(slog.NewJSONHandler(os.Stdout, nil)), func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
 }

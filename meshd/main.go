@@ -3,6 +3,9 @@
 // command's flags.
 //
 //	meshd run --authority-key FILE --catalog FILE ...   serve as a mesh node
+//	meshd run --config /etc/postern/meshd.yaml         the same settings from a file
+//	meshd config check --config FILE                    validate the settings offline
+//	meshd catalog check --catalog FILE                  validate a catalogue, run its policy tests
 //	meshd token create --group G                       mint a one-time connector enrolment token
 //	meshd authority init --out FILE                    create the mesh authority key
 //	meshd authority public-key --authority-key FILE    print its public key (for the auth functions)
@@ -48,7 +51,9 @@ const (
 func newApp() *cli.App {
 	app := &cli.App{Name: "meshd", Summary: "the Postern regional mesh node and its admin commands"}
 	app.Commands = []cli.Command{
-		{Name: "run", Summary: "serve as a mesh node", Flags: runCmd},
+		{Name: "run", Summary: "serve as a mesh node", Flags: runCmd, Config: true},
+		cli.ConfigCheck(app, "run", checkCatalogSetting),
+		{Name: "catalog check", Summary: "validate a catalogue offline and run its policy tests", Flags: catalogCheckCmd},
 		{Name: "token create", Summary: "mint a one-time connector enrolment token for a group of the catalogue", Flags: tokenCreateCmd},
 		{Name: "authority init", Summary: "create the mesh authority key (once per mesh)", Flags: authorityInitCmd},
 		{Name: "authority public-key", Summary: "print the authority's public key (for the auth functions)", Flags: authorityPublicKeyCmd},

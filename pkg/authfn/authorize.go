@@ -176,7 +176,7 @@ func (s *Service) handOff(w http.ResponseWriter, r *http.Request, rid string, h 
 		s.cliHandOff(w, r, rid, h, id, tok, exp)
 		return
 	}
-	s.cfg.Logger.Info("auth_handoff", "request_id", rid, "app", h.app.AppID, "sub", id.Subject, "via", via, "app_exp", exp)
+	s.cfg.Logger.Info("auth_handoff", "request_id", rid, "app", h.app.AppID, "user", id.Subject, "via", via, "app_exp", exp)
 	redirect(w, "https://"+h.app.Host+s.cfg.AppPort+"/.postern/callback?token="+url.QueryEscape(tok))
 }
 

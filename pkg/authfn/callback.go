@@ -45,10 +45,10 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	switch h.req.unmetBy(&id, now) {
 	case unmetACRs:
-		s.fail(w, r, rid, fmt.Errorf("%w: the sign-in did not meet the authentication context %v that app %s requires", ErrForbidden, h.req.acrs, h.app.AppID), "app", f.Req.AppID, "sub", id.Subject)
+		s.fail(w, r, rid, fmt.Errorf("%w: the sign-in did not meet the authentication context %v that app %s requires", ErrForbidden, h.req.acrs, h.app.AppID), "app", f.Req.AppID, "user", id.Subject)
 		return
 	case unmetMaxAge:
-		s.fail(w, r, rid, fmt.Errorf("%w: the identity provider did not re-authenticate you as app %s requires", ErrForbidden, h.app.AppID), "app", f.Req.AppID, "sub", id.Subject)
+		s.fail(w, r, rid, fmt.Errorf("%w: the identity provider did not re-authenticate you as app %s requires", ErrForbidden, h.app.AppID), "app", f.Req.AppID, "user", id.Subject)
 		return
 	}
 	if groupsUnknown {
@@ -71,7 +71,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setCookie(w, SessionCookie, sessTok, s.cfg.SessionLifetime)
 	s.clearCookie(w, flowCookieName(f.State))
-	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.AppID, "sub", id.Subject,
+	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.AppID, "user", id.Subject,
 		"groups", len(id.Groups), "roles", len(id.Roles), "acrs", id.ACRs)
 	s.handOff(w, r, rid, h, id, now, "sign_in")
 }
@@ -84,11 +84,11 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 func (s *Service) handOffWithoutSession(w http.ResponseWriter, r *http.Request, rid string, h *handoff, id session.Identity, now time.Time, flowCookie string) {
 	if h.req.groupGated() {
 		s.fail(w, r, rid, fmt.Errorf("%w: your group memberships could not be read from Microsoft Graph, and app %s admits users by group; try again in a few minutes", ErrForbidden, h.app.AppID),
-			"app", h.app.AppID, "sub", id.Subject, "groups_unavailable", true)
+			"app", h.app.AppID, "user", id.Subject, "groups_unavailable", true)
 		return
 	}
 	s.clearCookie(w, flowCookie)
-	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.AppID, "sub", id.Subject, "groups_unavailable", true, "session", false)
+	s.cfg.Logger.Info("auth_signed_in", "request_id", rid, "app", h.app.AppID, "user", id.Subject, "groups_unavailable", true, "session", false)
 	s.handOff(w, r, rid, h, id, now, "sign_in_without_session")
 }
 
@@ -185,10 +185,16 @@ func (s *Service) signIn(ctx context.Context, rid string, h *handoff, f *flowSta
 		id.AuthTime = c.IssuedAt // Entra omits auth_time unless configured as an optional claim
 	}
 	id.Groups = c.Groups
+	if s.cfg.Mode != ModeEntra && c.NoGroupsClaim && h.req.groupGated() {
+		// The app admits users by group and would deny this one without saying why: say it.
+		s.cfg.Logger.Warn("auth_groups_claim_missing", "request_id", rid, "user", sub, "claim", s.cfg.ClaimMapping.Groups,
+			"scopes", strings.Join(s.cfg.Scopes, " "),
+			"hint", "the provider's ID token has no groups claim, so every group policy denies this user: request the provider's groups scope in POSTERN_OIDC_SCOPES (Dex, Okta: groups) or add a groups mapper to the client (Keycloak), or set POSTERN_OIDC_CLAIM_GROUPS to the claim it uses")
+	}
 	if c.Overage {
 		groups, err := s.overageGroups(ctx, tok.AccessToken, filter)
 		if err != nil {
-			s.cfg.Logger.Warn("auth_groups_unavailable", "request_id", rid, "sub", sub, "error", err.Error())
+			s.cfg.Logger.Warn("auth_groups_unavailable", "request_id", rid, "user", sub, "error", err.Error())
 			groupsUnknown = true
 		}
 		id.Groups = groups

@@ -34,6 +34,10 @@ type idClaims struct {
 	// Overage is true when the groups claim was replaced by a pointer to
 	// Graph (_claim_names.groups, or hasgroups).
 	Overage bool
+	// NoGroupsClaim is true when the token has no groups claim at all
+	// (not even an empty list): a generic provider that was not asked
+	// for its groups scope sends none.
+	NoGroupsClaim bool
 }
 
 // parseClaims decodes the verified ID token payload, reading the user id,
@@ -98,6 +102,8 @@ func parseClaims(payload []byte, mode string, m ClaimMapping) (*idClaims, error)
 		}
 	}
 	c.Overage = hasOverage(raw, groupsClaim(mode, m))
+	_, hasGroups := raw[groupsClaim(mode, m)]
+	c.NoGroupsClaim = !hasGroups && !c.Overage
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrIDToken, strings.Join(errs, "; "))
 	}
@@ -144,8 +150,19 @@ func (c *idClaims) subject(mode string) (string, error) {
 	if c.ObjectID == "" {
 		return "", fmt.Errorf("%w: token lacks the user id claim", ErrIDToken)
 	}
-	return issuerID(c.Issuer) + "/" + c.ObjectID, nil
+	return PrincipalID(c.Issuer, c.ObjectID), nil
 }
+
+// PrincipalID returns the user id that policies name (catalogue users:,
+// meshd revoke user --user) for a user of a generic OpenID Connect
+// provider ("oidc" mode): "<issuer id>/<user>", where issuer is the
+// provider's iss exactly as in its tokens (trailing slash and all), user is
+// the value of the user claim (POSTERN_OIDC_CLAIM_USER, default sub) and
+// the issuer id is the first 9 bytes of SHA-256(issuer), base64url without
+// padding (12 characters). "auth user-id" prints it; the /whoami page of the
+// auth function shows it for whoever is signed in. Entra users are
+// "<tid>/<oid>" instead.
+func PrincipalID(issuer, user string) string { return issuerID(issuer) + "/" + user }
 
 // issuerID is a short, stable, path-safe name for an issuer URL.
 func issuerID(iss string) string {

@@ -51,7 +51,7 @@ func (s *Service) cliHandOff(w http.ResponseWriter, r *http.Request, rid string,
 	hd.Set("Cache-Control", "no-store")
 	errpage.Harden(hd)
 	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	s.cfg.Logger.Info("auth_cli_handoff", "request_id", rid, "app", h.app.AppID, "sub", id.Subject, "port", h.cli, "app_exp", exp)
+	s.cfg.Logger.Info("auth_cli_handoff", "request_id", rid, "app", h.app.AppID, "user", id.Subject, "port", h.cli, "app_exp", exp)
 	_ = cliPage.Execute(w, map[string]any{"App": h.app.AppID, "Host": h.app.Host, "User": user,
 		"Link": template.URL(link), "Expires": time.Unix(exp, 0).UTC().Format("2006-01-02 15:04 MST")})
 }

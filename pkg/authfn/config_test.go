@@ -5,10 +5,13 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,4 +149,79 @@ func TestConfigFromEnv(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConfigFromEnvNeverEchoesSecrets puts secrets where their sources
+// belong, and bad values in the variables they name, with the separators
+// an operator's secret may contain: no error shows four characters of one.
+func TestConfigFromEnvNeverEchoesSecrets(t *testing.T) {
+	keys, err := session.GenerateKeyset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyJSON, err := keys.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "Hq7Tzw9k:Lp=Rb/2x,Vn;m|Q@s t"
+	base := map[string]string{
+		EnvAuthURL: "https://auth.example.com", EnvKeys: "env:KEYS", "KEYS": string(keyJSON),
+		EnvStateKey: "env:STATE", "STATE": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32)),
+		EnvTenantID: tenantA, EnvClientID: "cid", EnvClientSecret: "env:SECRET", "SECRET": "sss",
+	}
+	cases := []map[string]string{
+		{EnvClientSecret: secret},
+		{EnvClientSecret: "env:" + secret},
+		{EnvClientSecret: "client:" + secret},
+		{EnvStateKey: secret},
+		{EnvStateKey: "env:" + secret},
+		{"STATE": secret},                 // not a 32-byte base64 key
+		{"STATE": secret + secret + "=="}, // nor this
+		{EnvKeys: string(keyJSON)},        // the key set itself, not its source
+		{"KEYS": `{"active":"` + secret + `","keys":[]}`},
+		{"KEYS": string(keyJSON[:len(keyJSON)-3])}, // truncated JSON
+		{EnvSessionLifetime: secret},
+	}
+	pieces := []string{secret}
+	var file struct {
+		Keys []struct {
+			D string `json:"d"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(keyJSON, &file); err != nil || len(file.Keys) == 0 || file.Keys[0].D == "" {
+		t.Fatalf("key set JSON without private keys: %v", err)
+	}
+	for _, k := range file.Keys {
+		pieces = append(pieces, k.D)
+	}
+	for i, over := range cases {
+		env := maps.Clone(base)
+		maps.Copy(env, over)
+		_, err := ConfigFromEnv(t.Context(), func(k string) string { return env[k] }, nil)
+		if err == nil {
+			t.Errorf("case %d (%v): accepted", i, slices.Collect(maps.Keys(over)))
+			continue
+		}
+		if !errors.Is(err, ErrConfig) && !errors.Is(err, session.ErrBadKeyset) {
+			t.Errorf("case %d: error %v is neither ErrConfig nor ErrBadKeyset", i, err)
+		}
+		for _, s := range pieces {
+			if p := leakedPiece(err.Error(), s); p != "" {
+				t.Errorf("case %d: error %q shows %q of a secret", i, err, p)
+			}
+		}
+	}
+}
+
+// leakedPiece returns the first substring of secret, five characters or
+// longer, that msg contains; "" when there is none.
+func leakedPiece(msg, secret string) string {
+	for n := 5; n <= len(secret); n++ {
+		for i := 0; i+n <= len(secret); i++ {
+			if p := secret[i : i+n]; strings.Contains(msg, p) {
+				return p
+			}
+		}
+	}
+	return ""
 }

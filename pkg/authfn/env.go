@@ -93,7 +93,11 @@ func ConfigFromEnv(ctx context.Context, getenv func(string) string, sm session.S
 	if src == "" {
 		return fail(EnvKeys, fmt.Errorf("%w: required (env:NAME, file:/path or secretsmanager:<id>)", ErrConfig))
 	}
-	if c.Keys, err = session.LoadKeyset(ctx, src, sm); err != nil {
+	ksData, err := session.ReadSecret(ctx, getenv, src, sm)
+	if err != nil {
+		return fail(EnvKeys, fmt.Errorf("%w: %w", ErrConfig, err))
+	}
+	if c.Keys, err = session.ParseKeyset(ksData); err != nil {
 		return fail(EnvKeys, err)
 	}
 	sk, err := loadSecret(ctx, getenv, getenv(EnvStateKey), sm)
@@ -137,46 +141,14 @@ func meshAuthorityKeys(v string) ([]ed25519.PublicKey, error) {
 	return keys, nil
 }
 
-// loadSecret reads a secret from source: env:NAME, file:/path (0600 or
-// stricter) or secretsmanager:<id>. Surrounding white space is trimmed.
+// loadSecret reads a secret from source through [session.ReadSecret],
+// whose errors never show a value; they join the ErrConfig class.
 func loadSecret(ctx context.Context, getenv func(string) string, source string, sm session.SecretsGetter) (string, error) {
-	kind, ref, ok := strings.Cut(source, ":")
-	if !ok || ref == "" {
-		return "", fmt.Errorf("%w: want env:NAME, file:/path or secretsmanager:<id>", ErrConfig)
+	v, err := session.ReadSecret(ctx, getenv, source, sm)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	var v string
-	switch kind {
-	case "env":
-		v = getenv(ref)
-	case "file":
-		fi, err := os.Stat(ref)
-		if err != nil {
-			return "", fmt.Errorf("%w: %v", ErrConfig, err)
-		}
-		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-			return "", fmt.Errorf("%w: %s has mode %04o: must not be accessible by group or others (chmod 600)", ErrConfig, ref, perm)
-		}
-		b, err := os.ReadFile(ref)
-		if err != nil {
-			return "", fmt.Errorf("%w: %v", ErrConfig, err)
-		}
-		v = string(b)
-	case "secretsmanager":
-		if sm == nil {
-			return "", fmt.Errorf("%w: no Secrets Manager client configured", ErrConfig)
-		}
-		s, err := sm.GetSecretString(ctx, ref)
-		if err != nil {
-			return "", fmt.Errorf("secret %s: %w", ref, err)
-		}
-		v = s
-	default:
-		return "", fmt.Errorf("%w: source kind %q: want env, file or secretsmanager", ErrConfig, kind)
-	}
-	if v = strings.TrimSpace(v); v == "" {
-		return "", fmt.Errorf("%w: secret from %s is empty", ErrConfig, kind)
-	}
-	return v, nil
+	return string(v), nil
 }
 
 // decodeKey decodes a 32-byte key written in base64 (standard or URL

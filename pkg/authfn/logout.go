@@ -39,7 +39,7 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 		if to, err := s.logoutNotice(sc, r.URL.Query()); err != nil {
 			s.cfg.Logger.Warn("auth_logout_notice_failed", "request_id", rid, "error", err.Error())
 		} else if to != "" {
-			s.cfg.Logger.Info("auth_logout_notice", "request_id", rid, "app", app, "sub", sc.Subject, "sid", sc.SessionID)
+			s.cfg.Logger.Info("auth_logout_notice", "request_id", rid, "app", app, "user", sc.Subject, "sid", sc.SessionID)
 			redirect(w, to)
 			return
 		}

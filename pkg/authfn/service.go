@@ -2,7 +2,6 @@ package authfn
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/errpage"
+	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/session"
 )
 
@@ -77,6 +77,7 @@ func New(cfg Config) (*Service, error) {
 	mux.HandleFunc("GET /logout", s.handleLogout)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /whoami", s.handleWhoami)
 	mux.HandleFunc("/", s.handleNotFound)
 	s.mux = mux
 	return s, nil
@@ -156,12 +157,8 @@ func describe(err error) (status int, title, reason string) {
 	return http.StatusInternalServerError, "Internal error", "The sign-in service failed. Try again in a minute."
 }
 
-// newRequestID returns a random 16-hex-digit request id.
-func newRequestID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+// newRequestID returns a request id in the format every component uses.
+func newRequestID() string { return reqid.New() }
 
 // randomToken returns n random bytes, base64url-encoded without padding.
 func randomToken(n int) string {

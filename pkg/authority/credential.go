@@ -34,7 +34,7 @@ type Credential struct {
 // LogValue logs the credential's public facts.
 func (c Credential) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("connector_id", c.ConnectorID),
+		slog.String("connector", c.ConnectorID),
 		slog.String("group", c.Group),
 		slog.String("public_key", c.PublicKey.Short()),
 		slog.Time("expires", c.Expires),

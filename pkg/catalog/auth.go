@@ -92,28 +92,29 @@ type policySpec struct {
 	appTenantLine int   // line of policy: allow: tenants, 0 when absent
 	ruleTenants   []int // line of each path rule's allow: tenants, 0 when absent
 	policyLine    int   // line of the policy key
+	tests         []PolicyTest
 }
 
 func (p *parser) authFields(a *App, k *authKeys, label string) []field {
 	mark := func(key string, v *yaml.Node) { k.lines[key] = v.Line }
 	return []field{
-		{"session_lifetime", false, func(v *yaml.Node) {
+		{Key: "session_lifetime", Decode: func(v *yaml.Node) {
 			mark("session_lifetime", v)
 			a.SessionLifetime = p.timeout(v, label, "session_lifetime")
 		}},
-		{"max_session_age", false, func(v *yaml.Node) {
+		{Key: "max_session_age", Decode: func(v *yaml.Node) {
 			mark("max_session_age", v)
 			a.MaxSessionAge = p.timeout(v, label, "max_session_age")
 		}},
-		{"path_case", false, func(v *yaml.Node) {
+		{Key: "path_case", Decode: func(v *yaml.Node) {
 			mark("path_case", v)
 			k.pathCase = p.pathCase(v, label)
 		}},
-		{"policy", false, func(v *yaml.Node) {
+		{Key: "policy", Decode: func(v *yaml.Node) {
 			mark("policy", v)
 			k.policy = p.policy(v, label)
 		}},
-		{"identity_headers", false, func(v *yaml.Node) {
+		{Key: "identity_headers", Decode: func(v *yaml.Node) {
 			mark("identity_headers", v)
 			k.identityHeaders = p.identityHeaders(v, label, k.headerLines)
 		}},
@@ -174,6 +175,7 @@ func (p *parser) finishAuth(a *App, k *authKeys, label string) {
 		return
 	}
 	a.Policy = pol
+	a.PolicyTests = spec.tests
 }
 
 // checkPrefixes normalises every path prefix as the policy will and
@@ -220,11 +222,11 @@ func (p *parser) policy(v *yaml.Node, label string) *policySpec {
 	spec := &policySpec{}
 	cfg := &spec.cfg
 	p.mapping(v, label+": policy", []field{
-		{"allow", false, func(v *yaml.Node) { cfg.Allow = p.allow(v, label, "policy: allow", &spec.appTenantLine) }},
-		{"require_acrs", false, func(v *yaml.Node) { cfg.RequireACRs = p.names(v, label, "policy: require_acrs") }},
-		{"require_scopes", false, func(v *yaml.Node) { cfg.RequireScopes = p.names(v, label, "policy: require_scopes") }},
-		{"source_cidrs", false, func(v *yaml.Node) { cfg.SourceCIDRs = p.cidrs(v, label) }},
-		{"paths", false, func(v *yaml.Node) {
+		{Key: "allow", Decode: func(v *yaml.Node) { cfg.Allow = p.allow(v, label, "policy: allow", &spec.appTenantLine) }},
+		{Key: "require_acrs", Decode: func(v *yaml.Node) { cfg.RequireACRs = p.names(v, label, "policy: require_acrs") }},
+		{Key: "require_scopes", Decode: func(v *yaml.Node) { cfg.RequireScopes = p.names(v, label, "policy: require_scopes") }},
+		{Key: "source_cidrs", Decode: func(v *yaml.Node) { cfg.SourceCIDRs = p.cidrs(v, label) }},
+		{Key: "paths", Decode: func(v *yaml.Node) {
 			p.list(v, "policy: paths", "path rule", func(i int, item *yaml.Node) {
 				var tl int
 				r, line := p.pathRule(item, label, i, &tl)
@@ -233,6 +235,7 @@ func (p *parser) policy(v *yaml.Node, label string) *policySpec {
 				spec.ruleTenants = append(spec.ruleTenants, tl)
 			})
 		}},
+		{Key: "tests", Decode: func(v *yaml.Node) { spec.tests = p.policyTests(v, label) }},
 	})
 	return spec
 }
@@ -242,13 +245,13 @@ func (p *parser) pathRule(n *yaml.Node, label string, i int, tenantLine *int) (p
 	line := 0 // stays 0 when prefix is missing (reported by mapping)
 	where := fmt.Sprintf("policy: path rule #%d", i+1)
 	p.mapping(n, label+": "+where, []field{
-		{"prefix", true, func(v *yaml.Node) {
+		{Key: "prefix", Required: true, Decode: func(v *yaml.Node) {
 			r.Prefix, _ = p.str(v, label, where+": prefix")
 			line = v.Line
 		}},
-		{"allow", false, func(v *yaml.Node) { r.Allow = p.allow(v, label, where+": allow", tenantLine) }},
-		{"require_acrs", false, func(v *yaml.Node) { r.RequireACRs = p.names(v, label, where+": require_acrs") }},
-		{"require_scopes", false, func(v *yaml.Node) { r.RequireScopes = p.names(v, label, where+": require_scopes") }},
+		{Key: "allow", Decode: func(v *yaml.Node) { r.Allow = p.allow(v, label, where+": allow", tenantLine) }},
+		{Key: "require_acrs", Decode: func(v *yaml.Node) { r.RequireACRs = p.names(v, label, where+": require_acrs") }},
+		{Key: "require_scopes", Decode: func(v *yaml.Node) { r.RequireScopes = p.names(v, label, where+": require_scopes") }},
 	})
 	return r, line
 }
@@ -256,7 +259,7 @@ func (p *parser) pathRule(n *yaml.Node, label string, i int, tenantLine *int) (p
 func (p *parser) allow(v *yaml.Node, label, key string, tenantLine *int) policy.Allow {
 	var a policy.Allow
 	p.mapping(v, label+": "+key, []field{
-		{"users", false, func(v *yaml.Node) {
+		{Key: "users", Decode: func(v *yaml.Node) {
 			a.Users = p.names(v, label, key+": users")
 			for _, u := range a.Users {
 				if !strings.Contains(u, "/") {
@@ -264,11 +267,11 @@ func (p *parser) allow(v *yaml.Node, label, key string, tenantLine *int) policy.
 				}
 			}
 		}},
-		{"groups", false, func(v *yaml.Node) { a.Groups = p.names(v, label, key+": groups") }},
-		{"roles", false, func(v *yaml.Node) { a.Roles = p.names(v, label, key+": roles") }},
-		{"clients", false, func(v *yaml.Node) { a.Clients = p.names(v, label, key+": clients") }},
-		{"workloads", false, func(v *yaml.Node) { a.Workloads = p.workloads(v, label, key+": workloads") }},
-		{"tenants", false, func(v *yaml.Node) {
+		{Key: "groups", Decode: func(v *yaml.Node) { a.Groups = p.names(v, label, key+": groups") }},
+		{Key: "roles", Decode: func(v *yaml.Node) { a.Roles = p.names(v, label, key+": roles") }},
+		{Key: "clients", Decode: func(v *yaml.Node) { a.Clients = p.names(v, label, key+": clients") }},
+		{Key: "workloads", Decode: func(v *yaml.Node) { a.Workloads = p.workloads(v, label, key+": workloads") }},
+		{Key: "tenants", Decode: func(v *yaml.Node) {
 			a.Tenants = p.names(v, label, key+": tenants")
 			for _, t := range a.Tenants {
 				if !validTenant(t) {
@@ -342,7 +345,7 @@ func (p *parser) cidrs(v *yaml.Node, label string) []netip.Prefix {
 func (p *parser) identityHeaders(v *yaml.Node, label string, lines map[string]int) IdentityHeaders {
 	h := DefaultIdentityHeaders
 	set := func(key string, dst *string) field {
-		return field{key, false, func(v *yaml.Node) {
+		return field{Key: key, Decode: func(v *yaml.Node) {
 			*dst = p.headerName(v, label, key)
 			lines[key] = v.Line
 		}}

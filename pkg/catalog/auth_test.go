@@ -100,7 +100,7 @@ func TestAuthKeyErrors(t *testing.T) {
 		{"bad lifetime", appDoc(entra, "    session_lifetime: forever"), []wantErr{{9, ErrValue, `session_lifetime "forever": not a duration`}}},
 		{"zero max age", appDoc(entra, "    max_session_age: 0s"), []wantErr{{9, ErrValue, "max_session_age \"0s\": must be greater than zero"}}},
 		{"path case", appDoc(entra, "    path_case: upper"), []wantErr{{9, ErrValue, `path_case "upper": must be sensitive or insensitive`}}},
-		{"policy unknown key", appDoc(entra, "    policy:", "      deny: {}"), []wantErr{{10, ErrUnknownKey, `unknown key "deny" (known keys: allow, require_acrs, require_scopes, source_cidrs, paths)`}}},
+		{"policy unknown key", appDoc(entra, "    policy:", "      deny: {}"), []wantErr{{10, ErrUnknownKey, `unknown key "deny" (known keys: allow, require_acrs, require_scopes, source_cidrs, paths, tests)`}}},
 		{"policy not a mapping", appDoc(entra, "    policy: [a]"), []wantErr{{9, ErrType, "policy: got a list, want a mapping"}}},
 		{"allow unknown key", appDoc(entra, "    policy:", "      allow:", "        emails: [a@b.c]"), []wantErr{{11, ErrUnknownKey, `unknown key "emails"`}}},
 		{"user as e-mail", appDoc(entra, "    policy:", "      allow:", "        users: [ada@example.com]"), []wantErr{{11, ErrValue, "never an e-mail"}}},

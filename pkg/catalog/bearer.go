@@ -154,8 +154,8 @@ func (p *parser) rootBearer(root *yaml.Node) {
 		case "entra":
 			p.entraSet = true
 			p.mapping(v, "entra", []field{
-				{"authority", false, func(v *yaml.Node) { p.entra.Authority = p.baseURL(v, "entra", "authority") }},
-				{"v1_issuer", false, func(v *yaml.Node) { p.entra.V1Issuer = p.baseURL(v, "entra", "v1_issuer") }},
+				{Key: "authority", Decode: func(v *yaml.Node) { p.entra.Authority = p.baseURL(v, "entra", "authority") }},
+				{Key: "v1_issuer", Decode: func(v *yaml.Node) { p.entra.V1Issuer = p.baseURL(v, "entra", "v1_issuer") }},
 			})
 		case "issuers":
 			p.list(v, "issuers", "issuer", func(i int, item *yaml.Node) { p.issuer(item, i) })
@@ -174,9 +174,9 @@ func (p *parser) issuer(n *yaml.Node, i int) {
 	is := &Issuer{Line: n.Line}
 	idLine := n.Line
 	p.mapping(n, label, []field{
-		{"id", true, func(v *yaml.Node) { is.ID, idLine = p.id(v, label, "id"), v.Line }},
-		{"issuer", true, func(v *yaml.Node) { is.URL = p.absURL(v, label, "issuer", false) }},
-		{"jwks_url", false, func(v *yaml.Node) { is.JWKSURL = p.absURL(v, label, "jwks_url", true) }},
+		{Key: "id", Required: true, Decode: func(v *yaml.Node) { is.ID, idLine = p.id(v, label, "id"), v.Line }},
+		{Key: "issuer", Required: true, Decode: func(v *yaml.Node) { is.URL = p.absURL(v, label, "issuer", false) }},
+		{Key: "jwks_url", Decode: func(v *yaml.Node) { is.JWKSURL = p.absURL(v, label, "jwks_url", true) }},
 	})
 	for _, o := range p.issuers {
 		switch {
@@ -238,14 +238,14 @@ type bearerSpec struct {
 func (p *parser) bearer(v *yaml.Node, label string) *bearerSpec {
 	spec := &bearerSpec{line: v.Line}
 	p.mapping(v, label+": bearer", []field{
-		{"entra", false, func(v *yaml.Node) {
+		{Key: "entra", Decode: func(v *yaml.Node) {
 			spec.entraLine = v.Line
 			eb := &EntraBearer{}
 			spec.b.Entra = eb
 			p.mapping(v, label+": bearer: entra", []field{
-				{"audiences", true, func(v *yaml.Node) { eb.Audiences = p.names(v, label, "bearer: entra: audiences") }},
-				{"versions", true, func(v *yaml.Node) { eb.V1, eb.V2 = p.versions(v, label) }},
-				{"tenants", false, func(v *yaml.Node) {
+				{Key: "audiences", Required: true, Decode: func(v *yaml.Node) { eb.Audiences = p.names(v, label, "bearer: entra: audiences") }},
+				{Key: "versions", Required: true, Decode: func(v *yaml.Node) { eb.V1, eb.V2 = p.versions(v, label) }},
+				{Key: "tenants", Decode: func(v *yaml.Node) {
 					spec.entraTenants, spec.tenantsLine = p.names(v, label, "bearer: entra: tenants"), v.Line
 					for _, t := range spec.entraTenants {
 						if !validTenant(t) {
@@ -255,7 +255,7 @@ func (p *parser) bearer(v *yaml.Node, label string) *bearerSpec {
 				}},
 			})
 		}},
-		{"workloads", false, func(v *yaml.Node) {
+		{Key: "workloads", Decode: func(v *yaml.Node) {
 			p.list(v, "bearer: workloads", "workload issuer", func(i int, item *yaml.Node) {
 				wb, line := p.workloadBearer(item, label, i)
 				if wb.Issuer == nil {
@@ -268,7 +268,7 @@ func (p *parser) bearer(v *yaml.Node, label string) *bearerSpec {
 				spec.b.Workloads = append(spec.b.Workloads, wb)
 			})
 		}},
-		{"forward_token", false, func(v *yaml.Node) { spec.b.ForwardToken, _ = p.boolean(v, label, "bearer: forward_token") }},
+		{Key: "forward_token", Decode: func(v *yaml.Node) { spec.b.ForwardToken, _ = p.boolean(v, label, "bearer: forward_token") }},
 	})
 	return spec
 }
@@ -299,7 +299,7 @@ func (p *parser) workloadBearer(n *yaml.Node, label string, i int) (WorkloadBear
 	where := fmt.Sprintf("bearer: workloads #%d", i+1)
 	line := n.Line
 	p.mapping(n, label+": "+where, []field{
-		{"issuer", true, func(v *yaml.Node) {
+		{Key: "issuer", Required: true, Decode: func(v *yaml.Node) {
 			line = v.Line
 			id, ok := p.str(v, label, where+": issuer")
 			if !ok {
@@ -309,7 +309,7 @@ func (p *parser) workloadBearer(n *yaml.Node, label string, i int) (WorkloadBear
 				p.add(v.Line, ErrValue, label, "%s: issuer %q: %s", where, id, p.knownIssuers())
 			}
 		}},
-		{"audiences", true, func(v *yaml.Node) { wb.Audiences = p.names(v, label, where+": audiences") }},
+		{Key: "audiences", Required: true, Decode: func(v *yaml.Node) { wb.Audiences = p.names(v, label, where+": audiences") }},
 	})
 	if wb.Issuer != nil && len(wb.Audiences) == 0 {
 		p.add(line, ErrValue, label, "%s: audiences: name at least one audience the tokens must carry", where)
@@ -408,8 +408,8 @@ func (p *parser) workloads(v *yaml.Node, label, key string) []policy.Workload {
 		var w policy.Workload
 		where := fmt.Sprintf("%s #%d", key, i+1)
 		p.mapping(item, label+": "+where, []field{
-			{"issuer", true, func(v *yaml.Node) { w.Issuer, _ = p.str(v, label, where+": issuer") }},
-			{"claims", false, func(v *yaml.Node) { w.Claims = p.claimConditions(v, label, where+": claims") }},
+			{Key: "issuer", Required: true, Decode: func(v *yaml.Node) { w.Issuer, _ = p.str(v, label, where+": issuer") }},
+			{Key: "claims", Decode: func(v *yaml.Node) { w.Claims = p.claimConditions(v, label, where+": claims") }},
 		})
 		if w.Issuer != "" {
 			out = append(out, w)

@@ -134,6 +134,10 @@ type App struct {
 	// the catalogue loads; nil for a passthrough app. An app without a
 	// policy key gets a policy allowing any signed-in user.
 	Policy *policy.Policy
+	// PolicyTests are the cases of policy: tests:, run by "meshd catalog
+	// check" (RunPolicyTests), never by a serving node; empty for a
+	// passthrough app.
+	PolicyTests []PolicyTest
 	// IdentityHeaders names the headers sent to the backend; zero for a
 	// passthrough app.
 	IdentityHeaders IdentityHeaders

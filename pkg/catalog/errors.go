@@ -3,6 +3,8 @@ package catalog
 import (
 	"errors"
 	"fmt"
+
+	"github.com/postern/postern/pkg/yamlcheck"
 )
 
 // Sentinel errors. Every [*Error] matches [ErrInvalid] with errors.Is, and also
@@ -13,18 +15,18 @@ var (
 	ErrInvalid = errors.New("invalid catalogue")
 
 	// ErrSyntax means the file is not one YAML document holding a mapping.
-	ErrSyntax = errors.New("syntax error")
+	ErrSyntax = yamlcheck.ErrSyntax
 	// ErrUnknownKey means a mapping has a key the schema does not define.
-	ErrUnknownKey = errors.New("unknown key")
+	ErrUnknownKey = yamlcheck.ErrUnknownKey
 	// ErrType means a value has the wrong YAML type (say a list where a
 	// string belongs).
-	ErrType = errors.New("wrong type")
+	ErrType = yamlcheck.ErrType
 	// ErrMissing means a required key is absent.
-	ErrMissing = errors.New("missing key")
+	ErrMissing = yamlcheck.ErrMissing
 	// ErrValue means a value has the right type but an impossible content.
 	ErrValue = errors.New("invalid value")
 	// ErrDuplicate means an id or host is used twice, or a key is repeated.
-	ErrDuplicate = errors.New("duplicate")
+	ErrDuplicate = yamlcheck.ErrDuplicate
 	// ErrUnknownGroup means an app names a connector group that is not defined.
 	ErrUnknownGroup = errors.New("unknown connector group")
 	// ErrUnsupported means a recognised setting that this build cannot serve

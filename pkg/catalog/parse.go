@@ -1,20 +1,19 @@
 package catalog
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/postern/postern/pkg/yamlcheck"
 )
 
 // Load reads and parses the catalogue file at path; path names the file in
@@ -78,13 +77,9 @@ type appEntry struct {
 	idLine, hostLine, groupLine int
 }
 
-// field is one key of a mapping. decode receives the key's value, aliases
-// resolved; adding a key to the schema is adding a field.
-type field struct {
-	key      string
-	required bool
-	decode   func(v *yaml.Node)
-}
+// field is one key of a mapping (yamlcheck.Field, positional: key,
+// required, decode).
+type field = yamlcheck.Field
 
 func (p *parser) add(line int, class error, label, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
@@ -110,53 +105,12 @@ func (p *parser) err() error {
 // document returns the root mapping of the single YAML document in data, or
 // nil after recording why there is none.
 func (p *parser) document(data []byte) *yaml.Node {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.add(0, ErrSyntax, "", "empty catalogue: want a mapping with connector_groups and apps")
-		} else {
-			p.syntax(err)
-		}
-		return nil
-	}
-	var extra yaml.Node
-	switch err := dec.Decode(&extra); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		p.syntax(err)
-		return nil
-	default:
-		p.add(extra.Line, ErrSyntax, "", "several YAML documents: the catalogue must be a single document")
-		return nil
-	}
-	if len(doc.Content) == 0 {
-		p.add(0, ErrSyntax, "", "empty catalogue: want a mapping with connector_groups and apps")
-		return nil
-	}
-	root := resolve(doc.Content[0])
-	switch {
-	case isNull(root):
-		p.add(root.Line, ErrSyntax, "", "empty catalogue: want a mapping with connector_groups and apps")
-		return nil
-	case root.Kind != yaml.MappingNode:
-		p.add(root.Line, ErrSyntax, "", "the catalogue must be a mapping with connector_groups and apps, got %s", describe(root))
-		return nil
-	}
-	return root
+	return yamlcheck.Root(data, "the catalogue", "a mapping with connector_groups and apps", p.report(""))
 }
 
-// syntax records a YAML parser error, moving its "line N" into the location.
-func (p *parser) syntax(err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		num, text, _ := strings.Cut(rest, ": ")
-		if line, convErr := strconv.Atoi(num); convErr == nil {
-			p.add(line, ErrSyntax, "", "invalid YAML: %s", text)
-			return
-		}
-	}
-	p.add(0, ErrSyntax, "", "invalid YAML: %s", msg)
+// report returns a yamlcheck.Report that records problems under label.
+func (p *parser) report(label string) yamlcheck.Report {
+	return func(line int, class error, msg string) { p.add(line, class, label, "%s", msg) }
 }
 
 func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) {
@@ -167,19 +121,19 @@ func (p *parser) root(root *yaml.Node) (groups []*groupEntry, apps []*appEntry) 
 	}
 	p.rootBearer(root)
 	p.mapping(root, "", []field{
-		{"connector_groups", true, func(v *yaml.Node) {
+		{Key: "connector_groups", Required: true, Decode: func(v *yaml.Node) {
 			p.list(v, "connector_groups", "connector group", func(i int, item *yaml.Node) {
 				groups = append(groups, p.group(item, i))
 			})
 		}},
-		{"apps", true, func(v *yaml.Node) {
+		{Key: "apps", Required: true, Decode: func(v *yaml.Node) {
 			p.list(v, "apps", "app", func(i int, item *yaml.Node) {
 				apps = append(apps, p.app(item, i))
 			})
 		}},
-		{"home_tenant", false, func(*yaml.Node) {}}, // decoded above
-		{"entra", false, func(*yaml.Node) {}},       // decoded above
-		{"issuers", false, func(*yaml.Node) {}},     // decoded above
+		{Key: "home_tenant", Decode: func(*yaml.Node) {}}, // decoded above
+		{Key: "entra", Decode: func(*yaml.Node) {}},       // decoded above
+		{Key: "issuers", Decode: func(*yaml.Node) {}},     // decoded above
 	})
 	return groups, apps
 }
@@ -189,10 +143,10 @@ func (p *parser) group(n *yaml.Node, i int) *groupEntry {
 	g, label := e.group, e.label
 	pinLine := n.Line
 	p.mapping(n, label, []field{
-		{"id", true, func(v *yaml.Node) { g.ID, e.idLine = p.id(v, label, "id"), v.Line }},
-		{"region", false, func(v *yaml.Node) { g.Region = p.id(v, label, "region") }},
-		{"pin_region", false, func(v *yaml.Node) { g.PinRegion, _ = p.boolean(v, label, "pin_region"); pinLine = v.Line }},
-		{"exclude_regions", false, func(v *yaml.Node) { g.ExcludeRegions = p.names(v, label, "exclude_regions") }},
+		{Key: "id", Required: true, Decode: func(v *yaml.Node) { g.ID, e.idLine = p.id(v, label, "id"), v.Line }},
+		{Key: "region", Decode: func(v *yaml.Node) { g.Region = p.id(v, label, "region") }},
+		{Key: "pin_region", Decode: func(v *yaml.Node) { g.PinRegion, _ = p.boolean(v, label, "pin_region"); pinLine = v.Line }},
+		{Key: "exclude_regions", Decode: func(v *yaml.Node) { g.ExcludeRegions = p.names(v, label, "exclude_regions") }},
 	})
 	if g.PinRegion && g.Region == "" {
 		p.add(pinLine, ErrValue, label, "pin_region: needs the group's region to pin to")
@@ -215,34 +169,34 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 	var skipLine int
 	auth := &authKeys{lines: map[string]int{}, headerLines: map[string]int{}}
 	fields := append([]field{
-		{"id", true, func(v *yaml.Node) { a.ID, e.idLine = p.id(v, label, "id"), v.Line }},
-		{"display_name", false, func(v *yaml.Node) { a.DisplayName = p.displayName(v, label) }},
-		{"host", true, func(v *yaml.Node) { a.Host, e.hostLine = p.host(v, label), v.Line }},
-		{"kind", false, func(v *yaml.Node) { a.Kind = p.kind(v, label) }},
-		{"internal_url", false, func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
-		{"target", false, func(v *yaml.Node) { a.Target = p.tcpTarget(v, label) }},
-		{"bearer", false, func(v *yaml.Node) { auth.bearer = p.bearer(v, label) }},
-		{"connector_group", true, func(v *yaml.Node) {
+		{Key: "id", Required: true, Decode: func(v *yaml.Node) { a.ID, e.idLine = p.id(v, label, "id"), v.Line }},
+		{Key: "display_name", Decode: func(v *yaml.Node) { a.DisplayName = p.displayName(v, label) }},
+		{Key: "host", Required: true, Decode: func(v *yaml.Node) { a.Host, e.hostLine = p.host(v, label), v.Line }},
+		{Key: "kind", Decode: func(v *yaml.Node) { a.Kind = p.kind(v, label) }},
+		{Key: "internal_url", Decode: func(v *yaml.Node) { a.InternalURL = p.internalURL(v, label) }},
+		{Key: "target", Decode: func(v *yaml.Node) { a.Target = p.tcpTarget(v, label) }},
+		{Key: "bearer", Decode: func(v *yaml.Node) { auth.bearer = p.bearer(v, label) }},
+		{Key: "connector_group", Required: true, Decode: func(v *yaml.Node) {
 			var ok bool
 			if a.ConnectorGroup, ok = p.str(v, label, "connector_group"); ok {
 				e.groupLine = v.Line // checked against the groups once all are known
 			}
 		}},
-		{"preauth", true, func(v *yaml.Node) { a.PreAuth = p.preAuth(v, label) }},
-		{"backend_timeout", false, func(v *yaml.Node) { a.BackendTimeout = p.timeout(v, label, "backend_timeout") }},
-		{"host_header", false, func(v *yaml.Node) { a.HostHeader = p.hostHeader(v, label) }},
-		{"tls_skip_verify", false, func(v *yaml.Node) {
+		{Key: "preauth", Required: true, Decode: func(v *yaml.Node) { a.PreAuth = p.preAuth(v, label) }},
+		{Key: "backend_timeout", Decode: func(v *yaml.Node) { a.BackendTimeout = p.timeout(v, label, "backend_timeout") }},
+		{Key: "host_header", Decode: func(v *yaml.Node) { a.HostHeader = p.hostHeader(v, label) }},
+		{Key: "tls_skip_verify", Decode: func(v *yaml.Node) {
 			a.TLSSkipVerify, _ = p.boolean(v, label, "tls_skip_verify")
 			skipLine = v.Line
 		}},
-		{"hsts_max_age", false, func(v *yaml.Node) { a.HSTS = p.hsts(v, label) }},
-		{"pass_headers", false, func(v *yaml.Node) { auth.passLine, a.PassHeaders = v.Line, p.passHeaders(v, label) }},
+		{Key: "hsts_max_age", Decode: func(v *yaml.Node) { a.HSTS = p.hsts(v, label) }},
+		{Key: "pass_headers", Decode: func(v *yaml.Node) { auth.passLine, a.PassHeaders = v.Line, p.passHeaders(v, label) }},
 	}, p.authFields(a, auth, label)...)
 	keyLines := make(map[string]int, len(fields))
 	for i := range fields {
 		f := &fields[i]
-		decode, key := f.decode, f.key
-		f.decode = func(v *yaml.Node) { keyLines[key] = v.Line; decode(v) }
+		decode, key := f.Decode, f.Key
+		f.Decode = func(v *yaml.Node) { keyLines[key] = v.Line; decode(v) }
 	}
 	p.mapping(n, label, fields)
 	p.finishKind(a, keyLines, n.Line, label)
@@ -308,42 +262,7 @@ func knownGroups(groups []*groupEntry) string {
 // mapping decodes the mapping m field by field in document order, reporting
 // a non-mapping, unknown and repeated keys, and missing required keys.
 func (p *parser) mapping(m *yaml.Node, label string, fields []field) {
-	if m.Kind != yaml.MappingNode {
-		p.add(m.Line, ErrType, label, "got %s, want a mapping", describe(m))
-		return
-	}
-	seen := make(map[string]int, len(fields))
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := resolve(m.Content[i]), resolve(m.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			p.add(k.Line, ErrType, label, "key: got %s, want a string", describe(k))
-			continue
-		}
-		j := slices.IndexFunc(fields, func(f field) bool { return f.key == k.Value })
-		if j < 0 {
-			p.add(k.Line, ErrUnknownKey, label, "unknown key %q (known keys: %s)", k.Value, keyList(fields))
-			continue
-		}
-		if first, dup := seen[k.Value]; dup {
-			p.add(k.Line, ErrDuplicate, label, "key %q repeated (first at line %d)", k.Value, first)
-			continue
-		}
-		seen[k.Value] = k.Line
-		fields[j].decode(v)
-	}
-	for _, f := range fields {
-		if _, ok := seen[f.key]; f.required && !ok {
-			p.add(m.Line, ErrMissing, label, "missing required key %q", f.key)
-		}
-	}
-}
-
-func keyList(fields []field) string {
-	keys := make([]string, len(fields))
-	for i, f := range fields {
-		keys[i] = f.key
-	}
-	return strings.Join(keys, ", ")
+	yamlcheck.Mapping(m, fields, p.report(label))
 }
 
 // list calls each for every item of the sequence v; a null value is an empty
@@ -514,39 +433,8 @@ func labelOf(n *yaml.Node, kind string, i int) string {
 	return fmt.Sprintf("%s #%d", kind, i+1)
 }
 
-// resolve follows aliases to the node they name.
-func resolve(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
+func resolve(n *yaml.Node) *yaml.Node { return yamlcheck.Resolve(n) }
 
-func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
+func isNull(n *yaml.Node) bool { return yamlcheck.IsNull(n) }
 
-// describe names a node's YAML type for messages: "a list", "a string"...
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.ShortTag() {
-		case "!!str":
-			return "a string"
-		case "!!int":
-			return "an integer"
-		case "!!float":
-			return "a number"
-		case "!!bool":
-			return "a boolean"
-		case "!!null":
-			return "null"
-		}
-		return "a value tagged " + n.ShortTag()
-	}
-	return "an unexpected YAML node"
-}
+func describe(n *yaml.Node) string { return yamlcheck.Describe(n) }

@@ -53,6 +53,11 @@ type Store struct {
 	src    Source
 	logger *slog.Logger
 	cur    atomic.Pointer[Catalog]
+	now    func() time.Time
+
+	loadedAt atomic.Int64  // Unix nanoseconds when the catalogue in force was loaded
+	failures atomic.Uint64 // failed reloads
+	failing  atomic.Bool   // the latest reload failed
 
 	mu      sync.Mutex // guards the following; also serialises reloads
 	subs    []chan struct{}
@@ -79,9 +84,28 @@ func NewStoreFrom(ctx context.Context, src Source, logger *slog.Logger) (*Store,
 	if err != nil {
 		return nil, fmt.Errorf("new catalog store: %w", err)
 	}
-	s := &Store{src: src, logger: logger, version: version}
+	s := &Store{src: src, logger: logger, version: version, now: time.Now}
 	s.cur.Store(c)
+	s.loadedAt.Store(s.now().UnixNano())
 	return s, nil
+}
+
+// Stats is what a Store tells about its reloads, for metrics.
+type Stats struct {
+	// LoadedAt is when the catalogue in force was loaded.
+	LoadedAt time.Time
+	// Failures counts the reloads that failed (an unreadable or invalid
+	// file) since the Store was made; Watch counts a file that stays
+	// broken once, not once a poll.
+	Failures uint64
+	// Failing reports that the latest reload failed: the file holds
+	// something other than the catalogue in force.
+	Failing bool
+}
+
+// Stats returns the Store's reload statistics.
+func (s *Store) Stats() Stats {
+	return Stats{LoadedAt: time.Unix(0, s.loadedAt.Load()), Failures: s.failures.Load(), Failing: s.failing.Load()}
 }
 
 // Current returns the catalogue in force. It never returns nil.
@@ -107,15 +131,24 @@ func (s *Store) Reload() (changed bool, err error) {
 	return s.reload(context.Background())
 }
 
+// failed counts a failed reload: the source's content is not the
+// catalogue in force.
+func (s *Store) failed() {
+	s.failures.Add(1)
+	s.failing.Store(true)
+}
+
 func (s *Store) reload(ctx context.Context) (bool, error) {
 	s.mu.Lock()
 	since := s.version
 	s.mu.Unlock()
 	data, version, err := s.src.Fetch(ctx, since)
 	if err != nil {
+		s.failed()
 		return false, fmt.Errorf("reload catalog: %s: %w", s.src, err)
 	}
 	if data == nil && version == since {
+		s.failing.Store(false) // the source holds the catalogue in force
 		return false, nil
 	}
 	return s.apply(data, version)
@@ -128,13 +161,17 @@ func (s *Store) apply(data []byte, version string) (bool, error) {
 	defer s.mu.Unlock()
 	if hashOf(data) == s.cur.Load().Hash() {
 		s.version = version
+		s.failing.Store(false)
 		return false, nil
 	}
 	c, err := Parse(s.src.String(), data)
 	if err != nil {
+		s.failed()
 		return false, fmt.Errorf("reload catalog: %w", err)
 	}
 	s.cur.Store(c)
+	s.loadedAt.Store(s.now().UnixNano())
+	s.failing.Store(false)
 	s.version = version
 	for _, ch := range s.subs {
 		select {
@@ -182,12 +219,14 @@ func (s *Store) poll(ctx context.Context, lastFailure string) string {
 			return lastFailure
 		}
 		if msg := readFailure(err); msg != lastFailure {
+			s.failed()
 			s.logFailure(err)
 			return msg
 		}
-		return lastFailure
+		return lastFailure // the same failure, counted once
 	}
 	if data == nil && version == since {
+		s.failing.Store(false)
 		return "" // back at (or still at) the version in force
 	}
 	if version == lastFailure {

@@ -257,3 +257,49 @@ func TestStoreConcurrentReads(t *testing.T) {
 		t.Errorf("got %d apps, want 5 from the last good file", got)
 	}
 }
+
+func TestStoreStats(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "catalog.yaml")
+	writeFile(t, path, catalogWithApps(1))
+	s, err := NewStore(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return clock }
+	first := s.Stats()
+	if first.Failures != 0 || first.Failing || first.LoadedAt.IsZero() {
+		t.Fatalf("fresh store stats %+v", first)
+	}
+	replaceFile(t, path, "apps: [")
+	if _, err := s.Reload(); err == nil {
+		t.Fatal("a broken file reloaded")
+	}
+	if st := s.Stats(); st.Failures != 1 || !st.Failing || !st.LoadedAt.Equal(first.LoadedAt) {
+		t.Fatalf("after a failure: %+v", st)
+	}
+	replaceFile(t, path, catalogWithApps(2))
+	if _, err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Failures != 1 || st.Failing || !st.LoadedAt.Equal(clock) {
+		t.Fatalf("after a good reload: %+v, want loaded at %v", st, clock)
+	}
+	// Watch's polls count a file that stays broken once, and a missing
+	// file once, however often they look.
+	replaceFile(t, path, "apps: [")
+	last := ""
+	for range 3 {
+		last = s.poll(t.Context(), last)
+	}
+	if st := s.Stats(); st.Failures != 2 || !st.Failing {
+		t.Fatalf("after three polls of one broken file: %+v, want 2 failures, failing", st)
+	}
+	os.Remove(path)
+	for range 3 {
+		last = s.poll(t.Context(), last)
+	}
+	if st := s.Stats(); st.Failures != 3 || !st.Failing || !st.LoadedAt.Equal(clock) {
+		t.Fatalf("after three polls of a missing file: %+v, want 3 failures", st)
+	}
+}

@@ -44,6 +44,12 @@ type Command struct {
 	// which passes the run flags on). "-h" or "--help" as its first
 	// argument prints the command's help instead.
 	Raw func(ctx context.Context, args []string) error
+	// Config makes the command configurable: --config FILE (or
+	// POSTERN_CONFIG) names a YAML file whose keys are the flags' names
+	// with "_" for "-", and every flag --name-x can also be set by the
+	// environment variable POSTERN_NAME_X. Precedence: default < file <
+	// environment < command line. Only with Flags.
+	Config bool
 }
 
 // App is a binary: its name, summary and command table.
@@ -61,6 +67,9 @@ type App struct {
 	// Stdout and Stderr receive help and errors; nil means os.Stdout and
 	// os.Stderr.
 	Stdout, Stderr io.Writer
+	// LookupEnv reads the environment of configurable commands; nil means
+	// os.LookupEnv. An empty variable counts as unset.
+	LookupEnv func(string) (string, bool)
 }
 
 // singleDash finds a flag written with one dash in the flag package's
@@ -190,10 +199,12 @@ func (a *App) invoke(ctx context.Context, cmd Command, args []string) error {
 		}
 		return cmd.Raw(ctx, args)
 	}
-	fs := flag.NewFlagSet(a.Name+" "+cmd.Name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	run := cmd.Flags(fs)
+	fs, run := a.flagSet(cmd)
+	if cmd.Config && !helpAsked(args) {
+		if _, err := a.configure(fs, args); err != nil {
+			return err
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			a.printCommand(a.stdout(), cmd, fs)
@@ -205,6 +216,33 @@ func (a *App) invoke(ctx context.Context, cmd Command, args []string) error {
 		return Usagef("%s: unexpected arguments %q (see %s %s --help)", cmd.Name, fs.Args(), a.Name, cmd.Name)
 	}
 	return run(ctx)
+}
+
+// flagSet declares cmd's flags (and --config for a configurable command)
+// on a new flag set.
+func (a *App) flagSet(cmd Command) (*flag.FlagSet, func(context.Context) error) {
+	fs := flag.NewFlagSet(a.Name+" "+cmd.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	run := cmd.Flags(fs)
+	if cmd.Config {
+		fs.String(ConfigFlag, "", "YAML file of settings: each flag's name with _ for - (every flag is also the variable POSTERN_<NAME>; precedence: file < environment < command line)")
+	}
+	return fs, run
+}
+
+// helpAsked reports whether args ask for help, which needs no
+// configuration.
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "--help", "-help":
+			return true
+		case "--":
+			return false
+		}
+	}
+	return false
 }
 
 func (a *App) helpFor(args []string) error {
@@ -256,6 +294,9 @@ func (a *App) printCommand(w io.Writer, cmd Command, fs *flag.FlagSet) {
 	}
 	if cmd.Help != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(cmd.Help))
+	}
+	if cmd.Config {
+		fmt.Fprintf(w, "\n%s\n", fmt.Sprintf(configHelp, a.Name))
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // version is the release version, set by the package and release builds
@@ -69,4 +71,26 @@ func (b BuildInfo) line(name string) string {
 		}
 	}
 	return fmt.Sprintf("%s %s, %s, %s %s/%s", name, b.Version, rev, b.GoVersion, runtime.GOOS, runtime.GOARCH)
+}
+
+// NewRegistry returns a metrics registry holding postern_build_info for
+// this binary, for a daemon's main to hand to the component it runs.
+func NewRegistry(component string) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(ReadBuildInfo().collector(component))
+	return reg
+}
+
+// collector is the constant gauge postern_build_info, always 1, whose
+// labels say which build is running.
+func (b BuildInfo) collector(component string) prometheus.Collector {
+	revision := b.Revision
+	if b.Modified {
+		revision += "+modified"
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "postern_build_info",
+		Help:        "Always 1; the labels name the running build (component, version, VCS revision, Go version).",
+		ConstLabels: prometheus.Labels{"component": component, "version": b.Version, "revision": revision, "goversion": b.GoVersion},
+	}, func() float64 { return 1 })
 }

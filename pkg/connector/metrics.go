@@ -80,18 +80,32 @@ func (c *Connector) registerMetrics() {
 			Help: "WireGuard peers of this connector."}, func() float64 { return float64(len(c.node.Peers())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_connector_last_handshake_age_seconds",
 			Help: "Age of the most recent WireGuard handshake with any mesh node (-1 if none)."}, func() float64 {
-			var last time.Time
-			for _, p := range c.node.Peers() {
-				if p.LastHandshake.After(last) {
-					last = p.LastHandshake
-				}
-			}
+			last := c.lastHandshake()
 			if last.IsZero() {
 				return -1
 			}
 			return time.Since(last).Seconds()
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_connector_last_handshake_timestamp_seconds",
+			Help: "Unix time of the most recent WireGuard handshake with any mesh node (0 if none); alert on time() minus it."}, func() float64 {
+			last := c.lastHandshake()
+			if last.IsZero() {
+				return 0
+			}
+			return float64(last.UnixNano()) / 1e9
+		}),
 	)
+}
+
+// lastHandshake returns the most recent WireGuard handshake with any peer.
+func (c *Connector) lastHandshake() time.Time {
+	var last time.Time
+	for _, p := range c.node.Peers() {
+		if p.LastHandshake.After(last) {
+			last = p.LastHandshake
+		}
+	}
+	return last
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

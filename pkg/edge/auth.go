@@ -173,12 +173,20 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *cata
 	}
 	if h.auth == nil {
 		st.errReason = "pre-authentication not configured on this node"
+		st.decision = decision{result: resultDeny, reason: reasonUnconfigured}
 		errpage.Write(w, r, errpage.Page{Status: http.StatusServiceUnavailable, Title: "Sign-in unavailable",
 			Reason: "Sign-in is not configured on this mesh node.", RequestID: st.rid})
 		return nil
 	}
 	c, claims, fresh := h.appCookie(r, app, st)
 	if claims == nil {
+		st.decision = decision{result: resultSignIn, reason: reasonNoSession}
+		if st.errReason != "" {
+			st.decision.reason = reasonCookieRefused
+		}
+		if fresh {
+			st.decision.reason = reasonRevoked
+		}
 		if present { // the backend's own bearer token: no redirect
 			h.bearerRefused(w, r, app, st, errors.New("no valid app cookie beside the application's own bearer token"))
 			return nil
@@ -222,6 +230,7 @@ func (h *Handler) appCookie(r *http.Request, app *catalog.App, st *reqState) (st
 func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState, id *session.Identity) *session.Identity {
 	st.user = id.Subject
 	if app.Policy == nil {
+		st.decision = decision{result: resultAllow, reason: reasonSignedIn, principal: id.PrincipalType()}
 		return id
 	}
 	path, raw := r.URL.EscapedPath(), r.RequestURI
@@ -229,26 +238,27 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, app *catalog
 		path, raw = "/", "/" // a TCP app has no paths
 	}
 	d := app.Policy.Decide(id, policy.Request{RawPath: raw, Path: path, ClientIP: clientAddr(st.clientIP), Now: h.cfg.Now()})
+	st.decision = decision{result: resultAllow, reason: reasonPolicy, rule: d.Rule, detail: d.Reason, principal: id.PrincipalType()}
 	if d.Allow {
 		return id
 	}
 	st.errReason = "policy: " + d.Reason
+	st.decision.result = resultDeny
 	if d.BadPath {
+		st.decision.reason = reasonBadPath
 		errpage.Write(w, r, errpage.Page{Status: http.StatusBadRequest, Title: "Request refused",
 			Reason: strings.TrimSuffix(d.Reason, ".") + ".", RequestID: st.rid})
 		return nil
 	}
 	if st.via == viaCookie && len(d.MissingACRs) > 0 && wantsBrowser(r) {
+		st.decision.result, st.decision.reason = resultSignIn, reasonStepUp
 		h.startSignIn(w, r, app, st, r.URL.RequestURI(), false) // step up: sign in again meeting the contexts
 		return nil
 	}
 	if len(d.MissingScopes) > 0 {
 		w.Header().Set("WWW-Authenticate", challenge(app, "insufficient_scope", d.Reason)+`, scope="`+strings.Join(d.MissingScopes, " ")+`"`)
 	}
-	who := id.Username
-	if who == "" {
-		who = id.Subject
-	}
+	who := shownUser(id)
 	var links []errpage.Link
 	if st.via == viaCookie {
 		links = []errpage.Link{{Text: "Sign in as someone else", Path: LogoutPath}}

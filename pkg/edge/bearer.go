@@ -88,7 +88,7 @@ func (h *Handler) verifyBearer(r *http.Request, app *catalog.App, st *reqState, 
 	}
 	if why := h.revoked(id); why != "" {
 		h.metrics.revokedRefusal(why, viaBearer)
-		return nil, viaBearer, fmt.Errorf("the %s was revoked", id.PrincipalType())
+		return nil, viaBearer, revokedError{fmt.Errorf("the %s was revoked", id.PrincipalType())}
 	}
 	return id, viaBearer, nil
 }
@@ -118,7 +118,7 @@ func (h *Handler) verifyCLI(r *http.Request, app *catalog.App, tok string) (*ses
 	}
 	if why := h.revoked(&claims.Identity); why != "" {
 		h.metrics.revokedRefusal(why, viaCLI)
-		return nil, fmt.Errorf("the %s of this sign-in was revoked", why)
+		return nil, revokedError{fmt.Errorf("the %s of this sign-in was revoked", why)}
 	}
 	return &claims.Identity, nil
 }
@@ -143,11 +143,23 @@ func tokenType(tok string) string {
 	return h.Typ
 }
 
+// revokedError is the refusal of a bearer token whose identity was
+// revoked: the audit reason is then revoked, not bearer_refused.
+type revokedError struct{ error }
+
+func (e revokedError) Unwrap() error { return e.error }
+
 // bearerRefused answers a refused bearer token with 401 and an RFC 6750
 // challenge, never a redirect, within the client's budget of
 // unauthenticated answers (429 past it).
 func (h *Handler) bearerRefused(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState, err error) {
 	st.errReason = "bearer token refused: " + err.Error()
+	if st.decision.result == "" {
+		st.decision = decision{result: resultDeny, reason: reasonBearerRefused, detail: err.Error()}
+		if errors.As(err, new(revokedError)) {
+			st.decision.reason = reasonRevoked
+		}
+	}
 	if h.limitedUnauth(w, r, st) {
 		return
 	}

@@ -15,8 +15,6 @@ package edge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +37,7 @@ import (
 	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/policy"
 	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/splice"
 	"github.com/postern/postern/pkg/tunnelhttp"
@@ -78,6 +77,11 @@ type Config struct {
 	// cookie, command-line app token, bearer token), with or without Auth;
 	// nil refuses none.
 	Denied DenyList
+	// Audit receives one "access_decision" record per request to a known
+	// app (see audit.go), apart from the access log; nil writes none.
+	Audit *slog.Logger
+	// NodeID names this node in audit records; empty leaves it out.
+	NodeID string
 }
 
 // Handler is the edge proxy. It is safe for concurrent use.
@@ -137,6 +141,7 @@ type reqState struct {
 	id        *session.Identity // verified identity of a pre-authenticated request
 	token     string            // the app cookie or bearer token that carried id
 	via       string            // how id was verified: cookie, bearer or cli
+	decision  decision          // what the edge decided about access, for the audit stream
 	auth      *auth
 	relayed   bool  // served for another mesh node (RelayHandler)
 	stripAuth bool  // remove the Authorization header: it carried a bearer token
@@ -156,7 +161,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
 	defer duplex.Serve(w, r)()
 	st := statePool.Get().(*reqState)
-	*st = reqState{rid: newRequestID(), clientIP: clientIP(r.RemoteAddr), scheme: "http"}
+	*st = reqState{rid: reqid.New(), clientIP: clientIP(r.RemoteAddr), scheme: "http"}
 	defer statePool.Put(st)
 	if r.TLS != nil {
 		st.scheme = "https"
@@ -177,6 +182,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.app, st.cat = app, cat
 	if reason := refusedRequest(r); reason != "" {
 		st.errReason = reason
+		st.decision = decision{result: resultDeny, reason: reasonRefusedRequest, detail: reason}
 		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusBadRequest, Title: "Request refused",
 			Reason: "The request is not one the mesh forwards: " + reason + ".", RequestID: st.rid})
 		h.logAccess(r, rw, st, start)
@@ -188,12 +194,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if app.Kind == catalog.KindTCP {
+		st.decision = decision{result: resultDeny, reason: reasonRefusedRequest, detail: "an HTTP request to a TCP app"}
 		h.writeUnauth(rw, r, st, errpage.Page{Status: http.StatusNotFound, Title: "TCP service",
 			Reason: "This address publishes a TCP service: connect to it with \"connectord access tcp\".", RequestID: st.rid})
 		h.logAccess(r, rw, st, start)
 		return
 	}
-	if app.PreAuth != catalog.PreAuthPassthrough {
+	if app.PreAuth == catalog.PreAuthPassthrough {
+		st.decision = decision{result: resultAllow, reason: reasonPassthrough}
+	} else {
 		if st.id = h.authenticate(rw, r, app, st); st.id == nil {
 			h.logAccess(r, rw, st, start)
 			return
@@ -296,6 +305,7 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 	}
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
 	h.metrics.observe(appID, status, d, rw.Bytes(), st.truncated)
+	h.audit(r, st, status)
 }
 
 // rewrite builds the request sent through the tunnel. By the time it runs,
@@ -423,14 +433,6 @@ func connectorReason(code string) (title, reason string) {
 	default:
 		return "Bad gateway", "The application broke off the exchange."
 	}
-}
-
-var ridEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-func newRequestID() string {
-	var b [10]byte
-	rand.Read(b[:])
-	return strings.ToLower(ridEncoding.EncodeToString(b[:]))
 }
 
 type bufferPool struct{}

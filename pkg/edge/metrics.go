@@ -8,11 +8,12 @@ import (
 )
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	bytes    *prometheus.CounterVec
-	cut      *prometheus.CounterVec
-	revoked  *prometheus.CounterVec
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	bytes     *prometheus.CounterVec
+	cut       *prometheus.CounterVec
+	revoked   *prometheus.CounterVec
+	decisions *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,8 +39,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "postern_edge_revoked_refusals_total", Help: "Identities refused because their session or user was revoked, by kind (session, user) and where (cookie, handoff, bearer, cli, tcp_stream: an open TCP stream cut).",
 		}, []string{"kind", "where"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytes, m.cut, m.revoked)
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "postern_auth_decisions_total", Help: "Access decisions at the edge for requests to known apps, by app, result (allow, deny, sign_in) and reason.",
+	}, []string{"app", "result", "reason"})
+	reg.MustRegister(m.requests, m.duration, m.bytes, m.cut, m.revoked, m.decisions)
 	return m
+}
+
+// decided counts an access decision.
+func (m *metrics) decided(app, result, reason string) {
+	if m != nil {
+		m.decisions.WithLabelValues(app, result, reason).Inc()
+	}
 }
 
 // revokedRefusal counts an app token refused as revoked.

@@ -9,6 +9,7 @@ import (
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/duplex"
 	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
 
@@ -32,8 +33,10 @@ func (h *Handler) serveRelay(w http.ResponseWriter, r *http.Request) {
 	st := statePool.Get().(*reqState)
 	*st = reqState{rid: r.Header.Get(tunnelhttp.HeaderRequestID), clientIP: clientIP(r.RemoteAddr), scheme: "http", relayed: true}
 	defer statePool.Put(st)
-	if st.rid == "" {
-		st.rid = newRequestID()
+	if !reqid.Valid(st.rid) {
+		// A peer node sends its own id; anything else (absent, another
+		// format) gets a fresh one rather than reaching the logs as is.
+		st.rid = reqid.New()
 	}
 	rw := accesslog.Wrap(w)
 	defer rw.Release()

@@ -2,7 +2,6 @@ package enroll
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -24,6 +23,7 @@ import (
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/iplimit"
+	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/revoke"
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -412,7 +412,7 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 		e := newAPIErr(http.StatusTooManyRequests, CodeRateLimited, "too many pings from this address; retry later", nil)
 		e.retryAfter = wait
 		writeError(w, e)
-		s.logger.Debug("ping_limited", "remote_ip", remote.String())
+		s.logger.Debug("ping_limited", "client_ip", remote.String())
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -588,7 +588,7 @@ func (s *Server) updateSlot(r *http.Request, st *reqState) (any, *apiErr) {
 	if err != nil {
 		return nil, newAPIErr(http.StatusServiceUnavailable, CodeTokenCheckUnavailable, "the mesh cannot decide the update slot now; retry later", err)
 	}
-	s.logger.Info("update_slot", "connector_id", c.ConnectorID, "group", c.Group, "version", printableVersion(req.Version),
+	s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printableVersion(req.Version),
 		"granted", granted, "slot_end", slot.Expires)
 	return UpdateSlotResponse{Granted: granted, Start: start, Until: slot.Expires}, nil
 }
@@ -660,11 +660,11 @@ func (s *Server) logRequest(r *http.Request, status int, e *apiErr, st *reqState
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", status),
-		slog.String("remote_ip", st.remote.String()),
+		slog.String("client_ip", st.remote.String()),
 		slog.Float64("duration_ms", float64(s.now().Sub(start).Microseconds())/1000),
 	}
 	if st.connectorID != "" {
-		attrs = append(attrs, slog.String("connector_id", st.connectorID))
+		attrs = append(attrs, slog.String("connector", st.connectorID))
 	}
 	if st.group != "" {
 		attrs = append(attrs, slog.String("group", st.group))
@@ -682,14 +682,10 @@ func (s *Server) logRequest(r *http.Request, status int, e *apiErr, st *reqState
 			attrs = append(attrs, slog.String("error", e.cause.Error()))
 		}
 	}
-	s.logger.LogAttrs(r.Context(), level, "postern api request", attrs...)
+	s.logger.LogAttrs(r.Context(), level, "api_request", attrs...)
 }
 
-func newRequestID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func newRequestID() string { return reqid.New() }
 
 // noChecks is the Checks of a Server configured without any.
 type noChecks struct{}

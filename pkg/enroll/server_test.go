@@ -664,7 +664,7 @@ func TestSecretsNotInLogs(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]any{"connector_id": enr.ConnectorID, "group": "branch", "status": float64(200), "path": EnrollPath} {
+	for k, want := range map[string]any{"connector": enr.ConnectorID, "group": "branch", "status": float64(200), "path": EnrollPath} {
 		if first[k] != want {
 			t.Errorf("log key %s: got %v, want %v", k, first[k], want)
 		}

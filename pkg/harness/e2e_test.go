@@ -385,11 +385,28 @@ func TestMetricsAndStatus(t *testing.T) {
 		`postern_mesh_tunnel_peers{kind="connector"} 1`,
 		`postern_mesh_connectors_online{group="hq"} 1`,
 		`postern_mesh_peer_last_handshake_age_seconds{`,
+		`postern_mesh_peer_last_handshake_timestamp_seconds{`,
 		`postern_mesh_request_duration_seconds_bucket{app="smartmoney",code="200"`,
+		"postern_catalog_loaded_timestamp_seconds 1.",
+		"postern_catalog_reload_failures_total 0",
+		"postern_catalog_reload_failing 0",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	mfs, err := h.Connectors()[0].Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	handshakeAt := -1.0
+	for _, mf := range mfs {
+		if mf.GetName() == "postern_connector_last_handshake_timestamp_seconds" {
+			handshakeAt = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	if now := float64(time.Now().Unix()); handshakeAt < now-3600 || handshakeAt > now+60 {
+		t.Errorf("connector's last handshake timestamp %v, want about now (%v)", handshakeAt, now)
 	}
 	st := h.Meshes()[0].Node.Status()
 	if len(st.Connectors) != 1 || !st.Connectors[0].Alive {

@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
@@ -41,6 +43,9 @@ import (
 
 // Options configures Start.
 type Options struct {
+	// Audit, when set, receives every mesh node's audit stream as JSON
+	// lines; it must be safe for concurrent writes.
+	Audit io.Writer
 	// Dir holds all state; empty means a new temporary directory removed
 	// by Close.
 	Dir string
@@ -169,8 +174,10 @@ type Connector struct {
 	UDP *wgnet.BlockBind
 	// Region is where a Topology placed it; empty otherwise.
 	Region string
-	cancel context.CancelFunc
-	done   chan struct{}
+	// Registry holds its metrics.
+	Registry *prometheus.Registry
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // Start starts the system and waits until every connector serves the app.
@@ -350,6 +357,9 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 	}
 	if raceDetector {
 		cfg.Pool = stretchProbes(cfg.Pool, 750*time.Millisecond, 3)
+	}
+	if h.opts.Audit != nil {
+		cfg.Audit = slog.New(slog.NewJSONHandler(h.opts.Audit, nil))
 	}
 	if i < len(h.opts.AdminAddrs) {
 		cfg.AdminListen = h.opts.AdminAddrs[i]
@@ -566,7 +576,7 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 	}
 	cfg := connector.Config{StateDir: dir, HTTPClient: h.APIClient(), AllowList: al,
 		Carrier: h.opts.Carrier, UDPTimeout: h.opts.UDPTimeout, ProbeInterval: h.opts.ProbeInterval,
-		Logger: h.logger.With("service", "connectord")}
+		Logger: h.logger.With("service", "connectord"), Registry: prometheus.NewRegistry()}
 	var inner conn.Bind = wgnet.NewDialBind()
 	want := min(2, len(h.Meshes()))
 	if t := h.opts.Topology; t != nil {
@@ -587,7 +597,7 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	hc := &Connector{C: c, Dir: dir, UDP: udp, Region: region, cancel: cancel, done: make(chan struct{})}
+	hc := &Connector{C: c, Dir: dir, UDP: udp, Region: region, Registry: cfg.Registry, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(hc.done)
 		c.Run(rctx)

@@ -173,7 +173,18 @@ func TestTCPApps(t *testing.T) {
 	apps := TCPApp("ssh", sshd.l.Addr().String()) + TCPApp("blob", transfer.Addr()) + TCPApp("echo", echo.Addr()) +
 		TCPApp("forbidden", "127.0.0.2:"+port)
 	logs := &SyncBuffer{}
-	h := start(t, Options{Auth: true, ExtraCatalog: apps, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	audit := &SyncBuffer{}
+	h := start(t, Options{Auth: true, ExtraCatalog: apps, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Audit: audit})
+	// auditOf returns the audit record of app with the given decision
+	// and reason, nil if there is none.
+	auditOf := func(app, decision, reason string) map[string]any {
+		for _, r := range records(t, audit) {
+			if r["app"] == app && r["decision"] == decision && r["reason"] == reason {
+				return r
+			}
+		}
+		return nil
+	}
 	daemon, err := h.ClientCredentials(t.Context(), DaemonClientID, DaemonSecret, APIIdentifier+"/.default")
 	if err != nil {
 		t.Fatal(err)
@@ -269,6 +280,11 @@ func TestTCPApps(t *testing.T) {
 		if d, _ := access["duration_ms"].(float64); access["user"] == "" || access["user"] == nil || d <= 0 || access["principal"] != "app" {
 			t.Errorf("access line lacks the user, principal or duration: %v", access)
 		}
+		// The stream is audited like a web request, when it ends.
+		if r := auditOf("blob", "allow", "policy"); r == nil || r["request_id"] != access["request_id"] ||
+			r["principal"] != "app" || r["auth"] != "bearer" || r["user"] != access["user"] {
+			t.Errorf("audit record of the stream: %v, want allow for the daemon's bearer token (access line %v)", r, access)
+		}
 	})
 
 	t.Run("parallel streams", func(t *testing.T) {
@@ -338,6 +354,24 @@ func TestTCPApps(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("refusals audited", func(t *testing.T) {
+		if r := auditOf("echo", "deny", "policy"); r == nil || r["principal"] != "user" || r["auth"] != "bearer" || r["detail"] == "" {
+			t.Errorf("audit record of alice's denied stream: %v", r)
+		}
+		if r := auditOf("echo", "deny", "bearer_refused"); r == nil || r["status"] != float64(401) || r["principal"] != nil {
+			t.Errorf("audit record of a refused token: %v", r)
+		}
+	})
+
+	t.Run("log lines of the schema", func(t *testing.T) {
+		seen := checkLogSchema(t, logSchema(t), records(t, logs))
+		for _, m := range []string{"access", "tcp_stream"} {
+			if !seen[m] {
+				t.Errorf("no %q line in the run", m)
+			}
+		}
+	})
 
 	t.Run("web paths of a TCP app", func(t *testing.T) {
 		resp, _ := call(t, h, h.URLFor(0, "echo.localhost")+"/", daemon)

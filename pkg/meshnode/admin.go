@@ -142,14 +142,18 @@ func (n *Node) AdminHandler() http.Handler {
 }
 
 var (
-	descPeers     = prometheus.NewDesc("postern_mesh_tunnel_peers", "WireGuard peers of this mesh node, by kind (connector or mesh node).", []string{"kind"}, nil)
-	descOnline    = prometheus.NewDesc("postern_mesh_connectors_online", "Live connectors attached to this node, by group.", []string{"group"}, nil)
-	descHandshake = prometheus.NewDesc("postern_mesh_peer_last_handshake_age_seconds", "Age of the last WireGuard handshake with each connector.", []string{"connector", "group"}, nil)
-	descCarrier   = prometheus.NewDesc("postern_mesh_connector_carrier", "1 for the carrier (udp or stream) each connector's WireGuard packets use.", []string{"connector", "group", "carrier"}, nil)
-	descStreams   = prometheus.NewDesc("postern_mesh_stream_carriers", "Open stream carriers.", nil, nil)
-	descCut       = prometheus.NewDesc("postern_mesh_stream_carriers_cut_total", "Stream carriers cut off for breaking the protocol.", nil, nil)
-	descDropped   = prometheus.NewDesc("postern_mesh_stream_packets_dropped_total", "Packets dropped because a stream carrier's send queue was full.", nil, nil)
-	descRevoked   = prometheus.NewDesc("postern_revocation_entries", "Entries of the deny-list held by this node, by kind (session, user, connector).", []string{"kind"}, nil)
+	descPeers       = prometheus.NewDesc("postern_mesh_tunnel_peers", "WireGuard peers of this mesh node, by kind (connector or mesh node).", []string{"kind"}, nil)
+	descOnline      = prometheus.NewDesc("postern_mesh_connectors_online", "Live connectors attached to this node, by group.", []string{"group"}, nil)
+	descHandshake   = prometheus.NewDesc("postern_mesh_peer_last_handshake_age_seconds", "Age of the last WireGuard handshake with each connector.", []string{"connector", "group"}, nil)
+	descHandshakeAt = prometheus.NewDesc("postern_mesh_peer_last_handshake_timestamp_seconds", "Unix time of the last WireGuard handshake with each connector; alert on time() minus it.", []string{"connector", "group"}, nil)
+	descCarrier     = prometheus.NewDesc("postern_mesh_connector_carrier", "1 for the carrier (udp or stream) each connector's WireGuard packets use.", []string{"connector", "group", "carrier"}, nil)
+	descStreams     = prometheus.NewDesc("postern_mesh_stream_carriers", "Open stream carriers.", nil, nil)
+	descCut         = prometheus.NewDesc("postern_mesh_stream_carriers_cut_total", "Stream carriers cut off for breaking the protocol.", nil, nil)
+	descDropped     = prometheus.NewDesc("postern_mesh_stream_packets_dropped_total", "Packets dropped because a stream carrier's send queue was full.", nil, nil)
+	descRevoked     = prometheus.NewDesc("postern_revocation_entries", "Entries of the deny-list held by this node, by kind (session, user, connector).", []string{"kind"}, nil)
+	descCatLoaded   = prometheus.NewDesc("postern_catalog_loaded_timestamp_seconds", "Unix time when the catalogue in force was loaded (the last successful reload that changed it).", nil, nil)
+	descCatFailed   = prometheus.NewDesc("postern_catalog_reload_failures_total", "Catalogue reloads that failed (unreadable or invalid file); the catalogue in force stays.", nil, nil)
+	descCatStale    = prometheus.NewDesc("postern_catalog_reload_failing", "1 while the catalogue file holds something that failed to load, 0 when the file is the catalogue in force.", nil, nil)
 )
 
 // statusCollector reports tunnel and pool state at scrape time.
@@ -159,11 +163,15 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPeers
 	ch <- descOnline
 	ch <- descHandshake
+	ch <- descHandshakeAt
 	ch <- descCarrier
 	ch <- descStreams
 	ch <- descCut
 	ch <- descDropped
 	ch <- descRevoked
+	ch <- descCatLoaded
+	ch <- descCatFailed
+	ch <- descCatStale
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -205,6 +213,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(descHandshake, prometheus.GaugeValue, time.Since(p.LastHandshake).Seconds(), s.ID, s.Group)
+		ch <- prometheus.MustNewConstMetric(descHandshakeAt, prometheus.GaugeValue, float64(p.LastHandshake.UnixNano())/1e9, s.ID, s.Group)
 	}
 	st := c.n.stream.Stats()
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(st.Streams))
@@ -213,4 +222,12 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	for kind, n := range c.n.revoked.Counts() {
 		ch <- prometheus.MustNewConstMetric(descRevoked, prometheus.GaugeValue, float64(n), string(kind))
 	}
+	cs := c.n.catalog.Stats()
+	failing := 0.0
+	if cs.Failing {
+		failing = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descCatLoaded, prometheus.GaugeValue, float64(cs.LoadedAt.UnixNano())/1e9)
+	ch <- prometheus.MustNewConstMetric(descCatFailed, prometheus.CounterValue, float64(cs.Failures))
+	ch <- prometheus.MustNewConstMetric(descCatStale, prometheus.GaugeValue, failing)
 }

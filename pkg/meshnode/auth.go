@@ -2,6 +2,8 @@ package meshnode
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/authority"
@@ -63,4 +66,55 @@ func loadOrCreateKeyset(path string) (*session.Keyset, error) {
 		return nil, fmt.Errorf("meshnode: assertion keys: %w", err)
 	}
 	return ks, nil
+}
+
+// ErrAuthKeys marks a node that may not start because the auth functions'
+// JWKS could not be fetched and verified while the catalogue has
+// pre-authenticated apps (every sign-in would fail).
+var ErrAuthKeys = errors.New("meshnode: sign-in keys unavailable")
+
+// checkAuthKeys fetches and verifies the auth functions' JWKS at start
+// when the catalogue has a pre-authenticated app, so that a node that
+// could verify no sign-in refuses to start instead of failing every
+// sign-in later. It retries for Config.AuthStartupWait (the auth
+// functions may be starting too), except after a certificate error, which
+// names --auth-ca, the flag that fixes it.
+func (n *Node) checkAuthKeys(ctx context.Context) error {
+	if n.auth == nil || !needsSignIn(n.catalog.Current()) {
+		return nil
+	}
+	wait := n.cfg.AuthStartupWait
+	if wait == 0 {
+		wait = 30 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	var err error
+	for {
+		if err = n.auth.Verifier.Refresh(ctx); err == nil {
+			return nil
+		}
+		if isCertError(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+		n.logger.Warn("auth_keys_unavailable", "auth_url", n.auth.AuthURL, "error", err, "retry_for", time.Until(deadline).Round(time.Second).String())
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	hint := "check --auth-url and that the auth functions are up"
+	if isCertError(err) {
+		hint = "the auth functions' certificate is not trusted: give its CA with --auth-ca FILE"
+	}
+	return fmt.Errorf("%w: the catalogue has pre-authenticated apps, and %s/.well-known/jwks.json could not be fetched and verified (%s): %w",
+		ErrAuthKeys, n.auth.AuthURL, hint, err)
+}
+
+// isCertError reports whether err comes from verifying a TLS certificate.
+func isCertError(err error) bool {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) || errors.As(err, &verify)
 }

@@ -123,6 +123,11 @@ type Config struct {
 	// AuthHTTPClient fetches the auth functions' JWKS; nil means a client
 	// with system roots.
 	AuthHTTPClient *http.Client
+	// AuthStartupWait bounds how long Run tries to fetch the auth
+	// functions' JWKS at start when the catalogue has pre-authenticated
+	// apps, before it refuses to start; zero means 30s. A certificate
+	// error refuses at once.
+	AuthStartupWait time.Duration
 	// BearerHTTPClient fetches the discovery documents and keys of the
 	// issuers whose bearer tokens apps accept (Entra, trusted workload
 	// issuers); nil means a client with system roots.
@@ -149,6 +154,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the metrics; nil means a new registry.
 	Registry *prometheus.Registry
+	// Audit receives one access_decision record per request to an app
+	// (the audit stream, apart from Logger); nil writes none.
+	Audit *slog.Logger
 }
 
 // Node is a running mesh node.
@@ -328,7 +336,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.auth = authCfg
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
-		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked,
+		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked, Audit: cfg.Audit, NodeID: cfg.ID,
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: logger.With("component", "bearer")})})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
 		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot}
@@ -434,7 +442,7 @@ func (n *Node) Nodes(ctx context.Context, c authority.Credential) ([]enroll.Node
 // tunnel, so only this node knows when it is safe to let it go.
 func (n *Node) Detach(ctx context.Context, c authority.Credential, drain bool) error {
 	if n.isNodeKey(c.PublicKey) {
-		n.logger.Warn("detach_refused", "connector_id", c.ConnectorID, "reason", "the key is a mesh node's, not a connector's")
+		n.logger.Warn("detach_refused", "connector", c.ConnectorID, "reason", "the key is a mesh node's, not a connector's")
 		return nil // only connector peers are ever removed here
 	}
 	if drain {
@@ -514,8 +522,13 @@ func (n *Node) Handler() http.Handler {
 }
 
 // Run serves until ctx ends, then shuts down gracefully (see drain). It
-// returns the first listener's failure, or nil.
+// returns the first listener's failure, or nil. It refuses to start
+// (ErrAuthKeys) when the catalogue has pre-authenticated apps and the auth
+// functions' JWKS cannot be fetched and verified.
 func (n *Node) Run(ctx context.Context) error {
+	if err := n.checkAuthKeys(ctx); err != nil {
+		return err
+	}
 	errLog := slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)
 	var al net.Listener
 	if n.cfg.AdminListen != "" {
@@ -583,6 +596,7 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-failed:
 	}
+	n.draining.Store(true) // not ready from here, also without a drain (killed, DrainTimeout < 0)
 	if !n.killed.Load() && runErr == nil {
 		n.drain(pub)
 	}

@@ -63,10 +63,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // TestReadiness checks /readyz through a node's life: not ready before it
-// serves and while the auth functions' keys cannot be fetched, ready once
-// they are, and not ready at once when the drain begins, while the public
-// listener still accepts (DrainDelay), so load balancers drain it first.
-// /healthz stays 200 throughout.
+// serves; ready with only passthrough apps although the auth functions'
+// keys cannot be fetched; not ready once a catalogue reload brings an app
+// that needs sign-in and the keys are still missing (the node started
+// without needing them, so Run did not refuse); ready once they are
+// fetched in the background; and not ready at once when the drain begins,
+// while the public listener still accepts (DrainDelay), so load balancers
+// drain it first. /healthz stays 200 throughout.
 func TestReadiness(t *testing.T) {
 	keys, err := session.GenerateKeyset()
 	if err != nil {
@@ -83,7 +86,9 @@ func TestReadiness(t *testing.T) {
 	defer auth.Close()
 	dir := t.TempDir()
 	catPath := filepath.Join(dir, "catalog.yaml")
-	if err := os.WriteFile(catPath, []byte(signInCatalog), 0o644); err != nil {
+	passthrough := strings.Replace(signInCatalog, "preauth: entra", "preauth: passthrough", 1)
+	passthrough = passthrough[:strings.Index(passthrough, "    policy:")]
+	if err := os.WriteFile(catPath, []byte(passthrough), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	akey, err := authority.LoadOrCreateKey(filepath.Join(dir, "authority.key"))
@@ -110,7 +115,8 @@ func TestReadiness(t *testing.T) {
 	}
 	const delay = time.Second // long enough to check, on a busy machine, that the listener still accepts
 	n, err := New(Config{ID: "n1", Region: "local", Listener: l, PlainHTTP: true, WGListen: netip.MustParseAddrPort("127.0.0.1:0"),
-		StateDir: dir, Authority: ca, NodeCredential: cred, CatalogPath: catPath, AuthURL: auth.URL, DrainDelay: delay, DrainTimeout: 5 * time.Second})
+		StateDir: dir, Authority: ca, NodeCredential: cred, CatalogPath: catPath, CatalogPoll: 20 * time.Millisecond, AuthURL: auth.URL,
+		DrainDelay: delay, DrainTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +127,11 @@ func TestReadiness(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	waitFor(t, "serving", func() bool { _, rd := readyz(t, n); return !slices.Contains(rd.NotReady, "not serving yet") })
+	waitFor(t, "ready with passthrough apps only", func() bool { _, rd := readyz(t, n); return rd.Ready })
+	if err := os.WriteFile(catPath, []byte(signInCatalog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "not ready once an app needs sign-in", func() bool { _, rd := readyz(t, n); return !rd.Ready })
 	if _, rd := readyz(t, n); rd.Ready || len(rd.NotReady) != 1 || !strings.Contains(rd.NotReady[0], "sign-in keys") {
 		t.Fatalf("without the auth functions' keys: got %+v, want only the keys missing", rd)
 	}
@@ -161,4 +171,54 @@ func TestReadiness(t *testing.T) {
 		t.Fatal("the public listener still accepts after the drain")
 	}
 	t.Logf("not ready %v after the shutdown began; drained in %v", notReady, time.Since(began).Round(time.Millisecond))
+}
+
+// TestReadinessWithoutStart checks that a node whose start was refused
+// for want of the auth functions' keys (see TestRunRefusesWithoutAuthKeys)
+// is not ready, naming the keys, while /healthz stays 200; that a node
+// with passthrough apps only does not wait for keys; and that a node whose
+// Run ended without a drain (DrainTimeout < 0) is not ready any more.
+func TestReadinessWithoutStart(t *testing.T) {
+	ks, err := session.GenerateKeyset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(ks.JWKS()) }))
+	defer good.Close()
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close()
+
+	broken := newTestNode(t, preAuthCatalog, downURL, nil)
+	if err := broken.Run(t.Context()); err == nil {
+		t.Fatal("Run started without auth keys")
+	}
+	_, rd := readyz(t, broken)
+	if rd.Ready || !slices.Contains(rd.NotReady, "not serving yet") || !slices.ContainsFunc(rd.NotReady, func(s string) bool { return strings.Contains(s, "sign-in keys") }) {
+		t.Fatalf("after a refused start: %+v", rd)
+	}
+	rec := httptest.NewRecorder()
+	broken.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("/healthz: %d, want 200 (live)", rec.Code)
+	}
+
+	lone := newTestNode(t, passthroughCatalog, downURL, nil)
+	if _, rd := readyz(t, lone); slices.ContainsFunc(rd.NotReady, func(s string) bool { return strings.Contains(s, "sign-in keys") }) {
+		t.Fatalf("passthrough apps only: %+v, want no wait for sign-in keys", rd)
+	}
+
+	n := newTestNode(t, preAuthCatalog, good.URL, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	waitServing(t, n, done)
+	waitFor(t, "ready", func() bool { _, rd := readyz(t, n); return rd.Ready })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if code, rd := readyz(t, n); code != http.StatusServiceUnavailable || rd.Ready {
+		t.Fatalf("after Run: %d %+v", code, rd)
+	}
 }

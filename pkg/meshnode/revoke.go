@@ -157,7 +157,7 @@ func (n *Node) enforce() {
 		}
 		n.removeConnector(key)
 		n.revMetrics.detached.WithLabelValues(reason).Inc()
-		n.logger.Warn("connector_detached", "connector_id", s.ID, "group", s.Group, "reason", reason)
+		n.logger.Warn("connector_detached", "connector", s.ID, "group", s.Group, "reason", reason)
 	}
 	if cut := n.edge.CutRevoked(); cut > 0 {
 		n.logger.Warn("tcp_streams_cut", "streams", cut, "reason", "revoked")

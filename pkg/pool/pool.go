@@ -495,7 +495,7 @@ func (p *Pool) probe(ctx context.Context, c *Connector) {
 	c.failures = 0
 	c.rttNanos.Store(int64(rtt))
 	if c.setSuspect(false) {
-		p.logger.Debug("connector_trusted", "connector", c.ID, "group", c.Group, "rtt_ms", float64(rtt.Microseconds())/1000)
+		p.logger.Debug("connector_trusted", "connector", c.ID, "group", c.Group, "probe_rtt_ms", float64(rtt.Microseconds())/1000)
 	}
 	p.markAlive(c)
 }

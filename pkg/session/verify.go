@@ -242,6 +242,13 @@ func (v *Verifier) key(ctx context.Context, kid string) (ed25519.PublicKey, erro
 	return nil, ErrUnknownKey
 }
 
+// HasKeys reports whether v can verify anything: it has static keys, or
+// a fetch of the remote JWKS has succeeded (the last good set is kept
+// when later fetches fail).
+func (v *Verifier) HasKeys() bool {
+	return v.staticErr == nil && len(v.static) > 0 || v.remote.Load() != nil
+}
+
 func (v *Verifier) stale() bool {
 	return v.cfg.Now().Sub(time.Unix(0, v.goodAt.Load())) > v.cfg.MaxAge
 }
@@ -257,12 +264,6 @@ func (v *Verifier) refreshIfAllowed(ctx context.Context) {
 	if err := v.fetchLocked(ctx); err != nil {
 		v.log.Warn("jwks fetch failed, keeping the last good key set", "jwks_url", v.cfg.JWKSURL, "err", err)
 	}
-}
-
-// HasKeys reports whether the verifier has keys to verify with: a valid
-// Static document, or a remote JWKS fetched successfully at least once.
-func (v *Verifier) HasKeys() bool {
-	return (len(v.static) > 0 && v.staticErr == nil) || v.remote.Load() != nil
 }
 
 // Refresh fetches the remote JWKS now, regardless of the refetch interval.

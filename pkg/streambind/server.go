@@ -216,7 +216,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st, err := s.register(grant, c)
 	if err != nil {
-		s.logger.Warn("stream_refused", "connector_id", grant.ConnectorID, "error", err)
+		s.logger.Warn("stream_refused", "connector", grant.ConnectorID, "error", err)
 		const msg = "this mesh node cannot take another stream now; try again later\n"
 		fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
 		c.Close()
@@ -314,7 +314,7 @@ func (s *Server) serve(st *serverStream, brw *bufio.ReadWriter) {
 		st.q.writeLoop(c, st.done)
 		st.close()
 	}()
-	log := s.logger.With("connector_id", st.grant.ConnectorID, "remote_addr", c.RemoteAddr().String())
+	log := s.logger.With("connector", st.grant.ConnectorID, "remote_addr", c.RemoteAddr().String())
 	log.Info("stream_opened")
 	err := s.inbox.readLoop(br, Endpoint{Key: st.grant.PublicKey}, st.done)
 	cut := errors.Is(err, ErrFrameTooBig) || errors.Is(err, ErrBadPacket)

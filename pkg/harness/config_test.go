@@ -1,0 +1,93 @@
+package harness
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMeshdConfigFile runs the real meshd binary from a YAML configuration
+// file with one setting from the environment: "meshd config check" shows
+// each setting's source and the catalogue's policy tests, a bad file is
+// refused with its line, "meshd catalog check" fails on a failing policy
+// test, and "meshd run --config" starts and serves its admin address.
+func TestMeshdConfigFile(t *testing.T) {
+	meshd := buildCommand(t, "./meshd")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "authority.key")
+	if _, errOut, ok := runCommand(t, meshd, "authority", "init", "--out", key); !ok {
+		t.Fatal(errOut)
+	}
+	example, err := os.ReadFile("../catalog/testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	catPath := filepath.Join(dir, "catalog.yaml")
+	os.WriteFile(catPath, example, 0o644)
+	admin := freeAddr(t)
+	cfg := filepath.Join(dir, "meshd.yaml")
+	os.WriteFile(cfg, []byte(`# meshd run settings
+id: cfg-node
+listen: 127.0.0.1:0
+insecure_plain_http: true
+wg_listen: 127.0.0.1:0
+state_dir: `+filepath.Join(dir, "state")+`
+authority_key: `+key+`
+catalog: `+catPath+`
+drain_timeout: 1s
+`), 0o600)
+	env := append(os.Environ(), "POSTERN_ADMIN="+admin)
+
+	check := exec.CommandContext(t.Context(), meshd, "config", "check", "--config", cfg)
+	check.Env = env
+	out, err := check.CombinedOutput()
+	if err != nil {
+		t.Fatalf("config check: %v\n%s", err, out)
+	}
+	for _, want := range []string{"SETTING", "authority_key", cfg + ":7", "admin  ", "POSTERN_ADMIN", "log_level", "default", "4 policy tests passed"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("config check output lacks %q:\n%s", want, out)
+		}
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("id: x\ntls-cert: /x\ndrain_timeout: soon\n"), 0o600)
+	if _, errOut, ok := runCommand(t, meshd, "config", "check", "--config", bad); ok ||
+		!strings.Contains(errOut, bad+":2: unknown key \"tls-cert\"") || !strings.Contains(errOut, bad+":3: drain_timeout: invalid value") {
+		t.Fatalf("config check of a bad file: ok=%v\n%s", ok, errOut)
+	}
+
+	failing := filepath.Join(dir, "failing.yaml")
+	os.WriteFile(failing, []byte(strings.Replace(string(example), "expect: deny          # no SmartMoney.Admin role", "expect: allow", 1)), 0o644)
+	if out, errOut, ok := runCommand(t, meshd, "catalog", "check", "--catalog", failing); ok ||
+		!strings.Contains(errOut, "1 of 4 policy tests failed") || !strings.Contains(errOut, "(want allow)") {
+		t.Fatalf("catalog check with a failing test: ok=%v\n%s%s", ok, out, errOut)
+	}
+
+	run := exec.Command(meshd, "run", "--config", cfg)
+	run.Env = env
+	var logs SyncBuffer
+	run.Stderr = &logs
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run.Process.Kill(); run.Wait() })
+	err = WaitFor(t.Context(), time.Minute, func() bool {
+		resp, err := http.Get("http://" + admin + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	if err != nil {
+		t.Fatalf("meshd run --config never served its admin address\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), `"node":"cfg-node"`) {
+		t.Errorf("the node id from the file is not in the log:\n%s", logs.String())
+	}
+}

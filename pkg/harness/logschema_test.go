@@ -1,0 +1,128 @@
+package harness
+
+import (
+	"bufio"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/postern/postern/pkg/reqid"
+)
+
+// logSchema reads the log key table of docs/logs.md: key → JSON type.
+func logSchema(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := os.Open("../../docs/logs.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	row := regexp.MustCompile("^\\| `([a-z_]+)` \\| (string|number|bool|array|object) \\|")
+	schema := map[string]string{}
+	in := false
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "<!-- schema"):
+			in = true
+		case in && line == "":
+			if len(schema) > 0 {
+				return schema
+			}
+		case in:
+			if m := row.FindStringSubmatch(line); m != nil {
+				schema[m[1]] = m[2]
+			}
+		}
+	}
+	if len(schema) < 10 {
+		t.Fatalf("docs/logs.md: schema table not found (%d keys)", len(schema))
+	}
+	return schema
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case float64:
+		return "number"
+	case bool:
+		return "bool"
+	case []any:
+		return "array"
+	case nil:
+		return "null"
+	}
+	return "object"
+}
+
+var eventName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// TestLogSchema runs a sign-in, an allowed and a denied request and an
+// unknown host through every component with one JSON log, and checks every
+// line against docs/logs.md: only documented keys, each with its type
+// (null allowed for arrays), snake_case event names for Postern's own
+// lines, request ids of the one format, and none of the old aliases.
+func TestLogSchema(t *testing.T) {
+	schema := logSchema(t)
+	buf := &SyncBuffer{}
+	h := start(t, Options{Auth: true, Logger: slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	c := browserish(t, h)
+	if resp, _ := navigate(t, c, h.AppURL(0, "/headers"), "alice", ""); resp.StatusCode != 200 {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	if resp, _ := navigate(t, c, h.AppURL(0, "/admin"), "", ""); resp.StatusCode != 403 {
+		t.Fatalf("/admin: %d", resp.StatusCode)
+	}
+	if resp, _ := navigate(t, c, strings.Replace(h.AppURL(0, "/"), "smartmoney", "nothing-here", 1), "", ""); resp.StatusCode != 404 {
+		t.Fatalf("unknown host: %d", resp.StatusCode)
+	}
+	seen := checkLogSchema(t, schema, records(t, buf))
+	// The run must have produced the lines this test is about.
+	for _, m := range []string{"access", "auth_signed_in", "auth_handoff", "request", "api_request", "connector_attached"} {
+		if !seen[m] {
+			t.Errorf("no %q line in the run: the test checked less than it claims", m)
+		}
+	}
+	for _, alias := range []string{"remote_ip", "sub", "connector_id", "rid", "requestId", "user_id"} {
+		if _, ok := schema[alias]; ok {
+			t.Errorf("docs/logs.md documents the old alias %q", alias)
+		}
+	}
+}
+
+// checkLogSchema checks log records against schema (see TestLogSchema)
+// and returns the events seen.
+func checkLogSchema(t *testing.T, schema map[string]string, records []map[string]any) map[string]bool {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, r := range records {
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := r[k].(string); !ok {
+				t.Errorf("line %v lacks %s", r, k)
+			}
+		}
+		msg, _ := r["msg"].(string)
+		if r["component"] != "wireguard" && r["service"] != "devidp" && !eventName.MatchString(msg) {
+			t.Errorf("event name %q is not snake_case: %v", msg, r)
+		}
+		seen[msg] = true
+		for k, v := range r {
+			want, ok := schema[k]
+			if !ok {
+				t.Errorf("key %q (in %q) is not in docs/logs.md", k, msg)
+				continue
+			}
+			if got := jsonType(v); got != want && !(got == "null" && want == "array") {
+				t.Errorf("key %q is %s in %q, docs/logs.md says %s", k, got, msg, want)
+			}
+		}
+		if id, ok := r["request_id"].(string); ok && !reqid.Valid(id) {
+			t.Errorf("request id %q in %q is not of the one format", id, msg)
+		}
+	}
+	return seen
+}
