@@ -87,7 +87,8 @@ drain_timeout: 1s
 	if err != nil {
 		t.Fatalf("meshd run --config never served its admin address\n%s", logs.String())
 	}
-	if !strings.Contains(logs.String(), `"node":"cfg-node"`) {
+	// /healthz may answer before the node's first log line is written.
+	if err := WaitFor(t.Context(), time.Minute, func() bool { return strings.Contains(logs.String(), `"node":"cfg-node"`) }); err != nil {
 		t.Errorf("the node id from the file is not in the log:\n%s", logs.String())
 	}
 }
