@@ -125,6 +125,9 @@ func (c *Connector) revive(t *http.Transport) *Connector {
 	return n
 }
 
+// String returns c's id.
+func (c *Connector) String() string { return c.ID }
+
 func (c *Connector) attrs() []any { return []any{"connector", c.ID, "group", c.Group} }
 
 // Status is a snapshot of one connector, for status pages and metrics.

@@ -37,6 +37,9 @@ func (r *Relay) revive(t *http.Transport) *Relay {
 	return n
 }
 
+// String returns "node/<node id>", as route.Candidate.Key names a relay.
+func (r *Relay) String() string { return "node/" + r.Node }
+
 func (r *Relay) attrs() []any { return []any{"peer_node", r.Node} }
 
 // Relays is the set of relay paths, one per other mesh node of the
