@@ -52,7 +52,9 @@ type routerEnv struct {
 }
 
 var routerProbes = pool.Config{ProbeInterval: 10 * time.Millisecond, ProbeTimeout: time.Second, SuspectAfter: 50 * time.Millisecond, DeadAfter: 3,
-	Dial: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no dial in this test") }}
+	Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no dial in this test")
+	}}
 
 func newRouterEnv(t *testing.T) *routerEnv {
 	e := &routerEnv{t: t, ping: &silentPinger{silent: map[wgkey.Public]bool{}}}
