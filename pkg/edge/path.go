@@ -10,7 +10,7 @@ import (
 // relay through another mesh node that sends the request on to one of its
 // own (*pool.Connector and *pool.Relay). Paths are compared with ==, so
 // a Router must return the same value for the same path instance. The
-// methods must be safe for concurrent use and must not block.
+// methods must be safe for concurrent use; all but Send return at once.
 type Path interface {
 	// TryAcquire counts an attempt on the path unless it takes no new
 	// requests now (draining, lost), and reports whether it did; every
