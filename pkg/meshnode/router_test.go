@@ -284,4 +284,28 @@ func TestRouterChoice(t *testing.T) {
 			e.pickN(5, "mixed", nil, ne, "the draining relay is the last path left")
 		})
 	})
+
+	// Relay paths once were connector entries of a group named "mesh",
+	// told apart by that name: a real connector group of that name was
+	// counted as a relay and, once revived, looked up among the relays.
+	t.Run("a connector group named mesh is local", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			e := newRouterEnv(t)
+			c := e.local.Upsert("m1", "mesh", e.key())
+			e.decide("mesh", []route.Candidate{localCand(c)}, c)
+			e.r.MarkDead(c, "test")
+			if c.Alive() {
+				t.Fatal("MarkDead did not reach the connector's pool")
+			}
+			e.settle()
+			back := e.local.Get(c.Key)
+			if back == c || !back.Healthy() {
+				t.Fatal("connector m1 not back as a new instance")
+			}
+			e.pickN(3, "mesh", nil, back, "the revived connector, found in the local pool")
+			if got := e.choices(); got["local"] != 3 || got["relay"] != 0 {
+				t.Fatalf("choices counted: got %v, want local 3, relay 0", got)
+			}
+		})
+	})
 }
