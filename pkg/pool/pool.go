@@ -49,7 +49,8 @@ type Config struct {
 	// Dial dials through the tunnel. Required.
 	Dial DialFunc
 	// Pinger probes connectors; nil disables probing (every connector
-	// stays alive until declared dead by a failed dial).
+	// stays alive until declared dead by a failed dial; a relay path,
+	// which starts unproven, never takes a request).
 	Pinger Pinger
 	// ProbeInterval is the time between probes of one connector; zero
 	// means 250ms.
@@ -77,6 +78,7 @@ type Config struct {
 // connector itself. It drains when the connector announces its shutdown.
 type Connector struct {
 	link
+	// ID is the connector's id; Group, its connector group.
 	ID    string
 	Group string
 
