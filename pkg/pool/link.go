@@ -31,6 +31,7 @@ type link struct {
 	markLost    context.CancelCauseFunc
 	probing     atomic.Bool // a probe of the link is in flight
 	failures    int         // guarded by probing
+	rxAtFailure uint64      // the peer's receive counter at the last failed probe; guarded by probing
 
 	smu      sync.Mutex         // guards the following
 	suspect  context.Context    // ends when the link becomes suspect

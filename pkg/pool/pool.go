@@ -43,6 +43,16 @@ type Pinger interface {
 	Ping(ctx context.Context, peer wgkey.Public) (time.Duration, error)
 }
 
+// ReceiveCounter is implemented by a Pinger that can tell how many bytes
+// have arrived from a peer (WireGuard's authenticated receive counter;
+// false when the peer is unknown). With it, failed probes declare a
+// connector dead only when nothing arrived from it since the first of
+// them: a probe stuck behind a bulk transfer on a loaded path is late, not
+// proof of death.
+type ReceiveCounter interface {
+	Received(peer wgkey.Public) (uint64, bool)
+}
+
 // Config configures the probes of a Pool or of Relays; "connector" below
 // stands for either kind of path.
 type Config struct {

@@ -208,6 +208,13 @@ func (p *prober[E]) probe(ctx context.Context, e E) {
 		if p.cfg.SuspectAfter > 0 {
 			p.suspect(e, "probe failed")
 		}
+		if p.heardSinceLastFailure(c) {
+			// The probes wait behind traffic that keeps arriving (a bulk
+			// transfer on a loaded path): the path is alive, only slow,
+			// and declaring it dead would cut the streams it carries.
+			p.logger.Debug(p.event("probe_late"), append(e.attrs(), "reason", "traffic arrived since the last failed probe")...)
+			return
+		}
 		c.failures++
 		if c.failures >= p.cfg.DeadAfter {
 			p.MarkDead(e, "no answer to "+strconv.Itoa(c.failures)+" probes")
@@ -220,6 +227,24 @@ func (p *prober[E]) probe(ctx context.Context, e E) {
 		p.logger.Debug(p.event("trusted"), append(e.attrs(), "probe_rtt_ms", float64(rtt.Microseconds())/1000)...)
 	}
 	p.markAlive(e)
+}
+
+// heardSinceLastFailure reports whether bytes arrived from l's peer since
+// its previous failed probe, when the Pinger can tell (ReceiveCounter) and
+// there was one; it records the counter for the next failure. Only failed
+// probes read the counter, so the cost stays off the healthy path.
+func (p *prober[E]) heardSinceLastFailure(l *link) bool {
+	rc, ok := p.cfg.Pinger.(ReceiveCounter)
+	if !ok {
+		return false
+	}
+	rx, ok := rc.Received(l.Key)
+	if !ok {
+		return false
+	}
+	prev := l.rxAtFailure
+	l.rxAtFailure = rx
+	return l.failures > 0 && rx > prev
 }
 
 func (p *prober[E]) suspect(e E, why string) {

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -115,6 +118,30 @@ func TestPingAndRemovePeer(t *testing.T) {
 	}
 }
 
+// TestReceivedCounts: the receive counter of a peer grows with what
+// arrives from it, and an unknown peer has none.
+func TestReceivedCounts(t *testing.T) {
+	a, b := pair(t)
+	if _, ok := a.Received(a.PublicKey()); ok {
+		t.Fatal("a counter for a key that is no peer")
+	}
+	before, ok := a.Received(b.PublicKey())
+	if !ok {
+		t.Fatal("no counter for a peer")
+	}
+	if _, err := a.Ping(t.Context(), b.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	// The counter is read at most rxSnapshotAge late.
+	for range 100 {
+		if after, _ := a.Received(b.PublicKey()); after > before {
+			return
+		}
+		time.Sleep(rxSnapshotAge)
+	}
+	t.Fatal("the counter did not grow after the peer answered a ping")
+}
+
 func TestAddPeerRejectsOwnAndZeroKey(t *testing.T) {
 	a := newTestNode(t)
 	if err := a.AddPeer(Peer{PublicKey: a.PublicKey()}); err == nil {
@@ -122,5 +149,19 @@ func TestAddPeerRejectsOwnAndZeroKey(t *testing.T) {
 	}
 	if err := a.AddPeer(Peer{}); err == nil {
 		t.Fatal("zero key accepted")
+	}
+}
+
+// TestTunnelTCPWithoutRACK: the tunnel's TCP recovers losses with SACK and
+// the retransmission timer, not RACK, which stalled relayed streams for
+// good under load (see tuneTCP).
+func TestTunnelTCPWithoutRACK(t *testing.T) {
+	n := newTestNode(t)
+	var rec tcpip.TCPRecovery
+	if err := n.stack.TransportProtocolOption(tcp.ProtocolNumber, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec != 0 {
+		t.Fatalf("TCP recovery %#x, want 0 (no RACK/TLP)", rec)
 	}
 }
