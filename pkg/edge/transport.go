@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/tunnelhttp"
@@ -49,6 +51,7 @@ var _ Router = (*pool.Pool)(nil)
 type tunnelTransport struct {
 	router      Router
 	maxAttempts int
+	tracer      trace.Tracer // nil: tracing is off
 }
 
 func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -68,6 +71,9 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		c := next
 		if c == nil {
 			c = t.router.Pick(st.app.ConnectorGroup, tried)
+		}
+		if t.tracer != nil {
+			t.routeSpan(req.Context(), st.app.ConnectorGroup, c, len(tried))
 		}
 		if c == nil {
 			break
@@ -126,13 +132,17 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 	stopWatch := watch.arm(c, acancel)
 	stop := func() { stopLost(); stopWatch() }
 	var gotConn atomic.Bool
-	trace := &httptrace.ClientTrace{
+	ct := &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
 		// The whole request is sent: the backend timeout now bounds the
 		// wait for the first byte of the response.
 		WroteRequest: func(httptrace.WroteRequestInfo) { timer.run() },
 	}
-	out := req.WithContext(httptrace.WithClientTrace(actx, trace))
+	out := req.WithContext(httptrace.WithClientTrace(actx, ct))
+	var span trace.Span
+	if t.tracer != nil {
+		out, span = t.attemptSpan(out, c)
+	}
 	u := *req.URL
 	u.Host = c.HostPort()
 	out.URL = &u
@@ -153,6 +163,7 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 		resp, err = nil, errRelayNoConnector
 		gotConn.Store(false)
 	}
+	endAttemptSpan(span, resp, err)
 	if err == nil {
 		cut := func() bool { return false }
 		if resp.StatusCode == http.StatusSwitchingProtocols {
