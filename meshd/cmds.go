@@ -25,6 +25,7 @@ import (
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/route"
+	"github.com/postern/postern/pkg/tracing"
 )
 
 func runCmd(fs *flag.FlagSet) func(context.Context) error {
@@ -100,6 +101,11 @@ func run(ctx context.Context, f runFlags) error {
 		return err
 	}
 	defer closeAudit()
+	tr, err := tracing.Start(ctx, "meshd", os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer tr.Close(logger)
 	authClient, err := httpClientWithCA(f.authCA)
 	if err != nil {
 		return err
@@ -126,7 +132,8 @@ func run(ctx context.Context, f runFlags) error {
 	cfg := meshnode.Config{ID: f.id, Region: f.region, Listen: f.listen, PlainHTTP: f.plain, WGListen: wgAddr,
 		WGAdvertise: f.wgAdvertise, StateDir: f.stateDir, Authority: auth, CatalogPath: f.catalogPath,
 		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, BearerHTTPClient: bearerClient, Logger: logger,
-		DrainTimeout: f.drain, DrainDelay: f.drainDelay, Limits: f.limits, Registry: cli.NewRegistry("meshd"), Audit: audit}
+		DrainTimeout: f.drain, DrainDelay: f.drainDelay, Limits: f.limits, Registry: cli.NewRegistry("meshd"), Audit: audit,
+		Tracer: tr.Tracer()}
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}

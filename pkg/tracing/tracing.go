@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -137,6 +138,19 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("tracing: shutdown: %w", err)
 	}
 	return nil
+}
+
+// CloseTimeout bounds Close's export of the spans still buffered.
+const CloseTimeout = 5 * time.Second
+
+// Close is Shutdown within CloseTimeout, for a main's defer: a failure is
+// logged to logger (nil discards), the process is exiting anyway.
+func (t *Tracing) Close(logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil && logger != nil {
+		logger.Warn("tracing_shutdown_failed", "error", err)
+	}
 }
 
 // Header names of W3C Trace Context, in canonical form.
