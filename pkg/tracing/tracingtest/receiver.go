@@ -93,6 +93,9 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.add(&msg)
 	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
 	w.Header().Set("Content-Type", "application/x-protobuf")
+	// No keep-alive: an exporter that was shut down leaves no idle
+	// connection (and goroutines) behind for the tests' leak checks.
+	w.Header().Set("Connection", "close")
 	w.Write(out)
 }
 
