@@ -220,6 +220,17 @@ func TestTraceRelayed(t *testing.T) {
 			t.Error("route@A names no path")
 		}
 		checkTraceInLogs(t, s, seen.RequestID, traceID)
+		// The request lines, which carry the trace ids, match the
+		// documented schema (TestLogSchema runs with tracing off).
+		var lines []map[string]any
+		for _, r := range records(t, s.logs) {
+			if r["msg"] == "access" || r["msg"] == "request" {
+				lines = append(lines, r)
+			}
+		}
+		if seen := checkLogSchema(t, logSchema(t), lines); !seen["access"] || !seen["request"] {
+			t.Errorf("no access or request line in the run: got %v", seen)
+		}
 	})
 
 	t.Run("trusted app continues the client's trace", func(t *testing.T) {
@@ -270,20 +281,22 @@ func TestTraceRelayed(t *testing.T) {
 }
 
 // checkTraceInLogs checks that both nodes' access lines of request rid,
-// and node A's audit record of it, carry trace id traceID.
+// the connector's request line and node A's audit record of it carry
+// trace id traceID.
 func checkTraceInLogs(t *testing.T, s *tracedSystem, rid, traceID string) {
 	t.Helper()
 	err := WaitFor(t.Context(), 10*time.Second, func() bool {
-		n := 0
+		n := map[any]int{}
 		for _, l := range jsonLines(s.logs.String()) {
-			if l["msg"] == "access" && l["request_id"] == rid && l["trace_id"] == traceID {
-				n++
+			if l["request_id"] == rid && l["trace_id"] == traceID {
+				n[l["msg"]]++
 			}
 		}
-		return n == 2
+		return n["access"] == 2 && n["request"] == 1
 	})
 	if err != nil {
-		t.Errorf("want two access lines (node A and relay node B) of request %s with trace_id %s; the log has:\n%s", rid, traceID, grepLines(s.logs.String(), rid))
+		t.Errorf("want two access lines (node A and relay node B) and the connector's request line of request %s with trace_id %s; the log has:\n%s",
+			rid, traceID, grepLines(s.logs.String(), rid))
 	}
 	var audited bool
 	for _, l := range jsonLines(s.audit.String()) {
