@@ -152,4 +152,3 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 	}
 	return ""
 }
-
