@@ -197,7 +197,7 @@ func run(ctx context.Context, f runFlags) error {
 		return cli.Usagef("--log-level: %v", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	tr, err := tracing.Start(ctx, "connectord", os.Getenv)
+	tr, err := tracing.Start(ctx, "connectord", os.Getenv, logger)
 	if err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func run(ctx context.Context, f runFlags) error {
 		return err
 	}
 	defer closeAudit()
-	tr, err := tracing.Start(ctx, "meshd", os.Getenv)
+	tr, err := tracing.Start(ctx, "meshd", os.Getenv, logger)
 	if err != nil {
 		return err
 	}

@@ -3,10 +3,12 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
@@ -128,11 +130,22 @@ func sampler(name, arg string) (sdktrace.Sampler, error) {
 	return nil, fmt.Errorf("tracing: OTEL_TRACES_SAMPLER %q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
 }
 
-// Start is FromEnv then New: the set-up of a main.
-func Start(ctx context.Context, service string, getenv func(string) string) (*Tracing, error) {
+// Start is FromEnv then New: the set-up of a main. With tracing on it
+// also routes the OpenTelemetry SDK's own errors (a collector that cannot
+// be reached) to logger as "tracing_export_failed" lines, instead of the
+// SDK's default plain-text lines on stderr: the SDK's error handler is
+// process-wide, which is why only a main may call Start.
+func Start(ctx context.Context, service string, getenv func(string) string, logger *slog.Logger) (*Tracing, error) {
 	cfg, err := FromEnv(getenv)
 	if err != nil {
 		return nil, err
 	}
-	return New(ctx, service, cfg)
+	t, err := New(ctx, service, cfg)
+	if err != nil || !t.Enabled() {
+		return t, err
+	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("tracing_export_failed", "error", err)
+	}))
+	return t, nil
 }
