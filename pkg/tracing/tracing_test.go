@@ -130,7 +130,9 @@ func TestExport(t *testing.T) {
 	if err := tr.Shutdown(t.Context()); err != nil { // flushes
 		t.Fatal(err)
 	}
-	tr.Close(nil) // idempotent
+	if err := tr.Shutdown(t.Context()); err != nil {
+		t.Errorf("second Shutdown: %v, want nil (idempotent)", err)
+	}
 	if bad := recv.Refused(); len(bad) > 0 {
 		t.Fatalf("receiver refused exports: %v", bad)
 	}
