@@ -149,17 +149,3 @@ func (t *tunnelTransport) attemptSpan(out *http.Request, c *pool.Connector) (*ht
 	tracing.Inject(ctx, out.Header)
 	return out, span
 }
-
-// endAttemptSpan ends an attempt's span with its outcome.
-func endAttemptSpan(span trace.Span, resp *http.Response, err error) {
-	if span == nil {
-		return
-	}
-	switch {
-	case err != nil:
-		span.SetStatus(codes.Error, err.Error())
-	case span.IsRecording():
-		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
-	}
-	span.End()
-}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
 
@@ -163,7 +164,7 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 		resp, err = nil, errRelayNoConnector
 		gotConn.Store(false)
 	}
-	endAttemptSpan(span, resp, err)
+	tracing.EndRoundTrip(span, resp, err)
 	if err == nil {
 		cut := func() bool { return false }
 		if resp.StatusCode == http.StatusSwitchingProtocols {

@@ -30,6 +30,7 @@ import (
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/duplex"
 	"github.com/postern/postern/pkg/splice"
+	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
 )
@@ -148,7 +149,7 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		r, span = rt.h.backendSpan(r)
 	}
 	resp, err := tr.RoundTrip(r)
-	endSpan(span, resp, err)
+	tracing.EndRoundTrip(span, resp, err)
 	if rec, ok := r.Context().Value(cutKey{}).(*cutRecorder); ok && err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = accesslog.RecordCut(resp.Body, &rec.err) // an upgrade's body must stay writable
 	}
@@ -183,7 +184,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Tracer != nil && !isTCP(r.Header) {
 		var span trace.Span
 		r, span = h.serverSpan(r, rid)
-		defer func() { endSpan(span, nil, nil) }()
+		defer span.End()
 	}
 	if isTCP(r.Header) {
 		h.serveTCP(w, r, rid, start)

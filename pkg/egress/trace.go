@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/pkg/tracing"
@@ -47,19 +46,4 @@ func (h *Handler) noteStatus(r *http.Request, status int) string {
 		span.SetAttributes(attribute.Int("http.response.status_code", status))
 	}
 	return span.SpanContext().TraceID().String()
-}
-
-// endSpan ends span (nil: tracing is off) with the outcome of a round
-// trip, if any.
-func endSpan(span trace.Span, resp *http.Response, err error) {
-	if span == nil {
-		return
-	}
-	switch {
-	case err != nil:
-		span.SetStatus(codes.Error, err.Error())
-	case resp != nil && span.IsRecording():
-		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
-	}
-	span.End()
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -151,6 +152,22 @@ func (t *Tracing) Close(logger *slog.Logger) {
 	if err := t.Shutdown(ctx); err != nil && logger != nil {
 		logger.Warn("tracing_shutdown_failed", "error", err)
 	}
+}
+
+// EndRoundTrip ends span, a client span of one HTTP round trip (nil:
+// tracing is off), with its outcome: err as an error status, or the
+// response's status code.
+func EndRoundTrip(span trace.Span, resp *http.Response, err error) {
+	if span == nil {
+		return
+	}
+	switch {
+	case err != nil:
+		span.SetStatus(codes.Error, err.Error())
+	case resp != nil && span.IsRecording():
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	}
+	span.End()
 }
 
 // Header names of W3C Trace Context, in canonical form.
