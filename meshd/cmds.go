@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/time/rate"
 
 	"github.com/postern/postern/pkg/authority"
@@ -101,7 +102,10 @@ func run(ctx context.Context, f runFlags) error {
 		return err
 	}
 	defer closeAudit()
-	tr, err := tracing.Start(ctx, "meshd", os.Getenv, logger)
+	if f.id == "" {
+		f.id, _ = os.Hostname()
+	}
+	tr, err := tracing.Start(ctx, "meshd", os.Getenv, logger, attribute.String("postern.node", f.id))
 	if err != nil {
 		return err
 	}
@@ -134,9 +138,6 @@ func run(ctx context.Context, f runFlags) error {
 		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, BearerHTTPClient: bearerClient, Logger: logger,
 		DrainTimeout: f.drain, DrainDelay: f.drainDelay, Limits: f.limits, Registry: cli.NewRegistry("meshd"), Audit: audit,
 		Tracer: tr.Tracer()}
-	if cfg.ID == "" {
-		cfg.ID, _ = os.Hostname()
-	}
 	if f.gossipListen != "" {
 		if f.gossipKeys == "" {
 			return fmt.Errorf("--gossip-keyring is required with --gossip-listen (create one with \"meshd gossip keygen --out FILE\" and copy it to every node)")

@@ -28,22 +28,19 @@ import (
 // trace context in r's headers when trusted, and returns r carrying it.
 func (h *Handler) startSpan(r *http.Request, st *reqState, name string, trusted bool) *http.Request {
 	ctx := r.Context()
-	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	root := trace.WithNewRoot()
 	if trusted {
 		ctx, _ = tracing.Extract(ctx, r.Header)
-	} else {
-		opts = append(opts, trace.WithNewRoot())
+		root = trace.WithSpanKind(trace.SpanKindServer) // already set: a no-op
 	}
-	ctx, st.span = h.cfg.Tracer.Start(ctx, name, opts...)
+	// Few attributes, set at start: each costs allocations here and in
+	// the exporter. The node is a resource attribute (postern.node), set
+	// once per process, not per span.
+	ctx, st.span = h.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), root, trace.WithAttributes(
+		attribute.String("http.request.method", r.Method), attribute.String("server.address", r.Host),
+		attribute.String("url.path", r.URL.Path), attribute.String("postern.request_id", st.rid), attribute.String("postern.app", st.app.ID)))
 	if sc := st.span.SpanContext(); sc.IsValid() {
 		st.traceID = sc.TraceID().String()
-	}
-	if st.span.IsRecording() {
-		st.span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("server.address", r.Host),
-			attribute.String("url.path", r.URL.Path), attribute.String("postern.request_id", st.rid), attribute.String("postern.app", st.app.ID))
-		if h.cfg.NodeID != "" {
-			st.span.SetAttributes(attribute.String("postern.node", h.cfg.NodeID))
-		}
 	}
 	return r.WithContext(ctx)
 }
@@ -54,13 +51,15 @@ func (st *reqState) endSpan(status int) {
 		return
 	}
 	if st.span.IsRecording() {
-		st.span.SetAttributes(attribute.Int("http.response.status_code", status), attribute.Int("postern.attempts", st.attempts))
+		attrs := [4]attribute.KeyValue{attribute.Int("http.response.status_code", status)}
+		n := 1
 		if st.connector != "" {
-			st.span.SetAttributes(attribute.String("postern.connector", st.connector))
+			attrs[n], n = attribute.String("postern.connector", st.connector), n+1
 		}
 		if st.decision.result != "" {
-			st.span.SetAttributes(attribute.String("postern.decision", st.decision.result), attribute.String("postern.reason", st.decision.reason))
+			attrs[n], attrs[n+1], n = attribute.String("postern.decision", st.decision.result), attribute.String("postern.reason", st.decision.reason), n+2
 		}
+		st.span.SetAttributes(attrs[:n]...)
 		if status >= 500 {
 			st.span.SetStatus(codes.Error, st.errReason)
 		}
@@ -77,11 +76,8 @@ func (h *Handler) tracedAuthenticate(w http.ResponseWriter, r *http.Request, app
 	ctx, span := h.cfg.Tracer.Start(r.Context(), "auth")
 	defer span.End()
 	id := h.authenticate(w, r.WithContext(ctx), app, st)
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("postern.decision", st.decision.result), attribute.String("postern.reason", st.decision.reason))
-		if st.via != "" {
-			span.SetAttributes(attribute.String("postern.auth", st.via))
-		}
+	if st.via != "" && span.IsRecording() {
+		span.SetAttributes(attribute.String("postern.auth", st.via)) // the decision is on the request's span
 	}
 	return id
 }
@@ -124,28 +120,28 @@ func filterTraceHeaders(ctx context.Context, in, out http.Header, st *reqState) 
 
 // routeSpan records one routing choice: the path picked for an attempt
 // (a local connector, or a relay through another node), or none.
-func (t *tunnelTransport) routeSpan(ctx context.Context, group string, c *pool.Connector, tried int) {
-	_, span := t.tracer.Start(ctx, "route")
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("postern.group", group), attribute.Int("postern.excluded", tried))
-		if c != nil {
-			span.SetAttributes(attribute.String("postern.path", c.ID))
-		} else {
-			span.SetStatus(codes.Error, "no path")
-		}
+func (t *tunnelTransport) routeSpan(ctx context.Context, c *pool.Connector) {
+	if c == nil {
+		_, span := t.tracer.Start(ctx, "route")
+		span.SetStatus(codes.Error, "no path")
+		span.End()
+		return
 	}
+	_, span := t.tracer.Start(ctx, "route", trace.WithAttributes(attribute.String("postern.path", c.ID)))
 	span.End()
 }
 
-// attemptSpan starts the "tunnel" span of one attempt on c and returns
-// out with its context and its own copy of the headers carrying it.
-func (t *tunnelTransport) attemptSpan(out *http.Request, c *pool.Connector) (*http.Request, trace.Span) {
+// attemptSpan starts the "tunnel" span of one attempt (the route span
+// before it names the path) and returns out carrying it, in its context
+// and in traceparent. The first attempt sets the header in place; a retry
+// sets it in a copy, as an earlier attempt's transport may still read the
+// headers it was given.
+func (t *tunnelTransport) attemptSpan(out *http.Request) (*http.Request, trace.Span) {
 	ctx, span := t.tracer.Start(out.Context(), "tunnel", trace.WithSpanKind(trace.SpanKindClient))
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("postern.path", c.ID), attribute.Int("postern.attempt", stateOf(out.Context()).attempts))
-	}
 	out = out.WithContext(ctx)
-	out.Header = out.Header.Clone()
+	if stateOf(ctx).attempts > 1 {
+		out.Header = out.Header.Clone()
+	}
 	tracing.Inject(ctx, out.Header)
 	return out, span
 }

@@ -74,7 +74,7 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			c = t.router.Pick(st.app.ConnectorGroup, tried)
 		}
 		if t.tracer != nil {
-			t.routeSpan(req.Context(), st.app.ConnectorGroup, c, len(tried))
+			t.routeSpan(req.Context(), c)
 		}
 		if c == nil {
 			break
@@ -142,7 +142,7 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 	out := req.WithContext(httptrace.WithClientTrace(actx, ct))
 	var span trace.Span
 	if t.tracer != nil {
-		out, span = t.attemptSpan(out, c)
+		out, span = t.attemptSpan(out)
 	}
 	u := *req.URL
 	u.Host = c.HostPort()

@@ -14,10 +14,8 @@ import (
 // mesh node, so it is trusted), and returns r carrying it.
 func (h *Handler) serverSpan(r *http.Request, rid string) (*http.Request, trace.Span) {
 	ctx, _ := tracing.Extract(r.Context(), r.Header)
-	ctx, span := h.cfg.Tracer.Start(ctx, "connector", trace.WithSpanKind(trace.SpanKindServer))
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("postern.request_id", rid))
-	}
+	ctx, span := h.cfg.Tracer.Start(ctx, "connector", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("postern.request_id", rid)))
 	return r.WithContext(ctx), span
 }
 
@@ -25,10 +23,8 @@ func (h *Handler) serverSpan(r *http.Request, rid string) (*http.Request, trace.
 // app and returns r carrying it, with its own copy of the headers whose
 // traceparent names the span.
 func (h *Handler) backendSpan(r *http.Request) (*http.Request, trace.Span) {
-	ctx, span := h.cfg.Tracer.Start(r.Context(), "backend", trace.WithSpanKind(trace.SpanKindClient))
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("server.address", r.URL.Host))
-	}
+	ctx, span := h.cfg.Tracer.Start(r.Context(), "backend", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("server.address", r.URL.Host)))
 	r = r.WithContext(ctx)
 	r.Header = r.Header.Clone()
 	tracing.Inject(ctx, r.Header)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
@@ -130,16 +131,19 @@ func sampler(name, arg string) (sdktrace.Sampler, error) {
 	return nil, fmt.Errorf("tracing: OTEL_TRACES_SAMPLER %q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
 }
 
-// Start is FromEnv then New: the set-up of a main. With tracing on it
+// Start is FromEnv then New, with attrs added to the resource attributes
+// (such as postern.node, the mesh node's id): the set-up of a main. With
+// tracing on it
 // also routes the OpenTelemetry SDK's own errors (a collector that cannot
 // be reached) to logger as "tracing_export_failed" lines, instead of the
 // SDK's default plain-text lines on stderr: the SDK's error handler is
 // process-wide, which is why only a main may call Start.
-func Start(ctx context.Context, service string, getenv func(string) string, logger *slog.Logger) (*Tracing, error) {
+func Start(ctx context.Context, service string, getenv func(string) string, logger *slog.Logger, attrs ...attribute.KeyValue) (*Tracing, error) {
 	cfg, err := FromEnv(getenv)
 	if err != nil {
 		return nil, err
 	}
+	cfg.Attributes = append(cfg.Attributes, attrs...)
 	t, err := New(ctx, service, cfg)
 	if err != nil || !t.Enabled() {
 		return t, err
