@@ -1,14 +1,22 @@
 package edge
 
 import (
+	"context"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/tunnelhttp"
 )
 
 const (
@@ -151,4 +159,71 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 		}
 	}
 	return ""
+}
+
+// TestTraceRetry checks the spans of a request tried twice: a route and a
+// tunnel span per attempt, the first an error, and each connector seeing
+// the traceparent of its own attempt.
+func TestTraceRetry(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(t.Context()) })
+	seen := make(chan string, 2)
+	connector := func(empty bool) string {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen <- r.Header.Get("Traceparent")
+			if empty { // a relay node with no connector: provably not sent on
+				w.Header().Set(tunnelhttp.HeaderError, tunnelhttp.ErrRelayNoConnector)
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+		}))
+		t.Cleanup(s.Close)
+		return strings.TrimPrefix(s.URL, "http://")
+	}
+	k1, k2 := testKey(t), testKey(t)
+	addrs := map[string]string{netipPort(k1): connector(true), netipPort(k2): connector(false)}
+	p := pool.New(pool.Config{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addrs[addr])
+	}})
+	defer p.Close()
+	c1, c2 := p.Upsert("c1", "hq", k1), p.Upsert("c2", "hq", k2)
+	tr := &tunnelTransport{router: &orderedRouter{paths: []*pool.Connector{c1, c2}}, maxAttempts: 3, tracer: tp.Tracer("test")}
+	st := &reqState{app: &catalog.App{ID: "a", ConnectorGroup: "hq", BackendTimeout: 10 * time.Second}}
+	ctx, root := tp.Tracer("test").Start(context.WithValue(t.Context(), stateKey{}, st), "edge")
+	req := httptest.NewRequestWithContext(ctx, "GET", "http://connector/x", nil)
+	req.RequestURI = ""
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	root.End()
+	var routes, tunnels []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		switch s.Name() {
+		case "route":
+			routes = append(routes, s)
+		case "tunnel":
+			tunnels = append(tunnels, s)
+		}
+	}
+	if len(routes) != 2 || len(tunnels) != 2 {
+		t.Fatalf("got %d route and %d tunnel spans, want 2 of each", len(routes), len(tunnels))
+	}
+	if got := attr(routes[0], "postern.path") + "," + attr(routes[1], "postern.path"); got != "c1,c2" {
+		t.Errorf("route paths: got %s, want c1,c2", got)
+	}
+	if tunnels[0].Status().Code != codes.Error || tunnels[1].Status().Code == codes.Error {
+		t.Errorf("tunnel statuses: got %v, %v; want the first an error only", tunnels[0].Status(), tunnels[1].Status())
+	}
+	for i, s := range tunnels {
+		if s.Parent().SpanID() != root.SpanContext().SpanID() {
+			t.Errorf("tunnel %d: not a child of the request's span", i)
+		}
+		want := "00-" + s.SpanContext().TraceID().String() + "-" + s.SpanContext().SpanID().String() + "-01"
+		if got := <-seen; got != want {
+			t.Errorf("connector %d got traceparent %q, want its attempt's %q", i+1, got, want)
+		}
+	}
 }
