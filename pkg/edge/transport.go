@@ -12,7 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
 
@@ -32,6 +35,7 @@ import (
 type tunnelTransport struct {
 	router      Router
 	maxAttempts int
+	tracer      trace.Tracer // nil: tracing is off
 }
 
 func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -51,6 +55,9 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		c := next
 		if c == nil {
 			c = t.router.Pick(st.app.ConnectorGroup, tried)
+		}
+		if t.tracer != nil {
+			t.routeSpan(req.Context(), c)
 		}
 		if c == nil {
 			break
@@ -109,13 +116,17 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 	stopWatch := watch.arm(c, acancel)
 	stop := func() { stopLost(); stopWatch() }
 	var gotConn atomic.Bool
-	trace := &httptrace.ClientTrace{
+	ct := &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
 		// The whole request is sent: the backend timeout now bounds the
 		// wait for the first byte of the response.
 		WroteRequest: func(httptrace.WroteRequestInfo) { timer.run() },
 	}
-	out := req.WithContext(httptrace.WithClientTrace(actx, trace))
+	out := req.WithContext(httptrace.WithClientTrace(actx, ct))
+	var span trace.Span
+	if t.tracer != nil {
+		out, span = t.attemptSpan(out)
+	}
 	u := *req.URL
 	out.URL = &u // c.Send sets the host
 	if body != nil {
@@ -135,6 +146,7 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 		resp, err = nil, errRelayNoConnector
 		gotConn.Store(false)
 	}
+	tracing.EndRoundTrip(span, resp, err)
 	if err == nil {
 		cut := func() bool { return false }
 		if resp.StatusCode == http.StatusSwitchingProtocols {

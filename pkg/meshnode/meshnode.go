@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
@@ -157,6 +158,10 @@ type Config struct {
 	// Audit receives one access_decision record per request to an app
 	// (the audit stream, apart from Logger); nil writes none.
 	Audit *slog.Logger
+	// Tracer records the spans of the requests this node serves or
+	// relays (pkg/edge) and sends their trace context to the connectors;
+	// nil means tracing is off (pkg/tracing builds it from OTEL_*).
+	Tracer trace.Tracer
 }
 
 // Node is a running mesh node.
@@ -336,7 +341,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.auth = authCfg
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Router: router, Local: localRouter{n.pool}, Logger: logger, Registerer: cfg.Registry,
-		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked, Audit: cfg.Audit, NodeID: cfg.ID,
+		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked, Audit: cfg.Audit, NodeID: cfg.ID, Tracer: cfg.Tracer,
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: logger.With("component", "bearer")})})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
 		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot}
