@@ -50,11 +50,18 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	lastErr := errNoConnector
 	anyReached := false
 	resendable := body == nil && idempotent(req.Method)
-	var next Path // picked when a suspect path was abandoned
+	var next Path     // picked when a suspect path was abandoned
+	var leftBy []Path // paths abandoned only because they were suspect
 	for len(tried) < t.maxAttempts {
 		c := next
 		if c == nil {
 			c = t.router.Pick(st.app.ConnectorGroup, tried)
+		}
+		if c == nil {
+			// Suspicion is a guess (a probe is late): when every other
+			// path has failed, one left for it is tried again if it was
+			// not declared lost since.
+			c, leftBy = revisit(leftBy)
 		}
 		if t.tracer != nil {
 			t.routeSpan(req.Context(), c)
@@ -70,6 +77,9 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, reached, err := t.attempt(ctx, req, c, body, timer, watch)
 		next = watch.alternative()
+		if next != nil {
+			leftBy = append(leftBy, c)
+		}
 		if err == nil {
 			if timer.finish() {
 				resp.Body.Close()
@@ -101,6 +111,17 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		lastErr = fmt.Errorf("%w: %w", errNotSent, lastErr)
 	}
 	return nil, lastErr
+}
+
+// revisit returns the first path of left that is not lost, and left
+// without it (and without those lost); nil when there is none.
+func revisit(left []Path) (Path, []Path) {
+	for i, c := range left {
+		if c.Lost().Err() == nil {
+			return c, left[i+1:]
+		}
+	}
+	return nil, nil
 }
 
 // attempt sends req to c. reached reports whether a connection to c was
