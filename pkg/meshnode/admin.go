@@ -111,6 +111,11 @@ func (n *Node) AdminHandler() http.Handler {
 	// /readyz is readiness: whether load balancers should send users here.
 	mux.HandleFunc("GET /readyz", n.serveReadyz)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Vary", "Accept")
+		if wantsStatusHTML(r) {
+			n.serveStatusHTML(w)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
