@@ -158,6 +158,7 @@ var (
 	descRevoked     = prometheus.NewDesc("postern_revocation_entries", "Entries of the deny-list held by this node, by kind (session, user, connector).", []string{"kind"}, nil)
 	descCatLoaded   = prometheus.NewDesc("postern_catalog_loaded_timestamp_seconds", "Unix time when the catalogue in force was loaded (the last successful reload that changed it).", nil, nil)
 	descCatFailed   = prometheus.NewDesc("postern_catalog_reload_failures_total", "Catalogue reloads that failed (unreadable or invalid file); the catalogue in force stays.", nil, nil)
+	descCredExpiry  = prometheus.NewDesc("postern_mesh_node_credential_expiry_timestamp_seconds", "Unix time at which this node's node credential expires: past it the other nodes ignore it and backends stop trusting its assertions; mint a new one before (meshd node credential).", nil, nil)
 	descCatStale    = prometheus.NewDesc("postern_catalog_reload_failing", "1 while the catalogue file holds something that failed to load, 0 when the file is the catalogue in force.", nil, nil)
 )
 
@@ -177,6 +178,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descCatLoaded
 	ch <- descCatFailed
 	ch <- descCatStale
+	ch <- descCredExpiry
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -235,4 +237,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCatLoaded, prometheus.GaugeValue, float64(cs.LoadedAt.UnixNano())/1e9)
 	ch <- prometheus.MustNewConstMetric(descCatFailed, prometheus.CounterValue, float64(cs.Failures))
 	ch <- prometheus.MustNewConstMetric(descCatStale, prometheus.GaugeValue, failing)
+	if exp := c.n.cfg.NodeCredential.Expires; !c.n.cfg.NodeCredential.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descCredExpiry, prometheus.GaugeValue, float64(exp.Unix()))
+	}
 }
