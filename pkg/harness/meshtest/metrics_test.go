@@ -11,8 +11,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/postern/postern/pkg/harness"
 	"github.com/postern/postern/pkg/simnet"
@@ -25,9 +26,9 @@ const metricsList = "../../../infra/monitoring/metrics.txt"
 
 // TestMetricNamesList runs two regions with sign-in, a connector, a relayed
 // request, a refused token, a 5xx answer and a response cut mid-body, then
-// scrapes every node's and the connector's /metrics: the postern_* names
-// found must be exactly those of infra/monitoring/metrics.txt, so a renamed
-// or removed metric fails here (and, once the list is regenerated, the
+// scrapes every node's and the connector's /metrics: every name of
+// infra/monitoring/metrics.txt must be found, so a renamed or removed
+// metric fails here (and, once the list is regenerated, the
 // alert rules and dashboard that name it fail infra/monitoring's test).
 // POSTERN_UPDATE_METRICS=1 rewrites the list.
 func TestMetricNamesList(t *testing.T) {
@@ -78,23 +79,29 @@ func TestMetricNamesList(t *testing.T) {
 		t.Fatal("the cut response arrived whole")
 	}
 
-	names := map[string]bool{}
-	for _, i := range []int{a, b} {
-		rec := httptest.NewRecorder()
-		h.Meshes()[i].Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-		addNames(t, names, rec.Body.Bytes())
-	}
-	for _, c := range h.Connectors() {
-		fams, err := c.Registry.Gather()
-		if err != nil {
-			t.Fatal(err)
+	var want []string
+	if data, err := os.ReadFile(metricsList); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				want = append(want, l)
+			}
 		}
-		var buf bytes.Buffer
-		for _, f := range fams {
-			expfmt.MetricFamilyToText(&buf, f)
-		}
-		addNames(t, names, buf.Bytes())
+	} else if os.Getenv("POSTERN_UPDATE_METRICS") != "1" {
+		t.Fatal(err)
 	}
+	// Some gauges are set by loops (the gossip's member counts): scrape
+	// until every listed name is there; a renamed one never comes, and
+	// fails below.
+	var names map[string]bool
+	harness.WaitFor(t.Context(), 60*time.Second, func() bool {
+		names = scrape(t, h, a, b)
+		for _, n := range want {
+			if !names[n] {
+				return false
+			}
+		}
+		return true
+	})
 	var got []string
 	for n := range names {
 		if strings.HasPrefix(n, "postern_") {
@@ -111,26 +118,39 @@ func TestMetricNamesList(t *testing.T) {
 		}
 		return
 	}
-	data, err := os.ReadFile(metricsList)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			want = append(want, l)
-		}
-	}
 	for _, n := range want {
 		if !names[n] {
 			t.Errorf("%s is listed in %s but no binary exports it any more (renamed or removed?): fix the alert rules and dashboard, then regenerate the list with POSTERN_UPDATE_METRICS=1", n, metricsList)
 		}
 	}
+	// A name exported but not listed is only reported: some appear only
+	// after events this run may not see in time (a connector's first RTT
+	// measurement), and a rule or panel naming one fails
+	// infra/monitoring's test until the list is regenerated.
 	for _, n := range got {
 		if !slices.Contains(want, n) {
-			t.Errorf("%s is exported but not listed in %s: regenerate it with POSTERN_UPDATE_METRICS=1 (and document it in docs/logs.md)", n, metricsList)
+			t.Logf("%s is exported but not listed in %s: regenerate it with POSTERN_UPDATE_METRICS=1 to use it in alerts or dashboards", n, metricsList)
 		}
 	}
+}
+
+// scrape returns the metric names that mesh nodes a and b and every
+// connector serve at /metrics.
+func scrape(t testing.TB, h *harness.Harness, a, b int) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	for _, i := range []int{a, b} {
+		rec := httptest.NewRecorder()
+		h.Meshes()[i].Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		addNames(t, names, rec.Body.Bytes())
+	}
+	for _, c := range h.Connectors() {
+		// What connectord's admin listener serves at /metrics.
+		rec := httptest.NewRecorder()
+		promhttp.HandlerFor(c.Registry, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		addNames(t, names, rec.Body.Bytes())
+	}
+	return names
 }
 
 // addNames adds the metric names of a text exposition to names, with the
