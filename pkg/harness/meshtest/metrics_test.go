@@ -3,7 +3,6 @@ package meshtest
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -32,19 +31,14 @@ const metricsList = "../../../infra/monitoring/metrics.txt"
 // alert rules and dashboard that name it fail infra/monitoring's test).
 // POSTERN_UPDATE_METRICS=1 rewrites the list.
 func TestMetricNamesList(t *testing.T) {
-	cutter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "1000000")
-		w.Write(make([]byte, 10000))
-		http.NewResponseController(w).Flush()
-		panic(http.ErrAbortHandler) // the backend dies mid-body
-	}))
+	cutter := harness.StartCuttingBackend()
 	t.Cleanup(cutter.Close)
 	sim := simnet.NewNetwork(simnet.DefaultMatrix(), 1)
 	top := &harness.Topology{Net: sim, AttachK: 1,
 		Nodes:      []harness.NodeSpec{{ID: "a", Region: "us-east-1"}, {ID: "b", Region: "eu-west-1"}},
 		Connectors: []harness.ConnectorSpec{{Group: "hq", Region: "us-east-1"}}}
 	h, err := harness.Start(t.Context(), harness.Options{Topology: top, Auth: true,
-		ExtraCatalog: fmt.Sprintf("  - id: cut\n    host: cut.localhost\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n", cutter.URL)})
+		ExtraCatalog: harness.CutApp(cutter.URL)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,14 +2,12 @@ package meshtest
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/postern/postern/pkg/harness"
+	"github.com/postern/postern/pkg/harness/browsertest"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/simnet"
 )
@@ -79,7 +78,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 		}
 	}
 
-	ctx := newStatusBrowser(t)
+	ctx := browsertest.New(t, chromedp.WindowSize(1280, 900))
 	if err := chromedp.Do(ctx, chromedp.Navigate(admin.URL+"/status"), chromedp.WaitVisible(chromedp.CSS("#apps"))); err != nil {
 		t.Fatalf("open the status page: %v", err)
 	}
@@ -182,29 +181,3 @@ const pageFactsJS = `(() => {
     external: performance.getEntriesByType('resource').length,
   };
 })()`
-
-// newStatusBrowser starts headless Chromium for a plain-HTTP loopback
-// page. CI installs Chromium: a missing one fails the test.
-func newStatusBrowser(t *testing.T) context.Context {
-	t.Helper()
-	path := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		t.Fatal("no Chromium found: install Debian's chromium package (.ci/run does)")
-	}
-	actx, cancelA := chromedp.NewExecAllocator(t.Context(), chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true))
-	t.Cleanup(cancelA)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancelT)
-	return ctx
-}
