@@ -28,6 +28,22 @@ type Status struct {
 	Streams int `json:"streams"`
 	// Mesh is the cluster as this node sees it; nil for a lone node.
 	Mesh *MeshStatus `json:"mesh,omitempty"`
+	// AssertionIssuer and AssertionKeys are what backends verify identity
+	// assertions with: the mesh's issuer and the keys this node serves at
+	// /.postern/jwks.json (every node's); empty without sign-in.
+	AssertionIssuer string               `json:"assertion_issuer,omitempty"`
+	AssertionKeys   []AssertionKeyStatus `json:"assertion_keys,omitempty"`
+}
+
+// AssertionKeyStatus is one node key of the mesh's assertion JWKS.
+type AssertionKeyStatus struct {
+	Node   string `json:"node"`
+	Region string `json:"region"`
+	KeyID  string `json:"kid"`
+	// Present is false for a departed node (or a rotated key) kept so
+	// that its last assertions still verify.
+	Present bool      `json:"present"`
+	Expires time.Time `json:"expires"`
 }
 
 // ConnectorStatus is one connector attached to this node in Status: its
@@ -94,6 +110,13 @@ func (n *Node) Status() Status {
 		Apps: len(cat.Apps()), Connectors: n.connectorStatuses(), Streams: n.stream.Stats().Streams}
 	if n.mesh != nil {
 		st.Mesh = n.mesh.status()
+	}
+	if n.assertKeys != nil {
+		st.AssertionIssuer = n.assertIssuer
+		for _, k := range n.assertKeys.Keys() {
+			st.AssertionKeys = append(st.AssertionKeys, AssertionKeyStatus{Node: k.NodeID, Region: k.Region, KeyID: k.KeyID,
+				Present: k.Present, Expires: k.Expires})
+		}
 	}
 	return st
 }

@@ -39,11 +39,7 @@ func newAuthConfig(cfg Config, nodeKey authority.Key, logger *slog.Logger) (*edg
 	if err := keys.Update([][]byte{cfg.NodeCredential.Bytes()}); err != nil {
 		return nil, nil, fmt.Errorf("meshnode: assertion keys: %w", err)
 	}
-	label := ""
-	if cfg.Cluster != nil {
-		label = cfg.Cluster.Label
-	}
-	assertions, err := session.NewAssertionSigner(session.AssertionSignerConfig{Issuer: nodekeys.Issuer(label),
+	assertions, err := session.NewAssertionSigner(session.AssertionSignerConfig{Issuer: assertionIssuer(cfg),
 		Key: nodeKey.Public(), Sign: nodeKey.Sign, NotAfter: cfg.NodeCredential.Expires})
 	if err != nil {
 		return nil, nil, fmt.Errorf("meshnode: %w", err)
@@ -107,4 +103,13 @@ func isCertError(err error) bool {
 	var host x509.HostnameError
 	var verify *tls.CertificateVerificationError
 	return errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) || errors.As(err, &verify)
+}
+
+// assertionIssuer returns the iss of the node's identity assertions: the
+// mesh's, from its cluster label.
+func assertionIssuer(cfg Config) string {
+	if cfg.Cluster != nil {
+		return nodekeys.Issuer(cfg.Cluster.Label)
+	}
+	return nodekeys.Issuer("")
 }

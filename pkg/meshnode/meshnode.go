@@ -184,8 +184,9 @@ type Node struct {
 
 	connMetrics *connMetrics
 
-	auth       *edge.AuthConfig // nil without sign-in
-	assertKeys *nodekeys.Set    // the mesh's assertion keys; nil without sign-in
+	auth         *edge.AuthConfig // nil without sign-in
+	assertKeys   *nodekeys.Set    // the mesh's assertion keys; nil without sign-in
+	assertIssuer string           // their issuer
 
 	killed      atomic.Bool
 	serving     atomic.Bool // Run has started its listeners
@@ -337,6 +338,7 @@ func New(cfg Config) (*Node, error) {
 		authCfg.Revoker = n
 	}
 	n.auth, n.assertKeys = authCfg, assertKeys
+	n.assertIssuer = assertionIssuer(cfg)
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
 		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked, Audit: cfg.Audit, NodeID: cfg.ID,
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: logger.With("component", "bearer")})})

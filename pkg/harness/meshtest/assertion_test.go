@@ -125,6 +125,16 @@ func TestBackendVerifiesEveryNodesAssertionWithOneJWKS(t *testing.T) {
 	if _, err := backend().Verify(t.Context(), minted["c"]); err != nil {
 		t.Errorf("c's assertion after c left: %v", err)
 	}
+	st := h.Meshes()[a].Node.Status()
+	var departed []string
+	for _, k := range st.AssertionKeys {
+		if !k.Present {
+			departed = append(departed, k.Node)
+		}
+	}
+	if len(st.AssertionKeys) != 3 || len(departed) != 1 || departed[0] != "c" || st.AssertionIssuer != nodekeys.Issuer(harness.GossipLabel) {
+		t.Errorf("a's status: issuer %q, keys %+v; want three keys, c's kept as departed", st.AssertionIssuer, st.AssertionKeys)
+	}
 }
 
 // assertionVia calls the records API through mesh node i with token and

@@ -124,6 +124,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 		r, _ := apps[app].(string)
 		check("app "+app+" has a chosen route", strings.Contains(r, "connector ") || strings.Contains(r, "relay via "))
 	}
+	check("the assertion keys of a, b and c are listed", got["keys"] == "a:true,b:true,c:true")
 	check("the hostile name is shown as text", got["evilName"] == hostileName)
 	check("no script ran and none is in the page", got["pwned"] == false && got["scripts"] == float64(0) && got["imgs"] == float64(0))
 	check("nothing loaded from elsewhere", got["external"] == float64(0))
@@ -172,11 +173,12 @@ const pageFactsJS = `(() => {
   }
   const apps = {};
   for (const tr of document.querySelectorAll('#apps tr.app')) apps[tr.dataset.app] = text(tr.querySelector('.routes'));
+  const keys = [...document.querySelectorAll('#keys tr.key')].map(tr => tr.dataset.node + ':' + tr.dataset.present).sort().join(',');
   const evil = document.querySelector('#apps tr.app[data-app="evil"] .app-name');
   return {
     catalog: text(document.getElementById('catalog')),
     node: text(document.getElementById('node-id')), region: text(document.getElementById('node-region')),
-    nodes, groups, apps, evilName: evil ? evil.textContent : null,
+    nodes, groups, apps, keys, evilName: evil ? evil.textContent : null,
     pwned: window.pwned !== undefined, scripts: document.scripts.length, imgs: document.images.length,
     external: performance.getEntriesByType('resource').length,
   };
