@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/gossip"
@@ -87,6 +89,27 @@ func TestBackendVerifiesEveryNodesAssertionWithOneJWKS(t *testing.T) {
 		h.APIURL(a, edge.JWKSPath)), &oidc.Config{ClientID: harness.APIAppHost, SupportedSigningAlgs: []string{oidc.EdDSA}})
 	if _, err := otherMesh.Verify(t.Context(), minted["b"]); err == nil {
 		t.Error("the assertion verified under another mesh's issuer")
+	}
+
+	// The app request that b signs with the same node key for the auth
+	// functions, which any browser sees in its sign-in redirect, is no
+	// assertion: another typ, no iss, the auth URL as audience.
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.AppURL(h.MeshIndex("b"), "/"), nil)
+	req.Header.Set("Accept", "text/html") // a browser: sent to sign in
+	resp, err := h.MeshClient(h.MeshIndex("b")).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || loc.Query().Get(appreq.Param) == "" {
+		t.Fatalf("sign-in redirect %q carries no app request (%v)", resp.Header.Get("Location"), err)
+	}
+	if kidOf(t, minted["b"]) == "" {
+		t.Fatal("b's assertion names no kid")
+	}
+	if _, err := v.Verify(t.Context(), loc.Query().Get(appreq.Param)); err == nil {
+		t.Error("b's signed app request verified as an assertion")
 	}
 
 	// A keyring holder whose credential another authority signed tries
