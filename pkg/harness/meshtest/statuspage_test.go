@@ -57,6 +57,10 @@ func TestStatusPageInABrowser(t *testing.T) {
 			t.Fatalf("%s never chose a route for hq: %v", m.ID, err)
 		}
 	}
+	// and a serves the assertion keys of all three (set at its next sync).
+	if err := harness.WaitFor(t.Context(), 30*time.Second, func() bool { return len(a.Node.Status().AssertionKeys) == 3 }); err != nil {
+		t.Fatalf("a lists %+v as assertion keys, want three: %v", a.Node.Status().AssertionKeys, err)
+	}
 	admin := httptest.NewServer(a.Node.AdminHandler())
 	t.Cleanup(admin.Close)
 
