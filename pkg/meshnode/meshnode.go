@@ -324,7 +324,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
 	n.tunnel = n.limitTunnel(tl)
-	var router edge.Router = n.pool
+	var router edge.Router = localRouter{n.pool}
 	if cfg.Cluster != nil {
 		if n.mesh, err = newMesh(n, *cfg.Cluster); err != nil {
 			n.public.Close()
@@ -339,7 +339,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.auth, n.assertKeys = authCfg, assertKeys
 	n.assertIssuer = assertionIssuer(cfg)
-	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
+	n.edge = edge.New(edge.Config{Catalog: store.Current, Router: router, Local: localRouter{n.pool}, Logger: logger, Registerer: cfg.Registry,
 		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked, Audit: cfg.Audit, NodeID: cfg.ID,
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: logger.With("component", "bearer")})})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
@@ -688,8 +688,8 @@ func (n *Node) inFlight() int64 {
 		total += s.Outstanding
 	}
 	if n.mesh != nil {
-		for _, s := range n.mesh.peers.Statuses() {
-			total += s.Outstanding
+		for _, r := range n.mesh.relays.List() {
+			total += r.Outstanding()
 		}
 	}
 	return total
@@ -715,7 +715,7 @@ func (n *Node) tunnelHandler() http.Handler {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		if n.mesh != nil {
-			n.mesh.peers.Close()
+			n.mesh.relays.Close()
 			n.mesh.cluster.Close()
 			n.mesh.tokenClient.CloseIdleConnections()
 		}
