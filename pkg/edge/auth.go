@@ -79,7 +79,10 @@ type AuthConfig struct {
 	Cache *session.Cache
 	// Assertions signs the identity assertion sent to backends; nil means
 	// no assertion header.
-	Assertions *session.Keyset
+	Assertions AssertionSigner
+	// AssertionKeys is served at JWKSPath on every app host: the keys of
+	// every mesh node's assertions (pkg/nodekeys); nil means no JWKS.
+	AssertionKeys JWKSource
 	// AssertionTTL is the lifetime of an identity assertion; zero means 5m.
 	AssertionTTL time.Duration
 	// HandoffMaxAge bounds the age of an app token presented at the
@@ -90,6 +93,21 @@ type AuthConfig struct {
 	// Revoker records sign-outs; nil means a sign-out only clears the
 	// browser's cookies.
 	Revoker SessionRevoker
+}
+
+// AssertionSigner signs the identity assertion of id for the backend of
+// the app at audience, valid for ttl; *session.AssertionSigner implements
+// it. It is called on the request path and must be safe for concurrent
+// use.
+type AssertionSigner interface {
+	SignAssertion(id session.Identity, audience string, ttl time.Duration) (string, error)
+}
+
+// JWKSource returns the JSON Web Key Set that verifies the assertions of
+// every mesh node; *nodekeys.Set implements it. It is called for every
+// request to JWKSPath and must be safe for concurrent use.
+type JWKSource interface {
+	JWKS() []byte
 }
 
 type auth struct {
@@ -130,11 +148,13 @@ func newAuth(cfg *AuthConfig, now func() time.Time) *auth {
 // servePostern answers the reserved /.postern/ paths on an app host.
 func (h *Handler) servePostern(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) {
 	switch {
-	case r.URL.Path == JWKSPath && h.auth != nil && h.auth.cfg.Assertions != nil:
+	case r.URL.Path == JWKSPath && h.auth != nil && h.auth.cfg.AssertionKeys != nil:
 		errpage.Harden(w.Header())
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		w.Write(h.auth.cfg.Assertions.JWKS())
+		// Short: a backend meeting an unknown kid refetches anyway, and a
+		// new node's key should reach caches that do not soon.
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Write(h.auth.cfg.AssertionKeys.JWKS())
 	case r.URL.Path == CallbackPath && h.auth != nil && app.PreAuth != catalog.PreAuthPassthrough:
 		h.callback(w, r, app, st)
 	case r.URL.Path == LogoutPath && h.auth != nil && app.PreAuth != catalog.PreAuthPassthrough:

@@ -433,12 +433,12 @@ func (c *Cluster) Members() []Member {
 	defer c.mu.Unlock()
 	self := c.meta.ID
 	out := make([]Member, 0, len(c.nodes)+1)
-	out = append(out, Member{Meta: c.meta, State: StateAlive, Addr: c.selfAddrLocked(), HasRTT: true})
+	out = append(out, Member{Meta: c.meta, State: StateAlive, Addr: c.selfAddrLocked(), HasRTT: true, Credential: c.cfg.Identity.Credential})
 	for id, n := range c.nodes {
 		if id == self {
 			continue
 		}
-		m := Member{Meta: n.meta, State: n.state, Addr: n.addr, LastProbeRTT: n.lastRTT}
+		m := Member{Meta: n.meta, State: n.state, Addr: n.addr, LastProbeRTT: n.lastRTT, Credential: n.cred}
 		if co, ok := c.coords[id]; ok {
 			m.RTT, m.HasRTT = c.coord.DistanceTo(co), true
 		}

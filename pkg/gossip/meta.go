@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -127,4 +128,7 @@ type Member struct {
 	// LastProbeRTT is the last RTT measured by a probe of this member;
 	// zero means none yet.
 	LastProbeRTT time.Duration
+	// Credential is the member's node credential, verified against the
+	// authority's keys when its metadata arrived.
+	Credential authority.NodeCredential
 }

@@ -90,7 +90,7 @@ func TestUpdateMetaRejects(t *testing.T) {
 			if err := a.UpdateMeta(tt.f); !errors.Is(err, tt.want) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
-			if after, _ := member(a, "a"); after != before {
+			if after, _ := member(a, "a"); after.Meta != before.Meta || after.State != before.State {
 				t.Errorf("meta changed: got %+v, want %+v", after, before)
 			}
 		})

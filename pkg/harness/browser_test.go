@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,20 +13,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// chromium finds Debian's Chromium; CI installs it, so a missing browser is
-// a failure, not a skip.
-func chromium(tb testing.TB) string {
-	tb.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	tb.Fatal("no Chromium found: install Debian's chromium package (.ci/run does)")
-	return ""
-}
+	"github.com/postern/postern/pkg/harness/browsertest"
+)
 
 // TestBrowserSignIn drives a real headless Chromium: app URL → sign-in at
 // the development provider → the app shows the identity headers it got →
@@ -127,24 +115,8 @@ const identityLayoutJS = `(() => {
 func newBrowser(t *testing.T, h *Harness) context.Context {
 	t.Helper()
 	spki := sha256.Sum256(h.cert.Leaf.RawSubjectPublicKeyInfo)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium(t)),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// Trust exactly the harness's certificate, nothing else.
-		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
-	t.Cleanup(cancelA)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancelT)
-	return ctx
+	// Trust exactly the harness's certificate, nothing else.
+	return browsertest.New(t, chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])))
 }
 
 // waitForText polls the page of ctx until it contains want; the redirect

@@ -31,16 +31,11 @@ func accessLines(tb testing.TB, logs *SyncBuffer, app string) []map[string]any {
 // with the side that cut it, and is counted; and that the client sees the
 // cut (never a short body that looks whole).
 func TestCutResponsesAreLogged(t *testing.T) {
-	cutter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "1000000")
-		w.Write(make([]byte, 100000))
-		http.NewResponseController(w).Flush()
-		panic(http.ErrAbortHandler) // the backend dies mid-body
-	}))
+	cutter := StartCuttingBackend()
 	defer cutter.Close()
 	var logs SyncBuffer
 	h := start(t, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
-		ExtraCatalog: fmt.Sprintf("  - id: cut\n    host: cut.localhost\n    internal_url: %s\n    connector_group: hq\n    preauth: passthrough\n", cutter.URL)})
+		ExtraCatalog: CutApp(cutter.URL)})
 	_, port, _ := net.SplitHostPort(h.Meshes()[0].Addr)
 	for _, h2 := range []bool{false, true} {
 		tr := h.MeshTransport(0)

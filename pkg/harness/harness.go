@@ -32,6 +32,7 @@ import (
 
 	"github.com/postern/postern/pkg/acmecert"
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/devcert"
 	"github.com/postern/postern/pkg/devidp"
@@ -365,6 +366,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, UpdateSlot: h.opts.UpdateSlot, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), BearerHTTPClient: h.authClient(),
 		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
+		Registry: cli.NewRegistry("meshd"), // as meshd's: postern_build_info too
 	}
 	if raceDetector {
 		cfg.Pool = stretchProbes(cfg.Pool, 750*time.Millisecond, 3)
@@ -591,7 +593,7 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 	}
 	cfg := connector.Config{StateDir: dir, HTTPClient: h.APIClient(), AllowList: al,
 		Carrier: h.opts.Carrier, UDPTimeout: h.opts.UDPTimeout, ProbeInterval: h.opts.ProbeInterval,
-		Logger: h.logger.With("service", "connectord"), Registry: prometheus.NewRegistry()}
+		Logger: h.logger.With("service", "connectord"), Registry: cli.NewRegistry("connectord")}
 	var inner conn.Bind = wgnet.NewDialBind()
 	want := min(2, len(h.Meshes()))
 	if t := h.opts.Topology; t != nil {

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -116,7 +117,7 @@ func (h *Harness) clusterConfig(i int, publicAddr string, gossipPort int) (*mesh
 		}
 	}
 	cc := &meshnode.ClusterConfig{
-		Transport: t.Net.Transport(nt, spec.Region), Keys: [][]byte{h.gossipKey}, Label: "postern-harness",
+		Transport: t.Net.Transport(nt, spec.Region), Keys: [][]byte{h.gossipKey}, Label: GossipLabel,
 		Seeds: seeds, Timing: t.Timing, PublicURL: "https://" + publicAddr, Strategy: t.Strategy, Route: t.Route,
 	}
 	if raceDetector {
@@ -351,3 +352,16 @@ func cmpOr(v, def int) int {
 	}
 	return v
 }
+
+// GossipKey returns the cluster's gossip keyring key (Options.Topology):
+// for tests that play a keyring holder who has no credential of this
+// mesh's authority.
+func (h *Harness) GossipKey() []byte { return bytes.Clone(h.gossipKey) }
+
+// GossipAddr returns the node's gossip address, "127.0.0.1:port"
+// (Options.Topology); empty for a lone node.
+func (m *Mesh) GossipAddr() string { return m.gossip }
+
+// GossipLabel is the cluster label of the harness's mesh nodes: their
+// identity assertions carry nodekeys.Issuer(GossipLabel).
+const GossipLabel = "postern-harness"

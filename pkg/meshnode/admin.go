@@ -28,6 +28,22 @@ type Status struct {
 	Streams int `json:"streams"`
 	// Mesh is the cluster as this node sees it; nil for a lone node.
 	Mesh *MeshStatus `json:"mesh,omitempty"`
+	// AssertionIssuer and AssertionKeys are what backends verify identity
+	// assertions with: the mesh's issuer and the keys this node serves at
+	// /.postern/jwks.json (every node's); empty without sign-in.
+	AssertionIssuer string               `json:"assertion_issuer,omitempty"`
+	AssertionKeys   []AssertionKeyStatus `json:"assertion_keys,omitempty"`
+}
+
+// AssertionKeyStatus is one node key of the mesh's assertion JWKS.
+type AssertionKeyStatus struct {
+	Node   string `json:"node"`
+	Region string `json:"region"`
+	KeyID  string `json:"kid"`
+	// Present is false for a departed node (or a rotated key) kept so
+	// that its last assertions still verify.
+	Present bool      `json:"present"`
+	Expires time.Time `json:"expires"`
 }
 
 // ConnectorStatus is one connector attached to this node in Status: its
@@ -95,6 +111,13 @@ func (n *Node) Status() Status {
 	if n.mesh != nil {
 		st.Mesh = n.mesh.status()
 	}
+	if n.assertKeys != nil {
+		st.AssertionIssuer = n.assertIssuer
+		for _, k := range n.assertKeys.Keys() {
+			st.AssertionKeys = append(st.AssertionKeys, AssertionKeyStatus{Node: k.NodeID, Region: k.Region, KeyID: k.KeyID,
+				Present: k.Present, Expires: k.Expires})
+		}
+	}
 	return st
 }
 
@@ -111,6 +134,11 @@ func (n *Node) AdminHandler() http.Handler {
 	// /readyz is readiness: whether load balancers should send users here.
 	mux.HandleFunc("GET /readyz", n.serveReadyz)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Vary", "Accept")
+		if wantsStatusHTML(r) {
+			n.serveStatusHTML(w)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -153,6 +181,7 @@ var (
 	descRevoked     = prometheus.NewDesc("postern_revocation_entries", "Entries of the deny-list held by this node, by kind (session, user, connector).", []string{"kind"}, nil)
 	descCatLoaded   = prometheus.NewDesc("postern_catalog_loaded_timestamp_seconds", "Unix time when the catalogue in force was loaded (the last successful reload that changed it).", nil, nil)
 	descCatFailed   = prometheus.NewDesc("postern_catalog_reload_failures_total", "Catalogue reloads that failed (unreadable or invalid file); the catalogue in force stays.", nil, nil)
+	descCredExpiry  = prometheus.NewDesc("postern_mesh_node_credential_expiry_timestamp_seconds", "Unix time at which this node's node credential expires: past it the other nodes ignore it and backends stop trusting its assertions; mint a new one before (meshd node credential).", nil, nil)
 	descCatStale    = prometheus.NewDesc("postern_catalog_reload_failing", "1 while the catalogue file holds something that failed to load, 0 when the file is the catalogue in force.", nil, nil)
 )
 
@@ -172,6 +201,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descCatLoaded
 	ch <- descCatFailed
 	ch <- descCatStale
+	ch <- descCredExpiry
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -230,4 +260,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCatLoaded, prometheus.GaugeValue, float64(cs.LoadedAt.UnixNano())/1e9)
 	ch <- prometheus.MustNewConstMetric(descCatFailed, prometheus.CounterValue, float64(cs.Failures))
 	ch <- prometheus.MustNewConstMetric(descCatStale, prometheus.GaugeValue, failing)
+	if exp := c.n.cfg.NodeCredential.Expires; !c.n.cfg.NodeCredential.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descCredExpiry, prometheus.GaugeValue, float64(exp.Unix()))
+	}
 }

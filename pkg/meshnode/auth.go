@@ -6,66 +6,52 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/postern/postern/pkg/appreq"
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/edge"
+	"github.com/postern/postern/pkg/nodekeys"
 	"github.com/postern/postern/pkg/session"
-	"github.com/postern/postern/pkg/wgkey"
 )
 
 // newAuthConfig builds the edge's pre-authentication settings: a verifier
 // of app tokens against the auth functions' JWKS, a verified-token cache,
-// and this node's own identity-assertion keys (kept in the state
-// directory; backends verify them through /.postern/jwks.json), and the
+// the signer of the identity assertions sent to backends (this node's node
+// key, under the mesh's issuer) with the mesh's assertion key set (every
+// node's certified node key, served at /.postern/jwks.json), and the
 // signer of the app requests that browsers carry to the auth functions
 // (this node's node key and credential).
-func newAuthConfig(cfg Config, nodeKey authority.Key, logger *slog.Logger) (*edge.AuthConfig, error) {
+func newAuthConfig(cfg Config, nodeKey authority.Key, logger *slog.Logger) (*edge.AuthConfig, *nodekeys.Set, error) {
 	if cfg.AuthURL == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	base := strings.TrimSuffix(cfg.AuthURL, "/")
 	if !strings.HasPrefix(base, "https://") && !strings.HasPrefix(base, "http://") {
-		return nil, fmt.Errorf("meshnode: auth URL %q: want https://host", cfg.AuthURL)
+		return nil, nil, fmt.Errorf("meshnode: auth URL %q: want https://host", cfg.AuthURL)
 	}
-	keys, err := loadOrCreateKeyset(filepath.Join(cfg.StateDir, "assertion-keys.json"))
+	keys, err := nodekeys.New(nodekeys.Config{Verifier: cfg.Authority})
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("meshnode: %w", err)
+	}
+	if err := keys.Update([][]byte{cfg.NodeCredential.Bytes()}); err != nil {
+		return nil, nil, fmt.Errorf("meshnode: assertion keys: %w", err)
+	}
+	assertions, err := session.NewAssertionSigner(session.AssertionSignerConfig{Issuer: assertionIssuer(cfg),
+		Key: nodeKey.Public(), Sign: nodeKey.Sign, NotAfter: cfg.NodeCredential.Expires})
+	if err != nil {
+		return nil, nil, fmt.Errorf("meshnode: %w", err)
 	}
 	v := session.NewVerifier(session.VerifierConfig{JWKSURL: base + "/.well-known/jwks.json",
 		HTTPClient: cfg.AuthHTTPClient, Issuer: base, Logger: logger})
 	requests, err := appreq.NewSigner(appreq.SignerConfig{Credential: cfg.NodeCredential, Sign: nodeKey.Sign, Audience: base})
 	if err != nil {
-		return nil, fmt.Errorf("meshnode: %w", err)
+		return nil, nil, fmt.Errorf("meshnode: %w", err)
 	}
-	return &edge.AuthConfig{AuthURL: base, Verifier: v, Requests: requests, Cache: session.NewCache(v, 100_000), Assertions: keys}, nil
-}
-
-func loadOrCreateKeyset(path string) (*session.Keyset, error) {
-	ks, err := session.LoadKeyset(context.Background(), "file:"+path, nil)
-	if err == nil {
-		return ks, nil
-	}
-	if _, statErr := os.Stat(path); !errors.Is(statErr, fs.ErrNotExist) {
-		return nil, fmt.Errorf("meshnode: assertion keys: %w", err)
-	}
-	if ks, err = session.GenerateKeyset(); err != nil {
-		return nil, fmt.Errorf("meshnode: assertion keys: %w", err)
-	}
-	b, err := ks.Marshal()
-	if err != nil {
-		return nil, fmt.Errorf("meshnode: assertion keys: %w", err)
-	}
-	if err := wgkey.WriteFileAtomic(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("meshnode: assertion keys: %w", err)
-	}
-	return ks, nil
+	return &edge.AuthConfig{AuthURL: base, Verifier: v, Requests: requests, Cache: session.NewCache(v, 100_000),
+		Assertions: assertions, AssertionKeys: keys}, keys, nil
 }
 
 // ErrAuthKeys marks a node that may not start because the auth functions'
@@ -117,4 +103,13 @@ func isCertError(err error) bool {
 	var host x509.HostnameError
 	var verify *tls.CertificateVerificationError
 	return errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host) || errors.As(err, &verify)
+}
+
+// assertionIssuer returns the iss of the node's identity assertions: the
+// mesh's, from its cluster label.
+func assertionIssuer(cfg Config) string {
+	if cfg.Cluster != nil {
+		return nodekeys.Issuer(cfg.Cluster.Label)
+	}
+	return nodekeys.Issuer("")
 }

@@ -216,8 +216,28 @@ func (m *mesh) sync() {
 		m.n.logger.Warn("mesh_members_save_failed", "error", err)
 	}
 	m.restoreUsed()
+	m.noteKeys(members)
 	m.reconcilePeers(members)
 	m.rebuild(members)
+}
+
+// noteKeys lists the node keys of the live members in the mesh's
+// assertion key set (their credentials were verified by the gossip and
+// are verified again there); those of departed members stay for its
+// retention.
+func (m *mesh) noteKeys(members []gossip.Member) {
+	if m.n.assertKeys == nil {
+		return
+	}
+	var creds [][]byte
+	for _, mb := range members {
+		if live(mb.State) && !mb.Credential.IsZero() {
+			creds = append(creds, mb.Credential.Bytes())
+		}
+	}
+	if err := m.n.assertKeys.Update(creds); err != nil {
+		m.n.logger.Warn("assertion_keys_refused", "error", err)
+	}
 }
 
 func (m *mesh) publish() {

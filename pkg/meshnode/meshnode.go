@@ -34,6 +34,7 @@ import (
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/iplimit"
+	"github.com/postern/postern/pkg/nodekeys"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/revoke"
 	"github.com/postern/postern/pkg/streambind"
@@ -188,7 +189,9 @@ type Node struct {
 
 	connMetrics *connMetrics
 
-	auth *edge.AuthConfig // nil without sign-in
+	auth         *edge.AuthConfig // nil without sign-in
+	assertKeys   *nodekeys.Set    // the mesh's assertion keys; nil without sign-in
+	assertIssuer string           // their issuer
 
 	killed      atomic.Bool
 	serving     atomic.Bool // Run has started its listeners
@@ -304,7 +307,7 @@ func New(cfg Config) (*Node, error) {
 	pc := cfg.Pool
 	pc.Dial, pc.Pinger, pc.Logger = wgn.DialContext, wgn, logger
 	n.pool = pool.New(pc)
-	authCfg, err := newAuthConfig(cfg, nodeKey, logger)
+	authCfg, assertKeys, err := newAuthConfig(cfg, nodeKey, logger)
 	if err != nil {
 		wgn.Close()
 		return nil, err
@@ -339,7 +342,8 @@ func New(cfg Config) (*Node, error) {
 	if authCfg != nil {
 		authCfg.Revoker = n
 	}
-	n.auth = authCfg
+	n.auth, n.assertKeys = authCfg, assertKeys
+	n.assertIssuer = assertionIssuer(cfg)
 	n.edge = edge.New(edge.Config{Catalog: store.Current, Router: router, Local: localRouter{n.pool}, Logger: logger, Registerer: cfg.Registry,
 		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked, Audit: cfg.Audit, NodeID: cfg.ID, Tracer: cfg.Tracer,
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: logger.With("component", "bearer")})})

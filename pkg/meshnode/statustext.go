@@ -25,6 +25,14 @@ func WriteStatus(w io.Writer, st Status) error {
 				msText(c.RTTMs), c.Outstanding, since(c.Attached))
 		}
 	})
+	if len(st.AssertionKeys) > 0 {
+		fmt.Fprintf(ew, "\nassertion keys (/.postern/jwks.json, issuer %s):\n", st.AssertionIssuer)
+		table(ew, len(st.AssertionKeys), "NODE\tREGION\tKID\tNODE PRESENT\tCREDENTIAL EXPIRES", func(tw io.Writer) {
+			for _, k := range st.AssertionKeys {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Node, k.Region, k.KeyID, yesNo(k.Present), k.Expires.UTC().Format(time.RFC3339))
+			}
+		})
+	}
 	if st.Mesh == nil {
 		fmt.Fprintln(ew, "\nnot in a cluster (a lone node): every request goes to a connector attached here")
 		return ew.err
@@ -92,6 +100,13 @@ func state(alive, draining bool) string {
 		return "alive"
 	}
 	return "not answering"
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no (kept for its last assertions)"
 }
 
 func upDown(up bool) string {

@@ -181,12 +181,16 @@ type LogoutClaims struct {
 }
 
 // AssertionClaims are the claims of the identity assertion (typ
-// [TypeAssert]) that a mesh node sends to a backend, signed with the mesh's
-// own assertion key set.
+// [TypeAssert]) that a mesh node sends to a backend, signed with the
+// node's node key ([AssertionSigner]); the mesh's assertion JWKS, served by
+// every node, lists the certified node key of every node.
 type AssertionClaims struct {
 	Identity
 	// Audience is the app's external host.
 	Audience string `json:"aud"`
+	// Issuer is the mesh's issuer, the same on every node (see
+	// pkg/nodekeys.Issuer).
+	Issuer string `json:"iss"`
 	// IssuedAt and Expiry are Unix seconds.
 	IssuedAt int64 `json:"iat"`
 	Expiry   int64 `json:"exp"`

@@ -199,22 +199,57 @@ func TestVerifySession(t *testing.T) {
 }
 
 func TestAssertion(t *testing.T) {
-	ks := newKeyset(t)
-	id := Identity{Subject: "t/o", Name: "Ada"}
-	tok, err := ks.SignAssertion(id, testAud, time.Minute)
+	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := NewVerifier(VerifierConfig{Static: ks.JWKS()})
+	now := time.Now()
+	signer, err := NewAssertionSigner(AssertionSignerConfig{Issuer: "urn:postern:mesh:test", Key: pub,
+		Sign: func(m []byte) []byte { return ed25519.Sign(priv, m) }, NotAfter: now.Add(30 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: pub, KeyID: signer.KeyID(), Algorithm: "EdDSA", Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := Identity{Subject: "t/o", Name: "Ada"}
+	tok, err := signer.SignAssertion(id, testAud, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := NewVerifier(VerifierConfig{Static: jwks, Issuer: "urn:postern:mesh:test"})
 	got, err := v.VerifyAssertion(t.Context(), tok, testAud)
-	if err != nil || got.Name != "Ada" {
-		t.Fatalf("got %v, %v, want Ada", got, err)
+	if err != nil || got.Name != "Ada" || got.Issuer != "urn:postern:mesh:test" {
+		t.Fatalf("got %+v, %v, want Ada from urn:postern:mesh:test", got, err)
+	}
+	// NotAfter (the node credential's end) caps the lifetime.
+	if got.Expiry > now.Add(30*time.Second).Unix() {
+		t.Errorf("exp %d is past the node credential's end %d", got.Expiry, now.Add(30*time.Second).Unix())
 	}
 	if _, err := v.VerifyApp(t.Context(), tok, testAud); !errors.Is(err, ErrWrongType) {
 		t.Errorf("assertion as app token: got %v, want %v", err, ErrWrongType)
 	}
 	if _, err := v.VerifyAssertion(t.Context(), tok, "other"); !errors.Is(err, ErrWrongAudience) {
 		t.Errorf("wrong audience: got %v, want %v", err, ErrWrongAudience)
+	}
+	other := NewVerifier(VerifierConfig{Static: jwks, Issuer: "urn:postern:mesh:other"})
+	if _, err := other.VerifyAssertion(t.Context(), tok, testAud); !errors.Is(err, ErrWrongIssuer) {
+		t.Errorf("another mesh's issuer: got %v, want %v", err, ErrWrongIssuer)
+	}
+	// Another key under the same kid does not verify.
+	_, priv2, _ := ed25519.GenerateKey(nil)
+	forger, _ := NewAssertionSigner(AssertionSignerConfig{Issuer: "urn:postern:mesh:test", Key: pub,
+		Sign: func(m []byte) []byte { return ed25519.Sign(priv2, m) }})
+	forged, _ := forger.SignAssertion(id, testAud, time.Minute)
+	if _, err := v.VerifyAssertion(t.Context(), forged, testAud); err == nil {
+		t.Error("an assertion signed by another key under the same kid verified")
+	}
+	// Past the credential's end, nothing is signed.
+	late, _ := NewAssertionSigner(AssertionSignerConfig{Issuer: "i", Key: pub, Sign: func(m []byte) []byte { return ed25519.Sign(priv, m) },
+		NotAfter: now.Add(-time.Second)})
+	if tok, err := late.SignAssertion(id, testAud, time.Minute); err == nil {
+		t.Errorf("signed %q after the node credential ended", tok)
 	}
 }
 

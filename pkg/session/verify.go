@@ -32,8 +32,9 @@ type VerifierConfig struct {
 	// Static is a JWKS document (as from [Keyset.JWKS]) trusted without
 	// fetching; nil means none.
 	Static []byte
-	// Issuer is the iss that tokens must carry (the auth URL); empty means
-	// any non-empty iss. Identity assertions carry no iss and are exempt.
+	// Issuer is the iss that tokens must carry (the auth URL, or the
+	// mesh's issuer for identity assertions); empty means any non-empty
+	// iss.
 	Issuer string
 	// Skew is the clock skew allowed on exp, nbf and iat; zero means
 	// [DefaultSkew].
@@ -155,7 +156,7 @@ func (v *Verifier) VerifyAssertion(ctx context.Context, token, audience string) 
 	if err := v.verify(ctx, token, TypeAssert, &c); err != nil {
 		return nil, fmt.Errorf("verify assertion: %w", err)
 	}
-	if err := v.checkClaims(c.Audience, audience, "", false, c.IssuedAt, 0, c.Expiry); err != nil {
+	if err := v.checkClaims(c.Audience, audience, c.Issuer, true, c.IssuedAt, 0, c.Expiry); err != nil {
 		return nil, fmt.Errorf("verify assertion: %w", err)
 	}
 	return &c, nil
