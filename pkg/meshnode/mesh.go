@@ -156,6 +156,13 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	return m, nil
 }
 
+// close leaves the relay paths and shuts the gossip down without a leave.
+func (m *mesh) close() error {
+	m.peers.Close()
+	m.tokenClient.CloseIdleConnections()
+	return m.cluster.Close()
+}
+
 // Version is reported in the gossip metadata.
 const Version = "0.4.0"
 
