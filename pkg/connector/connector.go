@@ -30,6 +30,7 @@ import (
 
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/lifecycle"
 	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
@@ -133,7 +134,21 @@ type Connector struct {
 	alias      map[string]string // mesh URL -> the node id its attach answered
 	draining   bool
 
+	tunnelL net.Listener      // the in-tunnel server's, bound by New
+	healthL net.Listener      // nil without HealthAddr
+	own     lifecycle.Closers // what New acquired, released by Close
+
+	// life ends when Close is called (cause ErrClosed); it ends Run.
+	life    context.Context
+	endLife context.CancelCauseFunc
+
+	lmu     sync.Mutex    // guards the following
+	started bool          // Run was called
+	runDone chan struct{} // closed when Run returns; nil before Run
+	closed  bool          // Close was called
+
 	closeOnce sync.Once
+	closeErr  error
 }
 
 type meshLink struct {
@@ -222,24 +237,49 @@ func New(cfg Config) (*Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
-	udp := cfg.Bind
+	c := &Connector{cfg: cfg, key: key, state: state,
+		kick: make(chan struct{}, 1), runs: map[string]*run{}, down: map[string]bool{}, alias: map[string]string{}}
+	c.logger = logger.With("connector", state.ConnectorID)
+	c.tun = wgTunnel{c}
+	c.life, c.endLife = context.WithCancelCause(context.Background())
+	if err := c.open(); err != nil {
+		c.endLife(ErrClosed)
+		c.own.Close()
+		return nil, err
+	}
+	c.registerMetrics()
+	return c, nil
+}
+
+// open starts the WireGuard node and binds the in-tunnel and health
+// listeners, adding each to c.own.
+func (c *Connector) open() error {
+	udp := c.cfg.Bind
 	if udp == nil {
 		udp = defaultBind()
 	}
-	logger = logger.With("connector", state.ConnectorID)
-	bind := streambind.NewClientBind(streambind.ClientConfig{UDP: udp, BackoffMin: cfg.BackoffMin,
-		BackoffMax: cfg.BackoffMax, Logger: logger.With("component", "streambind")})
-	node, err := wgnet.New(wgnet.Config{PrivateKey: key, Bind: bind, Logger: logger})
-	if err != nil {
-		return nil, fmt.Errorf("connector: %w", err)
+	c.bind = streambind.NewClientBind(streambind.ClientConfig{UDP: udp, BackoffMin: c.cfg.BackoffMin,
+		BackoffMax: c.cfg.BackoffMax, Logger: c.logger.With("component", "streambind")})
+	c.own.Add(c.bind.Close)
+	var err error
+	if c.node, err = wgnet.New(wgnet.Config{PrivateKey: c.key, Bind: c.bind, Logger: c.logger}); err != nil {
+		return fmt.Errorf("connector: %w", err)
 	}
-	c := &Connector{cfg: cfg, logger: logger, key: key, node: node, bind: bind, state: state,
-		kick: make(chan struct{}, 1), runs: map[string]*run{}, down: map[string]bool{}, alias: map[string]string{}}
-	c.tun = wgTunnel{c}
-	c.egress = egress.New(egress.Config{AllowList: cfg.AllowList, RootCAs: cfg.BackendRootCAs,
-		Logger: c.logger, Registerer: cfg.Registry})
-	c.registerMetrics()
-	return c, nil
+	c.own.Add(c.node.Close)
+	if c.tunnelL, err = c.node.Listen(tunnelhttp.Port); err != nil {
+		return fmt.Errorf("connector: tunnel listener: %w", err)
+	}
+	c.own.Add(c.tunnelL.Close)
+	if c.cfg.HealthAddr != "" {
+		if c.healthL, err = net.Listen("tcp", c.cfg.HealthAddr); err != nil {
+			return fmt.Errorf("connector: health listener: %w", err)
+		}
+		c.own.Add(c.healthL.Close)
+	}
+	c.egress = egress.New(egress.Config{AllowList: c.cfg.AllowList, RootCAs: c.cfg.BackendRootCAs,
+		Logger: c.logger, Registerer: c.cfg.Registry})
+	c.own.AddFunc(c.egress.Close)
+	return nil
 }
 
 func checkLoopback(addr string) error {
@@ -277,66 +317,88 @@ func (c *Connector) Node() *wgnet.Node { return c.node }
 func (c *Connector) Attached() int { return int(c.nAttached.Load()) }
 
 // Run serves the tunnel, attaches to the Attach nearest mesh nodes, keeps
-// the attachments alive and moves them as RTTs change, until ctx ends. It
-// returns nil when ctx ends.
+// the attachments alive and moves them as RTTs change, until ctx ends (it
+// returns nil) or Close (ErrClosed) or a server fails (that failure, after
+// it stopped everything else). Run may be called once.
 func (c *Connector) Run(ctx context.Context) error {
-	l, err := c.node.Listen(tunnelhttp.Port)
+	done, err := c.begin()
 	if err != nil {
-		return fmt.Errorf("connector: %w", err)
+		return err
 	}
+	defer close(done)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(c.life, func() { cancel(ErrClosed) })()
 	srv := &http.Server{Handler: c.egress, ReadHeaderTimeout: 30 * time.Second, ConnState: c.conns.track,
 		ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelDebug)}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		srv.Serve(l)
-	}()
-	var health *http.Server
-	if c.cfg.HealthAddr != "" {
-		hl, err := net.Listen("tcp", c.cfg.HealthAddr)
-		if err != nil {
-			srv.Close()
-			wg.Wait()
-			return fmt.Errorf("connector: health listener: %w", err)
-		}
-		health = &http.Server{Handler: c.healthHandler(), ReadHeaderTimeout: 5 * time.Second}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			health.Serve(hl)
-		}()
+	servers := []lifecycle.Server{{HTTP: srv, Listener: c.tunnelL}}
+	if c.healthL != nil {
+		health := &http.Server{Handler: c.healthHandler(), ReadHeaderTimeout: 5 * time.Second}
+		servers = append(servers, lifecycle.Server{HTTP: health, Listener: c.healthL})
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.manage(ctx)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.renewLoop(ctx)
-	}()
+	loops, stopLoops := context.WithCancel(ctx)
+	defer stopLoops()
+	var bg sync.WaitGroup
+	bg.Go(func() { c.manage(loops) })
+	bg.Go(func() { c.renewLoop(loops) })
 	c.logger.Info("connector_started", "tunnel_addr", c.node.Addr(), "mesh_urls", c.State().MeshURLs,
 		"mesh_nodes", len(c.State().Nodes), "attach_k", c.cfg.Attach)
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
-	if health != nil {
-		health.Close()
-	}
-	wg.Wait()
+	err = lifecycle.Serve(ctx, servers, func(failed bool) {
+		stopLoops()
+		if failed || c.life.Err() != nil {
+			return // lifecycle.Serve closes the servers
+		}
+		sctx, cancel := context.WithTimeout(c.life, 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	stopLoops()
+	bg.Wait()
 	c.loops.Wait()
 	c.egress.Close()
+	switch {
+	case c.life.Err() != nil:
+		return ErrClosed
+	case err != nil:
+		return fmt.Errorf("connector: %w", err)
+	}
 	return nil
 }
 
-// Close stops the WireGuard node. Call it after Run returns.
+// begin marks the connector started and returns the channel Run closes
+// when it returns; it refuses a closed connector and a second Run.
+func (c *Connector) begin() (chan struct{}, error) {
+	c.lmu.Lock()
+	defer c.lmu.Unlock()
+	switch {
+	case c.closed:
+		return nil, ErrClosed
+	case c.started:
+		return nil, errors.New("connector: run: already started")
+	}
+	c.started = true
+	c.runDone = make(chan struct{})
+	return c.runDone, nil
+}
+
+// Close stops the connector as when its host dies: the WireGuard node
+// goes first (nothing more leaves the host), then a Run in progress ends
+// and Close waits for it, then it releases everything New acquired. It is
+// idempotent; a concurrent call waits for the first.
 func (c *Connector) Close() error {
-	var err error
-	c.closeOnce.Do(func() { err = c.node.Close() })
-	return err
+	c.closeOnce.Do(func() {
+		c.lmu.Lock()
+		c.closed = true
+		done := c.runDone
+		c.lmu.Unlock()
+		c.endLife(ErrClosed)
+		c.node.Close()
+		if done != nil {
+			<-done
+		}
+		c.closeErr = c.own.Close()
+	})
+	return c.closeErr
 }
 
 // wgTunnel is the connector's real tunnel: WireGuard through the bind.

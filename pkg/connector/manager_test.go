@@ -149,9 +149,22 @@ func (f *fakeTunnel) lose(meshURL string) {
 
 const testCredential = "test-credential"
 
-// startConnector runs a connector with state st against m, on a fake
-// tunnel, until the test ends.
-func startConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*Connector, *fakeTunnel) {
+// newConnector builds, without running it, a connector with state st
+// against m, on a fake tunnel.
+func newConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*Connector, *fakeTunnel) {
+	tb.Helper()
+	c, err := New(testConfig(tb, m, st, mod))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ft := &fakeTunnel{lost: map[string]chan struct{}{}}
+	c.tun = ft
+	return c, ft
+}
+
+// testConfig returns the config of a connector with state st against m,
+// changed by mod.
+func testConfig(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) Config {
 	tb.Helper()
 	dir := tb.TempDir()
 	if _, err := wgkey.LoadOrCreate(filepath.Join(dir, keyFile)); err != nil {
@@ -171,12 +184,14 @@ func startConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*C
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ft := &fakeTunnel{lost: map[string]chan struct{}{}}
-	c.tun = ft
+	return cfg
+}
+
+// startConnector runs a connector with state st against m, on a fake
+// tunnel, until the test ends.
+func startConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*Connector, *fakeTunnel) {
+	tb.Helper()
+	c, ft := newConnector(tb, m, st, mod)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
