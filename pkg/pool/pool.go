@@ -69,6 +69,9 @@ type Config struct {
 	ProveFirst bool
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. The probe timers are the
+	// runtime's (tests run them under testing/synctest).
+	Now func() time.Time
 }
 
 // Connector is one attached connector instance.
@@ -236,6 +239,9 @@ func New(cfg Config) *Pool {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 2 * time.Second
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	p := &Pool{cfg: cfg, logger: cfg.Logger, byKey: make(map[wgkey.Public]*Connector)}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
@@ -253,7 +259,7 @@ func (p *Pool) Upsert(id, group string, key wgkey.Public) *Connector {
 }
 
 func (p *Pool) upsert(id, group string, key wgkey.Public, alive bool) *Connector {
-	c := &Connector{ID: id, Group: group, Key: key, attached: time.Now(),
+	c := &Connector{ID: id, Group: group, Key: key, attached: p.cfg.Now(),
 		hostPort: netip.AddrPortFrom(key.Addr(), tunnelhttp.Port).String()}
 	c.lost, c.markLost = context.WithCancelCause(context.Background())
 	c.suspect, c.endTrust = context.WithCancel(context.Background())

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/postern/postern/pkg/wgkey"
@@ -89,10 +90,18 @@ func TestUpsertReplacesInstance(t *testing.T) {
 	}
 }
 
+// fakePinger answers a probe after rtt, in the bubble's time; a peer that
+// is down never answers (the probe times out). It counts the probes.
 type fakePinger struct {
-	mu    sync.Mutex
+	rtt time.Duration
+
+	mu    sync.Mutex // guards the following
 	down  map[wgkey.Public]bool
 	calls int
+}
+
+func newFakePinger(rtt time.Duration) *fakePinger {
+	return &fakePinger{rtt: rtt, down: map[wgkey.Public]bool{}}
 }
 
 func (f *fakePinger) Ping(ctx context.Context, peer wgkey.Public) (time.Duration, error) {
@@ -101,9 +110,17 @@ func (f *fakePinger) Ping(ctx context.Context, peer wgkey.Public) (time.Duration
 	f.calls++
 	f.mu.Unlock()
 	if down {
-		return 0, errors.New("no answer")
+		<-ctx.Done()
+		return 0, ctx.Err()
 	}
-	return time.Millisecond, nil
+	t := time.NewTimer(f.rtt)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-t.C:
+		return f.rtt, nil
+	}
 }
 
 func (f *fakePinger) set(k wgkey.Public, down bool) {
@@ -112,69 +129,128 @@ func (f *fakePinger) set(k wgkey.Public, down bool) {
 	f.mu.Unlock()
 }
 
-func TestProbesMarkDeadAndAlive(t *testing.T) {
-	fp := &fakePinger{down: map[wgkey.Public]bool{}}
-	p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: 5 * time.Millisecond, DeadAfter: 2})
-	k := key(t)
-	p.Upsert("a", "hq", k)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; p.Close() }()
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	waitFor("rtt recorded", func() bool { return p.Statuses()[0].RTT == time.Millisecond })
-	fp.set(k, true)
-	waitFor("connector down", func() bool { return p.Pick("hq", nil) == nil })
-	fp.set(k, false)
-	waitFor("connector up", func() bool { return p.Pick("hq", nil) != nil })
-	if !p.Statuses()[0].Alive {
-		t.Fatal("status not alive after recovery")
-	}
+func (f *fakePinger) probes() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
 }
 
-func TestProveFirst(t *testing.T) {
-	fp := &fakePinger{down: map[wgkey.Public]bool{}}
-	p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: 5 * time.Millisecond, ProveFirst: true})
-	k := key(t)
-	fp.set(k, true)
-	p.Upsert("mesh:b", "mesh", k)
-	if p.Pick("mesh", nil) != nil {
-		t.Fatal("an unproven entry takes requests")
-	}
+// runPool runs p until the test's bubble ends it; call it inside
+// synctest.Test.
+func runPool(t *testing.T, p *Pool) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; p.Close() }()
-	deadline := time.Now().Add(5 * time.Second)
-	for calls := 0; calls < 3; {
-		if time.Now().After(deadline) {
-			t.Fatal("no probes")
+	t.Cleanup(func() { cancel(); <-done; p.Close() })
+}
+
+// at sleeps until the bubble's clock is d past start, and waits until
+// every goroutine of the bubble is idle.
+func at(start time.Time, d time.Duration) {
+	time.Sleep(time.Until(start.Add(d)))
+	synctest.Wait()
+}
+
+// TestProbeTiming checks the probe timing to the instant, in a bubble:
+// the RTT of the first probe (at ProbeInterval) is recorded; once the
+// connector stops answering, it turns suspect exactly SuspectAfter plus
+// twice its RTT after the probe began, and dead exactly when the
+// DeadAfter-th probe in a row times out, not one instant before; it is
+// alive again when the next probe answers.
+func TestProbeTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rtt = 10 * time.Millisecond
+		fp := newFakePinger(rtt)
+		p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+			SuspectAfter: 100 * time.Millisecond, DeadAfter: 3})
+		k := key(t)
+		c := p.Upsert("a", "hq", k)
+		start := time.Now()
+		runPool(t, p)
+		at(start, time.Second+rtt)
+		if got := p.Statuses()[0].RTT; got != rtt {
+			t.Fatalf("RTT after the first probe: got %v, want %v", got, rtt)
 		}
-		time.Sleep(5 * time.Millisecond)
-		fp.mu.Lock()
-		calls = fp.calls
-		fp.mu.Unlock()
-	}
-	if p.Pick("mesh", nil) != nil {
-		t.Fatal("an entry whose probes fail takes requests")
-	}
-	fp.set(k, false)
-	deadline = time.Now().Add(5 * time.Second)
-	for p.Pick("mesh", nil) == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("entry not alive after a probe answered")
+		fp.set(k, true)
+		// Probes at 2s, 3s and 4s time out 500ms later each.
+		suspectAt := 2*time.Second + 100*time.Millisecond + 2*rtt
+		at(start, suspectAt-time.Nanosecond)
+		if c.Suspected() {
+			t.Fatal("suspect before SuspectAfter + 2 RTT")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		at(start, suspectAt)
+		if !c.Suspected() || p.Pick("hq", nil) != c {
+			t.Fatalf("at %v: suspected %v, picked %v; want suspect and still picked (alive)", suspectAt, c.Suspected(), p.Pick("hq", nil))
+		}
+		at(start, 4500*time.Millisecond-time.Nanosecond)
+		if !c.Alive() {
+			t.Fatal("dead before the third probe in a row timed out")
+		}
+		at(start, 4500*time.Millisecond)
+		if c.Alive() || p.Pick("hq", nil) != nil || c.Lost().Err() == nil {
+			t.Fatal("not dead when the third probe in a row timed out")
+		}
+		fp.set(k, false)
+		at(start, 5*time.Second+rtt-time.Nanosecond)
+		if p.Pick("hq", nil) != nil {
+			t.Fatal("alive before a probe answered")
+		}
+		at(start, 5*time.Second+rtt)
+		if p.Pick("hq", nil) == nil || !p.Statuses()[0].Alive || c.Suspected() {
+			t.Fatal("not alive and trusted when a probe answered")
+		}
+	})
+}
+
+// TestDeadAfterInARow checks that only DeadAfter failures in a row kill:
+// two misses, an answer, two misses never do.
+func TestDeadAfterInARow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fp := newFakePinger(time.Millisecond)
+		p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond, DeadAfter: 3})
+		k := key(t)
+		c := p.Upsert("a", "hq", k)
+		start := time.Now()
+		runPool(t, p)
+		for i, down := range []bool{true, true, false, true, true} {
+			fp.set(k, down)
+			at(start, time.Duration(i+1)*time.Second+600*time.Millisecond) // after probe i+1 ended
+			if !c.Alive() {
+				t.Fatalf("dead after probe %d: only %v failed in a row", i+1, down)
+			}
+		}
+		if n := fp.probes(); n != 5 {
+			t.Fatalf("probes in 5.6s at 1s intervals: got %d, want 5", n)
+		}
+	})
+}
+
+// TestProveFirst checks that with ProveFirst a new entry takes no
+// requests until a probe answers, and takes them from exactly then.
+func TestProveFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rtt = 20 * time.Millisecond
+		fp := newFakePinger(rtt)
+		p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond, ProveFirst: true})
+		k := key(t)
+		fp.set(k, true)
+		p.Upsert("mesh:b", "mesh", k)
+		start := time.Now()
+		runPool(t, p)
+		at(start, 3*time.Second+600*time.Millisecond)
+		if n := fp.probes(); n != 3 || p.Pick("mesh", nil) != nil {
+			t.Fatalf("after 3 failed probes: %d probes, picked %v; want 3, none", n, p.Pick("mesh", nil))
+		}
+		fp.set(k, false)
+		at(start, 4*time.Second+rtt-time.Nanosecond)
+		if p.Pick("mesh", nil) != nil {
+			t.Fatal("taken before a probe answered")
+		}
+		at(start, 4*time.Second+rtt)
+		if p.Pick("mesh", nil) == nil {
+			t.Fatal("not taken once a probe answered")
+		}
+	})
 }
 
 // TestTryAcquireAndDrain checks the drain handshake: a request that picked
