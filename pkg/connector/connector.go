@@ -102,7 +102,10 @@ type Config struct {
 	// Registry receives metrics and is served on HealthAddr; nil means a
 	// new registry.
 	Registry *prometheus.Registry
-	// Now is the clock; nil means time.Now.
+	// Now is the clock of every decision by the time of day (credential
+	// renewal, re-evaluation, recent losses, handshake age); nil means
+	// time.Now. Timers and measured round trips use the runtime's clock
+	// (tests run them under testing/synctest).
 	Now func() time.Time
 }
 
@@ -166,9 +169,27 @@ func (l *meshLink) carrierNow() streambind.Carrier {
 	return c
 }
 
-// New loads the key and state from cfg.StateDir and starts the WireGuard
-// node; Run attaches to the mesh.
+// New loads the key and state from cfg.StateDir, starts the WireGuard
+// node and binds the in-tunnel and health listeners; Run attaches to the
+// mesh. On an error New releases all it acquired; otherwise Close does.
 func New(cfg Config) (*Connector, error) {
+	c, err := build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.open(); err != nil {
+		c.endLife(ErrClosed)
+		c.own.Close()
+		return nil, err
+	}
+	c.registerMetrics()
+	return c, nil
+}
+
+// build checks cfg, fills in its defaults, and loads the key and state; it
+// starts nothing (the attachment manager's tests run it under
+// testing/synctest without a WireGuard node).
+func build(cfg Config) (*Connector, error) {
 	if cfg.Keepalive == 0 {
 		cfg.Keepalive = 5 * time.Second
 	}
@@ -242,12 +263,9 @@ func New(cfg Config) (*Connector, error) {
 	c.logger = logger.With("connector", state.ConnectorID)
 	c.tun = wgTunnel{c}
 	c.life, c.endLife = context.WithCancelCause(context.Background())
-	if err := c.open(); err != nil {
-		c.endLife(ErrClosed)
-		c.own.Close()
-		return nil, err
-	}
-	c.registerMetrics()
+	c.egress = egress.New(egress.Config{AllowList: cfg.AllowList, RootCAs: cfg.BackendRootCAs,
+		Logger: c.logger, Registerer: cfg.Registry})
+	c.own.AddFunc(c.egress.Close)
 	return c, nil
 }
 
@@ -276,9 +294,6 @@ func (c *Connector) open() error {
 		}
 		c.own.Add(c.healthL.Close)
 	}
-	c.egress = egress.New(egress.Config{AllowList: c.cfg.AllowList, RootCAs: c.cfg.BackendRootCAs,
-		Logger: c.logger, Registerer: c.cfg.Registry})
-	c.own.AddFunc(c.egress.Close)
 	return nil
 }
 
@@ -340,7 +355,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	defer stopLoops()
 	var bg sync.WaitGroup
 	bg.Go(func() { c.manage(loops) })
-	bg.Go(func() { c.renewLoop(loops) })
+	bg.Go(func() { c.renewLoop(loops, c.renew) })
 	c.logger.Info("connector_started", "tunnel_addr", c.node.Addr(), "mesh_urls", c.State().MeshURLs,
 		"mesh_nodes", len(c.State().Nodes), "attach_k", c.cfg.Attach)
 	err = lifecycle.Serve(ctx, servers, func(failed bool) {
@@ -486,11 +501,11 @@ func (c *Connector) watch(ctx context.Context, link *meshLink) {
 	t := time.NewTicker(c.cfg.PingInterval)
 	defer t.Stop()
 	failures := 0
-	nextProbe := time.Now().Add(c.cfg.ProbeInterval)
+	nextProbe := c.cfg.Now().Add(c.cfg.ProbeInterval)
 	for {
-		if link.auto && link.carrierNow() == streambind.CarrierStream && time.Now().After(nextProbe) {
+		if link.auto && link.carrierNow() == streambind.CarrierStream && c.cfg.Now().After(nextProbe) {
 			c.probeUDP(ctx, link)
-			nextProbe = time.Now().Add(c.cfg.ProbeInterval)
+			nextProbe = c.cfg.Now().Add(c.cfg.ProbeInterval)
 		}
 		pctx, cancel := context.WithTimeout(ctx, c.cfg.PingInterval)
 		_, err := c.node.Ping(pctx, link.pub)
@@ -511,9 +526,9 @@ func (c *Connector) watch(ctx context.Context, link *meshLink) {
 	}
 }
 
-// renewLoop renews the credential through the tunnel once two thirds of its
-// lifetime have passed.
-func (c *Connector) renewLoop(ctx context.Context) {
+// renewLoop renews the credential with renew (c.renew: through the tunnel)
+// once two thirds of its lifetime have passed, retrying with backoff.
+func (c *Connector) renewLoop(ctx context.Context, renew func(context.Context) error) {
 	delay := c.cfg.BackoffMin
 	for {
 		s := c.State()
@@ -529,7 +544,7 @@ func (c *Connector) renewLoop(ctx context.Context) {
 		if wait > time.Hour {
 			continue
 		}
-		if err := c.renew(ctx); err != nil {
+		if err := renew(ctx); err != nil {
 			c.logger.Warn("credential_renew_failed", "error", err, "expires", s.CredentialExpires, "retry_in_ms", delay.Milliseconds())
 			if !sleep(ctx, jitter(delay)) {
 				return

@@ -46,7 +46,7 @@ func TestHealthBindFailure(t *testing.T) {
 	}
 	defer busy.Close()
 	m := newFakeMesh(t, 0)
-	c, err := New(testConfig(t, m, State{MeshURLs: []string{m.nodes[0].ts.URL}}, func(cfg *Config) { cfg.HealthAddr = busy.Addr().String() }))
+	c, err := New(testConfig(t, m, State{MeshURLs: []string{m.nodes[0].url}}, func(cfg *Config) { cfg.HealthAddr = busy.Addr().String() }))
 	if err == nil {
 		c.Close()
 		t.Fatal("New with a taken health port succeeded")
@@ -69,7 +69,7 @@ func (l failingListener) Accept() (net.Conn, error) { return nil, l.err }
 // failure (it used to ignore it and run on).
 func TestRunReturnsServerFailure(t *testing.T) {
 	m := newFakeMesh(t, 0)
-	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].ts.URL}}, func(cfg *Config) { cfg.HealthAddr = "127.0.0.1:0" })
+	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, func(cfg *Config) { cfg.HealthAddr = "127.0.0.1:0" })
 	defer c.Close()
 	broken := errors.New("socket broke")
 	c.healthL = failingListener{Listener: c.healthL, err: broken}
@@ -86,7 +86,7 @@ func TestRunReturnsServerFailure(t *testing.T) {
 // Run after Close is refused.
 func TestCloseWhileRunning(t *testing.T) {
 	m := newFakeMesh(t, 0)
-	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].ts.URL}}, nil)
+	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, nil)
 	done := runAsync(t.Context(), c)
 	waitFor(t, "attached", func() bool { return c.Attached() == 1 })
 	var wg sync.WaitGroup
@@ -115,7 +115,7 @@ func TestCloseWhileRunning(t *testing.T) {
 // and that the first then ends with nil when its context ends.
 func TestRunOnce(t *testing.T) {
 	m := newFakeMesh(t, 0)
-	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].ts.URL}}, nil)
+	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, nil)
 	defer c.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := runAsync(ctx, c)
