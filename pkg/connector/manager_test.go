@@ -22,6 +22,7 @@ import (
 
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/tstest"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -284,13 +285,6 @@ func measured(c *Connector) map[string]time.Duration {
 	return maps.Clone(c.rtts)
 }
 
-// settle lets the bubble's clock run for d, then waits until every
-// goroutine of the bubble is idle.
-func settle(d time.Duration) {
-	time.Sleep(d)
-	synctest.Wait()
-}
-
 // TestConvergesToNearest starts from the farthest node as the only seed,
 // learns the others from its answer, and moves to the two nearest,
 // draining and detaching the seed.
@@ -299,7 +293,7 @@ func TestConvergesToNearest(t *testing.T) {
 		m := newFakeMesh(t, 80*time.Millisecond, 0, 40*time.Millisecond)
 		a := m.nodes[0]
 		c, _ := startManager(t, m, State{MeshURLs: []string{a.url}}, nil)
-		settle(time.Second) // attach, measure (4 pings of 80ms at most), move, drain
+		tstest.Settle(time.Second) // attach, measure (4 pings of 80ms at most), move, drain
 		if got, want := c.AttachedNodes(), []string{"b", "c"}; !slices.Equal(got, want) {
 			t.Fatalf("attached: got %v, want %v", got, want)
 		}
@@ -333,7 +327,7 @@ func TestKnownNodesMeasuredFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := newFakeMesh(t, 60*time.Millisecond, 30*time.Millisecond, 0)
 		c, _ := startManager(t, m, State{MeshURLs: []string{m.nodes[0].url}, Nodes: m.infos()}, func(cfg *Config) { cfg.Attach = 1 })
-		settle(time.Second)
+		tstest.Settle(time.Second)
 		if got, want := c.AttachedNodes(), []string{"c"}; !slices.Equal(got, want) {
 			t.Fatalf("attached: got %v, want %v", got, want)
 		}
@@ -350,13 +344,13 @@ func TestLostNodeReplaced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := newFakeMesh(t, 0, 30*time.Millisecond, 60*time.Millisecond)
 		c, ft := startManager(t, m, State{MeshURLs: []string{m.nodes[0].url}, Nodes: m.infos()}, nil)
-		settle(time.Second)
+		tstest.Settle(time.Second)
 		if got, want := c.AttachedNodes(), []string{"a", "b"}; !slices.Equal(got, want) {
 			t.Fatalf("attached: got %v, want %v", got, want)
 		}
 		m.nodes[0].dead.Store(true)
 		ft.lose(m.nodes[0].url)
-		settle(time.Second) // far below the hour of re-evaluation
+		tstest.Settle(time.Second) // far below the hour of re-evaluation
 		if got, want := c.AttachedNodes(), []string{"b", "c"}; !slices.Equal(got, want) {
 			t.Fatalf("attached after a loss: got %v, want %v", got, want)
 		}
@@ -379,12 +373,12 @@ func TestReevaluateHysteresis(t *testing.T) {
 		a, b := m.nodes[0], m.nodes[1]
 		c, _ := startManager(t, m, State{MeshURLs: []string{a.url}, Nodes: m.infos()},
 			func(cfg *Config) { cfg.Attach, cfg.Reevaluate = 1, every })
-		settle(time.Second)
+		tstest.Settle(time.Second)
 		if got := c.AttachedNodes(); !slices.Equal(got, []string{"a"}) {
 			t.Fatalf("attached: got %v, want [a]", got)
 		}
 		b.delay.Store(int64(9 * time.Millisecond)) // nearer by 10% and 1 ms: not clearly
-		settle(3 * every)
+		tstest.Settle(3 * every)
 		if got := c.AttachedNodes(); !slices.Equal(got, []string{"a"}) || measured(c)[b.url] != 9*time.Millisecond {
 			t.Fatalf("after 3 re-evaluations with b barely nearer: attached %v, measured %v; want [a], b at 9ms", got, measured(c))
 		}
@@ -393,14 +387,14 @@ func TestReevaluateHysteresis(t *testing.T) {
 			if waited > 2*every {
 				t.Fatal("no re-evaluation within two intervals")
 			}
-			settle(time.Second)
+			tstest.Settle(time.Second)
 		}
 		b.delay.Store(int64(2 * time.Millisecond))
-		settle(every * 8 / 10) // before the next, jittered, re-evaluation
+		tstest.Settle(every * 8 / 10) // before the next, jittered, re-evaluation
 		if got := c.AttachedNodes(); !slices.Equal(got, []string{"a"}) {
 			t.Fatalf("moved before the re-evaluation: attached %v", got)
 		}
-		settle(every*4/10 + time.Second) // past the latest re-evaluation
+		tstest.Settle(every*4/10 + time.Second) // past the latest re-evaluation
 		if got := c.AttachedNodes(); !slices.Equal(got, []string{"b"}) {
 			t.Fatalf("after the re-evaluation: attached %v, want [b]", got)
 		}
@@ -445,15 +439,15 @@ func TestRenewAtTwoThirds(t *testing.T) {
 		defer func() { cancel(); <-done; c.own.Close() }()
 		got := func() []time.Time { mu.Lock(); defer mu.Unlock(); return slices.Clone(tries) }
 		due := start.Add(life * 2 / 3)
-		settle(time.Until(due) - time.Nanosecond)
+		tstest.Settle(time.Until(due) - time.Nanosecond)
 		if len(got()) != 0 {
 			t.Fatalf("renewed at %v, before two thirds of the life", got()[0].Sub(start))
 		}
-		settle(time.Nanosecond)
+		tstest.Settle(time.Nanosecond)
 		if len(got()) != 1 || !got()[0].Equal(due) {
 			t.Fatalf("tries: %v, want one at %v", got(), due)
 		}
-		settle(c.cfg.BackoffMin)
+		tstest.Settle(c.cfg.BackoffMin)
 		if len(got()) != 2 {
 			t.Fatalf("tries after a failure and BackoffMin: %d, want 2", len(got()))
 		}
@@ -461,11 +455,11 @@ func TestRenewAtTwoThirds(t *testing.T) {
 			t.Fatalf("retry after %v, want within [%v, %v]", d, c.cfg.BackoffMin/2, c.cfg.BackoffMin)
 		}
 		next := got()[1].Add(life * 2 / 3)
-		settle(time.Until(next) - time.Nanosecond)
+		tstest.Settle(time.Until(next) - time.Nanosecond)
 		if len(got()) != 2 {
 			t.Fatalf("renewed again %v after the renewal, before two thirds of the new life", got()[2].Sub(got()[1]))
 		}
-		settle(time.Nanosecond)
+		tstest.Settle(time.Nanosecond)
 		if len(got()) != 3 || !got()[2].Equal(next) {
 			t.Fatalf("tries: %v, want the third at %v", got(), next)
 		}

@@ -112,8 +112,8 @@ type Config struct {
 	// AdminListen, if set, serves /healthz, /metrics and /status there. It
 	// must be a loopback address.
 	AdminListen string
-	// Pool tunes connector probing and dialling; its Dial, Pinger and
-	// Logger are filled in by New.
+	// Pool tunes connector probing and dialling; its Dial, Pinger, Logger
+	// and Now are filled in by New.
 	Pool pool.Config
 	// CredentialTTL is the lifetime of issued credentials; zero means the
 	// enrolment server's default.
@@ -158,6 +158,10 @@ type Config struct {
 	// Audit receives one access_decision record per request to an app
 	// (the audit stream, apart from Logger); nil writes none.
 	Audit *slog.Logger
+	// Now is the clock of decisions by the time of day (stream carrier
+	// proofs, connectors' attach times); nil means time.Now. Timers use
+	// the runtime's clock (tests run them under testing/synctest).
+	Now func() time.Time
 }
 
 // Node is a running mesh node.
@@ -265,6 +269,9 @@ func checkConfig(cfg *Config) error {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	cfg.TLS = hardenTLS(cfg.TLS)
 	return nil
 }
@@ -360,7 +367,7 @@ func (n *Node) bindTransport() error {
 	}
 	n.own.Add(n.wg.Close)
 	pc := cfg.Pool
-	pc.Dial, pc.Pinger, pc.Logger = n.wg.DialContext, n.wg, n.logger
+	pc.Dial, pc.Pinger, pc.Logger, pc.Now = n.wg.DialContext, n.wg, n.logger, cfg.Now
 	n.pool = pool.New(pc)
 	n.own.AddFunc(n.pool.Close)
 	return nil
@@ -551,7 +558,7 @@ func (n *Node) AuthorizeStream(_ context.Context, credential, proof string) (str
 	if err != nil {
 		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream: %w", err)
 	}
-	if err := enroll.VerifyProof(n.wgKey, c.PublicKey, proof, streambind.Path, time.Now(), credential, ""); err != nil {
+	if err := enroll.VerifyProof(n.wgKey, c.PublicKey, proof, streambind.Path, n.cfg.Now(), credential, ""); err != nil {
 		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream of %s: %w", c.ConnectorID, err)
 	}
 	if _, ok := n.catalog.Current().Group(c.Group); !ok {

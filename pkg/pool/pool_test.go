@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/postern/postern/pkg/tstest"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -144,12 +145,8 @@ func runPool(t *testing.T, p *Pool) {
 	t.Cleanup(func() { cancel(); <-done; p.Close() })
 }
 
-// at sleeps until the bubble's clock is d past start, and waits until
-// every goroutine of the bubble is idle.
-func at(start time.Time, d time.Duration) {
-	time.Sleep(time.Until(start.Add(d)))
-	synctest.Wait()
-}
+// at lets the bubble's clock run until d past start (tstest.Settle).
+func at(start time.Time, d time.Duration) { tstest.Settle(time.Until(start.Add(d))) }
 
 // TestProbeTiming checks the probe timing to the instant, in a bubble:
 // the RTT of the first probe (at ProbeInterval) is recorded; once the
