@@ -142,16 +142,7 @@ type Connector struct {
 	own     lifecycle.Closers // what New acquired, released by Close
 
 	// life ends when Close is called (cause ErrClosed); it ends Run.
-	life    context.Context
-	endLife context.CancelCauseFunc
-
-	lmu     sync.Mutex    // guards the following
-	started bool          // Run was called
-	runDone chan struct{} // closed when Run returns; nil before Run
-	closed  bool          // Close was called
-
-	closeOnce sync.Once
-	closeErr  error
+	life *lifecycle.Life
 }
 
 type meshLink struct {
@@ -178,8 +169,7 @@ func New(cfg Config) (*Connector, error) {
 		return nil, err
 	}
 	if err := c.open(); err != nil {
-		c.endLife(ErrClosed)
-		c.own.Close()
+		c.life.Close(c.own.Close, nil)
 		return nil, err
 	}
 	c.registerMetrics()
@@ -262,7 +252,7 @@ func build(cfg Config) (*Connector, error) {
 		kick: make(chan struct{}, 1), runs: map[string]*run{}, down: map[string]bool{}, alias: map[string]string{}}
 	c.logger = logger.With("connector", state.ConnectorID)
 	c.tun = wgTunnel{c}
-	c.life, c.endLife = context.WithCancelCause(context.Background())
+	c.life = lifecycle.NewLife(ErrClosed)
 	c.egress = egress.New(egress.Config{AllowList: cfg.AllowList, RootCAs: cfg.BackendRootCAs,
 		Logger: c.logger, Registerer: cfg.Registry})
 	c.own.AddFunc(c.egress.Close)
@@ -336,14 +326,13 @@ func (c *Connector) Attached() int { return int(c.nAttached.Load()) }
 // returns nil) or Close (ErrClosed) or a server fails (that failure, after
 // it stopped everything else). Run may be called once.
 func (c *Connector) Run(ctx context.Context) error {
-	done, err := c.begin()
-	if err != nil {
+	ctx, end, err := c.life.Begin(ctx)
+	if errors.Is(err, ErrClosed) {
 		return err
+	} else if err != nil {
+		return fmt.Errorf("connector: %w", err)
 	}
-	defer close(done)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	defer context.AfterFunc(c.life, func() { cancel(ErrClosed) })()
+	defer end()
 	srv := &http.Server{Handler: c.egress, ReadHeaderTimeout: 30 * time.Second, ConnState: c.conns.track,
 		ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelDebug)}
 	servers := []lifecycle.Server{{HTTP: srv, Listener: c.tunnelL}}
@@ -360,10 +349,10 @@ func (c *Connector) Run(ctx context.Context) error {
 		"mesh_nodes", len(c.State().Nodes), "attach_k", c.cfg.Attach)
 	err = lifecycle.Serve(ctx, servers, func(failed bool) {
 		stopLoops()
-		if failed || c.life.Err() != nil {
+		if failed || c.life.Closed() {
 			return // lifecycle.Serve closes the servers
 		}
-		sctx, cancel := context.WithTimeout(c.life, 5*time.Second)
+		sctx, cancel := context.WithTimeout(c.life.Context(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 	})
@@ -372,7 +361,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	c.loops.Wait()
 	c.egress.Close()
 	switch {
-	case c.life.Err() != nil:
+	case c.life.Closed():
 		return ErrClosed
 	case err != nil:
 		return fmt.Errorf("connector: %w", err)
@@ -380,40 +369,12 @@ func (c *Connector) Run(ctx context.Context) error {
 	return nil
 }
 
-// begin marks the connector started and returns the channel Run closes
-// when it returns; it refuses a closed connector and a second Run.
-func (c *Connector) begin() (chan struct{}, error) {
-	c.lmu.Lock()
-	defer c.lmu.Unlock()
-	switch {
-	case c.closed:
-		return nil, ErrClosed
-	case c.started:
-		return nil, errors.New("connector: run: already started")
-	}
-	c.started = true
-	c.runDone = make(chan struct{})
-	return c.runDone, nil
-}
-
 // Close stops the connector as when its host dies: the WireGuard node
 // goes first (nothing more leaves the host), then a Run in progress ends
 // and Close waits for it, then it releases everything New acquired. It is
 // idempotent; a concurrent call waits for the first.
 func (c *Connector) Close() error {
-	c.closeOnce.Do(func() {
-		c.lmu.Lock()
-		c.closed = true
-		done := c.runDone
-		c.lmu.Unlock()
-		c.endLife(ErrClosed)
-		c.node.Close()
-		if done != nil {
-			<-done
-		}
-		c.closeErr = c.own.Close()
-	})
-	return c.closeErr
+	return c.life.Close(c.node.Close, c.own.Close)
 }
 
 // wgTunnel is the connector's real tunnel: WireGuard through the bind.

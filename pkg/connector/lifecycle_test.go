@@ -7,33 +7,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/postern/postern/pkg/tstest"
 )
 
 // TestMain fails the package's run if a test leaves a goroutine behind.
 func TestMain(m *testing.M) { tstest.Main(m) }
-
-// runAsync starts c.Run(ctx) and returns the channel of its result.
-func runAsync(ctx context.Context, c *Connector) <-chan error {
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	return done
-}
-
-// result waits for Run's result, failing the test if it hangs: the
-// deadline is far beyond any load, it only turns a hang into a failure.
-func result(t *testing.T, done <-chan error) error {
-	t.Helper()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(time.Minute):
-		t.Fatal("Run did not return: hung")
-		return nil
-	}
-}
 
 // TestHealthBindFailure checks that a taken health port is New's error
 // (it used to be Run's, after the tunnel server had started), and that New
@@ -73,7 +52,7 @@ func TestRunReturnsServerFailure(t *testing.T) {
 	defer c.Close()
 	broken := errors.New("socket broke")
 	c.healthL = failingListener{Listener: c.healthL, err: broken}
-	if err := result(t, runAsync(t.Context(), c)); !errors.Is(err, broken) {
+	if err := tstest.Result(t, tstest.Async(func() error { return c.Run(t.Context()) })); !errors.Is(err, broken) {
 		t.Fatalf("Run: %v, want the health server's failure", err)
 	}
 	if err := c.Close(); err != nil {
@@ -87,7 +66,7 @@ func TestRunReturnsServerFailure(t *testing.T) {
 func TestCloseWhileRunning(t *testing.T) {
 	m := newFakeMesh(t, 0)
 	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, nil)
-	done := runAsync(t.Context(), c)
+	done := tstest.Async(func() error { return c.Run(t.Context()) })
 	waitFor(t, "attached", func() bool { return c.Attached() == 1 })
 	var wg sync.WaitGroup
 	for range 3 {
@@ -118,13 +97,13 @@ func TestRunOnce(t *testing.T) {
 	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, nil)
 	defer c.Close()
 	ctx, cancel := context.WithCancel(t.Context())
-	done := runAsync(ctx, c)
+	done := tstest.Async(func() error { return c.Run(ctx) })
 	waitFor(t, "attached", func() bool { return c.Attached() == 1 })
 	if err := c.Run(ctx); err == nil || errors.Is(err, ErrClosed) {
 		t.Fatalf("second Run: %v, want already started", err)
 	}
 	cancel()
-	if err := result(t, done); err != nil {
+	if err := tstest.Result(t, done); err != nil {
 		t.Fatalf("Run: %v, want nil", err)
 	}
 }

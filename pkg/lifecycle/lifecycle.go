@@ -106,3 +106,79 @@ func Serve(ctx context.Context, servers []Server, stop func(failed bool)) error 
 	})
 	return g.Wait()
 }
+
+// Life is a runtime's lifetime: one Run, and one Close that ends a Run in
+// progress and waits for it. The zero value is not usable; see NewLife.
+type Life struct {
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	closedErr error
+
+	mu      sync.Mutex    // guards the following
+	started bool          // Begin was called
+	runDone chan struct{} // closed when the Run ends; nil before Begin
+	closed  bool          // Close was called
+
+	once     sync.Once
+	closeErr error
+}
+
+// NewLife returns a Life whose Run, after Close, fails with closedErr.
+func NewLife(closedErr error) *Life {
+	l := &Life{closedErr: closedErr}
+	l.ctx, l.cancel = context.WithCancelCause(context.Background())
+	return l
+}
+
+// Context ends, with cause the closed error, when Close is called.
+func (l *Life) Context() context.Context { return l.ctx }
+
+// Closed reports whether Close was called.
+func (l *Life) Closed() bool { return l.ctx.Err() != nil }
+
+// Begin starts the one Run: it returns ctx, ended also by Close, and end,
+// which Run must call when it returns. It fails with the closed error
+// after Close, and on a second Run.
+func (l *Life) Begin(ctx context.Context) (context.Context, func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closed:
+		return nil, nil, l.closedErr
+	case l.started:
+		return nil, nil, errors.New("run: already started")
+	}
+	l.started = true
+	done := make(chan struct{})
+	l.runDone = done
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(l.ctx, func() { cancel(l.closedErr) })
+	return ctx, func() { stop(); cancel(nil); close(done) }, nil
+}
+
+// Close ends the life once: it ends Context, calls first (nil for none:
+// what must go before a Run in progress stops, as sockets in a crash),
+// waits for the Run to end, then calls then (nil for none), and returns
+// their errors joined. Concurrent calls wait for the first; later ones
+// return its result.
+func (l *Life) Close(first, then func() error) error {
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		done := l.runDone
+		l.mu.Unlock()
+		l.cancel(l.closedErr)
+		var errs []error
+		if first != nil {
+			errs = append(errs, first())
+		}
+		if done != nil {
+			<-done
+		}
+		if then != nil {
+			errs = append(errs, then())
+		}
+		l.closeErr = errors.Join(errs...)
+	})
+	return l.closeErr
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,5 +94,44 @@ func TestServeStops(t *testing.T) {
 	})
 	if err != nil || !slices.Equal(told, []bool{false}) {
 		t.Fatalf("Serve: %v, stop calls %v; want nil and one not failed", err, told)
+	}
+}
+
+// TestLife checks the one Run and one Close: a second Begin is refused;
+// Close ends the Run's context with the closed error and calls first (as
+// the Run stops), then waits for the Run to end before it calls then; Begin after Close fails with the closed
+// error; a second Close returns the first's result without calling again.
+func TestLife(t *testing.T) {
+	closed := errors.New("closed")
+	l := NewLife(closed)
+	ctx, end, err := l.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Begin(t.Context()); err == nil || errors.Is(err, closed) {
+		t.Fatalf("second Begin: %v, want already started", err)
+	}
+	var mu sync.Mutex // guards steps
+	var steps []string
+	step := func(s string) { mu.Lock(); steps = append(steps, s); mu.Unlock() }
+	go func() {
+		<-ctx.Done()
+		step("run ends: " + context.Cause(ctx).Error())
+		end()
+	}()
+	bad := errors.New("bad")
+	err = l.Close(func() error { step("first"); return nil }, func() error { step("then"); return bad })
+	if !errors.Is(err, bad) {
+		t.Fatalf("Close: %v, want then's error", err)
+	}
+	slices.Sort(steps[:2]) // first and the Run's end race
+	if want := []string{"first", "run ends: closed", "then"}; !slices.Equal(steps, want) {
+		t.Fatalf("steps: got %v, want %v in some order, then %v", steps, want[:2], want[2])
+	}
+	if _, _, err := l.Begin(t.Context()); !errors.Is(err, closed) || !l.Closed() {
+		t.Fatalf("Begin after Close: %v, want the closed error", err)
+	}
+	if err := l.Close(func() error { t.Fatal("called again"); return nil }, nil); !errors.Is(err, bad) {
+		t.Fatalf("second Close: %v, want the first's result", err)
 	}
 }

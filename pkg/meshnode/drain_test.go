@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/postern/postern/pkg/lifecycle"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/tstest"
 	"github.com/postern/postern/pkg/wgkey"
@@ -22,8 +23,8 @@ func drainNode(t *testing.T, delay, timeout time.Duration) (*Node, *pool.Connect
 	t.Helper()
 	n := &Node{cfg: Config{DrainDelay: delay, DrainTimeout: timeout}, logger: slog.New(slog.DiscardHandler),
 		pool: pool.New(pool.Config{Dial: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no dial") }})}
-	n.life, n.endLife = context.WithCancelCause(context.Background())
-	t.Cleanup(func() { n.endLife(ErrClosed); n.pool.Close() })
+	n.life = lifecycle.NewLife(ErrClosed)
+	t.Cleanup(func() { n.life.Close(nil, nil); n.pool.Close() })
 	k, err := wgkey.Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +99,7 @@ func TestDrainTiming(t *testing.T) {
 			n, _ := drainNode(t, delay, timeout)
 			done := startDrain(n)
 			tstest.Settle(time.Second)
-			n.endLife(ErrClosed)
+			n.life.Close(nil, nil)
 			synctest.Wait()
 			if !ended(done) {
 				t.Fatal("the drain went on after Close")

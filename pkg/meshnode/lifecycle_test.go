@@ -94,26 +94,6 @@ func checkReleased(t *testing.T, what, addr string, udp bool) {
 	}
 }
 
-// runNode starts n.Run(ctx) and returns the channel of its result.
-func runNode(ctx context.Context, n *Node) <-chan error {
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	return done
-}
-
-// result waits for Run's result, failing the test if it hangs: the
-// deadline is far beyond any load, it only turns a hang into a failure.
-func result(t *testing.T, done <-chan error) error {
-	t.Helper()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(time.Minute):
-		t.Fatal("Run did not return: hung")
-		return nil
-	}
-}
-
 // get fetches url with a client that keeps no connection afterwards.
 func get(url string) (int, error) {
 	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
@@ -138,13 +118,13 @@ func TestStartStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	done := runNode(ctx, n)
+	done := tstest.Async(func() error { return n.Run(ctx) })
 	waitServing(t, n, done)
 	if code, err := get("http://" + cfg.AdminListen + "/healthz"); err != nil || code != http.StatusOK {
 		t.Fatalf("admin /healthz: %d, %v; want 200", code, err)
 	}
 	cancel()
-	if err := result(t, done); err != nil {
+	if err := tstest.Result(t, done); err != nil {
 		t.Fatalf("Run after its context ended: %v, want nil", err)
 	}
 	for range 2 {
@@ -231,7 +211,7 @@ func TestRunReturnsServerFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	err = result(t, runNode(t.Context(), n))
+	err = tstest.Result(t, tstest.Async(func() error { return n.Run(t.Context()) }))
 	if !errors.Is(err, broken) {
 		t.Fatalf("Run: %v, want the public server's failure", err)
 	}
@@ -261,12 +241,12 @@ func TestCloseDuringStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := runNode(t.Context(), n)
+	done := tstest.Async(func() error { return n.Run(t.Context()) })
 	waitFor(t, "Run asks for the keys", func() bool { return asked.Load() > 0 })
 	if err := n.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := result(t, done); !errors.Is(err, ErrClosed) {
+	if err := tstest.Result(t, done); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run closed during start: %v, want ErrClosed", err)
 	}
 }
@@ -286,7 +266,7 @@ func TestCloseWhileRunning(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			done := runNode(ctx, n)
+			done := tstest.Async(func() error { return n.Run(ctx) })
 			waitServing(t, n, done)
 			if draining {
 				cancel()
@@ -325,7 +305,7 @@ func TestRunOnce(t *testing.T) {
 	}
 	defer n.Close()
 	ctx, cancel := context.WithCancel(t.Context())
-	done := runNode(ctx, n)
+	done := tstest.Async(func() error { return n.Run(ctx) })
 	waitServing(t, n, done)
 	if err := n.Run(ctx); err == nil || errors.Is(err, ErrClosed) {
 		t.Fatalf("second Run: %v, want already started", err)
@@ -334,7 +314,7 @@ func TestRunOnce(t *testing.T) {
 		t.Fatalf("the first Run stopped serving: %v", err)
 	}
 	cancel()
-	if err := result(t, done); err != nil {
+	if err := tstest.Result(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 }

@@ -200,16 +200,7 @@ type Node struct {
 
 	// life ends when Close is called (cause ErrClosed): it cuts a start,
 	// a drain and Run short.
-	life    context.Context
-	endLife context.CancelCauseFunc
-
-	mu      sync.Mutex    // guards the following
-	started bool          // Run was called
-	runDone chan struct{} // closed when Run returns; nil before Run
-	closed  bool          // Close was called
-
-	closeOnce sync.Once
-	closeErr  error
+	life *lifecycle.Life
 }
 
 // New builds a Node: it loads the catalogue (an invalid one is an error),
@@ -227,11 +218,10 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	logger = logger.With("node", cfg.ID)
 	n := &Node{cfg: cfg, logger: logger, enforceKick: make(chan struct{}, 1), limits: cfg.Limits.withDefaults()}
-	n.life, n.endLife = context.WithCancelCause(context.Background())
+	n.life = lifecycle.NewLife(ErrClosed)
 	defer func() {
 		if err != nil {
-			n.endLife(ErrClosed)
-			n.own.Close()
+			n.life.Close(n.own.Close, nil)
 		}
 	}()
 	if err := n.loadState(); err != nil {
@@ -614,16 +604,15 @@ func (n *Node) Handler() http.Handler {
 // catalogue has pre-authenticated apps and the auth functions' JWKS
 // cannot be fetched and verified. Run may be called once.
 func (n *Node) Run(ctx context.Context) error {
-	done, err := n.begin()
-	if err != nil {
+	ctx, end, err := n.life.Begin(ctx)
+	if errors.Is(err, ErrClosed) {
 		return err
+	} else if err != nil {
+		return fmt.Errorf("meshnode: %w", err)
 	}
-	defer close(done)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	defer context.AfterFunc(n.life, func() { cancel(ErrClosed) })()
+	defer end()
 	if err := n.checkAuthKeys(ctx); err != nil {
-		if n.life.Err() != nil {
+		if n.life.Closed() {
 			return ErrClosed
 		}
 		return err
@@ -631,7 +620,7 @@ func (n *Node) Run(ctx context.Context) error {
 	servers := n.servers()
 	// The background work (probes, catalogue, gossip, sign-in keys) goes
 	// on through the drain and stops after it.
-	life, stopLife := context.WithCancel(n.life)
+	life, stopLife := context.WithCancel(n.life.Context())
 	var bg sync.WaitGroup
 	defer bg.Wait()
 	defer stopLife()
@@ -644,28 +633,12 @@ func (n *Node) Run(ctx context.Context) error {
 	n.edge.CloseStreams()
 	n.pool.Close()
 	switch {
-	case n.life.Err() != nil:
+	case n.life.Closed():
 		return ErrClosed // its servers failed on the sockets Close closed
 	case err != nil:
 		return fmt.Errorf("meshnode: %w", err)
 	}
 	return nil
-}
-
-// begin marks the node started and returns the channel Run closes when
-// it returns; it refuses a closed node and a second Run.
-func (n *Node) begin() (chan struct{}, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	switch {
-	case n.closed:
-		return nil, ErrClosed
-	case n.started:
-		return nil, errors.New("meshnode: run: already started")
-	}
-	n.started = true
-	n.runDone = make(chan struct{})
-	return n.runDone, nil
 }
 
 // servers returns the public, tunnel and admin servers on their bound
@@ -717,14 +690,14 @@ func (n *Node) stop(failed bool, servers []lifecycle.Server, stopLife func()) {
 	if failed {
 		n.logger.Error("mesh_node_stopping", "reason", "a server failed")
 	}
-	if !failed && !n.killed.Load() && n.life.Err() == nil {
+	if !failed && !n.killed.Load() && !n.life.Closed() {
 		n.drain(servers[0].HTTP)
 	}
 	stopLife()
-	if failed || n.life.Err() != nil {
+	if failed || n.life.Closed() {
 		return
 	}
-	sctx, scancel := context.WithTimeout(n.life, 10*time.Second)
+	sctx, scancel := context.WithTimeout(n.life.Context(), 10*time.Second)
 	defer scancel()
 	for _, s := range servers {
 		s.HTTP.Shutdown(sctx)
@@ -764,11 +737,11 @@ func (n *Node) drain(pub *http.Server) {
 		t := time.NewTimer(n.cfg.DrainDelay)
 		select {
 		case <-t.C:
-		case <-n.life.Done():
+		case <-n.life.Context().Done():
 			t.Stop()
 		}
 	}
-	ctx, cancel := context.WithTimeout(n.life, timeout)
+	ctx, cancel := context.WithTimeout(n.life.Context(), timeout)
 	defer cancel()
 	pub.Shutdown(ctx)
 	public := time.Since(start)
@@ -776,7 +749,7 @@ func (n *Node) drain(pub *http.Server) {
 	idle := waitIdle(ctx, func() bool { return n.inFlight() == 0 })
 	n.logger.Info("mesh_node_drained", "waited_ms", time.Since(start).Milliseconds(), "public_ms", public.Milliseconds(),
 		"in_flight", n.inFlight(), "complete", idle)
-	if n.mesh != nil && n.life.Err() == nil {
+	if n.mesh != nil && !n.life.Closed() {
 		if err := n.mesh.cluster.Leave(2 * time.Second); err != nil {
 			n.logger.Warn("gossip_leave_failed", "error", err)
 		}
@@ -839,20 +812,9 @@ func (n *Node) tunnelHandler() http.Handler {
 // waits for it to return. Close is idempotent; a concurrent call waits
 // for the first.
 func (n *Node) Close() error {
-	n.closeOnce.Do(func() {
-		n.mu.Lock()
-		n.closed = true
-		done := n.runDone
-		n.mu.Unlock()
-		n.endLife(ErrClosed)
-		// As a crash: the sockets close under a running Run, so that
-		// peers see the node fall silent rather than close connections.
-		n.closeErr = n.own.Close()
-		if done != nil {
-			<-done
-		}
-	})
-	return n.closeErr
+	// As a crash: the sockets close under a running Run, so that peers
+	// see the node fall silent rather than close connections.
+	return n.life.Close(n.own.Close, nil)
 }
 
 func (n *Node) registerMetrics() {

@@ -38,3 +38,26 @@ func Settle(d time.Duration) {
 	time.Sleep(d)
 	synctest.Wait()
 }
+
+// Async runs fn in a goroutine and returns the channel of its result.
+func Async(fn func() error) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	return done
+}
+
+// Result waits for the result on done and returns it, failing tb if none
+// comes within a minute: the deadline only turns a hang into a failure,
+// far beyond any load, and is no time budget.
+func Result(tb testing.TB, done <-chan error) error {
+	tb.Helper()
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		tb.Fatal("no result within a minute: hung")
+		return nil
+	}
+}
