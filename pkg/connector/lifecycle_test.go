@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/postern/postern/pkg/tstest"
@@ -68,23 +67,7 @@ func TestCloseWhileRunning(t *testing.T) {
 	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, nil)
 	done := tstest.Async(func() error { return c.Run(t.Context()) })
 	waitFor(t, "attached", func() bool { return c.Attached() == 1 })
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Go(func() {
-			if err := c.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		})
-	}
-	wg.Wait()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrClosed) {
-			t.Fatalf("Run: %v, want ErrClosed", err)
-		}
-	default:
-		t.Fatal("Close returned before Run did")
-	}
+	tstest.CheckClose(t, c.Close, done, ErrClosed)
 	if err := c.Run(t.Context()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run after Close: %v, want ErrClosed", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -272,23 +271,7 @@ func TestCloseWhileRunning(t *testing.T) {
 				cancel()
 				waitFor(t, "draining", func() bool { _, rd := readyz(t, n); return !rd.Ready })
 			}
-			var wg sync.WaitGroup
-			for range 3 {
-				wg.Go(func() {
-					if err := n.Close(); err != nil {
-						t.Errorf("Close: %v", err)
-					}
-				})
-			}
-			wg.Wait()
-			select {
-			case err := <-done:
-				if !errors.Is(err, ErrClosed) {
-					t.Fatalf("Run: %v, want ErrClosed", err)
-				}
-			default:
-				t.Fatal("Close returned before Run did")
-			}
+			tstest.CheckClose(t, n.Close, done, ErrClosed)
 			if _, err := net.Dial("tcp", n.Addr().String()); err == nil {
 				t.Fatal("the public listener still accepts after Close")
 			}

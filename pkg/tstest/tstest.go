@@ -11,6 +11,8 @@
 package tstest
 
 import (
+	"errors"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -59,5 +61,30 @@ func Result(tb testing.TB, done <-chan error) error {
 	case <-t.C:
 		tb.Fatal("no result within a minute: hung")
 		return nil
+	}
+}
+
+// CheckClose calls close from three goroutines at once while a Run runs
+// (done is its result) and fails tb unless every call returns nil, and
+// the Run has returned wantRun (errors.Is) by the time they do: Close is
+// idempotent, safe to race, and ends the Run before it returns.
+func CheckClose(tb testing.TB, close func() error, done <-chan error, wantRun error) {
+	tb.Helper()
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if err := close(); err != nil {
+				tb.Errorf("Close: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-done:
+		if !errors.Is(err, wantRun) {
+			tb.Fatalf("Run: %v, want %v", err, wantRun)
+		}
+	default:
+		tb.Fatal("Close returned before Run did")
 	}
 }
