@@ -133,8 +133,13 @@ func NewLife(closedErr error) *Life {
 // Context ends, with cause the closed error, when Close is called.
 func (l *Life) Context() context.Context { return l.ctx }
 
-// Closed reports whether Close was called.
-func (l *Life) Closed() bool { return l.ctx.Err() != nil }
+// Closed reports whether Close was called (also while it is still
+// running first, before Context ends).
+func (l *Life) Closed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
 
 // Begin starts the one Run: it returns ctx, ended also by Close, and end,
 // which Run must call when it returns. It fails with the closed error
@@ -156,22 +161,22 @@ func (l *Life) Begin(ctx context.Context) (context.Context, func(), error) {
 	return ctx, func() { stop(); cancel(nil); close(done) }, nil
 }
 
-// Close ends the life once: it ends Context, calls first (nil for none:
-// what must go before a Run in progress stops, as sockets in a crash),
-// waits for the Run to end, then calls then (nil for none), and returns
-// their errors joined. Concurrent calls wait for the first; later ones
-// return its result.
+// Close ends the life once: it marks it closed, calls first (nil for
+// none: what must go before a Run in progress notices, as the sockets in a
+// crash), ends Context, waits for the Run to end, then calls then (nil for
+// none), and returns their errors joined. Concurrent calls wait for the
+// first; later ones return its result.
 func (l *Life) Close(first, then func() error) error {
 	l.once.Do(func() {
 		l.mu.Lock()
 		l.closed = true
 		done := l.runDone
 		l.mu.Unlock()
-		l.cancel(l.closedErr)
 		var errs []error
 		if first != nil {
 			errs = append(errs, first())
 		}
+		l.cancel(l.closedErr)
 		if done != nil {
 			<-done
 		}

@@ -98,8 +98,8 @@ func TestServeStops(t *testing.T) {
 }
 
 // TestLife checks the one Run and one Close: a second Begin is refused;
-// Close ends the Run's context with the closed error and calls first (as
-// the Run stops), then waits for the Run to end before it calls then; Begin after Close fails with the closed
+// Close calls first, then ends the Run's context with the closed error,
+// waits for the Run to end and calls then; Begin after Close fails with the closed
 // error; a second Close returns the first's result without calling again.
 func TestLife(t *testing.T) {
 	closed := errors.New("closed")
@@ -120,13 +120,18 @@ func TestLife(t *testing.T) {
 		end()
 	}()
 	bad := errors.New("bad")
-	err = l.Close(func() error { step("first"); return nil }, func() error { step("then"); return bad })
+	err = l.Close(func() error {
+		if !l.Closed() || ctx.Err() != nil {
+			t.Error("first: want Closed, and the Run's context not ended yet")
+		}
+		step("first")
+		return nil
+	}, func() error { step("then"); return bad })
 	if !errors.Is(err, bad) {
 		t.Fatalf("Close: %v, want then's error", err)
 	}
-	slices.Sort(steps[:2]) // first and the Run's end race
 	if want := []string{"first", "run ends: closed", "then"}; !slices.Equal(steps, want) {
-		t.Fatalf("steps: got %v, want %v in some order, then %v", steps, want[:2], want[2])
+		t.Fatalf("steps: got %v, want %v", steps, want)
 	}
 	if _, _, err := l.Begin(t.Context()); !errors.Is(err, closed) || !l.Closed() {
 		t.Fatalf("Begin after Close: %v, want the closed error", err)

@@ -687,7 +687,7 @@ func (n *Node) startBackground(life context.Context, bg *sync.WaitGroup) {
 // (by lifecycle.Serve).
 func (n *Node) stop(failed bool, servers []lifecycle.Server, stopLife func()) {
 	n.draining.Store(true) // not ready from here, also without a drain (killed, DrainTimeout < 0)
-	if failed {
+	if failed && !n.life.Closed() {
 		n.logger.Error("mesh_node_stopping", "reason", "a server failed")
 	}
 	if !failed && !n.killed.Load() && !n.life.Closed() {
@@ -806,15 +806,24 @@ func (n *Node) tunnelHandler() http.Handler {
 }
 
 // Close stops the node as a crash would and releases everything it owns:
-// the listeners, the gossip membership (without a leave: others see the
-// node fall silent), the WireGuard node with its stream carrier, the pool
-// and the TCP streams. A Run in progress ends without a drain, and Close
-// waits for it to return. Close is idempotent; a concurrent call waits
-// for the first.
+// the WireGuard node with its stream carrier and the gossip membership go
+// first (without a leave: others see the node fall silent), then a Run in
+// progress ends without a drain and Close waits for it, then the
+// listeners, the pool and the TCP streams are released. Close is
+// idempotent; a concurrent call waits for the first.
 func (n *Node) Close() error {
-	// As a crash: the sockets close under a running Run, so that peers
-	// see the node fall silent rather than close connections.
-	return n.life.Close(n.own.Close, nil)
+	return n.life.Close(n.crash, n.own.Close)
+}
+
+// crash closes what peers see at once, as a crash would, before a running
+// Run notices: the tunnel (connections through it fall silent rather than
+// close) and the gossip. Their errors come from Close's n.own.
+func (n *Node) crash() error {
+	n.wg.Close()
+	if n.mesh != nil {
+		n.mesh.cluster.Close()
+	}
+	return nil
 }
 
 func (n *Node) registerMetrics() {
