@@ -78,6 +78,13 @@ func depRules() []depRule {
 			Why:     "the build tools' libraries (Helm, the Kubernetes API, go-containerregistry, Pebble) live in the infra/build module; the product links none of them, for a small module graph and a fast cold start",
 		},
 		{
+			Name:    "edge",
+			Pattern: "./pkg/edge",
+			Dir:     "pkg/edge",
+			Deny:    []string{module + "/pkg/pool", module + "/pkg/meshnode", module + "/pkg/route", gossip},
+			Why:     "the edge proxy sends each attempt along the edge.Path its Router picks (a local connector or a relay through another node); the mesh node owns the pool, the relay paths and the route choice behind that interface",
+		},
+		{
 			Name:    "connectord",
 			Pattern: "./connectord",
 			Dir:     "connectord",

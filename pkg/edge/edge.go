@@ -36,7 +36,6 @@ import (
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/policy"
-	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/splice"
@@ -48,12 +47,14 @@ import (
 type Config struct {
 	// Catalog returns the current catalogue. Required.
 	Catalog func() *catalog.Catalog
-	// Pool holds the connectors attached to this node. Required.
-	Pool *pool.Pool
-	// Router chooses each request's path (local connector or relay
-	// through another mesh node); nil means Pool, which knows only local
-	// connectors.
+	// Router chooses each request's path: a connector attached to this
+	// node, or, for a node in a cluster, a relay through another mesh
+	// node. Required.
 	Router Router
+	// Local chooses among the connectors attached to this node only: the
+	// path of the requests other mesh nodes relay here, which never go
+	// further. Nil means Router (a lone node's, which knows no relays).
+	Local Router
 	// MaxAttempts bounds how many connectors one request may be tried on;
 	// zero means 3.
 	MaxAttempts int
@@ -109,9 +110,9 @@ func New(cfg Config) *Handler {
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Router == nil {
-		cfg.Router = cfg.Pool
-		h.cfg.Router = cfg.Pool
+	if cfg.Local == nil {
+		cfg.Local = cfg.Router
+		h.cfg.Local = cfg.Router
 	}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
@@ -404,7 +405,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, errBackendTimeout):
 		p.Status, p.Title = http.StatusGatewayTimeout, "Backend timeout"
 		p.Reason = fmt.Sprintf("%s did not answer within %s.", st.app.Title(), st.app.BackendTimeout)
-	case errors.Is(err, pool.ErrConnectorLost):
+	case errors.Is(err, errLost):
 		p.Reason = "The connector was lost before the application answered."
 	case errors.As(err, &ce):
 		p.Title, p.Reason = connectorReason(ce.code)

@@ -97,9 +97,9 @@ apps:
 	}})
 	t.Cleanup(p.Close)
 	k, _ := wgkey.Generate()
-	p.Upsert("c1", "hq", k.Public())
+	c1 := p.Upsert("c1", "hq", k.Public())
 	v := session.NewVerifier(session.VerifierConfig{Static: c.keys.JWKS(), Issuer: "https://auth.example.com"})
-	c.h = New(Config{Catalog: func() *catalog.Catalog { return cat }, Pool: p, Limits: limits, Auth: &AuthConfig{
+	c.h = New(Config{Catalog: func() *catalog.Catalog { return cat }, Router: &orderedRouter{paths: []Path{c1}}, Limits: limits, Auth: &AuthConfig{
 		AuthURL: testAuthURL, Verifier: v, Requests: testRequests(t), Cache: session.NewCache(v, 100)}})
 	if tlsOn {
 		c.edge = httptest.NewTLSServer(c.h)

@@ -33,9 +33,9 @@ func BenchmarkServeAuthenticated(b *testing.B) {
 	}})
 	defer p.Close()
 	k, _ := wgkey.Generate()
-	p.Upsert("c1", app.ConnectorGroup, k.Public())
+	c1 := p.Upsert("c1", app.ConnectorGroup, k.Public())
 	cat := h.cfg.Catalog()
-	h = New(Config{Catalog: func() *catalog.Catalog { return cat }, Pool: p, Auth: h.cfg.Auth})
+	h = New(Config{Catalog: func() *catalog.Catalog { return cat }, Router: &orderedRouter{paths: []Path{c1}}, Auth: h.cfg.Auth})
 	req := func() *http.Request {
 		r := httptest.NewRequest("GET", "/home/page?x=1", nil)
 		r.Host, r.RemoteAddr = app.Host, "10.1.2.3:4567"

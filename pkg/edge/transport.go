@@ -13,25 +13,8 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/accesslog"
-	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
-
-// Router chooses the path of each attempt of a request. *pool.Pool is the
-// Router of a lone mesh node; a mesh node in a cluster adds relay paths
-// through other nodes, as *pool.Connector entries whose tunnel address is
-// the relay node's.
-type Router interface {
-	// Pick returns the path for the next attempt of a request to group,
-	// skipping those in exclude; nil when there is none. It must be safe
-	// for concurrent use and must not block.
-	Pick(group string, exclude []*pool.Connector) *pool.Connector
-	// MarkDead reports that a connection to c through the tunnel could not
-	// be made.
-	MarkDead(c *pool.Connector, reason string)
-}
-
-var _ Router = (*pool.Pool)(nil)
 
 // tunnelTransport sends a request to a live connector of the app's group,
 // bounding the time to the response headers by the app's backend timeout
@@ -59,11 +42,11 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &trackedBody{r: req.Body, timer: timer}
 	}
-	var tried []*pool.Connector
+	var tried []Path
 	lastErr := errNoConnector
 	anyReached := false
 	resendable := body == nil && idempotent(req.Method)
-	var next *pool.Connector // picked when a suspect path was abandoned
+	var next Path // picked when a suspect path was abandoned
 	for len(tried) < t.maxAttempts {
 		c := next
 		if c == nil {
@@ -85,7 +68,7 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				resp.Body.Close()
 				return nil, errBackendTimeout
 			}
-			st.connector = c.ID
+			st.connector = c.String()
 			resp.Body = wrapBody(resp.Body, func() { cancel(nil) })
 			if resp.StatusCode != http.StatusSwitchingProtocols { // an upgrade's body must stay writable
 				resp.Body = accesslog.RecordCut(resp.Body, &st.cutErr)
@@ -117,12 +100,12 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // obtained, after which the connector may have seen the request.
 // watch, when not nil, abandons the attempt if c becomes suspect before
 // the answer comes.
-func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *pool.Connector, body *trackedBody, timer *backendTimer, watch *suspectWatch) (*http.Response, bool, error) {
+func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path, body *trackedBody, timer *backendTimer, watch *suspectWatch) (*http.Response, bool, error) {
 	if !c.TryAcquire() {
 		return nil, false, errPathClosed // it began draining since the pick
 	}
 	actx, acancel := context.WithCancelCause(ctx)
-	stopLost := context.AfterFunc(c.Lost(), func() { acancel(pool.ErrConnectorLost) })
+	stopLost := context.AfterFunc(c.Lost(), func() { acancel(errLost) })
 	stopWatch := watch.arm(c, acancel)
 	stop := func() { stopLost(); stopWatch() }
 	var gotConn atomic.Bool
@@ -134,12 +117,11 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 	}
 	out := req.WithContext(httptrace.WithClientTrace(actx, trace))
 	u := *req.URL
-	u.Host = c.HostPort()
-	out.URL = &u
+	out.URL = &u // c.Send sets the host
 	if body != nil {
 		out.Body = body
 	}
-	resp, err := c.Transport.RoundTrip(out)
+	resp, err := c.Send(out)
 	if !watch.answered() {
 		// Abandoned as its connector became suspect: it goes elsewhere.
 		if err == nil {
@@ -173,8 +155,8 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 	stop()
 	acancel(nil)
 	c.Release()
-	if errors.Is(cause, pool.ErrConnectorLost) && !errors.Is(err, pool.ErrConnectorLost) {
-		err = fmt.Errorf("%w: %w", pool.ErrConnectorLost, err)
+	if errors.Is(cause, errLost) && !errors.Is(err, errLost) {
+		err = fmt.Errorf("%w: %w", errLost, err)
 	}
 	return nil, gotConn.Load(), err
 }
@@ -190,7 +172,7 @@ func retryable(req *http.Request, body *trackedBody, reached bool, err error) bo
 	if !reached {
 		return true
 	}
-	return body == nil && (errors.Is(err, pool.ErrConnectorLost) || errors.Is(err, errSuspect)) && idempotent(req.Method)
+	return body == nil && (errors.Is(err, errLost) || errors.Is(err, errSuspect)) && idempotent(req.Method)
 }
 
 // suspectWatch abandons an attempt of a request that may be sent again
@@ -199,11 +181,11 @@ func retryable(req *http.Request, body *trackedBody, reached bool, err error) bo
 // *suspectWatch do nothing.
 type suspectWatch struct {
 	group   string
-	exclude []*pool.Connector
+	exclude []Path
 	router  Router
 
-	next  *pool.Connector // the other path; written before state turns abandoned
-	state atomic.Int32    // watchWaiting, watchAnswered or watchAbandoned
+	next  Path         // the other path; written before state turns abandoned
+	state atomic.Int32 // watchWaiting, watchAnswered or watchAbandoned
 }
 
 const (
@@ -215,8 +197,8 @@ const (
 // arm watches c for the attempt whose context cancel ends; it returns the
 // function that stops watching. A connector already suspect when the
 // attempt starts was chosen as the last resort: it is not watched.
-func (w *suspectWatch) arm(c *pool.Connector, cancel context.CancelCauseFunc) (stop func() bool) {
-	if w == nil || c.Suspected() {
+func (w *suspectWatch) arm(c Path, cancel context.CancelCauseFunc) (stop func() bool) {
+	if w == nil || c.Suspect().Err() != nil {
 		return func() bool { return false }
 	}
 	return context.AfterFunc(c.Suspect(), func() {
@@ -238,7 +220,7 @@ func (w *suspectWatch) answered() bool {
 }
 
 // alternative returns the path picked when the attempt was abandoned.
-func (w *suspectWatch) alternative() *pool.Connector {
+func (w *suspectWatch) alternative() Path {
 	if w == nil || w.state.Load() != watchAbandoned {
 		return nil
 	}

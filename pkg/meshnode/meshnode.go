@@ -400,7 +400,7 @@ func (n *Node) buildServices() error {
 		return err
 	}
 	n.revMetrics = newRevocationMetrics(cfg.Registry)
-	var router edge.Router = n.pool
+	var router edge.Router = localRouter{n.pool}
 	if cfg.Cluster != nil {
 		if n.mesh, err = newMesh(n, *cfg.Cluster); err != nil {
 			return err
@@ -412,7 +412,7 @@ func (n *Node) buildServices() error {
 		authCfg.Revoker = n
 	}
 	n.auth = authCfg
-	n.edge = edge.New(edge.Config{Catalog: n.catalog.Current, Pool: n.pool, Router: router, Logger: n.logger, Registerer: cfg.Registry,
+	n.edge = edge.New(edge.Config{Catalog: n.catalog.Current, Router: router, Local: localRouter{n.pool}, Logger: n.logger, Registerer: cfg.Registry,
 		Auth: authCfg, Limits: n.limits.Unauth, Denied: n.revoked, Audit: cfg.Audit, NodeID: cfg.ID,
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: n.logger.With("component", "bearer")})})
 	n.own.AddFunc(n.edge.CloseStreams)
@@ -783,8 +783,8 @@ func (n *Node) inFlight() int64 {
 		total += s.Outstanding
 	}
 	if n.mesh != nil {
-		for _, s := range n.mesh.peers.Statuses() {
-			total += s.Outstanding
+		for _, r := range n.mesh.relays.List() {
+			total += r.Outstanding()
 		}
 	}
 	return total

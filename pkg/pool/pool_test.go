@@ -222,30 +222,55 @@ func TestDeadAfterInARow(t *testing.T) {
 	})
 }
 
-// TestProveFirst checks that with ProveFirst a new entry takes no
-// requests until a probe answers, and takes them from exactly then.
-func TestProveFirst(t *testing.T) {
+// TestRelayProvedFirst checks the rules of the relay kind: a new relay
+// path takes no request until a probe answers, and from exactly then; it
+// comes back as a new instance; it is kept by key until removed.
+func TestRelayProvedFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const rtt = 20 * time.Millisecond
 		fp := newFakePinger(rtt)
-		p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond, ProveFirst: true})
+		rs := NewRelays(Config{Dial: noDial, Pinger: fp, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond, DeadAfter: 2})
 		k := key(t)
 		fp.set(k, true)
-		p.Upsert("mesh:b", "mesh", k)
+		r := rs.Upsert("b", k)
+		if r.Usable() || r.Healthy() {
+			t.Fatal("an unproven relay path takes requests")
+		}
+		if rs.Get(k) != r || r.Node != "b" || r.HostPort() == "" {
+			t.Fatalf("relay path not kept by key: got %+v", rs.Get(k))
+		}
 		start := time.Now()
-		runPool(t, p)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { rs.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done; rs.Close() }()
 		at(start, 3*time.Second+600*time.Millisecond)
-		if n := fp.probes(); n != 3 || p.Pick("mesh", nil) != nil {
-			t.Fatalf("after 3 failed probes: %d probes, picked %v; want 3, none", n, p.Pick("mesh", nil))
+		if n := fp.probes(); n != 3 || rs.Get(k).Usable() {
+			t.Fatalf("after 3 failed probes: %d probes, usable %v; want 3, not usable", n, rs.Get(k).Usable())
 		}
 		fp.set(k, false)
 		at(start, 4*time.Second+rtt-time.Nanosecond)
-		if p.Pick("mesh", nil) != nil {
+		if rs.Get(k).Healthy() {
 			t.Fatal("taken before a probe answered")
 		}
 		at(start, 4*time.Second+rtt)
-		if p.Pick("mesh", nil) == nil {
-			t.Fatal("not taken once a probe answered")
+		up := rs.Get(k)
+		if !up.Healthy() {
+			t.Fatal("relay path not alive once a probe answered")
+		}
+		if up == r || r.Lost().Err() == nil {
+			t.Fatal("the unproven instance was not replaced by a live one")
+		}
+		if !up.TryAcquire() {
+			t.Fatal("a live relay path refused a request")
+		}
+		up.Release()
+		if got := rs.List(); len(got) != 1 || got[0] != up {
+			t.Fatalf("List: got %v, want the live instance", got)
+		}
+		rs.Remove(k)
+		if rs.Get(k) != nil || up.Lost().Err() == nil || len(rs.List()) != 0 {
+			t.Fatal("removed relay path still kept or not lost")
 		}
 	})
 }
