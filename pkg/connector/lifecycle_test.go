@@ -34,14 +34,6 @@ func TestHealthBindFailure(t *testing.T) {
 	}
 }
 
-// failingListener fails every Accept, as a listener whose socket broke.
-type failingListener struct {
-	net.Listener
-	err error
-}
-
-func (l failingListener) Accept() (net.Conn, error) { return nil, l.err }
-
 // TestRunReturnsServerFailure checks that when the health server fails,
 // Run stops the tunnel server and the attachment loops and returns that
 // failure (it used to ignore it and run on).
@@ -50,7 +42,7 @@ func TestRunReturnsServerFailure(t *testing.T) {
 	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, func(cfg *Config) { cfg.HealthAddr = "127.0.0.1:0" })
 	defer c.Close()
 	broken := errors.New("socket broke")
-	c.healthL = failingListener{Listener: c.healthL, err: broken}
+	c.healthL = tstest.BrokenListener{Listener: c.healthL, Err: broken}
 	if err := tstest.Result(t, tstest.Async(func() error { return c.Run(t.Context()) })); !errors.Is(err, broken) {
 		t.Fatalf("Run: %v, want the health server's failure", err)
 	}

@@ -36,14 +36,6 @@ func TestClosers(t *testing.T) {
 	}
 }
 
-// brokenListener fails every Accept with err.
-type brokenListener struct {
-	net.Listener
-	err error
-}
-
-func (l brokenListener) Accept() (net.Conn, error) { return nil, l.err }
-
 // servers returns n plain servers on loopback listeners.
 func servers(t *testing.T, n int) []Server {
 	t.Helper()
@@ -64,7 +56,7 @@ func servers(t *testing.T, n int) []Server {
 func TestServeFailure(t *testing.T) {
 	ss := servers(t, 3)
 	broken := errors.New("socket broke")
-	ss[1].Listener = brokenListener{Listener: ss[1].Listener, err: broken}
+	ss[1].Listener = tstest.BrokenListener{Listener: ss[1].Listener, Err: broken}
 	var told []bool
 	err := Serve(t.Context(), ss, func(failed bool) { told = append(told, failed) })
 	if !errors.Is(err, broken) {

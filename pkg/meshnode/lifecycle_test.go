@@ -184,14 +184,6 @@ func TestBindFailure(t *testing.T) {
 	}
 }
 
-// failingListener fails every Accept, as a listener whose socket broke.
-type failingListener struct {
-	net.Listener
-	err error
-}
-
-func (l failingListener) Accept() (net.Conn, error) { return nil, l.err }
-
 // TestRunReturnsServerFailure checks that when one server fails, Run stops
 // the others and returns that failure (it used to log it and return nil
 // or wait), and that the admin server it stopped released its port.
@@ -202,7 +194,7 @@ func TestRunReturnsServerFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken := errors.New("socket broke")
-	cfg.Listener = failingListener{Listener: l, err: broken}
+	cfg.Listener = tstest.BrokenListener{Listener: l, Err: broken}
 	cfg.AdminListen = freeAddr(t)
 	cfg.DrainTimeout = time.Hour // a failure must not wait for a drain
 	n, err := New(cfg)

@@ -12,6 +12,7 @@ package tstest
 
 import (
 	"errors"
+	"net"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -88,3 +89,13 @@ func CheckClose(tb testing.TB, close func() error, done <-chan error, wantRun er
 		tb.Fatal("Close returned before Run did")
 	}
 }
+
+// BrokenListener is a listener whose socket broke: every Accept fails with
+// Err. Close closes the listener it wraps.
+type BrokenListener struct {
+	net.Listener
+	Err error
+}
+
+// Accept returns Err.
+func (l BrokenListener) Accept() (net.Conn, error) { return nil, l.Err }
