@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/postern/postern/pkg/egress"
@@ -107,6 +108,10 @@ type Config struct {
 	// time.Now. Timers and measured round trips use the runtime's clock
 	// (tests run them under testing/synctest).
 	Now func() time.Time
+	// Tracer records a span per request and per backend round trip and
+	// sends the trace context to the backend (pkg/egress); nil means
+	// tracing is off and the mesh's trace headers pass unchanged.
+	Tracer trace.Tracer
 }
 
 // Connector is a running connector.
@@ -254,7 +259,7 @@ func build(cfg Config) (*Connector, error) {
 	c.tun = wgTunnel{c}
 	c.life = lifecycle.NewLife(ErrClosed)
 	c.egress = egress.New(egress.Config{AllowList: cfg.AllowList, RootCAs: cfg.BackendRootCAs,
-		Logger: c.logger, Registerer: cfg.Registry})
+		Logger: c.logger, Registerer: cfg.Registry, Tracer: cfg.Tracer})
 	c.own.AddFunc(c.egress.Close)
 	return c, nil
 }

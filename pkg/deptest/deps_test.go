@@ -51,10 +51,10 @@ const (
 // devOnly are the packages of the demo, the tests and the benchmarks: the
 // development identity provider (and the OIDC provider library it is built
 // on), the sample app, the simulated network, the in-process harness, the
-// benchmark runner and the demo. No production binary links them.
+// benchmark runner, the demo and the test OTLP receiver. No production binary links them.
 var devOnly = []string{
 	module + "/pkg/devidp", zitadel, module + "/pkg/sampleapp", module + "/pkg/simnet",
-	module + "/pkg/harness", module + "/pkg/benchrun", module + "/pkg/demo",
+	module + "/pkg/harness", module + "/pkg/benchrun", module + "/pkg/demo", module + "/pkg/tracing/tracingtest",
 }
 
 // depRules returns the trust boundaries of the module. Add a row to add a

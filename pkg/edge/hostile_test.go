@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http2"
 
 	"github.com/postern/postern/pkg/catalog"
@@ -43,6 +44,12 @@ type chain struct {
 
 func newChain(t *testing.T, tlsOn bool, limits Limits) *chain {
 	t.Helper()
+	return newTracedChain(t, tlsOn, limits, nil)
+}
+
+// newTracedChain is newChain with tracer (nil: tracing off) at the edge.
+func newTracedChain(t *testing.T, tlsOn bool, limits Limits, tracer trace.Tracer) *chain {
+	t.Helper()
 	c := &chain{backend: edgetest.NewBackend(t)}
 	al, err := egress.ParseAllowList([]string{"127.0.0.0/8"})
 	if err != nil {
@@ -66,6 +73,7 @@ apps:
     preauth: passthrough
     pass_headers: [CF-Connecting-IP]
     hsts_max_age: 0
+    trust_trace_headers: true
   - id: iis
     host: iis.example.com
     internal_url: ` + c.backend.URL + `
@@ -100,7 +108,7 @@ apps:
 	c1 := p.Upsert("c1", "hq", k.Public())
 	v := session.NewVerifier(session.VerifierConfig{Static: c.keys.JWKS(), Issuer: "https://auth.example.com"})
 	c.h = New(Config{Catalog: func() *catalog.Catalog { return cat }, Router: &orderedRouter{paths: []Path{c1}}, Limits: limits, Auth: &AuthConfig{
-		AuthURL: testAuthURL, Verifier: v, Requests: testRequests(t), Cache: session.NewCache(v, 100)}})
+		AuthURL: testAuthURL, Verifier: v, Requests: testRequests(t), Cache: session.NewCache(v, 100)}, Tracer: tracer})
 	if tlsOn {
 		c.edge = httptest.NewTLSServer(c.h)
 	} else {

@@ -47,13 +47,17 @@ func (h *Handler) serveRelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.app = app
+	if h.cfg.Tracer != nil {
+		// The first node's trace context: the tunnel peer is a mesh node.
+		r = h.startSpan(r, st, "relay", true)
+	}
 	h.serveProxy(h.relay, rw, r, st, start)
 }
 
 func (h *Handler) newRelayProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite:      relayRewrite,
-		Transport:    &tunnelTransport{router: h.cfg.Local, maxAttempts: h.cfg.MaxAttempts},
+		Transport:    &tunnelTransport{router: h.cfg.Local, maxAttempts: h.cfg.MaxAttempts, tracer: h.cfg.Tracer},
 		ErrorHandler: h.relayError,
 		BufferPool:   bufferPool{},
 		ErrorLog:     h.proxy.ErrorLog,

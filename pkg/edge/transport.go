@@ -12,7 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/postern/postern/pkg/accesslog"
+	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
 
@@ -32,6 +35,7 @@ import (
 type tunnelTransport struct {
 	router      Router
 	maxAttempts int
+	tracer      trace.Tracer // nil: tracing is off
 }
 
 func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -46,11 +50,21 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	lastErr := errNoConnector
 	anyReached := false
 	resendable := body == nil && idempotent(req.Method)
-	var next Path // picked when a suspect path was abandoned
+	var next Path     // picked when a suspect path was abandoned
+	var leftBy []Path // paths abandoned only because they were suspect
 	for len(tried) < t.maxAttempts {
 		c := next
 		if c == nil {
 			c = t.router.Pick(st.app.ConnectorGroup, tried)
+		}
+		if c == nil {
+			// Suspicion is a guess (a probe is late): when every other
+			// path has failed, one left for it is tried again if it was
+			// not declared lost since.
+			c, leftBy = revisit(leftBy)
+		}
+		if t.tracer != nil {
+			t.routeSpan(req.Context(), c)
 		}
 		if c == nil {
 			break
@@ -63,6 +77,9 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, reached, err := t.attempt(ctx, req, c, body, timer, watch)
 		next = watch.alternative()
+		if next != nil {
+			leftBy = append(leftBy, c)
+		}
 		if err == nil {
 			if timer.finish() {
 				resp.Body.Close()
@@ -96,6 +113,17 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, lastErr
 }
 
+// revisit returns the first path of left that is not lost, and left
+// without it (and without those lost); nil when there is none.
+func revisit(left []Path) (Path, []Path) {
+	for i, c := range left {
+		if c.Lost().Err() == nil {
+			return c, left[i+1:]
+		}
+	}
+	return nil, nil
+}
+
 // attempt sends req to c. reached reports whether a connection to c was
 // obtained, after which the connector may have seen the request.
 // watch, when not nil, abandons the attempt if c becomes suspect before
@@ -109,13 +137,17 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 	stopWatch := watch.arm(c, acancel)
 	stop := func() { stopLost(); stopWatch() }
 	var gotConn atomic.Bool
-	trace := &httptrace.ClientTrace{
+	ct := &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
 		// The whole request is sent: the backend timeout now bounds the
 		// wait for the first byte of the response.
 		WroteRequest: func(httptrace.WroteRequestInfo) { timer.run() },
 	}
-	out := req.WithContext(httptrace.WithClientTrace(actx, trace))
+	out := req.WithContext(httptrace.WithClientTrace(actx, ct))
+	var span trace.Span
+	if t.tracer != nil {
+		out, span = t.attemptSpan(out)
+	}
 	u := *req.URL
 	out.URL = &u // c.Send sets the host
 	if body != nil {
@@ -135,6 +167,7 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 		resp, err = nil, errRelayNoConnector
 		gotConn.Store(false)
 	}
+	tracing.EndRoundTrip(span, resp, err)
 	if err == nil {
 		cut := func() bool { return false }
 		if resp.StatusCode == http.StatusSwitchingProtocols {

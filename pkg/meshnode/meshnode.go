@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
@@ -162,6 +163,10 @@ type Config struct {
 	// proofs, connectors' attach times); nil means time.Now. Timers use
 	// the runtime's clock (tests run them under testing/synctest).
 	Now func() time.Time
+	// Tracer records the spans of the requests this node serves or
+	// relays (pkg/edge) and sends their trace context to the connectors;
+	// nil means tracing is off (pkg/tracing builds it from OTEL_*).
+	Tracer trace.Tracer
 }
 
 // Node is a running mesh node.
@@ -413,7 +418,7 @@ func (n *Node) buildServices() error {
 	}
 	n.auth = authCfg
 	n.edge = edge.New(edge.Config{Catalog: n.catalog.Current, Router: router, Local: localRouter{n.pool}, Logger: n.logger, Registerer: cfg.Registry,
-		Auth: authCfg, Limits: n.limits.Unauth, Denied: n.revoked, Audit: cfg.Audit, NodeID: cfg.ID,
+		Auth: authCfg, Limits: n.limits.Unauth, Denied: n.revoked, Audit: cfg.Audit, NodeID: cfg.ID, Tracer: cfg.Tracer,
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: n.logger.With("component", "bearer")})})
 	n.own.AddFunc(n.edge.CloseStreams)
 	ec := enroll.Config{Authority: cfg.Authority, Used: n.used, NodeKey: n.wgKey, Checks: checks{n}, Revoker: n, Attacher: n,
