@@ -31,6 +31,7 @@ import (
 
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/lifecycle"
 	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
@@ -102,7 +103,10 @@ type Config struct {
 	// Registry receives metrics and is served on HealthAddr; nil means a
 	// new registry.
 	Registry *prometheus.Registry
-	// Now is the clock; nil means time.Now.
+	// Now is the clock of every decision by the time of day (credential
+	// renewal, re-evaluation, recent losses, handshake age); nil means
+	// time.Now. Timers and measured round trips use the runtime's clock
+	// (tests run them under testing/synctest).
 	Now func() time.Time
 	// Tracer records a span per request and per backend round trip and
 	// sends the trace context to the backend (pkg/egress); nil means
@@ -138,7 +142,12 @@ type Connector struct {
 	alias      map[string]string // mesh URL -> the node id its attach answered
 	draining   bool
 
-	closeOnce sync.Once
+	tunnelL net.Listener      // the in-tunnel server's, bound by New
+	healthL net.Listener      // nil without HealthAddr
+	own     lifecycle.Closers // what New acquired, released by Close
+
+	// life ends when Close is called (cause ErrClosed); it ends Run.
+	life *lifecycle.Life
 }
 
 type meshLink struct {
@@ -156,9 +165,26 @@ func (l *meshLink) carrierNow() streambind.Carrier {
 	return c
 }
 
-// New loads the key and state from cfg.StateDir and starts the WireGuard
-// node; Run attaches to the mesh.
+// New loads the key and state from cfg.StateDir, starts the WireGuard
+// node and binds the in-tunnel and health listeners; Run attaches to the
+// mesh. On an error New releases all it acquired; otherwise Close does.
 func New(cfg Config) (*Connector, error) {
+	c, err := build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.open(); err != nil {
+		c.life.Close(c.own.Close, nil)
+		return nil, err
+	}
+	c.registerMetrics()
+	return c, nil
+}
+
+// build checks cfg, fills in its defaults, and loads the key and state; it
+// starts nothing (the attachment manager's tests run it under
+// testing/synctest without a WireGuard node).
+func build(cfg Config) (*Connector, error) {
 	if cfg.Keepalive == 0 {
 		cfg.Keepalive = 5 * time.Second
 	}
@@ -227,24 +253,43 @@ func New(cfg Config) (*Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
-	udp := cfg.Bind
+	c := &Connector{cfg: cfg, key: key, state: state,
+		kick: make(chan struct{}, 1), runs: map[string]*run{}, down: map[string]bool{}, alias: map[string]string{}}
+	c.logger = logger.With("connector", state.ConnectorID)
+	c.tun = wgTunnel{c}
+	c.life = lifecycle.NewLife(ErrClosed)
+	c.egress = egress.New(egress.Config{AllowList: cfg.AllowList, RootCAs: cfg.BackendRootCAs,
+		Logger: c.logger, Registerer: cfg.Registry, Tracer: cfg.Tracer})
+	c.own.AddFunc(c.egress.Close)
+	return c, nil
+}
+
+// open starts the WireGuard node and binds the in-tunnel and health
+// listeners, adding each to c.own.
+func (c *Connector) open() error {
+	udp := c.cfg.Bind
 	if udp == nil {
 		udp = defaultBind()
 	}
-	logger = logger.With("connector", state.ConnectorID)
-	bind := streambind.NewClientBind(streambind.ClientConfig{UDP: udp, BackoffMin: cfg.BackoffMin,
-		BackoffMax: cfg.BackoffMax, Logger: logger.With("component", "streambind")})
-	node, err := wgnet.New(wgnet.Config{PrivateKey: key, Bind: bind, Logger: logger})
-	if err != nil {
-		return nil, fmt.Errorf("connector: %w", err)
+	c.bind = streambind.NewClientBind(streambind.ClientConfig{UDP: udp, BackoffMin: c.cfg.BackoffMin,
+		BackoffMax: c.cfg.BackoffMax, Logger: c.logger.With("component", "streambind")})
+	c.own.Add(c.bind.Close)
+	var err error
+	if c.node, err = wgnet.New(wgnet.Config{PrivateKey: c.key, Bind: c.bind, Logger: c.logger}); err != nil {
+		return fmt.Errorf("connector: %w", err)
 	}
-	c := &Connector{cfg: cfg, logger: logger, key: key, node: node, bind: bind, state: state,
-		kick: make(chan struct{}, 1), runs: map[string]*run{}, down: map[string]bool{}, alias: map[string]string{}}
-	c.tun = wgTunnel{c}
-	c.egress = egress.New(egress.Config{AllowList: cfg.AllowList, RootCAs: cfg.BackendRootCAs,
-		Logger: c.logger, Registerer: cfg.Registry, Tracer: cfg.Tracer})
-	c.registerMetrics()
-	return c, nil
+	c.own.Add(c.node.Close)
+	if c.tunnelL, err = c.node.Listen(tunnelhttp.Port); err != nil {
+		return fmt.Errorf("connector: tunnel listener: %w", err)
+	}
+	c.own.Add(c.tunnelL.Close)
+	if c.cfg.HealthAddr != "" {
+		if c.healthL, err = net.Listen("tcp", c.cfg.HealthAddr); err != nil {
+			return fmt.Errorf("connector: health listener: %w", err)
+		}
+		c.own.Add(c.healthL.Close)
+	}
+	return nil
 }
 
 func checkLoopback(addr string) error {
@@ -282,66 +327,59 @@ func (c *Connector) Node() *wgnet.Node { return c.node }
 func (c *Connector) Attached() int { return int(c.nAttached.Load()) }
 
 // Run serves the tunnel, attaches to the Attach nearest mesh nodes, keeps
-// the attachments alive and moves them as RTTs change, until ctx ends. It
-// returns nil when ctx ends.
+// the attachments alive and moves them as RTTs change, until ctx ends (it
+// returns nil) or Close (ErrClosed) or a server fails (that failure, after
+// it stopped everything else). Run may be called once.
 func (c *Connector) Run(ctx context.Context) error {
-	l, err := c.node.Listen(tunnelhttp.Port)
-	if err != nil {
+	ctx, end, err := c.life.Begin(ctx)
+	if errors.Is(err, ErrClosed) {
+		return err
+	} else if err != nil {
 		return fmt.Errorf("connector: %w", err)
 	}
+	defer end()
 	srv := &http.Server{Handler: c.egress, ReadHeaderTimeout: 30 * time.Second, ConnState: c.conns.track,
 		ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelDebug)}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		srv.Serve(l)
-	}()
-	var health *http.Server
-	if c.cfg.HealthAddr != "" {
-		hl, err := net.Listen("tcp", c.cfg.HealthAddr)
-		if err != nil {
-			srv.Close()
-			wg.Wait()
-			return fmt.Errorf("connector: health listener: %w", err)
-		}
-		health = &http.Server{Handler: c.healthHandler(), ReadHeaderTimeout: 5 * time.Second}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			health.Serve(hl)
-		}()
+	servers := []lifecycle.Server{{HTTP: srv, Listener: c.tunnelL}}
+	if c.healthL != nil {
+		health := &http.Server{Handler: c.healthHandler(), ReadHeaderTimeout: 5 * time.Second}
+		servers = append(servers, lifecycle.Server{HTTP: health, Listener: c.healthL})
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.manage(ctx)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.renewLoop(ctx)
-	}()
+	loops, stopLoops := context.WithCancel(ctx)
+	defer stopLoops()
+	var bg sync.WaitGroup
+	bg.Go(func() { c.manage(loops) })
+	bg.Go(func() { c.renewLoop(loops, c.renew) })
 	c.logger.Info("connector_started", "tunnel_addr", c.node.Addr(), "mesh_urls", c.State().MeshURLs,
 		"mesh_nodes", len(c.State().Nodes), "attach_k", c.cfg.Attach)
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
-	if health != nil {
-		health.Close()
-	}
-	wg.Wait()
+	err = lifecycle.Serve(ctx, servers, func(failed bool) {
+		stopLoops()
+		if failed || c.life.Closed() {
+			return // lifecycle.Serve closes the servers
+		}
+		sctx, cancel := context.WithTimeout(c.life.Context(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	stopLoops()
+	bg.Wait()
 	c.loops.Wait()
 	c.egress.Close()
+	switch {
+	case c.life.Closed():
+		return ErrClosed
+	case err != nil:
+		return fmt.Errorf("connector: %w", err)
+	}
 	return nil
 }
 
-// Close stops the WireGuard node. Call it after Run returns.
+// Close stops the connector as when its host dies: the WireGuard node
+// goes first (nothing more leaves the host), then a Run in progress ends
+// and Close waits for it, then it releases everything New acquired. It is
+// idempotent; a concurrent call waits for the first.
 func (c *Connector) Close() error {
-	var err error
-	c.closeOnce.Do(func() { err = c.node.Close() })
-	return err
+	return c.life.Close(c.node.Close, c.own.Close)
 }
 
 // wgTunnel is the connector's real tunnel: WireGuard through the bind.
@@ -429,11 +467,11 @@ func (c *Connector) watch(ctx context.Context, link *meshLink) {
 	t := time.NewTicker(c.cfg.PingInterval)
 	defer t.Stop()
 	failures := 0
-	nextProbe := time.Now().Add(c.cfg.ProbeInterval)
+	nextProbe := c.cfg.Now().Add(c.cfg.ProbeInterval)
 	for {
-		if link.auto && link.carrierNow() == streambind.CarrierStream && time.Now().After(nextProbe) {
+		if link.auto && link.carrierNow() == streambind.CarrierStream && c.cfg.Now().After(nextProbe) {
 			c.probeUDP(ctx, link)
-			nextProbe = time.Now().Add(c.cfg.ProbeInterval)
+			nextProbe = c.cfg.Now().Add(c.cfg.ProbeInterval)
 		}
 		pctx, cancel := context.WithTimeout(ctx, c.cfg.PingInterval)
 		_, err := c.node.Ping(pctx, link.pub)
@@ -454,9 +492,9 @@ func (c *Connector) watch(ctx context.Context, link *meshLink) {
 	}
 }
 
-// renewLoop renews the credential through the tunnel once two thirds of its
-// lifetime have passed.
-func (c *Connector) renewLoop(ctx context.Context) {
+// renewLoop renews the credential with renew (c.renew: through the tunnel)
+// once two thirds of its lifetime have passed, retrying with backoff.
+func (c *Connector) renewLoop(ctx context.Context, renew func(context.Context) error) {
 	delay := c.cfg.BackoffMin
 	for {
 		s := c.State()
@@ -472,7 +510,7 @@ func (c *Connector) renewLoop(ctx context.Context) {
 		if wait > time.Hour {
 			continue
 		}
-		if err := c.renew(ctx); err != nil {
+		if err := renew(ctx); err != nil {
 			c.logger.Warn("credential_renew_failed", "error", err, "expires", s.CredentialExpires, "retry_in_ms", delay.Milliseconds())
 			if !sleep(ctx, jitter(delay)) {
 				return

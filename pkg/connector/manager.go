@@ -126,7 +126,7 @@ func (c *Connector) needMeasure() bool {
 	st := c.State()
 	c.mmu.Lock()
 	defer c.mmu.Unlock()
-	if time.Since(c.measuredAt) > c.cfg.Reevaluate/2 {
+	if c.cfg.Now().Sub(c.measuredAt) > c.cfg.Reevaluate/2 {
 		return true
 	}
 	for _, u := range st.candidates(c.alias) {
@@ -169,7 +169,7 @@ func (c *Connector) measure(ctx context.Context) {
 		return
 	}
 	c.mmu.Lock()
-	c.rtts, c.measuredAt = rtts, time.Now()
+	c.rtts, c.measuredAt = rtts, c.cfg.Now()
 	c.mmu.Unlock()
 	attrs := make([]any, 0, 2*len(rtts))
 	for _, u := range urls {
@@ -323,7 +323,7 @@ func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 				return
 			}
 			delay = min(delay*2, c.cfg.BackoffMax)
-			if !lostAt.IsZero() && time.Since(lostAt) < recentLoss {
+			if !lostAt.IsZero() && c.cfg.Now().Sub(lostAt) < recentLoss {
 				// A node we were attached to is likely restarting: try
 				// it often, so it serves again as soon as it is back.
 				delay = min(delay, recentLossBackoff)
@@ -340,7 +340,7 @@ func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 		c.logger.Info("attached", "mesh_url", meshURL, "mesh_node", link.nodeID, "carrier", link.carrierNow())
 		c.kickManager()
 		c.tun.watch(ctx, link)
-		lostAt = time.Now()
+		lostAt = c.cfg.Now()
 		c.attached.Delete(meshURL)
 		c.nAttached.Add(-1)
 		if ctx.Err() == nil && !c.isDraining() {

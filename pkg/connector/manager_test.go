@@ -2,9 +2,11 @@ package connector
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -13,17 +15,21 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/tstest"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
-// fakeMesh is a set of fake mesh nodes speaking the enroll API over TLS.
+// fakeMesh is a set of fake mesh nodes speaking the enroll API in memory
+// (memTransport): no socket, so that tests can run under
+// testing/synctest, where a ping's simulated distance is exact.
 type fakeMesh struct {
 	nodes  []*fakeNode
 	client *http.Client
@@ -33,12 +39,13 @@ type fakeMesh struct {
 // its mesh, delays pings by delay, and records detaches.
 type fakeNode struct {
 	id      string
+	url     string
 	pub     wgkey.Public
-	ts      *httptest.Server
 	mesh    *fakeMesh
 	delay   atomic.Int64 // ping delay, ns
 	dead    atomic.Bool  // answers 503 to everything
 	attachN atomic.Int32
+	pingN   atomic.Int32
 
 	mu       sync.Mutex // guards the following
 	detaches []bool
@@ -47,17 +54,36 @@ type fakeNode struct {
 func newFakeMesh(tb testing.TB, delays ...time.Duration) *fakeMesh {
 	tb.Helper()
 	m := &fakeMesh{}
-	pool := x509.NewCertPool()
 	for i, d := range delays {
-		n := &fakeNode{id: string(rune('a' + i)), pub: newPub(tb), mesh: m}
+		id := string(rune('a' + i))
+		n := &fakeNode{id: id, url: "https://" + id + ".mesh.test", pub: newPub(tb), mesh: m}
 		n.delay.Store(int64(d))
-		n.ts = httptest.NewTLSServer(n)
-		tb.Cleanup(n.ts.Close)
-		pool.AddCert(n.ts.Certificate())
 		m.nodes = append(m.nodes, n)
 	}
-	m.client = m.nodes[0].ts.Client()
+	m.client = &http.Client{Transport: memTransport{m}}
 	return m
+}
+
+// memTransport hands each request to the fake node its URL names.
+type memTransport struct{ m *fakeMesh }
+
+func (t memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		defer r.Body.Close()
+	}
+	for _, n := range t.m.nodes {
+		if n.url == "https://"+r.URL.Host {
+			rec := httptest.NewRecorder()
+			n.ServeHTTP(rec, r)
+			if err := r.Context().Err(); err != nil {
+				return nil, err
+			}
+			resp := rec.Result()
+			resp.Request = r
+			return resp, nil
+		}
+	}
+	return nil, fmt.Errorf("no fake mesh node at %s", r.URL.Host)
 }
 
 func newPub(tb testing.TB) wgkey.Public {
@@ -72,7 +98,7 @@ func newPub(tb testing.TB) wgkey.Public {
 func (m *fakeMesh) infos() []enroll.NodeInfo {
 	var out []enroll.NodeInfo
 	for _, n := range m.nodes {
-		out = append(out, enroll.NodeInfo{ID: n.id, Region: "r-" + n.id, URL: n.ts.URL})
+		out = append(out, enroll.NodeInfo{ID: n.id, Region: "r-" + n.id, URL: n.url})
 	}
 	return out
 }
@@ -84,7 +110,13 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case enroll.PingPath:
-		time.Sleep(time.Duration(n.delay.Load())) // simulated distance
+		n.pingN.Add(1)
+		t := time.NewTimer(time.Duration(n.delay.Load())) // simulated distance
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		}
 		w.WriteHeader(http.StatusNoContent)
 	case enroll.AttachPath:
 		n.attachN.Add(1)
@@ -149,9 +181,22 @@ func (f *fakeTunnel) lose(meshURL string) {
 
 const testCredential = "test-credential"
 
-// startConnector runs a connector with state st against m, on a fake
-// tunnel, until the test ends.
-func startConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*Connector, *fakeTunnel) {
+// newConnector builds, without running it, a connector with state st
+// against m, on a fake tunnel.
+func newConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*Connector, *fakeTunnel) {
+	tb.Helper()
+	c, err := New(testConfig(tb, m, st, mod))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ft := &fakeTunnel{lost: map[string]chan struct{}{}}
+	c.tun = ft
+	return c, ft
+}
+
+// testConfig returns the config of a connector with state st against m,
+// changed by mod.
+func testConfig(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) Config {
 	tb.Helper()
 	dir := tb.TempDir()
 	if _, err := wgkey.LoadOrCreate(filepath.Join(dir, keyFile)); err != nil {
@@ -171,12 +216,14 @@ func startConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*C
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ft := &fakeTunnel{lost: map[string]chan struct{}{}}
-	c.tun = ft
+	return cfg
+}
+
+// startConnector runs a connector with state st against m, on a fake
+// tunnel, until the test ends.
+func startConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*Connector, *fakeTunnel) {
+	tb.Helper()
+	c, ft := newConnector(tb, m, st, mod)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -207,59 +254,215 @@ func waitAttached(tb testing.TB, c *Connector, want ...string) {
 	waitFor(tb, "attached to "+cmp.Diff(want, c.AttachedNodes()), func() bool { return slices.Equal(c.AttachedNodes(), want) })
 }
 
+// startManager runs c's attachment manager, built without a WireGuard
+// node (build), on a fake tunnel against m, until the test ends. Call it
+// inside synctest.Test: the manager's timers and the fake nodes' ping
+// delays then run on the bubble's clock.
+func startManager(t *testing.T, m *fakeMesh, st State, mod func(*Config)) (*Connector, *fakeTunnel) {
+	t.Helper()
+	c, err := build(testConfig(t, m, st, mod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := &fakeTunnel{lost: map[string]chan struct{}{}}
+	c.tun = ft
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { c.manage(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		c.loops.Wait()
+		c.own.Close()
+	})
+	return c, ft
+}
+
+// measured returns the RTTs of c's last measurement.
+func measured(c *Connector) map[string]time.Duration {
+	c.mmu.Lock()
+	defer c.mmu.Unlock()
+	return maps.Clone(c.rtts)
+}
+
 // TestConvergesToNearest starts from the farthest node as the only seed,
 // learns the others from its answer, and moves to the two nearest,
 // draining and detaching the seed.
 func TestConvergesToNearest(t *testing.T) {
-	m := newFakeMesh(t, 80*time.Millisecond, 0, 40*time.Millisecond)
-	a := m.nodes[0]
-	c, _ := startConnector(t, m, State{MeshURLs: []string{a.ts.URL}}, nil)
-	waitAttached(t, c, "b", "c")
-	waitFor(t, "seed detached", func() bool { return len(a.detachCalls()) == 2 })
-	if got, want := a.detachCalls(), []bool{true, false}; !slices.Equal(got, want) {
-		t.Fatalf("seed detaches: got %v, want %v", got, want)
-	}
-	st, err := LoadState(c.cfg.StateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(m.infos(), st.Nodes); diff != "" {
-		t.Fatalf("saved nodes (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]string{a.ts.URL}, st.MeshURLs); diff != "" {
-		t.Fatalf("seeds (-want +got):\n%s", diff)
-	}
-	for _, n := range m.nodes[1:] {
-		if got := n.detachCalls(); len(got) != 0 {
-			t.Fatalf("node %s detaches: got %v, want none", n.id, got)
+	synctest.Test(t, func(t *testing.T) {
+		m := newFakeMesh(t, 80*time.Millisecond, 0, 40*time.Millisecond)
+		a := m.nodes[0]
+		c, _ := startManager(t, m, State{MeshURLs: []string{a.url}}, nil)
+		tstest.Settle(time.Second) // attach, measure (4 pings of 80ms at most), move, drain
+		if got, want := c.AttachedNodes(), []string{"b", "c"}; !slices.Equal(got, want) {
+			t.Fatalf("attached: got %v, want %v", got, want)
 		}
-	}
+		if got, want := a.detachCalls(), []bool{true, false}; !slices.Equal(got, want) {
+			t.Fatalf("seed detaches: got %v, want %v", got, want)
+		}
+		if got := measured(c); got[a.url] != 80*time.Millisecond || got[m.nodes[2].url] != 40*time.Millisecond {
+			t.Fatalf("measured RTTs: got %v, want exactly the simulated distances", got)
+		}
+		st, err := LoadState(c.cfg.StateDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(m.infos(), st.Nodes); diff != "" {
+			t.Fatalf("saved nodes (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{a.url}, st.MeshURLs); diff != "" {
+			t.Fatalf("seeds (-want +got):\n%s", diff)
+		}
+		for _, n := range m.nodes[1:] {
+			if got := n.detachCalls(); len(got) != 0 {
+				t.Fatalf("node %s detaches: got %v, want none", n.id, got)
+			}
+		}
+	})
 }
 
 // TestKnownNodesMeasuredFirst attaches straight to the k nearest of the
 // nodes a previous run learned, never to the farther ones.
 func TestKnownNodesMeasuredFirst(t *testing.T) {
-	m := newFakeMesh(t, 60*time.Millisecond, 30*time.Millisecond, 0)
-	c, _ := startConnector(t, m, State{MeshURLs: []string{m.nodes[0].ts.URL}, Nodes: m.infos()}, func(cfg *Config) { cfg.Attach = 1 })
-	waitAttached(t, c, "c")
-	if n := m.nodes[0].attachN.Load() + m.nodes[1].attachN.Load(); n != 0 {
-		t.Fatalf("attaches to farther nodes: got %d, want 0", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		m := newFakeMesh(t, 60*time.Millisecond, 30*time.Millisecond, 0)
+		c, _ := startManager(t, m, State{MeshURLs: []string{m.nodes[0].url}, Nodes: m.infos()}, func(cfg *Config) { cfg.Attach = 1 })
+		tstest.Settle(time.Second)
+		if got, want := c.AttachedNodes(), []string{"c"}; !slices.Equal(got, want) {
+			t.Fatalf("attached: got %v, want %v", got, want)
+		}
+		if n := m.nodes[0].attachN.Load() + m.nodes[1].attachN.Load(); n != 0 {
+			t.Fatalf("attaches to farther nodes: got %d, want 0", n)
+		}
+	})
 }
 
 // TestLostNodeReplaced loses the nearest node and expects the next
-// nearest to take its place at once.
+// nearest to take its place at once, without waiting for a
+// re-evaluation.
 func TestLostNodeReplaced(t *testing.T) {
-	m := newFakeMesh(t, 0, 30*time.Millisecond, 60*time.Millisecond)
-	c, ft := startConnector(t, m, State{MeshURLs: []string{m.nodes[0].ts.URL}, Nodes: m.infos()}, nil)
-	waitAttached(t, c, "a", "b")
-	m.nodes[0].dead.Store(true)
-	ft.lose(m.nodes[0].ts.URL)
-	waitAttached(t, c, "b", "c")
-	waitFor(t, "lost node's loop stopped", func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		m := newFakeMesh(t, 0, 30*time.Millisecond, 60*time.Millisecond)
+		c, ft := startManager(t, m, State{MeshURLs: []string{m.nodes[0].url}, Nodes: m.infos()}, nil)
+		tstest.Settle(time.Second)
+		if got, want := c.AttachedNodes(), []string{"a", "b"}; !slices.Equal(got, want) {
+			t.Fatalf("attached: got %v, want %v", got, want)
+		}
+		m.nodes[0].dead.Store(true)
+		ft.lose(m.nodes[0].url)
+		tstest.Settle(time.Second) // far below the hour of re-evaluation
+		if got, want := c.AttachedNodes(), []string{"b", "c"}; !slices.Equal(got, want) {
+			t.Fatalf("attached after a loss: got %v, want %v", got, want)
+		}
 		ft.mu.Lock()
 		defer ft.mu.Unlock()
-		return slices.Contains(ft.unlinked, m.nodes[0].ts.URL)
+		if !slices.Contains(ft.unlinked, m.nodes[0].url) {
+			t.Fatal("the lost node's loop did not stop")
+		}
+	})
+}
+
+// TestReevaluateHysteresis checks the re-evaluation: every Reevaluate
+// (±10%) the connector measures again, stays with its node while another
+// is nearer by no more than 20% or 5 ms, and moves, at the next
+// re-evaluation and not before, once one is clearly nearer.
+func TestReevaluateHysteresis(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const every = 10 * time.Minute
+		m := newFakeMesh(t, 10*time.Millisecond, 30*time.Millisecond)
+		a, b := m.nodes[0], m.nodes[1]
+		c, _ := startManager(t, m, State{MeshURLs: []string{a.url}, Nodes: m.infos()},
+			func(cfg *Config) { cfg.Attach, cfg.Reevaluate = 1, every })
+		tstest.Settle(time.Second)
+		if got := c.AttachedNodes(); !slices.Equal(got, []string{"a"}) {
+			t.Fatalf("attached: got %v, want [a]", got)
+		}
+		b.delay.Store(int64(9 * time.Millisecond)) // nearer by 10% and 1 ms: not clearly
+		tstest.Settle(3 * every)
+		if got := c.AttachedNodes(); !slices.Equal(got, []string{"a"}) || measured(c)[b.url] != 9*time.Millisecond {
+			t.Fatalf("after 3 re-evaluations with b barely nearer: attached %v, measured %v; want [a], b at 9ms", got, measured(c))
+		}
+		// Just after a re-evaluation, b comes clearly nearer.
+		for pings, waited := b.pingN.Load(), time.Duration(0); b.pingN.Load() == pings; waited += time.Second {
+			if waited > 2*every {
+				t.Fatal("no re-evaluation within two intervals")
+			}
+			tstest.Settle(time.Second)
+		}
+		b.delay.Store(int64(2 * time.Millisecond))
+		tstest.Settle(every * 8 / 10) // before the next, jittered, re-evaluation
+		if got := c.AttachedNodes(); !slices.Equal(got, []string{"a"}) {
+			t.Fatalf("moved before the re-evaluation: attached %v", got)
+		}
+		tstest.Settle(every*4/10 + time.Second) // past the latest re-evaluation
+		if got := c.AttachedNodes(); !slices.Equal(got, []string{"b"}) {
+			t.Fatalf("after the re-evaluation: attached %v, want [b]", got)
+		}
+		if got, want := a.detachCalls(), []bool{true, false}; !slices.Equal(got, want) {
+			t.Fatalf("a's detaches: got %v, want %v (drain, then detach)", got, want)
+		}
+	})
+}
+
+// TestRenewAtTwoThirds checks the credential renewal to the instant: the
+// first try exactly two thirds into the credential's life, a retry after
+// a failure within the backoff, and the next renewal two thirds into the
+// renewed credential's life.
+func TestRenewAtTwoThirds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const life = 24 * time.Hour
+		m := newFakeMesh(t, 0)
+		c, err := build(testConfig(t, m, State{MeshURLs: []string{m.nodes[0].url}}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		c.state.CredentialIssued, c.state.CredentialExpires = start, start.Add(life)
+		var mu sync.Mutex // guards tries
+		var tries []time.Time
+		renew := func(context.Context) error {
+			mu.Lock()
+			tries = append(tries, time.Now())
+			n := len(tries)
+			mu.Unlock()
+			if n == 1 {
+				return errors.New("mesh node busy")
+			}
+			c.mu.Lock()
+			c.state.CredentialIssued, c.state.CredentialExpires = time.Now(), time.Now().Add(life)
+			c.mu.Unlock()
+			return nil
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { c.renewLoop(ctx, renew); close(done) }()
+		defer func() { cancel(); <-done; c.own.Close() }()
+		got := func() []time.Time { mu.Lock(); defer mu.Unlock(); return slices.Clone(tries) }
+		due := start.Add(life * 2 / 3)
+		tstest.Settle(time.Until(due) - time.Nanosecond)
+		if len(got()) != 0 {
+			t.Fatalf("renewed at %v, before two thirds of the life", got()[0].Sub(start))
+		}
+		tstest.Settle(time.Nanosecond)
+		if len(got()) != 1 || !got()[0].Equal(due) {
+			t.Fatalf("tries: %v, want one at %v", got(), due)
+		}
+		tstest.Settle(c.cfg.BackoffMin)
+		if len(got()) != 2 {
+			t.Fatalf("tries after a failure and BackoffMin: %d, want 2", len(got()))
+		}
+		if d := got()[1].Sub(got()[0]); d < c.cfg.BackoffMin/2 || d > c.cfg.BackoffMin {
+			t.Fatalf("retry after %v, want within [%v, %v]", d, c.cfg.BackoffMin/2, c.cfg.BackoffMin)
+		}
+		next := got()[1].Add(life * 2 / 3)
+		tstest.Settle(time.Until(next) - time.Nanosecond)
+		if len(got()) != 2 {
+			t.Fatalf("renewed again %v after the renewal, before two thirds of the new life", got()[2].Sub(got()[1]))
+		}
+		tstest.Settle(time.Nanosecond)
+		if len(got()) != 3 || !got()[2].Equal(next) {
+			t.Fatalf("tries: %v, want the third at %v", got(), next)
+		}
 	})
 }
 
@@ -267,7 +470,7 @@ func TestLostNodeReplaced(t *testing.T) {
 // flight, then detaches, and does not attach again.
 func TestDrain(t *testing.T) {
 	m := newFakeMesh(t, 0, 20*time.Millisecond, 200*time.Millisecond)
-	c, _ := startConnector(t, m, State{MeshURLs: []string{m.nodes[0].ts.URL}, Nodes: m.infos()}, nil)
+	c, _ := startConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}, Nodes: m.infos()}, nil)
 	waitAttached(t, c, "a", "b")
 
 	release := make(chan struct{})
@@ -340,7 +543,7 @@ func probeCode(c *Connector, path string) int {
 // when ctx ends first, and detaches anyway.
 func TestDrainTimeout(t *testing.T) {
 	m := newFakeMesh(t, 0)
-	c, _ := startConnector(t, m, State{MeshURLs: []string{m.nodes[0].ts.URL}}, nil)
+	c, _ := startConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, nil)
 	waitAttached(t, c, "a")
 	c.egress.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil)) // no target: done at once
 	release := make(chan struct{})

@@ -84,7 +84,7 @@ func (c *Connector) registerMetrics() {
 			if last.IsZero() {
 				return -1
 			}
-			return time.Since(last).Seconds()
+			return c.cfg.Now().Sub(last).Seconds()
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_connector_last_handshake_timestamp_seconds",
 			Help: "Unix time of the most recent WireGuard handshake with any mesh node (0 if none); alert on time() minus it."}, func() float64 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/postern/postern/pkg/authority"
@@ -75,47 +76,53 @@ func TestThreeNodesMetaAndAttachments(t *testing.T) {
 }
 
 func TestInFlightRidesOnRefresh(t *testing.T) {
-	a, b, _ := threeNodes(t)
-	if err := a.SetAttachments([]Attachment{{Connector: "k", Alive: true, RTT: 10 * time.Millisecond}}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, waitLong, "b sees a/k", func() bool { return hasAttachment(b, "a", "k", nil) })
-	if err := a.SetAttachments([]Attachment{{Connector: "k", Alive: true, RTT: 10 * time.Millisecond, InFlight: 7}}); err != nil {
-		t.Fatal(err)
-	}
-	a.mu.Lock()
-	dirty := a.entries[attachKey{"a", "k"}].dirty
-	a.mu.Unlock()
-	if !dirty {
-		t.Errorf("in-flight-only change: got dirty false, want true (not broadcast at once)")
-	}
-	waitFor(t, waitLong, "b sees in-flight 7", func() bool {
-		return hasAttachment(b, "a", "k", func(x Attachment) bool { return x.InFlight == 7 })
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		a, b, _ := threeNodes(t, mn.opt(t))
+		if err := a.SetAttachments([]Attachment{{Connector: "k", Alive: true, RTT: 10 * time.Millisecond}}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, waitLong, "b sees a/k", func() bool { return hasAttachment(b, "a", "k", nil) })
+		if err := a.SetAttachments([]Attachment{{Connector: "k", Alive: true, RTT: 10 * time.Millisecond, InFlight: 7}}); err != nil {
+			t.Fatal(err)
+		}
+		a.mu.Lock()
+		dirty := a.entries[attachKey{"a", "k"}].dirty
+		a.mu.Unlock()
+		if !dirty {
+			t.Errorf("in-flight-only change: got dirty false, want true (not broadcast at once)")
+		}
+		waitFor(t, waitLong, "b sees in-flight 7", func() bool {
+			return hasAttachment(b, "a", "k", func(x Attachment) bool { return x.InFlight == 7 })
+		})
 	})
 }
 
 func TestLeaveAndDeath(t *testing.T) {
-	a, b, c := threeNodes(t)
-	if err := c.Leave(2 * time.Second); err != nil {
-		t.Fatalf("Leave: %v", err)
-	}
-	for _, n := range []*Cluster{a, b} {
-		waitFor(t, 3*time.Second, n.LocalID()+" sees c left", func() bool { return stateOf(n, "c") == StateLeft })
-	}
-	if err := b.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := b.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	took := waitFor(t, waitLong, "a sees b dead", func() bool { return stateOf(a, "b") == StateDead })
-	t.Logf("dead detected after %v (LocalTiming)", took)
-	if got := stateOf(a, "c"); got != StateLeft {
-		t.Errorf("a's view of c: got %v, want %v", got, StateLeft)
-	}
-	if err := b.UpdateMeta(func(m *Meta) { m.Load = 1 }); !errors.Is(err, ErrClosed) {
-		t.Errorf("UpdateMeta after Close: got %v, want ErrClosed", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		a, b, c := threeNodes(t, mn.opt(t))
+		if err := c.Leave(2 * time.Second); err != nil {
+			t.Fatalf("Leave: %v", err)
+		}
+		for _, n := range []*Cluster{a, b} {
+			waitFor(t, 3*time.Second, n.LocalID()+" sees c left", func() bool { return stateOf(n, "c") == StateLeft })
+		}
+		if err := b.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		took := waitFor(t, waitLong, "a sees b dead", func() bool { return stateOf(a, "b") == StateDead })
+		t.Logf("dead detected after %v (LocalTiming)", took)
+		if got := stateOf(a, "c"); got != StateLeft {
+			t.Errorf("a's view of c: got %v, want %v", got, StateLeft)
+		}
+		if err := b.UpdateMeta(func(m *Meta) { m.Load = 1 }); !errors.Is(err, ErrClosed) {
+			t.Errorf("UpdateMeta after Close: got %v, want ErrClosed", err)
+		}
+	})
 }
 
 func TestRefusedJoin(t *testing.T) {
@@ -148,18 +155,21 @@ func TestRefusedJoin(t *testing.T) {
 }
 
 func TestTokensSpread(t *testing.T) {
-	stores := map[string]*memTokens{}
-	withStore := func(c *Config) { s := newMemTokens(); stores[c.Meta.ID] = s; c.Tokens = s }
-	a, _, _ := threeNodes(t, withStore)
-	exp := time.Now().Add(time.Hour).Truncate(time.Second)
-	a.TokenUsed(authority.UsedToken{ID: "jti-1", Expires: exp})
-	for _, id := range []string{"b", "c"} {
-		waitFor(t, waitLong, id+" has jti-1", func() bool { return stores[id].has("jti-1") })
-	}
-	// Push-pull carries the list to a late joiner.
-	d := newNode(t, "d", []string{a.Addr()}, withStore)
-	_ = d
-	waitFor(t, waitLong, "d has jti-1", func() bool { return stores["d"].has("jti-1") })
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		stores := map[string]*memTokens{}
+		withStore := func(c *Config) { s := newMemTokens(); stores[c.Meta.ID] = s; c.Tokens = s }
+		a, _, _ := threeNodes(t, withStore, mn.opt(t))
+		exp := time.Now().Add(time.Hour).Truncate(time.Second)
+		a.TokenUsed(authority.UsedToken{ID: "jti-1", Expires: exp})
+		for _, id := range []string{"b", "c"} {
+			waitFor(t, waitLong, id+" has jti-1", func() bool { return stores[id].has("jti-1") })
+		}
+		// Push-pull carries the list to a late joiner.
+		d := newNode(t, "d", []string{a.Addr()}, withStore, mn.opt(t))
+		_ = d
+		waitFor(t, waitLong, "d has jti-1", func() bool { return stores["d"].has("jti-1") })
+	})
 }
 
 func TestStaleBootAndSelfEntries(t *testing.T) {
@@ -210,25 +220,28 @@ func TestStaleBootAndSelfEntries(t *testing.T) {
 }
 
 func TestPartitionHealsByRejoin(t *testing.T) {
-	a := newNode(t, "a", nil)
-	b := newNode(t, "b", []string{a.Addr()})
-	bt := newBlockTransport(t)
-	c := newNode(t, "c", []string{a.Addr()}, func(cfg *Config) { cfg.Transport = bt })
-	for _, n := range []*Cluster{a, b, c} {
-		waitFor(t, waitLong, n.LocalID()+" sees 3 alive", func() bool { return aliveCount(n) == 3 })
-	}
-	bt.blocked.Store(true)
-	waitFor(t, waitLong, "a sees c dead", func() bool { return stateOf(a, "c") == StateDead })
-	waitFor(t, waitLong, "c sees a dead", func() bool { return stateOf(c, "a") == StateDead })
-	// Stay apart past GossipToTheDeadTime so that memberlist forgets the
-	// dead and only Run's rejoin can bring them back.
-	deadline := time.Now().Add(LocalTiming().GossipToTheDeadTime + time.Second)
-	waitFor(t, waitLong, "partition to age", func() bool { return time.Now().After(deadline) })
-	bt.blocked.Store(false)
-	took := waitFor(t, waitLong, "healed", func() bool {
-		return aliveCount(a) == 3 && aliveCount(b) == 3 && aliveCount(c) == 3
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		a := newNode(t, "a", nil, mn.opt(t))
+		b := newNode(t, "b", []string{a.Addr()}, mn.opt(t))
+		bt := mn.transport()
+		c := newNode(t, "c", []string{a.Addr()}, func(cfg *Config) { cfg.Transport = bt })
+		for _, n := range []*Cluster{a, b, c} {
+			waitFor(t, waitLong, n.LocalID()+" sees 3 alive", func() bool { return aliveCount(n) == 3 })
+		}
+		bt.blocked.Store(true)
+		waitFor(t, waitLong, "a sees c dead", func() bool { return stateOf(a, "c") == StateDead })
+		waitFor(t, waitLong, "c sees a dead", func() bool { return stateOf(c, "a") == StateDead })
+		// Stay apart past GossipToTheDeadTime so that memberlist forgets the
+		// dead and only Run's rejoin can bring them back.
+		deadline := time.Now().Add(LocalTiming().GossipToTheDeadTime + time.Second)
+		waitFor(t, waitLong, "partition to age", func() bool { return time.Now().After(deadline) })
+		bt.blocked.Store(false)
+		took := waitFor(t, waitLong, "healed", func() bool {
+			return aliveCount(a) == 3 && aliveCount(b) == 3 && aliveCount(c) == 3
+		})
+		t.Logf("partition healed %v after unblocking", took)
 	})
-	t.Logf("partition healed %v after unblocking", took)
 }
 
 func TestVivaldiEstimates(t *testing.T) {

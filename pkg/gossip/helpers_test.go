@@ -3,16 +3,11 @@ package gossip
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"log"
+	"fmt"
 	"log/slog"
-	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/wgkey"
@@ -75,13 +70,15 @@ func testAuthority(tb testing.TB) *authority.Authority {
 
 // identities holds one identity per node id, so that tests can sign as
 // any test node.
-var identities sync.Map // id+"/"+region → Identity
+var identities sync.Map // id+"/"+region+"/"+year → Identity
 
 // testIdentity returns the identity of test node id in region, minting it
-// on first use.
+// on first use: the tests under testing/synctest, whose clock starts in
+// 2000, get their own.
 func testIdentity(tb testing.TB, id, region string) Identity {
 	tb.Helper()
-	if v, ok := identities.Load(id + "/" + region); ok {
+	cacheKey := fmt.Sprintf("%s/%s/%d", id, region, time.Now().Year())
+	if v, ok := identities.Load(cacheKey); ok {
 		return v.(Identity)
 	}
 	wg, err := wgkey.Generate()
@@ -96,7 +93,7 @@ func testIdentity(tb testing.TB, id, region string) Identity {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	v, _ := identities.LoadOrStore(id+"/"+region, Identity{Credential: cred, Key: nk})
+	v, _ := identities.LoadOrStore(cacheKey, Identity{Credential: cred, Key: nk})
 	return v.(Identity)
 }
 
@@ -187,117 +184,6 @@ func (m *memTokens) has(id string) bool {
 	defer m.mu.Unlock()
 	_, ok := m.ids[id]
 	return ok
-}
-
-// blockTransport wraps a loopback NetTransport and drops everything in
-// and out while blocked, simulating a partition of one node.
-type blockTransport struct {
-	*memberlist.NetTransport
-	blocked atomic.Bool
-	packets chan *memberlist.Packet
-	streams chan net.Conn
-	done    chan struct{}
-	once    sync.Once
-	wg      sync.WaitGroup
-}
-
-var _ memberlist.NodeAwareTransport = (*blockTransport)(nil)
-
-func newBlockTransport(tb testing.TB) *blockTransport {
-	tb.Helper()
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{"127.0.0.1"}, Logger: log.New(io.Discard, "", 0),
-	})
-	if err != nil {
-		tb.Fatalf("NewNetTransport: %v", err)
-	}
-	b := &blockTransport{NetTransport: nt, packets: make(chan *memberlist.Packet),
-		streams: make(chan net.Conn), done: make(chan struct{})}
-	b.wg.Add(2)
-	go b.forwardPackets()
-	go b.forwardStreams()
-	return b
-}
-
-func (b *blockTransport) forwardPackets() {
-	defer b.wg.Done()
-	for {
-		select {
-		case p := <-b.NetTransport.PacketCh():
-			if b.blocked.Load() {
-				continue
-			}
-			select {
-			case b.packets <- p:
-			case <-b.done:
-				return
-			}
-		case <-b.done:
-			return
-		}
-	}
-}
-
-func (b *blockTransport) forwardStreams() {
-	defer b.wg.Done()
-	for {
-		select {
-		case c := <-b.NetTransport.StreamCh():
-			if b.blocked.Load() {
-				c.Close()
-				continue
-			}
-			select {
-			case b.streams <- c:
-			case <-b.done:
-				c.Close()
-				return
-			}
-		case <-b.done:
-			return
-		}
-	}
-}
-
-func (b *blockTransport) PacketCh() <-chan *memberlist.Packet { return b.packets }
-func (b *blockTransport) StreamCh() <-chan net.Conn           { return b.streams }
-
-func (b *blockTransport) WriteTo(p []byte, addr string) (time.Time, error) {
-	if b.blocked.Load() {
-		return time.Now(), nil
-	}
-	return b.NetTransport.WriteTo(p, addr)
-}
-
-func (b *blockTransport) WriteToAddress(p []byte, a memberlist.Address) (time.Time, error) {
-	if b.blocked.Load() {
-		return time.Now(), nil
-	}
-	return b.NetTransport.WriteToAddress(p, a)
-}
-
-func (b *blockTransport) DialTimeout(addr string, d time.Duration) (net.Conn, error) {
-	if b.blocked.Load() {
-		return nil, net.ErrClosed
-	}
-	return b.NetTransport.DialTimeout(addr, d)
-}
-
-func (b *blockTransport) DialAddressTimeout(a memberlist.Address, d time.Duration) (net.Conn, error) {
-	if b.blocked.Load() {
-		return nil, net.ErrClosed
-	}
-	return b.NetTransport.DialAddressTimeout(a, d)
-}
-
-func (b *blockTransport) Shutdown() error {
-	var err error
-	b.once.Do(func() {
-		close(b.done)
-		err = b.NetTransport.Shutdown()
-		b.wg.Wait()
-	})
-	return err
 }
 
 func mustJSON(tb testing.TB, v any) []byte {

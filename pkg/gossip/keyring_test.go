@@ -5,6 +5,7 @@ import (
 	"log"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -191,28 +192,31 @@ func refusedCount(tb testing.TB, reg *prometheus.Registry, kind string) float64 
 // revocation with the authority's proof reach every node by broadcast,
 // and a late joiner by push-pull.
 func TestRevocationsSpread(t *testing.T) {
-	lists := map[string]*revoke.List{}
-	withList := withRevocations(t, lists)
-	a, _, _ := threeNodes(t, withList)
-	now := time.Now()
-	userEntry := revoke.User("tid/alice", now, now, 0)
-	proof, err := testAuthority(t).SignRevocation(userEntry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	added, err := lists["a"].Add(revoke.Record{Entry: revoke.Session("sid-1", now, 0)}, revoke.Record{Entry: userEntry, Proof: proof})
-	if err != nil || len(added) != 2 {
-		t.Fatalf("add: %v %v", added, err)
-	}
-	a.Revoked(added)
-	for _, id := range []string{"b", "c"} {
-		waitFor(t, waitLong, id+" has both revocations", func() bool {
-			return lists[id].SessionRevoked("sid-1") && lists[id].UserRevoked("tid/alice", now.Unix()-1)
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		lists := map[string]*revoke.List{}
+		withList := withRevocations(t, lists)
+		a, _, _ := threeNodes(t, withList, mn.opt(t))
+		now := time.Now()
+		userEntry := revoke.User("tid/alice", now, now, 0)
+		proof, err := testAuthority(t).SignRevocation(userEntry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		added, err := lists["a"].Add(revoke.Record{Entry: revoke.Session("sid-1", now, 0)}, revoke.Record{Entry: userEntry, Proof: proof})
+		if err != nil || len(added) != 2 {
+			t.Fatalf("add: %v %v", added, err)
+		}
+		a.Revoked(added)
+		for _, id := range []string{"b", "c"} {
+			waitFor(t, waitLong, id+" has both revocations", func() bool {
+				return lists[id].SessionRevoked("sid-1") && lists[id].UserRevoked("tid/alice", now.Unix()-1)
+			})
+		}
+		newNode(t, "d", []string{a.Addr()}, withList, mn.opt(t))
+		waitFor(t, waitLong, "d has both revocations", func() bool {
+			return lists["d"].SessionRevoked("sid-1") && lists["d"].UserRevoked("tid/alice", now.Unix()-1)
 		})
-	}
-	newNode(t, "d", []string{a.Addr()}, withList)
-	waitFor(t, waitLong, "d has both revocations", func() bool {
-		return lists["d"].SessionRevoked("sid-1") && lists["d"].UserRevoked("tid/alice", now.Unix()-1)
 	})
 }
 

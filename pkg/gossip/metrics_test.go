@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"testing"
+	"testing/synctest"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -82,24 +83,27 @@ func histCount(tb testing.TB, reg *prometheus.Registry) uint64 {
 }
 
 func TestLoadOnlyUpdatesRateLimited(t *testing.T) {
-	a, b, _ := threeNodes(t)
-	if err := a.UpdateMeta(func(m *Meta) { m.Version = "v1" }); err != nil { // sets metaSent now
-		t.Fatal(err)
-	}
-	if err := a.UpdateMeta(func(m *Meta) { m.Load = 42 }); err != nil {
-		t.Fatal(err)
-	}
-	a.metaMu.Lock()
-	dirty := a.metaDirty
-	a.metaMu.Unlock()
-	if !dirty {
-		t.Errorf("load-only change right after an update: got sent at once, want held")
-	}
-	if m, _ := member(a, "a"); m.Load != 42 {
-		t.Errorf("local view of load: got %d, want 42", m.Load)
-	}
-	waitFor(t, waitLong, "b sees load 42 after the hold", func() bool {
-		m, _ := member(b, "a")
-		return m.Load == 42
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		a, b, _ := threeNodes(t, mn.opt(t))
+		if err := a.UpdateMeta(func(m *Meta) { m.Version = "v1" }); err != nil { // sets metaSent now
+			t.Fatal(err)
+		}
+		if err := a.UpdateMeta(func(m *Meta) { m.Load = 42 }); err != nil {
+			t.Fatal(err)
+		}
+		a.metaMu.Lock()
+		dirty := a.metaDirty
+		a.metaMu.Unlock()
+		if !dirty {
+			t.Errorf("load-only change right after an update: got sent at once, want held")
+		}
+		if m, _ := member(a, "a"); m.Load != 42 {
+			t.Errorf("local view of load: got %d, want 42", m.Load)
+		}
+		waitFor(t, waitLong, "b sees load 42 after the hold", func() bool {
+			m, _ := member(b, "a")
+			return m.Load == 42
+		})
 	})
 }

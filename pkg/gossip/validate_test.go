@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -196,26 +197,29 @@ func TestBroadcastSize(t *testing.T) {
 }
 
 func TestManyAttachmentsByPushPull(t *testing.T) {
-	a := newNode(t, "a", nil)
-	own := make([]Attachment, 5000)
-	for i := range own {
-		own[i] = Attachment{Connector: fmt.Sprintf("connector-%05d", i), Group: "group-" + fmt.Sprint(i%7),
-			Alive: true, RTT: time.Duration(i) * time.Microsecond}
-	}
-	if err := a.SetAttachments(own); err != nil {
-		t.Fatal(err)
-	}
-	// Every queued broadcast fits a packet.
-	var largest int
-	for _, m := range a.queue.GetBroadcasts(0, 1<<20) {
-		if len(m) > maxMessageBytes {
-			t.Fatalf("broadcast of %d bytes, want ≤ %d", len(m), maxMessageBytes)
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		a := newNode(t, "a", nil, mn.opt(t))
+		own := make([]Attachment, 5000)
+		for i := range own {
+			own[i] = Attachment{Connector: fmt.Sprintf("connector-%05d", i), Group: "group-" + fmt.Sprint(i%7),
+				Alive: true, RTT: time.Duration(i) * time.Microsecond}
 		}
-		largest = max(largest, len(m))
-	}
-	t.Logf("5000 queued attachment broadcasts, largest %d bytes", largest)
-	a.queue.Reset() // only push-pull may carry them now
-	b := newNode(t, "b", []string{a.Addr()})
-	took := waitFor(t, waitLong, "b sees 5000", func() bool { return len(b.Attachments()) == 5000 })
-	t.Logf("5000 attachments converged by push-pull in %v", took)
+		if err := a.SetAttachments(own); err != nil {
+			t.Fatal(err)
+		}
+		// Every queued broadcast fits a packet.
+		var largest int
+		for _, m := range a.queue.GetBroadcasts(0, 1<<20) {
+			if len(m) > maxMessageBytes {
+				t.Fatalf("broadcast of %d bytes, want ≤ %d", len(m), maxMessageBytes)
+			}
+			largest = max(largest, len(m))
+		}
+		t.Logf("5000 queued attachment broadcasts, largest %d bytes", largest)
+		a.queue.Reset() // only push-pull may carry them now
+		b := newNode(t, "b", []string{a.Addr()}, mn.opt(t))
+		took := waitFor(t, waitLong, "b sees 5000", func() bool { return len(b.Attachments()) == 5000 })
+		t.Logf("5000 attachments converged by push-pull in %v", took)
+	})
 }

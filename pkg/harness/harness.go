@@ -421,7 +421,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		wgPort: node.WireGuard().ListenPort(), gossip: gossipAddr, index: i, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
-		if err := node.Run(ctx); err != nil {
+		if err := node.Run(ctx); err != nil && !errors.Is(err, meshnode.ErrClosed) { // KillMesh closes it running
 			h.logger.Error("mesh_run_failed", "error", err)
 		}
 	}()

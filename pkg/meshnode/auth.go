@@ -54,11 +54,6 @@ func newAuthConfig(cfg Config, nodeKey authority.Key, logger *slog.Logger) (*edg
 		Assertions: assertions, AssertionKeys: keys}, keys, nil
 }
 
-// ErrAuthKeys marks a node that may not start because the auth functions'
-// JWKS could not be fetched and verified while the catalogue has
-// pre-authenticated apps (every sign-in would fail).
-var ErrAuthKeys = errors.New("meshnode: sign-in keys unavailable")
-
 // checkAuthKeys fetches and verifies the auth functions' JWKS at start
 // when the catalogue has a pre-authenticated app, so that a node that
 // could verify no sign-in refuses to start instead of failing every

@@ -5,13 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/session"
 )
 
@@ -37,33 +34,9 @@ apps:
 // catalogue and auth URL.
 func newTestNode(t *testing.T, catalogYAML, authURL string, client *http.Client) *Node {
 	t.Helper()
-	dir := t.TempDir()
-	catPath := filepath.Join(dir, "catalog.yaml")
-	if err := os.WriteFile(catPath, []byte(catalogYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	key, err := authority.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := authority.New(authority.Config{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A node serving pre-authenticated apps signs their sign-in requests
-	// with its node key: it needs its node credential.
-	state := filepath.Join(dir, "state")
-	nk, err := InitKeys(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cred, err := auth.IssueNodeCredential("n1", "local", nk.WG, nk.Node, authority.DefaultNodeCredentialTTL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := New(Config{ID: "n1", Region: "local", Listen: "127.0.0.1:0", PlainHTTP: true, StateDir: state,
-		Authority: auth, NodeCredential: cred, CatalogPath: catPath, CatalogPoll: -1, AuthURL: authURL, AuthHTTPClient: client,
-		DrainTimeout: -1, AuthStartupWait: 100 * time.Millisecond})
+	cfg := testConfig(t, catalogYAML)
+	cfg.AuthURL, cfg.AuthHTTPClient, cfg.AuthStartupWait = authURL, client, 100*time.Millisecond
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

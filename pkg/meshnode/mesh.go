@@ -130,7 +130,7 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	if pc.DeadAfter == 0 {
 		pc.DeadAfter = 2
 	}
-	pc.Dial, pc.Pinger, pc.Logger = n.wg.DialContext, n.wg, n.logger.With("component", "relay_paths")
+	pc.Dial, pc.Pinger, pc.Logger, pc.Now = n.wg.DialContext, n.wg, n.logger.With("component", "relay_paths"), n.cfg.Now
 	m.relays = pool.NewRelays(pc)
 	m.router = newRouter(n.pool, m.relays, strategy)
 	empty := map[netip.Addr]string{}
@@ -153,6 +153,13 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 		Help: "Relay attempts refused because the sender is not a mesh node of the cluster."})
 	n.cfg.Registry.MustRegister(m.router.choices, m.served, m.refused)
 	return m, nil
+}
+
+// close leaves the relay paths and shuts the gossip down without a leave.
+func (m *mesh) close() error {
+	m.relays.Close()
+	m.tokenClient.CloseIdleConnections()
+	return m.cluster.Close()
 }
 
 // Version is reported in the gossip metadata.

@@ -34,6 +34,7 @@ import (
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/iplimit"
+	"github.com/postern/postern/pkg/lifecycle"
 	"github.com/postern/postern/pkg/nodekeys"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/revoke"
@@ -113,8 +114,8 @@ type Config struct {
 	// AdminListen, if set, serves /healthz, /metrics and /status there. It
 	// must be a loopback address.
 	AdminListen string
-	// Pool tunes connector probing and dialling; its Dial, Pinger and
-	// Logger are filled in by New.
+	// Pool tunes connector probing and dialling; its Dial, Pinger, Logger
+	// and Now are filled in by New.
 	Pool pool.Config
 	// CredentialTTL is the lifetime of issued credentials; zero means the
 	// enrolment server's default.
@@ -159,6 +160,10 @@ type Config struct {
 	// Audit receives one access_decision record per request to an app
 	// (the audit stream, apart from Logger); nil writes none.
 	Audit *slog.Logger
+	// Now is the clock of decisions by the time of day (stream carrier
+	// proofs, connectors' attach times); nil means time.Now. Timers use
+	// the runtime's clock (tests run them under testing/synctest).
+	Now func() time.Time
 	// Tracer records the spans of the requests this node serves or
 	// relays (pkg/edge) and sends their trace context to the connectors;
 	// nil means tracing is off (pkg/tracing builds it from OTEL_*).
@@ -193,27 +198,68 @@ type Node struct {
 	assertKeys   *nodekeys.Set    // the mesh's assertion keys; nil without sign-in
 	assertIssuer string           // their issuer
 
+	admin net.Listener      // nil without AdminListen
+	own   lifecycle.Closers // what New acquired, released by Close
+
 	killed      atomic.Bool
 	serving     atomic.Bool // Run has started its listeners
 	draining    atomic.Bool // shutting down: not ready, no new attachments
 	relayClosed atomic.Bool // the drain ended relaying for other nodes
-	closeOnce   sync.Once
+
+	// life ends when Close is called (cause ErrClosed): it cuts a start,
+	// a drain and Run short.
+	life *lifecycle.Life
 }
 
 // New builds a Node: it loads the catalogue (an invalid one is an error),
-// the WireGuard key, and the used-token list, and binds the listeners.
-func New(cfg Config) (*Node, error) {
+// the keys and the used-token list, and binds every listener (public,
+// WireGuard, tunnel, admin, gossip), so that a bind failure is New's error
+// and Run starts nothing it cannot finish. On an error New releases all it
+// acquired; otherwise Close does.
+func New(cfg Config) (_ *Node, err error) {
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("node", cfg.ID)
+	n := &Node{cfg: cfg, logger: logger, enforceKick: make(chan struct{}, 1), limits: cfg.Limits.withDefaults()}
+	n.life = lifecycle.NewLife(ErrClosed)
+	defer func() {
+		if err != nil {
+			n.life.Close(n.own.Close, nil)
+		}
+	}()
+	if err := n.loadState(); err != nil {
+		return nil, err
+	}
+	if err := n.bindTransport(); err != nil {
+		return nil, err
+	}
+	if err := n.bindListeners(); err != nil {
+		return nil, err
+	}
+	if err := n.buildServices(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// checkConfig refuses an incomplete cfg and fills in its defaults.
+func checkConfig(cfg *Config) error {
 	if cfg.TLS == nil && cfg.ACME == nil && !cfg.PlainHTTP {
-		return nil, errors.New("meshnode: no TLS certificate configured (plain HTTP must be enabled explicitly, for local use only)")
+		return errors.New("meshnode: no TLS certificate configured (plain HTTP must be enabled explicitly, for local use only)")
 	}
 	if cfg.Authority == nil {
-		return nil, errors.New("meshnode: no mesh authority key")
+		return errors.New("meshnode: no mesh authority key")
 	}
 	if cfg.StateDir == "" {
-		return nil, errors.New("meshnode: no state directory")
+		return errors.New("meshnode: no state directory")
 	}
 	if err := checkLoopback(cfg.AdminListen); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.Region == "" {
 		cfg.Region = "local"
@@ -221,47 +267,62 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	logger = logger.With("node", cfg.ID)
+	cfg.TLS = hardenTLS(cfg.TLS)
+	return nil
+}
+
+// loadState loads the catalogue, the keys, the node credential, the used
+// enrolment tokens and the deny-list; it acquires nothing to release.
+func (n *Node) loadState() error {
+	cfg := n.cfg
 	src := cfg.CatalogSource
 	if src == nil {
 		src = catalog.FileSource(cfg.CatalogPath)
 	}
-	store, err := catalog.NewStoreFrom(context.Background(), src, logger)
-	if err != nil {
-		return nil, fmt.Errorf("meshnode: %w", err)
+	var err error
+	if n.catalog, err = catalog.NewStoreFrom(context.Background(), src, n.logger); err != nil {
+		return fmt.Errorf("meshnode: %w", err)
 	}
 	if _, err := InitKeys(cfg.StateDir); err != nil {
-		return nil, err
+		return err
 	}
-	key, err := wgkey.Load(filepath.Join(cfg.StateDir, wgKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("meshnode: %w", err)
+	if n.wgKey, err = wgkey.Load(filepath.Join(cfg.StateDir, wgKeyFile)); err != nil {
+		return fmt.Errorf("meshnode: %w", err)
 	}
-	nodeKey, err := authority.LoadKey(filepath.Join(cfg.StateDir, nodeKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("meshnode: node key: %w", err)
+	if n.nodeKey, err = authority.LoadKey(filepath.Join(cfg.StateDir, nodeKeyFile)); err != nil {
+		return fmt.Errorf("meshnode: node key: %w", err)
 	}
 	if cfg.Cluster != nil || cfg.AuthURL != "" || !cfg.NodeCredential.IsZero() {
 		if cfg.NodeCredential.IsZero() {
-			return nil, errors.New("meshnode: a node of a cluster, or serving pre-authenticated apps (it signs their sign-in requests), needs its node credential; mint it with \"meshd node credential\"")
+			return errors.New("meshnode: a node of a cluster, or serving pre-authenticated apps (it signs their sign-in requests), needs its node credential; mint it with \"meshd node credential\"")
 		}
 		if _, err := cfg.Authority.VerifyNodeCredential(cfg.NodeCredential.Bytes()); err != nil {
-			return nil, fmt.Errorf("meshnode: node credential: %w", err)
+			return fmt.Errorf("meshnode: node credential: %w", err)
 		}
-		if err := checkCredential(cfg.NodeCredential, cfg.ID, cfg.Region, key.Public(), nodeKey.Public()); err != nil {
-			return nil, err
+		if err := checkCredential(cfg.NodeCredential, cfg.ID, cfg.Region, n.wgKey.Public(), n.nodeKey.Public()); err != nil {
+			return err
 		}
 	}
-	// A node that ran before has its deny-list journal (and, in a
-	// cluster, its roster) beside the used tokens: the used tokens alone
-	// missing means they were lost, never silently forgotten.
-	usedPath := filepath.Join(cfg.StateDir, usedTokensFile)
-	lost := !exists(usedPath) && (exists(filepath.Join(cfg.StateDir, revokedFile)) || exists(filepath.Join(cfg.StateDir, rosterFile)))
-	if lost && cfg.Cluster == nil {
+	if n.used, err = n.openUsed(); err != nil {
+		return err
+	}
+	if n.revoked, err = revoke.Open(filepath.Join(cfg.StateDir, revokedFile), nil); err != nil {
+		return fmt.Errorf("meshnode: %w", err)
+	}
+	return nil
+}
+
+// openUsed opens the used enrolment tokens. A node that ran before has its
+// deny-list journal (and, in a cluster, its roster) beside them: the used
+// tokens alone missing means they were lost, never silently forgotten.
+func (n *Node) openUsed() (*authority.UsedTokens, error) {
+	dir := n.cfg.StateDir
+	usedPath := filepath.Join(dir, usedTokensFile)
+	lost := !exists(usedPath) && (exists(filepath.Join(dir, revokedFile)) || exists(filepath.Join(dir, rosterFile)))
+	if lost && n.cfg.Cluster == nil {
 		return nil, fmt.Errorf("meshnode: %s is missing although this node ran before: starting without it could accept a used enrolment token again. Restore it from a backup; or, if no token was ever used here, write an empty one: echo '{\"version\":1,\"tokens\":[]}' > %s", usedPath, usedPath)
 	}
 	used, err := authority.OpenUsedTokens(usedPath, nil, lost)
@@ -269,74 +330,90 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
 	if lost {
-		logger.Warn("used_tokens_lost", "path", usedPath,
+		n.logger.Warn("used_tokens_lost", "path", usedPath,
 			"consequence", "enrolments are refused until the record is restored from the other mesh nodes")
 	}
-	revoked, err := revoke.Open(filepath.Join(cfg.StateDir, revokedFile), nil)
-	if err != nil {
-		return nil, fmt.Errorf("meshnode: %w", err)
-	}
-	cfg.TLS = hardenTLS(cfg.TLS)
-	n := &Node{cfg: cfg, logger: logger, catalog: store, used: used, wgKey: key, nodeKey: nodeKey, revoked: revoked,
-		enforceKick: make(chan struct{}, 1), limits: cfg.Limits.withDefaults(), connMetrics: newConnMetrics(cfg.Registry)}
+	return used, nil
+}
+
+// bindTransport builds the ACME manager, the stream carrier and the
+// WireGuard node (which binds the UDP port) and the connector pool.
+func (n *Node) bindTransport() error {
+	cfg := n.cfg
+	var err error
 	if cfg.ACME != nil {
 		publicHost := ""
 		if cfg.Cluster != nil {
 			publicHost = publicHostOf(cfg.Cluster.PublicURL)
 		}
 		var acmeTLS *tls.Config
-		if n.acme, acmeTLS, err = newACME(cfg, store, publicHost); err != nil {
-			return nil, fmt.Errorf("meshnode: %w", err)
+		if n.acme, acmeTLS, err = newACME(cfg, n.catalog, publicHost); err != nil {
+			return fmt.Errorf("meshnode: %w", err)
 		}
 		n.cfg.TLS = hardenTLS(acmeTLS)
 	}
-	n.revMetrics = newRevocationMetrics(cfg.Registry)
 	udp := cfg.WGBind
 	if udp == nil {
 		udp = wgnet.NewUDPBind(cfg.WGListen.Addr())
 	}
-	n.stream, err = streambind.NewServer(streambind.ServerConfig{UDP: udp, Authorizer: n, Logger: logger.With("component", "streambind")})
-	if err != nil {
-		return nil, fmt.Errorf("meshnode: %w", err)
+	if n.stream, err = streambind.NewServer(streambind.ServerConfig{UDP: udp, Authorizer: n, Logger: n.logger.With("component", "streambind")}); err != nil {
+		return fmt.Errorf("meshnode: %w", err)
 	}
-	wgn, err := wgnet.New(wgnet.Config{PrivateKey: key, Bind: n.stream, ListenAddr: cfg.WGListen, Logger: logger})
-	if err != nil {
-		return nil, fmt.Errorf("meshnode: %w", err)
+	n.own.Add(n.stream.Close)
+	if n.wg, err = wgnet.New(wgnet.Config{PrivateKey: n.wgKey, Bind: n.stream, ListenAddr: cfg.WGListen, Logger: n.logger}); err != nil {
+		return fmt.Errorf("meshnode: %w", err)
 	}
-	n.wg = wgn
+	n.own.Add(n.wg.Close)
 	pc := cfg.Pool
-	pc.Dial, pc.Pinger, pc.Logger = wgn.DialContext, wgn, logger
+	pc.Dial, pc.Pinger, pc.Logger, pc.Now = n.wg.DialContext, n.wg, n.logger, cfg.Now
 	n.pool = pool.New(pc)
-	authCfg, assertKeys, err := newAuthConfig(cfg, nodeKey, logger)
-	if err != nil {
-		wgn.Close()
-		return nil, err
-	}
-	if cfg.Listener != nil {
-		n.public = n.limitPublic(cfg.Listener)
-	} else {
-		l, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			wgn.Close()
-			return nil, fmt.Errorf("meshnode: public listener: %w", err)
+	n.own.AddFunc(n.pool.Close)
+	return nil
+}
+
+// bindListeners binds the public, tunnel and admin listeners.
+func (n *Node) bindListeners() error {
+	cfg := n.cfg
+	n.connMetrics = newConnMetrics(cfg.Registry)
+	l := cfg.Listener
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("meshnode: public listener: %w", err)
 		}
-		n.public = n.limitPublic(l)
 	}
-	tl, err := wgn.Listen(tunnelhttp.Port)
+	n.public = n.limitPublic(l)
+	n.own.Add(n.public.Close)
+	tl, err := n.wg.Listen(tunnelhttp.Port)
 	if err != nil {
-		n.public.Close()
-		wgn.Close()
-		return nil, fmt.Errorf("meshnode: %w", err)
+		return fmt.Errorf("meshnode: tunnel listener: %w", err)
 	}
 	n.tunnel = n.limitTunnel(tl)
+	n.own.Add(n.tunnel.Close)
+	if cfg.AdminListen != "" {
+		if n.admin, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			return fmt.Errorf("meshnode: admin listener: %w", err)
+		}
+		n.own.Add(n.admin.Close)
+	}
+	return nil
+}
+
+// buildServices joins the cluster (binding the gossip port) and builds
+// the edge, the enrolment server and the metrics.
+func (n *Node) buildServices() error {
+	cfg := n.cfg
+	authCfg, assertKeys, err := newAuthConfig(cfg, n.nodeKey, n.logger)
+	if err != nil {
+		return err
+	}
+	n.revMetrics = newRevocationMetrics(cfg.Registry)
 	var router edge.Router = localRouter{n.pool}
 	if cfg.Cluster != nil {
 		if n.mesh, err = newMesh(n, *cfg.Cluster); err != nil {
-			n.public.Close()
-			n.tunnel.Close()
-			wgn.Close()
-			return nil, err
+			return err
 		}
+		n.own.Add(n.mesh.close)
 		router = n.mesh.router
 	}
 	if authCfg != nil {
@@ -344,21 +421,20 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.auth, n.assertKeys = authCfg, assertKeys
 	n.assertIssuer = assertionIssuer(cfg)
-	n.edge = edge.New(edge.Config{Catalog: store.Current, Router: router, Local: localRouter{n.pool}, Logger: logger, Registerer: cfg.Registry,
-		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked, Audit: cfg.Audit, NodeID: cfg.ID, Tracer: cfg.Tracer,
-		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: logger.With("component", "bearer")})})
-	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
-		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot}
+	n.edge = edge.New(edge.Config{Catalog: n.catalog.Current, Router: router, Local: localRouter{n.pool}, Logger: n.logger, Registerer: cfg.Registry,
+		Auth: authCfg, Limits: n.limits.Unauth, Denied: n.revoked, Audit: cfg.Audit, NodeID: cfg.ID, Tracer: cfg.Tracer,
+		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: n.logger.With("component", "bearer")})})
+	n.own.AddFunc(n.edge.CloseStreams)
+	ec := enroll.Config{Authority: cfg.Authority, Used: n.used, NodeKey: n.wgKey, Checks: checks{n}, Revoker: n, Attacher: n,
+		CredentialTTL: cfg.CredentialTTL, Logger: n.logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot}
 	if n.mesh != nil {
 		ec.Redeemer = n.mesh.redeem
 	}
-	n.enroll, err = enroll.NewServer(ec)
-	if err != nil {
-		n.closeEarly()
-		return nil, fmt.Errorf("meshnode: %w", err)
+	if n.enroll, err = enroll.NewServer(ec); err != nil {
+		return fmt.Errorf("meshnode: %w", err)
 	}
 	n.registerMetrics()
-	return n, nil
+	return nil
 }
 
 func checkLoopback(addr string) error {
@@ -481,7 +557,7 @@ func (n *Node) AuthorizeStream(_ context.Context, credential, proof string) (str
 	if err != nil {
 		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream: %w", err)
 	}
-	if err := enroll.VerifyProof(n.wgKey, c.PublicKey, proof, streambind.Path, time.Now(), credential, ""); err != nil {
+	if err := enroll.VerifyProof(n.wgKey, c.PublicKey, proof, streambind.Path, n.cfg.Now(), credential, ""); err != nil {
 		return streambind.Grant{}, fmt.Errorf("meshnode: authorize stream of %s: %w", c.ConnectorID, err)
 	}
 	if _, ok := n.catalog.Current().Group(c.Group); !ok {
@@ -530,94 +606,111 @@ func (n *Node) Handler() http.Handler {
 	})
 }
 
-// Run serves until ctx ends, then shuts down gracefully (see drain). It
-// returns the first listener's failure, or nil. It refuses to start
-// (ErrAuthKeys) when the catalogue has pre-authenticated apps and the auth
-// functions' JWKS cannot be fetched and verified.
+// Run serves until ctx ends, then shuts down gracefully (see drain), or
+// until Close. It returns nil when ctx ended; ErrClosed when Close ended
+// the node or came first; the first server's failure, after it stopped
+// the others without a drain. It refuses to start (ErrAuthKeys) when the
+// catalogue has pre-authenticated apps and the auth functions' JWKS
+// cannot be fetched and verified. Run may be called once.
 func (n *Node) Run(ctx context.Context) error {
+	ctx, end, err := n.life.Begin(ctx)
+	if errors.Is(err, ErrClosed) {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("meshnode: %w", err)
+	}
+	defer end()
 	if err := n.checkAuthKeys(ctx); err != nil {
+		if n.life.Closed() {
+			return ErrClosed
+		}
 		return err
 	}
-	errLog := slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)
-	var al net.Listener
-	if n.cfg.AdminListen != "" {
-		var err error
-		if al, err = net.Listen("tcp", n.cfg.AdminListen); err != nil {
-			return fmt.Errorf("meshnode: admin listener: %w", err)
-		}
+	servers := n.servers()
+	// The background work (probes, catalogue, gossip, sign-in keys) goes
+	// on through the drain and stops after it.
+	life, stopLife := context.WithCancel(n.life.Context())
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer stopLife()
+	n.startBackground(life, &bg)
+	n.serving.Store(true)
+	n.logger.Info("mesh_node_started", "region", n.cfg.Region, "public_addr", n.public.Addr().String(),
+		"wg_port", n.wg.ListenPort(), "tunnel_addr", n.wg.Addr(), "tls", n.cfg.TLS != nil, "cluster", n.mesh != nil)
+	err = lifecycle.Serve(ctx, servers, func(failed bool) { n.stop(failed, servers, stopLife) })
+	stopLife()
+	n.edge.CloseStreams()
+	n.pool.Close()
+	switch {
+	case n.life.Closed():
+		return ErrClosed // its servers failed on the sockets Close closed
+	case err != nil:
+		return fmt.Errorf("meshnode: %w", err)
 	}
+	return nil
+}
+
+// servers returns the public, tunnel and admin servers on their bound
+// listeners; the public one comes first.
+func (n *Node) servers() []lifecycle.Server {
+	errLog := slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)
 	lim := n.limits
 	pub := &http.Server{Handler: n.Handler(), TLSConfig: n.cfg.TLS, ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		IdleTimeout: lim.IdleTimeout, MaxHeaderBytes: lim.MaxHeaderBytes, ConnContext: iplimit.ConnContext, ErrorLog: errLog}
-	tl := n.tunnel
 	// Relayed requests carry a client's header (at most MaxHeaderBytes)
 	// plus the first node's identity and forwarding headers.
 	tun := &http.Server{Handler: n.tunnelHandler(), ReadHeaderTimeout: lim.ReadHeaderTimeout, IdleTimeout: lim.IdleTimeout,
 		MaxHeaderBytes: 2 * lim.MaxHeaderBytes, ErrorLog: errLog}
-	servers := []*http.Server{pub, tun}
-	// The background work (probes, catalogue, gossip, sign-in keys) goes
-	// on through the drain and stops after it.
-	life, stopLife := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer stopLife()
-	failed := make(chan error, 3)
-	serve := func(s *http.Server, l net.Listener, tlsOn bool) {
-		var err error
-		if tlsOn {
-			err = s.ServeTLS(l, "", "")
-		} else {
-			err = s.Serve(l)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.logger.Error("listener_failed", "addr", l.Addr().String(), "error", err)
-			failed <- fmt.Errorf("meshnode: serve %s: %w", l.Addr(), err)
-		}
-	}
-	wg.Go(func() { serve(pub, n.public, n.cfg.TLS != nil) })
-	wg.Go(func() { serve(tun, tl, false) })
-	if al != nil {
+	servers := []lifecycle.Server{{HTTP: pub, Listener: n.public, TLS: n.cfg.TLS != nil}, {HTTP: tun, Listener: n.tunnel}}
+	if n.admin != nil {
 		admin := &http.Server{Handler: n.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: lim.IdleTimeout, ErrorLog: errLog}
-		servers = append(servers, admin)
-		wg.Go(func() { serve(admin, al, false) })
+		servers = append(servers, lifecycle.Server{HTTP: admin, Listener: n.admin})
 	}
-	wg.Go(func() { n.pool.Run(life) })
-	wg.Go(func() { n.enforceLoop(life) })
+	return servers
+}
+
+// startBackground starts the loops that run until life ends, counted in
+// bg.
+func (n *Node) startBackground(life context.Context, bg *sync.WaitGroup) {
+	bg.Go(func() { n.pool.Run(life) })
+	bg.Go(func() { n.enforceLoop(life) })
 	if n.acme != nil {
-		wg.Go(func() { n.acme.Run(life) })
+		bg.Go(func() { n.acme.Run(life) })
 	}
 	if n.cfg.CatalogPoll >= 0 {
 		poll := n.cfg.CatalogPoll
 		if poll == 0 {
 			poll = 2 * time.Second
 		}
-		wg.Go(func() { n.catalog.Watch(life, poll) })
+		bg.Go(func() { n.catalog.Watch(life, poll) })
 	}
 	if n.mesh != nil {
-		wg.Go(func() { n.mesh.run(life) })
+		bg.Go(func() { n.mesh.run(life) })
 	}
-	wg.Go(func() { n.fetchSignInKeys(life) })
-	n.serving.Store(true)
-	n.logger.Info("mesh_node_started", "region", n.cfg.Region, "public_addr", n.public.Addr().String(),
-		"wg_port", n.wg.ListenPort(), "tunnel_addr", n.wg.Addr(), "tls", n.cfg.TLS != nil, "cluster", n.mesh != nil)
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-failed:
-	}
+	bg.Go(func() { n.fetchSignInKeys(life) })
+}
+
+// stop ends serving: a drain when ctx ended (not after a server failed,
+// Kill or Close), then the background work, then a graceful shutdown of
+// the servers; after a failure or Close the servers are simply closed
+// (by lifecycle.Serve).
+func (n *Node) stop(failed bool, servers []lifecycle.Server, stopLife func()) {
 	n.draining.Store(true) // not ready from here, also without a drain (killed, DrainTimeout < 0)
-	if !n.killed.Load() && runErr == nil {
-		n.drain(pub)
+	if failed && !n.life.Closed() {
+		n.logger.Error("mesh_node_stopping", "reason", "a server failed")
+	}
+	if !failed && !n.killed.Load() && !n.life.Closed() {
+		n.drain(servers[0].HTTP)
 	}
 	stopLife()
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if failed || n.life.Closed() {
+		return
+	}
+	sctx, scancel := context.WithTimeout(n.life.Context(), 10*time.Second)
 	defer scancel()
 	for _, s := range servers {
-		s.Shutdown(sctx)
+		s.HTTP.Shutdown(sctx)
 	}
-	n.edge.CloseStreams()
-	n.pool.Close()
-	return runErr
 }
 
 // drain takes the node out of service without cutting a request:
@@ -633,7 +726,7 @@ func (n *Node) Run(ctx context.Context) error {
 //     cluster.
 //
 // Steps 2 and 3 take DrainTimeout at most; under steady load the drain
-// ends as soon as the requests in flight end.
+// ends as soon as the requests in flight end. Close cuts it short.
 func (n *Node) drain(pub *http.Server) {
 	if n.cfg.DrainTimeout < 0 {
 		return
@@ -649,9 +742,15 @@ func (n *Node) drain(pub *http.Server) {
 	}
 	n.logger.Info("mesh_node_draining", "drain_delay_ms", n.cfg.DrainDelay.Milliseconds(), "drain_timeout_ms", timeout.Milliseconds())
 	if n.cfg.DrainDelay > 0 {
-		time.Sleep(n.cfg.DrainDelay) // the listener keeps accepting while load balancers notice
+		// The listener keeps accepting while load balancers notice.
+		t := time.NewTimer(n.cfg.DrainDelay)
+		select {
+		case <-t.C:
+		case <-n.life.Context().Done():
+			t.Stop()
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(n.life.Context(), timeout)
 	defer cancel()
 	pub.Shutdown(ctx)
 	public := time.Since(start)
@@ -659,7 +758,7 @@ func (n *Node) drain(pub *http.Server) {
 	idle := waitIdle(ctx, func() bool { return n.inFlight() == 0 })
 	n.logger.Info("mesh_node_drained", "waited_ms", time.Since(start).Milliseconds(), "public_ms", public.Milliseconds(),
 		"in_flight", n.inFlight(), "complete", idle)
-	if n.mesh != nil {
+	if n.mesh != nil && !n.life.Closed() {
 		if err := n.mesh.cluster.Leave(2 * time.Second); err != nil {
 			n.logger.Warn("gossip_leave_failed", "error", err)
 		}
@@ -715,31 +814,25 @@ func (n *Node) tunnelHandler() http.Handler {
 	return mux
 }
 
-// Close stops the WireGuard node. Call it after Run returns; it is
-// idempotent.
+// Close stops the node as a crash would and releases everything it owns:
+// the WireGuard node with its stream carrier and the gossip membership go
+// first (without a leave: others see the node fall silent), then a Run in
+// progress ends without a drain and Close waits for it, then the
+// listeners, the pool and the TCP streams are released. Close is
+// idempotent; a concurrent call waits for the first.
 func (n *Node) Close() error {
-	n.closeOnce.Do(func() {
-		if n.mesh != nil {
-			n.mesh.relays.Close()
-			n.mesh.cluster.Close()
-			n.mesh.tokenClient.CloseIdleConnections()
-		}
-		n.pool.Close()
-		n.public.Close()
-		n.tunnel.Close()
-		n.wg.Close()
-	})
-	return nil
+	return n.life.Close(n.crash, n.own.Close)
 }
 
-// closeEarly releases what New opened before it failed.
-func (n *Node) closeEarly() {
-	n.tunnel.Close()
+// crash closes what peers see at once, as a crash would, before a running
+// Run notices: the tunnel (connections through it fall silent rather than
+// close) and the gossip. Their errors come from Close's n.own.
+func (n *Node) crash() error {
+	n.wg.Close()
 	if n.mesh != nil {
 		n.mesh.cluster.Close()
 	}
-	n.public.Close()
-	n.wg.Close()
+	return nil
 }
 
 func (n *Node) registerMetrics() {

@@ -6,16 +6,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/session"
 )
 
@@ -84,39 +81,18 @@ func TestReadiness(t *testing.T) {
 		w.Write(keys.JWKS())
 	}))
 	defer auth.Close()
-	dir := t.TempDir()
-	catPath := filepath.Join(dir, "catalog.yaml")
 	passthrough := strings.Replace(signInCatalog, "preauth: entra", "preauth: passthrough", 1)
 	passthrough = passthrough[:strings.Index(passthrough, "    policy:")]
-	if err := os.WriteFile(catPath, []byte(passthrough), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	akey, err := authority.LoadOrCreateKey(filepath.Join(dir, "authority.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := authority.New(authority.Config{Key: akey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A node serving pre-authenticated apps signs their sign-in
-	// requests with its node key: it needs its node credential.
-	nk, err := InitKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cred, err := ca.IssueNodeCredential("n1", "local", nk.WG, nk.Node, authority.DefaultNodeCredentialTTL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testConfig(t, passthrough)
+	catPath := cfg.CatalogPath
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	const delay = time.Second // long enough to check, on a busy machine, that the listener still accepts
-	n, err := New(Config{ID: "n1", Region: "local", Listener: l, PlainHTTP: true, WGListen: netip.MustParseAddrPort("127.0.0.1:0"),
-		StateDir: dir, Authority: ca, NodeCredential: cred, CatalogPath: catPath, CatalogPoll: 20 * time.Millisecond, AuthURL: auth.URL,
-		DrainDelay: delay, DrainTimeout: 5 * time.Second})
+	cfg.Listener, cfg.CatalogPoll, cfg.AuthURL = l, 20*time.Millisecond, auth.URL
+	cfg.DrainDelay, cfg.DrainTimeout = delay, 5*time.Second
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. The probe timers are the
+	// runtime's (tests run them under testing/synctest).
+	Now func() time.Time
 }
 
 // Connector is one attached connector instance: a path whose peer is the
@@ -176,7 +179,7 @@ func New(cfg Config) *Pool {
 // (which is then lost: its requests in flight are abandoned, its idle
 // connections closed). The new instance is alive at once.
 func (p *Pool) Upsert(id, group string, key wgkey.Public) *Connector {
-	c := &Connector{ID: id, Group: group, attached: time.Now()}
+	c := &Connector{ID: id, Group: group, attached: p.cfg.Now()}
 	c.init(key, p.newTransport(), true)
 	p.put(c)
 	return c

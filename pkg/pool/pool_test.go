@@ -7,8 +7,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/postern/postern/pkg/tstest"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -89,10 +91,18 @@ func TestUpsertReplacesInstance(t *testing.T) {
 	}
 }
 
+// fakePinger answers a probe after rtt, in the bubble's time; a peer that
+// is down never answers (the probe times out). It counts the probes.
 type fakePinger struct {
-	mu    sync.Mutex
+	rtt time.Duration
+
+	mu    sync.Mutex // guards the following
 	down  map[wgkey.Public]bool
 	calls int
+}
+
+func newFakePinger(rtt time.Duration) *fakePinger {
+	return &fakePinger{rtt: rtt, down: map[wgkey.Public]bool{}}
 }
 
 func (f *fakePinger) Ping(ctx context.Context, peer wgkey.Public) (time.Duration, error) {
@@ -101,9 +111,17 @@ func (f *fakePinger) Ping(ctx context.Context, peer wgkey.Public) (time.Duration
 	f.calls++
 	f.mu.Unlock()
 	if down {
-		return 0, errors.New("no answer")
+		<-ctx.Done()
+		return 0, ctx.Err()
 	}
-	return time.Millisecond, nil
+	t := time.NewTimer(f.rtt)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-t.C:
+		return f.rtt, nil
+	}
 }
 
 func (f *fakePinger) set(k wgkey.Public, down bool) {
@@ -112,90 +130,149 @@ func (f *fakePinger) set(k wgkey.Public, down bool) {
 	f.mu.Unlock()
 }
 
-func TestProbesMarkDeadAndAlive(t *testing.T) {
-	fp := &fakePinger{down: map[wgkey.Public]bool{}}
-	p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: 5 * time.Millisecond, DeadAfter: 2})
-	k := key(t)
-	p.Upsert("a", "hq", k)
+func (f *fakePinger) probes() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// runPool runs p until the test's bubble ends it; call it inside
+// synctest.Test.
+func runPool(t *testing.T, p *Pool) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; p.Close() }()
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
+	t.Cleanup(func() { cancel(); <-done; p.Close() })
+}
+
+// at lets the bubble's clock run until d past start (tstest.Settle).
+func at(start time.Time, d time.Duration) { tstest.Settle(time.Until(start.Add(d))) }
+
+// TestProbeTiming checks the probe timing to the instant, in a bubble:
+// the RTT of the first probe (at ProbeInterval) is recorded; once the
+// connector stops answering, it turns suspect exactly SuspectAfter plus
+// twice its RTT after the probe began, and dead exactly when the
+// DeadAfter-th probe in a row times out, not one instant before; it is
+// alive again when the next probe answers.
+func TestProbeTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rtt = 10 * time.Millisecond
+		fp := newFakePinger(rtt)
+		p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+			SuspectAfter: 100 * time.Millisecond, DeadAfter: 3})
+		k := key(t)
+		c := p.Upsert("a", "hq", k)
+		start := time.Now()
+		runPool(t, p)
+		at(start, time.Second+rtt)
+		if got := p.Statuses()[0].RTT; got != rtt {
+			t.Fatalf("RTT after the first probe: got %v, want %v", got, rtt)
 		}
-	}
-	waitFor("rtt recorded", func() bool { return p.Statuses()[0].RTT == time.Millisecond })
-	fp.set(k, true)
-	waitFor("connector down", func() bool { return p.Pick("hq", nil) == nil })
-	fp.set(k, false)
-	waitFor("connector up", func() bool { return p.Pick("hq", nil) != nil })
-	if !p.Statuses()[0].Alive {
-		t.Fatal("status not alive after recovery")
-	}
+		fp.set(k, true)
+		// Probes at 2s, 3s and 4s time out 500ms later each.
+		suspectAt := 2*time.Second + 100*time.Millisecond + 2*rtt
+		at(start, suspectAt-time.Nanosecond)
+		if c.Suspected() {
+			t.Fatal("suspect before SuspectAfter + 2 RTT")
+		}
+		at(start, suspectAt)
+		if !c.Suspected() || p.Pick("hq", nil) != c {
+			t.Fatalf("at %v: suspected %v, picked %v; want suspect and still picked (alive)", suspectAt, c.Suspected(), p.Pick("hq", nil))
+		}
+		at(start, 4500*time.Millisecond-time.Nanosecond)
+		if !c.Alive() {
+			t.Fatal("dead before the third probe in a row timed out")
+		}
+		at(start, 4500*time.Millisecond)
+		if c.Alive() || p.Pick("hq", nil) != nil || c.Lost().Err() == nil {
+			t.Fatal("not dead when the third probe in a row timed out")
+		}
+		fp.set(k, false)
+		at(start, 5*time.Second+rtt-time.Nanosecond)
+		if p.Pick("hq", nil) != nil {
+			t.Fatal("alive before a probe answered")
+		}
+		at(start, 5*time.Second+rtt)
+		if p.Pick("hq", nil) == nil || !p.Statuses()[0].Alive || c.Suspected() {
+			t.Fatal("not alive and trusted when a probe answered")
+		}
+	})
+}
+
+// TestDeadAfterInARow checks that only DeadAfter failures in a row kill:
+// two misses, an answer, two misses never do.
+func TestDeadAfterInARow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fp := newFakePinger(time.Millisecond)
+		p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond, DeadAfter: 3})
+		k := key(t)
+		c := p.Upsert("a", "hq", k)
+		start := time.Now()
+		runPool(t, p)
+		for i, down := range []bool{true, true, false, true, true} {
+			fp.set(k, down)
+			at(start, time.Duration(i+1)*time.Second+600*time.Millisecond) // after probe i+1 ended
+			if !c.Alive() {
+				t.Fatalf("dead after probe %d: only %v failed in a row", i+1, down)
+			}
+		}
+		if n := fp.probes(); n != 5 {
+			t.Fatalf("probes in 5.6s at 1s intervals: got %d, want 5", n)
+		}
+	})
 }
 
 // TestRelayProvedFirst checks the rules of the relay kind: a new relay
-// path takes no request until a probe answers, it dies after DeadAfter
-// failed probes like a connector, and it comes back as a new instance.
+// path takes no request until a probe answers, and from exactly then; it
+// comes back as a new instance; it is kept by key until removed.
 func TestRelayProvedFirst(t *testing.T) {
-	fp := &fakePinger{down: map[wgkey.Public]bool{}}
-	rs := NewRelays(Config{Dial: noDial, Pinger: fp, ProbeInterval: 5 * time.Millisecond, DeadAfter: 2})
-	k := key(t)
-	fp.set(k, true)
-	r := rs.Upsert("b", k)
-	if r.Usable() || r.Healthy() {
-		t.Fatal("an unproven relay path takes requests")
-	}
-	if rs.Get(k) != r || r.Node != "b" || r.HostPort() == "" {
-		t.Fatalf("relay path not kept by key: got %+v", rs.Get(k))
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { rs.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; rs.Close() }()
-	deadline := time.Now().Add(5 * time.Second)
-	for calls := 0; calls < 3; {
-		if time.Now().After(deadline) {
-			t.Fatal("no probes")
+	synctest.Test(t, func(t *testing.T) {
+		const rtt = 20 * time.Millisecond
+		fp := newFakePinger(rtt)
+		rs := NewRelays(Config{Dial: noDial, Pinger: fp, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond, DeadAfter: 2})
+		k := key(t)
+		fp.set(k, true)
+		r := rs.Upsert("b", k)
+		if r.Usable() || r.Healthy() {
+			t.Fatal("an unproven relay path takes requests")
 		}
-		time.Sleep(5 * time.Millisecond)
-		fp.mu.Lock()
-		calls = fp.calls
-		fp.mu.Unlock()
-	}
-	if rs.Get(k).Usable() {
-		t.Fatal("a relay path whose probes fail takes requests")
-	}
-	fp.set(k, false)
-	deadline = time.Now().Add(5 * time.Second)
-	for !rs.Get(k).Healthy() {
-		if time.Now().After(deadline) {
-			t.Fatal("relay path not alive after a probe answered")
+		if rs.Get(k) != r || r.Node != "b" || r.HostPort() == "" {
+			t.Fatalf("relay path not kept by key: got %+v", rs.Get(k))
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	up := rs.Get(k)
-	if up == r || r.Lost().Err() == nil {
-		t.Fatal("the unproven instance was not replaced by a live one")
-	}
-	if !up.TryAcquire() {
-		t.Fatal("a live relay path refused a request")
-	}
-	up.Release()
-	if got := rs.List(); len(got) != 1 || got[0] != up {
-		t.Fatalf("List: got %v, want the live instance", got)
-	}
-	rs.Remove(k)
-	if rs.Get(k) != nil || up.Lost().Err() == nil || len(rs.List()) != 0 {
-		t.Fatal("removed relay path still kept or not lost")
-	}
+		start := time.Now()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { rs.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done; rs.Close() }()
+		at(start, 3*time.Second+600*time.Millisecond)
+		if n := fp.probes(); n != 3 || rs.Get(k).Usable() {
+			t.Fatalf("after 3 failed probes: %d probes, usable %v; want 3, not usable", n, rs.Get(k).Usable())
+		}
+		fp.set(k, false)
+		at(start, 4*time.Second+rtt-time.Nanosecond)
+		if rs.Get(k).Healthy() {
+			t.Fatal("taken before a probe answered")
+		}
+		at(start, 4*time.Second+rtt)
+		up := rs.Get(k)
+		if !up.Healthy() {
+			t.Fatal("relay path not alive once a probe answered")
+		}
+		if up == r || r.Lost().Err() == nil {
+			t.Fatal("the unproven instance was not replaced by a live one")
+		}
+		if !up.TryAcquire() {
+			t.Fatal("a live relay path refused a request")
+		}
+		up.Release()
+		if got := rs.List(); len(got) != 1 || got[0] != up {
+			t.Fatalf("List: got %v, want the live instance", got)
+		}
+		rs.Remove(k)
+		if rs.Get(k) != nil || up.Lost().Err() == nil || len(rs.List()) != 0 {
+			t.Fatal("removed relay path still kept or not lost")
+		}
+	})
 }
 
 // TestTryAcquireAndDrain checks the drain handshake: a request that picked

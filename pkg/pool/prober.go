@@ -57,6 +57,9 @@ func (p *prober[E]) init(cfg Config, kind, added string, changed func()) {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 2 * time.Second
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	p.cfg, p.logger, p.kind, p.added, p.changed = cfg, cfg.Logger, kind, added, changed
 	p.byKey = make(map[wgkey.Public]E)
 	if p.logger == nil {

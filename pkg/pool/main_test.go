@@ -1,0 +1,10 @@
+package pool
+
+import (
+	"testing"
+
+	"github.com/postern/postern/pkg/tstest"
+)
+
+// TestMain fails the package's run if a test leaves a goroutine behind.
+func TestMain(m *testing.M) { tstest.Main(m) }
