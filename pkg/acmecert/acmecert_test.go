@@ -46,11 +46,6 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// server is a mesh node's TLS front served with a Manager.
-type server struct {
-	addr string
-}
-
 func serve(t *testing.T, l net.Listener, m *acmecert.Manager) {
 	t.Helper()
 	srv := &http.Server{
