@@ -181,6 +181,11 @@ func TestVerifyEnrollTokenRejects(t *testing.T) {
 		return func(in []byte) []byte { return ed25519.Sign(key.priv, in) }
 	}
 	hdr := func(alg, typ, kid string) map[string]any { return map[string]any{"alg": alg, "typ": typ, "kid": kid} }
+	extraHdr := func(name string, v any) map[string]any {
+		h := hdr("EdDSA", EnrollType, k.KeyID())
+		h[name] = v
+		return h
+	}
 	withClaim := func(name string, v any) map[string]any {
 		m := map[string]any{}
 		for k, v := range goodClaims {
@@ -260,6 +265,13 @@ func TestVerifyEnrollTokenRejects(t *testing.T) {
 		{"iat in future", forge(t, hdr("EdDSA", EnrollType, k.KeyID()), withClaim("iat", t0.Add(time.Hour).Unix()), edSign(k)), ErrNotYetValid},
 		{"critical header", forge(t, map[string]any{"alg": "EdDSA", "typ": EnrollType, "kid": k.KeyID(), "crit": []string{"exp"}, "exp": 1}, goodClaims, edSign(k)), ErrMalformed},
 		{"no kid", forge(t, map[string]any{"alg": "EdDSA", "typ": EnrollType}, goodClaims, edSign(k)), ErrMalformed},
+		// The shared header policy (pkg/jws), as this package's callers see it.
+		{"jku header", forge(t, extraHdr("jku", "https://evil.example/jwks"), goodClaims, edSign(k)), ErrMalformed},
+		{"x5u header", forge(t, extraHdr("x5u", "https://evil.example/cert"), goodClaims, edSign(k)), ErrMalformed},
+		{"embedded jwk", forge(t, extraHdr("jwk", map[string]any{"kty": "OKP", "crv": "Ed25519", "x": base64.RawURLEncoding.EncodeToString(otherKey.Public())}), goodClaims, edSign(otherKey)), ErrMalformed},
+		{"b64 false", forge(t, extraHdr("b64", false), goodClaims, edSign(k)), ErrMalformed},
+		{"alg eddsa", forge(t, hdr("eddsa", EnrollType, k.KeyID()), goodClaims, edSign(k)), ErrBadAlgorithm},
+		{"alg Ed25519", forge(t, hdr("Ed25519", EnrollType, k.KeyID()), goodClaims, edSign(k)), ErrBadAlgorithm},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
