@@ -13,6 +13,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/postern/postern/pkg/jws"
 )
 
 // DefaultSkew is the clock skew allowed on exp, nbf and iat.
@@ -161,30 +163,21 @@ func (v *Verifier) VerifyAssertion(ctx context.Context, token, audience string) 
 	return &c, nil
 }
 
-// verify checks the JWS (EdDSA only, one signature, typ, known kid,
-// signature) and decodes its payload into claims.
+// policy is the one strict header policy of pkg/jws (only alg, kid and
+// typ; EdDSA only) with this package's sentinels.
+var policy = jws.Policy{Errors: jws.Errors{
+	Malformed: ErrMalformed, Algorithm: ErrMalformed, Signature: ErrBadSignature, Type: ErrWrongType,
+}}
+
+// verify checks the JWS under the strict header policy (EdDSA only; no
+// header but alg, kid and typ; typ; a known kid; the signature) and
+// decodes its payload into claims.
 func (v *Verifier) verify(ctx context.Context, token, typ string, claims any) error {
-	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.EdDSA})
-	if err != nil || len(jws.Signatures) != 1 {
-		return ErrMalformed
-	}
-	h := jws.Signatures[0].Protected
-	if h.Algorithm != string(jose.EdDSA) {
-		return ErrMalformed
-	}
-	if got, _ := h.ExtraHeaders[jose.HeaderType].(string); got != typ {
-		return fmt.Errorf("%w: want %s", ErrWrongType, typ)
-	}
-	if h.KeyID == "" {
-		return fmt.Errorf("%w: no kid", ErrUnknownKey)
-	}
-	pub, err := v.key(ctx, h.KeyID)
+	payload, _, err := policy.Verify(token, typ, func(kid string) (ed25519.PublicKey, error) {
+		return v.key(ctx, kid)
+	})
 	if err != nil {
 		return err
-	}
-	payload, err := jws.Verify(pub)
-	if err != nil {
-		return ErrBadSignature
 	}
 	if err := json.Unmarshal(payload, claims); err != nil {
 		return fmt.Errorf("%w: claims do not decode", ErrMalformed)
