@@ -30,6 +30,7 @@ import (
 
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/loopback"
 	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
@@ -208,8 +209,8 @@ func New(cfg Config) (*Connector, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := checkLoopback(cfg.HealthAddr); err != nil {
-		return nil, err
+	if err := loopback.CheckAddr(cfg.HealthAddr); err != nil {
+		return nil, fmt.Errorf("connector: health address %w: the connector never listens on the host network", err)
 	}
 	if cfg.AllowList.Empty() && !cfg.AllowAny {
 		return nil, errors.New("connector: no allow-list: name the internal destinations the mesh may reach (--allow '10.1.0.0/16:443,intranet.corp'), or pass --allow-any to allow every destination but loopback, link-local and cloud metadata")
@@ -240,24 +241,6 @@ func New(cfg Config) (*Connector, error) {
 		Logger: c.logger, Registerer: cfg.Registry})
 	c.registerMetrics()
 	return c, nil
-}
-
-func checkLoopback(addr string) error {
-	if addr == "" {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("connector: health address %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil || !a.IsLoopback() {
-		return fmt.Errorf("connector: health address %q must be a loopback address (127.0.0.1 or [::1]): the connector never listens on the host network", addr)
-	}
-	return nil
 }
 
 // ID returns the connector id.

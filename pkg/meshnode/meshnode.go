@@ -33,6 +33,7 @@ import (
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/iplimit"
+	"github.com/postern/postern/pkg/loopback"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/revoke"
 	"github.com/postern/postern/pkg/streambind"
@@ -204,8 +205,8 @@ func New(cfg Config) (*Node, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("meshnode: no state directory")
 	}
-	if err := checkLoopback(cfg.AdminListen); err != nil {
-		return nil, err
+	if err := loopback.CheckAddr(cfg.AdminListen); err != nil {
+		return nil, fmt.Errorf("meshnode: admin address %w", err)
 	}
 	if cfg.Region == "" {
 		cfg.Region = "local"
@@ -350,20 +351,6 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.registerMetrics()
 	return n, nil
-}
-
-func checkLoopback(addr string) error {
-	if addr == "" {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("meshnode: admin address %q: %w", addr, err)
-	}
-	if a, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !a.IsLoopback()) {
-		return fmt.Errorf("meshnode: admin address %q must be a loopback address", addr)
-	}
-	return nil
 }
 
 // Addr returns the public listener's address.
