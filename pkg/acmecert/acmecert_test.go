@@ -1,7 +1,6 @@
 package acmecert_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +18,7 @@ import (
 	"github.com/postern/postern/pkg/acmecert"
 	"github.com/postern/postern/pkg/acmecert/pebbletest"
 	"github.com/postern/postern/pkg/dnstest"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // clock is a settable clock.
@@ -33,18 +33,6 @@ func (c *clock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func serve(t *testing.T, l net.Listener, m *acmecert.Manager) {
 	t.Helper()
@@ -98,7 +86,7 @@ func TestPebble(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "acme")
 	clk := &clock{t: time.Now()}
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	hosts := []string{"smartmoney.example.test", "mesh.example.test"}
 	newManager := func() *acmecert.Manager {
 		m, err := acmecert.New(acmecert.Config{DirectoryURL: pebble.DirectoryURL, Email: "ops@example.test", Dir: dir,

@@ -20,6 +20,7 @@ import (
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/nodecred"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -175,20 +176,8 @@ type testEnv struct {
 	cfg   Config
 	keys  *session.Keyset
 	clock *clock
-	logs  *syncBuffer
+	logs  *testkit.SyncBuffer
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func mustCatalog(t testing.TB, yaml string) *catalog.Catalog {
 	t.Helper()
@@ -209,7 +198,7 @@ func newTestEnv(t testing.TB, mutate func(*Config)) *testEnv {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Now().Truncate(time.Second)}
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	mesh := newTestMesh(t, clk.Now())
 	cfg := Config{
 		AuthURL:            authURL,

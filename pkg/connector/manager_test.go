@@ -19,6 +19,7 @@ import (
 
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -193,13 +194,7 @@ func startConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*C
 // waitFor polls cond until it holds or 10 s pass.
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(tb, 10*time.Second, what, cond)
 }
 
 func waitAttached(tb testing.TB, c *Connector, want ...string) {

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -35,24 +36,6 @@ type clock struct{ ns atomic.Int64 }
 func newClock(t time.Time) *clock { c := &clock{}; c.set(t); return c }
 func (c *clock) Now() time.Time   { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) set(t time.Time)  { c.ns.Store(t.UnixNano()) }
-
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // fakeAttacher records attaches and detaches and answers with a fixed node
 // description.
@@ -97,7 +80,7 @@ type env struct {
 	srv      *Server
 	ts       *httptest.Server
 	client   *Client
-	logs     *syncBuffer
+	logs     *testkit.SyncBuffer
 	attacher *fakeAttacher
 	nodeKey  wgkey.Private
 	remote   atomic.Pointer[string] // overrides RemoteAddr, as a tunnel listener would give
@@ -120,7 +103,7 @@ func (e *env) clientFor(key wgkey.Private) *Client {
 
 func newEnv(tb testing.TB, mod func(*Config)) *env {
 	tb.Helper()
-	e := &env{clock: newClock(t0), logs: &syncBuffer{}}
+	e := &env{clock: newClock(t0), logs: &testkit.SyncBuffer{}}
 	var err error
 	if e.key, err = authority.GenerateKey(); err != nil {
 		tb.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -123,13 +124,7 @@ func TestProbesMarkDeadAndAlive(t *testing.T) {
 	defer func() { cancel(); <-done; p.Close() }()
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testkit.WaitFor(t, 10*time.Second, what, cond)
 	}
 	waitFor("rtt recorded", func() bool { return p.Statuses()[0].RTT == time.Millisecond })
 	fp.set(k, true)

@@ -1,0 +1,94 @@
+package testkit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/postern/postern/pkg/testkit"
+)
+
+func TestPoll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int32
+		start := time.Now()
+		err := testkit.Poll(t.Context(), time.Second, time.Minute, func() bool { return n.Add(1) == 3 })
+		if err != nil || n.Load() != 3 || time.Since(start) != 2*time.Second {
+			t.Errorf("got %v after %d tries and %v, want nil after 3 tries and 2s", err, n.Load(), time.Since(start))
+		}
+		start = time.Now()
+		err = testkit.Poll(t.Context(), time.Second, 5*time.Second, func() bool { return false })
+		if !errors.Is(err, testkit.ErrTimeout) || time.Since(start) != 5*time.Second {
+			t.Errorf("never true: got %v after %v, want ErrTimeout after 5s", err, time.Since(start))
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(1500*time.Millisecond, cancel)
+		start = time.Now()
+		if err := testkit.Poll(ctx, time.Second, time.Minute, func() bool { return false }); !errors.Is(err, testkit.ErrTimeout) || time.Since(start) != 1500*time.Millisecond {
+			t.Errorf("cancelled: got %v after %v, want ErrTimeout after 1.5s", err, time.Since(start))
+		}
+	})
+}
+
+// recorder is a testing.TB that records instead of failing.
+type recorder struct {
+	testing.TB
+	mu     sync.Mutex
+	logs   []string
+	failed string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Log(a ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.logs = append(r.logs, fmt.Sprint(a...))
+}
+func (r *recorder) Fatalf(format string, a ...any) {
+	r.failed = fmt.Sprintf(format, a...)
+	panic(r)
+}
+
+func TestWaitFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int32
+		if took := testkit.WaitFor(t, time.Minute, "third try", func() bool { return n.Add(1) == 3 }); took != 2*testkit.PollInterval {
+			t.Errorf("got %v, want two intervals", took)
+		}
+		r := &recorder{TB: t}
+		func() {
+			defer func() {
+				if p := recover(); p != r {
+					t.Fatalf("WaitFor did not fail: %v", p)
+				}
+			}()
+			testkit.WaitFor(r, time.Second, "the impossible", func() bool { return false }, func() string { return "state: stuck" })
+		}()
+		if !strings.Contains(r.failed, "the impossible: not within 1s") || len(r.logs) != 1 || r.logs[0] != "state: stuck" {
+			t.Errorf("got failure %q and logs %q, want what and the status", r.failed, r.logs)
+		}
+	})
+}
+
+func TestSyncBuffer(t *testing.T) {
+	var b testkit.SyncBuffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				b.Write([]byte("x"))
+				_ = b.String()
+			}
+		})
+	}
+	wg.Wait()
+	if got := len(b.String()); got != 800 {
+		t.Errorf("got %d bytes, want 800", got)
+	}
+}
