@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -28,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/postern/postern/pkg/backoff"
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/loopback"
@@ -435,13 +435,13 @@ func (c *Connector) watch(ctx context.Context, link *meshLink) {
 // renewLoop renews the credential through the tunnel once two thirds of its
 // lifetime have passed.
 func (c *Connector) renewLoop(ctx context.Context) {
-	delay := c.cfg.BackoffMin
+	bo := backoff.New(c.cfg.BackoffMin, c.cfg.BackoffMax)
 	for {
 		s := c.State()
 		life := s.CredentialExpires.Sub(s.CredentialIssued)
 		due := s.CredentialIssued.Add(life * 2 / 3)
 		wait := due.Sub(c.cfg.Now())
-		if wait > 0 && !sleep(ctx, min(wait, time.Hour)) {
+		if wait > 0 && !backoff.Sleep(ctx, min(wait, time.Hour)) {
 			return
 		}
 		if ctx.Err() != nil {
@@ -451,14 +451,13 @@ func (c *Connector) renewLoop(ctx context.Context) {
 			continue
 		}
 		if err := c.renew(ctx); err != nil {
-			c.logger.Warn("credential_renew_failed", "error", err, "expires", s.CredentialExpires, "retry_in_ms", delay.Milliseconds())
-			if !sleep(ctx, jitter(delay)) {
+			c.logger.Warn("credential_renew_failed", "error", err, "expires", s.CredentialExpires, "retry_in_ms", bo.Delay().Milliseconds())
+			if !bo.Wait(ctx) {
 				return
 			}
-			delay = min(delay*2, c.cfg.BackoffMax)
 			continue
 		}
-		delay = c.cfg.BackoffMin
+		bo.Reset()
 	}
 }
 
@@ -563,19 +562,4 @@ func (c *Connector) healthHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.cfg.Registry, promhttp.HandlerOpts{}))
 	return mux
-}
-
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
