@@ -64,10 +64,9 @@ type Config struct {
 // Verifier verifies bearer tokens for the apps of a catalogue. It is safe
 // for concurrent use.
 type Verifier struct {
-	cfg    Config
-	client *http.Client
-	log    *slog.Logger
-	cache  *cache
+	cfg   Config
+	log   *slog.Logger
+	cache *cache
 
 	mu      sync.Mutex // guards the following
 	keySets map[string]*jwks.Set
@@ -82,22 +81,10 @@ func New(cfg Config) *Verifier {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.FetchTimeout == 0 {
-		cfg.FetchTimeout = 5 * time.Second
-	}
-	if cfg.RefetchInterval == 0 {
-		cfg.RefetchInterval = 30 * time.Second
-	}
-	if cfg.MaxAge == 0 {
-		cfg.MaxAge = time.Hour
-	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 100_000
 	}
-	v := &Verifier{cfg: cfg, client: cfg.HTTPClient, log: cfg.Logger, keySets: map[string]*jwks.Set{}}
-	if v.client == nil {
-		v.client = &http.Client{Timeout: cfg.FetchTimeout}
-	}
+	v := &Verifier{cfg: cfg, log: cfg.Logger, keySets: map[string]*jwks.Set{}}
 	if v.log == nil {
 		v.log = slog.New(slog.DiscardHandler)
 	}

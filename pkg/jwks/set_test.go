@@ -4,48 +4,14 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/postern/postern/pkg/jwks"
+	"github.com/postern/postern/pkg/testkit"
 )
-
-// server serves a JWKS the test can swap or break, counting fetches.
-type server struct {
-	*httptest.Server
-	mu    sync.Mutex // guards body and fail
-	body  []byte
-	fail  bool
-	count atomic.Int32
-}
-
-func newServer(t *testing.T, kids ...string) *server {
-	s := &server{body: doc(t, kids...)}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.count.Add(1)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.fail {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write(s.body)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *server) set(body []byte, fail bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.body, s.fail = body, fail
-}
 
 func doc(t *testing.T, kids ...string) []byte {
 	var set jose.JSONWebKeySet
@@ -60,52 +26,40 @@ func doc(t *testing.T, kids ...string) []byte {
 	return b
 }
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // TestSetRefetchRules checks when a Set fetches: first use; an unknown kid
 // at most once per RefetchInterval (forged kids cannot make it hammer the
 // provider); a stale set on the next lookup; and that a failed fetch keeps
 // the last good set.
 func TestSetRefetchRules(t *testing.T) {
-	srv := newServer(t, "k1")
-	c := &clock{now: time.Unix(1_800_000_000, 0)}
+	srv := testkit.NewDocServer(t, doc(t, "k1"))
+	c := testkit.NewClock(time.Unix(1_800_000_000, 0))
 	s := jwks.New(jwks.Config{URL: srv.URL, HTTPClient: srv.Client(), Now: c.Now,
 		RefetchInterval: 30 * time.Second, MaxAge: time.Hour})
 	if s.Loaded() {
 		t.Fatal("loaded before any fetch")
 	}
-	if _, err := s.Key(t.Context(), "k1"); err != nil || srv.count.Load() != 1 || !s.Loaded() {
-		t.Fatalf("first use: got %v after %d fetches", err, srv.count.Load())
+	if _, err := s.Key(t.Context(), "k1"); err != nil || srv.Requests() != 1 || !s.Loaded() {
+		t.Fatalf("first use: got %v after %d fetches", err, srv.Requests())
 	}
 	for range 5 {
 		if _, err := s.Key(t.Context(), "forged"); !errors.Is(err, jwks.ErrUnknownKey) {
 			t.Fatalf("unknown kid: got %v, want ErrUnknownKey", err)
 		}
 	}
-	if n := srv.count.Load(); n != 1 {
+	if n := srv.Requests(); n != 1 {
 		t.Errorf("five unknown kids within the interval of the first fetch: got %d fetches, want 1", n)
 	}
-	srv.set(doc(t, "k1", "k2"), false)
-	c.add(31 * time.Second)
+	srv.Set(doc(t, "k1", "k2"), false)
+	c.Add(31 * time.Second)
 	if _, err := s.Key(t.Context(), "k2"); err != nil {
 		t.Errorf("a new kid after the interval: got %v", err)
 	}
-	srv.set(nil, true)
-	c.add(2 * time.Hour)
+	srv.Set(nil, true)
+	c.Add(2 * time.Hour)
 	if _, err := s.Key(t.Context(), "k2"); err != nil {
 		t.Errorf("stale set, provider down: got %v, want the last good key", err)
 	}
-	if n := srv.count.Load(); n != 3 {
+	if n := srv.Requests(); n != 3 {
 		t.Errorf("got %d fetches, want 3 (the stale set was fetched again)", n)
 	}
 	if err := s.Refresh(t.Context()); err == nil {
@@ -114,8 +68,8 @@ func TestSetRefetchRules(t *testing.T) {
 }
 
 func TestSetUnavailable(t *testing.T) {
-	srv := newServer(t)
-	srv.set(nil, true)
+	srv := testkit.NewDocServer(t, nil)
+	srv.Set(nil, true)
 	s := jwks.New(jwks.Config{URL: srv.URL, HTTPClient: srv.Client()})
 	if _, err := s.Key(t.Context(), "k1"); !errors.Is(err, jwks.ErrUnavailable) {
 		t.Errorf("provider down: got %v, want ErrUnavailable", err)
@@ -123,7 +77,7 @@ func TestSetUnavailable(t *testing.T) {
 	if _, err := s.Key(t.Context(), "k1"); !errors.Is(err, jwks.ErrUnavailable) {
 		t.Errorf("again within the interval: got %v, want ErrUnavailable", err)
 	}
-	if n := srv.count.Load(); n != 1 {
+	if n := srv.Requests(); n != 1 {
 		t.Errorf("got %d fetches, want 1", n)
 	}
 }

@@ -70,15 +70,6 @@ func NewVerifier(cfg VerifierConfig) *Verifier {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.FetchTimeout == 0 {
-		cfg.FetchTimeout = 5 * time.Second
-	}
-	if cfg.RefetchInterval == 0 {
-		cfg.RefetchInterval = 30 * time.Second
-	}
-	if cfg.MaxAge == 0 {
-		cfg.MaxAge = time.Hour
-	}
 	v := &Verifier{cfg: cfg}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

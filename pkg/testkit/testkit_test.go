@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,5 +92,42 @@ func TestSyncBuffer(t *testing.T) {
 	wg.Wait()
 	if got := len(b.String()); got != 800 {
 		t.Errorf("got %d bytes, want 800", got)
+	}
+}
+
+func TestClock(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := testkit.NewClock(t0)
+	c.Add(time.Hour)
+	if got := c.Now(); !got.Equal(t0.Add(time.Hour)) {
+		t.Errorf("after Add: got %v, want %v", got, t0.Add(time.Hour))
+	}
+	c.Set(t0)
+	if got := c.Now(); !got.Equal(t0) {
+		t.Errorf("after Set: got %v, want %v", got, t0)
+	}
+}
+
+func TestDocServer(t *testing.T) {
+	s := testkit.NewDocServer(t, []byte(`{"a":1}`))
+	get := func() (int, string) {
+		resp, err := s.Client().Get(s.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(); code != 200 || body != `{"a":1}` {
+		t.Errorf("got %d %q, want 200 and the document", code, body)
+	}
+	s.Set([]byte(`{"b":2}`), true)
+	if code, _ := get(); code != http.StatusServiceUnavailable {
+		t.Errorf("down: got %d, want 503", code)
+	}
+	s.Set([]byte(`{"b":2}`), false)
+	if code, body := get(); code != 200 || body != `{"b":2}` || s.Requests() != 3 {
+		t.Errorf("got %d %q after %d requests, want the new document after 3", code, body, s.Requests())
 	}
 }
