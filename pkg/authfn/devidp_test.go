@@ -65,7 +65,7 @@ func newDevEnv(t testing.TB) *devEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := testkit.NewClock(time.Now().Truncate(time.Second))
 	logs := &testkit.SyncBuffer{}
 	mesh := newTestMesh(t, clk.Now())
 	// The provider's users are of its tenant: the catalogue's home tenant.

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -155,19 +154,6 @@ func (e *testEnv) authorizeRequest(t testing.TB, r appreq.Request) string {
 	return "/authorize?" + url.Values{"app": {r.AppID}, appreq.Param: {e.mesh.sign(t, r, e.clock.Now)}}.Encode()
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // testEnv is a Service wired to a fakeOP.
 type testEnv struct {
 	mesh  *testMesh
@@ -175,7 +161,7 @@ type testEnv struct {
 	svc   *Service
 	cfg   Config
 	keys  *session.Keyset
-	clock *clock
+	clock *testkit.Clock
 	logs  *testkit.SyncBuffer
 }
 
@@ -197,7 +183,7 @@ func newTestEnv(t testing.TB, mutate func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := testkit.NewClock(time.Now().Truncate(time.Second))
 	logs := &testkit.SyncBuffer{}
 	mesh := newTestMesh(t, clk.Now())
 	cfg := Config{
