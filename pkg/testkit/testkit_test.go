@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -130,4 +131,28 @@ func TestDocServer(t *testing.T) {
 	if code, body := get(); code != 200 || body != `{"b":2}` || s.Requests() != 3 {
 		t.Errorf("got %d %q after %d requests, want the new document after 3", code, body, s.Requests())
 	}
+}
+
+func TestToolAndFreePort(t *testing.T) {
+	if p := testkit.Tool(t, "go"); !strings.HasSuffix(p, "go") {
+		t.Errorf("Tool(go): got %q", p)
+	}
+	r := &recorder{TB: t}
+	func() {
+		defer func() {
+			if p := recover(); p != r {
+				t.Fatalf("Tool did not fail on a missing program: %v", p)
+			}
+		}()
+		testkit.Tool(r, "postern-no-such-tool")
+	}()
+	if !strings.Contains(r.failed, "postern-no-such-tool not found") {
+		t.Errorf("got failure %q, want it to name the program", r.failed)
+	}
+	port := testkit.FreePort(t)
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatalf("the free port %d: %v", port, err)
+	}
+	l.Close()
 }
