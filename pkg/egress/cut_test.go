@@ -1,7 +1,6 @@
 package egress
 
 import (
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,22 +12,6 @@ import (
 
 	"github.com/postern/postern/pkg/testkit"
 )
-
-// logLines returns the JSON log lines whose msg is msg.
-func logLines(t *testing.T, logs *testkit.SyncBuffer, msg string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if m["msg"] == msg {
-			out = append(out, m)
-		}
-	}
-	return out
-}
 
 // TestCutResponseIsLoggedAndCounted checks that a backend response cut
 // mid-body still gets its log line, marked truncated, and is counted, and
@@ -50,7 +33,7 @@ func TestCutResponseIsLoggedAndCounted(t *testing.T) {
 	}
 	// The line is written before the handler's panic cuts the connection,
 	// so it is there by the time the client sees the cut.
-	lines := logLines(t, &logs, "request")
+	lines := testkit.Records(t, logs.String(), map[string]any{"msg": "request"})
 	if len(lines) != 1 {
 		t.Fatalf("got %d request lines, want 1", len(lines))
 	}

@@ -156,3 +156,29 @@ func TestToolAndFreePort(t *testing.T) {
 	}
 	l.Close()
 }
+
+func TestRecords(t *testing.T) {
+	text := `{"msg":"access","app":"a","n":1}` + "\n\n" + `{"msg":"access","app":"b"}` + "\n" + `{"msg":"other","app":"a"}` + "\n"
+	if got := testkit.Records(t, text, nil); len(got) != 3 {
+		t.Errorf("all: got %d records, want 3", len(got))
+	}
+	got := testkit.Records(t, text, map[string]any{"msg": "access", "app": "a"})
+	if len(got) != 1 || got[0]["n"] != 1.0 {
+		t.Errorf("matching: got %v, want the first record", got)
+	}
+	r := &recorder{TB: t}
+	func() {
+		defer func() {
+			if p := recover(); p != r {
+				t.Fatalf("Records did not fail on a non-JSON line: %v", p)
+			}
+		}()
+		testkit.Records(r, text+"plain text\n", nil)
+	}()
+	if !strings.Contains(r.failed, "plain text") {
+		t.Errorf("got failure %q, want it to quote the line", r.failed)
+	}
+	if addr := testkit.FreeAddr(t); !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Errorf("FreeAddr: got %q", addr)
+	}
+}

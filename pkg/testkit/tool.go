@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -29,6 +30,13 @@ func Tool(tb testing.TB, name string) string {
 	}
 	tb.Fatalf("%s not found on PATH or in GOPATH/bin: install it as CI does (bash .ci/run install-go-tools for the Go tools; .ci/run lists the Debian packages)", name)
 	return ""
+}
+
+// FreeAddr returns "127.0.0.1:port" for a port that was free a moment ago
+// (see [FreePort]).
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(tb)))
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago, for a
