@@ -125,21 +125,7 @@ func TestTransportDialPartition(t *testing.T) {
 			t.Errorf("second Shutdown: %v", err)
 		}
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); c.Close() }()
-		}
-	}()
-	dst := netip.MustParseAddrPort(ln.Addr().String())
+	dst := netip.MustParseAddrPort(testkit.Listen(t, func(c net.Conn) { _, _ = io.Copy(c, c) }))
 	if err := n.Register(dst, "far"); err != nil {
 		t.Fatal(err)
 	}

@@ -182,3 +182,37 @@ func TestRecords(t *testing.T) {
 		t.Errorf("FreeAddr: got %q", addr)
 	}
 }
+
+func TestListenServesAndCleansUp(t *testing.T) {
+	var handled atomic.Int32
+	var addr string
+	var held net.Conn
+	t.Run("serve", func(t *testing.T) {
+		addr = testkit.Listen(t, func(c net.Conn) {
+			handled.Add(1)
+			_, _ = io.Copy(c, c) // returns only when the connection closes
+		})
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = c
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("echo: got %q %v", buf, err)
+		}
+	}) // the subtest's cleanup must close the held connection and wait for its handler
+	defer held.Close()
+	if _, err := held.Read(make([]byte, 1)); err == nil {
+		t.Error("the connection stayed open after the test ended")
+	}
+	if _, err := net.Dial("tcp", addr); err == nil {
+		t.Error("the listener accepted after the test ended")
+	}
+	if handled.Load() != 1 {
+		t.Errorf("got %d handled connections, want 1", handled.Load())
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgnet"
 )
 
@@ -78,27 +79,15 @@ func RoundTripParallel(bb *testing.B, a, b *wgnet.Node, port uint16) {
 	bb.ReportMetric(float64(bb.N)/time.Since(start).Seconds(), "rt/s")
 }
 
-// Conn serves port on b with serve (each connection on its own goroutine)
-// until the benchmark ends, and returns a dialler of that port from a.
+// Conn serves port on b with serve (testkit.Serve) until the benchmark
+// ends, and returns a dialler of that port from a.
 func Conn(tb testing.TB, a, b *wgnet.Node, port uint16, serve func(net.Conn)) func() net.Conn {
 	tb.Helper()
 	l, err := b.Listen(port)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c)
-			}()
-		}
-	}()
+	testkit.Serve(tb, l, serve)
 	return func() net.Conn {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
