@@ -41,14 +41,15 @@ func Poll(ctx context.Context, interval, timeout time.Duration, cond func() bool
 }
 
 // WaitFor polls cond every [PollInterval] until it holds and returns how
-// long that took. If timeout passes (or the test's context ends) first, it
+// long that took. If timeout passes first, it
 // logs each status (to describe the state) and fails tb with what. The
 // timeout is a deadline for a hang, not a figure: choose it far above what
 // the condition takes on a loaded machine.
 func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool, status ...func() string) time.Duration {
 	tb.Helper()
 	start := time.Now()
-	if err := Poll(tb.Context(), PollInterval, timeout, cond); err != nil {
+	// Not tb.Context(): it is cancelled before the cleanups, which may wait.
+	if err := Poll(context.Background(), PollInterval, timeout, cond); err != nil {
 		for _, s := range status {
 			tb.Log(s())
 		}

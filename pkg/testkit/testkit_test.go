@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,4 +216,65 @@ func TestListenServesAndCleansUp(t *testing.T) {
 	if handled.Load() != 1 {
 		t.Errorf("got %d handled connections, want 1", handled.Load())
 	}
+}
+
+func TestCheckGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	stop := make(chan struct{})
+	go func() { <-stop }()
+	time.AfterFunc(50*time.Millisecond, func() { close(stop) })
+	testkit.CheckGoroutines(t, before) // waits for the goroutine to end
+	synctest.Test(t, func(t *testing.T) {
+		r := &errRecorder{TB: t}
+		block := make(chan struct{})
+		go func() { <-block }()
+		testkit.CheckGoroutines(r, runtime.NumGoroutine()-1)
+		close(block)
+		if !strings.Contains(r.err, "goroutines leaked") || !strings.Contains(r.err, "goroutine ") {
+			t.Errorf("a leaked goroutine: got %q, want a failure with the stacks", r.err)
+		}
+	})
+}
+
+// errRecorder is a testing.TB that records Errorf.
+type errRecorder struct {
+	testing.TB
+	err string
+}
+
+func (r *errRecorder) Helper() {}
+func (r *errRecorder) Errorf(format string, a ...any) {
+	r.err = fmt.Sprintf(format, a...)
+}
+
+func TestSecretPiece(t *testing.T) {
+	for _, tt := range []struct {
+		text, secret string
+		want         string
+	}{
+		{"error: bad key s3cr3t-value", "s3cr3t-value", "s3cr"},
+		{"error: bad key", "s3cr3t-value", ""},
+		{"shows cr3t", "s3cr3t-value", "cr3t"},
+		{"shows cr3", "s3cr3t-value", ""},
+	} {
+		if got := testkit.SecretPiece(tt.text, tt.secret, 4); got != tt.want {
+			t.Errorf("SecretPiece(%q, %q, 4): got %q, want %q", tt.text, tt.secret, got, tt.want)
+		}
+	}
+}
+
+// TestWaitInCleanup: the helpers work in a cleanup, where the test's
+// context is already cancelled.
+func TestWaitInCleanup(t *testing.T) {
+	t.Run("sub", func(t *testing.T) {
+		var n atomic.Int32
+		t.Cleanup(func() {
+			testkit.WaitFor(t, time.Minute, "third try", func() bool { return n.Add(1) == 3 })
+			before := runtime.NumGoroutine()
+			done := make(chan struct{})
+			go func() { <-done }()
+			time.AfterFunc(30*time.Millisecond, func() { close(done) })
+			testkit.CheckGoroutines(t, before)
+		})
+	})
 }
