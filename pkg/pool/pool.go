@@ -38,6 +38,16 @@ type Pinger interface {
 	Ping(ctx context.Context, peer wgkey.Public) (time.Duration, error)
 }
 
+// ReceiveCounter is implemented by a Pinger that can tell how many bytes
+// have arrived from a peer (WireGuard's authenticated receive counter;
+// false when the peer is unknown). With it, failed probes declare a
+// connector dead only when nothing arrived from it since the first of
+// them: a probe stuck behind a bulk transfer on a loaded path is late, not
+// proof of death.
+type ReceiveCounter interface {
+	Received(peer wgkey.Public) (uint64, bool)
+}
+
 // Config configures a Pool.
 type Config struct {
 	// Dial dials through the tunnel. Required.
@@ -89,6 +99,7 @@ type Connector struct {
 	probing     atomic.Bool // a probe of c is in flight
 	failures    int         // guarded by probing
 	attached    time.Time
+	rxAtFailure uint64 // the peer's receive counter at the last failed probe; guarded by probing
 
 	smu      sync.Mutex         // guards the following
 	suspect  context.Context    // ends when c becomes suspect
@@ -486,6 +497,13 @@ func (p *Pool) probe(ctx context.Context, c *Connector) {
 		if p.cfg.SuspectAfter > 0 {
 			p.suspect(c, "probe failed")
 		}
+		if p.heardSinceLastFailure(c) {
+			// The probes wait behind traffic that keeps arriving (a bulk
+			// transfer on a loaded path): the path is alive, only slow,
+			// and declaring it dead would cut the streams it carries.
+			p.logger.Debug("connector_probe_late", "connector", c.ID, "group", c.Group, "reason", "traffic arrived since the last failed probe")
+			return
+		}
 		c.failures++
 		if c.failures >= p.cfg.DeadAfter {
 			p.MarkDead(c, "no answer to "+strconv.Itoa(c.failures)+" probes")
@@ -498,6 +516,24 @@ func (p *Pool) probe(ctx context.Context, c *Connector) {
 		p.logger.Debug("connector_trusted", "connector", c.ID, "group", c.Group, "probe_rtt_ms", float64(rtt.Microseconds())/1000)
 	}
 	p.markAlive(c)
+}
+
+// heardSinceLastFailure reports whether bytes arrived from c's peer since
+// its previous failed probe, when the Pinger can tell (ReceiveCounter) and
+// there was one; it records the counter for the next failure. Only failed
+// probes read the counter, so the cost stays off the healthy path.
+func (p *Pool) heardSinceLastFailure(c *Connector) bool {
+	rc, ok := p.cfg.Pinger.(ReceiveCounter)
+	if !ok {
+		return false
+	}
+	rx, ok := rc.Received(c.Key)
+	if !ok {
+		return false
+	}
+	prev := c.rxAtFailure
+	c.rxAtFailure = rx
+	return c.failures > 0 && rx > prev
 }
 
 func (p *Pool) suspect(c *Connector, why string) {

@@ -94,6 +94,32 @@ type Node struct {
 
 	mu  sync.Mutex // guards the following
 	rtt map[wgkey.Public]time.Duration
+
+	rxMu   sync.Mutex // guards the following
+	rxSnap map[wgkey.Public]uint64
+	rxAt   time.Time
+}
+
+// rxSnapshotAge bounds how stale the receive counters Received returns
+// may be: reading them serialises every peer, so a burst of callers (many
+// connectors failing their probes at once) shares one reading.
+const rxSnapshotAge = 50 * time.Millisecond
+
+// Received returns how many bytes have arrived from peer so far
+// (WireGuard's counter of authenticated packets, handshakes included),
+// as of a reading at most rxSnapshotAge old; false if peer is unknown.
+func (n *Node) Received(peer wgkey.Public) (uint64, bool) {
+	n.rxMu.Lock()
+	defer n.rxMu.Unlock()
+	if n.rxSnap == nil || time.Since(n.rxAt) > rxSnapshotAge {
+		snap := make(map[wgkey.Public]uint64)
+		for _, p := range n.Peers() {
+			snap[p.PublicKey] = p.RxBytes
+		}
+		n.rxSnap, n.rxAt = snap, time.Now()
+	}
+	rx, ok := n.rxSnap[peer]
+	return rx, ok
 }
 
 // EchoPort is the UDP port on which every node answers Ping inside the tunnel.

@@ -115,6 +115,30 @@ func TestPingAndRemovePeer(t *testing.T) {
 	}
 }
 
+// TestReceivedCounts: the receive counter of a peer grows with what
+// arrives from it, and an unknown peer has none.
+func TestReceivedCounts(t *testing.T) {
+	a, b := pair(t)
+	if _, ok := a.Received(a.PublicKey()); ok {
+		t.Fatal("a counter for a key that is no peer")
+	}
+	before, ok := a.Received(b.PublicKey())
+	if !ok {
+		t.Fatal("no counter for a peer")
+	}
+	if _, err := a.Ping(t.Context(), b.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	// The counter is read at most rxSnapshotAge late.
+	for range 100 {
+		if after, _ := a.Received(b.PublicKey()); after > before {
+			return
+		}
+		time.Sleep(rxSnapshotAge)
+	}
+	t.Fatal("the counter did not grow after the peer answered a ping")
+}
+
 func TestAddPeerRejectsOwnAndZeroKey(t *testing.T) {
 	a := newTestNode(t)
 	if err := a.AddPeer(Peer{PublicKey: a.PublicKey()}); err == nil {
