@@ -33,7 +33,7 @@ func (v *Verifier) keySetFor(name, issuer, fixedURL string) *jwks.Set {
 	if !ok || !ks.For(issuer, fixedURL) {
 		ks = jwks.New(jwks.Config{URL: fixedURL, Issuer: issuer, Accept: asymmetric, HTTPClient: v.cfg.HTTPClient,
 			Now: v.cfg.Now, FetchTimeout: v.cfg.FetchTimeout, RefetchInterval: v.cfg.RefetchInterval,
-			MaxAge: v.cfg.MaxAge, Logger: v.log.With("component", "bearer_keys")})
+			MaxAge: v.cfg.MaxAge, Logger: v.log})
 		v.keySets[name] = ks
 	}
 	return ks

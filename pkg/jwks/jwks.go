@@ -62,7 +62,8 @@ type Config struct {
 	// MaxAge is how long a fetched set is used before the next lookup
 	// fetches it again; zero means 1h.
 	MaxAge time.Duration
-	// Logger receives fetch failures (jwks_fetch_failed); nil discards.
+	// Logger receives fetch failures (jwks_fetch_failed, with jwks_url or
+	// issuer, and error); nil discards.
 	Logger *slog.Logger
 }
 
@@ -164,7 +165,11 @@ func (s *Set) refreshIfAllowed(ctx context.Context) error {
 	s.lastTry = now
 	err := s.fetchLocked(ctx)
 	if err != nil {
-		s.log.Warn("jwks_fetch_failed", "issuer", s.cfg.Issuer, "jwks_url", s.cfg.URL, "error", err)
+		where := slog.String("jwks_url", s.cfg.URL)
+		if s.cfg.URL == "" {
+			where = slog.String("issuer", s.cfg.Issuer)
+		}
+		s.log.Warn("jwks_fetch_failed", where, slog.String("error", err.Error()))
 	}
 	return err
 }
