@@ -29,6 +29,7 @@ import (
 	"github.com/postern/postern/pkg/benchrun"
 	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/simnet"
+	"github.com/postern/postern/pkg/tracing"
 )
 
 func main() {
@@ -74,6 +75,14 @@ func run(ctx context.Context, fs *flag.FlagSet, cfg benchrun.Config, scenarios, 
 		return fmt.Errorf("run: --concurrency: %w", err)
 	}
 	cfg.Concurrency = levels
+	tc, err := tracing.FromEnv(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	if tc.Enabled() {
+		cfg.Tracing = &tc
+		fmt.Println("tracing on (OTEL_* variables): the mesh node and connector export spans")
+	}
 	if matrix != "" {
 		if cfg.Matrix, err = simnet.LoadMatrix(matrix); err != nil {
 			return fmt.Errorf("run: --matrix: %w", err)

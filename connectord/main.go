@@ -36,6 +36,7 @@ import (
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/streambind"
+	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/update"
 )
 
@@ -196,6 +197,11 @@ func run(ctx context.Context, f runFlags) error {
 		return cli.Usagef("--log-level: %v", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	tr, err := tracing.Start(ctx, "connectord", os.Getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer tr.Close(logger)
 	if f.updateURL != "" {
 		if f.updateKey == "" {
 			return cli.Usagef("--update-url needs --update-key, the pinned release key")
@@ -248,7 +254,8 @@ func run(ctx context.Context, f runFlags) error {
 	}
 	c, err := connector.New(connector.Config{StateDir: f.stateDir, HTTPClient: hc, AllowList: al, AllowAny: f.allowAny, BackendRootCAs: roots,
 		HealthAddr: f.admin, Carrier: carrier, UDPTimeout: f.udpTimeout, ProbeInterval: f.probeInterval, Logger: logger,
-		Attach: f.attachK, Reevaluate: f.reevaluate, Registry: cli.NewRegistry("connectord")})
+		Attach: f.attachK, Reevaluate: f.reevaluate, Registry: cli.NewRegistry("connectord"),
+		Tracer: tr.Tracer()})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/time/rate"
 
 	"github.com/postern/postern/pkg/authority"
@@ -25,6 +26,7 @@ import (
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/route"
+	"github.com/postern/postern/pkg/tracing"
 )
 
 func runCmd(fs *flag.FlagSet) func(context.Context) error {
@@ -100,6 +102,14 @@ func run(ctx context.Context, f runFlags) error {
 		return err
 	}
 	defer closeAudit()
+	if f.id == "" {
+		f.id, _ = os.Hostname()
+	}
+	tr, err := tracing.Start(ctx, "meshd", os.Getenv, logger, attribute.String("postern.node", f.id))
+	if err != nil {
+		return err
+	}
+	defer tr.Close(logger)
 	authClient, err := httpClientWithCA(f.authCA)
 	if err != nil {
 		return err
@@ -126,10 +136,8 @@ func run(ctx context.Context, f runFlags) error {
 	cfg := meshnode.Config{ID: f.id, Region: f.region, Listen: f.listen, PlainHTTP: f.plain, WGListen: wgAddr,
 		WGAdvertise: f.wgAdvertise, StateDir: f.stateDir, Authority: auth, CatalogPath: f.catalogPath,
 		AdminListen: f.admin, AuthURL: f.authURL, AuthHTTPClient: authClient, BearerHTTPClient: bearerClient, Logger: logger,
-		DrainTimeout: f.drain, DrainDelay: f.drainDelay, Limits: f.limits, Registry: cli.NewRegistry("meshd"), Audit: audit}
-	if cfg.ID == "" {
-		cfg.ID, _ = os.Hostname()
-	}
+		DrainTimeout: f.drain, DrainDelay: f.drainDelay, Limits: f.limits, Registry: cli.NewRegistry("meshd"), Audit: audit,
+		Tracer: tr.Tracer()}
 	if f.gossipListen != "" {
 		if f.gossipKeys == "" {
 			return fmt.Errorf("--gossip-keyring is required with --gossip-listen (create one with \"meshd gossip keygen --out FILE\" and copy it to every node)")

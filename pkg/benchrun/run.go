@@ -14,6 +14,7 @@ import (
 	"github.com/postern/postern/pkg/harness"
 	"github.com/postern/postern/pkg/simnet"
 	"github.com/postern/postern/pkg/streambind"
+	"github.com/postern/postern/pkg/tracing"
 )
 
 // BenchUser is the development identity provider's user the tunnel-auth
@@ -64,6 +65,11 @@ type Config struct {
 	// MatrixName says where Matrix came from (a file path) in the report;
 	// empty means "default".
 	MatrixName string
+	// Tracing, if set, turns tracing on in the mesh node and connector of
+	// the standard system (the tunnel and auth scenarios), exporting to
+	// its endpoint; nil means tracing off. bench run sets it from the
+	// OTEL_* variables (pkg/tracing).
+	Tracing *tracing.Config
 }
 
 func (c Config) matrix() *simnet.Matrix {
@@ -132,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, err
 	}
 	defer targets.close()
-	h, err := harness.Start(ctx, harness.Options{Connectors: 1, Auth: true, Logger: cfg.Logger, ExtraCatalog: targets.catalog()})
+	h, err := harness.Start(ctx, harness.Options{Connectors: 1, Auth: true, Logger: cfg.Logger, ExtraCatalog: targets.catalog(), Tracing: cfg.Tracing})
 	if err != nil {
 		return Report{}, fmt.Errorf("benchrun: start system: %w", err)
 	}

@@ -498,7 +498,7 @@ func (p *parser) kind(v *yaml.Node, label string) AppKind {
 }
 
 // webOnlyKeys are app keys that make no sense for a TCP app.
-var webOnlyKeys = []string{"internal_url", "host_header", "tls_skip_verify", "hsts_max_age", "pass_headers", "path_case", "identity_headers"}
+var webOnlyKeys = []string{"internal_url", "host_header", "tls_skip_verify", "trust_trace_headers", "hsts_max_age", "pass_headers", "path_case", "identity_headers"}
 
 // finishKind checks the keys of an app against its kind.
 func (p *parser) finishKind(a *App, lines map[string]int, appLine int, label string) {

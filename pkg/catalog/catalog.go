@@ -121,6 +121,12 @@ type App struct {
 	// TLSSkipVerify disables verification of the backend's certificate; it
 	// is only ever true with an https InternalURL.
 	TLSSkipVerify bool
+	// TrustTraceHeaders (trust_trace_headers) continues the client's W3C
+	// trace (traceparent, tracestate): the mesh's spans become children of
+	// the client's and the backend sees the client's trace id. False, the
+	// default, drops the client's trace headers at the edge, so that no
+	// client can choose the trace a request is recorded under.
+	TrustTraceHeaders bool
 	// SessionLifetime is the lifetime of the app cookie (session_lifetime);
 	// zero for a passthrough app.
 	SessionLifetime time.Duration

@@ -189,6 +189,9 @@ func (p *parser) app(n *yaml.Node, i int) *appEntry {
 			a.TLSSkipVerify, _ = p.boolean(v, label, "tls_skip_verify")
 			skipLine = v.Line
 		}},
+		{Key: "trust_trace_headers", Decode: func(v *yaml.Node) {
+			a.TrustTraceHeaders, _ = p.boolean(v, label, "trust_trace_headers")
+		}},
 		{Key: "hsts_max_age", Decode: func(v *yaml.Node) { a.HSTS = p.hsts(v, label) }},
 		{Key: "pass_headers", Decode: func(v *yaml.Node) { auth.passLine, a.PassHeaders = v.Line, p.passHeaders(v, label) }},
 	}, p.authFields(a, auth, label)...)

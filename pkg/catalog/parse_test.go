@@ -121,6 +121,7 @@ apps:
     backend_timeout: 1h30m
     host_header: external
     tls_skip_verify: true
+    trust_trace_headers: true
   - id: wiki
     display_name: Team Wiki (Ünïcode ok)
     host: localhost
@@ -137,11 +138,11 @@ apps:
 		ID: "smartmoney", Host: "smartmoney.apps.example.com", Kind: KindWeb,
 		InternalURL:    &url.URL{Scheme: "https", Host: "10.1.2.3:8443", Path: "/base/"},
 		ConnectorGroup: "hq", PreAuth: PreAuthPassthrough, BackendTimeout: 90 * time.Minute,
-		HostHeader: HostHeaderExternal, TLSSkipVerify: true, HSTS: DefaultHSTS, Line: 7,
+		HostHeader: HostHeaderExternal, TLSSkipVerify: true, TrustTraceHeaders: true, HSTS: DefaultHSTS, Line: 7,
 	}, {
 		ID: "wiki", DisplayName: "Team Wiki (Ünïcode ok)", Host: "localhost", Kind: KindWeb, InternalURL: &url.URL{Scheme: "http", Host: "[::1]:8080"},
 		ConnectorGroup: "2024", PreAuth: PreAuthPassthrough, BackendTimeout: DefaultBackendTimeout,
-		HostHeader: HostHeaderInternal, Line: 15,
+		HostHeader: HostHeaderInternal, Line: 16,
 	}}
 	if d := cmp.Diff(want, c.Apps()); d != "" {
 		t.Errorf("apps (-want +got):\n%s", d)
@@ -257,6 +258,7 @@ func TestParseErrors(t *testing.T) {
 		{"host is a boolean", appDoc(map[string]string{"host": "true"}), []wantErr{{5, ErrType, "host: got a boolean, want a string"}}},
 		{"preauth is null", appDoc(map[string]string{"preauth": ""}), []wantErr{{8, ErrType, "preauth: got null, want a string"}}},
 		{"skip verify not bool", appDoc(map[string]string{"internal_url": "https://x"}, `    tls_skip_verify: "yes"`), []wantErr{{9, ErrType, "tls_skip_verify: got a string, want true or false"}}},
+		{"trust trace not bool", appDoc(nil, `    trust_trace_headers: "yes"`), []wantErr{{9, ErrType, "trust_trace_headers: got a string, want true or false"}}},
 		{"timeout is a mapping", appDoc(nil, "    backend_timeout: {s: 1}"), []wantErr{{9, ErrType, "backend_timeout: got a mapping, want a string"}}},
 		// missing keys: reported at the entry's first line
 		{"missing host", appDoc(map[string]string{"host": omit}), []wantErr{{4, ErrMissing, `app "a": missing required key "host"`}}},

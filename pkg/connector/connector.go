@@ -25,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/postern/postern/pkg/backoff"
@@ -104,6 +105,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Tracer records a span per request and per backend round trip and
+	// sends the trace context to the backend (pkg/egress); nil means
+	// tracing is off and the mesh's trace headers pass unchanged.
+	Tracer trace.Tracer
 }
 
 // Connector is a running connector.
@@ -238,7 +243,7 @@ func New(cfg Config) (*Connector, error) {
 		kick: make(chan struct{}, 1), runs: map[string]*run{}, down: map[string]bool{}, alias: map[string]string{}}
 	c.tun = wgTunnel{c}
 	c.egress = egress.New(egress.Config{AllowList: cfg.AllowList, RootCAs: cfg.BackendRootCAs,
-		Logger: c.logger, Registerer: cfg.Registry})
+		Logger: c.logger, Registerer: cfg.Registry, Tracer: cfg.Tracer})
 	c.registerMetrics()
 	return c, nil
 }

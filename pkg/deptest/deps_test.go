@@ -51,10 +51,10 @@ const (
 // devOnly are the packages of the demo, the tests and the benchmarks: the
 // development identity provider (and the OIDC provider library it is built
 // on), the sample app, the simulated network, the in-process harness, the
-// benchmark runner and the demo. No production binary links them.
+// benchmark runner, the demo and the test OTLP receiver. No production binary links them.
 var devOnly = []string{
 	module + "/pkg/devidp", zitadel, module + "/pkg/sampleapp", module + "/pkg/simnet",
-	module + "/pkg/harness", module + "/pkg/benchrun", module + "/pkg/demo",
+	module + "/pkg/harness", module + "/pkg/benchrun", module + "/pkg/demo", module + "/pkg/tracing/tracingtest",
 }
 
 // depRules returns the trust boundaries of the module. Add a row to add a
@@ -76,6 +76,13 @@ func depRules() []depRule {
 			GOOS:    []string{"linux"},
 			Deny:    []string{"helm.sh/helm", "k8s.io", "sigs.k8s.io", "github.com/google/go-containerregistry", "github.com/letsencrypt/pebble", module + "/infra/build"},
 			Why:     "the build tools' libraries (Helm, the Kubernetes API, go-containerregistry, Pebble) live in the infra/build module; the product links none of them, for a small module graph and a fast cold start",
+		},
+		{
+			Name:    "edge",
+			Pattern: "./pkg/edge",
+			Dir:     "pkg/edge",
+			Deny:    []string{module + "/pkg/pool", module + "/pkg/meshnode", module + "/pkg/route", gossip},
+			Why:     "the edge proxy sends each attempt along the edge.Path its Router picks (a local connector or a relay through another node); the mesh node owns the pool, the relay paths and the route choice behind that interface",
 		},
 		{
 			Name:    "connectord",

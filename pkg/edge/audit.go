@@ -45,7 +45,7 @@ const (
 // audit stream and counts it. Keys are those of the access log (one
 // schema): request_id, app, user, client_ip, method, path, status,
 // connector, principal and auth (for a verified identity), plus decision,
-// reason, rule, detail and node. It covers every way in: app cookies,
+// reason, rule, detail, node, and trace_id when tracing is on. It covers every way in: app cookies,
 // bearer tokens, command-line clients' tokens and TCP streams (whose
 // record is written when the stream ends, with the access line).
 func (h *Handler) audit(r *http.Request, st *reqState, status int) {
@@ -71,6 +71,9 @@ func (h *Handler) audit(r *http.Request, st *reqState, status int) {
 	}
 	if h.cfg.NodeID != "" {
 		attrs = append(attrs, slog.String("node", h.cfg.NodeID))
+	}
+	if st.traceID != "" {
+		attrs = append(attrs, slog.String("trace_id", st.traceID))
 	}
 	h.cfg.Audit.LogAttrs(r.Context(), slog.LevelInfo, "access_decision", attrs...)
 }

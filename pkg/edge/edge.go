@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/bearer"
@@ -36,7 +37,6 @@ import (
 	"github.com/postern/postern/pkg/errpage"
 	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/policy"
-	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/splice"
@@ -48,12 +48,14 @@ import (
 type Config struct {
 	// Catalog returns the current catalogue. Required.
 	Catalog func() *catalog.Catalog
-	// Pool holds the connectors attached to this node. Required.
-	Pool *pool.Pool
-	// Router chooses each request's path (local connector or relay
-	// through another mesh node); nil means Pool, which knows only local
-	// connectors.
+	// Router chooses each request's path: a connector attached to this
+	// node, or, for a node in a cluster, a relay through another mesh
+	// node. Required.
 	Router Router
+	// Local chooses among the connectors attached to this node only: the
+	// path of the requests other mesh nodes relay here, which never go
+	// further. Nil means Router (a lone node's, which knows no relays).
+	Local Router
 	// MaxAttempts bounds how many connectors one request may be tried on;
 	// zero means 3.
 	MaxAttempts int
@@ -82,6 +84,12 @@ type Config struct {
 	Audit *slog.Logger
 	// NodeID names this node in audit records; empty leaves it out.
 	NodeID string
+	// Tracer records the spans of each request (see trace.go) and puts
+	// its trace context in the traceparent sent to the connector; nil
+	// means tracing is off: no span and no allocation for it, and only
+	// the client's trace headers are filtered (kept for an app with
+	// trust_trace_headers when valid, removed otherwise).
+	Tracer trace.Tracer
 }
 
 // Handler is the edge proxy. It is safe for concurrent use.
@@ -109,13 +117,13 @@ func New(cfg Config) *Handler {
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Router == nil {
-		cfg.Router = cfg.Pool
-		h.cfg.Router = cfg.Pool
+	if cfg.Local == nil {
+		cfg.Local = cfg.Router
+		h.cfg.Local = cfg.Router
 	}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
-		Transport:      &tunnelTransport{router: cfg.Router, maxAttempts: cfg.MaxAttempts},
+		Transport:      &tunnelTransport{router: cfg.Router, maxAttempts: cfg.MaxAttempts, tracer: cfg.Tracer},
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   h.proxyError,
 		BufferPool:     bufferPool{},
@@ -143,11 +151,13 @@ type reqState struct {
 	via       string            // how id was verified: cookie, bearer or cli
 	decision  decision          // what the edge decided about access, for the audit stream
 	auth      *auth
-	relayed   bool  // served for another mesh node (RelayHandler)
-	stripAuth bool  // remove the Authorization header: it carried a bearer token
-	bytesUp   int64 // a TCP stream's bytes from the client
-	bytesDown int64 // a TCP stream's bytes to the client
-	tcp       bool  // a TCP stream: log bytes_up and bytes_down
+	relayed   bool       // served for another mesh node (RelayHandler)
+	stripAuth bool       // remove the Authorization header: it carried a bearer token
+	bytesUp   int64      // a TCP stream's bytes from the client
+	bytesDown int64      // a TCP stream's bytes to the client
+	tcp       bool       // a TCP stream: log bytes_up and bytes_down
+	span      trace.Span // the request's server span; nil when tracing is off
+	traceID   string     // span's trace id (hex), for the logs; "" when tracing is off
 }
 
 type stateKey struct{}
@@ -180,6 +190,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.app, st.cat = app, cat
+	if h.cfg.Tracer != nil {
+		r = h.startSpan(r, st, "edge", app.TrustTraceHeaders)
+	}
 	if reason := refusedRequest(r); reason != "" {
 		st.errReason = reason
 		st.decision = decision{result: resultDeny, reason: reasonRefusedRequest, detail: reason}
@@ -203,7 +216,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if app.PreAuth == catalog.PreAuthPassthrough {
 		st.decision = decision{result: resultAllow, reason: reasonPassthrough}
 	} else {
-		if st.id = h.authenticate(rw, r, app, st); st.id == nil {
+		if st.id = h.tracedAuthenticate(rw, r, app, st); st.id == nil {
 			h.logAccess(r, rw, st, start)
 			return
 		}
@@ -294,6 +307,9 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 	if st.truncated != "" {
 		attrs = append(attrs, slog.String("truncated_by", st.truncated))
 	}
+	if st.traceID != "" {
+		attrs = append(attrs, slog.String("trace_id", st.traceID))
+	}
 	if st.id != nil {
 		attrs = append(attrs, slog.String("principal", st.id.PrincipalType()), slog.String("auth", st.via))
 	}
@@ -306,6 +322,7 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
 	h.metrics.observe(appID, status, d, rw.Bytes(), st.truncated)
 	h.audit(r, st, status)
+	st.endSpan(status)
 }
 
 // rewrite builds the request sent through the tunnel. By the time it runs,
@@ -318,6 +335,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	tunnelhttp.StripInternal(h)
 	stripClientHeaders(h, st.app)
 	stripPosternCookies(h)
+	filterTraceHeaders(pr.In.Context(), pr.In.Header, h, st)
 	if st.stripAuth {
 		delete(h, "Authorization")
 	}
@@ -404,7 +422,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, errBackendTimeout):
 		p.Status, p.Title = http.StatusGatewayTimeout, "Backend timeout"
 		p.Reason = fmt.Sprintf("%s did not answer within %s.", st.app.Title(), st.app.BackendTimeout)
-	case errors.Is(err, pool.ErrConnectorLost):
+	case errors.Is(err, errLost):
 		p.Reason = "The connector was lost before the application answered."
 	case errors.As(err, &ce):
 		p.Title, p.Reason = connectorReason(ce.code)

@@ -18,6 +18,9 @@ var (
 	// became suspect before answering; the request, which may be sent
 	// again, went to another path.
 	errSuspect = errors.New("connector suspect: request sent again elsewhere")
+	// errLost means an attempt was abandoned because its path was
+	// declared dead (or replaced) before it answered.
+	errLost = errors.New("connector lost")
 	// errNotSent wraps the last error of a request that reached no
 	// connector on any attempt.
 	errNotSent = errors.New("request reached no connector")

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/edge/edgetest"
 	"github.com/postern/postern/pkg/egress"
@@ -41,6 +43,12 @@ type chain struct {
 
 func newChain(t *testing.T, tlsOn bool, limits Limits) *chain {
 	t.Helper()
+	return newTracedChain(t, tlsOn, limits, nil)
+}
+
+// newTracedChain is newChain with tracer (nil: tracing off) at the edge.
+func newTracedChain(t *testing.T, tlsOn bool, limits Limits, tracer trace.Tracer) *chain {
+	t.Helper()
 	c := &chain{backend: edgetest.NewBackend(t)}
 	al, err := egress.ParseAllowList([]string{"127.0.0.0/8"})
 	if err != nil {
@@ -64,6 +72,7 @@ apps:
     preauth: passthrough
     pass_headers: [CF-Connecting-IP]
     hsts_max_age: 0
+    trust_trace_headers: true
   - id: iis
     host: iis.example.com
     internal_url: ` + c.backend.URL + `
@@ -95,10 +104,10 @@ apps:
 	}})
 	t.Cleanup(p.Close)
 	k, _ := wgkey.Generate()
-	p.Upsert("c1", "hq", k.Public())
+	c1 := p.Upsert("c1", "hq", k.Public())
 	v := session.NewVerifier(session.VerifierConfig{Static: c.keys.JWKS(), Issuer: "https://auth.example.com"})
-	c.h = New(Config{Catalog: func() *catalog.Catalog { return cat }, Pool: p, Limits: limits, Auth: &AuthConfig{
-		AuthURL: testAuthURL, Verifier: v, Requests: testRequests(t), Cache: session.NewCache(v, 100)}})
+	c.h = New(Config{Catalog: func() *catalog.Catalog { return cat }, Router: &orderedRouter{paths: []Path{c1}}, Limits: limits, Auth: &AuthConfig{
+		AuthURL: testAuthURL, Verifier: v, Requests: testRequests(t), Cache: session.NewCache(v, 100)}, Tracer: tracer})
 	if tlsOn {
 		c.edge = httptest.NewTLSServer(c.h)
 	} else {

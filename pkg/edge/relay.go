@@ -8,7 +8,6 @@ import (
 
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/duplex"
-	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/reqid"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
@@ -48,13 +47,17 @@ func (h *Handler) serveRelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.app = app
+	if h.cfg.Tracer != nil {
+		// The first node's trace context: the tunnel peer is a mesh node.
+		r = h.startSpan(r, st, "relay", true)
+	}
 	h.serveProxy(h.relay, rw, r, st, start)
 }
 
 func (h *Handler) newRelayProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite:      relayRewrite,
-		Transport:    &tunnelTransport{router: h.cfg.Pool, maxAttempts: h.cfg.MaxAttempts},
+		Transport:    &tunnelTransport{router: h.cfg.Local, maxAttempts: h.cfg.MaxAttempts, tracer: h.cfg.Tracer},
 		ErrorHandler: h.relayError,
 		BufferPool:   bufferPool{},
 		ErrorLog:     h.proxy.ErrorLog,
@@ -92,7 +95,7 @@ func (h *Handler) relayError(w http.ResponseWriter, r *http.Request, err error) 
 		relayRefuse(w, http.StatusServiceUnavailable, tunnelhttp.ErrRelayNoConnector)
 	case errors.Is(err, errBackendTimeout):
 		relayRefuse(w, http.StatusGatewayTimeout, tunnelhttp.ErrBackendTimeout)
-	case errors.Is(err, pool.ErrConnectorLost):
+	case errors.Is(err, errLost):
 		relayRefuse(w, http.StatusBadGateway, tunnelhttp.ErrConnectorLost)
 	default:
 		relayRefuse(w, http.StatusBadGateway, tunnelhttp.ErrBackendError)

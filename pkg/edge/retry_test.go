@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,7 +24,7 @@ import (
 // only what provably never reached a connector, or what is idempotent,
 // bodiless and lost (or suspect) before its answer.
 func TestRetryRules(t *testing.T) {
-	lost := fmt.Errorf("%w: read: connection reset", pool.ErrConnectorLost)
+	lost := fmt.Errorf("%w: read: connection reset", errLost)
 	other := errors.New("read: connection reset by peer")
 	body := func(read int64) *trackedBody {
 		b := &trackedBody{timer: newBackendTimer(time.Hour, func() {})}
@@ -95,8 +96,8 @@ func TestTransportRetries(t *testing.T) {
 		// The relay node took the body, which cannot be read again.
 		{"POST, first is a relay with no connector", "POST", "payload", relayEmpty, false, 0, errRelayNoConnector, true},
 		{"GET, first hangs and is lost", "GET", "", hangs, true, 200, nil, true},
-		{"POST, first hangs and is lost", "POST", "payload", hangs, true, 0, pool.ErrConnectorLost, true},
-		{"PUT without a body, first hangs and is lost", "PUT", "", hangs, true, 0, pool.ErrConnectorLost, true},
+		{"POST, first hangs and is lost", "POST", "payload", hangs, true, 0, errLost, true},
+		{"PUT without a body, first hangs and is lost", "PUT", "", hangs, true, 0, errLost, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,7 +136,7 @@ func TestTransportRetries(t *testing.T) {
 			}})
 			defer p.Close()
 			c1, c2 := p.Upsert("c1", "hq", k1), p.Upsert("c2", "hq", k2)
-			router := &orderedRouter{paths: []*pool.Connector{c1, c2}}
+			router := &orderedRouter{paths: []Path{c1, c2}}
 			tr := &tunnelTransport{router: router, maxAttempts: 3}
 			st := &reqState{app: &catalog.App{ID: "a", ConnectorGroup: "hq", BackendTimeout: 10 * time.Second}}
 			var body io.Reader
@@ -183,27 +184,18 @@ func TestTransportRetries(t *testing.T) {
 
 // orderedRouter picks its paths in order, skipping those excluded and
 // those not usable.
-type orderedRouter struct{ paths []*pool.Connector }
+type orderedRouter struct{ paths []Path }
 
-func (r *orderedRouter) Pick(_ string, exclude []*pool.Connector) *pool.Connector {
+func (r *orderedRouter) Pick(_ string, exclude []Path) Path {
 	for _, c := range r.paths {
-		if c.Usable() && !excluded(exclude, c) {
+		if c.(interface{ Usable() bool }).Usable() && !slices.Contains(exclude, c) {
 			return c
 		}
 	}
 	return nil
 }
 
-func (r *orderedRouter) MarkDead(c *pool.Connector, reason string) {}
-
-func excluded(cs []*pool.Connector, c *pool.Connector) bool {
-	for _, x := range cs {
-		if x == c {
-			return true
-		}
-	}
-	return false
-}
+func (r *orderedRouter) MarkDead(Path, string) {}
 
 func testKey(tb testing.TB) wgkey.Public {
 	tb.Helper()

@@ -21,6 +21,12 @@ import (
 // tunnel) and the response. It uses only the package's long-standing API,
 // so it runs unchanged on older commits for before/after comparisons.
 func BenchmarkServeAuthenticated(b *testing.B) {
+	benchServe(b, func(c Config) Config { return c })
+}
+
+// benchServe is BenchmarkServeAuthenticated with the handler's Config
+// passed through configure.
+func benchServe(b *testing.B, configure func(Config) Config) {
 	h, app, tok := newAuthHandler(b)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -33,9 +39,9 @@ func BenchmarkServeAuthenticated(b *testing.B) {
 	}})
 	defer p.Close()
 	k, _ := wgkey.Generate()
-	p.Upsert("c1", app.ConnectorGroup, k.Public())
+	c1 := p.Upsert("c1", app.ConnectorGroup, k.Public())
 	cat := h.cfg.Catalog()
-	h = New(Config{Catalog: func() *catalog.Catalog { return cat }, Pool: p, Auth: h.cfg.Auth})
+	h = New(configure(Config{Catalog: func() *catalog.Catalog { return cat }, Router: &orderedRouter{paths: []Path{c1}}, Auth: h.cfg.Auth}))
 	req := func() *http.Request {
 		r := httptest.NewRequest("GET", "/home/page?x=1", nil)
 		r.Host, r.RemoteAddr = app.Host, "10.1.2.3:4567"

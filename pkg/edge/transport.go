@@ -12,26 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/postern/postern/pkg/accesslog"
-	"github.com/postern/postern/pkg/pool"
+	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
-
-// Router chooses the path of each attempt of a request. *pool.Pool is the
-// Router of a lone mesh node; a mesh node in a cluster adds relay paths
-// through other nodes, as *pool.Connector entries whose tunnel address is
-// the relay node's.
-type Router interface {
-	// Pick returns the path for the next attempt of a request to group,
-	// skipping those in exclude; nil when there is none. It must be safe
-	// for concurrent use and must not block.
-	Pick(group string, exclude []*pool.Connector) *pool.Connector
-	// MarkDead reports that a connection to c through the tunnel could not
-	// be made.
-	MarkDead(c *pool.Connector, reason string)
-}
-
-var _ Router = (*pool.Pool)(nil)
 
 // tunnelTransport sends a request to a live connector of the app's group,
 // bounding the time to the response headers by the app's backend timeout
@@ -49,6 +35,7 @@ var _ Router = (*pool.Pool)(nil)
 type tunnelTransport struct {
 	router      Router
 	maxAttempts int
+	tracer      trace.Tracer // nil: tracing is off
 }
 
 func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -59,15 +46,25 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &trackedBody{r: req.Body, timer: timer}
 	}
-	var tried []*pool.Connector
+	var tried []Path
 	lastErr := errNoConnector
 	anyReached := false
 	resendable := body == nil && idempotent(req.Method)
-	var next *pool.Connector // picked when a suspect path was abandoned
+	var next Path     // picked when a suspect path was abandoned
+	var leftBy []Path // paths abandoned only because they were suspect
 	for len(tried) < t.maxAttempts {
 		c := next
 		if c == nil {
 			c = t.router.Pick(st.app.ConnectorGroup, tried)
+		}
+		if c == nil {
+			// Suspicion is a guess (a probe is late): when every other
+			// path has failed, one left for it is tried again if it was
+			// not declared lost since.
+			c, leftBy = revisit(leftBy)
+		}
+		if t.tracer != nil {
+			t.routeSpan(req.Context(), c)
 		}
 		if c == nil {
 			break
@@ -80,12 +77,15 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, reached, err := t.attempt(ctx, req, c, body, timer, watch)
 		next = watch.alternative()
+		if next != nil {
+			leftBy = append(leftBy, c)
+		}
 		if err == nil {
 			if timer.finish() {
 				resp.Body.Close()
 				return nil, errBackendTimeout
 			}
-			st.connector = c.ID
+			st.connector = c.String()
 			resp.Body = wrapBody(resp.Body, func() { cancel(nil) })
 			if resp.StatusCode != http.StatusSwitchingProtocols { // an upgrade's body must stay writable
 				resp.Body = accesslog.RecordCut(resp.Body, &st.cutErr)
@@ -113,33 +113,47 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, lastErr
 }
 
+// revisit returns the first path of left that is not lost, and left
+// without it (and without those lost); nil when there is none.
+func revisit(left []Path) (Path, []Path) {
+	for i, c := range left {
+		if c.Lost().Err() == nil {
+			return c, left[i+1:]
+		}
+	}
+	return nil, nil
+}
+
 // attempt sends req to c. reached reports whether a connection to c was
 // obtained, after which the connector may have seen the request.
 // watch, when not nil, abandons the attempt if c becomes suspect before
 // the answer comes.
-func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *pool.Connector, body *trackedBody, timer *backendTimer, watch *suspectWatch) (*http.Response, bool, error) {
+func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path, body *trackedBody, timer *backendTimer, watch *suspectWatch) (*http.Response, bool, error) {
 	if !c.TryAcquire() {
 		return nil, false, errPathClosed // it began draining since the pick
 	}
 	actx, acancel := context.WithCancelCause(ctx)
-	stopLost := context.AfterFunc(c.Lost(), func() { acancel(pool.ErrConnectorLost) })
+	stopLost := context.AfterFunc(c.Lost(), func() { acancel(errLost) })
 	stopWatch := watch.arm(c, acancel)
 	stop := func() { stopLost(); stopWatch() }
 	var gotConn atomic.Bool
-	trace := &httptrace.ClientTrace{
+	ct := &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
 		// The whole request is sent: the backend timeout now bounds the
 		// wait for the first byte of the response.
 		WroteRequest: func(httptrace.WroteRequestInfo) { timer.run() },
 	}
-	out := req.WithContext(httptrace.WithClientTrace(actx, trace))
+	out := req.WithContext(httptrace.WithClientTrace(actx, ct))
+	var span trace.Span
+	if t.tracer != nil {
+		out, span = t.attemptSpan(out)
+	}
 	u := *req.URL
-	u.Host = c.HostPort()
-	out.URL = &u
+	out.URL = &u // c.Send sets the host
 	if body != nil {
 		out.Body = body
 	}
-	resp, err := c.Transport.RoundTrip(out)
+	resp, err := c.Send(out)
 	if !watch.answered() {
 		// Abandoned as its connector became suspect: it goes elsewhere.
 		if err == nil {
@@ -153,6 +167,7 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 		resp, err = nil, errRelayNoConnector
 		gotConn.Store(false)
 	}
+	tracing.EndRoundTrip(span, resp, err)
 	if err == nil {
 		cut := func() bool { return false }
 		if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -173,8 +188,8 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c *poo
 	stop()
 	acancel(nil)
 	c.Release()
-	if errors.Is(cause, pool.ErrConnectorLost) && !errors.Is(err, pool.ErrConnectorLost) {
-		err = fmt.Errorf("%w: %w", pool.ErrConnectorLost, err)
+	if errors.Is(cause, errLost) && !errors.Is(err, errLost) {
+		err = fmt.Errorf("%w: %w", errLost, err)
 	}
 	return nil, gotConn.Load(), err
 }
@@ -190,7 +205,7 @@ func retryable(req *http.Request, body *trackedBody, reached bool, err error) bo
 	if !reached {
 		return true
 	}
-	return body == nil && (errors.Is(err, pool.ErrConnectorLost) || errors.Is(err, errSuspect)) && idempotent(req.Method)
+	return body == nil && (errors.Is(err, errLost) || errors.Is(err, errSuspect)) && idempotent(req.Method)
 }
 
 // suspectWatch abandons an attempt of a request that may be sent again
@@ -199,11 +214,11 @@ func retryable(req *http.Request, body *trackedBody, reached bool, err error) bo
 // *suspectWatch do nothing.
 type suspectWatch struct {
 	group   string
-	exclude []*pool.Connector
+	exclude []Path
 	router  Router
 
-	next  *pool.Connector // the other path; written before state turns abandoned
-	state atomic.Int32    // watchWaiting, watchAnswered or watchAbandoned
+	next  Path         // the other path; written before state turns abandoned
+	state atomic.Int32 // watchWaiting, watchAnswered or watchAbandoned
 }
 
 const (
@@ -215,8 +230,8 @@ const (
 // arm watches c for the attempt whose context cancel ends; it returns the
 // function that stops watching. A connector already suspect when the
 // attempt starts was chosen as the last resort: it is not watched.
-func (w *suspectWatch) arm(c *pool.Connector, cancel context.CancelCauseFunc) (stop func() bool) {
-	if w == nil || c.Suspected() {
+func (w *suspectWatch) arm(c Path, cancel context.CancelCauseFunc) (stop func() bool) {
+	if w == nil || c.Suspect().Err() != nil {
 		return func() bool { return false }
 	}
 	return context.AfterFunc(c.Suspect(), func() {
@@ -238,7 +253,7 @@ func (w *suspectWatch) answered() bool {
 }
 
 // alternative returns the path picked when the attempt was abandoned.
-func (w *suspectWatch) alternative() *pool.Connector {
+func (w *suspectWatch) alternative() Path {
 	if w == nil || w.state.Load() != watchAbandoned {
 		return nil
 	}

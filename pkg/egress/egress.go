@@ -25,10 +25,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/pkg/accesslog"
 	"github.com/postern/postern/pkg/duplex"
 	"github.com/postern/postern/pkg/splice"
+	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/upgrade"
 )
@@ -50,6 +52,12 @@ type Config struct {
 	// Registerer receives the connector's request metrics; nil registers
 	// nothing.
 	Registerer prometheus.Registerer
+	// Tracer records a "connector" server span per request, continuing
+	// the mesh's trace context, and a "backend" client span per backend
+	// round trip whose context the backend gets in traceparent; nil
+	// means tracing is off: no span, and the mesh's trace headers reach
+	// the backend unchanged.
+	Tracer trace.Tracer
 }
 
 // Handler forwards tunnel requests to internal apps. It is safe for
@@ -136,7 +144,12 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	if t != nil && t.skip {
 		tr = rt.h.skip
 	}
+	var span trace.Span
+	if rt.h.cfg.Tracer != nil {
+		r, span = rt.h.backendSpan(r)
+	}
 	resp, err := tr.RoundTrip(r)
+	tracing.EndRoundTrip(span, resp, err)
 	if rec, ok := r.Context().Value(cutKey{}).(*cutRecorder); ok && err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = accesslog.RecordCut(resp.Body, &rec.err) // an upgrade's body must stay writable
 	}
@@ -168,6 +181,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer duplex.Serve(w, r)()
 	start := time.Now()
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
+	if h.cfg.Tracer != nil && !isTCP(r.Header) {
+		var span trace.Span
+		r, span = h.serverSpan(r, rid)
+		defer span.End()
+	}
 	if isTCP(r.Header) {
 		h.serveTCP(w, r, rid, start)
 		return
@@ -208,6 +226,9 @@ func (h *Handler) serveProxy(rw *accesslog.Writer, r *http.Request, t *target, r
 			}
 		}
 		attrs = append(attrs, "truncated", side != "")
+		if tid := h.noteStatus(r, rw.Status()); tid != "" {
+			attrs = append(attrs, "trace_id", tid)
+		}
 		if side != "" {
 			attrs = append(attrs, "truncated_by", side, "error", cut.reason(side))
 		}

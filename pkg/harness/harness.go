@@ -19,11 +19,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
@@ -39,6 +42,7 @@ import (
 	"github.com/postern/postern/pkg/sampleapp"
 	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/testkit"
+	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/wgnet"
 )
 
@@ -117,6 +121,12 @@ type Options struct {
 	// directory); the development certificate still serves every other
 	// name. Nil means the development certificate only.
 	ACME *acmecert.Config
+	// Tracing, if set, turns tracing on in every mesh node and connector
+	// (each its own tracer provider and OTLP exporter, as meshd and
+	// connectord build from OTEL_*), with service.name "meshd" or
+	// "connectord" and the resource attribute postern.node naming the
+	// node or connector; nil means tracing off.
+	Tracing *tracing.Config
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -146,6 +156,7 @@ type Harness struct {
 	closeErr error
 	closed   bool
 	auth     *authSystem
+	tracers  []*tracing.Tracing // shut down by Close
 
 	gossipKey []byte
 }
@@ -395,6 +406,10 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		}
 	}
 	cfg.Logger = h.logger.With("service", "meshd")
+	if cfg.Tracer, err = h.tracer("meshd", id); err != nil {
+		l.Close()
+		return nil, err
+	}
 	node, err := meshnode.New(cfg)
 	if err != nil {
 		l.Close()
@@ -590,6 +605,9 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 	udp := wgnet.NewBlockBind(inner)
 	udp.SetBlocked(h.opts.BlockUDP)
 	cfg.Bind = udp
+	if cfg.Tracer, err = h.tracer("connectord", filepath.Base(dir)); err != nil {
+		return nil, err
+	}
 	if raceDetector {
 		cfg.PingInterval, cfg.PingFailures = time.Second*raceStretch, 3*raceStretch
 	}
@@ -706,6 +724,12 @@ func (h *Harness) Close() error {
 		h.appSrv.Close()
 		h.appWG.Wait()
 	}
+	h.mu.Lock()
+	tracers := h.tracers
+	h.mu.Unlock()
+	for _, t := range tracers {
+		t.Close(h.logger)
+	}
 	if h.tmp {
 		h.closeErr = os.RemoveAll(h.Dir)
 	}
@@ -734,4 +758,23 @@ func WaitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
 	return testkit.Poll(ctx, 20*time.Millisecond, timeout, cond)
+}
+
+// tracer returns the tracer of one component (service "meshd" or
+// "connectord", node its id) under Options.Tracing, or nil when tracing
+// is off.
+func (h *Harness) tracer(service, node string) (trace.Tracer, error) {
+	if h.opts.Tracing == nil {
+		return nil, nil
+	}
+	cfg := *h.opts.Tracing
+	cfg.Attributes = append(slices.Clip(cfg.Attributes), attribute.String("postern.node", node))
+	t, err := tracing.New(context.Background(), service, cfg)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.tracers = append(h.tracers, t)
+	h.mu.Unlock()
+	return t.Tracer(), nil
 }

@@ -124,6 +124,12 @@ func checkLogSchema(t *testing.T, schema map[string]string, records []map[string
 		if id, ok := r["request_id"].(string); ok && !reqid.Valid(id) {
 			t.Errorf("request id %q in %q is not of the one format", id, msg)
 		}
+		if id, ok := r["trace_id"].(string); ok && !traceID.MatchString(id) {
+			t.Errorf("trace id %q in %q is not 32 lower-case hex digits", id, msg)
+		}
 	}
 	return seen
 }
+
+// traceID is the form of a W3C trace id, as the logs write it.
+var traceID = regexp.MustCompile(`^[0-9a-f]{32}$`)

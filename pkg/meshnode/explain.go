@@ -307,7 +307,7 @@ func (m *mesh) status() *MeshStatus {
 	for _, mb := range m.cluster.Members() {
 		ns := NodeStatus{ID: mb.ID, Region: mb.Region, State: string(mb.State), GossipAddr: mb.Addr, RTTMs: ms(mb.RTT),
 			HasRTT: mb.HasRTT, Load: mb.Load, Draining: mb.Draining, Version: mb.Version, TunnelUp: mb.ID == m.n.cfg.ID}
-		if p := m.peers.Get(mb.WGKey); p != nil {
+		if p := m.relays.Get(mb.WGKey); p != nil {
 			ns.TunnelUp = p.Alive()
 		}
 		st.Nodes = append(st.Nodes, ns)

@@ -76,7 +76,7 @@ type mesh struct {
 	n       *Node
 	cfg     ClusterConfig
 	cluster *gossip.Cluster
-	peers   *pool.Pool
+	relays  *pool.Relays // one relay path per other live member
 	router  *router
 	boot    int64
 	kick    chan struct{}
@@ -131,9 +131,8 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 		pc.DeadAfter = 2
 	}
 	pc.Dial, pc.Pinger, pc.Logger = n.wg.DialContext, n.wg, n.logger.With("component", "relay_paths")
-	pc.ProveFirst = true
-	m.peers = pool.New(pc)
-	m.router = newRouter(n.pool, m.peers, strategy)
+	m.relays = pool.NewRelays(pc)
+	m.router = newRouter(n.pool, m.relays, strategy)
 	empty := map[netip.Addr]string{}
 	m.nodeAddrs.Store(&empty)
 	m.cluster, err = gossip.New(gossip.Config{
@@ -173,7 +172,7 @@ func (m *mesh) run(ctx context.Context) {
 	defer wg.Wait()
 	wg.Add(2)
 	go func() { defer wg.Done(); m.cluster.Run(ctx) }()
-	go func() { defer wg.Done(); m.peers.Run(ctx) }()
+	go func() { defer wg.Done(); m.relays.Run(ctx) }()
 	if len(m.cfg.Seeds) > 0 || m.cfg.Discover != nil {
 		if _, err := m.cluster.Join(ctx); err != nil {
 			m.n.logger.Warn("gossip_join_failed", "error", err, "seeds", m.cfg.Seeds, "retry", "in the background")
@@ -267,7 +266,7 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 	defer m.mu.Unlock()
 	for id, key := range m.wgPeers {
 		if mb, ok := want[id]; !ok || mb.WGKey != key {
-			m.peers.Remove(key)
+			m.relays.Remove(key)
 			m.n.wg.RemovePeer(key)
 			delete(m.wgPeers, id)
 			delete(m.downSince, id)
@@ -287,7 +286,7 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 		if !m.addWGPeer(id, mb) {
 			continue
 		}
-		m.peers.Upsert("mesh:"+id, meshGroup, mb.WGKey)
+		m.relays.Upsert(id, mb.WGKey)
 		m.wgPeers[id] = mb.WGKey
 		m.peerBoot[id] = mb.Boot
 		m.n.logger.Info("mesh_peer_added", "peer_node", id, "region", mb.Region, "endpoint", mb.WGEndpoint)
@@ -303,7 +302,7 @@ const peerReset = 3 * time.Second
 // resetIfStuckLocked re-creates the WireGuard peer of member id when its
 // relay path has been down for peerReset although the gossip sees it alive.
 func (m *mesh) resetIfStuckLocked(id string, mb gossip.Member) {
-	p := m.peers.Get(mb.WGKey)
+	p := m.relays.Get(mb.WGKey)
 	if p == nil || p.Alive() || mb.State != gossip.StateAlive {
 		delete(m.downSince, id)
 		return
@@ -333,7 +332,7 @@ func (m *mesh) restartedLocked(id string, mb gossip.Member) {
 	if !m.addWGPeer(id, mb) {
 		return
 	}
-	m.peers.Upsert("mesh:"+id, meshGroup, mb.WGKey)
+	m.relays.Upsert(id, mb.WGKey)
 	m.peerBoot[id] = mb.Boot
 	delete(m.downSince, id)
 	m.n.logger.Info("mesh_peer_restarted", "peer_node", id)
@@ -389,7 +388,7 @@ func (m *mesh) rebuild(members []gossip.Member) {
 
 func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.Member, remote map[string][]gossip.Attachment) *groupRoute {
 	var cands []route.Candidate
-	var paths []*pool.Connector
+	var paths []path
 	for _, c := range m.n.pool.Group(g.ID) {
 		cand := route.Candidate{Node: m.n.cfg.ID, Region: m.n.cfg.Region, Local: true, Connector: c.ID,
 			ConnectorRTT: c.RTT(), Load: c.Outstanding()}
@@ -413,7 +412,7 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 		}
 		cand := route.Candidate{Node: id, Region: mb.Region}
 		cand.NodeRTT, cand.NodeRTTKnown = m.cluster.EstimateRTT(id)
-		peer := m.peers.Get(mb.WGKey)
+		peer := m.relays.Get(mb.WGKey)
 		if !cand.NodeRTTKnown && peer != nil && peer.Alive() && peer.RTT() > 0 {
 			// A node that just (re)joined has no coordinates yet, but its
 			// tunnel answers: use the RTT its probes measure, so it is
@@ -436,26 +435,18 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 		if best != nil {
 			cand.Connector, cand.ConnectorRTT = best.Connector, best.RTT
 		}
+		var p path // none while the node is no relay path
 		if peer != nil {
-			cand.Load = peer.Outstanding()
+			cand.Load, p = peer.Outstanding(), peer
 		}
-		cands, paths = append(cands, cand), append(paths, peer)
+		cands, paths = append(cands, cand), append(paths, p)
 	}
 	cons := route.Constraints{ExcludeRegions: g.ExcludeRegions}
 	if g.PinRegion {
 		cons.PinRegion = g.Region
 	}
 	d := route.Decide(g.ID, cands, cons, m.router.strategyNow(), m.decisions[g.ID], m.cfg.Route)
-	// Decide reorders the candidates: line the paths up with them again.
-	byKey := map[string]*pool.Connector{}
-	for i, c := range cands {
-		byKey[c.Key()] = paths[i]
-	}
-	gr := &groupRoute{decision: d, paths: make([]*pool.Connector, len(d.Candidates))}
-	for i, c := range d.Candidates {
-		gr.paths[i] = byKey[c.Key()]
-	}
-	return gr
+	return lineUp(d, cands, paths)
 }
 
 // notReady says what keeps the node from serving as a member of the
@@ -482,8 +473,8 @@ func (m *mesh) notReady() []string {
 // its probes, or there is no other member.
 func (m *mesh) relayPathUp() bool {
 	others := 0
-	for _, s := range m.peers.Statuses() {
-		if s.Alive {
+	for _, r := range m.relays.List() {
+		if r.Alive() {
 			return true
 		}
 		others++

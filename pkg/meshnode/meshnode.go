@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/conn"
 
@@ -158,6 +159,10 @@ type Config struct {
 	// Audit receives one access_decision record per request to an app
 	// (the audit stream, apart from Logger); nil writes none.
 	Audit *slog.Logger
+	// Tracer records the spans of the requests this node serves or
+	// relays (pkg/edge) and sends their trace context to the connectors;
+	// nil means tracing is off (pkg/tracing builds it from OTEL_*).
+	Tracer trace.Tracer
 }
 
 // Node is a running mesh node.
@@ -322,7 +327,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("meshnode: %w", err)
 	}
 	n.tunnel = n.limitTunnel(tl)
-	var router edge.Router = n.pool
+	var router edge.Router = localRouter{n.pool}
 	if cfg.Cluster != nil {
 		if n.mesh, err = newMesh(n, *cfg.Cluster); err != nil {
 			n.public.Close()
@@ -336,8 +341,8 @@ func New(cfg Config) (*Node, error) {
 		authCfg.Revoker = n
 	}
 	n.auth = authCfg
-	n.edge = edge.New(edge.Config{Catalog: store.Current, Pool: n.pool, Router: router, Logger: logger, Registerer: cfg.Registry,
-		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked, Audit: cfg.Audit, NodeID: cfg.ID,
+	n.edge = edge.New(edge.Config{Catalog: store.Current, Router: router, Local: localRouter{n.pool}, Logger: logger, Registerer: cfg.Registry,
+		Auth: authCfg, Limits: n.limits.Unauth, Denied: revoked, Audit: cfg.Audit, NodeID: cfg.ID, Tracer: cfg.Tracer,
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: logger.With("component", "bearer")})})
 	ec := enroll.Config{Authority: cfg.Authority, Used: used, NodeKey: key, Checks: checks{n}, Revoker: n, Attacher: n,
 		CredentialTTL: cfg.CredentialTTL, Logger: logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot}
@@ -671,8 +676,8 @@ func (n *Node) inFlight() int64 {
 		total += s.Outstanding
 	}
 	if n.mesh != nil {
-		for _, s := range n.mesh.peers.Statuses() {
-			total += s.Outstanding
+		for _, r := range n.mesh.relays.List() {
+			total += r.Outstanding()
 		}
 	}
 	return total
@@ -698,7 +703,7 @@ func (n *Node) tunnelHandler() http.Handler {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		if n.mesh != nil {
-			n.mesh.peers.Close()
+			n.mesh.relays.Close()
 			n.mesh.cluster.Close()
 			n.mesh.tokenClient.CloseIdleConnections()
 		}

@@ -136,19 +136,25 @@ func TestProbesMarkDeadAndAlive(t *testing.T) {
 	}
 }
 
-func TestProveFirst(t *testing.T) {
+// TestRelayProvedFirst checks the rules of the relay kind: a new relay
+// path takes no request until a probe answers, it dies after DeadAfter
+// failed probes like a connector, and it comes back as a new instance.
+func TestRelayProvedFirst(t *testing.T) {
 	fp := &fakePinger{down: map[wgkey.Public]bool{}}
-	p := New(Config{Dial: noDial, Pinger: fp, ProbeInterval: 5 * time.Millisecond, ProveFirst: true})
+	rs := NewRelays(Config{Dial: noDial, Pinger: fp, ProbeInterval: 5 * time.Millisecond, DeadAfter: 2})
 	k := key(t)
 	fp.set(k, true)
-	p.Upsert("mesh:b", "mesh", k)
-	if p.Pick("mesh", nil) != nil {
-		t.Fatal("an unproven entry takes requests")
+	r := rs.Upsert("b", k)
+	if r.Usable() || r.Healthy() {
+		t.Fatal("an unproven relay path takes requests")
+	}
+	if rs.Get(k) != r || r.Node != "b" || r.HostPort() == "" {
+		t.Fatalf("relay path not kept by key: got %+v", rs.Get(k))
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; p.Close() }()
+	go func() { rs.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; rs.Close() }()
 	deadline := time.Now().Add(5 * time.Second)
 	for calls := 0; calls < 3; {
 		if time.Now().After(deadline) {
@@ -159,16 +165,31 @@ func TestProveFirst(t *testing.T) {
 		calls = fp.calls
 		fp.mu.Unlock()
 	}
-	if p.Pick("mesh", nil) != nil {
-		t.Fatal("an entry whose probes fail takes requests")
+	if rs.Get(k).Usable() {
+		t.Fatal("a relay path whose probes fail takes requests")
 	}
 	fp.set(k, false)
 	deadline = time.Now().Add(5 * time.Second)
-	for p.Pick("mesh", nil) == nil {
+	for !rs.Get(k).Healthy() {
 		if time.Now().After(deadline) {
-			t.Fatal("entry not alive after a probe answered")
+			t.Fatal("relay path not alive after a probe answered")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	up := rs.Get(k)
+	if up == r || r.Lost().Err() == nil {
+		t.Fatal("the unproven instance was not replaced by a live one")
+	}
+	if !up.TryAcquire() {
+		t.Fatal("a live relay path refused a request")
+	}
+	up.Release()
+	if got := rs.List(); len(got) != 1 || got[0] != up {
+		t.Fatalf("List: got %v, want the live instance", got)
+	}
+	rs.Remove(k)
+	if rs.Get(k) != nil || up.Lost().Err() == nil || len(rs.List()) != 0 {
+		t.Fatal("removed relay path still kept or not lost")
 	}
 }
 

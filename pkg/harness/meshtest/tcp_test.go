@@ -72,14 +72,14 @@ func TestRelayedTCPApp(t *testing.T) {
 
 // notable returns the log lines worth reading when a stream failed:
 // warnings, errors, access and stream lines, and every change of a
-// connector or relay peer (a replaced or removed pool entry cuts the
-// streams through it).
+// connector or relay path (a replaced or removed one cuts the streams
+// through it).
 func notable(logs string) string {
 	var out []string
 	for _, l := range strings.Split(logs, "\n") {
 		if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) ||
 			strings.Contains(l, `"msg":"access"`) || strings.Contains(l, `"msg":"tcp_stream"`) || strings.Contains(l, "lost") ||
-			strings.Contains(l, `"msg":"connector_`) || strings.Contains(l, `"msg":"mesh_peer_`) {
+			strings.Contains(l, `"msg":"connector_`) || strings.Contains(l, `"msg":"relay_path_`) || strings.Contains(l, `"msg":"mesh_peer_`) {
 			out = append(out, l)
 		}
 	}

@@ -1,0 +1,155 @@
+package tracing
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// DefaultEndpoint is the traces URL of OTEL_TRACES_EXPORTER=otlp without
+// an endpoint variable: a collector on the same host.
+const DefaultEndpoint = "http://localhost:4318/v1/traces"
+
+// FromEnv reads the standard OpenTelemetry variables through getenv
+// (os.Getenv in a main):
+//
+//   - OTEL_SDK_DISABLED=true, or OTEL_TRACES_EXPORTER=none: off.
+//   - OTEL_TRACES_EXPORTER=otlp: on, at the endpoint below or
+//     DefaultEndpoint. Unset: on only when an endpoint variable is set
+//     (tracing is off by default, unlike the OpenTelemetry SDK's default).
+//     Any other exporter is an error.
+//   - OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as is), or
+//     OTEL_EXPORTER_OTLP_ENDPOINT (with /v1/traces appended).
+//   - OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL:
+//     only http/protobuf (the default) is supported.
+//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG: always_on,
+//     always_off, traceidratio, parentbased_always_on (the default),
+//     parentbased_always_off, parentbased_traceidratio; the ratio is in
+//     [0, 1], default 1.
+//   - OTEL_SERVICE_NAME: the service.name.
+//   - OTEL_BSP_SCHEDULE_DELAY: milliseconds a finished span waits to be
+//     exported.
+//
+// The exporter itself reads OTEL_EXPORTER_OTLP_HEADERS,
+// OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_COMPRESSION and the
+// certificate variables, and the resource reads OTEL_RESOURCE_ATTRIBUTES.
+// Errors name the variable and never echo a header value.
+func FromEnv(getenv func(string) string) (Config, error) {
+	var cfg Config
+	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
+		return cfg, nil
+	}
+	endpoint := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+	if endpoint == "" {
+		if base := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT")); base != "" {
+			endpoint = strings.TrimSuffix(base, "/") + "/v1/traces"
+		}
+	}
+	switch exp := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")); exp {
+	case "none":
+		return cfg, nil
+	case "":
+		if endpoint == "" {
+			return cfg, nil
+		}
+	case "otlp":
+		if endpoint == "" {
+			endpoint = DefaultEndpoint
+		}
+	default:
+		return cfg, fmt.Errorf("tracing: OTEL_TRACES_EXPORTER %q: only otlp and none are supported", exp)
+	}
+	if err := checkEndpoint(endpoint); err != nil {
+		return cfg, err
+	}
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+		if p := strings.TrimSpace(getenv(k)); p != "" {
+			if p != "http/protobuf" {
+				return cfg, fmt.Errorf("tracing: %s %q: only http/protobuf is supported", k, p)
+			}
+			break
+		}
+	}
+	s, err := sampler(strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER")), strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG")))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Endpoint, cfg.Sampler, cfg.ServiceName = endpoint, s, strings.TrimSpace(getenv("OTEL_SERVICE_NAME"))
+	if d := strings.TrimSpace(getenv("OTEL_BSP_SCHEDULE_DELAY")); d != "" {
+		ms, err := strconv.ParseUint(d, 10, 31)
+		if err != nil {
+			return cfg, fmt.Errorf("tracing: OTEL_BSP_SCHEDULE_DELAY %q: want milliseconds", d)
+		}
+		cfg.BatchTimeout = time.Duration(ms) * time.Millisecond
+	}
+	return cfg, nil
+}
+
+// checkEndpoint refuses an endpoint that is not an http or https URL with
+// a host. The message names the variable's role, not its value, which may
+// carry credentials in its user info.
+func checkEndpoint(endpoint string) error {
+	scheme, rest, ok := strings.Cut(endpoint, "://")
+	if !ok || (scheme != "http" && scheme != "https") || rest == "" || strings.HasPrefix(rest, "/") {
+		return fmt.Errorf("tracing: the OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) must be an http:// or https:// URL with a host")
+	}
+	return nil
+}
+
+// sampler returns the sampler named by OTEL_TRACES_SAMPLER with its
+// argument; nil for the default.
+func sampler(name, arg string) (sdktrace.Sampler, error) {
+	ratio := 1.0
+	if arg != "" && strings.HasSuffix(name, "traceidratio") {
+		r, err := strconv.ParseFloat(arg, 64)
+		if err != nil || !(r >= 0 && r <= 1) { // NaN fails both
+			return nil, fmt.Errorf("tracing: OTEL_TRACES_SAMPLER_ARG %q: want a ratio in [0, 1]", arg)
+		}
+		ratio = r
+	}
+	switch name {
+	case "", "parentbased_always_on":
+		return nil, nil
+	case "always_on":
+		return sdktrace.AlwaysSample(), nil
+	case "always_off":
+		return sdktrace.NeverSample(), nil
+	case "traceidratio":
+		return sdktrace.TraceIDRatioBased(ratio), nil
+	case "parentbased_always_off":
+		return sdktrace.ParentBased(sdktrace.NeverSample()), nil
+	case "parentbased_traceidratio":
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)), nil
+	}
+	return nil, fmt.Errorf("tracing: OTEL_TRACES_SAMPLER %q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
+}
+
+// Start is FromEnv then New, with attrs added to the resource attributes
+// (such as postern.node, the mesh node's id): the set-up of a main. With
+// tracing on it
+// also routes the OpenTelemetry SDK's own errors (a collector that cannot
+// be reached) to logger as "tracing_export_failed" lines, instead of the
+// SDK's default plain-text lines on stderr: the SDK's error handler is
+// process-wide, which is why only a main may call Start.
+func Start(ctx context.Context, service string, getenv func(string) string, logger *slog.Logger, attrs ...attribute.KeyValue) (*Tracing, error) {
+	cfg, err := FromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Attributes = append(cfg.Attributes, attrs...)
+	t, err := New(ctx, service, cfg)
+	if err != nil || !t.Enabled() {
+		return t, err
+	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("tracing_export_failed", "error", err)
+	}))
+	return t, nil
+}

@@ -1,0 +1,251 @@
+// Package tracing is the one home of OpenTelemetry tracing in Postern: it
+// reads the standard OTEL_* environment variables (FromEnv), builds the
+// tracer provider and its OTLP/HTTP exporter (New), and carries W3C trace
+// context (traceparent, tracestate) in and out of HTTP headers (Extract,
+// Inject, Strip).
+//
+// meshd and connectord call it once at start. Tracing is off unless the
+// environment names an OTLP endpoint (or OTEL_TRACES_EXPORTER=otlp); off,
+// there is no exporter and Tracer returns nil, which the request path
+// (pkg/edge, pkg/egress) takes to mean "start no span": tracing off costs
+// a nil check per request and nothing else.
+//
+// Trust: a request's trace context is taken from its headers only where
+// the sender is trusted: between Postern's own hops (mesh node to relay
+// node to connector, all over WireGuard), and from a client only for an
+// app whose catalogue entry sets trust_trace_headers. Extract refuses
+// malformed, repeated or oversized headers, so what it returns is safe to
+// forward.
+package tracing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Config configures New. The zero value is tracing off.
+type Config struct {
+	// Endpoint is the full OTLP/HTTP traces URL, such as
+	// "http://collector:4318/v1/traces" (http or https); empty means
+	// tracing is off.
+	Endpoint string
+	// Sampler decides which traces are recorded; nil means
+	// parentbased_always_on (the OpenTelemetry default).
+	Sampler sdktrace.Sampler
+	// ServiceName is the service.name resource attribute; empty means
+	// the name given to New.
+	ServiceName string
+	// Attributes are further resource attributes (OTEL_RESOURCE_ATTRIBUTES);
+	// nil means none.
+	Attributes []attribute.KeyValue
+	// ExportTimeout bounds one export; zero means 10s
+	// (OTEL_EXPORTER_OTLP_TIMEOUT, read by the exporter, when set).
+	ExportTimeout time.Duration
+	// BatchTimeout is the longest a finished span waits before it is
+	// exported; zero means 5s (OTEL_BSP_SCHEDULE_DELAY).
+	BatchTimeout time.Duration
+}
+
+// Enabled reports whether cfg turns tracing on.
+func (cfg Config) Enabled() bool { return cfg.Endpoint != "" }
+
+// Tracing is the process's tracer provider. Its methods are safe for
+// concurrent use.
+type Tracing struct {
+	provider *sdktrace.TracerProvider // nil when off
+	tracer   trace.Tracer             // nil when off
+}
+
+// New builds the tracer provider of service (the default service.name,
+// "meshd" or "connectord") from cfg. With tracing off it opens nothing.
+// The exporter reads the OTEL_EXPORTER_OTLP_* variables that Config does
+// not carry (headers, certificates, compression, timeout) from the
+// environment itself. Call Shutdown to flush and stop it.
+func New(ctx context.Context, service string, cfg Config) (*Tracing, error) {
+	if !cfg.Enabled() {
+		return &Tracing{}, nil
+	}
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(cfg.Endpoint)}
+	if cfg.ExportTimeout > 0 {
+		opts = append(opts, otlptracehttp.WithTimeout(cfg.ExportTimeout))
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: exporter: %w", err)
+	}
+	name := cfg.ServiceName
+	if name == "" {
+		name = service
+	}
+	attrs := append([]attribute.KeyValue{attribute.String("service.name", name)}, cfg.Attributes...)
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attrs...))
+	if err != nil {
+		return nil, fmt.Errorf("tracing: resource: %w", err)
+	}
+	sampler := cfg.Sampler
+	if sampler == nil {
+		sampler = sdktrace.ParentBased(sdktrace.AlwaysSample())
+	}
+	var bsp []sdktrace.BatchSpanProcessorOption
+	if cfg.BatchTimeout > 0 {
+		bsp = append(bsp, sdktrace.WithBatchTimeout(cfg.BatchTimeout))
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, bsp...), sdktrace.WithResource(res), sdktrace.WithSampler(sampler))
+	return &Tracing{provider: tp, tracer: tp.Tracer("github.com/postern/postern")}, nil
+}
+
+// Enabled reports whether tracing is on.
+func (t *Tracing) Enabled() bool { return t != nil && t.provider != nil }
+
+// Tracer returns the tracer of Postern's spans, or nil when tracing is
+// off: callers skip all span work on nil (a no-op tracer would still
+// allocate a context per span).
+func (t *Tracing) Tracer() trace.Tracer {
+	if t == nil {
+		return nil
+	}
+	return t.tracer
+}
+
+// TracerProvider returns the provider: the SDK's when tracing is on, a
+// no-op one when it is off.
+func (t *Tracing) TracerProvider() trace.TracerProvider {
+	if !t.Enabled() {
+		return noop.NewTracerProvider()
+	}
+	return t.provider
+}
+
+// Shutdown exports the spans still buffered and stops the exporter,
+// within ctx. It is idempotent and does nothing when tracing is off.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	if !t.Enabled() {
+		return nil
+	}
+	if err := t.provider.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("tracing: shutdown: %w", err)
+	}
+	return nil
+}
+
+// CloseTimeout bounds Close's export of the spans still buffered.
+const CloseTimeout = 5 * time.Second
+
+// Close is Shutdown within CloseTimeout, for a main's defer: a failure is
+// logged to logger (nil discards), the process is exiting anyway.
+func (t *Tracing) Close(logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil && logger != nil {
+		logger.Warn("tracing_shutdown_failed", "error", err)
+	}
+}
+
+// EndRoundTrip ends span, a client span of one HTTP round trip (nil:
+// tracing is off), with its outcome: err as an error status, or the
+// response's status code.
+func EndRoundTrip(span trace.Span, resp *http.Response, err error) {
+	if span == nil {
+		return
+	}
+	switch {
+	case err != nil:
+		span.SetStatus(codes.Error, err.Error())
+	case resp != nil && span.IsRecording():
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	}
+	span.End()
+}
+
+// Header names of W3C Trace Context, in canonical form.
+const (
+	HeaderTraceparent = "Traceparent"
+	HeaderTracestate  = "Tracestate"
+)
+
+// Bounds on accepted trace headers. A version-00 traceparent is exactly
+// 55 characters; later versions may append fields, which Postern does not
+// read, so 128 leaves room without carrying a client's payload. The W3C
+// recommends propagating at least 512 characters of tracestate; more is
+// dropped whole, never cut.
+const (
+	maxTraceparent = 128
+	maxTracestate  = 512
+)
+
+// propagator is stateless: the one value serves every request.
+var propagator propagation.TraceContext
+
+// Extract returns ctx carrying the remote span context of h's traceparent
+// and tracestate, and whether there was a valid one. A header that is
+// repeated, longer than the bounds above, or malformed (bad version,
+// length, hex, all-zero ids) is ignored: ctx comes back unchanged. A
+// tracestate that is oversized or malformed is dropped alone.
+func Extract(ctx context.Context, h http.Header) (context.Context, bool) {
+	tp := h[HeaderTraceparent]
+	if len(tp) != 1 || len(tp[0]) > maxTraceparent {
+		return ctx, false
+	}
+	c := carrier{tp: tp[0]}
+	if ts := h[HeaderTracestate]; len(ts) == 1 && len(ts[0]) <= maxTracestate {
+		c.ts = ts[0]
+	}
+	sc := trace.SpanContextFromContext(propagator.Extract(context.Background(), c))
+	if !sc.IsValid() {
+		return ctx, false
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, sc), true
+}
+
+// Inject replaces h's trace headers by the span context of ctx (the
+// current span's, or a remote one from Extract); with no valid span
+// context it only removes them.
+func Inject(ctx context.Context, h http.Header) {
+	Strip(h)
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return
+	}
+	propagator.Inject(ctx, propagation.HeaderCarrier(h))
+}
+
+// Strip removes the trace headers from h (every spelling Go's header map
+// can hold: the canonical one, and the lower-case one of HTTP/2 clients
+// that reach a handler through a non-canonicalising path).
+func Strip(h http.Header) {
+	delete(h, HeaderTraceparent)
+	delete(h, HeaderTracestate)
+	delete(h, "traceparent")
+	delete(h, "tracestate")
+}
+
+// carrier is a read-only propagation.TextMapCarrier over the two values
+// Extract already checked.
+type carrier struct{ tp, ts string }
+
+func (c carrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return c.tp
+	case "tracestate":
+		return c.ts
+	}
+	return ""
+}
+
+func (carrier) Set(string, string) {}
+
+func (carrier) Keys() []string { return []string{"traceparent", "tracestate"} }
