@@ -13,6 +13,7 @@ import (
 
 	"github.com/postern/postern/pkg/access"
 	"github.com/postern/postern/pkg/cli"
+	"github.com/postern/postern/pkg/loopback"
 )
 
 // accessHelp follows the help of every "access" command.
@@ -91,8 +92,7 @@ func newAccessClient(o *accessOpts) (*access.Client, error) {
 }
 
 func accessTCP(ctx context.Context, c *access.Client, addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+	if loopback.CheckAddr(addr) != nil || addr == "" {
 		return cli.Usagef("--listen %q: must be a loopback address such as 127.0.0.1:2222 (anyone who reaches it uses your sign-in)", addr)
 	}
 	l, err := net.Listen("tcp", addr)

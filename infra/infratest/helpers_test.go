@@ -25,24 +25,6 @@ func repoRoot(tb testing.TB) string {
 	return root
 }
 
-// tool returns the path of an external tool from PATH or $GOPATH/bin; it
-// fails the test when the tool is missing (.ci/run installs it).
-func tool(tb testing.TB, name string) string {
-	tb.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	gopath := strings.TrimSpace(string(run(tb, "", nil, "go", "env", "GOPATH")))
-	for _, dir := range filepath.SplitList(gopath) {
-		p := filepath.Join(dir, "bin", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	tb.Fatalf("%s not found in PATH or GOPATH/bin: install it as .ci/run does (see infra/README.md, Tools)", name)
-	return ""
-}
-
 // testContext returns a context that ends a minute before the test
 // binary's deadline (go test -timeout), or with the test: long enough for
 // any command on a loaded machine, and early enough to fail with the

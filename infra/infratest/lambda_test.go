@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // buildZip runs the lambdazip tool (the same command as task build:lambda)
@@ -100,17 +100,6 @@ func TestLambdaZipReproducibleArm64(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // apiGatewayV2Event is an HTTP API (payload 2.0) GET request event.
 func apiGatewayV2Event(path string) []byte {
 	return []byte(fmt.Sprintf(`{
@@ -124,7 +113,7 @@ func apiGatewayV2Event(path string) []byte {
 }
 
 func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
-	rie := tool(t, "aws-lambda-rie")
+	rie := testkit.Tool(t, "aws-lambda-rie")
 	dir := t.TempDir()
 	lambdazip := buildTool(t, dir, "lambdazip")
 	z := buildZip(t, lambdazip, filepath.Join(dir, "auth.zip"), runtime.GOARCH)
@@ -147,7 +136,7 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "keys.json"), keys, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, apiPort := freePort(t), freePort(t)
+	port, apiPort := testkit.FreePort(t), testkit.FreePort(t)
 	cmd := exec.Command(rie, "--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", port),
 		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", apiPort), filepath.Join(task, "bootstrap"))
 	cmd.Dir = task
@@ -160,7 +149,7 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 		"POSTERN_ENTRA_TENANT_ID=3f6c1a2e-8b4d-4c7e-9a15-0d2b7e6f4c81",
 		"POSTERN_OIDC_CLIENT_ID=0e6b0000-0000-0000-0000-000000000001",
 		"AWS_REGION=eu-west-1", "AWS_ACCESS_KEY_ID=x", "AWS_SECRET_ACCESS_KEY=x")
-	var logs bytes.Buffer
+	var logs testkit.SyncBuffer // the emulator writes while the test may read
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

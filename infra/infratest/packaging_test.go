@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // units are the systemd units shipped in the packages.
@@ -46,7 +47,7 @@ func unitRoot(tb testing.TB) string {
 }
 
 func TestSystemdUnitsVerify(t *testing.T) {
-	analyze := tool(t, "systemd-analyze")
+	analyze := testkit.Tool(t, "systemd-analyze")
 	root := unitRoot(t)
 	for _, u := range units {
 		t.Run(u, func(t *testing.T) {
@@ -86,8 +87,8 @@ func TestSystemdUnitsHardening(t *testing.T) {
 }
 
 func TestPackages(t *testing.T) {
-	nfpm := tool(t, "nfpm")
-	dpkgDeb := tool(t, "dpkg-deb")
+	nfpm := testkit.Tool(t, "nfpm")
+	dpkgDeb := testkit.Tool(t, "dpkg-deb")
 	work := t.TempDir()
 	// nfpm reads dist/package/ and infra/ relative to its working directory.
 	if err := os.Symlink(filepath.Join(repoRoot(t), "infra"), filepath.Join(work, "infra")); err != nil {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // checkRepoMetadata runs infra/scripts/repo-metadata.sh on the packages in
@@ -21,7 +23,7 @@ import (
 func checkRepoMetadata(t *testing.T, pkgs string, names []string) {
 	t.Helper()
 	for _, name := range []string{"apt-ftparchive", "createrepo_c", "apt-get", "apt-cache"} {
-		tool(t, name)
+		testkit.Tool(t, name)
 	}
 	out := filepath.Join(t.TempDir(), "repo")
 	run(t, "", nil, "bash", "infra/scripts/repo-metadata.sh", pkgs, out)

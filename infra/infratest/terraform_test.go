@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // terraformFiles returns every .tf, .tfvars and .tflint.hcl file under
@@ -161,7 +163,7 @@ func checkTerraformBlock(tb testing.TB, b *hclsyntax.Block) {
 }
 
 func TestTFLint(t *testing.T) {
-	tflint := tool(t, "tflint")
+	tflint := testkit.Tool(t, "tflint")
 	dir := filepath.Join(repoRoot(t), "infra", "terraform")
 	out, err := runErr(t, dir, []string{"TFLINT_LOG="}, tflint, "--recursive", "--config", filepath.Join(dir, ".tflint.hcl"), "--format", "compact", "--no-color")
 	if err != nil {
@@ -172,7 +174,7 @@ func TestTFLint(t *testing.T) {
 // TestTFLintCatchesUndocumented proves the configured rules run: an
 // undocumented, untyped variable must fail.
 func TestTFLintCatchesUndocumented(t *testing.T) {
-	tflint := tool(t, "tflint")
+	tflint := testkit.Tool(t, "tflint")
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte("variable \"x\" {}\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package acmecert_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,44 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/pkg/acmecert"
 	"github.com/postern/postern/pkg/acmecert/pebbletest"
 	"github.com/postern/postern/pkg/dnstest"
+	"github.com/postern/postern/pkg/testkit"
 )
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-// server is a mesh node's TLS front served with a Manager.
-type server struct {
-	addr string
-}
 
 func serve(t *testing.T, l net.Listener, m *acmecert.Manager) {
 	t.Helper()
@@ -102,13 +71,13 @@ func TestPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "acme")
-	clk := &clock{t: time.Now()}
-	logs := &syncBuffer{}
+	clk := testkit.NewClock(time.Now())
+	logs := &testkit.SyncBuffer{}
 	hosts := []string{"smartmoney.example.test", "mesh.example.test"}
 	newManager := func() *acmecert.Manager {
 		m, err := acmecert.New(acmecert.Config{DirectoryURL: pebble.DirectoryURL, Email: "ops@example.test", Dir: dir,
 			Hosts: func() []string { return hosts }, HTTPClient: pebble.Client, RetryAfter: time.Minute,
-			Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.now})
+			Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +115,7 @@ func TestPebble(t *testing.T) {
 		t.Fatalf("before renewal: serial %s (%v), want %s", s, err, serial1)
 	}
 	// 61 of 90 days later, less than a third is left: renewed.
-	clk.add(61 * 24 * time.Hour)
+	clk.Add(61 * 24 * time.Hour)
 	m.Check(t.Context())
 	_, serial2, err := get(t, addr, "smartmoney.example.test", roots)
 	if err != nil || serial2 == serial1 {
@@ -155,7 +124,7 @@ func TestPebble(t *testing.T) {
 	// The ACME server is gone when the next renewal is due: the renewed
 	// certificate stays in use, and the failure is logged.
 	pebble.Stop()
-	clk.add(61 * 24 * time.Hour)
+	clk.Add(61 * 24 * time.Hour)
 	m.Check(t.Context())
 	if !strings.Contains(logs.String(), `"msg":"acme_order_failed"`) || !strings.Contains(logs.String(), `"renewal":true`) {
 		t.Errorf("the failed renewal was not logged: %s", logs)
@@ -164,7 +133,7 @@ func TestPebble(t *testing.T) {
 		t.Fatalf("while renewal fails: serial %s (%v), want the old %s", s, err, serial2)
 	}
 	// A restarted node serves its stored certificates at once.
-	clk.add(-122 * 24 * time.Hour)
+	clk.Add(-122 * 24 * time.Hour)
 	m2 := newManager()
 	if c := m2.Certificate("smartmoney.example.test"); c == nil || c.Leaf.SerialNumber.String() != serial2 {
 		t.Fatalf("after a restart: got %v, want the stored certificate %s", c, serial2)

@@ -226,7 +226,7 @@ func (c *Config) normalizeEntra() error {
 		}
 		want := entraIssuer(base, c.TenantID)
 		if c.Issuer != "" && c.Issuer != want {
-			return fmt.Errorf("Issuer %q does not match the tenant's issuer %q", c.Issuer, want)
+			return fmt.Errorf("the issuer %q does not match the tenant's issuer %q", c.Issuer, want)
 		}
 		c.Issuer = want
 	case len(c.AllowedTenants) > 0:
@@ -236,7 +236,7 @@ func (c *Config) normalizeEntra() error {
 			}
 		}
 		if c.Issuer != "" {
-			return fmt.Errorf("Issuer must be empty with AllowedTenants: each tenant has its own issuer")
+			return fmt.Errorf("an issuer must not be set with AllowedTenants: each tenant has its own issuer")
 		}
 		c.AllowedTenants = slices.Clone(c.AllowedTenants)
 	default:

@@ -18,6 +18,7 @@ import (
 
 	"github.com/postern/postern/pkg/nodecred"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // TestConfigErrors checks that New refuses impossible configurations.
@@ -206,22 +207,9 @@ func TestConfigFromEnvNeverEchoesSecrets(t *testing.T) {
 			t.Errorf("case %d: error %v is neither ErrConfig nor ErrBadKeyset", i, err)
 		}
 		for _, s := range pieces {
-			if p := leakedPiece(err.Error(), s); p != "" {
+			if p := testkit.SecretPiece(err.Error(), s, 5); p != "" {
 				t.Errorf("case %d: error %q shows %q of a secret", i, err, p)
 			}
 		}
 	}
-}
-
-// leakedPiece returns the first substring of secret, five characters or
-// longer, that msg contains; "" when there is none.
-func leakedPiece(msg, secret string) string {
-	for n := 5; n <= len(secret); n++ {
-		for i := 0; i+n <= len(secret); i++ {
-			if p := secret[i : i+n]; strings.Contains(msg, p) {
-				return p
-			}
-		}
-	}
-	return ""
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/postern/postern/pkg/devcert"
 	"github.com/postern/postern/pkg/devidp"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // devEnv is a Service signing in against the real development provider
@@ -64,8 +65,8 @@ func newDevEnv(t testing.TB) *devEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Now().Truncate(time.Second)}
-	logs := &syncBuffer{}
+	clk := testkit.NewClock(time.Now().Truncate(time.Second))
+	logs := &testkit.SyncBuffer{}
 	mesh := newTestMesh(t, clk.Now())
 	// The provider's users are of its tenant: the catalogue's home tenant.
 	mesh.cat = mustCatalog(t, strings.Replace(testCatalog, "home_tenant: "+tenantA, "home_tenant: "+tid, 1))

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/nodecred"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -154,19 +154,6 @@ func (e *testEnv) authorizeRequest(t testing.TB, r appreq.Request) string {
 	return "/authorize?" + url.Values{"app": {r.AppID}, appreq.Param: {e.mesh.sign(t, r, e.clock.Now)}}.Encode()
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // testEnv is a Service wired to a fakeOP.
 type testEnv struct {
 	mesh  *testMesh
@@ -174,21 +161,9 @@ type testEnv struct {
 	svc   *Service
 	cfg   Config
 	keys  *session.Keyset
-	clock *clock
-	logs  *syncBuffer
+	clock *testkit.Clock
+	logs  *testkit.SyncBuffer
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func mustCatalog(t testing.TB, yaml string) *catalog.Catalog {
 	t.Helper()
@@ -208,8 +183,8 @@ func newTestEnv(t testing.TB, mutate func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Now().Truncate(time.Second)}
-	logs := &syncBuffer{}
+	clk := testkit.NewClock(time.Now().Truncate(time.Second))
+	logs := &testkit.SyncBuffer{}
 	mesh := newTestMesh(t, clk.Now())
 	cfg := Config{
 		AuthURL:            authURL,

@@ -14,17 +14,13 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// clock is a settable test clock.
-type clock struct{ t time.Time }
-
-func (c *clock) Now() time.Time { return c.t }
-
-func newTestAuthority(tb testing.TB, c *clock, verify ...ed25519.PublicKey) (*Authority, Key) {
+func newTestAuthority(tb testing.TB, c *testkit.Clock, verify ...ed25519.PublicKey) (*Authority, Key) {
 	tb.Helper()
 	k, err := GenerateKey()
 	if err != nil {
@@ -33,7 +29,7 @@ func newTestAuthority(tb testing.TB, c *clock, verify ...ed25519.PublicKey) (*Au
 	return newAuthorityWithKey(tb, k, c, verify...), k
 }
 
-func newAuthorityWithKey(tb testing.TB, k Key, c *clock, verify ...ed25519.PublicKey) *Authority {
+func newAuthorityWithKey(tb testing.TB, k Key, c *testkit.Clock, verify ...ed25519.PublicKey) *Authority {
 	tb.Helper()
 	a, err := New(Config{Key: k, VerifyKeys: verify, Now: c.Now})
 	if err != nil {
@@ -52,7 +48,7 @@ func newWGKey(tb testing.TB) wgkey.Public {
 }
 
 func TestEnrollTokenRoundTrip(t *testing.T) {
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	a, k := newTestAuthority(t, c)
 	tok, info, err := a.MintEnrollToken("branch-office", DefaultEnrollTTL)
 	if err != nil {
@@ -104,7 +100,7 @@ func decodeSegment(tb testing.TB, tok string, i int) map[string]any {
 }
 
 func TestCredentialRoundTrip(t *testing.T) {
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	a, _ := newTestAuthority(t, c)
 	pub := newWGKey(t)
 	id := ConnectorID("Web 01", pub)
@@ -131,7 +127,7 @@ func TestCredentialRoundTrip(t *testing.T) {
 }
 
 func TestRotation(t *testing.T) {
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	old, oldKey := newTestAuthority(t, c)
 	tok, _, err := old.MintEnrollToken("g", time.Hour)
 	if err != nil {
@@ -168,7 +164,7 @@ func forge(tb testing.TB, hdr, cl map[string]any, sign func(input []byte) []byte
 }
 
 func TestVerifyEnrollTokenRejects(t *testing.T) {
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	a, k := newTestAuthority(t, c)
 	other, otherKey := newTestAuthority(t, c)
 	good, _, err := a.MintEnrollToken("g", time.Hour)
@@ -181,6 +177,11 @@ func TestVerifyEnrollTokenRejects(t *testing.T) {
 		return func(in []byte) []byte { return ed25519.Sign(key.priv, in) }
 	}
 	hdr := func(alg, typ, kid string) map[string]any { return map[string]any{"alg": alg, "typ": typ, "kid": kid} }
+	extraHdr := func(name string, v any) map[string]any {
+		h := hdr("EdDSA", EnrollType, k.KeyID())
+		h[name] = v
+		return h
+	}
 	withClaim := func(name string, v any) map[string]any {
 		m := map[string]any{}
 		for k, v := range goodClaims {
@@ -193,12 +194,12 @@ func TestVerifyEnrollTokenRejects(t *testing.T) {
 		}
 		return m
 	}
-	future := &clock{t0.Add(time.Hour)}
+	future := testkit.NewClock(t0.Add(time.Hour))
 	early, _, err := newAuthorityWithKey(t, k, future).MintEnrollToken("g", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	past := &clock{t0.Add(-2 * time.Hour)}
+	past := testkit.NewClock(t0.Add(-2 * time.Hour))
 	expired, _, err := newAuthorityWithKey(t, k, past).MintEnrollToken("g", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -260,6 +261,13 @@ func TestVerifyEnrollTokenRejects(t *testing.T) {
 		{"iat in future", forge(t, hdr("EdDSA", EnrollType, k.KeyID()), withClaim("iat", t0.Add(time.Hour).Unix()), edSign(k)), ErrNotYetValid},
 		{"critical header", forge(t, map[string]any{"alg": "EdDSA", "typ": EnrollType, "kid": k.KeyID(), "crit": []string{"exp"}, "exp": 1}, goodClaims, edSign(k)), ErrMalformed},
 		{"no kid", forge(t, map[string]any{"alg": "EdDSA", "typ": EnrollType}, goodClaims, edSign(k)), ErrMalformed},
+		// The shared header policy (pkg/jws), as this package's callers see it.
+		{"jku header", forge(t, extraHdr("jku", "https://evil.example/jwks"), goodClaims, edSign(k)), ErrMalformed},
+		{"x5u header", forge(t, extraHdr("x5u", "https://evil.example/cert"), goodClaims, edSign(k)), ErrMalformed},
+		{"embedded jwk", forge(t, extraHdr("jwk", map[string]any{"kty": "OKP", "crv": "Ed25519", "x": base64.RawURLEncoding.EncodeToString(otherKey.Public())}), goodClaims, edSign(otherKey)), ErrMalformed},
+		{"b64 false", forge(t, extraHdr("b64", false), goodClaims, edSign(k)), ErrMalformed},
+		{"alg eddsa", forge(t, hdr("eddsa", EnrollType, k.KeyID()), goodClaims, edSign(k)), ErrBadAlgorithm},
+		{"alg Ed25519", forge(t, hdr("Ed25519", EnrollType, k.KeyID()), goodClaims, edSign(k)), ErrBadAlgorithm},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -278,7 +286,7 @@ func TestVerifyEnrollTokenRejects(t *testing.T) {
 }
 
 func TestSkew(t *testing.T) {
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	a, _ := newTestAuthority(t, c)
 	tok, _, err := a.MintEnrollToken("g", time.Minute)
 	if err != nil {
@@ -296,7 +304,7 @@ func TestSkew(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c.t = tt.at
+			c.Set(tt.at)
 			if _, err := a.VerifyEnrollToken(tok); !errors.Is(err, tt.want) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
@@ -305,7 +313,7 @@ func TestSkew(t *testing.T) {
 }
 
 func TestMintArguments(t *testing.T) {
-	a, _ := newTestAuthority(t, &clock{t0})
+	a, _ := newTestAuthority(t, testkit.NewClock(t0))
 	pub := newWGKey(t)
 	tests := []struct {
 		name string

@@ -3,10 +3,12 @@ package authority
 import (
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 func BenchmarkVerifyCredential(b *testing.B) {
-	a, _ := newTestAuthority(b, &clock{t0})
+	a, _ := newTestAuthority(b, testkit.NewClock(t0))
 	s, _, err := a.IssueCredential("c-1", "g", newWGKey(b), time.Hour)
 	if err != nil {
 		b.Fatal(err)
@@ -20,7 +22,7 @@ func BenchmarkVerifyCredential(b *testing.B) {
 }
 
 func BenchmarkIssueCredential(b *testing.B) {
-	a, _ := newTestAuthority(b, &clock{t0})
+	a, _ := newTestAuthority(b, testkit.NewClock(t0))
 	pub := newWGKey(b)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -1,14 +1,15 @@
 package authority
 
 import (
-	"encoding/base64"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/postern/postern/pkg/jws"
 )
 
 // claims is the union of the claims of enrolment tokens and credentials.
@@ -26,9 +27,11 @@ type claims struct {
 	Expiry    *jwt.NumericDate `json:"exp"`
 }
 
-// allowedHeaders are the only protected header parameters accepted; any
-// other (crit, b64, jwk, jku, x5c, ...) makes a token malformed.
-var allowedHeaders = map[string]bool{"alg": true, "kid": true, "typ": true}
+// policy is the one strict header policy of pkg/jws (only alg, kid and
+// typ; EdDSA only) with this package's size cap and sentinels.
+var policy = jws.Policy{MaxSize: MaxTokenSize, Errors: jws.Errors{
+	Malformed: ErrMalformed, Algorithm: ErrBadAlgorithm, Signature: ErrBadSignature, Type: ErrWrongType,
+}}
 
 // kind names what is being verified, for errors and for the expected typ
 // and aud.
@@ -57,31 +60,15 @@ func sign(s jose.Signer, c claims) (string, error) {
 // verify checks token strictly as a k and returns its claims and kid.
 // Errors wrap the package sentinels and never quote the token.
 func (a *Authority) verify(token string, k kind) (claims, string, error) {
-	hdr, err := parseHeader(token)
+	payload, kid, err := policy.Verify(token, k.typ, func(kid string) (ed25519.PublicKey, error) {
+		pub, ok := a.keys[kid]
+		if !ok {
+			return nil, fmt.Errorf("kid %.64q: %w", kid, ErrUnknownKey)
+		}
+		return pub, nil
+	})
 	if err != nil {
 		return claims{}, "", err
-	}
-	var alg, kid, typ string
-	if err := headerString(hdr, "alg", &alg); err != nil || alg != string(jose.EdDSA) {
-		return claims{}, "", fmt.Errorf("alg %.16q, want EdDSA: %w", alg, ErrBadAlgorithm)
-	}
-	if err := headerString(hdr, "kid", &kid); err != nil {
-		return claims{}, "", err
-	}
-	pub, ok := a.keys[kid]
-	if !ok {
-		return claims{}, "", fmt.Errorf("kid %.64q: %w", kid, ErrUnknownKey)
-	}
-	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.EdDSA})
-	if err != nil {
-		return claims{}, "", fmt.Errorf("parse: %w", ErrMalformed)
-	}
-	payload, err := jws.Verify(pub)
-	if err != nil {
-		return claims{}, "", fmt.Errorf("kid %s: %w", kid, ErrBadSignature)
-	}
-	if err := headerString(hdr, "typ", &typ); err != nil || typ != k.typ {
-		return claims{}, "", fmt.Errorf("typ %.32q, want %q: %w", typ, k.typ, ErrWrongType)
 	}
 	var c claims
 	if err := json.Unmarshal(payload, &c); err != nil {
@@ -91,43 +78,6 @@ func (a *Authority) verify(token string, k kind) (claims, string, error) {
 		return claims{}, "", err
 	}
 	return c, kid, nil
-}
-
-// parseHeader decodes the protected header of a compact JWS and refuses
-// oversized input and unexpected parameters.
-func parseHeader(token string) (map[string]json.RawMessage, error) {
-	if len(token) > MaxTokenSize {
-		return nil, fmt.Errorf("%d bytes, over the %d-byte cap: %w", len(token), MaxTokenSize, ErrMalformed)
-	}
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, fmt.Errorf("got %d parts, want 3: %w", len(parts), ErrMalformed)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		return nil, fmt.Errorf("header encoding: %w", ErrMalformed)
-	}
-	var hdr map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &hdr); err != nil {
-		return nil, fmt.Errorf("header: %w", ErrMalformed)
-	}
-	for name := range hdr {
-		if !allowedHeaders[name] {
-			return nil, fmt.Errorf("unsupported header %.16q: %w", name, ErrMalformed)
-		}
-	}
-	return hdr, nil
-}
-
-func headerString(hdr map[string]json.RawMessage, name string, dst *string) error {
-	v, ok := hdr[name]
-	if !ok {
-		return fmt.Errorf("missing %s header: %w", name, ErrMalformed)
-	}
-	if err := json.Unmarshal(v, dst); err != nil {
-		return fmt.Errorf("%s header: %w", name, ErrMalformed)
-	}
-	return nil
 }
 
 // checkClaims checks iss, aud and the times of c against k and the clock.

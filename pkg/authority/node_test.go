@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/revoke"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 func newNodeKey(tb testing.TB) Key {
@@ -21,7 +22,7 @@ func newNodeKey(tb testing.TB) Key {
 }
 
 func TestNodeCredentialRoundTrip(t *testing.T) {
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	a, _ := newTestAuthority(t, c)
 	wg, nk := newWGKey(t), newNodeKey(t)
 	cred, err := a.IssueNodeCredential("mesh-eu-1", "eu-west-1", wg, nk.Public(), DefaultNodeCredentialTTL)
@@ -61,7 +62,7 @@ func TestNodeCredentialRoundTrip(t *testing.T) {
 }
 
 func TestNodeCredentialRejects(t *testing.T) {
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	a, _ := newTestAuthority(t, c)
 	other, _ := newTestAuthority(t, c)
 	wg, nk := newWGKey(t), newNodeKey(t)
@@ -97,15 +98,15 @@ func TestNodeCredentialRejects(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", tt.name, err, tt.want)
 		}
 	}
-	c.t = t0.Add(time.Hour + DefaultSkew + time.Second)
+	c.Set(t0.Add(time.Hour + DefaultSkew + time.Second))
 	if _, err := a.VerifyNodeCredential(good); !errors.Is(err, ErrExpired) {
 		t.Errorf("expired: got %v", err)
 	}
-	c.t = t0.Add(-DefaultSkew - time.Second)
+	c.Set(t0.Add(-DefaultSkew - time.Second))
 	if _, err := a.VerifyNodeCredential(good); !errors.Is(err, ErrNotYetValid) {
 		t.Errorf("not yet valid: got %v", err)
 	}
-	c.t = t0
+	c.Set(t0)
 	for name, f := range map[string]func() error{
 		"bad id": func() error { _, err := a.IssueNodeCredential("a b", "r", wg, nk.Public(), time.Hour); return err },
 		"long region": func() error {
@@ -129,7 +130,7 @@ func TestNodeCredentialRejects(t *testing.T) {
 }
 
 func TestNodeCredentialRotation(t *testing.T) {
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	old, oldKey := newTestAuthority(t, c)
 	cred, err := old.IssueNodeCredential("n1", "r1", newWGKey(t), newNodeKey(t).Public(), time.Hour)
 	if err != nil {
@@ -142,7 +143,7 @@ func TestNodeCredentialRotation(t *testing.T) {
 }
 
 func TestRevocationRoundTrip(t *testing.T) {
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	a, _ := newTestAuthority(t, c)
 	other, _ := newTestAuthority(t, c)
 	for _, e := range []revoke.Entry{
@@ -173,7 +174,7 @@ func TestRevocationRoundTrip(t *testing.T) {
 		t.Errorf("bad entry: got %v", err)
 	}
 	s, _ := a.SignRevocation(revoke.Session("sid-2", t0, time.Hour))
-	c.t = t0.Add(2 * time.Hour)
+	c.Set(t0.Add(2 * time.Hour))
 	if _, err := a.VerifyRevocation(s); !errors.Is(err, ErrExpired) {
 		t.Errorf("expired revocation: got %v", err)
 	}

@@ -7,9 +7,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
-func openUsed(tb testing.TB, path string, c *clock) *UsedTokens {
+func openUsed(tb testing.TB, path string, c *testkit.Clock) *UsedTokens {
 	tb.Helper()
 	u, err := OpenUsedTokens(path, c.Now, false)
 	if err != nil {
@@ -20,7 +22,7 @@ func openUsed(tb testing.TB, path string, c *clock) *UsedTokens {
 
 func TestUsedTokensPersist(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "used.json")
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	u := openUsed(t, path, c)
 	exp := t0.Add(time.Hour)
 	if first, err := u.MarkUsed("a", exp); err != nil || !first {
@@ -50,17 +52,17 @@ func TestUsedTokensPersist(t *testing.T) {
 
 func TestUsedTokensPrune(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "used.json")
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	u := openUsed(t, path, c)
 	if _, err := u.MarkUsed("old", t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	c.t = t0.Add(time.Minute + UsedRetention - time.Second)
+	c.Set(t0.Add(time.Minute + UsedRetention - time.Second))
 	if !u.Has("old") {
 		t.Fatal("id pruned within retention")
 	}
-	c.t = t0.Add(time.Minute + UsedRetention + time.Second)
-	if _, err := u.MarkUsed("new", c.t.Add(time.Hour)); err != nil {
+	c.Set(t0.Add(time.Minute + UsedRetention + time.Second))
+	if _, err := u.MarkUsed("new", c.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if u.Has("old") {
@@ -72,7 +74,7 @@ func TestUsedTokensPrune(t *testing.T) {
 }
 
 func TestUsedTokensConcurrent(t *testing.T) {
-	u := openUsed(t, filepath.Join(t.TempDir(), "used.json"), &clock{t0})
+	u := openUsed(t, filepath.Join(t.TempDir(), "used.json"), testkit.NewClock(t0))
 	const n = 8
 	var wg sync.WaitGroup
 	wins := make(chan bool, n)
@@ -100,7 +102,7 @@ func TestUsedTokensConcurrent(t *testing.T) {
 
 func TestUsedTokensMerge(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "used.json")
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	u := openUsed(t, path, c)
 	err := u.Merge([]UsedToken{
 		{ID: "x", Expires: t0.Add(time.Hour)},
@@ -133,7 +135,7 @@ func TestUsedTokensBadFile(t *testing.T) {
 	}
 	// A write failure leaves the id unburnt.
 	blocked := filepath.Join(dir, "blocked")
-	u := openUsed(t, filepath.Join(blocked, "used.json"), &clock{t0})
+	u := openUsed(t, filepath.Join(blocked, "used.json"), testkit.NewClock(t0))
 	os.RemoveAll(blocked)
 	if err := os.WriteFile(blocked, nil, 0o600); err != nil { // a file where the directory should be
 		t.Fatal(err)
@@ -149,7 +151,7 @@ func TestUsedTokensBadFile(t *testing.T) {
 func TestUsedTokensLostRefusesUntilRestored(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "used.json")
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	// A fresh node writes the file at once, so that its loss shows.
 	fresh := openUsed(t, path, c)
 	if _, err := os.Stat(path); err != nil {
@@ -190,7 +192,7 @@ func TestUsedTokensLostRefusesUntilRestored(t *testing.T) {
 func TestUsedTokensGrants(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "used.json")
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	u := openUsed(t, path, c)
 	iat, exp := t0.Add(-time.Minute), t0.Add(time.Hour)
 	if ok, err := u.Grant("a", "r1", iat, exp); !ok || err != nil {
@@ -220,7 +222,7 @@ func TestUsedTokensGrants(t *testing.T) {
 		t.Fatalf("unrestored: got %v", err)
 	}
 	lost.Restore()
-	c.t = t0.Add(time.Minute)
+	c.Set(t0.Add(time.Minute))
 	again := openUsed(t, path, c)
 	if _, err := again.Grant("a", "r3", iat, exp); !errors.Is(err, ErrAbstain) {
 		t.Fatalf("a token issued before the loss: got %v, want %v", err, ErrAbstain)
@@ -228,8 +230,8 @@ func TestUsedTokensGrants(t *testing.T) {
 	if ok, err := again.Grant("c", "r", t0.Add(time.Second), exp); !ok || err != nil {
 		t.Fatalf("a token issued after the loss: %v %v", ok, err)
 	}
-	c.t = t0.Add(MaxEnrollTTL + UsedRetention + time.Hour)
-	if ok, err := again.Grant("d", "r", iat, c.t.Add(time.Hour)); !ok || err != nil {
+	c.Set(t0.Add(MaxEnrollTTL + UsedRetention + time.Hour))
+	if ok, err := again.Grant("d", "r", iat, c.Now().Add(time.Hour)); !ok || err != nil {
 		t.Fatalf("after every token of before the loss expired: %v %v", ok, err)
 	}
 }
@@ -239,7 +241,7 @@ func TestUsedTokensGrants(t *testing.T) {
 // and bounded in length.
 func TestUsedTokensWinner(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "used.json")
-	c := &clock{t0}
+	c := testkit.NewClock(t0)
 	u := openUsed(t, path, c)
 	exp := t0.Add(time.Hour)
 	if err := u.Merge([]UsedToken{{ID: "a", Expires: exp}, {ID: "b", Expires: exp, RID: "rb"}}); err != nil {
@@ -261,7 +263,7 @@ func TestUsedTokensWinner(t *testing.T) {
 			t.Errorf("%s after reopening: got %q %v, want %q %v", tt.id, rid, used, tt.rid, tt.used)
 		}
 	}
-	c.t = exp.Add(UsedRetention + time.Second)
+	c.Set(exp.Add(UsedRetention + time.Second))
 	u2.List() // prunes
 	if _, used := u2.RedeemedBy("a"); used {
 		t.Error("an expired id is still held")

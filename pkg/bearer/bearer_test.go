@@ -28,6 +28,7 @@ import (
 	"github.com/postern/postern/pkg/devcert"
 	"github.com/postern/postern/pkg/devidp"
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 const (
@@ -41,15 +42,6 @@ const (
 	otherTID   = devidp.DemoOtherTenantID
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
-
 // env is a development provider standing in for Entra, a workload issuer
 // standing in for GitHub Actions, a catalogue trusting both, and a
 // verifier whose fetches are counted.
@@ -58,7 +50,7 @@ type env struct {
 	gh      *devidp.WorkloadIssuer
 	cat     *catalog.Catalog
 	v       *bearer.Verifier
-	clock   *clock
+	clock   *testkit.Clock
 	client  *http.Client
 	fetches atomic.Int64 // requests the verifier made
 	hosts   sync.Map     // host -> requests the verifier made to it
@@ -87,7 +79,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{clock: &clock{t: time.Now()}}
+	e := &env{clock: testkit.NewClock(time.Now())}
 	e.idp, err = devidp.Listen("127.0.0.1:0", devcert.ServerTLS(cert), devidp.Config{
 		Users: devidp.DemoUsers(),
 		Clients: []devidp.Client{
@@ -439,7 +431,7 @@ func TestKeyRotation(t *testing.T) {
 	if n := e.fetches.Load(); n != first {
 		t.Fatalf("unknown kids within the interval: got %d more fetches, want none", n-first)
 	}
-	e.clock.Advance(61 * time.Second)
+	e.clock.Add(61 * time.Second)
 	if _, err := e.verify(t, "records", after); err != nil {
 		t.Fatalf("new kid after the interval: %v", err)
 	}
@@ -482,7 +474,7 @@ func TestCache(t *testing.T) {
 		t.Errorf("same acceptance after reload: %v", err)
 	}
 	e.cat = old
-	e.clock.Advance(2 * time.Hour)
+	e.clock.Add(2 * time.Hour)
 	if _, err := e.verify(t, "records", tok); !errors.Is(err, bearer.ErrExpired) {
 		t.Errorf("cached token past exp: got %v, want ErrExpired", err)
 	}

@@ -14,6 +14,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/jwks"
 	"github.com/postern/postern/pkg/session"
 )
 
@@ -63,13 +64,12 @@ type Config struct {
 // Verifier verifies bearer tokens for the apps of a catalogue. It is safe
 // for concurrent use.
 type Verifier struct {
-	cfg    Config
-	client *http.Client
-	log    *slog.Logger
-	cache  *cache
+	cfg   Config
+	log   *slog.Logger
+	cache *cache
 
 	mu      sync.Mutex // guards the following
-	keySets map[string]*keySet
+	keySets map[string]*jwks.Set
 }
 
 // New returns a Verifier. It does no network I/O: key sets are fetched on
@@ -81,22 +81,10 @@ func New(cfg Config) *Verifier {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.FetchTimeout == 0 {
-		cfg.FetchTimeout = 5 * time.Second
-	}
-	if cfg.RefetchInterval == 0 {
-		cfg.RefetchInterval = 30 * time.Second
-	}
-	if cfg.MaxAge == 0 {
-		cfg.MaxAge = time.Hour
-	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 100_000
 	}
-	v := &Verifier{cfg: cfg, client: cfg.HTTPClient, log: cfg.Logger, keySets: map[string]*keySet{}}
-	if v.client == nil {
-		v.client = &http.Client{Timeout: cfg.FetchTimeout}
-	}
+	v := &Verifier{cfg: cfg, log: cfg.Logger, keySets: map[string]*jwks.Set{}}
 	if v.log == nil {
 		v.log = slog.New(slog.DiscardHandler)
 	}
@@ -225,12 +213,12 @@ func (v *Verifier) verify(ctx context.Context, token string, cat *catalog.Catalo
 
 // checkSignature verifies the token's signature with the key its kid
 // names in ks; the key must allow the token's algorithm.
-func (v *Verifier) checkSignature(ctx context.Context, jws *jose.JSONWebSignature, ks *keySet) error {
+func (v *Verifier) checkSignature(ctx context.Context, jws *jose.JSONWebSignature, ks *jwks.Set) error {
 	h := jws.Signatures[0].Header
 	if h.KeyID == "" {
 		return fmt.Errorf("%w: no kid", ErrUnknownKey)
 	}
-	jwk, err := ks.key(ctx, h.KeyID)
+	jwk, err := key(ctx, ks, h.KeyID)
 	if err != nil {
 		return err
 	}

@@ -335,45 +335,21 @@ func openWebSocket(_ context.Context, sys System, p Params) (*Row, error) {
 // worker takes a connection from a pool (dialling one if there is none),
 // sends a message, reads the echo and puts the connection back.
 func webSocketRow(c *http.Client, u string, conc int) *Row {
-	pool := make(chan *websocket.Conn, conc)
-	var mu sync.Mutex
-	var all []*websocket.Conn
 	msg := bytes.Repeat([]byte("p"), wsMessage)
-	op := func(ctx context.Context, read *atomic.Int64) error {
-		var conn *websocket.Conn
-		select {
-		case conn = <-pool:
-		default:
-			cn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: c})
-			if err != nil {
-				if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-					return fmt.Errorf("benchrun: websocket: %w", statusError{resp.StatusCode})
-				}
-				return fmt.Errorf("benchrun: websocket: dial: %w", err)
-			}
-			mu.Lock()
-			all = append(all, cn)
-			mu.Unlock()
-			conn = cn
-		}
-		err := echo(ctx, conn, msg, read)
+	dial := func(ctx context.Context) (*websocket.Conn, error) {
+		cn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: c})
 		if err != nil {
-			conn.CloseNow()
-			return err
+			if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+				return nil, fmt.Errorf("benchrun: websocket: %w", statusError{resp.StatusCode})
+			}
+			return nil, fmt.Errorf("benchrun: websocket: dial: %w", err)
 		}
-		pool <- conn
-		return nil
+		return cn, nil
 	}
-	closeAll := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, cn := range all {
-			cn.CloseNow()
-		}
-		all = nil
-		c.CloseIdleConnections()
+	use := func(ctx context.Context, cn *websocket.Conn, read *atomic.Int64) error {
+		return echo(ctx, cn, msg, read)
 	}
-	return &Row{Op: op, Close: closeAll}
+	return connRow(conc, dial, func(cn *websocket.Conn) { cn.CloseNow() }, use, c.CloseIdleConnections)
 }
 
 func echo(ctx context.Context, conn *websocket.Conn, msg []byte, read *atomic.Int64) error {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/simnet"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // TestSmokeRealSystem runs the whole standard suite briefly through the
@@ -79,7 +80,7 @@ func TestSmokeRealSystem(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	checkGoroutines(t, before)
+	testkit.CheckGoroutines(t, before+2)
 }
 
 // TestSmokeExtraSuite runs the extra suite (stream carrier, relay,
@@ -136,7 +137,7 @@ func TestSmokeExtraSuite(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	checkGoroutines(t, before)
+	testkit.CheckGoroutines(t, before+2)
 }
 
 // TestSmokeOpenLoop runs one scenario through the real system as an open
@@ -152,21 +153,6 @@ func TestSmokeOpenLoop(t *testing.T) {
 	r := rep.Rows[0]
 	if r.Load != LoadOpen || r.TargetRPS == nil || *r.TargetRPS != 200 || r.Requests != 20 || r.Errors != 0 {
 		t.Errorf("got load %s target %v requests %d errors %d; want open, 200, 20, 0", r.Load, r.TargetRPS, r.Requests, r.Errors)
-	}
-}
-
-// checkGoroutines fails if goroutines started by the test are still
-// running a few seconds after it has stopped everything.
-func checkGoroutines(tb testing.TB, before int) {
-	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before+2 {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			tb.Errorf("goroutines leaked: got %d, want at most %d\n%s", runtime.NumGoroutine(), before+2, buf[:runtime.Stack(buf, true)])
-			return
-		}
-		time.Sleep(50 * time.Millisecond) // polling with a deadline
 	}
 }
 

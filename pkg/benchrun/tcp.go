@@ -119,41 +119,19 @@ func openTCPBulk(_ context.Context, sys System, p Params) (*Row, error) {
 }
 
 // streamRow returns the row of a load whose ops each use one stream from
-// a pool of at most conc, opened with dial on first need.
+// a pool of at most conc, opened with dial on first need; a stream is
+// closed when the run ends during its op.
 func streamRow(dial func(context.Context) (net.Conn, error), conc int, use func(net.Conn, *atomic.Int64) error) *Row {
-	pool := make(chan net.Conn, conc)
-	var mu sync.Mutex
-	var all []net.Conn
-	op := func(ctx context.Context, read *atomic.Int64) error {
-		var conn net.Conn
-		select {
-		case conn = <-pool:
-		default:
-			c, err := dial(ctx)
-			if err != nil {
-				return fmt.Errorf("benchrun: open stream: %w", err)
-			}
-			mu.Lock()
-			all = append(all, c)
-			mu.Unlock()
-			conn = c
+	open := func(ctx context.Context) (net.Conn, error) {
+		c, err := dial(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("benchrun: open stream: %w", err)
 		}
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		err := use(conn, read)
-		if !stop() || err != nil {
-			conn.Close()
-			return err
-		}
-		pool <- conn
-		return nil
+		return c, nil
 	}
-	closeAll := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range all {
-			c.Close()
-		}
-		all = nil
-	}
-	return &Row{Op: op, Close: closeAll}
+	return connRow(conc, open, func(c net.Conn) { c.Close() }, func(ctx context.Context, c net.Conn, read *atomic.Int64) error {
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		defer stop()
+		return use(c, read)
+	}, nil)
 }

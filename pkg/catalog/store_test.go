@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,25 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/testkit"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // catalogWithApps returns a valid catalogue with n apps named app0...
 func catalogWithApps(n int) string {
@@ -62,23 +45,11 @@ func writeFile(tb testing.TB, path, content string) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func newTestStore(tb testing.TB, content string) (*Store, string, *syncBuffer) {
+func newTestStore(tb testing.TB, content string) (*Store, string, *testkit.SyncBuffer) {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "catalog.yaml")
 	writeFile(tb, path, content)
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	s, err := NewStore(path, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		tb.Fatal(err)
@@ -177,7 +148,7 @@ func TestStoreWatch(t *testing.T) {
 	})
 
 	replaceFile(t, path, catalogWithApps(2))
-	waitFor(t, "the 2-app catalogue", func() bool { return len(s.Current().Apps()) == 2 })
+	testkit.WaitFor(t, 10*time.Second, "the 2-app catalogue", func() bool { return len(s.Current().Apps()) == 2 })
 	select {
 	case <-sub:
 	case <-time.After(5 * time.Second):
@@ -187,7 +158,7 @@ func TestStoreWatch(t *testing.T) {
 	// A bad file is logged once however many times it is polled, and kept out.
 	good := s.Current()
 	replaceFile(t, path, catalogWithApps(3)+"    tls_skip_verify: maybe\n")
-	waitFor(t, "catalog_reload_failed", func() bool { return strings.Contains(logs.String(), "catalog_reload_failed") })
+	testkit.WaitFor(t, 10*time.Second, "catalog_reload_failed", func() bool { return strings.Contains(logs.String(), "catalog_reload_failed") })
 	if s.Current() != good {
 		t.Fatal("got a bad file swapped in, want the old catalogue kept")
 	}
@@ -202,7 +173,7 @@ func TestStoreWatch(t *testing.T) {
 	// In-place writes are picked up too. (A poll may catch the file half
 	// written and log that once; what counts is that the full file wins.)
 	writeFile(t, path, catalogWithApps(3))
-	waitFor(t, "the 3-app catalogue", func() bool { return len(s.Current().Apps()) == 3 })
+	testkit.WaitFor(t, 10*time.Second, "the 3-app catalogue", func() bool { return len(s.Current().Apps()) == 3 })
 
 	out := logs.String()
 	for _, want := range []string{`"msg":"catalog_reloaded"`, `"apps":3`, `"hash":"` + s.Current().Hash(), `"kept_hash":"` + good.Hash(), `catalog.yaml:19:`} {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/postern/postern/pkg/backoff"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/update"
 )
@@ -73,7 +74,7 @@ func (c *Connector) AutoUpdate(ctx context.Context, cfg AutoUpdateConfig) error 
 	}
 	wait := rand.N(cfg.Jitter + 1)
 	for {
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 		wait = cfg.Every + rand.N(cfg.Jitter+1)
@@ -119,7 +120,7 @@ func (c *Connector) restartInSlot(ctx context.Context, cfg AutoUpdateConfig, ver
 		case slot.Granted:
 			c.logger.Info("update_slot_too_short", "left", slot.Until.Sub(now))
 		}
-		if !sleep(ctx, nextSlotWait(slot, now, need)) {
+		if !backoff.Sleep(ctx, nextSlotWait(slot, now, need)) {
 			return nil
 		}
 	}
@@ -153,7 +154,7 @@ func (c *Connector) CommitTrial(ctx context.Context, dir, version string, timeou
 		if c.cfg.Now().After(deadline) {
 			return fmt.Errorf("connector: version %s did not attach within %s: rolling back at the next start", version, timeout)
 		}
-		if !sleep(ctx, 250*time.Millisecond) {
+		if !backoff.Sleep(ctx, 250*time.Millisecond) {
 			return ctx.Err()
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -29,9 +28,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/postern/postern/pkg/backoff"
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/lifecycle"
+	"github.com/postern/postern/pkg/loopback"
 	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
@@ -239,8 +240,8 @@ func build(cfg Config) (*Connector, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := checkLoopback(cfg.HealthAddr); err != nil {
-		return nil, err
+	if err := loopback.CheckAddr(cfg.HealthAddr); err != nil {
+		return nil, fmt.Errorf("connector: health address %w: the connector never listens on the host network", err)
 	}
 	if cfg.AllowList.Empty() && !cfg.AllowAny {
 		return nil, errors.New("connector: no allow-list: name the internal destinations the mesh may reach (--allow '10.1.0.0/16:443,intranet.corp'), or pass --allow-any to allow every destination but loopback, link-local and cloud metadata")
@@ -288,24 +289,6 @@ func (c *Connector) open() error {
 			return fmt.Errorf("connector: health listener: %w", err)
 		}
 		c.own.Add(c.healthL.Close)
-	}
-	return nil
-}
-
-func checkLoopback(addr string) error {
-	if addr == "" {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("connector: health address %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil || !a.IsLoopback() {
-		return fmt.Errorf("connector: health address %q must be a loopback address (127.0.0.1 or [::1]): the connector never listens on the host network", addr)
 	}
 	return nil
 }
@@ -495,13 +478,13 @@ func (c *Connector) watch(ctx context.Context, link *meshLink) {
 // renewLoop renews the credential with renew (c.renew: through the tunnel)
 // once two thirds of its lifetime have passed, retrying with backoff.
 func (c *Connector) renewLoop(ctx context.Context, renew func(context.Context) error) {
-	delay := c.cfg.BackoffMin
+	bo := backoff.New(c.cfg.BackoffMin, c.cfg.BackoffMax)
 	for {
 		s := c.State()
 		life := s.CredentialExpires.Sub(s.CredentialIssued)
 		due := s.CredentialIssued.Add(life * 2 / 3)
 		wait := due.Sub(c.cfg.Now())
-		if wait > 0 && !sleep(ctx, min(wait, time.Hour)) {
+		if wait > 0 && !backoff.Sleep(ctx, min(wait, time.Hour)) {
 			return
 		}
 		if ctx.Err() != nil {
@@ -511,14 +494,13 @@ func (c *Connector) renewLoop(ctx context.Context, renew func(context.Context) e
 			continue
 		}
 		if err := renew(ctx); err != nil {
-			c.logger.Warn("credential_renew_failed", "error", err, "expires", s.CredentialExpires, "retry_in_ms", delay.Milliseconds())
-			if !sleep(ctx, jitter(delay)) {
+			c.logger.Warn("credential_renew_failed", "error", err, "expires", s.CredentialExpires, "retry_in_ms", bo.Delay().Milliseconds())
+			if !bo.Wait(ctx) {
 				return
 			}
-			delay = min(delay*2, c.cfg.BackoffMax)
 			continue
 		}
-		delay = c.cfg.BackoffMin
+		bo.Reset()
 	}
 }
 
@@ -623,19 +605,4 @@ func (c *Connector) healthHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.cfg.Registry, promhttp.HandlerOpts{}))
 	return mux
-}
-
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

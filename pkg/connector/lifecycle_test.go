@@ -7,11 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/postern/postern/pkg/tstest"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // TestMain fails the package's run if a test leaves a goroutine behind.
-func TestMain(m *testing.M) { tstest.Main(m) }
+func TestMain(m *testing.M) { testkit.Main(m) }
 
 // TestHealthBindFailure checks that a taken health port is New's error
 // (it used to be Run's, after the tunnel server had started), and that New
@@ -42,8 +42,8 @@ func TestRunReturnsServerFailure(t *testing.T) {
 	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, func(cfg *Config) { cfg.HealthAddr = "127.0.0.1:0" })
 	defer c.Close()
 	broken := errors.New("socket broke")
-	c.healthL = tstest.BrokenListener{Listener: c.healthL, Err: broken}
-	if err := tstest.Result(t, tstest.Async(func() error { return c.Run(t.Context()) })); !errors.Is(err, broken) {
+	c.healthL = testkit.BrokenListener{Listener: c.healthL, Err: broken}
+	if err := testkit.Result(t, testkit.Async(func() error { return c.Run(t.Context()) })); !errors.Is(err, broken) {
 		t.Fatalf("Run: %v, want the health server's failure", err)
 	}
 	if err := c.Close(); err != nil {
@@ -57,9 +57,9 @@ func TestRunReturnsServerFailure(t *testing.T) {
 func TestCloseWhileRunning(t *testing.T) {
 	m := newFakeMesh(t, 0)
 	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, nil)
-	done := tstest.Async(func() error { return c.Run(t.Context()) })
+	done := testkit.Async(func() error { return c.Run(t.Context()) })
 	waitFor(t, "attached", func() bool { return c.Attached() == 1 })
-	tstest.CheckClose(t, c.Close, done, ErrClosed)
+	testkit.CheckClose(t, c.Close, done, ErrClosed)
 	if err := c.Run(t.Context()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run after Close: %v, want ErrClosed", err)
 	}
@@ -72,13 +72,13 @@ func TestRunOnce(t *testing.T) {
 	c, _ := newConnector(t, m, State{MeshURLs: []string{m.nodes[0].url}}, nil)
 	defer c.Close()
 	ctx, cancel := context.WithCancel(t.Context())
-	done := tstest.Async(func() error { return c.Run(ctx) })
+	done := testkit.Async(func() error { return c.Run(ctx) })
 	waitFor(t, "attached", func() bool { return c.Attached() == 1 })
 	if err := c.Run(ctx); err == nil || errors.Is(err, ErrClosed) {
 		t.Fatalf("second Run: %v, want already started", err)
 	}
 	cancel()
-	if err := tstest.Result(t, done); err != nil {
+	if err := testkit.Result(t, done); err != nil {
 		t.Fatalf("Run: %v, want nil", err)
 	}
 }

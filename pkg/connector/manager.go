@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern/pkg/backoff"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -303,7 +304,7 @@ func (c *Connector) stopRuns() {
 // tells the manager about every failure and loss.
 func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 	cl := c.apiClient(meshURL, c.knownNodeKey(meshURL))
-	delay := c.cfg.BackoffMin
+	bo := backoff.New(c.cfg.BackoffMin, c.cfg.BackoffMax)
 	var prev *meshLink
 	defer func() {
 		if prev != nil {
@@ -317,20 +318,19 @@ func (c *Connector) nodeLoop(ctx context.Context, meshURL string) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.logger.Warn("attach_failed", "mesh_url", meshURL, "error", withTLSHint(err), "retry_in_ms", delay.Milliseconds())
+			c.logger.Warn("attach_failed", "mesh_url", meshURL, "error", withTLSHint(err), "retry_in_ms", bo.Delay().Milliseconds())
 			c.markDown(meshURL)
-			if !sleep(ctx, jitter(delay)) {
+			if !bo.Wait(ctx) {
 				return
 			}
-			delay = min(delay*2, c.cfg.BackoffMax)
 			if !lostAt.IsZero() && c.cfg.Now().Sub(lostAt) < recentLoss {
 				// A node we were attached to is likely restarting: try
 				// it often, so it serves again as soon as it is back.
-				delay = min(delay, recentLossBackoff)
+				bo.Cap(recentLossBackoff)
 			}
 			continue
 		}
-		delay = c.cfg.BackoffMin
+		bo.Reset()
 		prev = link
 		c.mmu.Lock()
 		delete(c.down, meshURL)
@@ -526,7 +526,7 @@ func (c *Connector) AttachedNodes() []string {
 
 // jitter10 spreads d by ±10%.
 func jitter10(d time.Duration) time.Duration {
-	return d - d/10 + rand.N(d/5+1)
+	return d - d/10 + rand.N(d/5+1) // ±10%, unlike backoff.Jitter's [d/2, d]
 }
 
 // boolCmp orders false before true.

@@ -22,7 +22,7 @@ import (
 
 	"github.com/postern/postern/pkg/egress"
 	"github.com/postern/postern/pkg/enroll"
-	"github.com/postern/postern/pkg/tstest"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -240,13 +240,7 @@ func startConnector(tb testing.TB, m *fakeMesh, st State, mod func(*Config)) (*C
 // waitFor polls cond until it holds or 10 s pass.
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(tb, 10*time.Second, what, cond)
 }
 
 func waitAttached(tb testing.TB, c *Connector, want ...string) {
@@ -293,7 +287,7 @@ func TestConvergesToNearest(t *testing.T) {
 		m := newFakeMesh(t, 80*time.Millisecond, 0, 40*time.Millisecond)
 		a := m.nodes[0]
 		c, _ := startManager(t, m, State{MeshURLs: []string{a.url}}, nil)
-		tstest.Settle(time.Second) // attach, measure (4 pings of 80ms at most), move, drain
+		testkit.Settle(time.Second) // attach, measure (4 pings of 80ms at most), move, drain
 		if got, want := c.AttachedNodes(), []string{"b", "c"}; !slices.Equal(got, want) {
 			t.Fatalf("attached: got %v, want %v", got, want)
 		}
@@ -327,7 +321,7 @@ func TestKnownNodesMeasuredFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := newFakeMesh(t, 60*time.Millisecond, 30*time.Millisecond, 0)
 		c, _ := startManager(t, m, State{MeshURLs: []string{m.nodes[0].url}, Nodes: m.infos()}, func(cfg *Config) { cfg.Attach = 1 })
-		tstest.Settle(time.Second)
+		testkit.Settle(time.Second)
 		if got, want := c.AttachedNodes(), []string{"c"}; !slices.Equal(got, want) {
 			t.Fatalf("attached: got %v, want %v", got, want)
 		}
@@ -344,13 +338,13 @@ func TestLostNodeReplaced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := newFakeMesh(t, 0, 30*time.Millisecond, 60*time.Millisecond)
 		c, ft := startManager(t, m, State{MeshURLs: []string{m.nodes[0].url}, Nodes: m.infos()}, nil)
-		tstest.Settle(time.Second)
+		testkit.Settle(time.Second)
 		if got, want := c.AttachedNodes(), []string{"a", "b"}; !slices.Equal(got, want) {
 			t.Fatalf("attached: got %v, want %v", got, want)
 		}
 		m.nodes[0].dead.Store(true)
 		ft.lose(m.nodes[0].url)
-		tstest.Settle(time.Second) // far below the hour of re-evaluation
+		testkit.Settle(time.Second) // far below the hour of re-evaluation
 		if got, want := c.AttachedNodes(), []string{"b", "c"}; !slices.Equal(got, want) {
 			t.Fatalf("attached after a loss: got %v, want %v", got, want)
 		}
@@ -373,12 +367,12 @@ func TestReevaluateHysteresis(t *testing.T) {
 		a, b := m.nodes[0], m.nodes[1]
 		c, _ := startManager(t, m, State{MeshURLs: []string{a.url}, Nodes: m.infos()},
 			func(cfg *Config) { cfg.Attach, cfg.Reevaluate = 1, every })
-		tstest.Settle(time.Second)
+		testkit.Settle(time.Second)
 		if got := c.AttachedNodes(); !slices.Equal(got, []string{"a"}) {
 			t.Fatalf("attached: got %v, want [a]", got)
 		}
 		b.delay.Store(int64(9 * time.Millisecond)) // nearer by 10% and 1 ms: not clearly
-		tstest.Settle(3 * every)
+		testkit.Settle(3 * every)
 		if got := c.AttachedNodes(); !slices.Equal(got, []string{"a"}) || measured(c)[b.url] != 9*time.Millisecond {
 			t.Fatalf("after 3 re-evaluations with b barely nearer: attached %v, measured %v; want [a], b at 9ms", got, measured(c))
 		}
@@ -387,14 +381,14 @@ func TestReevaluateHysteresis(t *testing.T) {
 			if waited > 2*every {
 				t.Fatal("no re-evaluation within two intervals")
 			}
-			tstest.Settle(time.Second)
+			testkit.Settle(time.Second)
 		}
 		b.delay.Store(int64(2 * time.Millisecond))
-		tstest.Settle(every * 8 / 10) // before the next, jittered, re-evaluation
+		testkit.Settle(every * 8 / 10) // before the next, jittered, re-evaluation
 		if got := c.AttachedNodes(); !slices.Equal(got, []string{"a"}) {
 			t.Fatalf("moved before the re-evaluation: attached %v", got)
 		}
-		tstest.Settle(every*4/10 + time.Second) // past the latest re-evaluation
+		testkit.Settle(every*4/10 + time.Second) // past the latest re-evaluation
 		if got := c.AttachedNodes(); !slices.Equal(got, []string{"b"}) {
 			t.Fatalf("after the re-evaluation: attached %v, want [b]", got)
 		}
@@ -439,15 +433,15 @@ func TestRenewAtTwoThirds(t *testing.T) {
 		defer func() { cancel(); <-done; c.own.Close() }()
 		got := func() []time.Time { mu.Lock(); defer mu.Unlock(); return slices.Clone(tries) }
 		due := start.Add(life * 2 / 3)
-		tstest.Settle(time.Until(due) - time.Nanosecond)
+		testkit.Settle(time.Until(due) - time.Nanosecond)
 		if len(got()) != 0 {
 			t.Fatalf("renewed at %v, before two thirds of the life", got()[0].Sub(start))
 		}
-		tstest.Settle(time.Nanosecond)
+		testkit.Settle(time.Nanosecond)
 		if len(got()) != 1 || !got()[0].Equal(due) {
 			t.Fatalf("tries: %v, want one at %v", got(), due)
 		}
-		tstest.Settle(c.cfg.BackoffMin)
+		testkit.Settle(c.cfg.BackoffMin)
 		if len(got()) != 2 {
 			t.Fatalf("tries after a failure and BackoffMin: %d, want 2", len(got()))
 		}
@@ -455,11 +449,11 @@ func TestRenewAtTwoThirds(t *testing.T) {
 			t.Fatalf("retry after %v, want within [%v, %v]", d, c.cfg.BackoffMin/2, c.cfg.BackoffMin)
 		}
 		next := got()[1].Add(life * 2 / 3)
-		tstest.Settle(time.Until(next) - time.Nanosecond)
+		testkit.Settle(time.Until(next) - time.Nanosecond)
 		if len(got()) != 2 {
 			t.Fatalf("renewed again %v after the renewal, before two thirds of the new life", got()[2].Sub(got()[1]))
 		}
-		tstest.Settle(time.Nanosecond)
+		testkit.Settle(time.Nanosecond)
 		if len(got()) != 3 || !got()[2].Equal(next) {
 			t.Fatalf("tries: %v, want the third at %v", got(), next)
 		}

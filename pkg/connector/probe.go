@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/postern/postern/pkg/loopback"
 )
 
 // Probe asks the connector's health listener (a loopback URL such as
@@ -20,7 +21,7 @@ func Probe(ctx context.Context, rawURL string) error {
 	if err != nil || u.Scheme != "http" || u.User != nil {
 		return fmt.Errorf("probe: %q: want http://127.0.0.1:PORT/PATH", rawURL)
 	}
-	if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
+	if !loopback.IsHost(u.Hostname()) {
 		return fmt.Errorf("probe: %q: the health listener is on loopback only", rawURL)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)

@@ -32,11 +32,14 @@ func TestToolsModuleSmall(t *testing.T) {
 	}
 }
 
-// TestToolsModuleTidy fails when go mod tidy would change tools/go.mod.
+// TestToolsModuleTidy fails when go mod tidy would change tools/go.mod
+// (the task runner) or tools/lint/go.mod (staticcheck).
 func TestToolsModuleTidy(t *testing.T) {
 	root := moduleRoot(t)
-	out, err := goCommand(t.Context(), root+"/tools", nil, "mod", "tidy", "-diff")
-	if err != nil {
-		t.Errorf("go mod tidy would change tools/go.mod (run it in tools/):\n%s\n%v", out, err)
+	for _, dir := range []string{"tools", "tools/lint"} {
+		out, err := goCommand(t.Context(), root+"/"+dir, nil, "mod", "tidy", "-diff")
+		if err != nil {
+			t.Errorf("go mod tidy would change %s/go.mod (run it in %s/):\n%s\n%v", dir, dir, out, err)
+		}
 	}
 }

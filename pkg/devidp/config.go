@@ -1,6 +1,7 @@
 package devidp
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -135,11 +136,20 @@ func LoadUsers(path string) ([]User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devidp: load users: %w", err)
 	}
+	users, err := parseUsers(data)
+	if err != nil {
+		return nil, fmt.Errorf("devidp: load users %s: %w", path, err)
+	}
+	return users, nil
+}
+
+// parseUsers decodes a users file strictly: an unknown key is an error.
+func parseUsers(data []byte) ([]User, error) {
 	var f usersFile
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("devidp: load users %s: %w", path, err)
+		return nil, err
 	}
 	return f.Users, nil
 }

@@ -3,9 +3,6 @@ package devidp
 import (
 	_ "embed"
 	"fmt"
-	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 //go:embed testdata/users.yaml
@@ -14,11 +11,9 @@ var demoUsersYAML string
 // DemoUsers returns the demo users of testdata/users.yaml (alice, bob,
 // carol, dave, erin; see that file), for the local demo and the harness.
 func DemoUsers() []User {
-	var f usersFile
-	dec := yaml.NewDecoder(strings.NewReader(demoUsersYAML))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
+	users, err := parseUsers([]byte(demoUsersYAML))
+	if err != nil {
 		panic(fmt.Sprintf("devidp: embedded demo users: %v", err)) // covered by tests
 	}
-	return f.Users
+	return users
 }

@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 
 	"github.com/postern/postern/pkg/devcert"
 	"github.com/postern/postern/pkg/devidp"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 const (
@@ -35,19 +35,10 @@ const (
 	groupsScope  = "openid profile email offline_access https://graph.microsoft.com/GroupMember.Read.All"
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
-
 type env struct {
 	p     *devidp.Provider
 	http  *http.Client
-	clock *clock
+	clock *testkit.Clock
 }
 
 // startIDP runs a provider with the demo users on TLS loopback and returns
@@ -63,7 +54,7 @@ func startIDP(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Now()}
+	clk := testkit.NewClock(time.Now())
 	p, err := devidp.Listen("127.0.0.1:0", devcert.ServerTLS(cert), devidp.Config{
 		UsersFile: "testdata/users.yaml",
 		Clients: []devidp.Client{{
@@ -471,8 +462,8 @@ func TestGraphGetMemberObjects(t *testing.T) {
 		}
 	})
 	t.Run("expired token", func(t *testing.T) {
-		e.clock.Advance(2 * time.Hour)
-		defer e.clock.Advance(-2 * time.Hour)
+		e.clock.Add(2 * time.Hour)
+		defer e.clock.Add(-2 * time.Hour)
 		status, out := graphCall(t, e, "/v1.0/me/getMemberObjects", carolTok.AccessToken, body)
 		if status != 401 || graphErrorCode(out) != "InvalidAuthenticationToken" {
 			t.Errorf("got %d %q, want 401 InvalidAuthenticationToken", status, graphErrorCode(out))

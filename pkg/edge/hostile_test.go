@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/net/http2"
 
 	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/edge/edgetest"
@@ -207,7 +206,12 @@ func TestLenientBackendSpeaksH2C(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("got %v %v, want 101", resp, err)
 	}
-	cc, err := (&http2.Transport{}).NewClientConn(&readConn{Conn: conn, r: br})
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &h2c, DialContext: func(context.Context, string, string) (net.Conn, error) {
+		return &readConn{Conn: conn, r: br}, nil
+	}}
+	cc, err := tr.NewClientConn(t.Context(), "http", "x:80")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,7 +155,7 @@ func endedSpans(t *testing.T, rec *tracetest.SpanRecorder, before int) map[strin
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""

@@ -1,48 +1,17 @@
 package egress
 
 import (
-	"bytes"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postern/postern/pkg/testkit"
 )
-
-// lockedBuffer is a bytes.Buffer for a logger and a test at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// lines returns the JSON log lines whose msg is msg.
-func (l *lockedBuffer) lines(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if m["msg"] == msg {
-			out = append(out, m)
-		}
-	}
-	return out
-}
 
 // TestCutResponseIsLoggedAndCounted checks that a backend response cut
 // mid-body still gets its log line, marked truncated, and is counted, and
@@ -55,7 +24,7 @@ func TestCutResponseIsLoggedAndCounted(t *testing.T) {
 		panic(http.ErrAbortHandler) // the backend dies mid-body
 	}))
 	defer backend.Close()
-	var logs lockedBuffer
+	var logs testkit.SyncBuffer
 	reg := prometheus.NewRegistry()
 	resp := serveTunnel(t, Config{AllowList: loopback(t), Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Registerer: reg}, backend.URL, nil)
 	n, err := io.Copy(io.Discard, resp.Body)
@@ -64,7 +33,7 @@ func TestCutResponseIsLoggedAndCounted(t *testing.T) {
 	}
 	// The line is written before the handler's panic cuts the connection,
 	// so it is there by the time the client sees the cut.
-	lines := logs.lines(t, "request")
+	lines := testkit.Records(t, logs.String(), map[string]any{"msg": "request"})
 	if len(lines) != 1 {
 		t.Fatalf("got %d request lines, want 1", len(lines))
 	}

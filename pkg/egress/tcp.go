@@ -29,7 +29,7 @@ func tcpTarget(r *http.Request) (string, error) {
 	case len(up) != 1 || !strings.EqualFold(up[0], tunnelhttp.TCPProtocol):
 		return "", errors.New("a TCP stream upgrades to " + tunnelhttp.TCPProtocol)
 	case !strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade"):
-		return "", errors.New("Upgrade without \"upgrade\" in Connection")
+		return "", errors.New("an Upgrade header without \"upgrade\" in Connection")
 	}
 	target := strings.TrimPrefix(r.Header.Get(tunnelhttp.HeaderTarget), tunnelhttp.TCPScheme+"://")
 	host, port, err := net.SplitHostPort(target)

@@ -9,27 +9,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
 
 // echoServer echoes on 127.0.0.1 until the test ends.
 func echoServer(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return l.Addr().String()
+	return testkit.Listen(tb, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // rawRequest sends req (a raw HTTP/1.1 request) to the handler and

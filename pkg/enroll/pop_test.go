@@ -251,8 +251,7 @@ func (f fakeRevoker) Revoke(_ context.Context, proof string) (revoke.Entry, erro
 }
 
 func TestRevokeEndpoint(t *testing.T) {
-	var e *env
-	e = newEnv(t, func(c *Config) { c.Revoker = fakeRevoker{c.Authority} })
+	e := newEnv(t, func(c *Config) { c.Revoker = fakeRevoker{c.Authority} })
 	proof, err := e.auth.SignRevocation(revoke.User("tid/alice", t0, t0, 0))
 	if err != nil {
 		t.Fatal(err)

@@ -24,35 +24,11 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// clock is a settable, concurrency-safe test clock.
-type clock struct{ ns atomic.Int64 }
-
-func newClock(t time.Time) *clock { c := &clock{}; c.set(t); return c }
-func (c *clock) Now() time.Time   { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) set(t time.Time)  { c.ns.Store(t.UnixNano()) }
-
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // fakeAttacher records attaches and detaches and answers with a fixed node
 // description.
@@ -90,14 +66,14 @@ func (f *fakeAttacher) Attach(ctx context.Context, c authority.Credential) (Atta
 }
 
 type env struct {
-	clock    *clock
+	clock    *testkit.Clock
 	key      authority.Key
 	auth     *authority.Authority
 	usedPath string
 	srv      *Server
 	ts       *httptest.Server
 	client   *Client
-	logs     *syncBuffer
+	logs     *testkit.SyncBuffer
 	attacher *fakeAttacher
 	nodeKey  wgkey.Private
 	remote   atomic.Pointer[string] // overrides RemoteAddr, as a tunnel listener would give
@@ -120,7 +96,7 @@ func (e *env) clientFor(key wgkey.Private) *Client {
 
 func newEnv(tb testing.TB, mod func(*Config)) *env {
 	tb.Helper()
-	e := &env{clock: newClock(t0), logs: &syncBuffer{}}
+	e := &env{clock: testkit.NewClock(t0), logs: &testkit.SyncBuffer{}}
 	var err error
 	if e.key, err = authority.GenerateKey(); err != nil {
 		tb.Fatal(err)
@@ -258,7 +234,7 @@ func TestEnrollAttachRenew(t *testing.T) {
 		t.Fatalf("attacher got %+v, want [%+v]", e.attacher.got, cred)
 	}
 
-	e.clock.set(t0.Add(24 * time.Hour))
+	e.clock.Set(t0.Add(24 * time.Hour))
 	e.fromTunnel(pub)
 	ren, err := e.client.Renew(ctx, enr.Credential)
 	if err != nil {
@@ -452,7 +428,7 @@ func TestAttachRefusals(t *testing.T) {
 		{"garbage", nil, nil, func(e *env) string { return "x.y.z" }, http.StatusUnauthorized, CodeCredentialMalformed},
 		{"expired", nil, nil, func(e *env) string {
 			s, _, _ := e.auth.IssueCredential("c-1", "branch", pub, time.Minute)
-			e.clock.set(t0.Add(time.Hour))
+			e.clock.Set(t0.Add(time.Hour))
 			return s
 		}, http.StatusUnauthorized, CodeCredentialExpired},
 		{"refused by node", nil, fmt.Errorf("group branch unknown: %w", ErrAttachRefused), issued(pub), http.StatusForbidden, CodeAttachRefused},
@@ -498,14 +474,14 @@ func TestRenewRefusals(t *testing.T) {
 		{"token instead of credential", &pub, func() string { return e.mint(t) }, http.StatusUnauthorized, CodeCredentialWrongType},
 		{"expired credential", &pub, func() string {
 			s, _, _ := e.auth.IssueCredential("c-1", "branch", pub, time.Minute)
-			e.clock.set(t0.Add(time.Hour))
-			t.Cleanup(func() { e.clock.set(t0) })
+			e.clock.Set(t0.Add(time.Hour))
+			t.Cleanup(func() { e.clock.Set(t0) })
 			return s
 		}, http.StatusUnauthorized, CodeCredentialExpired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e.clock.set(t0)
+			e.clock.Set(t0)
 			e.remote.Store(nil)
 			if tt.remote != nil {
 				e.fromTunnel(*tt.remote)
@@ -603,12 +579,12 @@ func TestRateLimit(t *testing.T) {
 	if rec := serve("[2001:db8::3]:1000"); rec.Code != http.StatusTooManyRequests {
 		t.Fatalf("third request from one IPv6 /64: got %d, want 429", rec.Code)
 	}
-	e.clock.set(t0.Add(10 * time.Second))
+	e.clock.Set(t0.Add(10 * time.Second))
 	if rec := serve("192.0.2.1:1002"); rec.Code == http.StatusTooManyRequests {
 		t.Fatal("still limited after the bucket refilled")
 	}
 	// The client surfaces Retry-After.
-	e.clock.set(t0)
+	e.clock.Set(t0)
 	var ae *APIError
 	for range 3 {
 		_, err := e.client.Enroll(t.Context(), "x", newKey(t), "")

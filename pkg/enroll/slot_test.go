@@ -22,7 +22,7 @@ func TestUpdateSlot(t *testing.T) {
 		e.fromTunnel(*key)
 		return e.client.UpdateSlot(t.Context(), cred, "1.2.0")
 	}
-	e.clock.set(t0)
+	e.clock.Set(t0)
 	ra, err := slot(&a, credA)
 	if err != nil || !ra.Granted || !ra.Until.After(t0) || ra.Until.Sub(t0) > UpdateSlotLength {
 		t.Fatalf("first connector: %+v, %v", ra, err)
@@ -33,7 +33,7 @@ func TestUpdateSlot(t *testing.T) {
 	if ra2, err := slot(&a, credA); err != nil || ra2.Granted {
 		t.Fatalf("the winner asking again: %+v, %v; want refused (one ask per slot)", ra2, err)
 	}
-	e.clock.set(ra.Until.Add(time.Second))
+	e.clock.Set(ra.Until.Add(time.Second))
 	if rb, err := slot(&b, credB); err != nil || !rb.Granted {
 		t.Fatalf("second connector in the next slot: %+v, %v", rb, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -101,18 +102,7 @@ func testIdentity(tb testing.TB, id, region string) Identity {
 // An optional status func describes the state on failure.
 func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool, status ...func() string) time.Duration {
 	tb.Helper()
-	start := time.Now()
-	for time.Since(start) < timeout {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, s := range status {
-		tb.Log(s())
-	}
-	tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-	return 0
+	return testkit.WaitFor(tb, timeout, what, cond, status...)
 }
 
 // member returns c's view of id.

@@ -1,29 +1,13 @@
 package harness
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-)
 
-// records returns the JSON records written to b so far.
-func records(tb testing.TB, b *SyncBuffer) []map[string]any {
-	tb.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			tb.Fatalf("line is not JSON: %q", line)
-		}
-		out = append(out, m)
-	}
-	return out
-}
+	"github.com/postern/postern/pkg/testkit"
+)
 
 // TestAuditAllowAndDeny signs alice in through the development provider
 // and checks the audit records of an allowed request, a request the
@@ -40,7 +24,7 @@ func TestAuditAllowAndDeny(t *testing.T) {
 		t.Fatalf("/admin: got %d, want 403", resp.StatusCode)
 	}
 	find := func(path, decision string) map[string]any {
-		for _, r := range records(t, audit) {
+		for _, r := range testkit.Records(t, audit.String(), nil) {
 			if r["path"] == path && r["decision"] == decision {
 				return r
 			}

@@ -22,17 +22,16 @@ import (
 // provider standing in for Entra ID, and the auth functions served as plain
 // HTTPS (the same handler Lambda runs).
 type authSystem struct {
-	idp     *devidp.Provider
-	l       net.Listener
-	srv     *http.Server
-	done    chan struct{}
-	URL     string // https://auth.localhost:port
-	IdPURL  string
-	secret  string
-	keys    *session.Keyset
-	client  *http.Client
-	idpUser []devidp.User
-	gh      *devidp.WorkloadIssuer
+	idp    *devidp.Provider
+	l      net.Listener
+	srv    *http.Server
+	done   chan struct{}
+	URL    string // https://auth.localhost:port
+	IdPURL string
+	secret string
+	keys   *session.Keyset
+	client *http.Client
+	gh     *devidp.WorkloadIssuer
 }
 
 // localClient returns an HTTPS client that trusts ca and sends every

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/simnet"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // buildCommand builds the module's command at pkg ("./meshd") into a
@@ -35,16 +35,6 @@ func runCommand(tb testing.TB, bin string, args ...string) (stdout, stderr strin
 	return o.String(), e.String(), err == nil
 }
 
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestMeshdStatusAndExplain runs "meshd status" and "meshd route explain"
 // against the demo's topology (two nodes in two regions, both connectors
 // attached to the first): the status is a table with units by default and
@@ -52,7 +42,7 @@ func freeAddr(tb testing.TB) string {
 // node lists every path it knows (both connectors behind the relay node).
 func TestMeshdStatusAndExplain(t *testing.T) {
 	meshd := buildCommand(t, "./meshd")
-	admins := []string{freeAddr(t), freeAddr(t)}
+	admins := []string{testkit.FreeAddr(t), testkit.FreeAddr(t)}
 	top := &Topology{Net: simnet.NewNetwork(simnet.DefaultMatrix().Scale(0.1), 1), AttachK: 1,
 		Nodes:      []NodeSpec{{ID: "mesh-us-east-1", Region: "us-east-1"}, {ID: "mesh-eu-west-1", Region: "eu-west-1"}},
 		Connectors: []ConnectorSpec{{Group: "hq", Region: "us-east-1"}, {Group: "hq", Region: "us-east-1"}}}
@@ -109,7 +99,7 @@ func TestMeshdStatusAndExplain(t *testing.T) {
 	if _, errOut, ok = runCommand(t, meshd, "route", "explain", "--admin", admins[1], "--app", "nope"); ok || !strings.Contains(errOut, "no such app") {
 		t.Errorf("unknown app: got ok=%v %q, want an error naming it", ok, errOut)
 	}
-	if _, errOut, ok = runCommand(t, meshd, "status", "--admin", freeAddr(t)); ok || !strings.Contains(errOut, "is a node running with --admin") {
+	if _, errOut, ok = runCommand(t, meshd, "status", "--admin", testkit.FreeAddr(t)); ok || !strings.Contains(errOut, "is a node running with --admin") {
 		t.Errorf("nothing listening: got ok=%v %q, want a hint", ok, errOut)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // TestMeshdConfigFile runs the real meshd binary from a YAML configuration
@@ -28,7 +30,7 @@ func TestMeshdConfigFile(t *testing.T) {
 	}
 	catPath := filepath.Join(dir, "catalog.yaml")
 	os.WriteFile(catPath, example, 0o644)
-	admin := freeAddr(t)
+	admin := testkit.FreeAddr(t)
 	cfg := filepath.Join(dir, "meshd.yaml")
 	os.WriteFile(cfg, []byte(`# meshd run settings
 id: cfg-node

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,20 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// accessLines returns the access-log lines of app in logs (JSON lines).
-func accessLines(tb testing.TB, logs *SyncBuffer, app string) []map[string]any {
-	tb.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "access" && m["app"] == app {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+	"github.com/postern/postern/pkg/testkit"
+)
 
 // TestCutResponsesAreLogged checks that a response cut mid-body, by the
 // backend or by the client, still gets its access line, marked truncated
@@ -58,13 +46,15 @@ func TestCutResponsesAreLogged(t *testing.T) {
 	}
 	io.ReadFull(resp.Body, make([]byte, 64<<10))
 	resp.Body.Close()
-	err = WaitFor(t.Context(), 10*time.Second, func() bool { return len(accessLines(t, &logs, "smartmoney")) > 0 })
+	err = WaitFor(t.Context(), 10*time.Second, func() bool {
+		return len(testkit.Records(t, logs.String(), map[string]any{"msg": "access", "app": "smartmoney"})) > 0
+	})
 	if err != nil {
 		t.Fatal("no access line for the download the client left")
 	}
 	check := func(app, side string, want int) {
 		t.Helper()
-		lines := accessLines(t, &logs, app)
+		lines := testkit.Records(t, logs.String(), map[string]any{"msg": "access", "app": app})
 		if len(lines) != want {
 			t.Fatalf("%s: got %d access lines, want %d:\n%s", app, len(lines), want, logs.String())
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/postern/postern/pkg/sampleapp"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 func start(tb testing.TB, opts Options) *Harness {
@@ -30,29 +31,10 @@ func start(tb testing.TB, opts Options) *Harness {
 	}
 	tb.Cleanup(func() {
 		h.Close()
-		checkGoroutines(tb, before)
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+		testkit.CheckGoroutines(tb, before+2)
 	})
 	return h
-}
-
-// checkGoroutines fails if goroutines started by the test are still running
-// a few seconds after cleanup.
-func checkGoroutines(tb testing.TB, before int) {
-	tb.Helper()
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= before+2 {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			tb.Errorf("goroutines leaked: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func get(tb testing.TB, c *http.Client, url string, hdr ...string) (*http.Response, []byte) {

@@ -42,6 +42,7 @@ import (
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/sampleapp"
 	"github.com/postern/postern/pkg/streambind"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/wgnet"
 )
@@ -758,18 +759,7 @@ func WaitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 }
 
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return errors.New("condition not met in time")
-		case <-t.C:
-		}
-	}
-	return nil
+	return testkit.Poll(ctx, 20*time.Millisecond, timeout, cond)
 }
 
 // tracer returns the tracer of one component (service "meshd" or

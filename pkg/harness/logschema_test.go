@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/postern/postern/pkg/reqid"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // logSchema reads the log key table of docs/logs.md: key → JSON type.
@@ -80,7 +81,7 @@ func TestLogSchema(t *testing.T) {
 	if resp, _ := navigate(t, c, strings.Replace(h.AppURL(0, "/"), "smartmoney", "nothing-here", 1), "", ""); resp.StatusCode != 404 {
 		t.Fatalf("unknown host: %d", resp.StatusCode)
 	}
-	seen := checkLogSchema(t, schema, records(t, buf))
+	seen := checkLogSchema(t, schema, testkit.Records(t, buf.String(), nil))
 	// The run must have produced the lines this test is about.
 	for _, m := range []string{"access", "auth_signed_in", "auth_handoff", "request", "api_request", "connector_attached"} {
 		if !seen[m] {

@@ -28,6 +28,7 @@ import (
 	"github.com/postern/postern/pkg/access"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/revoke"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // sshServer is a real SSH server (golang.org/x/crypto/ssh) on loopback:
@@ -178,7 +179,7 @@ func TestTCPApps(t *testing.T) {
 	// auditOf returns the audit record of app with the given decision
 	// and reason, nil if there is none.
 	auditOf := func(app, decision, reason string) map[string]any {
-		for _, r := range records(t, audit) {
+		for _, r := range testkit.Records(t, audit.String(), nil) {
 			if r["app"] == app && r["decision"] == decision && r["reason"] == reason {
 				return r
 			}
@@ -260,11 +261,11 @@ func TestTCPApps(t *testing.T) {
 		// duration) at the mesh, one tcp_stream line at the connector.
 		var access, stream map[string]any
 		if err := WaitFor(t.Context(), 2*time.Minute, func() bool {
-			access = logLine(logs.String(), "access", "app", "blob")
+			access = logLine(t, logs.String(), "access", "app", "blob")
 			if access == nil {
 				return false
 			}
-			stream = logLine(logs.String(), "tcp_stream", "request_id", access["request_id"])
+			stream = logLine(t, logs.String(), "tcp_stream", "request_id", access["request_id"])
 			return stream != nil
 		}); err != nil {
 			t.Fatalf("no access and tcp_stream lines for the stream: %v %v", access, stream)
@@ -365,7 +366,7 @@ func TestTCPApps(t *testing.T) {
 	})
 
 	t.Run("log lines of the schema", func(t *testing.T) {
-		seen := checkLogSchema(t, logSchema(t), records(t, logs))
+		seen := checkLogSchema(t, logSchema(t), testkit.Records(t, logs.String(), nil))
 		for _, m := range []string{"access", "tcp_stream"} {
 			if !seen[m] {
 				t.Errorf("no %q line in the run", m)
@@ -430,7 +431,7 @@ func TestTCPApps(t *testing.T) {
 			t.Errorf("the daemon's stream: %v", err)
 		}
 		if err := WaitFor(t.Context(), 2*time.Minute, func() bool {
-			l := logLine(logs.String(), "access", "error", "cut: the identity was revoked")
+			l := logLine(t, logs.String(), "access", "error", "cut: the identity was revoked")
 			return l != nil && l["app"] == "echo" && l["user"] == tokenSubject(t, bob)
 		}); err != nil {
 			t.Error("no access line says the stream was cut by the revocation")
@@ -443,15 +444,13 @@ func TestTCPApps(t *testing.T) {
 
 // logLine returns the last JSON log line of logs with message msg whose
 // key equals value, or nil.
-func logLine(logs, msg, key string, value any) map[string]any {
-	var found map[string]any
-	for _, line := range strings.Split(logs, "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg && m[key] == value {
-			found = m
-		}
+func logLine(tb testing.TB, logs, msg, key string, value any) map[string]any {
+	tb.Helper()
+	rs := testkit.Records(tb, logs, map[string]any{"msg": msg, key: value})
+	if len(rs) == 0 {
+		return nil
 	}
-	return found
+	return rs[len(rs)-1]
 }
 
 // echoOnce writes msg to an echo stream and reads it back.

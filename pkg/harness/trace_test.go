@@ -17,6 +17,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/postern/postern/pkg/simnet"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/tracing/tracingtest"
 )
@@ -223,7 +224,7 @@ func TestTraceRelayed(t *testing.T) {
 		// The request lines, which carry the trace ids, match the
 		// documented schema (TestLogSchema runs with tracing off).
 		var lines []map[string]any
-		for _, r := range records(t, s.logs) {
+		for _, r := range testkit.Records(t, s.logs.String(), nil) {
 			if r["msg"] == "access" || r["msg"] == "request" {
 				lines = append(lines, r)
 			}

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/pkg/tstest"
+	"github.com/postern/postern/pkg/testkit"
 )
 
-func TestMain(m *testing.M) { tstest.Main(m) }
+func TestMain(m *testing.M) { testkit.Main(m) }
 
 // TestClosers checks the reverse order, that each release runs once, that
 // errors are joined but net.ErrClosed is not one.
@@ -56,7 +56,7 @@ func servers(t *testing.T, n int) []Server {
 func TestServeFailure(t *testing.T) {
 	ss := servers(t, 3)
 	broken := errors.New("socket broke")
-	ss[1].Listener = tstest.BrokenListener{Listener: ss[1].Listener, Err: broken}
+	ss[1].Listener = testkit.BrokenListener{Listener: ss[1].Listener, Err: broken}
 	var told []bool
 	err := Serve(t.Context(), ss, func(failed bool) { told = append(told, failed) })
 	if !errors.Is(err, broken) {

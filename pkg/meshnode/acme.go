@@ -37,7 +37,7 @@ func newACME(cfg Config, store *catalog.Store, publicHost string) (*acmecert.Man
 	if cfg.TLS != nil {
 		fallback = cfg.TLS
 		t = cfg.TLS.Clone()
-		t.Certificates, t.NameToCertificate = nil, nil
+		t.Certificates = nil // and so NameToCertificate is never consulted
 		if !slices.Contains(t.NextProtos, acmecert.ALPNProto) {
 			t.NextProtos = append(t.NextProtos, acmecert.ALPNProto)
 		}

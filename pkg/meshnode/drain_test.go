@@ -12,7 +12,7 @@ import (
 
 	"github.com/postern/postern/pkg/lifecycle"
 	"github.com/postern/postern/pkg/pool"
-	"github.com/postern/postern/pkg/tstest"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -61,20 +61,20 @@ func TestDrainTiming(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			n, c := drainNode(t, delay, timeout)
 			done := startDrain(n)
-			tstest.Settle(delay - time.Nanosecond)
+			testkit.Settle(delay - time.Nanosecond)
 			if n.relayClosed.Load() || !n.draining.Load() {
 				t.Fatalf("before DrainDelay: relay closed %v, draining %v; want open and draining", n.relayClosed.Load(), n.draining.Load())
 			}
-			tstest.Settle(time.Nanosecond)
+			testkit.Settle(time.Nanosecond)
 			if !n.relayClosed.Load() {
 				t.Fatal("relaying still open at DrainDelay")
 			}
-			tstest.Settle(3 * time.Second)
+			testkit.Settle(3 * time.Second)
 			if ended(done) {
 				t.Fatal("the drain ended with a request in flight")
 			}
 			c.Release()
-			tstest.Settle(10 * time.Millisecond)
+			testkit.Settle(10 * time.Millisecond)
 			if !ended(done) {
 				t.Fatal("the drain did not end within 10ms of the last request")
 			}
@@ -84,11 +84,11 @@ func TestDrainTiming(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			n, _ := drainNode(t, delay, timeout)
 			done := startDrain(n)
-			tstest.Settle(delay + timeout - time.Nanosecond)
+			testkit.Settle(delay + timeout - time.Nanosecond)
 			if ended(done) {
 				t.Fatal("the drain ended before DrainTimeout with a request in flight")
 			}
-			tstest.Settle(time.Nanosecond)
+			testkit.Settle(time.Nanosecond)
 			if !ended(done) {
 				t.Fatal("the drain did not end at DrainTimeout")
 			}
@@ -98,7 +98,7 @@ func TestDrainTiming(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			n, _ := drainNode(t, delay, timeout)
 			done := startDrain(n)
-			tstest.Settle(time.Second)
+			testkit.Settle(time.Second)
 			n.life.Close(nil, nil)
 			synctest.Wait()
 			if !ended(done) {

@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/authority"
-	"github.com/postern/postern/pkg/tstest"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // TestMain fails the package's run if a test leaves a goroutine behind.
-func TestMain(m *testing.M) { tstest.Main(m) }
+func TestMain(m *testing.M) { testkit.Main(m) }
 
 // testConfig returns the config of a lone plain-HTTP node on loopback
 // with the catalogue catalogYAML, a node credential, no catalogue
@@ -117,13 +117,13 @@ func TestStartStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	done := tstest.Async(func() error { return n.Run(ctx) })
+	done := testkit.Async(func() error { return n.Run(ctx) })
 	waitServing(t, n, done)
 	if code, err := get("http://" + cfg.AdminListen + "/healthz"); err != nil || code != http.StatusOK {
 		t.Fatalf("admin /healthz: %d, %v; want 200", code, err)
 	}
 	cancel()
-	if err := tstest.Result(t, done); err != nil {
+	if err := testkit.Result(t, done); err != nil {
 		t.Fatalf("Run after its context ended: %v, want nil", err)
 	}
 	for range 2 {
@@ -194,7 +194,7 @@ func TestRunReturnsServerFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken := errors.New("socket broke")
-	cfg.Listener = tstest.BrokenListener{Listener: l, Err: broken}
+	cfg.Listener = testkit.BrokenListener{Listener: l, Err: broken}
 	cfg.AdminListen = freeAddr(t)
 	cfg.DrainTimeout = time.Hour // a failure must not wait for a drain
 	n, err := New(cfg)
@@ -202,7 +202,7 @@ func TestRunReturnsServerFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	err = tstest.Result(t, tstest.Async(func() error { return n.Run(t.Context()) }))
+	err = testkit.Result(t, testkit.Async(func() error { return n.Run(t.Context()) }))
 	if !errors.Is(err, broken) {
 		t.Fatalf("Run: %v, want the public server's failure", err)
 	}
@@ -232,12 +232,12 @@ func TestCloseDuringStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := tstest.Async(func() error { return n.Run(t.Context()) })
+	done := testkit.Async(func() error { return n.Run(t.Context()) })
 	waitFor(t, "Run asks for the keys", func() bool { return asked.Load() > 0 })
 	if err := n.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := tstest.Result(t, done); !errors.Is(err, ErrClosed) {
+	if err := testkit.Result(t, done); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run closed during start: %v, want ErrClosed", err)
 	}
 }
@@ -257,13 +257,13 @@ func TestCloseWhileRunning(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			done := tstest.Async(func() error { return n.Run(ctx) })
+			done := testkit.Async(func() error { return n.Run(ctx) })
 			waitServing(t, n, done)
 			if draining {
 				cancel()
 				waitFor(t, "draining", func() bool { _, rd := readyz(t, n); return !rd.Ready })
 			}
-			tstest.CheckClose(t, n.Close, done, ErrClosed)
+			testkit.CheckClose(t, n.Close, done, ErrClosed)
 			if _, err := net.Dial("tcp", n.Addr().String()); err == nil {
 				t.Fatal("the public listener still accepts after Close")
 			}
@@ -280,7 +280,7 @@ func TestRunOnce(t *testing.T) {
 	}
 	defer n.Close()
 	ctx, cancel := context.WithCancel(t.Context())
-	done := tstest.Async(func() error { return n.Run(ctx) })
+	done := testkit.Async(func() error { return n.Run(ctx) })
 	waitServing(t, n, done)
 	if err := n.Run(ctx); err == nil || errors.Is(err, ErrClosed) {
 		t.Fatalf("second Run: %v, want already started", err)
@@ -289,7 +289,7 @@ func TestRunOnce(t *testing.T) {
 		t.Fatalf("the first Run stopped serving: %v", err)
 	}
 	cancel()
-	if err := tstest.Result(t, done); err != nil {
+	if err := testkit.Result(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/postern/postern/pkg/gossip"
 	"github.com/postern/postern/pkg/iplimit"
 	"github.com/postern/postern/pkg/lifecycle"
+	"github.com/postern/postern/pkg/loopback"
 	"github.com/postern/postern/pkg/nodekeys"
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/revoke"
@@ -258,8 +259,8 @@ func checkConfig(cfg *Config) error {
 	if cfg.StateDir == "" {
 		return errors.New("meshnode: no state directory")
 	}
-	if err := checkLoopback(cfg.AdminListen); err != nil {
-		return err
+	if err := loopback.CheckAddr(cfg.AdminListen); err != nil {
+		return fmt.Errorf("meshnode: admin address %w", err)
 	}
 	if cfg.Region == "" {
 		cfg.Region = "local"
@@ -434,20 +435,6 @@ func (n *Node) buildServices() error {
 		return fmt.Errorf("meshnode: %w", err)
 	}
 	n.registerMetrics()
-	return nil
-}
-
-func checkLoopback(addr string) error {
-	if addr == "" {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("meshnode: admin address %q: %w", addr, err)
-	}
-	if a, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !a.IsLoopback()) {
-		return fmt.Errorf("meshnode: admin address %q must be a loopback address", addr)
-	}
 	return nil
 }
 

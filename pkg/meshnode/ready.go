@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/postern/postern/pkg/backoff"
 	"github.com/postern/postern/pkg/catalog"
 )
 
@@ -74,26 +75,21 @@ func (n *Node) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // fetchSignInKeys fetches the auth functions' JWKS until it has them (or
-// ctx ends), with backoff from 250ms to 30s, so that the node turns ready
+// ctx ends), with jittered backoff from 250ms to 30s, so that the node turns ready
 // without waiting for a first sign-in.
 func (n *Node) fetchSignInKeys(ctx context.Context) {
 	if n.auth == nil {
 		return
 	}
-	delay := 250 * time.Millisecond
+	bo := backoff.New(250*time.Millisecond, 30*time.Second)
 	for !n.auth.Verifier.HasKeys() {
 		err := n.auth.Verifier.Refresh(ctx)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		n.logger.Warn("sign_in_keys_fetch_failed", "error", err, "retry_in_ms", delay.Milliseconds())
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		n.logger.Warn("sign_in_keys_fetch_failed", "error", err, "retry_in_ms", bo.Delay().Milliseconds())
+		if !bo.Wait(ctx) {
 			return
-		case <-t.C:
 		}
-		delay = min(2*delay, 30*time.Second)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 const signInCatalog = `connector_groups:
@@ -46,17 +47,7 @@ func readyz(t *testing.T, n *Node) (int, Readiness) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: not in time", what)
-		case <-tick.C:
-		}
-	}
+	testkit.WaitFor(t, 20*time.Second, what, cond)
 }
 
 // TestReadiness checks /readyz through a node's life: not ready before it

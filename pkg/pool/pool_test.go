@@ -10,7 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/postern/postern/pkg/tstest"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -145,8 +145,8 @@ func runPool(t *testing.T, p *Pool) {
 	t.Cleanup(func() { cancel(); <-done; p.Close() })
 }
 
-// at lets the bubble's clock run until d past start (tstest.Settle).
-func at(start time.Time, d time.Duration) { tstest.Settle(time.Until(start.Add(d))) }
+// at lets the bubble's clock run until d past start (testkit.Settle).
+func at(start time.Time, d time.Duration) { testkit.Settle(time.Until(start.Add(d))) }
 
 // TestProbeTiming checks the probe timing to the instant, in a bubble:
 // the RTT of the first probe (at ProbeInterval) is recorded; once the

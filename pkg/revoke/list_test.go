@@ -9,24 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func open(tb testing.TB, path string, c *clock) *List {
+func open(tb testing.TB, path string, c *testkit.Clock) *List {
 	tb.Helper()
 	l, err := Open(path, c.Now)
 	if err != nil {
@@ -72,7 +61,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestLookups(t *testing.T) {
-	c := &clock{t: t0}
+	c := testkit.NewClock(t0)
 	l := open(t, filepath.Join(t.TempDir(), "r.json"), c)
 	key, _ := wgkey.Generate()
 	other, _ := wgkey.Generate()
@@ -118,7 +107,7 @@ func TestLookups(t *testing.T) {
 }
 
 func TestAddRefusesBadAndExpired(t *testing.T) {
-	c := &clock{t: t0}
+	c := testkit.NewClock(t0)
 	l := open(t, filepath.Join(t.TempDir(), "r.json"), c)
 	expired := Session("old", t0.Add(-48*time.Hour), time.Hour)
 	added, err := l.Add(rec(expired), rec(Entry{Kind: "nope"}), rec(Session("ok", t0, 0)))
@@ -131,7 +120,7 @@ func TestAddRefusesBadAndExpired(t *testing.T) {
 }
 
 func TestPersistence(t *testing.T) {
-	c := &clock{t: t0}
+	c := testkit.NewClock(t0)
 	path := filepath.Join(t.TempDir(), "r.json")
 	l := open(t, path, c)
 	for i := range 3 {
@@ -169,7 +158,7 @@ func TestPersistence(t *testing.T) {
 }
 
 func TestCorruptFileRefusesToOpen(t *testing.T) {
-	c := &clock{t: t0}
+	c := testkit.NewClock(t0)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "r.json")
 	l := open(t, path, c)
@@ -199,7 +188,7 @@ func TestCorruptFileRefusesToOpen(t *testing.T) {
 }
 
 func TestSnapshotFolds(t *testing.T) {
-	c := &clock{t: t0}
+	c := testkit.NewClock(t0)
 	l := open(t, filepath.Join(t.TempDir(), "r.json"), c)
 	const n = 3*recentLimit + 7
 	for i := range n {
@@ -219,7 +208,7 @@ func TestSnapshotFolds(t *testing.T) {
 }
 
 func TestConcurrentAddAndLookup(t *testing.T) {
-	c := &clock{t: t0}
+	c := testkit.NewClock(t0)
 	l := open(t, filepath.Join(t.TempDir(), "r.json"), c)
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -248,7 +237,7 @@ func TestConcurrentAddAndLookup(t *testing.T) {
 // edge: one session and one user lookup that both miss, with 100,000
 // entries held.
 func BenchmarkLookupMiss(b *testing.B) {
-	c := &clock{t: t0}
+	c := testkit.NewClock(t0)
 	l := open(b, filepath.Join(b.TempDir(), "r.json"), c)
 	var recs []Record
 	for i := range 100_000 {

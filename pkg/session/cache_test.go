@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 func TestCache(t *testing.T) {
 	ks := newKeyset(t)
-	clk := &clock{now: t0}
+	clk := testkit.NewClock(t0)
 	v := NewVerifier(VerifierConfig{Static: ks.JWKS(), Now: clk.Now})
 	c := NewCache(v, 4)
 	tok := signApp(t, ks, appClaims(t0))
@@ -35,7 +37,7 @@ func TestCache(t *testing.T) {
 	if _, err := c.App(t.Context(), bad, testAud); err == nil {
 		t.Error("tampered token: got nil, want an error")
 	}
-	clk.advance(8*time.Hour + DefaultSkew)
+	clk.Add(8*time.Hour + DefaultSkew)
 	if _, err := c.App(t.Context(), tok, testAud); !errors.Is(err, ErrExpired) {
 		t.Errorf("expired cached token: got %v, want %v", err, ErrExpired)
 	}

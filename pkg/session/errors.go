@@ -6,14 +6,15 @@ import "errors"
 // them, nor any error of this package, ever contains a token or key.
 var (
 	// ErrMalformed means the token is not a compact JWS signed with EdDSA
-	// (this covers "alg": "none", HS256 and every other algorithm), or its
-	// header or claims cannot be decoded.
+	// (this covers "alg": "none", HS256 and every other algorithm), its
+	// header has no kid or a member other than alg, kid and typ (jku, jwk,
+	// crit, b64, ...), or its header or claims cannot be decoded.
 	ErrMalformed = errors.New("malformed token")
 	// ErrBadSignature means the signature does not verify with the key
 	// named by the token's kid.
 	ErrBadSignature = errors.New("bad token signature")
-	// ErrUnknownKey means the token has no kid, or a kid that the key set
-	// does not list.
+	// ErrUnknownKey means the token's kid is one that the key set does
+	// not list.
 	ErrUnknownKey = errors.New("unknown signing key")
 	// ErrWrongType means the token's "typ" header is not the kind expected
 	// (an app token presented as a session, say).

@@ -6,72 +6,20 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/testkit"
 )
-
-// jwksServer serves a JWKS that the test can swap or break, counting
-// fetches.
-type jwksServer struct {
-	*httptest.Server
-	mu    sync.Mutex
-	body  []byte
-	fail  bool
-	count atomic.Int32
-}
-
-func newJWKSServer(tb testing.TB, body []byte) *jwksServer {
-	tb.Helper()
-	s := &jwksServer{body: body}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.count.Add(1)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.fail {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(s.body)
-	}))
-	tb.Cleanup(s.Close)
-	return s
-}
-
-func (s *jwksServer) set(body []byte, fail bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.body, s.fail = body, fail
-}
-
-// clock is a settable test clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestRemoteVerifier(t *testing.T) {
 	ks := newKeyset(t)
-	srv := newJWKSServer(t, ks.JWKS())
-	clk := &clock{now: t0}
+	srv := testkit.NewDocServer(t, ks.JWKS())
+	clk := testkit.NewClock(t0)
 	v := NewVerifier(VerifierConfig{JWKSURL: srv.URL + "/.well-known/jwks.json", Now: clk.Now, Issuer: testIssuer, Logger: quietLogger()})
-	if got := srv.count.Load(); got != 0 {
+	if got := srv.Requests(); got != 0 {
 		t.Fatalf("NewVerifier fetched %d times, want 0 (no I/O at construction)", got)
 	}
 	tok := signApp(t, ks, appClaims(t0))
@@ -80,7 +28,7 @@ func TestRemoteVerifier(t *testing.T) {
 			t.Fatalf("got %v, want nil", err)
 		}
 	}
-	if got := srv.count.Load(); got != 1 {
+	if got := srv.Requests(); got != 1 {
 		t.Fatalf("got %d fetches, want 1 (cached)", got)
 	}
 
@@ -88,18 +36,18 @@ func TestRemoteVerifier(t *testing.T) {
 	// per interval.
 	rotated, _ := ks.Rotate()
 	newTok := signApp(t, rotated, appClaims(t0))
-	clk.advance(31 * time.Second)
+	clk.Add(31 * time.Second)
 	if _, err := v.VerifyApp(t.Context(), newTok, testAud); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("new kid before publication: got %v, want %v", err, ErrUnknownKey)
 	}
-	srv.set(rotated.JWKS(), false)
+	srv.Set(rotated.JWKS(), false)
 	if _, err := v.VerifyApp(t.Context(), newTok, testAud); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("new kid within the refetch interval: got %v, want %v", err, ErrUnknownKey)
 	}
-	if got := srv.count.Load(); got != 2 {
+	if got := srv.Requests(); got != 2 {
 		t.Fatalf("got %d fetches, want 2 (rate-limited)", got)
 	}
-	clk.advance(31 * time.Second)
+	clk.Add(31 * time.Second)
 	if _, err := v.VerifyApp(t.Context(), newTok, testAud); err != nil {
 		t.Fatalf("new kid after the interval: got %v, want nil", err)
 	}
@@ -108,18 +56,18 @@ func TestRemoteVerifier(t *testing.T) {
 	}
 
 	// A failing fetch keeps the last good set.
-	srv.set(nil, true)
-	clk.advance(2 * time.Hour) // past MaxAge: the next verification refetches
+	srv.Set(nil, true)
+	clk.Add(2 * time.Hour) // past MaxAge: the next verification refetches
 	tok2 := signApp(t, rotated, appClaims(clk.Now()))
-	before := srv.count.Load()
+	before := srv.Requests()
 	if _, err := v.VerifyApp(t.Context(), tok2, testAud); err != nil {
 		t.Fatalf("with the JWKS down: got %v, want nil (last good set)", err)
 	}
-	if got := srv.count.Load(); got != before+1 {
+	if got := srv.Requests(); got != before+1 {
 		t.Errorf("got %d fetches, want %d (stale set refetched)", got, before+1)
 	}
 	// Garbage from the server is a failed fetch too.
-	srv.set([]byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"x"}]}`), false)
+	srv.Set([]byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"x"}]}`), false)
 	if err := v.Refresh(t.Context()); !errors.Is(err, ErrJWKSFetch) {
 		t.Errorf("refresh with an HMAC-only JWKS: got %v, want %v", err, ErrJWKSFetch)
 	}

@@ -7,20 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// leaks returns the first substring of secret, four characters or longer,
-// that msg contains; "" when there is none.
-func leaks(msg, secret string) string {
-	for n := 4; n <= len(secret); n++ {
-		for i := 0; i+n <= len(secret); i++ {
-			if p := secret[i : i+n]; strings.Contains(msg, p) {
-				return p
-			}
-		}
-	}
-	return ""
-}
+	"github.com/postern/postern/pkg/testkit"
+)
 
 type leakySecrets struct{}
 
@@ -72,7 +61,7 @@ func TestReadSecretNeverEchoes(t *testing.T) {
 			t.Errorf("ReadSecret(%q) succeeded", src)
 			continue
 		}
-		if p := leaks(err.Error(), secret); p != "" {
+		if p := testkit.SecretPiece(err.Error(), secret, 4); p != "" {
 			t.Errorf("ReadSecret(%q) error %q shows %q of the secret", src, err, p)
 		}
 	}
@@ -95,7 +84,7 @@ func TestReadSecretNeverEchoes(t *testing.T) {
 			t.Errorf("ReadSecret(%q) = %v, want an error saying %q", tc.src, err, tc.want)
 			continue
 		}
-		if p := leaks(err.Error(), secret); p != "" {
+		if p := testkit.SecretPiece(err.Error(), secret, 4); p != "" {
 			t.Errorf("ReadSecret(%q) error %q shows %q of the secret", tc.src, err, p)
 		}
 	}

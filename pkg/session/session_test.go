@@ -120,6 +120,11 @@ func TestVerifyAppRefusals(t *testing.T) {
 		return s
 	}()
 	pubBytes := []byte(ks.keys[0].priv.Public().(ed25519.PublicKey))
+	extraHdr := func(name string, v any) map[string]any {
+		h := algHdr("EdDSA")
+		h[name] = v
+		return h
+	}
 
 	tests := []struct {
 		name     string
@@ -143,7 +148,17 @@ func TestVerifyAppRefusals(t *testing.T) {
 		{"session token used as app token", sess, testAud, t0, ErrWrongType},
 		{"alg none", forge(algHdr("none"), good, nil), testAud, t0, ErrMalformed},
 		{"alg HS256 keyed with the public key", forge(algHdr("HS256"), good, pubBytes), testAud, t0, ErrMalformed},
-		{"no kid", noKid, testAud, t0, ErrUnknownKey},
+		{"no kid", noKid, testAud, t0, ErrMalformed},
+		// The shared header policy (pkg/jws), as this package's callers see
+		// it: the headers that would let a token pick its own key, the
+		// encoding of its payload or a second reading of alg.
+		{"jku header", edSigned(t, ks, extraHdr("jku", "https://evil.example/jwks"), good), testAud, t0, ErrMalformed},
+		{"x5u header", edSigned(t, ks, extraHdr("x5u", "https://evil.example/cert"), good), testAud, t0, ErrMalformed},
+		{"embedded jwk", edSigned(t, ks, extraHdr("jwk", map[string]any{"kty": "OKP", "crv": "Ed25519", "x": b64raw(pubBytes)}), good), testAud, t0, ErrMalformed},
+		{"crit header", edSigned(t, ks, extraHdr("crit", []string{"exp"}), good), testAud, t0, ErrMalformed},
+		{"b64 false", edSigned(t, ks, extraHdr("b64", false), good), testAud, t0, ErrMalformed},
+		{"alg eddsa", edSigned(t, ks, extraHdr("alg", "eddsa"), good), testAud, t0, ErrMalformed},
+		{"alg Ed25519", edSigned(t, ks, extraHdr("alg", "Ed25519"), good), testAud, t0, ErrMalformed},
 		{"unknown kid", forge(map[string]any{"alg": "EdDSA", "typ": TypeApp, "kid": "nope"}, good, []byte("x")), testAud, t0, ErrUnknownKey},
 		{"JSON serialization", `{"payload":"e30","protected":"` + parts[0] + `","signature":"` + parts[2] + `"}`, testAud, t0, ErrMalformed},
 		{"garbage", "not.a.token", testAud, t0, ErrMalformed},
@@ -166,6 +181,16 @@ func TestVerifyAppRefusals(t *testing.T) {
 		})
 	}
 }
+
+// edSigned builds a compact JWS with an arbitrary header, signed with
+// ks's active key.
+func edSigned(tb testing.TB, ks *Keyset, header map[string]any, claims any) string {
+	tb.Helper()
+	in := b64(header) + "." + b64(claims)
+	return in + "." + b64raw(ed25519.Sign(ks.keys[0].priv, []byte(in)))
+}
+
+func b64raw(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // forgeSigned signs arbitrary claims with ks's active key and typ.
 func forgeSigned(tb testing.TB, ks *Keyset, typ string, claims any) string {

@@ -4,22 +4,20 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/postern/postern/pkg/jwks"
+	"github.com/postern/postern/pkg/jws"
 )
 
 // DefaultSkew is the clock skew allowed on exp, nbf and iat.
 const DefaultSkew = 30 * time.Second
-
-// maxJWKSBytes bounds a fetched JWKS document.
-const maxJWKSBytes = 1 << 20
 
 // VerifierConfig configures a [Verifier]. Set Static, JWKSURL, or both
 // (Static keys are then always trusted and the URL adds to them).
@@ -56,16 +54,10 @@ type VerifierConfig struct {
 // Verifier verifies tokens against a static or remote JWKS. It is safe for
 // concurrent use; a verification with a known kid takes no lock.
 type Verifier struct {
-	cfg    VerifierConfig
-	client *http.Client
-	log    *slog.Logger
-	static map[string]ed25519.PublicKey
-	remote atomic.Pointer[map[string]ed25519.PublicKey] // last good fetched set
-	goodAt atomic.Int64                                 // Unix nanoseconds of the last good fetch
-
-	mu        sync.Mutex // guards the following; held during a fetch
-	lastTry   time.Time  // start of the last fetch attempt
-	staticErr error      // why Static did not parse, reported on every verification
+	cfg       VerifierConfig
+	static    map[string]ed25519.PublicKey
+	staticErr error     // why Static did not parse, reported on every verification
+	remote    *jwks.Set // nil without JWKSURL
 }
 
 // NewVerifier returns a verifier for cfg. It does no network I/O: the
@@ -79,21 +71,14 @@ func NewVerifier(cfg VerifierConfig) *Verifier {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.FetchTimeout == 0 {
-		cfg.FetchTimeout = 5 * time.Second
+	v := &Verifier{cfg: cfg}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	if cfg.RefetchInterval == 0 {
-		cfg.RefetchInterval = 30 * time.Second
-	}
-	if cfg.MaxAge == 0 {
-		cfg.MaxAge = time.Hour
-	}
-	v := &Verifier{cfg: cfg, client: cfg.HTTPClient, log: cfg.Logger}
-	if v.client == nil {
-		v.client = &http.Client{Timeout: cfg.FetchTimeout}
-	}
-	if v.log == nil {
-		v.log = slog.Default()
+	if cfg.JWKSURL != "" {
+		v.remote = jwks.New(jwks.Config{URL: cfg.JWKSURL, Accept: isEd25519, HTTPClient: cfg.HTTPClient,
+			Now: cfg.Now, FetchTimeout: cfg.FetchTimeout, RefetchInterval: cfg.RefetchInterval,
+			MaxAge: cfg.MaxAge, Logger: cfg.Logger})
 	}
 	if cfg.Static != nil {
 		v.static, v.staticErr = parseJWKS(cfg.Static)
@@ -162,30 +147,21 @@ func (v *Verifier) VerifyAssertion(ctx context.Context, token, audience string) 
 	return &c, nil
 }
 
-// verify checks the JWS (EdDSA only, one signature, typ, known kid,
-// signature) and decodes its payload into claims.
+// policy is the one strict header policy of pkg/jws (only alg, kid and
+// typ; EdDSA only) with this package's sentinels.
+var policy = jws.Policy{Errors: jws.Errors{
+	Malformed: ErrMalformed, Algorithm: ErrMalformed, Signature: ErrBadSignature, Type: ErrWrongType,
+}}
+
+// verify checks the JWS under the strict header policy (EdDSA only; no
+// header but alg, kid and typ; typ; a known kid; the signature) and
+// decodes its payload into claims.
 func (v *Verifier) verify(ctx context.Context, token, typ string, claims any) error {
-	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.EdDSA})
-	if err != nil || len(jws.Signatures) != 1 {
-		return ErrMalformed
-	}
-	h := jws.Signatures[0].Protected
-	if h.Algorithm != string(jose.EdDSA) {
-		return ErrMalformed
-	}
-	if got, _ := h.ExtraHeaders[jose.HeaderType].(string); got != typ {
-		return fmt.Errorf("%w: want %s", ErrWrongType, typ)
-	}
-	if h.KeyID == "" {
-		return fmt.Errorf("%w: no kid", ErrUnknownKey)
-	}
-	pub, err := v.key(ctx, h.KeyID)
+	payload, _, err := policy.Verify(token, typ, func(kid string) (ed25519.PublicKey, error) {
+		return v.key(ctx, kid)
+	})
 	if err != nil {
 		return err
-	}
-	payload, err := jws.Verify(pub)
-	if err != nil {
-		return ErrBadSignature
 	}
 	if err := json.Unmarshal(payload, claims); err != nil {
 		return fmt.Errorf("%w: claims do not decode", ErrMalformed)
@@ -216,9 +192,9 @@ func (v *Verifier) checkClaims(aud, wantAud, iss string, needIss bool, iat, nbf,
 	return nil
 }
 
-// key returns the public key kid, fetching the remote JWKS when the kid is
-// unknown (at most once per RefetchInterval) or the fetched set is older
-// than MaxAge.
+// key returns the public key kid: a static one, or one of the remote
+// JWKS, fetched when the kid is unknown (at most once per
+// RefetchInterval) or the fetched set is older than MaxAge.
 func (v *Verifier) key(ctx context.Context, kid string) (ed25519.PublicKey, error) {
 	if v.staticErr != nil {
 		return nil, v.staticErr
@@ -226,109 +202,57 @@ func (v *Verifier) key(ctx context.Context, kid string) (ed25519.PublicKey, erro
 	if pub, ok := v.static[kid]; ok {
 		return pub, nil
 	}
-	if v.cfg.JWKSURL == "" {
+	if v.remote == nil {
 		return nil, ErrUnknownKey
 	}
-	if m := v.remote.Load(); m != nil {
-		if pub, ok := (*m)[kid]; ok && !v.stale() {
-			return pub, nil
-		}
+	k, err := v.remote.Key(ctx, kid)
+	if err != nil {
+		return nil, ErrUnknownKey
 	}
-	v.refreshIfAllowed(ctx)
-	if m := v.remote.Load(); m != nil {
-		if pub, ok := (*m)[kid]; ok {
-			return pub, nil
-		}
-	}
-	return nil, ErrUnknownKey
+	return k.Key.(ed25519.PublicKey), nil // isEd25519 kept only those
 }
 
 // HasKeys reports whether v can verify anything: it has static keys, or
 // a fetch of the remote JWKS has succeeded (the last good set is kept
 // when later fetches fail).
 func (v *Verifier) HasKeys() bool {
-	return v.staticErr == nil && len(v.static) > 0 || v.remote.Load() != nil
-}
-
-func (v *Verifier) stale() bool {
-	return v.cfg.Now().Sub(time.Unix(0, v.goodAt.Load())) > v.cfg.MaxAge
-}
-
-// refreshIfAllowed fetches the JWKS unless a fetch was attempted within
-// RefetchInterval. Failures keep the last good set.
-func (v *Verifier) refreshIfAllowed(ctx context.Context) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if !v.lastTry.IsZero() && v.cfg.Now().Sub(v.lastTry) < v.cfg.RefetchInterval {
-		return
-	}
-	if err := v.fetchLocked(ctx); err != nil {
-		v.log.Warn("jwks fetch failed, keeping the last good key set", "jwks_url", v.cfg.JWKSURL, "err", err)
-	}
+	return v.staticErr == nil && len(v.static) > 0 || v.remote != nil && v.remote.Loaded()
 }
 
 // Refresh fetches the remote JWKS now, regardless of the refetch interval.
 // On failure the last good set stays in use.
 func (v *Verifier) Refresh(ctx context.Context) error {
-	if v.cfg.JWKSURL == "" {
+	if v.remote == nil {
 		return nil
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.fetchLocked(ctx)
+	err := v.remote.Refresh(ctx)
+	if errors.Is(err, jwks.ErrBadKeySet) {
+		err = fmt.Errorf("no Ed25519 signing key with a kid: %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("fetch jwks: %w: %w", ErrJWKSFetch, err)
+	}
+	return nil
 }
 
-func (v *Verifier) fetchLocked(ctx context.Context) error {
-	v.lastTry = v.cfg.Now()
-	ctx, cancel := context.WithTimeout(ctx, v.cfg.FetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.cfg.JWKSURL, nil)
-	if err != nil {
-		return fmt.Errorf("fetch jwks: %w: %w", ErrJWKSFetch, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := v.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("fetch jwks: %w: %w", ErrJWKSFetch, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetch jwks: %w: status %d", ErrJWKSFetch, resp.StatusCode)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
-	if err != nil {
-		return fmt.Errorf("fetch jwks: %w: %w", ErrJWKSFetch, err)
-	}
-	if len(data) > maxJWKSBytes {
-		return fmt.Errorf("fetch jwks: %w: document larger than %d bytes", ErrJWKSFetch, maxJWKSBytes)
-	}
-	keys, err := parseJWKS(data)
-	if err != nil {
-		return fmt.Errorf("fetch jwks: %w: %w", ErrJWKSFetch, err)
-	}
-	v.remote.Store(&keys)
-	v.goodAt.Store(v.cfg.Now().UnixNano())
-	return nil
+// isEd25519 keeps the Ed25519 keys of a JWKS that are for EdDSA (or name
+// no algorithm).
+func isEd25519(k jose.JSONWebKey) bool {
+	_, ok := k.Key.(ed25519.PublicKey)
+	return ok && (k.Algorithm == "" || k.Algorithm == string(jose.EdDSA))
 }
 
 // parseJWKS returns the Ed25519 signing keys of a JWKS document by kid.
 // Keys of other types, or for another use or algorithm, are skipped; a
 // document with no usable key is an error.
 func parseJWKS(data []byte) (map[string]ed25519.PublicKey, error) {
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(data, &set); err != nil {
-		return nil, fmt.Errorf("parse jwks: %w: not a JWKS document", ErrBadKeyset)
+	set, err := jwks.Parse(data, isEd25519)
+	if err != nil {
+		return nil, fmt.Errorf("parse jwks: %w: no Ed25519 signing key with a kid: %w", ErrBadKeyset, err)
 	}
-	keys := make(map[string]ed25519.PublicKey, len(set.Keys))
-	for _, k := range set.Keys {
-		pub, ok := k.Key.(ed25519.PublicKey)
-		if !ok || k.KeyID == "" || (k.Use != "" && k.Use != "sig") || (k.Algorithm != "" && k.Algorithm != string(jose.EdDSA)) {
-			continue
-		}
-		keys[k.KeyID] = pub
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("parse jwks: %w: no Ed25519 signing key with a kid", ErrBadKeyset)
+	keys := make(map[string]ed25519.PublicKey, len(set))
+	for kid, k := range set {
+		keys[kid] = k.Key.(ed25519.PublicKey)
 	}
 	return keys, nil
 }

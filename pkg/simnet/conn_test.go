@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 func TestDialerHTTP(t *testing.T) {
@@ -58,22 +60,9 @@ func TestDialerHTTP(t *testing.T) {
 
 func TestDialerPassThroughAndCancel(t *testing.T) {
 	n := NewNetwork(tinyMatrix(t, "10000"), 1)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	addr := testkit.Listen(t, func(net.Conn) {})
 	dial := n.Dialer("near", nil)
-	c, err := dial(t.Context(), "tcp", ln.Addr().String())
+	c, err := dial(t.Context(), "tcp", addr)
 	if err != nil {
 		t.Fatalf("dial unregistered: %v", err)
 	}
@@ -82,12 +71,12 @@ func TestDialerPassThroughAndCancel(t *testing.T) {
 	}
 	c.Close()
 
-	if err := n.Register(netip.MustParseAddrPort(ln.Addr().String()), "far"); err != nil {
+	if err := n.Register(netip.MustParseAddrPort(addr), "far"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := dial(ctx, "tcp", ln.Addr().String()); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := dial(ctx, "tcp", addr); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("dial with a 10s RTT and a 50ms context: got %v, want DeadlineExceeded", err)
 	}
 }

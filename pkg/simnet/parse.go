@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/postern/postern/pkg/yamlcheck"
 )
 
 // fileSpec is a decoded matrix file before references are resolved.
@@ -38,43 +40,12 @@ func (p *specParser) bad(n *yaml.Node, format string, args ...any) {
 	p.problems = append(p.problems, fmt.Errorf("line %d: "+format, append([]any{n.Line}, args...)...))
 }
 
-// field is one known key of a mapping.
-type field struct {
-	key      string
-	required bool
-	decode   func(v *yaml.Node)
-}
-
-// mapping decodes a mapping node, reporting unknown, repeated and missing keys.
-func (p *specParser) mapping(n *yaml.Node, where string, fields []field) {
-	if n.Kind != yaml.MappingNode {
-		p.bad(n, "%s: want a mapping", where)
-		return
-	}
-	seen := make(map[string]int)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if first, dup := seen[k.Value]; dup {
-			p.bad(k, "%s: key %q repeats line %d", where, k.Value, first)
-			continue
-		}
-		seen[k.Value] = k.Line
-		known := false
-		for _, f := range fields {
-			if f.key == k.Value {
-				known = true
-				f.decode(v)
-			}
-		}
-		if !known {
-			p.bad(k, "%s: unknown key %q", where, k.Value)
-		}
-	}
-	for _, f := range fields {
-		if _, ok := seen[f.key]; f.required && !ok {
-			p.bad(n, "%s: missing key %q", where, f.key)
-		}
-	}
+// mapping decodes a mapping node with the shared strict walker
+// (pkg/yamlcheck): unknown, repeated and missing keys are problems.
+func (p *specParser) mapping(n *yaml.Node, where string, fields []yamlcheck.Field) {
+	yamlcheck.Mapping(n, fields, func(line int, _ error, msg string) {
+		p.problems = append(p.problems, fmt.Errorf("line %d: %s: %s", line, where, msg))
+	})
 }
 
 // sequence calls each for every item of a sequence node.
@@ -139,18 +110,18 @@ func decodeSpec(data []byte) (*fileSpec, []error) {
 	p := &specParser{}
 	s := &fileSpec{linksLine: 1}
 	root := doc.Content[0]
-	p.mapping(root, "matrix", []field{
-		{"regions", true, func(v *yaml.Node) {
+	p.mapping(root, "matrix", []yamlcheck.Field{
+		{Key: "regions", Required: true, Decode: func(v *yaml.Node) {
 			p.sequence(v, "regions", func(i int, item *yaml.Node) { s.regions = append(s.regions, p.region(i, item)) })
 			if v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
 				p.bad(v, "regions: want at least one region")
 			}
 		}},
-		{"links", false, func(v *yaml.Node) {
+		{Key: "links", Decode: func(v *yaml.Node) {
 			s.linksLine = v.Line
 			p.sequence(v, "links", func(i int, item *yaml.Node) { s.links = append(s.links, p.link(i, item)) })
 		}},
-		{"sources", false, func(v *yaml.Node) {
+		{Key: "sources", Decode: func(v *yaml.Node) {
 			p.sequence(v, "sources", func(i int, item *yaml.Node) {
 				s.sources = append(s.sources, p.str(item, fmt.Sprintf("sources[%d]", i)))
 			})
@@ -162,9 +133,9 @@ func decodeSpec(data []byte) (*fileSpec, []error) {
 func (p *specParser) region(i int, n *yaml.Node) regionSpec {
 	r := regionSpec{line: n.Line}
 	where := fmt.Sprintf("regions[%d]", i)
-	p.mapping(n, where, []field{
-		{"name", true, func(v *yaml.Node) { r.name = p.str(v, where+".name") }},
-		{"intra_rtt_ms", false, func(v *yaml.Node) { r.intra = p.millis(v, where+".intra_rtt_ms") }},
+	p.mapping(n, where, []yamlcheck.Field{
+		{Key: "name", Required: true, Decode: func(v *yaml.Node) { r.name = p.str(v, where+".name") }},
+		{Key: "intra_rtt_ms", Decode: func(v *yaml.Node) { r.intra = p.millis(v, where+".intra_rtt_ms") }},
 	})
 	return r
 }
@@ -172,8 +143,8 @@ func (p *specParser) region(i int, n *yaml.Node) regionSpec {
 func (p *specParser) link(i int, n *yaml.Node) linkSpec {
 	l := linkSpec{line: n.Line}
 	where := fmt.Sprintf("links[%d]", i)
-	p.mapping(n, where, []field{
-		{"between", true, func(v *yaml.Node) {
+	p.mapping(n, where, []yamlcheck.Field{
+		{Key: "between", Required: true, Decode: func(v *yaml.Node) {
 			if v.Kind != yaml.SequenceNode || len(v.Content) != 2 {
 				p.bad(v, "%s.between: want a list of two region names", where)
 				return
@@ -184,9 +155,9 @@ func (p *specParser) link(i int, n *yaml.Node) linkSpec {
 				p.bad(v, "%s.between: a link joins two different regions, got %q twice (use intra_rtt_ms)", where, l.a)
 			}
 		}},
-		{"rtt_ms", true, func(v *yaml.Node) { l.link.RTT = p.millis(v, where+".rtt_ms") }},
-		{"jitter_ms", false, func(v *yaml.Node) { l.link.Jitter = p.millis(v, where+".jitter_ms") }},
-		{"loss", false, func(v *yaml.Node) { l.link.Loss = p.number(v, where+".loss", 0, 1) }},
+		{Key: "rtt_ms", Required: true, Decode: func(v *yaml.Node) { l.link.RTT = p.millis(v, where+".rtt_ms") }},
+		{Key: "jitter_ms", Decode: func(v *yaml.Node) { l.link.Jitter = p.millis(v, where+".jitter_ms") }},
+		{Key: "loss", Decode: func(v *yaml.Node) { l.link.Loss = p.number(v, where+".loss", 0, 1) }},
 	})
 	return l
 }

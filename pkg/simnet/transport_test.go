@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // pingRecorder is a memberlist.PingDelegate keeping the RTTs it is told.
@@ -64,18 +66,6 @@ func startMember(tb testing.TB, n *Network, name, region string) (*memberlist.Me
 	return ml, rec, addr
 }
 
-// eventually polls cond every 20ms until it holds or d passes.
-func eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func alive(ml *memberlist.Memberlist, name string) bool {
 	for _, m := range ml.Members() {
 		if m.Name == name {
@@ -93,12 +83,12 @@ func TestTransportMemberlist(t *testing.T) {
 	if _, err := a.Join([]string{addrB.String()}); err != nil {
 		t.Fatalf("Join: %v", err)
 	}
-	eventually(t, 5*time.Second, "both alive", func() bool { return alive(a, "b") && alive(b, "a") })
+	testkit.WaitFor(t, 5*time.Second, "both alive", func() bool { return alive(a, "b") && alive(b, "a") })
 	// No ping can beat the simulated RTT; a busy machine delays some, so
 	// the upper bound (the latency applied once each way, not twice) is
 	// asked of the best ping seen within the deadline, not of every one.
 	const most = rtt + rtt/2
-	eventually(t, 30*time.Second, "a ping to b within [rtt, 1.5 rtt]", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "a ping to b within [rtt, 1.5 rtt]", func() bool {
 		return slices.ContainsFunc(recA.all(), func(d time.Duration) bool { return d <= most })
 	})
 	for _, got := range recA.all() {
@@ -108,7 +98,7 @@ func TestTransportMemberlist(t *testing.T) {
 	}
 
 	n.Partition([]string{"near"}, []string{"far"})
-	eventually(t, 15*time.Second, "partitioned members see each other dead", func() bool { return !alive(a, "b") && !alive(b, "a") })
+	testkit.WaitFor(t, 15*time.Second, "partitioned members see each other dead", func() bool { return !alive(a, "b") && !alive(b, "a") })
 	if _, err := a.Join([]string{addrB.String()}); err == nil {
 		t.Errorf("Join across partition: got nil error, want failure")
 	}
@@ -117,7 +107,7 @@ func TestTransportMemberlist(t *testing.T) {
 	if _, err := a.Join([]string{addrB.String()}); err != nil {
 		t.Fatalf("Join after Heal: %v", err)
 	}
-	eventually(t, 10*time.Second, "alive again after Heal and Join", func() bool { return alive(a, "b") && alive(b, "a") })
+	testkit.WaitFor(t, 10*time.Second, "alive again after Heal and Join", func() bool { return alive(a, "b") && alive(b, "a") })
 }
 
 func TestTransportDialPartition(t *testing.T) {
@@ -135,21 +125,7 @@ func TestTransportDialPartition(t *testing.T) {
 			t.Errorf("second Shutdown: %v", err)
 		}
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); c.Close() }()
-		}
-	}()
-	dst := netip.MustParseAddrPort(ln.Addr().String())
+	dst := netip.MustParseAddrPort(testkit.Listen(t, func(c net.Conn) { _, _ = io.Copy(c, c) }))
 	if err := n.Register(dst, "far"); err != nil {
 		t.Fatal(err)
 	}

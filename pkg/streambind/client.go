@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/postern/postern/pkg/backoff"
 	"github.com/postern/postern/pkg/wgnet"
 )
 
@@ -243,7 +243,7 @@ func (b *ClientBind) stopLocked(r *route) {
 // backoff; one cut soon after opening does not, so a node that keeps
 // refusing frames is not hammered.
 func (b *ClientBind) streamLoop(ctx context.Context, r *route) {
-	delay := b.cfg.BackoffMin
+	bo := backoff.New(b.cfg.BackoffMin, b.cfg.BackoffMax)
 	log := b.logger.With("mesh_url", r.target.URL)
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -252,13 +252,12 @@ func (b *ClientBind) streamLoop(ctx context.Context, r *route) {
 			return
 		}
 		if connected && time.Since(start) > 10*time.Second {
-			delay = b.cfg.BackoffMin
+			bo.Reset()
 		}
-		log.Warn("stream_down", "error", err, "retry_in_ms", delay.Milliseconds())
-		if !sleep(ctx, jitter(delay)) {
+		log.Warn("stream_down", "error", err, "retry_in_ms", bo.Delay().Milliseconds())
+		if !bo.Wait(ctx) {
 			return
 		}
-		delay = min(delay*2, b.cfg.BackoffMax)
 	}
 }
 
@@ -402,16 +401,3 @@ func (b *ClientBind) ParseEndpoint(s string) (conn.Endpoint, error) { return b.u
 
 // BatchSize implements conn.Bind.
 func (b *ClientBind) BatchSize() int { return b.udp.BatchSize() }
-
-func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

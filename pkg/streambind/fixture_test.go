@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 	"github.com/postern/postern/pkg/wgnet"
 )
@@ -101,13 +102,13 @@ func (f *fixture) useStream(tb testing.TB) {
 	if err := f.cb.SetCarrier(f.ep, CarrierStream); err != nil {
 		tb.Fatal(err)
 	}
-	waitFor(tb, 10*time.Second, "stream connected", func() bool { return f.cb.StreamConnected(f.ep) })
+	testkit.WaitFor(tb, 10*time.Second, "stream connected", func() bool { return f.cb.StreamConnected(f.ep) })
 }
 
 // ping pings the mesh from the connector, retrying until deadline.
 func (f *fixture) ping(tb testing.TB, within time.Duration) {
 	tb.Helper()
-	waitFor(tb, within, "ping through the tunnel", func() bool {
+	testkit.WaitFor(tb, within, "ping through the tunnel", func() bool {
 		ctx, cancel := context.WithTimeout(tb.Context(), 500*time.Millisecond)
 		defer cancel()
 		_, err := f.conn.Ping(ctx, f.mesh.PublicKey())
@@ -121,15 +122,4 @@ func (f *fixture) meshEndpoint() string {
 		return p.Endpoint
 	}
 	return ""
-}
-
-func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

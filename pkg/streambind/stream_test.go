@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/streambind/proxytest"
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgnet"
 )
 
@@ -35,7 +36,7 @@ func TestStreamCarrier(t *testing.T) {
 	if f.srv.Drop(newKey(t).Public()) {
 		t.Fatal("Drop of an unknown key reported a stream")
 	}
-	waitFor(t, 5*time.Second, "the connector redials its dropped stream", func() bool { return f.cb.StreamDials(f.ep) > dials })
+	testkit.WaitFor(t, 5*time.Second, "the connector redials its dropped stream", func() bool { return f.cb.StreamDials(f.ep) > dials })
 }
 
 // TestSwitchCarriers moves one connector between UDP and the stream and
@@ -62,7 +63,7 @@ func TestSwitchCarriers(t *testing.T) {
 	}
 	// Unblocked, the probe's copies reach the mesh, which answers over UDP.
 	udp.SetBlocked(false)
-	waitFor(t, 10*time.Second, "a UDP answer to the probe", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "a UDP answer to the probe", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 		defer cancel()
 		f.conn.Ping(ctx, f.mesh.PublicKey())
@@ -72,7 +73,7 @@ func TestSwitchCarriers(t *testing.T) {
 	if err := f.cb.SetCarrier(f.ep, CarrierUDP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "stream closed", func() bool { return !f.srv.HasStream(f.conn.PublicKey()) })
+	testkit.WaitFor(t, 5*time.Second, "stream closed", func() bool { return !f.srv.HasStream(f.conn.PublicKey()) })
 	f.ping(t, 5*time.Second)
 	if ep := f.meshEndpoint(); IsStreamEndpoint(ep) {
 		t.Fatalf("back on UDP the mesh sees %q, want a UDP endpoint", ep)
@@ -169,7 +170,7 @@ func TestHostileStreamCut(t *testing.T) {
 			f.ping(t, 5*time.Second)
 		})
 	}
-	waitFor(t, 5*time.Second, "hostile stream unregistered", func() bool { return !f.srv.HasStream(hostile) })
+	testkit.WaitFor(t, 5*time.Second, "hostile stream unregistered", func() bool { return !f.srv.HasStream(hostile) })
 	if !f.srv.HasStream(f.conn.PublicKey()) {
 		t.Fatal("the good stream is gone, want it open")
 	}
@@ -187,7 +188,7 @@ func TestStreamReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rwc.Close()
-	waitFor(t, 10*time.Second, "second dial", func() bool { return f.cb.StreamDials(f.ep) >= 2 && f.cb.StreamConnected(f.ep) })
+	testkit.WaitFor(t, 10*time.Second, "second dial", func() bool { return f.cb.StreamDials(f.ep) >= 2 && f.cb.StreamConnected(f.ep) })
 	f.ping(t, 10*time.Second)
 }
 

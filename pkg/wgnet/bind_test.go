@@ -21,6 +21,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -83,24 +84,7 @@ func echoServer(tb testing.TB, n *Node, port uint16) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	tb.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	testkit.Serve(tb, l, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // echoOnce dials n's echo server on to and checks one message comes back.
@@ -396,16 +380,5 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		now := runtime.NumGoroutine()
-		if now <= before {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines: got %d, want at most %d\n%s", now, before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.CheckGoroutines(t, before)
 }

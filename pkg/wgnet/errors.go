@@ -3,8 +3,6 @@ package wgnet
 import "errors"
 
 var (
-	// errClosed is returned by a Node's methods after Close.
-	errClosed = errors.New("wgnet: closed")
 	// errPacketTooBig means a packet did not fit WireGuard's buffer.
 	errPacketTooBig = errors.New("wgnet: packet larger than buffer")
 	// errBadSegment means a GSO segment could not be parsed or split.

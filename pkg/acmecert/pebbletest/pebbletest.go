@@ -13,17 +13,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/pkg/devcert"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // Options configure a Pebble.
@@ -47,51 +46,15 @@ type Pebble struct {
 	mgmt   string
 	cmd    *exec.Cmd
 	done   chan struct{}
-	mu     sync.Mutex // guards logs
-	logs   []byte
+	logs   testkit.SyncBuffer
 	config string
 	env    []string
-}
-
-// Binary returns the path of the pebble binary: on PATH, or in
-// $(go env GOPATH)/bin.
-func Binary(tb testing.TB) string {
-	tb.Helper()
-	if p, err := exec.LookPath("pebble"); err == nil {
-		return p
-	}
-	gopath, err := exec.Command("go", "env", "GOPATH").Output()
-	if err == nil {
-		p := filepath.Join(string(trimNL(gopath)), "bin", "pebble")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	tb.Fatalf("pebble not found: install it with \"bash .ci/run install-go-tools\" (go install github.com/letsencrypt/pebble/v2/cmd/pebble)")
-	return ""
-}
-
-func trimNL(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Start runs Pebble until the test ends.
 func Start(tb testing.TB, opts Options) *Pebble {
 	tb.Helper()
-	bin := Binary(tb)
+	bin := testkit.Tool(tb, "pebble")
 	dir := tb.TempDir()
 	ca, err := devcert.NewCA()
 	if err != nil {
@@ -108,11 +71,11 @@ func Start(tb testing.TB, opts Options) *Pebble {
 	if validity == 0 {
 		validity = 90 * 24 * time.Hour
 	}
-	listen, mgmt := "127.0.0.1:"+strconv.Itoa(freePort(tb)), "127.0.0.1:"+strconv.Itoa(freePort(tb))
+	listen, mgmt := "127.0.0.1:"+strconv.Itoa(testkit.FreePort(tb)), "127.0.0.1:"+strconv.Itoa(testkit.FreePort(tb))
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress": listen, "managementListenAddress": mgmt,
 		"certificate": filepath.Join(dir, "cert.pem"), "privateKey": filepath.Join(dir, "key.pem"),
-		"httpPort": freePort(tb), "tlsPort": opts.TLSPort, "ocspResponderURL": "", "keyAlgorithm": "ecdsa",
+		"httpPort": testkit.FreePort(tb), "tlsPort": opts.TLSPort, "ocspResponderURL": "", "keyAlgorithm": "ecdsa",
 		"profiles": map[string]any{"default": map[string]any{"description": "test", "validityPeriod": int(validity / time.Second)}},
 	}}
 	b, _ := json.Marshal(cfg)
@@ -133,47 +96,39 @@ func (p *Pebble) start(tb testing.TB, bin, dnsServer string) {
 	tb.Helper()
 	p.cmd = exec.Command(bin, "-config", p.config, "-dnsserver", dnsServer)
 	p.cmd.Env = p.env
-	p.cmd.Stdout, p.cmd.Stderr = (*logWriter)(p), (*logWriter)(p)
+	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
 	p.done = make(chan struct{})
 	go func() { p.cmd.Wait(); close(p.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := p.Client.Get(p.DirectoryURL)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
+	var lastErr error
+	answered := func() bool {
 		select {
 		case <-p.done:
-			tb.Fatalf("pebble exited: %s", p.Logs())
-		case <-time.After(50 * time.Millisecond):
+			return true
+		default:
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("pebble did not answer: %v; %s", err, p.Logs())
+		resp, err := p.Client.Get(p.DirectoryURL)
+		if lastErr = err; err != nil {
+			return false
 		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	// A deadline for a hang, far above a start on a loaded machine.
+	if err := testkit.Poll(tb.Context(), 50*time.Millisecond, 2*time.Minute, answered); err != nil {
+		tb.Fatalf("pebble did not answer: %v; %s", lastErr, p.Logs())
+	}
+	select {
+	case <-p.done:
+		tb.Fatalf("pebble exited: %s", p.Logs())
+	default:
 	}
 }
 
-type logWriter Pebble
-
-func (w *logWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.logs = append(w.logs, b...)
-	return len(b), nil
-}
-
 // Logs returns Pebble's output so far.
-func (p *Pebble) Logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return string(p.logs)
-}
+func (p *Pebble) Logs() string { return p.logs.String() }
 
 // Stop stops Pebble; it is idempotent.
 func (p *Pebble) Stop() {

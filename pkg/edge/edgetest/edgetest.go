@@ -18,8 +18,6 @@ import (
 	"sync"
 	"testing"
 
-	"golang.org/x/net/http2"
-
 	"github.com/postern/postern/pkg/upgrade"
 )
 
@@ -110,7 +108,7 @@ func (b *Backend) switchProtocols(w http.ResponseWriter, r *http.Request, up str
 		echo(w, r)
 	})
 	if strings.EqualFold(up, "h2c") {
-		(&http2.Server{}).ServeConn(&bufferedConn{Conn: conn, r: brw.Reader}, &http2.ServeConnOpts{Handler: after})
+		serveH2C(&bufferedConn{Conn: conn, r: brw.Reader}, after)
 		return
 	}
 	for {
@@ -123,6 +121,44 @@ func (b *Backend) switchProtocols(w http.ResponseWriter, r *http.Request, up str
 		rec.Result().Write(conn)
 	}
 }
+
+// serveH2C serves HTTP/2 with prior knowledge on conn with h until the
+// connection ends: net/http's server on a listener that yields conn once.
+func serveH2C(conn net.Conn, h http.Handler) {
+	l := &oneConnListener{conns: make(chan net.Conn, 1), done: make(chan struct{})}
+	l.conns <- conn
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: &p, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed || s == http.StateHijacked {
+			l.Close()
+		}
+	}}
+	_ = srv.Serve(l) // returns net.ErrClosed once the connection ended
+}
+
+// oneConnListener hands out one connection, then blocks until Close.
+type oneConnListener struct {
+	conns chan net.Conn
+	once  sync.Once
+	done  chan struct{}
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *oneConnListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
 // bufferedConn reads first what a bufio.Reader already holds.
 type bufferedConn struct {

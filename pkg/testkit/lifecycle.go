@@ -1,5 +1,6 @@
-// Package tstest holds the test helpers every package's tests share; it is
-// imported by tests only.
+package testkit
+
+// Lifecycle helpers:
 //
 // Settle drives the clock of a testing/synctest bubble, in which timer
 // tests run in microseconds and cannot flake.
@@ -8,7 +9,6 @@
 // TestMain, and the run fails when any goroutine a test started is still
 // running after the last test (STYLE.md: whoever starts a goroutine stops
 // it in Close).
-package tstest
 
 import (
 	"errors"
@@ -24,7 +24,7 @@ import (
 // Main runs the package's tests, then fails the run if goroutines are
 // left over; call it from TestMain:
 //
-//	func TestMain(m *testing.M) { tstest.Main(m) }
+//	func TestMain(m *testing.M) { testkit.Main(m) }
 func Main(m *testing.M) {
 	goleak.VerifyTestMain(m, ignored...)
 }

@@ -1,4 +1,4 @@
-package bearer
+package jwks
 
 import (
 	"net/http"
@@ -27,7 +27,6 @@ func TestDiscover(t *testing.T) {
 		w.Write([]byte(d))
 	}))
 	defer srv.Close()
-	v := New(Config{HTTPClient: srv.Client()})
 	iss := srv.URL + "/tenant/v2.0"
 	for _, tc := range []struct {
 		name, issuer, doc string
@@ -41,12 +40,12 @@ func TestDiscover(t *testing.T) {
 		{"no jwks_uri", iss, `{"issuer":"` + iss + `"}`, 200, ""},
 		{"not JSON", iss, `<html>`, 200, ""},
 		{"error status", iss, `{"issuer":"` + iss + `","jwks_uri":"x"}`, 500, ""},
-		{"oversized", iss, `{"issuer":"` + iss + `","jwks_uri":"x","pad":"` + strings.Repeat("a", maxJWKSBytes) + `"}`, 200, ""},
+		{"oversized", iss, `{"issuer":"` + iss + `","jwks_uri":"x","pad":"` + strings.Repeat("a", MaxBytes) + `"}`, 200, ""},
 	} {
 		mu.Lock()
 		doc, status = tc.doc, tc.status
 		mu.Unlock()
-		got, err := v.discover(t.Context(), tc.issuer)
+		got, err := New(Config{HTTPClient: srv.Client(), Issuer: tc.issuer}).discover(t.Context())
 		if got != tc.want || (err == nil) != (tc.want != "") {
 			t.Errorf("%s: got %q, %v; want %q", tc.name, got, err, tc.want)
 		}
