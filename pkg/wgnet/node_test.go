@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
-
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -149,19 +146,5 @@ func TestAddPeerRejectsOwnAndZeroKey(t *testing.T) {
 	}
 	if err := a.AddPeer(Peer{}); err == nil {
 		t.Fatal("zero key accepted")
-	}
-}
-
-// TestTunnelTCPWithoutRACK: the tunnel's TCP recovers losses with SACK and
-// the retransmission timer, not RACK, which stalled relayed streams for
-// good under load (see tuneTCP).
-func TestTunnelTCPWithoutRACK(t *testing.T) {
-	n := newTestNode(t)
-	var rec tcpip.TCPRecovery
-	if err := n.stack.TransportProtocolOption(tcp.ProtocolNumber, &rec); err != nil {
-		t.Fatal(err)
-	}
-	if rec != 0 {
-		t.Fatalf("TCP recovery %#x, want 0 (no RACK/TLP)", rec)
 	}
 }

@@ -73,12 +73,6 @@ func tuneTCP(s *stack.Stack) error {
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
 	delay := tcpip.TCPDelayEnabled(false)
 	cc := tcpip.CongestionControlOption("cubic")
-	// No RACK/TLP loss detection: under load (packets dropped by full
-	// WireGuard queues) gVisor's RACK left relayed streams stalled for
-	// good — every hop waiting to read, the bytes in no buffer — in about
-	// one loaded run of TestRelayedTCPApp in ten (google/gvisor#6113).
-	// SACK recovery with the retransmission timer does not stall.
-	recovery := tcpip.TCPRecovery(0)
 	// A closed connection's endpoint lingers in TIME-WAIT and FIN-WAIT-2
 	// (60s each by default): a peer that opens and drops connections fast
 	// would pile them up. Inside the tunnel a segment lives far less than
@@ -88,7 +82,6 @@ func tuneTCP(s *stack.Stack) error {
 	opts := []tcpip.SettableTransportProtocolOption{
 		&tw, &lg,
 		&sack,
-		&recovery,
 		&moderate,
 		&delay,
 		&cc,
