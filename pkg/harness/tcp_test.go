@@ -266,9 +266,11 @@ func TestTCPApps(t *testing.T) {
 				return false
 			}
 			stream = logLine(t, logs.String(), "tcp_stream", "request_id", access["request_id"])
-			return stream != nil
+			// The audit record is written beside the access line, not
+			// before it: wait for it too (a loaded run read it too soon).
+			return stream != nil && auditOf("blob", "allow", "policy") != nil
 		}); err != nil {
-			t.Fatalf("no access and tcp_stream lines for the stream: %v %v", access, stream)
+			t.Fatalf("no access and tcp_stream lines and audit record for the stream: %v %v", access, stream)
 		}
 		const n = 64 << 20
 		for _, l := range []map[string]any{access, stream} {
