@@ -213,7 +213,7 @@ func assertionVia(t testing.TB, h *harness.Harness, i int, token string) string 
 // kidOf returns the kid of a compact JWS.
 func kidOf(t testing.TB, jwt string) string {
 	t.Helper()
-	jws, err := jose.ParseSigned(jwt, []jose.SignatureAlgorithm{jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(jwt, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil || len(jws.Signatures) != 1 {
 		t.Fatalf("assertion %q: %v", jwt, err)
 	}
