@@ -1,0 +1,6 @@
+//go:build !soak
+
+package harness
+
+// soakTag reports whether the tests run with the soak tag (task soak).
+const soakTag = false
