@@ -157,7 +157,8 @@ type Harness struct {
 	closeErr error
 	closed   bool
 	auth     *authSystem
-	tracers  []*tracing.Tracing // shut down by Close
+	tracers  []*tracing.Tracing         // shut down by Close
+	clients  map[string]*http.Transport // MeshClient's, by node address
 
 	gossipKey []byte
 }
@@ -489,12 +490,51 @@ func (h *Harness) Connectors() []*Connector {
 // MeshClient returns an HTTP client that trusts the dev CA and sends every
 // request, whatever its host, to mesh node i.
 func (h *Harness) MeshClient(i int) *http.Client {
-	return &http.Client{Transport: h.MeshTransport(i), CheckRedirect: func(*http.Request, []*http.Request) error {
+	return &http.Client{Transport: h.sharedTransport(i), CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
 }
 
-// MeshTransport is the transport of MeshClient.
+// sharedTransport returns the one transport MeshClient uses for node i's
+// address, so that a test calling MeshClient per request reuses its
+// connections instead of leaving one open per call (a node caps the
+// connections of one client address, and 127.0.0.1 is every test's).
+func (h *Harness) sharedTransport(i int) *http.Transport {
+	addr := h.Meshes()[i].Addr
+	h.mu.Lock()
+	t, ok := h.clients[addr]
+	h.mu.Unlock()
+	if ok {
+		return t
+	}
+	t = h.MeshTransport(i)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if had, ok := h.clients[addr]; ok { // another caller made one first
+		t.CloseIdleConnections()
+		return had
+	}
+	if h.clients == nil {
+		h.clients = map[string]*http.Transport{}
+	}
+	h.clients[addr] = t
+	return t
+}
+
+// dropClient closes and forgets MeshClient's transport to addr, whose node
+// stopped: a restarted node on the same address gets fresh connections.
+func (h *Harness) dropClient(addr string) {
+	h.mu.Lock()
+	t := h.clients[addr]
+	delete(h.clients, addr)
+	h.mu.Unlock()
+	if t != nil {
+		t.CloseIdleConnections()
+	}
+}
+
+// MeshTransport returns a new transport to node i, like MeshClient's
+// but not shared; the caller closes its idle connections.
 func (h *Harness) MeshTransport(i int) *http.Transport {
 	addr := h.Meshes()[i].Addr
 	d := &net.Dialer{}
@@ -667,6 +707,7 @@ func (h *Harness) StopMesh(i int) {
 	h.mu.Lock()
 	m.stopped = true
 	h.mu.Unlock()
+	h.dropClient(m.Addr)
 }
 
 // KillMesh stops mesh node i as a crash: no drain, no goodbye to the
@@ -680,6 +721,7 @@ func (h *Harness) KillMesh(i int) {
 	h.mu.Lock()
 	m.stopped = true
 	h.mu.Unlock()
+	h.dropClient(m.Addr)
 }
 
 // StartMesh starts mesh node i again on the same addresses and state.
@@ -727,8 +769,11 @@ func (h *Harness) Close() error {
 		h.appWG.Wait()
 	}
 	h.mu.Lock()
-	tracers := h.tracers
+	tracers, clients := h.tracers, h.clients
 	h.mu.Unlock()
+	for _, t := range clients {
+		t.CloseIdleConnections()
+	}
 	for _, t := range tracers {
 		t.Close(h.logger)
 	}
