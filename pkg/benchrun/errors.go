@@ -34,4 +34,7 @@ var (
 	// ErrNoRegion is returned when a scenario names a user region that
 	// has no mesh node.
 	ErrNoRegion = errors.New("no mesh node in region")
+	// ErrNotAttached is returned by the regions scenario when no connector
+	// of the shared group is attached to any node.
+	ErrNotAttached = errors.New("no connector of the shared group is attached")
 )

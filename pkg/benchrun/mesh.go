@@ -35,6 +35,9 @@ type RegionSystem interface {
 	// ConnectorRegions returns the regions of the shared group's
 	// connectors.
 	ConnectorRegions() []string
+	// Attachments returns the shared group's connectors' attachments to
+	// mesh nodes right now.
+	Attachments() []harness.Attachment
 	// SetStrategy switches every node to s and returns once every node's
 	// route to the shared group's app has been rebuilt since; it does
 	// nothing when its last call switched to s already.
@@ -114,6 +117,9 @@ func startTopology(ctx context.Context, top *harness.Topology, logger *slog.Logg
 
 func (r *regionHarness) Matrix() *simnet.Matrix     { return r.m }
 func (r *regionHarness) ConnectorRegions() []string { return slices.Clone(r.conns) }
+func (r *regionHarness) Attachments() []harness.Attachment {
+	return r.h.Attachments(sharedGroup)
+}
 
 func (r *regionHarness) SetStrategy(ctx context.Context, s route.Strategy) error {
 	if s == r.current {

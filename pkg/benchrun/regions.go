@@ -2,10 +2,12 @@ package benchrun
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"time"
 
+	"github.com/postern/postern/pkg/harness"
 	"github.com/postern/postern/pkg/route"
 	"github.com/postern/postern/pkg/simnet"
 )
@@ -18,14 +20,31 @@ const regionsMaxWarmup = 500 * time.Millisecond
 // still meet the target (10%).
 const targetSlack = 1.10
 
-// tieSlack and tieFloorMS are how much above another strategy's p50 the
-// latency strategy's may be and still count as the lowest: 5% of it or
-// 0.5 ms, whichever is larger. Two strategies that take the same path
-// differ only by noise (about ±0.3 ms on a 5 ms local path at c=1).
+// tieSlack and tieFloorMS are the noise margin of the regions rows: two
+// p50s within 5% or 0.5 ms of each other (whichever is larger) are a tie,
+// not a difference. Two strategies that take the same path differ only by
+// noise (about ±0.3 ms on a 5 ms local path at c=1).
 const (
 	tieSlack   = 0.05
 	tieFloorMS = 0.5
 )
+
+// regionsMinRequests is the fewest requests a regions row records.
+const regionsMinRequests = 200
+
+// regionsRowTime is how long a regions row aims to take to record
+// regionsMinRequests: the row's workers are sized for it (see
+// regionsWorkers).
+const regionsRowTime = 2 * time.Second
+
+// regionsMaxWorkers caps the workers of a regions row.
+const regionsMaxWorkers = 32
+
+// simnetOverhead is what a request on a simulated path takes beyond its
+// RTT, in ms: simnet's stream model makes each write on the user's TCP leg
+// pay the one-way delay, and Postern's own processing adds about 0.25 ms
+// (a local path at 2.0 ms optimal measures about 5 ms).
+const simnetOverhead = 3.0
 
 // RegionStrategies are the route strategies the regions scenario
 // compares, in row order.
@@ -44,25 +63,41 @@ func regionVariants(cfg Config) []Variant {
 	return vs
 }
 
-// OptimalMS returns the best RTT a user in region user can get to a
-// connector in one of conns, in ms, from m alone: the user's leg to the
-// node of its own region (the intra-region RTT), plus either that
-// region's intra-region RTT again (a connector in the same region) or the
-// RTT to the connector's region and its intra-region RTT, whichever
-// connector region is cheapest.
-func OptimalMS(m *simnet.Matrix, user string, conns []string) float64 {
-	best := time.Duration(math.MaxInt64)
+// OptimalMS returns the best RTT a user in region user can get to the
+// shared group's connectors, in ms: the user's leg to its own region's
+// node (the intra-region RTT) plus harness.OptimalRTT from that node over
+// the connectors' attachments atts — straight to a connector attached to
+// the user's node, or relayed through a node a connector is attached to.
+// ok is false when atts is empty.
+func OptimalMS(m *simnet.Matrix, user string, atts []harness.Attachment) (ms float64, ok bool) {
+	best, ok := harness.OptimalRTT(m, NodeID(user), user, atts)
+	if !ok {
+		return 0, false
+	}
+	return round(float64(m.RTT(user, user)+best)/float64(time.Millisecond), 3), true
+}
+
+// regionsWorkers returns the workers of a regions row for a user in region
+// user: enough that regionsMinRequests take about regionsRowTime at the
+// latency of the path the matrix alone suggests (each connector attached
+// to its own region's node, plus simnetOverhead), between 1 and
+// regionsMaxWorkers. It depends only on the matrix, so every strategy's
+// row for a user region runs at the same concurrency and compare matches
+// them across runs. Local paths get one worker; the 80–240 ms paths get
+// 9–32, which add no queueing (each worker has its own connection, the
+// simulated links have no bandwidth limit) and a few hundred requests per
+// second of CPU at most.
+func regionsWorkers(m *simnet.Matrix, user string, conns []string) int {
+	var atts []harness.Attachment
 	for _, x := range conns {
-		leg := m.RTT(user, x) + m.RTT(x, x)
-		if x == user {
-			leg = m.RTT(user, user)
-		}
-		best = min(best, leg)
+		atts = append(atts, harness.Attachment{ConnectorRegion: x, Node: NodeID(x), NodeRegion: x})
 	}
-	if len(conns) == 0 {
-		best = 0
+	est, ok := OptimalMS(m, user, atts)
+	if !ok {
+		return 1
 	}
-	return round(float64(m.RTT(user, user)+best)/float64(time.Millisecond), 3)
+	n := math.Ceil(regionsMinRequests * (est + simnetOverhead) / float64(regionsRowTime.Milliseconds()))
+	return int(min(max(n, 1), regionsMaxWorkers))
 }
 
 // openRegions switches every node of the regions system to the row's
@@ -80,19 +115,37 @@ func openRegions(ctx context.Context, sys System, p Params) (*Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := noRedirect(&http.Client{Transport: http1(tr, p.Concurrency)})
-	opt := OptimalMS(rs.Matrix(), p.Variant.UserRegion, rs.ConnectorRegions())
+	workers := regionsWorkers(rs.Matrix(), p.Variant.UserRegion, rs.ConnectorRegions())
+	// The optimum from the attachments at the start of the row; Finish
+	// lowers it if the connectors attached somewhere better meanwhile.
+	opt, ok := OptimalMS(rs.Matrix(), p.Variant.UserRegion, rs.Attachments())
+	if !ok {
+		return nil, fmt.Errorf("benchrun: regions: %w", ErrNotAttached)
+	}
+	c := noRedirect(&http.Client{Transport: http1(tr, workers)})
 	v := p.Variant
-	return &Row{Op: GetOp(c, u, -1, nil), Close: c.CloseIdleConnections, Finish: func(r *Result) {
+	return &Row{Op: GetOp(c, u, -1, nil), Concurrency: workers, Close: c.CloseIdleConnections, Finish: func(r *Result) {
+		if end, ok := OptimalMS(rs.Matrix(), v.UserRegion, rs.Attachments()); ok {
+			opt = min(opt, end)
+		}
 		r.Strategy, r.UserRegion, r.OptimalMS = v.Strategy, v.UserRegion, ptr(opt)
 	}}, nil
 }
 
-// annotateRegions sets TargetMet and LowestP50 on the latency rows of
-// scenarios with strategies and user regions: whether p50 is within 10%
-// of optimal_ms, and whether it is the lowest p50 of all the strategies'
-// rows for the same scenario, concurrency and user region (a tie within
-// tieSlack counts as lowest).
+// annotateRegions sets TargetMet, LowestP50 and TieP50 on the latency
+// rows of scenarios with strategies and user regions, comparing each with
+// the other strategies' rows for the same scenario, concurrency and user
+// region (its competitors):
+//
+//   - TargetMet: p50 is at most 10% above optimal_ms;
+//   - LowestP50: p50 is below every competitor's by more than the noise
+//     margin (5% of it or 0.5 ms, whichever is larger);
+//   - TieP50: p50 is not lowest, but within the margin of the best
+//     competitor's.
+//
+// LowestP50 and TieP50 are left unset when no competitor has a successful
+// request: nothing is lowest alone. A latency row without a successful
+// request is neither lowest nor a tie.
 func annotateRegions(rows []Result) {
 	for i := range rows {
 		r := &rows[i]
@@ -102,13 +155,19 @@ func annotateRegions(rows []Result) {
 		if r.OptimalMS != nil {
 			r.TargetMet = ptr(r.P50 > 0 && r.P50 <= *r.OptimalMS*targetSlack)
 		}
-		lowest := r.P50 > 0
+		best := math.Inf(1)
 		for _, o := range rows {
 			if o.Scenario == r.Scenario && o.Concurrency == r.Concurrency && o.UserRegion == r.UserRegion &&
-				o.Strategy != r.Strategy && o.P50 > 0 && r.P50 > o.P50+max(tieFloorMS, o.P50*tieSlack) {
-				lowest = false
+				o.Strategy != r.Strategy && o.P50 > 0 {
+				best = min(best, o.P50)
 			}
 		}
+		if math.IsInf(best, 1) {
+			continue
+		}
+		margin := max(tieFloorMS, best*tieSlack)
+		lowest := r.P50 > 0 && r.P50 < best-margin
 		r.LowestP50 = ptr(lowest)
+		r.TieP50 = ptr(!lowest && r.P50 > 0 && r.P50 <= best+margin)
 	}
 }

@@ -72,9 +72,9 @@ func TestResultsJSONSchema(t *testing.T) {
 		{"via-auth", 2, keys("added_p50_ms", "ratio_to_direct", "ratio_to_tunnel")},
 		{"bulk-base", 1, keys("mib_s")},
 		{"bulk-via", 1, keys("mib_s", "added_p50_ms", "ratio_to_direct")},
-		{"regions", 1, keys("strategy", "user_region", "optimal_ms", "target_met", "lowest_p50")},
+		{"regions", 1, keys("strategy", "user_region", "optimal_ms", "target_met", "lowest_p50", "tie_p50")},
 		{"regions", 1, keys("strategy", "user_region", "optimal_ms")},
-		{"regions", 1, keys("strategy", "user_region", "optimal_ms", "target_met", "lowest_p50")},
+		{"regions", 1, keys("strategy", "user_region", "optimal_ms", "target_met", "lowest_p50", "tie_p50")},
 		{"regions", 1, keys("strategy", "user_region", "optimal_ms")},
 	}
 	if len(rows) != len(want) {

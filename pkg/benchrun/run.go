@@ -233,6 +233,9 @@ func runRow(ctx context.Context, sys System, s Scenario, p Params, cfg Config) (
 	if row.Close != nil {
 		defer row.Close()
 	}
+	if row.Concurrency > 0 {
+		conc = row.Concurrency
+	}
 	lc := LoadConfig{Concurrency: conc, Warmup: cfg.Warmup, Duration: cfg.Duration, Requests: cfg.Requests,
 		MaxRequests: cfg.MaxRequests, Prime: s.Prime, OnWindow: row.OnWindow, Done: new(atomic.Int64)}
 	if !s.ClosedOnly {
@@ -240,6 +243,9 @@ func runRow(ctx context.Context, sys System, s Scenario, p Params, cfg Config) (
 	}
 	if s.MaxWarmup > 0 {
 		lc.Warmup = min(lc.Warmup, s.MaxWarmup)
+	}
+	if s.MinRequests > 0 && lc.Requests == 0 {
+		lc.Requests, lc.Duration = s.MinRequests, 0
 	}
 	if s.MinDuration > 0 && (lc.Requests > 0 || lc.Duration < s.MinDuration) {
 		lc.Requests, lc.Duration = 0, max(lc.Duration, s.MinDuration)

@@ -110,6 +110,10 @@ type Variant struct {
 type Row struct {
 	// Op is the request the load issues.
 	Op Op
+	// Concurrency, when positive, is the number of workers the row runs
+	// with (and reports) instead of Params.Concurrency; zero means
+	// Params.Concurrency.
+	Concurrency int
 	// Close releases what Op holds; nil means nothing to release.
 	Close func()
 	// OnWindow, if set, is called with the measurement window's start and
@@ -136,6 +140,11 @@ type Scenario struct {
 	// ClosedOnly means the row always runs as a closed loop, even when
 	// Config.Rate asks for an open loop.
 	ClosedOnly bool
+	// MinRequests, when positive and Config.Requests is zero, bounds each
+	// row by that recorded request count instead of by Config.Duration (a
+	// Config.Requests of its own, e.g. a quick check's, wins); zero means
+	// the rows follow Config.
+	MinRequests int64
 	// MinDuration is the shortest measurement window the scenario needs;
 	// a shorter Config.Duration is raised to it and Config.Requests is
 	// ignored. Zero means no minimum.
@@ -185,7 +194,7 @@ func Builtin() []Scenario {
 			Extra: true, Open: openStream(openDownload(tunnel))},
 		{Name: "relay", Concurrency: []int{1, 32}, Prime: true, Baseline: "tunnel", Extra: true, Open: openRelay},
 		{Name: "regions", Concurrency: []int{1}, FixedConcurrency: true, Prime: true, ClosedOnly: true,
-			MaxWarmup: regionsMaxWarmup, Extra: true, Variants: regionVariants, Open: openRegions},
+			MaxWarmup: regionsMaxWarmup, MinRequests: regionsMinRequests, Extra: true, Variants: regionVariants, Open: openRegions},
 	}
 }
 

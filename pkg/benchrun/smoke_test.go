@@ -119,8 +119,12 @@ func TestSmokeExtraSuite(t *testing.T) {
 			if r.Requests <= 0 || r.OptimalMS == nil || *r.OptimalMS <= 0 {
 				t.Errorf("%s: got %d requests, optimal_ms %v; want both positive", r.Name(), r.Requests, r.OptimalMS)
 			}
-			if (r.Strategy == "latency") != (r.TargetMet != nil && r.LowestP50 != nil) {
-				t.Errorf("%s: got target_met %v lowest_p50 %v, want both on latency rows only", r.Name(), r.TargetMet, r.LowestP50)
+			if (r.Strategy == "latency") != (r.TargetMet != nil && r.LowestP50 != nil && r.TieP50 != nil) {
+				t.Errorf("%s: got target_met %v lowest_p50 %v tie_p50 %v, want all three on latency rows only (every one has competitors)",
+					r.Name(), r.TargetMet, r.LowestP50, r.TieP50)
+			}
+			if r.LowestP50 != nil && *r.LowestP50 && *r.TieP50 {
+				t.Errorf("%s: both lowest and a tie", r.Name())
 			}
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,19 +70,9 @@ func threeRegions(t testing.TB, mod func(*harness.Topology)) (*harness.Harness, 
 	return h, net
 }
 
-// trueCost is the matrix RTT of a path from region a through b (local
-// when a == b and via is "local") to a connector in region c.
-func trueCost(m *simnet.Matrix, from, via, conn string, local bool) time.Duration {
-	if local {
-		return m.RTT(from, conn)
-	}
-	return m.RTT(from, via) + m.RTT(via, conn)
-}
-
 func TestRouteWithinTenPercentOfOptimum(t *testing.T) {
 	h, net := threeRegions(t, nil)
 	m := net.Matrix()
-	connRegion := map[string][]string{"east": {east}, "asia": {asia}, "shared": {east, asia}}
 	regionOf := map[string]string{}
 	for i, mm := range h.Meshes() {
 		regionOf[mm.ID] = h.RegionOf(i)
@@ -99,15 +88,11 @@ func TestRouteWithinTenPercentOfOptimum(t *testing.T) {
 				from := h.RegionOf(i)
 				// The optimum over every node a connector of the group is
 				// attached to, from the matrix alone.
-				opt := time.Duration(1 << 62)
-				for _, via := range h.Meshes() {
-					for _, cr := range connRegion[g] {
-						if attachedIn(h, g, cr, via.ID) {
-							opt = min(opt, trueCost(m, from, via.Region, cr, via.ID == mm.ID))
-						}
-					}
+				opt, ok := harness.OptimalRTT(m, mm.ID, from, h.Attachments(g))
+				if !ok {
+					opt = 1 << 62 // nothing attached: no chosen path to judge
 				}
-				ok := true
+				ok = true
 				for _, p := range ex.Paths {
 					if !p.Chosen {
 						continue
@@ -116,7 +101,7 @@ func TestRouteWithinTenPercentOfOptimum(t *testing.T) {
 					if p.Via == "local" {
 						via = from
 					}
-					if c := trueCost(m, from, via, h.ConnectorRegion(p.Connector), p.Via == "local"); !nearOptimum(c, opt) {
+					if c := harness.PathRTT(m, from, via, h.ConnectorRegion(p.Connector), p.Via == "local"); !nearOptimum(c, opt) {
 						ok = false
 						t.Logf("round %d: %s → %s chose via %s (true %v, optimum %v)", round, mm.ID, g, p.Via, c, opt)
 					}
@@ -140,8 +125,6 @@ func TestRouteWithinTenPercentOfOptimum(t *testing.T) {
 	}
 }
 
-// attachedIn reports whether a connector of group in region is attached to
-// mesh node id.
 // noiseFloor is how far a path's measured cost may stray from the truth
 // on a loaded 2-core machine: the RTTs are measured through userspace
 // WireGuard and netstack, so CPU scheduling delay adds up to a few
@@ -154,15 +137,6 @@ const noiseFloor = 2 * time.Millisecond
 // where 1 ms was possible is not a wrong route).
 func nearOptimum(c, opt time.Duration) bool {
 	return float64(c) <= 1.1*float64(opt) || c-opt <= noiseFloor
-}
-
-func attachedIn(h *harness.Harness, group, region, id string) bool {
-	for _, c := range h.Connectors() {
-		if c.Region == region && c.C.State().Group == group && slices.Contains(c.C.AttachedNodes(), id) {
-			return true
-		}
-	}
-	return false
 }
 
 func get(t testing.TB, c *http.Client, url string, want int) {
