@@ -13,7 +13,7 @@ import (
 )
 
 // regionsMaxWarmup caps the warm-up of each regions row, which holds the
-// scenario to about 40 s with the default matrix and settings.
+// scenario to about a minute with the default matrix and settings.
 const regionsMaxWarmup = 500 * time.Millisecond
 
 // targetSlack is how far above optimal_ms a latency row's p50 may be and

@@ -170,7 +170,7 @@ func TestAnnotateRegions(t *testing.T) {
 		row("latency", "a", 2.1, 2), row("nearest", "a", 2.0, 2), row("random", "a", 50, 2), // tie within noise (0.5 ms floor)
 		row("latency", "b", 100, 80), row("nearest", "b", 90, 80), row("random", "b", 120, 80), // too slow: neither
 		row("latency", "c", 0, 5), row("nearest", "c", 6, 5), // no successful request: neither
-		row("latency", "d", 5.5, 5), // alone: nothing to be lowest against
+		row("latency", "d", 5.5, 5),                                                           // alone: nothing to be lowest against
 		row("latency", "e", 80, 80), row("nearest", "e", 90, 80), row("random", "e", 200, 80), // clearly lowest
 		row("latency", "f", 80, 78), row("nearest", "f", 83.9, 78), // 3.9 below, within 5% of 83.9: a tie, not lowest
 		row("latency", "g", 84, 78), row("random", "g", 80.1, 78), // 3.9 above, within 5%: a tie
