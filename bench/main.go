@@ -4,30 +4,43 @@
 //	          [--rate R] [--repeat N] [--concurrency LIST] [--bulk-bytes B] [--matrix FILE]
 //	bench run --remote URL [--cookie NAME=VALUE] --out DIR [same load flags]
 //	bench compare [--threshold F] OLD.json NEW.json
+//	bench real --out DIR [--rounds 3] [--duration 5s] [--warmup 1s] [--concurrency 1,32] [--bulk-bytes B]
+//	bench load --url URL [--connect HOST:PORT] [--ca FILE] [--concurrency N] [--duration D] [--warmup W] [--bulk-bytes B]
+//	bench backend --listen ADDR
 //	bench version
 //
 // run starts the whole system in process (or, with --remote, measures an
 // already-deployed app), runs the named scenarios (see pkg/benchrun) and
 // writes DIR/results.json, DIR/results.md, DIR/machine.json and
-// DIR/charts/*.svg. compare prints the change of every figure between two
+// DIR/charts/*.svg. real builds meshd, connectord and bench, starts them
+// as separate processes (meshd, an enrolled connectord, a backend) and
+// measures them with a separate load process per row, into
+// DIR/real.json and DIR/real.md; load and backend are those processes.
+// compare prints the change of every figure between two
 // results.json files and exits with status 1 when one regressed.
 package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
 	"github.com/postern/postern/pkg/benchrun"
 	"github.com/postern/postern/pkg/cli"
+	"github.com/postern/postern/pkg/sampleapp"
 	"github.com/postern/postern/pkg/simnet"
 	"github.com/postern/postern/pkg/tracing"
 )
@@ -40,6 +53,9 @@ func main() {
 	app := &cli.App{Name: "bench", Summary: "Postern's latency and throughput benchmark tool", Commands: []cli.Command{
 		{Name: "run", Summary: "run benchmark scenarios (in process, or --remote URL) and write the results", Flags: runCmd},
 		{Name: "compare", Args: "OLD.json NEW.json", Summary: "compare two results.json files; exit status 1 on a regression", Flags: compareCmd},
+		{Name: "real", Summary: "benchmark the real meshd and connectord binaries as separate processes; write DIR/real.json and real.md", Flags: realCmd},
+		{Name: "load", Summary: "one load process of bench real: GET a URL and print the figures as JSON", Flags: loadCmd},
+		{Name: "backend", Summary: "the plain Go backend of bench real (the sample app)", Flags: backendCmd},
 	}}
 	code := app.Exit(ctx, os.Args[1:])
 	stop()
@@ -168,4 +184,78 @@ func parseInts(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+func realCmd(fs *flag.FlagSet) func(context.Context) error {
+	cfg := benchrun.RealConfig{Warmup: time.Second, Duration: 5 * time.Second, Rounds: 3}
+	out := fs.String("out", "", "directory for real.json and real.md")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "recorded time per row and round")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unrecorded warm-up per latency row and round")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "interleaved rounds (every row once, then again)")
+	fs.Int64Var(&cfg.BulkBytes, "bulk-bytes", benchrun.DefaultBulkBytes, "size of one bulk download")
+	conc := fs.String("concurrency", "1,32", "comma-separated concurrency levels of the latency rows")
+	return func(ctx context.Context) error {
+		if *out == "" {
+			return fmt.Errorf("real: --out is required")
+		}
+		levels, err := parseInts(*conc)
+		if err != nil {
+			return fmt.Errorf("real: --concurrency: %w", err)
+		}
+		cfg.Concurrency, cfg.Progress = levels, os.Stdout
+		work, err := os.MkdirTemp("", "postern-bench-real-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+		cfg.Dir = work
+		rep, err := benchrun.RunReal(ctx, cfg)
+		if len(rep.Rows) > 0 {
+			if werr := rep.Write(*out); werr != nil {
+				return werr
+			}
+			fmt.Printf("wrote %s/real.json, real.md\n", *out)
+		}
+		return err
+	}
+}
+
+func loadCmd(fs *flag.FlagSet) func(context.Context) error {
+	a := benchrun.LoadArgs{Concurrency: 1, Duration: 2 * time.Second}
+	fs.StringVar(&a.URL, "url", "", "URL to GET (required)")
+	fs.StringVar(&a.Connect, "connect", "", "host:port every connection dials instead of the URL's")
+	fs.StringVar(&a.CAFile, "ca", "", "PEM file of the only CA trusted (empty: plain HTTP or the system roots)")
+	fs.IntVar(&a.Concurrency, "concurrency", a.Concurrency, "workers, one connection each")
+	fs.DurationVar(&a.Warmup, "warmup", 0, "unrecorded warm-up")
+	fs.DurationVar(&a.Duration, "duration", a.Duration, "recorded time")
+	fs.Int64Var(&a.BulkBytes, "bulk-bytes", 0, "expected body length of every response (0: a small GET)")
+	return func(ctx context.Context) error {
+		if a.URL == "" || a.Concurrency < 1 {
+			return fmt.Errorf("load: --url and a positive --concurrency are required")
+		}
+		r, err := benchrun.RunLoadProcess(ctx, a)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(os.Stdout).Encode(r)
+	}
+}
+
+func backendCmd(fs *flag.FlagSet) func(context.Context) error {
+	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen address")
+	return func(ctx context.Context) error {
+		l, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return fmt.Errorf("backend: %w", err)
+		}
+		srv := &http.Server{Handler: sampleapp.New(sampleapp.Config{}).Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			<-ctx.Done()
+			srv.Close()
+		}()
+		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("backend: %w", err)
+		}
+		return nil
+	}
 }

@@ -1,0 +1,817 @@
+package benchrun
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/postern/postern/pkg/devcert"
+	"github.com/postern/postern/pkg/testkit"
+)
+
+// x509Pool returns a pool of the certificates in pem, or nil if it holds
+// none.
+func x509Pool(pem []byte) *x509.CertPool {
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(pem) {
+		return nil
+	}
+	return p
+}
+
+// The real-binaries mode (bench real) builds meshd, connectord and bench,
+// and starts them as separate processes as an operator would: meshd from
+// a configuration file in a temporary directory with TLS at its edge and
+// WireGuard on loopback UDP, connectord enrolled with a one-time token and
+// started with the command its enrolment printed, and a plain Go backend
+// (bench backend, the sample app). Every row's load comes from a separate
+// process too (bench load).
+
+// RealConfig configures a real-binaries run.
+type RealConfig struct {
+	// Dir is the working directory for the binaries, configuration and
+	// state; it must exist. The caller removes it.
+	Dir string
+	// Warmup is the unrecorded time before each latency row; zero means
+	// none.
+	Warmup time.Duration
+	// Duration is the recorded time of each row; it must be positive.
+	Duration time.Duration
+	// Rounds is how many times every row runs, interleaved (all rows once,
+	// then all again); zero means 1.
+	Rounds int
+	// Concurrency lists the latency rows' levels; empty means 1 and 32.
+	Concurrency []int
+	// BulkBytes is the size of one bulk download; zero means
+	// DefaultBulkBytes.
+	BulkBytes int64
+	// Progress receives a line per row as it completes; nil discards.
+	Progress io.Writer
+}
+
+// RealRow is one figure set of the real-binaries run: one target at one
+// concurrency (or its bulk row), merged over the rounds.
+type RealRow struct {
+	// Target is "direct" (load → backend) or "postern" (load → meshd →
+	// WireGuard → connectord → backend).
+	Target string `json:"target"`
+	// Bulk marks the one-stream download row.
+	Bulk bool `json:"bulk,omitempty"`
+	// Concurrency is the load's workers, one connection each.
+	Concurrency int `json:"concurrency"`
+	// Rounds holds the figures of each round, in order.
+	Rounds []RealRound `json:"rounds"`
+	// RPS, P50 and P99 (latency rows) and MiBs (bulk) are the medians over
+	// the rounds.
+	RPS  float64  `json:"rps"`
+	P50  float64  `json:"p50_ms"`
+	P99  float64  `json:"p99_ms"`
+	MiBs *float64 `json:"mib_s,omitempty"`
+	// CPUPer10k (latency rows) and CPUPerGiB (bulk) are the CPU seconds
+	// of each measured process (meshd, connectord, backend), summed over
+	// the rounds and divided by all the requests (or bytes) the load
+	// process completed in them, warm-up included.
+	CPUPer10k map[string]float64 `json:"cpu_s_per_10k,omitempty"`
+	CPUPerGiB map[string]float64 `json:"cpu_s_per_gib,omitempty"`
+	// RatioToDirect is RPS (bulk: MiBs) over the direct row's at the same
+	// concurrency in the same run; set on postern rows.
+	RatioToDirect *float64 `json:"ratio_to_direct,omitempty"`
+	// P50RatioToDirect is P50 over the direct row's; set on postern
+	// latency rows.
+	P50RatioToDirect *float64 `json:"p50_ratio_to_direct,omitempty"`
+	// Errors is the failed requests over all rounds.
+	Errors int64 `json:"errors"`
+}
+
+// RealRound is one round of a RealRow.
+type RealRound struct {
+	LoadResult
+	// CPU is the CPU seconds each process used while the load process ran.
+	CPU map[string]float64 `json:"cpu_s"`
+}
+
+// RealProc is the memory of one of the system's processes at the end of
+// the run.
+type RealProc struct {
+	// Name is meshd, connectord or backend.
+	Name string `json:"name"`
+	// PeakRSSMiB is VmHWM and RSSMiB VmRSS from /proc/PID/status, read
+	// after the last row, before the process is stopped.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	RSSMiB     float64 `json:"rss_mib"`
+	// CPUS is the process's whole CPU time (user and system), start-up
+	// included, in seconds.
+	CPUS float64 `json:"cpu_s"`
+	// Exited reports that the process was stopped and reaped.
+	Exited bool `json:"exited"`
+}
+
+// RealReport is the outcome of a real-binaries run.
+type RealReport struct {
+	Machine  Machine       `json:"machine"`
+	Duration time.Duration `json:"duration_ns"`
+	Warmup   time.Duration `json:"warmup_ns"`
+	Rounds   int           `json:"rounds"`
+	Rows     []RealRow     `json:"rows"`
+	Procs    []RealProc    `json:"procs"`
+}
+
+// LoadArgs is what one load process (bench load) runs.
+type LoadArgs struct {
+	// URL is fetched with GET; its host is sent as the TLS server name
+	// and Host header.
+	URL string
+	// Connect, if set, is the host:port every connection dials instead of
+	// the URL's.
+	Connect string
+	// CAFile, if set, is a PEM file of the only CA the load trusts.
+	CAFile      string
+	Concurrency int
+	Warmup      time.Duration
+	Duration    time.Duration
+	// BulkBytes, when positive, makes every request a download of that
+	// many bytes whose length is checked; zero means a small GET.
+	BulkBytes int64
+}
+
+// LoadResult is what a load process reports (as JSON on stdout).
+type LoadResult struct {
+	Requests int64   `json:"requests"`
+	Errors   int64   `json:"errors"`
+	RPS      float64 `json:"rps"`
+	P50      float64 `json:"p50_ms"`
+	P99      float64 `json:"p99_ms"`
+	MiBs     float64 `json:"mib_s,omitempty"`
+	// Total is every request completed (priming and warm-up included);
+	// Bytes the body bytes of the measurement window.
+	Total int64 `json:"total"`
+	Bytes int64 `json:"bytes"`
+	// FirstError is the first failure's text; empty when none.
+	FirstError string `json:"first_error,omitempty"`
+}
+
+// RunLoadProcess runs the load a LoadArgs describes in this process.
+func RunLoadProcess(ctx context.Context, a LoadArgs) (LoadResult, error) {
+	tr := directTransport(a.Concurrency)
+	if a.Connect != "" {
+		d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, a.Connect)
+		}
+	}
+	if a.CAFile != "" {
+		pem, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			return LoadResult{}, fmt.Errorf("benchrun: load: %w", err)
+		}
+		pool := x509Pool(pem)
+		if pool == nil {
+			return LoadResult{}, fmt.Errorf("benchrun: load: no certificate in %s", a.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}}
+		tr = http1(tr, a.Concurrency)
+	}
+	c := noRedirect(&http.Client{Transport: tr})
+	defer c.CloseIdleConnections()
+	want := int64(-1)
+	if a.BulkBytes > 0 {
+		want = a.BulkBytes
+	}
+	done := new(atomic.Int64)
+	lc := LoadConfig{Concurrency: a.Concurrency, Warmup: a.Warmup, Duration: a.Duration, Prime: a.BulkBytes == 0, Done: done}
+	st, err := RunLoad(ctx, lc, GetOp(c, a.URL, want, nil))
+	if err != nil {
+		return LoadResult{}, err
+	}
+	r := LoadResult{Requests: st.Requests, Errors: st.Errors, Total: done.Load(), Bytes: st.Bytes}
+	if s := st.Elapsed.Seconds(); s > 0 {
+		r.RPS = round(float64(st.Requests)/s, 1)
+		r.MiBs = round(float64(st.Bytes)/(1<<20)/s, 1)
+	}
+	if st.Latency != nil && st.Latency.TotalCount() > 0 {
+		r.P50 = round(float64(st.Latency.ValueAtQuantile(50))/1000, 3)
+		r.P99 = round(float64(st.Latency.ValueAtQuantile(99))/1000, 3)
+	}
+	if st.FirstError != nil {
+		r.FirstError = st.FirstError.Error()
+	}
+	return r, nil
+}
+
+// realSystem is the running processes of a real-binaries run.
+type realSystem struct {
+	dir, bin              string
+	ca                    string // CA file
+	backend, mesh, public string // addresses
+	procs                 []*realProc
+}
+
+// realProc is one started process.
+type realProc struct {
+	name string
+	cmd  *exec.Cmd
+	logs *testkit.SyncBuffer
+	done chan struct{}
+	err  error
+}
+
+// modulePath is this module's import path, for go build from anywhere in
+// it.
+const modulePath = "github.com/postern/postern"
+
+// buildReal builds meshd, connectord and bench into dir/bin.
+func buildReal(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "bin")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+"/", modulePath+"/meshd", modulePath+"/connectord", modulePath+"/bench")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("benchrun: build the binaries: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// freeAddr returns a loopback TCP (or UDP) address free at the time of the
+// call.
+func freeAddr(network string) (string, error) {
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		return c.LocalAddr().String(), nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// realHost is the external host of the benchmark app on meshd.
+const realHost = "open.localhost"
+
+// startReal starts the backend, meshd and an enrolled connectord from the
+// binaries in bin, with configuration and state in dir, and waits until a
+// request through meshd reaches the backend.
+func startReal(ctx context.Context, dir, bin string) (_ *realSystem, err error) {
+	s := &realSystem{dir: dir, bin: bin}
+	defer func() {
+		if err != nil {
+			s.stop()
+		}
+	}()
+	ca, err := devcert.NewCA()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := ca.Issue(realHost, "localhost", "127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	tlsDir := filepath.Join(dir, "tls")
+	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := ca.WriteFiles(tlsDir, cert); err != nil {
+		return nil, err
+	}
+	s.ca = filepath.Join(tlsDir, "ca.pem")
+	var wg, admin string
+	for _, a := range []*string{&s.backend, &s.mesh, &admin} {
+		if *a, err = freeAddr("tcp"); err != nil {
+			return nil, err
+		}
+	}
+	if wg, err = freeAddr("udp"); err != nil {
+		return nil, err
+	}
+	if err := s.start(ctx, "backend", filepath.Join(bin, "bench"), "backend", "--listen", s.backend); err != nil {
+		return nil, err
+	}
+	key := filepath.Join(dir, "authority.key")
+	if _, _, err := s.run(ctx, nil, filepath.Join(bin, "meshd"), "authority", "init", "--out", key); err != nil {
+		return nil, err
+	}
+	cat := filepath.Join(dir, "catalog.yaml")
+	if err := os.WriteFile(cat, []byte(fmt.Sprintf(`connector_groups:
+  - id: bench
+apps:
+  - id: open
+    host: %s
+    internal_url: http://%s
+    connector_group: bench
+    preauth: passthrough
+`, realHost, s.backend)), 0o644); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "meshd.yaml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`id: bench-node
+region: local
+listen: %s
+tls_cert: %s
+tls_key: %s
+wg_listen: %s
+state_dir: %s
+authority_key: %s
+catalog: %s
+admin: %s
+log_level: warn
+drain_timeout: 1s
+`, s.mesh, filepath.Join(tlsDir, "cert.pem"), filepath.Join(tlsDir, "key.pem"), wg, filepath.Join(dir, "meshd-state"), key, cat, admin)), 0o600); err != nil {
+		return nil, err
+	}
+	if err := s.start(ctx, "meshd", filepath.Join(bin, "meshd"), "run", "--config", conf); err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(ctx, http.DefaultClient, "http://"+admin+"/readyz", s.procs[len(s.procs)-1]); err != nil {
+		return nil, err
+	}
+	tok, _, err := s.run(ctx, nil, filepath.Join(bin, "meshd"), "token", "create", "--group", "bench", "--authority-key", key, "--catalog", cat)
+	if err != nil {
+		return nil, err
+	}
+	state := filepath.Join(dir, "connectord-state")
+	out, errOut, err := s.run(ctx, []string{"POSTERN_ENROLL_TOKEN=" + strings.TrimSpace(tok)}, filepath.Join(bin, "connectord"), "enroll",
+		"--mesh", "https://"+s.mesh, "--state-dir", state, "--mesh-ca", s.ca, "--allow", "127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	// The run command enroll printed, as an operator would paste it.
+	out += errOut
+	_, line, ok := strings.Cut(out, "start it with: ")
+	line, _, _ = strings.Cut(line, "\n")
+	args := strings.Fields(line)
+	if !ok || len(args) < 2 || args[0] != "connectord" {
+		return nil, fmt.Errorf("benchrun: connectord enroll printed no run command:\n%s", out)
+	}
+	if err := s.start(ctx, "connectord", filepath.Join(bin, "connectord"), append(args[1:], "--admin", "")...); err != nil {
+		return nil, err
+	}
+	c := s.client()
+	defer c.CloseIdleConnections()
+	if err := waitHTTP(ctx, c, "https://"+realHost+"/hello", s.procs[len(s.procs)-1]); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// client returns a client that reaches meshd for any host and trusts its
+// CA.
+func (s *realSystem) client() *http.Client {
+	pem, _ := os.ReadFile(s.ca)
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: x509Pool(pem)},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) { return d.DialContext(ctx, network, s.mesh) }}}
+}
+
+// waitHTTP polls url until it answers 200, p exits (an error with its
+// log) or a minute passes.
+func waitHTTP(ctx context.Context, c *http.Client, url string, p *realProc) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("benchrun: %s exited before %s answered: %v\n%s", p.name, url, p.err, p.logs)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("benchrun: %s did not answer 200 within a minute\n%s", url, p.logs)
+		}
+	}
+}
+
+// run runs a command to completion and returns its standard output and
+// error.
+func (s *realSystem) run(ctx context.Context, env []string, bin string, args ...string) (stdout, stderr string, err error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return "", "", fmt.Errorf("benchrun: %s %s: %w\n%s", filepath.Base(bin), args[0], err, errOut.String())
+	}
+	return out.String(), errOut.String(), nil
+}
+
+// start starts a long-running process named name.
+func (s *realSystem) start(_ context.Context, name, bin string, args ...string) error {
+	cmd := exec.Command(bin, args...)
+	p := &realProc{name: name, cmd: cmd, logs: new(testkit.SyncBuffer), done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("benchrun: start %s: %w", name, err)
+	}
+	s.procs = append(s.procs, p)
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return nil
+}
+
+// proc returns the process named name, or nil.
+func (s *realSystem) proc(name string) *realProc {
+	for _, p := range s.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// stop sends SIGTERM to every process, newest first, waits up to 10 s for
+// each, then kills it; it reports whether every one was reaped.
+func (s *realSystem) stop() bool {
+	all := true
+	for _, p := range slices.Backward(s.procs) {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				all = false
+			}
+		}
+	}
+	return all
+}
+
+// procCPU returns the CPU seconds (utime + stime) of pid from
+// /proc/PID/stat.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14 and stime 15.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("benchrun: malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("benchrun: malformed /proc/%d/stat", pid)
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("benchrun: /proc/%d/stat: %w", pid, err)
+	}
+	return (ut + st) / clockTicks, nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// procMem returns VmHWM and VmRSS of pid in MiB.
+func procMem(pid int) (peak, rss float64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (k != "VmHWM" && k != "VmRSS") {
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("benchrun: /proc/%d/status %s: %w", pid, k, err)
+		}
+		if k == "VmHWM" {
+			peak = round(kb/1024, 1)
+		} else {
+			rss = round(kb/1024, 1)
+		}
+	}
+	return peak, rss, sc.Err()
+}
+
+// realTarget is one thing the load measures: where it connects and which
+// processes serve it.
+type realTarget struct {
+	name, url, connect, ca string
+	procs                  []string
+}
+
+// RunReal builds the binaries into cfg.Dir, starts the system, runs every
+// row cfg.Rounds times interleaved (direct and postern at each
+// concurrency, then their bulk rows), reads the processes' memory, stops
+// them and returns the report. It returns the rows completed so far with
+// any error; the processes are stopped in every case.
+func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
+	if cfg.Duration <= 0 || cfg.Warmup < 0 || cfg.Rounds < 0 || cfg.BulkBytes < 0 {
+		return rep, fmt.Errorf("benchrun: real: duration %v, warm-up %v, rounds %d, bulk bytes %d: want a positive duration and no negatives",
+			cfg.Duration, cfg.Warmup, cfg.Rounds, cfg.BulkBytes)
+	}
+	rounds, levels, bulk := max(cfg.Rounds, 1), cfg.Concurrency, cfg.BulkBytes
+	if len(levels) == 0 {
+		levels = []int{1, 32}
+	}
+	if bulk == 0 {
+		bulk = DefaultBulkBytes
+	}
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	rep = RealReport{Machine: DescribeMachine(), Duration: cfg.Duration, Warmup: cfg.Warmup, Rounds: rounds}
+	bin, err := buildReal(ctx, cfg.Dir)
+	if err != nil {
+		return rep, err
+	}
+	sys, err := startReal(ctx, cfg.Dir, bin)
+	if err != nil {
+		return rep, err
+	}
+	defer func() {
+		if len(rep.Procs) == 0 { // an error before the memory was read
+			sys.stop()
+		}
+	}()
+	targets := []realTarget{
+		{name: "direct", url: "http://" + sys.backend, procs: []string{"backend"}},
+		{name: "postern", url: "https://" + realHost, connect: sys.mesh, ca: sys.ca, procs: []string{"meshd", "connectord", "backend"}},
+	}
+	type spec struct {
+		t    realTarget
+		c    int
+		bulk bool
+	}
+	var specs []spec
+	for _, c := range levels {
+		for _, t := range targets {
+			specs = append(specs, spec{t, c, false})
+		}
+	}
+	for _, t := range targets {
+		specs = append(specs, spec{t, 1, true})
+	}
+	rows := make([]RealRow, len(specs))
+	for i, sp := range specs {
+		rows[i] = RealRow{Target: sp.t.name, Bulk: sp.bulk, Concurrency: sp.c}
+	}
+	defer func() { rep.Rows = finishReal(rows) }()
+	for r := range rounds {
+		for i, sp := range specs {
+			a := LoadArgs{URL: sp.t.url + "/hello", Connect: sp.t.connect, CAFile: sp.t.ca, Concurrency: sp.c, Warmup: cfg.Warmup, Duration: cfg.Duration}
+			if sp.bulk {
+				a.URL, a.BulkBytes, a.Warmup = fmt.Sprintf("%s/download?bytes=%d&seed=1", sp.t.url, bulk), bulk, 0
+			}
+			round, err := sys.measure(ctx, bin, a, sp.t.procs)
+			if err != nil {
+				return rep, err
+			}
+			rows[i].Rounds = append(rows[i].Rounds, round)
+			fmt.Fprintf(progress, "[%d/%d] %s\n", r+1, rounds, round.summary(rows[i]))
+		}
+	}
+	for _, name := range []string{"meshd", "connectord", "backend"} {
+		p := sys.proc(name)
+		peak, rss, err := procMem(p.cmd.Process.Pid)
+		if err != nil {
+			return rep, err
+		}
+		cpu, _ := procCPU(p.cmd.Process.Pid)
+		rep.Procs = append(rep.Procs, RealProc{Name: name, PeakRSSMiB: peak, RSSMiB: rss, CPUS: round(cpu, 2)})
+	}
+	all := sys.stop()
+	for i := range rep.Procs {
+		select {
+		case <-sys.proc(rep.Procs[i].Name).done:
+			rep.Procs[i].Exited = true
+		default:
+		}
+	}
+	if !all {
+		return rep, fmt.Errorf("benchrun: real: a process did not exit after SIGKILL")
+	}
+	return rep, nil
+}
+
+func (r RealRound) summary(row RealRow) string {
+	s := fmt.Sprintf("%s c=%d rps=%.1f p50=%.3fms p99=%.3fms errors=%d", row.Target, row.Concurrency, r.RPS, r.P50, r.P99, r.Errors)
+	if row.Bulk {
+		s = fmt.Sprintf("bulk-%s mib_s=%.1f errors=%d", row.Target, r.MiBs, r.Errors)
+	}
+	if r.FirstError != "" {
+		s += fmt.Sprintf(" first_error=%q", r.FirstError)
+	}
+	return s
+}
+
+// measure runs one load process with a and returns what it reported, with
+// the CPU seconds each of procs used while it ran.
+func (s *realSystem) measure(ctx context.Context, bin string, a LoadArgs, procs []string) (RealRound, error) {
+	args := []string{"load", "--url", a.URL, "--concurrency", strconv.Itoa(a.Concurrency), "--warmup", a.Warmup.String(),
+		"--duration", a.Duration.String(), "--bulk-bytes", strconv.FormatInt(a.BulkBytes, 10)}
+	if a.Connect != "" {
+		args = append(args, "--connect", a.Connect)
+	}
+	if a.CAFile != "" {
+		args = append(args, "--ca", a.CAFile)
+	}
+	before := map[string]float64{}
+	for _, n := range procs {
+		p := s.proc(n)
+		v, err := procCPU(p.cmd.Process.Pid)
+		if err != nil {
+			return RealRound{}, fmt.Errorf("benchrun: %s: %w\n%s", n, err, p.logs)
+		}
+		before[n] = v
+	}
+	out, _, err := s.run(ctx, nil, filepath.Join(bin, "bench"), args...)
+	if err != nil {
+		return RealRound{}, err
+	}
+	var r RealRound
+	if err := json.Unmarshal([]byte(lastLine(out)), &r.LoadResult); err != nil {
+		return RealRound{}, fmt.Errorf("benchrun: load process output: %w\n%s", err, out)
+	}
+	r.CPU = map[string]float64{}
+	for _, n := range procs {
+		v, err := procCPU(s.proc(n).cmd.Process.Pid)
+		if err != nil {
+			return RealRound{}, err
+		}
+		r.CPU[n] = v - before[n]
+	}
+	return r, nil
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// finishReal computes each row's medians, CPU per unit and ratios to the
+// direct row.
+func finishReal(rows []RealRow) []RealRow {
+	var out []RealRow
+	for _, r := range rows {
+		if len(r.Rounds) == 0 {
+			continue
+		}
+		var rps, p50, p99, mibs []float64
+		cpu := map[string]float64{}
+		var total, bytes int64
+		for _, x := range r.Rounds {
+			rps, p50, p99, mibs = append(rps, x.RPS), append(p50, x.P50), append(p99, x.P99), append(mibs, x.MiBs)
+			for k, v := range x.CPU {
+				cpu[k] += v
+			}
+			total += x.Total
+			bytes += x.Bytes
+			r.Errors += x.Errors
+		}
+		r.RPS, r.P50, r.P99 = median(rps), median(p50), median(p99)
+		if r.Bulk {
+			r.MiBs = ptr(median(mibs))
+			if bytes > 0 {
+				r.CPUPerGiB = perUnit(cpu, float64(bytes)/(1<<30))
+			}
+		} else if total > 0 {
+			r.CPUPer10k = perUnit(cpu, float64(total)/10_000)
+		}
+		out = append(out, r)
+	}
+	for i := range out {
+		r := &out[i]
+		if r.Target == "direct" {
+			continue
+		}
+		for _, d := range out {
+			if d.Target != "direct" || d.Bulk != r.Bulk || d.Concurrency != r.Concurrency {
+				continue
+			}
+			switch {
+			case r.Bulk && d.MiBs != nil && *d.MiBs > 0:
+				r.RatioToDirect = ptr(round(*r.MiBs / *d.MiBs, 3))
+			case !r.Bulk && d.RPS > 0 && d.P50 > 0:
+				r.RatioToDirect = ptr(round(r.RPS/d.RPS, 3))
+				r.P50RatioToDirect = ptr(round(r.P50/d.P50, 3))
+			}
+		}
+	}
+	return out
+}
+
+func perUnit(cpu map[string]float64, units float64) map[string]float64 {
+	m := map[string]float64{}
+	for k, v := range cpu {
+		m[k] = round(v/units, 3)
+	}
+	return m
+}
+
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// Write writes the report as dir/real.json and dir/real.md, creating dir.
+func (r RealReport) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("benchrun: %w", err)
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("benchrun: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "real.json"), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("benchrun: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "real.md"), []byte(r.Markdown()), 0o644); err != nil {
+		return fmt.Errorf("benchrun: %w", err)
+	}
+	return nil
+}
+
+// Markdown renders the report: the rows (medians over the rounds) with
+// their ratios to direct and CPU per unit, then the processes' memory.
+func (r RealReport) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Real binaries: %s, %d cores, %s; %d interleaved rounds of %v (warm-up %v); figures are medians over the rounds.\n\n",
+		r.Machine.CPU, r.Machine.Cores, r.Machine.GoVersion, r.Rounds, r.Duration, r.Warmup)
+	b.WriteString("| row | c | req/s | p50 ms | p99 ms | MiB/s | ÷ direct (req/s or MiB/s) | p50 ÷ direct | CPU s per 10k requests | CPU s per GiB | errors |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|---|---|--:|\n")
+	for _, x := range r.Rows {
+		name := x.Target
+		if x.Bulk {
+			name = "bulk-" + name
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", name, x.Concurrency,
+			ifNot(x.Bulk, strconv.FormatFloat(x.RPS, 'f', 0, 64)), ifNot(x.Bulk, strconv.FormatFloat(x.P50, 'f', 3, 64)),
+			ifNot(x.Bulk, strconv.FormatFloat(x.P99, 'f', 3, 64)), optional(x.MiBs, 1), optional(x.RatioToDirect, 3),
+			optional(x.P50RatioToDirect, 3), perProc(x.CPUPer10k), perProc(x.CPUPerGiB), x.Errors)
+	}
+	b.WriteString("\n| process | peak RSS MiB (VmHWM) | RSS after the run MiB (VmRSS) | CPU s, whole run | stopped and reaped |\n|---|--:|--:|--:|---|\n")
+	for _, p := range r.Procs {
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.2f | %s |\n", p.Name, p.PeakRSSMiB, p.RSSMiB, p.CPUS, yesNo(&p.Exited))
+	}
+	return b.String()
+}
+
+func ifNot(cond bool, s string) string {
+	if cond {
+		return ""
+	}
+	return s
+}
+
+// perProc renders CPU figures as "total (meshd a, connectord b, backend
+// c)", in that order.
+func perProc(m map[string]float64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var total float64
+	var parts []string
+	for _, n := range []string{"meshd", "connectord", "backend"} {
+		if v, ok := m[n]; ok {
+			total += v
+			parts = append(parts, fmt.Sprintf("%s %.3f", n, v))
+		}
+	}
+	return fmt.Sprintf("%.3f (%s)", total, strings.Join(parts, ", "))
+}
