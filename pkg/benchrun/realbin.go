@@ -112,6 +112,8 @@ type RealRound struct {
 type RealProc struct {
 	// Name is meshd, connectord or backend.
 	Name string `json:"name"`
+	// PID is its process id.
+	PID int `json:"pid"`
 	// PeakRSSMiB is VmHWM and RSSMiB VmRSS from /proc/PID/status, read
 	// after the last row, before the process is stopped.
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
@@ -607,7 +609,7 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 			return rep, err
 		}
 		cpu, _ := procCPU(p.cmd.Process.Pid)
-		rep.Procs = append(rep.Procs, RealProc{Name: name, PeakRSSMiB: peak, RSSMiB: rss, CPUS: round(cpu, 2)})
+		rep.Procs = append(rep.Procs, RealProc{Name: name, PID: p.cmd.Process.Pid, PeakRSSMiB: peak, RSSMiB: rss, CPUS: round(cpu, 2)})
 	}
 	all := sys.stop()
 	for i := range rep.Procs {

@@ -1,0 +1,91 @@
+package benchrun
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRealShape runs the real-binaries mode for a moment: the binaries
+// are built, meshd, connectord and the backend run as processes of their
+// own and serve every row without an error through TLS, WireGuard and the
+// connector, the report has every row with its ratios and per-process CPU,
+// the memory of each process was read, and every process (the load
+// processes too) is gone afterwards. No speed is asserted.
+func TestRealShape(t *testing.T) {
+	dir := t.TempDir()
+	rep, err := RunReal(t.Context(), RealConfig{Dir: dir, Duration: 100 * time.Millisecond, Rounds: 2, Concurrency: []int{1, 2},
+		BulkBytes: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rep.Rows {
+		name := r.Target
+		if r.Bulk {
+			name = "bulk-" + name
+		}
+		got = append(got, name+" c="+strconv.Itoa(r.Concurrency))
+		if len(r.Rounds) != 2 || r.Errors != 0 {
+			t.Errorf("%s: got %d rounds and %d errors, want 2 and none", name, len(r.Rounds), r.Errors)
+		}
+		for _, x := range r.Rounds {
+			if x.Requests <= 0 || x.Total < x.Requests {
+				t.Errorf("%s: a round measured %d requests of %d completed", name, x.Requests, x.Total)
+			}
+		}
+		cpu, procs := r.CPUPer10k, "backend"
+		if r.Bulk {
+			cpu = r.CPUPerGiB
+			if r.MiBs == nil || *r.MiBs <= 0 {
+				t.Errorf("%s: no throughput", name)
+			}
+		} else if r.RPS <= 0 || r.P50 <= 0 || r.P99 < r.P50 {
+			t.Errorf("%s: rps %v p50 %v p99 %v", name, r.RPS, r.P50, r.P99)
+		}
+		if r.Target == "postern" {
+			procs = "backend,connectord,meshd"
+			if r.RatioToDirect == nil || (!r.Bulk && r.P50RatioToDirect == nil) {
+				t.Errorf("%s: no ratio to direct", name)
+			}
+		}
+		var keys []string
+		for k := range cpu {
+			keys = append(keys, k)
+		}
+		if strings.Join(sorted(keys), ",") != procs {
+			t.Errorf("%s: CPU of %v, want of %s", name, keys, procs)
+		}
+	}
+	want := "direct c=1,postern c=1,direct c=2,postern c=2,bulk-direct c=1,bulk-postern c=1"
+	if strings.Join(got, ",") != want {
+		t.Errorf("rows: got %v, want %s", got, want)
+	}
+	if len(rep.Procs) != 3 {
+		t.Fatalf("processes: got %+v, want meshd, connectord and backend", rep.Procs)
+	}
+	for _, p := range rep.Procs {
+		if p.PeakRSSMiB <= 0 || p.RSSMiB <= 0 || p.RSSMiB > p.PeakRSSMiB || !p.Exited {
+			t.Errorf("%s: peak %v MiB, after %v MiB, exited %t", p.Name, p.PeakRSSMiB, p.RSSMiB, p.Exited)
+		}
+		if _, err := os.Stat("/proc/" + strconv.Itoa(p.PID)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s (pid %d) is still there: %v", p.Name, p.PID, err)
+		}
+	}
+	md := rep.Markdown()
+	for _, w := range []string{"| postern | 2 |", "| bulk-postern | 1 |", "| meshd |", "2 interleaved rounds"} {
+		if !strings.Contains(md, w) {
+			t.Errorf("real.md lacks %q:\n%s", w, md)
+		}
+	}
+}
+
+func sorted(s []string) []string {
+	slices.Sort(s)
+	return s
+}
