@@ -7,6 +7,7 @@
 //	bench real --out DIR [--rounds 3] [--duration 5s] [--warmup 1s] [--concurrency 1,32] [--bulk-bytes B]
 //	bench load --url URL [--connect HOST:PORT] [--ca FILE] [--concurrency N] [--duration D] [--warmup W] [--bulk-bytes B]
 //	bench backend --listen ADDR
+//	bench wgsplice [--inner] --udp PORT [--peer-udp PORT] --peer PUBKEY [--listen ADDR | --backend ADDR]   (key in POSTERN_BENCH_WG_KEY)
 //	bench version
 //
 // run starts the whole system in process (or, with --remote, measures an
@@ -15,7 +16,9 @@
 // DIR/charts/*.svg. real builds meshd, connectord and bench, starts them
 // as separate processes (meshd, an enrolled connectord, a backend) and
 // measures them with a separate load process per row, into
-// DIR/real.json and DIR/real.md; load and backend are those processes.
+// DIR/real.json and DIR/real.md; load, backend and wgsplice (the stock
+// wireguard-go netstack TCP splice peer, one process per side) are its
+// processes.
 // compare prints the change of every figure between two
 // results.json files and exits with status 1 when one regressed.
 package main
@@ -43,6 +46,7 @@ import (
 	"github.com/postern/postern/pkg/sampleapp"
 	"github.com/postern/postern/pkg/simnet"
 	"github.com/postern/postern/pkg/tracing"
+	"github.com/postern/postern/pkg/wgkey"
 )
 
 func main() {
@@ -56,6 +60,7 @@ func main() {
 		{Name: "real", Summary: "benchmark the real meshd and connectord binaries as separate processes; write DIR/real.json and real.md", Flags: realCmd},
 		{Name: "load", Summary: "one load process of bench real: GET a URL and print the figures as JSON", Flags: loadCmd},
 		{Name: "backend", Summary: "the plain Go backend of bench real (the sample app)", Flags: backendCmd},
+		{Name: "wgsplice", Summary: "one side of bench real's stock wireguard-go netstack TCP splice peer", Flags: wgspliceCmd},
 	}}
 	code := app.Exit(ctx, os.Args[1:])
 	stop()
@@ -257,5 +262,29 @@ func backendCmd(fs *flag.FlagSet) func(context.Context) error {
 			return fmt.Errorf("backend: %w", err)
 		}
 		return nil
+	}
+}
+
+func wgspliceCmd(fs *flag.FlagSet) func(context.Context) error {
+	var a benchrun.SpliceArgs
+	fs.BoolVar(&a.Inner, "inner", false, "the inner side (dials --backend); default the edge side (listens on --listen)")
+	udp := fs.Uint("udp", 0, "this side's WireGuard UDP port on 127.0.0.1 (required)")
+	peerUDP := fs.Uint("peer-udp", 0, "the edge side's: the inner side's WireGuard UDP port")
+	peer := fs.String("peer", "", "the other side's WireGuard public key, base64 (required)")
+	fs.StringVar(&a.Listen, "listen", "", "the edge side's TCP listen address")
+	fs.StringVar(&a.Backend, "backend", "", "the inner side's TCP target")
+	return func(ctx context.Context) error {
+		var err error
+		if a.Key, err = wgkey.ParsePrivate(os.Getenv("POSTERN_BENCH_WG_KEY")); err != nil {
+			return fmt.Errorf("wgsplice: POSTERN_BENCH_WG_KEY: %w", err)
+		}
+		if a.Peer, err = wgkey.ParsePublic(*peer); err != nil {
+			return fmt.Errorf("wgsplice: --peer: %w", err)
+		}
+		if *udp == 0 || *udp > 65535 || *peerUDP > 65535 || (a.Inner && a.Backend == "") || (!a.Inner && (a.Listen == "" || *peerUDP == 0)) {
+			return fmt.Errorf("wgsplice: want --udp, and --backend (inner) or --listen and --peer-udp (edge)")
+		}
+		a.UDP, a.PeerUDP = uint16(*udp), uint16(*peerUDP)
+		return benchrun.RunSplice(ctx, a)
 	}
 }

@@ -6,12 +6,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/postern/postern/pkg/devcert"
 	"github.com/postern/postern/pkg/testkit"
+	"github.com/postern/postern/pkg/wgkey"
 )
 
 // x509Pool returns a pool of the certificates in pem, or nil if it holds
@@ -69,8 +72,10 @@ type RealConfig struct {
 // RealRow is one figure set of the real-binaries run: one target at one
 // concurrency (or its bulk row), merged over the rounds.
 type RealRow struct {
-	// Target is "direct" (load → backend) or "postern" (load → meshd →
-	// WireGuard → connectord → backend).
+	// Target is "direct" (load → backend), "postern" (load → meshd →
+	// WireGuard → connectord → backend) or "wg-splice" (load → stock
+	// wireguard-go netstack splice, two processes → backend; see
+	// RunSplice).
 	Target string `json:"target"`
 	// Bulk marks the one-stream download row.
 	Bulk bool `json:"bulk,omitempty"`
@@ -110,7 +115,7 @@ type RealRound struct {
 // RealProc is the memory of one of the system's processes at the end of
 // the run.
 type RealProc struct {
-	// Name is meshd, connectord or backend.
+	// Name is meshd, connectord, splice-edge, splice-inner or backend.
 	Name string `json:"name"`
 	// PID is its process id.
 	PID int `json:"pid"`
@@ -221,7 +226,7 @@ func RunLoadProcess(ctx context.Context, a LoadArgs) (LoadResult, error) {
 type realSystem struct {
 	dir, bin              string
 	ca                    string // CA file
-	backend, mesh, public string // addresses
+	backend, mesh, splice string // addresses
 	procs                 []*realProc
 }
 
@@ -372,7 +377,47 @@ drain_timeout: 1s
 	if err := waitHTTP(ctx, c, "https://"+realHost+"/hello", s.procs[len(s.procs)-1]); err != nil {
 		return nil, err
 	}
+	if err := s.startSplice(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// startSplice starts the two processes of the wgsplice peer and waits
+// until a request through them reaches the backend.
+func (s *realSystem) startSplice(ctx context.Context) error {
+	var keys [2]wgkey.Private
+	var ports [2]uint16
+	for i := range keys {
+		var err error
+		if keys[i], err = wgkey.Generate(); err != nil {
+			return err
+		}
+		a, err := freeAddr("udp")
+		if err != nil {
+			return err
+		}
+		ports[i] = netip.MustParseAddrPort(a).Port()
+	}
+	var err error
+	if s.splice, err = freeAddr("tcp"); err != nil {
+		return err
+	}
+	bench := filepath.Join(s.bin, "bench")
+	env := func(k wgkey.Private) []string {
+		return []string{"POSTERN_BENCH_WG_KEY=" + base64.StdEncoding.EncodeToString(k[:])}
+	}
+	if err := s.startEnv(ctx, "splice-inner", env(keys[1]), bench, "wgsplice", "--inner", "--udp", strconv.Itoa(int(ports[1])),
+		"--peer", keys[0].Public().String(), "--backend", s.backend); err != nil {
+		return err
+	}
+	if err := s.startEnv(ctx, "splice-edge", env(keys[0]), bench, "wgsplice", "--udp", strconv.Itoa(int(ports[0])),
+		"--peer-udp", strconv.Itoa(int(ports[1])), "--peer", keys[1].Public().String(), "--listen", s.splice); err != nil {
+		return err
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	defer c.CloseIdleConnections()
+	return waitHTTP(ctx, c, "http://"+s.splice+"/hello", s.proc("splice-edge"))
 }
 
 // client returns a client that reaches meshd for any host and trusts its
@@ -381,7 +426,9 @@ func (s *realSystem) client() *http.Client {
 	pem, _ := os.ReadFile(s.ca)
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: x509Pool(pem)},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) { return d.DialContext(ctx, network, s.mesh) }}}
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, s.mesh)
+		}}}
 }
 
 // waitHTTP polls url until it answers 200, p exits (an error with its
@@ -423,8 +470,15 @@ func (s *realSystem) run(ctx context.Context, env []string, bin string, args ...
 }
 
 // start starts a long-running process named name.
-func (s *realSystem) start(_ context.Context, name, bin string, args ...string) error {
+func (s *realSystem) start(ctx context.Context, name, bin string, args ...string) error {
+	return s.startEnv(ctx, name, nil, bin, args...)
+}
+
+// startEnv starts a long-running process named name with env added to
+// this process's environment.
+func (s *realSystem) startEnv(_ context.Context, name string, env []string, bin string, args ...string) error {
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	p := &realProc{name: name, cmd: cmd, logs: new(testkit.SyncBuffer), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
@@ -568,6 +622,7 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 	targets := []realTarget{
 		{name: "direct", url: "http://" + sys.backend, procs: []string{"backend"}},
 		{name: "postern", url: "https://" + realHost, connect: sys.mesh, ca: sys.ca, procs: []string{"meshd", "connectord", "backend"}},
+		{name: "wg-splice", url: "http://" + sys.splice, procs: []string{"splice-edge", "splice-inner", "backend"}},
 	}
 	type spec struct {
 		t    realTarget
@@ -602,8 +657,8 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 			fmt.Fprintf(progress, "[%d/%d] %s\n", r+1, rounds, round.summary(rows[i]))
 		}
 	}
-	for _, name := range []string{"meshd", "connectord", "backend"} {
-		p := sys.proc(name)
+	for _, p := range sys.procs {
+		name := p.name
 		peak, rss, err := procMem(p.cmd.Process.Pid)
 		if err != nil {
 			return rep, err
@@ -801,15 +856,18 @@ func ifNot(cond bool, s string) string {
 	return s
 }
 
+// realProcNames are the measured processes in report order.
+var realProcNames = []string{"meshd", "connectord", "splice-edge", "splice-inner", "backend"}
+
 // perProc renders CPU figures as "total (meshd a, connectord b, backend
-// c)", in that order.
+// c)", in realProcNames order.
 func perProc(m map[string]float64) string {
 	if len(m) == 0 {
 		return ""
 	}
 	var total float64
 	var parts []string
-	for _, n := range []string{"meshd", "connectord", "backend"} {
+	for _, n := range realProcNames {
 		if v, ok := m[n]; ok {
 			total += v
 			parts = append(parts, fmt.Sprintf("%s %.3f", n, v))

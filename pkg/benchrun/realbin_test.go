@@ -16,7 +16,8 @@ import (
 // own and serve every row without an error through TLS, WireGuard and the
 // connector, the report has every row with its ratios and per-process CPU,
 // the memory of each process was read, and every process (the load
-// processes too) is gone afterwards. No speed is asserted.
+// processes too) is gone afterwards. The wg-splice peer's two processes
+// serve too. No speed is asserted.
 func TestRealShape(t *testing.T) {
 	dir := t.TempDir()
 	rep, err := RunReal(t.Context(), RealConfig{Dir: dir, Duration: 100 * time.Millisecond, Rounds: 2, Concurrency: []int{1, 2},
@@ -48,11 +49,14 @@ func TestRealShape(t *testing.T) {
 		} else if r.RPS <= 0 || r.P50 <= 0 || r.P99 < r.P50 {
 			t.Errorf("%s: rps %v p50 %v p99 %v", name, r.RPS, r.P50, r.P99)
 		}
-		if r.Target == "postern" {
+		switch r.Target {
+		case "postern":
 			procs = "backend,connectord,meshd"
-			if r.RatioToDirect == nil || (!r.Bulk && r.P50RatioToDirect == nil) {
-				t.Errorf("%s: no ratio to direct", name)
-			}
+		case "wg-splice":
+			procs = "backend,splice-edge,splice-inner"
+		}
+		if (r.Target != "direct") != (r.RatioToDirect != nil && (r.Bulk || r.P50RatioToDirect != nil)) {
+			t.Errorf("%s: ratio to direct %v, p50 ratio %v: want both on every row but direct's", name, r.RatioToDirect, r.P50RatioToDirect)
 		}
 		var keys []string
 		for k := range cpu {
@@ -62,12 +66,16 @@ func TestRealShape(t *testing.T) {
 			t.Errorf("%s: CPU of %v, want of %s", name, keys, procs)
 		}
 	}
-	want := "direct c=1,postern c=1,direct c=2,postern c=2,bulk-direct c=1,bulk-postern c=1"
+	want := "direct c=1,postern c=1,wg-splice c=1,direct c=2,postern c=2,wg-splice c=2,bulk-direct c=1,bulk-postern c=1,bulk-wg-splice c=1"
 	if strings.Join(got, ",") != want {
 		t.Errorf("rows: got %v, want %s", got, want)
 	}
-	if len(rep.Procs) != 3 {
-		t.Fatalf("processes: got %+v, want meshd, connectord and backend", rep.Procs)
+	var names []string
+	for _, p := range rep.Procs {
+		names = append(names, p.Name)
+	}
+	if strings.Join(names, ",") != "backend,meshd,connectord,splice-inner,splice-edge" {
+		t.Fatalf("processes: got %v, want backend, meshd, connectord, splice-inner and splice-edge", names)
 	}
 	for _, p := range rep.Procs {
 		if p.PeakRSSMiB <= 0 || p.RSSMiB <= 0 || p.RSSMiB > p.PeakRSSMiB || !p.Exited {
