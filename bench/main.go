@@ -5,7 +5,7 @@
 //	bench run --remote URL [--cookie NAME=VALUE] --out DIR [same load flags]
 //	bench compare [--threshold F] OLD.json NEW.json
 //	bench real --out DIR [--rounds 3] [--duration 5s] [--warmup 1s] [--concurrency 1,32] [--bulk-bytes B]
-//	bench load --url URL [--connect HOST:PORT] [--ca FILE] [--concurrency N] [--duration D] [--warmup W] [--bulk-bytes B]
+//	bench load --url URL [--connect HOST:PORT] [--ca FILE] [--cookie N=V] [--concurrency N] [--duration D] [--warmup W] [--bulk-bytes B]
 //	bench backend --listen ADDR
 //	bench wgsplice [--inner] --udp PORT [--peer-udp PORT] --peer PUBKEY [--listen ADDR | --backend ADDR]   (key in POSTERN_BENCH_WG_KEY)
 //	bench version
@@ -234,9 +234,16 @@ func loadCmd(fs *flag.FlagSet) func(context.Context) error {
 	fs.DurationVar(&a.Warmup, "warmup", 0, "unrecorded warm-up")
 	fs.DurationVar(&a.Duration, "duration", a.Duration, "recorded time")
 	fs.Int64Var(&a.BulkBytes, "bulk-bytes", 0, "expected body length of every response (0: a small GET)")
+	cookie := fs.String("cookie", "", "a NAME=VALUE cookie sent with every request")
 	return func(ctx context.Context) error {
 		if a.URL == "" || a.Concurrency < 1 {
 			return fmt.Errorf("load: --url and a positive --concurrency are required")
+		}
+		if *cookie != "" {
+			var err error
+			if a.Cookie, err = benchrun.ParseCookie(*cookie); err != nil {
+				return fmt.Errorf("load: --cookie: %w", err)
+			}
 		}
 		r, err := benchrun.RunLoadProcess(ctx, a)
 		if err != nil {

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/devcert"
+	"github.com/postern/postern/pkg/edge"
+	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -73,7 +75,9 @@ type RealConfig struct {
 // concurrency (or its bulk row), merged over the rounds.
 type RealRow struct {
 	// Target is "direct" (load → backend), "postern" (load → meshd →
-	// WireGuard → connectord → backend) or "wg-splice" (load → stock
+	// WireGuard → connectord → backend, passthrough app), "postern-auth"
+	// (the same with a pre-authenticated app: every request's app cookie
+	// is verified and the policy checked at meshd) or "wg-splice" (load → stock
 	// wireguard-go netstack splice, two processes → backend; see
 	// RunSplice).
 	Target string `json:"target"`
@@ -101,6 +105,10 @@ type RealRow struct {
 	// P50RatioToDirect is P50 over the direct row's; set on postern
 	// latency rows.
 	P50RatioToDirect *float64 `json:"p50_ratio_to_direct,omitempty"`
+	// RatioToPostern is RPS over the postern row's at the same
+	// concurrency: the cost of the cookie check and policy; set on
+	// postern-auth rows.
+	RatioToPostern *float64 `json:"ratio_to_postern,omitempty"`
 	// Errors is the failed requests over all rounds.
 	Errors int64 `json:"errors"`
 }
@@ -156,6 +164,8 @@ type LoadArgs struct {
 	// BulkBytes, when positive, makes every request a download of that
 	// many bytes whose length is checked; zero means a small GET.
 	BulkBytes int64
+	// Cookie, if set, is sent with every request.
+	Cookie *http.Cookie
 }
 
 // LoadResult is what a load process reports (as JSON on stdout).
@@ -203,7 +213,7 @@ func RunLoadProcess(ctx context.Context, a LoadArgs) (LoadResult, error) {
 	}
 	done := new(atomic.Int64)
 	lc := LoadConfig{Concurrency: a.Concurrency, Warmup: a.Warmup, Duration: a.Duration, Prime: a.BulkBytes == 0, Done: done}
-	st, err := RunLoad(ctx, lc, GetOp(c, a.URL, want, nil))
+	st, err := RunLoad(ctx, lc, GetOp(c, a.URL, want, a.Cookie))
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -228,6 +238,11 @@ type realSystem struct {
 	ca                    string // CA file
 	backend, mesh, splice string // addresses
 	procs                 []*realProc
+	// authSrv serves the JWKS of the keyset that signs cookie, as the
+	// auth functions would (in the bench process: meshd fetches it at
+	// start and on an unknown key id only, never per request).
+	authSrv *http.Server
+	cookie  *http.Cookie
 }
 
 // realProc is one started process.
@@ -272,8 +287,18 @@ func freeAddr(network string) (string, error) {
 	return l.Addr().String(), nil
 }
 
-// realHost is the external host of the benchmark app on meshd.
-const realHost = "open.localhost"
+// realHost is the external host of the benchmark app on meshd
+// (passthrough); realAuthHost that of its pre-authenticated copy, on
+// which every request carries an app cookie that meshd verifies, and
+// that the policy authorises, before it goes through the tunnel.
+const (
+	realHost     = "open.localhost"
+	realAuthHost = "secure.localhost"
+	// realTenant and realUser are the home tenant of the catalogue and
+	// the user the app cookie names, whom the policy allows.
+	realTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	realUser   = realTenant + "/9a1c2b3d-0000-4000-8000-000000000001"
+)
 
 // startReal starts the backend, meshd and an enrolled connectord from the
 // binaries in bin, with configuration and state in dir, and waits until a
@@ -289,7 +314,7 @@ func startReal(ctx context.Context, dir, bin string) (_ *realSystem, err error) 
 	if err != nil {
 		return nil, err
 	}
-	cert, err := ca.Issue(realHost, "localhost", "127.0.0.1")
+	cert, err := ca.Issue(realHost, realAuthHost, "localhost", "127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +343,8 @@ func startReal(ctx context.Context, dir, bin string) (_ *realSystem, err error) 
 		return nil, err
 	}
 	cat := filepath.Join(dir, "catalog.yaml")
-	if err := os.WriteFile(cat, []byte(fmt.Sprintf(`connector_groups:
+	if err := os.WriteFile(cat, []byte(fmt.Sprintf(`home_tenant: %s
+connector_groups:
   - id: bench
 apps:
   - id: open
@@ -326,7 +352,24 @@ apps:
     internal_url: http://%s
     connector_group: bench
     preauth: passthrough
-`, realHost, s.backend)), 0o644); err != nil {
+  - id: secure
+    host: %s
+    internal_url: http://%s
+    connector_group: bench
+    preauth: entra
+    policy:
+      allow:
+        users: ["%s"]
+`, realTenant, realHost, s.backend, realAuthHost, s.backend, realUser)), 0o644); err != nil {
+		return nil, err
+	}
+	authURL, err := s.startAuthKeys(cert)
+	if err != nil {
+		return nil, err
+	}
+	mstate := filepath.Join(dir, "meshd-state")
+	if _, _, err := s.run(ctx, nil, filepath.Join(bin, "meshd"), "node", "credential", "--authority-key", key, "--id", "bench-node",
+		"--region", "local", "--state-dir", mstate); err != nil {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "meshd.yaml")
@@ -340,9 +383,11 @@ state_dir: %s
 authority_key: %s
 catalog: %s
 admin: %s
+auth_url: %s
+auth_ca: %s
 log_level: warn
 drain_timeout: 1s
-`, s.mesh, filepath.Join(tlsDir, "cert.pem"), filepath.Join(tlsDir, "key.pem"), wg, filepath.Join(dir, "meshd-state"), key, cat, admin)), 0o600); err != nil {
+`, s.mesh, filepath.Join(tlsDir, "cert.pem"), filepath.Join(tlsDir, "key.pem"), wg, mstate, key, cat, admin, authURL, s.ca)), 0o600); err != nil {
 		return nil, err
 	}
 	if err := s.start(ctx, "meshd", filepath.Join(bin, "meshd"), "run", "--config", conf); err != nil {
@@ -377,10 +422,57 @@ drain_timeout: 1s
 	if err := waitHTTP(ctx, c, "https://"+realHost+"/hello", s.procs[len(s.procs)-1]); err != nil {
 		return nil, err
 	}
+	if err := waitHTTPCookie(ctx, c, "https://"+realAuthHost+"/hello", s.cookie, s.proc("meshd")); err != nil {
+		return nil, err
+	}
+	// Without the cookie the pre-authenticated app must not answer: the
+	// postern-auth rows measure a real check, not a passthrough.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+realAuthHost+"/hello", nil)
+	resp, err := noRedirect(&http.Client{Transport: c.Transport, Timeout: c.Timeout}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("benchrun: %s without a cookie: %w", realAuthHost, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return nil, fmt.Errorf("benchrun: %s answered 200 without a cookie: sign-in is not enforced", realAuthHost)
+	}
 	if err := s.startSplice(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// startAuthKeys generates the session keyset, serves its JWKS over TLS
+// with cert at /.well-known/jwks.json, signs the benchmark user's app
+// cookie for realAuthHost with it, and returns the base URL (the issuer).
+func (s *realSystem) startAuthKeys(cert tls.Certificate) (string, error) {
+	ks, err := session.GenerateKeyset()
+	if err != nil {
+		return "", err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	base := "https://" + l.Addr().String()
+	jwks := ks.JWKS()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(jwks)
+	})
+	s.authSrv = &http.Server{Handler: mux, TLSConfig: devcert.ServerTLS(cert), ReadHeaderTimeout: 10 * time.Second}
+	go s.authSrv.ServeTLS(l, "", "")
+	now := time.Now()
+	tok, err := ks.Sign(session.TypeApp, session.AppClaims{
+		Identity: session.Identity{Subject: realUser, TenantID: realTenant, Name: "Bench", AuthTime: now.Unix(), SessionID: "bench"},
+		AppID:    "secure", Audience: realAuthHost, ReturnPath: "/", IssuedAt: now.Unix(), Expiry: now.Add(12 * time.Hour).Unix(), Issuer: base,
+	})
+	if err != nil {
+		return "", err
+	}
+	s.cookie = &http.Cookie{Name: edge.AppCookie, Value: tok}
+	return base, nil
 }
 
 // startSplice starts the two processes of the wgsplice peer and waits
@@ -434,9 +526,18 @@ func (s *realSystem) client() *http.Client {
 // waitHTTP polls url until it answers 200, p exits (an error with its
 // log) or a minute passes.
 func waitHTTP(ctx context.Context, c *http.Client, url string, p *realProc) error {
+	return waitHTTPCookie(ctx, c, url, nil, p)
+}
+
+// waitHTTPCookie is waitHTTP sending cookie, if not nil, with each try.
+func waitHTTPCookie(ctx context.Context, c *http.Client, url string, cookie *http.Cookie, p *realProc) error {
+	c = noRedirect(&http.Client{Transport: c.Transport, Timeout: c.Timeout})
 	deadline := time.Now().Add(time.Minute)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
 		if resp, err := c.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -505,6 +606,9 @@ func (s *realSystem) proc(name string) *realProc {
 // stop sends SIGTERM to every process, newest first, waits up to 10 s for
 // each, then kills it; it reports whether every one was reaped.
 func (s *realSystem) stop() bool {
+	if s.authSrv != nil {
+		s.authSrv.Close()
+	}
 	all := true
 	for _, p := range slices.Backward(s.procs) {
 		p.cmd.Process.Signal(syscall.SIGTERM)
@@ -581,6 +685,7 @@ func procMem(pid int) (peak, rss float64, err error) {
 // processes serve it.
 type realTarget struct {
 	name, url, connect, ca string
+	cookie                 *http.Cookie
 	procs                  []string
 }
 
@@ -622,6 +727,8 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 	targets := []realTarget{
 		{name: "direct", url: "http://" + sys.backend, procs: []string{"backend"}},
 		{name: "postern", url: "https://" + realHost, connect: sys.mesh, ca: sys.ca, procs: []string{"meshd", "connectord", "backend"}},
+		{name: "postern-auth", url: "https://" + realAuthHost, connect: sys.mesh, ca: sys.ca, cookie: sys.cookie,
+			procs: []string{"meshd", "connectord", "backend"}},
 		{name: "wg-splice", url: "http://" + sys.splice, procs: []string{"splice-edge", "splice-inner", "backend"}},
 	}
 	type spec struct {
@@ -636,7 +743,9 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 		}
 	}
 	for _, t := range targets {
-		specs = append(specs, spec{t, 1, true})
+		if t.cookie == nil { // bulk through the auth path adds one check per download: nothing to see
+			specs = append(specs, spec{t, 1, true})
+		}
 	}
 	rows := make([]RealRow, len(specs))
 	for i, sp := range specs {
@@ -645,7 +754,8 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 	defer func() { rep.Rows = finishReal(rows) }()
 	for r := range rounds {
 		for i, sp := range specs {
-			a := LoadArgs{URL: sp.t.url + "/hello", Connect: sp.t.connect, CAFile: sp.t.ca, Concurrency: sp.c, Warmup: cfg.Warmup, Duration: cfg.Duration}
+			a := LoadArgs{URL: sp.t.url + "/hello", Connect: sp.t.connect, CAFile: sp.t.ca, Cookie: sp.t.cookie, Concurrency: sp.c,
+				Warmup: cfg.Warmup, Duration: cfg.Duration}
 			if sp.bulk {
 				a.URL, a.BulkBytes, a.Warmup = fmt.Sprintf("%s/download?bytes=%d&seed=1", sp.t.url, bulk), bulk, 0
 			}
@@ -701,6 +811,9 @@ func (s *realSystem) measure(ctx context.Context, bin string, a LoadArgs, procs 
 	}
 	if a.CAFile != "" {
 		args = append(args, "--ca", a.CAFile)
+	}
+	if a.Cookie != nil {
+		args = append(args, "--cookie", a.Cookie.Name+"="+a.Cookie.Value)
 	}
 	before := map[string]float64{}
 	for _, n := range procs {
@@ -772,6 +885,9 @@ func finishReal(rows []RealRow) []RealRow {
 			continue
 		}
 		for _, d := range out {
+			if r.Target == "postern-auth" && d.Target == "postern" && !d.Bulk && !r.Bulk && d.Concurrency == r.Concurrency && d.RPS > 0 {
+				r.RatioToPostern = ptr(round(r.RPS/d.RPS, 3))
+			}
 			if d.Target != "direct" || d.Bulk != r.Bulk || d.Concurrency != r.Concurrency {
 				continue
 			}
@@ -830,17 +946,17 @@ func (r RealReport) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Real binaries: %s, %d cores, %s; %d interleaved rounds of %v (warm-up %v); figures are medians over the rounds.\n\n",
 		r.Machine.CPU, r.Machine.Cores, r.Machine.GoVersion, r.Rounds, r.Duration, r.Warmup)
-	b.WriteString("| row | c | req/s | p50 ms | p99 ms | MiB/s | ÷ direct (req/s or MiB/s) | p50 ÷ direct | CPU s per 10k requests | CPU s per GiB | errors |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|---|---|--:|\n")
+	b.WriteString("| row | c | req/s | p50 ms | p99 ms | MiB/s | ÷ direct (req/s or MiB/s) | p50 ÷ direct | req/s ÷ postern | CPU s per 10k requests | CPU s per GiB | errors |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|\n")
 	for _, x := range r.Rows {
 		name := x.Target
 		if x.Bulk {
 			name = "bulk-" + name
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", name, x.Concurrency,
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", name, x.Concurrency,
 			ifNot(x.Bulk, strconv.FormatFloat(x.RPS, 'f', 0, 64)), ifNot(x.Bulk, strconv.FormatFloat(x.P50, 'f', 3, 64)),
 			ifNot(x.Bulk, strconv.FormatFloat(x.P99, 'f', 3, 64)), optional(x.MiBs, 1), optional(x.RatioToDirect, 3),
-			optional(x.P50RatioToDirect, 3), perProc(x.CPUPer10k), perProc(x.CPUPerGiB), x.Errors)
+			optional(x.P50RatioToDirect, 3), optional(x.RatioToPostern, 3), perProc(x.CPUPer10k), perProc(x.CPUPerGiB), x.Errors)
 	}
 	b.WriteString("\n| process | peak RSS MiB (VmHWM) | RSS after the run MiB (VmRSS) | CPU s, whole run | stopped and reaped |\n|---|--:|--:|--:|---|\n")
 	for _, p := range r.Procs {

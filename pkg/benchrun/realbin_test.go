@@ -14,7 +14,8 @@ import (
 // TestRealShape runs the real-binaries mode for a moment: the binaries
 // are built, meshd, connectord and the backend run as processes of their
 // own and serve every row without an error through TLS, WireGuard and the
-// connector, the report has every row with its ratios and per-process CPU,
+// connector (postern-auth: with the dev-signed app cookie, which meshd
+// verifies — RunReal fails if the app answers without it), the report has every row with its ratios and per-process CPU,
 // the memory of each process was read, and every process (the load
 // processes too) is gone afterwards. The wg-splice peer's two processes
 // serve too. No speed is asserted.
@@ -50,10 +51,13 @@ func TestRealShape(t *testing.T) {
 			t.Errorf("%s: rps %v p50 %v p99 %v", name, r.RPS, r.P50, r.P99)
 		}
 		switch r.Target {
-		case "postern":
+		case "postern", "postern-auth":
 			procs = "backend,connectord,meshd"
 		case "wg-splice":
 			procs = "backend,splice-edge,splice-inner"
+		}
+		if (r.Target == "postern-auth") != (r.RatioToPostern != nil) {
+			t.Errorf("%s: ratio to postern %v, want it on postern-auth rows only", name, r.RatioToPostern)
 		}
 		if (r.Target != "direct") != (r.RatioToDirect != nil && (r.Bulk || r.P50RatioToDirect != nil)) {
 			t.Errorf("%s: ratio to direct %v, p50 ratio %v: want both on every row but direct's", name, r.RatioToDirect, r.P50RatioToDirect)
@@ -66,7 +70,7 @@ func TestRealShape(t *testing.T) {
 			t.Errorf("%s: CPU of %v, want of %s", name, keys, procs)
 		}
 	}
-	want := "direct c=1,postern c=1,wg-splice c=1,direct c=2,postern c=2,wg-splice c=2,bulk-direct c=1,bulk-postern c=1,bulk-wg-splice c=1"
+	want := "direct c=1,postern c=1,postern-auth c=1,wg-splice c=1,direct c=2,postern c=2,postern-auth c=2,wg-splice c=2,bulk-direct c=1,bulk-postern c=1,bulk-wg-splice c=1"
 	if strings.Join(got, ",") != want {
 		t.Errorf("rows: got %v, want %s", got, want)
 	}
