@@ -946,7 +946,7 @@ func (r RealReport) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Real binaries: %s, %d cores, %s; %d interleaved rounds of %v (warm-up %v); figures are medians over the rounds.\n\n",
 		r.Machine.CPU, r.Machine.Cores, r.Machine.GoVersion, r.Rounds, r.Duration, r.Warmup)
-	b.WriteString("| row | c | req/s | p50 ms | p99 ms | MiB/s | ÷ direct (req/s or MiB/s) | p50 ÷ direct | req/s ÷ postern | CPU s per 10k requests | CPU s per GiB | errors |\n")
+	b.WriteString("| row | c | req/s | p50 ms | p99 ms | MiB/s | ÷ direct (req/s or MiB/s) | p50 ÷ direct | req/s ÷ postern | proxy CPU s per 10k requests | proxy CPU s per GiB | errors |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|\n")
 	for _, x := range r.Rows {
 		name := x.Target
@@ -975,8 +975,8 @@ func ifNot(cond bool, s string) string {
 // realProcNames are the measured processes in report order.
 var realProcNames = []string{"meshd", "connectord", "splice-edge", "splice-inner", "backend"}
 
-// perProc renders CPU figures as "total (meshd a, connectord b, backend
-// c)", in realProcNames order.
+// perProc renders CPU figures as "proxy total (each proxy process);
+// backend b", the proxy processes in realProcNames order.
 func perProc(m map[string]float64) string {
 	if len(m) == 0 {
 		return ""
@@ -984,10 +984,14 @@ func perProc(m map[string]float64) string {
 	var total float64
 	var parts []string
 	for _, n := range realProcNames {
-		if v, ok := m[n]; ok {
+		if v, ok := m[n]; ok && n != "backend" {
 			total += v
 			parts = append(parts, fmt.Sprintf("%s %.3f", n, v))
 		}
 	}
-	return fmt.Sprintf("%.3f (%s)", total, strings.Join(parts, ", "))
+	out := fmt.Sprintf("backend %.3f", m["backend"])
+	if len(parts) > 0 {
+		out = fmt.Sprintf("%.3f (%s); ", total, strings.Join(parts, ", ")) + out
+	}
+	return out
 }
