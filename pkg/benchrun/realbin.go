@@ -140,12 +140,19 @@ type RealProc struct {
 
 // RealReport is the outcome of a real-binaries run.
 type RealReport struct {
-	Machine  Machine       `json:"machine"`
+	// Machine describes where it ran.
+	Machine Machine `json:"machine"`
+	// Duration and Warmup are each row's recorded and unrecorded time
+	// per round.
 	Duration time.Duration `json:"duration_ns"`
 	Warmup   time.Duration `json:"warmup_ns"`
-	Rounds   int           `json:"rounds"`
-	Rows     []RealRow     `json:"rows"`
-	Procs    []RealProc    `json:"procs"`
+	// Rounds is how many interleaved rounds ran.
+	Rounds int `json:"rounds"`
+	// Rows are the merged rows, in run order.
+	Rows []RealRow `json:"rows"`
+	// Procs are the measured processes, in start order; empty when the
+	// run failed before the last row.
+	Procs []RealProc `json:"procs"`
 }
 
 // LoadArgs is what one load process (bench load) runs.
@@ -157,10 +164,13 @@ type LoadArgs struct {
 	// the URL's.
 	Connect string
 	// CAFile, if set, is a PEM file of the only CA the load trusts.
-	CAFile      string
+	CAFile string
+	// Concurrency is the workers, one connection each; zero means 1.
 	Concurrency int
-	Warmup      time.Duration
-	Duration    time.Duration
+	// Warmup is the unrecorded time after priming; zero means none.
+	Warmup time.Duration
+	// Duration is the recorded time; it must be positive.
+	Duration time.Duration
 	// BulkBytes, when positive, makes every request a download of that
 	// many bytes whose length is checked; zero means a small GET.
 	BulkBytes int64
@@ -170,6 +180,8 @@ type LoadArgs struct {
 
 // LoadResult is what a load process reports (as JSON on stdout).
 type LoadResult struct {
+	// Requests, Errors, RPS, P50 and P99 (ms) are as in Result; MiBs is
+	// the body throughput of the measurement window.
 	Requests int64   `json:"requests"`
 	Errors   int64   `json:"errors"`
 	RPS      float64 `json:"rps"`
