@@ -77,17 +77,19 @@ func OptimalMS(m *simnet.Matrix, user string, atts []harness.Attachment) (ms flo
 	return round(float64(m.RTT(user, user)+best)/float64(time.Millisecond), 3), true
 }
 
-// regionsWorkers returns the workers of a regions row for a user in region
-// user: enough that regionsMinRequests take about regionsRowTime at the
-// latency of the path the matrix alone suggests (each connector attached
-// to its own region's node, plus simnetOverhead), between 1 and
-// regionsMaxWorkers. It depends only on the matrix, so every strategy's
-// row for a user region runs at the same concurrency and compare matches
-// them across runs. Local paths get one worker; the 80–240 ms paths get
+// regionsWorkers returns the workers of a regions row of strategy s for
+// a user in region user: enough that regionsMinRequests take about
+// regionsRowTime at the latency of the path the matrix alone suggests
+// (plus simnetOverhead), between 1 and regionsMaxWorkers. For latency and
+// nearest that path is the optimum with each connector reached through
+// its own region's node; random may pick any path, so its rows are sized
+// for the slowest one (through any node to any connector region). It
+// depends only on the matrix and the strategy, so compare matches the
+// rows across runs. Local paths get one worker; the 80–250 ms paths
 // 9–32, which add no queueing (each worker has its own connection, the
 // simulated links have no bandwidth limit) and a few hundred requests per
 // second of CPU at most.
-func regionsWorkers(m *simnet.Matrix, user string, conns []string) int {
+func regionsWorkers(m *simnet.Matrix, user string, conns []string, s route.Strategy) int {
 	var atts []harness.Attachment
 	for _, x := range conns {
 		atts = append(atts, harness.Attachment{ConnectorRegion: x, Node: NodeID(x), NodeRegion: x})
@@ -95,6 +97,14 @@ func regionsWorkers(m *simnet.Matrix, user string, conns []string) int {
 	est, ok := OptimalMS(m, user, atts)
 	if !ok {
 		return 1
+	}
+	if s == route.Random {
+		for _, x := range conns {
+			for _, v := range m.Regions() {
+				worst := m.RTT(user, user) + harness.PathRTT(m, user, v, x, false)
+				est = max(est, float64(worst)/float64(time.Millisecond))
+			}
+		}
 	}
 	n := math.Ceil(regionsMinRequests * (est + simnetOverhead) / float64(regionsRowTime.Milliseconds()))
 	return int(min(max(n, 1), regionsMaxWorkers))
@@ -115,7 +125,7 @@ func openRegions(ctx context.Context, sys System, p Params) (*Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	workers := regionsWorkers(rs.Matrix(), p.Variant.UserRegion, rs.ConnectorRegions())
+	workers := regionsWorkers(rs.Matrix(), p.Variant.UserRegion, rs.ConnectorRegions(), route.Strategy(p.Variant.Strategy))
 	// The optimum from the attachments at the start of the row; Finish
 	// lowers it if the connectors attached somewhere better meanwhile.
 	opt, ok := OptimalMS(rs.Matrix(), p.Variant.UserRegion, rs.Attachments())
@@ -134,8 +144,8 @@ func openRegions(ctx context.Context, sys System, p Params) (*Row, error) {
 
 // annotateRegions sets TargetMet, LowestP50 and TieP50 on the latency
 // rows of scenarios with strategies and user regions, comparing each with
-// the other strategies' rows for the same scenario, concurrency and user
-// region (its competitors):
+// the other strategies' rows for the same scenario and user region (its
+// competitors; their concurrency may differ, see regionsWorkers):
 //
 //   - TargetMet: p50 is at most 10% above optimal_ms;
 //   - LowestP50: p50 is below every competitor's by more than the noise
@@ -157,7 +167,7 @@ func annotateRegions(rows []Result) {
 		}
 		best := math.Inf(1)
 		for _, o := range rows {
-			if o.Scenario == r.Scenario && o.Concurrency == r.Concurrency && o.UserRegion == r.UserRegion &&
+			if o.Scenario == r.Scenario && o.UserRegion == r.UserRegion &&
 				o.Strategy != r.Strategy && o.P50 > 0 {
 				best = min(best, o.P50)
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/postern/postern/pkg/harness"
+	"github.com/postern/postern/pkg/route"
 	"github.com/postern/postern/pkg/simnet"
 )
 
@@ -110,27 +111,54 @@ func TestRegionsWorkers(t *testing.T) {
 	def := simnet.DefaultMatrix()
 	conns := ConnectorRegions(def)
 	cases := []struct {
-		user string
-		want int
+		user     string
+		strategy route.Strategy
+		want     int
 	}{
-		{"us-east-1", 1},      // 2 ms path: 200 requests at ~5 ms fit 2 s alone
-		{"ap-southeast-1", 1}, // likewise
-		{"us-west-2", 10},     // ceil(200 × (89.8 + 3) / 2000)
-		{"eu-west-1", 9},      // ceil(200 × (82.5 + 3) / 2000)
+		{"us-east-1", route.Latency, 1},      // 2 ms path: 200 requests at ~5 ms fit 2 s alone
+		{"ap-southeast-1", route.Nearest, 1}, // likewise
+		{"us-west-2", route.Latency, 10},     // ceil(200 × (89.8 + 3) / 2000)
+		{"eu-west-1", route.Nearest, 9},      // ceil(200 × (82.5 + 3) / 2000)
+		// random may take the slowest path: from us-east-1 through
+		// eu-west-1 to ap-southeast-1 is 1 + 80.5 + 238.6 ms:
+		// ceil(200 × 323.1 / 2000) = 33, capped at 32.
+		{"us-east-1", route.Random, regionsMaxWorkers},
+		// A matrix whose slowest path is short: a → b → c is 1 + 10 + 10.
+		{"a", route.Random, 3},  // ceil(200 × 24 / 2000)
+		{"a", route.Latency, 2}, // the optimum a → c: ceil(200 × (1 + 15 + 1 + 3) / 2000)
+	}
+	small, err := simnet.ParseMatrix([]byte(`regions:
+  - name: a
+  - name: b
+  - name: c
+links:
+  - between: [a, b]
+    rtt_ms: 10
+  - between: [b, c]
+    rtt_ms: 10
+  - between: [a, c]
+    rtt_ms: 15
+`))
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range cases {
-		if got := regionsWorkers(def, tc.user, conns); got != tc.want {
-			t.Errorf("%s: got %d workers, want %d", tc.user, got, tc.want)
+		m, conns := def, conns
+		if len(tc.user) == 1 {
+			m, conns = small, []string{"c"}
+		}
+		if got := regionsWorkers(m, tc.user, conns, tc.strategy); got != tc.want {
+			t.Errorf("%s %s: got %d workers, want %d", tc.strategy, tc.user, got, tc.want)
 		}
 	}
 	far, err := simnet.ParseMatrix([]byte("regions:\n  - name: a\n  - name: b\nlinks:\n  - between: [a, b]\n    rtt_ms: 900\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := regionsWorkers(far, "a", []string{"b"}); got != regionsMaxWorkers {
+	if got := regionsWorkers(far, "a", []string{"b"}, route.Latency); got != regionsMaxWorkers {
 		t.Errorf("900 ms path: got %d workers, want the cap %d", got, regionsMaxWorkers)
 	}
-	if got := regionsWorkers(far, "a", nil); got != 1 {
+	if got := regionsWorkers(far, "a", nil, route.Random); got != 1 {
 		t.Errorf("no connector: got %d workers, want 1", got)
 	}
 }
@@ -176,6 +204,7 @@ func TestAnnotateRegions(t *testing.T) {
 		row("latency", "g", 84, 78), row("random", "g", 80.1, 78), // 3.9 above, within 5%: a tie
 		row("latency", "h", 2.0, 2), row("nearest", "h", 2.6, 2), // 0.6 below, beyond the 0.5 ms floor: lowest
 		row("latency", "i", 5, 5), row("nearest", "i", 0, 5), row("random", "i", 0, 5), // competitors all failed: unset
+		row("latency", "j", 80, 78), {Scenario: "regions", Concurrency: 31, Strategy: "random", UserRegion: "j", P50: 250}, // sized apart: still a competitor
 	}
 	annotate(rows)
 	cases := []struct {
@@ -192,6 +221,7 @@ func TestAnnotateRegions(t *testing.T) {
 		{14, ptr(true), ptr(false), ptr(true)},
 		{16, ptr(true), ptr(true), ptr(false)},
 		{18, ptr(true), nil, nil},
+		{21, ptr(true), ptr(true), ptr(false)},
 	}
 	for _, tc := range cases {
 		r := rows[tc.row]
