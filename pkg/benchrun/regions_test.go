@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -27,6 +28,32 @@ func att(conn, node string) harness.Attachment {
 	return harness.Attachment{ConnectorRegion: conn, Node: NodeID(node), NodeRegion: node}
 }
 
+// triangle returns a matrix of regions a, b and c with 10 ms from a to b
+// and from b to c, ac from a to c, and the given intra-region RTTs of b
+// and c (a's is 1 ms).
+func triangle(t *testing.T, intraB, intraC, ac float64) *simnet.Matrix {
+	t.Helper()
+	m, err := simnet.ParseMatrix(fmt.Appendf(nil, `regions:
+  - name: a
+    intra_rtt_ms: 1
+  - name: b
+    intra_rtt_ms: %g
+  - name: c
+    intra_rtt_ms: %g
+links:
+  - between: [a, b]
+    rtt_ms: 10
+  - between: [b, c]
+    rtt_ms: 10
+  - between: [a, c]
+    rtt_ms: %g
+`, intraB, intraC, ac))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func TestOptimalMS(t *testing.T) {
 	def := simnet.DefaultMatrix()
 	one, err := simnet.ParseMatrix([]byte("regions:\n  - name: solo\n    intra_rtt_ms: 3\nlinks: []\n"))
@@ -35,24 +62,7 @@ func TestOptimalMS(t *testing.T) {
 	}
 	// A hand-made triangle where the relay through b beats the direct
 	// link a–c (10 + 10 < 50), and b has a slow intra-region RTT.
-	tri, err := simnet.ParseMatrix([]byte(`regions:
-  - name: a
-    intra_rtt_ms: 1
-  - name: b
-    intra_rtt_ms: 4
-  - name: c
-    intra_rtt_ms: 2
-links:
-  - between: [a, b]
-    rtt_ms: 10
-  - between: [b, c]
-    rtt_ms: 10
-  - between: [a, c]
-    rtt_ms: 50
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tri := triangle(t, 4, 2, 50)
 	// The default run: each connector attached to its 2 nearest nodes.
 	// us-east-1's: its own and eu-west-1 (80.5 ms, nearer than us-west-2
 	// at 87.8); ap-southeast-1's: its own and us-west-2 (161.4 ms).
@@ -127,21 +137,7 @@ func TestRegionsWorkers(t *testing.T) {
 		{"a", route.Random, 3},  // ceil(200 × 24 / 2000)
 		{"a", route.Latency, 2}, // the optimum a → c: ceil(200 × (1 + 15 + 1 + 3) / 2000)
 	}
-	small, err := simnet.ParseMatrix([]byte(`regions:
-  - name: a
-  - name: b
-  - name: c
-links:
-  - between: [a, b]
-    rtt_ms: 10
-  - between: [b, c]
-    rtt_ms: 10
-  - between: [a, c]
-    rtt_ms: 15
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	small := triangle(t, 1, 1, 15)
 	for _, tc := range cases {
 		m, conns := def, conns
 		if len(tc.user) == 1 {
