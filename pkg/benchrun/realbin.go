@@ -592,6 +592,7 @@ func (s *realSystem) start(ctx context.Context, name, bin string, args ...string
 func (s *realSystem) startEnv(_ context.Context, name string, env []string, bin string, args ...string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	dieWithParent(cmd)
 	p := &realProc{name: name, cmd: cmd, logs: new(testkit.SyncBuffer), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
