@@ -574,6 +574,7 @@ func waitHTTPCookie(ctx context.Context, c *http.Client, url string, cookie *htt
 func (s *realSystem) run(ctx context.Context, env []string, bin string, args ...string) (stdout, stderr string, err error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	dieWithParent(cmd)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
