@@ -3,7 +3,6 @@ package wgnet
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -130,30 +129,8 @@ func TestTCPSurvivesLoss(t *testing.T) {
 	lb := &lossy{rng: rand.New(rand.NewPCG(2, 2)), p: 0.005, burst: 0.05, burstLen: 10}
 	pa, pb := newProbeLog(), newProbeLog()
 	a, b := lossyNode(t, la, pa), lossyNode(t, lb, pb)
-	if err := b.AddPeer(Peer{PublicKey: a.PublicKey()}); err != nil {
-		t.Fatal(err)
-	}
-	ep := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), b.ListenPort())
-	if err := a.AddPeer(Peer{PublicKey: b.PublicKey(), Endpoint: ep, Keepalive: 5 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := b.Listen(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	connectTo(t, a, b)
+	echoServer(t, b, 80)
 	payload := make([]byte, size)
 	for i := range payload {
 		payload[i] = byte(i * 7)
