@@ -157,7 +157,7 @@ func (n *Node) AdminHandler() http.Handler {
 		}
 		if r.URL.Query().Get("format") == "text" {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			WriteExplain(w, ex)
+			_ = WriteExplain(w, ex)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")

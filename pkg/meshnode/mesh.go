@@ -2,6 +2,7 @@ package meshnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -255,8 +256,15 @@ func (m *mesh) publish() {
 			InFlight: int(s.Outstanding), Alive: s.Alive, Draining: s.Draining})
 		load += s.Outstanding
 	}
-	m.cluster.SetAttachments(own)
-	m.cluster.UpdateMeta(func(meta *gossip.Meta) { meta.Load = int(load) })
+	// Both fail only on a closed cluster (the node is stopping) or on
+	// attachments the pool should never produce; either way the next
+	// round tries again, so the failure is logged, not fatal.
+	if err := m.cluster.SetAttachments(own); err != nil && !errors.Is(err, gossip.ErrClosed) {
+		m.n.logger.Warn("attachments_not_published", "error", err)
+	}
+	if err := m.cluster.UpdateMeta(func(meta *gossip.Meta) { meta.Load = int(load) }); err != nil && !errors.Is(err, gossip.ErrClosed) {
+		m.n.logger.Warn("load_not_published", "error", err)
+	}
 	// Spread the ids used here since the last round; forget those the
 	// store pruned (expired), so the set stays as small as the store.
 	current := m.n.used.List()
@@ -294,7 +302,7 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 	for id, key := range m.wgPeers {
 		if mb, ok := want[id]; !ok || mb.WGKey != key {
 			m.relays.Remove(key)
-			m.n.wg.RemovePeer(key)
+			m.n.removePeer(key)
 			delete(m.wgPeers, id)
 			delete(m.downSince, id)
 			delete(m.peerBoot, id)
@@ -342,7 +350,7 @@ func (m *mesh) resetIfStuckLocked(id string, mb gossip.Member) {
 	if time.Since(since) < peerReset {
 		return
 	}
-	m.n.wg.RemovePeer(mb.WGKey)
+	m.n.removePeer(mb.WGKey)
 	if !m.addWGPeer(id, mb) {
 		return
 	}
@@ -355,7 +363,7 @@ func (m *mesh) resetIfStuckLocked(id string, mb gossip.Member) {
 // the peer is made afresh (the next packet starts a handshake, instead of
 // waiting for peerReset) and its relay path is proven again.
 func (m *mesh) restartedLocked(id string, mb gossip.Member) {
-	m.n.wg.RemovePeer(mb.WGKey)
+	m.n.removePeer(mb.WGKey)
 	if !m.addWGPeer(id, mb) {
 		return
 	}

@@ -111,7 +111,11 @@ func (r *redeemer) Redeem(ctx context.Context, t authority.TokenInfo, key wgkey.
 	}
 	switch ans.Result {
 	case resFirst:
-		m.n.used.Merge([]authority.UsedToken{{ID: t.ID, Expires: t.Expires, RID: rid}})
+		// The owner recorded the redemption; this copy only answers a
+		// second attempt here sooner, so a failure to keep it is logged.
+		if err := m.n.used.Merge([]authority.UsedToken{{ID: t.ID, Expires: t.Expires, RID: rid}}); err != nil {
+			m.n.logger.Warn("used_token_not_recorded", "token_id", t.ID, "error", err)
+		}
 		return true, nil
 	case resUsed:
 		return false, nil
