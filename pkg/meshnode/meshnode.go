@@ -722,7 +722,7 @@ func (n *Node) drain(pub *http.Server) {
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	start := time.Now()
+	start := n.cfg.Now()
 	n.draining.Store(true)
 	if n.mesh != nil {
 		// Peers then learn it only from the node's departure: say so.
@@ -743,10 +743,10 @@ func (n *Node) drain(pub *http.Server) {
 	ctx, cancel := context.WithTimeout(n.life.Context(), timeout)
 	defer cancel()
 	_ = pub.Shutdown(ctx)
-	public := time.Since(start)
+	public := n.cfg.Now().Sub(start)
 	n.relayClosed.Store(true)
 	idle := waitIdle(ctx, func() bool { return n.inFlight() == 0 })
-	n.logger.Info("mesh_node_drained", "waited_ms", time.Since(start).Milliseconds(), "public_ms", public.Milliseconds(),
+	n.logger.Info("mesh_node_drained", "waited_ms", n.cfg.Now().Sub(start).Milliseconds(), "public_ms", public.Milliseconds(),
 		"in_flight", n.inFlight(), "complete", idle)
 	if n.mesh != nil && !n.life.Closed() {
 		if err := n.mesh.cluster.Leave(2 * time.Second); err != nil {

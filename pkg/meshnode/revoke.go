@@ -57,7 +57,7 @@ func (n *Node) Revoke(ctx context.Context, proof string) (revoke.Entry, error) {
 // RevokeSession records the end of session sid (a sign-out) for the whole
 // mesh, until until (zero: the configured session span from now).
 func (n *Node) RevokeSession(ctx context.Context, sid string, until time.Time, source string) error {
-	now := time.Now()
+	now := n.cfg.Now()
 	e := revoke.Session(sid, now, n.cfg.SessionRevocationSpan)
 	if until.Unix() > e.Until {
 		e.Until = until.Unix()

@@ -228,7 +228,7 @@ func (m *mesh) vote(req tokenRequest) tokenAnswer {
 // electorate returns the live members (this node included) and the ids of
 // every node this node knows: the roster and the live members.
 func (m *mesh) electorate() (live []gossip.Member, known []string) {
-	now := time.Now()
+	now := m.n.cfg.Now()
 	var ids []string
 	for _, mb := range m.cluster.Members() {
 		if mb.State == gossip.StateAlive && !mb.WGKey.IsZero() {
