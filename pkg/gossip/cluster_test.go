@@ -285,3 +285,22 @@ func TestChangesNotifies(t *testing.T) {
 		t.Errorf("Changes after SetAttachments: got nothing, want a signal")
 	}
 }
+
+// TestInjectedClock: the cluster reads Config.Now, not the runtime's clock,
+// where it stamps time: an attachment's version is the injected instant.
+func TestInjectedClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		at := time.Date(2031, 5, 4, 3, 2, 1, 0, time.UTC)
+		a := newNode(t, "a", nil, mn.opt(t), func(c *Config) { c.Now = func() time.Time { return at } })
+		if err := a.SetAttachments([]Attachment{{Connector: "k", Alive: true}}); err != nil {
+			t.Fatal(err)
+		}
+		a.mu.Lock()
+		got := a.entries[attachKey{"a", "k"}].w.Version
+		a.mu.Unlock()
+		if got != at.UnixNano() {
+			t.Errorf("attachment version: got %v, want the injected clock's %v", time.Unix(0, got).UTC(), at)
+		}
+	})
+}
