@@ -139,7 +139,14 @@ func TestSelfUpdateUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) { w.Write(manifest) })
+	var published atomic.Bool // the release appears once both connectors serve
+	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) {
+		if !published.Load() {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(manifest)
+	})
 	rel := httptest.NewServer(mux)
 	t.Cleanup(rel.Close)
 
@@ -148,6 +155,8 @@ func TestSelfUpdateUnderLoad(t *testing.T) {
 	logs := func() string { return procs[0].logs.String() + "\n=====\n" + procs[1].logs.String() }
 	// Load: requests one after another until both run 1.1.0.
 	ld := startPacedLoad(t, h, logs)
+	waitAttached(t, procs, logs)
+	published.Store(true)
 	err = WaitFor(t.Context(), 180*time.Second, func() bool {
 		return committedVersion(states[0]) == "1.1.0" && committedVersion(states[1]) == "1.1.0"
 	})
@@ -226,12 +235,22 @@ func TestSelfUpdateRefusedAndRolledBack(t *testing.T) {
 		return m
 	}
 	good, bad := sign("/connectord-1.1.0", pinned), sign("/foreign-1.1.0", foreign)
-	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) { manifestFetches.Add(1); w.Write(good) })
+	var published atomic.Bool // the release appears once both connectors serve
+	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) {
+		if !published.Load() {
+			http.NotFound(w, r)
+			return
+		}
+		manifestFetches.Add(1)
+		w.Write(good)
+	})
 	mux.HandleFunc("/foreign.json", func(w http.ResponseWriter, r *http.Request) { w.Write(bad) })
 
 	states, procs := superviseConnectors(t, h, dir, binA, pinnedPub, srv.URL+"/release.json", srv.URL+"/foreign.json")
 	logs := func() string { return procs[0].logs.String() + "\n=====\n" + procs[1].logs.String() }
 	ld := startPacedLoad(t, h, logs)
+	waitAttached(t, procs, logs)
+	published.Store(true)
 	// Rolled back, attached again, and three more checks of the manifest
 	// after that (1s apart) without a second try of the bad release.
 	var fetchesAtRollback int32 = -1
@@ -275,6 +294,25 @@ func TestSelfUpdateRefusedAndRolledBack(t *testing.T) {
 	}
 	if !strings.Contains(l1, `"msg":"update_check_failed"`) {
 		t.Errorf("the foreign manifest's refusal was not logged\n%s", l1)
+	}
+}
+
+// waitAttached waits until every connector of procs has attached: a
+// release published before then could take the only attached connector
+// of the group down for its update (the group's service during an update
+// rests on the other connector).
+func waitAttached(t *testing.T, procs []*supervised, logs func() string) {
+	t.Helper()
+	err := WaitFor(t.Context(), 60*time.Second, func() bool {
+		for _, p := range procs {
+			if !attachedAfter(p.logs.String(), time.Time{}) {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatalf("the connectors did not all attach: %v\n%s", err, logs())
 	}
 }
 
