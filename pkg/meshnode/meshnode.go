@@ -742,7 +742,7 @@ func (n *Node) drain(pub *http.Server) {
 	}
 	ctx, cancel := context.WithTimeout(n.life.Context(), timeout)
 	defer cancel()
-	_ = pub.Shutdown(ctx)
+	_ = pub.Shutdown(ctx) // its only error is ctx's end: "complete" below reports it
 	public := n.cfg.Now().Sub(start)
 	n.relayClosed.Store(true)
 	idle := waitIdle(ctx, func() bool { return n.inFlight() == 0 })

@@ -372,11 +372,11 @@ func (l *List) appendLocked(recs []Record) error {
 		return err
 	}
 	if _, err := f.Write(buf.Bytes()); err != nil {
-		_ = f.Close()
+		_ = f.Close() // the error above is the one to report
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		_ = f.Close()
+		_ = f.Close() // the error above is the one to report
 		return err
 	}
 	if err := f.Close(); err != nil {
