@@ -139,14 +139,7 @@ func TestSelfUpdateUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	var published atomic.Bool // the release appears once both connectors serve
-	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) {
-		if !published.Load() {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write(manifest)
-	})
+	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) { w.Write(manifest) })
 	rel := httptest.NewServer(mux)
 	t.Cleanup(rel.Close)
 
@@ -155,8 +148,6 @@ func TestSelfUpdateUnderLoad(t *testing.T) {
 	logs := func() string { return procs[0].logs.String() + "\n=====\n" + procs[1].logs.String() }
 	// Load: requests one after another until both run 1.1.0.
 	ld := startPacedLoad(t, h, logs)
-	waitAttached(t, procs, logs)
-	published.Store(true)
 	err = WaitFor(t.Context(), 180*time.Second, func() bool {
 		return committedVersion(states[0]) == "1.1.0" && committedVersion(states[1]) == "1.1.0"
 	})
@@ -235,22 +226,12 @@ func TestSelfUpdateRefusedAndRolledBack(t *testing.T) {
 		return m
 	}
 	good, bad := sign("/connectord-1.1.0", pinned), sign("/foreign-1.1.0", foreign)
-	var published atomic.Bool // the release appears once both connectors serve
-	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) {
-		if !published.Load() {
-			http.NotFound(w, r)
-			return
-		}
-		manifestFetches.Add(1)
-		w.Write(good)
-	})
+	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) { manifestFetches.Add(1); w.Write(good) })
 	mux.HandleFunc("/foreign.json", func(w http.ResponseWriter, r *http.Request) { w.Write(bad) })
 
 	states, procs := superviseConnectors(t, h, dir, binA, pinnedPub, srv.URL+"/release.json", srv.URL+"/foreign.json")
 	logs := func() string { return procs[0].logs.String() + "\n=====\n" + procs[1].logs.String() }
 	ld := startPacedLoad(t, h, logs)
-	waitAttached(t, procs, logs)
-	published.Store(true)
 	// Rolled back, attached again, and three more checks of the manifest
 	// after that (1s apart) without a second try of the bad release.
 	var fetchesAtRollback int32 = -1
@@ -297,22 +278,48 @@ func TestSelfUpdateRefusedAndRolledBack(t *testing.T) {
 	}
 }
 
-// waitAttached waits until every connector of procs has attached: a
-// release published before then could take the only attached connector
-// of the group down for its update (the group's service during an update
-// rests on the other connector).
-func waitAttached(t *testing.T, procs []*supervised, logs func() string) {
-	t.Helper()
-	err := WaitFor(t.Context(), 60*time.Second, func() bool {
-		for _, p := range procs {
-			if !attachedAfter(p.logs.String(), time.Time{}) {
-				return false
-			}
-		}
-		return true
-	})
+// TestSelfUpdateWaitsForAnotherConnector: the only connector of its group
+// follows a release signed by the pinned key but never restarts into it:
+// the mesh refuses the group's update slot while no other connector of the
+// group serves (the update would leave the group without service). The
+// connector logs why, asks again, and keeps serving throughout.
+func TestSelfUpdateWaitsForAnotherConnector(t *testing.T) {
+	h := start(t, Options{Connectors: -1, UpdateSlot: 8 * time.Second, DrainTimeout: 5 * time.Second})
+	dir := t.TempDir()
+	bin := buildConnectord(t, dir, "1.0.0")
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		t.Fatalf("the connectors did not all attach: %v\n%s", err, logs())
+		t.Fatal(err)
+	}
+	release := []byte("#!/bin/sh\nexit 3\n") // never started
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	sum := sha256.Sum256(release)
+	manifest, err := update.Sign(update.Manifest{Product: "connectord", Version: "1.1.0", Artifacts: map[string]update.Artifact{
+		runtime.GOOS + "/" + runtime.GOARCH: {URL: srv.URL + "/connectord-1.1.0", SHA256: hex.EncodeToString(sum[:]), Size: int64(len(release))}}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux.HandleFunc("/connectord-1.1.0", func(w http.ResponseWriter, r *http.Request) { w.Write(release) })
+	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) { w.Write(manifest) })
+
+	states, procs := superviseConnectors(t, h, dir, bin, pub, srv.URL+"/release.json")
+	logs := procs[0].logs.String
+	ld := startPacedLoad(t, h, logs)
+	err = WaitFor(t.Context(), 120*time.Second, func() bool { return strings.Count(logs(), `"msg":"update_waiting"`) >= 2 })
+	ok, failed, firstFailure := ld.stop()
+	if err != nil {
+		t.Fatalf("the lone connector did not wait for another connector of its group: %v\n%s", err, logs())
+	}
+	if strings.Contains(logs(), `"msg":"update_restart"`) || committedVersion(states[0]) == "1.1.0" {
+		t.Errorf("the lone connector restarted into the release\n%s", logs())
+	}
+	if !strings.Contains(logs(), "no other connector of group hq serves") {
+		t.Errorf("the wait does not say why\n%s", logs())
+	}
+	if failed != 0 || ok < 10 {
+		t.Errorf("%d of %d requests failed (first: %v)", failed, ok+failed, firstFailure)
 	}
 }
 
