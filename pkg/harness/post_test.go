@@ -117,7 +117,7 @@ func postEcho(ctx context.Context, c *http.Client, url string, body []byte) stri
 }
 
 // The sizes of the POST soaks. Through the tunnel, 20,000 (the issue's
-// bar; about 45 s on a lightly loaded 2-core machine, 140 s at load 20).
+// bar; 30–50 s on a lightly loaded 2-core machine, 115–150 s at load 20).
 // Through the relay, 2,000 in the default run, which 18,000 more would
 // lengthen by as much again, and 20,000 under task soak (the soak tag).
 // Under the race detector, 2,000 each: it runs the soaks for their data
