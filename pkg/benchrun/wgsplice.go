@@ -129,9 +129,11 @@ func spliceConn(ctx context.Context, c net.Conn, dial func(context.Context) (net
 	defer stop()
 	done := make(chan struct{}, 2)
 	cp := func(dst, src net.Conn) {
-		io.Copy(dst, src)
+		// A copy ends with either side's close or reset: both are the
+		// end of the connection, nothing to report.
+		_, _ = io.Copy(dst, src)
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
+			_ = cw.CloseWrite()
 		}
 		done <- struct{}{}
 	}
