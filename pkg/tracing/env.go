@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -23,28 +23,37 @@ const DefaultEndpoint = "http://localhost:4318/v1/traces"
 // (os.Getenv in a main):
 //
 //   - OTEL_SDK_DISABLED=true, or OTEL_TRACES_EXPORTER=none: off.
+//
 //   - OTEL_TRACES_EXPORTER=otlp: on, at the endpoint below or
 //     DefaultEndpoint. Unset: on only when an endpoint variable is set
 //     (tracing is off by default, unlike the OpenTelemetry SDK's default).
 //     Any other exporter is an error.
+//
 //   - OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as is), or
 //     OTEL_EXPORTER_OTLP_ENDPOINT (with /v1/traces appended).
+//
 //   - OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL:
 //     only http/protobuf (the default) is supported.
+//
 //   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG: always_on,
 //     always_off, traceidratio, parentbased_always_on (the default),
 //     parentbased_always_off, parentbased_traceidratio; the ratio is in
 //     [0, 1], default 1.
+//
 //   - OTEL_SERVICE_NAME: the service.name.
+//
 //   - OTEL_BSP_SCHEDULE_DELAY: milliseconds a finished span waits to be
 //     exported.
 //
 //   - OTEL_EXPORTER_OTLP_HEADERS: key=value pairs separated by commas,
 //     values percent-encoded (the W3C baggage form), sent with every
 //     export.
+//
 //   - OTEL_EXPORTER_OTLP_TIMEOUT: milliseconds one export may take, its
 //     retries included (default 10000).
+//
 //   - OTEL_EXPORTER_OTLP_COMPRESSION: gzip or none (the default).
+//
 //   - OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
 //     and OTEL_EXPORTER_OTLP_CLIENT_KEY: PEM files of the trusted
 //     authorities and of the client certificate and key.
