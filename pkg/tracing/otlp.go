@@ -17,16 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/postern/postern/pkg/backoff"
 )
@@ -34,9 +26,9 @@ import (
 // The exporter below is Postern's own OTLP/HTTP span exporter. The
 // OpenTelemetry one (otlptracehttp) marshals through the collector's
 // service package, which links gRPC into meshd and connectord (5 MB
-// each); this one marshals a TracesData, whose wire form is that of the
-// ExportTraceServiceRequest (field 1, resource_spans, in both), and links
-// only the protobuf runtime the metrics already link.
+// each); this one writes the protobuf of a TracesData itself (otlpwire.go),
+// whose wire form is that of the ExportTraceServiceRequest (field 1,
+// resource_spans, in both), with the protobuf runtime's wire helpers only.
 
 // Defaults of the exporter.
 const (
@@ -192,10 +184,7 @@ func (e *exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpa
 	if e.stopCtx.Err() != nil {
 		return errors.New("tracing: export after shutdown")
 	}
-	body, err := proto.Marshal(tracesData(spans))
-	if err != nil {
-		return fmt.Errorf("tracing: marshal spans: %w", err)
-	}
+	body := appendTracesData(nil, spans)
 	if e.gzip {
 		var buf bytes.Buffer
 		zw := gzip.NewWriter(&buf)
@@ -362,171 +351,4 @@ func (e *exporter) Shutdown(context.Context) error {
 		e.client.CloseIdleConnections()
 	})
 	return nil
-}
-
-// tracesData converts spans to the OTLP message, grouped by resource and
-// then by instrumentation scope, in the order first seen.
-func tracesData(spans []sdktrace.ReadOnlySpan) *tracepb.TracesData {
-	type scopeKey struct {
-		res   attribute.Distinct
-		scope instrumentation.Scope
-	}
-	td := &tracepb.TracesData{}
-	byRes := map[attribute.Distinct]*tracepb.ResourceSpans{}
-	byScope := map[scopeKey]*tracepb.ScopeSpans{}
-	for _, s := range spans {
-		res := s.Resource()
-		rk := res.Equivalent()
-		rs := byRes[rk]
-		if rs == nil {
-			rs = &tracepb.ResourceSpans{Resource: &resourcepb.Resource{Attributes: keyValues(res.Attributes())}, SchemaUrl: res.SchemaURL()}
-			byRes[rk] = rs
-			td.ResourceSpans = append(td.ResourceSpans, rs)
-		}
-		sk := scopeKey{rk, s.InstrumentationScope()}
-		ss := byScope[sk]
-		if ss == nil {
-			sc := s.InstrumentationScope()
-			ss = &tracepb.ScopeSpans{SchemaUrl: sc.SchemaURL, Scope: &commonpb.InstrumentationScope{
-				Name: sc.Name, Version: sc.Version, Attributes: keyValues(sc.Attributes.ToSlice()),
-			}}
-			byScope[sk] = ss
-			rs.ScopeSpans = append(rs.ScopeSpans, ss)
-		}
-		ss.Spans = append(ss.Spans, span(s))
-	}
-	return td
-}
-
-// span converts one span.
-func span(s sdktrace.ReadOnlySpan) *tracepb.Span {
-	sc := s.SpanContext()
-	tid, sid := sc.TraceID(), sc.SpanID()
-	out := &tracepb.Span{
-		TraceId:                tid[:],
-		SpanId:                 sid[:],
-		TraceState:             sc.TraceState().String(),
-		Flags:                  flags(sc.TraceFlags(), s.Parent()),
-		Name:                   s.Name(),
-		Kind:                   kind(s.SpanKind()),
-		StartTimeUnixNano:      unixNano(s.StartTime()),
-		EndTimeUnixNano:        unixNano(s.EndTime()),
-		Attributes:             keyValues(s.Attributes()),
-		DroppedAttributesCount: uint32(s.DroppedAttributes()),
-		DroppedEventsCount:     uint32(s.DroppedEvents()),
-		DroppedLinksCount:      uint32(s.DroppedLinks()),
-		Status:                 status(s.Status()),
-	}
-	if p := s.Parent(); p.SpanID().IsValid() {
-		pid := p.SpanID()
-		out.ParentSpanId = pid[:]
-	}
-	for _, ev := range s.Events() {
-		out.Events = append(out.Events, &tracepb.Span_Event{
-			TimeUnixNano: unixNano(ev.Time), Name: ev.Name,
-			Attributes: keyValues(ev.Attributes), DroppedAttributesCount: uint32(ev.DroppedAttributeCount),
-		})
-	}
-	for _, l := range s.Links() {
-		ltid, lsid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
-		out.Links = append(out.Links, &tracepb.Span_Link{
-			TraceId: ltid[:], SpanId: lsid[:], TraceState: l.SpanContext.TraceState().String(),
-			Attributes: keyValues(l.Attributes), DroppedAttributesCount: uint32(l.DroppedAttributeCount),
-			Flags: flags(l.SpanContext.TraceFlags(), l.SpanContext),
-		})
-	}
-	return out
-}
-
-// flags are the W3C trace flags and whether remote (the parent's, or the
-// link's context) is remote, as OTLP's SpanFlags.
-func flags(tf trace.TraceFlags, remote trace.SpanContext) uint32 {
-	f := uint32(tf) | uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK)
-	if remote.IsRemote() {
-		f |= uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK)
-	}
-	return f
-}
-
-func unixNano(t time.Time) uint64 {
-	if t.IsZero() {
-		return 0
-	}
-	return uint64(t.UnixNano())
-}
-
-func kind(k trace.SpanKind) tracepb.Span_SpanKind {
-	switch k {
-	case trace.SpanKindInternal:
-		return tracepb.Span_SPAN_KIND_INTERNAL
-	case trace.SpanKindServer:
-		return tracepb.Span_SPAN_KIND_SERVER
-	case trace.SpanKindClient:
-		return tracepb.Span_SPAN_KIND_CLIENT
-	case trace.SpanKindProducer:
-		return tracepb.Span_SPAN_KIND_PRODUCER
-	case trace.SpanKindConsumer:
-		return tracepb.Span_SPAN_KIND_CONSUMER
-	}
-	return tracepb.Span_SPAN_KIND_UNSPECIFIED
-}
-
-// status maps the API's codes (Unset 0, Error 1, Ok 2) to OTLP's (Unset 0,
-// Ok 1, Error 2); the message is kept for an error only.
-func status(s sdktrace.Status) *tracepb.Status {
-	switch s.Code {
-	case codes.Error:
-		return &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: s.Description}
-	case codes.Ok:
-		return &tracepb.Status{Code: tracepb.Status_STATUS_CODE_OK}
-	}
-	return &tracepb.Status{}
-}
-
-func keyValues(kvs []attribute.KeyValue) []*commonpb.KeyValue {
-	if len(kvs) == 0 {
-		return nil
-	}
-	out := make([]*commonpb.KeyValue, len(kvs))
-	for i, kv := range kvs {
-		out[i] = &commonpb.KeyValue{Key: string(kv.Key), Value: anyValue(kv.Value)}
-	}
-	return out
-}
-
-// anyValue converts one attribute value, every type the API has.
-func anyValue(v attribute.Value) *commonpb.AnyValue {
-	switch v.Type() {
-	case attribute.BOOL:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: v.AsBool()}}
-	case attribute.INT64:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v.AsInt64()}}
-	case attribute.FLOAT64:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: v.AsFloat64()}}
-	case attribute.STRING:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v.AsString()}}
-	case attribute.BYTESLICE:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BytesValue{BytesValue: v.AsByteSlice()}}
-	case attribute.BOOLSLICE:
-		return array(v.AsBoolSlice(), attribute.BoolValue)
-	case attribute.INT64SLICE:
-		return array(v.AsInt64Slice(), attribute.Int64Value)
-	case attribute.FLOAT64SLICE:
-		return array(v.AsFloat64Slice(), attribute.Float64Value)
-	case attribute.STRINGSLICE:
-		return array(v.AsStringSlice(), attribute.StringValue)
-	case attribute.SLICE:
-		return array(v.AsSlice(), func(x attribute.Value) attribute.Value { return x })
-	case attribute.MAP:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{Values: keyValues(v.AsMap())}}}
-	}
-	return &commonpb.AnyValue{}
-}
-
-func array[T any](xs []T, value func(T) attribute.Value) *commonpb.AnyValue {
-	vals := make([]*commonpb.AnyValue, len(xs))
-	for i, x := range xs {
-		vals[i] = anyValue(value(x))
-	}
-	return &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: vals}}}
 }

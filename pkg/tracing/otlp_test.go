@@ -394,3 +394,62 @@ func TestExporterFromEnvErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestExportHostileText exports what a client can put into a span (a
+// percent-decoded path that is not UTF-8, a huge value) and the value
+// types the wire test leaves out (bytes, nested slices and maps), in a
+// batch large enough for every length prefix to take several bytes: the
+// real ExportTraceServiceRequest decodes it (a string that is not UTF-8
+// would fail the whole request), the invalid bytes arrive as U+FFFD and
+// the huge value whole.
+func TestExportHostileText(t *testing.T) {
+	recv := tracingtest.NewReceiver(t)
+	e := exporter(t, tracing.Config{Endpoint: recv.URL})
+	huge := strings.Repeat("a", 70000)
+	stubs := make(tracetest.SpanStubs, 300)
+	for i := range stubs {
+		stubs[i] = tracetest.SpanStub{
+			Name:        "edge\xff",
+			SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceA, SpanID: trace.SpanID{7: byte(i + 1), 6: byte(i >> 8)}}),
+			Attributes: []attribute.KeyValue{
+				attribute.String("url.path", "/a%ff\xff\xfe/b"), attribute.String("big", huge),
+				attribute.ByteSlice("raw", []byte{0xff, 0}),
+				attribute.Slice("nested", attribute.StringValue("x"), attribute.IntValue(3)),
+				attribute.Map("m", attribute.String("k", "v\xc3"), attribute.Bool("on", false)),
+				attribute.String("", ""),
+			},
+			Resource: resource.NewSchemaless(attribute.String("service.name", "meshd\xff")),
+		}
+	}
+	if err := e.ExportSpans(t.Context(), stubs.Snapshots()); err != nil {
+		t.Fatal(err)
+	}
+	if bad := recv.Refused(); len(bad) > 0 {
+		t.Fatalf("the receiver refused the request: %v", bad)
+	}
+	spans := recv.Spans()
+	if len(spans) != len(stubs) {
+		t.Fatalf("got %d spans, want %d", len(spans), len(stubs))
+	}
+	s := spans[len(spans)-1]
+	if s.Name != "edge\uFFFD" || s.Attrs["url.path"] != "/a%ff\uFFFD/b" || s.Attrs["big"] != huge || s.Service != "meshd\uFFFD" {
+		t.Errorf("got name %q, path %q, big of %d bytes, service %q", s.Name, s.Attrs["url.path"], len(s.Attrs["big"]), s.Service)
+	}
+	kv := map[string]*commonpb.AnyValue{}
+	for _, a := range recv.Requests()[0].GetResourceSpans()[0].GetScopeSpans()[0].GetSpans()[0].GetAttributes() {
+		kv[a.GetKey()] = a.GetValue()
+	}
+	want := map[string]*commonpb.AnyValue{
+		"raw": {Value: &commonpb.AnyValue_BytesValue{BytesValue: []byte{0xff, 0}}},
+		"nested": {Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: []*commonpb.AnyValue{
+			{Value: &commonpb.AnyValue_StringValue{StringValue: "x"}}, {Value: &commonpb.AnyValue_IntValue{IntValue: 3}}}}}},
+		"m": {Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{Values: []*commonpb.KeyValue{
+			{Key: "k", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "v\uFFFD"}}},
+			{Key: "on", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: false}}}}}}},
+	}
+	for k, w := range want {
+		if !proto.Equal(kv[k], w) {
+			t.Errorf("attribute %s: got %v, want %v", k, kv[k], w)
+		}
+	}
+}
