@@ -216,7 +216,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if app.PreAuth == catalog.PreAuthPassthrough {
 		st.decision = decision{result: resultAllow, reason: reasonPassthrough}
 	} else {
-		if st.id = h.tracedAuthenticate(rw, r, app, st); st.id == nil {
+		if st.id = h.authenticate(rw, r, app, st); st.id == nil {
 			h.logAccess(r, rw, st, start)
 			return
 		}

@@ -63,10 +63,10 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			// not declared lost since.
 			c, leftBy = revisit(leftBy)
 		}
-		if t.tracer != nil {
-			t.routeSpan(req.Context(), c)
-		}
 		if c == nil {
+			if t.tracer != nil {
+				noPath(req.Context())
+			}
 			break
 		}
 		tried = append(tried, c)
@@ -146,7 +146,7 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 	out := req.WithContext(httptrace.WithClientTrace(actx, ct))
 	var span trace.Span
 	if t.tracer != nil {
-		out, span = t.attemptSpan(out)
+		out, span = t.attemptSpan(out, c)
 	}
 	u := *req.URL
 	out.URL = &u // c.Send sets the host

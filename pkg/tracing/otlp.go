@@ -60,7 +60,13 @@ type exporter struct {
 	stopCtx     context.Context // done once Shutdown is called
 	stop        context.CancelFunc
 	shutdownErr sync.Once
+
+	mu  sync.Mutex // serialises exports (the batch processor's are anyway) and guards buf
+	buf []byte     // the last request's body, reused
 }
+
+// maxKeptBuffer bounds the encoding buffer kept between exports.
+const maxKeptBuffer = 4 << 20
 
 // newExporter builds the exporter of cfg (cfg.Enabled()). It loads the
 // certificate files cfg names; it opens no connection.
@@ -184,7 +190,14 @@ func (e *exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpa
 	if e.stopCtx.Err() != nil {
 		return errors.New("tracing: export after shutdown")
 	}
-	body := appendTracesData(nil, spans)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	body := appendTracesData(e.buf[:0], spans)
+	if cap(body) <= maxKeptBuffer {
+		e.buf = body
+	} else {
+		e.buf = nil
+	}
 	if e.gzip {
 		var buf bytes.Buffer
 		zw := gzip.NewWriter(&buf)
