@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/pkg/accesslog"
@@ -146,7 +147,7 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 	out := req.WithContext(httptrace.WithClientTrace(actx, ct))
 	var span trace.Span
 	if t.tracer != nil {
-		out, span = t.attemptSpan(out, c)
+		out, span = t.attemptSpan(out)
 	}
 	u := *req.URL
 	out.URL = &u // c.Send sets the host
@@ -167,7 +168,7 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 		resp, err = nil, errRelayNoConnector
 		gotConn.Store(false)
 	}
-	tracing.EndRoundTrip(span, resp, err)
+	tracing.EndRoundTrip(span, resp, err, attribute.String("postern.path", c.String()))
 	if err == nil {
 		cut := func() bool { return false }
 		if resp.StatusCode == http.StatusSwitchingProtocols {

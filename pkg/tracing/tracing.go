@@ -168,16 +168,26 @@ func (t *Tracing) Close(logger *slog.Logger) {
 
 // EndRoundTrip ends span, a client span of one HTTP round trip (nil:
 // tracing is off), with its outcome: err as an error status, or the
-// response's status code.
-func EndRoundTrip(span trace.Span, resp *http.Response, err error) {
+// response's status code; and with up to 3 extra attributes (such as the
+// path the attempt took; more are dropped). Attributes set in one call at
+// the end cost the SDK one allocation; set at start and again at the end,
+// three.
+func EndRoundTrip(span trace.Span, resp *http.Response, err error, extra ...attribute.KeyValue) {
 	if span == nil {
 		return
 	}
-	switch {
-	case err != nil:
+	if span.IsRecording() {
+		var attrs [4]attribute.KeyValue
+		n := copy(attrs[:3], extra)
+		if err == nil && resp != nil {
+			attrs[n], n = attribute.Int("http.response.status_code", resp.StatusCode), n+1
+		}
+		if n > 0 {
+			span.SetAttributes(attrs[:n]...)
+		}
+	}
+	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
-	case resp != nil && span.IsRecording():
-		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 	}
 	span.End()
 }
