@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -180,7 +181,7 @@ type runFlags struct {
 	updateAlone                                                  bool
 }
 
-func run(ctx context.Context, f runFlags) error {
+func run(ctx context.Context, f runFlags) (err error) {
 	carrier, err := streambind.ParseCarrier(f.carrier)
 	if err != nil {
 		return cli.Usagef("--carrier: %v", err)
@@ -261,7 +262,7 @@ func run(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { err = errors.Join(err, c.Close()) }()
 	if f.updateURL != "" {
 		uctx, stop := context.WithCancel(ctx)
 		defer stop()
