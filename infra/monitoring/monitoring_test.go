@@ -24,6 +24,7 @@ var requiredAlerts = []string{
 	"PosternMeshNodeDown", "PosternMeshNodeDeadInGossip", "PosternConnectorDown", "PosternNoConnectorForGroup",
 	"PosternConnectorHandshakeStale", "PosternCatalogReloadFailing", "PosternHigh5xxRatio",
 	"PosternTruncatedResponses", "PosternAuthFailuresSpike", "PosternNodeCredentialExpiresSoon",
+	"PosternTLSCertificateExpiresSoon",
 }
 
 // exported reads the metric names meshd and connectord export

@@ -185,6 +185,18 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	return nil, fmt.Errorf("acmecert: no certificate for %q", host)
 }
 
+// Expiries returns the not-after time of every certificate held, by host:
+// those loaded from Dir at start and those obtained or renewed since.
+func (m *Manager) Expiries() map[string]time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]time.Time, len(m.certs))
+	for host, c := range m.certs {
+		out[host] = c.Leaf.NotAfter
+	}
+	return out
+}
+
 // Certificate returns the certificate held for host, or nil.
 func (m *Manager) Certificate(host string) *tls.Certificate { return m.cert(host) }
 

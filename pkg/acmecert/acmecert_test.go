@@ -114,6 +114,21 @@ func TestPebble(t *testing.T) {
 	if _, s, err := get(t, addr, "smartmoney.example.test", roots); err != nil || s != serial1 {
 		t.Fatalf("before renewal: serial %s (%v), want %s", s, err, serial1)
 	}
+	// expiriesHeld checks that Expiries lists exactly the certificates m
+	// holds now, each with its leaf's not-after (the expiry metric).
+	expiriesHeld := func(m *acmecert.Manager, what string, hosts ...string) {
+		t.Helper()
+		got := m.Expiries()
+		if len(got) != len(hosts) {
+			t.Errorf("%s: Expiries lists %v, want %v", what, got, hosts)
+		}
+		for _, h := range hosts {
+			if c := m.Certificate(h); c == nil || !got[h].Equal(c.Leaf.NotAfter) {
+				t.Errorf("%s: Expiries()[%s] = %v, want the held certificate's not-after", what, h, got[h])
+			}
+		}
+	}
+	expiriesHeld(m, "before renewal", "smartmoney.example.test", "mesh.example.test")
 	// 61 of 90 days later, less than a third is left: renewed.
 	clk.Add(61 * 24 * time.Hour)
 	m.Check(t.Context())
@@ -121,6 +136,10 @@ func TestPebble(t *testing.T) {
 	if err != nil || serial2 == serial1 {
 		t.Fatalf("after renewal: serial %s (%v), want a new one; %s", serial2, err, logs)
 	}
+	if c := m.Certificate("smartmoney.example.test"); c == nil || c.Leaf.SerialNumber.String() != serial2 {
+		t.Fatal("the renewed certificate is not the one held")
+	}
+	expiriesHeld(m, "after renewal", "smartmoney.example.test", "mesh.example.test")
 	// The ACME server is gone when the next renewal is due: the renewed
 	// certificate stays in use, and the failure is logged.
 	pebble.Stop()
@@ -138,4 +157,5 @@ func TestPebble(t *testing.T) {
 	if c := m2.Certificate("smartmoney.example.test"); c == nil || c.Leaf.SerialNumber.String() != serial2 {
 		t.Fatalf("after a restart: got %v, want the stored certificate %s", c, serial2)
 	}
+	expiriesHeld(m2, "after a restart", "smartmoney.example.test", "mesh.example.test")
 }

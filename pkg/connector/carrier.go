@@ -86,7 +86,7 @@ func (c *Connector) probeUDP(ctx context.Context, link *meshLink) {
 		return
 	}
 	link.carrier.Store(streambind.CarrierUDP)
-	c.logger.Info("carrier_changed", "mesh_url", link.url, "mesh_node", link.nodeID, "from", streambind.CarrierStream, "carrier", streambind.CarrierUDP)
+	c.logger.Info("carrier_changed", "mesh_url", link.url, "mesh_node", link.nodeID, "from_carrier", streambind.CarrierStream, "carrier", streambind.CarrierUDP)
 }
 
 func (c *Connector) peer(link *meshLink) wgnet.Peer {

@@ -407,7 +407,7 @@ func (c *Connector) mergeNodes(nodes []enroll.NodeInfo, from string) {
 		c.logger.Warn("state_save_failed", "error", err)
 	}
 	if changed {
-		c.logger.Info("mesh_nodes_learned", "mesh_nodes", len(merged), "from", from)
+		c.logger.Info("mesh_nodes_learned", "mesh_nodes", len(merged), "mesh_url", from)
 		c.kickManager()
 	}
 }

@@ -46,6 +46,7 @@ const (
 	session    = module + "/pkg/session"
 	mint       = module + "/pkg/session/mint"
 	gossip     = "github.com/postern/postern/pkg/gossip"
+	grpc       = "google.golang.org/grpc"
 )
 
 // devOnly are the packages of the demo, the tests and the benchmarks: the
@@ -91,6 +92,14 @@ func depRules() []depRule {
 			GOOS:    []string{"linux", "windows"},
 			Deny:    append([]string{memberlist, goOIDC, session, gossip, module + "/pkg/authfn"}, devOnly...),
 			Why:     "the connector runs on internal hosts and must hold no gossip keyring, session-signing or OIDC code, and no development or test code",
+		},
+		{
+			Name:    "binaries-without-grpc",
+			Pattern: "./meshd ./connectord",
+			Dir:     "meshd",
+			GOOS:    []string{"linux", "windows"},
+			Deny:    []string{grpc},
+			Why:     "tracing exports over OTLP/HTTP with pkg/tracing's own exporter; the OpenTelemetry exporter and the OTLP collector service package link gRPC, 5 MB in each binary for a protocol Postern does not speak",
 		},
 		{
 			Name:    "meshd",
@@ -147,6 +156,10 @@ func TestCheckDepsDetects(t *testing.T) {
 		{"./pkg/wgkey", []string{wireguard, gvisor, memberlist}, nil},
 		// The demo command links what meshd must not.
 		{"./meshd/demo", []string{mint, module + "/pkg/harness", zitadel}, []string{mint, module + "/pkg/harness", zitadel}},
+		// The test receiver decodes with the collector's service package,
+		// which links gRPC; the exporter does not.
+		{"./pkg/tracing/tracingtest", []string{grpc}, []string{grpc}},
+		{"./pkg/tracing", []string{grpc}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pattern, func(t *testing.T) {

@@ -257,11 +257,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, app *catalog
 	if app.Kind == catalog.KindTCP {
 		path, raw = "/", "/" // a TCP app has no paths
 	}
-	span := h.policySpan(r.Context())
 	d := app.Policy.Decide(id, policy.Request{RawPath: raw, Path: path, ClientIP: clientAddr(st.clientIP), Now: h.cfg.Now()})
-	if span != nil {
-		endPolicySpan(span, d.Allow, d.Rule)
-	}
 	st.decision = decision{result: resultAllow, reason: reasonPolicy, rule: d.Rule, detail: d.Reason, principal: id.PrincipalType()}
 	if d.Allow {
 		return id

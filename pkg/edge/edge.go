@@ -158,6 +158,9 @@ type reqState struct {
 	tcp       bool       // a TCP stream: log bytes_up and bytes_down
 	span      trace.Span // the request's server span; nil when tracing is off
 	traceID   string     // span's trace id (hex), for the logs; "" when tracing is off
+	// The request's method, host and path as it arrived, for span's
+	// attributes (set when it ends).
+	spanMethod, spanHost, spanPath string
 }
 
 type stateKey struct{}
@@ -216,7 +219,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if app.PreAuth == catalog.PreAuthPassthrough {
 		st.decision = decision{result: resultAllow, reason: reasonPassthrough}
 	} else {
-		if st.id = h.tracedAuthenticate(rw, r, app, st); st.id == nil {
+		if st.id = h.authenticate(rw, r, app, st); st.id == nil {
 			h.logAccess(r, rw, st, start)
 			return
 		}

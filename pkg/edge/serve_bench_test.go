@@ -77,9 +77,11 @@ func benchServe(b *testing.B, configure func(Config) Config) {
 	serve()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU()
 	for b.Loop() {
 		serve()
 	}
+	cpu.report(b)
 }
 
 var _ = session.AppClaims{} // the helper's token type, kept for older commits' builds

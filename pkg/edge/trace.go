@@ -8,16 +8,20 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/postern/postern/pkg/catalog"
-	"github.com/postern/postern/pkg/session"
 	"github.com/postern/postern/pkg/tracing"
 )
 
 // Tracing (Config.Tracer). Each request to an app gets a server span,
-// "edge" at the node the user reached and "relay" at a relay node, with
-// children for the sign-in or bearer check ("auth"), the policy decision
-// ("policy"), each routing choice ("route") and each attempt through the
-// tunnel ("tunnel"), whose context goes to the connector in traceparent.
+// "edge" at the node the user reached and "relay" at a relay node, with a
+// child per attempt through the tunnel ("tunnel"), whose context goes to
+// the connector in traceparent. The sign-in check, the policy decision
+// and each routing choice are attributes, not spans: they take
+// microseconds, do no I/O, and a span each cost more than half of
+// tracing's whole per-request price (BenchmarkServeTracing). The request's
+// span carries postern.auth (cookie, bearer, cli), postern.decision,
+// postern.reason and postern.rule; each tunnel span postern.path (the
+// connector, or the relay node, picked); a request no path was left for
+// gets a "no_path" event.
 // A client's traceparent is the parent only for an app with
 // trust_trace_headers; a relay node always continues the first node's.
 // With Tracer nil all of this is skipped behind one nil check, and the
@@ -32,12 +36,12 @@ func (h *Handler) startSpan(r *http.Request, st *reqState, name string, trusted 
 		ctx, _ = tracing.Extract(ctx, r.Header)
 		root = trace.WithSpanKind(trace.SpanKindServer) // already set: a no-op
 	}
-	// Few attributes, set at start: each costs allocations here and in
-	// the exporter. The node is a resource attribute (postern.node), set
-	// once per process, not per span.
-	ctx, st.span = h.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), root, trace.WithAttributes(
-		attribute.String("http.request.method", r.Method), attribute.String("server.address", r.Host),
-		attribute.String("url.path", r.URL.Path), attribute.String("postern.request_id", st.rid), attribute.String("postern.app", st.app.ID)))
+	// No attributes at start: they are all set in one call at the end
+	// (endSpan), which costs the SDK one allocation instead of three. The
+	// node is a resource attribute (postern.node), set once per process,
+	// not per span.
+	ctx, st.span = h.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), root)
+	st.spanMethod, st.spanHost, st.spanPath = r.Method, r.Host, r.URL.Path
 	if sc := st.span.SpanContext(); sc.IsValid() {
 		st.traceID = sc.TraceID().String()
 	}
@@ -50,13 +54,23 @@ func (st *reqState) endSpan(status int) {
 		return
 	}
 	if st.span.IsRecording() {
-		attrs := [4]attribute.KeyValue{attribute.Int("http.response.status_code", status)}
-		n := 1
+		attrs := [11]attribute.KeyValue{
+			attribute.String("http.request.method", st.spanMethod), attribute.String("server.address", st.spanHost),
+			attribute.String("url.path", st.spanPath), attribute.String("postern.request_id", st.rid), attribute.String("postern.app", st.app.ID),
+			attribute.Int("http.response.status_code", status),
+		}
+		n := 6
 		if st.connector != "" {
 			attrs[n], n = attribute.String("postern.connector", st.connector), n+1
 		}
+		if st.via != "" {
+			attrs[n], n = attribute.String("postern.auth", st.via), n+1
+		}
 		if st.decision.result != "" {
 			attrs[n], attrs[n+1], n = attribute.String("postern.decision", st.decision.result), attribute.String("postern.reason", st.decision.reason), n+2
+			if st.decision.rule != "" {
+				attrs[n], n = attribute.String("postern.rule", st.decision.rule), n+1
+			}
 		}
 		st.span.SetAttributes(attrs[:n]...)
 		if status >= 500 {
@@ -64,39 +78,6 @@ func (st *reqState) endSpan(status int) {
 		}
 	}
 	st.span.End()
-}
-
-// tracedAuthenticate runs authenticate inside an "auth" span when tracing
-// is on.
-func (h *Handler) tracedAuthenticate(w http.ResponseWriter, r *http.Request, app *catalog.App, st *reqState) *session.Identity {
-	if h.cfg.Tracer == nil {
-		return h.authenticate(w, r, app, st)
-	}
-	ctx, span := h.cfg.Tracer.Start(r.Context(), "auth")
-	defer span.End()
-	id := h.authenticate(w, r.WithContext(ctx), app, st)
-	if st.via != "" && span.IsRecording() {
-		span.SetAttributes(attribute.String("postern.auth", st.via)) // the decision is on the request's span
-	}
-	return id
-}
-
-// policySpan starts the "policy" span of a policy decision, or returns
-// nil when tracing is off.
-func (h *Handler) policySpan(ctx context.Context) trace.Span {
-	if h.cfg.Tracer == nil {
-		return nil
-	}
-	_, span := h.cfg.Tracer.Start(ctx, "policy")
-	return span
-}
-
-// endPolicySpan ends a policy span with the decision.
-func endPolicySpan(span trace.Span, allow bool, rule string) {
-	if span.IsRecording() {
-		span.SetAttributes(attribute.Bool("postern.allow", allow), attribute.String("postern.rule", rule))
-	}
-	span.End()
 }
 
 // filterTraceHeaders decides the trace headers of a request sent into the
@@ -117,24 +98,16 @@ func filterTraceHeaders(ctx context.Context, in, out http.Header, st *reqState) 
 	tracing.Inject(pctx, out)
 }
 
-// routeSpan records one routing choice: the path picked for an attempt
-// (a local connector, or a relay through another node), or none.
-func (t *tunnelTransport) routeSpan(ctx context.Context, c Path) {
-	if c == nil {
-		_, span := t.tracer.Start(ctx, "route")
-		span.SetStatus(codes.Error, "no path")
-		span.End()
-		return
-	}
-	_, span := t.tracer.Start(ctx, "route", trace.WithAttributes(attribute.String("postern.path", c.String())))
-	span.End()
+// noPath records on the request's span that no path was left for an
+// attempt.
+func noPath(ctx context.Context) {
+	trace.SpanFromContext(ctx).AddEvent("no_path")
 }
 
-// attemptSpan starts the "tunnel" span of one attempt (the route span
-// before it names the path) and returns out carrying it, in its context
-// and in traceparent. The first attempt sets the header in place; a retry
-// sets it in a copy, as an earlier attempt's transport may still read the
-// headers it was given.
+// attemptSpan starts the "tunnel" span of one attempt and returns out
+// carrying it (EndRoundTrip names the path when it ends the span), in its context and in traceparent. The first
+// attempt sets the header in place; a retry sets it in a copy, as an
+// earlier attempt's transport may still read the headers it was given.
 func (t *tunnelTransport) attemptSpan(out *http.Request) (*http.Request, trace.Span) {
 	ctx, span := t.tracer.Start(out.Context(), "tunnel", trace.WithSpanKind(trace.SpanKindClient))
 	out = out.WithContext(ctx)

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/pkg/accesslog"
@@ -63,10 +64,10 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			// not declared lost since.
 			c, leftBy = revisit(leftBy)
 		}
-		if t.tracer != nil {
-			t.routeSpan(req.Context(), c)
-		}
 		if c == nil {
+			if t.tracer != nil {
+				noPath(req.Context())
+			}
 			break
 		}
 		tried = append(tried, c)
@@ -167,7 +168,7 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 		resp, err = nil, errRelayNoConnector
 		gotConn.Store(false)
 	}
-	tracing.EndRoundTrip(span, resp, err)
+	tracing.EndRoundTrip(span, resp, err, attribute.String("postern.path", c.String()))
 	if err == nil {
 		cut := func() bool { return false }
 		if resp.StatusCode == http.StatusSwitchingProtocols {

@@ -140,7 +140,7 @@ func (c *Cluster) broadcastEntries(ws []wireAttach, dir string) {
 	for _, w := range ws {
 		msg, err := encodeMsg(kindAttachment, w)
 		if err != nil || len(msg) > maxMessageBytes {
-			c.log.Warn("gossip attachment too large to broadcast", "connector", w.Connector, "bytes", len(msg))
+			c.log.Warn("gossip_attachment_too_large", "connector", w.Connector, "message_bytes", len(msg))
 			continue
 		}
 		c.queue.QueueBroadcast(&keyedBroadcast{key: "a\x00" + w.Node + "\x00" + w.Connector, msg: msg})
@@ -204,7 +204,7 @@ func (c *Cluster) mergeEntriesList(ws []wireAttach) []wireAttach {
 		for range dropped {
 			c.metrics.message("attachment", "refused")
 		}
-		c.log.Debug("gossip dropped attachment entries with bad signatures", "count", dropped)
+		c.log.Debug("gossip_attachments_dropped", "reason", "bad_signature", "entries", dropped)
 	}
 	now := c.cfg.Now()
 	var accepted []wireAttach

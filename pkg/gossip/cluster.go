@@ -142,7 +142,7 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("gossip: new: create memberlist: %w", err)
 	}
 	c.metaSent = c.cfg.Now()
-	logger.Info("gossip listening", "addr", c.Addr(), "region", cfg.Meta.Region, "encrypted", len(cfg.Keys) > 0)
+	logger.Info("gossip_listening", "gossip_addr", c.Addr(), "region", cfg.Meta.Region, "encrypted", len(cfg.Keys) > 0)
 	return c, nil
 }
 
@@ -289,9 +289,9 @@ func (c *Cluster) rejoin(ctx context.Context) {
 	}
 	n, err := c.joinAddrs(ctx, addrs)
 	if n > 0 {
-		c.log.Info("gossip rejoined", "contacted", n, "candidates", len(addrs))
+		c.log.Info("gossip_rejoined", "contacted", n, "candidates", len(addrs))
 	} else if err != nil {
-		c.log.Debug("gossip rejoin failed", "candidates", len(addrs), "err", err)
+		c.log.Debug("gossip_rejoin_failed", "candidates", len(addrs), "error", err)
 	}
 }
 
@@ -344,13 +344,13 @@ func (c *Cluster) expireCredentials(now time.Time) {
 	}
 	c.mu.Unlock()
 	for _, id := range expired {
-		c.log.Warn("gossip member credential expired; ignoring it until it presents a new one", "peer", id)
+		c.log.Warn("gossip_member_credential_expired", "peer_node", id, "reason", "ignored until it presents a new credential")
 	}
 	if len(expired) > 0 {
 		c.notify()
 	}
 	if own := c.cfg.Identity.Credential.Expires; own.Sub(now) < 7*24*time.Hour {
-		c.log.Warn("gossip: this node's credential expires soon; mint a new one with \"meshd node credential\"", "expires", own)
+		c.log.Warn("node_credential_expires_soon", "credential_expires", own, "reason", "mint a new one with meshd node credential")
 	}
 }
 
@@ -424,7 +424,7 @@ func (c *Cluster) announceMetaLocked() {
 	c.metaDirty = false
 	c.metaSent = c.cfg.Now()
 	if err := c.ml.UpdateNode(updateTimeout); err != nil {
-		c.log.Debug("gossip meta update not yet sent", "err", err)
+		c.log.Debug("gossip_meta_update_deferred", "error", err)
 	}
 	c.notify()
 }
@@ -504,7 +504,7 @@ func (c *Cluster) broadcastRevocations(recs []revoke.Record, dir string) {
 			msg, err = c.seal(kindRevoke, recs[:n])
 		}
 		if err != nil || len(msg) > maxMessageBytes {
-			c.log.Warn("gossip revocation too large to broadcast", "subject_kind", recs[0].Kind, "bytes", len(msg))
+			c.log.Warn("gossip_revocation_too_large", "kind", recs[0].Kind, "message_bytes", len(msg))
 		} else {
 			c.queue.QueueBroadcast(&uniqueBroadcast{msg: msg})
 			c.metrics.message("revocation", dir)
@@ -529,7 +529,7 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	if err := c.ml.Leave(timeout); err != nil {
 		return fmt.Errorf("gossip: leave: %w", err)
 	}
-	c.log.Info("gossip left cluster")
+	c.log.Info("gossip_left")
 	return nil
 }
 
@@ -553,7 +553,7 @@ func (c *Cluster) announceLeave(boot int64, wait time.Duration) {
 		go func(n *memberlist.Node) {
 			defer wg.Done()
 			if err := c.ml.SendReliable(n, msg); err != nil {
-				c.log.Debug("gossip leave notice not sent", "peer", n.Name, "err", err)
+				c.log.Debug("gossip_leave_notice_failed", "peer_node", n.Name, "error", err)
 			}
 		}(n)
 	}

@@ -47,7 +47,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 	case kindAttachment:
 		var w wireAttach
 		if err := decodeMsg(b, &w); err != nil || !w.valid() {
-			c.log.Debug("gossip dropped bad attachment message", "err", err, "bytes", len(b))
+			c.log.Debug("gossip_message_dropped", "error", err, "message_bytes", len(b))
 			return
 		}
 		c.metrics.message("attachment", "in")
@@ -85,14 +85,14 @@ func (d *delegate) NotifyMsg(b []byte) {
 		c.metrics.message("leave", "in")
 		c.noteLeave(l.ID, l.Boot, c.cfg.Now())
 	default:
-		c.log.Debug("gossip dropped message of unknown kind", "kind", int(b[0]), "bytes", len(b))
+		c.log.Debug("gossip_message_dropped", "message_kind", int(b[0]), "message_bytes", len(b))
 	}
 }
 
 // refused counts and logs a message that did not verify.
 func (c *Cluster) refused(kind string, err error) {
 	c.metrics.message(kind, "refused")
-	c.log.Debug("gossip refused a message", "kind", kind, "err", err)
+	c.log.Debug("gossip_message_refused", "kind", kind, "error", err)
 }
 
 // GetBroadcasts returns queued broadcasts to piggyback on gossip.
@@ -122,7 +122,7 @@ func (d *delegate) LocalState(join bool) []byte {
 	}
 	b, err := c.seal(kindState, st)
 	if err != nil {
-		c.log.Debug("gossip could not encode state", "err", err)
+		c.log.Debug("gossip_state_encode_failed", "error", err)
 		return nil
 	}
 	c.metrics.message("state", "out")
@@ -137,7 +137,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 		return
 	}
 	if buf[0] != kindState {
-		c.log.Debug("gossip dropped state of unknown kind", "kind", int(buf[0]))
+		c.log.Debug("gossip_state_dropped", "message_kind", int(buf[0]))
 		return
 	}
 	var st wireState
@@ -181,7 +181,7 @@ func (c *Cluster) mergeTokens(ts []authority.UsedToken, from string) {
 		}
 	}
 	if err := c.cfg.Tokens.Merge(good); err != nil {
-		c.log.Warn("gossip could not merge used tokens", "count", len(good), "from", from, "err", err)
+		c.log.Warn("gossip_used_tokens_merge_failed", "entries", len(good), "peer_node", from, "error", err)
 	}
 }
 
@@ -203,12 +203,12 @@ func (c *Cluster) mergeRevocations(rs []revoke.Record, from string) []revoke.Rec
 		if r.Proof != "" {
 			e, err := c.cfg.Verifier.VerifyRevocation(r.Proof)
 			if err != nil {
-				c.log.Warn("gossip refused a revocation", "from", from, "kind", r.Kind, "err", err)
+				c.log.Warn("gossip_revocation_refused", "peer_node", from, "kind", r.Kind, "error", err)
 				continue
 			}
 			r.Entry = e
 		} else if r.Kind != revoke.KindSession {
-			c.log.Warn("gossip refused a revocation without the authority's signature", "from", from, "kind", r.Kind)
+			c.log.Warn("gossip_revocation_refused", "peer_node", from, "kind", r.Kind, "reason", "not signed by the mesh authority")
 			continue
 		}
 		good = append(good, r)
@@ -218,10 +218,10 @@ func (c *Cluster) mergeRevocations(rs []revoke.Record, from string) []revoke.Rec
 	}
 	added, err := store.Add(good...)
 	if err != nil {
-		c.log.Warn("gossip could not add every revocation", "from", from, "added", len(added), "err", err)
+		c.log.Warn("gossip_revocations_not_added", "peer_node", from, "entries", len(added), "error", err)
 	}
 	for _, r := range added {
-		c.log.Debug("revocation_learnt", "kind", r.Kind, "subject", r.Subject, "from", from)
+		c.log.Debug("revocation_learnt", "kind", r.Kind, "subject", r.Subject, "peer_node", from)
 	}
 	if len(added) > 0 {
 		c.notify()
@@ -255,7 +255,7 @@ func (d *delegate) NotifyJoin(n *memberlist.Node) {
 	c.setNodeLocked(n, meta, cred, StateAlive)
 	c.mu.Unlock()
 	if n.Name != c.cfg.Meta.ID {
-		c.log.Info("gossip member joined", "peer", n.Name, "region", meta.Region, "addr", n.Address())
+		c.log.Info("gossip_member_joined", "peer_node", n.Name, "region", meta.Region, "gossip_addr", n.Address())
 	}
 	c.notify()
 }
@@ -294,9 +294,9 @@ func (d *delegate) NotifyLeave(n *memberlist.Node) {
 	c.mu.Unlock()
 	c.coord.ForgetNode(n.Name)
 	if state == StateLeft {
-		c.log.Info("gossip member left", "peer", n.Name, "region", region)
+		c.log.Info("gossip_member_left", "peer_node", n.Name, "region", region)
 	} else {
-		c.log.Info("gossip member failed", "peer", n.Name, "region", region)
+		c.log.Info("gossip_member_failed", "peer_node", n.Name, "region", region)
 	}
 	c.notify()
 }
@@ -374,11 +374,11 @@ func (d *delegate) NotifyPingComplete(other *memberlist.Node, rtt time.Duration,
 	var co coordinate.Coordinate
 	if err := json.Unmarshal(payload[1:], &co); err != nil || !co.IsValid() ||
 		!co.IsCompatibleWith(c.coord.GetCoordinate()) {
-		c.log.Debug("gossip dropped bad coordinate", "peer", other.Name, "err", err)
+		c.log.Debug("gossip_coordinate_dropped", "peer_node", other.Name, "error", err)
 		return
 	}
 	if _, err := c.coord.Update(other.Name, &co, rtt); err != nil {
-		c.log.Debug("gossip coordinate update rejected", "peer", other.Name, "err", err)
+		c.log.Debug("gossip_coordinate_rejected", "peer_node", other.Name, "error", err)
 		return
 	}
 	c.mu.Lock()

@@ -2,10 +2,12 @@ package harness
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +61,29 @@ func TestACMECertificatesFollowCatalogue(t *testing.T) {
 	if _, _, err := get("payroll.example.test"); err == nil {
 		t.Fatal("a host outside the catalogue got a certificate Pebble's root verifies")
 	}
+	// The expiry gauge names the ACME certificate just served and the
+	// file one, each with its leaf's not-after.
+	served := func(host string) time.Time {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].NotAfter
+	}
+	metrics := metricsOf(t, h)
+	for _, want := range []string{
+		fmt.Sprintf(`postern_tls_certificate_expiry_timestamp_seconds{name="smartmoney.example.test",source="acme"} %s`, promFloat(served("smartmoney.example.test"))),
+		fmt.Sprintf(`postern_tls_certificate_expiry_timestamp_seconds{name="localhost",source="file"} %s`, promFloat(h.cert.Leaf.NotAfter)),
+	} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(metrics, "postern_tls_certificate"))
+		}
+	}
+	if strings.Contains(metrics, `name="payroll.example.test"`) {
+		t.Error("an expiry gauge for a host with no certificate")
+	}
 	if strings.Contains(pebble.Logs(), "payroll.example.test") {
 		t.Fatal("a host outside the catalogue caused an ACME order")
 	}
@@ -86,3 +111,7 @@ func TestACMECertificatesFollowCatalogue(t *testing.T) {
 		t.Fatalf("the app added to the catalogue got no ACME certificate: %v (last: %v); pebble: %s", err, last, pebble.Logs())
 	}
 }
+
+// promFloat formats t's Unix seconds as the text exposition writes a
+// gauge's value.
+func promFloat(t time.Time) string { return strconv.FormatFloat(float64(t.Unix()), 'g', -1, 64) }

@@ -2,13 +2,16 @@ package harness
 
 import (
 	"bufio"
+	"fmt"
 	"log/slog"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postern/postern/pkg/reqid"
+	"github.com/postern/postern/pkg/simnet"
 	"github.com/postern/postern/pkg/testkit"
 )
 
@@ -133,3 +136,48 @@ func checkLogSchema(t *testing.T, schema map[string]string, records []map[string
 
 // traceID is the form of a W3C trace id, as the logs write it.
 var traceID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// TestLogSchemaCluster is TestLogSchema across a cluster: two gossiping
+// mesh nodes (debug level) and a connector attached to one of them, a
+// request relayed from the other through the tunnel, and the audit
+// stream. Every log line and every audit record is checked against
+// docs/logs.md; the gossip's, the mesh peers', the relay's and the
+// audit's lines must be among them.
+func TestLogSchemaCluster(t *testing.T) {
+	schema := logSchema(t)
+	backend := newTraceBackend(t)
+	logs, audit := &SyncBuffer{}, &SyncBuffer{}
+	extra := fmt.Sprintf("  - id: traced\n    host: traced.localhost\n    internal_url: %s\n    connector_group: %s\n    preauth: passthrough\n", backend.URL, RelayGroup)
+	h := start(t, Options{Topology: RelayTopology(simnet.NewNetwork(ZeroMatrix(), 1)), ExtraCatalog: extra,
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Audit: audit})
+	if err := h.WaitConverged(t.Context(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.CheckRelay(); err != nil {
+		t.Fatal(err)
+	}
+	s := &tracedSystem{h: h, logs: logs, audit: audit}
+	seen := s.send(t, "traced.localhost")
+	// The relaying node's access line is written after the response.
+	testkit.WaitFor(t, 30*time.Second, "the relayed request's access lines", func() bool {
+		return strings.Count(logs.String(), seen.RequestID) >= 3
+	})
+	got := checkLogSchema(t, schema, testkit.Records(t, logs.String(), nil))
+	for _, m := range []string{"access", "request", "gossip_listening", "gossip_member_joined", "mesh_peer_added", "connector_attached"} {
+		if !got[m] {
+			t.Errorf("no %q line in the run: the test checked less than it claims", m)
+		}
+	}
+	relayed := false
+	for _, r := range testkit.Records(t, logs.String(), nil) {
+		if r["msg"] == "access" && r["request_id"] == seen.RequestID && r["relayed"] == true {
+			relayed = true
+		}
+	}
+	if !relayed {
+		t.Error("no access line of the request says it was relayed")
+	}
+	if got := checkLogSchema(t, schema, testkit.Records(t, audit.String(), nil)); !got["access_decision"] {
+		t.Errorf("no access_decision record in the audit stream: %v", got)
+	}
+}

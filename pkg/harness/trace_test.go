@@ -122,8 +122,8 @@ func parentOf(t *testing.T, seen seenTrace) (traceID, spanID string) {
 // chain is the span names of a relayed request, in the order of the
 // hops, with the service and node that must record each.
 var relayedSpans = []struct{ name, service, node string }{
-	{"edge", "meshd", RelayNodeA}, {"route", "meshd", RelayNodeA}, {"tunnel", "meshd", RelayNodeA},
-	{"relay", "meshd", RelayNodeB}, {"route", "meshd", RelayNodeB}, {"tunnel", "meshd", RelayNodeB},
+	{"edge", "meshd", RelayNodeA}, {"tunnel", "meshd", RelayNodeA},
+	{"relay", "meshd", RelayNodeB}, {"tunnel", "meshd", RelayNodeB},
 	{"connector", "connectord", ""}, {"backend", "connectord", ""},
 }
 
@@ -192,10 +192,8 @@ func TestTraceRelayed(t *testing.T) {
 		if p := sp["edge@A"].ParentID; p != "" {
 			t.Errorf("edge: got parent %q, want a root (the client's traceparent is not trusted for this app)", p)
 		}
-		parentIs("route@A", "edge@A")
 		parentIs("tunnel@A", "edge@A")
 		parentIs("relay@B", "tunnel@A")
-		parentIs("route@B", "relay@B")
 		parentIs("tunnel@B", "relay@B")
 		parentIs("connector@", "tunnel@B")
 		parentIs("backend@", "connector@")
@@ -217,8 +215,13 @@ func TestTraceRelayed(t *testing.T) {
 		if edge.Attrs["postern.request_id"] != seen.RequestID || edge.Attrs["postern.app"] != "traced" || edge.Attrs["http.response.status_code"] != "200" {
 			t.Errorf("edge attributes %v, want request id %s, app traced, status 200", edge.Attrs, seen.RequestID)
 		}
-		if got := sp["route@A"].Attrs["postern.path"]; got == "" {
-			t.Error("route@A names no path")
+		for _, k := range []string{"tunnel@A", "tunnel@B"} {
+			if got := sp[k].Attrs["postern.path"]; got == "" {
+				t.Errorf("%s names no path", k)
+			}
+		}
+		if got := edge.Attrs["postern.decision"]; got != "allow" {
+			t.Errorf("edge: got decision %q, want allow", got)
 		}
 		checkTraceInLogs(t, s, seen.RequestID, traceID)
 		// The request lines, which carry the trace ids, match the

@@ -202,6 +202,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descCatFailed
 	ch <- descCatStale
 	ch <- descCredExpiry
+	ch <- descCertExpiry
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -263,4 +264,5 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	if exp := c.n.cfg.NodeCredential.Expires; !c.n.cfg.NodeCredential.IsZero() {
 		ch <- prometheus.MustNewConstMetric(descCredExpiry, prometheus.GaugeValue, float64(exp.Unix()))
 	}
+	c.n.collectCertExpiries(ch)
 }

@@ -177,6 +177,7 @@ type Node struct {
 	logger      *slog.Logger
 	catalog     *catalog.Store
 	acme        *acmecert.Manager // nil without ACME
+	fileCerts   []servedCert      // the --tls-cert certificates' expiries, fixed at start
 	wgKey       wgkey.Private
 	nodeKey     authority.Key
 	revoked     *revoke.List
@@ -236,6 +237,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.loadState(); err != nil {
 		return nil, err
 	}
+	n.fileCerts = fileCertExpiries(n.cfg.TLS) // before ACME wraps it
 	if err := n.bindTransport(); err != nil {
 		return nil, err
 	}

@@ -2,8 +2,10 @@ package tracing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -21,25 +23,43 @@ const DefaultEndpoint = "http://localhost:4318/v1/traces"
 // (os.Getenv in a main):
 //
 //   - OTEL_SDK_DISABLED=true, or OTEL_TRACES_EXPORTER=none: off.
+//
 //   - OTEL_TRACES_EXPORTER=otlp: on, at the endpoint below or
 //     DefaultEndpoint. Unset: on only when an endpoint variable is set
 //     (tracing is off by default, unlike the OpenTelemetry SDK's default).
 //     Any other exporter is an error.
+//
 //   - OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as is), or
 //     OTEL_EXPORTER_OTLP_ENDPOINT (with /v1/traces appended).
+//
 //   - OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL:
 //     only http/protobuf (the default) is supported.
+//
 //   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG: always_on,
 //     always_off, traceidratio, parentbased_always_on (the default),
 //     parentbased_always_off, parentbased_traceidratio; the ratio is in
 //     [0, 1], default 1.
+//
 //   - OTEL_SERVICE_NAME: the service.name.
+//
 //   - OTEL_BSP_SCHEDULE_DELAY: milliseconds a finished span waits to be
 //     exported.
 //
-// The exporter itself reads OTEL_EXPORTER_OTLP_HEADERS,
-// OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_COMPRESSION and the
-// certificate variables, and the resource reads OTEL_RESOURCE_ATTRIBUTES.
+//   - OTEL_EXPORTER_OTLP_HEADERS: key=value pairs separated by commas,
+//     values percent-encoded (the W3C baggage form), sent with every
+//     export.
+//
+//   - OTEL_EXPORTER_OTLP_TIMEOUT: milliseconds one export may take, its
+//     retries included (default 10000).
+//
+//   - OTEL_EXPORTER_OTLP_COMPRESSION: gzip or none (the default).
+//
+//   - OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
+//     and OTEL_EXPORTER_OTLP_CLIENT_KEY: PEM files of the trusted
+//     authorities and of the client certificate and key.
+//
+// Each OTEL_EXPORTER_OTLP_X above also has its OTEL_EXPORTER_OTLP_TRACES_X
+// form, which wins. The resource reads OTEL_RESOURCE_ATTRIBUTES.
 // Errors name the variable and never echo a header value.
 func FromEnv(getenv func(string) string) (Config, error) {
 	var cfg Config
@@ -82,6 +102,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return cfg, err
 	}
 	cfg.Endpoint, cfg.Sampler, cfg.ServiceName = endpoint, s, strings.TrimSpace(getenv("OTEL_SERVICE_NAME"))
+	if err := exporterFromEnv(&cfg, getenv); err != nil {
+		return cfg, err
+	}
 	if d := strings.TrimSpace(getenv("OTEL_BSP_SCHEDULE_DELAY")); d != "" {
 		ms, err := strconv.ParseUint(d, 10, 31)
 		if err != nil {
@@ -90,6 +113,70 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		cfg.BatchTimeout = time.Duration(ms) * time.Millisecond
 	}
 	return cfg, nil
+}
+
+// exporterFromEnv reads the exporter's variables into cfg.
+func exporterFromEnv(cfg *Config, getenv func(string) string) error {
+	// otlpVar returns the traces form of OTEL_EXPORTER_OTLP_<name> if set,
+	// else the general one, and the name of the one read.
+	otlpVar := func(name string) (string, string) {
+		for _, k := range []string{"OTEL_EXPORTER_OTLP_TRACES_" + name, "OTEL_EXPORTER_OTLP_" + name} {
+			if v := strings.TrimSpace(getenv(k)); v != "" {
+				return v, k
+			}
+		}
+		return "", ""
+	}
+	if v, k := otlpVar("HEADERS"); v != "" {
+		h, err := parseHeaders(k, v)
+		if err != nil {
+			return err
+		}
+		cfg.Headers = h
+	}
+	if v, k := otlpVar("TIMEOUT"); v != "" {
+		ms, err := strconv.ParseUint(v, 10, 31)
+		if err != nil || ms == 0 {
+			return fmt.Errorf("tracing: %s %q: want a positive number of milliseconds", k, v)
+		}
+		cfg.ExportTimeout = time.Duration(ms) * time.Millisecond
+	}
+	if v, k := otlpVar("COMPRESSION"); v != "" {
+		if v != "gzip" && v != "none" {
+			return fmt.Errorf("tracing: %s %q: want gzip or none", k, v)
+		}
+		cfg.Compression = v
+	}
+	cfg.CAFile, _ = otlpVar("CERTIFICATE")
+	cfg.ClientCertFile, _ = otlpVar("CLIENT_CERTIFICATE")
+	cfg.ClientKeyFile, _ = otlpVar("CLIENT_KEY")
+	if (cfg.ClientCertFile == "") != (cfg.ClientKeyFile == "") {
+		return errors.New("tracing: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY (or their TRACES_ forms) go together")
+	}
+	return nil
+}
+
+// parseHeaders reads the value of variable k: key=value pairs separated
+// by commas, values percent-encoded. Errors name the variable and the
+// pair's position (or a key), never a value: values are credentials.
+func parseHeaders(k, v string) (map[string]string, error) {
+	h := map[string]string{}
+	for i, pair := range strings.Split(v, ",") {
+		name, val, ok := strings.Cut(pair, "=")
+		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("tracing: %s: pair %d is not key=value", k, i+1)
+		}
+		dec, err := url.PathUnescape(val)
+		if err != nil {
+			return nil, fmt.Errorf("tracing: %s: the value of pair %d is not percent-encoded correctly", k, i+1)
+		}
+		if err := checkHeader(name, dec); err != nil {
+			return nil, fmt.Errorf("tracing: %s: pair %d: %w", k, i+1, err)
+		}
+		h[name] = dec
+	}
+	return h, nil
 }
 
 // checkEndpoint refuses an endpoint that is not an http or https URL with

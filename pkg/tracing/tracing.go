@@ -1,6 +1,7 @@
 // Package tracing is the one home of OpenTelemetry tracing in Postern: it
 // reads the standard OTEL_* environment variables (FromEnv), builds the
-// tracer provider and its OTLP/HTTP exporter (New), and carries W3C trace
+// tracer provider and its OTLP/HTTP exporter (New; the exporter is
+// Postern's own, otlp.go, which links no gRPC), and carries W3C trace
 // context (traceparent, tracestate) in and out of HTTP headers (Extract,
 // Inject, Strip).
 //
@@ -28,7 +29,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -51,9 +51,25 @@ type Config struct {
 	// Attributes are further resource attributes (OTEL_RESOURCE_ATTRIBUTES);
 	// nil means none.
 	Attributes []attribute.KeyValue
-	// ExportTimeout bounds one export; zero means 10s
-	// (OTEL_EXPORTER_OTLP_TIMEOUT, read by the exporter, when set).
+	// ExportTimeout bounds one export, its retries included; zero means
+	// 10s (OTEL_EXPORTER_OTLP_TIMEOUT).
 	ExportTimeout time.Duration
+	// Headers are sent with every export, such as a collector's API key
+	// (OTEL_EXPORTER_OTLP_HEADERS); nil means none. They never appear in
+	// an error or a log line.
+	Headers map[string]string
+	// Compression is "gzip" or "none"; empty means none
+	// (OTEL_EXPORTER_OTLP_COMPRESSION).
+	Compression string
+	// CAFile is a PEM file of the certificate authorities trusted for an
+	// https endpoint; empty means the system's roots
+	// (OTEL_EXPORTER_OTLP_CERTIFICATE).
+	CAFile string
+	// ClientCertFile and ClientKeyFile are the PEM client certificate and
+	// key presented to the collector; empty means none
+	// (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and _CLIENT_KEY; both or
+	// neither).
+	ClientCertFile, ClientKeyFile string
 	// BatchTimeout is the longest a finished span waits before it is
 	// exported; zero means 5s (OTEL_BSP_SCHEDULE_DELAY).
 	BatchTimeout time.Duration
@@ -70,21 +86,17 @@ type Tracing struct {
 }
 
 // New builds the tracer provider of service (the default service.name,
-// "meshd" or "connectord") from cfg. With tracing off it opens nothing.
-// The exporter reads the OTEL_EXPORTER_OTLP_* variables that Config does
-// not carry (headers, certificates, compression, timeout) from the
-// environment itself. Call Shutdown to flush and stop it.
+// "meshd" or "connectord") from cfg, exporting over OTLP/HTTP with
+// Postern's own exporter (otlp.go). With tracing off it opens nothing; on,
+// it reads the certificate files cfg names and opens no connection until
+// the first export. Call Shutdown to flush and stop it.
 func New(ctx context.Context, service string, cfg Config) (*Tracing, error) {
 	if !cfg.Enabled() {
 		return &Tracing{}, nil
 	}
-	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(cfg.Endpoint)}
-	if cfg.ExportTimeout > 0 {
-		opts = append(opts, otlptracehttp.WithTimeout(cfg.ExportTimeout))
-	}
-	exp, err := otlptracehttp.New(ctx, opts...)
+	exp, err := newExporter(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("tracing: exporter: %w", err)
+		return nil, err
 	}
 	name := cfg.ServiceName
 	if name == "" {
@@ -156,16 +168,26 @@ func (t *Tracing) Close(logger *slog.Logger) {
 
 // EndRoundTrip ends span, a client span of one HTTP round trip (nil:
 // tracing is off), with its outcome: err as an error status, or the
-// response's status code.
-func EndRoundTrip(span trace.Span, resp *http.Response, err error) {
+// response's status code; and with up to 3 extra attributes (such as the
+// path the attempt took; more are dropped). Attributes set in one call at
+// the end cost the SDK one allocation; set at start and again at the end,
+// three.
+func EndRoundTrip(span trace.Span, resp *http.Response, err error, extra ...attribute.KeyValue) {
 	if span == nil {
 		return
 	}
-	switch {
-	case err != nil:
+	if span.IsRecording() {
+		var attrs [4]attribute.KeyValue
+		n := copy(attrs[:3], extra)
+		if err == nil && resp != nil {
+			attrs[n], n = attribute.Int("http.response.status_code", resp.StatusCode), n+1
+		}
+		if n > 0 {
+			span.SetAttributes(attrs[:n]...)
+		}
+	}
+	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
-	case resp != nil && span.IsRecording():
-		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 	}
 	span.End()
 }

@@ -5,8 +5,10 @@
 package tracingtest
 
 import (
+	"cmp"
 	"compress/gzip"
 	"encoding/hex"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -46,24 +48,64 @@ type Receiver struct {
 	URL string
 	srv *httptest.Server
 
-	mu    sync.Mutex // guards the following
-	spans []Span
-	bad   []string // why requests were refused
+	mu      sync.Mutex // guards the following
+	spans   []Span
+	bad     []string // why requests were refused
+	raw     []*coltracepb.ExportTraceServiceRequest
+	headers []http.Header
+	script  []Answer
+}
+
+// Answer is a scripted reply to one export request (see Script).
+type Answer struct {
+	// Status is the HTTP status; zero means 200.
+	Status int
+	// Header is added to the reply; nil means none.
+	Header http.Header
+	// Body is the reply's body; nil means an empty
+	// ExportTraceServiceResponse for a 2xx, a short text otherwise.
+	Body []byte
 }
 
 // maxBody bounds one export request.
 const maxBody = 32 << 20
 
 // NewReceiver starts a receiver on 127.0.0.1, closed by tb's cleanup.
-func NewReceiver(tb testing.TB) *Receiver {
+func NewReceiver(tb testing.TB) *Receiver { return newReceiver(tb, false) }
+
+// NewTLSReceiver starts a receiver serving https on 127.0.0.1 with a
+// certificate of its own (CertPEM), closed by tb's cleanup.
+func NewTLSReceiver(tb testing.TB) *Receiver { return newReceiver(tb, true) }
+
+func newReceiver(tb testing.TB, tls bool) *Receiver {
 	tb.Helper()
 	r := &Receiver{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/traces", r.serve)
-	r.srv = httptest.NewServer(mux)
+	r.srv = httptest.NewUnstartedServer(mux)
+	if tls {
+		r.srv.StartTLS()
+	} else {
+		r.srv.Start()
+	}
 	r.URL = r.srv.URL + "/v1/traces"
 	tb.Cleanup(r.srv.Close)
 	return r
+}
+
+// CertPEM returns the PEM certificate of a TLS receiver.
+func (r *Receiver) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.srv.Certificate().Raw})
+}
+
+// Script makes the next len(answers) export requests get these answers,
+// in order, instead of a success; a request answered with a status
+// outside 2xx is decoded (and refused if malformed) but its spans are not
+// kept.
+func (r *Receiver) Script(answers ...Answer) {
+	r.mu.Lock()
+	r.script = append(r.script, answers...)
+	r.mu.Unlock()
 }
 
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
@@ -90,13 +132,57 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		r.refuse(w, "decode: "+err.Error())
 		return
 	}
-	r.add(&msg)
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
+	ans := r.next(req.Header, &msg)
+	ok := ans.Status == 0 || ans.Status/100 == 2
+	if ok {
+		r.add(&msg)
+	}
+	for k, v := range ans.Header {
+		w.Header()[k] = v
+	}
+	out := ans.Body
+	switch {
+	case out == nil && ok:
+		out, _ = proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	case out == nil:
+		out = []byte("scripted failure\n")
+		w.Header().Set("Content-Type", "text/plain")
+	}
 	// No keep-alive: an exporter that was shut down leaves no idle
 	// connection (and goroutines) behind for the tests' leak checks.
 	w.Header().Set("Connection", "close")
+	w.WriteHeader(cmp.Or(ans.Status, http.StatusOK))
 	w.Write(out)
+}
+
+// next records the request and pops the scripted answer, if any.
+func (r *Receiver) next(h http.Header, msg *coltracepb.ExportTraceServiceRequest) Answer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.headers = append(r.headers, h.Clone())
+	r.raw = append(r.raw, msg)
+	if len(r.script) == 0 {
+		return Answer{}
+	}
+	a := r.script[0]
+	r.script = r.script[1:]
+	return a
+}
+
+// Requests returns every export request decoded so far (scripted
+// failures included), as the real OTLP type.
+func (r *Receiver) Requests() []*coltracepb.ExportTraceServiceRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.raw)
+}
+
+// Headers returns the HTTP headers of every request decoded so far.
+func (r *Receiver) Headers() []http.Header {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.headers)
 }
 
 func (r *Receiver) refuse(w http.ResponseWriter, why string) {
