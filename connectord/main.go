@@ -152,6 +152,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	updateEvery := fs.Duration("update-every", 6*time.Hour, "with --update-url: check this often (plus up to half of it at random)")
 	updateTrial := fs.Duration("update-trial-timeout", 2*time.Minute, "with --update-url: a new version must attach within this, or the next start rolls it back")
 	updateMargin := fs.Duration("update-margin", 30*time.Second, "with --update-url: restart only while the group's update slot has the drain, the trial and this left")
+	updateAlone := fs.Bool("update-alone", false, "with --update-url: update even when no other connector of the group serves (the group has no connector while this one restarts); without it the update waits for another connector of the group")
 	return func(ctx context.Context) error {
 		supervised := os.Getenv(update.EnvSupervised) == "1"
 		if supervised {
@@ -165,7 +166,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 			logLevel: *logLevel, carrier: *carrierFlag, udpTimeout: *udpTimeout, probeInterval: *probeInterval,
 			attachK: *attachK, reevaluate: *reevaluate, drainTimeout: *drainTimeout,
 			enrollMesh: *enrollMesh, enrollTokenFile: *enrollTokenFile, updateURL: *updateURL, updateKey: *updateKey,
-			updateEvery: *updateEvery, updateTrial: *updateTrial, updateMargin: *updateMargin})
+			updateEvery: *updateEvery, updateTrial: *updateTrial, updateMargin: *updateMargin, updateAlone: *updateAlone})
 		if supervised && errors.Is(err, update.ErrRestart) {
 			os.Exit(update.RestartExitCode) // drained: the supervisor starts the staged version
 		}
@@ -190,6 +191,7 @@ type runFlags struct {
 	allowAny                                                     bool
 	enrollMesh, enrollTokenFile, updateURL, updateKey            string
 	updateEvery, updateTrial, updateMargin                       time.Duration
+	updateAlone                                                  bool
 	// inSupervisor: run by update.Supervise in its own process (Launch
 	// already decided), so neither supervise nor launch again.
 	inSupervisor bool
@@ -294,7 +296,7 @@ func run(ctx context.Context, f runFlags) error {
 		errc := make(chan error, 1)
 		go func() {
 			errc <- autoUpdate(uctx, c, f.stateDir, f.updateURL, f.updateKey, connector.AutoUpdateConfig{
-				Every: f.updateEvery, TrialTimeout: f.updateTrial, DrainTimeout: f.drainTimeout, Margin: f.updateMargin}, logger)
+				Every: f.updateEvery, TrialTimeout: f.updateTrial, DrainTimeout: f.drainTimeout, Margin: f.updateMargin, Alone: f.updateAlone}, logger)
 		}()
 		rctx, restart := context.WithCancelCause(ctx)
 		defer restart(nil)

@@ -35,6 +35,11 @@ type AutoUpdateConfig struct {
 	// Margin is the further time the slot must have left for a restart to
 	// begin (the exec and the first attach); zero means 30s.
 	Margin time.Duration
+	// Alone lets the connector update when no other connector of its
+	// group serves, leaving the group without service while it restarts;
+	// false (the default) waits until another connector of the group is
+	// attached, alive and not draining.
+	Alone bool
 	// Restart starts the installed binary again (which runs the staged
 	// release on trial). On success it does not return (exec).
 	Restart func() error
@@ -102,7 +107,7 @@ func (c *Connector) AutoUpdate(ctx context.Context, cfg AutoUpdateConfig) error 
 func (c *Connector) restartInSlot(ctx context.Context, cfg AutoUpdateConfig, version string) error {
 	need := cfg.DrainTimeout + cfg.TrialTimeout + cfg.Margin
 	for {
-		slot, err := c.UpdateSlot(ctx, version)
+		slot, err := c.UpdateSlot(ctx, version, cfg.Alone)
 		now := c.cfg.Now()
 		switch {
 		case err != nil:
@@ -119,6 +124,8 @@ func (c *Connector) restartInSlot(ctx context.Context, cfg AutoUpdateConfig, ver
 			return fmt.Errorf("connector: restart into %s: %w", version, cfg.Restart())
 		case slot.Granted:
 			c.logger.Info("update_slot_too_short", "left", slot.Until.Sub(now))
+		case slot.Waiting != "":
+			c.logger.Info("update_waiting", "version", version, "reason", slot.Waiting)
 		}
 		if !backoff.Sleep(ctx, nextSlotWait(slot, now, need)) {
 			return nil

@@ -517,14 +517,15 @@ func (c *Connector) tunnelClient(op string) (*enroll.Client, func(), error) {
 }
 
 // UpdateSlot asks an attached mesh node for the group's current update
-// slot (see enroll.UpdateSlotPath).
-func (c *Connector) UpdateSlot(ctx context.Context, version string) (enroll.UpdateSlotResponse, error) {
+// slot (see enroll.UpdateSlotPath); alone asks for it even when no other
+// connector of the group serves.
+func (c *Connector) UpdateSlot(ctx context.Context, version string, alone bool) (enroll.UpdateSlotResponse, error) {
 	cl, done, err := c.tunnelClient("update slot")
 	if err != nil {
 		return enroll.UpdateSlotResponse{}, err
 	}
 	defer done()
-	return cl.UpdateSlot(ctx, c.State().Credential, version)
+	return cl.UpdateSlot(ctx, c.State().Credential, version, alone)
 }
 
 func (c *Connector) renew(ctx context.Context) error {

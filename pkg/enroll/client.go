@@ -203,10 +203,12 @@ func (c *Client) Renew(ctx context.Context, cred string) (RenewResponse, error) 
 	return resp, err
 }
 
-// UpdateSlot asks, over the tunnel, for the group's current update slot.
-func (c *Client) UpdateSlot(ctx context.Context, cred, version string) (UpdateSlotResponse, error) {
+// UpdateSlot asks, over the tunnel, for the group's current update slot;
+// alone asks for it even when no other connector of the group serves (see
+// UpdateSlotRequest.Alone).
+func (c *Client) UpdateSlot(ctx context.Context, cred, version string, alone bool) (UpdateSlotResponse, error) {
 	var resp UpdateSlotResponse
-	err := c.do(ctx, "update slot", UpdateSlotPath, UpdateSlotRequest{Credential: cred, Version: version}, &resp)
+	err := c.do(ctx, "update slot", UpdateSlotPath, UpdateSlotRequest{Credential: cred, Version: version, Alone: alone}, &resp)
 	return resp, err
 }
 

@@ -145,6 +145,12 @@ type Config struct {
 	// UpdateSlot is the length of the connector groups' update slots
 	// (UpdateSlotPath); zero means UpdateSlotLength.
 	UpdateSlot time.Duration
+	// Serving counts the connectors of group, other than the one with id
+	// except, that serve now (attached, alive, not draining) at any mesh
+	// node. The update slot is refused while it is zero, unless the
+	// connector asks to update alone. Nil counts nothing: every slot is
+	// granted as if asked alone.
+	Serving func(group, except string) int
 	// Now is the clock for rate limiting and durations; nil means time.Now.
 	// Token times follow the Authority's own clock.
 	Now func() time.Time
@@ -162,6 +168,7 @@ type Server struct {
 	attacher Attacher
 	ttl      time.Duration
 	slot     time.Duration
+	serving  func(group, except string) int
 	logger   *slog.Logger
 	limiter  *iplimit.Limiter
 	pings    *iplimit.Limiter
@@ -191,6 +198,7 @@ func NewServer(cfg Config) (*Server, error) {
 		attacher: cfg.Attacher,
 		ttl:      cmp(cfg.CredentialTTL, DefaultCredentialTTL),
 		slot:     cmp(cfg.UpdateSlot, UpdateSlotLength),
+		serving:  cfg.Serving,
 		logger:   cfg.Logger,
 		now:      cfg.Now,
 	}
@@ -580,6 +588,14 @@ func (s *Server) updateSlot(r *http.Request, st *reqState) (any, *apiErr) {
 	}
 	if e := s.fromOwnTunnel(c, st, "ask for an update slot"); e != nil {
 		return nil, e
+	}
+	if !req.Alone && s.serving != nil && s.serving(c.Group, c.ConnectorID) == 0 {
+		// Checked before the slot is redeemed, so that waiting burns no slot.
+		now := s.now()
+		waiting := "no other connector of group " + c.Group + " serves: updating now would leave the group without service"
+		s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printableVersion(req.Version),
+			"granted", false, "reason", waiting)
+		return UpdateSlotResponse{Start: now, Until: now.Add(min(s.slot/4, time.Minute)), Waiting: waiting}, nil
 	}
 	start := s.now().Truncate(s.slot)
 	sum := sha256.Sum256([]byte("update slot\x00" + c.Group + "\x00" + strconv.FormatInt(start.Unix(), 10)))

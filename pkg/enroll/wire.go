@@ -179,6 +179,11 @@ type UpdateSlotRequest struct {
 	Credential string `json:"credential"`
 	// Version is the version it would update to, for the logs.
 	Version string `json:"version"`
+	// Alone lets the connector take the slot even when no other connector
+	// of its group serves: its group then has no connector while it
+	// restarts. Without it the slot is refused (Waiting says why) until
+	// another connector of the group is attached, alive and not draining.
+	Alone bool `json:"alone,omitempty"`
 }
 
 // UpdateSlotResponse answers an UpdateSlotRequest.
@@ -190,6 +195,10 @@ type UpdateSlotResponse struct {
 	// after Until.
 	Start time.Time `json:"start"`
 	Until time.Time `json:"until"`
+	// Waiting, when not empty, says why the slot was not granted although
+	// no other connector holds it (no other connector of the group
+	// serves); the connector asks again after Until.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // RenewRequest is the body of POST RenewPath, sent over the tunnel.

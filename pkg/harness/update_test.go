@@ -279,6 +279,51 @@ func TestSelfUpdateRefusedAndRolledBack(t *testing.T) {
 	}
 }
 
+// TestSelfUpdateWaitsForAnotherConnector: the only connector of its group
+// follows a release signed by the pinned key but never restarts into it:
+// the mesh refuses the group's update slot while no other connector of the
+// group serves (the update would leave the group without service). The
+// connector logs why, asks again, and keeps serving throughout.
+func TestSelfUpdateWaitsForAnotherConnector(t *testing.T) {
+	h := start(t, Options{Connectors: -1, UpdateSlot: 8 * time.Second, DrainTimeout: 5 * time.Second})
+	dir := t.TempDir()
+	bin := buildConnectord(t, dir, "1.0.0")
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := []byte("#!/bin/sh\nexit 3\n") // never started
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	sum := sha256.Sum256(release)
+	manifest, err := update.Sign(update.Manifest{Product: "connectord", Version: "1.1.0", Artifacts: map[string]update.Artifact{
+		runtime.GOOS + "/" + runtime.GOARCH: {URL: srv.URL + "/connectord-1.1.0", SHA256: hex.EncodeToString(sum[:]), Size: int64(len(release))}}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux.HandleFunc("/connectord-1.1.0", func(w http.ResponseWriter, r *http.Request) { w.Write(release) })
+	mux.HandleFunc("/release.json", func(w http.ResponseWriter, r *http.Request) { w.Write(manifest) })
+
+	states, procs := superviseConnectors(t, h, dir, bin, pub, srv.URL+"/release.json")
+	logs := procs[0].logs.String
+	ld := startPacedLoad(t, h, logs)
+	err = WaitFor(t.Context(), 120*time.Second, func() bool { return strings.Count(logs(), `"msg":"update_waiting"`) >= 2 })
+	ok, failed, firstFailure := ld.stop()
+	if err != nil {
+		t.Fatalf("the lone connector did not wait for another connector of its group: %v\n%s", err, logs())
+	}
+	if strings.Contains(logs(), `"msg":"update_restart"`) || committedVersion(states[0]) == "1.1.0" {
+		t.Errorf("the lone connector restarted into the release\n%s", logs())
+	}
+	if !strings.Contains(logs(), "no other connector of group hq serves") {
+		t.Errorf("the wait does not say why\n%s", logs())
+	}
+	if failed != 0 || ok < 10 {
+		t.Errorf("%d of %d requests failed (first: %v)", failed, ok+failed, firstFailure)
+	}
+}
+
 // attachedAfter reports whether the JSON logs have an "attached" line
 // after t.
 func attachedAfter(logs string, t time.Time) bool {

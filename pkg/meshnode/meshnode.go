@@ -427,7 +427,8 @@ func (n *Node) buildServices() error {
 		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: n.logger.With("component", "bearer")})})
 	n.own.AddFunc(n.edge.CloseStreams)
 	ec := enroll.Config{Authority: cfg.Authority, Used: n.used, NodeKey: n.wgKey, Checks: checks{n}, Revoker: n, Attacher: n,
-		CredentialTTL: cfg.CredentialTTL, Logger: n.logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot}
+		CredentialTTL: cfg.CredentialTTL, Logger: n.logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot,
+		Serving: n.servingConnectors}
 	if n.mesh != nil {
 		ec.Redeemer = n.mesh.redeem
 	}
@@ -491,6 +492,26 @@ func (n *Node) Attach(ctx context.Context, c authority.Credential) (enroll.Attac
 		resp.Nodes = []enroll.NodeInfo{{ID: n.cfg.ID, Region: n.cfg.Region}}
 	}
 	return resp, nil
+}
+
+// servingConnectors counts the connectors of group other than except that
+// serve now — attached, alive and not draining — here or, by gossip, at
+// any other node of the cluster (enroll.Config.Serving).
+func (n *Node) servingConnectors(group, except string) int {
+	ids := map[string]bool{}
+	for _, s := range n.pool.Statuses() {
+		if s.Group == group && s.ID != except && s.Alive && !s.Draining {
+			ids[s.ID] = true
+		}
+	}
+	if n.mesh != nil {
+		for _, a := range n.mesh.cluster.Attachments() {
+			if a.Group == group && a.Connector != except && a.Alive && !a.Draining {
+				ids[a.Connector] = true
+			}
+		}
+	}
+	return len(ids)
 }
 
 // Nodes implements enroll.NodeLister: the mesh nodes a connector of the
