@@ -16,15 +16,14 @@ import (
 	"github.com/postern/postern/pkg/testkit"
 )
 
-// TestMeshdConfigFile runs the real meshd binary from a YAML configuration
-// file with one setting from the environment: "meshd config check" shows
-// each setting's source and the catalogue's policy tests, a bad file is
-// refused with its line, "meshd catalog check" fails on a failing policy
-// test, and "meshd run --config" starts and serves its admin address.
-func TestMeshdConfigFile(t *testing.T) {
-	meshd := buildCommand(t, "./meshd")
-	dir := t.TempDir()
-	key := filepath.Join(dir, "authority.key")
+// meshdSetup builds the real meshd and returns it, a directory, an
+// authority key made by "meshd authority init" in it, and the example
+// catalogue.
+func meshdSetup(t *testing.T) (meshd, dir, key string, example []byte) {
+	t.Helper()
+	meshd = buildCommand(t, "./meshd")
+	dir = t.TempDir()
+	key = filepath.Join(dir, "authority.key")
 	if _, errOut, ok := runCommand(t, meshd, "authority", "init", "--out", key); !ok {
 		t.Fatal(errOut)
 	}
@@ -32,6 +31,16 @@ func TestMeshdConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return meshd, dir, key, example
+}
+
+// TestMeshdConfigFile runs the real meshd binary from a YAML configuration
+// file with one setting from the environment: "meshd config check" shows
+// each setting's source and the catalogue's policy tests, a bad file is
+// refused with its line, "meshd catalog check" fails on a failing policy
+// test, and "meshd run --config" starts and serves its admin address.
+func TestMeshdConfigFile(t *testing.T) {
+	meshd, dir, key, example := meshdSetup(t)
 	catPath := filepath.Join(dir, "catalog.yaml")
 	os.WriteFile(catPath, example, 0o644)
 	admin := testkit.FreeAddr(t)
@@ -106,16 +115,7 @@ drain_timeout: 1s
 // the object while the catalogue in force stays.
 func TestMeshdCatalogFromS3(t *testing.T) {
 	const uri = "s3://postern-config/mesh/catalog.yaml"
-	meshd := buildCommand(t, "./meshd")
-	dir := t.TempDir()
-	key := filepath.Join(dir, "authority.key")
-	if _, errOut, ok := runCommand(t, meshd, "authority", "init", "--out", key); !ok {
-		t.Fatal(errOut)
-	}
-	example, err := os.ReadFile("../catalog/testdata/example.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	meshd, dir, key, example := meshdSetup(t)
 	s3 := awstest.New(t)
 	s3.Put("postern-config", "mesh/catalog.yaml", example)
 	admin := testkit.FreeAddr(t)
