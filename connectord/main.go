@@ -197,7 +197,7 @@ type runFlags struct {
 	inSupervisor bool
 }
 
-func run(ctx context.Context, f runFlags) error {
+func run(ctx context.Context, f runFlags) (err error) {
 	carrier, err := streambind.ParseCarrier(f.carrier)
 	if err != nil {
 		return cli.Usagef("--carrier: %v", err)
@@ -289,7 +289,7 @@ func run(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { err = errors.Join(err, c.Close()) }()
 	if f.updateURL != "" {
 		uctx, stop := context.WithCancel(ctx)
 		defer stop()

@@ -21,7 +21,9 @@ func TestOpenAudit(t *testing.T) {
 			t.Fatal(err)
 		}
 		l.Info("access_decision", "n", i)
-		closeFn()
+		if err := closeFn(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -36,7 +38,9 @@ func TestOpenAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	closeFn()
+	if err := closeFn(); err != nil {
+		t.Fatal(err)
+	}
 	if fi, err := os.Stat(fresh); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("new audit file: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
@@ -46,6 +50,8 @@ func TestOpenAudit(t *testing.T) {
 	if l, closeFn, err := openAudit(""); err != nil || l != nil {
 		t.Fatalf("empty --audit-log: %v, %v; want no stream", l, err)
 	} else {
-		closeFn()
+		if err := closeFn(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -92,7 +93,7 @@ type runFlags struct {
 	deploy                                                                                       *deployFlags
 }
 
-func run(ctx context.Context, f runFlags) error {
+func run(ctx context.Context, f runFlags) (err error) {
 	logger, err := newLogger(f.logLevel)
 	if err != nil {
 		return err
@@ -101,7 +102,7 @@ func run(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	defer closeAudit()
+	defer func() { err = errors.Join(err, closeAudit()) }()
 	if f.id == "" {
 		f.id, _ = os.Hostname()
 	}
@@ -180,7 +181,7 @@ func run(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	defer node.Close()
+	defer func() { err = errors.Join(err, node.Close()) }()
 	return node.Run(ctx)
 }
 
@@ -417,16 +418,23 @@ func catalogCheck(path string) error {
 // openAudit opens the audit stream that --audit-log names: nil for "",
 // stdout for "-", else the file, appended to (rotation is left to the
 // platform: logrotate with copytruncate, or the service manager).
-func openAudit(path string) (*slog.Logger, func(), error) {
+func openAudit(path string) (*slog.Logger, func() error, error) {
 	switch path {
 	case "":
-		return nil, func() {}, nil
+		return nil, func() error { return nil }, nil
 	case "-":
-		return slog.New(slog.NewJSONHandler(os.Stdout, nil)), func() {}, nil
+		return slog.New(slog.NewJSONHandler(os.Stdout, nil)), func() error { return nil }, nil
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--audit-log: %w", err)
 	}
-	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
+	closeFn := func() error {
+		// A lost close of a written file can lose the last records: say so.
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("--audit-log: %w", err)
+		}
+		return nil
+	}
+	return slog.New(slog.NewJSONHandler(f, nil)), closeFn, nil
 }

@@ -127,7 +127,7 @@ func serve(ctx context.Context, l net.Listener, h http.Handler, tlsOn bool, logg
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		_ = srv.Shutdown(sctx)
 	}()
 	logger.Info("auth_listening", "addr", l.Addr().String(), "tls", tlsOn)
 	err := srv.Serve(l)

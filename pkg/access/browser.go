@@ -20,6 +20,6 @@ func OpenBrowser(url string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	go cmd.Wait() // reap it; its outcome is the browser's business
+	go func() { _ = cmd.Wait() }() // reap it; its outcome is the browser's business
 	return nil
 }

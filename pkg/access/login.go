@@ -101,7 +101,7 @@ func (c *Client) forget(cr *credential) {
 	defer c.mu.Unlock()
 	if c.cred == cr {
 		c.cred = nil
-		os.Remove(c.cachePath())
+		_ = os.Remove(c.cachePath())
 	}
 }
 
@@ -179,8 +179,8 @@ func (c *Client) signIn(ctx context.Context) (*credential, error) {
 		default:
 		}
 	})}
-	go srv.Serve(l)
-	defer srv.Close()
+	go func() { _ = srv.Serve(l) }() // ErrServerClosed after the deferred Close
+	defer func() { _ = srv.Close() }()
 	q := url.Values{"port": {strconv.Itoa(port)}, "b": {base64.RawURLEncoding.EncodeToString(sum[:])}}
 	start := *c.app
 	start.Path, start.RawQuery = LoginPath, q.Encode()

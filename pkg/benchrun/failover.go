@@ -143,7 +143,7 @@ func openFailover(ctx context.Context, sys System, p Params) (*Row, error) {
 				}
 				killed.Wait()
 				c.CloseIdleConnections()
-				fs.Close()
+				_ = fs.Close()
 			})
 		},
 	}, nil

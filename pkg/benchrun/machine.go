@@ -28,7 +28,7 @@ func DescribeMachine() Machine {
 	m := Machine{CPU: "unknown", Cores: runtime.NumCPU(), GoVersion: runtime.Version(),
 		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		if name := cpuModel(f); name != "" {
 			m.CPU = name
 		}

@@ -106,7 +106,7 @@ func startTopology(ctx context.Context, top *harness.Topology, logger *slog.Logg
 		return nil, err
 	}
 	if err := h.WaitConverged(ctx, convergeTimeout); err != nil {
-		h.Close()
+		_ = h.Close()
 		return nil, err
 	}
 	return h, nil

@@ -142,7 +142,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("benchrun: start system: %w", err)
 	}
-	defer h.Close()
+	defer func() { _ = h.Close() }()
 	ck, err := h.SignIn(ctx, BenchUser)
 	if err != nil {
 		return Report{}, fmt.Errorf("benchrun: sign in: %w", err)
@@ -152,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, fmt.Errorf("benchrun: bearer token: %w", err)
 	}
 	sys := &harnessSystem{h: h, cookie: ck, bearer: tok, tcp: targets, logger: cfg.Logger, matrix: cfg.matrix()}
-	defer sys.Close()
+	defer func() { _ = sys.Close() }()
 	return RunOn(ctx, sys, scs, cfg)
 }
 

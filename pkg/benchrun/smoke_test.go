@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 // comparisons are filled in and the charts are written. No timing is
 // asserted.
 func TestSmokeRealSystem(t *testing.T) {
-	before := runtime.NumGoroutine()
+	leaks := testkit.Goroutines()
 	// Each row ends after 3 requests (a count, not a time window: on a
 	// busy machine a 200 ms window may see no download complete); the
 	// failover row keeps its own minimum window.
@@ -80,7 +79,7 @@ func TestSmokeRealSystem(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	testkit.CheckGoroutines(t, before+2)
+	leaks(t)
 }
 
 // TestSmokeExtraSuite runs the extra suite (stream carrier, relay,
@@ -88,7 +87,7 @@ func TestSmokeRealSystem(t *testing.T) {
 // errors, relay is compared to tunnel, every regions row has its optimum
 // and the latency rows their verdicts. No timing is asserted.
 func TestSmokeExtraSuite(t *testing.T) {
-	before := runtime.NumGoroutine()
+	leaks := testkit.Goroutines()
 	// The default matrix at a tenth of its RTTs; each row ends after 5
 	// requests (a count, not a time window, so that the slowest paths
 	// complete requests too, under -race or on a busy machine).
@@ -137,7 +136,7 @@ func TestSmokeExtraSuite(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	testkit.CheckGoroutines(t, before+2)
+	leaks(t)
 }
 
 // TestSmokeOpenLoop runs one scenario through the real system as an open

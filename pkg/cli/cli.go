@@ -273,7 +273,7 @@ func (a *App) printList(w io.Writer, cmds []Command) {
 	for _, c := range cmds {
 		fmt.Fprintf(tw, "  %s\t%s\n", c.Name, c.Summary)
 	}
-	tw.Flush()
+	_ = tw.Flush()
 }
 
 func (a *App) printCommand(w io.Writer, cmd Command, fs *flag.FlagSet) {

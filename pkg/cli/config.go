@@ -201,7 +201,7 @@ func ApplyConfig(fs *flag.FlagSet, name string, data []byte, src map[string]stri
 		return errors.Join(errs...)
 	}
 	for _, s := range sets {
-		fs.Set(s.flag.Name, s.value)
+		_ = fs.Set(s.flag.Name, s.value) // checkValue accepted it above
 		if src != nil {
 			src[s.flag.Name] = fmt.Sprintf("%s:%d", name, s.line)
 		}
@@ -307,7 +307,7 @@ func (a *App) Settings(name string, args []string) ([]Setting, error) {
 	if err := cl.Parse(args); err != nil {
 		return nil, Usagef("%s", singleDash.ReplaceAllString(err.Error(), "$1--$2"))
 	}
-	fs.Parse(args)
+	_ = fs.Parse(args) // the same arguments parsed without error into cl
 	explicit := map[string]bool{}
 	cl.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	for i, s := range settings {

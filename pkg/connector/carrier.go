@@ -54,7 +54,7 @@ func (c *Connector) connectStream(ctx context.Context, link *meshLink) (streambi
 	if !poll(wctx, func() bool { return c.bind.StreamConnected(link.ep) }) {
 		return "", fmt.Errorf("attach %s: the stream carrier did not connect within %v", link.url, streamWait)
 	}
-	c.node.RemovePeer(link.pub)
+	_ = c.node.RemovePeer(link.pub)
 	if err := c.node.AddPeer(c.peer(link)); err != nil {
 		return "", err
 	}
@@ -73,7 +73,7 @@ func (c *Connector) probeUDP(ctx context.Context, link *meshLink) {
 	ok := poll(pctx, func() bool {
 		rctx, rcancel := context.WithTimeout(pctx, 250*time.Millisecond)
 		defer rcancel()
-		c.node.Ping(rctx, link.pub)
+		_, _ = c.node.Ping(rctx, link.pub)
 		return c.bind.UDPReceived(link.ep) > before
 	})
 	cancel()

@@ -175,7 +175,7 @@ func New(cfg Config) (*Connector, error) {
 		return nil, err
 	}
 	if err := c.open(); err != nil {
-		c.life.Close(c.own.Close, nil)
+		_ = c.life.Close(c.own.Close, nil)
 		return nil, err
 	}
 	c.registerMetrics()
@@ -342,7 +342,7 @@ func (c *Connector) Run(ctx context.Context) error {
 		}
 		sctx, cancel := context.WithTimeout(c.life.Context(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		_ = srv.Shutdown(sctx)
 	})
 	stopLoops()
 	bg.Wait()
@@ -387,7 +387,7 @@ func (t wgTunnel) connect(ctx context.Context, meshURL string, resp enroll.Attac
 		// Re-attaching means the mesh node lost us (restart, or our
 		// packets stopped getting through): drop the old WireGuard session
 		// so the next packet starts a fresh handshake at once.
-		c.node.RemovePeer(prev.pub)
+		_ = c.node.RemovePeer(prev.pub)
 		if prev.ep != ep {
 			c.bind.RemoveTarget(prev.ep)
 		}
@@ -414,7 +414,7 @@ func (t wgTunnel) connect(ctx context.Context, meshURL string, resp enroll.Attac
 func (t wgTunnel) watch(ctx context.Context, link *meshLink) { t.c.watch(ctx, link) }
 
 func (t wgTunnel) unlink(link *meshLink) {
-	t.c.node.RemovePeer(link.pub)
+	_ = t.c.node.RemovePeer(link.pub)
 	t.c.bind.RemoveTarget(link.ep)
 }
 

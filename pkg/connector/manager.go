@@ -267,12 +267,12 @@ func (c *Connector) retireLocked(ctx context.Context, r *run) {
 		link := c.linkOf(r.url)
 		if link != nil && !lost {
 			c.logger.Info("mesh_node_retiring", "mesh_url", r.url, "mesh_node", link.nodeID)
-			c.detachAll(ctx, []*meshLink{link}, true)
+			_ = c.detachAll(ctx, []*meshLink{link}, true) // logs each failure
 			wctx, cancel := context.WithTimeout(ctx, c.cfg.DrainWait)
 			c.waitIdle(wctx)
 			cancel()
 			if ctx.Err() == nil {
-				c.detachAll(ctx, []*meshLink{link}, false)
+				_ = c.detachAll(ctx, []*meshLink{link}, false) // logs each failure
 			}
 		}
 		r.stop()

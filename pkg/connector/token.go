@@ -33,7 +33,7 @@ func ReadToken(flagValue, file, env string, stdin io.Reader) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("--token-file: %w", err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		r = f
 	}
 	b, err := io.ReadAll(io.LimitReader(r, 8<<10))

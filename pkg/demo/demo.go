@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return fmt.Errorf("demo: %w", err)
 	}
-	defer h.Close()
+	defer func() { _ = h.Close() }()
 	if err := h.WaitConverged(ctx, 2*time.Minute); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -282,7 +282,7 @@ func writeBanner(w io.Writer, cfg Config, h *harness.Harness, info Info) {
 	node := h.Meshes()[last]
 	if ex, err := node.Node.Explain("smartmoney"); err == nil {
 		fmt.Fprintf(w, "How %s routes the app (go run ./meshd route explain --admin %s --app smartmoney):\n\n", node.ID, info.Admins[last])
-		meshnode.WriteExplain(w, ex)
+		_ = meshnode.WriteExplain(w, ex)
 		fmt.Fprintln(w)
 	}
 }

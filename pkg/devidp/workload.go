@@ -67,7 +67,7 @@ func ListenWorkloadIssuer(addr string, tlsConfig *tls.Config, issuer string) (*W
 	w.srv, w.done = srv, done
 	go func() {
 		defer close(done)
-		srv.Serve(tls.NewListener(ln, tlsConfig)) // returns ErrServerClosed after Close
+		_ = srv.Serve(tls.NewListener(ln, tlsConfig)) // returns ErrServerClosed after Close
 	}()
 	return w, nil
 }

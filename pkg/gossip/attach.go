@@ -78,7 +78,7 @@ func (c *Cluster) SetAttachments(own []Attachment) error {
 	if err := validateOwn(own); err != nil {
 		return fmt.Errorf("gossip: set attachments: %w", err)
 	}
-	now := time.Now()
+	now := c.cfg.Now()
 	var send []wireAttach
 	c.mu.Lock()
 	self, boot := c.meta.ID, c.meta.Boot
@@ -206,7 +206,7 @@ func (c *Cluster) mergeEntriesList(ws []wireAttach) []wireAttach {
 		}
 		c.log.Debug("gossip dropped attachment entries with bad signatures", "count", dropped)
 	}
-	now := time.Now()
+	now := c.cfg.Now()
 	var accepted []wireAttach
 	c.mu.Lock()
 	defer c.mu.Unlock()

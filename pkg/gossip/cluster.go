@@ -100,6 +100,9 @@ func New(cfg Config) (*Cluster, error) {
 		logger = slog.Default()
 	}
 	logger = logger.With("component", "gossip", "node_id", cfg.Meta.ID)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	coordClient, err := coordinate.NewClient(coordinate.DefaultConfig())
 	if err != nil {
 		return nil, fmt.Errorf("gossip: new: coordinate client: %w", err)
@@ -138,7 +141,7 @@ func New(cfg Config) (*Cluster, error) {
 		c.metrics.unregister(cfg.Registerer)
 		return nil, fmt.Errorf("gossip: new: create memberlist: %w", err)
 	}
-	c.metaSent = time.Now()
+	c.metaSent = c.cfg.Now()
 	logger.Info("gossip listening", "addr", c.Addr(), "region", cfg.Meta.Region, "encrypted", len(cfg.Keys) > 0)
 	return c, nil
 }
@@ -277,7 +280,7 @@ func (c *Cluster) Run(ctx context.Context) {
 
 // rejoin contacts failed members and, when alone, the seeds.
 func (c *Cluster) rejoin(ctx context.Context) {
-	addrs, alone := c.rejoinCandidates(time.Now())
+	addrs, alone := c.rejoinCandidates(c.cfg.Now())
 	if alone {
 		addrs = append(addrs, c.seeds(ctx)...)
 	}
@@ -318,10 +321,10 @@ func (c *Cluster) rejoinCandidates(now time.Time) (addrs []string, alone bool) {
 
 // refresh is Run's periodic housekeeping.
 func (c *Cluster) refresh() {
-	c.expireCredentials(time.Now())
+	c.expireCredentials(c.cfg.Now())
 	c.flushMeta()
 	c.rebroadcastDirty()
-	c.gc(time.Now())
+	c.gc(c.cfg.Now())
 	c.updateMetrics()
 }
 
@@ -397,7 +400,7 @@ func (c *Cluster) UpdateMeta(f func(*Meta)) error {
 	c.meta = m
 	c.mu.Unlock()
 	c.metaBytes.Store(&b)
-	if loadOnly(m, old) && time.Since(c.metaSent) < c.timing.MetaMinInterval {
+	if loadOnly(m, old) && c.cfg.Now().Sub(c.metaSent) < c.timing.MetaMinInterval {
 		c.metaDirty = true
 		return nil
 	}
@@ -409,7 +412,7 @@ func (c *Cluster) UpdateMeta(f func(*Meta)) error {
 func (c *Cluster) flushMeta() {
 	c.metaMu.Lock()
 	defer c.metaMu.Unlock()
-	if c.metaDirty && time.Since(c.metaSent) >= c.timing.MetaMinInterval && !c.isClosed() {
+	if c.metaDirty && c.cfg.Now().Sub(c.metaSent) >= c.timing.MetaMinInterval && !c.isClosed() {
 		c.announceMetaLocked()
 	}
 }
@@ -419,7 +422,7 @@ func (c *Cluster) flushMeta() {
 // push-pull carries it too.
 func (c *Cluster) announceMetaLocked() {
 	c.metaDirty = false
-	c.metaSent = time.Now()
+	c.metaSent = c.cfg.Now()
 	if err := c.ml.UpdateNode(updateTimeout); err != nil {
 		c.log.Debug("gossip meta update not yet sent", "err", err)
 	}

@@ -25,54 +25,57 @@ func threeNodes(tb testing.TB, opts ...nodeOpts) (a, b, c *Cluster) {
 }
 
 func TestThreeNodesMetaAndAttachments(t *testing.T) {
-	a, b, c := threeNodes(t)
-	if m, _ := member(b, "a"); m.Region != "region-a" || m.PublicURL != "https://a.example:443" || m.Addr != a.Addr() {
-		t.Errorf("b's view of a: got %+v, want region-a at %s", m, a.Addr())
-	}
-	if err := a.UpdateMeta(func(m *Meta) { m.Draining = true; m.Version = "v2" }); err != nil {
-		t.Fatalf("UpdateMeta: %v", err)
-	}
-	for _, n := range []*Cluster{b, c} {
-		waitFor(t, waitLong, n.LocalID()+" sees a draining", func() bool {
-			m, _ := member(n, "a")
-			return m.Draining && m.Version == "v2"
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		a, b, c := threeNodes(t, mn.opt(t))
+		if m, _ := member(b, "a"); m.Region != "region-a" || m.PublicURL != "https://a.example:443" || m.Addr != a.Addr() {
+			t.Errorf("b's view of a: got %+v, want region-a at %s", m, a.Addr())
+		}
+		if err := a.UpdateMeta(func(m *Meta) { m.Draining = true; m.Version = "v2" }); err != nil {
+			t.Fatalf("UpdateMeta: %v", err)
+		}
+		for _, n := range []*Cluster{b, c} {
+			waitFor(t, waitLong, n.LocalID()+" sees a draining", func() bool {
+				m, _ := member(n, "a")
+				return m.Draining && m.Version == "v2"
+			})
+		}
+		// Broadcast path.
+		if err := a.SetAttachments([]Attachment{{Connector: "k1", Group: "g", Alive: true, RTT: 5 * time.Millisecond}}); err != nil {
+			t.Fatalf("SetAttachments: %v", err)
+		}
+		for _, n := range []*Cluster{b, c} {
+			waitFor(t, waitLong, n.LocalID()+" sees a/k1", func() bool { return hasAttachment(n, "a", "k1", nil) })
+		}
+		// A significant change (alive flip) propagates.
+		if err := a.SetAttachments([]Attachment{{Connector: "k1", Group: "g", Alive: false, RTT: 5 * time.Millisecond}}); err != nil {
+			t.Fatalf("SetAttachments: %v", err)
+		}
+		waitFor(t, waitLong, "c sees a/k1 dead", func() bool {
+			return hasAttachment(c, "a", "k1", func(x Attachment) bool { return !x.Alive })
 		})
-	}
-	// Broadcast path.
-	if err := a.SetAttachments([]Attachment{{Connector: "k1", Group: "g", Alive: true, RTT: 5 * time.Millisecond}}); err != nil {
-		t.Fatalf("SetAttachments: %v", err)
-	}
-	for _, n := range []*Cluster{b, c} {
-		waitFor(t, waitLong, n.LocalID()+" sees a/k1", func() bool { return hasAttachment(n, "a", "k1", nil) })
-	}
-	// A significant change (alive flip) propagates.
-	if err := a.SetAttachments([]Attachment{{Connector: "k1", Group: "g", Alive: false, RTT: 5 * time.Millisecond}}); err != nil {
-		t.Fatalf("SetAttachments: %v", err)
-	}
-	waitFor(t, waitLong, "c sees a/k1 dead", func() bool {
-		return hasAttachment(c, "a", "k1", func(x Attachment) bool { return !x.Alive })
+		// Removal propagates.
+		if err := a.SetAttachments(nil); err != nil {
+			t.Fatalf("SetAttachments: %v", err)
+		}
+		for _, n := range []*Cluster{b, c} {
+			waitFor(t, waitLong, n.LocalID()+" loses a/k1", func() bool { return !hasAttachment(n, "a", "k1", nil) })
+		}
+		// Push-pull path: a node joining later learns b's entry with no
+		// broadcast left in b's queue.
+		if err := b.SetAttachments([]Attachment{{Connector: "k2", Alive: true}}); err != nil {
+			t.Fatalf("SetAttachments: %v", err)
+		}
+		waitFor(t, waitLong, "a sees b/k2", func() bool { return hasAttachment(a, "b", "k2", nil) })
+		for _, n := range []*Cluster{a, b, c} {
+			n.queue.Reset()
+		}
+		d := newNode(t, "d", []string{c.Addr()}, mn.opt(t))
+		waitFor(t, waitLong, "d sees b/k2 by push-pull", func() bool { return hasAttachment(d, "b", "k2", nil) })
+		if got := len(d.Attachments()); got != 1 {
+			t.Errorf("d attachments: got %d, want 1 (%v)", got, d.Attachments())
+		}
 	})
-	// Removal propagates.
-	if err := a.SetAttachments(nil); err != nil {
-		t.Fatalf("SetAttachments: %v", err)
-	}
-	for _, n := range []*Cluster{b, c} {
-		waitFor(t, waitLong, n.LocalID()+" loses a/k1", func() bool { return !hasAttachment(n, "a", "k1", nil) })
-	}
-	// Push-pull path: a node joining later learns b's entry with no
-	// broadcast left in b's queue.
-	if err := b.SetAttachments([]Attachment{{Connector: "k2", Alive: true}}); err != nil {
-		t.Fatalf("SetAttachments: %v", err)
-	}
-	waitFor(t, waitLong, "a sees b/k2", func() bool { return hasAttachment(a, "b", "k2", nil) })
-	for _, n := range []*Cluster{a, b, c} {
-		n.queue.Reset()
-	}
-	d := newNode(t, "d", []string{c.Addr()})
-	waitFor(t, waitLong, "d sees b/k2 by push-pull", func() bool { return hasAttachment(d, "b", "k2", nil) })
-	if got := len(d.Attachments()); got != 1 {
-		t.Errorf("d attachments: got %d, want 1 (%v)", got, d.Attachments())
-	}
 }
 
 func TestInFlightRidesOnRefresh(t *testing.T) {
@@ -245,22 +248,27 @@ func TestPartitionHealsByRejoin(t *testing.T) {
 }
 
 func TestVivaldiEstimates(t *testing.T) {
-	a, _, _ := threeNodes(t)
-	if d, ok := a.EstimateRTT("a"); !ok || d != 0 {
-		t.Errorf("EstimateRTT(self): got (%v, %v), want (0, true)", d, ok)
-	}
-	if _, ok := a.EstimateRTT("nobody"); ok {
-		t.Errorf("EstimateRTT(nobody): got ok, want not ok")
-	}
-	waitFor(t, waitLong, "a has estimates for b and c", func() bool {
-		_, okb := a.EstimateRTT("b")
-		_, okc := a.EstimateRTT("c")
-		return okb && okc
+	synctest.Test(t, func(t *testing.T) {
+		// Every packet takes 5 ms, so a probe's round trip is 10 ms on
+		// the bubble's clock.
+		mn := memNet{delay: 5 * time.Millisecond}
+		a, _, _ := threeNodes(t, mn.opt(t))
+		if d, ok := a.EstimateRTT("a"); !ok || d != 0 {
+			t.Errorf("EstimateRTT(self): got (%v, %v), want (0, true)", d, ok)
+		}
+		if _, ok := a.EstimateRTT("nobody"); ok {
+			t.Errorf("EstimateRTT(nobody): got ok, want not ok")
+		}
+		waitFor(t, waitLong, "a has estimates for b and c", func() bool {
+			_, okb := a.EstimateRTT("b")
+			_, okc := a.EstimateRTT("c")
+			return okb && okc
+		})
+		m, _ := member(a, "b")
+		if !m.HasRTT || m.LastProbeRTT != 10*time.Millisecond {
+			t.Errorf("member b: got HasRTT %v LastProbeRTT %v, want an estimate and a probe of 10ms", m.HasRTT, m.LastProbeRTT)
+		}
 	})
-	m, _ := member(a, "b")
-	if !m.HasRTT || m.LastProbeRTT <= 0 {
-		t.Errorf("member b: got HasRTT %v LastProbeRTT %v, want an estimate and a probe", m.HasRTT, m.LastProbeRTT)
-	}
 }
 
 func TestChangesNotifies(t *testing.T) {
@@ -276,4 +284,23 @@ func TestChangesNotifies(t *testing.T) {
 	default:
 		t.Errorf("Changes after SetAttachments: got nothing, want a signal")
 	}
+}
+
+// TestInjectedClock: the cluster reads Config.Now, not the runtime's clock,
+// where it stamps time: an attachment's version is the injected instant.
+func TestInjectedClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		at := time.Date(2031, 5, 4, 3, 2, 1, 0, time.UTC)
+		a := newNode(t, "a", nil, mn.opt(t), func(c *Config) { c.Now = func() time.Time { return at } })
+		if err := a.SetAttachments([]Attachment{{Connector: "k", Alive: true}}); err != nil {
+			t.Fatal(err)
+		}
+		a.mu.Lock()
+		got := a.entries[attachKey{"a", "k"}].w.Version
+		a.mu.Unlock()
+		if got != at.UnixNano() {
+			t.Errorf("attachment version: got %v, want the injected clock's %v", time.Unix(0, got).UTC(), at)
+		}
+	})
 }

@@ -77,6 +77,10 @@ type Config struct {
 	OnStateMerged func(node string)
 	// Logger receives the cluster's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Now is the clock (credential expiry, attachment and leave ages, the
+	// metadata rate limit); nil means time.Now. Timers use the runtime's
+	// clock: tests drive both with testing/synctest.
+	Now func() time.Time
 	// Registerer receives the cluster's metrics; nil means no metrics.
 	Registerer prometheus.Registerer
 }

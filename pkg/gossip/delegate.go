@@ -83,7 +83,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 			return
 		}
 		c.metrics.message("leave", "in")
-		c.noteLeave(l.ID, l.Boot, time.Now())
+		c.noteLeave(l.ID, l.Boot, c.cfg.Now())
 	default:
 		c.log.Debug("gossip dropped message of unknown kind", "kind", int(b[0]), "bytes", len(b))
 	}
@@ -276,7 +276,7 @@ func (d *delegate) NotifyUpdate(n *memberlist.Node) {
 // NotifyLeave records a node that left or failed.
 func (d *delegate) NotifyLeave(n *memberlist.Node) {
 	c := d.c
-	now := time.Now()
+	now := c.cfg.Now()
 	c.mu.Lock()
 	info, ok := c.nodes[n.Name]
 	if !ok {
@@ -310,7 +310,7 @@ func (c *Cluster) setNodeLocked(n *memberlist.Node, meta Meta, cred authority.No
 		c.nodes[n.Name] = info
 	}
 	if !ok || info.state != StateAlive {
-		info.changed = time.Now()
+		info.changed = c.cfg.Now()
 		delete(c.leaving, n.Name)
 	}
 	if ok && meta.Boot > info.meta.Boot {

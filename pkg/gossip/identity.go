@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/memberlist"
 
@@ -89,7 +88,7 @@ func (c *Cluster) verifyCred(b []byte) (authority.NodeCredential, error) {
 	c.creds.mu.Lock()
 	cred, ok := c.creds.m[string(b)]
 	c.creds.mu.Unlock()
-	if ok && time.Now().Before(cred.Expires) {
+	if ok && c.cfg.Now().Before(cred.Expires) {
 		return cred, nil
 	}
 	cred, err := c.cfg.Verifier.VerifyNodeCredential(b)
@@ -200,7 +199,7 @@ func (c *Cluster) decodeMeta(b []byte) (Meta, authority.NodeCredential, error) {
 	c.creds.mu.Lock()
 	v, ok := c.creds.metas[string(b)]
 	c.creds.mu.Unlock()
-	if ok && time.Now().Before(v.cred.Expires) {
+	if ok && c.cfg.Now().Before(v.cred.Expires) {
 		return v.meta, v.cred, nil
 	}
 	m, cred, err := c.verifyMeta(b)

@@ -35,7 +35,7 @@ func (i *intruder) GetBroadcasts(overhead, limit int) [][]byte {
 func (i *intruder) LocalState(bool) []byte        { i.mu.Lock(); defer i.mu.Unlock(); return i.state }
 func (i *intruder) MergeRemoteState([]byte, bool) {}
 
-func startIntruder(tb testing.TB, name string, d *intruder, seed string) *memberlist.Memberlist {
+func startIntruder(tb testing.TB, name string, d *intruder, seed string, tr memberlist.Transport) *memberlist.Memberlist {
 	tb.Helper()
 	mc := memberlist.DefaultLANConfig()
 	mc.Name, mc.BindAddr, mc.BindPort, mc.AdvertisePort = name, "127.0.0.1", 0, 0
@@ -45,7 +45,7 @@ func startIntruder(tb testing.TB, name string, d *intruder, seed string) *member
 		tb.Fatal(err)
 	}
 	mc.Keyring, mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = kr, true, true
-	mc.Delegate = d
+	mc.Delegate, mc.Transport = d, tr
 	mc.GossipInterval, mc.PushPullInterval, mc.ProbeInterval = 50*time.Millisecond, 300*time.Millisecond, 200*time.Millisecond
 	mc.Logger = log.New(io.Discard, "", 0)
 	ml, err := memberlist.Create(mc)
@@ -62,106 +62,109 @@ func startIntruder(tb testing.TB, name string, d *intruder, seed string) *member
 // its attachments, used tokens, revocations or leave notices are believed,
 // whether broadcast or in push-pull state.
 func TestKeyringHolderJoinsNothing(t *testing.T) {
-	tokens := map[string]*memTokens{}
-	lists := map[string]*revoke.List{}
-	regs := map[string]*prometheus.Registry{}
-	withStores := func(c *Config) {
-		regs[c.Meta.ID] = prometheus.NewRegistry()
-		c.Registerer = regs[c.Meta.ID]
-		s := newMemTokens()
-		tokens[c.Meta.ID] = s
-		c.Tokens = s
-		withRevocations(t, lists)(c)
-	}
-	a, b, _ := threeNodes(t, withStores)
-	b.SetAttachments([]Attachment{{Connector: "real", Group: "g", Alive: true}})
-	waitFor(t, waitLong, "a sees b/real", func() bool { return hasAttachment(a, "b", "real", nil) })
-
-	bID := testIdentity(t, "b", "region-b")
-	rogue := Identity{Credential: bID.Credential, Key: testIdentity(t, "rogue-key", "region-b").Key} // stolen credential, own key
-	now := time.Now()
-	forgedAttach := func(node string, signer Identity) []byte {
-		w := wireAttach{Node: node, Connector: "evil-" + node, Group: "g", Boot: 100, Version: now.UnixNano() + 1<<40, Alive: true}
-		w.Sig = signer.sign("attach", attachSigned(w))
-		m, _ := encodeMsg(kindAttachment, w)
-		return m
-	}
-	sealAs := func(id Identity, kind byte, v any) []byte {
-		c := &Cluster{cfg: Config{Identity: id}}
-		m, err := c.seal(kind, v)
-		if err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		tokens := map[string]*memTokens{}
+		lists := map[string]*revoke.List{}
+		regs := map[string]*prometheus.Registry{}
+		withStores := func(c *Config) {
+			regs[c.Meta.ID] = prometheus.NewRegistry()
+			c.Registerer = regs[c.Meta.ID]
+			s := newMemTokens()
+			tokens[c.Meta.ID] = s
+			c.Tokens = s
+			withRevocations(t, lists)(c)
 		}
-		return m
-	}
-	unsigned := func(kind byte, v any) []byte {
-		m, _ := encodeMsg(kind, envelope{Body: mustJSON(t, v)})
-		return m
-	}
-	tok := []authority.UsedToken{{ID: "burnt-by-intruder", Expires: now.Add(time.Hour)}}
-	rev := []revoke.Record{{Entry: revoke.Session("sid-victim", now, 0)}}
-	userRev := []revoke.Record{{Entry: revoke.User("tid/victim", now, now, 0)}}
-	d := &intruder{meta: mustJSON(t, map[string]any{"i": "intruder", "r": "region-x"})}
-	d.msgs = [][]byte{
-		forgedAttach("intruder", rogue),
-		forgedAttach("b", rogue),
-		unsigned(kindTokens, tok),
-		sealAs(rogue, kindTokens, tok),
-		unsigned(kindRevoke, rev),
-		sealAs(rogue, kindRevoke, rev),
-		unsigned(kindLeave, wireLeave{ID: "b", Boot: 100}),
-		sealAs(rogue, kindLeave, wireLeave{ID: "b", Boot: 100}),
-	}
-	// A genuine node may revoke a session, but a user needs the
-	// authority: b's own signature on a user revocation is refused too.
-	d.msgs = append(d.msgs, sealAs(bID, kindRevoke, userRev))
-	d.state = sealAs(rogue, kindState, wireState{
-		Attachments: []wireAttach{{Node: "intruder", Connector: "evil-state", Version: 1, Alive: true}},
-		Tokens:      []authority.UsedToken{{ID: "burnt-by-state", Expires: now.Add(time.Hour)}},
-		Revocations: []revoke.Record{{Entry: revoke.Session("sid-state", now, 0)}},
+		a, b, _ := threeNodes(t, withStores, mn.opt(t))
+		b.SetAttachments([]Attachment{{Connector: "real", Group: "g", Alive: true}})
+		waitFor(t, waitLong, "a sees b/real", func() bool { return hasAttachment(a, "b", "real", nil) })
+
+		bID := testIdentity(t, "b", "region-b")
+		rogue := Identity{Credential: bID.Credential, Key: testIdentity(t, "rogue-key", "region-b").Key} // stolen credential, own key
+		now := time.Now()
+		forgedAttach := func(node string, signer Identity) []byte {
+			w := wireAttach{Node: node, Connector: "evil-" + node, Group: "g", Boot: 100, Version: now.UnixNano() + 1<<40, Alive: true}
+			w.Sig = signer.sign("attach", attachSigned(w))
+			m, _ := encodeMsg(kindAttachment, w)
+			return m
+		}
+		sealAs := func(id Identity, kind byte, v any) []byte {
+			c := &Cluster{cfg: Config{Identity: id}}
+			m, err := c.seal(kind, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}
+		unsigned := func(kind byte, v any) []byte {
+			m, _ := encodeMsg(kind, envelope{Body: mustJSON(t, v)})
+			return m
+		}
+		tok := []authority.UsedToken{{ID: "burnt-by-intruder", Expires: now.Add(time.Hour)}}
+		rev := []revoke.Record{{Entry: revoke.Session("sid-victim", now, 0)}}
+		userRev := []revoke.Record{{Entry: revoke.User("tid/victim", now, now, 0)}}
+		d := &intruder{meta: mustJSON(t, map[string]any{"i": "intruder", "r": "region-x"})}
+		d.msgs = [][]byte{
+			forgedAttach("intruder", rogue),
+			forgedAttach("b", rogue),
+			unsigned(kindTokens, tok),
+			sealAs(rogue, kindTokens, tok),
+			unsigned(kindRevoke, rev),
+			sealAs(rogue, kindRevoke, rev),
+			unsigned(kindLeave, wireLeave{ID: "b", Boot: 100}),
+			sealAs(rogue, kindLeave, wireLeave{ID: "b", Boot: 100}),
+		}
+		// A genuine node may revoke a session, but a user needs the
+		// authority: b's own signature on a user revocation is refused too.
+		d.msgs = append(d.msgs, sealAs(bID, kindRevoke, userRev))
+		d.state = sealAs(rogue, kindState, wireState{
+			Attachments: []wireAttach{{Node: "intruder", Connector: "evil-state", Version: 1, Alive: true}},
+			Tokens:      []authority.UsedToken{{ID: "burnt-by-state", Expires: now.Add(time.Hour)}},
+			Revocations: []revoke.Record{{Entry: revoke.Session("sid-state", now, 0)}},
+		})
+		startIntruder(t, "intruder", d, a.Addr(), mn.transport())
+		// A second intruder presents b's genuine credential in its metadata,
+		// signed with its own key.
+		stolenMeta, _ := encodeSignedMeta(rogue, Meta{ID: "b", Region: "region-b", Boot: 999})
+		startIntruder(t, "b-impostor", &intruder{meta: stolenMeta, msgs: d.msgs, state: d.state}, a.Addr(), mn.transport())
+
+		// Wait until a and b have received and refused every kind of forgery
+		// (the intruders repeat them every gossip round), then check that
+		// nothing got through; meanwhile a genuine fact still spreads.
+		a.TokenUsed(authority.UsedToken{ID: "genuine", Expires: now.Add(time.Hour)})
+		waitFor(t, waitLong, "the genuine token reaches b", func() bool { return tokens["b"].has("genuine") })
+		for _, id := range []string{"a", "b"} {
+			for _, kind := range []string{"alive", "attachment", "token", "revocation", "leave", "state"} {
+				waitFor(t, waitLong, id+" refuses forged "+kind+" messages", func() bool {
+					return refusedCount(t, regs[id], kind) >= 2
+				})
+			}
+		}
+		for _, n := range []*Cluster{a, b} {
+			id := n.LocalID()
+			for _, m := range n.Members() {
+				if m.ID == "intruder" || m.ID == "b-impostor" {
+					t.Errorf("%s lists %s as a member", id, m.ID)
+				}
+			}
+			for _, at := range n.Attachments() {
+				if at.Connector != "real" {
+					t.Errorf("%s believes attachment %s/%s", id, at.Node, at.Connector)
+				}
+			}
+			for _, jti := range []string{"burnt-by-intruder", "burnt-by-state"} {
+				if tokens[id].has(jti) {
+					t.Errorf("%s believes token %s used", id, jti)
+				}
+			}
+			if l := lists[id]; l.SessionRevoked("sid-victim") || l.SessionRevoked("sid-state") || l.UserRevoked("tid/victim", 0) {
+				t.Errorf("%s believes a forged revocation", id)
+			}
+			if stateOf(n, "b") != StateAlive && id != "b" {
+				t.Errorf("%s sees b %s after forged leave notices", id, stateOf(n, "b"))
+			}
+		}
 	})
-	startIntruder(t, "intruder", d, a.Addr())
-	// A second intruder presents b's genuine credential in its metadata,
-	// signed with its own key.
-	stolenMeta, _ := encodeSignedMeta(rogue, Meta{ID: "b", Region: "region-b", Boot: 999})
-	startIntruder(t, "b-impostor", &intruder{meta: stolenMeta, msgs: d.msgs, state: d.state}, a.Addr())
-
-	// Wait until a and b have received and refused every kind of forgery
-	// (the intruders repeat them every gossip round), then check that
-	// nothing got through; meanwhile a genuine fact still spreads.
-	a.TokenUsed(authority.UsedToken{ID: "genuine", Expires: now.Add(time.Hour)})
-	waitFor(t, waitLong, "the genuine token reaches b", func() bool { return tokens["b"].has("genuine") })
-	for _, id := range []string{"a", "b"} {
-		for _, kind := range []string{"alive", "attachment", "token", "revocation", "leave", "state"} {
-			waitFor(t, waitLong, id+" refuses forged "+kind+" messages", func() bool {
-				return refusedCount(t, regs[id], kind) >= 2
-			})
-		}
-	}
-	for _, n := range []*Cluster{a, b} {
-		id := n.LocalID()
-		for _, m := range n.Members() {
-			if m.ID == "intruder" || m.ID == "b-impostor" {
-				t.Errorf("%s lists %s as a member", id, m.ID)
-			}
-		}
-		for _, at := range n.Attachments() {
-			if at.Connector != "real" {
-				t.Errorf("%s believes attachment %s/%s", id, at.Node, at.Connector)
-			}
-		}
-		for _, jti := range []string{"burnt-by-intruder", "burnt-by-state"} {
-			if tokens[id].has(jti) {
-				t.Errorf("%s believes token %s used", id, jti)
-			}
-		}
-		if l := lists[id]; l.SessionRevoked("sid-victim") || l.SessionRevoked("sid-state") || l.UserRevoked("tid/victim", 0) {
-			t.Errorf("%s believes a forged revocation", id)
-		}
-		if stateOf(n, "b") != StateAlive && id != "b" {
-			t.Errorf("%s sees b %s after forged leave notices", id, stateOf(n, "b"))
-		}
-	}
 }
 
 // refusedCount reads postern_gossip_messages_total{kind,dir="refused"}.

@@ -23,6 +23,10 @@ type memNet struct {
 	nodes map[string]*memTransport
 	next  int
 	drain bool // a cleanup lets memberlist's goroutines end
+
+	// delay is every packet's one-way latency; zero delivers at once.
+	// Set it before the first node starts.
+	delay time.Duration
 }
 
 // transport returns a new node's transport at a fresh address.
@@ -98,9 +102,17 @@ func (t *memTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time
 	if dest == nil || t.blocked.Load() || dest.blocked.Load() {
 		return now, nil
 	}
-	select {
-	case dest.packets <- &memberlist.Packet{Buf: slices.Clone(b), From: t.addr, Timestamp: now}:
-	default: // queue full: lost
+	buf := slices.Clone(b)
+	deliver := func() {
+		select {
+		case dest.packets <- &memberlist.Packet{Buf: buf, From: t.addr, Timestamp: time.Now()}:
+		default: // queue full: lost
+		}
+	}
+	if t.net.delay > 0 {
+		time.AfterFunc(t.net.delay, deliver)
+	} else {
+		deliver()
 	}
 	return now, nil
 }

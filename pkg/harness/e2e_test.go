@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +23,7 @@ import (
 
 func start(tb testing.TB, opts Options) *Harness {
 	tb.Helper()
-	before := runtime.NumGoroutine()
+	leaks := testkit.Goroutines()
 	h, err := Start(tb.Context(), opts)
 	if err != nil {
 		tb.Fatal(err)
@@ -32,7 +31,7 @@ func start(tb testing.TB, opts Options) *Harness {
 	tb.Cleanup(func() {
 		h.Close()
 		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-		testkit.CheckGoroutines(tb, before+2)
+		leaks(tb)
 	})
 	return h
 }

@@ -120,7 +120,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		if l.cfg.ExcessGrace <= 0 {
 			if a, ok := c.(interface{ Abort() error }); ok {
-				a.Abort() // a reset: no endpoint lingers after it
+				_ = a.Abort() // a reset: no endpoint lingers after it
 			} else {
 				c.Close()
 			}

@@ -100,7 +100,7 @@ func Serve(ctx context.Context, servers []Server, stop func(failed bool)) error 
 		<-gctx.Done()
 		stop(ctx.Err() == nil)
 		for _, s := range servers {
-			s.HTTP.Close()
+			_ = s.HTTP.Close()
 		}
 		return nil
 	})

@@ -157,7 +157,7 @@ func (n *Node) AdminHandler() http.Handler {
 		}
 		if r.URL.Query().Get("format") == "text" {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			WriteExplain(w, ex)
+			_ = WriteExplain(w, ex)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -242,7 +242,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		if p.LastHandshake.IsZero() {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(descHandshake, prometheus.GaugeValue, time.Since(p.LastHandshake).Seconds(), s.ID, s.Group)
+		ch <- prometheus.MustNewConstMetric(descHandshake, prometheus.GaugeValue, c.n.cfg.Now().Sub(p.LastHandshake).Seconds(), s.ID, s.Group)
 		ch <- prometheus.MustNewConstMetric(descHandshakeAt, prometheus.GaugeValue, float64(p.LastHandshake.UnixNano())/1e9, s.ID, s.Group)
 	}
 	st := c.n.stream.Stats()

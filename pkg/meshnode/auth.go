@@ -45,7 +45,7 @@ func newAuthConfig(cfg Config, nodeKey authority.Key, logger *slog.Logger) (*edg
 		return nil, nil, fmt.Errorf("meshnode: %w", err)
 	}
 	v := session.NewVerifier(session.VerifierConfig{JWKSURL: base + "/.well-known/jwks.json",
-		HTTPClient: cfg.AuthHTTPClient, Issuer: base, Logger: logger})
+		HTTPClient: cfg.AuthHTTPClient, Issuer: base, Logger: logger, Now: cfg.Now})
 	requests, err := appreq.NewSigner(appreq.SignerConfig{Credential: cfg.NodeCredential, Sign: nodeKey.Sign, Audience: base})
 	if err != nil {
 		return nil, nil, fmt.Errorf("meshnode: %w", err)
@@ -68,19 +68,23 @@ func (n *Node) checkAuthKeys(ctx context.Context) error {
 	if wait == 0 {
 		wait = 30 * time.Second
 	}
-	deadline := time.Now().Add(wait)
+	deadline := n.cfg.Now().Add(wait)
 	var err error
 	for {
 		if err = n.auth.Verifier.Refresh(ctx); err == nil {
 			return nil
 		}
-		if isCertError(err) || ctx.Err() != nil || time.Now().After(deadline) {
+		if isCertError(err) || ctx.Err() != nil || !n.cfg.Now().Before(deadline) {
 			break
 		}
-		n.logger.Warn("auth_keys_unavailable", "auth_url", n.auth.AuthURL, "error", err, "retry_for", time.Until(deadline).Round(time.Second).String())
+		left := deadline.Sub(n.cfg.Now())
+		n.logger.Warn("auth_keys_unavailable", "auth_url", n.auth.AuthURL, "error", err, "retry_for", left.Round(time.Second).String())
+		// Once a second, and a last time at the deadline.
+		t := time.NewTimer(min(time.Second, left))
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Second):
+			t.Stop()
+		case <-t.C:
 		}
 	}
 	hint := "check --auth-url and that the auth functions are up"

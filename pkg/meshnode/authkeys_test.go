@@ -1,15 +1,21 @@
 package meshnode
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/postern/postern/pkg/session"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 const preAuthCatalog = `connector_groups: [{id: hq}]
@@ -111,17 +117,82 @@ func TestRunRefusesWithoutAuthKeys(t *testing.T) {
 // returns first.
 func waitServing(t *testing.T, n *Node, done <-chan error) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+	client := &http.Client{Timeout: 2 * time.Second}
+	testkit.WaitFor(t, time.Minute, "the node serves", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("Run returned before serving: %v", err)
 		default:
 		}
-		if resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + n.Addr().String() + "/"); err == nil {
-			resp.Body.Close()
-			return
+		resp, err := client.Get("http://" + n.Addr().String() + "/")
+		if err != nil {
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
+		resp.Body.Close()
+		return true
+	})
+}
+
+// roundTripFunc is an http.RoundTripper in memory: the auth functions'
+// answers without a socket, so that checkAuthKeys runs in a synctest
+// bubble.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestCheckAuthKeysTiming checks the start-up fetch of the auth functions'
+// keys on the bubble's clock: it retries once a second and a last time at
+// AuthStartupWait, then refuses; it stops as soon as a fetch succeeds; a
+// certificate error refuses at once, naming --auth-ca.
+func TestCheckAuthKeysTiming(t *testing.T) {
+	ks, err := session.GenerateKeyset()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("the node never served")
+	const wait = 2500 * time.Millisecond // tries at 0, 1, 2 and 2.5 s
+	down := errors.New("connection refused")
+	certErr := &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}
+	for _, tc := range []struct {
+		name     string
+		answer   func(try int) error // nil serves the keys
+		wantErr  string              // "" means the keys were fetched
+		tries    int
+		wantTook time.Duration
+	}{
+		{"down throughout", func(int) error { return down }, "check --auth-url", 4, wait},
+		{"up at the third try", func(try int) error {
+			if try < 3 {
+				return down
+			}
+			return nil
+		}, "", 3, 2 * time.Second},
+		{"untrusted certificate", func(int) error { return certErr }, "--auth-ca", 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tries := 0
+			var answer func(int) error
+			client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				tries++
+				if err := answer(tries); err != nil {
+					return nil, err
+				}
+				return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+					Body: io.NopCloser(bytes.NewReader(ks.JWKS())), Request: r}, nil
+			})}
+			n := newTestNode(t, preAuthCatalog, "https://auth.example", client)
+			n.cfg.AuthStartupWait = wait
+			synctest.Test(t, func(t *testing.T) {
+				answer = tc.answer
+				start := time.Now()
+				err := n.checkAuthKeys(t.Context())
+				took := time.Since(start)
+				if tc.wantErr == "" && err != nil || tc.wantErr != "" && (!errors.Is(err, ErrAuthKeys) || !strings.Contains(err.Error(), tc.wantErr)) {
+					t.Fatalf("checkAuthKeys: %v, want %q", err, tc.wantErr)
+				}
+				if tries != tc.tries || took != tc.wantTook {
+					t.Errorf("got %d tries over %v, want %d over %v", tries, took, tc.tries, tc.wantTook)
+				}
+			})
+		})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -21,7 +22,7 @@ import (
 // synctest.Test.
 func drainNode(t *testing.T, delay, timeout time.Duration) (*Node, *pool.Connector) {
 	t.Helper()
-	n := &Node{cfg: Config{DrainDelay: delay, DrainTimeout: timeout}, logger: slog.New(slog.DiscardHandler),
+	n := &Node{cfg: Config{DrainDelay: delay, DrainTimeout: timeout, Now: time.Now}, logger: slog.New(slog.DiscardHandler),
 		pool: pool.New(pool.Config{Dial: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no dial") }})}
 	n.life = lifecycle.NewLife(ErrClosed)
 	t.Cleanup(func() { n.life.Close(nil, nil); n.pool.Close() })
@@ -36,9 +37,19 @@ func drainNode(t *testing.T, delay, timeout time.Duration) (*Node, *pool.Connect
 
 // startDrain runs n.drain and returns a channel closed when it returns.
 func startDrain(n *Node) <-chan struct{} {
-	done := make(chan struct{})
-	go func() { n.drain(&http.Server{}); close(done) }()
+	done, _ := startDrainPublic(n)
 	return done
+}
+
+// startDrainPublic is startDrain that also reports whether the drain has
+// shut down the public server (stopped accepting) yet.
+func startDrainPublic(n *Node) (<-chan struct{}, *atomic.Bool) {
+	done := make(chan struct{})
+	var shut atomic.Bool
+	pub := &http.Server{}
+	pub.RegisterOnShutdown(func() { shut.Store(true) })
+	go func() { n.drain(pub); close(done) }()
+	return done, &shut
 }
 
 func ended(done <-chan struct{}) bool {
@@ -60,14 +71,19 @@ func TestDrainTiming(t *testing.T) {
 	t.Run("request ends", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			n, c := drainNode(t, delay, timeout)
-			done := startDrain(n)
+			done, shut := startDrainPublic(n)
+			synctest.Wait()
+			if !n.draining.Load() {
+				t.Fatal("not draining (ready) at once when the drain began")
+			}
 			testkit.Settle(delay - time.Nanosecond)
-			if n.relayClosed.Load() || !n.draining.Load() {
-				t.Fatalf("before DrainDelay: relay closed %v, draining %v; want open and draining", n.relayClosed.Load(), n.draining.Load())
+			if n.relayClosed.Load() || shut.Load() || !n.draining.Load() {
+				t.Fatalf("before DrainDelay: relay closed %v, public listener shut %v, draining %v; want open, accepting and draining",
+					n.relayClosed.Load(), shut.Load(), n.draining.Load())
 			}
 			testkit.Settle(time.Nanosecond)
-			if !n.relayClosed.Load() {
-				t.Fatal("relaying still open at DrainDelay")
+			if !n.relayClosed.Load() || !shut.Load() {
+				t.Fatalf("at DrainDelay: relay closed %v, public listener shut %v; want both", n.relayClosed.Load(), shut.Load())
 			}
 			testkit.Settle(3 * time.Second)
 			if ended(done) {

@@ -155,7 +155,7 @@ func (m *mesh) otherPaths(group string, scored []ExplainPath) []ExplainPath {
 // connector of the group attached here, balanced by load.
 func (n *Node) explainLone(app, group string) Explain {
 	ex := Explain{App: app, Group: group, Node: n.cfg.ID, Region: n.cfg.Region, Strategy: "local (not in a cluster)",
-		Paths: []ExplainPath{}, Built: time.Now()}
+		Paths: []ExplainPath{}, Built: n.cfg.Now()}
 	for _, c := range n.pool.Group(group) {
 		p := ExplainPath{Via: "local", Region: n.cfg.Region, Connector: c.ID, NodeRTTKnown: true,
 			ConnectorRTTMs: ms(c.RTT()), CostMs: ms(c.RTT()), Load: c.Outstanding(), Eligible: c.Alive() && !c.Draining()}

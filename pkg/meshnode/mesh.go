@@ -2,6 +2,7 @@ package meshnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -104,7 +105,7 @@ type mesh struct {
 }
 
 func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
-	m := &mesh{n: n, cfg: cfg, boot: time.Now().UnixNano(), kick: make(chan struct{}, 1),
+	m := &mesh{n: n, cfg: cfg, boot: n.cfg.Now().UnixNano(), kick: make(chan struct{}, 1),
 		wgPeers: map[string]wgkey.Public{}, peerBoot: map[string]int64{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{},
 		statesFrom: map[string]bool{}}
 	m.redeem = &redeemer{m: m}
@@ -142,7 +143,7 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 		Revocations: gossipRevocations{n}, OnStateMerged: m.noteState,
 		BindAddr: cfg.GossipListen, AdvertiseAddr: cfg.GossipAdvertise, Transport: cfg.Transport, Keys: cfg.Keys,
 		Insecure: cfg.Insecure, Label: cfg.Label, Seeds: cfg.Seeds, Discover: cfg.Discover, Timing: cfg.Timing, Tokens: n.used,
-		Logger: n.logger, Registerer: n.cfg.Registry, // the cluster adds component=gossip itself
+		Logger: n.logger, Registerer: n.cfg.Registry, Now: n.cfg.Now, // the cluster adds component=gossip itself
 	})
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
@@ -219,7 +220,7 @@ func (m *mesh) sync() {
 			m.joined.Store(true) // also when the background rejoin got there
 		}
 	}
-	if err := m.roster.observe(members, time.Now()); err != nil {
+	if err := m.roster.observe(members, m.n.cfg.Now()); err != nil {
 		m.n.logger.Warn("mesh_members_save_failed", "error", err)
 	}
 	m.restoreUsed()
@@ -255,8 +256,15 @@ func (m *mesh) publish() {
 			InFlight: int(s.Outstanding), Alive: s.Alive, Draining: s.Draining})
 		load += s.Outstanding
 	}
-	m.cluster.SetAttachments(own)
-	m.cluster.UpdateMeta(func(meta *gossip.Meta) { meta.Load = int(load) })
+	// Both fail only on a closed cluster (the node is stopping) or on
+	// attachments the pool should never produce; either way the next
+	// round tries again, so the failure is logged, not fatal.
+	if err := m.cluster.SetAttachments(own); err != nil && !errors.Is(err, gossip.ErrClosed) {
+		m.n.logger.Warn("attachments_not_published", "error", err)
+	}
+	if err := m.cluster.UpdateMeta(func(meta *gossip.Meta) { meta.Load = int(load) }); err != nil && !errors.Is(err, gossip.ErrClosed) {
+		m.n.logger.Warn("load_not_published", "error", err)
+	}
 	// Spread the ids used here since the last round; forget those the
 	// store pruned (expired), so the set stays as small as the store.
 	current := m.n.used.List()
@@ -294,7 +302,7 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 	for id, key := range m.wgPeers {
 		if mb, ok := want[id]; !ok || mb.WGKey != key {
 			m.relays.Remove(key)
-			m.n.wg.RemovePeer(key)
+			m.n.removePeer(key)
 			delete(m.wgPeers, id)
 			delete(m.downSince, id)
 			delete(m.peerBoot, id)
@@ -336,17 +344,17 @@ func (m *mesh) resetIfStuckLocked(id string, mb gossip.Member) {
 	}
 	since, ok := m.downSince[id]
 	if !ok {
-		m.downSince[id] = time.Now()
+		m.downSince[id] = m.n.cfg.Now()
 		return
 	}
-	if time.Since(since) < peerReset {
+	if m.n.cfg.Now().Sub(since) < peerReset {
 		return
 	}
-	m.n.wg.RemovePeer(mb.WGKey)
+	m.n.removePeer(mb.WGKey)
 	if !m.addWGPeer(id, mb) {
 		return
 	}
-	m.downSince[id] = time.Now()
+	m.downSince[id] = m.n.cfg.Now()
 	m.n.logger.Info("mesh_peer_reset", "peer_node", id, "reason", "relay path down while the gossip sees the node alive")
 }
 
@@ -355,7 +363,7 @@ func (m *mesh) resetIfStuckLocked(id string, mb gossip.Member) {
 // the peer is made afresh (the next packet starts a handshake, instead of
 // waiting for peerReset) and its relay path is proven again.
 func (m *mesh) restartedLocked(id string, mb gossip.Member) {
-	m.n.wg.RemovePeer(mb.WGKey)
+	m.n.removePeer(mb.WGKey)
 	if !m.addWGPeer(id, mb) {
 		return
 	}
@@ -409,7 +417,7 @@ func (m *mesh) rebuild(members []gossip.Member) {
 		m.decisions[g.ID] = &gr.decision
 		table[g.ID] = gr
 	}
-	m.built = time.Now()
+	m.built = m.n.cfg.Now()
 	m.router.table.Store(&table)
 }
 

@@ -230,7 +230,7 @@ func New(cfg Config) (_ *Node, err error) {
 	n.life = lifecycle.NewLife(ErrClosed)
 	defer func() {
 		if err != nil {
-			n.life.Close(n.own.Close, nil)
+			_ = n.life.Close(n.own.Close, nil)
 		}
 	}()
 	if err := n.loadState(); err != nil {
@@ -548,7 +548,7 @@ func (n *Node) Detach(ctx context.Context, c authority.Credential, drain bool) e
 			}
 		}
 		n.pool.Remove(c.PublicKey)
-		n.wg.RemovePeer(c.PublicKey)
+		n.removePeer(c.PublicKey)
 	}
 	if n.mesh != nil {
 		n.mesh.poke()
@@ -717,7 +717,7 @@ func (n *Node) stop(failed bool, servers []lifecycle.Server, stopLife func()) {
 	sctx, scancel := context.WithTimeout(n.life.Context(), 10*time.Second)
 	defer scancel()
 	for _, s := range servers {
-		s.HTTP.Shutdown(sctx)
+		_ = s.HTTP.Shutdown(sctx)
 	}
 }
 
@@ -743,10 +743,13 @@ func (n *Node) drain(pub *http.Server) {
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	start := time.Now()
+	start := n.cfg.Now()
 	n.draining.Store(true)
 	if n.mesh != nil {
-		n.mesh.cluster.UpdateMeta(func(m *gossip.Meta) { m.Draining = true })
+		// Peers then learn it only from the node's departure: say so.
+		if err := n.mesh.cluster.UpdateMeta(func(m *gossip.Meta) { m.Draining = true }); err != nil {
+			n.logger.Warn("draining_not_announced", "error", err)
+		}
 	}
 	n.logger.Info("mesh_node_draining", "drain_delay_ms", n.cfg.DrainDelay.Milliseconds(), "drain_timeout_ms", timeout.Milliseconds())
 	if n.cfg.DrainDelay > 0 {
@@ -760,11 +763,11 @@ func (n *Node) drain(pub *http.Server) {
 	}
 	ctx, cancel := context.WithTimeout(n.life.Context(), timeout)
 	defer cancel()
-	pub.Shutdown(ctx)
-	public := time.Since(start)
+	_ = pub.Shutdown(ctx) // its only error is ctx's end: "complete" below reports it
+	public := n.cfg.Now().Sub(start)
 	n.relayClosed.Store(true)
 	idle := waitIdle(ctx, func() bool { return n.inFlight() == 0 })
-	n.logger.Info("mesh_node_drained", "waited_ms", time.Since(start).Milliseconds(), "public_ms", public.Milliseconds(),
+	n.logger.Info("mesh_node_drained", "waited_ms", n.cfg.Now().Sub(start).Milliseconds(), "public_ms", public.Milliseconds(),
 		"in_flight", n.inFlight(), "complete", idle)
 	if n.mesh != nil && !n.life.Closed() {
 		if err := n.mesh.cluster.Leave(2 * time.Second); err != nil {
@@ -836,9 +839,9 @@ func (n *Node) Close() error {
 // Run notices: the tunnel (connections through it fall silent rather than
 // close) and the gossip. Their errors come from Close's n.own.
 func (n *Node) crash() error {
-	n.wg.Close()
+	_ = n.wg.Close()
 	if n.mesh != nil {
-		n.mesh.cluster.Close()
+		_ = n.mesh.cluster.Close()
 	}
 	return nil
 }

@@ -57,7 +57,7 @@ func (n *Node) Revoke(ctx context.Context, proof string) (revoke.Entry, error) {
 // RevokeSession records the end of session sid (a sign-out) for the whole
 // mesh, until until (zero: the configured session span from now).
 func (n *Node) RevokeSession(ctx context.Context, sid string, until time.Time, source string) error {
-	now := time.Now()
+	now := n.cfg.Now()
 	e := revoke.Session(sid, now, n.cfg.SessionRevocationSpan)
 	if until.Unix() > e.Until {
 		e.Until = until.Unix()
@@ -168,7 +168,7 @@ func (n *Node) enforce() {
 // stream carrier.
 func (n *Node) removeConnector(key wgkey.Public) {
 	n.pool.Remove(key)
-	n.wg.RemovePeer(key)
+	n.removePeer(key)
 	n.stream.Drop(key)
 	if n.mesh != nil {
 		n.mesh.poke()
@@ -210,4 +210,13 @@ func (n *Node) isNodeKey(pub wgkey.Public) bool {
 func groupExists(cat *catalog.Catalog, id string) bool {
 	_, ok := cat.Group(id)
 	return ok
+}
+
+// removePeer takes key's WireGuard peer out, logging a failure: a peer
+// left configured could still carry packets (IpcSet fails only on a
+// closed device or a malformed key, neither expected here).
+func (n *Node) removePeer(key wgkey.Public) {
+	if err := n.wg.RemovePeer(key); err != nil {
+		n.logger.Warn("wireguard_peer_not_removed", "peer", key.Short(), "error", err)
+	}
 }

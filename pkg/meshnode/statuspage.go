@@ -93,7 +93,7 @@ func wantsStatusHTML(r *http.Request) bool {
 
 // serveStatusHTML writes the status page.
 func (n *Node) serveStatusHTML(w http.ResponseWriter) {
-	page := n.statusPage(time.Now())
+	page := n.statusPage(n.cfg.Now())
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")

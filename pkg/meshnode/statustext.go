@@ -89,7 +89,7 @@ func table(w io.Writer, n int, header string, rows func(io.Writer)) {
 		fmt.Fprint(tw, "  "+line)
 	}
 	fmt.Fprintln(tw)
-	tw.Flush()
+	_ = tw.Flush()
 }
 
 func state(alive, draining bool) string {

@@ -111,7 +111,11 @@ func (r *redeemer) Redeem(ctx context.Context, t authority.TokenInfo, key wgkey.
 	}
 	switch ans.Result {
 	case resFirst:
-		m.n.used.Merge([]authority.UsedToken{{ID: t.ID, Expires: t.Expires, RID: rid}})
+		// The owner recorded the redemption; this copy only answers a
+		// second attempt here sooner, so a failure to keep it is logged.
+		if err := m.n.used.Merge([]authority.UsedToken{{ID: t.ID, Expires: t.Expires, RID: rid}}); err != nil {
+			m.n.logger.Warn("used_token_not_recorded", "token_id", t.ID, "error", err)
+		}
 		return true, nil
 	case resUsed:
 		return false, nil
@@ -224,7 +228,7 @@ func (m *mesh) vote(req tokenRequest) tokenAnswer {
 // electorate returns the live members (this node included) and the ids of
 // every node this node knows: the roster and the live members.
 func (m *mesh) electorate() (live []gossip.Member, known []string) {
-	now := time.Now()
+	now := m.n.cfg.Now()
 	var ids []string
 	for _, mb := range m.cluster.Members() {
 		if mb.State == gossip.StateAlive && !mb.WGKey.IsZero() {

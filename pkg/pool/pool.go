@@ -133,8 +133,8 @@ func (c *Connector) Usable() bool { return c.alive.Load() && !c.draining.Load() 
 func (c *Connector) Healthy() bool { return c.Usable() && !c.Suspected() }
 
 // revive returns a live new instance of c, still draining if c was.
-func (c *Connector) revive(t *http.Transport) *Connector {
-	n := &Connector{ID: c.ID, Group: c.Group, attached: time.Now()}
+func (c *Connector) revive(t *http.Transport, now time.Time) *Connector {
+	n := &Connector{ID: c.ID, Group: c.Group, attached: now}
 	n.init(c.Key, t, true)
 	n.draining.Store(c.draining.Load())
 	return n

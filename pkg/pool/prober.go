@@ -18,8 +18,8 @@ type path[E any] interface {
 	base() *link
 	// revive returns a live new instance of the same path, for one that
 	// answers probes again after it was declared dead: a lost instance's
-	// context cannot be revived.
-	revive(t *http.Transport) E
+	// context cannot be revived. now is the prober's clock.
+	revive(t *http.Transport, now time.Time) E
 	// attrs names the path in log lines.
 	attrs() []any
 }
@@ -146,7 +146,7 @@ func (p *prober[E]) markAlive(e E) {
 		return
 	}
 	// A lost instance's context cannot be revived: replace it.
-	p.put(e.revive(p.newTransport()))
+	p.put(e.revive(p.newTransport(), p.cfg.Now()))
 	p.logger.Info(p.event("up"), e.attrs()...)
 }
 

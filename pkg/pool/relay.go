@@ -3,6 +3,7 @@ package pool
 import (
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -31,7 +32,7 @@ func (r *Relay) Usable() bool { return r.alive.Load() }
 func (r *Relay) Healthy() bool { return r.Usable() && !r.Suspected() }
 
 // revive returns a live new instance of r.
-func (r *Relay) revive(t *http.Transport) *Relay {
+func (r *Relay) revive(t *http.Transport, _ time.Time) *Relay {
 	n := &Relay{Node: r.Node}
 	n.init(r.Key, t, true)
 	return n

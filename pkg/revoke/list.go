@@ -1,7 +1,6 @@
 package revoke
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -373,11 +372,11 @@ func (l *List) appendLocked(recs []Record) error {
 		return err
 	}
 	if _, err := f.Write(buf.Bytes()); err != nil {
-		f.Close()
+		_ = f.Close() // the error above is the one to report
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close() // the error above is the one to report
 		return err
 	}
 	if err := f.Close(); err != nil {
@@ -390,19 +389,17 @@ func (l *List) appendLocked(recs []Record) error {
 // rewriteLocked writes the whole list atomically, mode 0600.
 func (l *List) rewriteLocked() error {
 	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
 	h, _ := json.Marshal(fileHeader{Version: 1})
-	w.Write(h)
-	w.WriteByte('\n')
+	buf.Write(h)
+	buf.WriteByte('\n')
 	for _, r := range l.recs {
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
-		w.Write(b)
-		w.WriteByte('\n')
+		buf.Write(b)
+		buf.WriteByte('\n')
 	}
-	w.Flush()
 	if err := wgkey.WriteFileAtomic(l.path, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}

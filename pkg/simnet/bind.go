@@ -57,7 +57,7 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		// is where the other hosts reach it, so it lives in its region. A
 		// bind without a port of its own (wgnet.DialBind) is not placed.
 		for _, a := range []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()} {
-			b.net.Register(netip.AddrPortFrom(a, actual), b.region)
+			_ = b.net.Register(netip.AddrPortFrom(a, actual), b.region)
 		}
 	}
 	return fns, actual, nil

@@ -281,7 +281,7 @@ func (b *ClientBind) runStream(ctx context.Context, r *route) (connected bool, e
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		cs.q.writeLoop(rwc, done)
+		_ = cs.q.writeLoop(rwc, done)
 		rwc.Close()
 	}()
 	r.cur.Store(cs)
@@ -391,7 +391,7 @@ func (b *ClientBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		cs.q.push(bufs)
 	}
 	if r.probe.Load() {
-		b.udp.Send(bufs, ep) // a probe: its failure is the answer
+		_ = b.udp.Send(bufs, ep) // a probe: its failure is the answer
 	}
 	return nil
 }

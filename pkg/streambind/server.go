@@ -218,7 +218,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.logger.Warn("stream_refused", "connector", grant.ConnectorID, "error", err)
 		const msg = "this mesh node cannot take another stream now; try again later\n"
-		fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
 		c.Close()
 		return
 	}
@@ -295,7 +295,7 @@ func (s *Server) serve(st *serverStream, brw *bufio.ReadWriter) {
 	defer s.unregister(st)
 	c := st.conn
 	c.SetDeadline(time.Time{})
-	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + Protocol + "\r\nConnection: Upgrade\r\n\r\n")
+	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + Protocol + "\r\nConnection: Upgrade\r\n\r\n")
 	if err := brw.Flush(); err != nil {
 		return
 	}
@@ -311,7 +311,7 @@ func (s *Server) serve(st *serverStream, brw *bufio.ReadWriter) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		st.q.writeLoop(c, st.done)
+		_ = st.q.writeLoop(c, st.done)
 		st.close()
 	}()
 	log := s.logger.With("connector", st.grant.ConnectorID, "remote_addr", c.RemoteAddr().String())

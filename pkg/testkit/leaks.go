@@ -2,24 +2,36 @@ package testkit
 
 import (
 	"context"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
-// CheckGoroutines waits until at most limit goroutines run (take the
-// baseline with runtime.NumGoroutine before starting what the test
-// closes, plus any slack for the runtime's own), and fails tb with every
-// goroutine's stack if some are still running after 30 s: a component
-// that started a goroutine did not stop it in Close. The 30 s are a
-// deadline for a leak, not a figure: goroutines usually end at once.
-func CheckGoroutines(tb testing.TB, limit int) {
-	tb.Helper()
-	// Not tb.Context(): it is cancelled before the cleanups, where this runs.
-	if Poll(context.Background(), 20*time.Millisecond, 30*time.Second, func() bool { return runtime.NumGoroutine() <= limit }) != nil {
-		buf := make([]byte, 1<<20)
-		tb.Errorf("goroutines leaked: got %d, want at most %d\n%s", runtime.NumGoroutine(), limit, buf[:runtime.Stack(buf, true)])
+// Goroutines snapshots the goroutines running now and returns the leak
+// check to call once the test has closed everything it started: the check
+// fails tb with the stacks of every goroutine started since the snapshot
+// that still runs after 30 s (go.uber.org/goleak, the same check as Main,
+// narrowed to one test). A component that started a goroutine did not
+// stop it in Close. The 30 s are a deadline for a leak, not a figure:
+// goroutines usually end at once.
+//
+//	leaks := testkit.Goroutines()
+//	... start and close the system ...
+//	leaks(t)
+func Goroutines() func(tb testing.TB) {
+	opts := append([]goleak.Option{goleak.IgnoreCurrent()}, ignored...)
+	return func(tb testing.TB) {
+		tb.Helper()
+		var err error
+		// Not tb.Context(): it is cancelled before the cleanups, where this runs.
+		if Poll(context.Background(), 20*time.Millisecond, 30*time.Second, func() bool {
+			err = goleak.Find(opts...)
+			return err == nil
+		}) != nil {
+			tb.Errorf("goroutines leaked: %v", err)
+		}
 	}
 }
 

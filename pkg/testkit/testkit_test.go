@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,17 +217,18 @@ func TestListenServesAndCleansUp(t *testing.T) {
 	}
 }
 
-func TestCheckGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
+func TestGoroutines(t *testing.T) {
+	leaks := testkit.Goroutines()
 	stop := make(chan struct{})
 	go func() { <-stop }()
 	time.AfterFunc(50*time.Millisecond, func() { close(stop) })
-	testkit.CheckGoroutines(t, before) // waits for the goroutine to end
+	leaks(t) // waits for the goroutine to end
 	synctest.Test(t, func(t *testing.T) {
 		r := &errRecorder{TB: t}
+		leaks := testkit.Goroutines()
 		block := make(chan struct{})
 		go func() { <-block }()
-		testkit.CheckGoroutines(r, runtime.NumGoroutine()-1)
+		leaks(r)
 		close(block)
 		if !strings.Contains(r.err, "goroutines leaked") || !strings.Contains(r.err, "goroutine ") {
 			t.Errorf("a leaked goroutine: got %q, want a failure with the stacks", r.err)
@@ -270,11 +270,11 @@ func TestWaitInCleanup(t *testing.T) {
 		var n atomic.Int32
 		t.Cleanup(func() {
 			testkit.WaitFor(t, time.Minute, "third try", func() bool { return n.Add(1) == 3 })
-			before := runtime.NumGoroutine()
+			leaks := testkit.Goroutines()
 			done := make(chan struct{})
 			go func() { <-done }()
 			time.AfterFunc(30*time.Millisecond, func() { close(done) })
-			testkit.CheckGoroutines(t, before)
+			leaks(t)
 		})
 	})
 }

@@ -66,15 +66,15 @@ func WriteFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	tmp := f.Name()
 	defer os.Remove(tmp) // no-op after a successful rename
 	if err := f.Chmod(mode); err != nil {
-		f.Close()
+		_ = f.Close() // the error above is the one to report
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
+		_ = f.Close() // the error above is the one to report
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close() // the error above is the one to report
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -363,7 +362,7 @@ func sendAndCheck(ctx context.Context, from *Node, to netip.Addr, port uint16, s
 }
 
 func TestCloseStopsEveryGoroutine(t *testing.T) {
-	before := runtime.NumGoroutine()
+	leaks := testkit.Goroutines()
 	func() {
 		mesh := newNodeWith(t, genKey(t), nil, 0)
 		connector := newNodeWith(t, genKey(t), NewDialBind(), 0)
@@ -380,5 +379,5 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 			}
 		}
 	}()
-	testkit.CheckGoroutines(t, before)
+	leaks(t)
 }

@@ -31,7 +31,7 @@ func (n *Node) startEcho() error {
 			if err != nil {
 				return
 			}
-			pc.WriteTo(buf[:m], from)
+			_, _ = pc.WriteTo(buf[:m], from)
 		}
 	}()
 	return nil
@@ -45,11 +45,11 @@ func (n *Node) Ping(ctx context.Context, peer wgkey.Public) (time.Duration, erro
 	if err != nil {
 		return 0, fmt.Errorf("wgnet: ping %s: %w", peer.Short(), err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
+		_ = c.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	var probe [16]byte
 	rand.Read(probe[:])

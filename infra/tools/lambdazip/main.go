@@ -110,11 +110,11 @@ func writeAtomic(path string, data []byte) error {
 	}
 	defer os.Remove(f.Name())
 	if _, err := f.Write(data); err != nil {
-		f.Close()
+		_ = f.Close() // the error above is the one to report
 		return err
 	}
 	if err := f.Chmod(0o644); err != nil {
-		f.Close()
+		_ = f.Close() // the error above is the one to report
 		return err
 	}
 	if err := f.Close(); err != nil {
