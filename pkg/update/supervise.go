@@ -172,7 +172,7 @@ func (r ExecRunner) Child(ctx context.Context, path string, env []string) (int, 
 		select {
 		case werr = <-done:
 		case <-t.C:
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill() // it may have exited meanwhile: Wait tells
 			werr = <-done
 		}
 		t.Stop()
