@@ -55,6 +55,8 @@ type linkTUN struct {
 
 	taken   []*stack.PacketBuffer
 	scratch []byte
+
+	inbound func(pkt []byte) bool // test hook: see Config.inbound
 }
 
 // tunDevice is linkTUN seen from WireGuard: its tun.Device methods.
@@ -300,7 +302,7 @@ func (t *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	for _, b := range bufs {
 		p := b[offset:]
-		if len(p) == 0 {
+		if len(p) == 0 || l.inbound != nil && !l.inbound(p) {
 			continue
 		}
 		var proto tcpip.NetworkProtocolNumber

@@ -24,6 +24,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/postern/postern/pkg/wgkey"
 )
@@ -48,6 +49,13 @@ type Config struct {
 	// Logger receives WireGuard's errors and, at debug level, its
 	// verbose log. Nil discards.
 	Logger *slog.Logger
+
+	// Test hooks (set only by this package's tests): inbound, if set,
+	// sees every decrypted packet before the stack and drops it when it
+	// returns false; tcpProbe, if set, sees each TCP endpoint's state
+	// after every segment it handles.
+	inbound  func(pkt []byte) bool
+	tcpProbe tcp.TCPProbeFunc
 }
 
 // Peer is a WireGuard peer to add to a Node.
@@ -152,7 +160,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("wgnet: new: mtu %d outside 1280..65535", mtu)
 	}
 	n.link = newLinkTUN(mtu)
-	s, err := newStack(n.link, n.addr)
+	n.link.inbound = cfg.inbound
+	s, err := newStack(n.link, n.addr, cfg.tcpProbe)
 	if err != nil {
 		return nil, fmt.Errorf("wgnet: new: %w", err)
 	}
