@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -153,11 +154,23 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	updateMargin := fs.Duration("update-margin", 30*time.Second, "with --update-url: restart only while the group's update slot has the drain, the trial and this left")
 	updateAlone := fs.Bool("update-alone", false, "with --update-url: update even when no other connector of the group serves (the group has no connector while this one restarts); without it the update waits for another connector of the group")
 	return func(ctx context.Context) error {
-		return run(ctx, runFlags{stateDir: *stateDir, meshCA: *meshCA, backendCA: *backendCA, allow: *allow, allowAny: *allowAny, admin: *admin,
+		supervised := os.Getenv(update.EnvSupervised) == "1"
+		if supervised {
+			// Started by the self-update supervisor (a Windows service):
+			// the end of standard input is its stop request.
+			var cancel context.CancelFunc
+			ctx, cancel = update.StopOnEOF(ctx, os.Stdin)
+			defer cancel()
+		}
+		err := run(ctx, runFlags{stateDir: *stateDir, meshCA: *meshCA, backendCA: *backendCA, allow: *allow, allowAny: *allowAny, admin: *admin,
 			logLevel: *logLevel, carrier: *carrierFlag, udpTimeout: *udpTimeout, probeInterval: *probeInterval,
 			attachK: *attachK, reevaluate: *reevaluate, drainTimeout: *drainTimeout,
 			enrollMesh: *enrollMesh, enrollTokenFile: *enrollTokenFile, updateURL: *updateURL, updateKey: *updateKey,
 			updateEvery: *updateEvery, updateTrial: *updateTrial, updateMargin: *updateMargin, updateAlone: *updateAlone})
+		if supervised && errors.Is(err, update.ErrRestart) {
+			os.Exit(update.RestartExitCode) // drained: the supervisor starts the staged version
+		}
+		return err
 	}
 }
 
@@ -179,6 +192,9 @@ type runFlags struct {
 	enrollMesh, enrollTokenFile, updateURL, updateKey            string
 	updateEvery, updateTrial, updateMargin                       time.Duration
 	updateAlone                                                  bool
+	// inSupervisor: run by update.Supervise in its own process (Launch
+	// already decided), so neither supervise nor launch again.
+	inSupervisor bool
 }
 
 func run(ctx context.Context, f runFlags) (err error) {
@@ -200,20 +216,31 @@ func run(ctx context.Context, f runFlags) (err error) {
 		return cli.Usagef("--log-level: %v", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	if f.updateURL != "" && superviseUpdates && !f.inSupervisor && os.Getenv(update.EnvLaunched) == "" {
+		if err := checkUpdateFlags(f); err != nil {
+			return err
+		}
+		// No exec here: this process stays and runs the staged version
+		// as a child (or itself), starting over after a restart.
+		inner := f
+		inner.inSupervisor = true
+		return update.Supervise(ctx, update.SuperviseConfig{Dir: updateDir(f.stateDir), Env: os.Environ(), Logger: logger,
+			Runner: update.ExecRunner{Run: func(ctx context.Context) error { return run(ctx, inner) },
+				Args: childArgs(os.Args[1:]), StopTimeout: f.drainTimeout + 15*time.Second}})
+	}
 	tr, err := tracing.Start(ctx, "connectord", os.Getenv, logger)
 	if err != nil {
 		return err
 	}
 	defer tr.Close(logger)
 	if f.updateURL != "" {
-		if f.updateKey == "" {
-			return cli.Usagef("--update-url needs --update-key, the pinned release key")
+		if err := checkUpdateFlags(f); err != nil {
+			return err
 		}
-		if v := cli.ReadBuildInfo().Version; !update.ValidVersion(v) {
-			return fmt.Errorf("--update-url: this build's version %q is no release version, so no release can be told newer (build with task package or -ldflags \"-X github.com/postern/postern/pkg/cli.version=X.Y.Z\")", v)
-		}
-		if err := launch(f.stateDir, logger); err != nil {
-			return fmt.Errorf("self-update: %w", err)
+		if !f.inSupervisor {
+			if err := launch(f.stateDir, logger); err != nil {
+				return fmt.Errorf("self-update: %w", err)
+			}
 		}
 	}
 	var entries []string
@@ -271,14 +298,47 @@ func run(ctx context.Context, f runFlags) (err error) {
 			errc <- autoUpdate(uctx, c, f.stateDir, f.updateURL, f.updateKey, connector.AutoUpdateConfig{
 				Every: f.updateEvery, TrialTimeout: f.updateTrial, DrainTimeout: f.drainTimeout, Margin: f.updateMargin, Alone: f.updateAlone}, logger)
 		}()
+		rctx, restart := context.WithCancelCause(ctx)
+		defer restart(nil)
 		go func() {
-			if err := <-errc; err != nil {
+			err := <-errc
+			switch {
+			case errors.Is(err, update.ErrRestart):
+				restart(err) // drained already: end the run for the supervisor
+			case err != nil:
 				logger.Error("self_update_failed", "error", err)
 				os.Exit(1) // a trial that did not attach: the next start rolls it back
 			}
 		}()
+		err := runDraining(rctx, c, f.drainTimeout, logger)
+		if cause := context.Cause(rctx); errors.Is(cause, update.ErrRestart) {
+			return cause
+		}
+		return err
 	}
 	return runDraining(ctx, c, f.drainTimeout, logger)
+}
+
+// checkUpdateFlags checks the self-update flags and that this build has a
+// release version.
+func checkUpdateFlags(f runFlags) error {
+	if f.updateKey == "" {
+		return cli.Usagef("--update-url needs --update-key, the pinned release key")
+	}
+	if v := cli.ReadBuildInfo().Version; !update.ValidVersion(v) {
+		return fmt.Errorf("--update-url: this build's version %q is no release version, so no release can be told newer (build with task package or -ldflags \"-X github.com/postern/postern/pkg/cli.version=X.Y.Z\")", v)
+	}
+	return nil
+}
+
+// childArgs are the arguments of a staged version that the supervisor
+// runs: the running ones, with "service run" (the service manager's
+// command line) as plain "run".
+func childArgs(args []string) []string {
+	if len(args) >= 2 && args[0] == "service" && args[1] == "run" {
+		return append([]string{"run"}, args[2:]...)
+	}
+	return slices.Clone(args)
 }
 
 // runDraining runs c until ctx ends (the signal), then drains it for at

@@ -50,8 +50,13 @@ func launch(stateDir string, logger *slog.Logger) error {
 }
 
 // restart execs the installed binary again, which launches the staged
-// release on trial.
+// release on trial; where updates are supervised (Windows) it returns
+// update.ErrRestart instead, for the supervisor to start the staged
+// release.
 func restart() error {
+	if superviseUpdates {
+		return update.ErrRestart
+	}
 	installed := os.Getenv(envInstalled)
 	if installed == "" {
 		var err error

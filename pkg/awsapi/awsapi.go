@@ -41,7 +41,8 @@ type Config struct {
 	Credentials aws.CredentialsProvider
 	// Endpoint overrides the service endpoints (tests, VPC endpoints):
 	// S3 is then addressed path-style as <Endpoint>/<bucket>/<key> and
-	// EC2 as <Endpoint>/. Empty means AWS's regional endpoints.
+	// EC2 as <Endpoint>/. Empty means AWS_ENDPOINT_URL (the variable the
+	// AWS SDKs and CLI read), then AWS's regional endpoints.
 	Endpoint string
 	// HTTPClient sends the calls; nil means a client with a 20-second
 	// timeout.
@@ -76,6 +77,18 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = os.Getenv("AWS_ENDPOINT_URL")
+	}
+	if cfg.Endpoint != "" {
+		u, err := url.Parse(cfg.Endpoint)
+		if err != nil {
+			return nil, errors.New("awsapi: endpoint is not a URL") // the text may hold a password: not repeated
+		}
+		if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("awsapi: endpoint %q is not an http(s) URL without query, fragment or user", u.Redacted())
+		}
 	}
 	cfg.Endpoint = strings.TrimSuffix(cfg.Endpoint, "/")
 	return &Client{cfg: cfg, creds: aws.NewCredentialsCache(cfg.Credentials), signer: v4.NewSigner()}, nil

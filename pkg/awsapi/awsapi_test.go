@@ -3,6 +3,7 @@ package awsapi_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -85,5 +86,31 @@ func TestDescribeInstances(t *testing.T) {
 	var apiErr *awsapi.APIError
 	if _, err := bad.DescribeInstances(t.Context(), "eu-west-1", "postern-cluster", "prod"); !errors.As(err, &apiErr) || apiErr.Code != "AuthFailure" {
 		t.Errorf("wrong key: got %v", err)
+	}
+}
+
+// TestEndpointFromEnvironment: without Config.Endpoint the client uses
+// AWS_ENDPOINT_URL, as the AWS SDKs do; an endpoint that is not a plain
+// http(s) URL is refused, and a password in it is never repeated.
+func TestEndpointFromEnvironment(t *testing.T) {
+	s := awstest.New(t)
+	s.Put("postern-config", "mesh/catalog.yaml", []byte("v1"))
+	t.Setenv("AWS_ENDPOINT_URL", s.URL+"/")
+	c, err := awsapi.New(awsapi.Config{Region: "eu-west-1", Credentials: awstest.Credentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, _, err := c.GetObject(t.Context(), "postern-config", "mesh/catalog.yaml", ""); err != nil || string(data) != "v1" {
+		t.Fatalf("through AWS_ENDPOINT_URL: got %q, %v", data, err)
+	}
+	for _, bad := range []string{"ftp://127.0.0.1:1", "127.0.0.1:9000", "http://", "http://127.0.0.1:1/?x=y", "http://127.0.0.1:1/#f",
+		"https://admin:hunter2@s3.internal", "http://[::1", "https://admin:hunter2@[::1"} {
+		t.Setenv("AWS_ENDPOINT_URL", bad)
+		_, err := awsapi.New(awsapi.Config{Region: "eu-west-1", Credentials: awstest.Credentials()})
+		if err == nil || !strings.Contains(err.Error(), "endpoint") {
+			t.Errorf("AWS_ENDPOINT_URL=%s: got %v, want a refusal", bad, err)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("AWS_ENDPOINT_URL=%s: the error repeats the password: %v", bad, err)
+		}
 	}
 }

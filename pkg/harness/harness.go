@@ -32,6 +32,7 @@ import (
 
 	"github.com/postern/postern/pkg/acmecert"
 	"github.com/postern/postern/pkg/authority"
+	"github.com/postern/postern/pkg/catalog"
 	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/devcert"
@@ -130,6 +131,12 @@ type Options struct {
 	Tracing *tracing.Config
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// CatalogSource, if set, is called once at start with the generated
+	// catalogue and returns the source every mesh node reads it from
+	// instead of the file CatalogPath (a test puts the catalogue in the
+	// local S3 stand-in and returns an awsapi.S3Source); nil means the
+	// file.
+	CatalogSource func(generated []byte) (catalog.Source, error)
 }
 
 // Harness is a running system.
@@ -158,6 +165,7 @@ type Harness struct {
 	closed   bool
 	auth     *authSystem
 	tracers  []*tracing.Tracing         // shut down by Close
+	catSrc   catalog.Source             // from Options.CatalogSource; nil: CatalogPath
 	clients  map[string]*http.Transport // MeshClient's, by node address
 
 	gossipKey []byte
@@ -275,6 +283,11 @@ func (h *Harness) start(ctx context.Context) error {
 	if err := os.WriteFile(h.CatalogPath, []byte(h.catalogYAML()), 0o644); err != nil {
 		return err
 	}
+	if h.opts.CatalogSource != nil {
+		if h.catSrc, err = h.opts.CatalogSource([]byte(h.catalogYAML())); err != nil {
+			return fmt.Errorf("harness: catalogue source: %w", err)
+		}
+	}
 	for i := 0; i < h.opts.Meshes; i++ {
 		addr := net.JoinHostPort(h.opts.Host, "0")
 		if i == 0 && h.opts.PublicAddr != "" {
@@ -365,7 +378,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 	cfg := meshnode.Config{
 		ID: id, Region: region, Listener: l, TLS: devcert.ServerTLS(h.cert),
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
-		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogPoll: 200 * time.Millisecond,
+		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogSource: h.catSrc, CatalogPoll: 200 * time.Millisecond,
 		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, UpdateSlot: h.opts.UpdateSlot, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), BearerHTTPClient: h.authClient(),
 		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
 		Registry: cli.NewRegistry("meshd"), // as meshd's: postern_build_info too

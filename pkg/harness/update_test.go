@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/update"
 )
 
@@ -432,4 +433,74 @@ func superviseConnectors(t *testing.T, h *Harness, dir, bin string, pub ed25519.
 		states, procs = append(states, state), append(procs, p)
 	}
 	return states, procs
+}
+
+// TestSupervisedConnectordStopsOnStdinEOF: the real connectord started as
+// update.Supervise starts a staged version (POSTERN_UPDATE_SUPERVISED=1,
+// standard input a pipe from the supervisor) attaches and serves, and
+// when the supervisor closes its standard input (the Windows service's
+// Stop) it drains and exits with status 0. (Started by anything else, its
+// standard input is ignored: every other test runs it on /dev/null.)
+func TestSupervisedConnectordStopsOnStdinEOF(t *testing.T) {
+	h := start(t, Options{Connectors: -1})
+	dir := t.TempDir()
+	bin := buildConnectord(t, dir, "1.0.0")
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, h.CA.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := h.Authority.MintEnrollToken("hq", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin := testkit.FreeAddr(t)
+	cmd := exec.Command(bin, "run", "--state-dir", filepath.Join(dir, "state"), "--mesh", h.Meshes()[0].URL, "--enroll-token-file", tokFile,
+		"--mesh-ca", ca, "--admin", admin, "--allow", "127.0.0.1", "--drain-timeout", "2s")
+	cmd.Env = append(os.Environ(), update.EnvSupervised+"=1", update.EnvLaunched+"=1")
+	var logs SyncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	testkit.WaitFor(t, time.Minute, "the supervised connector attached", func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, logs.String)
+	if resp, body := navigate(t, h.Browser(), h.AppURL(0, "/headers"), "", ""); resp.StatusCode != 200 {
+		t.Fatalf("through the supervised connector: %d %s", resp.StatusCode, body)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("exited before its input was closed: %v\n%s", err, logs.String())
+	default:
+	}
+	stdin.Close()
+	var exitErr error
+	testkit.WaitFor(t, time.Minute, "the connector exited after its input closed", func() bool {
+		select {
+		case exitErr = <-done:
+			done <- exitErr // for the cleanup
+			return true
+		default:
+			return false
+		}
+	}, logs.String)
+	if exitErr != nil {
+		t.Fatalf("exit after the stop request: %v, want status 0\n%s", exitErr, logs.String())
+	}
 }

@@ -23,6 +23,9 @@ import (
 // and as a trial version commits, unless UPDATE_TEST_BROKEN names it (a
 // broken release that exits at once).
 func TestMain(m *testing.M) {
+	if os.Getenv(EnvSupervised) == "1" {
+		os.Exit(supervisedChild())
+	}
 	if dir := os.Getenv("UPDATE_TEST_DIR"); dir != "" {
 		os.Exit(play(dir))
 	}

@@ -3,8 +3,10 @@ package chart
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -98,21 +100,33 @@ func with(m map[string]any, kv ...any) map[string]any {
 	return out
 }
 
-// TestConnectordChart renders the chart for several value sets and checks
-// what each promises: at least two connectors, a budget that lets only one
-// go at a time, anti-affinity, the token from the Secret, probes of
-// /healthz and /readyz, no privileges and a read-only root filesystem, and
-// a grace period longer than the drain.
-func TestConnectordChart(t *testing.T) {
-	tests := []struct {
-		name   string
-		values map[string]any
-		check  func(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget)
-	}{
+// chartCase is one value set of the chart and what its objects must show.
+type chartCase struct {
+	name   string
+	values map[string]any
+	check  func(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget)
+}
+
+// chartCases are the value sets TestConnectordChart renders; between them
+// they set every key of values.yaml to something other than its default
+// (TestConnectordChartCoversEveryValue holds them to that).
+func chartCases() []chartCase {
+	return []chartCase{
 		{"defaults", base(), func(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget) {
 			aa := sts.Spec.Template.Spec.Affinity.PodAntiAffinity
 			if len(aa.PreferredDuringSchedulingIgnoredDuringExecution) != 2 || len(aa.RequiredDuringSchedulingIgnoredDuringExecution) != 0 {
 				t.Errorf("soft anti-affinity: %+v", aa)
+			}
+			c := sts.Spec.Template.Spec.Containers[0]
+			if c.Image != "ghcr.io/postern/connectord:"+chartAppVersion(t) || c.ImagePullPolicy != corev1.PullIfNotPresent {
+				t.Errorf("image %s %s, want the appVersion's tag", c.Image, c.ImagePullPolicy)
+			}
+			if !slices.Contains(c.Args, "--allow=10.1.0.0/16:443,intranet.corp") || slices.Contains(c.Args, "--allow-any") {
+				t.Errorf("args %v", c.Args)
+			}
+			pvc := sts.Spec.VolumeClaimTemplates
+			if len(pvc) != 1 || pvc[0].Spec.StorageClassName != nil || pvc[0].Spec.Resources.Requests.Storage().String() != "16Mi" {
+				t.Errorf("state volume %+v", pvc)
 			}
 		}},
 		{"hard anti-affinity, three replicas, pinned digest", with(base(), "replicas", 3, "podAntiAffinity", "hard",
@@ -123,7 +137,7 @@ func TestConnectordChart(t *testing.T) {
 			if req := sts.Spec.Template.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution; len(req) != 1 || req[0].TopologyKey != "kubernetes.io/hostname" {
 				t.Errorf("hard anti-affinity: %+v", req)
 			}
-			if img := sts.Spec.Template.Spec.Containers[0].Image; !strings.Contains(img, "@sha256:abab") {
+			if img := sts.Spec.Template.Spec.Containers[0].Image; img != "ghcr.io/postern/connectord@sha256:"+strings.Repeat("ab", 32) {
 				t.Errorf("image %s, want the digest", img)
 			}
 		}},
@@ -133,13 +147,81 @@ func TestConnectordChart(t *testing.T) {
 				if !slices.Contains(args, "--allow-any") || !slices.Contains(args, "--mesh-ca=/etc/postern/mesh-ca/ca.pem") || !slices.Contains(args, "--drain-timeout=120s") {
 					t.Errorf("args %v", args)
 				}
+				if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--allow=") }) {
+					t.Errorf("args %v: --allow with allowAny", args)
+				}
 				if g := *sts.Spec.Template.Spec.TerminationGracePeriodSeconds; g != 135 {
 					t.Errorf("grace %d, want 135", g)
 				}
+				var ca bool
+				for _, v := range sts.Spec.Template.Spec.Volumes {
+					ca = ca || (v.ConfigMap != nil && v.ConfigMap.Name == "mesh-ca")
+				}
+				if !ca {
+					t.Error("no mesh-ca ConfigMap volume")
+				}
+			}},
+		{"every other key", with(base(), "replicas", 4, "maxUnavailable", 2, "attachK", 3, "logLevel", "debug",
+			"image", map[string]any{"repository": "registry.corp/postern/connectord", "tag": "9.8.7", "pullPolicy": "Always"},
+			"persistence", map[string]any{"size": "64Mi", "storageClassName": "fast"},
+			"spreadAcrossZones", false,
+			"resources", map[string]any{"requests": map[string]any{"cpu": "10m", "memory": "32Mi"}, "limits": map[string]any{"memory": "128Mi"}},
+			"nodeSelector", map[string]any{"corp/zone": "dmz"},
+			"tolerations", []any{map[string]any{"key": "dedicated", "operator": "Equal", "value": "postern", "effect": "NoSchedule"}},
+			"podAnnotations", map[string]any{"corp/owner": "netops"},
+			"extraArgs", []any{"--reevaluate=10m", "--carrier=stream"}),
+			func(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget) {
+				spec := sts.Spec.Template.Spec
+				c := spec.Containers[0]
+				if *sts.Spec.Replicas != 4 || pdb.Spec.MaxUnavailable.IntValue() != 2 {
+					t.Errorf("replicas %d, budget %v", *sts.Spec.Replicas, pdb.Spec.MaxUnavailable)
+				}
+				if c.Image != "registry.corp/postern/connectord:9.8.7" || c.ImagePullPolicy != corev1.PullAlways {
+					t.Errorf("image %s %s", c.Image, c.ImagePullPolicy)
+				}
+				for _, a := range []string{"--attach-k=3", "--log-level=debug", "--reevaluate=10m", "--carrier=stream"} {
+					if !slices.Contains(c.Args, a) {
+						t.Errorf("args %v, want %s", c.Args, a)
+					}
+				}
+				pvc := sts.Spec.VolumeClaimTemplates
+				if len(pvc) != 1 || pvc[0].Spec.StorageClassName == nil || *pvc[0].Spec.StorageClassName != "fast" || pvc[0].Spec.Resources.Requests.Storage().String() != "64Mi" {
+					t.Errorf("state volume %+v", pvc)
+				}
+				if p := spec.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution; len(p) != 1 || p[0].PodAffinityTerm.TopologyKey != "kubernetes.io/hostname" {
+					t.Errorf("spreadAcrossZones false: %+v", p)
+				}
+				if c.Resources.Limits.Memory().String() != "128Mi" || c.Resources.Requests.Cpu().String() != "10m" {
+					t.Errorf("resources %+v", c.Resources)
+				}
+				if spec.NodeSelector["corp/zone"] != "dmz" || len(spec.Tolerations) != 1 || spec.Tolerations[0].Value != "postern" || spec.Tolerations[0].Effect != corev1.TaintEffectNoSchedule {
+					t.Errorf("placement %v %+v", spec.NodeSelector, spec.Tolerations)
+				}
+				if sts.Spec.Template.Annotations["corp/owner"] != "netops" {
+					t.Errorf("annotations %v", sts.Spec.Template.Annotations)
+				}
 			}},
 	}
+}
+
+// chartAppVersion is the chart's appVersion.
+func chartAppVersion(t *testing.T) string {
+	t.Helper()
+	ch, err := loader.Load(filepath.Join("..", "..", "charts", "connectord"))
+	if err != nil {
+		t.Fatalf("load chart: %v", err)
+	}
+	return ch.Metadata.AppVersion
+}
+
+// TestConnectordChart renders the chart for several value sets and checks
+// what each promises: at least two connectors, a budget that lets only one
+// go at a time, anti-affinity, the token from the Secret, probes of
+// /healthz and /readyz, no privileges and a read-only root filesystem, and
+// a grace period longer than the drain.
+func TestConnectordChart(t *testing.T) {
 	runFlags := connectordFlags(t, "run")
-	for _, tt := range tests {
+	for _, tt := range chartCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			out, err := render(t, tt.values)
 			if err != nil {
@@ -156,6 +238,53 @@ func TestConnectordChart(t *testing.T) {
 			tt.check(t, sts, pdb)
 		})
 	}
+}
+
+// TestConnectordChartCoversEveryValue: every key of values.yaml is set to
+// something other than its default by at least one of the rendered value
+// sets, so a key added to the chart without a rendering test fails here.
+func TestConnectordChartCoversEveryValue(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "charts", "connectord", "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var defaults map[string]any
+	if err := yaml.Unmarshal(raw, &defaults); err != nil {
+		t.Fatal(err)
+	}
+	want := leaves("", defaults)
+	if len(want) < 20 {
+		t.Fatalf("values.yaml has only %d keys: %v", len(want), want)
+	}
+	for key, def := range want {
+		covered := false
+		for _, c := range chartCases() {
+			if v, ok := leaves("", c.values)[key]; ok && !reflect.DeepEqual(v, def) {
+				covered = true
+			}
+		}
+		if !covered {
+			t.Errorf("no rendered value set changes %s from its default %v", key, def)
+		}
+	}
+}
+
+// leaves flattens m to its dotted keys; maps under resources, nodeSelector,
+// tolerations and podAnnotations (free-form Kubernetes values) count as
+// one key each.
+func leaves(prefix string, m map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		key := prefix + k
+		if sub, ok := v.(map[string]any); ok && !slices.Contains([]string{"resources", "nodeSelector", "podAnnotations"}, key) {
+			for kk, vv := range leaves(key+".", sub) {
+				out[kk] = vv
+			}
+			continue
+		}
+		out[key] = v
+	}
+	return out
 }
 
 // connectordFlags returns the flags the real connectord's command takes,
@@ -203,7 +332,7 @@ func checkArgs(t *testing.T, sts *appsv1.StatefulSet, runFlags map[string]bool) 
 func checkCommon(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget) {
 	t.Helper()
 	spec := sts.Spec.Template.Spec
-	if *sts.Spec.Replicas < 2 || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+	if mu := pdb.Spec.MaxUnavailable.IntValue(); *sts.Spec.Replicas < 2 || mu < 1 || mu >= int(*sts.Spec.Replicas) {
 		t.Errorf("replicas %d, budget %v", *sts.Spec.Replicas, pdb.Spec.MaxUnavailable)
 	}
 	for k, v := range pdb.Spec.Selector.MatchLabels {

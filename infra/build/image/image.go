@@ -53,6 +53,16 @@ type Spec struct {
 	Created time.Time
 }
 
+// Postern returns the specs of Postern's images, meshd and connectord, with
+// the state directories their binaries use by default (Version, Created and
+// Binaries are left for the caller).
+func Postern() []Spec {
+	return []Spec{
+		{Name: "meshd", StateDir: "/var/lib/postern-meshd"},
+		{Name: "connectord", StateDir: "/var/lib/postern-connector"},
+	}
+}
+
 // Build returns the image index of spec.
 func Build(spec Spec) (v1.ImageIndex, error) {
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)

@@ -41,15 +41,15 @@ func repoRoot(tb testing.TB) string {
 // root), and checks the arm64 binary is a static aarch64 executable.
 func TestImages(t *testing.T) {
 	root := repoRoot(t)
-	for _, name := range []string{"meshd", "connectord"} {
-		t.Run(name, func(t *testing.T) {
+	for _, spec := range Postern() {
+		t.Run(spec.Name, func(t *testing.T) {
 			t.Parallel()
-			spec := Spec{Name: name, StateDir: "/var/lib/postern-" + name, Version: "1.2.3", Created: time.Unix(1_700_000_000, 0)}
-			idx1, err := BuildFromSource(root, "./"+name, t.TempDir(), spec, "")
+			spec.Version, spec.Created = "1.2.3", time.Unix(1_700_000_000, 0)
+			idx1, err := BuildFromSource(root, "./"+spec.Name, t.TempDir(), spec, "")
 			if err != nil {
 				t.Fatal(err)
 			}
-			idx2, err := BuildFromSource(root, "./"+name, t.TempDir(), spec, "")
+			idx2, err := BuildFromSource(root, "./"+spec.Name, t.TempDir(), spec, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,6 +148,7 @@ func checkImage(t *testing.T, img v1.Image, spec Spec, arch string) {
 	}
 	if arch == "amd64" {
 		run(t, rootDir, bin, spec.Version)
+		checkReadOnlyRoot(t, rootDir, spec, cf.Config.Env)
 	}
 }
 

@@ -29,12 +29,6 @@ func main() {
 	}
 }
 
-// Images lists the images and their state directories.
-var images = []image.Spec{
-	{Name: "meshd", StateDir: "/var/lib/postern-meshd"},
-	{Name: "connectord", StateDir: "/var/lib/postern-connector"},
-}
-
 func run(root, out, version string) error {
 	created := time.Unix(0, 0)
 	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
@@ -49,7 +43,7 @@ func run(root, out, version string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	for _, spec := range images {
+	for _, spec := range image.Postern() {
 		spec.Version, spec.Created = version, created
 		idx, err := image.BuildFromSource(root, "./"+spec.Name, tmp, spec, "")
 		if err != nil {
