@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 func TestLookup(t *testing.T) {
@@ -86,9 +88,7 @@ func TestGetOpFailures(t *testing.T) {
 		})
 	}
 	t.Run("transport error", func(t *testing.T) {
-		l, _ := net.Listen("tcp", "127.0.0.1:0")
-		addr := l.Addr().String()
-		l.Close()
+		addr := testkit.RefusedAddr(t)
 		var read atomic.Int64
 		if err := GetOp(c, "http://"+addr+"/", -1, nil)(t.Context(), &read); err == nil {
 			t.Fatal("got nil, want a dial error")

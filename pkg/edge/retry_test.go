@@ -18,6 +18,8 @@ import (
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/tunnelhttp"
 	"github.com/postern/postern/pkg/wgkey"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // TestRetryRules is the table of when a failed attempt is sent again:
@@ -104,10 +106,7 @@ func TestTransportRetries(t *testing.T) {
 			var firstSaw, secondSaw atomic.Int32
 			srv := func(kind fakeConnector, saw *atomic.Int32) string {
 				if kind == refuses {
-					l, _ := net.Listen("tcp", "127.0.0.1:0")
-					addr := l.Addr().String()
-					l.Close()
-					return addr
+					return testkit.RefusedAddr(t)
 				}
 				s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					b, _ := io.ReadAll(r.Body)

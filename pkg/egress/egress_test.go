@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/postern/postern/pkg/tunnelhttp"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 func TestParseAllowList(t *testing.T) {
@@ -192,12 +194,7 @@ func TestForwardsToTarget(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := l.Addr().String()
-	l.Close()
+	closedAddr := testkit.RefusedAddr(t)
 	tlsBackend := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls ok") }))
 	defer tlsBackend.Close()
 	onlyTen, _ := ParseAllowList([]string{"10.0.0.0/8"})

@@ -113,9 +113,7 @@ func TestHeadersAndHostMapping(t *testing.T) {
 }
 
 func TestErrorPages(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	closed := l.Addr().String()
-	l.Close()
+	closed := testkit.RefusedAddr(t)
 	// The backend timeout of the slow apps: short, but long enough for the
 	// race detector's slowness.
 	timeout := map[bool]time.Duration{false: 300 * time.Millisecond, true: 3 * time.Second}[raceDetector]

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -277,4 +278,20 @@ func TestWaitInCleanup(t *testing.T) {
 			leaks(t)
 		})
 	})
+}
+
+// TestRefusedAddr: a connection to the address is refused, and the port
+// cannot be bound by anyone else while the test runs.
+func TestRefusedAddr(t *testing.T) {
+	addr := testkit.RefusedAddr(t)
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatalf("dial %s: connected, want refused", addr)
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial %s: %v, want connection refused", addr, err)
+	}
+	if l, err := net.Listen("tcp", addr); err == nil {
+		l.Close()
+		t.Fatalf("listen %s: succeeded, want the port held", addr)
+	}
 }

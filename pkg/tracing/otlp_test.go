@@ -3,7 +3,6 @@ package tracing_test
 import (
 	"context"
 	"encoding/hex"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -267,12 +266,7 @@ func TestExportRefusals(t *testing.T) {
 		})
 	}
 	t.Run("unreachable", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close() // nothing listens there now
+		addr := testkit.RefusedAddr(t) // nothing listens there
 		e := exporter(t, tracing.Config{Endpoint: "http://user:pw-s3cret@" + addr + "/v1/traces", ExportTimeout: time.Minute})
 		err = e.ExportSpans(t.Context(), testSpans(t))
 		if err == nil || !strings.Contains(err.Error(), "try 5") || strings.Contains(err.Error(), "s3cret") {
