@@ -201,8 +201,8 @@ func (e *exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpa
 	if e.gzip {
 		var buf bytes.Buffer
 		zw := gzip.NewWriter(&buf)
-		zw.Write(body) // a bytes.Buffer does not fail
-		zw.Close()
+		_, _ = zw.Write(body) // into a bytes.Buffer: cannot fail
+		_ = zw.Close()
 		body = buf.Bytes()
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
@@ -262,7 +262,7 @@ func (e *exporter) post(ctx context.Context, body []byte) (time.Duration, error)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse)) // let the connection be reused
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse)) // let the connection be reused
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
 		if rejected, why := partialSuccess(resp.Header.Get("Content-Type"), msg); rejected > 0 || why != "" {
