@@ -198,11 +198,14 @@ func realCmd(fs *flag.FlagSet) func(context.Context) error {
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unrecorded warm-up per latency row and round")
 	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "interleaved rounds (every row once, then again)")
 	fs.Int64Var(&cfg.BulkBytes, "bulk-bytes", benchrun.DefaultBulkBytes, "size of one bulk download")
+	fs.DurationVar(&cfg.Settle, "settle", 15*time.Second, "idle time after the last row before the processes' memory is read again (0: no second reading)")
 	conc := fs.String("concurrency", "1,32", "comma-separated concurrency levels of the latency rows")
+	rows := fs.String("rows", "", "comma-separated rows to run (empty: all): "+strings.Join(benchrun.RealRowNames, ", "))
 	return func(ctx context.Context) error {
 		if *out == "" {
 			return fmt.Errorf("real: --out is required")
 		}
+		cfg.Rows = cli.List(*rows)
 		levels, err := parseInts(*conc)
 		if err != nil {
 			return fmt.Errorf("real: --concurrency: %w", err)

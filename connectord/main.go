@@ -37,6 +37,7 @@ import (
 	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/connector"
 	"github.com/postern/postern/pkg/egress"
+	"github.com/postern/postern/pkg/memtrim"
 	"github.com/postern/postern/pkg/streambind"
 	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/update"
@@ -290,6 +291,8 @@ func run(ctx context.Context, f runFlags) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, c.Close()) }()
+	trim := memtrim.Start(memtrim.Config{Logger: logger})
+	defer trim.Close()
 	if f.updateURL != "" {
 		uctx, stop := context.WithCancel(ctx)
 		defer stop()

@@ -25,6 +25,7 @@ import (
 	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/gossip"
+	"github.com/postern/postern/pkg/memtrim"
 	"github.com/postern/postern/pkg/meshnode"
 	"github.com/postern/postern/pkg/route"
 	"github.com/postern/postern/pkg/tracing"
@@ -182,6 +183,8 @@ func run(ctx context.Context, f runFlags) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, node.Close()) }()
+	trim := memtrim.Start(memtrim.Config{Logger: logger})
+	defer trim.Close()
 	return node.Run(ctx)
 }
 

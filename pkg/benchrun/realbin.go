@@ -67,6 +67,14 @@ type RealConfig struct {
 	// BulkBytes is the size of one bulk download; zero means
 	// DefaultBulkBytes.
 	BulkBytes int64
+	// Rows, if not empty, selects the rows to run by name (RealRowNames:
+	// "postern" runs the postern latency row at every level,
+	// "bulk-postern" the bulk row); empty means every row.
+	Rows []string
+	// Settle is how long the processes sit idle after the last row
+	// before their memory is read a second time (RealProc.IdleRSSMiB);
+	// zero means no second reading.
+	Settle time.Duration
 	// Progress receives a line per row as it completes; nil discards.
 	Progress io.Writer
 }
@@ -127,10 +135,16 @@ type RealProc struct {
 	Name string `json:"name"`
 	// PID is its process id.
 	PID int `json:"pid"`
+	// StartRSSMiB is VmRSS before the first row (the system started and
+	// answered one request through each path).
+	StartRSSMiB float64 `json:"start_rss_mib"`
 	// PeakRSSMiB is VmHWM and RSSMiB VmRSS from /proc/PID/status, read
 	// after the last row, before the process is stopped.
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
 	RSSMiB     float64 `json:"rss_mib"`
+	// IdleRSSMiB is VmRSS once more after RealReport.Settle without
+	// load; zero when there was no second reading.
+	IdleRSSMiB float64 `json:"idle_rss_mib,omitempty"`
 	// CPUS is the process's whole CPU time (user and system), start-up
 	// included, in seconds.
 	CPUS float64 `json:"cpu_s"`
@@ -148,6 +162,8 @@ type RealReport struct {
 	Warmup   time.Duration `json:"warmup_ns"`
 	// Rounds is how many interleaved rounds ran.
 	Rounds int `json:"rounds"`
+	// Settle is the idle time before the second memory reading.
+	Settle time.Duration `json:"settle_ns,omitempty"`
 	// Rows are the merged rows, in run order.
 	Rows []RealRow `json:"rows"`
 	// Procs are the measured processes, in start order; empty when the
@@ -699,6 +715,11 @@ func procMem(pid int) (peak, rss float64, err error) {
 	return peak, rss, sc.Err()
 }
 
+// RealRowNames are the rows of a real-binaries run, in run order within a
+// round: the latency rows (each at every concurrency level), then the
+// one-stream bulk rows.
+var RealRowNames = []string{"direct", "postern", "postern-auth", "wg-splice", "bulk-direct", "bulk-postern", "bulk-wg-splice"}
+
 // realTarget is one thing the load measures: where it connects and which
 // processes serve it.
 type realTarget struct {
@@ -717,6 +738,11 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 		return rep, fmt.Errorf("benchrun: real: duration %v, warm-up %v, rounds %d, bulk bytes %d: want a positive duration and no negatives",
 			cfg.Duration, cfg.Warmup, cfg.Rounds, cfg.BulkBytes)
 	}
+	for _, r := range cfg.Rows {
+		if !slices.Contains(RealRowNames, r) {
+			return rep, fmt.Errorf("benchrun: real: unknown row %q (want one of %s)", r, strings.Join(RealRowNames, ", "))
+		}
+	}
 	rounds, levels, bulk := max(cfg.Rounds, 1), cfg.Concurrency, cfg.BulkBytes
 	if len(levels) == 0 {
 		levels = []int{1, 32}
@@ -728,7 +754,7 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 	if progress == nil {
 		progress = io.Discard
 	}
-	rep = RealReport{Machine: DescribeMachine(), Duration: cfg.Duration, Warmup: cfg.Warmup, Rounds: rounds}
+	rep = RealReport{Machine: DescribeMachine(), Duration: cfg.Duration, Warmup: cfg.Warmup, Rounds: rounds, Settle: cfg.Settle}
 	bin, err := buildReal(ctx, cfg.Dir)
 	if err != nil {
 		return rep, err
@@ -755,15 +781,26 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 		bulk bool
 	}
 	var specs []spec
+	want := func(name string) bool { return len(cfg.Rows) == 0 || slices.Contains(cfg.Rows, name) }
 	for _, c := range levels {
 		for _, t := range targets {
-			specs = append(specs, spec{t, c, false})
+			if want(t.name) {
+				specs = append(specs, spec{t, c, false})
+			}
 		}
 	}
 	for _, t := range targets {
-		if t.cookie == nil { // bulk through the auth path adds one check per download: nothing to see
+		if t.cookie == nil && want("bulk-"+t.name) { // bulk through the auth path adds one check per download: nothing to see
 			specs = append(specs, spec{t, 1, true})
 		}
+	}
+	start := map[string]float64{}
+	for _, p := range sys.procs {
+		_, rss, err := procMem(p.cmd.Process.Pid)
+		if err != nil {
+			return rep, err
+		}
+		start[p.name] = rss
 	}
 	rows := make([]RealRow, len(specs))
 	for i, sp := range specs {
@@ -792,7 +829,20 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 			return rep, err
 		}
 		cpu, _ := procCPU(p.cmd.Process.Pid)
-		rep.Procs = append(rep.Procs, RealProc{Name: name, PID: p.cmd.Process.Pid, PeakRSSMiB: peak, RSSMiB: rss, CPUS: round(cpu, 2)})
+		rep.Procs = append(rep.Procs, RealProc{Name: name, PID: p.cmd.Process.Pid, StartRSSMiB: start[name], PeakRSSMiB: peak, RSSMiB: rss,
+			CPUS: round(cpu, 2)})
+	}
+	if cfg.Settle > 0 {
+		select {
+		case <-time.After(cfg.Settle):
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		}
+		for i, p := range sys.procs {
+			if _, rep.Procs[i].IdleRSSMiB, err = procMem(p.cmd.Process.Pid); err != nil {
+				return rep, err
+			}
+		}
 	}
 	all := sys.stop()
 	for i := range rep.Procs {
@@ -976,9 +1026,10 @@ func (r RealReport) Markdown() string {
 			ifNot(x.Bulk, strconv.FormatFloat(x.P99, 'f', 3, 64)), optional(x.MiBs, 1), optional(x.RatioToDirect, 3),
 			optional(x.P50RatioToDirect, 3), optional(x.RatioToPostern, 3), perProc(x.CPUPer10k), perProc(x.CPUPerGiB), x.Errors)
 	}
-	b.WriteString("\n| process | peak RSS MiB (VmHWM) | RSS after the run MiB (VmRSS) | CPU s, whole run | stopped and reaped |\n|---|--:|--:|--:|---|\n")
+	fmt.Fprintf(&b, "\n| process | RSS before the rows MiB (VmRSS) | peak RSS MiB (VmHWM) | RSS after the run MiB (VmRSS) | RSS after %v idle MiB | CPU s, whole run | stopped and reaped |\n|---|--:|--:|--:|--:|--:|---|\n", r.Settle)
 	for _, p := range r.Procs {
-		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.2f | %s |\n", p.Name, p.PeakRSSMiB, p.RSSMiB, p.CPUS, yesNo(&p.Exited))
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f | %s | %.2f | %s |\n", p.Name, p.StartRSSMiB, p.PeakRSSMiB, p.RSSMiB,
+			ifNot(r.Settle == 0, strconv.FormatFloat(p.IdleRSSMiB, 'f', 1, 64)), p.CPUS, yesNo(&p.Exited))
 	}
 	return b.String()
 }

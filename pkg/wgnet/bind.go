@@ -12,8 +12,9 @@ import (
 )
 
 // bindBatchSize is how many datagrams a bind reads or writes per system
-// call (recvmmsg/sendmmsg).
-const bindBatchSize = conn.IdealBatchSize
+// call (recvmmsg/sendmmsg). WireGuard's receive loop holds a batch of
+// 64 KiB buffers per ReceiveFunc for good; see linkBatchSize.
+const bindBatchSize = linkBatchSize
 
 // socketBufferSize is the send and receive buffer of every UDP socket.
 const socketBufferSize = 7 << 20

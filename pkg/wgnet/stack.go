@@ -23,8 +23,8 @@ const nicID = 1
 // bandwidth-delay product needs.
 const (
 	tcpBufMin     = 4 << 10
-	tcpBufDefault = 1 << 20
-	tcpBufMax     = 8 << 20
+	tcpBufDefault = 256 << 10
+	tcpBufMax     = 1 << 20
 )
 
 // newStack returns a gVisor stack with one NIC on link, holding addr. A
