@@ -22,21 +22,23 @@ func finishChecksum(p []byte, l4Off, csumOff int) {
 // splitTCP cuts in, one IP packet carrying a TCP segment larger than mss,
 // into packets of at most mss payload bytes each, written into bufs at
 // offset with fixed-up IP lengths, IDs, sequence numbers, flags and
-// checksums. ipLen is the length of in's IP header(s). It returns the
-// number of packets.
-func splitTCP(in []byte, ipLen, mss int, bufs [][]byte, sizes []int, offset int) (int, error) {
-	if ipLen+header.TCPMinimumSize > len(in) {
-		return 0, errBadSegment
+// checksums. ipLen is the length of in's IP header(s). It starts at the
+// from'th packet (those before were written by an earlier call) and
+// writes as many as bufs holds; it returns how many it wrote and whether
+// they were the last.
+func splitTCP(in []byte, ipLen, mss, from int, bufs [][]byte, sizes []int, offset int) (int, bool, error) {
+	if ipLen+header.TCPMinimumSize > len(in) || mss <= 0 || from < 0 {
+		return 0, false, errBadSegment
 	}
 	v4 := in[0]>>4 == 4
 	tcpLen := int(in[ipLen+12]>>4) * 4
 	hdrLen := ipLen + tcpLen
 	if tcpLen < header.TCPMinimumSize || hdrLen > len(in) {
-		return 0, errBadSegment
+		return 0, false, errBadSegment
 	}
 	payload := in[hdrLen:]
-	if (len(payload)+mss-1)/mss > len(bufs) {
-		return 0, errBadSegment
+	if from*mss >= len(payload) && len(payload) > 0 {
+		return 0, false, errBadSegment
 	}
 	var src, dst tcpip.Address
 	if v4 {
@@ -53,12 +55,13 @@ func splitTCP(in []byte, ipLen, mss int, bufs [][]byte, sizes []int, offset int)
 		id = binary.BigEndian.Uint16(in[4:])
 	}
 	n := 0
-	for start := 0; start < len(payload); start += mss {
+	start := from * mss
+	for ; start < len(payload) && n < len(bufs); start += mss {
 		end := min(start+mss, len(payload))
 		out := bufs[n][offset:]
 		total := hdrLen + end - start
 		if total > len(out) {
-			return n, errPacketTooBig
+			return n, false, errPacketTooBig
 		}
 		copy(out, in[:hdrLen])
 		copy(out[hdrLen:], payload[start:end])
@@ -66,7 +69,7 @@ func splitTCP(in []byte, ipLen, mss int, bufs [][]byte, sizes []int, offset int)
 		if v4 {
 			ip := header.IPv4(out)
 			ip.SetTotalLength(uint16(total))
-			binary.BigEndian.PutUint16(out[4:], id+uint16(n))
+			binary.BigEndian.PutUint16(out[4:], id+uint16(from+n))
 			ip.SetChecksum(0)
 			ip.SetChecksum(^ip.CalculateChecksum())
 		} else {
@@ -83,5 +86,5 @@ func splitTCP(in []byte, ipLen, mss int, bufs [][]byte, sizes []int, offset int)
 		sizes[n] = total
 		n++
 	}
-	return n, nil
+	return n, start >= len(payload), nil
 }

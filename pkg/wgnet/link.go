@@ -3,6 +3,7 @@ package wgnet
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.zx2c4.com/wireguard/tun"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -15,9 +16,9 @@ import (
 // WireGuard sizes every batch buffer at 64 KiB whatever the packet, and
 // its reader holds a full batch of them for good, so the batch bounds
 // fixed memory (64 × 64 KiB = 4 MiB, against 8 MiB at conn.IdealBatchSize)
-// at no cost in speed that the benchmarks show. It must hold the largest
-// GSO segment cut into packets: gsoMaxSize at the MSS of the smallest MTU
-// (1280) is 55 packets (TestLinkBatchHoldsGSOSegment).
+// at no cost in speed that the benchmarks show. A GSO segment cut into
+// more packets than a batch holds (at an MSS below 1,030 bytes, which a
+// peer may advertise) goes out over several Reads.
 const linkBatchSize = 64
 
 // linkQueueLen bounds the packets the stack may queue towards WireGuard
@@ -58,8 +59,16 @@ type linkTUN struct {
 	closed     bool
 	dispatcher stack.NetworkDispatcher
 
+	// partial is a GSO packet of which a Read wrote the first sent
+	// packets (it had more than a batch holds: a peer advertised a tiny
+	// MSS); the next Read writes the rest. Read takes it under mu, and
+	// shut releases it.
+	partial *stack.PacketBuffer
+	sent    int
+
 	taken   []*stack.PacketBuffer
 	scratch []byte
+	drops   atomic.Int64 // packets Read could not write (malformed, too big)
 
 	inbound func(pkt []byte) bool // test hook: see Config.inbound
 }
@@ -199,6 +208,9 @@ func (t *tunDevice) BatchSize() int { return linkBatchSize }
 func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	l := (*linkTUN)(t)
 	for {
+		if n, ok, err := l.continuePartial(bufs, sizes, offset); ok || err != nil {
+			return n, err
+		}
 		taken, err := l.take(len(bufs))
 		if err != nil {
 			return 0, err
@@ -212,17 +224,62 @@ func (t *tunDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		n := 0
 		for i, pkt := range taken {
-			m, err := l.copyOut(pkt, bufs[n:], sizes[n:], offset)
-			pkt.DecRef()
+			m, done, err := l.copyOut(pkt, 0, bufs[n:], sizes[n:], offset)
 			taken[i] = nil
 			if err == nil {
 				n += m
+			} else {
+				l.drops.Add(1)
 			}
+			if err == nil && !done {
+				// Only a packet taken alone outgrows the batch (see
+				// take): the rest of it goes with the next Read.
+				l.keepPartial(pkt, m)
+				continue
+			}
+			pkt.DecRef()
 		}
 		if n > 0 {
 			return n, nil
 		}
 	}
+}
+
+// continuePartial writes on the packet an earlier Read could not finish,
+// if any; ok reports that there was one and n of its packets were written.
+func (l *linkTUN) continuePartial(bufs [][]byte, sizes []int, offset int) (n int, ok bool, err error) {
+	l.mu.Lock()
+	pkt, from, closed := l.partial, l.sent, l.closed
+	l.partial, l.sent = nil, 0
+	l.mu.Unlock()
+	if closed {
+		return 0, false, os.ErrClosed // shut released partial
+	}
+	if pkt == nil {
+		return 0, false, nil
+	}
+	m, done, err := l.copyOut(pkt, from, bufs, sizes, offset)
+	if err != nil || done {
+		if err != nil {
+			l.drops.Add(1) // a packet that cannot be cut is dropped, as in Read
+		}
+		pkt.DecRef()
+		return m, m > 0, nil
+	}
+	l.keepPartial(pkt, from+m)
+	return m, true, nil
+}
+
+// keepPartial keeps pkt, of which sent packets are written, for the next
+// Read; after shut it releases it instead.
+func (l *linkTUN) keepPartial(pkt *stack.PacketBuffer, sent int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		pkt.DecRef()
+		return
+	}
+	l.partial, l.sent = pkt, sent
 }
 
 // take removes from the queue the packets whose pieces fit into max
@@ -266,8 +323,9 @@ func segments(pkt *stack.PacketBuffer) int {
 	return max(n, 1)
 }
 
-// copyOut writes pkt into bufs as one or more packets and returns how many.
-func (l *linkTUN) copyOut(pkt *stack.PacketBuffer, bufs [][]byte, sizes []int, offset int) (int, error) {
+// copyOut writes pkt, from its from'th packet on, into bufs as one or
+// more packets; it returns how many and whether they were its last.
+func (l *linkTUN) copyOut(pkt *stack.PacketBuffer, from int, bufs [][]byte, sizes []int, offset int) (int, bool, error) {
 	g := pkt.GSOOptions
 	if segments(pkt) == 1 {
 		out := bufs[0][offset:]
@@ -276,19 +334,19 @@ func (l *linkTUN) copyOut(pkt *stack.PacketBuffer, bufs [][]byte, sizes []int, o
 			n += copy(out[n:], s)
 		}
 		if n != pkt.Size() {
-			return 0, errPacketTooBig
+			return 0, false, errPacketTooBig
 		}
 		if g.Type != stack.GSONone && g.NeedsCsum {
 			finishChecksum(out[:n], int(g.L3HdrLen), int(g.CsumOffset))
 		}
 		sizes[0] = n
-		return 1, nil
+		return 1, true, nil
 	}
 	in := l.scratch[:0]
 	for _, s := range pkt.AsSlices() {
 		in = append(in, s...)
 	}
-	return splitTCP(in, len(pkt.NetworkHeader().Slice()), int(g.MSS), bufs, sizes, offset)
+	return splitTCP(in, len(pkt.NetworkHeader().Slice()), int(g.MSS), from, bufs, sizes, offset)
 }
 
 // Write delivers a batch of decrypted packets (each at offset in its
@@ -343,6 +401,10 @@ func (l *linkTUN) shut() {
 		return
 	}
 	l.closed = true
+	if l.partial != nil {
+		l.partial.DecRef()
+		l.partial = nil
+	}
 	for i, pkt := range l.queue {
 		pkt.DecRef()
 		l.queue[i] = nil

@@ -96,8 +96,9 @@ func TestStreamingBothWays64MiB(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	// Nothing along the path may hold a whole body. What it does hold is
-	// bounded buffering: netstack TCP windows (up to 8 MiB each way on both
-	// ends of the tunnel), HTTP/2 flow-control windows and copy buffers,
+	// bounded buffering: netstack TCP windows (up to 1 MiB each way on both
+	// ends of the tunnel, pkg/wgnet; WireGuard holds each packet in flight
+	// in a 64 KiB buffer), HTTP/2 flow-control windows and copy buffers,
 	// about 40 MiB live on an idle machine and up to about 65 MiB when
 	// other work keeps the cores busy (the windows fill while the readers
 	// wait for a core). A component holding the whole 64 MiB body would add
