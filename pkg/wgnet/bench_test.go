@@ -18,6 +18,13 @@ func BenchmarkTCPBulk(b *testing.B) {
 	wgbench.Bulk(b, na, nb, 9000)
 }
 
+// BenchmarkTCPBulkWithoutOffload is BenchmarkTCPBulk with UDP binds that
+// send and read one datagram per message (no GSO/GRO).
+func BenchmarkTCPBulkWithoutOffload(b *testing.B) {
+	na, nb := wgnet.PairNodesWithoutOffload(b)
+	wgbench.Bulk(b, na, nb, 9003)
+}
+
 func BenchmarkTCPRoundTrip(b *testing.B) {
 	na, nb := wgnet.PairNodes(b)
 	wgbench.RoundTrip(b, na, nb, 9001)

@@ -85,11 +85,13 @@ func clearMessages(ms []ipv4.Message) {
 // datagrams in batches with recvmmsg and sendmmsg. Its methods are safe for
 // concurrent use.
 type UDPBind struct {
-	addr netip.Addr
+	addr      netip.Addr
+	noOffload bool
 
 	mu   sync.Mutex // guards the following
 	conn *net.UDPConn
 	bc   batchConn
+	off  *offload
 }
 
 var _ conn.Bind = (*UDPBind)(nil)
@@ -97,6 +99,14 @@ var _ conn.Bind = (*UDPBind)(nil)
 // NewUDPBind returns a bind that listens on addr; the zero Addr means every
 // interface.
 func NewUDPBind(addr netip.Addr) *UDPBind { return &UDPBind{addr: addr} }
+
+// WithoutOffload makes b send and read one datagram per message even
+// where the kernel offers UDP segmentation offload (see offload.go), and
+// returns b. Call it before the device opens b.
+func (b *UDPBind) WithoutOffload() *UDPBind {
+	b.noOffload = true
+	return b
+}
 
 // Endpoint is a conn.Endpoint that is a plain UDP address.
 type Endpoint netip.AddrPort
@@ -142,8 +152,36 @@ func (b *UDPBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	setSocketBuffers(c)
 	b.conn = c
 	b.bc = newBatchConn(c, b.addr.Is4())
+	b.off = newOffload(c, b.noOffload)
 	actual := uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	if b.off.gro {
+		return []conn.ReceiveFunc{groReceiver(b.bc)}, actual, nil
+	}
 	return []conn.ReceiveFunc{b.receiver(b.bc)}, actual, nil
+}
+
+// groReceiver returns a ReceiveFunc for a socket with UDP_GRO: it reads
+// batches of readings into buffers of its own and cuts them into
+// WireGuard's, one datagram each.
+func groReceiver(bc batchConn) conn.ReceiveFunc {
+	ms := newReadMessages(groReadBatch)
+	var split splitter
+	n := 0
+	ep := func(m *ipv4.Message) conn.Endpoint { return endpointOf(m.Addr) }
+	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		if n == 0 {
+			var err error
+			if n, err = bc.ReadBatch(ms, 0); err != nil {
+				n = 0
+				return 0, err
+			}
+		}
+		k, done := split.next(ms, n, packets, sizes, eps, ep)
+		if done {
+			n = 0
+		}
+		return k, nil
+	}
 }
 
 // receiver returns a ReceiveFunc that reads a batch straight into
@@ -195,7 +233,7 @@ func (b *UDPBind) SetMark(uint32) error { return nil }
 // Send implements conn.Bind.
 func (b *UDPBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	b.mu.Lock()
-	bc := b.bc
+	bc, off := b.bc, b.off
 	b.mu.Unlock()
 	if bc == nil {
 		return net.ErrClosed
@@ -208,7 +246,7 @@ func (b *UDPBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if !b.addr.Is4() && ap.Addr().Is4() {
 		ap = netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())
 	}
-	return writeAll(bc, bufs, net.UDPAddrFromAddrPort(ap))
+	return off.send(bc, bufs, net.UDPAddrFromAddrPort(ap))
 }
 
 // ParseEndpoint implements conn.Bind.

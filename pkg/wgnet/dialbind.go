@@ -19,6 +19,8 @@ import (
 // goroutine per socket fans its batches in to the one ReceiveFunc. Its
 // methods are safe for concurrent use.
 type DialBind struct {
+	noOffload bool
+
 	mu   sync.Mutex // guards the following
 	open *dialSession
 }
@@ -28,11 +30,25 @@ var _ conn.Bind = (*DialBind)(nil)
 // NewDialBind returns a closed DialBind; WireGuard opens it.
 func NewDialBind() *DialBind { return &DialBind{} }
 
+// WithoutOffload makes b send and read one datagram per message even
+// where the kernel offers UDP segmentation offload (see offload.go), and
+// returns b. Call it before the device opens b.
+func (b *DialBind) WithoutOffload() *DialBind {
+	b.noOffload = true
+	return b
+}
+
 // dialSession is the state of one Open..Close of a DialBind.
 type dialSession struct {
-	done    chan struct{}
-	batches chan *dialConn // a socket with a batch ready to hand over
-	wg      sync.WaitGroup
+	done      chan struct{}
+	batches   chan *dialConn // a socket with a batch ready to hand over
+	wg        sync.WaitGroup
+	noOffload bool
+
+	// cur is the batch the receiver is handing over, split where it
+	// stopped (only the receiver touches them).
+	cur   *dialConn
+	split splitter
 
 	mu    sync.Mutex // guards the following
 	conns map[netip.AddrPort]*dialConn
@@ -43,6 +59,7 @@ type dialConn struct {
 	ep   Endpoint
 	c    *net.UDPConn
 	bc   batchConn
+	off  *offload
 	ms   []ipv4.Message
 	n    int           // messages in ms ready for the receiver
 	free chan struct{} // receiver is done with ms
@@ -57,29 +74,32 @@ func (b *DialBind) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
 		return nil, 0, conn.ErrBindAlreadyOpen
 	}
 	s := &dialSession{
-		done:    make(chan struct{}),
-		batches: make(chan *dialConn),
-		conns:   make(map[netip.AddrPort]*dialConn),
+		done:      make(chan struct{}),
+		batches:   make(chan *dialConn),
+		conns:     make(map[netip.AddrPort]*dialConn),
+		noOffload: b.noOffload,
 	}
 	b.open = s
 	return []conn.ReceiveFunc{s.receive}, 0, nil
 }
 
-// receive hands WireGuard the next batch any socket has read.
+// receive hands WireGuard the datagrams of the next batch any socket has
+// read; a batch of coalesced readings (UDP_GRO) may take several calls.
 func (s *dialSession) receive(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-	select {
-	case <-s.done:
-		return 0, net.ErrClosed
-	case dc := <-s.batches:
-		n := min(dc.n, len(packets))
-		for i := range n {
-			m := &dc.ms[i]
-			sizes[i] = copy(packets[i], m.Buffers[0][:m.N])
-			eps[i] = dc.ep
+	if s.cur == nil {
+		select {
+		case <-s.done:
+			return 0, net.ErrClosed
+		case s.cur = <-s.batches:
 		}
-		dc.free <- struct{}{}
-		return n, nil
 	}
+	dc := s.cur
+	n, done := s.split.next(dc.ms, dc.n, packets, sizes, eps, func(*ipv4.Message) conn.Endpoint { return dc.ep })
+	if done {
+		s.cur = nil
+		dc.free <- struct{}{}
+	}
+	return n, nil
 }
 
 // conn returns the socket for ep, dialling it on first use.
@@ -104,11 +124,9 @@ func (s *dialSession) conn(ep Endpoint) (*dialConn, error) {
 		ep:   ep,
 		c:    c,
 		bc:   newBatchConn(c, ap.Addr().Is4()),
-		ms:   *newMessages(dialReadBatch),
+		off:  newOffload(c, s.noOffload),
+		ms:   newReadMessages(dialReadBatch),
 		free: make(chan struct{}, 1),
-	}
-	for i := range dc.ms {
-		dc.ms[i].Buffers[0] = make([]byte, maxDatagram)
 	}
 	s.conns[ap] = dc
 	s.wg.Add(1)
@@ -198,11 +216,11 @@ func (b *DialBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if err != nil {
 		return err
 	}
-	err = writeAll(dc.bc, bufs, nil)
+	err = dc.off.send(dc.bc, bufs, nil)
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		// A stale ICMP error from an earlier datagram; this send did not
 		// happen, so try once more.
-		err = writeAll(dc.bc, bufs, nil)
+		err = dc.off.send(dc.bc, bufs, nil)
 	}
 	return err
 }

@@ -123,6 +123,8 @@ func TestTCPBuffersStayCapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stop := context.AfterFunc(ctx, func() { c.Close() }) // a stalled stream fails the test instead of hanging it
+	defer stop()
 	chunk := make([]byte, 64<<10)
 	for sent := 0; sent < size; sent += len(chunk) {
 		if _, err := c.Write(chunk); err != nil {
@@ -209,10 +211,8 @@ func TestTinyMSSStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		<-ctx.Done()
-		c.Close()
-	}()
+	stop := context.AfterFunc(ctx, func() { c.Close() }) // a stalled stream fails the test instead of hanging it
+	defer stop()
 	if _, err := c.Write(payload); err != nil {
 		t.Fatalf("write: %v", err)
 	}
