@@ -1,9 +1,16 @@
 package harness
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
+
+	"github.com/postern/postern/pkg/devidp"
+	"github.com/postern/postern/pkg/sampleapp"
 )
 
 // BenchmarkIdentityOnTheWire measures what the caller's identity adds on
@@ -12,12 +19,38 @@ import (
 // time over HTTP/1.1): the WireGuard packets the connector receives and
 // sends per request (pkts-in/op, pkts-out/op) and the allocations of the
 // whole system, client, edge, connector and backend (allocs/op, B/op).
-// Unlike times, these figures do not move with the machine's load.
+// Unlike times, these figures do not move with the machine's load. The
+// "lean" legs are the same requests to a copy of the apps whose identity
+// headers leave the assertion out (identity_headers: {assertion: ""}).
 func BenchmarkIdentityOnTheWire(b *testing.B) {
-	h := start(b, Options{Auth: true})
+	backend := httptest.NewServer(sampleapp.New(sampleapp.Config{}))
+	b.Cleanup(backend.Close)
+	lean := func(id, access string) string {
+		return fmt.Sprintf("  - id: %s\n    host: %s.localhost\n    internal_url: %s\n    connector_group: hq\n    preauth: entra\n"+
+			"    identity_headers: {assertion: \"\"}\n%s", id, id, backend.URL, access)
+	}
+	h := start(b, Options{Auth: true, ExtraCatalog: lean("lean", fmt.Sprintf("    policy:\n      allow: {groups: [\"%s\"]}\n", devidp.DemoSupportGroupID)) +
+		lean("lean-api", fmt.Sprintf("    bearer:\n      entra: {audiences: [\"%s\"], versions: [2]}\n    policy:\n      allow: {roles: [\"%s\"]}\n", APIClientID, APIReadRole))})
 	ck, err := h.SignIn(b.Context(), "alice")
 	if err != nil {
 		b.Fatal(err)
+	}
+	leanURL := func(id string) string {
+		return strings.Replace(h.OpenAppURL(0, "/hello"), OpenAppHost, id+".localhost", 1)
+	}
+	browser := h.Browser()
+	if resp, body, err := Navigate(b.Context(), browser, leanURL("lean"), "alice", ""); err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("sign in to the lean app: %v %v %.200s", resp, err, body)
+	}
+	u, _ := url.Parse(leanURL("lean"))
+	var leanCk *http.Cookie
+	for _, c := range browser.Jar.Cookies(u) {
+		if c.Name == "__Host-postern" {
+			leanCk = c
+		}
+	}
+	if leanCk == nil {
+		b.Fatal("no app cookie for the lean app")
 	}
 	tok, err := h.ClientCredentials(b.Context(), DaemonClientID, DaemonSecret, APIIdentifier+"/.default")
 	if err != nil {
@@ -32,6 +65,8 @@ func BenchmarkIdentityOnTheWire(b *testing.B) {
 		{"passthrough", h.OpenAppURL(0, "/hello"), func(*http.Request) {}},
 		{"cookie", h.AppURL(0, "/hello"), func(r *http.Request) { r.AddCookie(ck) }},
 		{"bearer", h.APIURL(0, "/hello"), func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }},
+		{"cookie-lean", leanURL("lean"), func(r *http.Request) { r.AddCookie(leanCk) }},
+		{"bearer-lean", leanURL("lean-api"), func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }},
 	} {
 		b.Run(leg.name, func(b *testing.B) {
 			get := func() {
