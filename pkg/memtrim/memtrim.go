@@ -153,11 +153,10 @@ func (t *Trimmer) Trims() int {
 }
 
 // Close stops the trimmer and waits for it. It is idempotent.
-func (t *Trimmer) Close() error {
+func (t *Trimmer) Close() {
 	t.closeOnce.Do(func() {
 		close(t.done)
 		t.tick.Stop()
 		t.wg.Wait()
 	})
-	return nil
 }

@@ -83,16 +83,20 @@ func TestTrimsAfterBurstOnly(t *testing.T) {
 	})
 }
 
-// TestCloseIdempotent closes a Trimmer twice; the second returns at once.
+// TestCloseIdempotent closes a Trimmer twice (the second returns at
+// once) and checks that it stopped: a burst after Close is not trimmed.
 func TestCloseIdempotent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeRuntime{rest: mib}
 		tr := memtrim.StartWith(memtrim.Config{}, f.read, f.trim)
-		if err := tr.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := tr.Close(); err != nil {
-			t.Fatal(err)
+		f.set(0, 500*mib)
+		tr.Close()
+		tr.Close()
+		n := f.count()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if f.count() != n {
+			t.Fatal("the trimmer trimmed after Close")
 		}
 	})
 }
