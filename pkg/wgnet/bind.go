@@ -82,8 +82,9 @@ func clearMessages(ms []ipv4.Message) {
 
 // UDPBind is a conn.Bind on one UDP socket bound to a chosen local address,
 // unlike conn.StdNetBind, which always binds every interface. It moves
-// datagrams in batches with recvmmsg and sendmmsg. Its methods are safe for
-// concurrent use.
+// datagrams in batches with recvmmsg and sendmmsg, with UDP segmentation
+// offload where the kernel has it (see offload.go). Its methods are safe
+// for concurrent use.
 type UDPBind struct {
 	addr      netip.Addr
 	noOffload bool

@@ -16,7 +16,8 @@ import (
 // the host network. Each destination endpoint gets its own connected UDP
 // socket, made on the first Send to it, so the kernel only delivers
 // datagrams from that peer; endpoints may be added at any time. A reader
-// goroutine per socket fans its batches in to the one ReceiveFunc. Its
+// goroutine per socket fans its batches in to the one ReceiveFunc. Like
+// UDPBind it uses UDP segmentation offload where the kernel has it. Its
 // methods are safe for concurrent use.
 type DialBind struct {
 	noOffload bool
