@@ -48,7 +48,7 @@ func TestRelayedTCPApp(t *testing.T) {
 	}
 	var conn net.Conn
 	// The relay path appears once the gossip has spread the attachment.
-	err = harness.WaitFor(t.Context(), 30*time.Second, func() bool {
+	err = harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		cn, err := c.Dial(t.Context())
 		if err != nil {
 			return false
