@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/postern/postern/pkg/access"
 	"github.com/postern/postern/pkg/harness"
