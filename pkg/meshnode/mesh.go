@@ -417,10 +417,14 @@ func (m *mesh) notReady() []string {
 }
 
 // relayPathUp reports whether a relay path to another live member answers
-// its probes, or there is no other member.
+// its probes, or there is no other member (the paths of members no longer
+// alive, withdrawn during their grace, do not count).
 func (m *mesh) relayPathUp() bool {
 	others := 0
 	for _, r := range m.relays.List() {
+		if r.Withdrawn() {
+			continue
+		}
 		if r.Alive() {
 			return true
 		}
