@@ -80,7 +80,8 @@ func (p *meshPeers) reconcile(want map[string]gossip.Member) {
 			if !was {
 				p.leaving[id] = p.now()
 				p.relays.Withdraw(key, true)
-				p.logger.Info("mesh_peer_leaving", "peer_node", id, "grace", peerGrace.String())
+				p.logger.Info("mesh_peer_leaving", "peer_node", id,
+					"reason", "the gossip no longer lists the node alive: no new requests through it; its streams go on, and its peer is removed after "+peerGrace.String()+" unless it comes back")
 				continue
 			}
 			if p.now().Sub(since) >= peerGrace {
