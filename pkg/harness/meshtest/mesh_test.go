@@ -28,13 +28,27 @@ const (
 	asia = "ap-southeast-1"
 )
 
-// convergeWait bounds the wait for the connectors to attach to their
-// nearest nodes: a hang guard only. A connector that measured a node slow
-// or unreachable while the machine was busy keeps that measurement until
-// its next one (every 30 s in the harness, 10 s after an unreachable
-// node), so on a loaded machine convergence may take minutes; a fixed
-// budget failed the test (it did, with 30 s).
-const convergeWait = harness.Patience
+// waitConverged waits until the mesh has converged (harness.WaitConverged),
+// with harness.Patience as a hang guard only. A connector that measured a
+// node slow or unreachable while the machine was busy keeps that
+// measurement until its next one (every 30 s in the harness, 10 s after an
+// unreachable node), so on a loaded machine convergence may take minutes
+// (a fixed budget failed the test: 30 s, later 90 s). Every 30 s it logs
+// what is still missing, so a slow convergence says why.
+func waitConverged(t testing.TB, h *harness.Harness) {
+	t.Helper()
+	start := time.Now()
+	for {
+		err := h.WaitConverged(t.Context(), 30*time.Second)
+		if err == nil {
+			return
+		}
+		if time.Since(start) >= harness.Patience || t.Context().Err() != nil {
+			t.Fatalf("after %v: %v", time.Since(start).Round(time.Second), err)
+		}
+		t.Logf("not converged after %v: %v", time.Since(start).Round(time.Second), err)
+	}
+}
 
 // threeRegions starts 3 regions × 2 nodes; group "east" has two connectors
 // in us-east-1, group "asia" one in ap-southeast-1, and group "shared" one
@@ -63,9 +77,7 @@ func threeRegions(t testing.TB, mod func(*harness.Topology)) (*harness.Harness, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	if err := h.WaitConverged(t.Context(), convergeWait); err != nil {
-		t.Fatal(err)
-	}
+	waitConverged(t, h)
 	t.Logf("converged %s after start", time.Since(start).Round(time.Millisecond))
 	return h, net
 }
@@ -283,9 +295,7 @@ func TestKillNodeRecoversWithinTwoSeconds(t *testing.T) {
 	// The connectors that were attached to it move to their next-nearest
 	// node by themselves.
 	reattach := time.Now()
-	if err := h.WaitConverged(t.Context(), convergeWait); err != nil {
-		t.Error(err)
-	}
+	waitConverged(t, h)
 	t.Logf("connectors re-attached and routes rebuilt %v after the checks", time.Since(reattach).Round(time.Millisecond))
 }
 
@@ -366,9 +376,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	get(t, h.UserClient(euw), h.GroupURL(euw, "asia", "/"), http.StatusOK)
 	healed := time.Now()
 	net.Heal()
-	if err := h.WaitConverged(t.Context(), convergeWait); err != nil {
-		t.Fatal(err)
-	}
+	waitConverged(t, h)
 	t.Logf("healed and converged in %v without operator action", time.Since(healed).Round(time.Millisecond))
 	get(t, h.UserClient(euw), h.GroupURL(euw, "east", "/"), http.StatusOK)
 	get(t, h.UserClient(use), h.GroupURL(use, "asia", "/"), http.StatusOK)
