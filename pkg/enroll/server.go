@@ -45,6 +45,12 @@ const (
 	DefaultPingRateLimit rate.Limit = 50
 	// DefaultPingRateBurst is the PingPath burst allowed per client.
 	DefaultPingRateBurst = 200
+	// MaxWorkloadTokenLife bounds how far in the future a workload
+	// token's exp may lie: a projected ServiceAccount token lives minutes
+	// to hours and is rotated by the kubelet; a token good for longer (a
+	// legacy or "extended" token, valid for a year) is refused, so that a
+	// copied token cannot enrol connectors for long.
+	MaxWorkloadTokenLife = 24 * time.Hour
 )
 
 // Attacher adds a connector as a WireGuard peer of this mesh node and takes
@@ -95,6 +101,34 @@ type Checks interface {
 	GroupExists(group string) bool
 }
 
+// WorkloadVerifier verifies workload identity tokens (Kubernetes projected
+// ServiceAccount tokens) for enrolment in a connector group; the mesh node
+// implements it with the catalogue's workload_enrollment of each group and
+// the trusted issuers' key sets. It must be safe for concurrent use; ctx
+// is the request's (a key set may be fetched).
+//
+// VerifyWorkload errors wrap ErrWorkloadToken (the token does not verify:
+// issuer, signature, algorithm, audience, times), ErrWorkloadNotAllowed
+// (the group does not exist or accepts no such token: no
+// workload_enrollment, another issuer, a subject it does not list) or
+// ErrWorkloadUnavailable (the issuer's keys cannot be had now).
+type WorkloadVerifier interface {
+	VerifyWorkload(ctx context.Context, group, token string) (WorkloadGrant, error)
+}
+
+// WorkloadGrant is what a verified workload token allows.
+type WorkloadGrant struct {
+	// Subject is the token's sub, for the log.
+	Subject string
+	// Expires is the token's exp; a token valid beyond
+	// MaxWorkloadTokenLife from now is refused.
+	Expires time.Time
+	// CredentialTTL is the lifetime of the credential to issue (the
+	// group's credential_ttl); capped by the server's CredentialTTL.
+	// Required (positive).
+	CredentialTTL time.Duration
+}
+
 // Revoker accepts an admin revocation (the authority-signed statement
 // from "meshd revoke") and spreads it. An error wrapping ErrBadRevocation
 // answers 400; any other 503.
@@ -123,8 +157,14 @@ type Config struct {
 	// Attacher handles attach requests; nil answers them with 503
 	// attach_unavailable.
 	Attacher Attacher
-	// CredentialTTL is the lifetime of issued and renewed credentials; zero
-	// means DefaultCredentialTTL (30 days).
+	// Workloads verifies workload identity tokens for enrolment; nil
+	// refuses every workload_token (403 workload_not_allowed).
+	Workloads WorkloadVerifier
+	// CredentialTTL is the lifetime of credentials issued with a one-time
+	// token, and the longest of any credential; zero means
+	// DefaultCredentialTTL (30 days). A renewal never lengthens a
+	// credential's lifetime: a short credential (a workload enrolment's)
+	// stays short.
 	CredentialTTL time.Duration
 	// Logger receives one line per request; nil discards.
 	Logger *slog.Logger
@@ -166,6 +206,7 @@ type Server struct {
 	checks   Checks
 	revoker  Revoker
 	attacher Attacher
+	wl       WorkloadVerifier
 	ttl      time.Duration
 	slot     time.Duration
 	serving  func(group, except string) int
@@ -196,6 +237,7 @@ func NewServer(cfg Config) (*Server, error) {
 		checks:   cfg.Checks,
 		revoker:  cfg.Revoker,
 		attacher: cfg.Attacher,
+		wl:       cfg.Workloads,
 		ttl:      cmp(cfg.CredentialTTL, DefaultCredentialTTL),
 		slot:     cmp(cfg.UpdateSlot, UpdateSlotLength),
 		serving:  cfg.Serving,
@@ -234,6 +276,7 @@ type reqState struct {
 	remote      netip.Addr
 	connectorID string
 	group       string
+	subject     string // a workload token's sub
 }
 
 // noContent is a route's answer when it has nothing to say: 204.
@@ -285,6 +328,8 @@ func (s *Server) serve(r *http.Request, w http.ResponseWriter, st *reqState, now
 		route = s.updateSlot
 	case DetachPath:
 		route = s.detach
+	case LeavePath:
+		route = s.leave
 	case NodesPath:
 		route = s.nodes
 	case RevokePath:
@@ -324,9 +369,11 @@ func decode(r *http.Request, v any) *apiErr {
 // enrollWire is EnrollRequest with the key still a string, so that a bad
 // key gets its own error code.
 type enrollWire struct {
-	Token     string `json:"token"`
-	PublicKey string `json:"public_key"`
-	Name      string `json:"name,omitempty"`
+	Token         string `json:"token"`
+	WorkloadToken string `json:"workload_token"`
+	Group         string `json:"group"`
+	PublicKey     string `json:"public_key"`
+	Name          string `json:"name,omitempty"`
 }
 
 // enroll checks everything first, then signs and seals the credential,
@@ -344,6 +391,15 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	}
 	if len(req.Name) > MaxNameLen || !utf8.ValidString(req.Name) {
 		return nil, newAPIErr(http.StatusBadRequest, CodeBadName, fmt.Sprintf("name must be valid UTF-8 of at most %d bytes", MaxNameLen), nil)
+	}
+	if (req.Token == "") == (req.WorkloadToken == "") {
+		return nil, newAPIErr(http.StatusBadRequest, CodeBadRequest, "send exactly one of token (a one-time enrolment token) and workload_token", nil)
+	}
+	if req.WorkloadToken != "" {
+		return s.enrollWorkload(r, st, req, pub)
+	}
+	if req.Group != "" {
+		return nil, newAPIErr(http.StatusBadRequest, CodeBadRequest, "group is only for workload_token: a one-time token names its own group", nil)
 	}
 	info, err := s.auth.VerifyEnrollToken(req.Token)
 	if err != nil {
@@ -379,6 +435,66 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	}
 	node := s.nodeKey.Public()
 	return EnrollResponse{ConnectorID: id, Group: info.Group, SealedCredential: sealed, NodeKey: &node, Expires: c.Expires}, nil
+}
+
+// enrollWorkload enrols a connector in req.Group with a workload identity
+// token the group accepts, for the group's short credential lifetime.
+// Nothing is burnt: the token is good until its exp (bounded by
+// MaxWorkloadTokenLife), as a pod that restarts presents it again, and the
+// credential goes out sealed to the key it names.
+func (s *Server) enrollWorkload(r *http.Request, st *reqState, req enrollWire, pub wgkey.Public) (any, *apiErr) {
+	if !authority.ValidGroup(req.Group) {
+		return nil, newAPIErr(http.StatusBadRequest, CodeBadRequest, "group (a connector group id) is required with workload_token", nil)
+	}
+	st.group = req.Group
+	if s.wl == nil {
+		return nil, newAPIErr(http.StatusForbidden, CodeWorkloadNotAllowed, "this mesh node accepts no workload identity tokens", nil)
+	}
+	g, err := s.wl.VerifyWorkload(r.Context(), req.Group, req.WorkloadToken)
+	switch {
+	case errors.Is(err, ErrWorkloadUnavailable):
+		e := newAPIErr(http.StatusServiceUnavailable, CodeWorkloadUnavailable, "this mesh node cannot fetch the issuer's signing keys now; retry later", err)
+		e.retryAfter = 10 * time.Second
+		return nil, e
+	case errors.Is(err, ErrWorkloadNotAllowed):
+		return nil, newAPIErr(http.StatusForbidden, CodeWorkloadNotAllowed,
+			fmt.Sprintf("connector group %q does not accept this workload token (check the group's workload_enrollment: issuer and subjects)", req.Group), err)
+	case err != nil:
+		return nil, newAPIErr(http.StatusUnauthorized, CodeWorkloadTokenInvalid, "the workload token is not valid: "+workloadReason(err), err)
+	case g.CredentialTTL <= 0:
+		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node has no credential lifetime for this group", nil)
+	}
+	st.subject = g.Subject
+	if g.Expires.After(s.now().Add(MaxWorkloadTokenLife)) {
+		return nil, newAPIErr(http.StatusUnauthorized, CodeWorkloadTokenInvalid,
+			fmt.Sprintf("the workload token is valid for more than %v; use a projected ServiceAccount token with a short expirationSeconds", MaxWorkloadTokenLife), nil)
+	}
+	id := authority.ConnectorID(req.Name, pub)
+	st.connectorID = id
+	if e := s.checkConnector(id, req.Group, pub); e != nil {
+		return nil, e
+	}
+	cred, c, err := s.auth.IssueCredential(id, req.Group, pub, min(g.CredentialTTL, s.ttl))
+	if err != nil {
+		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
+	}
+	sealed, err := SealCredential(cred, pub)
+	if err != nil {
+		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not seal the credential", err)
+	}
+	node := s.nodeKey.Public()
+	return EnrollResponse{ConnectorID: id, Group: req.Group, SealedCredential: sealed, NodeKey: &node, Expires: c.Expires}, nil
+}
+
+// workloadReason is the client's part of a workload token error: the
+// verifier's text after its last ": ", which names the check that failed
+// and never holds token material.
+func workloadReason(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
 }
 
 // checkConnector refuses a connector of an unknown group, with a mesh
@@ -494,6 +610,33 @@ func (s *Server) checkProof(proof, path string, c authority.Credential, cred, ex
 	return e
 }
 
+// leave has the node revoke the connector that proves it holds the
+// credential's key: an authority-signed connector revocation that lives
+// until the credential would have expired, recorded and spread like an
+// admin's. It answers 204; leaving twice is no error.
+func (s *Server) leave(r *http.Request, st *reqState) (any, *apiErr) {
+	req, c, e := decodeVerified[LeaveRequest](s, r, st, func(q *LeaveRequest) string { return q.Credential })
+	if e != nil {
+		return nil, e
+	}
+	if e := s.checkProof(req.Proof, LeavePath, c, req.Credential, ""); e != nil {
+		return nil, e
+	}
+	if s.revoker == nil {
+		return nil, newAPIErr(http.StatusServiceUnavailable, CodeRevokeUnavailable, "this mesh node does not accept revocations; try another node", nil)
+	}
+	now := s.now()
+	entry := revoke.Connector(c.ConnectorID, now, max(c.Expires.Sub(now), 0)+s.auth.Skew()+time.Minute)
+	proof, err := s.auth.SignRevocation(entry)
+	if err != nil {
+		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not sign the revocation", err)
+	}
+	if _, err := s.revoker.Revoke(r.Context(), proof); err != nil {
+		return nil, newAPIErr(http.StatusServiceUnavailable, CodeLeaveFailed, "this mesh node could not record the revocation; retry or try another node", err)
+	}
+	return noContent{}, nil
+}
+
 // revoke accepts an admin revocation.
 func (s *Server) revoke(r *http.Request, st *reqState) (any, *apiErr) {
 	var req RevokeRequest
@@ -557,7 +700,11 @@ func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
 	if e := s.fromOwnTunnel(c, st, "renew"); e != nil {
 		return nil, e
 	}
-	cred, fresh, err := s.auth.IssueCredential(c.ConnectorID, c.Group, c.PublicKey, s.ttl)
+	ttl := s.ttl
+	if life := c.Expires.Sub(c.IssuedAt); life > 0 && life < ttl {
+		ttl = life // a renewal never lengthens a credential's life
+	}
+	cred, fresh, err := s.auth.IssueCredential(c.ConnectorID, c.Group, c.PublicKey, ttl)
 	if err != nil {
 		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
 	}
@@ -684,6 +831,9 @@ func (s *Server) logRequest(r *http.Request, status int, e *apiErr, st *reqState
 	}
 	if st.group != "" {
 		attrs = append(attrs, slog.String("group", st.group))
+	}
+	if st.subject != "" {
+		attrs = append(attrs, slog.String("workload_subject", printableVersion(st.subject)))
 	}
 	if e != nil {
 		level = slog.LevelWarn

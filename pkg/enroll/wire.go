@@ -43,6 +43,11 @@ const (
 	// RevokePath accepts an admin revocation signed with the mesh
 	// authority key ("meshd revoke") and spreads it to every node.
 	RevokePath = PathPrefix + "revoke"
+	// LeavePath ends a connector's own identity: with its credential and
+	// a proof of possession the connector has the node revoke it (an
+	// authority-signed connector revocation, spread like an admin's), as a
+	// pod does on its way out after the drain. It answers 204 No Content.
+	LeavePath = PathPrefix + "leave"
 	// DetachPath takes a connector out of service on this node: draining
 	// (no new requests) or detached (peer and pool entry removed). It
 	// answers 204 No Content.
@@ -63,10 +68,17 @@ type NodeInfo struct {
 	PublicKey wgkey.Public `json:"public_key,omitzero"`
 }
 
-// EnrollRequest is the body of POST EnrollPath.
+// EnrollRequest is the body of POST EnrollPath. It carries exactly one
+// of Token and WorkloadToken.
 type EnrollRequest struct {
 	// Token is the one-time enrolment token.
-	Token string `json:"token"`
+	Token string `json:"token,omitempty"`
+	// WorkloadToken is a workload identity token (a Kubernetes projected
+	// ServiceAccount token) that Group's workload_enrollment accepts.
+	WorkloadToken string `json:"workload_token,omitempty"`
+	// Group is the connector group to enrol in with WorkloadToken (a
+	// one-time token names its own group); required with WorkloadToken.
+	Group string `json:"group,omitempty"`
 	// PublicKey is the connector's WireGuard public key (base64); the
 	// private key never leaves the connector's host.
 	PublicKey wgkey.Public `json:"public_key"`
@@ -137,6 +149,15 @@ type DetachRequest struct {
 	Drain bool `json:"drain"`
 	// Proof shows that the sender holds the credential's private key
 	// (see Proof; its extra parameter is "drain=true" or "drain=false").
+	Proof string `json:"proof,omitempty"`
+}
+
+// LeaveRequest is the body of POST LeavePath.
+type LeaveRequest struct {
+	// Credential is the connector credential to end.
+	Credential string `json:"credential"`
+	// Proof shows that the sender holds the credential's private key
+	// (see Proof; no extra parameter).
 	Proof string `json:"proof,omitempty"`
 }
 
