@@ -244,7 +244,7 @@ func (v *Verifier) VerifyWorkload(ctx context.Context, token string, wb *catalog
 // verifyWorkload checks the signature of a token of wb's issuer and its
 // claims.
 func (v *Verifier) verifyWorkload(ctx context.Context, jws *jose.JSONWebSignature, c claims, wb *catalog.WorkloadBearer) (*session.Identity, int64, error) {
-	ks := v.keySetFor("wif:"+wb.Issuer.ID, wb.Issuer.URL, wb.Issuer.JWKSURL)
+	ks := v.keySetFor("wif:"+wb.Issuer.ID, wb.Issuer.URL, wb.Issuer.JWKSURL, wb.Issuer.JWKSFile)
 	if err := v.checkSignature(ctx, jws, ks); err != nil {
 		return nil, 0, err
 	}
