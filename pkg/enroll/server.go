@@ -740,7 +740,7 @@ func (s *Server) updateSlot(r *http.Request, st *reqState) (any, *apiErr) {
 		// Checked before the slot is redeemed, so that waiting burns no slot.
 		now := s.now()
 		waiting := "no other connector of group " + c.Group + " serves: updating now would leave the group without service"
-		s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printableVersion(req.Version),
+		s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printable(req.Version),
 			"granted", false, "reason", waiting)
 		return UpdateSlotResponse{Start: now, Until: now.Add(min(s.slot/4, time.Minute)), Waiting: waiting}, nil
 	}
@@ -751,13 +751,14 @@ func (s *Server) updateSlot(r *http.Request, st *reqState) (any, *apiErr) {
 	if err != nil {
 		return nil, newAPIErr(http.StatusServiceUnavailable, CodeTokenCheckUnavailable, "the mesh cannot decide the update slot now; retry later", err)
 	}
-	s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printableVersion(req.Version),
+	s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printable(req.Version),
 		"granted", granted, "slot_end", slot.Expires)
 	return UpdateSlotResponse{Granted: granted, Start: start, Until: slot.Expires}, nil
 }
 
-// printableVersion bounds a client-given version for the logs.
-func printableVersion(v string) string {
+// printable bounds a client-given string (a version, a workload subject)
+// for the logs: printable ASCII, at most 64 bytes.
+func printable(v string) string {
 	if len(v) > 64 {
 		v = v[:64]
 	}
@@ -833,7 +834,7 @@ func (s *Server) logRequest(r *http.Request, status int, e *apiErr, st *reqState
 		attrs = append(attrs, slog.String("group", st.group))
 	}
 	if st.subject != "" {
-		attrs = append(attrs, slog.String("workload_subject", printableVersion(st.subject)))
+		attrs = append(attrs, slog.String("workload_subject", printable(st.subject)))
 	}
 	if e != nil {
 		level = slog.LevelWarn
