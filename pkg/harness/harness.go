@@ -809,7 +809,7 @@ func (h *Harness) Close() error {
 		errs = append(errs, h.auth.close())
 	}
 	if h.saIssuer != nil {
-		h.saIssuer.Close()
+		_ = h.saIssuer.Close() // nothing to do about a failed shutdown at the end
 		h.saClient.CloseIdleConnections()
 	}
 	if h.appSrv != nil {

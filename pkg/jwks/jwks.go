@@ -233,7 +233,7 @@ func (s *Set) readFileLocked() error {
 	if err != nil {
 		return fmt.Errorf("read jwks file: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	data, err := io.ReadAll(io.LimitReader(f, MaxBytes+1))
 	switch {
 	case err != nil:
