@@ -274,9 +274,26 @@ func run(ctx context.Context, f runFlags) (err error) {
 	if err != nil {
 		return err
 	}
-	if tokenFile := cmp.Or(f.enrollTokenFile, f.enrollOIDC); tokenFile != "" {
-		st, enrolled, err := connector.EnrollOnce(ctx, connector.EnrollConfig{StateDir: f.stateDir, MeshURL: f.enrollMesh, HTTPClient: hc, Group: f.enrollGroup},
-			func() (string, error) { return connector.ReadToken("", tokenFile, "", nil) })
+	enrollCfg := connector.EnrollConfig{StateDir: f.stateDir, MeshURL: f.enrollMesh, HTTPClient: hc, Group: f.enrollGroup}
+	readToken := func() (string, error) { return connector.ReadToken("", cmp.Or(f.enrollTokenFile, f.enrollOIDC), "", nil) }
+	var reenroll func(context.Context) (string, time.Time, error)
+	if f.enrollOIDC != "" {
+		// The ServiceAccount token file, read afresh at each use.
+		reenroll = func(ctx context.Context) (string, time.Time, error) {
+			cfg := enrollCfg
+			var err error
+			if cfg.Token, err = readToken(); err != nil {
+				return "", time.Time{}, err
+			}
+			st, err := connector.Enroll(ctx, cfg)
+			if err != nil {
+				return "", time.Time{}, err
+			}
+			return st.Credential, st.CredentialExpires, nil
+		}
+	}
+	if f.enrollTokenFile != "" || f.enrollOIDC != "" {
+		st, enrolled, err := connector.EnrollOnce(ctx, enrollCfg, readToken)
 		if err != nil {
 			return err
 		}
@@ -293,7 +310,7 @@ func run(ctx context.Context, f runFlags) (err error) {
 	c, err := connector.New(connector.Config{StateDir: f.stateDir, HTTPClient: hc, AllowList: al, AllowAny: f.allowAny, BackendRootCAs: roots,
 		HealthAddr: f.admin, Carrier: carrier, UDPTimeout: f.udpTimeout, ProbeInterval: f.probeInterval, Logger: logger,
 		Attach: f.attachK, Reevaluate: f.reevaluate, Registry: cli.NewRegistry("connectord"),
-		Tracer: tr.Tracer()})
+		Tracer: tr.Tracer(), Reenroll: reenroll})
 	if err != nil {
 		return err
 	}

@@ -116,3 +116,46 @@ func TestEnrollOnceWorkload(t *testing.T) {
 		t.Errorf("after Forget: %v, want ErrNotEnrolled", err)
 	}
 }
+
+// TestRenewFallsBackToReenroll: a connector that cannot renew through the
+// tunnel (not attached: the mesh out of reach) keeps its credential while
+// five sixths of its life are left, then gets a fresh one from Reenroll
+// (a workload connector's fresh ServiceAccount token) and stores it; a
+// connector without Reenroll only reports the failure.
+func TestRenewFallsBackToReenroll(t *testing.T) {
+	m := newFakeMesh(t, 0)
+	clock := testkit.NewClock(time.Now().Truncate(time.Second))
+	calls := 0
+	c, err := build(testConfig(t, m, State{MeshURLs: []string{m.nodes[0].url}}, func(cfg *Config) {
+		cfg.Now = clock.Now
+		cfg.Reenroll = func(context.Context) (string, time.Time, error) {
+			calls++
+			return "fresh-credential", clock.Now().Add(time.Hour), nil
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.own.Close()
+	c.state.CredentialIssued, c.state.CredentialExpires = clock.Now(), clock.Now().Add(time.Hour)
+	clock.Add(40 * time.Minute)
+	if err := c.renew(t.Context()); err == nil || calls != 0 {
+		t.Fatalf("at two thirds, not attached: got %v with %d re-enrolments, want the tunnel's error and none", err, calls)
+	}
+	clock.Add(11 * time.Minute)
+	if err := c.renew(t.Context()); err != nil || calls != 1 {
+		t.Fatalf("in the last sixth: got %v with %d re-enrolments, want one", err, calls)
+	}
+	saved, err := LoadState(c.cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State().Credential != "fresh-credential" || saved.Credential != "fresh-credential" || !saved.CredentialExpires.Equal(clock.Now().Add(time.Hour)) {
+		t.Fatalf("state %+v (saved %+v), want the fresh credential", c.State(), saved)
+	}
+	c.cfg.Reenroll = nil
+	clock.Add(2 * time.Hour)
+	if err := c.renew(t.Context()); err == nil {
+		t.Fatal("without Reenroll, not attached: got nil")
+	}
+}
