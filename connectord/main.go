@@ -275,7 +275,9 @@ func run(ctx context.Context, f runFlags) (err error) {
 		return err
 	}
 	enrollCfg := connector.EnrollConfig{StateDir: f.stateDir, MeshURL: f.enrollMesh, HTTPClient: hc, Group: f.enrollGroup}
-	readToken := func() (string, error) { return connector.ReadToken("", cmp.Or(f.enrollTokenFile, f.enrollOIDC), "", nil) }
+	readToken := func() (string, error) {
+		return connector.ReadToken("", cmp.Or(f.enrollTokenFile, f.enrollOIDC), "", nil)
+	}
 	var reenroll func(context.Context) (string, time.Time, error)
 	if f.enrollOIDC != "" {
 		// The ServiceAccount token file, read afresh at each use.
