@@ -413,13 +413,9 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	}
 	// A used token is refused by the redeemer below, which also accepts
 	// a retry of the redemption that burnt it (the same key).
-	cred, c, err := s.auth.IssueCredential(id, info.Group, pub, s.ttl)
-	if err != nil {
-		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
-	}
-	sealed, err := SealCredential(cred, pub)
-	if err != nil {
-		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not seal the credential", err)
+	resp, e := s.issueSealed(id, info.Group, pub, s.ttl)
+	if e != nil {
+		return nil, e
 	}
 	first, err := s.redeemer.Redeem(r.Context(), info, pub)
 	switch {
@@ -433,8 +429,22 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	case !first:
 		return nil, alreadyUsed()
 	}
+	return resp, nil
+}
+
+// issueSealed issues a credential for connector id of group with key pub,
+// valid for ttl, and returns the enrolment answer with it sealed to pub.
+func (s *Server) issueSealed(id, group string, pub wgkey.Public, ttl time.Duration) (EnrollResponse, *apiErr) {
+	cred, c, err := s.auth.IssueCredential(id, group, pub, ttl)
+	if err != nil {
+		return EnrollResponse{}, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
+	}
+	sealed, err := SealCredential(cred, pub)
+	if err != nil {
+		return EnrollResponse{}, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not seal the credential", err)
+	}
 	node := s.nodeKey.Public()
-	return EnrollResponse{ConnectorID: id, Group: info.Group, SealedCredential: sealed, NodeKey: &node, Expires: c.Expires}, nil
+	return EnrollResponse{ConnectorID: id, Group: group, SealedCredential: sealed, NodeKey: &node, Expires: c.Expires}, nil
 }
 
 // enrollWorkload enrols a connector in req.Group with a workload identity
@@ -474,16 +484,11 @@ func (s *Server) enrollWorkload(r *http.Request, st *reqState, req enrollWire, p
 	if e := s.checkConnector(id, req.Group, pub); e != nil {
 		return nil, e
 	}
-	cred, c, err := s.auth.IssueCredential(id, req.Group, pub, min(g.CredentialTTL, s.ttl))
-	if err != nil {
-		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
+	resp, e := s.issueSealed(id, req.Group, pub, min(g.CredentialTTL, s.ttl))
+	if e != nil {
+		return nil, e
 	}
-	sealed, err := SealCredential(cred, pub)
-	if err != nil {
-		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not seal the credential", err)
-	}
-	node := s.nodeKey.Public()
-	return EnrollResponse{ConnectorID: id, Group: req.Group, SealedCredential: sealed, NodeKey: &node, Expires: c.Expires}, nil
+	return resp, nil
 }
 
 // workloadReason is the client's part of a workload token error: the

@@ -1,12 +1,14 @@
 // Package enroll is the HTTP API through which connectors join the mesh:
-// enrol once with a one-time token, attach to mesh nodes with the credential
-// they received, and renew that credential over the tunnel before it
-// expires. It holds the JSON wire types, the mesh node's handler (Server)
-// and the connector's client (Client).
+// enrol once with a one-time token (or with a workload identity token, such
+// as a Kubernetes ServiceAccount token, that the group accepts), attach to
+// mesh nodes with the credential they received, renew that credential over
+// the tunnel before it expires, and leave (revoke it) when they go away.
+// It holds the JSON wire types, the mesh node's handler (Server) and the
+// connector's client (Client).
 //
 // It sits before the request path, on the connector's way in: a mesh node
 // serves Server on its public HTTPS listener under PathPrefix (enrol,
-// attach, detach, ping) and on its tunnel listener (renew); connectord uses
+// attach, detach, leave, ping) and on its tunnel listener (renew); connectord uses
 // Client. The signing and verification itself is pkg/authority's.
 package enroll
 
