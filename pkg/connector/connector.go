@@ -502,7 +502,7 @@ func (c *Connector) renewLoop(ctx context.Context, renew func(context.Context) e
 			continue
 		}
 		if err := renew(ctx); err != nil {
-			c.logger.Warn("credential_renew_failed", "error", err, "expires", s.CredentialExpires, "retry_in_ms", bo.Delay().Milliseconds())
+			c.logger.Warn("credential_renew_failed", "error", err, "credential_expires", s.CredentialExpires, "retry_in_ms", bo.Delay().Milliseconds())
 			if !bo.Wait(ctx) {
 				return
 			}
@@ -554,7 +554,7 @@ func (c *Connector) renew(ctx context.Context) error {
 	if err := c.setCredential(cred, expires); err != nil {
 		return err
 	}
-	c.logger.Info("credential_reenrolled", "expires", expires, "tunnel_renew_error", err.Error())
+	c.logger.Info("credential_reenrolled", "credential_expires", expires, "tunnel_renew_error", err.Error())
 	return nil
 }
 
@@ -571,7 +571,7 @@ func (c *Connector) renewThroughTunnel(ctx context.Context) error {
 	if err := c.setCredential(resp.Credential, resp.Expires); err != nil {
 		return err
 	}
-	c.logger.Info("credential_renewed", "expires", resp.Expires)
+	c.logger.Info("credential_renewed", "credential_expires", resp.Expires)
 	return nil
 }
 

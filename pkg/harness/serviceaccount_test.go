@@ -359,6 +359,11 @@ func TestServiceAccountConnectorsLifecycle(t *testing.T) {
 		t.Fatalf("node list with the credential of the pod that left: got %v, want %s", err, enroll.CodeConnectorRevoked)
 	}
 	testkit.WaitFor(t, time.Minute, "the group's app served by the remaining pod", func() bool { return get() == http.StatusOK }, pods[1].logs.String)
+	// Every line the pods wrote follows docs/logs.md.
+	schema := logSchema(t)
+	for _, p := range pods {
+		checkLogSchema(t, schema, testkit.Records(t, p.logs.String(), nil))
+	}
 }
 
 func writeToken(t *testing.T, path, tok string) {
