@@ -112,8 +112,15 @@ type Checks interface {
 // (the group does not exist or accepts no such token: no
 // workload_enrollment, another issuer, a subject it does not list) or
 // ErrWorkloadUnavailable (the issuer's keys cannot be had now).
+//
+// AllowsSubject reports whether group still accepts workload subject sub
+// (its workload_enrollment lists it): a credential issued on a workload
+// enrolment is renewed and attaches only while it does, so that removing
+// a subject from the catalogue ends its connectors within their short
+// credential's life.
 type WorkloadVerifier interface {
 	VerifyWorkload(ctx context.Context, group, token string) (WorkloadGrant, error)
+	AllowsSubject(group, sub string) bool
 }
 
 // WorkloadGrant is what a verified workload token allows.
@@ -413,7 +420,7 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	}
 	// A used token is refused by the redeemer below, which also accepts
 	// a retry of the redemption that burnt it (the same key).
-	resp, e := s.issueSealed(id, info.Group, pub, s.ttl)
+	resp, e := s.issueSealed(id, info.Group, pub, s.ttl, "")
 	if e != nil {
 		return nil, e
 	}
@@ -433,9 +440,10 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 }
 
 // issueSealed issues a credential for connector id of group with key pub,
-// valid for ttl, and returns the enrolment answer with it sealed to pub.
-func (s *Server) issueSealed(id, group string, pub wgkey.Public, ttl time.Duration) (EnrollResponse, *apiErr) {
-	cred, c, err := s.auth.IssueCredential(id, group, pub, ttl)
+// valid for ttl (of workload subject sub, if not empty), and returns the
+// enrolment answer with it sealed to pub.
+func (s *Server) issueSealed(id, group string, pub wgkey.Public, ttl time.Duration, sub string) (EnrollResponse, *apiErr) {
+	cred, c, err := s.issue(authority.Credential{ConnectorID: id, Group: group, PublicKey: pub, WorkloadSubject: sub}, ttl)
 	if err != nil {
 		return EnrollResponse{}, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
 	}
@@ -484,7 +492,7 @@ func (s *Server) enrollWorkload(r *http.Request, st *reqState, req enrollWire, p
 	if e := s.checkConnector(id, req.Group, pub); e != nil {
 		return nil, e
 	}
-	resp, e := s.issueSealed(id, req.Group, pub, min(g.CredentialTTL, s.ttl))
+	resp, e := s.issueSealed(id, req.Group, pub, min(g.CredentialTTL, s.ttl), g.Subject)
 	if e != nil {
 		return nil, e
 	}
@@ -558,6 +566,9 @@ func (s *Server) attach(r *http.Request, st *reqState) (any, *apiErr) {
 		return nil, e
 	}
 	if e := s.checkConnector(c.ConnectorID, c.Group, c.PublicKey); e != nil {
+		return nil, e
+	}
+	if e := s.checkWorkload(c); e != nil {
 		return nil, e
 	}
 	if s.attacher == nil {
@@ -709,11 +720,33 @@ func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
 	if life := c.Expires.Sub(c.IssuedAt); life > 0 && life < ttl {
 		ttl = life // a renewal never lengthens a credential's life
 	}
-	cred, fresh, err := s.auth.IssueCredential(c.ConnectorID, c.Group, c.PublicKey, ttl)
+	if e := s.checkWorkload(c); e != nil {
+		return nil, e
+	}
+	cred, fresh, err := s.issue(c, ttl)
 	if err != nil {
 		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
 	}
 	return RenewResponse{Credential: cred, Expires: fresh.Expires}, nil
+}
+
+// issue issues a credential like c (id, group, key and workload subject)
+// valid for ttl.
+func (s *Server) issue(c authority.Credential, ttl time.Duration) (string, authority.Credential, error) {
+	if c.WorkloadSubject != "" {
+		return s.auth.IssueWorkloadCredential(c.ConnectorID, c.Group, c.PublicKey, ttl, c.WorkloadSubject)
+	}
+	return s.auth.IssueCredential(c.ConnectorID, c.Group, c.PublicKey, ttl)
+}
+
+// checkWorkload refuses a credential of a workload enrolment whose group
+// no longer accepts its subject.
+func (s *Server) checkWorkload(c authority.Credential) *apiErr {
+	if c.WorkloadSubject == "" || (s.wl != nil && s.wl.AllowsSubject(c.Group, c.WorkloadSubject)) {
+		return nil
+	}
+	return newAPIErr(http.StatusForbidden, CodeWorkloadNotAllowed,
+		fmt.Sprintf("connector group %q no longer accepts this connector's workload identity (its workload_enrollment changed); the connector ends with its credential", c.Group), nil)
 }
 
 // fromOwnTunnel checks that a request came through the tunnel from the

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,13 +19,20 @@ import (
 // the server's side of workload enrolment: how it maps the verifier's
 // answers. The verification itself (pkg/bearer against a real issuer) is
 // tested end to end in pkg/harness.
-type tableVerifier map[string]struct {
+type tableVerifier struct {
+	tokens   map[string]verdict
+	disallow atomic.Bool // AllowsSubject says no
+}
+
+type verdict struct {
 	grant WorkloadGrant
 	err   error
 }
 
-func (v tableVerifier) VerifyWorkload(_ context.Context, group, token string) (WorkloadGrant, error) {
-	r, ok := v[group+"/"+token]
+func (v *tableVerifier) AllowsSubject(group, sub string) bool { return !v.disallow.Load() }
+
+func (v *tableVerifier) VerifyWorkload(_ context.Context, group, token string) (WorkloadGrant, error) {
+	r, ok := v.tokens[group+"/"+token]
 	if !ok {
 		return WorkloadGrant{}, fmt.Errorf("test: %w: issuer not trusted", ErrWorkloadToken)
 	}
@@ -50,14 +58,14 @@ func (r *recordingRevoker) Revoke(_ context.Context, proof string) (revoke.Entry
 }
 
 func TestEnrollWorkload(t *testing.T) {
-	v := tableVerifier{
+	v := &tableVerifier{tokens: map[string]verdict{
 		"k8s/good":     {grant: WorkloadGrant{Subject: "system:serviceaccount:postern:connectord", Expires: t0.Add(10 * time.Minute), CredentialTTL: time.Hour}},
 		"k8s/year":     {grant: WorkloadGrant{Subject: "system:serviceaccount:postern:connectord", Expires: t0.Add(365 * 24 * time.Hour), CredentialTTL: time.Hour}},
 		"k8s/other":    {err: fmt.Errorf("test: %w: subject not listed", ErrWorkloadNotAllowed)},
 		"k8s/expired":  {err: fmt.Errorf("test: %w: token expired", ErrWorkloadToken)},
 		"k8s/nokeys":   {err: fmt.Errorf("test: %w: keys unavailable", ErrWorkloadUnavailable)},
 		"k8s/zero-ttl": {grant: WorkloadGrant{Subject: "s", Expires: t0.Add(time.Minute)}},
-	}
+	}}
 	e := newEnv(t, func(c *Config) { c.Workloads = v })
 	ctx := t.Context()
 	key := newKey(t)
@@ -93,7 +101,29 @@ func TestEnrollWorkload(t *testing.T) {
 	if want := t0.Add(40*time.Minute + time.Hour); !ren.Expires.Equal(want) {
 		t.Fatalf("renewed until %v, want %v (one hour from the renewal)", ren.Expires, want)
 	}
+	if fresh, err := e.auth.VerifyCredential(ren.Credential); err != nil || fresh.WorkloadSubject != "system:serviceaccount:postern:connectord" {
+		t.Fatalf("renewed credential %+v, %v: want the workload subject kept", fresh, err)
+	}
+	// The group stops accepting the subject: no more renewals nor
+	// attaches; a one-time token's connector of the group is not affected.
+	v.disallow.Store(true)
+	var ae *APIError
+	if _, err := e.client.Renew(ctx, ren.Credential); !errors.As(err, &ae) || ae.Code != CodeWorkloadNotAllowed {
+		t.Fatalf("renew after the subject was removed: got %v, want %s", err, CodeWorkloadNotAllowed)
+	}
 	e.remote.Store(nil)
+	if _, err := e.client.Attach(ctx, ren.Credential); !errors.As(err, &ae) || ae.Code != CodeWorkloadNotAllowed {
+		t.Fatalf("attach after the subject was removed: got %v, want %s", err, CodeWorkloadNotAllowed)
+	}
+	otherKey := newKey(t)
+	one, err := e.clientFor(otherKey).Enroll(ctx, e.mint(t), otherKey, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.clientFor(otherKey).Attach(ctx, one.Credential); err != nil {
+		t.Fatalf("a one-time token's connector: %v", err)
+	}
+	v.disallow.Store(false)
 
 	pub := key.Public().String()
 	tests := []struct {
@@ -126,7 +156,6 @@ func TestEnrollWorkload(t *testing.T) {
 	// A node without a verifier refuses every workload token.
 	plain := newEnv(t, nil)
 	_, err = plain.clientFor(key).EnrollWorkload(ctx, "good", "k8s", key, "x")
-	var ae *APIError
 	if !errors.As(err, &ae) || ae.Code != CodeWorkloadNotAllowed {
 		t.Fatalf("node without workload enrolment: got %v, want %s", err, CodeWorkloadNotAllowed)
 	}

@@ -27,6 +27,12 @@ type workloads struct {
 
 var _ enroll.WorkloadVerifier = workloads{}
 
+// AllowsSubject implements enroll.WorkloadVerifier.
+func (w workloads) AllowsSubject(group, sub string) bool {
+	g, ok := w.cat().Group(group)
+	return ok && g.Workload != nil && g.Workload.AcceptsSubject(sub)
+}
+
 // VerifyWorkload implements enroll.WorkloadVerifier.
 func (w workloads) VerifyWorkload(ctx context.Context, group, token string) (enroll.WorkloadGrant, error) {
 	g, ok := w.cat().Group(group)
