@@ -76,7 +76,9 @@ func forge(t *testing.T, kid string, claims map[string]any, secret []byte) strin
 // for another group, expired (a replay after its exp), not yet valid,
 // without exp, valid for a year, alg none, HS256 (keyed with the issuer's
 // public key, the classic confusion), a tampered payload. No refusal
-// enrols anything.
+// enrols anything. Once the operator removes the subject from the group,
+// the connector's credential attaches no more and the token enrols no
+// more.
 func TestServiceAccountEnrolmentHostile(t *testing.T) {
 	h := start(t, Options{Connectors: -1, ServiceAccounts: true})
 	ctx := t.Context()
@@ -158,6 +160,32 @@ func TestServiceAccountEnrolmentHostile(t *testing.T) {
 	}
 	if resp.Group != PodsGroup || resp.Expires.After(time.Now().Add(time.Hour+time.Minute)) {
 		t.Fatalf("enrolled in %s until %v, want %s for at most an hour", resp.Group, resp.Expires, PodsGroup)
+	}
+	att := &enroll.Client{BaseURL: h.Meshes()[0].URL, HTTPClient: h.APIClient(), Key: key}
+	if _, err := att.Attach(ctx, resp.Credential); err != nil {
+		t.Fatalf("attach with the workload credential: %v", err)
+	}
+	// The operator removes the subject from the group: the credential
+	// attaches no more (nor renews), and the token enrols no more.
+	cat, err := os.ReadFile(h.CatalogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(cat), `subjects: ["`+ServiceAccountSubject+`"]`, `subjects: ["system:serviceaccount:postern:someone-else"]`, 1)
+	if changed == string(cat) {
+		t.Fatal("the catalogue does not hold the subject")
+	}
+	if err := os.WriteFile(h.CatalogPath, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, time.Minute, "the workload credential refused once its subject left the catalogue", func() bool {
+		var ae *enroll.APIError
+		_, err := att.Attach(ctx, resp.Credential)
+		return errors.As(err, &ae) && ae.Code == enroll.CodeWorkloadNotAllowed
+	}, func() string { return "the mesh still accepts it" })
+	var ae *enroll.APIError
+	if _, err := cl.EnrollWorkload(ctx, good, PodsGroup, key, "connectord-0"); !errors.As(err, &ae) || ae.Code != enroll.CodeWorkloadNotAllowed {
+		t.Fatalf("enrol after the subject was removed: got %v, want %s", err, enroll.CodeWorkloadNotAllowed)
 	}
 }
 
