@@ -22,6 +22,7 @@ import (
 
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/certfile"
 	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/gossip"
@@ -171,11 +172,10 @@ func run(ctx context.Context, f runFlags) (err error) {
 		if f.certFile == "" || f.keyFile == "" {
 			return fmt.Errorf("--tls-cert and --tls-key are required (or --acme-directory, or --insecure-plain-http for local use)")
 		}
-		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
-		if err != nil {
+		// Served from the files, reloaded when they change (pkg/certfile).
+		if cfg.TLSFiles, err = certfile.Load(certfile.Config{CertFile: f.certFile, KeyFile: f.keyFile, Logger: cfg.Logger}); err != nil {
 			return fmt.Errorf("load TLS certificate: %w", err)
 		}
-		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 	}
 	node, err := meshnode.New(cfg)
 	if err != nil {
