@@ -35,7 +35,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	id := fs.String("id", "", "node id (default: host name)")
 	region := fs.String("region", "", "region label, e.g. eu-west")
 	listen := fs.String("listen", ":443", "public HTTPS listen address")
-	certFile := fs.String("tls-cert", "", "TLS certificate chain (PEM)")
+	certFile := fs.String("tls-cert", "", "TLS certificate chain (PEM); with --tls-key, read every 2s and reloaded live when they change")
 	keyFile := fs.String("tls-key", "", "TLS private key (PEM)")
 	plain := fs.Bool("insecure-plain-http", false, "serve plain HTTP instead of TLS (local use only)")
 	wgListen := fs.String("wg-listen", "0.0.0.0:51820", "WireGuard UDP listen address")

@@ -172,7 +172,9 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 		resp, err = nil, errRelayNoConnector
 		gotConn.Store(false)
 	}
-	tracing.EndRoundTrip(span, resp, err, attribute.String("postern.path", c.String()))
+	if span != nil {
+		tracing.EndRoundTrip(span, resp, err, attribute.String("postern.path", c.String()))
+	}
 	if err == nil {
 		cut := func() bool { return false }
 		if resp.StatusCode == http.StatusSwitchingProtocols {
