@@ -2,6 +2,7 @@ package benchrun
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -44,6 +45,16 @@ func BenchmarkTunnelTracing(b *testing.B) {
 		"off": start(nil),
 		"on":  start(&tracing.Config{Endpoint: sink.URL + "/v1/traces", Sampler: sdktrace.AlwaysSample()}),
 	}
+	// Both systems settle (connections, TLS sessions, pools, the first
+	// exports) before either is measured: a system started a moment ago
+	// still does work of its own that the first measured would pay.
+	loads := map[string]*load{}
+	for mode, h := range systems {
+		loads[mode] = newLoad(b, h)
+		defer loads[mode].close()
+		loads[mode].warm(b, workers, 32)
+	}
+	runtime.GC()
 	// The order alternates with POSTERN_BENCH_ORDER=on,off, so that a
 	// series of runs can cancel what being first or second costs.
 	modes := []string{"off", "on"}
@@ -52,43 +63,14 @@ func BenchmarkTunnelTracing(b *testing.B) {
 	}
 	for _, mode := range modes {
 		b.Run(mode, func(b *testing.B) {
-			h := systems[mode]
-			tr := h.MeshTransport(0)
-			defer tr.CloseIdleConnections()
-			c := &http.Client{Transport: tr}
-			url := h.AppURL(0, "/hello")
-			get := func() error {
-				resp, err := c.Get(url)
-				if err != nil {
-					return err
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					b.Errorf("GET /hello: %s", resp.Status)
-				}
-				return nil
-			}
-			// Warm up as measured: 32 workers, so that every keep-alive
-			// connection (and its TLS handshake) exists before the timer.
-			var warm sync.WaitGroup
-			for range workers {
-				warm.Go(func() {
-					for range 8 {
-						if err := get(); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			warm.Wait()
+			l := loads[mode]
+			l.warm(b, workers, 4)
 			b.SetParallelism(max(1, workers/runtime.GOMAXPROCS(0))) // 32 workers, as the tunnel scenario's c=32
 			b.ResetTimer()
 			cpu := processCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := get(); err != nil {
+					if err := l.get(); err != nil {
 						b.Error(err)
 						return
 					}
@@ -97,4 +79,50 @@ func BenchmarkTunnelTracing(b *testing.B) {
 			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// load GETs /hello through a harness's first mesh node on keep-alive
+// connections of its own.
+type load struct {
+	tr  *http.Transport
+	c   *http.Client
+	url string
+}
+
+func newLoad(b *testing.B, h *harness.Harness) *load {
+	tr := h.MeshTransport(0)
+	return &load{tr: tr, c: &http.Client{Transport: tr}, url: h.AppURL(0, "/hello")}
+}
+
+func (l *load) close() { l.tr.CloseIdleConnections() }
+
+// get sends one request; an answer other than 200 is an error.
+func (l *load) get() error {
+	resp, err := l.c.Get(l.url)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /hello: %s", resp.Status)
+	}
+	return nil
+}
+
+// warm sends n requests from each of workers goroutines, so that every
+// keep-alive connection (and its TLS handshake) exists before the timer.
+func (l *load) warm(b *testing.B, workers, n int) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range n {
+				if err := l.get(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
