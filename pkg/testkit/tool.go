@@ -1,11 +1,9 @@
 package testkit
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -30,23 +28,4 @@ func Tool(tb testing.TB, name string) string {
 	}
 	tb.Fatalf("%s not found on PATH or in GOPATH/bin: install it as CI does (bash .ci/run install-go-tools for the Go tools; .ci/run lists the Debian packages)", name)
 	return ""
-}
-
-// FreeAddr returns "127.0.0.1:port" for a port that was free a moment ago
-// (see [FreePort]).
-func FreeAddr(tb testing.TB) string {
-	tb.Helper()
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(tb)))
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago, for a
-// child process that takes its port on the command line.
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
