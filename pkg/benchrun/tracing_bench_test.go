@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/postern/postern/pkg/harness"
 	"github.com/postern/postern/pkg/tracing"
+	"github.com/postern/postern/pkg/tracing/tracingtest"
 )
 
 // BenchmarkTunnelTracing is bench run's tunnel scenario (GET /hello
@@ -28,11 +28,7 @@ import (
 // compare the medians.
 func BenchmarkTunnelTracing(b *testing.B) {
 	const workers = 32
-	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
-	defer sink.Close()
+	sink := tracingtest.NewSink(b)
 	start := func(tc *tracing.Config) *harness.Harness {
 		h, err := harness.Start(context.Background(), harness.Options{Connectors: 1, Tracing: tc})
 		if err != nil {
@@ -43,7 +39,7 @@ func BenchmarkTunnelTracing(b *testing.B) {
 	}
 	systems := map[string]*harness.Harness{
 		"off": start(nil),
-		"on":  start(&tracing.Config{Endpoint: sink.URL + "/v1/traces", Sampler: sdktrace.AlwaysSample()}),
+		"on":  start(&tracing.Config{Endpoint: sink, Sampler: sdktrace.AlwaysSample()}),
 	}
 	// Both systems settle (connections, TLS sessions, pools, the first
 	// exports) before either is measured: a system started a moment ago

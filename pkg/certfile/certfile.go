@@ -93,15 +93,22 @@ func Load(cfg Config) (*Files, error) {
 
 // read reads and parses both files.
 func (f *Files) read() (*loaded, error) {
-	certPEM, err := readFile(f.cfg.CertFile)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := readFile(f.cfg.KeyFile)
+	certPEM, keyPEM, err := f.readPEM()
 	if err != nil {
 		return nil, err
 	}
 	return parse(certPEM, keyPEM, f.cfg.CertFile, f.cfg.KeyFile)
+}
+
+// readPEM reads both files.
+func (f *Files) readPEM() (certPEM, keyPEM []byte, err error) {
+	if certPEM, err = readFile(f.cfg.CertFile); err != nil {
+		return nil, nil, err
+	}
+	if keyPEM, err = readFile(f.cfg.KeyFile); err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
 }
 
 // parse builds the pair of certPEM and keyPEM (files certFile and
@@ -173,11 +180,7 @@ func (f *Files) Reload() (bool, error) {
 
 func (f *Files) reload() (bool, error) {
 	cur := f.cur.Load()
-	certPEM, err := readFile(f.cfg.CertFile)
-	if err != nil {
-		return false, err
-	}
-	keyPEM, err := readFile(f.cfg.KeyFile)
+	certPEM, keyPEM, err := f.readPEM()
 	if err != nil {
 		return false, err
 	}

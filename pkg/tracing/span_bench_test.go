@@ -1,9 +1,6 @@
 package tracing_test
 
 import (
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -11,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/pkg/tracing"
+	"github.com/postern/postern/pkg/tracing/tracingtest"
 )
 
 // BenchmarkSpan measures what one sampled span costs through the
@@ -19,12 +17,7 @@ import (
 // the batch export (protobuf, POST to a sink on loopback). It is the
 // floor of tracing's per-span price as long as the SDK records the spans.
 func BenchmarkSpan(b *testing.B) {
-	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
-	defer sink.Close()
-	tr, err := tracing.New(b.Context(), "meshd", tracing.Config{Endpoint: sink.URL + "/v1/traces", Sampler: sdktrace.AlwaysSample()})
+	tr, err := tracing.New(b.Context(), "meshd", tracing.Config{Endpoint: tracingtest.NewSink(b), Sampler: sdktrace.AlwaysSample()})
 	if err != nil {
 		b.Fatal(err)
 	}
