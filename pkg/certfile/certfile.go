@@ -132,7 +132,7 @@ func readFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certfile: %w", err)
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }() // read only: its close loses nothing
 	b, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("certfile: read %s: %w", name, err)
