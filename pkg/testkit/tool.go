@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,17 +16,26 @@ import (
 // to install it: a test that needs a tool never skips.
 func Tool(tb testing.TB, name string) string {
 	tb.Helper()
+	p, err := ToolPath(name)
+	if err != nil {
+		tb.Fatalf("%v: install it as CI does (bash .ci/run install-go-tools for the Go tools; .ci/run lists the Debian packages)", err)
+	}
+	return p
+}
+
+// ToolPath returns the path of the program name on PATH or in the bin
+// folder of a GOPATH, or an error saying it is in neither.
+func ToolPath(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
-		return p
+		return p, nil
 	}
 	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
 		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
 			p := filepath.Join(dir, "bin", name)
 			if _, err := os.Stat(p); err == nil {
-				return p
+				return p, nil
 			}
 		}
 	}
-	tb.Fatalf("%s not found on PATH or in GOPATH/bin: install it as CI does (bash .ci/run install-go-tools for the Go tools; .ci/run lists the Debian packages)", name)
-	return ""
+	return "", fmt.Errorf("%s not found on PATH or in GOPATH/bin", name)
 }
