@@ -440,12 +440,13 @@ func (n *Node) buildServices() error {
 	}
 	n.auth, n.assertKeys = authCfg, assertKeys
 	n.assertIssuer = assertionIssuer(cfg)
+	bv := bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: n.logger.With("component", "bearer")})
 	n.edge = edge.New(edge.Config{Catalog: n.catalog.Current, Router: router, Local: localRouter{n.pool}, Logger: n.logger, Registerer: cfg.Registry,
 		Auth: authCfg, Limits: n.limits.Unauth, Denied: n.revoked, Audit: cfg.Audit, NodeID: cfg.ID, Tracer: cfg.Tracer,
-		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: n.logger.With("component", "bearer")})})
+		Bearer: bv})
 	n.own.AddFunc(n.edge.CloseStreams)
 	ec := enroll.Config{Authority: cfg.Authority, Used: n.used, NodeKey: n.wgKey, Checks: checks{n}, Revoker: n, Attacher: n,
-		CredentialTTL: cfg.CredentialTTL, Logger: n.logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot,
+		Workloads: workloads{cat: n.catalog.Current, verifier: bv}, CredentialTTL: cfg.CredentialTTL, Logger: n.logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot,
 		Serving: n.servingConnectors}
 	if n.mesh != nil {
 		ec.Redeemer = n.mesh.redeem
