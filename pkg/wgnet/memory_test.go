@@ -189,43 +189,11 @@ func TestTinyMSSStream(t *testing.T) {
 	if terr := ln.(*listener).ep.SetSockOptInt(tcpip.MaxSegOption, header.TCPMinimumMSS); terr != nil {
 		t.Fatalf("set MSS: %v", terr)
 	}
-	const size = 1 << 20
-	payload := make([]byte, size)
+	payload := make([]byte, 1<<20)
 	for i := range payload {
 		payload[i] = byte(i*13 + i>>8)
 	}
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- nil
-			return
-		}
-		defer c.Close()
-		data, _ := io.ReadAll(c)
-		got <- data
-	}()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute) // only a hang ends here
-	defer cancel()
-	c, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 82).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := context.AfterFunc(ctx, func() { c.Close() }) // a stalled stream fails the test instead of hanging it
-	defer stop()
-	if _, err := c.Write(payload); err != nil {
-		t.Fatalf("write: %v", err)
-	}
-	c.Close()
-	data := <-got
-	if len(data) != size {
-		t.Fatalf("received %d bytes of %d", len(data), size)
-	}
-	for i := range data {
-		if data[i] != payload[i] {
-			t.Fatalf("byte %d: got %d, want %d", i, data[i], payload[i])
-		}
-	}
+	sendOver(t, a, b, ln, 82, payload)
 	if d := a.link.drops.Load(); d != 0 {
 		t.Fatalf("the sender's link dropped %d packets it could not cut (the stream got through on retransmissions)", d)
 	}

@@ -6,22 +6,11 @@ import (
 	"net/netip"
 	"testing"
 	"time"
-
-	"github.com/postern/postern/pkg/wgkey"
 )
 
 func newTestNode(tb testing.TB) *Node {
 	tb.Helper()
-	k, err := wgkey.Generate()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	n, err := New(Config{PrivateKey: k, ListenAddr: netip.MustParseAddrPort("127.0.0.1:0")})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { n.Close() })
-	return n
+	return bindNode(tb, nil, netip.MustParseAddrPort("127.0.0.1:0"))
 }
 
 // pair returns two nodes that are peers; a knows b's endpoint, b learns a's.

@@ -263,6 +263,13 @@ func oneWay(t *testing.T, from, to *Node, port uint16, payload []byte) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	sendOver(t, from, to, l, port, payload)
+}
+
+// sendOver sends payload from one node to l, to's listener on port, and
+// checks that every byte arrived.
+func sendOver(t *testing.T, from, to *Node, l net.Listener, port uint16, payload []byte) {
+	t.Helper()
 	got := make(chan []byte, 1)
 	go func() {
 		c, err := l.Accept()
