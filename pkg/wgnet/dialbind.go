@@ -125,8 +125,9 @@ func (s *dialSession) receive(packets [][]byte, sizes []int, eps []conn.Endpoint
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// A secondary socket queued a batch. The deadline is cleared
 			// before ready is looked at, so a batch queued after that look
-			// moves it again and the next read returns at once.
-			p.c.SetReadDeadline(time.Time{})
+			// moves it again and the next read returns at once. It fails
+			// only on a closed socket, whose next read says so.
+			_ = p.c.SetReadDeadline(time.Time{})
 		case transientReadError(err):
 		default:
 			// The socket is broken; it is no longer read (as a secondary
@@ -229,7 +230,9 @@ func (s *dialSession) read(dc *dialConn) {
 		p := s.primary
 		s.mu.Unlock()
 		if p != nil {
-			p.c.SetReadDeadline(aLongTimeAgo)
+			// It fails only on a closed primary, which receive no
+			// longer reads: it takes the batch after its read fails.
+			_ = p.c.SetReadDeadline(aLongTimeAgo)
 		}
 		s.signal()
 		select {
