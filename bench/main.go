@@ -245,6 +245,7 @@ func loadCmd(fs *flag.FlagSet) func(context.Context) error {
 				return fmt.Errorf("load: --cookie: %w", err)
 			}
 		}
+		a.Bearer = os.Getenv("POSTERN_BENCH_BEARER") // a token: never a flag, which ps shows
 		r, err := benchrun.RunLoadProcess(ctx, a)
 		if err != nil {
 			return err

@@ -67,6 +67,11 @@ type RealConfig struct {
 	// BulkBytes is the size of one bulk download; zero means
 	// DefaultBulkBytes.
 	BulkBytes int64
+	// OAuth2Proxy is the oauth2-proxy binary of the peer row; empty means
+	// the one on PATH or in GOPATH/bin (OAuth2ProxyVersion, installed by
+	// task bench:real and .ci/run). Without one the run fails, saying how
+	// to install it.
+	OAuth2Proxy string
 	// Progress receives a line per row as it completes; nil discards.
 	Progress io.Writer
 }
@@ -176,6 +181,9 @@ type LoadArgs struct {
 	BulkBytes int64
 	// Cookie, if set, is sent with every request.
 	Cookie *http.Cookie
+	// Bearer, if set, is sent with every request as Authorization: Bearer
+	// (bench load reads it from POSTERN_BENCH_BEARER, never from a flag).
+	Bearer string
 }
 
 // LoadResult is what a load process reports (as JSON on stdout).
@@ -225,7 +233,11 @@ func RunLoadProcess(ctx context.Context, a LoadArgs) (LoadResult, error) {
 	}
 	done := new(atomic.Int64)
 	lc := LoadConfig{Concurrency: a.Concurrency, Warmup: a.Warmup, Duration: a.Duration, Prime: a.BulkBytes == 0, Done: done}
-	st, err := RunLoad(ctx, lc, GetOp(c, a.URL, want, a.Cookie))
+	op := GetOp(c, a.URL, want, a.Cookie)
+	if a.Bearer != "" {
+		op = getOp(c, a.URL, want, func(req *http.Request) { req.Header.Set("Authorization", "Bearer "+a.Bearer) })
+	}
+	st, err := RunLoad(ctx, lc, op)
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -249,12 +261,17 @@ type realSystem struct {
 	dir, bin              string
 	ca                    string // CA file
 	backend, mesh, splice string // addresses
+	oauth2Proxy           string // address of the oauth2-proxy peer
 	procs                 []*realProc
 	// authSrv serves the JWKS of the keyset that signs cookie, as the
 	// auth functions would (in the bench process: meshd fetches it at
 	// start and on an unknown key id only, never per request).
 	authSrv *http.Server
 	cookie  *http.Cookie
+	// issuerSrv serves the OIDC discovery document and keys of the
+	// oauth2-proxy peer's provider; bearer is the token it verifies.
+	issuerSrv *http.Server
+	bearer    string
 }
 
 // realProc is one started process.
@@ -315,7 +332,7 @@ const (
 // startReal starts the backend, meshd and an enrolled connectord from the
 // binaries in bin, with configuration and state in dir, and waits until a
 // request through meshd reaches the backend.
-func startReal(ctx context.Context, dir, bin string) (_ *realSystem, err error) {
+func startReal(ctx context.Context, dir, bin, oauth2Proxy string) (_ *realSystem, err error) {
 	s := &realSystem{dir: dir, bin: bin}
 	defer func() {
 		if err != nil {
@@ -451,6 +468,9 @@ drain_timeout: 1s
 	if err := s.startSplice(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.startOAuth2Proxy(ctx, oauth2Proxy); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -547,12 +567,21 @@ func waitHTTP(ctx context.Context, c *http.Client, url string, p *realProc) erro
 
 // waitHTTPCookie is waitHTTP sending cookie, if not nil, with each try.
 func waitHTTPCookie(ctx context.Context, c *http.Client, url string, cookie *http.Cookie, p *realProc) error {
+	if cookie == nil {
+		return waitHTTPWith(ctx, c, url, nil, p)
+	}
+	return waitHTTPWith(ctx, c, url, func(req *http.Request) { req.AddCookie(cookie) }, p)
+}
+
+// waitHTTPWith is waitHTTP with auth, if not nil, adding credentials to
+// each try.
+func waitHTTPWith(ctx context.Context, c *http.Client, url string, auth func(*http.Request), p *realProc) error {
 	c = noRedirect(&http.Client{Transport: c.Transport, Timeout: c.Timeout})
 	deadline := time.Now().Add(time.Minute)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if cookie != nil {
-			req.AddCookie(cookie)
+		if auth != nil {
+			auth(req)
 		}
 		if resp, err := c.Do(req); err == nil {
 			resp.Body.Close()
@@ -624,8 +653,10 @@ func (s *realSystem) proc(name string) *realProc {
 // stop sends SIGTERM to every process, newest first, waits up to 10 s for
 // each, then kills it; it reports whether every one was reaped.
 func (s *realSystem) stop() bool {
-	if s.authSrv != nil {
-		_ = s.authSrv.Close() // only the JWKS listener: nothing to report
+	for _, srv := range []*http.Server{s.authSrv, s.issuerSrv} {
+		if srv != nil {
+			_ = srv.Close() // only a key-set listener: nothing to report
+		}
 	}
 	all := true
 	for _, p := range slices.Backward(s.procs) {
@@ -704,6 +735,7 @@ func procMem(pid int) (peak, rss float64, err error) {
 type realTarget struct {
 	name, url, connect, ca string
 	cookie                 *http.Cookie
+	bearer                 string
 	procs                  []string
 }
 
@@ -729,11 +761,18 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 		progress = io.Discard
 	}
 	rep = RealReport{Machine: DescribeMachine(), Duration: cfg.Duration, Warmup: cfg.Warmup, Rounds: rounds}
+	o2p := cfg.OAuth2Proxy
+	if o2p == "" {
+		if o2p, err = testkit.ToolPath("oauth2-proxy"); err != nil {
+			return rep, fmt.Errorf("benchrun: real: the oauth2-proxy peer: %w (go install github.com/oauth2-proxy/oauth2-proxy/v7@%s; task bench:real does)",
+				err, OAuth2ProxyVersion)
+		}
+	}
 	bin, err := buildReal(ctx, cfg.Dir)
 	if err != nil {
 		return rep, err
 	}
-	sys, err := startReal(ctx, cfg.Dir, bin)
+	sys, err := startReal(ctx, cfg.Dir, bin, o2p)
 	if err != nil {
 		return rep, err
 	}
@@ -748,6 +787,7 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 		{name: "postern-auth", url: "https://" + realAuthHost, connect: sys.mesh, ca: sys.ca, cookie: sys.cookie,
 			procs: []string{"meshd", "connectord", "backend"}},
 		{name: "wg-splice", url: "http://" + sys.splice, procs: []string{"splice-edge", "splice-inner", "backend"}},
+		{name: "oauth2-proxy", url: "http://" + sys.oauth2Proxy, bearer: sys.bearer, procs: []string{"oauth2-proxy", "backend"}},
 	}
 	type spec struct {
 		t    realTarget
@@ -772,7 +812,7 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 	defer func() { rep.Rows = finishReal(rows) }()
 	for r := range rounds {
 		for i, sp := range specs {
-			a := LoadArgs{URL: sp.t.url + "/hello", Connect: sp.t.connect, CAFile: sp.t.ca, Cookie: sp.t.cookie, Concurrency: sp.c,
+			a := LoadArgs{URL: sp.t.url + "/hello", Connect: sp.t.connect, CAFile: sp.t.ca, Cookie: sp.t.cookie, Bearer: sp.t.bearer, Concurrency: sp.c,
 				Warmup: cfg.Warmup, Duration: cfg.Duration}
 			if sp.bulk {
 				a.URL, a.BulkBytes, a.Warmup = fmt.Sprintf("%s/download?bytes=%d&seed=1", sp.t.url, bulk), bulk, 0
@@ -842,7 +882,11 @@ func (s *realSystem) measure(ctx context.Context, bin string, a LoadArgs, procs 
 		}
 		before[n] = v
 	}
-	out, _, err := s.run(ctx, nil, filepath.Join(bin, "bench"), args...)
+	var env []string
+	if a.Bearer != "" {
+		env = append(env, "POSTERN_BENCH_BEARER="+a.Bearer)
+	}
+	out, _, err := s.run(ctx, env, filepath.Join(bin, "bench"), args...)
 	if err != nil {
 		return RealRound{}, err
 	}
@@ -991,7 +1035,7 @@ func ifNot(cond bool, s string) string {
 }
 
 // realProcNames are the measured processes in report order.
-var realProcNames = []string{"meshd", "connectord", "splice-edge", "splice-inner", "backend"}
+var realProcNames = []string{"meshd", "connectord", "splice-edge", "splice-inner", "oauth2-proxy", "backend"}
 
 // perProc renders CPU figures as "proxy total (each proxy process);
 // backend b", the proxy processes in realProcNames order.

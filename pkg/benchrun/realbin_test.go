@@ -18,7 +18,9 @@ import (
 // verifies — RunReal fails if the app answers without it), the report has every row with its ratios and per-process CPU,
 // the memory of each process was read, and every process (the load
 // processes too) is gone afterwards. The wg-splice peer's two processes
-// serve too. No speed is asserted.
+// serve too, and so does the oauth2-proxy peer (the released binary, which
+// RunReal checks refuses a request without the bearer token). No speed is
+// asserted.
 func TestRealShape(t *testing.T) {
 	dir := t.TempDir()
 	rep, err := RunReal(t.Context(), RealConfig{Dir: dir, Duration: 100 * time.Millisecond, Rounds: 2, Concurrency: []int{1, 2},
@@ -55,6 +57,8 @@ func TestRealShape(t *testing.T) {
 			procs = "backend,connectord,meshd"
 		case "wg-splice":
 			procs = "backend,splice-edge,splice-inner"
+		case "oauth2-proxy":
+			procs = "backend,oauth2-proxy"
 		}
 		if (r.Target == "postern-auth") != (r.RatioToPostern != nil) {
 			t.Errorf("%s: ratio to postern %v, want it on postern-auth rows only", name, r.RatioToPostern)
@@ -70,7 +74,8 @@ func TestRealShape(t *testing.T) {
 			t.Errorf("%s: CPU of %v, want of %s", name, keys, procs)
 		}
 	}
-	want := "direct c=1,postern c=1,postern-auth c=1,wg-splice c=1,direct c=2,postern c=2,postern-auth c=2,wg-splice c=2,bulk-direct c=1,bulk-postern c=1,bulk-wg-splice c=1"
+	want := "direct c=1,postern c=1,postern-auth c=1,wg-splice c=1,oauth2-proxy c=1,direct c=2,postern c=2,postern-auth c=2,wg-splice c=2,oauth2-proxy c=2," +
+		"bulk-direct c=1,bulk-postern c=1,bulk-wg-splice c=1,bulk-oauth2-proxy c=1"
 	if strings.Join(got, ",") != want {
 		t.Errorf("rows: got %v, want %s", got, want)
 	}
@@ -78,8 +83,8 @@ func TestRealShape(t *testing.T) {
 	for _, p := range rep.Procs {
 		names = append(names, p.Name)
 	}
-	if strings.Join(names, ",") != "backend,meshd,connectord,splice-inner,splice-edge" {
-		t.Fatalf("processes: got %v, want backend, meshd, connectord, splice-inner and splice-edge", names)
+	if strings.Join(names, ",") != "backend,meshd,connectord,splice-inner,splice-edge,oauth2-proxy" {
+		t.Fatalf("processes: got %v, want backend, meshd, connectord, splice-inner, splice-edge and oauth2-proxy", names)
 	}
 	for _, p := range rep.Procs {
 		if p.PeakRSSMiB <= 0 || p.RSSMiB <= 0 || p.RSSMiB > p.PeakRSSMiB || !p.Exited {
@@ -90,7 +95,7 @@ func TestRealShape(t *testing.T) {
 		}
 	}
 	md := rep.Markdown()
-	for _, w := range []string{"| postern | 2 |", "| bulk-postern | 1 |", "| meshd |", "2 interleaved rounds"} {
+	for _, w := range []string{"| postern | 2 |", "| bulk-postern | 1 |", "| oauth2-proxy | 2 |", "| meshd |", "| oauth2-proxy |", "2 interleaved rounds"} {
 		if !strings.Contains(md, w) {
 			t.Errorf("real.md lacks %q:\n%s", w, md)
 		}

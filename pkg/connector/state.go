@@ -43,7 +43,7 @@ type State struct {
 }
 
 // ErrNotEnrolled is returned when the state directory holds no enrolment.
-var ErrNotEnrolled = errors.New("connector is not enrolled: run \"connectord enroll --token ...\" first")
+var ErrNotEnrolled = errors.New("connector is not enrolled: run \"connectord enroll --mesh URL --token-file FILE\" (or with the token in POSTERN_ENROLL_TOKEN) first, with the same --state-dir")
 
 // LoadState reads the state file in dir.
 func LoadState(dir string) (*State, error) {

@@ -7,6 +7,7 @@ package dnstest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -29,13 +30,8 @@ type Server struct {
 // other name) and stops it at the test's end.
 func Start(tb testing.TB, zone map[string][]string) *Server {
 	tb.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, l, err := listen()
 	if err != nil {
-		tb.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		tb.Fatal(err)
 	}
 	s := &Server{Addr: pc.LocalAddr().String()}
@@ -43,11 +39,37 @@ func Start(tb testing.TB, zone map[string][]string) *Server {
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: s}, {Listener: l, Handler: s}} {
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
-		go srv.ActivateAndServe()
+		// Serving ends at Shutdown below; a failure to start shows as
+		// queries that go unanswered, which the test reports.
+		go func() { _ = srv.ActivateAndServe() }()
 		<-started
-		tb.Cleanup(func() { srv.Shutdown() })
+		tb.Cleanup(func() {
+			if err := srv.Shutdown(); err != nil {
+				tb.Errorf("dnstest: shutdown: %v", err)
+			}
+		})
 	}
 	return s
+}
+
+// listen binds a UDP and a TCP socket on one loopback port. The UDP port
+// comes from the kernel; the same TCP port may be taken (an outgoing
+// connection on a busy machine), so it tries again on another, a bounded
+// number of times.
+func listen() (net.PacketConn, net.Listener, error) {
+	var err error
+	for range 50 {
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			return nil, nil, err
+		}
+		var l net.Listener
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			return pc, l, nil
+		}
+		_ = pc.Close()
+	}
+	return nil, nil, fmt.Errorf("dnstest: no loopback port free for both UDP and TCP: %w", err)
 }
 
 // Set replaces the zone.
@@ -98,7 +120,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			}
 		}
 	}
-	w.WriteMsg(m)
+	_ = w.WriteMsg(m) // a lost answer is a lost UDP packet: the resolver retries
 }
 
 // Resolver returns a resolver that asks only this server.

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -102,25 +103,31 @@ func (h *Harness) startAuthService(appPort string) error {
 	a.srv = &http.Server{Handler: svc, TLSConfig: devcert.ServerTLS(h.cert), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(a.done)
-		a.srv.ServeTLS(a.l, "", "")
+		if err := a.srv.ServeTLS(a.l, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			h.logger.Error("auth functions stopped serving", "err", err)
+		}
 	}()
 	return nil
 }
 
-func (a *authSystem) close() {
+// close stops the auth functions and the identity providers, and returns
+// what stopping them reported.
+func (a *authSystem) close() error {
+	var errs []error
 	if a.srv != nil {
-		a.srv.Close()
+		errs = append(errs, a.srv.Close())
 		<-a.done
 	} else {
-		a.l.Close()
+		errs = append(errs, a.l.Close())
 	}
 	if a.idp != nil {
-		a.idp.Close()
+		errs = append(errs, a.idp.Close())
 	}
 	if a.gh != nil {
-		a.gh.Close()
+		errs = append(errs, a.gh.Close())
 	}
 	a.client.CloseIdleConnections()
+	return errors.Join(errs...)
 }
 
 // AuthURL returns the auth functions' URL, or "" without Options.Auth.

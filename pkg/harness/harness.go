@@ -245,8 +245,7 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 		h.Dir, h.tmp = d, true
 	}
 	if err := h.start(ctx); err != nil {
-		h.Close()
-		return nil, err
+		return nil, errors.Join(err, h.Close())
 	}
 	return h, nil
 }
@@ -338,7 +337,9 @@ func (h *Harness) startApp() error {
 	h.appWG.Add(1)
 	go func() {
 		defer h.appWG.Done()
-		h.appSrv.Serve(l)
+		if err := h.appSrv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			h.logger.Error("sample app stopped serving", "err", err)
+		}
 	}()
 	return nil
 }
@@ -674,26 +675,27 @@ func (h *Harness) runConnector(ctx context.Context, dir, region string) (*Connec
 	hc := &Connector{C: c, Dir: dir, UDP: udp, Region: region, Registry: cfg.Registry, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(hc.done)
-		c.Run(rctx)
+		if err := c.Run(rctx); err != nil && rctx.Err() == nil {
+			h.logger.Error("connector stopped", "connector", c.ID(), "err", err)
+		}
 	}()
 	if err := waitFor(ctx, 15*time.Second, func() bool { return c.Attached() >= want }); err != nil {
-		hc.stop()
-		return nil, fmt.Errorf("harness: connector %s did not attach: %w", c.ID(), err)
+		return nil, errors.Join(fmt.Errorf("harness: connector %s did not attach: %w", c.ID(), err), hc.stop())
 	}
 	return hc, nil
 }
 
-func (c *Connector) stop() {
+func (c *Connector) stop() error {
 	c.cancel()
 	<-c.done
-	c.C.Close()
+	return c.C.Close()
 }
 
 // KillConnector stops connector i abruptly: its WireGuard node vanishes
 // without a goodbye, as when its host dies.
 func (h *Harness) KillConnector(i int) {
 	c := h.Connectors()[i]
-	c.C.Close() // the tunnel goes first: nothing more leaves the host
+	_ = c.C.Close() // the tunnel goes first: nothing more leaves the host; a crash reports nothing
 	c.cancel()
 	<-c.done
 }
@@ -716,7 +718,9 @@ func (h *Harness) StopMesh(i int) {
 	m := h.Meshes()[i]
 	m.cancel()
 	<-m.done
-	m.Node.Close()
+	if err := m.Node.Close(); err != nil {
+		h.logger.Error("mesh node stop", "node", m.ID, "err", err)
+	}
 	h.mu.Lock()
 	m.stopped = true
 	h.mu.Unlock()
@@ -728,7 +732,7 @@ func (h *Harness) StopMesh(i int) {
 func (h *Harness) KillMesh(i int) {
 	m := h.Meshes()[i]
 	m.Node.Kill()
-	m.Node.Close()
+	_ = m.Node.Close() // a crash reports nothing
 	m.cancel()
 	<-m.done
 	h.mu.Lock()
@@ -765,20 +769,21 @@ func (h *Harness) Close() error {
 	h.closed = true
 	conns, meshes := h.conns, h.meshes
 	h.mu.Unlock()
+	var errs []error
 	for _, c := range conns {
-		c.stop()
+		errs = append(errs, c.stop())
 	}
 	for _, m := range meshes {
 		m.Node.Kill() // no drain: everything stops at once
 		m.cancel()
 		<-m.done
-		m.Node.Close()
+		errs = append(errs, m.Node.Close())
 	}
 	if h.auth != nil {
-		h.auth.close()
+		errs = append(errs, h.auth.close())
 	}
 	if h.appSrv != nil {
-		h.appSrv.Close()
+		errs = append(errs, h.appSrv.Close())
 		h.appWG.Wait()
 	}
 	h.mu.Lock()
@@ -791,8 +796,9 @@ func (h *Harness) Close() error {
 		t.Close(h.logger)
 	}
 	if h.tmp {
-		h.closeErr = os.RemoveAll(h.Dir)
+		errs = append(errs, os.RemoveAll(h.Dir))
 	}
+	h.closeErr = errors.Join(errs...)
 	return h.closeErr
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -107,8 +108,7 @@ func (h *Harness) clusterConfig(i int, publicAddr string, gossipPort int) (*mesh
 	}
 	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(nt.GetAutoBindPort()))
 	if err := t.Net.Register(addr, spec.Region); err != nil {
-		nt.Shutdown()
-		return nil, "", err
+		return nil, "", errors.Join(err, nt.Shutdown())
 	}
 	var seeds []string
 	for _, m := range h.Meshes() {

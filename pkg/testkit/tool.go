@@ -1,11 +1,10 @@
 package testkit
 
 import (
-	"net"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -17,36 +16,26 @@ import (
 // to install it: a test that needs a tool never skips.
 func Tool(tb testing.TB, name string) string {
 	tb.Helper()
+	p, err := ToolPath(name)
+	if err != nil {
+		tb.Fatalf("%v: install it as CI does (bash .ci/run install-go-tools for the Go tools; .ci/run lists the Debian packages)", err)
+	}
+	return p
+}
+
+// ToolPath returns the path of the program name on PATH or in the bin
+// folder of a GOPATH, or an error saying it is in neither.
+func ToolPath(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
-		return p
+		return p, nil
 	}
 	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
 		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
 			p := filepath.Join(dir, "bin", name)
 			if _, err := os.Stat(p); err == nil {
-				return p
+				return p, nil
 			}
 		}
 	}
-	tb.Fatalf("%s not found on PATH or in GOPATH/bin: install it as CI does (bash .ci/run install-go-tools for the Go tools; .ci/run lists the Debian packages)", name)
-	return ""
-}
-
-// FreeAddr returns "127.0.0.1:port" for a port that was free a moment ago
-// (see [FreePort]).
-func FreeAddr(tb testing.TB) string {
-	tb.Helper()
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(tb)))
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago, for a
-// child process that takes its port on the command line.
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return "", fmt.Errorf("%s not found on PATH or in GOPATH/bin", name)
 }

@@ -101,7 +101,10 @@ func (p *Pebble) start(tb testing.TB, bin, dnsServer string) {
 		tb.Fatal(err)
 	}
 	p.done = make(chan struct{})
-	go func() { p.cmd.Wait(); close(p.done) }()
+	go func() {
+		_ = p.cmd.Wait() // an early exit shows in answered below, with Pebble's log
+		close(p.done)
+	}()
 	var lastErr error
 	answered := func() bool {
 		select {
@@ -138,7 +141,7 @@ func (p *Pebble) Stop() {
 	select {
 	case <-p.done:
 	default:
-		p.cmd.Process.Kill()
+		_ = p.cmd.Process.Kill() // fails only when Pebble has exited: done closes either way
 		<-p.done
 	}
 }

@@ -101,8 +101,12 @@ func (b *Backend) switchProtocols(w http.ResponseWriter, r *http.Request, up str
 	if k := r.Header.Get("Sec-WebSocket-Key"); k != "" && r.URL.Path != "/no-accept" {
 		resp += "Sec-WebSocket-Accept: " + upgrade.AcceptKey(k) + "\r\n"
 	}
-	brw.WriteString(resp + "\r\n")
-	brw.Flush()
+	if _, err := brw.WriteString(resp + "\r\n"); err != nil {
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		return
+	}
 	after := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.record(r, true)
 		echo(w, r)
@@ -118,7 +122,9 @@ func (b *Backend) switchProtocols(w http.ResponseWriter, r *http.Request, up str
 		}
 		rec := httptest.NewRecorder()
 		after(rec, req)
-		rec.Result().Write(conn)
+		if err := rec.Result().Write(conn); err != nil {
+			return
+		}
 	}
 }
 
@@ -131,7 +137,7 @@ func serveH2C(conn net.Conn, h http.Handler) {
 	p.SetUnencryptedHTTP2(true)
 	srv := &http.Server{Handler: h, Protocols: &p, ConnState: func(_ net.Conn, s http.ConnState) {
 		if s == http.StateClosed || s == http.StateHijacked {
-			l.Close()
+			_ = l.Close() // closing the one-connection listener never fails
 		}
 	}}
 	_ = srv.Serve(l) // returns net.ErrClosed once the connection ended

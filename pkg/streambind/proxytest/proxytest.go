@@ -123,16 +123,16 @@ func (p *Proxy) serve(c net.Conn) {
 	switch {
 	case req.Method != http.MethodConnect:
 		p.refused.Add(1)
-		io.WriteString(c, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+		_, _ = io.WriteString(c, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
 		return
 	case req.Header.Get("Proxy-Authorization") != want:
 		p.refused.Add(1)
-		io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n")
+		_, _ = io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n")
 		return
 	}
 	up, err := net.DialTimeout("tcp", req.Host, 5*time.Second)
 	if err != nil {
-		io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+		_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
 		return
 	}
 	if !p.track(up) {
@@ -140,14 +140,16 @@ func (p *Proxy) serve(c net.Conn) {
 	}
 	defer p.untrack(up)
 	p.tunnels.Add(1)
-	io.WriteString(c, "HTTP/1.1 200 Connection Established\r\n\r\n")
+	// A failed write of a reply means the client went away: the copies below
+	// end at once, and the client reports it.
+	_, _ = io.WriteString(c, "HTTP/1.1 200 Connection Established\r\n\r\n")
 	done := make(chan struct{})
 	go func() {
-		io.Copy(up, br)
+		_, _ = io.Copy(up, br) // a copy ends when either side closes
 		up.(*net.TCPConn).CloseWrite()
 		close(done)
 	}()
-	io.Copy(c, up)
+	_, _ = io.Copy(c, up)
 	c.(*net.TCPConn).CloseWrite()
 	<-done
 }
