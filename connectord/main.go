@@ -18,6 +18,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -145,8 +146,11 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	attachK := fs.Int("attach-k", 2, "attach to this many mesh nodes at once, the nearest by measured round-trip time (2 or more for high availability)")
 	reevaluate := fs.Duration("reevaluate", 5*time.Minute, "measure the round-trip time to every known mesh node this often and move to one that is clearly nearer (by more than 20% and 5ms)")
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, stop taking new requests and wait up to this long for those in flight before detaching and exiting")
-	enrollMesh := fs.String("mesh", "", "with --enroll-token-file: the mesh node to enrol at")
+	enrollMesh := fs.String("mesh", "", "with --enroll-token-file or --enroll-oidc-token-file: the mesh node to enrol at")
 	enrollTokenFile := fs.String("enroll-token-file", "", "enrol first if the state directory holds no enrolment yet, with the one-time token in this file (a container's first start; the file is not read once enrolled)")
+	enrollOIDC := fs.String("enroll-oidc-token-file", "", "enrol by workload identity: with this projected ServiceAccount token (re-read at each use, as the kubelet rotates it), in --enroll-group, when the state directory holds no enrolment or only an expired credential; the credential is short-lived (the group's credential_ttl) and the connector leaves (revokes it) after the drain on SIGTERM")
+	enrollGroup := fs.String("enroll-group", "", "with --enroll-oidc-token-file: the connector group to enrol in (its workload_enrollment must accept the token)")
+	keepIdentity := fs.Bool("keep-identity", false, "with --enroll-oidc-token-file: do not revoke the credential on exit (it still expires)")
 	updateURL := fs.String("update-url", "", "opt in to self-update: the signed release manifest to follow, e.g. https://dl.example.com/postern/stable/connectord.json (Linux)")
 	updateKey := fs.String("update-key", "", "with --update-url: the pinned Ed25519 release key(s), base64 (comma-separated during a rotation) or file:/path")
 	updateEvery := fs.Duration("update-every", 6*time.Hour, "with --update-url: check this often (plus up to half of it at random)")
@@ -165,7 +169,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 		err := run(ctx, runFlags{stateDir: *stateDir, meshCA: *meshCA, backendCA: *backendCA, allow: *allow, allowAny: *allowAny, admin: *admin,
 			logLevel: *logLevel, carrier: *carrierFlag, udpTimeout: *udpTimeout, probeInterval: *probeInterval,
 			attachK: *attachK, reevaluate: *reevaluate, drainTimeout: *drainTimeout,
-			enrollMesh: *enrollMesh, enrollTokenFile: *enrollTokenFile, updateURL: *updateURL, updateKey: *updateKey,
+			enrollMesh: *enrollMesh, enrollTokenFile: *enrollTokenFile, enrollOIDC: *enrollOIDC, enrollGroup: *enrollGroup, keepIdentity: *keepIdentity, updateURL: *updateURL, updateKey: *updateKey,
 			updateEvery: *updateEvery, updateTrial: *updateTrial, updateMargin: *updateMargin, updateAlone: *updateAlone})
 		if supervised && errors.Is(err, update.ErrRestart) {
 			os.Exit(update.RestartExitCode) // drained: the supervisor starts the staged version
@@ -190,8 +194,9 @@ type runFlags struct {
 	attachK                                                      int
 	allowAny                                                     bool
 	enrollMesh, enrollTokenFile, updateURL, updateKey            string
+	enrollOIDC, enrollGroup                                      string
 	updateEvery, updateTrial, updateMargin                       time.Duration
-	updateAlone                                                  bool
+	updateAlone, keepIdentity                                    bool
 	// inSupervisor: run by update.Supervise in its own process (Launch
 	// already decided), so neither supervise nor launch again.
 	inSupervisor bool
@@ -210,6 +215,9 @@ func run(ctx context.Context, f runFlags) (err error) {
 	}
 	if f.reevaluate <= 0 || f.drainTimeout < 0 {
 		return cli.Usagef("--reevaluate must be positive and --drain-timeout must not be negative")
+	}
+	if err := checkEnrollFlags(f); err != nil {
+		return err
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -266,9 +274,28 @@ func run(ctx context.Context, f runFlags) (err error) {
 	if err != nil {
 		return err
 	}
-	if f.enrollTokenFile != "" {
-		st, enrolled, err := connector.EnrollOnce(ctx, connector.EnrollConfig{StateDir: f.stateDir, MeshURL: f.enrollMesh, HTTPClient: hc},
-			func() (string, error) { return connector.ReadToken("", f.enrollTokenFile, "", nil) })
+	enrollCfg := connector.EnrollConfig{StateDir: f.stateDir, MeshURL: f.enrollMesh, HTTPClient: hc, Group: f.enrollGroup}
+	readToken := func() (string, error) {
+		return connector.ReadToken("", cmp.Or(f.enrollTokenFile, f.enrollOIDC), "", nil)
+	}
+	var reenroll func(context.Context) (string, time.Time, error)
+	if f.enrollOIDC != "" {
+		// The ServiceAccount token file, read afresh at each use.
+		reenroll = func(ctx context.Context) (string, time.Time, error) {
+			cfg := enrollCfg
+			var err error
+			if cfg.Token, err = readToken(); err != nil {
+				return "", time.Time{}, err
+			}
+			st, err := connector.Enroll(ctx, cfg)
+			if err != nil {
+				return "", time.Time{}, err
+			}
+			return st.Credential, st.CredentialExpires, nil
+		}
+	}
+	if f.enrollTokenFile != "" || f.enrollOIDC != "" {
+		st, enrolled, err := connector.EnrollOnce(ctx, enrollCfg, readToken)
 		if err != nil {
 			return err
 		}
@@ -285,7 +312,7 @@ func run(ctx context.Context, f runFlags) (err error) {
 	c, err := connector.New(connector.Config{StateDir: f.stateDir, HTTPClient: hc, AllowList: al, AllowAny: f.allowAny, BackendRootCAs: roots,
 		HealthAddr: f.admin, Carrier: carrier, UDPTimeout: f.udpTimeout, ProbeInterval: f.probeInterval, Logger: logger,
 		Attach: f.attachK, Reevaluate: f.reevaluate, Registry: cli.NewRegistry("connectord"),
-		Tracer: tr.Tracer()})
+		Tracer: tr.Tracer(), Reenroll: reenroll})
 	if err != nil {
 		return err
 	}
@@ -312,11 +339,47 @@ func run(ctx context.Context, f runFlags) (err error) {
 		}()
 		err := runDraining(rctx, c, f.drainTimeout, logger)
 		if cause := context.Cause(rctx); errors.Is(cause, update.ErrRestart) {
-			return cause
+			return cause // a restart into a new version keeps the identity
 		}
-		return err
+		return errors.Join(err, leave(ctx, c, f, logger))
 	}
-	return runDraining(ctx, c, f.drainTimeout, logger)
+	err = runDraining(ctx, c, f.drainTimeout, logger)
+	return errors.Join(err, leave(ctx, c, f, logger))
+}
+
+// leaveTimeout bounds the leave after the drain; the chart's
+// terminationGracePeriodSeconds leaves it room.
+const leaveTimeout = 10 * time.Second
+
+// leave ends the connector's identity after a drain that a signal (ctx)
+// started, when it was enrolled by workload identity and not told to keep
+// it. A failed leave is logged, not returned: the credential dies on its
+// own within its short lifetime.
+func leave(ctx context.Context, c *connector.Connector, f runFlags, logger *slog.Logger) error {
+	if f.enrollOIDC == "" || f.keepIdentity || ctx.Err() == nil {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
+	defer cancel()
+	if err := c.Leave(lctx); err != nil {
+		logger.Warn("leave_failed", "error", err)
+	}
+	return nil
+}
+
+// checkEnrollFlags checks the enrol-at-start flags of run.
+func checkEnrollFlags(f runFlags) error {
+	switch {
+	case f.enrollTokenFile != "" && f.enrollOIDC != "":
+		return cli.Usagef("--enroll-token-file and --enroll-oidc-token-file: give one")
+	case (f.enrollTokenFile != "" || f.enrollOIDC != "") && f.enrollMesh == "":
+		return cli.Usagef("--enroll-token-file and --enroll-oidc-token-file need --mesh, the mesh node to enrol at")
+	case f.enrollOIDC != "" && f.enrollGroup == "":
+		return cli.Usagef("--enroll-oidc-token-file needs --enroll-group, the connector group to enrol in")
+	case f.enrollOIDC == "" && (f.enrollGroup != "" || f.keepIdentity):
+		return cli.Usagef("--enroll-group and --keep-identity are only for --enroll-oidc-token-file")
+	}
+	return nil
 }
 
 // checkUpdateFlags checks the self-update flags and that this build has a

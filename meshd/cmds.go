@@ -22,6 +22,7 @@ import (
 
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/certfile"
 	"github.com/postern/postern/pkg/cli"
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/gossip"
@@ -34,7 +35,7 @@ func runCmd(fs *flag.FlagSet) func(context.Context) error {
 	id := fs.String("id", "", "node id (default: host name)")
 	region := fs.String("region", "", "region label, e.g. eu-west")
 	listen := fs.String("listen", ":443", "public HTTPS listen address")
-	certFile := fs.String("tls-cert", "", "TLS certificate chain (PEM)")
+	certFile := fs.String("tls-cert", "", "TLS certificate chain (PEM); with --tls-key, read every 2s and reloaded live when they change")
 	keyFile := fs.String("tls-key", "", "TLS private key (PEM)")
 	plain := fs.Bool("insecure-plain-http", false, "serve plain HTTP instead of TLS (local use only)")
 	wgListen := fs.String("wg-listen", "0.0.0.0:51820", "WireGuard UDP listen address")
@@ -171,11 +172,10 @@ func run(ctx context.Context, f runFlags) (err error) {
 		if f.certFile == "" || f.keyFile == "" {
 			return fmt.Errorf("--tls-cert and --tls-key are required (or --acme-directory, or --insecure-plain-http for local use)")
 		}
-		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
-		if err != nil {
+		// Served from the files, reloaded when they change (pkg/certfile).
+		if cfg.TLSFiles, err = certfile.Load(certfile.Config{CertFile: f.certFile, KeyFile: f.keyFile, Logger: cfg.Logger}); err != nil {
 			return fmt.Errorf("load TLS certificate: %w", err)
 		}
-		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 	}
 	node, err := meshnode.New(cfg)
 	if err != nil {

@@ -374,3 +374,41 @@ func TestConnectorID(t *testing.T) {
 		t.Fatal("derived id is not a valid connector id")
 	}
 }
+
+// TestWorkloadCredential: a credential issued on a workload enrolment names
+// its subject (claim wls) and verifies with it; a one-time token's
+// credential has none; a subject that is empty, too long or has control
+// characters is refused.
+func TestWorkloadCredential(t *testing.T) {
+	c := testkit.NewClock(t0)
+	a, _ := newTestAuthority(t, c)
+	pub := newWGKey(t)
+	id := ConnectorID("connectord-0", pub)
+	const sub = "system:serviceaccount:postern:connectord"
+	s, cred, err := a.IssueWorkloadCredential(id, "pods", pub, time.Hour, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.VerifyCredential(s)
+	if err != nil || got != cred || got.WorkloadSubject != sub {
+		t.Fatalf("got %+v, %v; want %+v with subject %s", got, err, cred, sub)
+	}
+	if cl := decodeSegment(t, s, 1); cl["wls"] != sub {
+		t.Fatalf("claims %v", cl)
+	}
+	plain, _, err := a.IssueCredential(id, "pods", pub, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.VerifyCredential(plain); err != nil || got.WorkloadSubject != "" {
+		t.Fatalf("one-time credential: %+v, %v", got, err)
+	}
+	if _, ok := decodeSegment(t, plain, 1)["wls"]; ok {
+		t.Error("a one-time token's credential carries wls")
+	}
+	for _, bad := range []string{"", strings.Repeat("s", MaxWorkloadSubjectLen+1), "system:serviceaccount:a:b\nforged"} {
+		if _, _, err := a.IssueWorkloadCredential(id, "pods", pub, time.Hour, bad); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("subject %.40q: got %v, want ErrInvalidArgument", bad, err)
+		}
+	}
+}

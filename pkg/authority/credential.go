@@ -29,6 +29,11 @@ type Credential struct {
 	IssuedAt, NotBefore, Expires time.Time
 	// KeyID is the kid of the key that signed the credential.
 	KeyID string
+	// WorkloadSubject is the sub of the workload identity token the
+	// connector enrolled with (a Kubernetes ServiceAccount), empty for a
+	// connector enrolled with a one-time token; renewals keep it, and the
+	// mesh checks that the group still accepts it.
+	WorkloadSubject string
 }
 
 // LogValue logs the credential's public facts.
@@ -47,6 +52,23 @@ var connectorIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 // IssueCredential returns a new credential for connector id in group with
 // WireGuard key pub, valid from now for ttl (0 < ttl ≤ MaxCredentialTTL).
 func (a *Authority) IssueCredential(id, group string, pub wgkey.Public, ttl time.Duration) (string, Credential, error) {
+	return a.issueCredential(id, group, pub, ttl, "")
+}
+
+// MaxWorkloadSubjectLen bounds a credential's workload subject in bytes.
+const MaxWorkloadSubjectLen = 512
+
+// IssueWorkloadCredential is IssueCredential for a connector enrolled with
+// a workload identity token of subject sub (non-empty, printable, at most
+// MaxWorkloadSubjectLen bytes), which the credential names.
+func (a *Authority) IssueWorkloadCredential(id, group string, pub wgkey.Public, ttl time.Duration, sub string) (string, Credential, error) {
+	if sub == "" || len(sub) > MaxWorkloadSubjectLen || strings.ContainsFunc(sub, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", Credential{}, fmt.Errorf("authority: issue credential: workload subject %.80q is not valid: %w", sub, ErrInvalidArgument)
+	}
+	return a.issueCredential(id, group, pub, ttl, sub)
+}
+
+func (a *Authority) issueCredential(id, group string, pub wgkey.Public, ttl time.Duration, sub string) (string, Credential, error) {
 	switch {
 	case !connectorIDRE.MatchString(id):
 		return "", Credential{}, fmt.Errorf("authority: issue credential: connector id %.80q is not valid: %w", id, ErrInvalidArgument)
@@ -62,6 +84,7 @@ func (a *Authority) IssueCredential(id, group string, pub wgkey.Public, ttl time
 		Subject:   id,
 		Group:     group,
 		WGKey:     pub.String(),
+		Workload:  sub,
 		Issuer:    Issuer,
 		Audience:  jwt.Audience{CredentialAudience},
 		IssuedAt:  jwt.NewNumericDate(now),
@@ -102,6 +125,8 @@ func credential(c claims, pub wgkey.Public, kid string) Credential {
 		NotBefore:   c.NotBefore.Time(),
 		Expires:     c.Expiry.Time(),
 		KeyID:       kid,
+		// The workload subject, empty for a one-time token's credential.
+		WorkloadSubject: c.Workload,
 	}
 }
 

@@ -18,6 +18,7 @@ type claims struct {
 	Subject   string           `json:"sub,omitempty"`
 	Group     string           `json:"grp,omitempty"`
 	WGKey     string           `json:"wgk,omitempty"`
+	Workload  string           `json:"wls,omitempty"` // a credential's workload subject
 	RevKind   string           `json:"rvk,omitempty"`
 	Before    int64            `json:"bef,omitempty"`
 	Issuer    string           `json:"iss"`

@@ -42,7 +42,7 @@ func (v *Verifier) entra(ctx context.Context, jws *jose.JSONWebSignature, c clai
 	if err := checkVersion(ver, iss, tid, e, eb); err != nil {
 		return nil, 0, err
 	}
-	ks := v.keySetFor("entra:"+tid, e.V2Issuer(tid), "")
+	ks := v.keySetFor("entra:"+tid, e.V2Issuer(tid), "", "")
 	if err := v.checkSignature(ctx, jws, ks); err != nil {
 		return nil, 0, err
 	}

@@ -24,14 +24,14 @@ func asymmetric(k jose.JSONWebKey) bool {
 }
 
 // keySetFor returns the cached key set of an issuer (found through its
-// discovery document, or at fixedURL), creating it on first use; name
-// identifies it ("entra:<tid>", "wif:<id>").
-func (v *Verifier) keySetFor(name, issuer, fixedURL string) *jwks.Set {
+// discovery document, at fixedURL, or in file), creating it on first use;
+// name identifies it ("entra:<tid>", "wif:<id>").
+func (v *Verifier) keySetFor(name, issuer, fixedURL, file string) *jwks.Set {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	ks, ok := v.keySets[name]
-	if !ok || !ks.For(issuer, fixedURL) {
-		ks = jwks.New(jwks.Config{URL: fixedURL, Issuer: issuer, Accept: asymmetric, HTTPClient: v.cfg.HTTPClient,
+	if !ok || !ks.For(issuer, fixedURL, file) {
+		ks = jwks.New(jwks.Config{URL: fixedURL, File: file, Issuer: issuer, Accept: asymmetric, HTTPClient: v.cfg.HTTPClient,
 			Now: v.cfg.Now, FetchTimeout: v.cfg.FetchTimeout, RefetchInterval: v.cfg.RefetchInterval,
 			MaxAge: v.cfg.MaxAge, Logger: v.log})
 		v.keySets[name] = ks

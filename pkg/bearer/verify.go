@@ -172,35 +172,42 @@ func (c claims) list(name string) ([]string, error) {
 	return nil, fmt.Errorf("%w: %s is not a string list", ErrMalformed, name)
 }
 
-// verify checks token from scratch and returns its identity and exp.
-func (v *Verifier) verify(ctx context.Context, token string, cat *catalog.Catalog, app *catalog.App) (*session.Identity, int64, error) {
+// parse parses token as a compact JWS with one signature of an accepted
+// algorithm and a JSON object of claims, and returns its iss; nothing is
+// verified yet.
+func parse(token string) (*jose.JSONWebSignature, claims, string, error) {
 	if len(token) > MaxTokenBytes {
-		return nil, 0, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, MaxTokenBytes)
+		return nil, nil, "", fmt.Errorf("%w: longer than %d bytes", ErrMalformed, MaxTokenBytes)
 	}
 	jws, err := jose.ParseSignedCompact(token, algorithms)
 	if err != nil {
 		if strings.Contains(err.Error(), "unexpected signature algorithm") {
-			return nil, 0, fmt.Errorf("%w: only asymmetric signatures are accepted", ErrAlgorithm)
+			return nil, nil, "", fmt.Errorf("%w: only asymmetric signatures are accepted", ErrAlgorithm)
 		}
-		return nil, 0, fmt.Errorf("%w: not a signed JWT", ErrMalformed)
+		return nil, nil, "", fmt.Errorf("%w: not a signed JWT", ErrMalformed)
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, 0, fmt.Errorf("%w: want one signature", ErrMalformed)
+		return nil, nil, "", fmt.Errorf("%w: want one signature", ErrMalformed)
 	}
 	var c claims
 	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
-		return nil, 0, fmt.Errorf("%w: claims are not a JSON object", ErrMalformed)
+		return nil, nil, "", fmt.Errorf("%w: claims are not a JSON object", ErrMalformed)
 	}
 	iss, err := c.str("iss")
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return jws, c, iss, nil
+}
+
+// verify checks token from scratch and returns its identity and exp.
+func (v *Verifier) verify(ctx context.Context, token string, cat *catalog.Catalog, app *catalog.App) (*session.Identity, int64, error) {
+	jws, c, iss, err := parse(token)
 	if err != nil {
 		return nil, 0, err
 	}
 	if wb, ok := app.Bearer.WorkloadByURL(iss); ok {
-		ks := v.keySetFor("wif:"+wb.Issuer.ID, wb.Issuer.URL, wb.Issuer.JWKSURL)
-		if err := v.checkSignature(ctx, jws, ks); err != nil {
-			return nil, 0, err
-		}
-		return v.workload(c, wb)
+		return v.verifyWorkload(ctx, jws, c, wb)
 	}
 	if eb := app.Bearer.Entra; eb != nil {
 		e := cat.Entra()
@@ -209,6 +216,39 @@ func (v *Verifier) verify(ctx context.Context, token string, cat *catalog.Catalo
 		}
 	}
 	return nil, 0, ErrUnknownIssuer
+}
+
+// VerifyWorkload verifies token as a token of wb's issuer for one of its
+// audiences (signature by a key of the issuer's key set, an asymmetric
+// algorithm, exp required and not past, nbf and iat not in the future,
+// a sub) and returns its identity (Claims holds its string claims, sub
+// among them) and expiry. It is the check of an app's trusted workload
+// issuers (Verify) without an app: the mesh's enrolment by workload
+// identity (a connector group's workload_enrollment) uses it. Nothing is
+// cached. A token of another issuer is ErrUnknownIssuer.
+func (v *Verifier) VerifyWorkload(ctx context.Context, token string, wb *catalog.WorkloadBearer) (*session.Identity, time.Time, error) {
+	jws, c, iss, err := parse(token)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if iss != wb.Issuer.URL {
+		return nil, time.Time{}, ErrUnknownIssuer
+	}
+	id, exp, err := v.verifyWorkload(ctx, jws, c, wb)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return id, time.Unix(exp, 0), nil
+}
+
+// verifyWorkload checks the signature of a token of wb's issuer and its
+// claims.
+func (v *Verifier) verifyWorkload(ctx context.Context, jws *jose.JSONWebSignature, c claims, wb *catalog.WorkloadBearer) (*session.Identity, int64, error) {
+	ks := v.keySetFor("wif:"+wb.Issuer.ID, wb.Issuer.URL, wb.Issuer.JWKSURL, wb.Issuer.JWKSFile)
+	if err := v.checkSignature(ctx, jws, ks); err != nil {
+		return nil, 0, err
+	}
+	return v.workload(c, wb)
 }
 
 // checkSignature verifies the token's signature with the key its kid

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,8 +54,13 @@ type Issuer struct {
 	// document is URL + "/.well-known/openid-configuration".
 	URL string
 	// JWKSURL, if set, is fetched for the signing keys instead of the
-	// discovery document's jwks_uri; empty means discovery.
+	// discovery document's jwks_uri; empty means JWKSFile or discovery.
 	JWKSURL string
+	// JWKSFile, if set, is a local JWKS file (an absolute path) read for
+	// the signing keys, for an issuer whose keys the mesh cannot fetch (a
+	// private cluster's service-account issuer); empty means JWKSURL or
+	// discovery. At most one of JWKSURL and JWKSFile is set.
+	JWKSFile string
 	// Line is the line of the issuer's entry in the catalogue file.
 	Line int
 }
@@ -172,12 +178,26 @@ func (p *parser) rootBearer(root *yaml.Node) {
 func (p *parser) issuer(n *yaml.Node, i int) {
 	label := labelOf(n, "issuer", i)
 	is := &Issuer{Line: n.Line}
-	idLine := n.Line
+	idLine, fileLine := n.Line, n.Line
 	p.mapping(n, label, []field{
 		{Key: "id", Required: true, Decode: func(v *yaml.Node) { is.ID, idLine = p.id(v, label, "id"), v.Line }},
 		{Key: "issuer", Required: true, Decode: func(v *yaml.Node) { is.URL = p.absURL(v, label, "issuer", false) }},
 		{Key: "jwks_url", Decode: func(v *yaml.Node) { is.JWKSURL = p.absURL(v, label, "jwks_url", true) }},
+		{Key: "jwks_file", Decode: func(v *yaml.Node) {
+			fileLine = v.Line
+			if s, ok := p.str(v, label, "jwks_file"); ok {
+				if !filepath.IsAbs(s) {
+					p.add(v.Line, ErrValue, label, "jwks_file %q: want an absolute path", s)
+					return
+				}
+				is.JWKSFile = filepath.Clean(s)
+			}
+		}},
 	})
+	if is.JWKSURL != "" && is.JWKSFile != "" {
+		p.add(fileLine, ErrValue, label, "jwks_file: give jwks_url or jwks_file, not both")
+		is.JWKSFile = ""
+	}
 	for _, o := range p.issuers {
 		switch {
 		case is.ID != "" && o.ID == is.ID:

@@ -83,6 +83,10 @@ func TestBearerKeyErrors(t *testing.T) {
 		{"issuer id twice", appDoc(nil) + "issuers:\n  - {id: x, issuer: https://a.example.com}\n  - {id: x, issuer: https://b.example.com}\n",
 			[]wantErr{{11, ErrDuplicate, "id already used at line 10"}}},
 		{"authority with a slash", appDoc(nil) + "entra:\n  authority: https://login.example.com/\n", []wantErr{{10, ErrValue, "must not end with /"}}},
+		{"jwks_file relative", appDoc(nil) + "issuers:\n  - id: x\n    issuer: https://a.example.com\n    jwks_file: keys.json\n",
+			[]wantErr{{12, ErrValue, `jwks_file "keys.json": want an absolute path`}}},
+		{"jwks_file and jwks_url", appDoc(nil) + "issuers:\n  - id: x\n    issuer: https://a.example.com\n    jwks_url: https://a.example.com/k\n    jwks_file: /k.json\n",
+			[]wantErr{{13, ErrValue, "give jwks_url or jwks_file, not both"}}},
 		{"entra unknown key", appDoc(nil) + "entra:\n  tenant: x\n", []wantErr{{10, ErrUnknownKey, `unknown key "tenant"`}}},
 	}
 	refuseAll(t, top, nil)

@@ -80,6 +80,10 @@ type ConnectorGroup struct {
 	// ExcludeRegions lists regions whose mesh nodes never carry the
 	// group's traffic; empty excludes none.
 	ExcludeRegions []string
+	// Workload, if set, lets the group's connectors enrol with a workload
+	// identity token (a Kubernetes ServiceAccount token) instead of a
+	// one-time token; nil means one-time tokens only.
+	Workload *WorkloadEnrollment
 	// Line is the line of the group's entry in the catalogue file.
 	Line int
 }

@@ -147,6 +147,7 @@ func (p *parser) group(n *yaml.Node, i int) *groupEntry {
 		{Key: "region", Decode: func(v *yaml.Node) { g.Region = p.id(v, label, "region") }},
 		{Key: "pin_region", Decode: func(v *yaml.Node) { g.PinRegion, _ = p.boolean(v, label, "pin_region"); pinLine = v.Line }},
 		{Key: "exclude_regions", Decode: func(v *yaml.Node) { g.ExcludeRegions = p.names(v, label, "exclude_regions") }},
+		{Key: "workload_enrollment", Decode: func(v *yaml.Node) { g.Workload = p.workloadEnrollment(v, label) }},
 	})
 	if g.PinRegion && g.Region == "" {
 		p.add(pinLine, ErrValue, label, "pin_region: needs the group's region to pin to")

@@ -191,7 +191,7 @@ func TestExampleParses(t *testing.T) {
 	if b, _ := c.App("bastion"); b.Kind != KindTCP || b.Target != "10.1.2.30:22" {
 		t.Errorf("got bastion %+v, want a TCP app", b)
 	}
-	if len(c.Issuers()) != 2 || c.Entra().Authority != DefaultEntraAuthority {
+	if is := c.Issuers(); len(is) != 3 || is[2].JWKSFile != "/etc/postern/k8s-private-jwks.json" || c.Entra().Authority != DefaultEntraAuthority {
 		t.Errorf("got issuers %v, entra %+v", c.Issuers(), c.Entra())
 	}
 	a, ok := c.AppByHost("smartmoney.apps.example.com")

@@ -109,6 +109,14 @@ type Config struct {
 	// time.Now. Timers and measured round trips use the runtime's clock
 	// (tests run them under testing/synctest).
 	Now func() time.Time
+	// Reenroll, if set, gets the connector a fresh credential for its own
+	// key without the tunnel, and returns it with its expiry: a connector
+	// enrolled by workload identity enrols again with its current
+	// ServiceAccount token. The renewal falls back to it when renewing
+	// through the tunnel fails in the last sixth of the credential's life
+	// or after it expired (the mesh out of reach for longer than the short
+	// credential lives). Nil means renewal through the tunnel only.
+	Reenroll func(ctx context.Context) (credential string, expires time.Time, err error)
 	// Tracer records a span per request and per backend round trip and
 	// sends the trace context to the backend (pkg/egress); nil means
 	// tracing is off and the mesh's trace headers pass unchanged.
@@ -494,7 +502,7 @@ func (c *Connector) renewLoop(ctx context.Context, renew func(context.Context) e
 			continue
 		}
 		if err := renew(ctx); err != nil {
-			c.logger.Warn("credential_renew_failed", "error", err, "expires", s.CredentialExpires, "retry_in_ms", bo.Delay().Milliseconds())
+			c.logger.Warn("credential_renew_failed", "error", err, "credential_expires", s.CredentialExpires, "retry_in_ms", bo.Delay().Milliseconds())
 			if !bo.Wait(ctx) {
 				return
 			}
@@ -528,7 +536,29 @@ func (c *Connector) UpdateSlot(ctx context.Context, version string, alone bool) 
 	return cl.UpdateSlot(ctx, c.State().Credential, version, alone)
 }
 
+// renew renews the credential through the tunnel, falling back to
+// Config.Reenroll late in the credential's life.
 func (c *Connector) renew(ctx context.Context) error {
+	err := c.renewThroughTunnel(ctx)
+	if err == nil || c.cfg.Reenroll == nil {
+		return err
+	}
+	s := c.State()
+	if c.cfg.Now().Before(s.CredentialExpires.Add(-s.CredentialExpires.Sub(s.CredentialIssued) / 6)) {
+		return err
+	}
+	cred, expires, rerr := c.cfg.Reenroll(ctx)
+	if rerr != nil {
+		return errors.Join(err, fmt.Errorf("re-enrol: %w", rerr))
+	}
+	if err := c.setCredential(cred, expires); err != nil {
+		return err
+	}
+	c.logger.Info("credential_reenrolled", "credential_expires", expires, "tunnel_renew_error", err.Error())
+	return nil
+}
+
+func (c *Connector) renewThroughTunnel(ctx context.Context) error {
 	cl, done, err := c.tunnelClient("renew")
 	if err != nil {
 		return err
@@ -538,18 +568,24 @@ func (c *Connector) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := c.setCredential(resp.Credential, resp.Expires); err != nil {
+		return err
+	}
+	c.logger.Info("credential_renewed", "credential_expires", resp.Expires)
+	return nil
+}
+
+// setCredential stores a fresh credential, in memory and on disk.
+func (c *Connector) setCredential(cred string, expires time.Time) error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	next := *c.state
-	next.Credential, next.CredentialIssued, next.CredentialExpires = resp.Credential, c.cfg.Now(), resp.Expires
-	err = next.Save(c.cfg.StateDir)
-	if err == nil {
-		c.state = &next
+	next.Credential, next.CredentialIssued, next.CredentialExpires = cred, c.cfg.Now(), expires
+	if err := next.Save(c.cfg.StateDir); err != nil {
+		return err
 	}
-	c.mu.Unlock()
-	if err == nil {
-		c.logger.Info("credential_renewed", "expires", resp.Expires)
-	}
-	return err
+	c.state = &next
+	return nil
 }
 
 // Readiness is what the health endpoint's /readyz answers.

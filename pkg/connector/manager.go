@@ -463,6 +463,30 @@ func (c *Connector) Drain(ctx context.Context) error {
 	return err
 }
 
+// Leave ends the connector's identity, after Drain: it has a mesh node
+// revoke its credential for the whole mesh (enroll.LeavePath, with a proof
+// that it holds the key), trying the known nodes in turn until one
+// records it, then removes the key and state from the state directory
+// (Forget), so that the next start enrols as a new connector. When no
+// node records it the state stays, so that a restart reuses this identity
+// rather than adding one; it dies with its credential in any case.
+func (c *Connector) Leave(ctx context.Context) error {
+	s := c.State()
+	var errs []error
+	for _, u := range s.candidates(nil) {
+		err := c.apiClient(u, c.knownNodeKey(u)).Leave(ctx, s.Credential)
+		if err == nil {
+			c.logger.Info("connector_left", "mesh_url", u, "connector", s.ConnectorID)
+			return Forget(c.cfg.StateDir)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", u, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("connector: leave: %w", errors.Join(errs...))
+}
+
 // finalDetachContext bounds the final detach of a drain: it waits at the
 // node for the requests still in flight there, so it may take as long as
 // the drain may, but at least detachTimeout (the node removes us in any

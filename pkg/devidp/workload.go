@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"net"
 	"net/http"
@@ -159,4 +160,29 @@ func GitHubClaims(repo, ref, environment, aud string) map[string]any {
 		c["environment"] = environment
 	}
 	return c
+}
+
+// KubernetesClaims returns the claims a Kubernetes API server puts in a
+// projected ServiceAccount token of pod (name) running as service account
+// serviceAccount in namespace, for audience aud: sub
+// "system:serviceaccount:<namespace>:<service account>", aud as a list, and
+// the kubernetes.io claim naming the namespace, the pod and the service
+// account with their uids.
+func KubernetesClaims(namespace, serviceAccount, pod, aud string) map[string]any {
+	uid := func(s string) string {
+		h := fnv.New64a()
+		h.Write([]byte(s))
+		x := h.Sum64()
+		return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", uint32(x>>32), uint16(x>>16), uint16(x)&0xfff, uint16(x>>4)&0xfff, x&0xffffffffffff)
+	}
+	return map[string]any{
+		"sub": "system:serviceaccount:" + namespace + ":" + serviceAccount,
+		"aud": []string{aud},
+		"jti": strconv.FormatInt(time.Now().UnixNano(), 36),
+		"kubernetes.io": map[string]any{
+			"namespace":      namespace,
+			"pod":            map[string]any{"name": pod, "uid": uid("pod/" + namespace + "/" + pod)},
+			"serviceaccount": map[string]any{"name": serviceAccount, "uid": uid("sa/" + namespace + "/" + serviceAccount)},
+		},
+	}
 }

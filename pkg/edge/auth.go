@@ -221,11 +221,11 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, app *cata
 // appCookie returns the app cookie and its verified claims, or nil claims
 // (with fresh set when they were revoked) after noting why.
 func (h *Handler) appCookie(r *http.Request, app *catalog.App, st *reqState) (string, *session.AppClaims, bool) {
-	c, err := r.Cookie(AppCookie)
-	if err != nil || c.Value == "" {
+	c, ok := cookieValue(r.Header, AppCookie)
+	if !ok || c == "" {
 		return "", nil, false
 	}
-	claims, err := h.auth.cfg.Cache.App(r.Context(), c.Value, app.Host)
+	claims, err := h.auth.cfg.Cache.App(r.Context(), c, app.Host)
 	switch {
 	case err != nil:
 		st.errReason = "app cookie refused: " + err.Error()
@@ -239,7 +239,7 @@ func (h *Handler) appCookie(r *http.Request, app *catalog.App, st *reqState) (st
 			h.metrics.revokedRefusal(why, "cookie")
 			return "", nil, true
 		}
-		return c.Value, claims, false
+		return c, claims, false
 	}
 	return "", nil, false
 }

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"net/http"
+	"net/textproto"
 	"strings"
 
 	"github.com/postern/postern/pkg/catalog"
@@ -151,27 +152,104 @@ func isIdentityHeader(k string, ih *catalog.IdentityHeaders) bool {
 	return false
 }
 
-// stripPosternCookies removes Postern's own cookies from the Cookie header:
-// they never reach a backend.
+// stripPosternCookies removes Postern's own cookies (every name starting
+// with AppCookie, in any cookie of any Cookie line) from the Cookie
+// header: they never reach a backend. What is left is joined into one
+// line. A single line that cannot hold one (the common case: a browser
+// that only sends the app's own cookies) is left as it is, and a request
+// carrying only Postern's cookies loses the header, both without
+// allocating.
 func stripPosternCookies(h http.Header) {
 	lines := h["Cookie"]
-	if len(lines) == 0 {
+	if len(lines) == 0 || len(lines) == 1 && !strings.Contains(lines[0], AppCookie) {
 		return
 	}
-	var kept []string
-	for _, line := range lines {
-		for _, part := range strings.Split(line, ";") {
-			p := strings.TrimSpace(part)
-			name, _, _ := strings.Cut(p, "=")
-			if p == "" || strings.HasPrefix(strings.TrimSpace(name), "__Host-postern") {
-				continue
-			}
-			kept = append(kept, p)
+	kept, size := 0, 0
+	eachCookie(lines, func(p string, ours bool) {
+		if !ours {
+			kept++
+			size += len(p)
 		}
-	}
-	if len(kept) == 0 {
+	})
+	if kept == 0 {
 		delete(h, "Cookie")
 		return
 	}
-	h["Cookie"] = []string{strings.Join(kept, "; ")}
+	var b strings.Builder
+	b.Grow(size + 2*(kept-1))
+	eachCookie(lines, func(p string, ours bool) {
+		if ours {
+			return
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p)
+	})
+	h["Cookie"] = []string{b.String()}
+}
+
+// eachCookie calls fn with every non-empty "name=value" part of the
+// Cookie lines, trimmed, and whether its name is one of Postern's.
+func eachCookie(lines []string, fn func(part string, ours bool)) {
+	for _, line := range lines {
+		for rest := line; rest != ""; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
+			p := strings.TrimSpace(part)
+			if p == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(p, "=")
+			fn(p, strings.HasPrefix(strings.TrimSpace(name), AppCookie))
+		}
+	}
+}
+
+// maxCookies is net/http's default bound on the cookies of a request
+// (GODEBUG httpcookiemaxnum): past it, Request.Cookie finds none.
+const maxCookies = 3000
+
+// cookieValue returns the value of the first valid cookie called name in
+// h's Cookie lines, exactly as (*http.Request).Cookie finds it (name a
+// token, value of cookie-octets, optionally double-quoted, quotes
+// removed; none past maxCookies cookies), but without allocating: it is
+// on the path of every request to a pre-authenticated app.
+func cookieValue(h http.Header, name string) (string, bool) {
+	lines := h["Cookie"]
+	n := 0
+	for _, line := range lines {
+		n += strings.Count(line, ";") + 1
+	}
+	if n > maxCookies {
+		return "", false
+	}
+	for _, line := range lines {
+		for rest := textproto.TrimString(line); rest != ""; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
+			k, v, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue reports whether v is made of cookie-octets only, as
+// net/http accepts them.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }

@@ -79,7 +79,15 @@ apps:
     connector_group: hq
     preauth: entra
     hsts_max_age: 1h
-` + edgetest.IISPolicy + `  - id: partner
+` + edgetest.IISPolicy + `  - id: lean
+    host: lean.example.com
+    internal_url: ` + c.backend.URL + `
+    connector_group: hq
+    preauth: entra
+    identity_headers: {assertion: "", email: "", name: "", user: X-Lean-User}
+    policy:
+      allow: { roles: ["SmartMoney.User"] }
+  - id: partner
     host: partner.example.com
     internal_url: ` + c.backend.URL + `
     connector_group: hq
@@ -306,6 +314,9 @@ func TestHeadersHostile(t *testing.T) {
 		{"lenient.example.com", "", nil},
 		{"pass.example.com", "", []string{"CF-Connecting-IP"}},
 		{"iis.example.com", cookieLine(tok), nil},
+		// The assertion and some identity headers turned off, the user's
+		// renamed: the client's copies of all of them still go.
+		{"lean.example.com", cookieLine(c.token(t, "lean", "lean.example.com", "b", "SmartMoney.User")), nil},
 	} {
 		t.Run(tt.host, func(t *testing.T) {
 			c.backend.Reset()
@@ -329,8 +340,17 @@ func TestHeadersHostile(t *testing.T) {
 			if h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("X-Forwarded-Proto") != "http" || h.Get("X-Forwarded-Host") != tt.host {
 				t.Errorf("forwarding headers: got %q %q %q", h.Get("X-Forwarded-For"), h.Get("X-Forwarded-Proto"), h.Get("X-Forwarded-Host"))
 			}
-			if tt.cookie != "" && h.Get("X-Postern-User") != testHome+"/alice" {
-				t.Errorf("X-Postern-User: got %q, want the verified subject", h.Get("X-Postern-User"))
+			user := "X-Postern-User"
+			if tt.host == "lean.example.com" {
+				user = "X-Lean-User"
+				for _, k := range []string{"X-Postern-Assertion", "X-Postern-Email", "X-Postern-Name", "X-Postern-User"} {
+					if v, ok := h[k]; ok {
+						t.Errorf("%s reached the backend of an app that turned it off: %q", k, v)
+					}
+				}
+			}
+			if tt.cookie != "" && h.Get(user) != testHome+"/alice" {
+				t.Errorf("%s: got %q, want the verified subject", user, h.Get(user))
 			}
 		})
 	}

@@ -27,17 +27,32 @@ func BenchmarkServeAuthenticated(b *testing.B) {
 // benchServe is BenchmarkServeAuthenticated with the handler's Config
 // passed through configure.
 func benchServe(b *testing.B, configure func(Config) Config) {
-	h, app, tok := newAuthHandler(b)
+	serve := newServe(b, configure)
+	serve()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU()
+	for b.Loop() {
+		serve()
+	}
+	cpu.report(b)
+}
+
+// newServe returns a function serving one signed-in browser request with
+// a typical set of headers through a handler built with configure, to a
+// backend on loopback; it fails tb unless the answer is 200.
+func newServe(tb testing.TB, configure func(Config) Config) func() {
+	h, app, tok := newAuthHandler(tb)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok")
 	}))
-	defer backend.Close()
+	tb.Cleanup(backend.Close)
 	d := &net.Dialer{}
 	p := pool.New(pool.Config{Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, "tcp", backend.Listener.Addr().String())
 	}})
-	defer p.Close()
+	tb.Cleanup(p.Close)
 	k, _ := wgkey.Generate()
 	c1 := p.Upsert("c1", app.ConnectorGroup, k.Public())
 	cat := h.cfg.Catalog()
@@ -67,21 +82,13 @@ func benchServe(b *testing.B, configure func(Config) Config) {
 		}
 		return r
 	}
-	serve := func() {
+	return func() {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req())
 		if w.Code != 200 {
-			b.Fatalf("got %d %s", w.Code, w.Body)
+			tb.Fatalf("got %d %s", w.Code, w.Body)
 		}
 	}
-	serve()
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := startCPU()
-	for b.Loop() {
-		serve()
-	}
-	cpu.report(b)
 }
 
 var _ = session.AppClaims{} // the helper's token type, kept for older commits' builds

@@ -27,20 +27,28 @@ import (
 // With Tracer nil all of this is skipped behind one nil check, and the
 // trace headers are only filtered (filterTraceHeaders).
 
+// The start options of the spans, built once: a variadic call through the
+// trace.Tracer interface would allocate their slice per span. Read only.
+var (
+	serverRoot  = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer), trace.WithNewRoot()}
+	serverChild = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	clientSpan  = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+)
+
 // startSpan starts the server span of r named name, as a child of the
 // trace context in r's headers when trusted, and returns r carrying it.
 func (h *Handler) startSpan(r *http.Request, st *reqState, name string, trusted bool) *http.Request {
 	ctx := r.Context()
-	root := trace.WithNewRoot()
+	opts := serverRoot
 	if trusted {
 		ctx, _ = tracing.Extract(ctx, r.Header)
-		root = trace.WithSpanKind(trace.SpanKindServer) // already set: a no-op
+		opts = serverChild
 	}
 	// No attributes at start: they are all set in one call at the end
 	// (endSpan), which costs the SDK one allocation instead of three. The
 	// node is a resource attribute (postern.node), set once per process,
 	// not per span.
-	ctx, st.span = h.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), root)
+	ctx, st.span = h.cfg.Tracer.Start(ctx, name, opts...)
 	st.spanMethod, st.spanHost, st.spanPath = r.Method, r.Host, r.URL.Path
 	if sc := st.span.SpanContext(); sc.IsValid() {
 		st.traceID = sc.TraceID().String()
@@ -54,25 +62,27 @@ func (st *reqState) endSpan(status int) {
 		return
 	}
 	if st.span.IsRecording() {
-		attrs := [11]attribute.KeyValue{
-			attribute.String("http.request.method", st.spanMethod), attribute.String("server.address", st.spanHost),
-			attribute.String("url.path", st.spanPath), attribute.String("postern.request_id", st.rid), attribute.String("postern.app", st.app.ID),
-			attribute.Int("http.response.status_code", status),
-		}
-		n := 6
+		a := tracing.NewAttrs()
+		a.Add(attribute.String("http.request.method", st.spanMethod))
+		a.Add(attribute.String("server.address", st.spanHost))
+		a.Add(attribute.String("url.path", st.spanPath))
+		a.Add(attribute.String("postern.request_id", st.rid))
+		a.Add(attribute.String("postern.app", st.app.ID))
+		a.Add(attribute.Int("http.response.status_code", status))
 		if st.connector != "" {
-			attrs[n], n = attribute.String("postern.connector", st.connector), n+1
+			a.Add(attribute.String("postern.connector", st.connector))
 		}
 		if st.via != "" {
-			attrs[n], n = attribute.String("postern.auth", st.via), n+1
+			a.Add(attribute.String("postern.auth", st.via))
 		}
 		if st.decision.result != "" {
-			attrs[n], attrs[n+1], n = attribute.String("postern.decision", st.decision.result), attribute.String("postern.reason", st.decision.reason), n+2
+			a.Add(attribute.String("postern.decision", st.decision.result))
+			a.Add(attribute.String("postern.reason", st.decision.reason))
 			if st.decision.rule != "" {
-				attrs[n], n = attribute.String("postern.rule", st.decision.rule), n+1
+				a.Add(attribute.String("postern.rule", st.decision.rule))
 			}
 		}
-		st.span.SetAttributes(attrs[:n]...)
+		a.SetOn(st.span)
 		if status >= 500 {
 			st.span.SetStatus(codes.Error, st.errReason)
 		}
@@ -104,16 +114,21 @@ func noPath(ctx context.Context) {
 	trace.SpanFromContext(ctx).AddEvent("no_path")
 }
 
-// attemptSpan starts the "tunnel" span of one attempt and returns out
-// carrying it (EndRoundTrip names the path when it ends the span), in its context and in traceparent. The first
-// attempt sets the header in place; a retry sets it in a copy, as an
-// earlier attempt's transport may still read the headers it was given.
-func (t *tunnelTransport) attemptSpan(out *http.Request) (*http.Request, trace.Span) {
-	ctx, span := t.tracer.Start(out.Context(), "tunnel", trace.WithSpanKind(trace.SpanKindClient))
-	out = out.WithContext(ctx)
+// attemptSpan starts the "tunnel" span of one attempt below ctx (the
+// attempt's context) and returns its context, for the attempt's request
+// (EndRoundTrip names the path when it ends the span).
+func (t *tunnelTransport) attemptSpan(ctx context.Context) (context.Context, trace.Span) {
+	return t.tracer.Start(ctx, "tunnel", clientSpan...)
+}
+
+// injectAttempt sets traceparent of out, an attempt's request, to the
+// tunnel span in its context. The first attempt sets it in place; a
+// retry sets it in a copy, as an earlier attempt's transport may still
+// read the headers it was given.
+func injectAttempt(out *http.Request) {
+	ctx := out.Context()
 	if stateOf(ctx).attempts > 1 {
 		out.Header = out.Header.Clone()
 	}
 	tracing.Inject(ctx, out.Header)
-	return out, span
 }

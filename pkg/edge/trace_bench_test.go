@@ -1,14 +1,12 @@
 package edge
 
 import (
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/postern/postern/pkg/tracing"
+	"github.com/postern/postern/pkg/tracing/tracingtest"
 )
 
 // BenchmarkServeTracing is BenchmarkServeAuthenticated with tracing off
@@ -18,12 +16,7 @@ import (
 func BenchmarkServeTracing(b *testing.B) {
 	b.Run("off", func(b *testing.B) { benchServe(b, func(c Config) Config { return c }) })
 	b.Run("on", func(b *testing.B) {
-		sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/x-protobuf")
-		}))
-		defer sink.Close()
-		tr, err := tracing.New(b.Context(), "meshd", tracing.Config{Endpoint: sink.URL + "/v1/traces", Sampler: sdktrace.AlwaysSample()})
+		tr, err := tracing.New(b.Context(), "meshd", tracing.Config{Endpoint: tracingtest.NewSink(b), Sampler: sdktrace.AlwaysSample()})
 		if err != nil {
 			b.Fatal(err)
 		}

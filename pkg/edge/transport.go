@@ -144,10 +144,14 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 		// wait for the first byte of the response.
 		WroteRequest: func(httptrace.WroteRequestInfo) { timer.run() },
 	}
-	out := req.WithContext(httptrace.WithClientTrace(actx, ct))
+	octx := httptrace.WithClientTrace(actx, ct)
 	var span trace.Span
 	if t.tracer != nil {
-		out, span = t.attemptSpan(out)
+		octx, span = t.attemptSpan(octx)
+	}
+	out := req.WithContext(octx)
+	if span != nil {
+		injectAttempt(out)
 	}
 	u := *req.URL
 	out.URL = &u // c.Send sets the host
@@ -168,7 +172,9 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 		resp, err = nil, errRelayNoConnector
 		gotConn.Store(false)
 	}
-	tracing.EndRoundTrip(span, resp, err, attribute.String("postern.path", c.String()))
+	if span != nil {
+		tracing.EndRoundTrip(span, resp, err, attribute.String("postern.path", c.String()))
+	}
 	if err == nil {
 		cut := func() bool { return false }
 		if resp.StatusCode == http.StatusSwitchingProtocols {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/pkg/accesslog"
@@ -149,7 +150,9 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		r, span = rt.h.backendSpan(r)
 	}
 	resp, err := tr.RoundTrip(r)
-	tracing.EndRoundTrip(span, resp, err)
+	if span != nil {
+		tracing.EndRoundTrip(span, resp, err, attribute.String("server.address", r.URL.Host))
+	}
 	if rec, ok := r.Context().Value(cutKey{}).(*cutRecorder); ok && err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = accesslog.RecordCut(resp.Body, &rec.err) // an upgrade's body must stay writable
 	}
@@ -183,7 +186,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rid := r.Header.Get(tunnelhttp.HeaderRequestID)
 	if h.cfg.Tracer != nil && !isTCP(r.Header) {
 		var span trace.Span
-		r, span = h.serverSpan(r, rid)
+		r, span = h.startServerSpan(r)
 		defer span.End()
 	}
 	if isTCP(r.Header) {
@@ -194,6 +197,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer rw.Release()
 	if err := upgrade.CheckRequest(r); err != nil {
 		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrUpgradeRefused)
+		h.noteStatus(r, rid, rw.Status())
 		h.logger.Warn("upgrade_refused", "request_id", rid, "error", err)
 		h.observe(rw, start, "")
 		return
@@ -201,6 +205,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t, err := parseTarget(r.Header)
 	if err != nil {
 		writeError(rw, http.StatusBadRequest, tunnelhttp.ErrBadTarget)
+		h.noteStatus(r, rid, rw.Status())
 		h.logger.Warn("bad_target", "request_id", rid, "error", err)
 		h.observe(rw, start, "")
 		return
@@ -226,7 +231,7 @@ func (h *Handler) serveProxy(rw *accesslog.Writer, r *http.Request, t *target, r
 			}
 		}
 		attrs = append(attrs, "truncated", side != "")
-		if tid := h.noteStatus(r, rw.Status()); tid != "" {
+		if tid := h.noteStatus(r, rid, rw.Status()); tid != "" {
 			attrs = append(attrs, "trace_id", tid)
 		}
 		if side != "" {

@@ -41,8 +41,8 @@ type Client struct {
 
 // APIError is a non-2xx answer from the mesh node.
 type APIError struct {
-	// Op is the call that failed: "enroll", "attach", "detach", "renew"
-	// or "ping".
+	// Op is the call that failed: "enroll", "attach", "detach", "leave",
+	// "renew" or "ping".
 	Op string
 	// Status is the HTTP status code.
 	Status int
@@ -78,8 +78,20 @@ func (e *APIError) Error() string {
 // EnrollResponse.Credential. name is the operator's name for the
 // connector.
 func (c *Client) Enroll(ctx context.Context, token string, key wgkey.Private, name string) (EnrollResponse, error) {
+	return c.enroll(ctx, EnrollRequest{Token: token, PublicKey: key.Public(), Name: name}, key)
+}
+
+// EnrollWorkload enrols in group with a workload identity token (a
+// Kubernetes projected ServiceAccount token) that the group's
+// workload_enrollment accepts, as Enroll does with a one-time token; the
+// credential it gets is short-lived (the group's credential_ttl).
+func (c *Client) EnrollWorkload(ctx context.Context, token, group string, key wgkey.Private, name string) (EnrollResponse, error) {
+	return c.enroll(ctx, EnrollRequest{WorkloadToken: token, Group: group, PublicKey: key.Public(), Name: name}, key)
+}
+
+func (c *Client) enroll(ctx context.Context, in EnrollRequest, key wgkey.Private) (EnrollResponse, error) {
 	var resp EnrollResponse
-	if err := c.do(ctx, "enroll", EnrollPath, EnrollRequest{Token: token, PublicKey: key.Public(), Name: name}, &resp); err != nil {
+	if err := c.do(ctx, "enroll", EnrollPath, in, &resp); err != nil {
 		return EnrollResponse{}, err
 	}
 	cred, err := OpenCredential(resp.SealedCredential, key)
@@ -114,6 +126,15 @@ func (c *Client) Attach(ctx context.Context, cred string) (AttachResponse, error
 func (c *Client) Detach(ctx context.Context, cred string, drain bool) error {
 	return c.proven(ctx, "detach", DetachPath, cred, drainExtra(drain), func(proof string) any {
 		return DetachRequest{Credential: cred, Drain: drain, Proof: proof}
+	}, nil)
+}
+
+// Leave has the mesh node revoke this connector's credential for the
+// whole mesh, with a proof that the connector holds its key: the identity
+// ends (a pod on its way out). Leaving twice is no error.
+func (c *Client) Leave(ctx context.Context, cred string) error {
+	return c.proven(ctx, "leave", LeavePath, cred, "", func(proof string) any {
+		return LeaveRequest{Credential: cred, Proof: proof}
 	}, nil)
 }
 

@@ -16,6 +16,22 @@ var ErrRedeemUnavailable = errors.New("token redemption unavailable")
 // verify; the server answers 400 revocation_invalid.
 var ErrBadRevocation = errors.New("invalid revocation")
 
+// Errors a WorkloadVerifier wraps; the server answers 401
+// workload_token_invalid, 403 workload_not_allowed and 503
+// workload_check_unavailable.
+var (
+	// ErrWorkloadToken means the workload token does not verify (issuer,
+	// signature, audience, times, shape).
+	ErrWorkloadToken = errors.New("workload token invalid")
+	// ErrWorkloadNotAllowed means the token is valid but the group does
+	// not accept it (no workload_enrollment, another issuer, another
+	// subject).
+	ErrWorkloadNotAllowed = errors.New("workload not allowed in this group")
+	// ErrWorkloadUnavailable means the issuer's keys cannot be fetched
+	// now.
+	ErrWorkloadUnavailable = errors.New("workload check unavailable")
+)
+
 // Stable error codes of ErrorResponse.Error.
 const (
 	CodeBadRequest            = "bad_request"
@@ -54,4 +70,8 @@ const (
 	CodeTokenCheckUnavailable = "token_check_unavailable"
 	CodeRevocationInvalid     = "revocation_invalid"
 	CodeRevokeUnavailable     = "revoke_unavailable"
+	CodeWorkloadTokenInvalid  = "workload_token_invalid"
+	CodeWorkloadNotAllowed    = "workload_not_allowed"
+	CodeWorkloadUnavailable   = "workload_check_unavailable"
+	CodeLeaveFailed           = "leave_failed"
 )

@@ -45,6 +45,12 @@ const (
 	DefaultPingRateLimit rate.Limit = 50
 	// DefaultPingRateBurst is the PingPath burst allowed per client.
 	DefaultPingRateBurst = 200
+	// MaxWorkloadTokenLife bounds how far in the future a workload
+	// token's exp may lie: a projected ServiceAccount token lives minutes
+	// to hours and is rotated by the kubelet; a token good for longer (a
+	// legacy or "extended" token, valid for a year) is refused, so that a
+	// copied token cannot enrol connectors for long.
+	MaxWorkloadTokenLife = 24 * time.Hour
 )
 
 // Attacher adds a connector as a WireGuard peer of this mesh node and takes
@@ -95,6 +101,41 @@ type Checks interface {
 	GroupExists(group string) bool
 }
 
+// WorkloadVerifier verifies workload identity tokens (Kubernetes projected
+// ServiceAccount tokens) for enrolment in a connector group; the mesh node
+// implements it with the catalogue's workload_enrollment of each group and
+// the trusted issuers' key sets. It must be safe for concurrent use; ctx
+// is the request's (a key set may be fetched).
+//
+// VerifyWorkload errors wrap ErrWorkloadToken (the token does not verify:
+// issuer, signature, algorithm, audience, times), ErrWorkloadNotAllowed
+// (the group does not exist or accepts no such token: no
+// workload_enrollment, another issuer, a subject it does not list) or
+// ErrWorkloadUnavailable (the issuer's keys cannot be had now).
+//
+// AllowsSubject reports whether group still accepts workload subject sub
+// (its workload_enrollment lists it): a credential issued on a workload
+// enrolment is renewed and attaches only while it does, so that removing
+// a subject from the catalogue ends its connectors within their short
+// credential's life.
+type WorkloadVerifier interface {
+	VerifyWorkload(ctx context.Context, group, token string) (WorkloadGrant, error)
+	AllowsSubject(group, sub string) bool
+}
+
+// WorkloadGrant is what a verified workload token allows.
+type WorkloadGrant struct {
+	// Subject is the token's sub, for the log.
+	Subject string
+	// Expires is the token's exp; a token valid beyond
+	// MaxWorkloadTokenLife from now is refused.
+	Expires time.Time
+	// CredentialTTL is the lifetime of the credential to issue (the
+	// group's credential_ttl); capped by the server's CredentialTTL.
+	// Required (positive).
+	CredentialTTL time.Duration
+}
+
 // Revoker accepts an admin revocation (the authority-signed statement
 // from "meshd revoke") and spreads it. An error wrapping ErrBadRevocation
 // answers 400; any other 503.
@@ -123,8 +164,14 @@ type Config struct {
 	// Attacher handles attach requests; nil answers them with 503
 	// attach_unavailable.
 	Attacher Attacher
-	// CredentialTTL is the lifetime of issued and renewed credentials; zero
-	// means DefaultCredentialTTL (30 days).
+	// Workloads verifies workload identity tokens for enrolment; nil
+	// refuses every workload_token (403 workload_not_allowed).
+	Workloads WorkloadVerifier
+	// CredentialTTL is the lifetime of credentials issued with a one-time
+	// token, and the longest of any credential; zero means
+	// DefaultCredentialTTL (30 days). A renewal never lengthens a
+	// credential's lifetime: a short credential (a workload enrolment's)
+	// stays short.
 	CredentialTTL time.Duration
 	// Logger receives one line per request; nil discards.
 	Logger *slog.Logger
@@ -166,6 +213,7 @@ type Server struct {
 	checks   Checks
 	revoker  Revoker
 	attacher Attacher
+	wl       WorkloadVerifier
 	ttl      time.Duration
 	slot     time.Duration
 	serving  func(group, except string) int
@@ -196,6 +244,7 @@ func NewServer(cfg Config) (*Server, error) {
 		checks:   cfg.Checks,
 		revoker:  cfg.Revoker,
 		attacher: cfg.Attacher,
+		wl:       cfg.Workloads,
 		ttl:      cmp(cfg.CredentialTTL, DefaultCredentialTTL),
 		slot:     cmp(cfg.UpdateSlot, UpdateSlotLength),
 		serving:  cfg.Serving,
@@ -234,6 +283,7 @@ type reqState struct {
 	remote      netip.Addr
 	connectorID string
 	group       string
+	subject     string // a workload token's sub
 }
 
 // noContent is a route's answer when it has nothing to say: 204.
@@ -285,6 +335,8 @@ func (s *Server) serve(r *http.Request, w http.ResponseWriter, st *reqState, now
 		route = s.updateSlot
 	case DetachPath:
 		route = s.detach
+	case LeavePath:
+		route = s.leave
 	case NodesPath:
 		route = s.nodes
 	case RevokePath:
@@ -324,9 +376,11 @@ func decode(r *http.Request, v any) *apiErr {
 // enrollWire is EnrollRequest with the key still a string, so that a bad
 // key gets its own error code.
 type enrollWire struct {
-	Token     string `json:"token"`
-	PublicKey string `json:"public_key"`
-	Name      string `json:"name,omitempty"`
+	Token         string `json:"token"`
+	WorkloadToken string `json:"workload_token"`
+	Group         string `json:"group"`
+	PublicKey     string `json:"public_key"`
+	Name          string `json:"name,omitempty"`
 }
 
 // enroll checks everything first, then signs and seals the credential,
@@ -345,6 +399,15 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	if len(req.Name) > MaxNameLen || !utf8.ValidString(req.Name) {
 		return nil, newAPIErr(http.StatusBadRequest, CodeBadName, fmt.Sprintf("name must be valid UTF-8 of at most %d bytes", MaxNameLen), nil)
 	}
+	if (req.Token == "") == (req.WorkloadToken == "") {
+		return nil, newAPIErr(http.StatusBadRequest, CodeBadRequest, "send exactly one of token (a one-time enrolment token) and workload_token", nil)
+	}
+	if req.WorkloadToken != "" {
+		return s.enrollWorkload(r, st, req, pub)
+	}
+	if req.Group != "" {
+		return nil, newAPIErr(http.StatusBadRequest, CodeBadRequest, "group is only for workload_token: a one-time token names its own group", nil)
+	}
 	info, err := s.auth.VerifyEnrollToken(req.Token)
 	if err != nil {
 		return nil, tokenError(err)
@@ -357,13 +420,9 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	}
 	// A used token is refused by the redeemer below, which also accepts
 	// a retry of the redemption that burnt it (the same key).
-	cred, c, err := s.auth.IssueCredential(id, info.Group, pub, s.ttl)
-	if err != nil {
-		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
-	}
-	sealed, err := SealCredential(cred, pub)
-	if err != nil {
-		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not seal the credential", err)
+	resp, e := s.issueSealed(id, info.Group, pub, s.ttl, "")
+	if e != nil {
+		return nil, e
 	}
 	first, err := s.redeemer.Redeem(r.Context(), info, pub)
 	switch {
@@ -377,8 +436,78 @@ func (s *Server) enroll(r *http.Request, st *reqState) (any, *apiErr) {
 	case !first:
 		return nil, alreadyUsed()
 	}
+	return resp, nil
+}
+
+// issueSealed issues a credential for connector id of group with key pub,
+// valid for ttl (of workload subject sub, if not empty), and returns the
+// enrolment answer with it sealed to pub.
+func (s *Server) issueSealed(id, group string, pub wgkey.Public, ttl time.Duration, sub string) (EnrollResponse, *apiErr) {
+	cred, c, err := s.issue(authority.Credential{ConnectorID: id, Group: group, PublicKey: pub, WorkloadSubject: sub}, ttl)
+	if err != nil {
+		return EnrollResponse{}, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
+	}
+	sealed, err := SealCredential(cred, pub)
+	if err != nil {
+		return EnrollResponse{}, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not seal the credential", err)
+	}
 	node := s.nodeKey.Public()
-	return EnrollResponse{ConnectorID: id, Group: info.Group, SealedCredential: sealed, NodeKey: &node, Expires: c.Expires}, nil
+	return EnrollResponse{ConnectorID: id, Group: group, SealedCredential: sealed, NodeKey: &node, Expires: c.Expires}, nil
+}
+
+// enrollWorkload enrols a connector in req.Group with a workload identity
+// token the group accepts, for the group's short credential lifetime.
+// Nothing is burnt: the token is good until its exp (bounded by
+// MaxWorkloadTokenLife), as a pod that restarts presents it again, and the
+// credential goes out sealed to the key it names.
+func (s *Server) enrollWorkload(r *http.Request, st *reqState, req enrollWire, pub wgkey.Public) (any, *apiErr) {
+	if !authority.ValidGroup(req.Group) {
+		return nil, newAPIErr(http.StatusBadRequest, CodeBadRequest, "group (a connector group id) is required with workload_token", nil)
+	}
+	st.group = req.Group
+	if s.wl == nil {
+		return nil, newAPIErr(http.StatusForbidden, CodeWorkloadNotAllowed, "this mesh node accepts no workload identity tokens", nil)
+	}
+	g, err := s.wl.VerifyWorkload(r.Context(), req.Group, req.WorkloadToken)
+	switch {
+	case errors.Is(err, ErrWorkloadUnavailable):
+		e := newAPIErr(http.StatusServiceUnavailable, CodeWorkloadUnavailable, "this mesh node cannot fetch the issuer's signing keys now; retry later", err)
+		e.retryAfter = 10 * time.Second
+		return nil, e
+	case errors.Is(err, ErrWorkloadNotAllowed):
+		return nil, newAPIErr(http.StatusForbidden, CodeWorkloadNotAllowed,
+			fmt.Sprintf("connector group %q does not accept this workload token (check the group's workload_enrollment: issuer and subjects)", req.Group), err)
+	case err != nil:
+		return nil, newAPIErr(http.StatusUnauthorized, CodeWorkloadTokenInvalid, "the workload token is not valid: "+workloadReason(err), err)
+	case g.CredentialTTL <= 0:
+		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node has no credential lifetime for this group", nil)
+	}
+	st.subject = g.Subject
+	if g.Expires.After(s.now().Add(MaxWorkloadTokenLife)) {
+		return nil, newAPIErr(http.StatusUnauthorized, CodeWorkloadTokenInvalid,
+			fmt.Sprintf("the workload token is valid for more than %v; use a projected ServiceAccount token with a short expirationSeconds", MaxWorkloadTokenLife), nil)
+	}
+	id := authority.ConnectorID(req.Name, pub)
+	st.connectorID = id
+	if e := s.checkConnector(id, req.Group, pub); e != nil {
+		return nil, e
+	}
+	resp, e := s.issueSealed(id, req.Group, pub, min(g.CredentialTTL, s.ttl), g.Subject)
+	if e != nil {
+		return nil, e
+	}
+	return resp, nil
+}
+
+// workloadReason is the client's part of a workload token error: the
+// verifier's text after its last ": ", which names the check that failed
+// and never holds token material.
+func workloadReason(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
 }
 
 // checkConnector refuses a connector of an unknown group, with a mesh
@@ -439,6 +568,9 @@ func (s *Server) attach(r *http.Request, st *reqState) (any, *apiErr) {
 	if e := s.checkConnector(c.ConnectorID, c.Group, c.PublicKey); e != nil {
 		return nil, e
 	}
+	if e := s.checkWorkload(c); e != nil {
+		return nil, e
+	}
 	if s.attacher == nil {
 		return nil, errNoAttacher()
 	}
@@ -492,6 +624,33 @@ func (s *Server) checkProof(proof, path string, c authority.Credential, cred, ex
 	pub := s.nodeKey.Public()
 	e.nodeKey, e.expected = &pub, proof == "" // a first call that does not know the node's key yet
 	return e
+}
+
+// leave has the node revoke the connector that proves it holds the
+// credential's key: an authority-signed connector revocation that lives
+// until the credential would have expired, recorded and spread like an
+// admin's. It answers 204; leaving twice is no error.
+func (s *Server) leave(r *http.Request, st *reqState) (any, *apiErr) {
+	req, c, e := decodeVerified[LeaveRequest](s, r, st, func(q *LeaveRequest) string { return q.Credential })
+	if e != nil {
+		return nil, e
+	}
+	if e := s.checkProof(req.Proof, LeavePath, c, req.Credential, ""); e != nil {
+		return nil, e
+	}
+	if s.revoker == nil {
+		return nil, newAPIErr(http.StatusServiceUnavailable, CodeRevokeUnavailable, "this mesh node does not accept revocations; try another node", nil)
+	}
+	now := s.now()
+	entry := revoke.Connector(c.ConnectorID, now, max(c.Expires.Sub(now), 0)+s.auth.Skew()+time.Minute)
+	proof, err := s.auth.SignRevocation(entry)
+	if err != nil {
+		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not sign the revocation", err)
+	}
+	if _, err := s.revoker.Revoke(r.Context(), proof); err != nil {
+		return nil, newAPIErr(http.StatusServiceUnavailable, CodeLeaveFailed, "this mesh node could not record the revocation; retry or try another node", err)
+	}
+	return noContent{}, nil
 }
 
 // revoke accepts an admin revocation.
@@ -557,11 +716,37 @@ func (s *Server) renew(r *http.Request, st *reqState) (any, *apiErr) {
 	if e := s.fromOwnTunnel(c, st, "renew"); e != nil {
 		return nil, e
 	}
-	cred, fresh, err := s.auth.IssueCredential(c.ConnectorID, c.Group, c.PublicKey, s.ttl)
+	ttl := s.ttl
+	if life := c.Expires.Sub(c.IssuedAt); life > 0 && life < ttl {
+		ttl = life // a renewal never lengthens a credential's life
+	}
+	if e := s.checkWorkload(c); e != nil {
+		return nil, e
+	}
+	cred, fresh, err := s.issue(c, ttl)
 	if err != nil {
 		return nil, newAPIErr(http.StatusInternalServerError, CodeInternal, "the mesh node could not issue a credential", err)
 	}
 	return RenewResponse{Credential: cred, Expires: fresh.Expires}, nil
+}
+
+// issue issues a credential like c (id, group, key and workload subject)
+// valid for ttl.
+func (s *Server) issue(c authority.Credential, ttl time.Duration) (string, authority.Credential, error) {
+	if c.WorkloadSubject != "" {
+		return s.auth.IssueWorkloadCredential(c.ConnectorID, c.Group, c.PublicKey, ttl, c.WorkloadSubject)
+	}
+	return s.auth.IssueCredential(c.ConnectorID, c.Group, c.PublicKey, ttl)
+}
+
+// checkWorkload refuses a credential of a workload enrolment whose group
+// no longer accepts its subject.
+func (s *Server) checkWorkload(c authority.Credential) *apiErr {
+	if c.WorkloadSubject == "" || (s.wl != nil && s.wl.AllowsSubject(c.Group, c.WorkloadSubject)) {
+		return nil
+	}
+	return newAPIErr(http.StatusForbidden, CodeWorkloadNotAllowed,
+		fmt.Sprintf("connector group %q no longer accepts this connector's workload identity (its workload_enrollment changed); the connector ends with its credential", c.Group), nil)
 }
 
 // fromOwnTunnel checks that a request came through the tunnel from the
@@ -593,7 +778,7 @@ func (s *Server) updateSlot(r *http.Request, st *reqState) (any, *apiErr) {
 		// Checked before the slot is redeemed, so that waiting burns no slot.
 		now := s.now()
 		waiting := "no other connector of group " + c.Group + " serves: updating now would leave the group without service"
-		s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printableVersion(req.Version),
+		s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printable(req.Version),
 			"granted", false, "reason", waiting)
 		return UpdateSlotResponse{Start: now, Until: now.Add(min(s.slot/4, time.Minute)), Waiting: waiting}, nil
 	}
@@ -604,13 +789,14 @@ func (s *Server) updateSlot(r *http.Request, st *reqState) (any, *apiErr) {
 	if err != nil {
 		return nil, newAPIErr(http.StatusServiceUnavailable, CodeTokenCheckUnavailable, "the mesh cannot decide the update slot now; retry later", err)
 	}
-	s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printableVersion(req.Version),
+	s.logger.Info("update_slot", "connector", c.ConnectorID, "group", c.Group, "version", printable(req.Version),
 		"granted", granted, "slot_end", slot.Expires)
 	return UpdateSlotResponse{Granted: granted, Start: start, Until: slot.Expires}, nil
 }
 
-// printableVersion bounds a client-given version for the logs.
-func printableVersion(v string) string {
+// printable bounds a client-given string (a version, a workload subject)
+// for the logs: printable ASCII, at most 64 bytes.
+func printable(v string) string {
 	if len(v) > 64 {
 		v = v[:64]
 	}
@@ -684,6 +870,9 @@ func (s *Server) logRequest(r *http.Request, status int, e *apiErr, st *reqState
 	}
 	if st.group != "" {
 		attrs = append(attrs, slog.String("group", st.group))
+	}
+	if st.subject != "" {
+		attrs = append(attrs, slog.String("workload_subject", printable(st.subject)))
 	}
 	if e != nil {
 		level = slog.LevelWarn

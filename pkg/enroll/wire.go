@@ -1,12 +1,14 @@
 // Package enroll is the HTTP API through which connectors join the mesh:
-// enrol once with a one-time token, attach to mesh nodes with the credential
-// they received, and renew that credential over the tunnel before it
-// expires. It holds the JSON wire types, the mesh node's handler (Server)
-// and the connector's client (Client).
+// enrol once with a one-time token (or with a workload identity token, such
+// as a Kubernetes ServiceAccount token, that the group accepts), attach to
+// mesh nodes with the credential they received, renew that credential over
+// the tunnel before it expires, and leave (revoke it) when they go away.
+// It holds the JSON wire types, the mesh node's handler (Server) and the
+// connector's client (Client).
 //
 // It sits before the request path, on the connector's way in: a mesh node
 // serves Server on its public HTTPS listener under PathPrefix (enrol,
-// attach, detach, ping) and on its tunnel listener (renew); connectord uses
+// attach, detach, leave, ping) and on its tunnel listener (renew); connectord uses
 // Client. The signing and verification itself is pkg/authority's.
 package enroll
 
@@ -43,6 +45,11 @@ const (
 	// RevokePath accepts an admin revocation signed with the mesh
 	// authority key ("meshd revoke") and spreads it to every node.
 	RevokePath = PathPrefix + "revoke"
+	// LeavePath ends a connector's own identity: with its credential and
+	// a proof of possession the connector has the node revoke it (an
+	// authority-signed connector revocation, spread like an admin's), as a
+	// pod does on its way out after the drain. It answers 204 No Content.
+	LeavePath = PathPrefix + "leave"
 	// DetachPath takes a connector out of service on this node: draining
 	// (no new requests) or detached (peer and pool entry removed). It
 	// answers 204 No Content.
@@ -63,10 +70,17 @@ type NodeInfo struct {
 	PublicKey wgkey.Public `json:"public_key,omitzero"`
 }
 
-// EnrollRequest is the body of POST EnrollPath.
+// EnrollRequest is the body of POST EnrollPath. It carries exactly one
+// of Token and WorkloadToken.
 type EnrollRequest struct {
 	// Token is the one-time enrolment token.
-	Token string `json:"token"`
+	Token string `json:"token,omitempty"`
+	// WorkloadToken is a workload identity token (a Kubernetes projected
+	// ServiceAccount token) that Group's workload_enrollment accepts.
+	WorkloadToken string `json:"workload_token,omitempty"`
+	// Group is the connector group to enrol in with WorkloadToken (a
+	// one-time token names its own group); required with WorkloadToken.
+	Group string `json:"group,omitempty"`
 	// PublicKey is the connector's WireGuard public key (base64); the
 	// private key never leaves the connector's host.
 	PublicKey wgkey.Public `json:"public_key"`
@@ -137,6 +151,15 @@ type DetachRequest struct {
 	Drain bool `json:"drain"`
 	// Proof shows that the sender holds the credential's private key
 	// (see Proof; its extra parameter is "drain=true" or "drain=false").
+	Proof string `json:"proof,omitempty"`
+}
+
+// LeaveRequest is the body of POST LeavePath.
+type LeaveRequest struct {
+	// Credential is the connector credential to end.
+	Credential string `json:"credential"`
+	// Proof shows that the sender holds the credential's private key
+	// (see Proof; no extra parameter).
 	Proof string `json:"proof,omitempty"`
 }
 

@@ -131,6 +131,12 @@ type Options struct {
 	Tracing *tracing.Config
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// ServiceAccounts, if set, starts a stand-in for a Kubernetes
+	// cluster's service-account issuer and adds to the catalogue the
+	// connector groups PodsGroup and OtherPodsGroup, whose connectors enrol
+	// with its tokens (workload_enrollment), and the app PodsAppHost
+	// served by PodsGroup. No connector of them is started.
+	ServiceAccounts bool
 	// CatalogSource, if set, is called once at start with the generated
 	// catalogue and returns the source every mesh node reads it from
 	// instead of the file CatalogPath (a test puts the catalogue in the
@@ -169,6 +175,8 @@ type Harness struct {
 	clients  map[string]*http.Transport // MeshClient's, by node address
 
 	gossipKey []byte
+	saIssuer  *devidp.WorkloadIssuer // Options.ServiceAccounts
+	saClient  *http.Client           // trusts the issuer's certificate
 }
 
 // Mesh is one running mesh node.
@@ -278,6 +286,11 @@ func (h *Harness) start(ctx context.Context) error {
 			return err
 		}
 	}
+	if h.opts.ServiceAccounts {
+		if err := h.startServiceAccountIssuer(); err != nil {
+			return err
+		}
+	}
 	h.CatalogPath = filepath.Join(h.Dir, "catalog.yaml")
 	if err := os.WriteFile(h.CatalogPath, []byte(h.catalogYAML()), 0o644); err != nil {
 		return err
@@ -353,7 +366,20 @@ func (h *Harness) catalogYAML() string {
 		fmt.Fprintf(&b, "home_tenant: %s\n", devidp.DemoTenantID)
 		b.WriteString(h.bearerCatalog())
 	}
-	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\napps:\n")
+	if h.opts.ServiceAccounts {
+		if !h.opts.Auth {
+			b.WriteString("issuers:\n")
+		}
+		b.WriteString(h.serviceAccountIssuerYAML())
+	}
+	fmt.Fprintf(&b, "connector_groups:\n  - id: hq\n    region: local\n")
+	if h.opts.ServiceAccounts {
+		b.WriteString(h.serviceAccountGroupsYAML())
+	}
+	b.WriteString("apps:\n")
+	if h.opts.ServiceAccounts {
+		b.WriteString(h.serviceAccountAppYAML())
+	}
 	if h.opts.Auth {
 		b.WriteString(h.authCatalogApp())
 	} else {
@@ -380,7 +406,7 @@ func (h *Harness) startMesh(i int, dir, addr string, wgPort uint16, gossipPort i
 		ID: id, Region: region, Listener: l, TLS: devcert.ServerTLS(h.cert),
 		WGListen: netip.AddrPortFrom(netip.MustParseAddr(h.opts.Host), wgPort), StateDir: dir,
 		Authority: h.Authority, CatalogPath: h.CatalogPath, CatalogSource: h.catSrc, CatalogPoll: 200 * time.Millisecond,
-		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, UpdateSlot: h.opts.UpdateSlot, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), BearerHTTPClient: h.authClient(),
+		Pool: h.opts.Pool, CredentialTTL: h.opts.CredentialTTL, UpdateSlot: h.opts.UpdateSlot, AuthURL: h.AuthURL(), AuthHTTPClient: h.authClient(), BearerHTTPClient: h.bearerClient(),
 		DrainTimeout: h.opts.DrainTimeout, DrainDelay: h.opts.DrainDelay, APIRateLimit: rate.Inf, Limits: h.opts.Limits,
 		Registry: cli.NewRegistry("meshd"), // as meshd's: postern_build_info too
 	}
@@ -781,6 +807,10 @@ func (h *Harness) Close() error {
 	}
 	if h.auth != nil {
 		errs = append(errs, h.auth.close())
+	}
+	if h.saIssuer != nil {
+		_ = h.saIssuer.Close() // nothing to do about a failed shutdown at the end
+		h.saClient.CloseIdleConnections()
 	}
 	if h.appSrv != nil {
 		errs = append(errs, h.appSrv.Close())

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,9 +41,16 @@ var (
 
 // Config configures a [Set].
 type Config struct {
-	// URL is the JWKS document's address; empty means the jwks_uri of
-	// Issuer's discovery document.
+	// URL is the JWKS document's address; empty means File, or the
+	// jwks_uri of Issuer's discovery document.
 	URL string
+	// File, if set (and URL is not), is a local JWKS document read
+	// instead of fetched, again at each refresh, for an issuer whose keys
+	// are not published where the verifier can reach them (a cluster
+	// whose service-account issuer is private: the operator copies its
+	// keys, kubectl get --raw /openid/v1/jwks, into the file). Empty
+	// means URL or discovery.
+	File string
 	// Issuer is found at Issuer + "/.well-known/openid-configuration",
 	// whose "issuer" must be Issuer exactly; used only when URL is empty.
 	Issuer string
@@ -108,8 +116,10 @@ func New(cfg Config) *Set {
 	return s
 }
 
-// For reports whether s was made for this issuer and URL.
-func (s *Set) For(issuer, url string) bool { return s.cfg.Issuer == issuer && s.cfg.URL == url }
+// For reports whether s was made for this issuer, URL and file.
+func (s *Set) For(issuer, url, file string) bool {
+	return s.cfg.Issuer == issuer && s.cfg.URL == url && s.cfg.File == file
+}
 
 // Loaded reports whether a fetch has succeeded (the last good set is kept
 // when later fetches fail).
@@ -166,7 +176,10 @@ func (s *Set) refreshIfAllowed(ctx context.Context) error {
 	err := s.fetchLocked(ctx)
 	if err != nil {
 		where := slog.String("jwks_url", s.cfg.URL)
-		if s.cfg.URL == "" {
+		switch {
+		case s.cfg.URL == "" && s.cfg.File != "":
+			where = slog.String("jwks_file", s.cfg.File)
+		case s.cfg.URL == "":
 			where = slog.String("issuer", s.cfg.Issuer)
 		}
 		s.log.Warn("jwks_fetch_failed", where, slog.String("error", err.Error()))
@@ -188,6 +201,9 @@ func (s *Set) fetchLocked(ctx context.Context) error {
 func (s *Set) fetchOnceLocked(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.FetchTimeout)
 	defer cancel()
+	if s.cfg.URL == "" && s.cfg.File != "" {
+		return s.readFileLocked()
+	}
 	url := s.cfg.URL
 	if url == "" {
 		if s.jwksURL == "" {
@@ -205,6 +221,29 @@ func (s *Set) fetchOnceLocked(ctx context.Context) error {
 	keys, err := Parse(data, s.cfg.Accept)
 	if err != nil {
 		return fmt.Errorf("fetch jwks %s: %w", url, err)
+	}
+	s.keys.Store(&keys)
+	s.goodAt.Store(s.cfg.Now().UnixNano())
+	return nil
+}
+
+// readFileLocked reads the set from File.
+func (s *Set) readFileLocked() error {
+	f, err := os.Open(s.cfg.File)
+	if err != nil {
+		return fmt.Errorf("read jwks file: %w", err)
+	}
+	defer func() { _ = f.Close() }() // read only
+	data, err := io.ReadAll(io.LimitReader(f, MaxBytes+1))
+	switch {
+	case err != nil:
+		return fmt.Errorf("read jwks file %s: %w", s.cfg.File, err)
+	case len(data) > MaxBytes:
+		return fmt.Errorf("read jwks file %s: larger than %d bytes", s.cfg.File, MaxBytes)
+	}
+	keys, err := Parse(data, s.cfg.Accept)
+	if err != nil {
+		return fmt.Errorf("read jwks file %s: %w", s.cfg.File, err)
 	}
 	s.keys.Store(&keys)
 	s.goodAt.Store(s.cfg.Now().UnixNano())

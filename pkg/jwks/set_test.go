@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -104,5 +106,49 @@ func TestParse(t *testing.T) {
 		if _, err := jwks.Parse([]byte(bad), nil); !errors.Is(err, jwks.ErrBadKeySet) {
 			t.Errorf("%s: got %v, want ErrBadKeySet", bad, err)
 		}
+	}
+}
+
+// TestSetFile: a Set of a local JWKS file reads it on first use and again
+// when a kid is unknown (after the interval), so that an operator who
+// copies a rotated cluster's keys into the file needs no restart; a file
+// gone or broken keeps the last good set, and a Set whose file never read
+// is unavailable.
+func TestSetFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(path, doc(t, "k1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := testkit.NewClock(time.Unix(1_800_000_000, 0))
+	s := jwks.New(jwks.Config{File: path, Issuer: "https://kubernetes.default.svc", Now: c.Now, RefetchInterval: 30 * time.Second})
+	if !s.For("https://kubernetes.default.svc", "", path) || s.For("https://kubernetes.default.svc", "", "/other") {
+		t.Error("For: wrong")
+	}
+	if _, err := s.Key(t.Context(), "k1"); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	if err := os.WriteFile(path, doc(t, "k2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Key(t.Context(), "k2"); !errors.Is(err, jwks.ErrUnknownKey) {
+		t.Errorf("a new kid within the interval: got %v, want ErrUnknownKey", err)
+	}
+	c.Add(31 * time.Second)
+	if _, err := s.Key(t.Context(), "k2"); err != nil {
+		t.Errorf("a new kid after the interval: got %v", err)
+	}
+	if err := os.WriteFile(path, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refresh(t.Context()); err == nil {
+		t.Error("Refresh of a broken file: got nil")
+	}
+	if _, err := s.Key(t.Context(), "k2"); err != nil {
+		t.Errorf("broken file: got %v, want the last good key", err)
+	}
+	gone := jwks.New(jwks.Config{File: filepath.Join(dir, "missing.json")})
+	if _, err := gone.Key(t.Context(), "k1"); !errors.Is(err, jwks.ErrUnavailable) {
+		t.Errorf("missing file: got %v, want ErrUnavailable", err)
 	}
 }

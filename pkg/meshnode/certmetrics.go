@@ -6,10 +6,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postern/postern/pkg/certfile"
 )
 
 var descCertExpiry = prometheus.NewDesc("postern_tls_certificate_expiry_timestamp_seconds",
-	"Unix time after which each certificate the public listener serves is expired, by source (file: --tls-cert; acme: obtained by ACME, the value moves when it is renewed) and name (the host it is for: the ACME host, or the file certificate's first DNS name).",
+	"Unix time after which each certificate the public listener serves is expired, by source (file: --tls-cert, the value moves when the file is replaced and reloaded; acme: obtained by ACME, the value moves when it is renewed) and name (the host it is for: the ACME host, or the file certificate's first DNS name).",
 	[]string{"source", "name"}, nil)
 
 // servedCert is the expiry of one file certificate.
@@ -18,10 +20,11 @@ type servedCert struct {
 	notAfter time.Time
 }
 
-// fileCertExpiries reads the leaf of each of cfg's certificates (the file
-// certificates of --tls-cert, fixed for the process's life). A
-// certificate served by a GetCertificate callback is not listed: it is
-// not known before a handshake asks for it.
+// fileCertExpiries reads the leaf of each of cfg's certificates (fixed
+// for the process's life). A certificate served by a GetCertificate
+// callback is not listed here: TLSFiles' is read at each scrape
+// (collectCertExpiries), any other is not known before a handshake asks
+// for it.
 func fileCertExpiries(cfg *tls.Config) []servedCert {
 	if cfg == nil {
 		return nil
@@ -35,19 +38,20 @@ func fileCertExpiries(cfg *tls.Config) []servedCert {
 		if leaf == nil {
 			continue
 		}
-		name := leaf.Subject.CommonName
-		if len(leaf.DNSNames) > 0 {
-			name = leaf.DNSNames[0]
-		}
-		out = append(out, servedCert{name: name, notAfter: leaf.NotAfter})
+		out = append(out, servedCert{name: certfile.Name(leaf), notAfter: leaf.NotAfter})
 	}
 	return out
 }
 
 // collectCertExpiries sends the expiry gauge of every served certificate:
-// the file ones read at start, and the ACME ones as held now (a renewal
-// shows at the next scrape).
+// the file one in force now (a reload shows at the next scrape), fixed
+// ones read at start, and the ACME ones as held now (a renewal shows at
+// the next scrape).
 func (n *Node) collectCertExpiries(ch chan<- prometheus.Metric) {
+	if n.cfg.TLSFiles != nil {
+		leaf := n.cfg.TLSFiles.Certificate().Leaf
+		ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(leaf.NotAfter.Unix()), "file", certfile.Name(leaf))
+	}
 	for _, c := range n.fileCerts {
 		ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(c.notAfter.Unix()), "file", c.name)
 	}

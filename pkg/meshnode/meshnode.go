@@ -30,6 +30,7 @@ import (
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/bearer"
 	"github.com/postern/postern/pkg/catalog"
+	"github.com/postern/postern/pkg/certfile"
 	"github.com/postern/postern/pkg/edge"
 	"github.com/postern/postern/pkg/enroll"
 	"github.com/postern/postern/pkg/gossip"
@@ -58,8 +59,17 @@ type Config struct {
 	// Listener, if set, is used instead of listening on Listen.
 	Listener net.Listener
 	// TLS serves the public listener with HTTP/1.1 and HTTP/2; nil means
-	// plain HTTP, which is allowed only with PlainHTTP set.
+	// plain HTTP (or TLSFiles), which is allowed only with PlainHTTP set.
 	TLS *tls.Config
+	// TLSFiles, if set, serves the public listener's certificate from
+	// files (meshd's --tls-cert and --tls-key), reloaded when they change
+	// (pkg/certfile) every CertPoll; nil means TLS's certificates, fixed.
+	// TLS must then be nil.
+	TLSFiles *certfile.Files
+	// CertPoll is the interval at which TLSFiles are checked for a new
+	// certificate; zero means certfile.DefaultWatchInterval (2s),
+	// negative disables watching.
+	CertPoll time.Duration
 	// ACME, if set, obtains and renews the public listener's certificates
 	// by ACME (TLS-ALPN-01) for the catalogue's hosts and the cluster's
 	// public URL host; TLS's certificate, if any, then serves every other
@@ -177,7 +187,7 @@ type Node struct {
 	logger      *slog.Logger
 	catalog     *catalog.Store
 	acme        *acmecert.Manager // nil without ACME
-	fileCerts   []servedCert      // the --tls-cert certificates' expiries, fixed at start
+	fileCerts   []servedCert      // the expiries of TLS's fixed certificates, read at start
 	wgKey       wgkey.Private
 	nodeKey     authority.Key
 	revoked     *revoke.List
@@ -252,6 +262,12 @@ func New(cfg Config) (_ *Node, err error) {
 
 // checkConfig refuses an incomplete cfg and fills in its defaults.
 func checkConfig(cfg *Config) error {
+	if cfg.TLSFiles != nil {
+		if cfg.TLS != nil {
+			return errors.New("meshnode: TLS and TLSFiles are exclusive")
+		}
+		cfg.TLS = &tls.Config{GetCertificate: cfg.TLSFiles.GetCertificate, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	}
 	if cfg.TLS == nil && cfg.ACME == nil && !cfg.PlainHTTP {
 		return errors.New("meshnode: no TLS certificate configured (plain HTTP must be enabled explicitly, for local use only)")
 	}
@@ -424,12 +440,13 @@ func (n *Node) buildServices() error {
 	}
 	n.auth, n.assertKeys = authCfg, assertKeys
 	n.assertIssuer = assertionIssuer(cfg)
+	bv := bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: n.logger.With("component", "bearer")})
 	n.edge = edge.New(edge.Config{Catalog: n.catalog.Current, Router: router, Local: localRouter{n.pool}, Logger: n.logger, Registerer: cfg.Registry,
 		Auth: authCfg, Limits: n.limits.Unauth, Denied: n.revoked, Audit: cfg.Audit, NodeID: cfg.ID, Tracer: cfg.Tracer,
-		Bearer: bearer.New(bearer.Config{HTTPClient: cfg.BearerHTTPClient, Logger: n.logger.With("component", "bearer")})})
+		Bearer: bv})
 	n.own.AddFunc(n.edge.CloseStreams)
 	ec := enroll.Config{Authority: cfg.Authority, Used: n.used, NodeKey: n.wgKey, Checks: checks{n}, Revoker: n, Attacher: n,
-		CredentialTTL: cfg.CredentialTTL, Logger: n.logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot,
+		Workloads: workloads{cat: n.catalog.Current, verifier: bv}, CredentialTTL: cfg.CredentialTTL, Logger: n.logger, RateLimit: cfg.APIRateLimit, UpdateSlot: cfg.UpdateSlot,
 		Serving: n.servingConnectors}
 	if n.mesh != nil {
 		ec.Redeemer = n.mesh.redeem
@@ -686,6 +703,9 @@ func (n *Node) startBackground(life context.Context, bg *sync.WaitGroup) {
 	bg.Go(func() { n.enforceLoop(life) })
 	if n.acme != nil {
 		bg.Go(func() { n.acme.Run(life) })
+	}
+	if n.cfg.TLSFiles != nil && n.cfg.CertPoll >= 0 {
+		bg.Go(func() { n.cfg.TLSFiles.Watch(life, n.cfg.CertPoll) })
 	}
 	if n.cfg.CatalogPoll >= 0 {
 		poll := n.cfg.CatalogPoll

@@ -43,7 +43,11 @@ const DefaultEndpoint = "http://localhost:4318/v1/traces"
 //   - OTEL_SERVICE_NAME: the service.name.
 //
 //   - OTEL_BSP_SCHEDULE_DELAY: milliseconds a finished span waits to be
-//     exported.
+//     exported (default 5000); OTEL_BSP_MAX_QUEUE_SIZE: spans waiting at
+//     most, more are dropped (default 2048); OTEL_BSP_MAX_EXPORT_BATCH_SIZE:
+//     spans per export at most (default 512, capped at the queue size);
+//     OTEL_BSP_EXPORT_TIMEOUT: milliseconds the batch processor waits for
+//     one export (default 30000).
 //
 //   - OTEL_EXPORTER_OTLP_HEADERS: key=value pairs separated by commas,
 //     values percent-encoded (the W3C baggage form), sent with every
@@ -105,14 +109,43 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if err := exporterFromEnv(&cfg, getenv); err != nil {
 		return cfg, err
 	}
-	if d := strings.TrimSpace(getenv("OTEL_BSP_SCHEDULE_DELAY")); d != "" {
-		ms, err := strconv.ParseUint(d, 10, 31)
-		if err != nil {
-			return cfg, fmt.Errorf("tracing: OTEL_BSP_SCHEDULE_DELAY %q: want milliseconds", d)
-		}
-		cfg.BatchTimeout = time.Duration(ms) * time.Millisecond
+	if err := batchFromEnv(&cfg, getenv); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
+}
+
+// batchFromEnv reads the batch span processor's OTEL_BSP_* variables
+// into cfg: each a positive whole number (the delays in milliseconds).
+func batchFromEnv(cfg *Config, getenv func(string) string) error {
+	num := func(k string) (int, error) {
+		v := strings.TrimSpace(getenv(k))
+		if v == "" {
+			return 0, nil
+		}
+		n, err := strconv.ParseUint(v, 10, 31)
+		if err != nil || n == 0 {
+			return 0, fmt.Errorf("tracing: %s %q: want a positive whole number", k, v)
+		}
+		return int(n), nil
+	}
+	var err error
+	var ms [2]int
+	if ms[0], err = num("OTEL_BSP_SCHEDULE_DELAY"); err != nil {
+		return err
+	}
+	if ms[1], err = num("OTEL_BSP_EXPORT_TIMEOUT"); err != nil {
+		return err
+	}
+	if cfg.MaxQueueSize, err = num("OTEL_BSP_MAX_QUEUE_SIZE"); err != nil {
+		return err
+	}
+	if cfg.MaxExportBatchSize, err = num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"); err != nil {
+		return err
+	}
+	cfg.BatchTimeout = time.Duration(ms[0]) * time.Millisecond
+	cfg.BatchExportTimeout = time.Duration(ms[1]) * time.Millisecond
+	return nil
 }
 
 // exporterFromEnv reads the exporter's variables into cfg.

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -73,6 +74,16 @@ type Config struct {
 	// BatchTimeout is the longest a finished span waits before it is
 	// exported; zero means 5s (OTEL_BSP_SCHEDULE_DELAY).
 	BatchTimeout time.Duration
+	// MaxQueueSize is how many finished spans wait for export at most,
+	// more are dropped; zero means 2048 (OTEL_BSP_MAX_QUEUE_SIZE).
+	MaxQueueSize int
+	// MaxExportBatchSize is the most spans sent in one export (capped at
+	// MaxQueueSize); zero means 512 (OTEL_BSP_MAX_EXPORT_BATCH_SIZE).
+	MaxExportBatchSize int
+	// BatchExportTimeout bounds one export as the batch processor waits
+	// for it, besides ExportTimeout; zero means 30s
+	// (OTEL_BSP_EXPORT_TIMEOUT).
+	BatchExportTimeout time.Duration
 }
 
 // Enabled reports whether cfg turns tracing on.
@@ -111,12 +122,34 @@ func New(ctx context.Context, service string, cfg Config) (*Tracing, error) {
 	if sampler == nil {
 		sampler = sdktrace.ParentBased(sdktrace.AlwaysSample())
 	}
-	var bsp []sdktrace.BatchSpanProcessorOption
-	if cfg.BatchTimeout > 0 {
-		bsp = append(bsp, sdktrace.WithBatchTimeout(cfg.BatchTimeout))
+	// The batch settings are always passed: left unset, the SDK would
+	// read the OTEL_BSP_* variables from the process environment itself,
+	// behind FromEnv's getenv and its checks.
+	bsp := []sdktrace.BatchSpanProcessorOption{
+		sdktrace.WithBatchTimeout(orDefault(cfg.BatchTimeout, defaultBatchTimeout)),
+		sdktrace.WithMaxQueueSize(orDefault(cfg.MaxQueueSize, defaultMaxQueueSize)),
+		sdktrace.WithMaxExportBatchSize(min(orDefault(cfg.MaxExportBatchSize, defaultMaxExportBatchSize), orDefault(cfg.MaxQueueSize, defaultMaxQueueSize))),
+		sdktrace.WithExportTimeout(orDefault(cfg.BatchExportTimeout, defaultBatchExportTimeout)),
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, bsp...), sdktrace.WithResource(res), sdktrace.WithSampler(sampler))
 	return &Tracing{provider: tp, tracer: tp.Tracer("github.com/postern/postern")}, nil
+}
+
+// Defaults of the batch span processor (the OpenTelemetry
+// specification's).
+const (
+	defaultBatchTimeout       = 5 * time.Second
+	defaultMaxQueueSize       = 2048
+	defaultMaxExportBatchSize = 512
+	defaultBatchExportTimeout = 30 * time.Second
+)
+
+// orDefault is v, or def when v is zero or negative.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // Enabled reports whether tracing is on.
@@ -169,27 +202,66 @@ func (t *Tracing) Close(logger *slog.Logger) {
 // EndRoundTrip ends span, a client span of one HTTP round trip (nil:
 // tracing is off), with its outcome: err as an error status, or the
 // response's status code; and with up to 3 extra attributes (such as the
-// path the attempt took; more are dropped). Attributes set in one call at
-// the end cost the SDK one allocation; set at start and again at the end,
-// three.
+// path the attempt took; more are dropped). The attributes are set in one
+// call at the end, from a pooled buffer (Attrs): the SDK allocates once
+// for them, and the call none.
 func EndRoundTrip(span trace.Span, resp *http.Response, err error, extra ...attribute.KeyValue) {
 	if span == nil {
 		return
 	}
 	if span.IsRecording() {
-		var attrs [4]attribute.KeyValue
-		n := copy(attrs[:3], extra)
+		a := NewAttrs()
+		for _, kv := range extra[:min(len(extra), 3)] {
+			a.Add(kv)
+		}
 		if err == nil && resp != nil {
-			attrs[n], n = attribute.Int("http.response.status_code", resp.StatusCode), n+1
+			a.Add(attribute.Int("http.response.status_code", resp.StatusCode))
 		}
-		if n > 0 {
-			span.SetAttributes(attrs[:n]...)
-		}
+		a.SetOn(span)
 	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
+}
+
+// MaxAttrs is the most attributes an Attrs holds.
+const MaxAttrs = 16
+
+// Attrs is a reusable buffer of up to MaxAttrs span attributes, set on a
+// span in one call (SetOn). Passing a slice through the trace.Span
+// interface makes its array escape, one allocation per call; the SDK
+// copies what it is given (TestAttrsCopied), so a pooled buffer costs
+// none. Get one with NewAttrs, fill it with Add, hand it back with SetOn.
+type Attrs struct {
+	kv [MaxAttrs]attribute.KeyValue
+	n  int
+}
+
+// attrsPool holds the idle Attrs; a sync.Pool is safe for concurrent use
+// and keeps no state a caller can see.
+var attrsPool = sync.Pool{New: func() any { return new(Attrs) }}
+
+// NewAttrs returns an empty Attrs from the pool.
+func NewAttrs() *Attrs { return attrsPool.Get().(*Attrs) }
+
+// Add appends kv; past MaxAttrs it is dropped.
+func (a *Attrs) Add(kv attribute.KeyValue) {
+	if a.n < len(a.kv) {
+		a.kv[a.n] = kv
+		a.n++
+	}
+}
+
+// SetOn sets a's attributes on span in one call and returns a to the
+// pool: a must not be used after.
+func (a *Attrs) SetOn(span trace.Span) {
+	if a.n > 0 {
+		span.SetAttributes(a.kv[:a.n]...)
+	}
+	clear(a.kv[:a.n]) // no strings kept alive by the pool
+	a.n = 0
+	attrsPool.Put(a)
 }
 
 // Header names of W3C Trace Context, in canonical form.
@@ -241,8 +313,29 @@ func Inject(ctx context.Context, h http.Header) {
 	if !sc.IsValid() {
 		return
 	}
-	propagator.Inject(ctx, propagation.HeaderCarrier(h))
+	propagator.Inject(ctx, setter(h))
 }
+
+// setter is the propagation.TextMapCarrier Inject writes through: it sets
+// the two keys the propagator writes in canonical form directly
+// (propagation.HeaderCarrier canonicalises each key, an allocation per
+// header, as these names are not among Go's common headers).
+type setter http.Header
+
+func (h setter) Get(string) string { return "" }
+
+func (h setter) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		h[HeaderTraceparent] = []string{value}
+	case "tracestate":
+		h[HeaderTracestate] = []string{value}
+	default:
+		http.Header(h).Set(key, value)
+	}
+}
+
+func (setter) Keys() []string { return nil }
 
 // Strip removes the trace headers from h (every spelling Go's header map
 // can hold: the canonical one, and the lower-case one of HTTP/2 clients

@@ -59,6 +59,8 @@ func objects(t *testing.T, out map[string]string) map[string][]any {
 			switch meta.APIVersion + "/" + meta.Kind {
 			case "apps/v1/StatefulSet":
 				obj = &appsv1.StatefulSet{}
+			case "apps/v1/Deployment":
+				obj = &appsv1.Deployment{}
 			case "policy/v1/PodDisruptionBudget":
 				obj = &policyv1.PodDisruptionBudget{}
 			case "v1/ServiceAccount":
@@ -85,9 +87,26 @@ func stripComments(doc string) string {
 	return b.String()
 }
 
+// base is a value set of mode deployment (the default).
 func base() map[string]any {
-	return map[string]any{"meshURL": "https://mesh.example.com", "tokenSecret": "hq-tokens", "allow": []any{"10.1.0.0/16:443", "intranet.corp"}}
+	return map[string]any{"meshURL": "https://mesh.example.com", "group": "hq", "allow": []any{"10.1.0.0/16:443", "intranet.corp"}}
 }
+
+// baseSts is a value set of mode statefulset.
+func baseSts() map[string]any {
+	return map[string]any{"mode": "statefulset", "meshURL": "https://mesh.example.com", "tokenSecret": "hq-tokens", "allow": []any{"10.1.0.0/16:443", "intranet.corp"}}
+}
+
+// workload is the chart's Deployment or StatefulSet.
+type workload struct {
+	kind     string
+	replicas int32
+	tmpl     corev1.PodTemplateSpec
+	sts      *appsv1.StatefulSet // mode statefulset
+	dep      *appsv1.Deployment  // mode deployment
+}
+
+func (w *workload) spec() corev1.PodSpec { return w.tmpl.Spec }
 
 func with(m map[string]any, kv ...any) map[string]any {
 	out := map[string]any{}
@@ -104,7 +123,7 @@ func with(m map[string]any, kv ...any) map[string]any {
 type chartCase struct {
 	name   string
 	values map[string]any
-	check  func(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget)
+	check  func(t *testing.T, w *workload, pdb *policyv1.PodDisruptionBudget)
 }
 
 // chartCases are the value sets TestConnectordChart renders; between them
@@ -112,56 +131,72 @@ type chartCase struct {
 // (TestConnectordChartCoversEveryValue holds them to that).
 func chartCases() []chartCase {
 	return []chartCase{
-		{"defaults", base(), func(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget) {
-			aa := sts.Spec.Template.Spec.Affinity.PodAntiAffinity
+		{"defaults", base(), func(t *testing.T, w *workload, pdb *policyv1.PodDisruptionBudget) {
+			aa := w.spec().Affinity.PodAntiAffinity
 			if len(aa.PreferredDuringSchedulingIgnoredDuringExecution) != 2 || len(aa.RequiredDuringSchedulingIgnoredDuringExecution) != 0 {
 				t.Errorf("soft anti-affinity: %+v", aa)
 			}
-			c := sts.Spec.Template.Spec.Containers[0]
+			c := w.spec().Containers[0]
 			if c.Image != "ghcr.io/postern/connectord:"+chartAppVersion(t) || c.ImagePullPolicy != corev1.PullIfNotPresent {
 				t.Errorf("image %s %s, want the appVersion's tag", c.Image, c.ImagePullPolicy)
 			}
 			if !slices.Contains(c.Args, "--allow=10.1.0.0/16:443,intranet.corp") || slices.Contains(c.Args, "--allow-any") {
 				t.Errorf("args %v", c.Args)
 			}
-			pvc := sts.Spec.VolumeClaimTemplates
+			if w.kind != "Deployment" {
+				t.Fatalf("default mode: got a %s, want a Deployment", w.kind)
+			}
+			if ru := w.dep.Spec.Strategy.RollingUpdate; w.dep.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType || ru.MaxUnavailable.IntValue() != 1 || ru.MaxSurge.IntValue() != 1 {
+				t.Errorf("strategy %+v", w.dep.Spec.Strategy)
+			}
+			checkServiceAccountToken(t, w, "hq", "postern", 3600)
+		}},
+		{"statefulset defaults", baseSts(), func(t *testing.T, w *workload, pdb *policyv1.PodDisruptionBudget) {
+			if w.kind != "StatefulSet" {
+				t.Fatalf("mode statefulset: got a %s", w.kind)
+			}
+			pvc := w.sts.Spec.VolumeClaimTemplates
 			if len(pvc) != 1 || pvc[0].Spec.StorageClassName != nil || pvc[0].Spec.Resources.Requests.Storage().String() != "16Mi" {
 				t.Errorf("state volume %+v", pvc)
 			}
 		}},
+		{"another group, audience and token lifetime", with(base(), "group", "k8s-eu", "serviceAccountToken", map[string]any{"audience": "postern-eu", "expirationSeconds": 600}),
+			func(t *testing.T, w *workload, pdb *policyv1.PodDisruptionBudget) {
+				checkServiceAccountToken(t, w, "k8s-eu", "postern-eu", 600)
+			}},
 		{"hard anti-affinity, three replicas, pinned digest", with(base(), "replicas", 3, "podAntiAffinity", "hard",
-			"image", map[string]any{"digest": "sha256:" + strings.Repeat("ab", 32)}), func(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget) {
-			if *sts.Spec.Replicas != 3 {
-				t.Errorf("replicas %d", *sts.Spec.Replicas)
+			"image", map[string]any{"digest": "sha256:" + strings.Repeat("ab", 32)}), func(t *testing.T, w *workload, pdb *policyv1.PodDisruptionBudget) {
+			if w.replicas != 3 {
+				t.Errorf("replicas %d", w.replicas)
 			}
-			if req := sts.Spec.Template.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution; len(req) != 1 || req[0].TopologyKey != "kubernetes.io/hostname" {
+			if req := w.spec().Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution; len(req) != 1 || req[0].TopologyKey != "kubernetes.io/hostname" {
 				t.Errorf("hard anti-affinity: %+v", req)
 			}
-			if img := sts.Spec.Template.Spec.Containers[0].Image; img != "ghcr.io/postern/connectord@sha256:"+strings.Repeat("ab", 32) {
+			if img := w.spec().Containers[0].Image; img != "ghcr.io/postern/connectord@sha256:"+strings.Repeat("ab", 32) {
 				t.Errorf("image %s, want the digest", img)
 			}
 		}},
 		{"allow any, mesh CA, long drain", with(base(), "allow", []any{}, "allowAny", true, "meshCAConfigMap", "mesh-ca", "drainTimeoutSeconds", 120),
-			func(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget) {
-				args := sts.Spec.Template.Spec.Containers[0].Args
+			func(t *testing.T, w *workload, pdb *policyv1.PodDisruptionBudget) {
+				args := w.spec().Containers[0].Args
 				if !slices.Contains(args, "--allow-any") || !slices.Contains(args, "--mesh-ca=/etc/postern/mesh-ca/ca.pem") || !slices.Contains(args, "--drain-timeout=120s") {
 					t.Errorf("args %v", args)
 				}
 				if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--allow=") }) {
 					t.Errorf("args %v: --allow with allowAny", args)
 				}
-				if g := *sts.Spec.Template.Spec.TerminationGracePeriodSeconds; g != 135 {
+				if g := *w.spec().TerminationGracePeriodSeconds; g != 135 {
 					t.Errorf("grace %d, want 135", g)
 				}
 				var ca bool
-				for _, v := range sts.Spec.Template.Spec.Volumes {
+				for _, v := range w.spec().Volumes {
 					ca = ca || (v.ConfigMap != nil && v.ConfigMap.Name == "mesh-ca")
 				}
 				if !ca {
 					t.Error("no mesh-ca ConfigMap volume")
 				}
 			}},
-		{"every other key", with(base(), "replicas", 4, "maxUnavailable", 2, "attachK", 3, "logLevel", "debug",
+		{"every other key", with(baseSts(), "replicas", 4, "maxUnavailable", 2, "attachK", 3, "logLevel", "debug",
 			"image", map[string]any{"repository": "registry.corp/postern/connectord", "tag": "9.8.7", "pullPolicy": "Always"},
 			"persistence", map[string]any{"size": "64Mi", "storageClassName": "fast"},
 			"spreadAcrossZones", false,
@@ -170,11 +205,11 @@ func chartCases() []chartCase {
 			"tolerations", []any{map[string]any{"key": "dedicated", "operator": "Equal", "value": "postern", "effect": "NoSchedule"}},
 			"podAnnotations", map[string]any{"corp/owner": "netops"},
 			"extraArgs", []any{"--reevaluate=10m", "--carrier=stream"}),
-			func(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget) {
-				spec := sts.Spec.Template.Spec
+			func(t *testing.T, w *workload, pdb *policyv1.PodDisruptionBudget) {
+				spec := w.spec()
 				c := spec.Containers[0]
-				if *sts.Spec.Replicas != 4 || pdb.Spec.MaxUnavailable.IntValue() != 2 {
-					t.Errorf("replicas %d, budget %v", *sts.Spec.Replicas, pdb.Spec.MaxUnavailable)
+				if w.replicas != 4 || pdb.Spec.MaxUnavailable.IntValue() != 2 {
+					t.Errorf("replicas %d, budget %v", w.replicas, pdb.Spec.MaxUnavailable)
 				}
 				if c.Image != "registry.corp/postern/connectord:9.8.7" || c.ImagePullPolicy != corev1.PullAlways {
 					t.Errorf("image %s %s", c.Image, c.ImagePullPolicy)
@@ -184,7 +219,7 @@ func chartCases() []chartCase {
 						t.Errorf("args %v, want %s", c.Args, a)
 					}
 				}
-				pvc := sts.Spec.VolumeClaimTemplates
+				pvc := w.sts.Spec.VolumeClaimTemplates
 				if len(pvc) != 1 || pvc[0].Spec.StorageClassName == nil || *pvc[0].Spec.StorageClassName != "fast" || pvc[0].Spec.Resources.Requests.Storage().String() != "64Mi" {
 					t.Errorf("state volume %+v", pvc)
 				}
@@ -197,8 +232,8 @@ func chartCases() []chartCase {
 				if spec.NodeSelector["corp/zone"] != "dmz" || len(spec.Tolerations) != 1 || spec.Tolerations[0].Value != "postern" || spec.Tolerations[0].Effect != corev1.TaintEffectNoSchedule {
 					t.Errorf("placement %v %+v", spec.NodeSelector, spec.Tolerations)
 				}
-				if sts.Spec.Template.Annotations["corp/owner"] != "netops" {
-					t.Errorf("annotations %v", sts.Spec.Template.Annotations)
+				if w.tmpl.Annotations["corp/owner"] != "netops" {
+					t.Errorf("annotations %v", w.tmpl.Annotations)
 				}
 			}},
 	}
@@ -214,11 +249,14 @@ func chartAppVersion(t *testing.T) string {
 	return ch.Metadata.AppVersion
 }
 
-// TestConnectordChart renders the chart for several value sets and checks
-// what each promises: at least two connectors, a budget that lets only one
-// go at a time, anti-affinity, the token from the Secret, probes of
-// /healthz and /readyz, no privileges and a read-only root filesystem, and
-// a grace period longer than the drain.
+// TestConnectordChart renders the chart for several value sets, in both
+// modes, and checks what each promises: at least two connectors, a budget
+// that lets only one go at a time, anti-affinity, the identity (mode
+// deployment: the pod's projected ServiceAccount token for the mesh's
+// audience, state on an emptyDir, no stored secret; mode statefulset: the
+// one-time token from the Secret), probes of /healthz and /readyz, no
+// privileges and a read-only root filesystem, and a grace period longer
+// than the drain.
 func TestConnectordChart(t *testing.T) {
 	runFlags := connectordFlags(t, "run")
 	for _, tt := range chartCases() {
@@ -228,14 +266,21 @@ func TestConnectordChart(t *testing.T) {
 				t.Fatal(err)
 			}
 			objs := objects(t, out)
-			if len(objs["StatefulSet"]) != 1 || len(objs["PodDisruptionBudget"]) != 1 || len(objs["ServiceAccount"]) != 1 {
+			if len(objs["StatefulSet"])+len(objs["Deployment"]) != 1 || len(objs["PodDisruptionBudget"]) != 1 || len(objs["ServiceAccount"]) != 1 {
 				t.Fatalf("objects: %v", objs)
 			}
-			sts := objs["StatefulSet"][0].(*appsv1.StatefulSet)
+			w := &workload{}
+			if d := objs["Deployment"]; len(d) == 1 {
+				w.dep = d[0].(*appsv1.Deployment)
+				w.kind, w.replicas, w.tmpl = "Deployment", *w.dep.Spec.Replicas, w.dep.Spec.Template
+			} else {
+				w.sts = objs["StatefulSet"][0].(*appsv1.StatefulSet)
+				w.kind, w.replicas, w.tmpl = "StatefulSet", *w.sts.Spec.Replicas, w.sts.Spec.Template
+			}
 			pdb := objs["PodDisruptionBudget"][0].(*policyv1.PodDisruptionBudget)
-			checkCommon(t, sts, pdb)
-			checkArgs(t, sts, runFlags)
-			tt.check(t, sts, pdb)
+			checkCommon(t, w, pdb)
+			checkArgs(t, w, runFlags)
+			tt.check(t, w, pdb)
 		})
 	}
 }
@@ -310,9 +355,9 @@ func connectordFlags(t *testing.T, command string) map[string]bool {
 // checkArgs: the container runs "connectord run" with flags it takes
 // (a renamed flag would crash-loop every pod), and the probes run
 // "connectord probe".
-func checkArgs(t *testing.T, sts *appsv1.StatefulSet, runFlags map[string]bool) {
+func checkArgs(t *testing.T, w *workload, runFlags map[string]bool) {
 	t.Helper()
-	c := sts.Spec.Template.Spec.Containers[0]
+	c := w.spec().Containers[0]
 	if len(c.Args) == 0 || c.Args[0] != "run" {
 		t.Fatalf("args %v, want run first", c.Args)
 	}
@@ -329,14 +374,14 @@ func checkArgs(t *testing.T, sts *appsv1.StatefulSet, runFlags map[string]bool) 
 	}
 }
 
-func checkCommon(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisruptionBudget) {
+func checkCommon(t *testing.T, w *workload, pdb *policyv1.PodDisruptionBudget) {
 	t.Helper()
-	spec := sts.Spec.Template.Spec
-	if mu := pdb.Spec.MaxUnavailable.IntValue(); *sts.Spec.Replicas < 2 || mu < 1 || mu >= int(*sts.Spec.Replicas) {
-		t.Errorf("replicas %d, budget %v", *sts.Spec.Replicas, pdb.Spec.MaxUnavailable)
+	spec := w.spec()
+	if mu := pdb.Spec.MaxUnavailable.IntValue(); w.replicas < 2 || mu < 1 || mu >= int(w.replicas) {
+		t.Errorf("replicas %d, budget %v", w.replicas, pdb.Spec.MaxUnavailable)
 	}
 	for k, v := range pdb.Spec.Selector.MatchLabels {
-		if sts.Spec.Template.Labels[k] != v {
+		if w.tmpl.Labels[k] != v {
 			t.Errorf("the budget's selector %s=%s does not select the pods", k, v)
 		}
 	}
@@ -372,8 +417,16 @@ func checkCommon(t *testing.T, sts *appsv1.StatefulSet, pdb *policyv1.PodDisrupt
 			tokens = &spec.Volumes[i]
 		}
 	}
-	if tokens == nil || tokens.Secret.SecretName != "hq-tokens" || !slices.Contains(c.Args, "--enroll-token-file=/etc/postern/tokens/$(POD_NAME)") {
-		t.Errorf("token: volume %+v args %v", tokens, c.Args)
+	switch w.kind {
+	case "StatefulSet":
+		if tokens == nil || tokens.Secret.SecretName != "hq-tokens" || !slices.Contains(c.Args, "--enroll-token-file=/etc/postern/tokens/$(POD_NAME)") {
+			t.Errorf("token: volume %+v args %v", tokens, c.Args)
+		}
+	case "Deployment":
+		// No stored secret at all: the identity is the pod's.
+		if tokens != nil || slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--enroll-token-file") }) {
+			t.Errorf("a Deployment with a token Secret: volume %+v args %v", tokens, c.Args)
+		}
 	}
 	for _, e := range c.Env {
 		if strings.Contains(strings.ToLower(e.Name), "token") && e.Value != "" {
@@ -391,7 +444,14 @@ func TestConnectordChartRefuses(t *testing.T) {
 	}{
 		{with(base(), "meshURL", ""), "meshURL"},
 		{with(base(), "meshURL", "http://mesh.example.com"), "meshURL"},
-		{with(base(), "tokenSecret", ""), "tokenSecret"},
+		{with(baseSts(), "tokenSecret", ""), "tokenSecret"},
+		{with(base(), "tokenSecret", "hq-tokens"), "tokenSecret"},
+		{with(base(), "group", ""), "group"},
+		{with(base(), "group", "HQ!"), "group"},
+		{with(baseSts(), "group", "hq"), "group"},
+		{with(base(), "mode", "daemonset"), "mode"},
+		{with(base(), "serviceAccountToken", map[string]any{"audience": ""}), "serviceAccountToken.audience"},
+		{with(base(), "serviceAccountToken", map[string]any{"expirationSeconds": 300}), "expirationSeconds"},
 		{with(base(), "allow", []any{}), "allow"},
 		{with(base(), "replicas", 1), "replicas"},
 		{with(base(), "podAntiAffinity", "maybe"), "podAntiAffinity"},
@@ -401,5 +461,41 @@ func TestConnectordChartRefuses(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: got %v, want an error naming %s", tt.values, err, tt.want)
 		}
+	}
+}
+
+// checkServiceAccountToken: a Deployment's pods enrol in group with a
+// projected ServiceAccount token for audience (mounted read-only where
+// --enroll-oidc-token-file reads it, lifetime expiration seconds, never
+// the API server's token), and keep their key and credential on an
+// emptyDir.
+func checkServiceAccountToken(t *testing.T, w *workload, group, audience string, expiration int64) {
+	t.Helper()
+	spec := w.spec()
+	c := spec.Containers[0]
+	if !slices.Contains(c.Args, "--enroll-oidc-token-file=/var/run/secrets/postern/token") || !slices.Contains(c.Args, "--enroll-group="+group) {
+		t.Errorf("args %v, want enrolment by the ServiceAccount token in group %s", c.Args, group)
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range spec.Volumes {
+		vols[v.Name] = v
+	}
+	sa := vols["sa-token"].Projected
+	if sa == nil || len(sa.Sources) != 1 || sa.Sources[0].ServiceAccountToken == nil {
+		t.Fatalf("sa-token volume %+v, want one projected ServiceAccount token", vols["sa-token"])
+	}
+	tok := sa.Sources[0].ServiceAccountToken
+	if tok.Audience != audience || tok.ExpirationSeconds == nil || *tok.ExpirationSeconds != expiration || tok.Path != "token" {
+		t.Errorf("projected token %+v, want audience %s, %ds, path token", tok, audience, expiration)
+	}
+	if st := vols["state"]; st.EmptyDir == nil {
+		t.Errorf("state volume %+v, want an emptyDir (the identity dies with the pod)", st)
+	}
+	var mounted bool
+	for _, m := range c.VolumeMounts {
+		mounted = mounted || (m.Name == "sa-token" && m.MountPath == "/var/run/secrets/postern" && m.ReadOnly)
+	}
+	if !mounted {
+		t.Errorf("mounts %+v, want sa-token read-only at /var/run/secrets/postern", c.VolumeMounts)
 	}
 }

@@ -64,7 +64,7 @@ var HostileHeaders = []string{
 	"X-Envoy-Original-Path", "X-Envoy-Internal", "True-Client-IP", "true_client_ip", "CF-Connecting-IP", "cf_connecting_ip",
 	"Cf-Access-Authenticated-User-Email", "Cf-Access-Jwt-Assertion", "Cf-Visitor", "X-Real-IP", "X_Real_Ip", "X-Client-IP",
 	"X-Cluster-Client-Ip", "Fastly-Client-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl",
-	"X-Forwarded-Client-Cert", "X-Postern-User", "x_postern_groups", "X-Postern-Anything", "X-Amzn-Oidc-Identity",
+	"X-Forwarded-Client-Cert", "X-Postern-User", "x_postern_groups", "X-Postern-Anything", "X-Postern-Assertion", "x_postern_assertion", "X-Amzn-Oidc-Identity",
 	"X-Amzn-Oidc-Data", "X-Goog-Authenticated-User-Email", "X-Goog-Iap-Jwt-Assertion", "X-Ms-Client-Principal-Name",
 	"X-Ms-Client-Principal", "X-Ms-Token-Aad-Id-Token", "Remote-User", "Remote-Groups", "X-Remote-User", "X_Remote_User",
 	"X-Webauth-User", "X-Pomerium-Jwt-Assertion", "X-Authentik-Username", "X-Consumer-Username", "X-Arr-Ssl",

@@ -93,6 +93,19 @@ func newReceiver(tb testing.TB, tls bool) *Receiver {
 	return r
 }
 
+// NewSink starts an OTLP/HTTP endpoint on 127.0.0.1 that reads and
+// discards every export and answers it as a collector does, for
+// benchmarks; closed by tb's cleanup. It returns the traces URL.
+func NewSink(tb testing.TB) string {
+	tb.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	tb.Cleanup(srv.Close)
+	return srv.URL + "/v1/traces"
+}
+
 // CertPEM returns the PEM certificate of a TLS receiver.
 func (r *Receiver) CertPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.srv.Certificate().Raw})

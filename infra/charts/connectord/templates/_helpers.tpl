@@ -32,8 +32,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if not (regexMatch "^https://[^/\\s]+" .Values.meshURL) -}}
 {{- fail "meshURL is required: the HTTPS URL of a mesh node, such as https://mesh.example.com" -}}
 {{- end -}}
+{{- if eq .Values.mode "deployment" -}}
+{{- if not (regexMatch "^[a-z0-9][a-z0-9-]{0,62}$" .Values.group) -}}
+{{- fail "group is required with mode deployment: the connector group whose workload_enrollment accepts this release's ServiceAccount (see values.yaml)" -}}
+{{- end -}}
+{{- if .Values.tokenSecret -}}
+{{- fail "tokenSecret is for mode statefulset: mode deployment enrols by the pods' ServiceAccount tokens" -}}
+{{- end -}}
+{{- if not .Values.serviceAccountToken.audience -}}
+{{- fail "serviceAccountToken.audience is required: the audience the group's workload_enrollment accepts (postern)" -}}
+{{- end -}}
+{{- if lt (int .Values.serviceAccountToken.expirationSeconds) 600 -}}
+{{- fail "serviceAccountToken.expirationSeconds must be at least 600 (Kubernetes' minimum)" -}}
+{{- end -}}
+{{- else if eq .Values.mode "statefulset" -}}
 {{- if not .Values.tokenSecret -}}
-{{- fail "tokenSecret is required: a Secret with one enrolment token per pod (see values.yaml)" -}}
+{{- fail "tokenSecret is required with mode statefulset: a Secret with one enrolment token per pod (see values.yaml)" -}}
+{{- end -}}
+{{- if .Values.group -}}
+{{- fail "group is for mode deployment: with mode statefulset each one-time token names its group" -}}
+{{- end -}}
+{{- else -}}
+{{- fail "mode must be deployment or statefulset" -}}
 {{- end -}}
 {{- if and (not .Values.allow) (not .Values.allowAny) -}}
 {{- fail "allow is required (the internal destinations the mesh may reach), or set allowAny" -}}

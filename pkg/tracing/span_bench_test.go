@@ -1,0 +1,46 @@
+package tracing_test
+
+import (
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/postern/postern/pkg/tracing"
+	"github.com/postern/postern/pkg/tracing/tracingtest"
+)
+
+// BenchmarkSpan measures what one sampled span costs through the
+// OpenTelemetry SDK and Postern's exporter: start, the edge span's 11
+// attributes set at the end through a pooled Attrs, end, and its share of
+// the batch export (protobuf, POST to a sink on loopback). It is the
+// floor of tracing's per-span price as long as the SDK records the spans.
+func BenchmarkSpan(b *testing.B) {
+	tr, err := tracing.New(b.Context(), "meshd", tracing.Config{Endpoint: tracingtest.NewSink(b), Sampler: sdktrace.AlwaysSample()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Shutdown(b.Context())
+	tracer := tr.Tracer()
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		_, span := tracer.Start(ctx, "edge", opts...)
+		a := tracing.NewAttrs()
+		a.Add(attribute.String("http.request.method", "GET"))
+		a.Add(attribute.String("server.address", "app.example.com"))
+		a.Add(attribute.String("url.path", "/home/page"))
+		a.Add(attribute.String("postern.request_id", "abcdefghijklmnop"))
+		a.Add(attribute.String("postern.app", "app"))
+		a.Add(attribute.Int("http.response.status_code", 200))
+		a.Add(attribute.String("postern.connector", "c1"))
+		a.Add(attribute.String("postern.auth", "cookie"))
+		a.Add(attribute.String("postern.decision", "allow"))
+		a.Add(attribute.String("postern.reason", "policy"))
+		a.Add(attribute.String("postern.rule", "staff"))
+		a.SetOn(span)
+		span.End()
+	}
+}
