@@ -23,8 +23,6 @@ import (
 	"github.com/postern/postern/pkg/pool"
 	"github.com/postern/postern/pkg/route"
 	"github.com/postern/postern/pkg/tunnelhttp"
-	"github.com/postern/postern/pkg/wgkey"
-	"github.com/postern/postern/pkg/wgnet"
 )
 
 // ClusterConfig joins a node to a mesh of nodes.
@@ -92,9 +90,7 @@ type mesh struct {
 	joined    atomic.Bool                           // the gossip reached another member at least once
 
 	mu        sync.Mutex // guards the following
-	wgPeers   map[string]wgkey.Public
-	peerBoot  map[string]int64     // boot time of each WireGuard peer's node, by node id
-	downSince map[string]time.Time // relay paths not answering probes, by node id
+	peers     *meshPeers // the WireGuard peers and relay paths of the members
 	decisions map[string]*route.Decision
 	built     time.Time
 	// builtWithPath reports that a relay path to another live member
@@ -106,7 +102,7 @@ type mesh struct {
 
 func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	m := &mesh{n: n, cfg: cfg, boot: n.cfg.Now().UnixNano(), kick: make(chan struct{}, 1),
-		wgPeers: map[string]wgkey.Public{}, peerBoot: map[string]int64{}, downSince: map[string]time.Time{}, decisions: map[string]*route.Decision{}, tokens: map[string]bool{},
+		decisions: map[string]*route.Decision{}, tokens: map[string]bool{},
 		statesFrom: map[string]bool{}}
 	m.redeem = &redeemer{m: m}
 	m.tokenClient = &http.Client{Transport: &http.Transport{DialContext: n.wg.DialContext, MaxIdleConnsPerHost: 4}}
@@ -133,6 +129,7 @@ func newMesh(n *Node, cfg ClusterConfig) (*mesh, error) {
 	}
 	pc.Dial, pc.Pinger, pc.Logger, pc.Now = n.wg.DialContext, n.wg, n.logger.With("component", "relay_paths"), n.cfg.Now
 	m.relays = pool.NewRelays(pc)
+	m.peers = newMeshPeers(n.wg, m.relays, n.cfg.Now, n.logger)
 	m.router = newRouter(n.pool, m.relays, strategy)
 	empty := map[netip.Addr]string{}
 	m.nodeAddrs.Store(&empty)
@@ -285,7 +282,8 @@ func (m *mesh) publish() {
 }
 
 // reconcilePeers makes every live member a WireGuard peer and a relay
-// path, and drops those that left or died.
+// path, and withdraws (then drops) those that left or died (see
+// meshPeers.reconcile).
 func (m *mesh) reconcilePeers(members []gossip.Member) {
 	want := map[string]gossip.Member{}
 	addrs := map[netip.Addr]string{}
@@ -299,93 +297,7 @@ func (m *mesh) reconcilePeers(members []gossip.Member) {
 	m.nodeAddrs.Store(&addrs)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for id, key := range m.wgPeers {
-		if mb, ok := want[id]; !ok || mb.WGKey != key {
-			m.relays.Remove(key)
-			m.n.removePeer(key)
-			delete(m.wgPeers, id)
-			delete(m.downSince, id)
-			delete(m.peerBoot, id)
-			m.n.logger.Info("mesh_peer_removed", "peer_node", id)
-		}
-	}
-	for id, mb := range want {
-		if _, ok := m.wgPeers[id]; ok {
-			if boot, seen := m.peerBoot[id]; seen && boot != mb.Boot {
-				m.restartedLocked(id, mb)
-				continue
-			}
-			m.resetIfStuckLocked(id, mb)
-			continue
-		}
-		if !m.addWGPeer(id, mb) {
-			continue
-		}
-		m.relays.Upsert(id, mb.WGKey)
-		m.wgPeers[id] = mb.WGKey
-		m.peerBoot[id] = mb.Boot
-		m.n.logger.Info("mesh_peer_added", "peer_node", id, "region", mb.Region, "endpoint", mb.WGEndpoint)
-	}
-}
-
-// peerReset is how long a live member's relay path may fail its probes
-// before the WireGuard peer is made afresh: after a partition one side may
-// have dropped and re-added us while the other kept a session that no
-// longer decrypts, and a fresh peer handshakes at once.
-const peerReset = 3 * time.Second
-
-// resetIfStuckLocked re-creates the WireGuard peer of member id when its
-// relay path has been down for peerReset although the gossip sees it alive.
-func (m *mesh) resetIfStuckLocked(id string, mb gossip.Member) {
-	p := m.relays.Get(mb.WGKey)
-	if p == nil || p.Alive() || mb.State != gossip.StateAlive {
-		delete(m.downSince, id)
-		return
-	}
-	since, ok := m.downSince[id]
-	if !ok {
-		m.downSince[id] = m.n.cfg.Now()
-		return
-	}
-	if m.n.cfg.Now().Sub(since) < peerReset {
-		return
-	}
-	m.n.removePeer(mb.WGKey)
-	if !m.addWGPeer(id, mb) {
-		return
-	}
-	m.downSince[id] = m.n.cfg.Now()
-	m.n.logger.Info("mesh_peer_reset", "peer_node", id, "reason", "relay path down while the gossip sees the node alive")
-}
-
-// restartedLocked takes in member id, which restarted (a new boot time)
-// before the gossip declared it dead: its WireGuard session is gone, so
-// the peer is made afresh (the next packet starts a handshake, instead of
-// waiting for peerReset) and its relay path is proven again.
-func (m *mesh) restartedLocked(id string, mb gossip.Member) {
-	m.n.removePeer(mb.WGKey)
-	if !m.addWGPeer(id, mb) {
-		return
-	}
-	m.relays.Upsert(id, mb.WGKey)
-	m.peerBoot[id] = mb.Boot
-	delete(m.downSince, id)
-	m.n.logger.Info("mesh_peer_restarted", "peer_node", id)
-}
-
-// addWGPeer makes member id a WireGuard peer at its advertised endpoint;
-// it logs and reports false when that fails.
-func (m *mesh) addWGPeer(id string, mb gossip.Member) bool {
-	ep, err := netip.ParseAddrPort(mb.WGEndpoint)
-	if err != nil {
-		m.n.logger.Warn("mesh_peer_bad_endpoint", "peer_node", id, "endpoint", mb.WGEndpoint, "error", err)
-		return false
-	}
-	if err := m.n.wg.AddPeer(wgnet.Peer{PublicKey: mb.WGKey, Endpoint: ep, Keepalive: 10 * time.Second}); err != nil {
-		m.n.logger.Warn("mesh_peer_add_failed", "peer_node", id, "error", err)
-		return false
-	}
-	return true
+	m.peers.reconcile(want)
 }
 
 func live(s gossip.State) bool { return s == gossip.StateAlive || s == gossip.StateSuspect }
@@ -505,10 +417,14 @@ func (m *mesh) notReady() []string {
 }
 
 // relayPathUp reports whether a relay path to another live member answers
-// its probes, or there is no other member.
+// its probes, or there is no other member (the paths of members no longer
+// alive, withdrawn during their grace, do not count).
 func (m *mesh) relayPathUp() bool {
 	others := 0
 	for _, r := range m.relays.List() {
+		if r.Withdrawn() {
+			continue
+		}
 		if r.Alive() {
 			return true
 		}

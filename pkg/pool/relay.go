@@ -3,6 +3,7 @@ package pool
 import (
 	"net/http"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/postern/postern/pkg/wgkey"
@@ -18,22 +19,29 @@ type Relay struct {
 	link
 	// Node is the relay node's id.
 	Node string
+	// withdrawn is set while the gossip no longer lists the node alive:
+	// new requests avoid it, those in flight (streams) go on; shared by
+	// every instance of the path, so a revived one stays withdrawn.
+	withdrawn *atomic.Bool
 }
 
-// TryAcquire counts a request as outstanding on r unless r is lost, and
-// reports whether it did.
-func (r *Relay) TryAcquire() bool { return r.admit(nil) }
+// TryAcquire counts a request as outstanding on r unless r is lost or
+// withdrawn, and reports whether it did.
+func (r *Relay) TryAcquire() bool { return r.admit(r.withdrawn) }
 
 // Usable reports whether r takes new requests: its node answers probes
-// through the tunnel.
-func (r *Relay) Usable() bool { return r.alive.Load() }
+// through the tunnel and is not withdrawn.
+func (r *Relay) Usable() bool { return r.alive.Load() && !r.withdrawn.Load() }
+
+// Withdrawn reports whether r is withdrawn (see Relays.Withdraw).
+func (r *Relay) Withdrawn() bool { return r.withdrawn.Load() }
 
 // Healthy reports whether r takes new requests and is not suspect.
 func (r *Relay) Healthy() bool { return r.Usable() && !r.Suspected() }
 
 // revive returns a live new instance of r.
 func (r *Relay) revive(t *http.Transport, _ time.Time) *Relay {
-	n := &Relay{Node: r.Node}
+	n := &Relay{Node: r.Node, withdrawn: r.withdrawn}
 	n.init(r.Key, t, true)
 	return n
 }
@@ -62,10 +70,27 @@ func NewRelays(cfg Config) *Relays {
 // replaces an earlier instance of it (which is then lost). The new
 // instance is not alive until a probe answers.
 func (rs *Relays) Upsert(node string, key wgkey.Public) *Relay {
-	r := &Relay{Node: node}
+	r := &Relay{Node: node, withdrawn: new(atomic.Bool)}
 	r.init(key, rs.newTransport(), false)
 	rs.put(r)
 	return r
+}
+
+// Withdraw stops (on == true) or resumes sending new requests along the
+// relay path with key, without ending it: its requests in flight and its
+// streams go on, and its probes go on (a path that stops answering is
+// still declared dead, which ends them). The mesh withdraws the path of a
+// node the gossip no longer lists alive while it waits to see whether
+// that was a false alarm. It reports whether the path exists.
+func (rs *Relays) Withdraw(key wgkey.Public, on bool) bool {
+	r := rs.Get(key)
+	if r == nil {
+		return false
+	}
+	if r.withdrawn.Swap(on) != on {
+		rs.logger.Info(rs.event(map[bool]string{true: "withdrawn", false: "restored"}[on]), r.attrs()...)
+	}
+	return true
 }
 
 // List returns every relay path, sorted by node id.

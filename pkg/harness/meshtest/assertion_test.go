@@ -116,14 +116,14 @@ func TestBackendVerifiesEveryNodesAssertionWithOneJWKS(t *testing.T) {
 	// A keyring holder whose credential another authority signed tries
 	// to join through a: it is refused, and its key is never served.
 	rogueKid := joinRogue(t, h, h.Meshes()[a].GossipAddr())
-	if err := harness.WaitFor(t.Context(), 30*time.Second, func() bool {
+	if err := harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		return strings.Contains(logs.String(), "ignoring alive message for 'rogue'")
 	}); err != nil {
 		t.Fatalf("node a never refused the rogue node: %v", err)
 	}
 	// Every node serves the three nodes' keys (each sets them at its
 	// next sync), and never the rogue's.
-	if err := harness.WaitFor(t.Context(), 30*time.Second, func() bool {
+	if err := harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		for _, i := range h.Running() {
 			if len(jwksKids(t, h, i)) != 3 {
 				return false
@@ -143,7 +143,7 @@ func TestBackendVerifiesEveryNodesAssertionWithOneJWKS(t *testing.T) {
 	// assertion c minted before it left still verifies.
 	c := h.MeshIndex("c")
 	h.StopMesh(c)
-	if err := harness.WaitFor(t.Context(), 30*time.Second, func() bool {
+	if err := harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		for _, n := range h.Meshes()[a].Node.Status().Mesh.Nodes {
 			if n.ID == "c" {
 				return n.State != string(gossip.StateAlive)
@@ -158,7 +158,7 @@ func TestBackendVerifiesEveryNodesAssertionWithOneJWKS(t *testing.T) {
 	}
 	// a's key set marks c departed at its next sync, and keeps its key.
 	var st meshnode.Status
-	if err := harness.WaitFor(t.Context(), 30*time.Second, func() bool {
+	if err := harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		st = h.Meshes()[a].Node.Status()
 		for _, k := range st.AssertionKeys {
 			if k.Node == "c" {
@@ -180,7 +180,7 @@ func TestBackendVerifiesEveryNodesAssertionWithOneJWKS(t *testing.T) {
 func assertionVia(t testing.TB, h *harness.Harness, i int, token string) string {
 	t.Helper()
 	var jwt, last string
-	err := harness.WaitFor(t.Context(), 60*time.Second, func() bool {
+	err := harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.APIURL(i, "/headers"), nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := h.MeshClient(i).Do(req)

@@ -28,13 +28,27 @@ const (
 	asia = "ap-southeast-1"
 )
 
-// convergeWait bounds the wait for the connectors to attach to their
-// nearest nodes. A connector that measured a node slow or unreachable
-// while the machine was busy keeps that measurement until its next one
-// (every 30 s in the harness, 10 s after an unreachable node): the wait
-// allows for two more, so one noisy measurement on a loaded machine does
-// not fail the test (it did, with 30 s).
-const convergeWait = 90 * time.Second
+// waitConverged waits until the mesh has converged (harness.WaitConverged),
+// with harness.Patience as a hang guard only. A connector that measured a
+// node slow or unreachable while the machine was busy keeps that
+// measurement until its next one (every 30 s in the harness, 10 s after an
+// unreachable node), so on a loaded machine convergence may take minutes
+// (a fixed budget failed the test: 30 s, later 90 s). Every 30 s it logs
+// what is still missing, so a slow convergence says why.
+func waitConverged(t testing.TB, h *harness.Harness) {
+	t.Helper()
+	start := time.Now()
+	for {
+		err := h.WaitConverged(t.Context(), 30*time.Second)
+		if err == nil {
+			return
+		}
+		if time.Since(start) >= harness.Patience || t.Context().Err() != nil {
+			t.Fatalf("after %v: %v", time.Since(start).Round(time.Second), err)
+		}
+		t.Logf("not converged after %v: %v", time.Since(start).Round(time.Second), err)
+	}
+}
 
 // threeRegions starts 3 regions × 2 nodes; group "east" has two connectors
 // in us-east-1, group "asia" one in ap-southeast-1, and group "shared" one
@@ -63,9 +77,7 @@ func threeRegions(t testing.TB, mod func(*harness.Topology)) (*harness.Harness, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	if err := h.WaitConverged(t.Context(), convergeWait); err != nil {
-		t.Fatal(err)
-	}
+	waitConverged(t, h)
 	t.Logf("converged %s after start", time.Since(start).Round(time.Millisecond))
 	return h, net
 }
@@ -177,7 +189,9 @@ func startLoad(t testing.TB, h *harness.Harness, i int, group string, workers in
 		go func() {
 			defer l.done.Done()
 			for ctx.Err() == nil {
-				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+				// A slow answer (a loaded machine) is no failure: the
+				// outage measures the gaps; Patience only guards a hang.
+				rctx, rcancel := context.WithTimeout(ctx, harness.Patience)
 				req, _ := http.NewRequestWithContext(rctx, "GET", url, nil)
 				resp, err := c.Do(req)
 				ok := err == nil && resp.StatusCode == http.StatusOK
@@ -230,7 +244,7 @@ func outage(rs []result, since time.Time) (time.Duration, int) {
 
 func waitRequests(t testing.TB, l *load, n int64) {
 	t.Helper()
-	if err := harness.WaitFor(t.Context(), 20*time.Second, func() bool { return l.n.Load() >= n }); err != nil {
+	if err := harness.WaitFor(t.Context(), harness.Patience, func() bool { return l.n.Load() >= n }); err != nil {
 		t.Fatalf("load made %d requests, want %d", l.n.Load(), n)
 	}
 }
@@ -252,7 +266,7 @@ func TestKillNodeRecoversWithinTwoSeconds(t *testing.T) {
 	go func() {
 		defer close(watch)
 		node := h.Meshes()[euw].Node
-		for time.Since(killed) < 10*time.Second && (withdrawn == 0 || dead == 0) {
+		for time.Since(killed) < harness.Patience && t.Context().Err() == nil && (withdrawn == 0 || dead == 0) {
 			if withdrawn == 0 && !eligibleVia(node, "app-east", victim) {
 				withdrawn = time.Since(killed)
 			}
@@ -276,14 +290,12 @@ func TestKillNodeRecoversWithinTwoSeconds(t *testing.T) {
 		t.Errorf("route through the dead node withdrawn after %v, want within 2s", withdrawn)
 	}
 	if dead == 0 {
-		t.Errorf("gossip did not declare %s dead within 10s", victim)
+		t.Errorf("gossip did not declare %s dead", victim)
 	}
 	// The connectors that were attached to it move to their next-nearest
 	// node by themselves.
 	reattach := time.Now()
-	if err := h.WaitConverged(t.Context(), convergeWait); err != nil {
-		t.Error(err)
-	}
+	waitConverged(t, h)
 	t.Logf("connectors re-attached and routes rebuilt %v after the checks", time.Since(reattach).Round(time.Millisecond))
 }
 
@@ -349,7 +361,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	// Each side keeps serving what it can reach: us-east serves east
 	// locally, eu-west still reaches asia, and eu-west answers 503 for
 	// east once the routes through us-east are withdrawn.
-	err := harness.WaitFor(t.Context(), 10*time.Second, func() bool {
+	err := harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		resp, err := h.UserClient(euw).Get(h.GroupURL(euw, "east", "/"))
 		if err != nil {
 			return false
@@ -358,15 +370,13 @@ func TestPartitionAndHeal(t *testing.T) {
 		return resp.StatusCode == http.StatusServiceUnavailable
 	})
 	if err != nil {
-		t.Fatal("eu-west did not withdraw the routes to east within 10s of the partition")
+		t.Fatal("eu-west did not withdraw the routes to east after the partition")
 	}
 	get(t, h.UserClient(use), h.GroupURL(use, "east", "/"), http.StatusOK)
 	get(t, h.UserClient(euw), h.GroupURL(euw, "asia", "/"), http.StatusOK)
 	healed := time.Now()
 	net.Heal()
-	if err := h.WaitConverged(t.Context(), convergeWait); err != nil {
-		t.Fatal(err)
-	}
+	waitConverged(t, h)
 	t.Logf("healed and converged in %v without operator action", time.Since(healed).Round(time.Millisecond))
 	get(t, h.UserClient(euw), h.GroupURL(euw, "east", "/"), http.StatusOK)
 	get(t, h.UserClient(use), h.GroupURL(use, "asia", "/"), http.StatusOK)
@@ -455,7 +465,7 @@ func TestUsedTokenSpreadsThroughTheMesh(t *testing.T) {
 	// once the used id has spread.
 	other := &enroll.Client{BaseURL: h.Meshes()[h.MeshIndex("apse1-b")].URL, HTTPClient: h.APIClient()}
 	var lastErr error
-	err = harness.WaitFor(t.Context(), 10*time.Second, func() bool {
+	err = harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		key2, _ := wgkey.Generate()
 		_, lastErr = other.Enroll(t.Context(), tok, key2, "two")
 		var apiErr *enroll.APIError
@@ -477,7 +487,7 @@ func TestConnectorDrainLosesNothing(t *testing.T) {
 	l := startLoad(t, h, euw, "east", 4)
 	waitRequests(t, l, 20)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), harness.Patience)
 	defer cancel()
 	if err := h.Connectors()[0].C.Drain(ctx); err != nil {
 		t.Fatalf("drain: %v", err)

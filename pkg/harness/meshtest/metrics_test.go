@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -87,7 +86,7 @@ func TestMetricNamesList(t *testing.T) {
 	// until every listed name is there; a renamed one never comes, and
 	// fails below.
 	var names map[string]bool
-	harness.WaitFor(t.Context(), 60*time.Second, func() bool {
+	harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		names = scrape(t, h, a, b)
 		for _, n := range want {
 			if !names[n] {

@@ -46,7 +46,7 @@ func waitStatus(t testing.TB, h *harness.Harness, i int, cookie *http.Cookie, wa
 	t.Helper()
 	start := time.Now()
 	var got int
-	err := harness.WaitFor(t.Context(), 20*time.Second, func() bool {
+	err := harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		got, _ = appStatus(t.Context(), h, i, cookie)
 		return got == want
 	})
@@ -176,7 +176,7 @@ func startUserLoad(h *harness.Harness, nodes []int, cookies map[string]*http.Coo
 						return
 					default:
 					}
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					ctx, cancel := context.WithTimeout(context.Background(), harness.Patience) // a hang guard: slow is no failure
 					st, err := appStatus(ctx, h, i, c)
 					cancel()
 					if err != nil {
@@ -247,7 +247,7 @@ func TestRevokeUserUnderLoad(t *testing.T) {
 	aliceSub, _ := tokenClaims(t, cookies["alice"])
 	h.KillMesh(2) // down during the revocation
 	l := startUserLoad(h, []int{0, 1}, cookies)
-	if err := harness.WaitFor(ctx, 20*time.Second, func() bool {
+	if err := harness.WaitFor(ctx, harness.Patience, func() bool {
 		return l.count("bob", 0, func(r loadResult) bool { return r.status == 200 }) > 20 &&
 			l.count("alice", 1, func(r loadResult) bool { return r.status == 200 }) > 20
 	}); err != nil {
@@ -264,7 +264,7 @@ func TestRevokeUserUnderLoad(t *testing.T) {
 		t.Fatalf("revoke: %+v, %v", resp, err)
 	}
 	for _, i := range []int{0, 1} {
-		if err := harness.WaitFor(ctx, 20*time.Second, func() bool {
+		if err := harness.WaitFor(ctx, harness.Patience, func() bool {
 			return l.count("alice", i, func(r loadResult) bool { return r.at.After(revoked) && r.status == http.StatusFound }) > 10
 		}); err != nil {
 			t.Fatalf("%s keeps serving the revoked user: statuses since the revocation %v", h.Meshes()[i].ID, l.statuses("alice", i, revoked))

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -53,12 +52,12 @@ func TestStatusPageInABrowser(t *testing.T) {
 	a := h.Meshes()[h.MeshIndex("a")]
 	// Every node knows a route for hq before the page is read.
 	for _, m := range h.Meshes() {
-		if err := harness.WaitFor(t.Context(), 60*time.Second, func() bool { return routed(m.Node, "hq") }); err != nil {
+		if err := harness.WaitFor(t.Context(), harness.Patience, func() bool { return routed(m.Node, "hq") }); err != nil {
 			t.Fatalf("%s never chose a route for hq: %v", m.ID, err)
 		}
 	}
 	// and a serves the assertion keys of all three (set at its next sync).
-	if err := harness.WaitFor(t.Context(), 30*time.Second, func() bool { return len(a.Node.Status().AssertionKeys) == 3 }); err != nil {
+	if err := harness.WaitFor(t.Context(), harness.Patience, func() bool { return len(a.Node.Status().AssertionKeys) == 3 }); err != nil {
 		t.Fatalf("a lists %+v as assertion keys, want three: %v", a.Node.Status().AssertionKeys, err)
 	}
 	admin := httptest.NewServer(a.Node.AdminHandler())

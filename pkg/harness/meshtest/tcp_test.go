@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/postern/postern/pkg/access"
 	"github.com/postern/postern/pkg/harness"
@@ -48,7 +47,7 @@ func TestRelayedTCPApp(t *testing.T) {
 	}
 	var conn net.Conn
 	// The relay path appears once the gossip has spread the attachment.
-	err = harness.WaitFor(t.Context(), 30*time.Second, func() bool {
+	err = harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		cn, err := c.Dial(t.Context())
 		if err != nil {
 			return false

@@ -47,7 +47,7 @@ func startMesh(t testing.TB, nodes []harness.NodeSpec, conns []harness.Connector
 func waitTunnels(t testing.TB, h *harness.Harness) {
 	t.Helper()
 	var why string
-	err := harness.WaitFor(t.Context(), 30*time.Second, func() bool {
+	err := harness.WaitFor(t.Context(), harness.Patience, func() bool {
 		why = ""
 		running := h.Running()
 		for _, i := range running {
@@ -205,7 +205,7 @@ func TestTokenUsedOnceAcrossTheMesh(t *testing.T) {
 		}
 		net.Heal()
 		waitTunnels(t, h)
-		if err := harness.WaitFor(t.Context(), 15*time.Second, func() bool {
+		if err := harness.WaitFor(t.Context(), harness.Patience, func() bool {
 			return apiCode(enrolAt(t, h, 2, tok)) == enroll.CodeTokenAlreadyUsed
 		}); err != nil {
 			t.Fatal("after the heal the former minority does not refuse the token used on the majority side")
@@ -236,7 +236,7 @@ func TestTokenUsedOnceAcrossTheMesh(t *testing.T) {
 			}
 		}
 		waitTunnels(t, h)
-		if err := harness.WaitFor(t.Context(), 20*time.Second, func() bool {
+		if err := harness.WaitFor(t.Context(), harness.Patience, func() bool {
 			return apiCode(enrolAt(t, h, 0, tok)) == enroll.CodeTokenAlreadyUsed
 		}); err != nil {
 			t.Fatalf("the restored node does not refuse the used token: %q", apiCode(enrolAt(t, h, 0, tok)))
@@ -267,7 +267,7 @@ func postEnroll(t testing.TB, h *harness.Harness, i int, body enroll.EnrollReque
 // waitState waits until node i sees node id in state.
 func waitState(t testing.TB, h *harness.Harness, i int, id string, state gossip.State) {
 	t.Helper()
-	err := harness.WaitFor(t.Context(), 15*time.Second, func() bool { return stateOf(h.Meshes()[i].Node, id) == string(state) })
+	err := harness.WaitFor(t.Context(), harness.Patience, func() bool { return stateOf(h.Meshes()[i].Node, id) == string(state) })
 	if err != nil {
 		t.Fatalf("%s does not see %s %s", h.Meshes()[i].ID, id, state)
 	}
