@@ -153,7 +153,7 @@ func (b *UDPBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	setSocketBuffers(c)
 	b.conn = c
 	b.bc = newBatchConn(c, b.addr.Is4())
-	b.off = newOffload(c, b.noOffload)
+	b.off = newOffload(c, b.noOffload, true)
 	actual := uint16(c.LocalAddr().(*net.UDPAddr).Port)
 	if b.off.gro {
 		return []conn.ReceiveFunc{groReceiver(b.bc)}, actual, nil

@@ -38,13 +38,14 @@ type offload struct {
 	gro bool        // UDP_GRO is on: a reading may hold several datagrams
 }
 
-// newOffload probes c's offload options, or turns them off if off.
-func newOffload(c *net.UDPConn, off bool) *offload {
+// newOffload probes c's offload options, or turns them off if off;
+// UDP_GRO only if gro (the socket's reader cuts coalesced readings).
+func newOffload(c *net.UDPConn, off, gro bool) *offload {
 	o := &offload{}
 	if off {
 		return o
 	}
-	gso, gro := probeOffload(c)
+	gso, gro := probeOffload(c, gro)
 	o.gso.Store(gso)
 	o.gro = gro
 	return o

@@ -16,8 +16,9 @@ var gsoOOBSize = unix.CmsgSpace(2)
 var groOOBSize = unix.CmsgSpace(4)
 
 // probeOffload reports whether c may send with UDP_SEGMENT (the kernel
-// knows the option) and turns UDP_GRO on, reporting whether that took.
-func probeOffload(c *net.UDPConn) (gso, gro bool) {
+// knows the option) and, if wantGRO, turns UDP_GRO on, reporting whether
+// that took.
+func probeOffload(c *net.UDPConn, wantGRO bool) (gso, gro bool) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return false, false
@@ -25,7 +26,7 @@ func probeOffload(c *net.UDPConn) (gso, gro bool) {
 	_ = rc.Control(func(fd uintptr) {
 		_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 		gso = err == nil
-		gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+		gro = wantGRO && unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 	})
 	return gso, gro
 }

@@ -9,7 +9,7 @@ import "net"
 
 var gsoOOBSize, groOOBSize = 0, 0
 
-func probeOffload(*net.UDPConn) (gso, gro bool) { return false, false }
+func probeOffload(*net.UDPConn, bool) (gso, gro bool) { return false, false }
 
 func putSegmentSize(oob []byte, _ int) []byte { return oob[:0] }
 
