@@ -53,8 +53,8 @@ type dialSession struct {
 	done      chan struct{}
 	changed   chan struct{} // one token: primary was set or ready grew
 	noOffload bool
-	wg      sync.WaitGroup
-	ms      []ipv4.Message // receive's own, pointing into WireGuard's buffers
+	wg        sync.WaitGroup
+	ms        []ipv4.Message // receive's own, pointing into WireGuard's buffers
 
 	mu      sync.Mutex // guards the following
 	conns   map[netip.AddrPort]*dialConn
@@ -83,10 +83,9 @@ func (b *DialBind) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
 		return nil, 0, conn.ErrBindAlreadyOpen
 	}
 	s := &dialSession{
-		done:    make(chan struct{}),
-		changed: make(chan struct{}, 1),
-		conns:   make(map[netip.AddrPort]*dialConn),
-
+		done:      make(chan struct{}),
+		changed:   make(chan struct{}, 1),
+		conns:     make(map[netip.AddrPort]*dialConn),
 		noOffload: b.noOffload,
 	}
 	b.open = s

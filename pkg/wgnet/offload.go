@@ -16,7 +16,9 @@ import (
 // from one sender coalesced into one reading, which the bind cuts again.
 // A bulk stream through the tunnel then costs one system call and one
 // trip through the kernel's UDP path per up to 64 datagrams instead of
-// per datagram. Where the kernel lacks either option, or the first
+// per datagram. (The dial bind sends segmented but does not ask for
+// UDP_GRO: its primary socket is read straight into WireGuard's buffers,
+// one datagram each.) Where the kernel lacks either option, or the first
 // segmented send is refused, the bind sends and reads one datagram per
 // message, as before.
 
