@@ -171,30 +171,3 @@ func waitFull(l *inFlightLog) {
 		last = v
 	}
 }
-
-// TestTinyMSSStream streams through the tunnel to a listener that
-// advertises the smallest MSS a stack accepts (88 bytes): the sender's
-// 64 KiB GSO segments are then cut into some 860 packets, many batches'
-// worth, which must go out over several Reads. (Cut at most one batch
-// per segment, the link used to drop such segments whole, and the stream
-// stalled: a peer could stall every connection towards it by advertising
-// a small MSS.) The bytes must arrive intact and in order.
-func TestTinyMSSStream(t *testing.T) {
-	a, b := pair(t)
-	ln, err := b.Listen(82)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	if terr := ln.(*listener).ep.SetSockOptInt(tcpip.MaxSegOption, header.TCPMinimumMSS); terr != nil {
-		t.Fatalf("set MSS: %v", terr)
-	}
-	payload := make([]byte, 1<<20)
-	for i := range payload {
-		payload[i] = byte(i*13 + i>>8)
-	}
-	sendOver(t, a, b, ln, 82, payload)
-	if d := a.link.drops.Load(); d != 0 {
-		t.Fatalf("the sender's link dropped %d packets it could not cut (the stream got through on retransmissions)", d)
-	}
-}
