@@ -336,7 +336,9 @@ func (l *linkTUN) copyOut(pkt *stack.PacketBuffer, from int, bufs [][]byte, size
 		if n != pkt.Size() {
 			return 0, false, errPacketTooBig
 		}
-		if g.Type != stack.GSONone && g.NeedsCsum {
+		partial := g.Type != stack.GSONone && g.NeedsCsum
+		shrinkWindow(out[:n], !partial)
+		if partial {
 			finishChecksum(out[:n], int(g.L3HdrLen), int(g.CsumOffset))
 		}
 		sizes[0] = n
@@ -346,6 +348,7 @@ func (l *linkTUN) copyOut(pkt *stack.PacketBuffer, from int, bufs [][]byte, size
 	for _, s := range pkt.AsSlices() {
 		in = append(in, s...)
 	}
+	shrinkWindow(in, false) // splitTCP computes every packet's checksum
 	return splitTCP(in, len(pkt.NetworkHeader().Slice()), int(g.MSS), from, bufs, sizes, offset)
 }
 
