@@ -172,9 +172,11 @@ func echoBothWays(t *testing.T, c net.Conn, payload []byte, nodes map[string]*No
 // TestEchoBothWaysDialBind echoes 8 MiB through the tunnel from a
 // connector-like node (dial bind) to a mesh-like node (UDP bind), writing
 // and reading at once so both directions run full: every byte must come
-// back, and a stall fails the test with both nodes' TCP state. (Such a
-// stream stalled for good in about 1 run in 6 on a loaded machine, the
-// client probing a zero window.)
+// back, and a stall fails the test with both nodes' TCP state. Before
+// shrinkWindow such a stream stalled for good in 4 runs of 100 on a
+// loaded machine: the server's window had fallen below one scale unit,
+// the client had sent into it and probed a zero window, and the server
+// rejected the client's ACKs (see window.go).
 func TestEchoBothWaysDialBind(t *testing.T) {
 	server, client, ps, pc := connectorPair(t)
 	echoServer(t, server, 90)

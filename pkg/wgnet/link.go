@@ -39,7 +39,10 @@ const gsoMaxSize = 1<<16 - 1
 //     goroutine. Large TCP segments (host GSO) stay whole in the queue.
 //   - WireGuard's Read takes as many queued packets as fit into its batch,
 //     cuts GSO segments into MTU-sized packets with their checksums, and
-//     copies them straight into WireGuard's buffers.
+//     copies them straight into WireGuard's buffers. Every TCP segment
+//     leaves with one window unit less than the stack chose, so that the
+//     stack accepts all that its peer may send (see window.go: two-way
+//     streams stalled for good without it).
 //   - WireGuard's Write wraps each decrypted packet in a PacketBuffer and
 //     delivers it into the stack in the calling goroutine. (gVisor's GRO
 //     engine was tried here: it gained nothing measurable and one stream in
