@@ -196,8 +196,7 @@ func TestSegmentedSendRefusedFallsBack(t *testing.T) {
 }
 
 // TestOffloadOnOrOff streams 8 MiB through the tunnel each way in turn
-// (one way at a time: see the report of issue 16 on a stall of two-way
-// bulk streams) between two nodes whose binds use segmentation offload
+// (TestEchoBothWaysDialBind runs both ways at once) between two nodes whose binds use segmentation offload
 // where the kernel has it (the UDP bind on the server's side, the dial
 // bind a connector uses on the client's), and between two that have it
 // turned off, and checks every byte, and that offload stayed as the
