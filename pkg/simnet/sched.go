@@ -2,7 +2,6 @@ package simnet
 
 import (
 	"container/heap"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -99,43 +98,11 @@ func (s *scheduler[T]) close() {
 	<-s.done
 }
 
-// spinWindow is how long before a due time the scheduler stops sleeping on
-// its timer and yields in a loop instead. When the whole process is idle,
-// the Go runtime on Linux sleeps in epoll with millisecond resolution,
-// rounding every wait up to the next millisecond: a 0.5 ms one-way delay
-// took over 1 ms, more than doubling a 1 ms intra-region RTT. Sleeping to
-// within a millisecond of the due time and yielding for the rest delivers
-// within tens of microseconds of it, at the cost of up to a millisecond of
-// CPU per wake-up.
-const spinWindow = time.Millisecond
-
-// sleepUntil returns at t, to within tens of microseconds (see
-// spinWindow), or when stop is closed.
-func sleepUntil(t time.Time, stop <-chan struct{}) {
-	if d := time.Until(t) - spinWindow; d > 0 {
-		timer := time.NewTimer(d)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-		case <-stop:
-			return
-		}
-	}
-	for time.Now().Before(t) {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		runtime.Gosched()
-	}
-}
-
 // run delivers due payloads from one goroutine.
 func (s *scheduler[T]) run() {
 	defer close(s.done)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	timer := newFineTimer()
+	defer timer.Close()
 	var due []T
 	for {
 		select {
@@ -159,16 +126,12 @@ func (s *scheduler[T]) run() {
 			clear(due)
 			continue // delivery took time: look again before sleeping
 		}
-		if wait <= spinWindow {
-			runtime.Gosched()
-			continue
-		}
-		timer.Reset(wait - spinWindow)
+		timer.Reset(wait)
 		select {
 		case <-s.stop:
 			return
 		case <-s.wake:
-		case <-timer.C:
+		case <-timer.C():
 		}
 	}
 }
