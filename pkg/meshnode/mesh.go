@@ -334,11 +334,12 @@ func (m *mesh) rebuild(members []gossip.Member) {
 }
 
 func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.Member, remote map[string][]gossip.Attachment) *groupRoute {
+	now := m.n.cfg.Now()
 	var cands []route.Candidate
 	var paths []path
 	for _, c := range m.n.pool.Group(g.ID) {
 		cand := route.Candidate{Node: m.n.cfg.ID, Region: m.n.cfg.Region, Local: true, Connector: c.ID,
-			ConnectorRTT: c.RTT(), Load: c.Outstanding()}
+			ConnectorRTT: c.SmoothedRTT(), Load: c.Outstanding()}
 		switch {
 		case !c.Alive():
 			cand.Unusable = "connector not answering probes"
@@ -360,11 +361,14 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 		cand := route.Candidate{Node: id, Region: mb.Region}
 		cand.NodeRTT, cand.NodeRTTKnown = m.cluster.EstimateRTT(id)
 		peer := m.relays.Get(mb.WGKey)
-		if !cand.NodeRTTKnown && peer != nil && peer.Alive() && peer.RTT() > 0 {
-			// A node that just (re)joined has no coordinates yet, but its
-			// tunnel answers: use the RTT its probes measure, so it is
-			// used at once, not as a last resort.
-			cand.NodeRTT, cand.NodeRTTKnown = peer.RTT(), true
+		if peer != nil {
+			// The RTT the relay path's probes measure through the tunnel:
+			// the route prefers it while fresh (see package route), so a
+			// node is costed right from its first probe, long before the
+			// coordinates settle.
+			if rtt, at := peer.Measured(); !at.IsZero() {
+				cand.MeasuredRTT, cand.MeasuredAge = rtt, max(now.Sub(at), 0)
+			}
 		}
 		var best *gossip.Attachment
 		for i, a := range remote[id] {

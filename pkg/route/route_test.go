@@ -1,6 +1,7 @@
 package route
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -124,5 +125,114 @@ func TestParseStrategy(t *testing.T) {
 	}
 	if _, err := ParseStrategy("fastest"); err == nil {
 		t.Error("got nil error for an unknown strategy")
+	}
+}
+
+// measured gives c a tunnel measurement of its node's RTT, age old.
+func measured(c Candidate, rtt, age time.Duration) Candidate {
+	c.MeasuredRTT, c.MeasuredAge = rtt, age
+	return c
+}
+
+// The node RTT of a relay path comes from a fresh tunnel measurement
+// first, then the coordinates, then a stale measurement, then UnknownRTT;
+// RTT and RTTSource say which, and Cost adds RelayCost to RTT.
+func TestNodeRTTSources(t *testing.T) {
+	const fresh, old = 500 * ms, 3 * time.Second // MeasuredMaxAge is 2s
+	tests := []struct {
+		name    string
+		cand    Candidate
+		wantRTT time.Duration
+		wantSrc RTTSource
+	}{
+		{"local", local("c", 3*ms), 3 * ms, SourceLocal},
+		{"fresh measurement over coordinates", measured(relay("b", "r", 50*ms, 1*ms), 80*ms, fresh), 81 * ms, SourceMeasured},
+		{"a measurement exactly MeasuredMaxAge old is fresh", measured(relay("b", "r", 50*ms, 1*ms), 80*ms, 2*time.Second), 81 * ms, SourceMeasured},
+		{"stale measurement loses to coordinates", measured(relay("b", "r", 50*ms, 1*ms), 80*ms, old), 51 * ms, SourceCoordinates},
+		{"stale measurement without coordinates", measured(Candidate{Node: "b", Connector: "x", ConnectorRTT: 1 * ms}, 80*ms, old), 81 * ms, SourceStale},
+		{"fresh measurement without coordinates", measured(Candidate{Node: "b", Connector: "x", ConnectorRTT: 1 * ms}, 80*ms, 0), 81 * ms, SourceMeasured},
+		{"coordinates only", relay("b", "r", 50*ms, 1*ms), 51 * ms, SourceCoordinates},
+		{"nothing", Candidate{Node: "b", Connector: "x", ConnectorRTT: 1 * ms}, 0, SourceUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide("g", []Candidate{tt.cand}, Constraints{}, Latency, nil, Options{})
+			sc := d.Candidates[0]
+			if sc.RTT != tt.wantRTT || sc.RTTSource != tt.wantSrc {
+				t.Errorf("got RTT %v from %q, want %v from %q", sc.RTT, sc.RTTSource, tt.wantRTT, tt.wantSrc)
+			}
+			wantCost := tt.wantRTT
+			switch {
+			case tt.wantSrc == SourceUnknown:
+				wantCost = time.Second + 1*ms + 500*time.Microsecond
+			case !tt.cand.Local:
+				wantCost += 500 * time.Microsecond
+			}
+			if sc.Cost != wantCost {
+				t.Errorf("got cost %v, want %v", sc.Cost, wantCost)
+			}
+		})
+	}
+}
+
+// Coordinates that start out low (as Vivaldi's do) would send requests
+// across the Pacific; the tunnel measurement routes them right at once,
+// and once the measurement stops (the path's probes no longer answer),
+// the coordinates take over again.
+func TestMeasuredRTTCorrectsLowCoordinates(t *testing.T) {
+	// True RTTs: eu 80 ms, ap 170 ms; the coordinates say eu 100, ap 90.
+	eu := relay("eu", "eu-west-1", 100*ms, 1*ms)
+	ap := relay("ap", "ap-southeast-1", 90*ms, 1*ms)
+	d := Decide("g", []Candidate{eu, ap}, Constraints{}, Latency, nil, Options{})
+	if diff := cmp.Diff([]string{"node/ap"}, keys(d.Chosen())); diff != "" {
+		t.Fatalf("coordinates alone (-want +got):\n%s", diff)
+	}
+	d = Decide("g", []Candidate{measured(eu, 80*ms, 0), measured(ap, 170*ms, 0)}, Constraints{}, Latency, &d, Options{})
+	if diff := cmp.Diff([]string{"node/eu"}, keys(d.Chosen())); diff != "" {
+		t.Errorf("measured (-want +got):\n%s", diff)
+	}
+	// ap's measurement goes stale while its coordinates now say 60 ms
+	// (its network got better): the coordinates win, not the old figure.
+	ap.NodeRTT = 60 * ms
+	d = Decide("g", []Candidate{measured(eu, 80*ms, 0), measured(ap, 170*ms, 5*time.Second)}, Constraints{}, Latency, &d, Options{})
+	if diff := cmp.Diff([]string{"node/ap"}, keys(d.Chosen())); diff != "" {
+		t.Errorf("stale (-want +got):\n%s", diff)
+	}
+}
+
+// A measurement that wobbles within the hysteresis does not flap the
+// route: two relays measured 100 and 104 ms share the tier; when the
+// second reads 108 ms on one probe it stays (held), and back at 104 it is
+// still there.
+func TestMeasuredWobbleDoesNotFlap(t *testing.T) {
+	a := relay("a", "r", 0, 0)
+	b := relay("b", "r", 0, 0)
+	var prev *Decision
+	for i, rttB := range []time.Duration{104 * ms, 108 * ms, 104 * ms, 109 * ms} {
+		d := Decide("g", []Candidate{measured(a, 100*ms, 0), measured(b, rttB, 0)}, Constraints{}, Latency, prev, Options{})
+		if diff := cmp.Diff([]string{"node/a", "node/b"}, keys(d.Chosen())); diff != "" {
+			t.Fatalf("step %d (b at %v) (-want +got):\n%s", i, rttB, diff)
+		}
+		prev = &d
+	}
+}
+
+func TestEstimateError(t *testing.T) {
+	for _, tt := range []struct {
+		est, truth time.Duration
+		want       float64
+	}{
+		{90 * ms, 100 * ms, 0.1},
+		{110 * ms, 100 * ms, 0.1},
+		{100 * ms, 100 * ms, 0},
+		{60 * ms, 100 * ms, 0.4},
+		{0, 0, 0},
+	} {
+		if got := EstimateError(tt.est, tt.truth); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("EstimateError(%v, %v) = %v, want %v", tt.est, tt.truth, got, tt.want)
+		}
+	}
+	if got := EstimateError(ms, 0); !math.IsInf(got, 1) {
+		t.Errorf("EstimateError(1ms, 0) = %v, want +Inf", got)
 	}
 }
