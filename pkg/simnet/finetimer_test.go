@@ -3,7 +3,6 @@ package simnet
 import (
 	"testing"
 	"time"
-
 )
 
 // patience is the hang guard of the timer tests: a timer that never fires
