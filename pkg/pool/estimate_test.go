@@ -159,3 +159,43 @@ func TestRouteEstimateWithinTenPercentAfterTenSeconds(t *testing.T) {
 		}
 	})
 }
+
+// A relay path that comes back after it was declared dead is a new
+// instance: it keeps the measurement of the probe that revived it, so the
+// route costs it from that probe, not from the coordinates.
+func TestRevivedPathKeepsItsMeasurement(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rtt = 20 * time.Millisecond
+		fp := newFakePinger(rtt)
+		rs := NewRelays(Config{Dial: noDial, Pinger: fp, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond, DeadAfter: 2})
+		k := key(t)
+		rs.Upsert("b", k)
+		start := time.Now()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { rs.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done; rs.Close() }()
+		if got, at := rs.Get(k).Measured(); got != 0 || !at.IsZero() {
+			t.Fatalf("before any probe: measured %v at %v, want nothing", got, at)
+		}
+		at(start, time.Second+rtt)
+		first := rs.Get(k)
+		if got, when := first.Measured(); got != rtt || !when.Equal(start.Add(time.Second+rtt)) {
+			t.Fatalf("after the first probe: measured %v at %v, want %v at %v", got, when, rtt, start.Add(time.Second+rtt))
+		}
+		fp.set(k, true)
+		at(start, 3*time.Second+600*time.Millisecond) // probes at 2s and 3s time out
+		if rs.Get(k).Usable() {
+			t.Fatal("still usable after two failed probes")
+		}
+		fp.set(k, false)
+		at(start, 4*time.Second+rtt)
+		back := rs.Get(k)
+		if back == first || !back.Usable() {
+			t.Fatal("not revived as a new instance")
+		}
+		if got, when := back.Measured(); got != rtt || !when.Equal(start.Add(4*time.Second+rtt)) {
+			t.Errorf("revived: measured %v at %v, want %v at %v", got, when, rtt, start.Add(4*time.Second+rtt))
+		}
+	})
+}
