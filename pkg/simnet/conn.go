@@ -53,7 +53,7 @@ func (c *delayConn) wait(l Link) {
 	if t == nil {
 		return // closed
 	}
-	sleepFine(t, d, c.closed)
+	sleepFine(t, &c.net.lead, d, c.closed)
 	c.tmu.Lock()
 	c.idle = append(c.idle, t)
 	c.tmu.Unlock()

@@ -50,17 +50,50 @@ func TestFineTimer(t *testing.T) {
 func TestSleepFine(t *testing.T) {
 	ft := newFineTimer()
 	defer ft.Close()
+	var ld lead
 	stop := make(chan struct{})
 	close(stop)
-	sleepFine(ft, time.Hour, stop) // would hang the test if stop were ignored
+	sleepFine(ft, &ld, time.Hour, stop) // would hang the test if stop were ignored
 
 	ft.Reset(time.Microsecond)
 	waitFire(t, ft)
 	ft.Reset(time.Microsecond) // a stale fire left in C
 	time.Sleep(time.Millisecond)
 	start := time.Now()
-	sleepFine(ft, 3*time.Millisecond, make(chan struct{}))
-	if got := time.Since(start); got < 3*time.Millisecond {
-		t.Errorf("slept %v, want at least 3ms", got)
+	early := ld.get()
+	sleepFine(ft, &ld, 3*time.Millisecond, make(chan struct{}))
+	if got := time.Since(start); got < 3*time.Millisecond-early {
+		t.Errorf("slept %v, want at least 3ms less the lead %v", got, early)
+	}
+}
+
+// lead moves an eighth of the way per observation, never below zero nor
+// above maxLead, and a wait with a lead returns no earlier than that lead
+// before its due time.
+func TestLead(t *testing.T) {
+	var ld lead
+	ld.observe(80 * time.Microsecond)
+	if got := ld.get(); got != 10*time.Microsecond {
+		t.Errorf("after one 80µs late wake: lead %v, want 10µs", got)
+	}
+	ld.observe(-time.Second)
+	if got := ld.get(); got != 0 {
+		t.Errorf("after an early wake: lead %v, want 0 (never negative)", got)
+	}
+	for range 200 {
+		ld.observe(time.Second)
+	}
+	if got := ld.get(); got != maxLead {
+		t.Errorf("after late wakes: lead %v, want the cap %v", got, maxLead)
+	}
+	ft := newFineTimer()
+	defer ft.Close()
+	for range 5 {
+		early := ld.get()
+		start := time.Now()
+		sleepFine(ft, &ld, time.Millisecond, nil)
+		if got := time.Since(start); got < time.Millisecond-early {
+			t.Errorf("slept %v with a lead of %v, want at least %v", got, early, time.Millisecond-early)
+		}
 	}
 }

@@ -41,6 +41,7 @@ func (h *itemHeap[T]) Pop() any {
 // runs on the scheduler goroutine and must not call push.
 type scheduler[T any] struct {
 	deliver func([]T)
+	lead    *lead         // shared with the Network's other waits
 	wake    chan struct{} // capacity 1: "the earliest due time changed"
 	stop    chan struct{}
 	done    chan struct{}
@@ -53,9 +54,10 @@ type scheduler[T any] struct {
 }
 
 // newScheduler starts a scheduler goroutine; close stops it.
-func newScheduler[T any](deliver func([]T)) *scheduler[T] {
+func newScheduler[T any](deliver func([]T), ld *lead) *scheduler[T] {
 	s := &scheduler[T]{
 		deliver: deliver,
+		lead:    ld,
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -104,6 +106,7 @@ func (s *scheduler[T]) run() {
 	timer := newFineTimer()
 	defer timer.Close()
 	var due []T
+	timed := false // woken by the timer: the first delivery measures the lead
 	for {
 		select {
 		case <-s.stop:
@@ -112,16 +115,26 @@ func (s *scheduler[T]) run() {
 		}
 		due = due[:0]
 		now := time.Now()
+		early := s.lead.get()
+		var first time.Time
 		s.mu.Lock()
-		for len(s.pending) > 0 && !s.pending[0].due.After(now) {
-			due = append(due, heap.Pop(&s.pending).(item[T]).v)
+		for len(s.pending) > 0 && !s.pending[0].due.After(now.Add(early)) {
+			it := heap.Pop(&s.pending).(item[T])
+			if first.IsZero() {
+				first = it.due
+			}
+			due = append(due, it.v)
 		}
 		wait := time.Hour
 		if len(s.pending) > 0 {
-			wait = s.pending[0].due.Sub(now)
+			wait = s.pending[0].due.Sub(now) - early
 		}
 		s.mu.Unlock()
 		if len(due) > 0 {
+			if timed {
+				s.lead.observe(now.Sub(first))
+			}
+			timed = false
 			s.deliver(due)
 			clear(due)
 			continue // delivery took time: look again before sleeping
@@ -131,7 +144,9 @@ func (s *scheduler[T]) run() {
 		case <-s.stop:
 			return
 		case <-s.wake:
+			timed = false
 		case <-timer.C():
+			timed = true
 		}
 	}
 }
