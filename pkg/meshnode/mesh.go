@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -372,7 +373,7 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 		}
 		var best *gossip.Attachment
 		for i, a := range remote[id] {
-			if a.Alive && !a.Draining && (best == nil || a.RTT < best.RTT) {
+			if a.Alive && !a.Draining && (best == nil || measuredFirst(a.RTT) < measuredFirst(best.RTT)) {
 				best = &remote[id][i]
 			}
 		}
@@ -398,6 +399,15 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 	}
 	d := route.Decide(g.ID, cands, cons, m.router.strategyNow(), m.decisions[g.ID], m.cfg.Route)
 	return lineUp(d, cands, paths)
+}
+
+// measuredFirst orders attachment RTTs with the unmeasured ones (zero: the
+// relay node has not probed the connector yet) after every measured one.
+func measuredFirst(rtt time.Duration) time.Duration {
+	if rtt <= 0 {
+		return math.MaxInt64
+	}
+	return rtt
 }
 
 // notReady says what keeps the node from serving as a member of the

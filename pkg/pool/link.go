@@ -126,18 +126,20 @@ func (l *link) setSuspect(on bool) bool {
 // before the first probe answered.
 func (l *link) RTT() time.Duration { return time.Duration(l.rttNanos.Load()) }
 
-// rttGain is the weight of a new probe in the smoothed RTT: TCP's 1/8
-// would take seconds to reach the truth from the first probe's figure,
-// 1/4 takes about a second at the default probe interval and still damps
-// a probe that waited for a busy CPU.
+// rttGain is the weight of a slower probe in the smoothed RTT: 1/4 takes
+// about a second at the default probe interval to follow a path that
+// really got slower, and damps a probe that waited for a busy CPU.
 const rttGain = 4
 
 // observe records a probe's RTT, answered at now: the last RTT, and the
-// smoothed one (the first probe's figure, then an exponentially weighted
-// moving average with gain 1/rttGain).
+// smoothed one. Delays only ever add to a round trip (a handshake before
+// the first probe, a busy CPU, a queue), so a probe faster than the
+// smoothed RTT is taken at once, and a slower one moves it by 1/rttGain
+// of the difference: the first probe of a path, which may have waited
+// for the tunnel's handshake, is forgotten at the next one.
 func (l *link) observe(rtt time.Duration, now time.Time) {
 	l.rttNanos.Store(int64(rtt))
-	if s := l.srttNanos.Load(); s > 0 {
+	if s := l.srttNanos.Load(); s > 0 && int64(rtt) > s {
 		l.srttNanos.Store(s + (int64(rtt)-s)/rttGain)
 	} else {
 		l.srttNanos.Store(int64(rtt))

@@ -17,7 +17,10 @@
 // tens of seconds to settle. Without a fresh measurement the coordinates'
 // estimate is used, so a path whose probes stopped answering is not held
 // to an old figure; then a stale measurement; then Options.UnknownRTT.
-// Scored.RTTSource says which. The hysteresis of the latency tier
+// Scored.RTTSource says which. A relay node that has not measured its
+// connector yet (it just attached; ConnectorRTT zero) costs UnknownRTT
+// more: a path is not free because nothing is known of it. The
+// hysteresis of the latency tier
 // (Options.Hysteresis) keeps a measurement that wobbles from flapping the
 // route.
 //
@@ -92,7 +95,8 @@ type Candidate struct {
 	MeasuredRTT time.Duration
 	MeasuredAge time.Duration
 	// ConnectorRTT is Node's measured RTT to the connector through the
-	// tunnel; zero when not measured yet.
+	// tunnel; zero when not measured yet, which costs a relay path
+	// Options.UnknownRTT more (a last resort until it is measured).
 	ConnectorRTT time.Duration
 	// Load is the number of requests in flight on the path.
 	Load int64
@@ -141,7 +145,8 @@ type Options struct {
 	// RTTs; zero means 500µs.
 	RelayCost time.Duration
 	// UnknownRTT is the cost assumed for a node without an RTT estimate
-	// yet; zero means 1s, so such paths are used only as a last resort.
+	// yet, and added for a relay node's connector it has not measured yet;
+	// zero means 1s, so such paths are used only as a last resort.
 	UnknownRTT time.Duration
 	// MeasuredMaxAge is how old a tunnel measurement of a relay node's
 	// RTT (Candidate.MeasuredRTT) may be and still be preferred to the
@@ -183,7 +188,8 @@ type Scored struct {
 	Candidate
 	// RTT is the path's estimated round trip: the node RTT from RTTSource
 	// (zero for a local path) + ConnectorRTT; zero when the node RTT is
-	// unknown (SourceUnknown), which is a cost, not an estimate.
+	// unknown (SourceUnknown) or a relay's ConnectorRTT is not measured
+	// yet, whose cost (UnknownRTT) is no estimate.
 	RTT time.Duration
 	// RTTSource says which node RTT RTT used.
 	RTTSource RTTSource
@@ -279,7 +285,15 @@ func score(cand Candidate, c Constraints, o Options) Scored {
 		sc.RTT += rtt
 		sc.RTTSource = src
 		sc.Cost = sc.RTT + o.RelayCost
-		if src == SourceUnknown {
+		if cand.ConnectorRTT <= 0 {
+			// The relay node has not measured its connector yet (it just
+			// attached): a zero would make the path look free.
+			sc.Cost += o.UnknownRTT
+			if sc.Eligible && src != SourceUnknown {
+				sc.Why = "the relay node has not measured its connector yet"
+			}
+		}
+		if src == SourceUnknown || cand.ConnectorRTT <= 0 {
 			sc.RTT = 0 // no estimate: UnknownRTT is a cost, not a guess
 		}
 	}

@@ -96,22 +96,22 @@ func TestDecideExplainsIneligible(t *testing.T) {
 func TestHysteresis(t *testing.T) {
 	// b is 8% slower than a: it would not enter the tier, but having been
 	// in it, it stays; at 15% it goes.
-	first := Decide("g", []Candidate{relay("a", "r", 100*ms, 0), relay("b", "r", 100*ms, 0)}, Constraints{}, Latency, nil, Options{})
+	first := Decide("g", []Candidate{relay("a", "r", 99*ms, 1*ms), relay("b", "r", 99*ms, 1*ms)}, Constraints{}, Latency, nil, Options{})
 	if first.Tier != 2 {
 		t.Fatalf("got tier %d, want 2", first.Tier)
 	}
-	held := Decide("g", []Candidate{relay("a", "r", 100*ms, 0), relay("b", "r", 108*ms, 0)}, Constraints{}, Latency, &first, Options{})
+	held := Decide("g", []Candidate{relay("a", "r", 99*ms, 1*ms), relay("b", "r", 107*ms, 1*ms)}, Constraints{}, Latency, &first, Options{})
 	if diff := cmp.Diff([]string{"node/a", "node/b"}, keys(held.Chosen())); diff != "" {
 		t.Errorf("held (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"node/b"}, held.Held); diff != "" {
 		t.Errorf("Held (-want +got):\n%s", diff)
 	}
-	fresh := Decide("g", []Candidate{relay("a", "r", 100*ms, 0), relay("b", "r", 108*ms, 0)}, Constraints{}, Latency, nil, Options{})
+	fresh := Decide("g", []Candidate{relay("a", "r", 99*ms, 1*ms), relay("b", "r", 107*ms, 1*ms)}, Constraints{}, Latency, nil, Options{})
 	if fresh.Tier != 1 {
 		t.Errorf("without history got tier %d, want 1", fresh.Tier)
 	}
-	dropped := Decide("g", []Candidate{relay("a", "r", 100*ms, 0), relay("b", "r", 115*ms, 0)}, Constraints{}, Latency, &held, Options{})
+	dropped := Decide("g", []Candidate{relay("a", "r", 99*ms, 1*ms), relay("b", "r", 114*ms, 1*ms)}, Constraints{}, Latency, &held, Options{})
 	if dropped.Tier != 1 {
 		t.Errorf("at 15%% got tier %d, want 1", dropped.Tier)
 	}
@@ -201,15 +201,15 @@ func TestMeasuredRTTCorrectsLowCoordinates(t *testing.T) {
 }
 
 // A measurement that wobbles within the hysteresis does not flap the
-// route: two relays measured 100 and 104 ms share the tier; when the
-// second reads 108 ms on one probe it stays (held), and back at 104 it is
-// still there.
+// route: two relays measured 100 and 104 ms (with their 1 ms connectors)
+// share the tier; when the second reads 108 ms on one probe it stays
+// (held), and back at 104 it is still there.
 func TestMeasuredWobbleDoesNotFlap(t *testing.T) {
-	a := relay("a", "r", 0, 0)
-	b := relay("b", "r", 0, 0)
+	a := relay("a", "r", 0, 1*ms)
+	b := relay("b", "r", 0, 1*ms)
 	var prev *Decision
-	for i, rttB := range []time.Duration{104 * ms, 108 * ms, 104 * ms, 109 * ms} {
-		d := Decide("g", []Candidate{measured(a, 100*ms, 0), measured(b, rttB, 0)}, Constraints{}, Latency, prev, Options{})
+	for i, rttB := range []time.Duration{103 * ms, 107 * ms, 103 * ms, 108 * ms} {
+		d := Decide("g", []Candidate{measured(a, 99*ms, 0), measured(b, rttB, 0)}, Constraints{}, Latency, prev, Options{})
 		if diff := cmp.Diff([]string{"node/a", "node/b"}, keys(d.Chosen())); diff != "" {
 			t.Fatalf("step %d (b at %v) (-want +got):\n%s", i, rttB, diff)
 		}
@@ -234,5 +234,30 @@ func TestEstimateError(t *testing.T) {
 	}
 	if got := EstimateError(ms, 0); !math.IsInf(got, 1) {
 		t.Errorf("EstimateError(1ms, 0) = %v, want +Inf", got)
+	}
+}
+
+// A relay whose node has not measured its connector yet (ConnectorRTT
+// zero: it just attached) is a last resort, not a free path; once
+// measured, it competes on its cost.
+func TestUnmeasuredConnectorIsLastResort(t *testing.T) {
+	fresh := measured(relay("new", "us-west-2", 80*ms, 0), 80*ms, 0) // true path 80 + 161 ms
+	known := measured(relay("old", "eu-west-1", 130*ms, 1*ms), 130*ms, 0)
+	d := Decide("g", []Candidate{fresh, known}, Constraints{}, Latency, nil, Options{})
+	if diff := cmp.Diff([]string{"node/old"}, keys(d.Chosen())); diff != "" {
+		t.Errorf("chosen (-want +got):\n%s", diff)
+	}
+	last := d.Candidates[1]
+	if !last.Eligible || last.RTT != 0 || last.Cost != 80*ms+500*time.Microsecond+time.Second || last.Why != "the relay node has not measured its connector yet" {
+		t.Errorf("unmeasured connector: got %+v", last)
+	}
+	d = Decide("g", []Candidate{fresh}, Constraints{}, Latency, nil, Options{})
+	if diff := cmp.Diff([]string{"node/new"}, keys(d.Chosen())); diff != "" {
+		t.Errorf("alone (-want +got):\n%s", diff)
+	}
+	fresh.ConnectorRTT = 161 * ms
+	d = Decide("g", []Candidate{fresh, known}, Constraints{}, Latency, nil, Options{})
+	if diff := cmp.Diff([]string{"node/old"}, keys(d.Chosen())); diff != "" || d.Candidates[1].RTT != 241*ms {
+		t.Errorf("measured: chosen (-want +got):\n%s; the new path's RTT %v, want 241ms", diff, d.Candidates[1].RTT)
 	}
 }
