@@ -182,10 +182,7 @@ func TestRevivedPathKeepsItsMeasurement(t *testing.T) {
 		k := key(t)
 		rs.Upsert("b", k)
 		start := time.Now()
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { rs.Run(ctx); close(done) }()
-		defer func() { cancel(); <-done; rs.Close() }()
+		runRelays(t, rs)
 		if got, at := rs.Get(k).Measured(); got != 0 || !at.IsZero() {
 			t.Fatalf("before any probe: measured %v at %v, want nothing", got, at)
 		}
