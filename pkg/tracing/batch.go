@@ -41,7 +41,7 @@ type batcher struct {
 	spare  []sdktrace.ReadOnlySpan // the last exported slice, emptied, for the next swap
 	closed bool                    // Shutdown was called: OnEnd drops silently
 
-	kick     chan struct{}      // a batch has filled (capacity 1: wake-ups coalesce)
+	kick     chan struct{}   // a batch has filled (capacity 1: wake-ups coalesce)
 	flushReq chan chan error // ForceFlush: export all, then send the result (the channel has room for it)
 	stop     chan struct{}   // closed by Shutdown
 	done     chan struct{}   // closed when the export goroutine has returned
@@ -114,30 +114,39 @@ func (b *batcher) run() {
 	defer close(b.done)
 	timer := time.NewTimer(b.delay)
 	defer timer.Stop()
+	full := false // woken by a full batch: export whole batches only
 	for {
 		select {
 		case <-timer.C:
 		case <-b.kick:
+			full = true
 		case ch := <-b.flushReq:
-			ch <- b.exportQueued()
+			ch <- b.exportQueued(false)
 			continue
 		case <-b.stop:
-			b.lastErr = b.exportQueued()
+			b.lastErr = b.exportQueued(false)
 			return
 		}
-		if err := b.exportQueued(); err != nil {
+		if err := b.exportQueued(full); err != nil {
 			otel.Handle(err) // as the SDK's processor does: Start logs it
 		}
+		full = false
 		timer.Reset(b.delay)
 	}
 }
 
-// exportQueued exports every span queued now, maxBatch at a time, each
-// export within exportTimeout, and returns the first error.
-func (b *batcher) exportQueued() error {
+// exportQueued exports the spans queued now, maxBatch at a time, each
+// export within exportTimeout, and returns the first error. With
+// fullOnly it leaves a last partial batch queued, for the timer or the
+// next batch to fill, as the SDK's processor does.
+func (b *batcher) exportQueued(fullOnly bool) error {
 	b.mu.Lock()
-	spans := b.queue
-	b.queue, b.spare = b.spare[:0], nil
+	n := len(b.queue)
+	if fullOnly {
+		n -= n % b.maxBatch
+	}
+	spans := b.queue[:n]
+	b.queue, b.spare = append(b.spare[:0], b.queue[n:]...), nil
 	b.mu.Unlock()
 	var first error
 	for batch := range chunks(spans, b.maxBatch) {
@@ -148,7 +157,8 @@ func (b *batcher) exportQueued() error {
 			first = err
 		}
 	}
-	clear(spans) // the spans are the collector's now: keep none alive
+	spans = spans[:cap(spans)]
+	clear(spans) // the spans are the collector's now, and the remainder is in the new queue: keep none alive
 	b.mu.Lock()
 	if cap(spans) <= 2*b.maxQueue { // bounded: a slice grown past this is left to the collector
 		b.spare = spans[:0]
