@@ -20,7 +20,7 @@ import (
 //
 // Why our own: the SDK's hands every span to its export goroutine over a
 // channel, and that goroutine wakes for each one to move it into its
-// batch; on a 2-core node that is a goroutine wake-up per span, 4 spans a
+// batch; on a 2-core node that is a goroutine wake-up per span, 3 spans a
 // request. Here OnEnd appends to a slice under a mutex and wakes the
 // export goroutine only when a batch has filled (or the timer fires): a
 // wake-up per maxBatch spans.
