@@ -98,7 +98,7 @@ func newReceiver(tb testing.TB, tls bool) *Receiver {
 // benchmarks; closed by tb's cleanup. It returns the traces URL.
 func NewSink(tb testing.TB) string {
 	tb.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(sinkHandler))
+	srv := httptest.NewServer(http.HandlerFunc(SinkHandler))
 	tb.Cleanup(srv.Close)
 	return srv.URL + "/v1/traces"
 }

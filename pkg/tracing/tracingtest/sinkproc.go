@@ -21,9 +21,10 @@ import (
 // sinkEnv, set in a process's environment, makes SinkMain serve a sink.
 const sinkEnv = "POSTERN_TRACINGTEST_SINK"
 
-// sinkHandler reads and discards an export and answers it as a
-// collector does.
-func sinkHandler(w http.ResponseWriter, r *http.Request) {
+// SinkHandler reads and discards an export and answers it as a
+// collector does: the handler of NewSink, NewProcessSink and bench real's
+// sink process (bench otlp-sink).
+func SinkHandler(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	w.Header().Set("Content-Type", "application/x-protobuf")
 }
@@ -42,7 +43,7 @@ func SinkMain() {
 		os.Exit(2)
 	}
 	fmt.Printf("http://%s/v1/traces\n", ln.Addr())
-	go func() { _ = http.Serve(ln, http.HandlerFunc(sinkHandler)) }()
+	go func() { _ = http.Serve(ln, http.HandlerFunc(SinkHandler)) }()
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	os.Exit(0)
 }
