@@ -1,7 +1,8 @@
 // Package tracing is the one home of OpenTelemetry tracing in Postern: it
 // reads the standard OTEL_* environment variables (FromEnv), builds the
-// tracer provider and its OTLP/HTTP exporter (New; the exporter is
-// Postern's own, otlp.go, which links no gRPC), and carries W3C trace
+// tracer provider with its batch span processor and OTLP/HTTP exporter
+// (New; both are Postern's own: batch.go wakes its export goroutine once
+// per batch, not per span, and otlp.go links no gRPC), and carries W3C trace
 // context (traceparent, tracestate) in and out of HTTP headers (Extract,
 // Inject, Strip).
 //
