@@ -4,9 +4,12 @@
 package accesslog
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // Writer records the status and body bytes written through it. It exposes
@@ -88,4 +91,18 @@ func (b *cutBody) Read(p []byte) (int, error) {
 		*b.dst = err
 	}
 	return n, err
+}
+
+// Line writes one access-log line: msg at info level with attrs, through
+// l's handler, if l is enabled at info. Unlike l.LogAttrs it records no
+// caller (no runtime.Callers per request; no Postern logger adds the
+// source), which is most of what a log line costs a proxy beside the
+// write itself.
+func Line(ctx context.Context, l *slog.Logger, msg string, attrs ...slog.Attr) {
+	if !l.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
+	r.AddAttrs(attrs...)
+	_ = l.Handler().Handle(ctx, r) // as slog.Logger does: a log line that cannot be written is dropped
 }

@@ -1,8 +1,12 @@
 package accesslog
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -54,5 +58,33 @@ func TestRecordCut(t *testing.T) {
 				t.Errorf("recorded %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestLine(t *testing.T) {
+	var buf bytes.Buffer
+	l := slog.New(slog.NewJSONHandler(&buf, nil))
+	Line(context.Background(), l, "access", slog.String("request_id", "r1"), slog.Int("status", 200),
+		slog.String("a", "1"), slog.String("b", "2"), slog.String("c", "3"), slog.String("d", "4"), slog.Bool("truncated", false))
+	var got map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("line %q: %v", buf.String(), err)
+	}
+	want := map[string]any{"level": "INFO", "msg": "access", "request_id": "r1", "status": 200.0,
+		"a": "1", "b": "2", "c": "3", "d": "4", "truncated": false}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (line %s)", k, got[k], v, buf.String())
+		}
+	}
+	if _, ok := got["time"]; !ok || len(got) != len(want)+1 {
+		t.Errorf("line has %d fields, want %d and a time: %s", len(got), len(want)+1, buf.String())
+	}
+
+	buf.Reset()
+	quiet := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	Line(context.Background(), quiet, "access", slog.String("request_id", "r2"))
+	if buf.Len() != 0 {
+		t.Errorf("a logger at warn wrote an access line: %s", buf.String())
 	}
 }

@@ -302,9 +302,28 @@ type realSystem struct {
 type realProc struct {
 	name string
 	cmd  *exec.Cmd
-	logs *testkit.SyncBuffer
+	// logs is the file that takes the process's stdout and stderr:
+	// written by the kernel, so that neither the bench process nor its
+	// memory pays for the processes' logs (each logs its requests at its
+	// default level, as an operator runs it).
+	logs string
 	done chan struct{}
 	err  error
+}
+
+// logTail is how much of a process's log an error quotes.
+const logTail = 16 << 10
+
+// tail returns the end of the process's log, for an error message.
+func (p *realProc) tail() string {
+	b, err := os.ReadFile(p.logs)
+	if err != nil {
+		return fmt.Sprintf("(log %s: %v)", p.logs, err)
+	}
+	if len(b) > logTail {
+		b = append([]byte("…"), b[len(b)-logTail:]...)
+	}
+	return string(b)
 }
 
 // modulePath is this module's import path, for go build from anywhere in
@@ -567,13 +586,13 @@ func waitHTTPWith(ctx context.Context, c *http.Client, url string, auth func(*ht
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("benchrun: %s exited before %s answered: %v\n%s", p.name, url, p.err, p.logs)
+			return fmt.Errorf("benchrun: %s exited before %s answered: %v\n%s", p.name, url, p.err, p.tail())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("benchrun: %s did not answer 200 within a minute\n%s", url, p.logs)
+			return fmt.Errorf("benchrun: %s did not answer 200 within a minute\n%s", url, p.tail())
 		}
 	}
 }
@@ -603,9 +622,15 @@ func (s *realSystem) startEnv(_ context.Context, name string, env []string, bin 
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	dieWithParent(cmd)
-	p := &realProc{name: name, cmd: cmd, logs: new(testkit.SyncBuffer), done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	if err := cmd.Start(); err != nil {
+	p := &realProc{name: name, cmd: cmd, logs: filepath.Join(s.dir, name+".log"), done: make(chan struct{})}
+	f, err := os.Create(p.logs)
+	if err != nil {
+		return fmt.Errorf("benchrun: start %s: %w", name, err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	err = cmd.Start()
+	_ = f.Close() // the child has its own descriptor
+	if err != nil {
 		return fmt.Errorf("benchrun: start %s: %w", name, err)
 	}
 	s.procs = append(s.procs, p)
@@ -892,7 +917,7 @@ func (s *realSystem) measure(ctx context.Context, bin string, a LoadArgs, procs 
 		p := s.proc(n)
 		v, err := procCPU(p.cmd.Process.Pid)
 		if err != nil {
-			return RealRound{}, fmt.Errorf("benchrun: %s: %w\n%s", n, err, p.logs)
+			return RealRound{}, fmt.Errorf("benchrun: %s: %w\n%s", n, err, p.tail())
 		}
 		before[n] = v
 	}

@@ -52,7 +52,6 @@ catalog: %s
 admin: %s
 auth_url: %s
 auth_ca: %s
-log_level: warn
 drain_timeout: 1s
 `, suffix, mesh, filepath.Join(n.tlsDir, "cert.pem"), filepath.Join(n.tlsDir, "key.pem"), wg, mstate, n.key, n.catalog, admin, n.authURL, s.ca)), 0o600); err != nil {
 		return "", err

@@ -300,13 +300,14 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 	if status == 0 {
 		status = 499 // the client went away before anything was sent
 	}
-	attrs := []slog.Attr{
+	var buf [20]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("request_id", st.rid), slog.String("app", appID), slog.String("method", r.Method),
 		slog.String("host", r.Host), slog.String("path", r.URL.Path), slog.Int("status", status),
 		slog.Int64("bytes", rw.Bytes()), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("connector", st.connector), slog.Bool("relayed", st.relayed), slog.String("user", st.user), slog.Int("attempts", st.attempts), slog.String("client_ip", st.clientIP),
 		slog.Bool("truncated", st.truncated != ""),
-	}
+	)
 	if st.truncated != "" {
 		attrs = append(attrs, slog.String("truncated_by", st.truncated))
 	}
@@ -322,7 +323,7 @@ func (h *Handler) logAccess(r *http.Request, rw *accesslog.Writer, st *reqState,
 	if st.errReason != "" {
 		attrs = append(attrs, slog.String("error", st.errReason))
 	}
-	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
+	accesslog.Line(r.Context(), h.logger, "access", attrs...)
 	h.metrics.observe(appID, status, d, rw.Bytes(), st.truncated)
 	h.audit(r, st, status)
 	st.endSpan(status)

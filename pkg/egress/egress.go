@@ -221,8 +221,9 @@ func (h *Handler) serveProxy(rw *accesslog.Writer, r *http.Request, t *target, r
 	cut := &cutRecorder{}
 	defer func() {
 		v := recover()
-		attrs := []any{"request_id", rid, "method", r.Method, "target_host", t.url.Host,
-			"status", rw.Status(), "bytes", rw.Bytes(), "duration_ms", msSince(start)}
+		var buf [12]slog.Attr
+		attrs := append(buf[:0], slog.String("request_id", rid), slog.String("method", r.Method), slog.String("target_host", t.url.Host),
+			slog.Int("status", rw.Status()), slog.Int64("bytes", rw.Bytes()), slog.Float64("duration_ms", msSince(start)))
 		side := ""
 		if v == http.ErrAbortHandler {
 			side = "mesh"
@@ -230,15 +231,15 @@ func (h *Handler) serveProxy(rw *accesslog.Writer, r *http.Request, t *target, r
 				side = "backend"
 			}
 		}
-		attrs = append(attrs, "truncated", side != "")
+		attrs = append(attrs, slog.Bool("truncated", side != ""))
 		if tid := h.noteStatus(r, rid, rw.Status()); tid != "" {
-			attrs = append(attrs, "trace_id", tid)
+			attrs = append(attrs, slog.String("trace_id", tid))
 		}
 		if side != "" {
-			attrs = append(attrs, "truncated_by", side, "error", cut.reason(side))
+			attrs = append(attrs, slog.String("truncated_by", side), slog.String("error", cut.reason(side)))
 		}
 		h.observe(rw, start, side)
-		h.logger.Info("request", attrs...)
+		accesslog.Line(r.Context(), h.logger, "request", attrs...)
 		if v != nil {
 			panic(v)
 		}
