@@ -8,6 +8,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/postern/postern/pkg/testkit"
 	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/tracing/tracingtest"
 )
@@ -72,7 +73,7 @@ func BenchmarkProcessor(b *testing.B) {
 			defer tp.Shutdown(context.Background())
 			tracer := tp.Tracer("bench")
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := testkit.ProcessCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {
@@ -80,7 +81,7 @@ func BenchmarkProcessor(b *testing.B) {
 					span.End()
 				}
 			})
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testkit.ProcessCPU()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
