@@ -7,6 +7,7 @@
 //	bench real --out DIR [--rounds 3] [--duration 5s] [--warmup 1s] [--concurrency 1,32] [--bulk-bytes B]
 //	bench load --url URL [--connect HOST:PORT] [--ca FILE] [--cookie N=V] [--concurrency N] [--duration D] [--warmup W] [--bulk-bytes B]
 //	bench backend --listen ADDR
+//	bench otlp-sink --listen ADDR
 //	bench wgsplice [--inner] --udp PORT [--peer-udp PORT] --peer PUBKEY [--listen ADDR | --backend ADDR]   (key in POSTERN_BENCH_WG_KEY)
 //	bench version
 //
@@ -14,9 +15,10 @@
 // already-deployed app), runs the named scenarios (see pkg/benchrun) and
 // writes DIR/results.json, DIR/results.md, DIR/machine.json and
 // DIR/charts/*.svg. real builds meshd, connectord and bench, starts them
-// as separate processes (meshd, an enrolled connectord, a backend) and
-// measures them with a separate load process per row, into
-// DIR/real.json and DIR/real.md; load, backend and wgsplice (the stock
+// as separate processes (meshd, an enrolled connectord, a backend; a
+// second pair with tracing on) and measures them with a separate load
+// process per row, into DIR/real.json and DIR/real.md; load, backend,
+// otlp-sink (the traced pair's collector) and wgsplice (the stock
 // wireguard-go netstack TCP splice peer, one process per side) are its
 // processes.
 // compare prints the change of every figure between two
@@ -46,6 +48,7 @@ import (
 	"github.com/postern/postern/pkg/sampleapp"
 	"github.com/postern/postern/pkg/simnet"
 	"github.com/postern/postern/pkg/tracing"
+	"github.com/postern/postern/pkg/tracing/tracingtest"
 	"github.com/postern/postern/pkg/wgkey"
 )
 
@@ -60,6 +63,7 @@ func main() {
 		{Name: "real", Summary: "benchmark the real meshd and connectord binaries as separate processes; write DIR/real.json and real.md", Flags: realCmd},
 		{Name: "load", Summary: "one load process of bench real: GET a URL and print the figures as JSON", Flags: loadCmd},
 		{Name: "backend", Summary: "the plain Go backend of bench real (the sample app)", Flags: backendCmd},
+		{Name: "otlp-sink", Summary: "the OTLP/HTTP trace sink of bench real's postern-traced row: reads and discards every export", Flags: otlpSinkCmd},
 		{Name: "wgsplice", Summary: "one side of bench real's stock wireguard-go netstack TCP splice peer", Flags: wgspliceCmd},
 	}}
 	code := app.Exit(ctx, os.Args[1:])
@@ -260,20 +264,33 @@ func loadCmd(fs *flag.FlagSet) func(context.Context) error {
 func backendCmd(fs *flag.FlagSet) func(context.Context) error {
 	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen address")
 	return func(ctx context.Context) error {
-		l, err := net.Listen("tcp", *listen)
-		if err != nil {
-			return fmt.Errorf("backend: %w", err)
-		}
-		srv := &http.Server{Handler: sampleapp.New(sampleapp.Config{}).Handler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			<-ctx.Done()
-			_ = srv.Close() // ends Serve with ErrServerClosed; the listener's close error tells nothing
-		}()
-		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("backend: %w", err)
-		}
-		return nil
+		return serveHTTP(ctx, "backend", *listen, sampleapp.New(sampleapp.Config{}).Handler())
 	}
+}
+
+func otlpSinkCmd(fs *flag.FlagSet) func(context.Context) error {
+	listen := fs.String("listen", "127.0.0.1:4318", "HTTP listen address")
+	return func(ctx context.Context) error {
+		return serveHTTP(ctx, "otlp-sink", *listen, http.HandlerFunc(tracingtest.SinkHandler))
+	}
+}
+
+// serveHTTP serves h on listen until ctx ends; errors are prefixed with
+// name.
+func serveHTTP(ctx context.Context, name, listen string, h http.Handler) error {
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close() // ends Serve with ErrServerClosed; the listener's close error tells nothing
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 func wgspliceCmd(fs *flag.FlagSet) func(context.Context) error {

@@ -46,6 +46,10 @@ type RegionSystem interface {
 	// region, which reaches that region's node over the simulated
 	// latency, and the URL of path on the shared app through that node.
 	User(region, path string) (*http.Transport, string, error)
+	// EstimateError returns the worst route estimate error
+	// (route.EstimateError) over the paths region's node chose for the
+	// shared app; ok is false while it has no estimate.
+	EstimateError(region string) (worst float64, ok bool, err error)
 }
 
 // RelaySystem is the two-node system of the relay scenario: a user at
@@ -152,6 +156,14 @@ func (r *regionHarness) SetStrategy(ctx context.Context, s route.Strategy) error
 	}
 	r.current = s
 	return nil
+}
+
+func (r *regionHarness) EstimateError(region string) (float64, bool, error) {
+	i := r.h.MeshIndex(NodeID(region))
+	if i < 0 {
+		return 0, false, fmt.Errorf("benchrun: %w %q", ErrNoRegion, region)
+	}
+	return r.h.RouteEstimateError(i, sharedGroup)
 }
 
 func (r *regionHarness) User(region, path string) (*http.Transport, string, error) {

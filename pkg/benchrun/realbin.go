@@ -90,7 +90,10 @@ type RealRow struct {
 	// Target is "direct" (load → backend), "postern" (load → meshd →
 	// WireGuard → connectord → backend, passthrough app), "postern-auth"
 	// (the same with a pre-authenticated app: every request's app cookie
-	// is verified and the policy checked at meshd) or "wg-splice" (load → stock
+	// is verified and the policy checked at meshd), "postern-traced" (as
+	// postern, through a second meshd and connectord with tracing on,
+	// every request sampled, exporting to a sink process; see
+	// startTraced) or "wg-splice" (load → stock
 	// wireguard-go netstack splice, two processes → backend; see
 	// RunSplice).
 	Target string `json:"target"`
@@ -120,8 +123,12 @@ type RealRow struct {
 	P50RatioToDirect *float64 `json:"p50_ratio_to_direct,omitempty"`
 	// RatioToPostern is RPS over the postern row's at the same
 	// concurrency: the cost of the cookie check and policy; set on
-	// postern-auth rows.
+	// postern-auth and postern-traced rows.
 	RatioToPostern *float64 `json:"ratio_to_postern,omitempty"`
+	// CPURatioToPostern is the CPU per 10k requests of meshd and
+	// connectord over the postern row's at the same concurrency in the
+	// same run; set on postern-traced rows.
+	CPURatioToPostern *float64 `json:"cpu_ratio_to_postern,omitempty"`
 	// Errors is the failed requests over all rounds.
 	Errors int64 `json:"errors"`
 }
@@ -277,6 +284,7 @@ type realSystem struct {
 	dir, bin              string
 	ca                    string // CA file
 	backend, mesh, splice string // addresses
+	meshTraced            string // address of the meshd with tracing on (realbin_traced.go)
 	oauth2Proxy           string // address of the oauth2-proxy peer
 	procs                 []*realProc
 	// authSrv serves the JWKS of the keyset that signs cookie, as the
@@ -390,13 +398,7 @@ func startReal(ctx context.Context, dir, bin, oauth2Proxy string) (_ *realSystem
 		return nil, err
 	}
 	s.ca = filepath.Join(tlsDir, "ca.pem")
-	var wg, admin string
-	for _, a := range []*string{&s.backend, &s.mesh, &admin} {
-		if *a, err = freeAddr("tcp"); err != nil {
-			return nil, err
-		}
-	}
-	if wg, err = freeAddr("udp"); err != nil {
+	if s.backend, err = freeAddr("tcp"); err != nil {
 		return nil, err
 	}
 	if err := s.start(ctx, "backend", filepath.Join(bin, "bench"), "backend", "--listen", s.backend); err != nil {
@@ -431,60 +433,15 @@ apps:
 	if err != nil {
 		return nil, err
 	}
-	mstate := filepath.Join(dir, "meshd-state")
-	if _, _, err := s.run(ctx, nil, filepath.Join(bin, "meshd"), "node", "credential", "--authority-key", key, "--id", "bench-node",
-		"--region", "local", "--state-dir", mstate); err != nil {
+	n := realNode{key: key, catalog: cat, tlsDir: tlsDir, authURL: authURL}
+	if s.mesh, err = s.startNode(ctx, "", nil, n); err != nil {
 		return nil, err
 	}
-	conf := filepath.Join(dir, "meshd.yaml")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`id: bench-node
-region: local
-listen: %s
-tls_cert: %s
-tls_key: %s
-wg_listen: %s
-state_dir: %s
-authority_key: %s
-catalog: %s
-admin: %s
-auth_url: %s
-auth_ca: %s
-drain_timeout: 1s
-`, s.mesh, filepath.Join(tlsDir, "cert.pem"), filepath.Join(tlsDir, "key.pem"), wg, mstate, key, cat, admin, authURL, s.ca)), 0o600); err != nil {
-		return nil, err
-	}
-	if err := s.start(ctx, "meshd", filepath.Join(bin, "meshd"), "run", "--config", conf); err != nil {
-		return nil, err
-	}
-	if err := waitHTTP(ctx, http.DefaultClient, "http://"+admin+"/readyz", s.procs[len(s.procs)-1]); err != nil {
-		return nil, err
-	}
-	tok, _, err := s.run(ctx, nil, filepath.Join(bin, "meshd"), "token", "create", "--group", "bench", "--authority-key", key, "--catalog", cat)
-	if err != nil {
-		return nil, err
-	}
-	state := filepath.Join(dir, "connectord-state")
-	out, errOut, err := s.run(ctx, []string{"POSTERN_ENROLL_TOKEN=" + strings.TrimSpace(tok)}, filepath.Join(bin, "connectord"), "enroll",
-		"--mesh", "https://"+s.mesh, "--state-dir", state, "--mesh-ca", s.ca, "--allow", "127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
-	// The run command enroll printed, as an operator would paste it.
-	out += errOut
-	_, line, ok := strings.Cut(out, "start it with: ")
-	line, _, _ = strings.Cut(line, "\n")
-	args := strings.Fields(line)
-	if !ok || len(args) < 2 || args[0] != "connectord" {
-		return nil, fmt.Errorf("benchrun: connectord enroll printed no run command:\n%s", out)
-	}
-	if err := s.start(ctx, "connectord", filepath.Join(bin, "connectord"), append(args[1:], "--admin", "")...); err != nil {
+	if err := s.startTraced(ctx, n); err != nil {
 		return nil, err
 	}
 	c := s.client()
 	defer c.CloseIdleConnections()
-	if err := waitHTTP(ctx, c, "https://"+realHost+"/hello", s.procs[len(s.procs)-1]); err != nil {
-		return nil, err
-	}
 	if err := waitHTTPCookie(ctx, c, "https://"+realAuthHost+"/hello", s.cookie, s.proc("meshd")); err != nil {
 		return nil, err
 	}
@@ -584,12 +541,16 @@ func (s *realSystem) startSplice(ctx context.Context) error {
 
 // client returns a client that reaches meshd for any host and trusts its
 // CA.
-func (s *realSystem) client() *http.Client {
+func (s *realSystem) client() *http.Client { return s.clientTo(s.mesh) }
+
+// clientTo returns a client that reaches the meshd at mesh for any host
+// and trusts its CA.
+func (s *realSystem) clientTo(mesh string) *http.Client {
 	pem, _ := os.ReadFile(s.ca)
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: x509Pool(pem)},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, s.mesh)
+			return d.DialContext(ctx, network, mesh)
 		}}}
 }
 
@@ -773,7 +734,7 @@ func procMem(pid int) (peak, rss float64, err error) {
 // RealRowNames are the rows of a real-binaries run, in run order within a
 // round: the latency rows (each at every concurrency level), then the
 // one-stream bulk rows.
-var RealRowNames = []string{"direct", "postern", "postern-auth", "wg-splice", "oauth2-proxy",
+var RealRowNames = []string{"direct", "postern", "postern-traced", "postern-auth", "wg-splice", "oauth2-proxy",
 	"bulk-direct", "bulk-postern", "bulk-wg-splice", "bulk-oauth2-proxy"}
 
 // realTarget is one thing the load measures: where it connects and which
@@ -835,6 +796,7 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 	targets := []realTarget{
 		{name: "direct", url: "http://" + sys.backend, procs: []string{"backend"}},
 		{name: "postern", url: "https://" + realHost, connect: sys.mesh, ca: sys.ca, procs: []string{"meshd", "connectord", "backend"}},
+		{name: "postern-traced", url: "https://" + realHost, connect: sys.meshTraced, ca: sys.ca, procs: []string{"meshd-traced", "connectord-traced", "backend"}},
 		{name: "postern-auth", url: "https://" + realAuthHost, connect: sys.mesh, ca: sys.ca, cookie: sys.cookie,
 			procs: []string{"meshd", "connectord", "backend"}},
 		{name: "wg-splice", url: "http://" + sys.splice, procs: []string{"splice-edge", "splice-inner", "backend"}},
@@ -855,7 +817,9 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 		}
 	}
 	for _, t := range targets {
-		if t.cookie == nil && want("bulk-"+t.name) { // bulk through the auth path adds one check per download: nothing to see
+		// Bulk through the auth path adds one check per download, through
+		// the traced pair one span per download: nothing to see.
+		if t.cookie == nil && t.name != "postern-traced" && want("bulk-"+t.name) {
 			specs = append(specs, spec{t, 1, true})
 		}
 	}
@@ -1022,8 +986,11 @@ func finishReal(rows []RealRow) []RealRow {
 			continue
 		}
 		for _, d := range out {
-			if r.Target == "postern-auth" && d.Target == "postern" && !d.Bulk && !r.Bulk && d.Concurrency == r.Concurrency && d.RPS > 0 {
+			if (r.Target == "postern-auth" || r.Target == "postern-traced") && d.Target == "postern" && !d.Bulk && !r.Bulk && d.Concurrency == r.Concurrency && d.RPS > 0 {
 				r.RatioToPostern = ptr(round(r.RPS/d.RPS, 3))
+				if c := proxyCPU(d.CPUPer10k); r.Target == "postern-traced" && c > 0 {
+					r.CPURatioToPostern = ptr(round(proxyCPU(r.CPUPer10k)/c, 3))
+				}
 			}
 			if d.Target != "direct" || d.Bulk != r.Bulk || d.Concurrency != r.Concurrency {
 				continue
@@ -1083,17 +1050,17 @@ func (r RealReport) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Real binaries: %s, %d cores, %s; %d interleaved rounds of %v (warm-up %v); figures are medians over the rounds.\n\n",
 		r.Machine.CPU, r.Machine.Cores, r.Machine.GoVersion, r.Rounds, r.Duration, r.Warmup)
-	b.WriteString("| row | c | req/s | p50 ms | p99 ms | MiB/s | ÷ direct (req/s or MiB/s) | p50 ÷ direct | req/s ÷ postern | proxy CPU s per 10k requests | proxy CPU s per GiB | errors |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|\n")
+	b.WriteString("| row | c | req/s | p50 ms | p99 ms | MiB/s | ÷ direct (req/s or MiB/s) | p50 ÷ direct | req/s ÷ postern | CPU/10k ÷ postern | proxy CPU s per 10k requests | proxy CPU s per GiB | errors |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|\n")
 	for _, x := range r.Rows {
 		name := x.Target
 		if x.Bulk {
 			name = "bulk-" + name
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", name, x.Concurrency,
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", name, x.Concurrency,
 			ifNot(x.Bulk, strconv.FormatFloat(x.RPS, 'f', 0, 64)), ifNot(x.Bulk, strconv.FormatFloat(x.P50, 'f', 3, 64)),
 			ifNot(x.Bulk, strconv.FormatFloat(x.P99, 'f', 3, 64)), optional(x.MiBs, 1), optional(x.RatioToDirect, 3),
-			optional(x.P50RatioToDirect, 3), optional(x.RatioToPostern, 3), perProc(x.CPUPer10k), perProc(x.CPUPerGiB), x.Errors)
+			optional(x.P50RatioToDirect, 3), optional(x.RatioToPostern, 3), optional(x.CPURatioToPostern, 3), perProc(x.CPUPer10k), perProc(x.CPUPerGiB), x.Errors)
 	}
 	fmt.Fprintf(&b, "\n| process | RSS before the rows MiB (VmRSS) | peak RSS MiB (VmHWM) | RSS after the run MiB (VmRSS) | RSS after %v idle MiB | CPU s, whole run | stopped and reaped |\n|---|--:|--:|--:|--:|--:|---|\n", r.Settle)
 	for _, p := range r.Procs {
@@ -1111,7 +1078,19 @@ func ifNot(cond bool, s string) string {
 }
 
 // realProcNames are the measured processes in report order.
-var realProcNames = []string{"meshd", "connectord", "splice-edge", "splice-inner", "oauth2-proxy", "backend"}
+var realProcNames = []string{"meshd", "connectord", "meshd-traced", "connectord-traced", "splice-edge", "splice-inner", "oauth2-proxy", "backend"}
+
+// proxyCPU is the sum of m's figures but the backend's: the proxy
+// processes' CPU.
+func proxyCPU(m map[string]float64) float64 {
+	var total float64
+	for n, v := range m {
+		if n != "backend" {
+			total += v
+		}
+	}
+	return total
+}
 
 // perProc renders CPU figures as "proxy total (each proxy process);
 // backend b", the proxy processes in realProcNames order.

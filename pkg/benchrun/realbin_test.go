@@ -15,7 +15,9 @@ import (
 // are built, meshd, connectord and the backend run as processes of their
 // own and serve every row without an error through TLS, WireGuard and the
 // connector (postern-auth: with the dev-signed app cookie, which meshd
-// verifies — RunReal fails if the app answers without it), the report has every row with its ratios and per-process CPU,
+// verifies — RunReal fails if the app answers without it; postern-traced:
+// through the second pair, tracing on, exporting to the sink process), the
+// report has every row with its ratios and per-process CPU,
 // the memory of each process was read, and every process (the load
 // processes too) is gone afterwards. The wg-splice peer's two processes
 // serve too, and so does the oauth2-proxy peer (the released binary, which
@@ -55,13 +57,18 @@ func TestRealShape(t *testing.T) {
 		switch r.Target {
 		case "postern", "postern-auth":
 			procs = "backend,connectord,meshd"
+		case "postern-traced":
+			procs = "backend,connectord-traced,meshd-traced"
 		case "wg-splice":
 			procs = "backend,splice-edge,splice-inner"
 		case "oauth2-proxy":
 			procs = "backend,oauth2-proxy"
 		}
-		if (r.Target == "postern-auth") != (r.RatioToPostern != nil) {
-			t.Errorf("%s: ratio to postern %v, want it on postern-auth rows only", name, r.RatioToPostern)
+		if (r.Target == "postern-auth" || r.Target == "postern-traced") != (r.RatioToPostern != nil) {
+			t.Errorf("%s: ratio to postern %v, want it on postern-auth and postern-traced rows only", name, r.RatioToPostern)
+		}
+		if (r.Target == "postern-traced") != (r.CPURatioToPostern != nil && *r.CPURatioToPostern > 0) {
+			t.Errorf("%s: CPU ratio to postern %v, want it on postern-traced rows only", name, r.CPURatioToPostern)
 		}
 		if (r.Target != "direct") != (r.RatioToDirect != nil && (r.Bulk || r.P50RatioToDirect != nil)) {
 			t.Errorf("%s: ratio to direct %v, p50 ratio %v: want both on every row but direct's", name, r.RatioToDirect, r.P50RatioToDirect)
@@ -74,7 +81,8 @@ func TestRealShape(t *testing.T) {
 			t.Errorf("%s: CPU of %v, want of %s", name, keys, procs)
 		}
 	}
-	want := "direct c=1,postern c=1,postern-auth c=1,wg-splice c=1,oauth2-proxy c=1,direct c=2,postern c=2,postern-auth c=2,wg-splice c=2,oauth2-proxy c=2," +
+	want := "direct c=1,postern c=1,postern-traced c=1,postern-auth c=1,wg-splice c=1,oauth2-proxy c=1," +
+		"direct c=2,postern c=2,postern-traced c=2,postern-auth c=2,wg-splice c=2,oauth2-proxy c=2," +
 		"bulk-direct c=1,bulk-postern c=1,bulk-wg-splice c=1,bulk-oauth2-proxy c=1"
 	if strings.Join(got, ",") != want {
 		t.Errorf("rows: got %v, want %s", got, want)
@@ -83,8 +91,8 @@ func TestRealShape(t *testing.T) {
 	for _, p := range rep.Procs {
 		names = append(names, p.Name)
 	}
-	if strings.Join(names, ",") != "backend,meshd,connectord,splice-inner,splice-edge,oauth2-proxy" {
-		t.Fatalf("processes: got %v, want backend, meshd, connectord, splice-inner, splice-edge and oauth2-proxy", names)
+	if strings.Join(names, ",") != "backend,meshd,connectord,otlp-sink,meshd-traced,connectord-traced,splice-inner,splice-edge,oauth2-proxy" {
+		t.Fatalf("processes: got %v, want backend, meshd, connectord, otlp-sink, meshd-traced, connectord-traced, splice-inner, splice-edge and oauth2-proxy", names)
 	}
 	for _, p := range rep.Procs {
 		if p.StartRSSMiB <= 0 || p.StartRSSMiB > p.PeakRSSMiB || p.IdleRSSMiB <= 0 {
@@ -98,7 +106,7 @@ func TestRealShape(t *testing.T) {
 		}
 	}
 	md := rep.Markdown()
-	for _, w := range []string{"| postern | 2 |", "| bulk-postern | 1 |", "| oauth2-proxy | 2 |", "| meshd |", "| oauth2-proxy |", "2 interleaved rounds"} {
+	for _, w := range []string{"| postern | 2 |", "| postern-traced | 2 |", "| bulk-postern | 1 |", "| oauth2-proxy | 2 |", "| meshd |", "| oauth2-proxy |", "2 interleaved rounds"} {
 		if !strings.Contains(md, w) {
 			t.Errorf("real.md lacks %q:\n%s", w, md)
 		}

@@ -16,9 +16,14 @@ import (
 // scenario to about a minute with the default matrix and settings.
 const regionsMaxWarmup = 500 * time.Millisecond
 
-// targetSlack is how far above optimal_ms a latency row's p50 may be and
-// still meet the target (10%).
-const targetSlack = 1.10
+// targetSlack and targetFloorMS are how far above optimal_ms a latency
+// row's p50 may be and still meet the target (issue 16): 5% plus 0.3 ms,
+// about what Postern's own processing adds to a request (the tunnel
+// scenario adds 0.23 ms).
+const (
+	targetSlack   = 1.05
+	targetFloorMS = 0.3
+)
 
 // tieSlack and tieFloorMS are the noise margin of the regions rows: two
 // p50s within 5% or 0.5 ms of each other (whichever is larger) are a tie,
@@ -40,10 +45,13 @@ const regionsRowTime = 2 * time.Second
 // regionsMaxWorkers caps the workers of a regions row.
 const regionsMaxWorkers = 32
 
-// simnetOverhead is what a request on a simulated path takes beyond its
-// RTT, in ms: simnet's stream model makes each write on the user's TCP leg
-// pay the one-way delay, and Postern's own processing adds about 0.25 ms
-// (a local path at 2.0 ms optimal measures about 5 ms).
+// simnetOverhead is the allowance, in ms, for what a request on a
+// simulated path takes beyond its RTT when the workers of a row are sized
+// (regionsWorkers). A request takes about 0.3–0.5 ms more (Postern's own
+// processing, the TLS record on the user's leg and simnet's timers); the
+// allowance is larger (and was chosen when the simulator still added an
+// RTT to short paths), and stays, because it sets the rows' concurrency,
+// by which compare matches rows across runs.
 const simnetOverhead = 3.0
 
 // RegionStrategies are the route strategies the regions scenario
@@ -139,6 +147,10 @@ func openRegions(ctx context.Context, sys System, p Params) (*Row, error) {
 			opt = min(opt, end)
 		}
 		r.Strategy, r.UserRegion, r.OptimalMS = v.Strategy, v.UserRegion, ptr(opt)
+		// The route's view of its chosen paths at the end of the row.
+		if e, ok, err := rs.EstimateError(v.UserRegion); err == nil && ok {
+			r.EstimateErrorPct = ptr(round(100*e, 1))
+		}
 	}}, nil
 }
 
@@ -147,7 +159,7 @@ func openRegions(ctx context.Context, sys System, p Params) (*Row, error) {
 // the other strategies' rows for the same scenario and user region (its
 // competitors; their concurrency may differ, see regionsWorkers):
 //
-//   - TargetMet: p50 is at most 10% above optimal_ms;
+//   - TargetMet: p50 is at most optimal_ms × 1.05 + 0.3 ms;
 //   - LowestP50: p50 is below every competitor's by more than the noise
 //     margin (5% of it or 0.5 ms, whichever is larger);
 //   - TieP50: p50 is not lowest, but within the margin of the best
@@ -163,7 +175,7 @@ func annotateRegions(rows []Result) {
 			continue
 		}
 		if r.OptimalMS != nil {
-			r.TargetMet = ptr(r.P50 > 0 && r.P50 <= *r.OptimalMS*targetSlack)
+			r.TargetMet = ptr(r.P50 > 0 && r.P50 <= *r.OptimalMS*targetSlack+targetFloorMS)
 		}
 		best := math.Inf(1)
 		for _, o := range rows {

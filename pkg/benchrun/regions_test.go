@@ -201,6 +201,7 @@ func TestAnnotateRegions(t *testing.T) {
 		row("latency", "h", 2.0, 2), row("nearest", "h", 2.6, 2), // 0.6 below, beyond the 0.5 ms floor: lowest
 		row("latency", "i", 5, 5), row("nearest", "i", 0, 5), row("random", "i", 0, 5), // competitors all failed: unset
 		row("latency", "j", 80, 78), {Scenario: "regions", Concurrency: 31, Strategy: "random", UserRegion: "j", P50: 250}, // sized apart: still a competitor
+		row("latency", "k", 2.4, 2), row("latency", "l", 2.45, 2), // target: 2 × 1.05 + 0.3 = 2.4 met, 2.45 not
 	}
 	annotate(rows)
 	cases := []struct {
@@ -214,7 +215,9 @@ func TestAnnotateRegions(t *testing.T) {
 		{8, ptr(true), nil, nil},
 		{9, ptr(true), ptr(true), ptr(false)},
 		{12, ptr(true), ptr(false), ptr(true)},
-		{14, ptr(true), ptr(false), ptr(true)},
+		{14, ptr(false), ptr(false), ptr(true)}, // 84 > 78 × 1.05 + 0.3
+		{23, ptr(true), nil, nil},
+		{24, ptr(false), nil, nil},
 		{16, ptr(true), ptr(true), ptr(false)},
 		{18, ptr(true), nil, nil},
 		{21, ptr(true), ptr(true), ptr(false)},

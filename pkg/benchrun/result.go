@@ -78,8 +78,14 @@ type Result struct {
 	// the group that the matrix and the connectors' actual attachments
 	// allow, in ms (see OptimalMS); set on regions rows.
 	OptimalMS *float64 `json:"optimal_ms,omitempty"`
-	// TargetMet reports whether P50 is at most 10% above OptimalMS; set on
-	// regions rows of the latency strategy.
+	// EstimateErrorPct is the worst route estimate error over the paths
+	// the user region's node chose, at the end of the row, in percent:
+	// |estimated path RTT − the matrix's path RTT| / the matrix's path
+	// RTT (route.EstimateError); set on regions rows whose node has an
+	// estimate.
+	EstimateErrorPct *float64 `json:"estimate_error_pct,omitempty"`
+	// TargetMet reports whether P50 is at most OptimalMS × 1.05 + 0.3 ms;
+	// set on regions rows of the latency strategy.
 	TargetMet *bool `json:"target_met,omitempty"`
 	// LowestP50 reports whether P50 is below every other strategy's for
 	// the same user region by more than the noise margin (5% or 0.5 ms,
@@ -183,6 +189,9 @@ func combine(reps []Result) Result {
 	for i, x := range reps {
 		if x.OptimalMS != nil && (r.OptimalMS == nil || *x.OptimalMS < *r.OptimalMS) {
 			r.OptimalMS = x.OptimalMS // the best any repeat's attachments allowed
+		}
+		if x.EstimateErrorPct != nil && (r.EstimateErrorPct == nil || *x.EstimateErrorPct > *r.EstimateErrorPct) {
+			r.EstimateErrorPct = x.EstimateErrorPct // the worst of the repeats
 		}
 		r.Requests += x.Requests
 		r.Errors += x.Errors
@@ -291,6 +300,9 @@ func (r Result) Summary() string {
 	}
 	if r.OptimalMS != nil {
 		fmt.Fprintf(&b, " optimal=%.1fms", *r.OptimalMS)
+	}
+	if r.EstimateErrorPct != nil {
+		fmt.Fprintf(&b, " estimate_error=%.1f%%", *r.EstimateErrorPct)
 	}
 	if r.TargetMet != nil {
 		fmt.Fprintf(&b, " target_met=%t", *r.TargetMet)
@@ -459,12 +471,12 @@ func (rep Report) Markdown() string {
 // table: one row per scenario, strategy and user region.
 func regionsMarkdown(rows []Result) string {
 	var b strings.Builder
-	b.WriteString("\n| scenario | strategy | user region | c | requests | errors | rps | p50 ms | p90 ms | p99 ms | optimal ms | target met | lowest p50 | tie p50 | p50 spread ms |\n")
-	b.WriteString("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|\n")
+	b.WriteString("\n| scenario | strategy | user region | c | requests | errors | rps | p50 ms | p90 ms | p99 ms | optimal ms | est. error % | target met | lowest p50 | tie p50 | p50 spread ms |\n")
+	b.WriteString("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %.1f | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %.1f | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s | %s |\n",
 			r.Scenario, r.Strategy, r.UserRegion, r.Concurrency, r.Requests, r.Errors, r.RPS, r.P50, r.P90, r.P99,
-			optional(r.OptimalMS, 1), yesNo(r.TargetMet), yesNo(r.LowestP50), yesNo(r.TieP50), optional(r.P50Spread, 3))
+			optional(r.OptimalMS, 1), optional(r.EstimateErrorPct, 1), yesNo(r.TargetMet), yesNo(r.LowestP50), yesNo(r.TieP50), optional(r.P50Spread, 3))
 	}
 	return b.String()
 }

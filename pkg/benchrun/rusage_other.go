@@ -2,10 +2,14 @@
 
 package benchrun
 
-import "time"
+import (
+	"time"
 
-// processCPU returns 0: the process's CPU time is not read on this system.
-func processCPU() time.Duration { return 0 }
+	"github.com/postern/postern/pkg/testkit"
+)
+
+// processCPU returns the user and system CPU time this process has used.
+func processCPU() time.Duration { return testkit.ProcessCPU() }
 
 // peakRSS returns 0: the peak resident set size is not read on this system.
 func peakRSS() int64 { return 0 }

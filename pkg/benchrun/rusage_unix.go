@@ -6,16 +6,12 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // processCPU returns the user and system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func processCPU() time.Duration { return testkit.ProcessCPU() }
 
 // peakRSS returns the process's peak resident set size in bytes, or 0.
 func peakRSS() int64 {

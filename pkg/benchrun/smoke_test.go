@@ -122,6 +122,9 @@ func TestSmokeExtraSuite(t *testing.T) {
 				t.Errorf("%s: got target_met %v lowest_p50 %v tie_p50 %v, want all three on latency rows only (every one has competitors)",
 					r.Name(), r.TargetMet, r.LowestP50, r.TieP50)
 			}
+			if r.EstimateErrorPct == nil || *r.EstimateErrorPct < 0 {
+				t.Errorf("%s: got estimate_error_pct %v, want it set (the user node chose a path with an estimate)", r.Name(), r.EstimateErrorPct)
+			}
 			if r.LowestP50 != nil && *r.LowestP50 && *r.TieP50 {
 				t.Errorf("%s: both lowest and a tie", r.Name())
 			}

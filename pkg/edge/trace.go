@@ -12,16 +12,18 @@ import (
 )
 
 // Tracing (Config.Tracer). Each request to an app gets a server span,
-// "edge" at the node the user reached and "relay" at a relay node, with a
-// child per attempt through the tunnel ("tunnel"), whose context goes to
-// the connector in traceparent. The sign-in check, the policy decision
+// "edge" at the node the user reached and "relay" at a relay node, whose
+// context goes through the tunnel in traceparent to the connector (or
+// the relay node). An attempt through the tunnel is not a span of its
+// own (it would cost a quarter of tracing's per-request price): the path
+// that answered is postern.connector, and each failed attempt an
+// "attempt_failed" event with its path and error. The sign-in check, the policy decision
 // and each routing choice are attributes, not spans: they take
 // microseconds, do no I/O, and a span each cost more than half of
 // tracing's whole per-request price (BenchmarkServeTracing). The request's
 // span carries postern.auth (cookie, bearer, cli), postern.decision,
-// postern.reason and postern.rule; each tunnel span postern.path (the
-// connector, or the relay node, picked); a request no path was left for
-// gets a "no_path" event.
+// postern.reason and postern.rule; a request no path was left for gets a
+// "no_path" event.
 // A client's traceparent is the parent only for an app with
 // trust_trace_headers; a relay node always continues the first node's.
 // With Tracer nil all of this is skipped behind one nil check, and the
@@ -32,7 +34,6 @@ import (
 var (
 	serverRoot  = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer), trace.WithNewRoot()}
 	serverChild = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
-	clientSpan  = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
 )
 
 // startSpan starts the server span of r named name, as a child of the
@@ -114,21 +115,23 @@ func noPath(ctx context.Context) {
 	trace.SpanFromContext(ctx).AddEvent("no_path")
 }
 
-// attemptSpan starts the "tunnel" span of one attempt below ctx (the
-// attempt's context) and returns its context, for the attempt's request
-// (EndRoundTrip names the path when it ends the span).
-func (t *tunnelTransport) attemptSpan(ctx context.Context) (context.Context, trace.Span) {
-	return t.tracer.Start(ctx, "tunnel", clientSpan...)
+// attemptFailed records on the request's span (in ctx) an attempt
+// through the tunnel that failed: an "attempt_failed" event naming the
+// path (postern.path) and the error. An attempt has no span of its own: a
+// span costs about a quarter of tracing's per-request price, and the
+// path that answered is the request span's postern.connector.
+func attemptFailed(ctx context.Context, c Path, err error) {
+	span := trace.SpanFromContext(ctx)
+	if span.IsRecording() {
+		span.AddEvent("attempt_failed", trace.WithAttributes(attribute.String("postern.path", c.String()), attribute.String("error.message", err.Error())))
+	}
 }
 
-// injectAttempt sets traceparent of out, an attempt's request, to the
-// tunnel span in its context. The first attempt sets it in place; a
-// retry sets it in a copy, as an earlier attempt's transport may still
-// read the headers it was given.
+// injectAttempt sets traceparent of out, the first attempt's request, to
+// the request's span in its context, in place; a retry carries the same
+// headers (the request's span is the parent of every attempt).
 func injectAttempt(out *http.Request) {
-	ctx := out.Context()
-	if stateOf(ctx).attempts > 1 {
-		out.Header = out.Header.Clone()
+	if stateOf(out.Context()).attempts == 1 {
+		tracing.Inject(out.Context(), out.Header)
 	}
-	tracing.Inject(ctx, out.Header)
 }

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -16,7 +18,21 @@ import (
 // none may have a tracing frame in its stack: the OpenTelemetry packages,
 // pkg/tracing, or this package's trace.go. So that the scan is known to
 // see such allocations, the same requests with tracing on must show them.
+//
+// The memory profile is the whole process's, and a server goroutine of an
+// earlier test (with tracing on) may still be finishing a request: so the
+// scan runs in a child process of this test binary that runs this test
+// alone.
 func TestTracingOffAllocatesNothing(t *testing.T) {
+	if os.Getenv(traceOffChild) != "1" {
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestTracingOffAllocatesNothing$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), traceOffChild+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestTracingOffAllocatesNothing") {
+			t.Fatalf("the allocation scan in a process of its own: %v\n%s", err, out)
+		}
+		return
+	}
 	off := tracingAllocs(t, func(c Config) Config { return c })
 	if len(off) > 0 {
 		t.Errorf("tracing off: %d allocation sites with tracing frames, first:\n%s", len(off), off[0])
@@ -28,6 +44,10 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 		t.Error("tracing on: no allocation with a tracing frame seen: the scan is blind")
 	}
 }
+
+// traceOffChild is set in the environment of the child process that runs
+// TestTracingOffAllocatesNothing's scan.
+const traceOffChild = "POSTERN_TRACE_OFF_CHILD"
 
 // tracingAllocs serves requests through a handler built with configure
 // and returns the stacks of the allocations they made that hold a

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -100,8 +100,8 @@ func TestTraceSpansAuth(t *testing.T) {
 			resp.Body.Close()
 			spans := endedSpans(t, rec, before)
 			edge := spans["edge"]
-			if edge == nil || len(spans) != map[bool]int{true: 2, false: 1}[tc.allow] {
-				t.Fatalf("got spans %v, want edge and, if allowed, tunnel (the sign-in check, policy and route are attributes)", spans)
+			if edge == nil || len(spans) != 1 {
+				t.Fatalf("got spans %v, want edge alone (the sign-in check, policy, route and attempts are attributes and events)", spans)
 			}
 			if edge.Parent().IsValid() || edge.SpanContext().TraceID().String() == testTrace {
 				t.Error("the client's traceparent became the parent of an app that does not trust it")
@@ -117,19 +117,18 @@ func TestTraceSpansAuth(t *testing.T) {
 				t.Error("edge span: no postern.rule")
 			}
 			if !tc.allow {
-				if spans["tunnel"] != nil || len(c.backend.Requests()) != 0 {
+				if len(c.backend.Requests()) != 0 {
 					t.Error("a denied request went into the tunnel")
 				}
 				return
 			}
-			tun := spans["tunnel"]
-			if tun == nil || tun.Parent().SpanID() != edge.SpanContext().SpanID() || attr(tun, "postern.path") == "" {
-				t.Fatalf("got spans %v, want a tunnel span naming its path below edge", spans)
+			if attr(edge, "postern.connector") == "" {
+				t.Error("edge span: no postern.connector (the path that answered)")
 			}
 			got := c.backend.Requests()
-			want := "00-" + tun.SpanContext().TraceID().String() + "-" + tun.SpanContext().SpanID().String() + "-01"
+			want := "00-" + edge.SpanContext().TraceID().String() + "-" + edge.SpanContext().SpanID().String() + "-01"
 			if len(got) != 1 || got[0].Header.Get("Traceparent") != want {
-				t.Errorf("backend got traceparent %q, want the tunnel span's %q", got[0].Header.Values("Traceparent"), want)
+				t.Errorf("backend got traceparent %q, want the edge span's %q", got[0].Header.Values("Traceparent"), want)
 			}
 		})
 	}
@@ -162,9 +161,9 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 	return ""
 }
 
-// TestTraceRetry checks the spans of a request tried twice: a tunnel span
-// per attempt naming its path, the first an error, and each connector
-// seeing the traceparent of its own attempt.
+// TestTraceRetry checks the trace of a request tried twice: one span, the
+// request's, with an attempt_failed event naming the first path, and both
+// connectors seeing the request span's traceparent.
 func TestTraceRetry(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
@@ -200,28 +199,30 @@ func TestTraceRetry(t *testing.T) {
 	}
 	resp.Body.Close()
 	root.End()
-	var tunnels []sdktrace.ReadOnlySpan
-	for _, s := range rec.Ended() {
-		if s.Name() == "tunnel" {
-			tunnels = append(tunnels, s)
+	if n := len(rec.Ended()); n != 1 {
+		t.Fatalf("got %d spans, want the request's alone (an attempt has no span)", n)
+	}
+	var failed []string
+	for _, e := range rec.Ended()[0].Events() {
+		if e.Name != "attempt_failed" {
+			continue
+		}
+		for _, kv := range e.Attributes {
+			if kv.Key == "postern.path" {
+				failed = append(failed, kv.Value.AsString())
+			}
+			if kv.Key == "error.message" && kv.Value.AsString() == "" {
+				t.Error("attempt_failed without its error")
+			}
 		}
 	}
-	if len(tunnels) != 2 {
-		t.Fatalf("got %d tunnel spans, want 2", len(tunnels))
+	if fmt.Sprint(failed) != "[c1]" {
+		t.Errorf("attempt_failed events name %v, want [c1] (the answering c2 is the request's connector)", failed)
 	}
-	if got := attr(tunnels[0], "postern.path") + "," + attr(tunnels[1], "postern.path"); got != "c1,c2" {
-		t.Errorf("tunnel paths: got %s, want c1,c2", got)
-	}
-	if tunnels[0].Status().Code != codes.Error || tunnels[1].Status().Code == codes.Error {
-		t.Errorf("tunnel statuses: got %v, %v; want the first an error only", tunnels[0].Status(), tunnels[1].Status())
-	}
-	for i, s := range tunnels {
-		if s.Parent().SpanID() != root.SpanContext().SpanID() {
-			t.Errorf("tunnel %d: not a child of the request's span", i)
-		}
-		want := "00-" + s.SpanContext().TraceID().String() + "-" + s.SpanContext().SpanID().String() + "-01"
+	want := "00-" + root.SpanContext().TraceID().String() + "-" + root.SpanContext().SpanID().String() + "-01"
+	for i := range 2 {
 		if got := <-seen; got != want {
-			t.Errorf("connector %d got traceparent %q, want its attempt's %q", i+1, got, want)
+			t.Errorf("connector %d got traceparent %q, want the request span's %q", i+1, got, want)
 		}
 	}
 }

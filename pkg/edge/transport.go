@@ -12,11 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/pkg/accesslog"
-	"github.com/postern/postern/pkg/tracing"
 	"github.com/postern/postern/pkg/tunnelhttp"
 )
 
@@ -145,12 +143,8 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 		WroteRequest: func(httptrace.WroteRequestInfo) { timer.run() },
 	}
 	octx := httptrace.WithClientTrace(actx, ct)
-	var span trace.Span
-	if t.tracer != nil {
-		octx, span = t.attemptSpan(octx)
-	}
 	out := req.WithContext(octx)
-	if span != nil {
+	if t.tracer != nil {
 		injectAttempt(out)
 	}
 	u := *req.URL
@@ -172,8 +166,8 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 		resp, err = nil, errRelayNoConnector
 		gotConn.Store(false)
 	}
-	if span != nil {
-		tracing.EndRoundTrip(span, resp, err, attribute.String("postern.path", c.String()))
+	if err != nil && t.tracer != nil {
+		attemptFailed(octx, c, err)
 	}
 	if err == nil {
 		cut := func() bool { return false }

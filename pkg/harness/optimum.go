@@ -3,6 +3,7 @@ package harness
 import (
 	"time"
 
+	"github.com/postern/postern/pkg/route"
 	"github.com/postern/postern/pkg/simnet"
 )
 
@@ -65,4 +66,42 @@ func (h *Harness) Attachments(group string) []Attachment {
 		}
 	}
 	return atts
+}
+
+// RouteEstimateError returns the worst route estimate error over the
+// paths mesh node i chose for group's app (app-<group>):
+// route.EstimateError of the path's estimated RTT (explain's rtt_ms)
+// against its true RTT in the topology's matrix (PathRTT). ok is false
+// when the node has chosen no path with an estimate yet, or the harness
+// has no topology (no matrix to compare with).
+func (h *Harness) RouteEstimateError(i int, group string) (worst float64, ok bool, err error) {
+	top := h.opts.Topology
+	if top == nil {
+		return 0, false, nil
+	}
+	mm := h.Meshes()[i]
+	ex, err := mm.Node.Explain("app-" + group)
+	if err != nil {
+		return 0, false, err
+	}
+	region := map[string]string{}
+	for _, m := range h.Meshes() {
+		region[m.ID] = m.Region
+	}
+	from := h.RegionOf(i)
+	for _, p := range ex.Paths {
+		conn := h.ConnectorRegion(p.Connector)
+		if !p.Chosen || p.RTTMs <= 0 || conn == "" {
+			continue
+		}
+		local := p.Via == "local"
+		via := region[p.Via]
+		if local {
+			via = from
+		}
+		truth := PathRTT(top.Net.Matrix(), from, via, conn, local)
+		est := time.Duration(p.RTTMs * float64(time.Millisecond))
+		worst, ok = max(worst, route.EstimateError(est, truth)), true
+	}
+	return worst, ok, nil
 }

@@ -122,8 +122,7 @@ func parentOf(t *testing.T, seen seenTrace) (traceID, spanID string) {
 // chain is the span names of a relayed request, in the order of the
 // hops, with the service and node that must record each.
 var relayedSpans = []struct{ name, service, node string }{
-	{"edge", "meshd", RelayNodeA}, {"tunnel", "meshd", RelayNodeA},
-	{"relay", "meshd", RelayNodeB}, {"tunnel", "meshd", RelayNodeB},
+	{"edge", "meshd", RelayNodeA}, {"relay", "meshd", RelayNodeB},
 	{"connector", "connectord", ""}, {"backend", "connectord", ""},
 }
 
@@ -192,16 +191,14 @@ func TestTraceRelayed(t *testing.T) {
 		if p := sp["edge@A"].ParentID; p != "" {
 			t.Errorf("edge: got parent %q, want a root (the client's traceparent is not trusted for this app)", p)
 		}
-		parentIs("tunnel@A", "edge@A")
-		parentIs("relay@B", "tunnel@A")
-		parentIs("tunnel@B", "relay@B")
-		parentIs("connector@", "tunnel@B")
+		parentIs("relay@B", "edge@A") // an attempt through the tunnel is no span of its own
+		parentIs("connector@", "relay@B")
 		parentIs("backend@", "connector@")
 		if got := sp["backend@"].SpanID; got != parent {
 			t.Errorf("backend saw parent span %s, want the connector's backend span %s", parent, got)
 		}
 		for k, kind := range map[string]tracepb.Span_SpanKind{"edge@A": tracepb.Span_SPAN_KIND_SERVER, "relay@B": tracepb.Span_SPAN_KIND_SERVER,
-			"tunnel@A": tracepb.Span_SPAN_KIND_CLIENT, "connector@": tracepb.Span_SPAN_KIND_SERVER, "backend@": tracepb.Span_SPAN_KIND_CLIENT} {
+			"connector@": tracepb.Span_SPAN_KIND_SERVER, "backend@": tracepb.Span_SPAN_KIND_CLIENT} {
 			if sp[k].Kind != kind {
 				t.Errorf("%s: got kind %v, want %v", k, sp[k].Kind, kind)
 			}
@@ -215,10 +212,13 @@ func TestTraceRelayed(t *testing.T) {
 		if edge.Attrs["postern.request_id"] != seen.RequestID || edge.Attrs["postern.app"] != "traced" || edge.Attrs["http.response.status_code"] != "200" {
 			t.Errorf("edge attributes %v, want request id %s, app traced, status 200", edge.Attrs, seen.RequestID)
 		}
-		for _, k := range []string{"tunnel@A", "tunnel@B"} {
-			if got := sp[k].Attrs["postern.path"]; got == "" {
-				t.Errorf("%s names no path", k)
+		for _, k := range []string{"edge@A", "relay@B"} {
+			if got := sp[k].Attrs["postern.connector"]; got == "" {
+				t.Errorf("%s names no path that answered (postern.connector)", k)
 			}
+		}
+		if len(sp) != len(relayedSpans) {
+			t.Errorf("got spans %v, want %d: one per hop", keys(sp), len(relayedSpans))
 		}
 		if got := edge.Attrs["postern.decision"]; got != "allow" {
 			t.Errorf("edge: got decision %q, want allow", got)

@@ -56,8 +56,8 @@ type ConnectorStatus struct {
 	Alive       bool       `json:"alive"`
 	Draining    bool       `json:"draining"`
 	Outstanding int64      `json:"outstanding"`
-	// RTTMs is the latest probe's round-trip time through the tunnel, in
-	// milliseconds.
+	// RTTMs is the smoothed round-trip time of its probes through the
+	// tunnel (pool.Status.RTT), in milliseconds.
 	RTTMs    float64   `json:"rtt_ms"`
 	Attached time.Time `json:"attached"`
 	// Carrier is "udp" or "stream", as the connector's latest

@@ -33,15 +33,24 @@ type Explain struct {
 type ExplainPath struct {
 	// Via is "local" for a connector attached to this node, or the relay
 	// node's id.
-	Via            string  `json:"via"`
-	Region         string  `json:"region"`
-	Connector      string  `json:"connector"`
+	Via       string `json:"via"`
+	Region    string `json:"region"`
+	Connector string `json:"connector"`
+	// NodeRTTMs is the RTT to the relay node the cost used, from
+	// RTTSource (route.RTTSource: measured, coordinates, ...);
+	// CoordRTTMs and MeasuredRTTMs are both inputs (zero when absent).
 	NodeRTTMs      float64 `json:"node_rtt_ms"`
 	NodeRTTKnown   bool    `json:"node_rtt_known"`
+	RTTSource      string  `json:"rtt_source,omitempty"`
+	CoordRTTMs     float64 `json:"coord_rtt_ms,omitempty"`
+	MeasuredRTTMs  float64 `json:"measured_rtt_ms,omitempty"`
 	ConnectorRTTMs float64 `json:"connector_rtt_ms"`
-	CostMs         float64 `json:"cost_ms"`
-	Load           int64   `json:"load"`
-	Eligible       bool    `json:"eligible"`
+	// RTTMs is the path's estimated RTT (node RTT + connector RTT; zero
+	// while the node RTT is unknown); CostMs adds the relay hop's cost.
+	RTTMs    float64 `json:"rtt_ms"`
+	CostMs   float64 `json:"cost_ms"`
+	Load     int64   `json:"load"`
+	Eligible bool    `json:"eligible"`
 	// Chosen reports that the path takes requests now (the best tier);
 	// Held that hysteresis alone keeps it there.
 	Chosen bool   `json:"chosen"`
@@ -119,7 +128,11 @@ func (m *mesh) otherPaths(group string, scored []ExplainPath) []ExplainPath {
 		switch {
 		case scoredNode:
 			p.Region, p.NodeRTTMs, p.NodeRTTKnown = row.Region, row.NodeRTTMs, row.NodeRTTKnown
+			p.RTTSource, p.CoordRTTMs, p.MeasuredRTTMs = row.RTTSource, row.CoordRTTMs, row.MeasuredRTTMs
 			p.CostMs = row.CostMs - row.ConnectorRTTMs + p.ConnectorRTTMs
+			if row.RTTMs > 0 {
+				p.RTTMs = row.RTTMs - row.ConnectorRTTMs + p.ConnectorRTTMs
+			}
 			p.Eligible = row.Eligible && a.Alive && !a.Draining
 			p.Chosen = row.Chosen && p.Eligible
 			p.Why = "balanced by " + a.Node + " among its connectors"
@@ -157,8 +170,9 @@ func (n *Node) explainLone(app, group string) Explain {
 	ex := Explain{App: app, Group: group, Node: n.cfg.ID, Region: n.cfg.Region, Strategy: "local (not in a cluster)",
 		Paths: []ExplainPath{}, Built: n.cfg.Now()}
 	for _, c := range n.pool.Group(group) {
-		p := ExplainPath{Via: "local", Region: n.cfg.Region, Connector: c.ID, NodeRTTKnown: true,
-			ConnectorRTTMs: ms(c.RTT()), CostMs: ms(c.RTT()), Load: c.Outstanding(), Eligible: c.Alive() && !c.Draining()}
+		rtt := ms(c.SmoothedRTT())
+		p := ExplainPath{Via: "local", Region: n.cfg.Region, Connector: c.ID, NodeRTTKnown: true, RTTSource: string(route.SourceLocal),
+			ConnectorRTTMs: rtt, RTTMs: rtt, CostMs: rtt, Load: c.Outstanding(), Eligible: c.Alive() && !c.Draining()}
 		p.Chosen = p.Eligible
 		switch {
 		case !c.Alive():
@@ -176,9 +190,20 @@ func explainPath(c route.Scored, chosen, held bool) ExplainPath {
 	if c.Local {
 		via = "local"
 	}
-	return ExplainPath{Via: via, Region: c.Region, Connector: c.Connector, NodeRTTMs: ms(c.NodeRTT),
-		NodeRTTKnown: c.NodeRTTKnown || c.Local, ConnectorRTTMs: ms(c.ConnectorRTT), CostMs: ms(c.Cost),
+	p := ExplainPath{Via: via, Region: c.Region, Connector: c.Connector, RTTSource: string(c.RTTSource),
+		MeasuredRTTMs: ms(c.MeasuredRTT), ConnectorRTTMs: ms(c.ConnectorRTT), RTTMs: ms(c.RTT), CostMs: ms(c.Cost),
 		Load: c.Load, Eligible: c.Eligible, Chosen: chosen, Held: held, Why: c.Why}
+	if c.NodeRTTKnown {
+		p.CoordRTTMs = ms(c.NodeRTT)
+	}
+	switch c.RTTSource {
+	case route.SourceLocal:
+		p.NodeRTTKnown = true
+	case route.SourceUnknown:
+	default:
+		p.NodeRTTKnown, p.NodeRTTMs = true, ms(c.RTT-c.ConnectorRTT)
+	}
+	return p
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -236,8 +261,11 @@ func WriteExplain(w io.Writer, ex Explain) error {
 			mark = "x"
 		}
 		toNode := fmt.Sprintf("%.1f ms", p.NodeRTTMs)
-		if !p.NodeRTTKnown {
+		switch {
+		case !p.NodeRTTKnown:
 			toNode = "unknown"
+		case p.Via != "local" && p.RTTSource != "":
+			toNode += " (" + p.RTTSource + ")"
 		}
 		note := p.Why
 		if p.Held {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -334,11 +335,12 @@ func (m *mesh) rebuild(members []gossip.Member) {
 }
 
 func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.Member, remote map[string][]gossip.Attachment) *groupRoute {
+	now := m.n.cfg.Now()
 	var cands []route.Candidate
 	var paths []path
 	for _, c := range m.n.pool.Group(g.ID) {
 		cand := route.Candidate{Node: m.n.cfg.ID, Region: m.n.cfg.Region, Local: true, Connector: c.ID,
-			ConnectorRTT: c.RTT(), Load: c.Outstanding()}
+			ConnectorRTT: c.SmoothedRTT(), Load: c.Outstanding()}
 		switch {
 		case !c.Alive():
 			cand.Unusable = "connector not answering probes"
@@ -360,15 +362,18 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 		cand := route.Candidate{Node: id, Region: mb.Region}
 		cand.NodeRTT, cand.NodeRTTKnown = m.cluster.EstimateRTT(id)
 		peer := m.relays.Get(mb.WGKey)
-		if !cand.NodeRTTKnown && peer != nil && peer.Alive() && peer.RTT() > 0 {
-			// A node that just (re)joined has no coordinates yet, but its
-			// tunnel answers: use the RTT its probes measure, so it is
-			// used at once, not as a last resort.
-			cand.NodeRTT, cand.NodeRTTKnown = peer.RTT(), true
+		if peer != nil {
+			// The RTT the relay path's probes measure through the tunnel:
+			// the route prefers it while fresh (see package route), so a
+			// node is costed right from its first probe, long before the
+			// coordinates settle.
+			if rtt, at := peer.Measured(); !at.IsZero() {
+				cand.MeasuredRTT, cand.MeasuredAge = rtt, max(now.Sub(at), 0)
+			}
 		}
 		var best *gossip.Attachment
 		for i, a := range remote[id] {
-			if a.Alive && !a.Draining && (best == nil || a.RTT < best.RTT) {
+			if a.Alive && !a.Draining && (best == nil || measuredFirst(a.RTT) < measuredFirst(best.RTT)) {
 				best = &remote[id][i]
 			}
 		}
@@ -394,6 +399,15 @@ func (m *mesh) groupRoute(g *catalog.ConnectorGroup, members map[string]gossip.M
 	}
 	d := route.Decide(g.ID, cands, cons, m.router.strategyNow(), m.decisions[g.ID], m.cfg.Route)
 	return lineUp(d, cands, paths)
+}
+
+// measuredFirst orders attachment RTTs with the unmeasured ones (zero: the
+// relay node has not probed the connector yet) after every measured one.
+func measuredFirst(rtt time.Duration) time.Duration {
+	if rtt <= 0 {
+		return math.MaxInt64
+	}
+	return rtt
 }
 
 // notReady says what keeps the node from serving as a member of the

@@ -26,7 +26,9 @@ type link struct {
 	hostPort    string
 	outstanding atomic.Int64
 	alive       atomic.Bool
-	rttNanos    atomic.Int64
+	rttNanos    atomic.Int64 // the last probe's RTT
+	srttNanos   atomic.Int64 // the smoothed RTT (see observe)
+	measuredAt  atomic.Int64 // when the last probe answered, Unix ns; zero before
 	lost        context.Context
 	markLost    context.CancelCauseFunc
 	probing     atomic.Bool // a probe of the link is in flight
@@ -123,6 +125,50 @@ func (l *link) setSuspect(on bool) bool {
 // RTT returns the last probe's round-trip time through the tunnel; zero
 // before the first probe answered.
 func (l *link) RTT() time.Duration { return time.Duration(l.rttNanos.Load()) }
+
+// rttGain is the weight of a slower probe in the smoothed RTT: 1/4 takes
+// about a second at the default probe interval to follow a path that
+// really got slower, and damps a probe that waited for a busy CPU.
+const rttGain = 4
+
+// observe records a probe's RTT, answered at now: the last RTT, and the
+// smoothed one. Delays only ever add to a round trip (a handshake before
+// the first probe, a busy CPU, a queue), so a probe faster than the
+// smoothed RTT is taken at once, and a slower one moves it by 1/rttGain
+// of the difference: the first probe of a path, which may have waited
+// for the tunnel's handshake, is forgotten at the next one.
+func (l *link) observe(rtt time.Duration, now time.Time) {
+	l.rttNanos.Store(int64(rtt))
+	if s := l.srttNanos.Load(); s > 0 && int64(rtt) > s {
+		l.srttNanos.Store(s + (int64(rtt)-s)/rttGain)
+	} else {
+		l.srttNanos.Store(int64(rtt))
+	}
+	l.measuredAt.Store(now.UnixNano())
+}
+
+// carry copies the measurements of an earlier instance of the link.
+func (l *link) carry(from *link) {
+	l.rttNanos.Store(from.rttNanos.Load())
+	l.srttNanos.Store(from.srttNanos.Load())
+	l.measuredAt.Store(from.measuredAt.Load())
+}
+
+// Measured returns the smoothed RTT of the probes through the tunnel and
+// when the last one answered; zero values before the first. The route
+// prefers it, while fresh, to the gossip's coordinates (see package
+// route).
+func (l *link) Measured() (time.Duration, time.Time) {
+	at := l.measuredAt.Load()
+	if at == 0 {
+		return 0, time.Time{}
+	}
+	return time.Duration(l.srttNanos.Load()), time.Unix(0, at)
+}
+
+// SmoothedRTT returns the smoothed RTT of the probes through the tunnel;
+// zero before the first probe answered.
+func (l *link) SmoothedRTT() time.Duration { return time.Duration(l.srttNanos.Load()) }
 
 // Outstanding returns the number of requests counted and not yet
 // released.

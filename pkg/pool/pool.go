@@ -147,15 +147,18 @@ func (c *Connector) attrs() []any { return []any{"connector", c.ID, "group", c.G
 
 // Status is a snapshot of one connector, for status pages and metrics.
 type Status struct {
-	ID          string        `json:"id"`
-	Group       string        `json:"group"`
-	PublicKey   string        `json:"public_key"`
-	TunnelAddr  netip.Addr    `json:"tunnel_addr"`
-	Alive       bool          `json:"alive"`
-	Draining    bool          `json:"draining"`
-	Outstanding int64         `json:"outstanding"`
-	RTT         time.Duration `json:"rtt_ns"`
-	Attached    time.Time     `json:"attached"`
+	ID          string     `json:"id"`
+	Group       string     `json:"group"`
+	PublicKey   string     `json:"public_key"`
+	TunnelAddr  netip.Addr `json:"tunnel_addr"`
+	Alive       bool       `json:"alive"`
+	Draining    bool       `json:"draining"`
+	Outstanding int64      `json:"outstanding"`
+	// RTT is the smoothed RTT of the connector's probes through the
+	// tunnel (what the node gossips with the attachment); zero before the
+	// first probe answered.
+	RTT      time.Duration `json:"rtt_ns"`
+	Attached time.Time     `json:"attached"`
 }
 
 // Pool is the set of connectors attached to this node. Its methods are
@@ -258,7 +261,7 @@ func (p *Pool) Statuses() []Status {
 	out := make([]Status, 0, len(p.byKey))
 	for _, c := range p.byKey {
 		out = append(out, Status{ID: c.ID, Group: c.Group, PublicKey: c.Key.String(), TunnelAddr: c.Key.Addr(),
-			Alive: c.alive.Load(), Draining: c.draining.Load(), Outstanding: c.outstanding.Load(), RTT: time.Duration(c.rttNanos.Load()), Attached: c.attached})
+			Alive: c.alive.Load(), Draining: c.draining.Load(), Outstanding: c.outstanding.Load(), RTT: c.SmoothedRTT(), Attached: c.attached})
 	}
 	p.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {

@@ -145,6 +145,15 @@ func runPool(t *testing.T, p *Pool) {
 	t.Cleanup(func() { cancel(); <-done; p.Close() })
 }
 
+// runRelays runs rs until the test's bubble ends it; call it inside
+// synctest.Test.
+func runRelays(t *testing.T, rs *Relays) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { rs.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; rs.Close() })
+}
+
 // at lets the bubble's clock run until d past start (testkit.Settle).
 func at(start time.Time, d time.Duration) { testkit.Settle(time.Until(start.Add(d))) }
 
@@ -240,10 +249,7 @@ func TestRelayProvedFirst(t *testing.T) {
 			t.Fatalf("relay path not kept by key: got %+v", rs.Get(k))
 		}
 		start := time.Now()
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { rs.Run(ctx); close(done) }()
-		defer func() { cancel(); <-done; rs.Close() }()
+		runRelays(t, rs)
 		at(start, 3*time.Second+600*time.Millisecond)
 		if n := fp.probes(); n != 3 || rs.Get(k).Usable() {
 			t.Fatalf("after 3 failed probes: %d probes, usable %v; want 3, not usable", n, rs.Get(k).Usable())

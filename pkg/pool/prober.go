@@ -145,8 +145,11 @@ func (p *prober[E]) markAlive(e E) {
 	if !current {
 		return
 	}
-	// A lost instance's context cannot be revived: replace it.
-	p.put(e.revive(p.newTransport(), p.cfg.Now()))
+	// A lost instance's context cannot be revived: replace it, keeping
+	// its measurements.
+	n := e.revive(p.newTransport(), p.cfg.Now())
+	n.base().carry(l)
+	p.put(n)
 	p.logger.Info(p.event("up"), e.attrs()...)
 }
 
@@ -225,7 +228,7 @@ func (p *prober[E]) probe(ctx context.Context, e E) {
 		return
 	}
 	c.failures = 0
-	c.rttNanos.Store(int64(rtt))
+	c.observe(rtt, p.cfg.Now())
 	if c.setSuspect(false) {
 		p.logger.Debug(p.event("trusted"), append(e.attrs(), "probe_rtt_ms", float64(rtt.Microseconds())/1000)...)
 	}

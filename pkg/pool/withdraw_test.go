@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"context"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -19,10 +18,7 @@ func TestRelayWithdrawKeepsStreams(t *testing.T) {
 		k := key(t)
 		rs.Upsert("b", k)
 		start := time.Now()
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { rs.Run(ctx); close(done) }()
-		defer func() { cancel(); <-done; rs.Close() }()
+		runRelays(t, rs)
 		at(start, 1100*time.Millisecond)
 		r := rs.Get(k)
 		if !r.Usable() || !r.TryAcquire() {

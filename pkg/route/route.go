@@ -2,9 +2,34 @@
 // sends the group's requests along: a connector attached to this node, or a
 // relay through another mesh node that has one attached. It is pure: the
 // mesh node feeds it candidates built from its own connector pool, the
-// gossiped attachments of the other nodes and the Vivaldi RTT estimates,
+// gossiped attachments of the other nodes, the RTT its relay paths'
+// probes measure through the mesh tunnel and the Vivaldi RTT estimates,
 // and it returns a Decision that the request path reads (which paths may
 // take the next request) and that the explain endpoint prints.
+//
+// # The RTT to a relay node
+//
+// A relay path's cost starts from the RTT to its node. A fresh measurement
+// through the tunnel (the relay path's own probes, younger than
+// Options.MeasuredMaxAge) is used first: it is the path requests really
+// take, and it is right from the first probe, where the Vivaldi
+// coordinates start out low (about 40% on the default matrix) and take
+// tens of seconds to settle. Without a fresh measurement the coordinates'
+// estimate is used, so a path whose probes stopped answering is not held
+// to an old figure; then a stale measurement; then Options.UnknownRTT.
+// Scored.RTTSource says which. A relay node that has not measured its
+// connector yet (it just attached; ConnectorRTT zero) costs UnknownRTT
+// more: a path is not free because nothing is known of it. The
+// hysteresis of the latency tier
+// (Options.Hysteresis) keeps a measurement that wobbles from flapping the
+// route.
+//
+// # Estimate error
+//
+// The estimate error of a path is |Scored.RTT − true RTT| / true RTT,
+// where the true RTT is that of the network alone (this node → relay node
+// → connector, or this node → connector for a local path): how far the
+// route's view of the path is from the path. EstimateError computes it.
 //
 // It sits at step 5 of the request path ("route") in DESIGN.md, between the
 // policy check and the tunnel.
@@ -13,6 +38,7 @@ package route
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -62,8 +88,15 @@ type Candidate struct {
 	// local path. NodeRTTKnown is false while no estimate exists yet.
 	NodeRTT      time.Duration
 	NodeRTTKnown bool
+	// MeasuredRTT is the RTT to Node measured through the mesh tunnel by
+	// the relay path's probes (smoothed); zero when never measured.
+	// MeasuredAge is how long ago the last probe that measured it
+	// answered.
+	MeasuredRTT time.Duration
+	MeasuredAge time.Duration
 	// ConnectorRTT is Node's measured RTT to the connector through the
-	// tunnel; zero when not measured yet.
+	// tunnel; zero when not measured yet, which costs a relay path
+	// Options.UnknownRTT more (a last resort until it is measured).
 	ConnectorRTT time.Duration
 	// Load is the number of requests in flight on the path.
 	Load int64
@@ -112,8 +145,14 @@ type Options struct {
 	// RTTs; zero means 500µs.
 	RelayCost time.Duration
 	// UnknownRTT is the cost assumed for a node without an RTT estimate
-	// yet; zero means 1s, so such paths are used only as a last resort.
+	// yet, and added for a relay node's connector it has not measured yet;
+	// zero means 1s, so such paths are used only as a last resort.
 	UnknownRTT time.Duration
+	// MeasuredMaxAge is how old a tunnel measurement of a relay node's
+	// RTT (Candidate.MeasuredRTT) may be and still be preferred to the
+	// Vivaldi estimate; zero means 2s (eight probes at the default
+	// interval).
+	MeasuredMaxAge time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -122,14 +161,40 @@ func (o Options) withDefaults() Options {
 	o.Slack = cmp.Or(o.Slack, 200*time.Microsecond)
 	o.RelayCost = cmp.Or(o.RelayCost, 500*time.Microsecond)
 	o.UnknownRTT = cmp.Or(o.UnknownRTT, time.Second)
+	o.MeasuredMaxAge = cmp.Or(o.MeasuredMaxAge, 2*time.Second)
 	return o
 }
+
+// RTTSource says where a relay path's node RTT came from (see the
+// package documentation).
+type RTTSource string
+
+const (
+	// SourceLocal: a local path has no relay hop.
+	SourceLocal RTTSource = "local"
+	// SourceMeasured: a fresh measurement through the mesh tunnel.
+	SourceMeasured RTTSource = "measured"
+	// SourceCoordinates: the Vivaldi estimate.
+	SourceCoordinates RTTSource = "coordinates"
+	// SourceStale: a measurement older than Options.MeasuredMaxAge, for
+	// want of coordinates.
+	SourceStale RTTSource = "stale measurement"
+	// SourceUnknown: nothing yet; Options.UnknownRTT.
+	SourceUnknown RTTSource = "unknown"
+)
 
 // Scored is a candidate with its expected cost and whether it may be used.
 type Scored struct {
 	Candidate
-	// Cost is the expected latency of the path: NodeRTT + RelayCost (relay
-	// only) + ConnectorRTT.
+	// RTT is the path's estimated round trip: the node RTT from RTTSource
+	// (zero for a local path) + ConnectorRTT; zero when the node RTT is
+	// unknown (SourceUnknown) or a relay's ConnectorRTT is not measured
+	// yet, whose cost (UnknownRTT) is no estimate.
+	RTT time.Duration
+	// RTTSource says which node RTT RTT used.
+	RTTSource RTTSource
+	// Cost is the expected latency of the path: RTT + RelayCost (relay
+	// only).
 	Cost time.Duration
 	// Eligible reports whether the path may take requests at all.
 	Eligible bool
@@ -211,18 +276,61 @@ func score(cand Candidate, c Constraints, o Options) Scored {
 	case slices.Contains(c.ExcludeRegions, cand.Region):
 		sc.Eligible, sc.Why = false, "region "+cand.Region+" excluded for the group"
 	}
-	sc.Cost = cand.ConnectorRTT
+	sc.RTT, sc.RTTSource, sc.Cost = cand.ConnectorRTT, SourceLocal, cand.ConnectorRTT
 	if !cand.Local {
-		rtt := cand.NodeRTT
-		if !cand.NodeRTTKnown {
-			rtt = o.UnknownRTT
-			if sc.Eligible {
-				sc.Why = "no RTT estimate to the node yet"
+		rtt, src := nodeRTT(cand, o)
+		if src == SourceUnknown && sc.Eligible {
+			sc.Why = "no RTT estimate to the node yet"
+		}
+		sc.RTT += rtt
+		sc.RTTSource = src
+		sc.Cost = sc.RTT + o.RelayCost
+		if cand.ConnectorRTT <= 0 {
+			// The relay node has not measured its connector yet (it just
+			// attached): a zero would make the path look free.
+			sc.Cost += o.UnknownRTT
+			if sc.Eligible && src != SourceUnknown {
+				sc.Why = "the relay node has not measured its connector yet"
 			}
 		}
-		sc.Cost += rtt + o.RelayCost
+		if src == SourceUnknown || cand.ConnectorRTT <= 0 {
+			sc.RTT = 0 // no estimate: UnknownRTT is a cost, not a guess
+		}
 	}
 	return sc
+}
+
+// nodeRTT returns the RTT to a relay candidate's node and where it came
+// from: a fresh tunnel measurement, else the coordinates, else a stale
+// measurement, else o.UnknownRTT.
+func nodeRTT(c Candidate, o Options) (time.Duration, RTTSource) {
+	measured := c.MeasuredRTT > 0
+	switch {
+	case measured && c.MeasuredAge <= o.MeasuredMaxAge:
+		return c.MeasuredRTT, SourceMeasured
+	case c.NodeRTTKnown:
+		return c.NodeRTT, SourceCoordinates
+	case measured:
+		return c.MeasuredRTT, SourceStale
+	}
+	return o.UnknownRTT, SourceUnknown
+}
+
+// EstimateError returns |estimate − truth| / truth: how far a path's
+// estimated RTT (Scored.RTT) is from its true RTT, as a fraction. It
+// returns 0 when both are zero and +Inf when only truth is.
+func EstimateError(estimate, truth time.Duration) float64 {
+	diff := float64(estimate - truth)
+	if diff < 0 {
+		diff = -diff
+	}
+	if truth <= 0 {
+		if diff == 0 {
+			return 0
+		}
+		return math.Inf(1)
+	}
+	return diff / float64(truth)
 }
 
 // lastResort keeps the paths through a draining node eligible only when no

@@ -50,7 +50,7 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	defer b.mu.Unlock()
 	b.port = actual
 	if b.sched == nil {
-		b.sched = newScheduler(b.deliver)
+		b.sched = newScheduler(b.deliver, &b.net.lead)
 	}
 	if actual != 0 {
 		// Everything in the simulation shares loopback: the bind's own port

@@ -32,6 +32,11 @@ type delayConn struct {
 	replied atomic.Bool // false after a write until a read has paid the way back
 	closed  chan struct{}
 	once    sync.Once
+
+	tmu    sync.Mutex  // guards the following
+	idle   []fineTimer // timers no wait uses now
+	timers []fineTimer // every timer made, closed by Close
+	done   bool        // Close has closed the timers
 }
 
 func newDelayConn(c net.Conn, n *Network, region string, self func(netip.AddrPort) bool, dst netip.AddrPort) *delayConn {
@@ -44,7 +49,32 @@ func (c *delayConn) wait(l Link) {
 	if d <= 0 {
 		return
 	}
-	sleepUntil(time.Now().Add(d), c.closed)
+	t := c.takeTimer()
+	if t == nil {
+		return // closed
+	}
+	sleepFine(t, &c.net.lead, d, c.closed)
+	c.tmu.Lock()
+	c.idle = append(c.idle, t)
+	c.tmu.Unlock()
+}
+
+// takeTimer returns an idle timer, or a new one (a write and a read may
+// wait at once); nil once the conn is closed.
+func (c *delayConn) takeTimer() fineTimer {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if c.done {
+		return nil
+	}
+	if n := len(c.idle); n > 0 {
+		t := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		return t
+	}
+	t := newFineTimer()
+	c.timers = append(c.timers, t)
+	return t
 }
 
 // Write waits the one-way delay, then fails with ErrPartitioned if the path
@@ -77,7 +107,16 @@ func (c *delayConn) Read(b []byte) (int, error) {
 // Close closes the connection and wakes any delayed write. It is idempotent
 // as far as the wrapper goes; the inner Close error is returned each time.
 func (c *delayConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
+	c.once.Do(func() {
+		close(c.closed) // a wait in progress returns at once
+		c.tmu.Lock()
+		c.done = true
+		ts := c.timers
+		c.tmu.Unlock()
+		for _, t := range ts {
+			t.Close()
+		}
+	})
 	return c.Conn.Close()
 }
 

@@ -25,6 +25,8 @@ type Network struct {
 
 	rngMu sync.Mutex // guards rng
 	rng   *rand.Rand
+
+	lead lead // how early its waits arm their timers (see lead)
 }
 
 // NewNetwork returns a network over matrix m with no registered address and

@@ -2,7 +2,6 @@ package simnet
 
 import (
 	"container/heap"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -42,6 +41,7 @@ func (h *itemHeap[T]) Pop() any {
 // runs on the scheduler goroutine and must not call push.
 type scheduler[T any] struct {
 	deliver func([]T)
+	lead    *lead         // shared with the Network's other waits
 	wake    chan struct{} // capacity 1: "the earliest due time changed"
 	stop    chan struct{}
 	done    chan struct{}
@@ -54,9 +54,10 @@ type scheduler[T any] struct {
 }
 
 // newScheduler starts a scheduler goroutine; close stops it.
-func newScheduler[T any](deliver func([]T)) *scheduler[T] {
+func newScheduler[T any](deliver func([]T), ld *lead) *scheduler[T] {
 	s := &scheduler[T]{
 		deliver: deliver,
+		lead:    ld,
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -99,44 +100,13 @@ func (s *scheduler[T]) close() {
 	<-s.done
 }
 
-// spinWindow is how long before a due time the scheduler stops sleeping on
-// its timer and yields in a loop instead. When the whole process is idle,
-// the Go runtime on Linux sleeps in epoll with millisecond resolution,
-// rounding every wait up to the next millisecond: a 0.5 ms one-way delay
-// took over 1 ms, more than doubling a 1 ms intra-region RTT. Sleeping to
-// within a millisecond of the due time and yielding for the rest delivers
-// within tens of microseconds of it, at the cost of up to a millisecond of
-// CPU per wake-up.
-const spinWindow = time.Millisecond
-
-// sleepUntil returns at t, to within tens of microseconds (see
-// spinWindow), or when stop is closed.
-func sleepUntil(t time.Time, stop <-chan struct{}) {
-	if d := time.Until(t) - spinWindow; d > 0 {
-		timer := time.NewTimer(d)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-		case <-stop:
-			return
-		}
-	}
-	for time.Now().Before(t) {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		runtime.Gosched()
-	}
-}
-
 // run delivers due payloads from one goroutine.
 func (s *scheduler[T]) run() {
 	defer close(s.done)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	timer := newFineTimer()
+	defer timer.Close()
 	var due []T
+	timed := false // woken by the timer: the first delivery measures the lead
 	for {
 		select {
 		case <-s.stop:
@@ -145,30 +115,38 @@ func (s *scheduler[T]) run() {
 		}
 		due = due[:0]
 		now := time.Now()
+		early := s.lead.get()
+		var first time.Time
 		s.mu.Lock()
-		for len(s.pending) > 0 && !s.pending[0].due.After(now) {
-			due = append(due, heap.Pop(&s.pending).(item[T]).v)
+		for len(s.pending) > 0 && !s.pending[0].due.After(now.Add(early)) {
+			it := heap.Pop(&s.pending).(item[T])
+			if first.IsZero() {
+				first = it.due
+			}
+			due = append(due, it.v)
 		}
 		wait := time.Hour
 		if len(s.pending) > 0 {
-			wait = s.pending[0].due.Sub(now)
+			wait = s.pending[0].due.Sub(now) - early
 		}
 		s.mu.Unlock()
 		if len(due) > 0 {
+			if timed {
+				s.lead.observe(now.Sub(first))
+			}
+			timed = false
 			s.deliver(due)
 			clear(due)
 			continue // delivery took time: look again before sleeping
 		}
-		if wait <= spinWindow {
-			runtime.Gosched()
-			continue
-		}
-		timer.Reset(wait - spinWindow)
+		timer.Reset(wait)
 		select {
 		case <-s.stop:
 			return
 		case <-s.wake:
-		case <-timer.C:
+			timed = false
+		case <-timer.C():
+			timed = true
 		}
 	}
 }

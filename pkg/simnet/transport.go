@@ -123,7 +123,7 @@ func (t *Transport) scheduler() (*scheduler[datagram], error) {
 		return nil, fmt.Errorf("simnet transport write: %w", net.ErrClosed)
 	}
 	if t.sched == nil {
-		t.sched = newScheduler(t.deliver)
+		t.sched = newScheduler(t.deliver, &t.net.lead)
 	}
 	return t.sched, nil
 }

@@ -19,3 +19,10 @@ func NewExporter(cfg Config, lo, hi time.Duration) (sdktrace.SpanExporter, error
 
 // ExportAttempts is the bound on tries of one batch.
 const ExportAttempts = exportAttempts
+
+// Batcher is the batch span processor, for tests of its queue and timer.
+type Batcher = batcher
+
+// NewBatcher starts the batch processor of exp with cfg's OTEL_BSP_*
+// settings.
+func NewBatcher(exp sdktrace.SpanExporter, cfg Config) *Batcher { return newBatcher(exp, cfg) }

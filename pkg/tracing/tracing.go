@@ -1,7 +1,8 @@
 // Package tracing is the one home of OpenTelemetry tracing in Postern: it
 // reads the standard OTEL_* environment variables (FromEnv), builds the
-// tracer provider and its OTLP/HTTP exporter (New; the exporter is
-// Postern's own, otlp.go, which links no gRPC), and carries W3C trace
+// tracer provider with its batch span processor and OTLP/HTTP exporter
+// (New; both are Postern's own: batch.go wakes its export goroutine once
+// per batch, not per span, and otlp.go links no gRPC), and carries W3C trace
 // context (traceparent, tracestate) in and out of HTTP headers (Extract,
 // Inject, Strip).
 //
@@ -94,6 +95,7 @@ func (cfg Config) Enabled() bool { return cfg.Endpoint != "" }
 type Tracing struct {
 	provider *sdktrace.TracerProvider // nil when off
 	tracer   trace.Tracer             // nil when off
+	batcher  *batcher                 // nil when off
 }
 
 // New builds the tracer provider of service (the default service.name,
@@ -122,17 +124,12 @@ func New(ctx context.Context, service string, cfg Config) (*Tracing, error) {
 	if sampler == nil {
 		sampler = sdktrace.ParentBased(sdktrace.AlwaysSample())
 	}
-	// The batch settings are always passed: left unset, the SDK would
-	// read the OTEL_BSP_* variables from the process environment itself,
-	// behind FromEnv's getenv and its checks.
-	bsp := []sdktrace.BatchSpanProcessorOption{
-		sdktrace.WithBatchTimeout(orDefault(cfg.BatchTimeout, defaultBatchTimeout)),
-		sdktrace.WithMaxQueueSize(orDefault(cfg.MaxQueueSize, defaultMaxQueueSize)),
-		sdktrace.WithMaxExportBatchSize(min(orDefault(cfg.MaxExportBatchSize, defaultMaxExportBatchSize), orDefault(cfg.MaxQueueSize, defaultMaxQueueSize))),
-		sdktrace.WithExportTimeout(orDefault(cfg.BatchExportTimeout, defaultBatchExportTimeout)),
-	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, bsp...), sdktrace.WithResource(res), sdktrace.WithSampler(sampler))
-	return &Tracing{provider: tp, tracer: tp.Tracer("github.com/postern/postern")}, nil
+	// The batch processor is Postern's own (batch.go), with the settings
+	// of cfg: the SDK's would also read the OTEL_BSP_* variables from the
+	// process environment itself, behind FromEnv's getenv and its checks.
+	b := newBatcher(exp, cfg)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b), sdktrace.WithResource(res), sdktrace.WithSampler(sampler))
+	return &Tracing{provider: tp, tracer: tp.Tracer("github.com/postern/postern"), batcher: b}, nil
 }
 
 // Defaults of the batch span processor (the OpenTelemetry
@@ -186,6 +183,16 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// Dropped returns how many finished spans were dropped because the
+// export queue was full (OTEL_BSP_MAX_QUEUE_SIZE): the collector is
+// slower than the spans come, or unreachable. Zero when tracing is off.
+func (t *Tracing) Dropped() uint64 {
+	if !t.Enabled() {
+		return 0
+	}
+	return t.batcher.Dropped()
+}
+
 // CloseTimeout bounds Close's export of the spans still buffered.
 const CloseTimeout = 5 * time.Second
 
@@ -196,6 +203,9 @@ func (t *Tracing) Close(logger *slog.Logger) {
 	defer cancel()
 	if err := t.Shutdown(ctx); err != nil && logger != nil {
 		logger.Warn("tracing_shutdown_failed", "error", err)
+	}
+	if n := t.Dropped(); n > 0 && logger != nil {
+		logger.Warn("tracing_spans_dropped", "spans_dropped", n)
 	}
 }
 

@@ -115,7 +115,8 @@ func TestRouteWithinTenPercentOfOptimum(t *testing.T) {
 					}
 					if c := harness.PathRTT(m, from, via, h.ConnectorRegion(p.Connector), p.Via == "local"); !nearOptimum(c, opt) {
 						ok = false
-						t.Logf("round %d: %s → %s chose via %s (true %v, optimum %v)", round, mm.ID, g, p.Via, c, opt)
+						t.Logf("round %d: %s → %s chose via %s to %s (true %v, optimum %v; estimated %.1f ms, node RTT from %s: measured %.1f ms, coordinates %.1f ms; connector %.1f ms)",
+							round, mm.ID, g, p.Via, p.Connector, c, opt, p.RTTMs, p.RTTSource, p.MeasuredRTTMs, p.CoordRTTMs, p.ConnectorRTTMs)
 					}
 				}
 				trials++

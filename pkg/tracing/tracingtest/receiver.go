@@ -98,10 +98,7 @@ func newReceiver(tb testing.TB, tls bool) *Receiver {
 // benchmarks; closed by tb's cleanup. It returns the traces URL.
 func NewSink(tb testing.TB) string {
 	tb.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
+	srv := httptest.NewServer(http.HandlerFunc(SinkHandler))
 	tb.Cleanup(srv.Close)
 	return srv.URL + "/v1/traces"
 }
