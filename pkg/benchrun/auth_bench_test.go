@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -19,7 +20,10 @@ import (
 // 2-core machine req/s is the inverse of CPU per request, and CPU per
 // request is far steadier than a few seconds of req/s, so the issues'
 // ratios (tunnel-bearer ≥ 0.95, tunnel-auth ≥ 0.97 of tunnel req/s) are
-// read as tunnel's CPU per request over each leg's. Each of the b.N
+// read as tunnel's CPU per request over each leg's. A fourth leg,
+// tunnel-pad, sends the open app one header as long as the bearer token,
+// which every hop carries to the backend: it tells what carrying that
+// many bytes costs apart from any verification. Each of the b.N
 // iterations is one round: perRound requests of every leg, the legs in
 // an order that rotates from round to round so that drifting load and
 // being first cancel out; it reports each leg's median cpu-ns/req and
@@ -42,11 +46,16 @@ func BenchmarkTunnelAuth(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	names := []string{"tunnel", "cookie", "bearer"}
+	// tunnel-pad is the open app with one header of the bearer token's
+	// length that every hop carries to the backend: what the bytes of an
+	// identity cost without any verification.
+	pad := strings.Repeat("p", len(tok))
+	names := []string{"tunnel", "cookie", "bearer", "tunnel-pad"}
 	loads := []*authLoad{
 		newAuthLoad(h, h.OpenAppURL(0, "/hello"), nil),
 		newAuthLoad(h, h.AppURL(0, "/hello"), func(r *http.Request) { r.AddCookie(ck) }),
 		newAuthLoad(h, h.APIURL(0, "/hello"), func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }),
+		newAuthLoad(h, h.OpenAppURL(0, "/hello"), func(r *http.Request) { r.Header.Set("X-Bench-Pad", pad) }),
 	}
 	for _, l := range loads {
 		defer l.close()
