@@ -258,7 +258,8 @@ func RunLoadProcess(ctx context.Context, a LoadArgs) (LoadResult, error) {
 	lc := LoadConfig{Concurrency: a.Concurrency, Warmup: a.Warmup, Duration: a.Duration, Prime: a.BulkBytes == 0, Done: done}
 	op := GetOp(c, a.URL, want, a.Cookie)
 	if a.Bearer != "" {
-		op = getOp(c, a.URL, want, func(req *http.Request) { req.Header.Set("Authorization", "Bearer "+a.Bearer) })
+		auth := []string{"Bearer " + a.Bearer} // a client holds its header, as a real one would
+		op = getOp(c, a.URL, want, func(req *http.Request) { req.Header["Authorization"] = auth })
 	}
 	st, err := RunLoad(ctx, lc, op)
 	if err != nil {

@@ -274,7 +274,8 @@ func (r leg) url(sys System, path string) (string, func(*http.Request), error) {
 		if u == "" {
 			return "", nil, fmt.Errorf("benchrun: %w", ErrNoAuth)
 		}
-		return u, func(req *http.Request) { req.Header.Set("Authorization", "Bearer "+tok) }, nil
+		auth := []string{"Bearer " + tok} // a client holds its header, as a real one would
+		return u, func(req *http.Request) { req.Header["Authorization"] = auth }, nil
 	}
 	u, ck := sys.AuthURL(path), sys.AuthCookie()
 	if u == "" || ck == nil {

@@ -125,6 +125,8 @@ type assertionKey struct{ token, host string }
 type assertion struct {
 	jwt     string
 	expires time.Time
+	app     *catalog.App   // the app block was built for
+	block   *identityBlock // the identity headers with jwt; shared, read-only
 }
 
 func newAuth(cfg *AuthConfig, now func() time.Time) *auth {
@@ -548,30 +550,42 @@ func (h *Handler) checkHandoff(r *http.Request, app *catalog.App) (*session.AppC
 	return claims, nil
 }
 
-// assertionFor returns a signed identity assertion of id for the backend
-// of the app at host, which tok (an app cookie or a bearer token) proved;
-// one is reused while it has more than half its lifetime left. The
-// assertion always names the principal type.
-func (a *auth) assertionFor(tok string, id *session.Identity, host string) (string, error) {
+// identityFor returns st's identity block with a signed identity
+// assertion for the backend of st's app, which st's token (an app cookie
+// or a bearer token) proved. A block is reused for the same token and app
+// while its assertion has more than half its lifetime left; it is shared
+// and must not be changed. The assertion always names the principal type.
+// A block whose assertion could not be signed has none.
+func (a *auth) identityFor(st *reqState) *identityBlock {
 	now := a.now()
-	key := assertionKey{tok, host}
+	key := assertionKey{st.token, st.app.Host}
 	a.mu.Lock()
 	as, ok := a.assertions[key]
 	a.mu.Unlock()
-	if ok && as.expires.Sub(now) > a.cfg.AssertionTTL/2 {
-		return as.jwt, nil
+	fresh := ok && as.expires.Sub(now) > a.cfg.AssertionTTL/2
+	if fresh && as.app == st.app {
+		return as.block
 	}
-	asserted := *id
-	asserted.Type = id.PrincipalType()
-	jwt, err := a.cfg.Assertions.SignAssertion(asserted, host, a.cfg.AssertionTTL)
-	if err != nil {
-		return "", err
+	if !fresh {
+		asserted := *st.id
+		asserted.Type = st.id.PrincipalType()
+		jwt, err := a.cfg.Assertions.SignAssertion(asserted, st.app.Host, a.cfg.AssertionTTL)
+		if err != nil {
+			b := new(identityBlock)
+			buildIdentity(b, st, "")
+			return b
+		}
+		as = assertion{jwt: jwt, expires: now.Add(a.cfg.AssertionTTL)}
 	}
+	// Built again for a reloaded catalogue's app: its headers may differ.
+	as.app, as.block = st.app, new(identityBlock)
+	buildIdentity(as.block, st, as.jwt)
+	as.block.Digest(st.app.ID) // before it is shared
 	a.mu.Lock()
 	if len(a.assertions) > 10000 {
 		clear(a.assertions)
 	}
-	a.assertions[key] = assertion{jwt: jwt, expires: now.Add(a.cfg.AssertionTTL)}
+	a.assertions[key] = as
 	a.mu.Unlock()
-	return jwt, nil
+	return as.block
 }

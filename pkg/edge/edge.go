@@ -123,7 +123,7 @@ func New(cfg Config) *Handler {
 	}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
-		Transport:      &tunnelTransport{router: cfg.Router, maxAttempts: cfg.MaxAttempts, tracer: cfg.Tracer},
+		Transport:      &tunnelTransport{router: cfg.Router, maxAttempts: cfg.MaxAttempts, tracer: cfg.Tracer, ids: newIdentityMemo(cfg.Now)},
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   h.proxyError,
 		BufferPool:     bufferPool{},
@@ -147,6 +147,7 @@ type reqState struct {
 	user      string            // subject of the caller, for the log
 	cat       *catalog.Catalog  // the catalogue app was found in
 	id        *session.Identity // verified identity of a pre-authenticated request
+	ident     identityBlock     // the identity headers set from id
 	token     string            // the app cookie or bearer token that carried id
 	via       string            // how id was verified: cookie, bearer or cli
 	decision  decision          // what the edge decided about access, for the audit stream
@@ -344,7 +345,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 		delete(h, "Authorization")
 	}
 	if st.id != nil {
-		addIdentityHeaders(h, st)
+		takeIdentity(st) // added per attempt by the transport
 	}
 	out.URL.Scheme = "http"
 	out.URL.Host = "connector" // replaced per attempt by the transport

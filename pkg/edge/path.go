@@ -45,3 +45,14 @@ type Router interface {
 	// be made.
 	MarkDead(p Path, reason string)
 }
+
+// ConnectorPath is a Path whose end is one connector instance, not a mesh
+// node that relays: the identity blocks that instance says it holds are
+// sent to it by reference (tunnelhttp.HeaderIdentity). Its Lost context
+// must end when the instance is replaced (a connector that restarts
+// attaches again), so that what the old one held is forgotten.
+type ConnectorPath interface {
+	Path
+	// EndsAtConnector marks the path; it does nothing.
+	EndsAtConnector()
+}

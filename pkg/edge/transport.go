@@ -34,7 +34,8 @@ import (
 type tunnelTransport struct {
 	router      Router
 	maxAttempts int
-	tracer      trace.Tracer // nil: tracing is off
+	tracer      trace.Tracer  // nil: tracing is off
+	ids         *identityMemo // nil: identity blocks always go in full
 }
 
 func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -112,6 +113,23 @@ func (t *tunnelTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, lastErr
 }
 
+// identityForm returns how an attempt on c carries st's identity block:
+// plain when there is none or c is a relay, by reference when c holds it
+// and the request has no body to send again if c answers that it does not,
+// in full otherwise.
+func (t *tunnelTransport) identityForm(st *reqState, c Path, body *trackedBody) identityForm {
+	if t.ids == nil || len(st.ident.values) == 0 {
+		return identityPlain
+	}
+	if _, ok := c.(ConnectorPath); !ok {
+		return identityPlain
+	}
+	if body == nil && t.ids.held(c, st.ident.Digest(st.app.ID)) {
+		return identityRef
+	}
+	return identityFull
+}
+
 // revisit returns the first path of left that is not lost, and left
 // without it (and without those lost); nil when there is none.
 func revisit(left []Path) (Path, []Path) {
@@ -144,6 +162,9 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 	}
 	octx := httptrace.WithClientTrace(actx, ct)
 	out := req.WithContext(octx)
+	st := stateOf(req.Context())
+	form := t.identityForm(st, c, body)
+	out.Header = st.ident.header(req.Header, st.app.ID, form, st.attempts == 1)
 	if t.tracer != nil {
 		injectAttempt(out)
 	}
@@ -153,6 +174,22 @@ func (t *tunnelTransport) attempt(ctx context.Context, req *http.Request, c Path
 		out.Body = body
 	}
 	resp, err := c.Send(out)
+	if form == identityRef && err == nil && resp.Header.Get(tunnelhttp.HeaderError) == tunnelhttp.ErrIdentityUnknown {
+		// The connector no longer holds the block (restarted, or
+		// dropped it): the backend never saw the request, which has no
+		// body; send it again in full.
+		resp.Body.Close()
+		t.ids.forget(c, st.ident.Digest(st.app.ID))
+		form = identityFull
+		out.Header = st.ident.header(req.Header, st.app.ID, form, false)
+		if t.tracer != nil {
+			injectAttempt(out)
+		}
+		resp, err = c.Send(out)
+	}
+	if form == identityFull && err == nil && resp.Header.Get(tunnelhttp.HeaderIdentity) == st.ident.Digest(st.app.ID) {
+		t.ids.hold(c, st.ident.Digest(st.app.ID))
+	}
 	if !watch.answered() {
 		// Abandoned as its connector became suspect: it goes elsewhere.
 		if err == nil {

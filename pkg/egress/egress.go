@@ -73,6 +73,8 @@ type Handler struct {
 	dialer  *dialer
 	streams splice.Set // TCP streams being carried now
 
+	identities *identityStore // identity blocks held for references
+
 	inFlight atomic.Int64 // requests being served now
 }
 
@@ -91,7 +93,8 @@ func New(cfg Config) *Handler {
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
-	h := &Handler{cfg: cfg, logger: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	h := &Handler{cfg: cfg, logger: cfg.Logger, identities: newIdentityStore(identityBytes, identityIdle, time.Now)}
+	h.metrics = newMetrics(cfg.Registerer, h.identities)
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
@@ -102,7 +105,7 @@ func New(cfg Config) *Handler {
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		Transport:      roundTripper{h},
-		ModifyResponse: upgrade.GuardResponse, // the mesh checks the same; the connector does not rely on it
+		ModifyResponse: modifyResponse,
 		ErrorHandler:   h.proxyError,
 		BufferPool:     bufferPool{},
 		ErrorLog:       slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
@@ -159,6 +162,14 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// modifyResponse drops the backend's Postern- headers, which only the
+// connector may set, and checks a 101 (the mesh checks the same; the
+// connector does not rely on it).
+func modifyResponse(resp *http.Response) error {
+	tunnelhttp.StripInternal(resp.Header)
+	return upgrade.GuardResponse(resp)
+}
+
 func rewrite(pr *httputil.ProxyRequest) {
 	t := pr.In.Context().Value(targetKey{}).(*target)
 	host := pr.In.Host
@@ -209,6 +220,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logger.Warn("bad_target", "request_id", rid, "error", err)
 		h.observe(rw, start, "")
 		return
+	}
+	switch res, err := h.takeIdentity(rw, r); res {
+	case identityUnknown:
+		// Routine after a restart or an eviction: the mesh node sends
+		// the request again in full, the backend never saw this one.
+		writeError(rw, http.StatusPreconditionFailed, tunnelhttp.ErrIdentityUnknown)
+		h.noteStatus(r, rid, rw.Status())
+		h.logger.Debug("identity_unknown", "request_id", rid)
+		h.countIdentity(res)
+		return
+	case identityRefused:
+		h.logger.Warn("identity_refused", "request_id", rid, "error", err)
+		h.countIdentity(res)
+	default:
+		h.countIdentity(res)
 	}
 	h.serveProxy(rw, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)), t, rid, start)
 }
@@ -400,9 +426,18 @@ type metrics struct {
 	duration prometheus.Histogram
 	bytes    prometheus.Counter
 	cut      *prometheus.CounterVec
+	identity *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// countIdentity counts what became of a request's identity block.
+func (h *Handler) countIdentity(res identityResult) {
+	if h.metrics == nil || res == identityNone {
+		return
+	}
+	h.metrics.identity.WithLabelValues([...]string{"", "held", "refused", "expanded", "unknown"}[res]).Inc()
+}
+
+func newMetrics(reg prometheus.Registerer, ids *identityStore) *metrics {
 	if reg == nil {
 		return nil
 	}
@@ -422,6 +457,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Responses cut mid-body after their status was sent, by the side that cut them (backend, or mesh: the mesh node went away).",
 		}, []string{"side"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.bytes, m.cut)
+	m.identity = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "postern_connector_identity_blocks_total",
+		Help: "Identity blocks of tunnel requests, by what became of them: held (sent in full and kept), refused (sent in full, malformed, not kept), expanded (a reference answered from the blocks held), unknown (a reference to a block not held: the mesh sends it again in full).",
+	}, []string{"result"})
+	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "postern_connector_identity_blocks_held_bytes", Help: "Size of the identity blocks held for references (bounded at 8 MiB).",
+	}, func() float64 { _, n := ids.stats(); return float64(n) })
+	reg.MustRegister(m.requests, m.duration, m.bytes, m.cut, m.identity, held)
 	return m
 }

@@ -30,8 +30,9 @@ type path interface {
 }
 
 var (
-	_ path = (*pool.Connector)(nil)
-	_ path = (*pool.Relay)(nil)
+	_ path               = (*pool.Connector)(nil)
+	_ path               = (*pool.Relay)(nil)
+	_ edge.ConnectorPath = (*pool.Connector)(nil)
 )
 
 // router is the edge.Router of a node in a cluster: it reads the route

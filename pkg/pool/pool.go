@@ -143,6 +143,11 @@ func (c *Connector) revive(t *http.Transport, now time.Time) *Connector {
 // String returns c's id.
 func (c *Connector) String() string { return c.ID }
 
+// EndsAtConnector marks c as a path to one connector instance (see
+// edge.ConnectorPath): a re-attach or a revival replaces the instance and
+// ends its Lost context.
+func (*Connector) EndsAtConnector() {}
+
 func (c *Connector) attrs() []any { return []any{"connector", c.ID, "group", c.Group} }
 
 // Status is a snapshot of one connector, for status pages and metrics.

@@ -7,6 +7,9 @@
 // backend's response, or with its own error carrying HeaderError. Both sides
 // remove every header with the Postern- prefix that came from anywhere else.
 //
+// The identity headers of a signed-in request may travel by reference:
+// see HeaderIdentity.
+//
 // A TCP app's connection travels the same way as one HTTP/1.1 GET that
 // upgrades to TCPProtocol, with HeaderTarget "tcp://host:port": the
 // connector dials the target (if its allow-list permits), answers 101 and
