@@ -72,7 +72,9 @@ type Result struct {
 	// same run.
 	RatioToDirect *float64 `json:"ratio_to_direct,omitempty"`
 	// RatioToTunnel is RPS over the peer row's RPS at the same
-	// concurrency (tunnel-auth over tunnel); set where the peer ran.
+	// concurrency (tunnel-auth over tunnel); set where the peer ran. With
+	// repeats, it is the median of the repeats' ratios, round by round
+	// (pairRatios).
 	RatioToTunnel *float64 `json:"ratio_to_tunnel,omitempty"`
 	// OptimalMS is the best RTT from the user region to a connector of
 	// the group that the matrix and the connectors' actual attachments
@@ -270,6 +272,35 @@ func annotate(rows []Result) {
 		}
 	}
 	annotateRegions(rows)
+}
+
+// pairRatios sets, on each row that ran more than once, the ratio to its
+// peer row (RatioToTunnel) as the median of the ratios of the repeats of
+// the same round (reps[i] are rows[i]'s repeats, in order): a row and its
+// peer run minutes apart at most within a round, so a machine whose speed
+// drifts between rounds moves both, and the ratio of the averages would
+// not see through it.
+func pairRatios(rows []Result, reps [][]Result) {
+	for i := range rows {
+		r := &rows[i]
+		if r.peer == "" || len(reps[i]) < 2 {
+			continue
+		}
+		for j, b := range rows {
+			if b.Scenario != r.peer || b.Concurrency != r.Concurrency || len(reps[j]) != len(reps[i]) {
+				continue
+			}
+			var ratios []float64
+			for k, x := range reps[i] {
+				if y := reps[j][k]; y.RPS > 0 {
+					ratios = append(ratios, x.RPS/y.RPS)
+				}
+			}
+			if len(ratios) == len(reps[i]) {
+				r.RatioToTunnel = ptr(round(median(ratios), 3))
+			}
+		}
+	}
 }
 
 // Name returns the row's scenario name, followed for a row with a

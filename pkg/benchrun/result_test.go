@@ -246,3 +246,61 @@ func TestCombineRepeats(t *testing.T) {
 		t.Errorf("recovery with one repeat never recovering: got %v, want -1", *never.RecoveryMS)
 	}
 }
+
+// TestPairRatios: with repeats, a row's ratio to its peer is the median
+// of the rounds' ratios, which a machine slowing down between rounds does
+// not move; the ratio of the averages would (here 0.32 instead of 0.9).
+func TestPairRatios(t *testing.T) {
+	tunnel := []Result{{Scenario: "tunnel", Concurrency: 32, RPS: 10000}, {Scenario: "tunnel", Concurrency: 32, RPS: 1000}, {Scenario: "tunnel", Concurrency: 32, RPS: 1000}}
+	bearer := []Result{{Scenario: "tunnel-bearer", Concurrency: 32, RPS: 2000, peer: "tunnel"}, {Scenario: "tunnel-bearer", Concurrency: 32, RPS: 900, peer: "tunnel"},
+		{Scenario: "tunnel-bearer", Concurrency: 32, RPS: 900, peer: "tunnel"}}
+	rows := []Result{combine(tunnel), combine(bearer)}
+	annotate(rows)
+	if *rows[1].RatioToTunnel > 0.4 {
+		t.Fatalf("ratio of the averages %v: the test does not tell the two apart", *rows[1].RatioToTunnel)
+	}
+	pairRatios(rows, [][]Result{tunnel, bearer})
+	if d := cmp.Diff(ptr(0.9), rows[1].RatioToTunnel); d != "" {
+		t.Errorf("paired ratio (-want +got):\n%s", d)
+	}
+	// A peer with another number of repeats (it failed midway): the ratio
+	// of the averages stays.
+	rows = []Result{combine(tunnel[:2]), combine(bearer)}
+	annotate(rows)
+	want := rows[1].RatioToTunnel
+	pairRatios(rows, [][]Result{tunnel[:2], bearer})
+	if rows[1].RatioToTunnel != want {
+		t.Errorf("unpaired repeats: ratio changed to %v", *rows[1].RatioToTunnel)
+	}
+}
+
+// TestRepeatsRotateOrder: each repeat starts one scenario later.
+func TestRepeatsRotateOrder(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	var ran []string
+	var scs []Scenario
+	for _, n := range []string{"a", "b", "c"} {
+		s := fakeScenario(n, "", srv.URL, false, 1)
+		open := s.Open
+		s.Open = func(ctx context.Context, sys System, p Params) (*Row, error) {
+			ran = append(ran, n)
+			return open(ctx, sys, p)
+		}
+		scs = append(scs, s)
+	}
+	rep, err := RunOn(t.Context(), nil, scs, Config{Requests: 3, Repeats: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(ran, ""); got != "abcbcacab" {
+		t.Errorf("order %s, want abcbcacab", got)
+	}
+	var rows []string
+	for _, r := range rep.Rows {
+		rows = append(rows, r.Scenario)
+	}
+	if strings.Join(rows, "") != "abc" {
+		t.Errorf("report rows %v, want a, b, c as given", rows)
+	}
+}

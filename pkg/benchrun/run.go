@@ -183,15 +183,23 @@ func RunOn(ctx context.Context, sys System, scenarios []Scenario, cfg Config) (R
 	runs := map[key][]Result{}
 	finish := func() {
 		rep.Rows = rep.Rows[:0]
+		var reps [][]Result
 		for _, k := range order {
 			if len(runs[k]) > 0 {
 				rep.Rows = append(rep.Rows, combine(runs[k]))
+				reps = append(reps, runs[k])
 			}
 		}
 		annotate(rep.Rows)
+		pairRatios(rep.Rows, reps)
 	}
 	for i := range rep.Repeats {
-		for si, s := range scenarios {
+		// Each repeat starts one scenario later, so that no row always
+		// runs in the same place (first after direct, say) of a machine
+		// whose speed drifts.
+		for j := range scenarios {
+			si := (j + i) % len(scenarios)
+			s := scenarios[si]
 			levels := s.Concurrency
 			if len(cfg.Concurrency) > 0 && !s.FixedConcurrency {
 				levels = cfg.Concurrency
