@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/postern/postern/pkg/catalog"
@@ -195,26 +196,22 @@ func TestIdentityForms(t *testing.T) {
 // TestIdentityMemoForgetsLostPath: what a connector instance held is
 // forgotten when it is lost (replaced, or declared dead).
 func TestIdentityMemoForgetsLostPath(t *testing.T) {
-	m := newIdentityMemo(time.Now)
-	p := newFakePath("c", nil)
-	m.hold(p, "d")
-	if !m.held(p, "d") {
-		t.Fatal("not held")
-	}
-	p.lose()
-	deadline := time.Now().Add(10 * time.Second)
-	for m.held(p, "d") {
-		if time.Now().After(deadline) {
-			t.Fatal("a lost path's blocks are still remembered")
+	synctest.Test(t, func(t *testing.T) {
+		m := newIdentityMemo(time.Now)
+		p := newFakePath("c", nil)
+		m.hold(p, "d")
+		if !m.held(p, "d") {
+			t.Fatal("not held")
 		}
-		time.Sleep(time.Millisecond)
-	}
-	m.mu.Lock()
-	n := len(m.paths)
-	m.mu.Unlock()
-	if n != 0 {
-		t.Fatalf("%d paths remembered after their loss", n)
-	}
+		p.lose()
+		synctest.Wait() // the loss's AfterFunc has run
+		m.mu.Lock()
+		n := len(m.paths)
+		m.mu.Unlock()
+		if m.held(p, "d") || n != 0 {
+			t.Fatalf("a lost path's blocks are still remembered (%d paths)", n)
+		}
+	})
 }
 
 // TestIdentityMemoExpires: a block is sent by reference only for memoFor

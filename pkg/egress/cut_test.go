@@ -50,21 +50,5 @@ func TestCutResponseIsLoggedAndCounted(t *testing.T) {
 // reg; zero when absent.
 func cutCount(t *testing.T, reg *prometheus.Registry, side string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "postern_connector_responses_truncated_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "side" && lp.GetValue() == side {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return testkit.MetricValue(t, reg, "postern_connector_responses_truncated_total", "side", side)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/postern/postern/pkg/authority"
 	"github.com/postern/postern/pkg/revoke"
+	"github.com/postern/postern/pkg/testkit"
 )
 
 // intruder is a memberlist node that holds the gossip keyring but no node
@@ -170,25 +171,7 @@ func TestKeyringHolderJoinsNothing(t *testing.T) {
 // refusedCount reads postern_gossip_messages_total{kind,dir="refused"}.
 func refusedCount(tb testing.TB, reg *prometheus.Registry, kind string) float64 {
 	tb.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "postern_gossip_messages_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["kind"] == kind && labels["dir"] == "refused" {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return testkit.MetricValue(tb, reg, "postern_gossip_messages_total", "kind", kind, "dir", "refused")
 }
 
 // TestRevocationsSpread: a session revocation by a node and a user

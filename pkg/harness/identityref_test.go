@@ -6,29 +6,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postern/postern/pkg/testkit"
 )
 
-// identityCount returns connector i's count of identity blocks by result
-// (held, expanded, unknown, refused).
+// identityCount returns the connector's count of identity blocks by
+// result (held, expanded, unknown, refused).
 func identityCount(tb testing.TB, reg *prometheus.Registry, result string) float64 {
 	tb.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "postern_connector_identity_blocks_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return testkit.MetricValue(tb, reg, "postern_connector_identity_blocks_total", "result", result)
 }
 
 // TestIdentityByReferenceEndToEnd: through a real mesh node, WireGuard

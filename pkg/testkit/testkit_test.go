@@ -15,6 +15,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/postern/postern/pkg/testkit"
 )
 
@@ -293,5 +295,31 @@ func TestRefusedAddr(t *testing.T) {
 	if l, err := net.Listen("tcp", addr); err == nil {
 		l.Close()
 		t.Fatalf("listen %s: succeeded, want the port held", addr)
+	}
+}
+
+func TestMetricValue(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "c_total", Help: "h"}, []string{"kind", "dir"})
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "g", Help: "h"})
+	reg.MustRegister(c, g)
+	c.WithLabelValues("a", "in").Add(2)
+	c.WithLabelValues("a", "refused").Add(3)
+	g.Set(7)
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"c_total", []string{"kind", "a", "dir", "refused"}, 3},
+		{"c_total", []string{"dir", "in"}, 2},
+		{"c_total", []string{"dir", "out"}, 0},
+		{"c_total", []string{"kind", "refused"}, 0},
+		{"g", nil, 7},
+		{"absent", nil, 0},
+	} {
+		if got := testkit.MetricValue(t, reg, tc.name, tc.labels...); got != tc.want {
+			t.Errorf("%s %v: got %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
 	}
 }
