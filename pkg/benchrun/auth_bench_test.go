@@ -56,7 +56,7 @@ func BenchmarkTunnelAuth(b *testing.B) {
 		newAuthLoad(h, h.OpenAppURL(0, "/hello"), nil),
 		newAuthLoad(h, h.AppURL(0, "/hello"), func(r *http.Request) { r.AddCookie(ck) }),
 		newAuthLoad(h, h.APIURL(0, "/hello"), func(r *http.Request) { r.Header["Authorization"] = auth }),
-		newAuthLoad(h, h.OpenAppURL(0, "/hello"), func(r *http.Request) { r.Header["X-Bench-Pad"] = pad }),
+		newAuthLoad(h, h.OpenAppURL(0, "/hello"), func(r *http.Request) { r.Header[PadHeader] = pad }),
 	}
 	for _, l := range loads {
 		defer l.close()

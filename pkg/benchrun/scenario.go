@@ -179,6 +179,7 @@ func Builtin() []Scenario {
 		{Name: "tunnel", Concurrency: []int{1, 32}, Prime: true, Baseline: "direct", Open: openHello(tunnel)},
 		{Name: "tunnel-auth", Concurrency: []int{1, 32}, Prime: true, Baseline: "direct", Peer: "tunnel", Open: openHello(tunnelAuth)},
 		{Name: "tunnel-bearer", Concurrency: []int{1, 32}, Prime: true, Baseline: "direct", Peer: "tunnel", Open: openHello(tunnelBearer)},
+		{Name: "tunnel-pad", Concurrency: []int{1, 32}, Prime: true, Baseline: "direct", Peer: "tunnel", Open: openHello(tunnelPad)},
 		{Name: "bulk-direct", Concurrency: []int{1}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Open: openDownload(direct)},
 		{Name: "bulk-tunnel", Concurrency: []int{1}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Baseline: "bulk-direct", Open: openDownload(tunnel)},
 		{Name: "bulk-tunnel-8", Concurrency: []int{8}, FixedConcurrency: true, Bulk: true, ClosedOnly: true, Baseline: "bulk-direct",
@@ -244,6 +245,9 @@ func Lookup(names []string) ([]Scenario, error) {
 	return out, nil
 }
 
+// PadHeader is the header tunnel-pad's requests carry.
+const PadHeader = "X-Bench-Pad"
+
 // leg picks the URL, transport and cookie of a scenario.
 type leg int
 
@@ -252,6 +256,7 @@ const (
 	tunnel
 	tunnelAuth
 	tunnelBearer
+	tunnelPad
 )
 
 func (r leg) client(sys System, p Params) *http.Client {
@@ -276,6 +281,16 @@ func (r leg) url(sys System, path string) (string, func(*http.Request), error) {
 		}
 		auth := []string{"Bearer " + tok} // a client holds its header, as a real one would
 		return u, func(req *http.Request) { req.Header["Authorization"] = auth }, nil
+	case tunnelPad:
+		// The control of tunnel-bearer: the open app, with one header as
+		// long as tunnel-bearer's Authorization that every hop carries to
+		// the backend. What the bytes cost, without any verification.
+		_, tok := sys.Bearer(path)
+		if tok == "" {
+			return "", nil, fmt.Errorf("benchrun: %w", ErrNoAuth)
+		}
+		pad := []string{strings.Repeat("p", len("Bearer "+tok))}
+		return sys.TunnelURL(path), func(req *http.Request) { req.Header[PadHeader] = pad }, nil
 	}
 	u, ck := sys.AuthURL(path), sys.AuthCookie()
 	if u == "" || ck == nil {

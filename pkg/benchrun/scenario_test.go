@@ -23,7 +23,7 @@ func TestLookup(t *testing.T) {
 		error string
 	}{
 		{"all in given order", []string{"tunnel", "direct", "bulk-tunnel", "bulk-direct"}, []string{"tunnel", "direct", "bulk-tunnel", "bulk-direct"}, ""},
-		{"unknown lists known", []string{"direct", "tunel"}, nil, `unknown scenario "tunel"; known: direct, tunnel, tunnel-auth, tunnel-bearer, bulk-direct, bulk-tunnel, bulk-tunnel-8, websocket, tcp, bulk-tcp, cold, failover`},
+		{"unknown lists known", []string{"direct", "tunel"}, nil, `unknown scenario "tunel"; known: direct, tunnel, tunnel-auth, tunnel-bearer, tunnel-pad, bulk-direct, bulk-tunnel, bulk-tunnel-8, websocket, tcp, bulk-tcp, cold, failover`},
 		{"repeated", []string{"direct", "direct"}, nil, `"direct" given twice`},
 		{"empty", nil, nil, "no scenarios given; known: direct"},
 	}

@@ -37,7 +37,7 @@ func TestSmokeRealSystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"direct c=1", "direct c=4", "tunnel c=1", "tunnel c=4", "tunnel-auth c=1", "tunnel-auth c=4",
-		"tunnel-bearer c=1", "tunnel-bearer c=4", "bulk-direct c=1", "bulk-tunnel c=1", "bulk-tunnel-8 c=8", "websocket c=1", "websocket c=4",
+		"tunnel-bearer c=1", "tunnel-bearer c=4", "tunnel-pad c=1", "tunnel-pad c=4", "bulk-direct c=1", "bulk-tunnel c=1", "bulk-tunnel-8 c=8", "websocket c=1", "websocket c=4",
 		"tcp c=1", "tcp c=4", "bulk-tcp c=1", "cold c=1", "cold c=4", "failover c=8"}
 	var got []string
 	for _, r := range rows {
@@ -58,7 +58,7 @@ func TestSmokeRealSystem(t *testing.T) {
 			t.Errorf("%s c=%d: got %d requests, cpu_s_per_1k %v, peak_rss_mib %v; want all set", r.Scenario, r.Concurrency, r.Requests, r.CPUPer1k, r.PeakRSSMiB)
 		}
 		switch r.Scenario {
-		case "tunnel", "tunnel-auth", "tunnel-bearer", "cold":
+		case "tunnel", "tunnel-auth", "tunnel-bearer", "tunnel-pad", "cold":
 			if r.AddedP50 == nil || r.RatioToDirect == nil {
 				t.Errorf("%s c=%d: no comparison with direct", r.Scenario, r.Concurrency)
 			}
@@ -67,7 +67,7 @@ func TestSmokeRealSystem(t *testing.T) {
 				t.Errorf("failover: got failed %v stalled %v recovery %v, want all set", r.Failed, r.Stalled, r.RecoveryMS)
 			}
 		}
-		if (r.Scenario == "tunnel-auth" || r.Scenario == "tunnel-bearer") && r.RatioToTunnel == nil {
+		if (r.Scenario == "tunnel-auth" || r.Scenario == "tunnel-bearer" || r.Scenario == "tunnel-pad") && r.RatioToTunnel == nil {
 			t.Errorf("%s c=%d: no ratio_to_tunnel", r.Scenario, r.Concurrency)
 		}
 	}
