@@ -49,17 +49,10 @@ type AssertionKeyStatus struct {
 // ConnectorStatus is one connector attached to this node in Status: its
 // pool state and the carrier its WireGuard packets use.
 type ConnectorStatus struct {
-	ID          string     `json:"id"`
-	Group       string     `json:"group"`
-	PublicKey   string     `json:"public_key"`
-	TunnelAddr  netip.Addr `json:"tunnel_addr"`
-	Alive       bool       `json:"alive"`
-	Draining    bool       `json:"draining"`
-	Outstanding int64      `json:"outstanding"`
-	// RTTMs is the smoothed round-trip time of its probes through the
-	// tunnel (pool.Status.RTT), in milliseconds.
-	RTTMs    float64   `json:"rtt_ms"`
-	Attached time.Time `json:"attached"`
+	pool.Status
+	// RTTMs is Status.RTT in milliseconds, as the status page prints
+	// every RTT.
+	RTTMs float64 `json:"rtt_ms"`
 	// Carrier is "udp" or "stream", as the connector's latest
 	// authenticated packet arrived; empty before the first one.
 	Carrier string `json:"carrier"`
@@ -98,8 +91,7 @@ func (n *Node) connectorStatuses() []ConnectorStatus {
 }
 
 func connectorStatus(s pool.Status, carrier string) ConnectorStatus {
-	return ConnectorStatus{ID: s.ID, Group: s.Group, PublicKey: s.PublicKey, TunnelAddr: s.TunnelAddr, Alive: s.Alive,
-		Draining: s.Draining, Outstanding: s.Outstanding, RTTMs: ms(s.RTT), Attached: s.Attached, Carrier: carrier}
+	return ConnectorStatus{Status: s, RTTMs: ms(s.RTT), Carrier: carrier}
 }
 
 // Status returns the node's status.

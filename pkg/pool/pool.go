@@ -161,8 +161,9 @@ type Status struct {
 	Outstanding int64      `json:"outstanding"`
 	// RTT is the smoothed RTT of the connector's probes through the
 	// tunnel (what the node gossips with the attachment); zero before the
-	// first probe answered.
-	RTT      time.Duration `json:"rtt_ns"`
+	// first probe answered. Status pages print it in milliseconds
+	// (meshnode.ConnectorStatus.RTTMs), so it has no JSON field of its own.
+	RTT      time.Duration `json:"-"`
 	Attached time.Time     `json:"attached"`
 }
 
