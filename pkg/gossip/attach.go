@@ -41,8 +41,14 @@ type entry struct {
 	dirty   bool          // own entries: changed since the last broadcast
 }
 
-// significantRTT reports whether an RTT moved by more than 20% and 1 ms.
+// significantRTT reports whether an RTT moved by more than 20% and 1 ms,
+// or became known or unknown: zero is "not measured yet", which the route
+// of every other node prices as a last resort (route.Options.UnknownRTT),
+// so a first measurement must not wait for the refresh, however small.
 func significantRTT(old, now time.Duration) bool {
+	if (old == 0) != (now == 0) {
+		return true
+	}
 	d := now - old
 	if d < 0 {
 		d = -d
@@ -71,8 +77,8 @@ func validateOwn(own []Attachment) error {
 
 // SetAttachments replaces our list of attached connectors (the Node field
 // is ignored: it is always us). Entries that were added or removed, flipped
-// Alive or Draining, changed Group, or moved RTT by more than 20% and 1 ms
-// are broadcast at once; other changes (InFlight) ride on push-pull and on
+// Alive or Draining, changed Group, got their first RTT, or moved RTT by
+// more than 20% and 1 ms are broadcast at once; other changes (InFlight) ride on push-pull and on
 // Run's periodic refresh. On error nothing changes.
 func (c *Cluster) SetAttachments(own []Attachment) error {
 	if err := validateOwn(own); err != nil {

@@ -101,6 +101,53 @@ func TestInFlightRidesOnRefresh(t *testing.T) {
 	})
 }
 
+// TestFirstRTTIsBroadcast: an attachment gossiped before its first probe
+// carries RTT 0, which every other node's route prices as unknown; the
+// first measurement is broadcast at once even when it is under 1 ms (a
+// connector next to its node), not left for the refresh.
+func TestFirstRTTIsBroadcast(t *testing.T) {
+	cases := []struct {
+		old, now time.Duration
+		want     bool
+	}{
+		{0, 300 * time.Microsecond, true},                       // first measurement, tiny
+		{0, 0, false},                                           // still unmeasured
+		{300 * time.Microsecond, 0, true},                       // measurement lost
+		{10 * time.Millisecond, 11 * time.Millisecond, false},   // 10%
+		{10 * time.Millisecond, 13 * time.Millisecond, true},    // 30% and 3 ms
+		{300 * time.Microsecond, 900 * time.Microsecond, false}, // under 1 ms
+	}
+	for _, c := range cases {
+		if got := significantRTT(c.old, c.now); got != c.want {
+			t.Errorf("significantRTT(%v, %v) = %v, want %v", c.old, c.now, got, c.want)
+		}
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		a, b, _ := threeNodes(t, mn.opt(t))
+		if err := a.SetAttachments([]Attachment{{Connector: "k", Alive: true}}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, waitLong, "b sees a/k", func() bool { return hasAttachment(b, "a", "k", nil) })
+		start := time.Now()
+		if err := a.SetAttachments([]Attachment{{Connector: "k", Alive: true, RTT: 300 * time.Microsecond}}); err != nil {
+			t.Fatal(err)
+		}
+		a.mu.Lock()
+		dirty := a.entries[attachKey{"a", "k"}].dirty
+		a.mu.Unlock()
+		if dirty {
+			t.Errorf("first RTT: got dirty true, want it broadcast at once")
+		}
+		waitFor(t, waitLong, "b sees a/k's first RTT", func() bool {
+			return hasAttachment(b, "a", "k", func(x Attachment) bool { return x.RTT == 300*time.Microsecond })
+		})
+		if took := time.Since(start); took >= a.timing.RefreshInterval {
+			t.Errorf("b learned the first RTT after %v, not before the refresh (%v)", took, a.timing.RefreshInterval)
+		}
+	})
+}
+
 func TestLeaveAndDeath(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mn memNet
