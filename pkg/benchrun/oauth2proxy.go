@@ -34,15 +34,11 @@ const OAuth2ProxyVersion = "v7.15.6"
 // bearer token.
 const oauth2ProxyClientID = "postern-bench"
 
-// startOAuth2Proxy starts the issuer and the oauth2-proxy process at exe in
-// front of the backend, with a bearer token for it in s.bearer, and waits
-// until a request with the token reaches the backend and one without it
-// is refused.
-func (s *realSystem) startOAuth2Proxy(ctx context.Context, exe string) error {
-	issuer, err := s.startIssuer()
-	if err != nil {
-		return err
-	}
+// startOAuth2Proxy starts the oauth2-proxy process at exe in front of the
+// backend, trusting issuer (startIssuer), and waits until a request with
+// s.bearer reaches the backend and one without it is refused.
+func (s *realSystem) startOAuth2Proxy(ctx context.Context, exe, issuer string) error {
+	var err error
 	if s.oauth2Proxy, err = freeAddr("tcp"); err != nil {
 		return err
 	}
@@ -74,14 +70,56 @@ func (s *realSystem) startOAuth2Proxy(ctx context.Context, exe string) error {
 	return nil
 }
 
+// checkBearer waits until the postern-bearer app answers with s.bearer
+// through meshd, and checks that it refuses a request without it and one
+// with a token it must not accept: the row measures a real check.
+func (s *realSystem) checkBearer(ctx context.Context, c *http.Client) error {
+	url := "https://" + realBearerHost + "/hello"
+	if err := waitHTTPWith(ctx, c, url, s.bearerAuth, s.proc("meshd")); err != nil {
+		return err
+	}
+	nr := noRedirect(&http.Client{Transport: c.Transport, Timeout: c.Timeout})
+	for _, tok := range []string{"", s.bearer[:len(s.bearer)-4] + "AAAA"} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := nr.Do(req)
+		if err != nil {
+			return fmt.Errorf("benchrun: %s with a bad token: %w", realBearerHost, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			return fmt.Errorf("benchrun: %s answered %d without a valid token, want 401: the bearer check is off", realBearerHost, resp.StatusCode)
+		}
+	}
+	return nil
+}
+
 // bearerAuth adds the peer's bearer token to req.
 func (s *realSystem) bearerAuth(req *http.Request) {
 	req.Header.Set("Authorization", "Bearer "+s.bearer)
 }
 
+// realBearerSubject is the sub of the bench issuer's token, which the
+// postern-bearer app's policy names.
+const realBearerSubject = "bench-user"
+
+// workloadClaims are the claims a GitHub Actions job's OIDC token carries
+// besides the registered ones, so that the bench token is as long as the
+// tokens callers really send: 1.2 KB, as an Entra access token.
+var workloadClaims = map[string]any{
+	"jti": "5a8b0c0e-6f0e-4d47-9e7a-1c2d3e4f5a61", "ref": "refs/heads/main", "ref_type": "branch",
+	"sha": "9f3c1a2e8b4d4c7e9a150d2b7e6f4c8112ab34cd", "repository": "contoso/records", "repository_id": "712345678",
+	"repository_owner": "contoso", "run_id": "11223344556", "run_number": "421", "run_attempt": "1",
+	"actor": "octocat", "event_name": "push", "environment": "production", "workflow": "deploy",
+	"workflow_ref": "contoso/records/.github/workflows/deploy.yml@refs/heads/main",
+}
+
 // startIssuer serves an OpenID Connect discovery document and an RS256 key
 // set on loopback (plain HTTP), signs the bench user's token for
-// oauth2ProxyClientID into s.bearer and returns the issuer URL.
+// oauth2ProxyClientID into s.bearer and returns the issuer URL. The
+// oauth2-proxy peer and meshd's postern-bearer app trust it.
 func (s *realSystem) startIssuer() (string, error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -118,9 +156,9 @@ func (s *realSystem) startIssuer() (string, error) {
 		return "", err
 	}
 	now := time.Now()
-	s.bearer, err = jwt.Signed(signer).Claims(jwt.Claims{Issuer: issuer, Subject: "bench-user", Audience: jwt.Audience{oauth2ProxyClientID},
+	s.bearer, err = jwt.Signed(signer).Claims(jwt.Claims{Issuer: issuer, Subject: realBearerSubject, Audience: jwt.Audience{oauth2ProxyClientID},
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)), Expiry: jwt.NewNumericDate(now.Add(12 * time.Hour))}).
-		Claims(map[string]any{"email": "bench@example.test", "email_verified": true}).Serialize()
+		Claims(map[string]any{"email": "bench@example.test", "email_verified": true}).Claims(workloadClaims).Serialize()
 	if err != nil {
 		return "", err
 	}

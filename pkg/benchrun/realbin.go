@@ -90,7 +90,9 @@ type RealRow struct {
 	// Target is "direct" (load → backend), "postern" (load → meshd →
 	// WireGuard → connectord → backend, passthrough app), "postern-auth"
 	// (the same with a pre-authenticated app: every request's app cookie
-	// is verified and the policy checked at meshd), "postern-traced" (as
+	// is verified and the policy checked at meshd), "postern-bearer" (the
+	// same with a workload's bearer token instead of the cookie),
+	// "postern-traced" (as
 	// postern, through a second meshd and connectord with tracing on,
 	// every request sampled, exporting to a sink process; see
 	// startTraced) or "wg-splice" (load → stock
@@ -122,8 +124,9 @@ type RealRow struct {
 	// latency rows.
 	P50RatioToDirect *float64 `json:"p50_ratio_to_direct,omitempty"`
 	// RatioToPostern is RPS over the postern row's at the same
-	// concurrency: the cost of the cookie check and policy; set on
-	// postern-auth and postern-traced rows.
+	// concurrency: the cost of the cookie or bearer check and policy, or
+	// of tracing; set on postern-auth, postern-bearer and postern-traced
+	// rows.
 	RatioToPostern *float64 `json:"ratio_to_postern,omitempty"`
 	// CPURatioToPostern is the CPU per 10k requests of meshd and
 	// connectord over the postern row's at the same concurrency in the
@@ -367,6 +370,10 @@ func freeAddr(network string) (string, error) {
 const (
 	realHost     = "open.localhost"
 	realAuthHost = "secure.localhost"
+	// realBearerHost is a third copy of the app that admits a workload's
+	// bearer token from the bench issuer (the oauth2-proxy peer's, and
+	// the same token), verified and authorised at meshd on every request.
+	realBearerHost = "api.localhost"
 	// realTenant and realUser are the home tenant of the catalogue and
 	// the user the app cookie names, whom the policy allows.
 	realTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -387,7 +394,7 @@ func startReal(ctx context.Context, dir, bin, oauth2Proxy string) (_ *realSystem
 	if err != nil {
 		return nil, err
 	}
-	cert, err := ca.Issue(realHost, realAuthHost, "localhost", "127.0.0.1")
+	cert, err := ca.Issue(realHost, realAuthHost, realBearerHost, "localhost", "127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
@@ -409,10 +416,19 @@ func startReal(ctx context.Context, dir, bin, oauth2Proxy string) (_ *realSystem
 	if _, _, err := s.run(ctx, nil, filepath.Join(bin, "meshd"), "authority", "init", "--out", key); err != nil {
 		return nil, err
 	}
+	// The issuer of the bearer token (for postern-bearer and the
+	// oauth2-proxy peer) is up before meshd reads the catalogue.
+	issuer, err := s.startIssuer()
+	if err != nil {
+		return nil, err
+	}
 	cat := filepath.Join(dir, "catalog.yaml")
 	if err := os.WriteFile(cat, []byte(fmt.Sprintf(`home_tenant: %s
 connector_groups:
   - id: bench
+issuers:
+  - id: bench
+    issuer: %s
 apps:
   - id: open
     host: %s
@@ -427,7 +443,23 @@ apps:
     policy:
       allow:
         users: ["%s"]
-`, realTenant, realHost, s.backend, realAuthHost, s.backend, realUser)), 0o644); err != nil {
+  - id: api
+    host: %s
+    internal_url: http://%s
+    connector_group: bench
+    preauth: entra
+    bearer:
+      workloads:
+        - issuer: bench
+          audiences: ["%s"]
+    policy:
+      allow:
+        workloads:
+          - issuer: bench
+            claims:
+              sub: %s
+`, realTenant, issuer, realHost, s.backend, realAuthHost, s.backend, realUser,
+		realBearerHost, s.backend, oauth2ProxyClientID, realBearerSubject)), 0o644); err != nil {
 		return nil, err
 	}
 	authURL, err := s.startAuthKeys(cert)
@@ -457,10 +489,13 @@ apps:
 	if resp.StatusCode == http.StatusOK {
 		return nil, fmt.Errorf("benchrun: %s answered 200 without a cookie: sign-in is not enforced", realAuthHost)
 	}
+	if err := s.checkBearer(ctx, c); err != nil {
+		return nil, err
+	}
 	if err := s.startSplice(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.startOAuth2Proxy(ctx, oauth2Proxy); err != nil {
+	if err := s.startOAuth2Proxy(ctx, oauth2Proxy, issuer); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -735,7 +770,7 @@ func procMem(pid int) (peak, rss float64, err error) {
 // RealRowNames are the rows of a real-binaries run, in run order within a
 // round: the latency rows (each at every concurrency level), then the
 // one-stream bulk rows.
-var RealRowNames = []string{"direct", "postern", "postern-traced", "postern-auth", "wg-splice", "oauth2-proxy",
+var RealRowNames = []string{"direct", "postern", "postern-traced", "postern-auth", "postern-bearer", "wg-splice", "oauth2-proxy",
 	"bulk-direct", "bulk-postern", "bulk-wg-splice", "bulk-oauth2-proxy"}
 
 // realTarget is one thing the load measures: where it connects and which
@@ -800,6 +835,8 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 		{name: "postern-traced", url: "https://" + realHost, connect: sys.meshTraced, ca: sys.ca, procs: []string{"meshd-traced", "connectord-traced", "backend"}},
 		{name: "postern-auth", url: "https://" + realAuthHost, connect: sys.mesh, ca: sys.ca, cookie: sys.cookie,
 			procs: []string{"meshd", "connectord", "backend"}},
+		{name: "postern-bearer", url: "https://" + realBearerHost, connect: sys.mesh, ca: sys.ca, bearer: sys.bearer,
+			procs: []string{"meshd", "connectord", "backend"}},
 		{name: "wg-splice", url: "http://" + sys.splice, procs: []string{"splice-edge", "splice-inner", "backend"}},
 		{name: "oauth2-proxy", url: "http://" + sys.oauth2Proxy, bearer: sys.bearer, procs: []string{"oauth2-proxy", "backend"}},
 	}
@@ -818,9 +855,9 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 		}
 	}
 	for _, t := range targets {
-		// Bulk through the auth path adds one check per download, through
+		// Bulk through the auth paths adds one check per download, through
 		// the traced pair one span per download: nothing to see.
-		if t.cookie == nil && t.name != "postern-traced" && want("bulk-"+t.name) {
+		if t.cookie == nil && t.name != "postern-traced" && t.name != "postern-bearer" && want("bulk-"+t.name) {
 			specs = append(specs, spec{t, 1, true})
 		}
 	}
@@ -987,7 +1024,7 @@ func finishReal(rows []RealRow) []RealRow {
 			continue
 		}
 		for _, d := range out {
-			if (r.Target == "postern-auth" || r.Target == "postern-traced") && d.Target == "postern" && !d.Bulk && !r.Bulk && d.Concurrency == r.Concurrency && d.RPS > 0 {
+			if (r.Target == "postern-auth" || r.Target == "postern-bearer" || r.Target == "postern-traced") && d.Target == "postern" && !d.Bulk && !r.Bulk && d.Concurrency == r.Concurrency && d.RPS > 0 {
 				r.RatioToPostern = ptr(round(r.RPS/d.RPS, 3))
 				if c := proxyCPU(d.CPUPer10k); r.Target == "postern-traced" && c > 0 {
 					r.CPURatioToPostern = ptr(round(proxyCPU(r.CPUPer10k)/c, 3))

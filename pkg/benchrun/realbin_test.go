@@ -15,7 +15,9 @@ import (
 // are built, meshd, connectord and the backend run as processes of their
 // own and serve every row without an error through TLS, WireGuard and the
 // connector (postern-auth: with the dev-signed app cookie, which meshd
-// verifies — RunReal fails if the app answers without it; postern-traced:
+// verifies — RunReal fails if the app answers without it; postern-bearer:
+// with the bench issuer's token, which meshd verifies — RunReal fails if
+// the app does not answer 401 without it or with a forged one; postern-traced:
 // through the second pair, tracing on, exporting to the sink process), the
 // report has every row with its ratios and per-process CPU,
 // the memory of each process was read, and every process (the load
@@ -55,7 +57,7 @@ func TestRealShape(t *testing.T) {
 			t.Errorf("%s: rps %v p50 %v p99 %v", name, r.RPS, r.P50, r.P99)
 		}
 		switch r.Target {
-		case "postern", "postern-auth":
+		case "postern", "postern-auth", "postern-bearer":
 			procs = "backend,connectord,meshd"
 		case "postern-traced":
 			procs = "backend,connectord-traced,meshd-traced"
@@ -64,8 +66,8 @@ func TestRealShape(t *testing.T) {
 		case "oauth2-proxy":
 			procs = "backend,oauth2-proxy"
 		}
-		if (r.Target == "postern-auth" || r.Target == "postern-traced") != (r.RatioToPostern != nil) {
-			t.Errorf("%s: ratio to postern %v, want it on postern-auth and postern-traced rows only", name, r.RatioToPostern)
+		if (r.Target == "postern-auth" || r.Target == "postern-bearer" || r.Target == "postern-traced") != (r.RatioToPostern != nil) {
+			t.Errorf("%s: ratio to postern %v, want it on postern-auth, postern-bearer and postern-traced rows only", name, r.RatioToPostern)
 		}
 		if (r.Target == "postern-traced") != (r.CPURatioToPostern != nil && *r.CPURatioToPostern > 0) {
 			t.Errorf("%s: CPU ratio to postern %v, want it on postern-traced rows only", name, r.CPURatioToPostern)
@@ -81,8 +83,8 @@ func TestRealShape(t *testing.T) {
 			t.Errorf("%s: CPU of %v, want of %s", name, keys, procs)
 		}
 	}
-	want := "direct c=1,postern c=1,postern-traced c=1,postern-auth c=1,wg-splice c=1,oauth2-proxy c=1," +
-		"direct c=2,postern c=2,postern-traced c=2,postern-auth c=2,wg-splice c=2,oauth2-proxy c=2," +
+	want := "direct c=1,postern c=1,postern-traced c=1,postern-auth c=1,postern-bearer c=1,wg-splice c=1,oauth2-proxy c=1," +
+		"direct c=2,postern c=2,postern-traced c=2,postern-auth c=2,postern-bearer c=2,wg-splice c=2,oauth2-proxy c=2," +
 		"bulk-direct c=1,bulk-postern c=1,bulk-wg-splice c=1,bulk-oauth2-proxy c=1"
 	if strings.Join(got, ",") != want {
 		t.Errorf("rows: got %v, want %s", got, want)
