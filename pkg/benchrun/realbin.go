@@ -784,7 +784,8 @@ type realTarget struct {
 
 // RunReal builds the binaries into cfg.Dir, starts the system, runs every
 // row cfg.Rounds times interleaved (direct and postern at each
-// concurrency, then their bulk rows), reads the processes' memory, stops
+// concurrency, then their bulk rows; within each, every round starts one
+// row later: roundOrder), reads the processes' memory, stops
 // them and returns the report. It returns the rows completed so far with
 // any error; the processes are stopped in every case.
 func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
@@ -875,7 +876,9 @@ func RunReal(ctx context.Context, cfg RealConfig) (rep RealReport, err error) {
 	}
 	defer func() { rep.Rows = finishReal(rows) }()
 	for r := range rounds {
-		for i, sp := range specs {
+		sameGroup := func(i, j int) bool { return specs[i].c == specs[j].c && specs[i].bulk == specs[j].bulk }
+		for _, i := range roundOrder(len(specs), r, sameGroup) {
+			sp := specs[i]
 			a := LoadArgs{URL: sp.t.url + "/hello", Connect: sp.t.connect, CAFile: sp.t.ca, Cookie: sp.t.cookie, Bearer: sp.t.bearer, Concurrency: sp.c,
 				Warmup: cfg.Warmup, Duration: cfg.Duration}
 			if sp.bulk {
@@ -1025,7 +1028,11 @@ func finishReal(rows []RealRow) []RealRow {
 		}
 		for _, d := range out {
 			if (r.Target == "postern-auth" || r.Target == "postern-bearer" || r.Target == "postern-traced") && d.Target == "postern" && !d.Bulk && !r.Bulk && d.Concurrency == r.Concurrency && d.RPS > 0 {
-				r.RatioToPostern = ptr(round(r.RPS/d.RPS, 3))
+				q := r.RPS / d.RPS
+				if p, ok := pairedRatio(roundRPS(r.Rounds), roundRPS(d.Rounds)); ok {
+					q = p // rounds ran at the same time: their ratios are steadier
+				}
+				r.RatioToPostern = ptr(round(q, 3))
 				if c := proxyCPU(d.CPUPer10k); r.Target == "postern-traced" && c > 0 {
 					r.CPURatioToPostern = ptr(round(proxyCPU(r.CPUPer10k)/c, 3))
 				}
@@ -1051,6 +1058,36 @@ func perUnit(cpu map[string]float64, units float64) map[string]float64 {
 		m[k] = round(v/units, 3)
 	}
 	return m
+}
+
+// roundOrder returns the order of n rows in round r: rows of one group
+// (the same concurrency, or the bulk rows) stay together and in place, and
+// within a group each round starts one row later, so that no row always
+// runs first (after another concurrency's rows, or the start) on a machine
+// whose speed drifts.
+func roundOrder(n, r int, sameGroup func(i, j int) bool) []int {
+	var order []int
+	for start := 0; start < n; {
+		end := start + 1
+		for end < n && sameGroup(start, end) {
+			end++
+		}
+		size := end - start
+		for j := range size {
+			order = append(order, start+(j+r)%size)
+		}
+		start = end
+	}
+	return order
+}
+
+// roundRPS returns each round's req/s.
+func roundRPS(rounds []RealRound) []float64 {
+	out := make([]float64, len(rounds))
+	for k, x := range rounds {
+		out[k] = x.RPS
+	}
+	return out
 }
 
 func median(v []float64) float64 {

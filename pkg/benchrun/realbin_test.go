@@ -2,6 +2,7 @@ package benchrun
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"slices"
@@ -131,4 +132,57 @@ func TestRealRejectsUnknownRow(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("the run left %d entries in its directory", len(entries))
 	}
+}
+
+// TestRoundOrder: rows stay in their groups (a concurrency level, the bulk
+// rows) and each round starts one row later within each group.
+func TestRoundOrder(t *testing.T) {
+	groups := []int{1, 1, 1, 32, 32, 32, 0, 0}
+	same := func(i, j int) bool { return groups[i] == groups[j] }
+	for r, want := range []string{"[0 1 2 3 4 5 6 7]", "[1 2 0 4 5 3 7 6]", "[2 0 1 5 3 4 6 7]"} {
+		if got := fmt.Sprint(roundOrder(len(groups), r, same)); got != want {
+			t.Errorf("round %d: got %s, want %s", r, got, want)
+		}
+	}
+	if got := roundOrder(0, 3, same); len(got) != 0 {
+		t.Errorf("no rows: got %v", got)
+	}
+}
+
+// TestRealRatioPairsRounds: ratio_to_postern is the median of each round's
+// ratio, which a round where the whole machine slowed down does not skew;
+// with rounds missing on one side it falls back to the ratio of the
+// medians.
+func TestRealRatioPairsRounds(t *testing.T) {
+	rounds := func(rps ...float64) []RealRound {
+		var out []RealRound
+		for _, x := range rps {
+			out = append(out, RealRound{LoadResult: LoadResult{RPS: x, Total: 1}})
+		}
+		return out
+	}
+	// The machine slowed down by half from round 2 on, while postern-bearer's
+	// round 2 ran, before postern's round 3: the ratio of the medians
+	// would be 0.475.
+	rows := finishReal([]RealRow{
+		{Target: "postern", Concurrency: 32, Rounds: rounds(4000, 4000, 2000)},
+		{Target: "postern-bearer", Concurrency: 32, Rounds: rounds(3800, 1900, 1900)},
+	})
+	if got := rows[1].RatioToPostern; got == nil || *got != 0.95 {
+		t.Errorf("paired: got %v, want 0.95", got)
+	}
+	rows = finishReal([]RealRow{
+		{Target: "postern", Concurrency: 32, Rounds: rounds(2000, 2000)},
+		{Target: "postern-bearer", Concurrency: 32, Rounds: rounds(1800, 1800, 1700)},
+	})
+	if got := rows[1].RatioToPostern; got == nil || *got != 0.9 {
+		t.Errorf("unpaired: got %v, want the ratio of the medians, 0.9", fmtPtr(got))
+	}
+}
+
+func fmtPtr(p *float64) string {
+	if p == nil {
+		return "nil"
+	}
+	return fmt.Sprint(*p)
 }

@@ -290,17 +290,33 @@ func pairRatios(rows []Result, reps [][]Result) {
 			if b.Scenario != r.peer || b.Concurrency != r.Concurrency || len(reps[j]) != len(reps[i]) {
 				continue
 			}
-			var ratios []float64
-			for k, x := range reps[i] {
-				if y := reps[j][k]; y.RPS > 0 {
-					ratios = append(ratios, x.RPS/y.RPS)
-				}
+			xs, ys := make([]float64, len(reps[i])), make([]float64, len(reps[j]))
+			for k := range reps[i] {
+				xs[k], ys[k] = reps[i][k].RPS, reps[j][k].RPS
 			}
-			if len(ratios) == len(reps[i]) {
-				r.RatioToTunnel = ptr(round(median(ratios), 3))
+			if q, ok := pairedRatio(xs, ys); ok {
+				r.RatioToTunnel = ptr(round(q, 3))
 			}
 		}
 	}
+}
+
+// pairedRatio returns the median over the rounds of xs[k] / ys[k]: the
+// figures of two rows measured in the same rounds. ok is false when the
+// rows have other numbers of rounds (one failed midway) or a round of ys
+// measured nothing; the caller then keeps the ratio of the medians.
+func pairedRatio(xs, ys []float64) (q float64, ok bool) {
+	if len(xs) == 0 || len(xs) != len(ys) {
+		return 0, false
+	}
+	ratios := make([]float64, len(xs))
+	for k := range xs {
+		if ys[k] <= 0 {
+			return 0, false
+		}
+		ratios[k] = xs[k] / ys[k]
+	}
+	return median(ratios), true
 }
 
 // Name returns the row's scenario name, followed for a row with a
